@@ -1,0 +1,143 @@
+# strait: replication gateway for hybrid and multi-cloud PostgreSQL.
+#
+#   make            build straitd and straitctl
+#   make test       install dependencies, build, run unit (ASan+UBSan), fuzz-corpus
+#                   replay and integration tests
+#   make demo       install dependencies, build, run two sites on this machine
+#   make fuzz       run every libFuzzer target for FUZZ_TIME seconds each
+#   make deps       install build and test dependencies from Debian's packages
+
+VERSION := $(shell cat VERSION)
+
+CC      ?= cc
+CLANG   ?= clang
+CFLAGS  ?= -O2 -g
+PYTHON  ?= /usr/bin/python3
+PYTEST_ARGS ?=
+FUZZ_TIME ?= 60
+# Separate build trees (make BUILD=build-x) let several builds run side by side.
+BUILD   ?= build
+export STRAIT_BUILD := $(abspath $(BUILD))
+
+PG_INCLUDE := $(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
+
+WARNINGS := -Wall -Wextra -Werror -Wmissing-prototypes -Wstrict-prototypes \
+	-Wshadow -Wformat=2 -Wimplicit-fallthrough -Werror=vla -Wno-format-nonliteral
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -DSTRAIT_VERSION='"$(VERSION)"' \
+	-I. -I$(PG_INCLUDE) $(WARNINGS) -MMD -MP
+LDLIBS := -lpq -lssl -lcrypto -lzstd -levent_openssl -levent -lyaml -lmnl -lm
+
+SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+	-fno-sanitize-recover=all
+FUZZ_FLAGS := -O1 -g -fsanitize=fuzzer-no-link,address,undefined \
+	-fno-sanitize-recover=all -DSTRAIT_FUZZING
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+MODULES    := config tunnel replicator gateway
+MAIN_SRCS  := gateway/straitd.c gateway/straitctl.c
+LIB_SRCS   := $(filter-out $(MAIN_SRCS),$(wildcard $(addsuffix /*.c,$(MODULES))))
+UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
+FUZZ_SRCS  := $(wildcard tests/fuzz/fuzz_*.c)
+
+LIB_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+SAN_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/san/%.o)
+FUZZ_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/fuzzobj/%.o)
+UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+FUZZ_BINS  := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+
+.PHONY: all clean deps test unit fuzz-replay fuzz integration demo bench chaos install
+
+all: $(BUILD)/straitd $(BUILD)/straitctl
+
+$(BUILD)/straitd: $(BUILD)/obj/gateway/straitd.o $(BUILD)/libstrait.a
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/straitctl: $(BUILD)/obj/gateway/straitctl.o $(BUILD)/libstrait.a
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/libstrait.a: $(LIB_OBJS)
+	@echo "  AR      $@"
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -c -o $@ $<
+
+# Sanitizer build of the library and the unit tests.
+$(BUILD)/san/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC san  $<"
+	$(Q)$(CC) $(SAN_FLAGS) $(BASE_CFLAGS) -c -o $@ $<
+
+$(BUILD)/libstrait-san.a: $(SAN_OBJS)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/tests/%: $(BUILD)/san/tests/unit/%.o $(BUILD)/libstrait-san.a
+	@mkdir -p $(dir $@)
+	@echo "  LD san  $@"
+	$(Q)$(CC) $(SAN_FLAGS) -o $@ $^ -lcmocka $(LDLIBS)
+
+# libFuzzer builds (clang).
+$(BUILD)/fuzzobj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC fuzz $<"
+	$(Q)$(CLANG) $(FUZZ_FLAGS) $(BASE_CFLAGS) -c -o $@ $<
+
+$(BUILD)/libstrait-fuzz.a: $(FUZZ_OBJS)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/fuzz/%: $(BUILD)/fuzzobj/tests/fuzz/%.o $(BUILD)/libstrait-fuzz.a
+	@mkdir -p $(dir $@)
+	@echo "  LD fuzz $@"
+	$(Q)$(CLANG) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+deps:
+	$(Q)./tests/install-deps.sh
+
+unit: $(UNIT_BINS)
+	$(Q)set -e; for t in $(UNIT_BINS); do \
+		echo "== $$t"; ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+		STRAIT_SOURCE_DIR=$(CURDIR) $$t; done
+
+# Replays every fuzz corpus once under ASan/UBSan: a crash found before stays fixed.
+fuzz-replay: $(FUZZ_BINS)
+	$(Q)set -e; for f in $(FUZZ_BINS); do \
+		name=$${f#$(BUILD)/fuzz/fuzz_}; corpus=tests/fuzz/corpus/$$name; \
+		echo "== replay $$name ($$(ls $$corpus | wc -l) inputs)"; \
+		$$f -runs=0 $$corpus/* >/dev/null 2>$(BUILD)/fuzz/$$name.replay.log || \
+			{ cat $(BUILD)/fuzz/$$name.replay.log; exit 1; }; done
+
+fuzz: $(FUZZ_BINS)
+	$(Q)set -e; for f in $(FUZZ_BINS); do \
+		name=$${f#$(BUILD)/fuzz/fuzz_}; corpus=tests/fuzz/corpus/$$name; \
+		mkdir -p $(BUILD)/fuzz/new-$$name; \
+		echo "== fuzz $$name for $(FUZZ_TIME)s"; \
+		$$f -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
+			$(BUILD)/fuzz/new-$$name $$corpus 2>&1 | tail -n 12; done
+
+integration: all
+	$(Q)$(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests/integration
+
+test: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(MAKE) --no-print-directory unit
+	$(Q)$(MAKE) --no-print-directory fuzz-replay
+	$(Q)$(MAKE) --no-print-directory integration
+
+demo: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)./tests/demo.sh
+
+clean:
+	rm -rf $(BUILD)
+
+-include packaging/packaging.mk
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,31 @@
+#!/bin/sh
+# Installs every build and test dependency from Debian's packages. Idempotent:
+# when everything is present it touches nothing and needs no network.
+set -eu
+
+PACKAGES="make gcc clang libclang-rt-14-dev pkg-config
+libpq-dev libssl-dev libzstd-dev libevent-dev libyaml-dev libmnl-dev libcmocka-dev
+postgresql-15 postgresql-client-15 wireguard-go wireguard-tools iproute2 ethtool
+openssl procps python3 python3-pytest python3-psycopg"
+
+missing=""
+for p in $PACKAGES; do
+	status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+	[ "$status" = "installed" ] || missing="$missing $p"
+done
+
+if [ -z "$missing" ]; then
+	exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "install-deps: missing packages:$missing" >&2
+	echo "install-deps: run 'make deps' as root, or install them with apt-get" >&2
+	exit 1
+fi
+
+echo "install-deps: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+# shellcheck disable=SC2086
+apt-get install -y -q --no-install-recommends $missing
