@@ -5,8 +5,8 @@ set -eu
 
 PACKAGES="make gcc clang libclang-rt-14-dev pkg-config
 libpq-dev libssl-dev libzstd-dev libevent-dev libyaml-dev libmnl-dev libcmocka-dev
-postgresql-15 postgresql-client-15 wireguard-go wireguard-tools iproute2 ethtool
-openssl procps python3 python3-pytest python3-psycopg"
+postgresql-15 postgresql-client-15 wireguard-go wireguard-tools iproute2 iputils-ping ethtool
+openssl procps python3 python3-pytest python3-psycopg python3-yaml"
 
 missing=""
 for p in $PACKAGES; do

@@ -1,0 +1,55 @@
+/*
+ * control.h — the control socket that straitctl talks to.
+ *
+ * A unix stream socket, owner-only (0600) by default. The protocol is one
+ * request and one reply per connection:
+ *
+ *   request:  words separated by TAB, ending with "\n" (at most 4 KiB)
+ *   reply:    "ok\n" or "error\n", then the body, then the server closes
+ *
+ * A handler may answer later (long operations): it keeps the request and calls
+ * control_reply() once. If the client went away meanwhile, the reply is
+ * dropped and the request freed all the same.
+ */
+#ifndef STRAIT_CONTROL_H
+#define STRAIT_CONTROL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct event_base;
+struct control_server;
+struct control_request;
+
+#define CONTROL_MAX_REQUEST 4096
+#define CONTROL_MAX_ARGS 32
+
+typedef void (*control_handler_fn)(struct control_request *req, int argc, char **argv, void *arg);
+
+struct control_command {
+	const char *name;
+	control_handler_fn handler;
+};
+
+/*
+ * Binds path (creating its directory, replacing a stale socket, refusing one a
+ * live daemon still answers on). commands ends with a {NULL, NULL} entry.
+ * Returns NULL on failure (logged).
+ */
+struct control_server *control_listen(struct event_base *base, const char *path,
+		const struct control_command *commands, void *arg);
+/* Closes the listener, unlinks the socket, drops pending requests. NULL is fine. */
+void control_close(struct control_server *srv);
+
+/* Sends the reply and frees req. body may be NULL. */
+void control_reply(struct control_request *req, bool ok, const char *body);
+
+/*
+ * Client side, for straitctl: sends argv as one request and reads the whole
+ * reply. Returns 0 with *ok and *body (caller frees) set, or -1 with a message
+ * in err.
+ */
+int control_call(const char *path, int argc, char **argv, bool *ok, char **body,
+		char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,355 @@
+/*
+ * straitctl.c — the operator's tool: checks configs, makes keys, and talks to
+ * the local straitd over its control socket.
+ *
+ * Subcommands come from one table that also prints the usage. The daemon's
+ * socket is --socket PATH, or control.socket of --config FILE (default
+ * /etc/strait/strait.yaml).
+ */
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "gateway/control.h"
+#include "tunnel/wgkey.h"
+
+struct ctl_globals {
+	const char *config_path;
+	const char *socket_path;
+};
+
+struct ctl_command {
+	const char *name;
+	int (*run)(struct ctl_globals *g, int argc, char **argv);
+	const char *args;
+	const char *description;
+	const char *help;
+};
+
+static const struct ctl_command *ctl_find(const char *name);
+
+/* Prints a subcommand's help when argv holds -h/--help; returns true if it did. */
+static bool ctl_wants_help(const char *name, int argc, char **argv)
+{
+	const struct ctl_command *cmd = ctl_find(name);
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0)
+			break;
+		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			printf("Usage: straitctl %s%s%s\n%s\n%s", cmd->name, *cmd->args ? " " : "",
+			       cmd->args, cmd->description, cmd->help);
+			return true;
+		}
+	}
+	return false;
+}
+
+static int ctl_bad_usage(const char *name, const char *what)
+{
+	fprintf(stderr, "straitctl %s: %s\nTry \"straitctl %s --help\" for more information.\n",
+		name, what, name);
+	return 2;
+}
+
+/* Resolves the control socket: --socket, or control.socket of the config. */
+static char *ctl_socket_path(struct ctl_globals *g)
+{
+	struct config_diags diags = { 0 };
+	struct strait_config *cfg;
+	char *path;
+
+	if (g->socket_path)
+		return strdup(g->socket_path);
+	cfg = config_load_file(g->config_path, &diags);
+	if (!cfg) {
+		config_diags_print(stderr, &diags);
+		fprintf(stderr, "straitctl: could not find the control socket: \"%s\" does not load "
+			"(give --socket PATH, or --config FILE)\n", g->config_path);
+		config_diags_free(&diags);
+		return NULL;
+	}
+	path = strdup(cfg->control.socket);
+	config_free(cfg);
+	config_diags_free(&diags);
+	return path;
+}
+
+/* Sends one request to straitd and prints its reply. Exit code 0, 1 or 3 (unreachable). */
+static int ctl_call(struct ctl_globals *g, int argc, char **argv)
+{
+	char err[512], *body = NULL, *path;
+	bool ok = false;
+	int code;
+
+	path = ctl_socket_path(g);
+	if (!path)
+		return 1;
+	if (control_call(path, argc, argv, &ok, &body, err, sizeof(err)) < 0) {
+		fprintf(stderr, "straitctl: %s\n", err);
+		free(path);
+		return 3;
+	}
+	fputs(body, ok ? stdout : stderr);
+	code = ok ? 0 : 1;
+	free(body);
+	free(path);
+	return code;
+}
+
+static int ctl_status(struct ctl_globals *g, int argc, char **argv)
+{
+	char *req[2] = { "status", "--json" };
+	bool json = false;
+
+	if (ctl_wants_help("status", argc, argv))
+		return 0;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			json = true;
+		else
+			return ctl_bad_usage("status", "unexpected argument");
+	}
+	return ctl_call(g, json ? 2 : 1, req);
+}
+
+static int ctl_reload(struct ctl_globals *g, int argc, char **argv)
+{
+	char *req[1] = { "reload" };
+
+	if (ctl_wants_help("reload", argc, argv))
+		return 0;
+	if (argc > 1)
+		return ctl_bad_usage("reload", "unexpected argument");
+	return ctl_call(g, 1, req);
+}
+
+static int ctl_check_config(struct ctl_globals *g, int argc, char **argv)
+{
+	struct config_diags diags = { 0 };
+	struct strait_config *cfg;
+	const char *path = g->config_path;
+	bool print = false, files = false, have_path = false;
+	int code = 1;
+
+	if (ctl_wants_help("check-config", argc, argv))
+		return 0;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--print") == 0)
+			print = true;
+		else if (strcmp(argv[i], "--files") == 0)
+			files = true;
+		else if (argv[i][0] == '-' && argv[i][1] != '\0')
+			return ctl_bad_usage("check-config", "unknown option");
+		else if (have_path)
+			return ctl_bad_usage("check-config", "more than one file given");
+		else
+			path = argv[i], have_path = true;
+	}
+
+	cfg = config_load_file(path, &diags);
+	if (cfg && files && !config_check_files(cfg, &diags)) {
+		config_free(cfg);
+		cfg = NULL;
+	}
+	config_diags_print(stderr, &diags);
+	if (!cfg) {
+		fprintf(stderr, "straitctl: \"%s\" has errors\n", path);
+		goto out;
+	}
+	if (print)
+		config_print(stdout, cfg);
+	else
+		printf("%s: ok (%zu sites, %zu streams)\n", path, cfg->n_sites, cfg->n_streams);
+	code = 0;
+out:
+	config_free(cfg);
+	config_diags_free(&diags);
+	return code;
+}
+
+static int ctl_config_reference(struct ctl_globals *g, int argc, char **argv)
+{
+	(void)g;
+	if (ctl_wants_help("config-reference", argc, argv))
+		return 0;
+	if (argc > 1)
+		return ctl_bad_usage("config-reference", "unexpected argument");
+	config_print_reference(stdout);
+	return 0;
+}
+
+static int ctl_genkey(struct ctl_globals *g, int argc, char **argv)
+{
+	uint8_t priv[WGKEY_LEN];
+	char b64[WGKEY_B64_LEN + 1], err[256];
+
+	(void)g;
+	if (ctl_wants_help("genkey", argc, argv))
+		return 0;
+	if (argc > 1)
+		return ctl_bad_usage("genkey", "unexpected argument");
+	if (isatty(STDOUT_FILENO))
+		fprintf(stderr, "straitctl: warning: writing a private key to a terminal\n");
+	if (!wgkey_generate(priv, err, sizeof(err))) {
+		fprintf(stderr, "straitctl: %s\n", err);
+		return 1;
+	}
+	wgkey_to_base64(priv, b64);
+	printf("%s\n", b64);
+	wgkey_wipe(priv, sizeof(priv));
+	wgkey_wipe(b64, sizeof(b64));
+	return 0;
+}
+
+static int ctl_pubkey(struct ctl_globals *g, int argc, char **argv)
+{
+	uint8_t priv[WGKEY_LEN], pub[WGKEY_LEN];
+	char line[256], b64[WGKEY_B64_LEN + 1], err[256];
+	int code = 1;
+
+	(void)g;
+	if (ctl_wants_help("pubkey", argc, argv))
+		return 0;
+	if (argc > 1)
+		return ctl_bad_usage("pubkey", "unexpected argument");
+	if (!fgets(line, sizeof(line), stdin) || !wgkey_from_base64(line, priv)) {
+		fprintf(stderr, "straitctl: standard input does not hold a base64 WireGuard private key\n");
+		goto out;
+	}
+	if (!wgkey_public(priv, pub, err, sizeof(err))) {
+		fprintf(stderr, "straitctl: %s\n", err);
+		goto out;
+	}
+	wgkey_to_base64(pub, b64);
+	printf("%s\n", b64);
+	code = 0;
+out:
+	wgkey_wipe(line, sizeof(line));
+	wgkey_wipe(priv, sizeof(priv));
+	return code;
+}
+
+static int ctl_help(struct ctl_globals *g, int argc, char **argv);
+
+static const struct ctl_command ctl_commands[] = {
+	{ "status", ctl_status, "[--json]",
+	  "Show the site, its peers and its streams as the running straitd sees them.",
+	  "  --json    print one JSON document instead of the outline\n" },
+	{ "check-config", ctl_check_config, "[--print] [--files] [FILE]",
+	  "Check a config file (default: --config) and exit 0, or 1 with every error.\n"
+	  "It changes nothing and may run while a daemon uses the same file.",
+	  "  --print   print the normalized config with every default filled in\n"
+	  "  --files   also open every file the config names (keys, certificates)\n"
+	  "            and check their permissions\n" },
+	{ "reload", ctl_reload, "",
+	  "Ask straitd to reload its config, like SIGHUP, and report whether it took.", "" },
+	{ "genkey", ctl_genkey, "",
+	  "Print a new base64 WireGuard private key (like wg genkey).", "" },
+	{ "pubkey", ctl_pubkey, "",
+	  "Read a base64 private key on standard input and print its public key\n"
+	  "(like wg pubkey).", "" },
+	{ "config-reference", ctl_config_reference, "",
+	  "Print every config key with its type, default, whether a reload can change\n"
+	  "it, and what it does.", "" },
+	{ "help", ctl_help, "[COMMAND]", "Show help for straitctl or one of its commands.", "" },
+	{ NULL, NULL, NULL, NULL, NULL },
+};
+
+static const struct ctl_command *ctl_find(const char *name)
+{
+	for (const struct ctl_command *c = ctl_commands; c->name; c++) {
+		if (strcmp(c->name, name) == 0)
+			return c;
+	}
+	return NULL;
+}
+
+static void ctl_usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: straitctl [--config FILE | --socket PATH] COMMAND [ARGS]...\n"
+		"The strait operator's tool.\n"
+		"\n"
+		"  -c, --config FILE   site config (default " CONFIG_DEFAULT_PATH "); its\n"
+		"                      control.socket locates the daemon\n"
+		"  -S, --socket PATH   the daemon's control socket\n"
+		"  -h, --help          show this help and exit\n"
+		"  -V, --version       show the version and exit\n"
+		"\n"
+		"Commands:\n");
+	for (const struct ctl_command *c = ctl_commands; c->name; c++) {
+		const char *nl = strchr(c->description, '\n');
+		int len = nl ? (int)(nl - c->description) : (int)strlen(c->description);
+		fprintf(out, "  %-18s %.*s\n", c->name, len, c->description);
+	}
+	fprintf(out, "\nRun \"straitctl COMMAND --help\" for a command's options.\n");
+}
+
+static int ctl_help(struct ctl_globals *g, int argc, char **argv)
+{
+	const struct ctl_command *cmd;
+	char *args[2];
+
+	(void)g;
+	if (argc < 2) {
+		ctl_usage(stdout);
+		return 0;
+	}
+	cmd = ctl_find(argv[1]);
+	if (!cmd)
+		return ctl_bad_usage("help", "unknown command");
+	args[0] = (char *)cmd->name;
+	args[1] = "--help";
+	return ctl_wants_help(cmd->name, 2, args) ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "socket", required_argument, NULL, 'S' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct ctl_globals g = { .config_path = CONFIG_DEFAULT_PATH };
+	const struct ctl_command *cmd;
+	int c;
+
+	/* "+" stops at the first non-option: the rest belongs to the subcommand. */
+	while ((c = getopt_long(argc, argv, "+c:S:hV", options, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			g.config_path = optarg;
+			break;
+		case 'S':
+			g.socket_path = optarg;
+			break;
+		case 'h':
+			ctl_usage(stdout);
+			return 0;
+		case 'V':
+			printf("straitctl %s\n", STRAIT_VERSION);
+			return 0;
+		default:
+			fprintf(stderr, "Try \"straitctl --help\" for more information.\n");
+			return 2;
+		}
+	}
+	if (optind >= argc) {
+		ctl_usage(stderr);
+		return 2;
+	}
+	cmd = ctl_find(argv[optind]);
+	if (!cmd) {
+		fprintf(stderr, "straitctl: unknown command \"%s\"\n"
+			"Try \"straitctl --help\" for more information.\n", argv[optind]);
+		return 2;
+	}
+	return cmd->run(&g, argc - optind, argv + optind);
+}

@@ -1,0 +1,441 @@
+"""Test harness for strait's integration tests: real PostgreSQL servers, network
+namespace "sites" joined through a bridge, and straitd processes, all started
+by the test and stopped by pid when it ends (also when it fails).
+
+Nothing here waits with a bare sleep: every wait polls a condition with a
+deadline (wait_until).
+"""
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("STRAIT_BUILD", os.path.join(REPO, "build"))
+STRAITD = os.path.join(BUILD, "straitd")
+STRAITCTL = os.path.join(BUILD, "straitctl")
+PG_BIN = "/usr/lib/postgresql/15/bin"
+TEST_USER = "strait-test"          # PostgreSQL refuses to run as root
+WAN_PREFIX = "192.0.2."            # TEST-NET-1, never routed
+
+IS_ROOT = os.geteuid() == 0
+
+
+class HarnessError(Exception):
+    pass
+
+
+def wait_until(predicate, timeout=10.0, interval=0.05, what="condition"):
+    """Polls predicate() until it returns a true value, which is returned."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # the condition may not be checkable yet
+            last_exc = exc
+        if time.monotonic() >= deadline:
+            detail = f" (last error: {last_exc})" if last_exc else ""
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}{detail}")
+        time.sleep(interval)
+
+
+def run(cmd, check=True, **kw):
+    kw.setdefault("capture_output", True)
+    kw.setdefault("text", True)
+    res = subprocess.run(cmd, **kw)
+    if check and res.returncode != 0:
+        raise HarnessError(f"{cmd!r} exited {res.returncode}: {res.stderr.strip()}")
+    return res
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kill_pid(pid, sig=signal.SIGTERM, timeout=10.0):
+    """Signals pid and waits for it to go; SIGKILL after timeout."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+# --------------------------------------------------------------------------
+# Scratch space that the unprivileged PostgreSQL user can reach
+
+def test_user():
+    """The unprivileged account servers run as (created when root)."""
+    if not IS_ROOT:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    try:
+        pwd.getpwnam(TEST_USER)
+    except KeyError:
+        run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+             TEST_USER])
+    return TEST_USER
+
+
+def scratch_dir(prefix):
+    """A directory under /tmp that the test user can enter (pytest's are 0700)."""
+    path = tempfile.mkdtemp(prefix=f"strait-{prefix}-")
+    os.chmod(path, 0o755)
+    return path
+
+
+def as_test_user(cmd):
+    if IS_ROOT:
+        return ["runuser", "-u", test_user(), "--"] + cmd
+    return cmd
+
+
+# --------------------------------------------------------------------------
+# PostgreSQL
+
+class PgServer:
+    """A PostgreSQL 15 server with wal_level=logical, run by the test user.
+
+    It listens on a unix socket in its own directory and, when given, on
+    listen_addresses (for servers inside a namespace site)."""
+
+    def __init__(self, name, netns=None, listen_addresses="", settings=None):
+        self.name = name
+        self.netns = netns
+        self.base = scratch_dir(f"pg-{name}")
+        self.datadir = os.path.join(self.base, "data")
+        self.sockdir = os.path.join(self.base, "sock")
+        self.logfile = os.path.join(self.base, "postgres.log")
+        self.port = free_port()
+        self.listen_addresses = listen_addresses
+        self.settings = settings or {}
+        self.pid = None
+        user = test_user()
+        os.makedirs(self.sockdir)
+        if IS_ROOT:
+            shutil.chown(self.base, user)
+            shutil.chown(self.sockdir, user)
+        run(as_test_user([f"{PG_BIN}/initdb", "-D", self.datadir, "-U", "postgres",
+                          "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"]))
+        conf = {
+            "port": self.port,
+            "listen_addresses": f"'{listen_addresses}'",
+            "unix_socket_directories": f"'{self.sockdir}'",
+            "wal_level": "logical",
+            "max_wal_senders": 16,
+            "max_replication_slots": 16,
+            "max_logical_replication_workers": 8,
+            "fsync": "off",             # a crashed process, not a crashed OS
+            "shared_buffers": "64MB",
+            "log_min_messages": "warning",
+            "logging_collector": "off",
+        }
+        conf.update(self.settings)
+        with open(os.path.join(self.datadir, "postgresql.conf"), "a") as f:
+            for k, v in conf.items():
+                f.write(f"{k} = {v}\n")
+        if listen_addresses:
+            with open(os.path.join(self.datadir, "pg_hba.conf"), "a") as f:
+                f.write("host all all 0.0.0.0/0 trust\n")
+                f.write("host replication all 0.0.0.0/0 trust\n")
+
+    def _cmd(self, cmd):
+        cmd = as_test_user(cmd)
+        if self.netns:
+            cmd = ["ip", "netns", "exec", self.netns] + cmd
+        return cmd
+
+    def start(self):
+        run(self._cmd([f"{PG_BIN}/pg_ctl", "-D", self.datadir, "-l", self.logfile,
+                       "-w", "-t", "60", "start"]))
+        with open(os.path.join(self.datadir, "postmaster.pid")) as f:
+            self.pid = int(f.readline())
+        return self
+
+    def stop(self, mode="fast"):
+        if self.pid is None:
+            return
+        res = run(self._cmd([f"{PG_BIN}/pg_ctl", "-D", self.datadir, "-m", mode, "-w",
+                             "-t", "60", "stop"]), check=False)
+        if res.returncode != 0:
+            kill_pid(self.pid, signal.SIGQUIT)
+        self.pid = None
+
+    def restart(self, mode="fast"):
+        self.stop(mode)
+        self.start()
+
+    def cleanup(self):
+        if self.pid is not None:
+            kill_pid(self.pid, signal.SIGQUIT)
+            self.pid = None
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def dsn(self, dbname="postgres", user="postgres"):
+        return f"host={self.sockdir} port={self.port} dbname={dbname} user={user}"
+
+    def connect(self, dbname="postgres"):
+        import psycopg
+        return psycopg.connect(self.dsn(dbname), autocommit=True)
+
+    def sql(self, query, params=None, dbname="postgres"):
+        """Runs one statement; returns its rows (or [] when it returns none)."""
+        with self.connect(dbname) as conn:
+            cur = conn.execute(query, params)
+            return cur.fetchall() if cur.description else []
+
+    def createdb(self, dbname):
+        self.sql(f'CREATE DATABASE "{dbname}"')
+
+    def pgbench(self, *args, dbname="postgres"):
+        return run(["pgbench", "-h", self.sockdir, "-p", str(self.port), "-U", "postgres"]
+                   + list(args) + [dbname])
+
+    def log_text(self):
+        with contextlib.suppress(FileNotFoundError):
+            with open(self.logfile) as f:
+                return f.read()
+        return ""
+
+
+# --------------------------------------------------------------------------
+# Network namespace sites
+
+class Site:
+    """One network namespace joined to the others through a bridge.
+
+    .ns is the namespace, .wan_if its veth, .wan_ip its 192.0.2.x address."""
+
+    def __init__(self, ns, wan_if, wan_ip):
+        self.ns = ns
+        self.wan_if = wan_if
+        self.wan_ip = wan_ip
+
+    def cmd(self, cmd):
+        return ["ip", "netns", "exec", self.ns] + list(cmd)
+
+    def run(self, cmd, check=True, **kw):
+        return run(self.cmd(cmd), check=check, **kw)
+
+    def popen(self, cmd, **kw):
+        return subprocess.Popen(self.cmd(cmd), **kw)
+
+    def counters(self):
+        """(rx_bytes, tx_bytes) of the WAN veth, as the kernel counts them."""
+        base = f"/sys/class/net/{self.wan_if}/statistics"
+        out = self.run(["cat", f"{base}/rx_bytes", f"{base}/tx_bytes"]).stdout.split()
+        return int(out[0]), int(out[1])
+
+    def set_wan(self, up):
+        self.run(["ip", "link", "set", self.wan_if, "up" if up else "down"])
+
+
+class SiteNetwork:
+    """n namespace sites on a shared bridge (itself in a hub namespace)."""
+
+    def __init__(self, n, tag=None):
+        tag = tag or f"{os.getpid() % 100000}{int(time.monotonic() * 1000) % 1000}"
+        self.hub = f"sthub{tag}"
+        self.sites = []
+        self.namespaces = []
+        run(["ip", "netns", "add", self.hub])
+        self.namespaces.append(self.hub)
+        self._hub(["ip", "link", "add", "br0", "type", "bridge"])
+        self._hub(["ip", "link", "set", "br0", "up"])
+        for i in range(n):
+            ns = f"st{tag}s{i}"
+            run(["ip", "netns", "add", ns])
+            self.namespaces.append(ns)
+            run(["ip", "link", "add", "name", "wan0", "netns", ns, "type", "veth",
+                 "peer", "name", f"port{i}", "netns", self.hub])
+            self._hub(["ip", "link", "set", f"port{i}", "master", "br0", "up"])
+            ip = f"{WAN_PREFIX}{i + 1}"
+            site = Site(ns, "wan0", ip)
+            site.run(["ip", "link", "set", "lo", "up"])
+            site.run(["ip", "addr", "add", f"{ip}/24", "dev", "wan0"])
+            site.run(["ip", "link", "set", "wan0", "up"])
+            self.sites.append(site)
+
+    def _hub(self, cmd):
+        return run(["ip", "netns", "exec", self.hub] + cmd)
+
+    def cleanup(self):
+        for ns in reversed(self.namespaces):
+            run(["ip", "netns", "del", ns], check=False)
+        self.namespaces = []
+
+
+# --------------------------------------------------------------------------
+# Keys and configs
+
+def make_keypair():
+    """(private_b64, public_b64) from straitctl genkey/pubkey."""
+    priv = run([STRAITCTL, "genkey"]).stdout.strip()
+    pub = run([STRAITCTL, "pubkey"], input=priv + "\n").stdout.strip()
+    return priv, pub
+
+
+def write_private_key(path, private_b64):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(private_b64 + "\n")
+
+
+def write_config(path, config):
+    with open(path, "w") as f:
+        yaml.safe_dump(config, f, sort_keys=False)
+    return path
+
+
+def site_config(base, cluster, sites, streams=(), backend="none", extra=None):
+    """The cluster's config as a dict.
+
+    sites: list of dicts with name, role, endpoint, tunnel_address, public_key,
+    database. The per-host paths (private_key_file, state_dir, control.socket)
+    are filled in per host by host_config()."""
+    cfg = {
+        "cluster": cluster,
+        "private_key_file": os.path.join(base, "wireguard.key"),
+        "state_dir": os.path.join(base, "state"),
+        "sites": {s["name"]: {k: v for k, v in s.items() if k != "name"} for s in sites},
+        "tunnel": {"backend": backend, "interface": "strait0"},
+        "tls": {"ca": os.path.join(base, "tls", "ca.crt"),
+                "cert": os.path.join(base, "tls", "site.crt"),
+                "key": os.path.join(base, "tls", "site.key")},
+        "control": {"socket": os.path.join(base, "control.sock")},
+    }
+    if streams:
+        cfg["streams"] = list(streams)
+    if extra:
+        cfg.update(extra)
+    return cfg
+
+
+def host_config(cluster_cfg, host_dir):
+    """The same cluster config with this host's own paths under host_dir."""
+    cfg = yaml.safe_load(yaml.safe_dump(cluster_cfg))
+    cfg["private_key_file"] = os.path.join(host_dir, "wireguard.key")
+    cfg["state_dir"] = os.path.join(host_dir, "state")
+    cfg["control"] = dict(cfg.get("control") or {}, socket=os.path.join(host_dir, "control.sock"))
+    cfg.setdefault("metrics", {})["listen"] = f"127.0.0.1:{free_port()}"
+    tls = cfg.setdefault("tls", {})
+    for k, name in (("ca", "ca.crt"), ("cert", "site.crt"), ("key", "site.key")):
+        tls[k] = os.path.join(host_dir, "tls", name)
+    return cfg
+
+
+# --------------------------------------------------------------------------
+# straitd
+
+class Straitd:
+    """One straitd process, optionally inside a namespace site."""
+
+    def __init__(self, config_path, site=None, netns=None, args=(), env=None, log_level="debug"):
+        self.config_path = config_path
+        self.site = site
+        self.netns = netns
+        self.args = list(args)
+        self.env = env
+        self.log_level = log_level
+        self.proc = None
+        self.logfile = config_path + f".{site or 'straitd'}.log"
+        with open(config_path) as f:
+            cfg = yaml.safe_load(f)
+        self.socket = (cfg.get("control") or {}).get("socket", "/run/strait/control.sock")
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def command(self):
+        cmd = [STRAITD, "--config", self.config_path, "--log-level", self.log_level]
+        if self.site:
+            cmd += ["--site", self.site]
+        cmd += self.args
+        if self.netns:
+            cmd = ["ip", "netns", "exec", self.netns] + cmd
+        return cmd
+
+    def start(self, wait=True, timeout=15.0):
+        env = dict(os.environ, **(self.env or {}))
+        log = open(self.logfile, "a")
+        # ip netns exec execs straitd in place, so the pid is straitd's own.
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, env=env)
+        log.close()
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout=15.0):
+        def ready():
+            if self.proc.poll() is not None:
+                raise HarnessError(f"straitd exited {self.proc.returncode}:\n{self.log_text()}")
+            return self.ctl("ping", check=False).returncode == 0
+        try:
+            wait_until(ready, timeout, what="straitd's control socket")
+        except TimeoutError:
+            raise HarnessError(f"straitd did not become ready:\n{self.log_text()}")
+
+    def ctl(self, *args, check=True, timeout=60):
+        return run([STRAITCTL, "--socket", self.socket] + list(args), check=check,
+                   timeout=timeout)
+
+    def status(self):
+        import json
+        return json.loads(self.ctl("status", "--json").stdout)
+
+    def signal(self, sig):
+        os.kill(self.proc.pid, sig)
+
+    def reload(self):
+        self.signal(signal.SIGHUP)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_exit(self, timeout=15.0):
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self, timeout=15.0):
+        """SIGTERM, then the exit code (SIGKILL if it does not stop in time)."""
+        if not self.proc or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise HarnessError(f"straitd did not stop on SIGTERM:\n{self.log_text()}")
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def log_text(self):
+        with contextlib.suppress(FileNotFoundError):
+            with open(self.logfile) as f:
+                return f.read()
+        return ""
