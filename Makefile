@@ -134,7 +134,7 @@ test: deps
 
 demo: deps
 	$(Q)$(MAKE) --no-print-directory all
-	$(Q)./tests/demo.sh
+	$(Q)$(PYTHON) tests/demo.py
 
 clean:
 	rm -rf $(BUILD)
