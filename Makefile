@@ -43,16 +43,21 @@ MAIN_SRCS  := gateway/straitd.c gateway/straitctl.c
 LIB_SRCS   := $(filter-out $(MAIN_SRCS),$(wildcard $(addsuffix /*.c,$(MODULES))))
 UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
 FUZZ_SRCS  := $(wildcard tests/fuzz/fuzz_*.c)
+TOOL_SRCS  := $(wildcard tests/tools/*.c)
 
 LIB_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 SAN_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/san/%.o)
 FUZZ_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/fuzzobj/%.o)
 UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_BINS  := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+TOOL_BINS  := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 
-.PHONY: all clean deps test unit fuzz-replay fuzz integration demo bench chaos install
+.PHONY: all tools clean deps test unit fuzz-replay fuzz integration demo bench chaos install
 
 all: $(BUILD)/straitd $(BUILD)/straitctl
+
+# Drivers that integration tests use to exercise one module against real servers.
+tools: $(TOOL_BINS)
 
 $(BUILD)/straitd: $(BUILD)/obj/gateway/straitd.o $(BUILD)/libstrait.a
 	@echo "  LD      $@"
@@ -70,6 +75,11 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS) $(BASE_CFLAGS) -c -o $@ $<
+
+$(BUILD)/tools/%: $(BUILD)/obj/tests/tools/%.o $(BUILD)/libstrait.a
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # Sanitizer build of the library and the unit tests.
 $(BUILD)/san/%.o: %.c
@@ -123,7 +133,7 @@ fuzz: $(FUZZ_BINS)
 		$$f -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
 			$(BUILD)/fuzz/new-$$name $$corpus 2>&1 | tail -n 12; done
 
-integration: all
+integration: all tools
 	$(Q)$(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests/integration
 
 test: deps
