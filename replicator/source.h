@@ -1,0 +1,88 @@
+/*
+ * source.h — a stream's source: the logical replication connection to the
+ * primary's PostgreSQL, cut into batches for the relay link.
+ *
+ * The source creates what it needs when missing (the stream's publication and
+ * a pgoutput slot owned by strait), then streams with START_REPLICATION ...
+ * LOGICAL (protocol version 2) from the position the sink asks for. It never
+ * reinterprets rows: it passes pgoutput messages on, framed as a batch body
+ * (each message as a u32 big-endian length and the message), cut at
+ * transaction ends. A transaction larger than the batch limit spans several
+ * batches; every other batch holds whole transactions.
+ *
+ * Transactions that were applied by strait itself (they carry an Origin whose
+ * name starts with "strait_") are passed on empty — Begin, their Relation and
+ * Type messages, Commit — so streams in both directions never loop, while the
+ * sink still learns the relation shapes and advances its position.
+ *
+ * The slot's flush position only moves to what the owner confirms with
+ * source_confirm(): what the sink committed (durability remote) or what the
+ * spool holds durably (durability spool).
+ *
+ * Non-blocking libpq inside the caller's libevent loop. Ownership: the caller
+ * owns the source and frees it with source_free() — never inside one of the
+ * source's own callbacks (schedule it); the batch pointer given to the batch
+ * callback is valid during the call only.
+ */
+#ifndef STRAIT_SOURCE_H
+#define STRAIT_SOURCE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct json_out;
+struct source;
+
+struct source_config {
+	const char *stream;          /* for messages and the slot name */
+	const char *conninfo;        /* the source site's database */
+	const char *publication;
+	char *const *tables;         /* NULL: FOR ALL TABLES */
+	size_t n_tables;
+	size_t batch_max_bytes;      /* cut a batch at a commit once it is this big */
+};
+
+/* What the batch callback gets besides the body. */
+struct source_batch_info {
+	uint64_t first_lsn;          /* WAL start of the first message */
+	uint64_t commit_end_lsn;     /* end LSN of the last whole transaction, 0 if none */
+	int64_t commit_time;         /* its commit time, µs since the Unix epoch */
+	uint32_t transactions;       /* commits in this batch */
+	uint32_t messages;
+};
+
+struct source_callbacks {
+	/* Setup done: publication and slot exist. confirmed_lsn is the slot's position. */
+	void (*ready)(void *arg, uint64_t confirmed_lsn);
+	/* A batch body. Return false to stop reading (backpressure); resume with source_resume_reading(). */
+	bool (*batch)(void *arg, const uint8_t *body, size_t len, const struct source_batch_info *info);
+	/* The server's WAL end and clock, from every message (for lag). */
+	void (*wal_position)(void *arg, uint64_t wal_end, int64_t server_time_us);
+	/* The connection failed or ended; reason is already logged. The source is idle now. */
+	void (*stopped)(void *arg, const char *reason);
+};
+
+/* Connects and sets up; NULL only when out of memory. */
+struct source *source_new(struct event_base *base, const struct source_config *cfg,
+		const struct source_callbacks *cb, void *arg);
+void source_free(struct source *src);
+
+/* Starts streaming at start_lsn (0: the slot's confirmed position). Only when ready. */
+bool source_start(struct source *src, uint64_t start_lsn);
+
+/* Everything up to lsn is safe (committed at the sink, or durable in the spool). */
+void source_confirm(struct source *src, uint64_t lsn);
+
+void source_resume_reading(struct source *src);
+
+/* True once ready() was called and until stopped(). */
+bool source_is_ready(const struct source *src);
+
+void source_status_json(const struct source *src, struct json_out *j);
+
+/* The slot name a stream uses: "strait_" and the stream name with '-' as '_'. */
+void source_slot_name(const char *stream, char *out, size_t outlen);
+
+#endif
