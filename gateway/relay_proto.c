@@ -1,0 +1,343 @@
+/*
+ * relay_proto.c — writers and readers of relay frame payloads, one message at
+ * a time, writer first. Layouts and conventions are in relay_proto.h.
+ *
+ * Readers go field by field through a wire_reader; the first field that does
+ * not fit ends the read with TRUNCATED, so a peer's length never makes us
+ * look outside the payload. They allocate nothing.
+ */
+#include "gateway/relay_proto.h"
+
+#include <string.h>
+
+const char *
+relay_proto_status_str(enum relay_proto_status st)
+{
+	switch (st) {
+	case RELAY_PROTO_OK:            return "ok";
+	case RELAY_PROTO_ERR_TRUNCATED: return "payload truncated";
+	case RELAY_PROTO_ERR_TRAILING:  return "trailing bytes after payload";
+	case RELAY_PROTO_ERR_STRING:    return "malformed or empty name";
+	case RELAY_PROTO_ERR_TOO_MANY:  return "too many list entries";
+	case RELAY_PROTO_ERR_VALUE:     return "field value out of range";
+	}
+	return "unknown payload status";
+}
+
+const char *
+relay_proto_role_name(unsigned role)
+{
+	switch (role) {
+	case RELAY_ROLE_UNKNOWN: return "unknown";
+	case RELAY_ROLE_PRIMARY: return "primary";
+	case RELAY_ROLE_REPLICA: return "replica";
+	case RELAY_ROLE_FENCED:  return "fenced";
+	default:                 return "invalid";
+	}
+}
+
+/* ---- shared field helpers ---- */
+
+/*
+ * Reads a string field, telling an underrun (TRUNCATED) from a malformed or,
+ * for names, empty one (STRING).
+ */
+static enum relay_proto_status
+get_str(struct wire_reader *r, struct wire_str *out, bool name)
+{
+	uint16_t n;
+
+	if (wire_remaining(r) < 2)
+		return RELAY_PROTO_ERR_TRUNCATED;
+	n = wire_load_u16(r->data + r->pos);
+	if (wire_remaining(r) - 2 < n)
+		return RELAY_PROTO_ERR_TRUNCATED;
+	if (!wire_get_string(r, out) || (name && out->len == 0))
+		return RELAY_PROTO_ERR_STRING;
+	return RELAY_PROTO_OK;
+}
+
+static bool
+put_str(struct wire_writer *w, struct wire_str s, bool name)
+{
+	if (name && s.len == 0) {
+		w->failed = true;
+		return false;
+	}
+	return wire_put_string_n(w, s.ptr, s.len);
+}
+
+static enum relay_proto_status
+at_end(const struct wire_reader *r)
+{
+	return wire_remaining(r) == 0 ? RELAY_PROTO_OK : RELAY_PROTO_ERR_TRAILING;
+}
+
+/* Shorthands inside readers: bail out with the status of a failing step. */
+#define TRY(expr) do { \
+		enum relay_proto_status try_st_ = (expr); \
+		if (try_st_ != RELAY_PROTO_OK) \
+			return try_st_; \
+	} while (0)
+#define NEED(expr) do { \
+		if (!(expr)) \
+			return RELAY_PROTO_ERR_TRUNCATED; \
+	} while (0)
+
+/* ---- HELLO ---- */
+
+bool
+relay_proto_write_hello(struct wire_writer *w, const struct relay_proto_hello *m)
+{
+	if (m->nstreams > RELAY_PROTO_MAX_LIST ||
+			(m->nstreams > 0 && m->streams == NULL)) {
+		w->failed = true;
+		return false;
+	}
+	wire_put_u16(w, m->version);
+	put_str(w, m->cluster, true);
+	put_str(w, m->site, true);
+	wire_put_u16(w, (uint16_t)m->nstreams);
+	for (size_t i = 0; i < m->nstreams; i++) {
+		put_str(w, m->streams[i].stream, true);
+		wire_put_u64(w, m->streams[i].lsn);
+	}
+	return wire_writer_ok(w);
+}
+
+enum relay_proto_status
+relay_proto_read_hello(const uint8_t *p, size_t len,
+		struct relay_proto_hello *out, struct relay_proto_resume *streams,
+		size_t max_streams)
+{
+	struct wire_reader r;
+	uint16_t n;
+
+	wire_reader_init(&r, p, len);
+	NEED(wire_get_u16(&r, &out->version));
+	TRY(get_str(&r, &out->cluster, true));
+	TRY(get_str(&r, &out->site, true));
+	NEED(wire_get_u16(&r, &n));
+	/* Each entry takes at least 2 + 1 + 8 bytes: refuse a count the payload cannot hold. */
+	if ((size_t)n * 11 > wire_remaining(&r))
+		return RELAY_PROTO_ERR_TRUNCATED;
+	if (n > max_streams)
+		return RELAY_PROTO_ERR_TOO_MANY;
+	for (size_t i = 0; i < n; i++) {
+		TRY(get_str(&r, &streams[i].stream, true));
+		NEED(wire_get_u64(&r, &streams[i].lsn));
+	}
+	out->streams = streams;
+	out->nstreams = n;
+	return at_end(&r);
+}
+
+/* ---- ACK ---- */
+
+bool
+relay_proto_write_ack(struct wire_writer *w, const struct relay_proto_ack *m)
+{
+	put_str(w, m->stream, true);
+	wire_put_u64(w, m->applied_lsn);
+	wire_put_i64(w, m->commit_time_us);
+	return wire_writer_ok(w);
+}
+
+enum relay_proto_status
+relay_proto_read_ack(const uint8_t *p, size_t len, struct relay_proto_ack *out)
+{
+	struct wire_reader r;
+
+	wire_reader_init(&r, p, len);
+	TRY(get_str(&r, &out->stream, true));
+	NEED(wire_get_u64(&r, &out->applied_lsn));
+	NEED(wire_get_i64(&r, &out->commit_time_us));
+	return at_end(&r);
+}
+
+/* ---- HEARTBEAT ---- */
+
+bool
+relay_proto_write_heartbeat(struct wire_writer *w,
+		const struct relay_proto_heartbeat *m)
+{
+	if (m->role > RELAY_ROLE_FENCED) {
+		w->failed = true;
+		return false;
+	}
+	wire_put_u64(w, m->wal_lsn);
+	wire_put_i64(w, m->time_us);
+	wire_put_u8(w, m->role);
+	wire_put_u32(w, m->health);
+	return wire_writer_ok(w);
+}
+
+enum relay_proto_status
+relay_proto_read_heartbeat(const uint8_t *p, size_t len,
+		struct relay_proto_heartbeat *out)
+{
+	struct wire_reader r;
+
+	wire_reader_init(&r, p, len);
+	NEED(wire_get_u64(&r, &out->wal_lsn));
+	NEED(wire_get_i64(&r, &out->time_us));
+	NEED(wire_get_u8(&r, &out->role));
+	NEED(wire_get_u32(&r, &out->health));
+	if (out->role > RELAY_ROLE_FENCED)
+		return RELAY_PROTO_ERR_VALUE;
+	return at_end(&r);
+}
+
+/* ---- BATCH ---- */
+
+bool
+relay_proto_write_batch_head(struct wire_writer *w,
+		const struct relay_proto_batch *m)
+{
+	if (m->first_lsn > m->last_lsn) {
+		w->failed = true;
+		return false;
+	}
+	put_str(w, m->stream, true);
+	wire_put_u64(w, m->first_lsn);
+	wire_put_u64(w, m->last_lsn);
+	wire_put_u32(w, m->raw_len);
+	return wire_writer_ok(w);
+}
+
+bool
+relay_proto_write_batch(struct wire_writer *w, const struct relay_proto_batch *m)
+{
+	return relay_proto_write_batch_head(w, m) &&
+		wire_put_bytes(w, m->data, m->data_len);
+}
+
+enum relay_proto_status
+relay_proto_read_batch(const uint8_t *p, size_t len,
+		struct relay_proto_batch *out)
+{
+	struct wire_reader r;
+
+	wire_reader_init(&r, p, len);
+	TRY(get_str(&r, &out->stream, true));
+	NEED(wire_get_u64(&r, &out->first_lsn));
+	NEED(wire_get_u64(&r, &out->last_lsn));
+	NEED(wire_get_u32(&r, &out->raw_len));
+	if (out->first_lsn > out->last_lsn)
+		return RELAY_PROTO_ERR_VALUE;
+	wire_get_rest(&r, &out->data, &out->data_len);
+	return RELAY_PROTO_OK;
+}
+
+/* ---- SYNC ---- */
+
+bool
+relay_proto_write_sync_head(struct wire_writer *w,
+		const struct relay_proto_sync *m)
+{
+	if ((m->flags & ~RELAY_SYNC_LAST) != 0) {
+		w->failed = true;
+		return false;
+	}
+	put_str(w, m->stream, true);
+	put_str(w, m->schema, true);
+	put_str(w, m->table, true);
+	wire_put_u64(w, m->snapshot_lsn);
+	wire_put_u32(w, m->chunk);
+	wire_put_u8(w, m->flags);
+	wire_put_u32(w, m->raw_len);
+	return wire_writer_ok(w);
+}
+
+bool
+relay_proto_write_sync(struct wire_writer *w, const struct relay_proto_sync *m)
+{
+	return relay_proto_write_sync_head(w, m) &&
+		wire_put_bytes(w, m->data, m->data_len);
+}
+
+enum relay_proto_status
+relay_proto_read_sync(const uint8_t *p, size_t len, struct relay_proto_sync *out)
+{
+	struct wire_reader r;
+
+	wire_reader_init(&r, p, len);
+	TRY(get_str(&r, &out->stream, true));
+	TRY(get_str(&r, &out->schema, true));
+	TRY(get_str(&r, &out->table, true));
+	NEED(wire_get_u64(&r, &out->snapshot_lsn));
+	NEED(wire_get_u32(&r, &out->chunk));
+	NEED(wire_get_u8(&r, &out->flags));
+	NEED(wire_get_u32(&r, &out->raw_len));
+	if ((out->flags & ~RELAY_SYNC_LAST) != 0)
+		return RELAY_PROTO_ERR_VALUE;
+	wire_get_rest(&r, &out->data, &out->data_len);
+	return RELAY_PROTO_OK;
+}
+
+/* ---- SEQUENCES ---- */
+
+bool
+relay_proto_write_sequences(struct wire_writer *w,
+		const struct relay_proto_sequences *m)
+{
+	if (m->nseqs > RELAY_PROTO_MAX_LIST || (m->nseqs > 0 && m->seqs == NULL)) {
+		w->failed = true;
+		return false;
+	}
+	put_str(w, m->stream, true);
+	wire_put_u16(w, (uint16_t)m->nseqs);
+	for (size_t i = 0; i < m->nseqs; i++) {
+		put_str(w, m->seqs[i].schema, true);
+		put_str(w, m->seqs[i].name, true);
+		wire_put_i64(w, m->seqs[i].value);
+	}
+	return wire_writer_ok(w);
+}
+
+enum relay_proto_status
+relay_proto_read_sequences(const uint8_t *p, size_t len,
+		struct relay_proto_sequences *out, struct relay_proto_sequence *seqs,
+		size_t max_seqs)
+{
+	struct wire_reader r;
+	uint16_t n;
+
+	wire_reader_init(&r, p, len);
+	TRY(get_str(&r, &out->stream, true));
+	NEED(wire_get_u16(&r, &n));
+	/* Each entry takes at least (2 + 1) * 2 + 8 bytes. */
+	if ((size_t)n * 14 > wire_remaining(&r))
+		return RELAY_PROTO_ERR_TRUNCATED;
+	if (n > max_seqs)
+		return RELAY_PROTO_ERR_TOO_MANY;
+	for (size_t i = 0; i < n; i++) {
+		TRY(get_str(&r, &seqs[i].schema, true));
+		TRY(get_str(&r, &seqs[i].name, true));
+		NEED(wire_get_i64(&r, &seqs[i].value));
+	}
+	out->seqs = seqs;
+	out->nseqs = n;
+	return at_end(&r);
+}
+
+/* ---- GOODBYE ---- */
+
+bool
+relay_proto_write_goodbye(struct wire_writer *w,
+		const struct relay_proto_goodbye *m)
+{
+	put_str(w, m->reason, false);
+	return wire_writer_ok(w);
+}
+
+enum relay_proto_status
+relay_proto_read_goodbye(const uint8_t *p, size_t len,
+		struct relay_proto_goodbye *out)
+{
+	struct wire_reader r;
+
+	wire_reader_init(&r, p, len);
+	TRY(get_str(&r, &out->reason, false));
+	return at_end(&r);
+}

@@ -1,0 +1,212 @@
+/*
+ * relay_proto.h — the payloads of relay link frames (frame.h): what HELLO,
+ * BATCH, SYNC, SEQUENCES, ACK, HEARTBEAT and GOODBYE carry, with each
+ * message's writer and reader side by side in relay_proto.c.
+ *
+ * Field types are wire.h's: big-endian integers, strings as u16 length +
+ * bytes. LSNs are PostgreSQL's (u64, 0 = none). Times are microseconds since
+ * the Unix epoch (i64) — not PostgreSQL's 2000-01-01 epoch; convert at the
+ * edge with pgoutput_time_to_unix_us(). The cluster epoch travels in every
+ * frame header (frame.h), so no payload repeats it.
+ *
+ *   HELLO      u16 version, str cluster, str site, u16 n,
+ *              n × (str stream, u64 resume_lsn)
+ *   ACK        str stream, u64 applied_lsn, i64 commit_time_us
+ *   HEARTBEAT  u64 wal_lsn, i64 time_us, u8 role, u32 health
+ *   BATCH      str stream, u64 first_lsn, u64 last_lsn, u32 raw_len, data…
+ *   SYNC       str stream, str schema, str table, u64 snapshot_lsn,
+ *              u32 chunk, u8 sync_flags, u32 raw_len, data…
+ *   SEQUENCES  str stream, u16 n, n × (str schema, str name, i64 value)
+ *   GOODBYE    str reason
+ *
+ * BATCH and SYNC data is opaque here: pgoutput messages (BATCH) or COPY text
+ * (SYNC), zstd-compressed when the frame has FRAME_FLAG_COMPRESSED. raw_len
+ * is its size once decompressed, so the receiver can refuse an oversized
+ * batch before inflating it.
+ *
+ * Conventions: readers take a frame's payload and return RELAY_PROTO_OK or
+ * the first problem found; on success, strings and data point into the
+ * payload (valid as long as it is), lists go into a caller-provided array
+ * (RELAY_PROTO_ERR_TOO_MANY when it is too small). Names (cluster, site,
+ * stream, schema, table) must not be empty. Readers refuse trailing bytes
+ * (BATCH and SYNC have none: their data runs to the end of the payload).
+ * Writers append the payload to a wire_writer and return false when it does
+ * not fit or a value cannot be encoded (the writer is then failed).
+ */
+#ifndef STRAIT_RELAY_PROTO_H
+#define STRAIT_RELAY_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gateway/wire.h"
+
+/* Version of the message vocabulary, sent in HELLO. */
+#define RELAY_PROTO_VERSION 1
+
+/* Per-HELLO and per-SEQUENCES list limit (the count is a u16 on the wire). */
+#define RELAY_PROTO_MAX_LIST 65535u
+
+enum relay_proto_status {
+	RELAY_PROTO_OK = 0,
+	RELAY_PROTO_ERR_TRUNCATED,   /* a field runs past the end of the payload */
+	RELAY_PROTO_ERR_TRAILING,    /* bytes left after the last field */
+	RELAY_PROTO_ERR_STRING,      /* a string with a NUL byte, or an empty name */
+	RELAY_PROTO_ERR_TOO_MANY,    /* more list entries than the caller's array holds */
+	RELAY_PROTO_ERR_VALUE,       /* a field out of range (role, LSN order, flags) */
+};
+
+const char *relay_proto_status_str(enum relay_proto_status st);
+
+/* A string field from a C string (for filling messages to write). */
+static inline struct wire_str
+relay_proto_str(const char *s)
+{
+	struct wire_str r = { s, 0 };
+
+	while (s != NULL && s[r.len] != '\0')
+		r.len++;
+	return r;
+}
+
+/* ---- HELLO ---- */
+
+struct relay_proto_resume {
+	struct wire_str stream;
+	uint64_t lsn;            /* where the sender wants the stream to resume (0 = from the start) */
+};
+
+struct relay_proto_hello {
+	uint16_t version;        /* RELAY_PROTO_VERSION of the sender */
+	struct wire_str cluster;
+	struct wire_str site;
+	struct relay_proto_resume *streams;
+	size_t nstreams;
+};
+
+bool relay_proto_write_hello(struct wire_writer *w,
+		const struct relay_proto_hello *m) WIRE_MUSTCHECK;
+/* Fills out->streams = streams[0..out->nstreams), at most max_streams. */
+enum relay_proto_status relay_proto_read_hello(const uint8_t *p, size_t len,
+		struct relay_proto_hello *out, struct relay_proto_resume *streams,
+		size_t max_streams);
+
+/* ---- ACK ---- */
+
+struct relay_proto_ack {
+	struct wire_str stream;
+	uint64_t applied_lsn;    /* end LSN of the last transaction committed at the sink */
+	int64_t commit_time_us;  /* its commit time at the source */
+};
+
+bool relay_proto_write_ack(struct wire_writer *w,
+		const struct relay_proto_ack *m) WIRE_MUSTCHECK;
+enum relay_proto_status relay_proto_read_ack(const uint8_t *p, size_t len,
+		struct relay_proto_ack *out);
+
+/* ---- HEARTBEAT ---- */
+
+enum relay_role {
+	RELAY_ROLE_UNKNOWN = 0,
+	RELAY_ROLE_PRIMARY = 1,
+	RELAY_ROLE_REPLICA = 2,
+	RELAY_ROLE_FENCED  = 3,
+};
+
+const char *relay_proto_role_name(unsigned role);
+
+/* Health bits; unknown bits are kept as they are (newer peers may send more). */
+#define RELAY_HEALTH_PG_UP       0x00000001u  /* the local PostgreSQL answers */
+#define RELAY_HEALTH_PG_WRITABLE 0x00000002u  /* ... and accepts writes */
+#define RELAY_HEALTH_SPOOL_FULL  0x00000004u  /* a spool is at its cap */
+#define RELAY_HEALTH_DEGRADED    0x00000008u  /* some stream is paused on an error */
+
+struct relay_proto_heartbeat {
+	uint64_t wal_lsn;        /* primary: current WAL end; replica: last replayed/applied */
+	int64_t time_us;         /* sender's clock */
+	uint8_t role;            /* enum relay_role */
+	uint32_t health;         /* RELAY_HEALTH_* */
+};
+
+bool relay_proto_write_heartbeat(struct wire_writer *w,
+		const struct relay_proto_heartbeat *m) WIRE_MUSTCHECK;
+enum relay_proto_status relay_proto_read_heartbeat(const uint8_t *p, size_t len,
+		struct relay_proto_heartbeat *out);
+
+/* ---- BATCH ---- */
+
+struct relay_proto_batch {
+	struct wire_str stream;
+	uint64_t first_lsn;      /* first transaction's begin (final) LSN */
+	uint64_t last_lsn;       /* last transaction's end LSN; first_lsn <= last_lsn */
+	uint32_t raw_len;        /* data size once decompressed */
+	const uint8_t *data;     /* opaque, possibly compressed */
+	size_t data_len;
+};
+
+/* Envelope and data. */
+bool relay_proto_write_batch(struct wire_writer *w,
+		const struct relay_proto_batch *m) WIRE_MUSTCHECK;
+/* Envelope only (m->data ignored): the caller appends the data itself. */
+bool relay_proto_write_batch_head(struct wire_writer *w,
+		const struct relay_proto_batch *m) WIRE_MUSTCHECK;
+enum relay_proto_status relay_proto_read_batch(const uint8_t *p, size_t len,
+		struct relay_proto_batch *out);
+
+/* ---- SYNC ---- */
+
+#define RELAY_SYNC_LAST 0x01u    /* last chunk of this table's copy */
+
+struct relay_proto_sync {
+	struct wire_str stream;
+	struct wire_str schema;
+	struct wire_str table;
+	uint64_t snapshot_lsn;   /* consistent point of the snapshot the copy was taken in */
+	uint32_t chunk;          /* 0, 1, 2, ... per table */
+	uint8_t flags;           /* RELAY_SYNC_*; unknown bits are refused */
+	uint32_t raw_len;
+	const uint8_t *data;
+	size_t data_len;
+};
+
+bool relay_proto_write_sync(struct wire_writer *w,
+		const struct relay_proto_sync *m) WIRE_MUSTCHECK;
+bool relay_proto_write_sync_head(struct wire_writer *w,
+		const struct relay_proto_sync *m) WIRE_MUSTCHECK;
+enum relay_proto_status relay_proto_read_sync(const uint8_t *p, size_t len,
+		struct relay_proto_sync *out);
+
+/* ---- SEQUENCES ---- */
+
+struct relay_proto_sequence {
+	struct wire_str schema;
+	struct wire_str name;
+	int64_t value;           /* last_value at the source */
+};
+
+struct relay_proto_sequences {
+	struct wire_str stream;
+	struct relay_proto_sequence *seqs;
+	size_t nseqs;
+};
+
+bool relay_proto_write_sequences(struct wire_writer *w,
+		const struct relay_proto_sequences *m) WIRE_MUSTCHECK;
+/* Fills out->seqs = seqs[0..out->nseqs), at most max_seqs. */
+enum relay_proto_status relay_proto_read_sequences(const uint8_t *p, size_t len,
+		struct relay_proto_sequences *out, struct relay_proto_sequence *seqs,
+		size_t max_seqs);
+
+/* ---- GOODBYE ---- */
+
+struct relay_proto_goodbye {
+	struct wire_str reason;  /* may be empty */
+};
+
+bool relay_proto_write_goodbye(struct wire_writer *w,
+		const struct relay_proto_goodbye *m) WIRE_MUSTCHECK;
+enum relay_proto_status relay_proto_read_goodbye(const uint8_t *p, size_t len,
+		struct relay_proto_goodbye *out);
+
+#endif

@@ -1,0 +1,415 @@
+/*
+ * test_relay_proto.c — relay payloads: round trips of every message inside a
+ * real frame, the exact bytes of one, truncation at every offset, trailing
+ * bytes, and each field check (empty or NUL-holding names, roles, LSN order,
+ * list sizes) on both the writing and the reading side.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "gateway/frame.h"
+#include "gateway/relay_proto.h"
+
+#define S(x) relay_proto_str(x)
+
+static bool
+str_is(struct wire_str s, const char *c)
+{
+	return wire_str_eq(s, c);
+}
+
+/* Wraps a payload in a frame and decodes it back; returns the payload. */
+static const uint8_t *
+through_frame(struct wire_writer *w, enum frame_type t, size_t at, size_t *len)
+{
+	struct frame f;
+
+	assert_true(frame_end(w, at));
+	assert_int_equal(frame_decode(w->data, w->len, &f), FRAME_OK);
+	assert_int_equal(f.type, t);
+	*len = f.payload_len;
+	return f.payload;
+}
+
+static void
+test_hello(void **state)
+{
+	struct wire_writer w;
+	struct relay_proto_resume res[3] = {
+		{ S("orders"), UINT64_C(0x16B3748) },
+		{ S("inventory"), 0 },
+		{ S("s"), UINT64_MAX },
+	};
+	struct relay_proto_hello h = {
+		RELAY_PROTO_VERSION, S("prod"), S("onprem"), res, 3,
+	};
+	struct relay_proto_hello out;
+	struct relay_proto_resume got[3];
+	const uint8_t *p;
+	size_t len, at;
+
+	(void)state;
+	wire_writer_init_heap(&w, 1 << 16);
+	assert_true(frame_begin(&w, FRAME_HELLO, 0, 3, &at));
+	assert_true(relay_proto_write_hello(&w, &h));
+	p = through_frame(&w, FRAME_HELLO, at, &len);
+	assert_int_equal(relay_proto_read_hello(p, len, &out, got, 3), RELAY_PROTO_OK);
+	assert_int_equal(out.version, RELAY_PROTO_VERSION);
+	assert_true(str_is(out.cluster, "prod"));
+	assert_true(str_is(out.site, "onprem"));
+	assert_int_equal(out.nstreams, 3);
+	assert_ptr_equal(out.streams, got);
+	assert_true(str_is(got[0].stream, "orders"));
+	assert_true(got[0].lsn == UINT64_C(0x16B3748));
+	assert_true(str_is(got[1].stream, "inventory"));
+	assert_true(got[2].lsn == UINT64_MAX);
+
+	/* A caller array too small. */
+	assert_int_equal(relay_proto_read_hello(p, len, &out, got, 2),
+		RELAY_PROTO_ERR_TOO_MANY);
+	/* Every prefix is truncated; one byte more is trailing. */
+	for (size_t cut = 0; cut < len; cut++) {
+		uint8_t *copy = malloc(cut + 1);
+
+		memcpy(copy, p, cut);
+		assert_int_equal(relay_proto_read_hello(copy, cut, &out, got, 3),
+			RELAY_PROTO_ERR_TRUNCATED);
+		free(copy);
+	}
+	{
+		uint8_t *copy = malloc(len + 1);
+
+		memcpy(copy, p, len);
+		copy[len] = 0;
+		assert_int_equal(relay_proto_read_hello(copy, len + 1, &out, got, 3),
+			RELAY_PROTO_ERR_TRAILING);
+		free(copy);
+	}
+
+	/* No streams. */
+	h.nstreams = 0;
+	h.streams = NULL;
+	wire_writer_reset(&w);
+	assert_true(relay_proto_write_hello(&w, &h));
+	assert_int_equal(relay_proto_read_hello(w.data, w.len, &out, NULL, 0),
+		RELAY_PROTO_OK);
+	assert_int_equal(out.nstreams, 0);
+
+	/* Writers refuse empty names and missing arrays. */
+	h.site = S("");
+	wire_writer_reset(&w);
+	assert_false(relay_proto_write_hello(&w, &h));
+	h.site = S("x");
+	h.nstreams = 1;
+	wire_writer_reset(&w);
+	assert_false(relay_proto_write_hello(&w, &h));
+	wire_writer_free(&w);
+}
+
+static void
+test_hello_hostile(void **state)
+{
+	struct relay_proto_hello out;
+	struct relay_proto_resume got[4];
+	/* version 1, cluster "c", site "s", 65535 streams but no bytes for them. */
+	static const uint8_t huge[] = { 0, 1, 0, 1, 'c', 0, 1, 's', 0xFF, 0xFF };
+	/* cluster with a NUL inside */
+	static const uint8_t nul[] = { 0, 1, 0, 2, 'c', 0, 0, 1, 's', 0, 0 };
+	/* empty site */
+	static const uint8_t empty[] = { 0, 1, 0, 1, 'c', 0, 0, 0, 0 };
+	/* an empty stream name */
+	static const uint8_t empty_stream[] = {
+		0, 1, 0, 1, 'c', 0, 1, 's', 0, 1,
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	};
+
+	(void)state;
+	assert_int_equal(relay_proto_read_hello(huge, sizeof(huge), &out, got, 4),
+		RELAY_PROTO_ERR_TRUNCATED);
+	assert_int_equal(relay_proto_read_hello(nul, sizeof(nul), &out, got, 4),
+		RELAY_PROTO_ERR_STRING);
+	assert_int_equal(relay_proto_read_hello(empty, sizeof(empty), &out, got, 4),
+		RELAY_PROTO_ERR_STRING);
+	assert_int_equal(relay_proto_read_hello(empty_stream, sizeof(empty_stream),
+		&out, got, 4), RELAY_PROTO_ERR_STRING);
+	assert_int_equal(relay_proto_read_hello(NULL, 0, &out, got, 4),
+		RELAY_PROTO_ERR_TRUNCATED);
+}
+
+static void
+test_ack_bytes(void **state)
+{
+	uint8_t buf[64];
+	struct wire_writer w;
+	struct relay_proto_ack a = { S("db"), UINT64_C(0x0000000100000010), -1 };
+	struct relay_proto_ack out;
+	static const uint8_t want[] = {
+		0x00, 0x02, 'd', 'b',
+		0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x10,
+		0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+	};
+
+	(void)state;
+	wire_writer_init(&w, buf, sizeof(buf));
+	assert_true(relay_proto_write_ack(&w, &a));
+	assert_int_equal(w.len, sizeof(want));
+	assert_memory_equal(buf, want, sizeof(want));
+	assert_int_equal(relay_proto_read_ack(buf, w.len, &out), RELAY_PROTO_OK);
+	assert_true(str_is(out.stream, "db"));
+	assert_true(out.applied_lsn == a.applied_lsn);
+	assert_true(out.commit_time_us == -1);
+	for (size_t cut = 0; cut < w.len; cut++)
+		assert_int_equal(relay_proto_read_ack(buf, cut, &out),
+			RELAY_PROTO_ERR_TRUNCATED);
+	buf[w.len] = 7;
+	assert_int_equal(relay_proto_read_ack(buf, w.len + 1, &out),
+		RELAY_PROTO_ERR_TRAILING);
+
+	/* Too small a fixed buffer. */
+	wire_writer_init(&w, buf, 10);
+	assert_false(relay_proto_write_ack(&w, &a));
+}
+
+static void
+test_heartbeat(void **state)
+{
+	uint8_t buf[64];
+	struct wire_writer w;
+	struct relay_proto_heartbeat out;
+
+	(void)state;
+	for (unsigned role = RELAY_ROLE_UNKNOWN; role <= RELAY_ROLE_FENCED; role++) {
+		struct relay_proto_heartbeat hb = {
+			UINT64_C(0xABCDEF0123), INT64_C(1700000000123456), (uint8_t)role,
+			RELAY_HEALTH_PG_UP | RELAY_HEALTH_SPOOL_FULL | 0x80000000u,
+		};
+
+		wire_writer_init(&w, buf, sizeof(buf));
+		assert_true(relay_proto_write_heartbeat(&w, &hb));
+		assert_int_equal(w.len, 8 + 8 + 1 + 4);
+		assert_int_equal(relay_proto_read_heartbeat(buf, w.len, &out),
+			RELAY_PROTO_OK);
+		assert_true(out.wal_lsn == hb.wal_lsn);
+		assert_true(out.time_us == hb.time_us);
+		assert_int_equal(out.role, role);
+		/* Unknown health bits are kept. */
+		assert_int_equal(out.health, hb.health);
+		assert_string_not_equal(relay_proto_role_name(role), "invalid");
+		for (size_t cut = 0; cut < w.len; cut++)
+			assert_int_equal(relay_proto_read_heartbeat(buf, cut, &out),
+				RELAY_PROTO_ERR_TRUNCATED);
+	}
+	assert_string_equal(relay_proto_role_name(RELAY_ROLE_FENCED), "fenced");
+	/* Role 4 does not exist. */
+	buf[16] = 4;
+	assert_int_equal(relay_proto_read_heartbeat(buf, 21, &out),
+		RELAY_PROTO_ERR_VALUE);
+	{
+		struct relay_proto_heartbeat hb = { 0, 0, 4, 0 };
+
+		wire_writer_init(&w, buf, sizeof(buf));
+		assert_false(relay_proto_write_heartbeat(&w, &hb));
+	}
+}
+
+static void
+test_batch(void **state)
+{
+	struct wire_writer w;
+	struct relay_proto_batch b = {
+		S("orders"), 100, 200, 5, (const uint8_t *)"\x01\x02\x03", 3,
+	};
+	struct relay_proto_batch out;
+	const uint8_t *p;
+	size_t len, at, head;
+	uint8_t *room;
+
+	(void)state;
+	wire_writer_init_heap(&w, 1 << 16);
+	assert_true(frame_begin(&w, FRAME_BATCH, FRAME_FLAG_COMPRESSED, 1, &at));
+	assert_true(relay_proto_write_batch(&w, &b));
+	p = through_frame(&w, FRAME_BATCH, at, &len);
+	assert_int_equal(relay_proto_read_batch(p, len, &out), RELAY_PROTO_OK);
+	assert_true(str_is(out.stream, "orders"));
+	assert_true(out.first_lsn == 100 && out.last_lsn == 200);
+	assert_int_equal(out.raw_len, 5);
+	assert_int_equal(out.data_len, 3);
+	assert_memory_equal(out.data, "\x01\x02\x03", 3);
+	head = len - 3;
+	/* Cut inside the envelope: truncated; inside the data: shorter data. */
+	for (size_t cut = 0; cut < len; cut++) {
+		enum relay_proto_status st = relay_proto_read_batch(p, cut, &out);
+
+		if (cut < head) {
+			assert_int_equal(st, RELAY_PROTO_ERR_TRUNCATED);
+		} else {
+			assert_int_equal(st, RELAY_PROTO_OK);
+			assert_int_equal(out.data_len, cut - head);
+		}
+	}
+
+	/* Envelope first, data written in place afterwards (a compressor would). */
+	wire_writer_reset(&w);
+	assert_true(frame_begin(&w, FRAME_BATCH, 0, 1, &at));
+	assert_true(relay_proto_write_batch_head(&w, &b));
+	assert_true(wire_put_reserve(&w, 4, &room));
+	memcpy(room, "abcd", 4);
+	p = through_frame(&w, FRAME_BATCH, at, &len);
+	assert_int_equal(relay_proto_read_batch(p, len, &out), RELAY_PROTO_OK);
+	assert_int_equal(out.data_len, 4);
+	assert_memory_equal(out.data, "abcd", 4);
+
+	/* No data at all is a valid (empty) batch. */
+	b.data = NULL;
+	b.data_len = 0;
+	wire_writer_reset(&w);
+	assert_true(relay_proto_write_batch(&w, &b));
+	assert_int_equal(relay_proto_read_batch(w.data, w.len, &out), RELAY_PROTO_OK);
+	assert_int_equal(out.data_len, 0);
+
+	/* LSNs out of order. */
+	b.first_lsn = 300;
+	wire_writer_reset(&w);
+	assert_false(relay_proto_write_batch(&w, &b));
+	b.first_lsn = 100;
+	wire_writer_reset(&w);
+	assert_true(relay_proto_write_batch(&w, &b));
+	wire_store_u64(w.data + 2 + 6, 201);
+	assert_int_equal(relay_proto_read_batch(w.data, w.len, &out),
+		RELAY_PROTO_ERR_VALUE);
+	b.stream = S("");
+	wire_writer_reset(&w);
+	assert_false(relay_proto_write_batch_head(&w, &b));
+	wire_writer_free(&w);
+}
+
+static void
+test_sync(void **state)
+{
+	struct wire_writer w;
+	struct relay_proto_sync s = {
+		S("orders"), S("Weird Schema"), S("Mixed Case"), UINT64_C(0x5000028),
+		7, RELAY_SYNC_LAST, 11, (const uint8_t *)"1\tx\n2\ty\n", 8,
+	};
+	struct relay_proto_sync out;
+	size_t head;
+
+	(void)state;
+	wire_writer_init_heap(&w, 1 << 16);
+	assert_true(relay_proto_write_sync(&w, &s));
+	assert_int_equal(relay_proto_read_sync(w.data, w.len, &out), RELAY_PROTO_OK);
+	assert_true(str_is(out.stream, "orders"));
+	assert_true(str_is(out.schema, "Weird Schema"));
+	assert_true(str_is(out.table, "Mixed Case"));
+	assert_true(out.snapshot_lsn == UINT64_C(0x5000028));
+	assert_int_equal(out.chunk, 7);
+	assert_int_equal(out.flags, RELAY_SYNC_LAST);
+	assert_int_equal(out.raw_len, 11);
+	assert_int_equal(out.data_len, 8);
+	assert_memory_equal(out.data, "1\tx\n2\ty\n", 8);
+	head = w.len - 8;
+	for (size_t cut = 0; cut < head; cut++)
+		assert_int_equal(relay_proto_read_sync(w.data, cut, &out),
+			RELAY_PROTO_ERR_TRUNCATED);
+
+	/* Unknown flag bits. */
+	w.data[head - 5] = 0x02;
+	assert_int_equal(relay_proto_read_sync(w.data, w.len, &out),
+		RELAY_PROTO_ERR_VALUE);
+	s.flags = 0x80;
+	wire_writer_reset(&w);
+	assert_false(relay_proto_write_sync(&w, &s));
+	s.flags = 0;
+	s.table = S("");
+	wire_writer_reset(&w);
+	assert_false(relay_proto_write_sync_head(&w, &s));
+	wire_writer_free(&w);
+}
+
+static void
+test_sequences(void **state)
+{
+	struct wire_writer w;
+	struct relay_proto_sequence seqs[2] = {
+		{ S("public"), S("orders_id_seq"), INT64_C(123456789012) },
+		{ S("s"), S("neg"), INT64_MIN },
+	};
+	struct relay_proto_sequences m = { S("orders"), seqs, 2 };
+	struct relay_proto_sequences out;
+	struct relay_proto_sequence got[2];
+
+	(void)state;
+	wire_writer_init_heap(&w, 1 << 16);
+	assert_true(relay_proto_write_sequences(&w, &m));
+	assert_int_equal(relay_proto_read_sequences(w.data, w.len, &out, got, 2),
+		RELAY_PROTO_OK);
+	assert_int_equal(out.nseqs, 2);
+	assert_true(str_is(got[0].name, "orders_id_seq"));
+	assert_true(got[0].value == INT64_C(123456789012));
+	assert_true(got[1].value == INT64_MIN);
+	assert_int_equal(relay_proto_read_sequences(w.data, w.len, &out, got, 1),
+		RELAY_PROTO_ERR_TOO_MANY);
+	for (size_t cut = 0; cut < w.len; cut++)
+		assert_int_equal(relay_proto_read_sequences(w.data, cut, &out, got, 2),
+			RELAY_PROTO_ERR_TRUNCATED);
+	m.nseqs = RELAY_PROTO_MAX_LIST + 1;
+	wire_writer_reset(&w);
+	assert_false(relay_proto_write_sequences(&w, &m));
+	wire_writer_free(&w);
+}
+
+static void
+test_goodbye(void **state)
+{
+	uint8_t buf[64];
+	struct wire_writer w;
+	struct relay_proto_goodbye g = { S("CRC mismatch") }, out;
+
+	(void)state;
+	wire_writer_init(&w, buf, sizeof(buf));
+	assert_true(relay_proto_write_goodbye(&w, &g));
+	assert_int_equal(relay_proto_read_goodbye(buf, w.len, &out), RELAY_PROTO_OK);
+	assert_true(str_is(out.reason, "CRC mismatch"));
+	/* An empty reason is allowed. */
+	g.reason = S("");
+	wire_writer_init(&w, buf, sizeof(buf));
+	assert_true(relay_proto_write_goodbye(&w, &g));
+	assert_int_equal(relay_proto_read_goodbye(buf, w.len, &out), RELAY_PROTO_OK);
+	assert_int_equal(out.reason.len, 0);
+	assert_int_equal(relay_proto_read_goodbye(buf, 1, &out),
+		RELAY_PROTO_ERR_TRUNCATED);
+}
+
+static void
+test_status_strings(void **state)
+{
+	(void)state;
+	for (int st = RELAY_PROTO_OK; st <= RELAY_PROTO_ERR_VALUE; st++)
+		assert_string_not_equal(relay_proto_status_str((enum relay_proto_status)st),
+			"unknown payload status");
+	assert_int_equal(relay_proto_str(NULL).len, 0);
+	assert_int_equal(relay_proto_str("abc").len, 3);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_hello),
+		cmocka_unit_test(test_hello_hostile),
+		cmocka_unit_test(test_ack_bytes),
+		cmocka_unit_test(test_heartbeat),
+		cmocka_unit_test(test_batch),
+		cmocka_unit_test(test_sync),
+		cmocka_unit_test(test_sequences),
+		cmocka_unit_test(test_goodbye),
+		cmocka_unit_test(test_status_strings),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
