@@ -162,6 +162,9 @@ struct config_control {
 	char *socket;
 };
 
+/* Private to config/: the file's text and where each key sits, for diagnostics. */
+struct config_source;
+
 struct strait_config {
 	char *path;                  /* the file it was loaded from */
 	char *cluster;
@@ -177,6 +180,7 @@ struct strait_config {
 	struct config_failover failover;
 	struct config_metrics metrics;
 	struct config_control control;
+	struct config_source *source; /* private; NULL in a config built by hand */
 };
 
 /* One problem found in a config file. line/column are 1-based; 0 when unknown. */
@@ -219,7 +223,11 @@ bool config_check_files(const struct strait_config *cfg, struct config_diags *di
 bool config_reload_allowed(const struct strait_config *old_cfg,
 		const struct strait_config *new_cfg, struct config_diags *diags);
 
-/* Print the config in normalized form with every default filled in. */
+/*
+ * Print the config in normalized form with every default filled in, sizes,
+ * durations and rates in a canonical unit. The output loads back to an equal
+ * config, except that a password inside a connection string prints as ********.
+ */
 void config_print(FILE *out, const struct strait_config *cfg);
 
 /* Print every key of the schema: path, type, default, reloadable, documentation. */

@@ -26,7 +26,9 @@
 #include "gateway/identity.h"
 #include "gateway/json.h"
 #include "gateway/log.h"
+#include "gateway/relay.h"
 #include "gateway/sdnotify.h"
+#include "gateway/stream.h"
 #include "tunnel/tunnel.h"
 
 struct daemon {
@@ -36,6 +38,8 @@ struct daemon {
 	char *site_name;
 	bool keep_tunnel;
 	struct tunnel *tunnel;
+	struct relay *relay;
+	struct streams *streams;
 	struct control_server *control;
 	struct event *signals[3];
 	time_t started_at;
@@ -127,10 +131,77 @@ static void daemon_status_json(struct daemon *d, struct json_out *j)
 	}
 	json_array_end(j);
 
+	if (d->streams)
+		streams_status_json(d->streams, j);
+	if (d->relay)
+		relay_status_json(d->relay, j, "relay");
 	if (d->tunnel)
 		tunnel_status_json(d->tunnel, j);
 	json_object_end(j);
 }
+
+/* ---- relay callbacks: the streams take what concerns them ---- */
+
+static void daemon_relay_hello(void *arg, const char *peer, struct relay_proto_hello *hello)
+{
+	struct daemon *d = arg;
+
+	if (d->streams)
+		streams_hello(d->streams, peer, hello);
+}
+
+static void daemon_relay_heartbeat(void *arg, const char *peer, struct relay_proto_heartbeat *hb)
+{
+	struct daemon *d = arg;
+	const char *role = daemon_site_role(d);
+
+	(void)peer;
+	hb->role = strcmp(role, "primary") == 0 ? RELAY_ROLE_PRIMARY : RELAY_ROLE_REPLICA;
+}
+
+static void daemon_relay_connected(void *arg, const char *peer, uint64_t epoch,
+		const struct relay_proto_hello *hello)
+{
+	struct daemon *d = arg;
+
+	(void)epoch;
+	if (d->streams)
+		streams_connected(d->streams, peer, hello);
+}
+
+static void daemon_relay_frame(void *arg, const char *peer, const struct frame *f)
+{
+	struct daemon *d = arg;
+
+	if (d->streams)
+		streams_frame(d->streams, peer, f);
+}
+
+static void daemon_relay_writable(void *arg, const char *peer)
+{
+	struct daemon *d = arg;
+
+	if (d->streams)
+		streams_writable(d->streams, peer);
+}
+
+static void daemon_relay_disconnected(void *arg, const char *peer, const char *reason)
+{
+	struct daemon *d = arg;
+
+	(void)reason;
+	if (d->streams)
+		streams_disconnected(d->streams, peer);
+}
+
+static const struct relay_callbacks daemon_relay_callbacks = {
+	.hello = daemon_relay_hello,
+	.heartbeat = daemon_relay_heartbeat,
+	.connected = daemon_relay_connected,
+	.frame = daemon_relay_frame,
+	.writable = daemon_relay_writable,
+	.disconnected = daemon_relay_disconnected,
+};
 
 static void daemon_cmd_status(struct control_request *req, int argc, char **argv, void *arg)
 {
@@ -211,6 +282,11 @@ static char *daemon_reload(struct daemon *d)
 	if (self < 0) {
 		log_error("site \"%s\" is no longer defined in \"%s\"", d->site_name, next->path);
 		reason = strdup("this site is no longer defined in the new configuration");
+		config_free(next);
+		goto out;
+	}
+	if (d->relay && !relay_reconfigure(d->relay, next, d->site_name)) {
+		reason = strdup("the relay could not take the new configuration (see the log)");
 		config_free(next);
 		goto out;
 	}
@@ -319,6 +395,15 @@ static bool daemon_start(struct daemon *d, const struct daemon_options *opts)
 	if (!d->tunnel)
 		return false;
 
+	if (d->cfg->n_sites > 1) {
+		d->relay = relay_new(d->base, d->cfg, d->site_name, &daemon_relay_callbacks, d);
+		if (!d->relay)
+			return false;
+		d->streams = streams_new(d->base, d->cfg, d->self, d->relay);
+		if (!d->streams)
+			return false;
+	}
+
 	d->control = control_listen(d->base, d->cfg->control.socket, daemon_commands, d);
 	if (!d->control)
 		return false;
@@ -328,6 +413,8 @@ static bool daemon_start(struct daemon *d, const struct daemon_options *opts)
 static void daemon_teardown(struct daemon *d)
 {
 	control_close(d->control);
+	streams_free(d->streams);
+	relay_free(d->relay);
 	tunnel_stop(d->tunnel);
 	for (size_t i = 0; i < sizeof(d->signals) / sizeof(d->signals[0]); i++) {
 		if (d->signals[i])

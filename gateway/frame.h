@@ -60,7 +60,7 @@ enum frame_type {
 	FRAME_ACK         = 0x05,  /* the sink applied a stream up to an LSN */
 	FRAME_HEARTBEAT   = 0x06,  /* WAL position, time, role, health */
 	FRAME_GOODBYE     = 0x07,  /* the sender closes the link, with a reason */
-	FRAME_RESUME      = 0x08,  /* sink to source: (re)start a stream at an LSN (ACK's payload) */
+	FRAME_RESUME      = 0x08,  /* sink to source: (re)start a stream at an LSN */
 	/* 0x09..0x0f reserved for replication. */
 	/* Failover: 0x10..0x1f. Payloads belong to the failover code. */
 	FRAME_FENCE       = 0x10,  /* become read-only: a higher epoch took over */

@@ -201,6 +201,7 @@ relay_proto_write_batch_head(struct wire_writer *w,
 	put_str(w, m->stream, true);
 	wire_put_u64(w, m->first_lsn);
 	wire_put_u64(w, m->last_lsn);
+	wire_put_u32(w, m->generation);
 	wire_put_u32(w, m->raw_len);
 	return wire_writer_ok(w);
 }
@@ -222,11 +223,35 @@ relay_proto_read_batch(const uint8_t *p, size_t len,
 	TRY(get_str(&r, &out->stream, true));
 	NEED(wire_get_u64(&r, &out->first_lsn));
 	NEED(wire_get_u64(&r, &out->last_lsn));
+	NEED(wire_get_u32(&r, &out->generation));
 	NEED(wire_get_u32(&r, &out->raw_len));
 	if (out->first_lsn > out->last_lsn)
 		return RELAY_PROTO_ERR_VALUE;
 	wire_get_rest(&r, &out->data, &out->data_len);
 	return RELAY_PROTO_OK;
+}
+
+/* ---- RESUME ---- */
+
+bool
+relay_proto_write_resume(struct wire_writer *w, const struct relay_proto_resume_req *m)
+{
+	put_str(w, m->stream, true);
+	wire_put_u64(w, m->lsn);
+	wire_put_u32(w, m->generation);
+	return wire_writer_ok(w);
+}
+
+enum relay_proto_status
+relay_proto_read_resume(const uint8_t *p, size_t len, struct relay_proto_resume_req *out)
+{
+	struct wire_reader r;
+
+	wire_reader_init(&r, p, len);
+	TRY(get_str(&r, &out->stream, true));
+	NEED(wire_get_u64(&r, &out->lsn));
+	NEED(wire_get_u32(&r, &out->generation));
+	return at_end(&r);
 }
 
 /* ---- SYNC ---- */

@@ -13,7 +13,9 @@
  *              n × (str stream, u64 resume_lsn)
  *   ACK        str stream, u64 applied_lsn, i64 commit_time_us
  *   HEARTBEAT  u64 wal_lsn, i64 time_us, u8 role, u32 health
- *   BATCH      str stream, u64 first_lsn, u64 last_lsn, u32 raw_len, data…
+ *   BATCH      str stream, u64 first_lsn, u64 last_lsn, u32 generation,
+ *              u32 raw_len, data…
+ *   RESUME     str stream, u64 lsn, u32 generation
  *   SYNC       str stream, str schema, str table, u64 snapshot_lsn,
  *              u32 chunk, u8 sync_flags, u32 raw_len, data…
  *   SEQUENCES  str stream, u16 n, n × (str schema, str name, i64 value)
@@ -140,6 +142,7 @@ struct relay_proto_batch {
 	struct wire_str stream;
 	uint64_t first_lsn;      /* first transaction's begin (final) LSN */
 	uint64_t last_lsn;       /* last transaction's end LSN; first_lsn <= last_lsn */
+	uint32_t generation;     /* the RESUME this batch answers (0: the link's HELLO) */
 	uint32_t raw_len;        /* data size once decompressed */
 	const uint8_t *data;     /* opaque, possibly compressed */
 	size_t data_len;
@@ -153,6 +156,24 @@ bool relay_proto_write_batch_head(struct wire_writer *w,
 		const struct relay_proto_batch *m) WIRE_MUSTCHECK;
 enum relay_proto_status relay_proto_read_batch(const uint8_t *p, size_t len,
 		struct relay_proto_batch *out);
+
+/* ---- RESUME ---- */
+
+/*
+ * Sink to source: (re)start the stream at lsn. Each RESUME on a link has a
+ * new generation; the source stamps it on every batch it then sends, so the
+ * sink can tell the batches it asked for from older ones still in flight.
+ */
+struct relay_proto_resume_req {
+	struct wire_str stream;
+	uint64_t lsn;
+	uint32_t generation;
+};
+
+bool relay_proto_write_resume(struct wire_writer *w,
+		const struct relay_proto_resume_req *m) WIRE_MUSTCHECK;
+enum relay_proto_status relay_proto_read_resume(const uint8_t *p, size_t len,
+		struct relay_proto_resume_req *out);
 
 /* ---- SYNC ---- */
 

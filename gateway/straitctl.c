@@ -117,6 +117,17 @@ static int ctl_status(struct ctl_globals *g, int argc, char **argv)
 	return ctl_call(g, json ? 2 : 1, req);
 }
 
+static int ctl_ping(struct ctl_globals *g, int argc, char **argv)
+{
+	char *req[1] = { "ping" };
+
+	if (ctl_wants_help("ping", argc, argv))
+		return 0;
+	if (argc > 1)
+		return ctl_bad_usage("ping", "unexpected argument");
+	return ctl_call(g, 1, req);
+}
+
 static int ctl_reload(struct ctl_globals *g, int argc, char **argv)
 {
 	char *req[1] = { "reload" };
@@ -246,6 +257,8 @@ static const struct ctl_command ctl_commands[] = {
 	  "  --print   print the normalized config with every default filled in\n"
 	  "  --files   also open every file the config names (keys, certificates)\n"
 	  "            and check their permissions\n" },
+	{ "ping", ctl_ping, "",
+	  "Check that straitd answers on its control socket (exit 0, or 3 when it does not).", "" },
 	{ "reload", ctl_reload, "",
 	  "Ask straitd to reload its config, like SIGHUP, and report whether it took.", "" },
 	{ "genkey", ctl_genkey, "",
@@ -296,6 +309,8 @@ static int ctl_help(struct ctl_globals *g, int argc, char **argv)
 	char *args[2];
 
 	(void)g;
+	if (ctl_wants_help("help", argc, argv))
+		return 0;
 	if (argc < 2) {
 		ctl_usage(stdout);
 		return 0;

@@ -889,9 +889,11 @@ bool source_start(struct source *src, uint64_t start_lsn)
 		PQfreemem(lit);
 	}
 	PQfreemem(pub);
-	if (start_lsn > src->confirmed_lsn)
-		src->confirmed_lsn = start_lsn;
-	src->sent_lsn = src->confirmed_lsn;
+	/*
+	 * The sink may ask for more than it has committed (batches it has
+	 * queued): that is where to go on, not what is safe to confirm.
+	 */
+	src->sent_lsn = start_lsn > src->confirmed_lsn ? start_lsn : src->confirmed_lsn;
 	src->received_lsn = start_lsn;
 	src->reading_paused = false;
 	if (!pgoutput_decoder_init(&src->decoder, 2))

@@ -439,3 +439,62 @@ class Straitd:
             with open(self.logfile) as f:
                 return f.read()
         return ""
+
+
+# --------------------------------------------------------------------------
+# A whole cluster: keys, TLS, one config per host
+
+class Cluster:
+    """Sites with their keys, certificates and per-host configs.
+
+    sites: list of dicts (name, role, tunnel_address, endpoint, database);
+    public_key is filled in. host(name) -> (config_path, config_dict)."""
+
+    def __init__(self, base, sites, streams=(), backend="none", cluster="acme-dr", extra=None):
+        import tlsutil
+        self.base = str(base)
+        self.keys = {s["name"]: make_keypair() for s in sites}
+        sites = [dict(s, public_key=self.keys[s["name"]][1]) for s in sites]
+        extra = dict(extra or {})
+        extra.setdefault("relay", {"port": free_port()})
+        self.cluster_cfg = site_config(self.base, cluster, sites, streams, backend, extra)
+        ca = tlsutil.make_ca(os.path.join(self.base, "ca"), cluster)
+        self.ca = ca
+        self.hosts = {}
+        for s in sites:
+            host_dir = os.path.join(self.base, s["name"])
+            os.makedirs(host_dir, exist_ok=True)
+            cfg = host_config(self.cluster_cfg, host_dir)
+            write_private_key(cfg["private_key_file"], self.keys[s["name"]][0])
+            cert = tlsutil.make_site_cert(ca, os.path.join(self.base, "ca"), s["name"])
+            tlsutil.install_site_tls(ca, cert, host_dir)
+            self.hosts[s["name"]] = (write_config(os.path.join(host_dir, "strait.yaml"), cfg), cfg)
+
+    def host(self, name):
+        return self.hosts[name]
+
+    def path(self, name):
+        return self.hosts[name][0]
+
+    def update(self, name, cfg):
+        """Writes a changed config for one host."""
+        self.hosts[name] = (write_config(self.hosts[name][0], cfg), cfg)
+
+
+def loopback_sites(pgs, names=("onprem", "cloud")):
+    """Site dicts for sites on this host's loopback (tunnel backend none):
+    127.0.0.1, 127.0.0.2, ... each with its PostgreSQL server's conninfo."""
+    sites = []
+    for i, (name, pg) in enumerate(zip(names, pgs)):
+        sites.append({"name": name, "role": "primary" if i == 0 else "replica",
+                      "endpoint": f"127.0.0.{i + 1}:{51820 + i}",
+                      "tunnel_address": f"127.0.0.{i + 1}/8",
+                      "database": pg.dsn() if pg else "host=/nonexistent dbname=app"})
+    return sites
+
+
+def table_dump(pg, table, dbname="postgres"):
+    """A table's rows as sorted COPY text, for comparing two sites."""
+    res = run(["psql", "-h", pg.sockdir, "-p", str(pg.port), "-U", "postgres", "-X", "-At",
+               "-c", f"COPY (SELECT * FROM {table}) TO STDOUT", dbname])
+    return sorted(res.stdout.splitlines())

@@ -12,7 +12,7 @@ from harness import STRAITCTL, STRAITD, run
 VERSION = open(os.path.join(harness.REPO, "VERSION")).read().strip()
 EXAMPLE = os.path.join(harness.REPO, "tests", "configs", "good", "example.yaml")
 SHARED_EXAMPLE = os.path.join(os.path.dirname(harness.REPO), "shared", "examples", "strait.yaml")
-SUBCOMMANDS = ["status", "check-config", "reload", "genkey", "pubkey", "config-reference", "help"]
+SUBCOMMANDS = ["status", "ping", "check-config", "reload", "genkey", "pubkey", "config-reference", "help"]
 
 
 @pytest.mark.parametrize("prog", [STRAITD, STRAITCTL])
@@ -66,7 +66,7 @@ def test_no_subcommand_prints_usage():
     assert res.returncode == 2 and "Usage: straitctl" in res.stderr
 
 
-@pytest.mark.parametrize("cmd", ["genkey", "pubkey", "reload", "config-reference"])
+@pytest.mark.parametrize("cmd", ["genkey", "pubkey", "ping", "reload", "config-reference"])
 def test_subcommands_reject_stray_arguments(cmd):
     res = run([STRAITCTL, cmd, "extra"], check=False, input="")
     assert res.returncode == 2

@@ -14,27 +14,12 @@ from harness import make_keypair, run, wait_until, write_config, write_private_k
 
 
 def two_site_cluster(tmp_path, streams=None):
-    """A two-site cluster config (tunnel backend none) and each host's own copy."""
-    keys = {name: make_keypair() for name in ("onprem", "cloud")}
-    sites = [
-        {"name": "onprem", "role": "primary", "endpoint": "192.0.2.1:51820",
-         "tunnel_address": "10.77.0.1/24", "public_key": keys["onprem"][1],
-         "database": "host=/tmp dbname=app user=strait"},
-        {"name": "cloud", "role": "replica", "endpoint": "192.0.2.2:51820",
-         "tunnel_address": "10.77.0.2/24", "public_key": keys["cloud"][1],
-         "database": "host=/tmp dbname=app user=strait"},
-    ]
+    """A two-site cluster (tunnel backend none, no database reachable): each
+    host's config path and dict."""
+    sites = harness.loopback_sites([None, None])
     if streams is None:
         streams = [{"name": "app", "from": "onprem", "to": "cloud", "publication": "strait_app"}]
-    cluster = harness.site_config(str(tmp_path), "acme-dr", sites, streams)
-    hosts = {}
-    for name in ("onprem", "cloud"):
-        host_dir = tmp_path / name
-        host_dir.mkdir()
-        cfg = harness.host_config(cluster, str(host_dir))
-        write_private_key(cfg["private_key_file"], keys[name][0])
-        hosts[name] = (write_config(str(host_dir / "strait.yaml"), cfg), cfg)
-    return hosts
+    return harness.Cluster(tmp_path, sites, streams).hosts
 
 
 def test_starts_as_named_site_and_reports_status(tmp_path, straitd_factory):
@@ -46,8 +31,7 @@ def test_starts_as_named_site_and_reports_status(tmp_path, straitd_factory):
     assert st["site"] == "cloud"
     assert st["role"] == "replica"
     assert st["pid"] == d.pid
-    assert [s["name"] for s in st["sites"]] == ["onprem", "cloud"]
-    assert [s["self"] for s in st["sites"]] == [False, True]
+    assert {s["name"]: s["self"] for s in st["sites"]} == {"onprem": False, "cloud": True}
     assert st["streams"][0] == {"name": "app", "from": "onprem", "to": "cloud",
                                 "publication": "strait_app", "mode": "live"}
     assert st["tunnel"]["backend"] == "none"

@@ -17,7 +17,7 @@
 
 static const enum frame_type all_types[] = {
 	FRAME_HELLO, FRAME_BATCH, FRAME_SYNC, FRAME_SEQUENCES, FRAME_ACK,
-	FRAME_HEARTBEAT, FRAME_GOODBYE, FRAME_FENCE, FRAME_FENCE_ACK,
+	FRAME_HEARTBEAT, FRAME_GOODBYE, FRAME_RESUME, FRAME_FENCE, FRAME_FENCE_ACK,
 	FRAME_PROMOTE, FRAME_PROMOTE_ACK,
 };
 #define NTYPES (sizeof(all_types) / sizeof(all_types[0]))
@@ -174,7 +174,7 @@ test_header_errors_early(void **state)
 		{ 4, 0, FRAME_ERR_VERSION },
 		{ 4, 2, FRAME_ERR_VERSION },
 		{ 5, 0x00, FRAME_ERR_TYPE },
-		{ 5, 0x08, FRAME_ERR_TYPE },
+		{ 5, 0x09, FRAME_ERR_TYPE },
 		{ 5, 0x14, FRAME_ERR_TYPE },
 		{ 5, 0x1f, FRAME_ERR_TYPE },
 		{ 5, 'B', FRAME_ERR_TYPE },
@@ -315,7 +315,7 @@ test_encoder_refusals(void **state)
 
 	(void)state;
 	memset(hdr, 0xEE, sizeof(hdr));
-	assert_false(frame_encode_header(hdr, (enum frame_type)0x08, 0, 0, NULL, 0));
+	assert_false(frame_encode_header(hdr, (enum frame_type)0x09, 0, 0, NULL, 0));
 	assert_false(frame_encode_header(hdr, FRAME_ACK, 0x04, 0, NULL, 0));
 	assert_int_equal(hdr[0], 0xEE);        /* untouched */
 

@@ -218,11 +218,31 @@ test_heartbeat(void **state)
 }
 
 static void
+test_resume(void **state)
+{
+	struct relay_proto_resume_req m = { S("orders"), 0x1234567890ull, 42 }, out;
+	struct wire_writer w;
+
+	(void)state;
+	wire_writer_init_heap(&w, 1 << 16);
+	assert_true(relay_proto_write_resume(&w, &m));
+	assert_int_equal(relay_proto_read_resume(w.data, w.len, &out), RELAY_PROTO_OK);
+	assert_true(str_is(out.stream, "orders"));
+	assert_true(out.lsn == 0x1234567890ull);
+	assert_int_equal(out.generation, 42);
+	for (size_t cut = 0; cut < w.len; cut++)
+		assert_int_not_equal(relay_proto_read_resume(w.data, cut, &out), RELAY_PROTO_OK);
+	assert_true(wire_put_u8(&w, 0));
+	assert_int_equal(relay_proto_read_resume(w.data, w.len, &out), RELAY_PROTO_ERR_TRAILING);
+	wire_writer_free(&w);
+}
+
+static void
 test_batch(void **state)
 {
 	struct wire_writer w;
 	struct relay_proto_batch b = {
-		S("orders"), 100, 200, 5, (const uint8_t *)"\x01\x02\x03", 3,
+		S("orders"), 100, 200, 7, 5, (const uint8_t *)"\x01\x02\x03", 3,
 	};
 	struct relay_proto_batch out;
 	const uint8_t *p;
@@ -237,6 +257,7 @@ test_batch(void **state)
 	assert_int_equal(relay_proto_read_batch(p, len, &out), RELAY_PROTO_OK);
 	assert_true(str_is(out.stream, "orders"));
 	assert_true(out.first_lsn == 100 && out.last_lsn == 200);
+	assert_int_equal(out.generation, 7);
 	assert_int_equal(out.raw_len, 5);
 	assert_int_equal(out.data_len, 3);
 	assert_memory_equal(out.data, "\x01\x02\x03", 3);
@@ -405,6 +426,7 @@ main(void)
 		cmocka_unit_test(test_ack_bytes),
 		cmocka_unit_test(test_heartbeat),
 		cmocka_unit_test(test_batch),
+		cmocka_unit_test(test_resume),
 		cmocka_unit_test(test_sync),
 		cmocka_unit_test(test_sequences),
 		cmocka_unit_test(test_goodbye),

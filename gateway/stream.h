@@ -1,0 +1,51 @@
+/*
+ * stream.h — the streams of this site: each stream's source (on the site it
+ * comes from) or sink (on the site it goes to), joined by the relay link.
+ *
+ * The conversation for one stream between its source site S and sink site K:
+ *
+ *   K: HELLO (or RESUME once its apply is ready) names the LSN to resume at
+ *   S: START_REPLICATION from there; BATCH frames, zstd-compressed
+ *   K: decompress, apply; ACK each committed source transaction
+ *   S: confirm ACKed positions to the slot (durability remote)
+ *
+ * A RESUME also restarts a source that is already streaming: the sink sends
+ * one whenever its apply (re)connects, since it may have dropped batches it
+ * had queued. The source therefore never guesses where to go on: after a lost
+ * link or its own restart it waits for HELLO or RESUME.
+ *
+ * The daemon forwards the relay's callbacks to streams_*(); this module owns
+ * every source, apply and codec. Ownership: streams_new() returns an object
+ * freed by streams_free(); it keeps pointers to the relay (not owned).
+ */
+#ifndef STRAIT_STREAM_H
+#define STRAIT_STREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct frame;
+struct json_out;
+struct relay;
+struct relay_proto_hello;
+struct strait_config;
+struct streams;
+
+/* NULL when out of memory (logged). */
+struct streams *streams_new(struct event_base *base, const struct strait_config *cfg,
+		size_t self_site, struct relay *relay);
+void streams_free(struct streams *s);
+
+/* Relay callbacks, forwarded by the daemon. */
+void streams_hello(struct streams *s, const char *peer, struct relay_proto_hello *hello);
+void streams_connected(struct streams *s, const char *peer, const struct relay_proto_hello *hello);
+void streams_frame(struct streams *s, const char *peer, const struct frame *f);
+void streams_writable(struct streams *s, const char *peer);
+void streams_disconnected(struct streams *s, const char *peer);
+
+/* Appends the "streams" array to a status object. */
+void streams_status_json(const struct streams *s, struct json_out *j);
+
+#endif

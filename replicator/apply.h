@@ -1,0 +1,120 @@
+/*
+ * apply.h — the sink's apply engine: takes the pgoutput message stream of
+ * whole source transactions (as the source site's straitd relays it) and
+ * applies it to the target PostgreSQL through non-blocking libpq in pipeline
+ * mode, recording progress with a replication origin in the same target
+ * transactions, so that a crash anywhere resumes exactly once.
+ *
+ * Input contract (fixed): a batch body is a sequence of records, each a u32
+ * big-endian length followed by one pgoutput message (protocol version 2,
+ * exactly as the walsender sent it in XLogData; no streamed transactions). A
+ * batch holds whole transactions (Begin ... Commit), possibly several;
+ * Relation messages come before the changes that use them.
+ *
+ * Life cycle: apply_new() connects in the background; ready() reports the
+ * origin's progress (the LSN the source must resume after). apply_submit()
+ * queues batches; committed() reports each source commit once the target
+ * transaction that holds it has committed. On an error (schema mismatch, a
+ * conflict under on_conflict=error, bad input, connection loss) the engine
+ * logs it once, closes its connection, forgets everything that was not
+ * committed and calls stopped(); the queued batches stay, and apply_resume()
+ * reconnects and continues from the origin's position — nothing lost, nothing
+ * applied twice.
+ *
+ * Callbacks run from the event loop, never from inside apply_new(),
+ * apply_submit() or apply_resume(). They may call apply_submit(),
+ * apply_resume() and the status functions, but not apply_free().
+ *
+ * Return conventions: bool, false on failure (already logged).
+ */
+#ifndef STRAIT_APPLY_H
+#define STRAIT_APPLY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define APPLY_MUSTCHECK __attribute__((warn_unused_result))
+
+struct event_base;
+struct json_out;
+struct apply;
+
+/* What to do when a change does not fit the target's rows. */
+enum apply_conflict {
+	APPLY_CONFLICT_ERROR,        /* stop the stream, naming the table and key */
+	APPLY_CONFLICT_SOURCE_WINS,  /* upsert; a missing UPDATE row is inserted */
+	APPLY_CONFLICT_TARGET_WINS,  /* keep the target's row; skip the change */
+};
+
+struct apply_config {
+	const char *conninfo;        /* the target database (libpq conninfo or URI) */
+	const char *stream;          /* the stream's name; the origin is strait_<stream> */
+	enum apply_conflict on_conflict;
+	/*
+	 * Grouping: consecutive source transactions already queued are applied in
+	 * one target transaction until it holds this many changes or source
+	 * transactions (0: the defaults, 10000 and 1000). 1 and 1 apply every
+	 * source transaction in its own target transaction.
+	 */
+	size_t group_max_changes;
+	size_t group_max_txns;
+	unsigned connect_timeout_s;  /* 0: 30 seconds */
+};
+
+struct apply_callbacks {
+	/* Connected and set up; the source must resume after resume_lsn (0: from the start). */
+	void (*ready)(void *arg, uint64_t resume_lsn);
+	/*
+	 * The source transaction ending at end_lsn is committed on the target.
+	 * Called in commit order, once per transaction (not for transactions
+	 * found already applied: ready()'s resume_lsn covers those).
+	 */
+	void (*committed)(void *arg, uint64_t end_lsn, int64_t commit_time_us);
+	/* The stream paused; reason is the logged error. apply_resume() continues. */
+	void (*stopped)(void *arg, const char *reason);
+	/* Optional (may be NULL): everything submitted so far is applied. */
+	void (*idle)(void *arg);
+};
+
+/*
+ * Starts an engine; it connects from the event loop. The config's strings are
+ * copied. NULL when out of memory or the config is invalid (logged).
+ */
+struct apply *apply_new(struct event_base *base, const struct apply_config *cfg,
+		const struct apply_callbacks *cb, void *cb_arg) APPLY_MUSTCHECK;
+
+/*
+ * Queues one batch body (copied). False when the body's record framing is
+ * broken (a length running past the end) or memory runs out; nothing is
+ * queued then. Batches may be submitted in any state, also while stopped.
+ */
+bool apply_submit(struct apply *a, const uint8_t *body, size_t len) APPLY_MUSTCHECK;
+
+/* Bytes submitted but not yet committed on the target (backpressure). */
+size_t apply_pending_bytes(const struct apply *a);
+
+/* Reconnects a stopped engine. False (and nothing happens) when not stopped. */
+bool apply_resume(struct apply *a);
+
+/* Whether the engine is stopped (on an error, waiting for apply_resume()). */
+bool apply_is_stopped(const struct apply *a);
+
+/* The last source commit applied (0: none yet). */
+uint64_t apply_applied_lsn(const struct apply *a);
+
+/*
+ * Writes the engine's status as an object (key: the member name, or NULL):
+ * state, origin, applied LSN, last commit time, transactions and rows
+ * applied, conflicts, pending bytes, last error.
+ */
+void apply_status_json(const struct apply *a, struct json_out *j, const char *key);
+
+/* Closes the connection (rolling back what is not committed) and frees everything. */
+void apply_free(struct apply *a);
+
+/* "error", "source_wins", "target_wins"; parse returns false when unknown. */
+const char *apply_conflict_name(enum apply_conflict c);
+bool apply_conflict_parse(const char *name, enum apply_conflict *out) APPLY_MUSTCHECK;
+
+#endif

@@ -1,0 +1,114 @@
+"""End to end: two sites on this host's loopback (tunnel backend none), a
+real PostgreSQL at each, straitd at each; changes on the primary arrive at
+the replica through the source, the TLS relay link and the sink's apply."""
+
+import signal
+
+import pytest
+
+import harness
+from harness import table_dump, wait_until
+
+PGBENCH_TABLES = ("pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history")
+
+
+def start_pair(tmp_path, pg_factory, straitd_factory, stream_extra=None, schema=None):
+    """Source and target servers, schema(pg) run on both before the stream's
+    slot exists (no initial sync), and a straitd per site."""
+    src = pg_factory("onprem")
+    dst = pg_factory("cloud")
+    for pg in (src, dst):
+        if schema:
+            schema(pg)
+    stream = {"name": "app", "from": "onprem", "to": "cloud", "publication": "strait_app",
+              "initial_sync": False}
+    stream.update(stream_extra or {})
+    cluster = harness.Cluster(tmp_path, harness.loopback_sites([src, dst]), [stream])
+    onprem = straitd_factory(cluster.path("onprem"), site="onprem")
+    cloud = straitd_factory(cluster.path("cloud"), site="cloud")
+    return src, dst, onprem, cloud, cluster
+
+
+def stream_status(d, role):
+    return next(r for r in d.status()["replication"] if r["role"] == role)
+
+
+def wait_streaming(onprem, timeout=30):
+    wait_until(lambda: stream_status(onprem, "source")["streaming"], timeout,
+               what="the source to stream")
+
+
+def wait_equal(src, dst, tables, timeout=60):
+    def same():
+        return all(table_dump(src, t) == table_dump(dst, t) for t in tables)
+    wait_until(same, timeout, interval=0.5, what="the target to equal the source")
+
+
+def tpcb_balanced(pg):
+    rows = pg.sql("SELECT (SELECT sum(abalance) FROM pgbench_accounts), "
+                  "(SELECT sum(bbalance) FROM pgbench_branches), "
+                  "(SELECT sum(tbalance) FROM pgbench_tellers), "
+                  "(SELECT coalesce(sum(delta), 0) FROM pgbench_history)")[0]
+    return len(set(rows)) == 1
+
+
+def test_pgbench_replicates(tmp_path, pg_factory, straitd_factory):
+    src, dst, onprem, cloud, _ = start_pair(tmp_path, pg_factory, straitd_factory,
+                                            schema=lambda pg: pg.pgbench("-i", "-s", "2", "-q"))
+    wait_streaming(onprem)
+    src.pgbench("-c", "4", "-T", "8")
+    wait_equal(src, dst, PGBENCH_TABLES)
+    assert tpcb_balanced(dst)
+    st = stream_status(onprem, "source")
+    assert st["batches_sent"] > 0 and st["bytes_wire"] < st["bytes_raw"]
+    sink = stream_status(cloud, "sink")
+    assert sink["apply_ready"] and sink["batches_received"] > 0
+
+
+def test_source_and_slot_are_created(tmp_path, pg_factory, straitd_factory):
+    src, dst, onprem, cloud, _ = start_pair(tmp_path, pg_factory, straitd_factory)
+    wait_until(lambda: src.sql("SELECT count(*) FROM pg_replication_slots "
+                               "WHERE slot_name = 'strait_app' AND plugin = 'pgoutput'")[0][0] == 1,
+               what="the slot")
+    assert src.sql("SELECT puballtables FROM pg_publication WHERE pubname = 'strait_app'") == [(True,)]
+
+
+@pytest.mark.parametrize("victim", ["source", "sink"])
+def test_kill_9_resumes_exactly_once(tmp_path, pg_factory, straitd_factory, victim):
+    src, dst, onprem, cloud, cluster = start_pair(
+        tmp_path, pg_factory, straitd_factory,
+        schema=lambda pg: pg.sql("CREATE TABLE ledger (id bigint PRIMARY KEY, amount int NOT NULL)"))
+    wait_streaming(onprem)
+    import subprocess
+    import threading
+    stop = threading.Event()
+
+    def writer():
+        i = 0
+        with src.connect() as conn:
+            while not stop.is_set() and i < 100000:
+                i += 1
+                conn.execute("INSERT INTO ledger VALUES (%s, %s)", (i, i % 97))
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        wait_until(lambda: dst.sql("SELECT count(*) FROM ledger")[0][0] > 200, 30,
+                   what="some rows to arrive")
+        d = onprem if victim == "source" else cloud
+        d.kill()
+        wait_until(lambda: src.sql("SELECT count(*) FROM ledger")[0][0] > 
+                   dst.sql("SELECT count(*) FROM ledger")[0][0] + 100, 30,
+                   what="a backlog while straitd is down")
+        d2 = harness.Straitd(d.config_path, site=d.site)
+        d2.start()
+        try:
+            stop.set()
+            t.join()
+            wait_equal(src, dst, ["ledger"])
+            assert dst.sql("SELECT count(*), count(DISTINCT id) FROM ledger")[0] == \
+                src.sql("SELECT count(*), count(DISTINCT id) FROM ledger")[0]
+        finally:
+            d2.stop()
+    finally:
+        stop.set()
+        t.join()
