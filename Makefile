@@ -90,6 +90,21 @@ $(BUILD)/san/%.o: %.c
 $(BUILD)/libstrait-san.a: $(SAN_OBJS)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
+# The integration suite runs the sanitizer builds of the programs: a memory
+# error or a leak in the daemon fails the test that caused it.
+SAN_PROGS := $(BUILD)/asan/straitd $(BUILD)/asan/straitctl \
+	$(TOOL_SRCS:tests/tools/%.c=$(BUILD)/asan/tools/%)
+
+$(BUILD)/asan/%: $(BUILD)/san/gateway/%.o $(BUILD)/libstrait-san.a
+	@mkdir -p $(dir $@)
+	@echo "  LD san  $@"
+	$(Q)$(CC) $(SAN_FLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/asan/tools/%: $(BUILD)/san/tests/tools/%.o $(BUILD)/libstrait-san.a
+	@mkdir -p $(dir $@)
+	@echo "  LD san  $@"
+	$(Q)$(CC) $(SAN_FLAGS) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/tests/%: $(BUILD)/san/tests/unit/%.o $(BUILD)/libstrait-san.a
 	@mkdir -p $(dir $@)
 	@echo "  LD san  $@"
@@ -133,8 +148,10 @@ fuzz: $(FUZZ_BINS)
 		$$f -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
 			$(BUILD)/fuzz/new-$$name $$corpus 2>&1 | tail -n 12; done
 
-integration: all tools
-	$(Q)$(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests/integration
+integration: all tools $(SAN_PROGS)
+	$(Q)STRAIT_BUILD=$(abspath $(BUILD))/asan STRAIT_PLAIN_BUILD=$(abspath $(BUILD)) \
+		ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+		$(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests/integration
 
 test: deps
 	$(Q)$(MAKE) --no-print-directory all

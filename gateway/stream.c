@@ -91,6 +91,7 @@ struct stream {
 	bool apply_ready;
 	uint64_t next_lsn;       /* where the source should resume from */
 	uint32_t want_generation; /* batches of other generations are stale */
+	bool in_hello;           /* our last HELLO to the peer named this stream */
 	bool dec_started;        /* the decoder has seen this generation's first batch */
 	uint64_t ack_lsn;        /* committed, to ACK */
 	int64_t ack_commit_time;
@@ -537,7 +538,10 @@ void streams_hello(struct streams *s, const char *peer, struct relay_proto_hello
 
 	for (size_t i = 0; i < s->n && n < sizeof(resume) / sizeof(resume[0]); i++) {
 		struct stream *st = &s->v[i];
-		if (st->role != STREAM_ROLE_SINK || strcmp(st->peer, peer) != 0 || !st->apply_ready)
+		if (st->role != STREAM_ROLE_SINK || strcmp(st->peer, peer) != 0)
+			continue;
+		st->in_hello = st->apply_ready;
+		if (!st->apply_ready)
 			continue;
 		resume[n].stream = relay_proto_str(st->name);
 		resume[n].lsn = st->next_lsn;
@@ -557,6 +561,9 @@ void streams_connected(struct streams *s, const char *peer, const struct relay_p
 			/* our HELLO asked for generation 0 of this link */
 			st->want_generation = 0;
 			st->dec_started = false;
+			/* ready after the HELLO left: ask now */
+			if (st->apply_ready && !st->in_hello)
+				stream_send_resume(st);
 			continue;
 		}
 		if (st->role != STREAM_ROLE_SOURCE)
