@@ -72,8 +72,8 @@ struct tunnel_ops {
 	int (*set)(const struct tunnel *t, const struct wgdev *changes, char *err, size_t errlen);
 	/* True when the device can take configuration now. */
 	bool (*ready)(const struct tunnel *t);
-	/* Removes what this backend created, unless keep_on_exit. */
-	void (*close)(struct tunnel *t);
+	/* Removes what this backend created, unless keep_on_exit; true when it did. */
+	bool (*close)(struct tunnel *t);
 	/* Backend-specific status members; may be NULL. */
 	void (*status)(const struct tunnel *t, struct json_out *j);
 };
@@ -148,20 +148,22 @@ static bool tunnel_kernel_ready(const struct tunnel *t)
 	return true;
 }
 
-static void tunnel_kernel_close(struct tunnel *t)
+static bool tunnel_kernel_close(struct tunnel *t)
 {
 	char err[TUNNEL_ERRLEN];
 
 	if (!t->created_link)
-		return;
+		return false;
 	if (t->keep_on_exit) {
 		log_info("keeping WireGuard interface \"%s\"", t->ifname);
-		return;
+		return false;
 	}
-	if (rtnl_link_delete(t->ifname, err, sizeof(err)) < 0)
+	if (rtnl_link_delete(t->ifname, err, sizeof(err)) < 0) {
 		log_warning("%s", err);
-	else
-		log_info("deleted WireGuard interface \"%s\"", t->ifname);
+		return false;
+	}
+	log_info("deleted WireGuard interface \"%s\"", t->ifname);
+	return true;
 }
 
 static const struct tunnel_ops tunnel_kernel_ops = {
@@ -190,10 +192,12 @@ static bool tunnel_userspace_ready(const struct tunnel *t)
 	return t->us && wg_userspace_ready(t->us);
 }
 
-static void tunnel_userspace_close(struct tunnel *t)
+static bool tunnel_userspace_close(struct tunnel *t)
 {
-	wg_userspace_stop(t->us, t->keep_on_exit);
+	bool stopped = wg_userspace_stop(t->us, t->keep_on_exit);
+
 	t->us = NULL;
+	return stopped;
 }
 
 static void tunnel_userspace_status(const struct tunnel *t, struct json_out *j)
@@ -901,12 +905,10 @@ void tunnel_stop(struct tunnel *t)
 		evdns_base_free(t->dns, 0);
 	if (t->tick)
 		event_free(t->tick);
-	if (t->ops)
-		t->ops->close(t);
+	if (t->ops && t->ops->close(t))
+		log_info("tunnel \"%s\" is down", t->ifname);
 	else if (t->us)
 		wg_userspace_stop(t->us, t->keep_on_exit);
-	if (t->ops && !t->keep_on_exit)
-		log_info("tunnel \"%s\" is down", t->ifname);
 	free(t->routes);
 	peers_free(t->want);
 	wgkey_wipe(t, sizeof(*t));

@@ -27,7 +27,18 @@ struct tunnel *tunnel_start(struct event_base *base, const struct strait_config 
 /* Applies a new config: only what changed is sent. Returns false on failure (logged). */
 bool tunnel_reconcile(struct tunnel *t, const struct strait_config *cfg, size_t self_site);
 
-/* Appends the "tunnel" member (interface, backend, per-peer state) to a status object. */
+/*
+ * Appends the "tunnel" member to a status object: backend (the one in use)
+ * and configured_backend; unless "none": interface, public_key (never the
+ * private key), public_key_matches_config, address, mtu, listen_port,
+ * "userspace" {implementation, state, pid, restarts} for that backend,
+ * "error" when the device cannot be read, and "peers": per site its name,
+ * public_key, configured_endpoint, endpoint (as the device knows it),
+ * allowed_ips, last_handshake (unix time or null), handshake_age_seconds,
+ * rx_bytes, tx_bytes, persistent_keepalive, state in plain words ("up",
+ * "no handshake yet", "stale (no handshake for 3m12s)", ...) and, when there
+ * is something to check, "problem". Reads the device: a local request.
+ */
 void tunnel_status_json(const struct tunnel *t, struct json_out *j);
 
 /* Removes what tunnel_start() created (unless keep_on_exit) and frees t. NULL is fine. */

@@ -156,8 +156,7 @@ int wg_kernel_get(const char *ifname, struct wgdev **out, char *err, size_t errl
 	errno = 0;
 	rc = wg_kernel_talk(nl, portid, (struct nlmsghdr *)buf, wg_kernel_get_cb, dev);
 	if (rc < 0) {
-		snprintf(err, errlen, "could not read WireGuard interface \"%s\": %s", ifname,
-			 strerror(-rc));
+		snprintf(err, errlen, "generic netlink: %s", strerror(-rc));
 		goto out;
 	}
 	snprintf(dev->name, sizeof(dev->name), "%s", ifname);
@@ -188,15 +187,13 @@ int wg_kernel_set(const struct wgdev *dev, char *err, size_t errlen)
 		size_t len = wg_genl_build_set(buf, sizeof(buf), family, wg_kernel_seq(), dev, &cur);
 
 		if (len == 0) {
-			snprintf(err, errlen, "could not build a WireGuard netlink message for \"%s\"",
-				 dev->name);
+			snprintf(err, errlen, "a peer does not fit in one netlink message");
 			rc = -EMSGSIZE;
 			goto out;
 		}
 		rc = wg_kernel_talk(nl, portid, (struct nlmsghdr *)buf, NULL, NULL);
 		if (rc < 0) {
-			snprintf(err, errlen, "could not configure WireGuard interface \"%s\": %s",
-				 dev->name, strerror(-rc));
+			snprintf(err, errlen, "generic netlink: %s", strerror(-rc));
 			goto out;
 		}
 	}

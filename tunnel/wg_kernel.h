@@ -3,8 +3,8 @@
  * messages built and parsed in wg_genl.c. The link itself is created and
  * deleted over rtnetlink (rtnl.c, kind "wireguard").
  *
- * Return convention: 0 or a negative errno with a message in err; nothing
- * here logs.
+ * Return convention: 0 or a negative errno with a message in err (the
+ * caller names the interface); nothing here logs.
  */
 #ifndef STRAIT_WG_KERNEL_H
 #define STRAIT_WG_KERNEL_H

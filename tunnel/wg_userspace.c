@@ -197,7 +197,7 @@ static void wg_userspace_on_output(evutil_socket_t fd, short what, void *arg)
 	wg_userspace_read_output(arg);
 }
 
-/* Runs in the child after fork(): only async-signal-safe calls, then exec. */
+/* Runs in the child after fork(): async-signal-safe calls, then exec. */
 static void wg_userspace_child(const struct wg_userspace *u, char **env, int errfd, int outfd,
 		pid_t parent)
 {
@@ -555,10 +555,12 @@ void wg_userspace_status_json(const struct wg_userspace *u, struct json_out *j)
 	json_object_end(j);
 }
 
-void wg_userspace_stop(struct wg_userspace *u, bool keep)
+bool wg_userspace_stop(struct wg_userspace *u, bool keep)
 {
+	bool stopped = false;
+
 	if (!u)
-		return;
+		return false;
 	if (u->sigchld)
 		event_free(u->sigchld);
 	if (u->timer)
@@ -571,9 +573,11 @@ void wg_userspace_stop(struct wg_userspace *u, bool keep)
 		log_info("stopping %s for interface \"%s\" (pid %d)", u->program, u->ifname,
 			 (int)u->pid);
 		wg_userspace_kill_child(u);
+		stopped = true;
 	}
 	/* What it printed while stopping. */
 	wg_userspace_read_output(u);
 	wg_userspace_close_output(u);
 	free(u);
+	return stopped;
 }

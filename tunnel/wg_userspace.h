@@ -51,7 +51,8 @@ void wg_userspace_status_json(const struct wg_userspace *u, struct json_out *j);
 /*
  * Stops the child it started (SIGTERM, then SIGKILL after a bounded wait)
  * unless keep, which leaves it serving the interface. Frees u; NULL is fine.
+ * True when it stopped a child (the interface went with it).
  */
-void wg_userspace_stop(struct wg_userspace *u, bool keep);
+bool wg_userspace_stop(struct wg_userspace *u, bool keep);
 
 #endif

@@ -23,58 +23,60 @@ from harness import make_keypair, wait_until, write_config, write_private_key
 PORT = 51820
 _counter = itertools.count()
 
-# Runs inside a site: accepts one TCP connection on (addr, port), reads it to
-# the end and prints "<bytes> <sha256>".
+# Runs inside a site: accepts `count` TCP connections on (addr, port), reads
+# each to the end and prints "<peer address> <bytes> <sha256>" per connection.
 SERVER = r"""
 import hashlib, socket, sys
-addr, port = sys.argv[1], int(sys.argv[2])
+addr, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind((addr, port))
-s.listen(1)
+s.listen(8)
 s.settimeout(60)
-c, _ = s.accept()
-c.settimeout(60)
-h = hashlib.sha256()
-n = 0
-while True:
-    d = c.recv(1 << 16)
-    if not d:
-        break
-    h.update(d)
-    n += len(d)
-c.close()
-print(n, h.hexdigest(), flush=True)
+for _ in range(count):
+    c, peer = s.accept()
+    c.settimeout(60)
+    h = hashlib.sha256()
+    n = 0
+    while True:
+        d = c.recv(1 << 16)
+        if not d:
+            break
+        h.update(d)
+        n += len(d)
+    c.close()
+    print(peer[0], n, h.hexdigest(), flush=True)
 """
 
-# Runs inside a site: connects to (addr, port), retrying until a deadline while
-# the tunnel comes up, sends nbytes of random data and prints "<bytes> <sha256>".
+# Runs inside a site: for each destination address, connects to (addr, port),
+# retrying until a deadline while the tunnel comes up, sends nbytes of random
+# data and prints "<destination> <bytes> <sha256>".
 CLIENT = r"""
 import hashlib, os, socket, sys, time
-addr, port, nbytes, timeout = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+port, nbytes, timeout = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 deadline = time.monotonic() + timeout
-while True:
-    try:
-        c = socket.create_connection((addr, port), timeout=2)
-        break
-    except OSError:
-        if time.monotonic() >= deadline:
-            raise
-        time.sleep(0.1)
-c.settimeout(60)
-h = hashlib.sha256()
-left = nbytes
-while left:
-    chunk = os.urandom(min(left, 1 << 16))
-    c.sendall(chunk)
-    h.update(chunk)
-    left -= len(chunk)
-c.shutdown(socket.SHUT_WR)
-c.recv(1)
-c.close()
-print(nbytes, h.hexdigest(), flush=True)
+for addr in sys.argv[4:]:
+    while True:
+        try:
+            c = socket.create_connection((addr, port), timeout=2)
+            break
+        except OSError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.1)
+    c.settimeout(60)
+    h = hashlib.sha256()
+    left = nbytes
+    while left:
+        chunk = os.urandom(min(left, 1 << 16))
+        c.sendall(chunk)
+        h.update(chunk)
+        left -= len(chunk)
+    c.shutdown(socket.SHUT_WR)
+    c.recv(1)
+    c.close()
+    print(addr, nbytes, h.hexdigest(), flush=True)
 """
-
 
 # Runs inside a site: a tiny DNS server on 127.0.0.1:53 that answers A queries
 # for the names given as name=address arguments (AAAA: no data; else NXDOMAIN).
@@ -144,7 +146,7 @@ class Cluster:
                 "public_key": public_key or self.keys[i][1],
                 "database": "host=/tmp dbname=app user=strait"}
 
-    def write(self, i, members, backend=None, wrong_keys=None, tag="strait"):
+    def write(self, i, members, backend=None, wrong_keys=None, tag="strait", tunnel=None):
         """Host i's config listing the sites in members (indexes)."""
         wrong_keys = wrong_keys or {}
         entries = [self.site_entry(k, wrong_keys.get(k)) for k in members]
@@ -156,6 +158,7 @@ class Cluster:
         cfg["metrics"] = self.metrics.setdefault(i, cfg["metrics"])
         cfg["tunnel"] = {"backend": backend or self.backend, "interface": self.ifaces[i],
                          "listen_port": PORT, "persistent_keepalive": self.keepalive}
+        cfg["tunnel"].update(tunnel or {})
         if not os.path.exists(cfg["private_key_file"]):
             write_private_key(cfg["private_key_file"], self.keys[i][0])
             cert = tlsutil.make_site_cert(self.ca, str(self.tmp / "ca"), self.names[i])
@@ -198,22 +201,49 @@ def wait_peers_up(d, names, timeout=20):
     return wait_until(up, timeout, what=f"handshakes with {sorted(names)}")
 
 
-def transfer(src, dst, dst_ip, nbytes, timeout=30, port=7777):
-    """Sends nbytes from site src to dst_ip:port in site dst over TCP; returns
-    (sender's (bytes, sha256), receiver's (bytes, sha256))."""
-    server = dst.popen(["python3", "-c", SERVER, dst_ip, str(port)], stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, text=True)
+def exchange(pairs, nbytes, timeout=30, port=7777):
+    """Sends nbytes over TCP for every (src site, src index, dst site, dst index)
+    in pairs, all at once (one server and one client process per site).
+    Returns {(src index, dst index): (sent sha256, received sha256)}."""
+    servers, clients = {}, {}
+    inbound, outbound = {}, {}
+    for src, si, dst, di in pairs:
+        inbound.setdefault(di, [dst, 0])[1] += 1
+        outbound.setdefault(si, [src, []])[1].append(host_addr(di))
     try:
-        client = src.run(["python3", "-c", CLIENT, dst_ip, str(port), str(nbytes), str(timeout)],
-                         check=False, timeout=timeout + 120)
-        out, err = server.communicate(timeout=60)
+        for di, (dst, count) in inbound.items():
+            servers[di] = dst.popen(["python3", "-c", SERVER, host_addr(di), str(port),
+                                     str(count)], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+        for si, (src, addrs) in outbound.items():
+            clients[si] = src.popen(["python3", "-c", CLIENT, str(port), str(nbytes),
+                                     str(timeout)] + addrs, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+        sent, received = {}, {}
+        for si, proc in clients.items():
+            out, err = proc.communicate(timeout=timeout + 120)
+            assert proc.returncode == 0, err
+            for line in out.splitlines():
+                addr, n, digest = line.split()
+                sent[(si, int(addr.rsplit(".", 1)[1]) - 1)] = (int(n), digest)
+        for di, proc in servers.items():
+            out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
+            for line in out.splitlines():
+                addr, n, digest = line.split()
+                received[(int(addr.rsplit(".", 1)[1]) - 1, di)] = (int(n), digest)
     finally:
-        if server.poll() is None:
-            server.kill()       # by its pid; Popen reaps it
-            server.wait()
-    assert client.returncode == 0, client.stderr
-    assert server.returncode == 0, err
-    return client.stdout.split(), out.split()
+        for proc in list(servers.values()) + list(clients.values()):
+            if proc.poll() is None:
+                proc.kill()         # by its pid; Popen reaps it
+                proc.wait()
+    return {key: (sent.get(key), received.get(key)) for key in sent}
+
+
+def transfer(src, si, dst, di, nbytes, timeout=30, port=7777):
+    """One TCP transfer from site si to site di's tunnel address:
+    (sender's (bytes, sha256), receiver's (bytes, sha256))."""
+    return exchange([(src, si, dst, di)], nbytes, timeout, port)[(si, di)]
 
 
 def link_exists(site, iface):
@@ -263,9 +293,9 @@ def test_two_sites_carry_50_mib(tmp_path, netns_sites, straitd_factory):
     out = sites[0].run(["ip", "-o", "link", "show", "dev", c.ifaces[0]]).stdout
     assert "mtu 1420" in out and ",UP" in out
 
-    sent, received = transfer(sites[0], sites[1], host_addr(1), 50 * 1024 * 1024, port=7701)
+    sent, received = transfer(sites[0], 0, sites[1], 1, 50 * 1024 * 1024, port=7701)
     assert sent == received
-    assert int(received[0]) == 50 * 1024 * 1024
+    assert received[0] == 50 * 1024 * 1024
     peer = peers_of(a)["site1"]
     assert peer["tx_bytes"] > 50 * 1024 * 1024
 
@@ -279,9 +309,10 @@ def test_three_sites_full_mesh(tmp_path, netns_sites, straitd_factory):
     daemons = [c.start(straitd_factory, i) for i in range(3)]
     for i, d in enumerate(daemons):
         wait_peers_up(d, [c.names[k] for k in range(3) if k != i])
-    for i, k in itertools.permutations(range(3), 2):
-        sent, received = transfer(sites[i], sites[k], host_addr(k), 256 * 1024,
-                                  port=7710 + 3 * i + k)
+    pairs = [(sites[i], i, sites[k], k) for i, k in itertools.permutations(range(3), 2)]
+    result = exchange(pairs, 256 * 1024, port=7710)
+    assert len(result) == 6
+    for (i, k), (sent, received) in result.items():
         assert sent == received, f"site{i} -> site{k}"
 
 
@@ -335,9 +366,9 @@ def test_reload_adds_and_removes_without_disturbing_others(tmp_path, netns_sites
     new_log = a.log_text()[log_mark:]
     assert 'peer for site "site3"' in new_log and "removed peer" in new_log
     assert 'peer for site "site1"' not in new_log
-    sent, received = transfer(sites[0], sites[3], host_addr(3), 64 * 1024, port=7720)
+    sent, received = transfer(sites[0], 0, sites[3], 3, 64 * 1024, port=7720)
     assert sent == received
-    sent, received = transfer(sites[1], sites[0], host_addr(0), 64 * 1024, port=7721)
+    sent, received = transfer(sites[1], 1, sites[0], 0, 64 * 1024, port=7721)
     assert sent == received
 
 
@@ -361,7 +392,7 @@ def test_wireguard_go_killed_is_restarted(tmp_path, netns_sites, straitd_factory
     assert us["restarts"] == 1
     # Traffic crosses the tunnel again within 10 s of the kill.
     left = 10 - (time.monotonic() - killed_at)
-    sent, received = transfer(sites[0], sites[1], host_addr(1), 64 * 1024,
+    sent, received = transfer(sites[0], 0, sites[1], 1, 64 * 1024,
                               timeout=max(left, 0.5), port=7730)
     assert sent == received
     assert time.monotonic() - killed_at < 10
@@ -456,3 +487,34 @@ def test_endpoint_names_are_resolved_asynchronously(tmp_path, netns_sites, strai
         for f in os.listdir(netns_etc):
             os.unlink(os.path.join(netns_etc, f))
         os.rmdir(netns_etc)
+
+
+def test_kernel_backend_without_module_fails_clearly(tmp_path, netns_sites, straitd_factory):
+    if os.path.exists("/sys/module/wireguard"):
+        pytest.skip("this kernel has WireGuard: the kernel backend would work")
+    sites = netns_sites(2)
+    c = Cluster(tmp_path, sites)
+    path = c.write(0, [0, 1], backend="kernel")
+    d = straitd_factory(path, site="site0", netns=sites[0].ns, start=False).start(wait=False)
+    assert d.wait_exit() != 0
+    assert 'could not find the "wireguard" generic netlink family' in d.log_text()
+    assert not link_exists(sites[0], c.ifaces[0])
+
+
+def test_mtu_follows_the_path_unless_configured(tmp_path, netns_sites, straitd_factory):
+    sites = netns_sites(2)
+    sites[0].run(["ip", "link", "set", sites[0].wan_if, "mtu", "1400"])
+    c = Cluster(tmp_path, sites)
+    a = c.start(straitd_factory, 0)
+
+    def link_mtu():
+        out = sites[0].run(["ip", "-o", "link", "show", "dev", c.ifaces[0]]).stdout
+        return int(out.split(" mtu ")[1].split()[0])
+    # As wg-quick: the MTU of the route to the peer's endpoint (1400) minus 80.
+    assert a.status()["tunnel"]["mtu"] == 1320
+    assert link_mtu() == 1320
+    # The config's mtu overrides it, also on reload.
+    c.write(0, [0, 1], tunnel={"mtu": 1380})
+    a.reload()
+    wait_until(lambda: a.status()["tunnel"]["mtu"] == 1380, 10, what="the MTU to change")
+    assert link_mtu() == 1380
