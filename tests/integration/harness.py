@@ -444,6 +444,9 @@ class Straitd:
 # --------------------------------------------------------------------------
 # A whole cluster: keys, TLS, one config per host
 
+_cluster_seq = 0
+
+
 class Cluster:
     """Sites with their keys, certificates and per-host configs.
 
@@ -461,10 +464,16 @@ class Cluster:
         ca = tlsutil.make_ca(os.path.join(self.base, "ca"), cluster)
         self.ca = ca
         self.hosts = {}
-        for s in sites:
+        global _cluster_seq
+        _cluster_seq += 1
+        seq = _cluster_seq
+        for i, s in enumerate(sites):
             host_dir = os.path.join(self.base, s["name"])
             os.makedirs(host_dir, exist_ok=True)
             cfg = host_config(self.cluster_cfg, host_dir)
+            if backend != "none":
+                # UAPI sockets are shared by every namespace: one name per host
+                cfg["tunnel"]["interface"] = "st%dc%dx%d" % (os.getpid() % 10000, seq % 1000, i)
             write_private_key(cfg["private_key_file"], self.keys[s["name"]][0])
             cert = tlsutil.make_site_cert(ca, os.path.join(self.base, "ca"), s["name"])
             tlsutil.install_site_tls(ca, cert, host_dir)
@@ -479,6 +488,18 @@ class Cluster:
     def update(self, name, cfg):
         """Writes a changed config for one host."""
         self.hosts[name] = (write_config(self.hosts[name][0], cfg), cfg)
+
+
+def tunnel_sites(pgs, net_sites, names=("onprem", "cloud", "edge")):
+    """Site dicts for namespace sites joined by a real WireGuard tunnel:
+    endpoints on the WAN veth (192.0.2.x), tunnel addresses 10.77.0.x/24."""
+    sites = []
+    for i, (name, pg, ns) in enumerate(zip(names, pgs, net_sites)):
+        sites.append({"name": name, "role": "primary" if i == 0 else "replica",
+                      "endpoint": f"{ns.wan_ip}:51820",
+                      "tunnel_address": f"10.77.0.{i + 1}/24",
+                      "database": pg.dsn() if pg else "host=/nonexistent dbname=app"})
+    return sites
 
 
 def loopback_sites(pgs, names=("onprem", "cloud")):
