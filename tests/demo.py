@@ -72,14 +72,15 @@ def main():
         for pg in pgs:
             pg.pgbench("-i", "-s", str(SCALE), "-q")
 
-        sites = harness.loopback_sites(pgs)
         if net:
-            for site, ns in zip(sites, net.sites):
-                site["tunnel_address"] = f"{ns.wan_ip}/24"
-                site["endpoint"] = f"{ns.wan_ip}:51820"
+            sites = harness.tunnel_sites(pgs, net.sites)
+            backend = "userspace"
+        else:
+            sites = harness.loopback_sites(pgs)
+            backend = "none"
         stream = {"name": "app", "from": "onprem", "to": "cloud", "publication": "strait_app",
                   "initial_sync": False, "compression": {"codec": "zstd", "level": 3}}
-        cluster = harness.Cluster(os.path.join(base, "cluster"), sites, [stream])
+        cluster = harness.Cluster(os.path.join(base, "cluster"), sites, [stream], backend=backend)
         daemons = {}
         for i, name in enumerate(("onprem", "cloud")):
             d = harness.Straitd(cluster.path(name), site=name,
@@ -87,15 +88,20 @@ def main():
             cleanup.append(d.kill)
             d.start()
             daemons[name] = d
-        say("  straitd running at both sites; TLS 1.3 relay link between them\n")
+        if net:
+            say("  straitd running at both sites: WireGuard tunnel 10.77.0.1 <-> 10.77.0.2 "
+                "(wireguard-go), TLS 1.3 relay link inside it\n")
+        else:
+            say("  straitd running at both sites: TLS 1.3 relay link over the loopback\n")
         harness.wait_until(lambda: stream_row(daemons["onprem"], "source")["streaming"], 30,
                            what="the stream to start")
 
         say(f"pgbench -c {CLIENTS} -T {SECONDS} on onprem:")
         bench = threading.Thread(target=lambda: src.pgbench("-c", str(CLIENTS), "-T", str(SECONDS)))
         bench.start()
+        wan0 = net.sites[0].counters() if net else None
         say(f"  {'time':>5} {'onprem txns':>12} {'cloud txns':>11} {'batches':>8} "
-            f"{'raw':>10} {'on the wire':>12} {'ratio':>6}")
+            f"{'raw':>10} {'compressed':>11} {'ratio':>6}")
         t0 = time.monotonic()
         while bench.is_alive() or counts(src)[0] != counts(dst)[0]:
             if time.monotonic() - t0 > SECONDS + 60:
@@ -111,6 +117,11 @@ def main():
         bench.join()
 
         a, b = counts(src), counts(dst)
+        if net:
+            wan1 = net.sites[0].counters()
+            wan = wan1[0] - wan0[0] + wan1[1] - wan0[1]
+            say(f"\n  WAN traffic (the veth under the tunnel, both ways): {human(wan)}, "
+                f"{wan / max(a[0], 1):.0f} bytes per transaction")
         say("\nside by side:")
         say(f"  {'':24} {'onprem':>14} {'cloud':>14}")
         for label, x, y in zip(("pgbench_history rows", "sum(abalance)", "sum(bbalance)",
