@@ -17,12 +17,15 @@
  *
  *   CONNECTING --TCP up--> TLS --handshake, certificate ok--> HELLO
  *   HELLO --peer's HELLO ok--> UP
- *   any --peer broke a rule, with TLS up--> CLOSING (GOODBYE flushed) --> CLOSED
+ *   any --peer broke a rule, with TLS up--> CLOSING --GOODBYE flushed, EOF both ways--> CLOSED
  *   any --I/O error, EOF, timeout--> CLOSED
  *
  * Leaving CONNECTING..UP unbinds the connection from its peer (a dialer peer
  * then schedules its next attempt) and, if the link was up, calls the
- * disconnected callback. Entering CLOSED stops every event of the
+ * disconnected callback; when that happens inside relay_send() or
+ * relay_reconfigure(), the call is owed (struct relay_note) and made from the
+ * loop, so callbacks never run inside the API. Entering CLOSED stops every
+ * event of the
  * connection; its memory, bufferevent and socket are released by the reaper,
  * an event that runs in a later loop pass, so a connection (or a peer
  * removed by a reload) is never freed while one of its callbacks, or a
@@ -38,8 +41,14 @@
  * run from the loop, never from inside bufferevent_write(), so relay_send()
  * does not call back into the caller.
  *
- * Time: one periodic timer (every failover.health_interval) sends the
- * heartbeats, closes dead and stuck connections and retries a listener that
+ * Closing after a GOODBYE lingers: the GOODBYE is flushed, our side shut down
+ * (TCP FIN), the peer's last bytes read and dropped until its EOF, bounded by
+ * RELAY_GOODBYE_MS. Closing a socket with unread input would make the kernel
+ * send a reset, which can destroy the GOODBYE before the peer reads it.
+ *
+ * Time: one periodic timer, every health_interval but at least once a
+ * second, sends the heartbeats (on their own health_interval cadence),
+ * closes dead, stuck and lingering connections and retries a listener that
  * could not bind; only reconnect delays have their own per-peer timer.
  */
 #include "gateway/relay.h"
@@ -71,6 +80,7 @@
 #define RELAY_NAME_SHOWN  64       /* peer-supplied names are cut here in messages */
 #define RELAY_LISTEN_BACKLOG 64
 #define RELAY_IO_CHUNK    (256u * 1024u)   /* bytes per read/write call */
+#define RELAY_TICK_MAX_MS 1000u            /* timeouts are checked at least this often */
 /* Smallest encoding of one HELLO resume entry: u16 length, 1 byte, u64. */
 #define RELAY_HELLO_ENTRY_MIN 11u
 
@@ -79,7 +89,7 @@ enum relay_state {
 	RELAY_STATE_TLS,             /* TLS handshake */
 	RELAY_STATE_HELLO,           /* TLS up, waiting for the peer's HELLO */
 	RELAY_STATE_UP,              /* HELLO exchanged: frames flow */
-	RELAY_STATE_CLOSING,         /* GOODBYE queued, flushing it */
+	RELAY_STATE_CLOSING,         /* GOODBYE queued: flush, half-close, wait for EOF */
 	RELAY_STATE_CLOSED,          /* dead, waiting for the reaper */
 };
 
@@ -116,10 +126,13 @@ struct relay_conn {
 	uint64_t created_ms;
 	uint64_t state_since_ms;
 	uint64_t last_rx_ms;
+	bool rx_since_beat;          /* bytes arrived since the last heartbeat tick */
+	unsigned silent_beats;       /* heartbeat ticks in a row without any */
 	uint64_t up_since_ms;
 	time_t up_since;             /* wall clock, for status */
 	size_t need;                 /* bytes the frame being received needs in all */
 	bool throttled;              /* output reached RELAY_OUTPUT_HIGH */
+	bool half_closed;            /* CLOSING: GOODBYE flushed, our side shut down */
 	bool over_limit_logged;
 	struct relay_counters n;
 	struct relay_conn *next;     /* relay->conns; kept when dead (see NOTES) */
@@ -164,6 +177,8 @@ struct relay {
 	char self_addr_str[RELAY_ADDR_LEN];
 	uint64_t health_ms;
 	uint32_t health_failures;
+	uint64_t tick_ms;                    /* min(health_ms, RELAY_TICK_MAX_MS) */
+	uint64_t next_beat_ms;               /* when the next heartbeat tick is due */
 	uint64_t epoch;
 	struct relay_peer **peers;
 	size_t npeers;
@@ -453,6 +468,8 @@ static void relay_conn_set_state(struct relay_conn *c, enum relay_state to,
 		c->up_since_ms = c->state_since_ms;
 		c->up_since = time(NULL);
 		c->last_rx_ms = c->state_since_ms;
+		c->rx_since_beat = true;
+		c->silent_beats = 0;
 		if (c->peer != NULL)
 			c->peer->connects++;
 		break;
@@ -463,8 +480,7 @@ static void relay_conn_set_state(struct relay_conn *c, enum relay_state to,
 			p = relay_conn_detach(c, reason, from != RELAY_STATE_UP);
 		}
 		if (to == RELAY_STATE_CLOSING) {
-			/* Stop reading; the write callback closes once the GOODBYE is out. */
-			bufferevent_disable(c->bev, EV_READ);
+			/* The write callback half-closes once the GOODBYE is out (see there). */
 			bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
 		} else {
 			relay_conn_release_events(c);
@@ -665,19 +681,29 @@ void relay_set_epoch(struct relay *relay, uint64_t epoch)
 /* ------------------------------------------------------------------ */
 /* Receiving */
 
-/* Binds an accepted connection whose HELLO named p, replacing p's older one. */
-static void relay_conn_bind(struct relay_conn *c, struct relay_peer *p)
+/*
+ * Binds an accepted connection whose HELLO named p, replacing p's older one.
+ * False when c is gone meanwhile: the old link's disconnected callback may
+ * have reloaded p away (which also fails c here) or closed c.
+ */
+static bool relay_conn_bind(struct relay_conn *c, struct relay_peer *p)
 {
 	struct relay *relay = c->relay;
 
-	if (p->conn != NULL)
+	if (p->conn != NULL) {
 		relay_conn_close(p->conn, LOG_LEVEL_INFO, "replaced by a new connection from %s",
 			c->remote);
+		if (p->removed && c->state == RELAY_STATE_HELLO)
+			relay_conn_fail(c, "site \"%s\" was removed from the configuration", p->name);
+		if (c->state != RELAY_STATE_HELLO)
+			return false;
+	}
 	c->pending = false;
 	relay->npending--;
 	c->peer = p;
 	p->conn = c;
 	relay_conn_set_label(c);
+	return true;
 }
 
 /* The acceptor's checks of the site a HELLO claims; NULL after failing c. */
@@ -751,26 +777,26 @@ static void relay_conn_on_hello(struct relay_conn *c, const struct frame *f)
 		}
 	} else {
 		p = relay_conn_accept_site(c, h.site);
-		if (p == NULL)
+		if (p == NULL || !relay_conn_bind(c, p))
 			goto out;
-		relay_conn_bind(c, p);
 		relay_conn_send_hello(c);
 		if (c->state != RELAY_STATE_HELLO)
 			goto out;
 	}
 
+	/* A "down" owed for this peer is told before its "up". */
+	relay_flush_notes(relay);
+	if (c->state != RELAY_STATE_HELLO)
+		goto out;
 	snprintf(reason, sizeof(reason), "HELLO from \"%s\" (protocol %u, epoch %llu, %zu streams)",
 		p->name, (unsigned)h.version, (unsigned long long)f->epoch, h.nstreams);
 	relay_conn_set_state(c, RELAY_STATE_UP, LOG_LEVEL_INFO, reason);
-	relay_conn_send_heartbeat(c);
-	if (c->state != RELAY_STATE_UP)
-		goto out;
 	c->announced = true;
-	relay_flush_notes(relay);   /* a "down" owed for this peer comes before "up" */
-	if (c->state != RELAY_STATE_UP)
-		goto out;
 	if (relay->cb.connected != NULL)
 		relay->cb.connected(relay->arg, p->name, f->epoch, &h);
+	/* The first heartbeat at once, so the peer learns our position now. */
+	if (c->state == RELAY_STATE_UP)
+		relay_conn_send_heartbeat(c);
 out:
 	free(streams);
 }
@@ -843,6 +869,11 @@ static void relay_conn_read_cb(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 
 	c->last_rx_ms = relay_now_ms();
+	c->rx_since_beat = true;
+	if (c->state == RELAY_STATE_CLOSING) {
+		evbuffer_drain(in, evbuffer_get_length(in));
+		return;
+	}
 	while (c->state == RELAY_STATE_HELLO || c->state == RELAY_STATE_UP) {
 		size_t len = evbuffer_get_length(in);
 		size_t want = len < FRAME_HEADER_SIZE ? len : FRAME_HEADER_SIZE;
@@ -853,16 +884,16 @@ static void relay_conn_read_cb(struct bufferevent *bev, void *arg)
 		if (len == 0)
 			break;
 		p = evbuffer_pullup(in, (ev_ssize_t)want);
+		if (p == NULL)
+			goto oom;
 		st = frame_decode(p, want, &f);
 		if (st == FRAME_NEED_MORE && want == FRAME_HEADER_SIZE && f.size <= len) {
 			/* The header checked out and the whole frame is here. */
-			p = evbuffer_pullup(in, (ev_ssize_t)f.size);
-			if (p == NULL) {
-				relay_conn_close(c, LOG_LEVEL_ERROR,
-					"could not receive a frame of %zu bytes: out of memory", f.size);
-				return;
-			}
-			st = frame_decode(p, f.size, &f);
+			want = f.size;
+			p = evbuffer_pullup(in, (ev_ssize_t)want);
+			if (p == NULL)
+				goto oom;
+			st = frame_decode(p, want, &f);
 		}
 		if (st == FRAME_NEED_MORE) {
 			c->need = f.size;
@@ -881,6 +912,9 @@ static void relay_conn_read_cb(struct bufferevent *bev, void *arg)
 			return;
 		evbuffer_drain(in, f.size);
 	}
+	return;
+oom:
+	relay_conn_close(c, LOG_LEVEL_ERROR, "could not receive a frame: out of memory");
 }
 
 static void relay_conn_write_cb(struct bufferevent *bev, void *arg)
@@ -890,8 +924,18 @@ static void relay_conn_write_cb(struct bufferevent *bev, void *arg)
 	size_t pending = evbuffer_get_length(bufferevent_get_output(bev));
 
 	if (c->state == RELAY_STATE_CLOSING) {
-		if (pending == 0)
-			relay_conn_set_state(c, RELAY_STATE_CLOSED, LOG_LEVEL_DEBUG, "GOODBYE sent");
+		/*
+		 * A lingering close: closing a socket with unread input makes the
+		 * kernel send a reset, which can destroy the GOODBYE in the peer's
+		 * receive queue. So send EOF after it and wait for the peer's EOF
+		 * (input is thrown away meanwhile), or RELAY_GOODBYE_MS.
+		 */
+		if (pending == 0 && !c->half_closed) {
+			c->half_closed = true;
+			if (shutdown(bufferevent_getfd(bev), SHUT_WR) < 0)
+				relay_conn_set_state(c, RELAY_STATE_CLOSED, LOG_LEVEL_DEBUG,
+					"GOODBYE sent");
+		}
 		return;
 	}
 	if (c->state == RELAY_STATE_UP && c->throttled && pending <= RELAY_OUTPUT_LOW) {
@@ -958,41 +1002,47 @@ static void relay_conn_tls_done(struct relay_conn *c)
 		relay_conn_send_hello(c);
 }
 
-/* Why the transport ended, from libevent's flags and the OpenSSL errors it kept. */
+/*
+ * Why the transport ended, from libevent's flags and the errors it kept.
+ * libevent's error queue mixes OpenSSL error codes with the bare result of
+ * SSL_get_error() (library 0: SSL_ERROR_SYSCALL is an I/O error or a reset
+ * underneath TLS); the first real OpenSSL error says the most.
+ */
 static void relay_conn_transport_reason(struct relay_conn *c, short what, char *buf, size_t len)
 {
 	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
 	unsigned long err, first = 0;
+	bool io_error = false;
 	int sock_err = EVUTIL_SOCKET_ERROR();
 	size_t have = evbuffer_get_length(bufferevent_get_input(c->bev));
-	const char *during = c->state == RELAY_STATE_UP ? "" : " during the handshake";
+	bool up = c->state == RELAY_STATE_UP;
+	const char *during = c->state == RELAY_STATE_TLS ? " during the TLS handshake" : "";
 	char tls[256];
 
-	while ((err = bufferevent_get_openssl_error(c->bev)) != 0)
-		if (first == 0)
+	while ((err = bufferevent_get_openssl_error(c->bev)) != 0) {
+		if (ERR_GET_LIB(err) == 0)
+			io_error = io_error || err == SSL_ERROR_SYSCALL;
+		else if (first == 0)
 			first = err;
+	}
 	if (first != 0) {
 		tls_error_describe(first, ssl, tls, sizeof(tls));
-		if (c->state == RELAY_STATE_UP)
-			snprintf(buf, len, "TLS error: %s", tls);
-		else
-			snprintf(buf, len, "TLS handshake failed: %s", tls);
-	} else if (what & BEV_EVENT_EOF) {
-		if (have > 0 && c->need > 0)
+		snprintf(buf, len, "%s: %s", up ? "TLS error" : "TLS handshake failed", tls);
+	} else if ((what & BEV_EVENT_EOF) && have > 0) {
+		if (c->need > 0)
 			snprintf(buf, len, "peer closed the connection in the middle of a frame "
 				"(%zu of %zu bytes)", have, c->need);
-		else if (have > 0)
+		else
 			snprintf(buf, len, "peer closed the connection in the middle of a frame "
 				"(%zu bytes)", have);
-		else
-			snprintf(buf, len, "peer closed the connection%s",
-				c->state == RELAY_STATE_TLS ? during : "");
-	} else if (sock_err != 0) {
-		snprintf(buf, len, "connection error%s: %s",
-			c->state == RELAY_STATE_TLS ? during : "",
-			evutil_socket_error_to_string(sock_err));
+	} else if (what & BEV_EVENT_EOF) {
+		snprintf(buf, len, "peer closed the connection%s", during);
+	} else if (io_error || sock_err == 0) {
+		/* The errno of a deferred callback is long gone. */
+		snprintf(buf, len, "connection reset or broken%s", during);
 	} else {
-		snprintf(buf, len, "connection error%s", c->state == RELAY_STATE_TLS ? during : "");
+		snprintf(buf, len, "connection error%s: %s", during,
+			evutil_socket_error_to_string(sock_err));
 	}
 	ERR_clear_error();
 }
@@ -1010,7 +1060,7 @@ static void relay_conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	if (c->state == RELAY_STATE_CLOSING) {
 		relay_conn_set_state(c, RELAY_STATE_CLOSED, LOG_LEVEL_DEBUG,
-			"connection ended while sending GOODBYE");
+			c->half_closed ? "GOODBYE sent" : "connection ended while sending GOODBYE");
 		return;
 	}
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
@@ -1322,45 +1372,76 @@ fail:
 /* ------------------------------------------------------------------ */
 /* The periodic tick and the reaper */
 
+/*
+ * Heartbeat intervals without a byte from the peer before a link is dead:
+ * failover.health_failures, at least 2 (with 1, a heartbeat that arrives a
+ * moment after the tick would already kill the link).
+ */
+static unsigned relay_dead_ticks(const struct relay *relay)
+{
+	return relay->health_failures < 2 ? 2 : relay->health_failures;
+}
+
+/* The same as a time. */
 static uint64_t relay_dead_ms(const struct relay *relay)
 {
-	uint64_t dead = relay->health_ms * relay->health_failures;
+	return relay->health_ms * relay_dead_ticks(relay);
+}
 
-	return dead < 2 * relay->health_ms ? 2 * relay->health_ms : dead;
+/* How long a connection may take to come up: as long as a dead link, at most 10 s. */
+static uint64_t relay_handshake_ms(const struct relay *relay)
+{
+	uint64_t dead = relay_dead_ms(relay);
+
+	return dead < RELAY_HANDSHAKE_MAX_MS ? dead : RELAY_HANDSHAKE_MAX_MS;
 }
 
 static void relay_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct relay *relay = arg;
 	uint64_t now = relay_now_ms();
-	uint64_t dead = relay_dead_ms(relay);
+	uint64_t handshake = relay_handshake_ms(relay);
+	bool beat = now >= relay->next_beat_ms;
 	struct relay_conn *c, *next;
 
 	(void)fd;
 	(void)what;
+	if (beat)
+		relay->next_beat_ms = now + relay->health_ms;
 	for (c = relay->conns; c != NULL; c = next) {
 		next = c->next;
 		switch (c->state) {
 		case RELAY_STATE_CONNECTING:
 		case RELAY_STATE_TLS:
 		case RELAY_STATE_HELLO:
-			if (now - c->created_ms >= dead)
+			if (now - c->created_ms >= handshake)
 				relay_conn_close(c, LOG_LEVEL_WARNING,
 					"timed out after %.1f s in state %s",
 					(double)(now - c->created_ms) / 1000.0,
 					relay_state_names[c->state]);
 			break;
 		case RELAY_STATE_UP:
-			if (now - c->last_rx_ms >= dead)
+			if (!beat)
+				break;
+			/*
+			 * Count ticks without a byte rather than compare clocks: when
+			 * this process is starved (a busy loop, a loaded host, a
+			 * stopped debugger) its ticks are late too, and its own stall
+			 * is not taken for the peer's death.
+			 */
+			c->silent_beats = c->rx_since_beat ? 0 : c->silent_beats + 1;
+			c->rx_since_beat = false;
+			if (c->silent_beats >= relay_dead_ticks(relay))
 				relay_conn_close(c, LOG_LEVEL_WARNING,
-					"peer is dead: nothing received for %.1f s",
-					(double)(now - c->last_rx_ms) / 1000.0);
+					"peer is dead: nothing received in %u heartbeat intervals (%.1f s)",
+					c->silent_beats, (double)(now - c->last_rx_ms) / 1000.0);
 			else
 				relay_conn_send_heartbeat(c);
 			break;
 		case RELAY_STATE_CLOSING:
 			if (now - c->state_since_ms >= RELAY_GOODBYE_MS)
 				relay_conn_set_state(c, RELAY_STATE_CLOSED, LOG_LEVEL_DEBUG,
+					c->half_closed ? "GOODBYE sent, peer did not close in time" :
 					"GOODBYE not flushed in time");
 			break;
 		case RELAY_STATE_CLOSED:
@@ -1585,8 +1666,10 @@ static bool relay_apply(struct relay *relay, const struct strait_config *cfg,
 		cfg->failover.health_failures : 1;
 	if (health_ms != relay->health_ms || !evtimer_pending(relay->tick, NULL)) {
 		relay->health_ms = health_ms;
-		tv.tv_sec = (time_t)(health_ms / 1000);
-		tv.tv_usec = (suseconds_t)(health_ms % 1000) * 1000;
+		relay->tick_ms = health_ms < RELAY_TICK_MAX_MS ? health_ms : RELAY_TICK_MAX_MS;
+		relay->next_beat_ms = relay_now_ms() + health_ms;
+		tv.tv_sec = (time_t)(relay->tick_ms / 1000);
+		tv.tv_usec = (suseconds_t)(relay->tick_ms % 1000) * 1000;
 		event_add(relay->tick, &tv);
 	}
 	relay_listener_update(relay);

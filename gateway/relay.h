@@ -28,9 +28,12 @@
  * (and a GOODBYE to the peer saying why); other links are not affected.
  *
  * Liveness: every failover.health_interval the relay sends each up link a
- * HEARTBEAT (payload from the heartbeat callback). A connection that has
- * received nothing for health_interval * health_failures is closed as dead;
- * one that has not come up within that time is closed as timed out.
+ * HEARTBEAT (payload from the heartbeat callback). A link that has received
+ * nothing in health_failures (at least 2) heartbeat intervals in a row is
+ * closed as dead. Intervals are counted as this site's own heartbeat ticks,
+ * so a stall of this process (a loaded host) is not mistaken for the peer's
+ * death. A connection that is not up within health_interval *
+ * health_failures (at most RELAY_HANDSHAKE_MAX_MS) is closed as timed out.
  *
  * Reconnects (dialer side): after a failed attempt or a lost link, the next
  * attempt waits relay_backoff_ms(): 100 ms doubling up to 30 s, each delay
@@ -82,8 +85,10 @@
 #define RELAY_BACKOFF_JITTER   25u         /* percent, either way */
 #define RELAY_STABLE_MS        10000u      /* up this long: backoff starts over */
 
-/* A closing link gets this long to flush its GOODBYE. */
+/* A closing link gets this long to flush its GOODBYE and see the peer's EOF. */
 #define RELAY_GOODBYE_MS       1000u
+/* A connection must be up within health_interval * health_failures, at most this. */
+#define RELAY_HANDSHAKE_MAX_MS 10000u
 /* Connections accepted but not yet identified, at most (more are refused). */
 #define RELAY_MAX_PENDING      64u
 

@@ -58,9 +58,10 @@ def make_ca(directory, name, days=3650):
     return Ca(name, cert, key)
 
 
-def make_site_cert(ca, directory, site, days=365, expired=False, file_name=None):
+def make_site_cert(ca, directory, site, days=365, expired=False, file_name=None, dns=None):
     """A certificate for site signed by ca: CN and SAN DNS both the site name.
 
+    dns: the SAN DNS names instead of [site] ([] for none: CN only).
     expired=True makes one whose validity ended yesterday (x509 -not_before /
     -not_after need OpenSSL 3.4, so the ca command with explicit dates is used)."""
     os.makedirs(directory, exist_ok=True)
@@ -69,11 +70,13 @@ def make_site_cert(ca, directory, site, days=365, expired=False, file_name=None)
     ext = base + ".ext"
     _new_key(key)
     _openssl("req", "-new", "-key", key, "-out", csr, "-subj", f"/CN={site}")
+    names = [site] if dns is None else list(dns)
     with open(ext, "w") as f:
         f.write("basicConstraints=critical,CA:FALSE\n"
                 "keyUsage=critical,digitalSignature\n"
-                "extendedKeyUsage=serverAuth,clientAuth\n"
-                f"subjectAltName=DNS:{site}\n")
+                "extendedKeyUsage=serverAuth,clientAuth\n")
+        if names:
+            f.write("subjectAltName=" + ",".join(f"DNS:{n}" for n in names) + "\n")
     if expired:
         _sign_with_dates(ca, csr, cert, ext, directory, "20200101000000Z",
                          _yesterday())

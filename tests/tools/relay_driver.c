@@ -207,20 +207,21 @@ static void driver_frame(void *arg, const char *peer, const struct frame *f)
 	}
 }
 
-/* Deterministic payload: the frame number, then xorshift bytes from the seed. */
+/* Deterministic payload: the frame number, then xorshift words from the seed. */
 static void driver_fill(uint8_t *buf, size_t len, uint64_t seed, uint64_t n)
 {
 	uint64_t x = seed * 0x9E3779B97F4A7C15ull + n + 1;
+	size_t i = 0;
 
-	for (size_t i = 0; i < len; i++) {
-		if (i % 8 == 0) {
-			x ^= x << 13;
-			x ^= x >> 7;
-			x ^= x << 17;
-		}
-		buf[i] = (uint8_t)(x >> (8 * (i % 8)));
+	for (; i + 8 <= len; i += 8) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		memcpy(buf + i, &x, 8);
 	}
-	for (size_t i = 0; i < 8 && i < len; i++)
+	for (; i < len; i++)
+		buf[i] = (uint8_t)(x >> (8 * (i % 8)));
+	for (i = 0; i < 8 && i < len; i++)
 		buf[i] = (uint8_t)(n >> (8 * i));
 }
 
