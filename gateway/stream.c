@@ -42,12 +42,15 @@
 #include "gateway/relay_proto.h"
 #include "gateway/wire.h"
 #include "replicator/apply.h"
+#include "replicator/sequences.h"
 #include "replicator/source.h"
 
 #define STREAM_RETRY_MIN_MS 1000
 #define STREAM_RETRY_MAX_MS 30000
 #define STREAM_APPLY_RETRY_MS 5000
 #define STREAM_BATCH_MAX (256u * 1024u)
+#define STREAM_SEQUENCE_POLL_MS 5000
+#define STREAM_MAX_SEQUENCES 4096
 /* A sink refuses batches that claim to inflate beyond this. */
 #define STREAM_RAW_MAX (64u * 1024u * 1024u)
 
@@ -84,8 +87,11 @@ struct stream {
 	uint64_t batches_sent;
 	uint64_t bytes_raw;
 	uint64_t bytes_wire;
+	struct seq_reader *seq_reader;
+	uint64_t sequence_frames;
 
 	/* sink side */
+	struct seq_writer *seq_writer;
 	struct apply *apply;
 	struct codec *dec;
 	bool apply_ready;
@@ -270,6 +276,60 @@ static void stream_source_ack(struct stream *st, const struct relay_proto_ack *a
 		source_confirm(st->source, ack->applied_lsn);
 }
 
+/* ------------------------------------------------------------- sequences */
+
+static void stream_sequences_changed(void *arg, const struct seq_value *seqs, size_t n)
+{
+	static struct relay_proto_sequence list[STREAM_MAX_SEQUENCES];
+	struct stream *st = arg;
+	struct relay_proto_sequences m = { .stream = relay_proto_str(st->name), .seqs = list };
+
+	if (!relay_is_up(st->owner->relay, st->peer)) {
+		/* sent in full once the link is back */
+		seq_reader_resend_all(st->seq_reader);
+		return;
+	}
+	for (size_t done = 0; done < n; done += m.nseqs) {
+		m.nseqs = n - done < STREAM_MAX_SEQUENCES ? n - done : STREAM_MAX_SEQUENCES;
+		for (size_t i = 0; i < m.nseqs; i++) {
+			list[i].schema = relay_proto_str(seqs[done + i].schema);
+			list[i].name = relay_proto_str(seqs[done + i].name);
+			list[i].value = seqs[done + i].value;
+		}
+		wire_writer_reset(&st->owner->out);
+		if (!relay_proto_write_sequences(&st->owner->out, &m) ||
+		    !stream_send(st, FRAME_SEQUENCES, 0)) {
+			seq_reader_resend_all(st->seq_reader);
+			return;
+		}
+		st->sequence_frames++;
+	}
+}
+
+static void stream_sink_sequences(struct stream *st, const struct relay_proto_sequences *m)
+{
+	static struct seq_value vals[STREAM_MAX_SEQUENCES];
+	size_t n = 0;
+
+	for (; n < m->nseqs; n++) {
+		vals[n].schema = wire_str_dup(m->seqs[n].schema);
+		vals[n].name = wire_str_dup(m->seqs[n].name);
+		vals[n].value = m->seqs[n].value;
+		if (!vals[n].schema || !vals[n].name) {
+			free(vals[n].schema);
+			free(vals[n].name);
+			log_error("stream \"%s\": out of memory taking sequence values", st->name);
+			break;
+		}
+	}
+	if (st->seq_writer && !seq_writer_apply(st->seq_writer, vals, n))
+		log_error("stream \"%s\": out of memory queueing sequence values", st->name);
+	for (size_t i = 0; i < n; i++) {
+		free(vals[i].schema);
+		free(vals[i].name);
+	}
+}
+
 /* ------------------------------------------------------------------ sink */
 
 static void stream_ack_cb(evutil_socket_t fd, short what, void *arg)
@@ -440,6 +500,10 @@ static bool stream_init(struct streams *s, struct stream *st, const struct strai
 				if (!(st->src_tables[i] = strdup(cs->tables[i])))
 					return false;
 		}
+		st->seq_reader = seq_reader_new(s->base, st->src_conninfo, st->name, st->src_publication,
+						STREAM_SEQUENCE_POLL_MS, stream_sequences_changed, st);
+		if (!st->seq_reader)
+			return false;
 		st->src_cfg = (struct source_config){
 			.stream = st->name,
 			.conninfo = st->src_conninfo,
@@ -453,7 +517,8 @@ static bool stream_init(struct streams *s, struct stream *st, const struct strai
 		st->role = STREAM_ROLE_SINK;
 		st->peer = strdup(cfg->sites[cs->from].name);
 		st->dec = codec_new_decoder(cs->codec);
-		if (!st->peer || !st->dec)
+		st->seq_writer = seq_writer_new(s->base, cfg->sites[self].database, st->name);
+		if (!st->peer || !st->dec || !st->seq_writer)
 			return false;
 		stream_sink_make(st, &cfg->sites[self], cs);
 	}
@@ -463,6 +528,8 @@ static bool stream_init(struct streams *s, struct stream *st, const struct strai
 static void stream_fini(struct stream *st)
 {
 	source_free(st->source);
+	seq_reader_free(st->seq_reader);
+	seq_writer_free(st->seq_writer);
 	if (st->apply)
 		apply_free(st->apply);
 	codec_free(st->enc);
@@ -568,6 +635,7 @@ void streams_connected(struct streams *s, const char *peer, const struct relay_p
 		}
 		if (st->role != STREAM_ROLE_SOURCE)
 			continue;
+		seq_reader_resend_all(st->seq_reader);
 		for (size_t k = 0; k < hello->nstreams; k++) {
 			if (wire_str_eq(hello->streams[k].stream, st->name))
 				stream_source_resume_at(st, hello->streams[k].lsn, 0);
@@ -615,6 +683,24 @@ void streams_frame(struct streams *s, const char *peer, const struct frame *f)
 		}
 		stream_sink_batch(st, f);
 		return;
+	case FRAME_SEQUENCES: {
+		static struct relay_proto_sequence seqs[STREAM_MAX_SEQUENCES];
+		struct relay_proto_sequences m;
+
+		if (relay_proto_read_sequences(f->payload, f->payload_len, &m, seqs,
+					       STREAM_MAX_SEQUENCES) != RELAY_PROTO_OK) {
+			log_error("malformed SEQUENCES from \"%s\"", peer);
+			return;
+		}
+		st = streams_find(s, peer, m.stream, STREAM_ROLE_SINK);
+		if (!st) {
+			log_warning("SEQUENCES from \"%s\" for a stream this site does not receive from it",
+				    peer);
+			return;
+		}
+		stream_sink_sequences(st, &m);
+		return;
+	}
 	case FRAME_ACK:
 		if (relay_proto_read_ack(f->payload, f->payload_len, &ack) != RELAY_PROTO_OK) {
 			log_error("malformed ACK from \"%s\"", peer);
@@ -674,6 +760,7 @@ void streams_status_json(const struct streams *s, struct json_out *j)
 			json_uint(j, "batches_sent", st->batches_sent);
 			json_uint(j, "bytes_raw", st->bytes_raw);
 			json_uint(j, "bytes_wire", st->bytes_wire);
+			json_uint(j, "sequence_frames", st->sequence_frames);
 			if (st->source)
 				source_status_json(st->source, j);
 		} else {
@@ -683,6 +770,8 @@ void streams_status_json(const struct streams *s, struct json_out *j)
 			json_uint(j, "batches_received", st->batches_received);
 			if (st->apply)
 				apply_status_json(st->apply, j, "apply");
+			if (st->seq_writer)
+				seq_writer_status_json(st->seq_writer, j);
 		}
 		json_string(j, "last_error", st->last_error[0] ? st->last_error : NULL);
 		json_object_end(j);

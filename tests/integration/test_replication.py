@@ -145,3 +145,31 @@ def test_pgbench_over_a_wireguard_tunnel(tmp_path, netns_sites, pg_factory, stra
           f"batch payload {st['bytes_raw'] / txns:.0f} B/txn raw, "
           f"{st['bytes_wire'] / txns:.0f} B/txn compressed "
           f"({st['bytes_raw'] / st['bytes_wire']:.1f}x)")
+
+
+def seq_value(pg, name):
+    return pg.sql("SELECT last_value FROM pg_sequences WHERE sequencename = %s", (name,))[0][0]
+
+
+def test_sequences_are_raised_never_lowered(tmp_path, pg_factory, straitd_factory):
+    def schema(pg):
+        pg.sql("CREATE TABLE orders (id serial PRIMARY KEY, n int)")
+        pg.sql("CREATE TABLE items (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, n int)")
+        pg.sql('CREATE SCHEMA "Odd Schema"')
+        pg.sql('CREATE SEQUENCE "Odd Schema"."it\'s" START 5')
+    src, dst, onprem, cloud, _ = start_pair(tmp_path, pg_factory, straitd_factory, schema=schema)
+    wait_streaming(onprem)
+    src.sql("INSERT INTO orders (n) SELECT g FROM generate_series(1, 120) g")
+    src.sql("INSERT INTO items (n) SELECT g FROM generate_series(1, 70) g")
+    src.sql("""SELECT setval('"Odd Schema"."it''s"', 500)""")
+    wait_until(lambda: seq_value(dst, "orders_id_seq") == 120 and seq_value(dst, "items_id_seq") == 70
+               and seq_value(dst, "it's") == 500, 30, what="the sequences to be raised")
+    # a target ahead of the source is never lowered
+    dst.sql("SELECT setval('orders_id_seq', 1000)")
+    src.sql("INSERT INTO orders (n) VALUES (1)")
+    wait_equal(src, dst, ["items"])
+    wait_until(lambda: stream_status(cloud, "sink")["sequences"]["updates"] >= 2, 30,
+               what="another sequence update")
+    assert seq_value(dst, "orders_id_seq") == 1000
+    # the replica can take over without handing out an id the source used
+    assert dst.sql("SELECT nextval('items_id_seq')")[0][0] == 71
