@@ -167,4 +167,4 @@ clean:
 	rm -rf $(BUILD)
 
 -include packaging/packaging.mk
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) -name '*.d' -type f 2>/dev/null)

@@ -8,6 +8,7 @@ purge the strait package), so they need root and refuse to touch a strait
 package that was installed before the tests ran.
 """
 
+import fcntl
 import os
 import pathlib
 import re
@@ -27,6 +28,7 @@ MAN_DIR = REPO / "packaging" / "man"
 UNIT = "/lib/systemd/system/strait.service"
 CONFIG = pathlib.Path("/etc/strait/strait.yaml")
 MAX_EXPOSURE = 2.0          # systemd-analyze security of strait.service
+INSTALL_LOCK = "/run/lock/strait-packaging-tests.lock"
 
 pytestmark = pytest.mark.skipif(not harness.IS_ROOT,
                                 reason="package builds and installs need root")
@@ -144,16 +146,29 @@ def test_lintian(deb):
 
 # ---- installing the .deb on this machine ------------------------------------
 
+def try_lock(fd):
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
 @pytest.fixture(scope="module")
 def installed(deb):
     need("dpkg", "systemd-analyze")
-    if package_installed():
-        pytest.skip("a strait package is installed on this machine; "
-                    "these tests would replace and purge it")
-    run(["dpkg", "-i", str(deb)], env={"DEBIAN_FRONTEND": "noninteractive"})
-    yield deb
-    if package_installed():
-        run(["dpkg", "--purge", "strait"], check=False)
+    # Two test sessions on one machine take turns: both install and purge the
+    # one strait package.
+    with open(INSTALL_LOCK, "w") as lock:
+        harness.wait_until(lambda: try_lock(lock), timeout=1200, interval=1.0,
+                           what=f"the lock {INSTALL_LOCK} of another test session")
+        if package_installed():
+            pytest.skip("a strait package is installed on this machine; "
+                        "these tests would replace and purge it")
+        run(["dpkg", "-i", str(deb)], env={"DEBIAN_FRONTEND": "noninteractive"})
+        yield deb
+        if package_installed():
+            run(["dpkg", "--purge", "strait"], check=False)
 
 
 def test_install_creates_the_user(installed):
