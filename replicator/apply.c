@@ -26,6 +26,13 @@
  * group only when that group's COMMIT has succeeded (its command tag is
  * checked: COMMIT of an aborted transaction reports ROLLBACK).
  *
+ * Interrupted transactions. A transaction larger than a batch spans several;
+ * when the source is interrupted inside one it sends it again from its
+ * Begin, so a Begin may arrive inside a transaction. The partial copy's stretch
+ * of the queue is marked dead (never decoded again, also after a rewind); if
+ * part of it already went into the open target transaction, the engine closes
+ * the connection, rewinds and reconnects at once (apply_interrupted()).
+ *
  * Exactly once. The origin's progress is read at every connect
  * (pg_replication_origin_session_progress(true)) and reported by ready(); the
  * pump skips source transactions whose commit LSN is below it (or below the
@@ -50,6 +57,18 @@
  * relation), so the relation cache can be rebuilt as it was at that point.
  * stopped() is called; apply_resume() reconnects, re-reads the target's
  * catalog (the operator may have fixed the table) and goes on.
+ *
+ * The target session. Like PostgreSQL's own apply worker: search_path is
+ * empty (every name in our SQL is qualified), session_replication_role is
+ * replica (ordinary triggers and foreign-key triggers do not fire: the
+ * source already ran them, and a cascade on the target would make the
+ * source's own cascaded deletes miss), DateStyle ISO, IntervalStyle postgres,
+ * extra_float_digits 3. synchronous_commit is raised to local when it is off,
+ * because committed() lets the source forget the transaction. The target role
+ * needs superuser, or EXECUTE on the pg_replication_origin_* functions and
+ * SET on session_replication_role (PostgreSQL 15's GRANT SET ON PARAMETER).
+ * One origin, one session: a second engine on the same stream fails its
+ * pg_replication_origin_session_setup() and stops.
  *
  * Memory. The hot path allocates nothing per row: decoded columns go into a
  * preallocated array, parameter values are copied (NUL-terminated, as libpq
@@ -80,8 +99,8 @@
 #define APPLY_MAX_COLS 1664             /* PostgreSQL's MaxTupleAttributeNumber */
 #define APPLY_MAX_INFLIGHT 16384        /* commands awaiting their results */
 #define APPLY_MAX_SHAPES 128            /* prepared statements per relation */
-#define APPLY_DEFAULT_GROUP_CHANGES 10000
-#define APPLY_DEFAULT_GROUP_TXNS 1000
+#define APPLY_DEFAULT_GROUP_CHANGES 5000
+#define APPLY_DEFAULT_GROUP_TXNS 200
 #define APPLY_DEFAULT_CONNECT_TIMEOUT 30
 #define APPLY_KEY_VALUE_MAX 64          /* bytes of a key value shown in messages */
 
@@ -142,6 +161,12 @@ struct apply_relhist {
 	uint32_t oid;
 	size_t len;
 	uint8_t *msg;
+};
+
+/* A stretch of the queue holding a transaction that a new Begin interrupted. */
+struct apply_dead {
+	uint64_t start;              /* stream offset of its Begin record */
+	uint64_t end;                /* stream offset of the Begin that interrupted it */
 };
 
 enum apply_cmd_kind {
@@ -272,8 +297,13 @@ struct apply {
 	bool hist_dirty;
 	bool in_txn;
 	bool txn_skip;
+	bool txn_sent;               /* something of the open transaction went to the target */
+	uint64_t txn_start;          /* stream offset of its Begin record */
 	uint64_t txn_lsn;
 	uint64_t skip_before;        /* source commits below this are applied already */
+	struct apply_dead *dead;     /* interrupted transactions: never decoded again */
+	size_t ndead;
+	size_t capdead;
 	size_t waiting_catalog;      /* catalog queries in flight */
 	bool waiting_check;          /* a group waits for its results before COMMIT */
 
@@ -392,6 +422,17 @@ static void apply_ring_pop(struct apply_ring *r)
 static void *apply_ring_tail(const struct apply_ring *r)
 {
 	return r->count ? apply_ring_at(r, r->count - 1) : NULL;
+}
+
+/* The one place the state changes; every transition is logged with its reason. */
+static void apply_set_state(struct apply *a, enum apply_state st, const char *why)
+{
+	if (a->state == st)
+		return;
+	log_msg(st == APPLY_STOPPED ? LOG_LEVEL_NOTICE : LOG_LEVEL_INFO,
+		"stream \"%s\": apply %s -> %s: %s", a->stream, apply_state_names[a->state],
+		apply_state_names[st], why);
+	a->state = st;
 }
 
 /* ---- relations ---- */
@@ -587,6 +628,23 @@ static void apply_rels_rewind(struct apply *a)
 }
 
 /*
+ * Closes the connection (the open target transaction rolls back) and goes
+ * back to just after the last committed group, with the relation cache as it
+ * was there.
+ */
+static void apply_rewind(struct apply *a)
+{
+	apply_disconnect(a);
+	a->cur = a->done;
+	a->in_txn = false;
+	a->txn_skip = false;
+	a->txn_sent = false;
+	if (!pgoutput_decoder_init(&a->dec, 2))
+		log_error("stream \"%s\": could not reset the pgoutput decoder", a->stream);
+	apply_rels_rewind(a);
+}
+
+/*
  * Stops the stream: logs reason once, closes the connection, rewinds to the
  * last committed group and calls stopped(). Returns false for the caller to
  * pass on; the caller must not touch the connection or decoded messages after.
@@ -606,16 +664,8 @@ static bool apply_fail(struct apply *a, const char *fmt, ...)
 	free(a->last_error);
 	a->last_error = reason ? strdup(reason) : NULL;
 
-	apply_disconnect(a);
-	a->cur = a->done;
-	a->in_txn = false;
-	a->txn_skip = false;
-	if (!pgoutput_decoder_init(&a->dec, 2))
-		log_error("stream \"%s\": could not reset the pgoutput decoder", a->stream);
-	apply_rels_rewind(a);
-	a->state = APPLY_STOPPED;
-	log_info("stream \"%s\": apply stopped at source LSN %X/%X", a->stream,
-		(unsigned)(a->applied_lsn >> 32), (unsigned)a->applied_lsn);
+	apply_rewind(a);
+	apply_set_state(a, APPLY_STOPPED, "rewound to the last committed source transaction");
 	if (a->cb.stopped)
 		a->cb.stopped(a->cb_arg, reason ? reason : "out of memory");
 	free(reason);
@@ -800,15 +850,15 @@ static void apply_release(struct apply *a)
 {
 	struct apply_pos d = a->done;
 
+	/* cur is never behind done: moved past batch ends, it leaves them too. */
 	apply_pos_norm(a, &d);
+	apply_pos_norm(a, &a->cur);
 	while (a->head && a->head != d.b) {
 		struct apply_batch *b = a->head;
 
 		a->head = b->next;
 		if (!a->head)
 			a->tail = NULL;
-		if (a->cur.b == b)
-			a->cur.b = NULL;     /* cannot happen: cur is never behind done */
 		free(b);
 	}
 	if (a->head && d.b == a->head && d.off == d.b->len && !d.b->next) {
@@ -867,9 +917,18 @@ static void apply_retire(struct apply *a)
 	if (!any)
 		return;
 	apply_release(a);
+	for (size_t i = 0; i < a->ndead; ) {
+		if (a->dead[i].end <= a->done_off)
+			a->dead[i] = a->dead[--a->ndead];
+		else
+			i++;
+	}
 	if (a->hist_dirty) {
+		/* Entries after the committed position may become prunable later. */
 		apply_hist_prune(a, a->done_off, false);
 		a->hist_dirty = false;
+		for (size_t i = 0; i < a->nhist; i++)
+			a->hist_dirty |= a->hist[i].pos >= a->done_off;
 	}
 }
 
@@ -1032,7 +1091,8 @@ static bool apply_fill_params(struct apply *a, const struct apply_sql_stmt *st,
 enum apply_step {
 	STEP_DONE,                   /* the record is consumed */
 	STEP_WAIT,                   /* not consumed: decode it again later */
-	STEP_FAIL,                   /* stopped */
+	STEP_FAIL,                   /* stopped or restarted: touch nothing */
+	STEP_DONE_AGAIN,             /* apply_interrupted(): go on with the new Begin */
 };
 
 static enum apply_step apply_relation(struct apply *a, const struct pgoutput_msg *m,
@@ -1043,6 +1103,10 @@ static enum apply_step apply_relation(struct apply *a, const struct pgoutput_msg
 
 	if (old && apply_rel_same(old, m))
 		return STEP_DONE;
+	if (m->relation.natts > APPLY_MAX_COLS)
+		return apply_fail(a, "Relation message for \"%s.%s\" announces %u columns, more "
+			"than PostgreSQL allows (%d)", m->relation.nspname, m->relation.relname,
+			m->relation.natts, APPLY_MAX_COLS), STEP_FAIL;
 	if (a->nhist == a->caphist) {
 		size_t cap = a->caphist ? 2 * a->caphist : 16;
 		struct apply_relhist *p = realloc(a->hist, cap * sizeof(*p));
@@ -1286,6 +1350,7 @@ static enum apply_step apply_change(struct apply *a, const struct pgoutput_msg *
 		c->txn_lsn = a->txn_lsn;
 		c->batch = b;
 		c->off = off;
+		a->txn_sent = true;
 		g->nchanges++;
 		if (a->policy == APPLY_CONFLICT_ERROR && st->sql.outcome == APPLY_SQL_ZERO_IS_CONFLICT)
 			g->needs_check = true;
@@ -1359,20 +1424,68 @@ static enum apply_step apply_truncate(struct apply *a, const struct pgoutput_msg
 	apply_sql_buf_free(&sql);
 	((struct apply_cmd *)apply_ring_tail(&a->cmds))->txn_lsn = a->txn_lsn;
 	((struct apply_cmd *)apply_ring_tail(&a->cmds))->group = g->id;
+	a->txn_sent = true;
 	g->nchanges++;
 	g->counts.truncated++;
 	return STEP_DONE;
 }
 
-static enum apply_step apply_begin(struct apply *a, const struct pgoutput_msg *m)
+/*
+ * A Begin inside a transaction: the source was interrupted in the middle of a
+ * transaction that spanned batches and sends it again from its Begin. The
+ * partial copy is marked dead. When none of it reached the target it is
+ * simply dropped; otherwise the open target transaction holds part of it, so
+ * the engine rolls back (closes the connection), rewinds to the last
+ * committed group and reconnects at once — the origin keeps it exactly once.
+ */
+static enum apply_step apply_interrupted(struct apply *a, const struct pgoutput_msg *m,
+		uint64_t pos)
+{
+	char lsn[APPLY_SQL_LSN_LEN], lsn2[APPLY_SQL_LSN_LEN];
+	struct apply_dead *d;
+
+	if (a->ndead == a->capdead) {
+		size_t cap = a->capdead ? 2 * a->capdead : 4;
+		struct apply_dead *p = realloc(a->dead, cap * sizeof(*p));
+
+		if (!p)
+			return apply_fail(a, "out of memory"), STEP_FAIL;
+		a->dead = p;
+		a->capdead = cap;
+	}
+	d = &a->dead[a->ndead++];
+	d->start = a->txn_start;
+	d->end = pos;
+	apply_lsn_str(lsn, a->txn_lsn);
+	apply_lsn_str(lsn2, m->begin.final_lsn);
+	if (!a->txn_sent) {
+		log_notice("stream \"%s\": source transaction %s was interrupted by the BEGIN of %s; "
+			"dropping its partial copy", a->stream, lsn, lsn2);
+		a->in_txn = false;
+		a->txn_skip = false;
+		return STEP_DONE_AGAIN;
+	}
+	log_notice("stream \"%s\": source transaction %s was interrupted by the BEGIN of %s after "
+		"part of it was applied; rolling back the target transaction and applying again "
+		"from source LSN %s", a->stream, lsn, lsn2,
+		apply_lsn_str((char[APPLY_SQL_LSN_LEN]){ 0 }, a->applied_lsn));
+	apply_rewind(a);
+	apply_set_state(a, APPLY_CONNECTING, "rolled back an interrupted source transaction");
+	apply_kick(a);
+	return STEP_FAIL;
+}
+
+static enum apply_step apply_begin(struct apply *a, const struct pgoutput_msg *m, uint64_t pos)
 {
 	struct apply_group *g = apply_ring_tail(&a->groups);
 	char lsn[APPLY_SQL_LSN_LEN];
 
-	if (a->in_txn)
-		return apply_fail(a, "BEGIN of source transaction %s inside transaction %s",
-			apply_lsn_str(lsn, m->begin.final_lsn),
-			apply_lsn_str((char[APPLY_SQL_LSN_LEN]){ 0 }, a->txn_lsn)), STEP_FAIL;
+	if (a->in_txn) {
+		enum apply_step st = apply_interrupted(a, m, pos);
+
+		if (st != STEP_DONE_AGAIN)
+			return st;
+	}
 	/* A full group is closed before the next transaction starts. */
 	if (g && g->state == GROUP_OPEN && g->ntxns &&
 			(g->nchanges >= a->group_max_changes || g->ntxns >= a->group_max_txns)) {
@@ -1382,6 +1495,8 @@ static enum apply_step apply_begin(struct apply *a, const struct pgoutput_msg *m
 			return STEP_WAIT;
 	}
 	a->in_txn = true;
+	a->txn_sent = false;
+	a->txn_start = pos;
 	a->txn_lsn = m->begin.final_lsn;
 	a->txn_skip = m->begin.final_lsn < a->skip_before;
 	if (a->txn_skip)
@@ -1453,7 +1568,7 @@ static enum apply_step apply_record(struct apply *a, struct apply_batch *b, size
 
 	switch (m.type) {
 	case PGOUTPUT_BEGIN:
-		return apply_begin(a, &m);
+		return apply_begin(a, &m, b->base + off);
 	case PGOUTPUT_COMMIT:
 		return apply_commit(a, &m, next);
 	case PGOUTPUT_RELATION:
@@ -1481,6 +1596,14 @@ static enum apply_step apply_record(struct apply *a, struct apply_batch *b, size
 		pgoutput_msg_type_name(m.type)), STEP_FAIL;
 }
 
+static bool apply_is_dead(const struct apply *a, uint64_t pos)
+{
+	for (size_t i = 0; i < a->ndead; i++)
+		if (pos >= a->dead[i].start && pos < a->dead[i].end)
+			return true;
+	return false;
+}
+
 /* Decodes and sends until the queue runs dry or something must be waited for. */
 static void apply_pump(struct apply *a)
 {
@@ -1497,15 +1620,24 @@ static void apply_pump(struct apply *a)
 				return;
 			break;
 		}
-		a->cur = p;
 		next.b = p.b;
 		next.off = p.off + 4 + apply_be32(p.b->data + p.off);
+		if (a->ndead && apply_is_dead(a, p.b->base + p.off)) {
+			a->cur = next;
+			continue;
+		}
+		/*
+		 * Past the record while it is handled: a group it closes may retire
+		 * and free batches up to the record's end, and cur must not lag.
+		 */
+		a->cur = next;
 		step = apply_record(a, p.b, p.off, next);
 		if (step == STEP_FAIL)
 			return;
-		if (step == STEP_WAIT)
+		if (step == STEP_WAIT) {
+			a->cur = p;          /* not consumed; p is not before done, so alive */
 			break;
-		a->cur = next;
+		}
 	}
 	if (a->state != APPLY_RUNNING)
 		return;
@@ -1656,6 +1788,9 @@ static bool apply_on_error(struct apply *a, struct apply_cmd *c, const PGresult 
 	char err[1024], key[512], lsn[APPLY_SQL_LSN_LEN];
 
 	apply_result_error(res, err, sizeof(err));
+	if (PQstatus(a->conn) == CONNECTION_BAD ||
+			(state && (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0)))
+		return apply_fail(a, "lost the connection to the target: %s", err);
 	switch (c->kind) {
 	case CMD_SETUP:
 	case CMD_PROGRESS:
@@ -1697,13 +1832,17 @@ static void apply_set_running(struct apply *a)
 {
 	char lsn[APPLY_SQL_LSN_LEN];
 
-	a->state = APPLY_RUNNING;
-	if (a->resume_lsn > a->skip_before)
-		a->skip_before = a->resume_lsn;
+	apply_sql_format_lsn(lsn, a->resume_lsn);
+	apply_set_state(a, APPLY_RUNNING, "the origin is set up");
+	/*
+	 * The target's word, not ours: a stop rolled back groups whose commits
+	 * were already decoded, and those must be applied again.
+	 */
+	a->skip_before = a->resume_lsn;
 	if (a->applied_lsn < a->resume_lsn)
 		a->applied_lsn = a->resume_lsn;
 	log_info("stream \"%s\": applying to the target, origin \"%s\" at %s", a->stream,
-		a->origin, apply_lsn_str(lsn, a->resume_lsn));
+		a->origin, lsn);
 	if (a->cb.ready)
 		a->cb.ready(a->cb_arg, a->resume_lsn);
 	apply_kick(a);
@@ -1716,6 +1855,8 @@ static bool apply_on_result(struct apply *a, struct apply_cmd *c, const PGresult
 	struct apply_group *g;
 	const char *v;
 
+	if (st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR || st == PGRES_BAD_RESPONSE)
+		return apply_on_error(a, c, res);
 	if (c->kind == CMD_SYNC) {
 		if (st != PGRES_PIPELINE_SYNC)
 			return apply_fail(a, "unexpected result from the target: %s where a "
@@ -1900,9 +2041,7 @@ static void apply_connected(struct apply *a)
 		apply_fail(a, "could not watch the target connection");
 		return;
 	}
-	a->state = APPLY_SETUP;
-	log_debug("stream \"%s\": connected to the target (server %d)", a->stream,
-		PQserverVersion(a->conn));
+	apply_set_state(a, APPLY_SETUP, "connected to the target");
 	apply_send_setup(a);
 }
 
@@ -2095,8 +2234,7 @@ bool apply_resume(struct apply *a)
 {
 	if (a->state != APPLY_STOPPED)
 		return false;
-	log_info("stream \"%s\": resuming apply", a->stream);
-	a->state = APPLY_CONNECTING;
+	apply_set_state(a, APPLY_CONNECTING, "resumed");
 	apply_kick(a);
 	return true;
 }
@@ -2164,6 +2302,7 @@ void apply_free(struct apply *a)
 	for (size_t i = 0; i < a->nhist; i++)
 		free(a->hist[i].msg);
 	free(a->hist);
+	free(a->dead);
 	if (a->ev_kick)
 		event_free(a->ev_kick);
 	if (a->ev_timeout)

@@ -9,7 +9,11 @@
  * big-endian length followed by one pgoutput message (protocol version 2,
  * exactly as the walsender sent it in XLogData; no streamed transactions). A
  * batch holds whole transactions (Begin ... Commit), possibly several;
- * Relation messages come before the changes that use them.
+ * Relation messages come before the changes that use them. A transaction
+ * larger than one batch may span several; when the source is interrupted in
+ * the middle of one and sends it again from its Begin, the partial copy is
+ * dropped (and rolled back on the target if part of it was applied: the
+ * engine reconnects by itself, and calls ready() again).
  *
  * Life cycle: apply_new() connects in the background; ready() reports the
  * origin's progress (the LSN the source must resume after). apply_submit()
@@ -54,8 +58,10 @@ struct apply_config {
 	/*
 	 * Grouping: consecutive source transactions already queued are applied in
 	 * one target transaction until it holds this many changes or source
-	 * transactions (0: the defaults, 10000 and 1000). 1 and 1 apply every
-	 * source transaction in its own target transaction.
+	 * transactions (0: the defaults, 5000 and 200). group_max_txns 1 applies
+	 * every source transaction in its own target transaction. Larger groups
+	 * save commits but make a row updated again and again (a pgbench branch)
+	 * walk an ever longer version chain inside the one transaction.
 	 */
 	size_t group_max_changes;
 	size_t group_max_txns;

@@ -1,7 +1,8 @@
 """The sink's apply engine (replicator/apply.c) against real PostgreSQL servers.
 
-Each test starts a source and a target server. The source has a publication
-and a pgoutput slot; the test makes changes, reads them with
+The module starts a source and a target server; each test gets its own
+database on both (slots and origins it made are dropped afterwards). The
+source has a publication and a pgoutput slot; the test makes changes, reads them with
 pg_logical_slot_get_binary_changes() (one row per pgoutput message, protocol
 version 2), writes them as batch records (u32 big-endian length + message)
 and runs tests/tools/apply_driver against the target. Tables are compared
@@ -13,7 +14,6 @@ import os
 import signal
 import struct
 import subprocess
-import time
 
 import pytest
 
@@ -60,18 +60,38 @@ class Run:
         return f"Run(rc={self.rc}, stdout={self.out[-3000:]!r}, stderr={self.err[-3000:]!r})"
 
 
+class Db:
+    """One database of a shared server: what the tests use as "a server"."""
+
+    def __init__(self, server, dbname):
+        self.server = server
+        self.dbname = dbname
+
+    def sql(self, query, params=None):
+        return self.server.sql(query, params, dbname=self.dbname)
+
+    def connect(self):
+        return self.server.connect(self.dbname)
+
+    def dsn(self):
+        return self.server.dsn(self.dbname)
+
+    def pgbench(self, *args):
+        return self.server.pgbench(*args, dbname=self.dbname)
+
+
 class Stream:
     """A source publication + slot, the batch file, and the driver against a target."""
 
     def __init__(self, src, dst, name="s1", tmp_path=None, tables=None):
         self.src = src
         self.dst = dst
-        self.name = name
+        self.name = f"{name}_{src.dbname}"            # origins and slots are cluster-wide
         self.path = os.path.join(str(tmp_path), f"{name}.bin")
         open(self.path, "wb").close()
         pub = "FOR ALL TABLES" if tables is None else "FOR TABLE " + ", ".join(tables)
-        src.sql(f"CREATE PUBLICATION pub_{name} {pub}")
-        src.sql(f"SELECT pg_create_logical_replication_slot('slot_{name}', 'pgoutput')")
+        src.sql(f"CREATE PUBLICATION pub_{self.name} {pub}")
+        src.sql(f"SELECT pg_create_logical_replication_slot('slot_{self.name}', 'pgoutput')")
 
     def messages(self):
         """Consumes the slot's pending changes: a list of pgoutput messages."""
@@ -100,6 +120,13 @@ class Stream:
                "--on-conflict", policy, "--input", self.path] + list(args)
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, bufsize=1)
+
+    def wait_detached(self):
+        """Waits until no target session holds the origin (a killed driver's backend exits)."""
+        harness.wait_until(lambda: self.dst.sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'strait-apply' "
+            "AND datname = current_database()")[0][0] == 0, timeout=30,
+            what="the killed driver's target session to end")
 
     def origin_lsn(self):
         rows = self.dst.sql("SELECT pg_replication_origin_progress(%s, true)::text",
@@ -139,9 +166,36 @@ def lsn_int(text):
     return int(hi, 16) << 32 | int(lo, 16)
 
 
+@pytest.fixture(scope="module")
+def servers():
+    """One source and one target server for the module; each test gets its own databases."""
+    started = []
+    try:
+        for name in ("apply-src", "apply-dst"):
+            started.append(harness.PgServer(name).start())
+        yield started
+    finally:
+        for server in started:
+            server.cleanup()
+
+
+_db_seq = iter(range(1, 1000000))
+
+
 @pytest.fixture
-def pair(pg_factory):
-    return pg_factory("src"), pg_factory("dst")
+def pair(servers):
+    src_server, dst_server = servers
+    dbname = f"t{next(_db_seq)}"
+    for server in servers:
+        server.createdb(dbname)
+    yield Db(src_server, dbname), Db(dst_server, dbname)
+    # Slots and origins are cluster-wide and limited by max_replication_slots.
+    src_server.sql("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                   "WHERE database = %s", (dbname,))
+    dst_server.sql("SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin "
+                   "WHERE roname LIKE %s", (f"strait\\_%\\_{dbname}",))
+    for server in servers:
+        server.sql(f'DROP DATABASE "{dbname}" WITH (FORCE)')
 
 
 def message_types(msgs):
@@ -537,6 +591,45 @@ def test_conflict_error_stops_naming_the_key(pair, tmp_path):
     assert run.status["conflicts"]["total"] == 0
 
 
+def test_conflict_error_resume_in_process(pair, tmp_path):
+    """A stop rolls back a group whose commits were already decoded; a resume
+    in the same process must apply them again, not skip them."""
+    src, dst = pair
+    both(src, dst, "CREATE TABLE r (id int PRIMARY KEY, v text)")
+    src.sql("INSERT INTO r VALUES (1, 'one')")                     # not streamed
+    st = Stream(src, dst, "inproc", tmp_path)
+    for i in range(10, 20):
+        src.sql(f"INSERT INTO r VALUES ({i}, 'x')")
+    src.sql("UPDATE r SET v = 'updated' WHERE id = 1")              # missing on the target
+    for i in range(20, 30):
+        src.sql(f"INSERT INTO r VALUES ({i}, 'y')")
+    msgs = st.fetch()
+
+    flag = os.path.join(str(tmp_path), "resume")
+    proc = st.popen("--resume-file", flag, "--txns-per-batch", "100")
+    try:
+        lines = []
+
+        def stopped():
+            lines.append(proc.stdout.readline())
+            return lines[-1].startswith("stopped ")
+        harness.wait_until(stopped, timeout=30, what="the stream to stop")
+        assert "UPDATE found no row" in lines[-1] and "(id)=(1)" in lines[-1]
+        # One group held all of it: nothing is committed.
+        assert dst.sql("SELECT count(*) FROM r") == [(0,)]
+        dst.sql("INSERT INTO r VALUES (1, 'one')")
+        open(flag, "w").close()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, (out, err)
+    assert_same(src, dst, "r")
+    assert dst.sql("SELECT count(*) FROM r") == [(21,)]
+    assert [l.split()[1] for l in out.splitlines() if l.startswith("committed")] == \
+        commit_end_lsns(msgs)
+
+
 def test_conflict_error_on_missing_delete(pair, tmp_path):
     src, dst = pair
     both(src, dst, "CREATE TABLE d (id int PRIMARY KEY)")
@@ -619,6 +712,7 @@ def test_exactly_once_after_exit_mid_stream(pair, tmp_path):
     applied_n = ends.index(applied)              # the tally insert is transaction 0
     assert dst.sql("SELECT count(*) FROM log") == [(applied_n,)]
 
+    st.wait_detached()
     run = st.run("--group-txns", "7")
     assert run.rc == 0, run
     assert run.ready == [applied]
@@ -662,10 +756,123 @@ def test_exactly_once_after_kill_9(pair, tmp_path):
     partial = dst.sql("SELECT count(*) FROM log")[0][0]
     assert 0 < partial < 3000
 
+    st.wait_detached()
     run = st.run()
     assert run.rc == 0, run
     assert lsn_int(run.ready[0]) > 0
     assert_exactly_once(src, dst, 3000)
+
+
+def split_transactions(msgs):
+    """[[Begin, ..., Commit], ...]; anything between transactions is dropped."""
+    txns, cur = [], None
+    for m in msgs:
+        if m[:1] == b"B":
+            cur = [m]
+        elif cur is not None:
+            cur.append(m)
+            if m[:1] == b"C":
+                txns.append(cur)
+                cur = None
+    return txns
+
+
+@pytest.mark.parametrize("case", ["applied_part_grouped", "applied_part_alone", "begin_only"])
+def test_interrupted_transaction_is_sent_again(pair, tmp_path, case):
+    """A transaction spanning batches is cut off and sent again from its Begin."""
+    src, dst = pair
+    exactly_once_tables(src, dst)
+    st = Stream(src, dst, "intr", tmp_path)
+    src.sql("INSERT INTO tally VALUES (1, 0)")
+    for i in range(6):
+        with src.connect() as conn:
+            with conn.transaction():
+                for j in range(20 if i == 3 else 1):
+                    conn.execute("INSERT INTO log VALUES (%s, 'row')", (i * 100 + j,))
+                conn.execute("UPDATE tally SET n = n + 1 WHERE id = 1")
+    txns = split_transactions(st.messages())
+    assert len(txns) == 7
+    big = txns[4]                                     # Begin, Relation?, 20 inserts, ...
+    partial = big[:1] if case == "begin_only" else big[:12]
+    write_records(st.path, [m for t in txns[:4] for m in t] + partial
+                  + [m for t in txns[4:] for m in t])
+
+    args = ["--group-txns", "1"] if case == "applied_part_alone" else []
+    run = st.run(*args)
+    assert run.rc == 0, run
+    assert "was interrupted by the BEGIN" in run.err
+    if case == "begin_only":
+        assert "dropping its partial copy" in run.err
+        assert len(run.ready) == 1
+    else:
+        assert "rolling back the target transaction" in run.err
+        assert len(run.ready) == 2                    # it reconnected by itself
+    assert run.stopped == []
+    assert_same(src, dst, "log")
+    assert_same(src, dst, "tally")
+    assert dst.sql("SELECT count(*), count(DISTINCT i) FROM log") == [(25, 25)]
+    assert dst.sql("SELECT n FROM tally") == [(6,)]
+    assert st.origin_lsn() == commit_end_lsns([t[-1] for t in txns])[-1]
+
+
+def test_connection_loss_then_resume(pair, tmp_path):
+    src, dst = pair
+    exactly_once_tables(src, dst)
+    st = Stream(src, dst, "lost", tmp_path)
+    small_transactions(src, 2000)
+    st.fetch()
+
+    flag = os.path.join(str(tmp_path), "resume")
+    proc = st.popen("--group-txns", "1", "--txns-per-batch", "5", "--resume-file", flag)
+    stops = []
+    try:
+        commits = 0
+        while commits < 20:
+            line = proc.stdout.readline()
+            assert line, "the driver ended early"
+            commits += line.startswith("committed ")
+        dst.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'strait-apply' AND datname = current_database()")
+        for line in proc.stdout:
+            if line.startswith("stopped "):
+                stops.append(line.strip())
+                st.wait_detached()
+                open(flag, "w").close()
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, proc.stderr.read()
+    assert stops and stops[0].startswith("stopped lost the connection to the target: "), stops
+    assert_exactly_once(src, dst, 2000)
+
+
+def test_partitioned_target(pair, tmp_path):
+    src, dst = pair
+    src.sql("CREATE TABLE m (id int PRIMARY KEY, v text)")
+    src.sql("CREATE TABLE f (id int, v text)")
+    src.sql("ALTER TABLE f REPLICA IDENTITY FULL")
+    dst.sql("""CREATE TABLE m (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
+               CREATE TABLE m_lo PARTITION OF m FOR VALUES FROM (MINVALUE) TO (50);
+               CREATE TABLE m_hi PARTITION OF m FOR VALUES FROM (50) TO (MAXVALUE);
+               CREATE TABLE f (id int, v text) PARTITION BY LIST (v);
+               CREATE TABLE f_a PARTITION OF f FOR VALUES IN ('a');
+               CREATE TABLE f_b PARTITION OF f DEFAULT;""")
+    st = Stream(src, dst, "part", tmp_path)
+    src.sql("INSERT INTO m SELECT g, 'v' FROM generate_series(1, 100) g")
+    src.sql("UPDATE m SET id = id + 1000 WHERE id BETWEEN 1 AND 5")  # moves partitions
+    src.sql("DELETE FROM m WHERE id BETWEEN 90 AND 1002")
+    src.sql("INSERT INTO f VALUES (1, 'a'), (1, 'a'), (2, 'b'), (2, 'b')")
+    src.sql("UPDATE f SET v = 'c' WHERE ctid = (SELECT ctid FROM f WHERE v = 'a' LIMIT 1)")
+    src.sql("DELETE FROM f WHERE ctid = (SELECT ctid FROM f WHERE v = 'b' LIMIT 1)")
+    src.sql("TRUNCATE m")
+    src.sql("INSERT INTO m VALUES (7, 'after')")
+    st.fetch()
+    run = st.run(policy="source_wins")
+    assert run.rc == 0, run
+    assert_same(src, dst, "m")
+    assert_same(src, dst, "f")
+    assert run.status["conflicts"]["total"] == 0
 
 
 # --------------------------------------------------------------------------
@@ -688,7 +895,15 @@ def rewrite_insert_ncols(msg):
     return b"I" + relid + b"N" + struct.pack(">H", ncols - 1) + b"".join(cols[:-1])
 
 
-@pytest.mark.parametrize("case", ["garbage", "unknown_relation", "column_count", "truncated"])
+def relation_message(oid, natts):
+    attrs = b"".join(b"\x00" + f"c{i}".encode() + b"\x00" + struct.pack(">Ii", 23, -1)
+                     for i in range(natts))
+    return (b"R" + struct.pack(">I", oid) + b"public\x00wide\x00d" + struct.pack(">H", natts)
+            + attrs)
+
+
+@pytest.mark.parametrize("case", ["garbage", "unknown_relation", "column_count", "truncated",
+                                  "too_many_columns"])
 def test_bad_input_stops_cleanly(pair, tmp_path, case):
     src, dst = pair
     both(src, dst, "CREATE TABLE t (id int PRIMARY KEY, v text)")
@@ -708,6 +923,10 @@ def test_bad_input_stops_cleanly(pair, tmp_path, case):
     elif case == "column_count":
         msgs = [rewrite_insert_ncols(m) if m[:1] == b"I" else m for m in msgs]
         expect = "has 1 columns but its Relation message announced 2"
+    elif case == "too_many_columns":
+        i = message_types(msgs).index("I")
+        msgs = msgs[:i] + [relation_message(99999, 3000)] + msgs[i:]
+        expect = "announces 3000 columns, more than PostgreSQL allows"
     else:
         write_records(st.path, msgs)
         with open(st.path, "ab") as f:
