@@ -391,7 +391,8 @@ static void apply_sql_insert(struct apply_sql_build *k)
 	apply_sql_buf_printf(b, "INSERT INTO %s", m->qualified);
 	if (any) {
 		apply_sql_collist(k);
-		apply_sql_buf_puts(b, " VALUES (");
+		/* the source's value wins over a GENERATED ALWAYS identity column */
+		apply_sql_buf_puts(b, " OVERRIDING SYSTEM VALUE VALUES (");
 		apply_sql_values(k);
 		apply_sql_buf_puts(b, ")");
 	} else {
@@ -465,7 +466,7 @@ static void apply_sql_update(struct apply_sql_build *k)
 	/* source_wins: a missing row is inserted from the new values. */
 	apply_sql_buf_printf(b, " RETURNING 1) INSERT INTO %s", m->qualified);
 	apply_sql_collist(k);
-	apply_sql_buf_puts(b, " SELECT ");
+	apply_sql_buf_puts(b, " OVERRIDING SYSTEM VALUE SELECT ");
 	apply_sql_values(k);
 	apply_sql_buf_puts(b, " WHERE NOT EXISTS (SELECT 1 FROM u)");
 	k->st->outcome = APPLY_SQL_ONE_IS_CONFLICT;

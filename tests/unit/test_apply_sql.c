@@ -233,7 +233,7 @@ static void test_insert(void **state)
 
 	(void)state;
 	assert_string_equal(build(m, 'I', 0, APPLY_CONFLICT_ERROR, "vvv", NULL, &st),
-		"INSERT INTO \"public\".\"kv\" (\"id\", \"v\", \"n\") VALUES ($1, $2, $3)");
+		"INSERT INTO \"public\".\"kv\" (\"id\", \"v\", \"n\") OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3)");
 	assert_params(&st, p3, 3);
 	assert_int_equal(st.types[0], 23);
 	assert_int_equal(st.types[1], 25);
@@ -242,13 +242,13 @@ static void test_insert(void **state)
 	apply_sql_stmt_free(&st);
 
 	assert_string_equal(build(m, 'I', 0, APPLY_CONFLICT_TARGET_WINS, "vvv", NULL, &st),
-		"INSERT INTO \"public\".\"kv\" (\"id\", \"v\", \"n\") VALUES ($1, $2, $3) "
+		"INSERT INTO \"public\".\"kv\" (\"id\", \"v\", \"n\") OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3) "
 		"ON CONFLICT (\"id\") DO NOTHING");
 	assert_int_equal(st.outcome, APPLY_SQL_ZERO_IS_CONFLICT);
 	apply_sql_stmt_free(&st);
 
 	assert_string_equal(build(m, 'I', 0, APPLY_CONFLICT_SOURCE_WINS, "vvv", NULL, &st),
-		"WITH i AS (INSERT INTO \"public\".\"kv\" (\"id\", \"v\", \"n\") VALUES ($1, $2, $3) "
+		"WITH i AS (INSERT INTO \"public\".\"kv\" (\"id\", \"v\", \"n\") OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3) "
 		"ON CONFLICT (\"id\") DO NOTHING RETURNING 1) "
 		"UPDATE \"public\".\"kv\" SET \"id\" = $1, \"v\" = $2, \"n\" = $3 "
 		"WHERE \"id\" = $1 AND NOT EXISTS (SELECT 1 FROM i)");
@@ -271,11 +271,11 @@ static void test_insert_without_target_key(void **state)
 	assert_false(m->tgt_key_usable);
 	/* No arbiter: source_wins can only insert; target_wins skips any duplicate. */
 	assert_string_equal(build(m, 'I', 0, APPLY_CONFLICT_SOURCE_WINS, "vv", NULL, &st),
-		"INSERT INTO \"public\".\"log\" (\"a\", \"b\") VALUES ($1, $2)");
+		"INSERT INTO \"public\".\"log\" (\"a\", \"b\") OVERRIDING SYSTEM VALUE VALUES ($1, $2)");
 	assert_int_equal(st.outcome, APPLY_SQL_NO_CONFLICT);
 	apply_sql_stmt_free(&st);
 	assert_string_equal(build(m, 'I', 0, APPLY_CONFLICT_TARGET_WINS, "vv", NULL, &st),
-		"INSERT INTO \"public\".\"log\" (\"a\", \"b\") VALUES ($1, $2) ON CONFLICT DO NOTHING");
+		"INSERT INTO \"public\".\"log\" (\"a\", \"b\") OVERRIDING SYSTEM VALUE VALUES ($1, $2) ON CONFLICT DO NOTHING");
 	apply_sql_stmt_free(&st);
 	relmap_free(m);
 
@@ -320,7 +320,7 @@ static void test_update_by_key(void **state)
 	/* source_wins: a missing row is inserted. */
 	assert_string_equal(build(m, 'U', 'k', APPLY_CONFLICT_SOURCE_WINS, "vv-", "v--", &st),
 		"WITH u AS (UPDATE \"public\".\"kv\" SET \"id\" = $1, \"v\" = $2 WHERE \"id\" = $3 "
-		"RETURNING 1) INSERT INTO \"public\".\"kv\" (\"id\", \"v\") SELECT $1, $2 "
+		"RETURNING 1) INSERT INTO \"public\".\"kv\" (\"id\", \"v\") OVERRIDING SYSTEM VALUE SELECT $1, $2 "
 		"WHERE NOT EXISTS (SELECT 1 FROM u)");
 	assert_int_equal(st.outcome, APPLY_SQL_ONE_IS_CONFLICT);
 	apply_sql_stmt_free(&st);
