@@ -52,6 +52,9 @@ UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_BINS  := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 TOOL_BINS  := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 
+# Objects of the sanitizer and tool builds are intermediate to make: keep them.
+.SECONDARY:
+
 .PHONY: all tools clean deps test unit fuzz-replay fuzz integration demo bench chaos install
 
 all: $(BUILD)/straitd $(BUILD)/straitctl

@@ -439,10 +439,8 @@ static void stream_sink_batch(struct stream *st, const struct frame *f)
 		stream_send_resume(st);
 		return;
 	}
-	if (!apply_submit(st->apply, body, body_len)) {
-		log_error("stream \"%s\": could not queue a batch for apply", st->name);
-		return;
-	}
+	if (!apply_submit(st->apply, body, body_len))
+		return;       /* logged by the apply engine; the stream stops there */
 	st->batches_received++;
 	if (b.last_lsn > st->next_lsn)
 		st->next_lsn = b.last_lsn;
