@@ -121,6 +121,39 @@ def test_kill_9_resumes_exactly_once(tmp_path, pg_factory, straitd_factory, vict
         bench.join()
 
 
+@pytest.mark.skipif(not harness.IS_ROOT, reason="needs root (namespaces, WireGuard)")
+def test_pgbench_over_a_wireguard_tunnel(tmp_path, netns_sites, pg_factory, straitd_factory):
+    """Two namespace sites joined only by a veth; straitd brings up the
+    WireGuard tunnel (wireguard-go) and the stream runs through it. The bytes
+    on the veth per pgbench transaction are printed for the record."""
+    ns = netns_sites(2)
+    src = pg_factory("onprem")
+    dst = pg_factory("cloud")
+    for pg in (src, dst):
+        pg.pgbench("-i", "-s", "2", "-q")
+    stream = {"name": "app", "from": "onprem", "to": "cloud", "publication": "strait_app",
+              "initial_sync": False}
+    cluster = harness.Cluster(tmp_path, harness.tunnel_sites([src, dst], ns), [stream],
+                              backend="userspace")
+    onprem = straitd_factory(cluster.path("onprem"), site="onprem", netns=ns[0].ns)
+    cloud = straitd_factory(cluster.path("cloud"), site="cloud", netns=ns[1].ns)
+    wait_streaming(onprem, timeout=60)
+    assert onprem.status()["tunnel"]["backend"] == "userspace"
+    before = ns[0].counters()
+    txns_before = src.sql("SELECT count(*) FROM pgbench_history")[0][0]
+    src.pgbench("-c", "4", "-T", "8")
+    wait_equal(src, dst, PGBENCH_TABLES)
+    after = ns[0].counters()
+    txns = src.sql("SELECT count(*) FROM pgbench_history")[0][0] - txns_before
+    assert tpcb_balanced(dst)
+    wan = (after[0] - before[0]) + (after[1] - before[1])
+    st = stream_status(onprem, "source")
+    print(f"\n{txns} transactions: {wan / txns:.0f} B/txn on the WAN veth (both directions), "
+          f"batch payload {st['bytes_raw'] / txns:.0f} B/txn raw, "
+          f"{st['bytes_wire'] / txns:.0f} B/txn compressed "
+          f"({st['bytes_raw'] / st['bytes_wire']:.1f}x)")
+
+
 def seq_value(pg, name):
     return pg.sql("SELECT last_value FROM pg_sequences WHERE sequencename = %s", (name,))[0][0]
 
