@@ -84,7 +84,11 @@ static bool codec_zstd_decompress(struct codec *c, const uint8_t *in, size_t len
 		ZSTD_outBuffer output;
 		size_t ret;
 
-		if (c->len >= max_out) {
+		/*
+		 * Exactly max_out may fill the buffer to its end: one more call
+		 * (producing nothing) tells that apart from more to come.
+		 */
+		if (c->len > max_out) {
 			snprintf(err, errlen, "batch inflates beyond %zu bytes", max_out);
 			return false;
 		}

@@ -7,10 +7,17 @@
  * then swaps it in: a typo never takes a running site down. The result of the
  * last reload shows in status, so an operator who sent SIGHUP can see whether
  * it took.
+ *
+ * The site's role and epoch live in role.c; the daemon stamps the epoch on
+ * the relay, checks the epoch of every frame it is handed (a higher one makes
+ * this site step down) and remembers what each peer last said about itself.
+ * Metrics and health checks are gathered at scrape time from the modules'
+ * own accessors (metrics.h knows nothing of them).
  */
 #include "gateway/daemon.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,10 +33,20 @@
 #include "gateway/identity.h"
 #include "gateway/json.h"
 #include "gateway/log.h"
+#include "gateway/metrics.h"
 #include "gateway/relay.h"
+#include "gateway/role.h"
 #include "gateway/sdnotify.h"
 #include "gateway/stream.h"
 #include "tunnel/tunnel.h"
+
+/* What a peer site last said about itself. */
+struct daemon_peer {
+	char *name;
+	uint8_t role;                /* enum relay_role of its last HEARTBEAT */
+	uint64_t epoch;              /* in its last frame's header */
+	time_t heard_at;
+};
 
 struct daemon {
 	struct event_base *base;
@@ -41,6 +58,10 @@ struct daemon {
 	struct relay *relay;
 	struct streams *streams;
 	struct control_server *control;
+	struct metrics_server *metrics;
+	struct role *role;
+	struct daemon_peer *peers;
+	size_t n_peers;
 	struct event *signals[3];
 	time_t started_at;
 	time_t loaded_at;
@@ -82,7 +103,136 @@ static bool daemon_make_state_dir(const char *dir)
 
 static const char *daemon_site_role(const struct daemon *d)
 {
-	return d->cfg->sites[d->self].role;
+	return role_name(role_current(d->role));
+}
+
+static void daemon_lsn_text(uint64_t lsn, char *buf, size_t len)
+{
+	snprintf(buf, len, "%X/%X", (unsigned)(lsn >> 32), (unsigned)lsn);
+}
+
+static struct daemon_peer *daemon_find_peer(const struct daemon *d, const char *name)
+{
+	for (size_t i = 0; i < d->n_peers; i++) {
+		if (strcmp(d->peers[i].name, name) == 0)
+			return &d->peers[i];
+	}
+	return NULL;
+}
+
+/* The peer's entry, made on first contact; NULL when out of memory. */
+static struct daemon_peer *daemon_peer(struct daemon *d, const char *name)
+{
+	struct daemon_peer *p = daemon_find_peer(d, name), *grown;
+
+	if (p)
+		return p;
+	grown = realloc(d->peers, (d->n_peers + 1) * sizeof(*grown));
+	if (!grown)
+		return NULL;
+	d->peers = grown;
+	p = &d->peers[d->n_peers];
+	*p = (struct daemon_peer){ .name = strdup(name) };
+	if (!p->name)
+		return NULL;
+	d->n_peers++;
+	return p;
+}
+
+static const char *const daemon_stream_states[] = { STREAM_STATES };
+
+/* A stream's report, kept beyond the callback (names are at most 63 characters). */
+struct daemon_row {
+	struct stream_report r;
+	char name[64];
+	char peer[64];
+};
+
+struct daemon_rows {
+	struct daemon_row *v;
+	size_t n;
+	size_t cap;
+	bool failed;
+};
+
+static void daemon_row_cb(void *arg, const struct stream_report *r)
+{
+	struct daemon_rows *rows = arg;
+	struct daemon_row *row;
+
+	if (rows->failed)
+		return;
+	if (rows->n == rows->cap) {
+		size_t cap = rows->cap ? rows->cap * 2 : 8;
+		struct daemon_row *v = realloc(rows->v, cap * sizeof(*v));
+
+		if (!v) {
+			rows->failed = true;
+			return;
+		}
+		rows->v = v;
+		rows->cap = cap;
+	}
+	row = &rows->v[rows->n++];
+	row->r = *r;
+	snprintf(row->name, sizeof(row->name), "%s", r->name);
+	snprintf(row->peer, sizeof(row->peer), "%s", r->peer);
+	row->r.name = row->name;
+	row->r.peer = row->peer;
+	row->r.state = "unknown";
+	for (size_t i = 0; i < sizeof(daemon_stream_states) / sizeof(daemon_stream_states[0]); i++) {
+		if (strcmp(r->state, daemon_stream_states[i]) == 0)
+			row->r.state = daemon_stream_states[i];
+	}
+}
+
+static void daemon_rows_free(struct daemon_rows *rows)
+{
+	free(rows->v);
+}
+
+static int64_t daemon_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Every stream's report; false when out of memory (rows freed). */
+static bool daemon_stream_rows(const struct daemon *d, struct daemon_rows *rows)
+{
+	*rows = (struct daemon_rows){ 0 };
+	if (d->streams)
+		streams_report(d->streams, daemon_now_us(), daemon_row_cb, rows);
+	if (rows->failed) {
+		daemon_rows_free(rows);
+		*rows = (struct daemon_rows){ 0 };
+		return false;
+	}
+	return true;
+}
+
+static void daemon_lag_json(const struct daemon_rows *rows, struct json_out *j)
+{
+	char lsn[32];
+
+	json_array_begin(j, "lag");
+	for (size_t i = 0; i < rows->n; i++) {
+		const struct stream_report *r = &rows->v[i].r;
+
+		json_object_begin(j, NULL);
+		json_string(j, "stream", r->name);
+		json_string(j, "role", r->sink ? "sink" : "source");
+		json_string(j, "peer", r->peer);
+		json_string(j, "state", r->state);
+		json_uint(j, "lag_bytes", r->lag_bytes);
+		json_double(j, "lag_seconds", r->lag_seconds);
+		daemon_lsn_text(r->applied_lsn, lsn, sizeof(lsn));
+		json_string(j, "applied_lsn", lsn);
+		json_object_end(j);
+	}
+	json_array_end(j);
 }
 
 static void daemon_status_json(struct daemon *d, struct json_out *j)
@@ -94,6 +244,9 @@ static void daemon_status_json(struct daemon *d, struct json_out *j)
 	json_string(j, "cluster", cfg->cluster);
 	json_string(j, "site", d->site_name);
 	json_string(j, "role", daemon_site_role(d));
+	json_uint(j, "epoch", role_epoch(d->role));
+	if (!role_persisted(d->role))
+		json_string(j, "role_error", "the role state could not be written (see the log)");
 	json_string(j, "version", STRAIT_VERSION);
 	json_int(j, "pid", (int64_t)getpid());
 	json_int(j, "uptime_seconds", (int64_t)(now - d->started_at));
@@ -108,9 +261,22 @@ static void daemon_status_json(struct daemon *d, struct json_out *j)
 	json_array_begin(j, "sites");
 	for (size_t i = 0; i < cfg->n_sites; i++) {
 		const struct config_site *s = &cfg->sites[i];
+		const struct daemon_peer *p = daemon_find_peer(d, s->name);
 		json_object_begin(j, NULL);
 		json_string(j, "name", s->name);
-		json_string(j, "role", s->role);
+		/* as it is now: ours, or what the peer last said (null until heard) */
+		if (i == d->self) {
+			json_string(j, "role", daemon_site_role(d));
+			json_uint(j, "epoch", role_epoch(d->role));
+		} else {
+			json_string(j, "role", p && p->role != RELAY_ROLE_UNKNOWN ?
+				    relay_proto_role_name(p->role) : NULL);
+			if (p)
+				json_uint(j, "epoch", p->epoch);
+			else
+				json_null(j, "epoch");
+		}
+		json_string(j, "configured_role", s->role);
 		json_bool(j, "self", i == d->self);
 		json_string(j, "endpoint_host", s->endpoint.host);
 		json_uint(j, "endpoint_port", s->endpoint.port);
@@ -131,8 +297,15 @@ static void daemon_status_json(struct daemon *d, struct json_out *j)
 	}
 	json_array_end(j);
 
-	if (d->streams)
+	if (d->streams) {
+		struct daemon_rows rows;
+
 		streams_status_json(d->streams, j);
+		if (daemon_stream_rows(d, &rows)) {
+			daemon_lag_json(&rows, j);
+			daemon_rows_free(&rows);
+		}
+	}
 	if (d->relay)
 		relay_status_json(d->relay, j, "relay");
 	if (d->tunnel)
@@ -141,6 +314,19 @@ static void daemon_status_json(struct daemon *d, struct json_out *j)
 }
 
 /* ---- relay callbacks: the streams take what concerns them ---- */
+
+/* Every frame from a peer carries its epoch: a higher one than ours makes us step down. */
+static void daemon_heard(struct daemon *d, const char *peer, uint64_t epoch)
+{
+	struct daemon_peer *p = daemon_peer(d, peer);
+
+	if (p) {
+		p->epoch = epoch;
+		p->heard_at = time(NULL);
+	}
+	if (role_heard_epoch(d->role, peer, epoch) && d->relay)
+		relay_set_epoch(d->relay, role_epoch(d->role));
+}
 
 static void daemon_relay_hello(void *arg, const char *peer, struct relay_proto_hello *hello)
 {
@@ -153,10 +339,19 @@ static void daemon_relay_hello(void *arg, const char *peer, struct relay_proto_h
 static void daemon_relay_heartbeat(void *arg, const char *peer, struct relay_proto_heartbeat *hb)
 {
 	struct daemon *d = arg;
-	const char *role = daemon_site_role(d);
 
 	(void)peer;
-	hb->role = strcmp(role, "primary") == 0 ? RELAY_ROLE_PRIMARY : RELAY_ROLE_REPLICA;
+	switch (role_current(d->role)) {
+	case ROLE_PRIMARY:
+		hb->role = RELAY_ROLE_PRIMARY;
+		break;
+	case ROLE_REPLICA:
+		hb->role = RELAY_ROLE_REPLICA;
+		break;
+	case ROLE_FENCED:
+		hb->role = RELAY_ROLE_FENCED;
+		break;
+	}
 }
 
 static void daemon_relay_connected(void *arg, const char *peer, uint64_t epoch,
@@ -164,7 +359,7 @@ static void daemon_relay_connected(void *arg, const char *peer, uint64_t epoch,
 {
 	struct daemon *d = arg;
 
-	(void)epoch;
+	daemon_heard(d, peer, epoch);
 	if (d->streams)
 		streams_connected(d->streams, peer, hello);
 }
@@ -172,7 +367,16 @@ static void daemon_relay_connected(void *arg, const char *peer, uint64_t epoch,
 static void daemon_relay_frame(void *arg, const char *peer, const struct frame *f)
 {
 	struct daemon *d = arg;
+	struct relay_proto_heartbeat hb;
 
+	daemon_heard(d, peer, f->epoch);
+	if (f->type == FRAME_HEARTBEAT &&
+	    relay_proto_read_heartbeat(f->payload, f->payload_len, &hb) == RELAY_PROTO_OK) {
+		struct daemon_peer *p = daemon_peer(d, peer);
+
+		if (p)
+			p->role = hb.role;
+	}
 	if (d->streams)
 		streams_frame(d->streams, peer, f);
 }
@@ -241,6 +445,89 @@ static void daemon_cmd_status(struct control_request *req, int argc, char **argv
 	free(doc);
 }
 
+/* lag [--json]: each stream's lag, as a table or one JSON document. */
+static void daemon_cmd_lag(struct control_request *req, int argc, char **argv, void *arg)
+{
+	struct daemon *d = arg;
+	struct daemon_rows rows;
+	struct json_out j;
+	char *doc = NULL, lsn[32];
+	size_t len = 0;
+	FILE *out = NULL;
+	bool as_json = false;
+	int w_name = 6, w_peer = 4, w_state = 5;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			as_json = true;
+		} else {
+			control_reply(req, false, "usage: lag [--json]\n");
+			return;
+		}
+	}
+	if (!daemon_stream_rows(d, &rows)) {
+		control_reply(req, false, "out of memory\n");
+		return;
+	}
+	if (as_json) {
+		json_init(&j);
+		json_object_begin(&j, NULL);
+		json_string(&j, "site", d->site_name);
+		json_string(&j, "role", daemon_site_role(d));
+		json_uint(&j, "epoch", role_epoch(d->role));
+		json_int(&j, "time", (int64_t)time(NULL));
+		daemon_lag_json(&rows, &j);
+		json_object_end(&j);
+		doc = json_finish(&j, &len);
+		if (doc) {
+			char *line = realloc(doc, len + 2);
+			if (line) {
+				doc = line;
+				strcpy(doc + len, "\n");
+			}
+		}
+		goto out;
+	}
+	out = open_memstream(&doc, &len);
+	if (!out)
+		goto out;
+	for (size_t i = 0; i < rows.n; i++) {
+		int n = (int)strlen(rows.v[i].r.name), p = (int)strlen(rows.v[i].r.peer),
+		    st = (int)strlen(rows.v[i].r.state);
+		w_name = n > w_name ? n : w_name;
+		w_peer = p > w_peer ? p : w_peer;
+		w_state = st > w_state ? st : w_state;
+	}
+	fprintf(out, "site %s, role %s, epoch %" PRIu64 "\n", d->site_name, daemon_site_role(d),
+		role_epoch(d->role));
+	if (rows.n == 0) {
+		fprintf(out, "no streams at this site\n");
+	} else {
+		fprintf(out, "%-*s  %-6s  %-*s  %-*s  %15s  %11s  %s\n", w_name, "STREAM", "ROLE",
+			w_peer, "PEER", w_state, "STATE", "LAG_BYTES", "LAG_SECONDS", "APPLIED_LSN");
+	}
+	for (size_t i = 0; i < rows.n; i++) {
+		const struct stream_report *r = &rows.v[i].r;
+
+		daemon_lsn_text(r->applied_lsn, lsn, sizeof(lsn));
+		fprintf(out, "%-*s  %-6s  %-*s  %-*s  %15" PRIu64 "  %11.1f  %s\n", w_name, r->name,
+			r->sink ? "sink" : "source", w_peer, r->peer, w_state, r->state, r->lag_bytes,
+			r->lag_seconds, lsn);
+	}
+	if (fclose(out) != 0) {
+		free(doc);
+		doc = NULL;
+	}
+out:
+	daemon_rows_free(&rows);
+	if (!doc) {
+		control_reply(req, false, "out of memory\n");
+		return;
+	}
+	control_reply(req, true, doc);
+	free(doc);
+}
+
 static void daemon_cmd_ping(struct control_request *req, int argc, char **argv, void *arg)
 {
 	(void)argc;
@@ -253,6 +540,7 @@ static void daemon_cmd_reload(struct control_request *req, int argc, char **argv
 
 static const struct control_command daemon_commands[] = {
 	{ "status", daemon_cmd_status },
+	{ "lag", daemon_cmd_lag },
 	{ "ping", daemon_cmd_ping },
 	{ "reload", daemon_cmd_reload },
 	{ NULL, NULL },
@@ -332,6 +620,203 @@ static void daemon_cmd_reload(struct control_request *req, int argc, char **argv
 	free(reason);
 }
 
+/* ---- metrics and health checks, gathered at scrape time ---- */
+
+static void daemon_declare_metrics(struct metrics_writer *w)
+{
+	static const struct {
+		const char *name;
+		enum metrics_type type;
+		const char *help;
+	} families[] = {
+		{ "strait_up", METRICS_GAUGE, "1 while straitd serves" },
+		{ "strait_build_info", METRICS_GAUGE, "straitd's version, as a label (value 1)" },
+		{ "strait_start_time_seconds", METRICS_GAUGE, "when straitd started (Unix time)" },
+		{ "strait_site_role", METRICS_GAUGE,
+		  "1 for this site's current role (primary, replica, fenced), else 0" },
+		{ "strait_site_epoch", METRICS_GAUGE, "this site's cluster epoch" },
+		{ "strait_config_reloads_total", METRICS_COUNTER, "configuration reloads that took" },
+		{ "strait_config_reload_failures_total", METRICS_COUNTER,
+		  "configuration reloads refused" },
+		{ "strait_stream_info", METRICS_GAUGE,
+		  "1 per stream this site sends (role source) or receives (role sink), with its peer" },
+		{ "strait_stream_state", METRICS_GAUGE, "1 for the stream's current state, else 0" },
+		{ "strait_stream_lag_bytes", METRICS_GAUGE,
+		  "WAL bytes published at the source and not yet applied at the sink "
+		  "(0 when nothing is pending)" },
+		{ "strait_stream_lag_seconds", METRICS_GAUGE,
+		  "age of the oldest commit not yet applied at the sink (0 when caught up)" },
+		{ "strait_stream_applied_lsn", METRICS_GAUGE,
+		  "last source LSN applied and committed at the sink, as this site knows it" },
+		{ "strait_stream_batches_total", METRICS_COUNTER,
+		  "batches sent (source) or received (sink)" },
+		{ "strait_stream_bytes_raw_total", METRICS_COUNTER,
+		  "batch bytes sent before compression" },
+		{ "strait_stream_bytes_compressed_total", METRICS_COUNTER,
+		  "batch bytes sent after compression" },
+		{ "strait_spool_bytes", METRICS_GAUGE, "bytes in the stream's spool (source side)" },
+		{ "strait_spool_max_bytes", METRICS_GAUGE, "the stream's spool cap (0: no spool)" },
+		{ "strait_relay_up", METRICS_GAUGE, "1 while the relay link to the peer site is up" },
+		{ "strait_relay_connects_total", METRICS_COUNTER, "times the relay link came up" },
+		{ "strait_relay_connect_failures_total", METRICS_COUNTER,
+		  "relay connections closed before coming up, or refused" },
+		{ "strait_relay_bytes_sent_total", METRICS_COUNTER,
+		  "frame bytes sent to the peer site (before TLS)" },
+		{ "strait_relay_bytes_received_total", METRICS_COUNTER,
+		  "frame bytes received from the peer site (after TLS)" },
+		{ "strait_relay_frames_sent_total", METRICS_COUNTER, "frames sent to the peer site" },
+		{ "strait_relay_frames_received_total", METRICS_COUNTER,
+		  "frames received from the peer site" },
+		{ "strait_relay_output_pending_bytes", METRICS_GAUGE,
+		  "frame bytes queued to the peer site and not yet sent" },
+		{ "strait_peer_epoch", METRICS_GAUGE, "the epoch the peer site last sent" },
+		{ "strait_tunnel_last_handshake_seconds", METRICS_GAUGE,
+		  "Unix time of the latest WireGuard handshake with the peer site (0: never)" },
+	};
+
+	for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++)
+		metrics_declare(w, families[i].name, families[i].type, families[i].help);
+}
+
+static void daemon_collect_stream(void *arg, const struct stream_report *r)
+{
+	struct metrics_writer *w = arg;
+
+	metrics_value(w, "strait_stream_info", 1, "stream", r->name,
+		      "role", r->sink ? "sink" : "source", "peer", r->peer, NULL);
+	for (size_t i = 0; i < sizeof(daemon_stream_states) / sizeof(daemon_stream_states[0]); i++)
+		metrics_value(w, "strait_stream_state", strcmp(r->state, daemon_stream_states[i]) == 0,
+			      "stream", r->name, "state", daemon_stream_states[i], NULL);
+	metrics_value(w, "strait_stream_lag_bytes", (double)r->lag_bytes, "stream", r->name, NULL);
+	metrics_value(w, "strait_stream_lag_seconds", r->lag_seconds, "stream", r->name, NULL);
+	metrics_value(w, "strait_stream_applied_lsn", (double)r->applied_lsn, "stream", r->name,
+		      NULL);
+	metrics_value(w, "strait_stream_batches_total", (double)r->batches, "stream", r->name,
+		      NULL);
+	if (r->sink)
+		return;
+	metrics_value(w, "strait_stream_bytes_raw_total", (double)r->bytes_raw, "stream", r->name,
+		      NULL);
+	metrics_value(w, "strait_stream_bytes_compressed_total", (double)r->bytes_compressed,
+		      "stream", r->name, NULL);
+	metrics_value(w, "strait_spool_bytes", (double)r->spool_bytes, "stream", r->name, NULL);
+	metrics_value(w, "strait_spool_max_bytes", (double)r->spool_max_bytes, "stream", r->name,
+		      NULL);
+}
+
+/*
+ * The latest handshake per peer site, read from the tunnel's status (the
+ * tunnel has no other accessor): each peer is an object that starts with its
+ * "site" and has a "last_handshake" (Unix time or null).
+ */
+static void daemon_collect_tunnel(const struct daemon *d, struct metrics_writer *w)
+{
+	static const char site_key[] = "{\"site\":\"", hs_key[] = "\"last_handshake\":";
+	struct json_out j;
+	char *doc, *p;
+
+	json_init(&j);
+	json_object_begin(&j, NULL);
+	tunnel_status_json(d->tunnel, &j);
+	json_object_end(&j);
+	doc = json_finish(&j, NULL);
+	if (!doc)
+		return;
+	for (p = strstr(doc, site_key); p; p = strstr(p, site_key)) {
+		char *name = p + sizeof(site_key) - 1, *end = strchr(name, '"'), *hs, *next;
+
+		if (!end)
+			break;
+		*end = '\0';
+		p = end + 1;
+		hs = strstr(p, hs_key);
+		next = strstr(p, site_key);
+		if (!hs || (next && hs > next))
+			continue;
+		metrics_value(w, "strait_tunnel_last_handshake_seconds",
+			      strtod(hs + sizeof(hs_key) - 1, NULL), "peer", name, NULL);
+	}
+	free(doc);
+}
+
+static void daemon_collect(void *arg, struct metrics_writer *w)
+{
+	struct daemon *d = arg;
+	enum role_kind role = role_current(d->role);
+
+	daemon_declare_metrics(w);
+	metrics_value(w, "strait_up", 1, NULL);
+	metrics_value(w, "strait_build_info", 1, "version", STRAIT_VERSION, NULL);
+	metrics_value(w, "strait_start_time_seconds", (double)d->started_at, NULL);
+	for (enum role_kind r = ROLE_PRIMARY; r <= ROLE_FENCED; r++)
+		metrics_value(w, "strait_site_role", r == role, "role", role_name(r), NULL);
+	metrics_value(w, "strait_site_epoch", (double)role_epoch(d->role), NULL);
+	metrics_value(w, "strait_config_reloads_total", d->reloads, NULL);
+	metrics_value(w, "strait_config_reload_failures_total", d->failed_reloads, NULL);
+	if (d->streams)
+		streams_report(d->streams, daemon_now_us(), daemon_collect_stream, w);
+	for (size_t i = 0; d->relay && i < d->cfg->n_sites; i++) {
+		const char *peer = d->cfg->sites[i].name;
+		const struct daemon_peer *p = daemon_find_peer(d, peer);
+		struct relay_stats st;
+
+		if (i == d->self || !relay_peer_stats(d->relay, peer, &st))
+			continue;
+		metrics_value(w, "strait_relay_up", st.up, "peer", peer, NULL);
+		metrics_value(w, "strait_relay_connects_total", (double)st.connects, "peer", peer, NULL);
+		metrics_value(w, "strait_relay_connect_failures_total", (double)st.failures,
+			      "peer", peer, NULL);
+		metrics_value(w, "strait_relay_bytes_sent_total", (double)st.bytes_sent,
+			      "peer", peer, NULL);
+		metrics_value(w, "strait_relay_bytes_received_total", (double)st.bytes_received,
+			      "peer", peer, NULL);
+		metrics_value(w, "strait_relay_frames_sent_total", (double)st.frames_sent,
+			      "peer", peer, NULL);
+		metrics_value(w, "strait_relay_frames_received_total", (double)st.frames_received,
+			      "peer", peer, NULL);
+		metrics_value(w, "strait_relay_output_pending_bytes", (double)st.output_pending,
+			      "peer", peer, NULL);
+		if (p)
+			metrics_value(w, "strait_peer_epoch", (double)p->epoch, "peer", peer, NULL);
+	}
+	if (d->tunnel)
+		daemon_collect_tunnel(d, w);
+}
+
+static void daemon_health_stream(void *arg, const struct stream_report *r)
+{
+	struct metrics_health *h = arg;
+
+	if (!r->sink)
+		return;
+	h->streams_in++;
+	if (strcmp(r->state, "error") == 0 || strcmp(r->state, "stopped") == 0)
+		h->streams_in_stopped++;
+	if (r->lag_bytes > h->lag_bytes)
+		h->lag_bytes = r->lag_bytes;
+	if (r->lag_seconds > h->lag_seconds)
+		h->lag_seconds = r->lag_seconds;
+}
+
+static void daemon_health(void *arg, struct metrics_health *h)
+{
+	struct daemon *d = arg;
+
+	h->site = d->site_name;
+	h->role = daemon_site_role(d);
+	h->epoch = role_epoch(d->role);
+	h->working = role_persisted(d->role);
+	if (!h->working)
+		h->not_working = "the role state could not be written (see the log)";
+	if (d->streams)
+		streams_report(d->streams, daemon_now_us(), daemon_health_stream, h);
+}
+
+static const struct metrics_callbacks daemon_metrics_callbacks = {
+	.collect = daemon_collect,
+	.health = daemon_health,
+};
+
 static void daemon_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct daemon *d = arg;
@@ -377,6 +862,10 @@ static bool daemon_start(struct daemon *d, const struct daemon_options *opts)
 
 	if (!daemon_make_state_dir(d->cfg->state_dir))
 		return false;
+	d->role = role_load(d->cfg->state_dir, d->cfg->cluster, d->site_name,
+			    d->cfg->sites[self].role);
+	if (!d->role)
+		return false;
 
 	d->base = event_base_new();
 	if (!d->base) {
@@ -399,6 +888,7 @@ static bool daemon_start(struct daemon *d, const struct daemon_options *opts)
 		d->relay = relay_new(d->base, d->cfg, d->site_name, &daemon_relay_callbacks, d);
 		if (!d->relay)
 			return false;
+		relay_set_epoch(d->relay, role_epoch(d->role));
 		d->streams = streams_new(d->base, d->cfg, d->self, d->relay);
 		if (!d->streams)
 			return false;
@@ -407,11 +897,18 @@ static bool daemon_start(struct daemon *d, const struct daemon_options *opts)
 	d->control = control_listen(d->base, d->cfg->control.socket, daemon_commands, d);
 	if (!d->control)
 		return false;
+	if (d->cfg->metrics.listen && *d->cfg->metrics.listen) {
+		d->metrics = metrics_start(d->base, d->cfg->metrics.listen,
+					   &daemon_metrics_callbacks, d);
+		if (!d->metrics)
+			return false;
+	}
 	return true;
 }
 
 static void daemon_teardown(struct daemon *d)
 {
+	metrics_stop(d->metrics);
 	control_close(d->control);
 	streams_free(d->streams);
 	relay_free(d->relay);
@@ -423,6 +920,10 @@ static void daemon_teardown(struct daemon *d)
 	if (d->base)
 		event_base_free(d->base);
 	config_free(d->cfg);
+	role_free(d->role);
+	for (size_t i = 0; i < d->n_peers; i++)
+		free(d->peers[i].name);
+	free(d->peers);
 	free(d->site_name);
 	free(d->reload_error);
 }

@@ -6,11 +6,14 @@
  * socket is --socket PATH, or control.socket of --config FILE (default
  * /etc/strait/strait.yaml).
  */
+#include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config/config.h"
@@ -115,6 +118,82 @@ static int ctl_status(struct ctl_globals *g, int argc, char **argv)
 			return ctl_bad_usage("status", "unexpected argument");
 	}
 	return ctl_call(g, json ? 2 : 1, req);
+}
+
+/* A refresh interval in seconds: a number from 0.1 to 86400. */
+static bool ctl_parse_interval(const char *text, double *out)
+{
+	char *end;
+	double v = strtod(text, &end);
+
+	if (end == text || *end != '\0' || !isfinite(v) || v < 0.1 || v > 86400)
+		return false;
+	*out = v;
+	return true;
+}
+
+static int ctl_lag(struct ctl_globals *g, int argc, char **argv)
+{
+	static const char bad_watch[] = "--watch takes seconds from 0.1 to 86400";
+	char *req[2] = { "lag", "--json" };
+	bool json = false, watch = false;
+	double interval = 2.0;
+	long count = 0;          /* 0: until interrupted */
+	int code = 0;
+
+	if (ctl_wants_help("lag", argc, argv))
+		return 0;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			json = true;
+		} else if (strcmp(argv[i], "--watch") == 0) {
+			watch = true;
+			if (i + 1 < argc && argv[i + 1][0] != '-') {
+				if (!ctl_parse_interval(argv[++i], &interval))
+					return ctl_bad_usage("lag", bad_watch);
+			}
+		} else if (strncmp(argv[i], "--watch=", 8) == 0) {
+			watch = true;
+			if (!ctl_parse_interval(argv[i] + 8, &interval))
+				return ctl_bad_usage("lag", bad_watch);
+		} else if (strcmp(argv[i], "--count") == 0 && i + 1 < argc) {
+			char *end;
+
+			count = strtol(argv[++i], &end, 10);
+			if (*argv[i] == '\0' || *end != '\0' || count < 1 || count > 1000000)
+				return ctl_bad_usage("lag", "--count takes a number from 1 to 1000000");
+			watch = true;
+		} else {
+			return ctl_bad_usage("lag", "unexpected argument");
+		}
+	}
+	if (!watch)
+		return ctl_call(g, json ? 2 : 1, req);
+	for (long n = 0; count == 0 || n < count; n++) {
+		if (n > 0) {
+			struct timespec ts = { (time_t)interval,
+					       (long)((interval - floor(interval)) * 1e9) };
+
+			while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+				;
+		}
+		if (!json) {
+			time_t now = time(NULL);
+			char when[64];
+
+			if (isatty(STDOUT_FILENO))
+				fputs("\033[H\033[2J", stdout);      /* clear the screen */
+			strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S %Z", localtime(&now));
+			printf("%severy %gs: straitctl lag    %s\n", n > 0 && !isatty(STDOUT_FILENO) ?
+			       "\n" : "", interval, when);
+			fflush(stdout);
+		}
+		code = ctl_call(g, json ? 2 : 1, req);
+		fflush(stdout);
+		if (code != 0)
+			break;
+	}
+	return code;
 }
 
 static int ctl_ping(struct ctl_globals *g, int argc, char **argv)
@@ -251,6 +330,11 @@ static const struct ctl_command ctl_commands[] = {
 	{ "status", ctl_status, "[--json]",
 	  "Show the site, its peers and its streams as the running straitd sees them.",
 	  "  --json    print one JSON document instead of the outline\n" },
+	{ "lag", ctl_lag, "[--json] [--watch [SECONDS]] [--count N]",
+	  "Show each stream's replication lag (bytes and seconds) and state.",
+	  "  --json             print one JSON document per refresh\n"
+	  "  --watch [SECONDS]  refresh every SECONDS (default 2) until interrupted\n"
+	  "  --count N          stop after N refreshes (implies --watch)\n" },
 	{ "check-config", ctl_check_config, "[--print] [--files] [FILE]",
 	  "Check a config file (default: --config) and exit 0, or 1 with every error.\n"
 	  "It changes nothing and may run while a daemon uses the same file.",

@@ -40,6 +40,7 @@
 #include "gateway/log.h"
 #include "gateway/relay.h"
 #include "gateway/relay_proto.h"
+#include "gateway/streamsync.h"
 #include "gateway/wire.h"
 #include "replicator/apply.h"
 #include "replicator/sequences.h"
@@ -68,6 +69,7 @@ struct stream {
 	enum config_codec codec_kind;
 	int codec_level;
 	enum config_durability durability;
+	struct streamsync *sync; /* initial sync (initial_sync: true), else NULL */
 
 	/* source side */
 	struct source_config src_cfg;
@@ -178,6 +180,8 @@ static void stream_source_ready(void *arg, uint64_t confirmed_lsn)
 
 	(void)confirmed_lsn;
 	st->failures = 0;
+	if (st->sync)
+		streamsync_source_ready(st->sync, st->source);
 	stream_source_try_start(st);
 }
 
@@ -260,6 +264,14 @@ static void stream_source_resume_at(struct stream *st, uint64_t lsn, uint32_t ge
 {
 	if (st->streaming)
 		stream_source_restart(st);
+	if (st->sync && lsn == 0) {
+		/* the sink asks for a copy round; it says where to stream once loaded */
+		st->have_resume = false;
+		streamsync_source_request(st->sync, generation, st->source);
+		return;
+	}
+	if (st->sync)
+		streamsync_source_stop(st->sync);
 	st->have_resume = true;
 	st->resume_lsn = lsn;
 	st->generation = generation;
@@ -364,13 +376,25 @@ static void stream_send_resume(struct stream *st)
 
 	if (!relay_is_up(st->owner->relay, st->peer))
 		return;       /* the next HELLO carries it */
+	if (st->sync && !streamsync_sink_resume(st->sync, st->want_generation + 1, &resume.lsn))
+		return;       /* the initial sync calls stream_sync_resume() when it is time */
 	st->want_generation++;
 	st->dec_started = false;
 	resume.generation = st->want_generation;
 	wire_writer_reset(&st->owner->out);
 	if (relay_proto_write_resume(&st->owner->out, &resume) && stream_send(st, FRAME_RESUME, 0))
-		log_info("stream \"%s\": asked \"%s\" to resume at %X/%X", st->name, st->peer,
-			 (unsigned)(st->next_lsn >> 32), (unsigned)st->next_lsn);
+		log_info("stream \"%s\": asked \"%s\" to resume at %X/%X%s", st->name, st->peer,
+			 (unsigned)(resume.lsn >> 32), (unsigned)resume.lsn,
+			 st->sync && resume.lsn == 0 ? " (initial sync)" : "");
+}
+
+/* The initial sync knows what to ask for now (its state is read, or a round ended). */
+static void stream_sync_resume(void *arg)
+{
+	struct stream *st = arg;
+
+	if (st->apply_ready)
+		stream_send_resume(st);
 }
 
 static void stream_apply_ready(void *arg, uint64_t resume_lsn)
@@ -439,6 +463,8 @@ static void stream_sink_batch(struct stream *st, const struct frame *f)
 		stream_send_resume(st);
 		return;
 	}
+	if (st->sync && !streamsync_filter(st->sync, body, body_len, &body, &body_len))
+		return;       /* logged */
 	if (!apply_submit(st->apply, body, body_len))
 		return;       /* logged by the apply engine; the stream stops there */
 	st->batches_received++;
@@ -509,7 +535,13 @@ static bool stream_init(struct streams *s, struct stream *st, const struct strai
 			.tables = st->src_tables,
 			.n_tables = cs->n_tables,
 			.batch_max_bytes = STREAM_BATCH_MAX,
+			.export_snapshot = cs->initial_sync,
 		};
+		if (cs->initial_sync &&
+		    !(st->sync = streamsync_new_source(s->base, s->relay, st->name, st->peer,
+						       st->src_conninfo, st->src_publication, cs->codec,
+						       cs->compression_level, &st->source)))
+			return false;
 		stream_source_make(st);
 	} else if (cs->to == self) {
 		st->role = STREAM_ROLE_SINK;
@@ -519,12 +551,18 @@ static bool stream_init(struct streams *s, struct stream *st, const struct strai
 		if (!st->peer || !st->dec || !st->seq_writer)
 			return false;
 		stream_sink_make(st, &cfg->sites[self], cs);
+		if (cs->initial_sync &&
+		    !(st->sync = streamsync_new_sink(s->base, s->relay, st->name, st->peer,
+						     cfg->sites[self].database, cs->codec,
+						     stream_sync_resume, st)))
+			return false;
 	}
 	return true;
 }
 
 static void stream_fini(struct stream *st)
 {
+	streamsync_free(st->sync);
 	source_free(st->source);
 	seq_reader_free(st->seq_reader);
 	seq_writer_free(st->seq_writer);
@@ -605,11 +643,13 @@ void streams_hello(struct streams *s, const char *peer, struct relay_proto_hello
 		struct stream *st = &s->v[i];
 		if (st->role != STREAM_ROLE_SINK || strcmp(st->peer, peer) != 0)
 			continue;
-		st->in_hello = st->apply_ready;
-		if (!st->apply_ready)
+		resume[n].lsn = st->next_lsn;
+		/* a stream that needs an initial sync round asks with RESUME once up */
+		st->in_hello = st->apply_ready &&
+			       (!st->sync || streamsync_sink_hello(st->sync, &resume[n].lsn));
+		if (!st->in_hello)
 			continue;
 		resume[n].stream = relay_proto_str(st->name);
-		resume[n].lsn = st->next_lsn;
 		n++;
 	}
 	hello->streams = resume;
@@ -645,6 +685,8 @@ void streams_disconnected(struct streams *s, const char *peer)
 {
 	for (size_t i = 0; i < s->n; i++) {
 		struct stream *st = &s->v[i];
+		if (st->sync && strcmp(st->peer, peer) == 0)
+			streamsync_link_down(st->sync);
 		if (st->role != STREAM_ROLE_SOURCE || strcmp(st->peer, peer) != 0)
 			continue;
 		st->have_resume = false;
@@ -658,7 +700,31 @@ void streams_writable(struct streams *s, const char *peer)
 		struct stream *st = &s->v[i];
 		if (st->role == STREAM_ROLE_SOURCE && strcmp(st->peer, peer) == 0 && st->source)
 			source_resume_reading(st->source);
+		if (st->role == STREAM_ROLE_SOURCE && strcmp(st->peer, peer) == 0 && st->sync)
+			streamsync_writable(st->sync);
 	}
+}
+
+/* SYNC: copy data or a plan for a sink, "have" and acknowledgements for a source. */
+static void stream_sync_frame(struct streams *s, const char *peer, const struct frame *f)
+{
+	struct relay_proto_sync m;
+	enum relay_proto_status ps = relay_proto_read_sync(f->payload, f->payload_len, &m);
+	struct stream *st;
+
+	if (ps != RELAY_PROTO_OK) {
+		log_error("refused malformed SYNC frame from \"%s\": %s", peer, relay_proto_status_str(ps));
+		return;
+	}
+	st = streams_find(s, peer, m.stream, STREAM_ROLE_SINK);
+	if (!st)
+		st = streams_find(s, peer, m.stream, STREAM_ROLE_SOURCE);
+	if (!st || !st->sync) {
+		log_warning("refused SYNC frame from \"%s\" for stream \"%.*s\": no initial sync of it "
+			    "with that site here", peer, (int)m.stream.len, m.stream.ptr);
+		return;
+	}
+	streamsync_frame(st->sync, f, &m);
 }
 
 void streams_frame(struct streams *s, const char *peer, const struct frame *f)
@@ -710,6 +776,9 @@ void streams_frame(struct streams *s, const char *peer, const struct frame *f)
 			return;
 		}
 		stream_source_ack(st, &ack);
+		return;
+	case FRAME_SYNC:
+		stream_sync_frame(s, peer, f);
 		return;
 	case FRAME_RESUME:
 		if (relay_proto_read_resume(f->payload, f->payload_len, &resume) != RELAY_PROTO_OK) {
@@ -771,8 +840,58 @@ void streams_status_json(const struct streams *s, struct json_out *j)
 			if (st->seq_writer)
 				seq_writer_status_json(st->seq_writer, j);
 		}
+		if (st->sync)
+			streamsync_status_json(st->sync, j);
 		json_string(j, "last_error", st->last_error[0] ? st->last_error : NULL);
 		json_object_end(j);
 	}
 	json_array_end(j);
+}
+
+/* ---------------------------------------------------------------- report */
+
+/*
+ * What each stream reports to metrics and health checks. Until lag.h is fed
+ * from the source and sink paths, lag is what this end can see: the sink's
+ * batches received but not yet committed; 0 at the source. Syncing, held and
+ * stopped come with initial sync, the scheduler and the failover commands;
+ * the spool with its own issue.
+ */
+void streams_report(const struct streams *s, int64_t now_us,
+		void (*fn)(void *arg, const struct stream_report *r), void *arg)
+{
+	(void)now_us;
+	for (size_t i = 0; i < s->n; i++) {
+		const struct stream *st = &s->v[i];
+		struct stream_report r = { .name = st->name, .peer = st->peer };
+
+		if (st->role == STREAM_ROLE_NONE)
+			continue;
+		r.sink = st->role == STREAM_ROLE_SINK;
+		if (r.sink) {
+			if (!st->apply || apply_is_stopped(st->apply))
+				r.state = "error";
+			else if (st->apply_ready)
+				r.state = "streaming";
+			else
+				r.state = "starting";
+			r.applied_lsn = st->ack_lsn;
+			r.lag_bytes = st->next_lsn > st->ack_lsn ? st->next_lsn - st->ack_lsn : 0;
+			r.batches = st->batches_received;
+		} else {
+			if (st->streaming && relay_output_pending(s->relay, st->peer) >= RELAY_OUTPUT_HIGH)
+				r.state = "backpressure";
+			else if (st->streaming)
+				r.state = "streaming";
+			else if (st->last_error[0] && !(st->source && source_is_ready(st->source)))
+				r.state = "error";
+			else
+				r.state = "starting";
+			r.applied_lsn = st->acked_lsn;
+			r.batches = st->batches_sent;
+			r.bytes_raw = st->bytes_raw;
+			r.bytes_compressed = st->bytes_wire;
+		}
+		fn(arg, &r);
+	}
 }

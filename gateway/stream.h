@@ -48,4 +48,31 @@ void streams_disconnected(struct streams *s, const char *peer);
 /* Appends the "streams" array to a status object. */
 void streams_status_json(const struct streams *s, struct json_out *j);
 
+/* ---- per-stream report: state, lag and counters, for metrics and health ---- */
+
+/* Stream states, as strait_stream_state{state} names them. */
+#define STREAM_STATES "starting", "syncing", "streaming", "held", "backpressure", "error", "stopped"
+
+struct stream_report {
+	const char *name;            /* strings valid during the callback only */
+	const char *peer;            /* the site at the other end */
+	bool sink;                   /* this site receives the stream (else it sends it) */
+	const char *state;           /* one of STREAM_STATES */
+	uint64_t applied_lsn;        /* last source commit applied at the sink, as this end knows it */
+	uint64_t lag_bytes;
+	double lag_seconds;
+	uint64_t batches;            /* sent (source) or received (sink) */
+	uint64_t bytes_raw;          /* source: batch bytes before compression */
+	uint64_t bytes_compressed;   /* source: the same after compression */
+	uint64_t spool_bytes;        /* source: bytes in the spool */
+	uint64_t spool_max_bytes;    /* source: the spool's cap */
+};
+
+/*
+ * Calls fn once for each stream this site sends or receives, at now_us (µs
+ * since the Unix epoch, for lag seconds). fn must not call back into streams.
+ */
+void streams_report(const struct streams *s, int64_t now_us,
+		void (*fn)(void *arg, const struct stream_report *r), void *arg);
+
 #endif

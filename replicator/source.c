@@ -19,6 +19,13 @@
  * and soon after the confirmed position moves. When nothing we sent is
  * unconfirmed, the flush position may follow the server's sent position (a
  * keepalive's WAL end), so an idle publication does not pin WAL.
+ *
+ * Initial sync: with export_snapshot, a slot created here exports its
+ * snapshot (CREATE_REPLICATION_SLOT ... SNAPSHOT 'export'). Any command on
+ * this connection ends it, so the connection stays idle in READY until the
+ * copies have imported it; source_release_snapshot() then ends it with a
+ * harmless IDENTIFY_SYSTEM (it would hold back the primary's xmin), or
+ * source_start() does.
  */
 #include "replicator/source.h"
 
@@ -83,7 +90,13 @@ struct source {
 	char **tables;
 	size_t n_tables;
 	size_t batch_max;
+	bool export_snapshot;
 	char slot[64];
+	char snapshot[128];              /* exported at slot creation; "" when none or spent */
+	uint64_t snapshot_lsn;
+	bool releasing;                  /* IDENTIFY_SYSTEM in flight to end the snapshot */
+	bool start_pending;              /* source_start() came meanwhile */
+	uint64_t pending_start_lsn;
 
 	enum source_state state;
 	enum source_setup_step step;
@@ -169,6 +182,7 @@ static void source_close_conn(struct source *src)
 		PQfinish(src->conn);
 		src->conn = NULL;
 	}
+	src->snapshot[0] = '\0';
 }
 
 static void source_reset_batch(struct source *src)
@@ -581,8 +595,9 @@ static void source_send_setup_step(struct source *src)
 			sql = NULL;
 		break;
 	case SETUP_CREATE_SLOT:
-		if (asprintf(&sql, "CREATE_REPLICATION_SLOT \"%s\" LOGICAL pgoutput (SNAPSHOT 'nothing')",
-			     src->slot) < 0)
+		/* an exported snapshot lives until this connection runs its next command */
+		if (asprintf(&sql, "CREATE_REPLICATION_SLOT \"%s\" LOGICAL pgoutput (SNAPSHOT '%s')",
+			     src->slot, src->export_snapshot ? "export" : "nothing") < 0)
 			sql = NULL;
 		break;
 	case SETUP_DONE:
@@ -648,6 +663,11 @@ static void source_setup_result(struct source *src, PGresult *res)
 		}
 		log_notice("stream \"%s\": created replication slot \"%s\" at %X/%X", src->stream, src->slot,
 			   (unsigned)(src->confirmed_lsn >> 32), (unsigned)src->confirmed_lsn);
+		if (src->export_snapshot && PQnfields(res) >= 3 && !PQgetisnull(res, 0, 2)) {
+			snprintf(src->snapshot, sizeof(src->snapshot), "%s", PQgetvalue(res, 0, 2));
+			src->snapshot_lsn = src->confirmed_lsn;
+			log_info("stream \"%s\": slot exported snapshot \"%s\"", src->stream, src->snapshot);
+		}
 		src->step = SETUP_DONE;
 		break;
 	case SETUP_DONE:
@@ -722,11 +742,26 @@ static void source_read_cb(evutil_socket_t fd, short what, void *arg)
 		source_read_stream(src);
 		break;
 	case SOURCE_READY:
-		/* Nothing is expected while idle; a notice or an error may still come. */
-		if (!PQisBusy(src->conn)) {
-			PGresult *r;
-			while ((r = PQgetResult(src->conn)))
+		/*
+		 * Nothing is expected while idle but the answer that ends an
+		 * exported snapshot; a notice or an error may still come.
+		 */
+		while (!PQisBusy(src->conn)) {
+			PGresult *r = PQgetResult(src->conn);
+
+			if (r) {
 				PQclear(r);
+				continue;
+			}
+			if (src->releasing) {
+				src->releasing = false;
+				log_debug("stream \"%s\": exported snapshot released", src->stream);
+				if (src->start_pending) {
+					src->start_pending = false;
+					(void)source_start(src, src->pending_start_lsn);
+				}
+			}
+			break;
 		}
 		break;
 	default:
@@ -822,6 +857,7 @@ struct source *source_new(struct event_base *base, const struct source_config *c
 	src->conninfo = strdup(cfg->conninfo);
 	src->publication = strdup(cfg->publication);
 	src->batch_max = cfg->batch_max_bytes ? cfg->batch_max_bytes : 256 * 1024;
+	src->export_snapshot = cfg->export_snapshot;
 	source_slot_name(cfg->stream, src->slot, sizeof(src->slot));
 	if (cfg->n_tables) {
 		src->tables = calloc(cfg->n_tables, sizeof(char *));
@@ -871,6 +907,12 @@ bool source_start(struct source *src, uint64_t start_lsn)
 
 	if (src->state != SOURCE_READY)
 		return false;
+	if (src->releasing) {
+		/* after the answer to the command that ends the snapshot */
+		src->start_pending = true;
+		src->pending_start_lsn = start_lsn;
+		return true;
+	}
 	pub = PQescapeLiteral(src->conn, src->publication, strlen(src->publication));
 	if (!pub)
 		return false;
@@ -899,6 +941,7 @@ bool source_start(struct source *src, uint64_t start_lsn)
 	if (!pgoutput_decoder_init(&src->decoder, 2))
 		return false;
 	source_reset_batch(src);
+	src->snapshot[0] = '\0';     /* the next command ends the exported snapshot */
 	ok = PQsendQuery(src->conn, sql);
 	if (!ok) {
 		source_fail(src, "could not start replication: %s", PQerrorMessage(src->conn));
@@ -916,6 +959,29 @@ void source_resume_reading(struct source *src)
 		return;
 	src->reading_paused = false;
 	source_read_stream(src);
+}
+
+void source_release_snapshot(struct source *src)
+{
+	if (src->state != SOURCE_READY || !src->snapshot[0] || src->releasing)
+		return;
+	src->snapshot[0] = '\0';
+	/* any command ends it; this one changes nothing */
+	if (!PQsendQuery(src->conn, "IDENTIFY_SYSTEM")) {
+		log_warning("stream \"%s\": could not release the exported snapshot: %s", src->stream,
+			    PQerrorMessage(src->conn));
+		return;
+	}
+	src->releasing = true;
+	source_flush_output(src);
+}
+
+const char *source_exported_snapshot(const struct source *src, uint64_t *lsn)
+{
+	if (src->state != SOURCE_READY || !src->snapshot[0])
+		return NULL;
+	*lsn = src->snapshot_lsn;
+	return src->snapshot;
 }
 
 bool source_is_ready(const struct source *src)

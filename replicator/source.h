@@ -42,6 +42,12 @@ struct source_config {
 	char *const *tables;         /* NULL: FOR ALL TABLES */
 	size_t n_tables;
 	size_t batch_max_bytes;      /* cut a batch at a commit once it is this big */
+	/*
+	 * Create a missing slot with an exported snapshot (initial sync): the
+	 * snapshot stays valid while the source is ready and idle, until
+	 * source_start() — see source_exported_snapshot().
+	 */
+	bool export_snapshot;
 };
 
 /* What the batch callback gets besides the body. */
@@ -79,6 +85,22 @@ void source_resume_reading(struct source *src);
 
 /* True once ready() was called and until stopped(). */
 bool source_is_ready(const struct source *src);
+
+/*
+ * The snapshot this source's connection exported when it created the slot
+ * (and *lsn, the slot's consistent point), while it is still valid: the
+ * source is ready and has run no command since. NULL otherwise. Whoever
+ * imports it must do so before source_start().
+ */
+const char *source_exported_snapshot(const struct source *src, uint64_t *lsn);
+
+/*
+ * Ends the exported snapshot once every copy has imported it, so that it
+ * does not hold back the primary's xmin while nobody needs it (a later copy
+ * round takes a snapshot of its own). A source_start() meanwhile goes out
+ * when the server has answered.
+ */
+void source_release_snapshot(struct source *src);
 
 void source_status_json(const struct source *src, struct json_out *j);
 

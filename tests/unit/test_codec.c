@@ -160,6 +160,45 @@ static void test_decoder_caps_inflation(void **state)
 	codec_free(dec);
 }
 
+/*
+ * A batch of exactly max_out bytes is taken, also when it fills the
+ * decoder's buffer to the end (128 KiB, 256 KiB) and when it is empty.
+ */
+static void test_decoder_takes_exactly_max_out(void **state)
+{
+	static const size_t sizes[] = { 0, 1, 65536, 131072, 131073, 262144 };
+	uint8_t *raw = malloc(262144);
+
+	(void)state;
+	assert_non_null(raw);
+	for (size_t i = 0; i < 262144; i++)
+		raw[i] = (uint8_t)(i * 7 % 251);
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		struct codec *enc = codec_new_encoder(CONFIG_CODEC_ZSTD, 3);
+		struct codec *dec = codec_new_decoder(CONFIG_CODEC_ZSTD);
+		const uint8_t *wire, *out;
+		size_t wire_len, out_len;
+		uint8_t *copy;
+		char err[256];
+
+		assert_true(codec_run(enc, raw, sizes[i], SIZE_MAX, &wire, &wire_len, err, sizeof(err)));
+		copy = malloc(wire_len + 1);
+		memcpy(copy, wire, wire_len);
+		if (sizes[i] > 0) {
+			assert_false(codec_run(dec, copy, wire_len, sizes[i] - 1, &out, &out_len, err,
+					       sizeof(err)));
+			codec_reset(dec);
+		}
+		assert_true(codec_run(dec, copy, wire_len, sizes[i], &out, &out_len, err, sizeof(err)));
+		assert_int_equal(out_len, sizes[i]);
+		assert_memory_equal(out, raw, sizes[i]);
+		free(copy);
+		codec_free(enc);
+		codec_free(dec);
+	}
+	free(raw);
+}
+
 static void test_empty_batch(void **state)
 {
 	struct codec *enc = codec_new_encoder(CONFIG_CODEC_ZSTD, 3);
@@ -185,6 +224,7 @@ int main(void)
 		cmocka_unit_test(test_decoder_refuses_garbage),
 		cmocka_unit_test(test_decoder_caps_inflation),
 		cmocka_unit_test(test_empty_batch),
+		cmocka_unit_test(test_decoder_takes_exactly_max_out),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

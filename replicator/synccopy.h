@@ -1,0 +1,99 @@
+/*
+ * synccopy.h — the source side of one initial-sync round: take a snapshot,
+ * list the publication's tables in it, and read them with COPY ... TO
+ * STDOUT, a few tables at a time, handing the COPY text over in chunks.
+ *
+ * The snapshot is either the one the stream's slot exported when it was
+ * created (its consistent point is where streaming starts), or, when that
+ * one is gone (the slot existed, or a crash came between), a fresh one from
+ * a TEMPORARY logical slot made on a replication connection of the round's
+ * own: its consistent point is this round's snapshot LSN, and the sink
+ * skips the stream's changes to these tables up to it. Either way every
+ * worker connection opens a REPEATABLE READ transaction and imports the
+ * snapshot (SET TRANSACTION SNAPSHOT) before anything else; once all have,
+ * the exporting connection may run commands again (the temporary slot is
+ * dropped then).
+ *
+ * The first worker lists the tables (pg_publication_tables: published
+ * columns without generated ones, row filters, partitioned roots), largest
+ * first, so the longest copy starts early; the workers then take tables in
+ * that order. Tables the sink already has (has() says so) are in the plan as
+ * kept and not copied.
+ *
+ * Flow control, two ways: chunk() returning false pauses every worker until
+ * synccopy_resume_reading() (the relay link is full); and a worker reads a
+ * table no further than `window` chunks beyond what the sink acknowledged
+ * with synccopy_ack() (the target loads slower than the link carries).
+ *
+ * Non-blocking libpq inside the caller's event loop. Ownership: the caller
+ * frees the object with synccopy_free(), never inside one of its callbacks.
+ * failed() and finished() come at most once, and nothing after them.
+ */
+#ifndef STRAIT_SYNCCOPY_H
+#define STRAIT_SYNCCOPY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "replicator/syncplan.h"
+
+struct event_base;
+struct json_out;
+struct synccopy;
+
+#define SYNCCOPY_CHUNK_BYTES (256u * 1024u)
+#define SYNCCOPY_WINDOW 32u
+#define SYNCCOPY_WORKERS 2u
+#define SYNCCOPY_MAX_WORKERS 8u
+
+struct synccopy_config {
+	const char *stream;          /* for messages and the temporary slot's name */
+	const char *conninfo;        /* the source database */
+	const char *publication;
+	const char *snapshot;        /* an exported snapshot still valid, or NULL: take one */
+	uint64_t snapshot_lsn;       /* its consistent point */
+	uint32_t generation;         /* written into the plan */
+	size_t chunk_bytes;          /* 0: SYNCCOPY_CHUNK_BYTES */
+	unsigned window;             /* 0: SYNCCOPY_WINDOW */
+	unsigned workers;            /* tables at a time; 0: SYNCCOPY_WORKERS */
+};
+
+struct synccopy_callbacks {
+	/* Whether the sink already has schema.table loaded (kept, not copied). */
+	bool (*has)(void *arg, const char *schema, const char *table);
+	/* Every worker imported the snapshot: its exporter may let it go (may be NULL). */
+	void (*imported)(void *arg);
+	/* The round's plan, listed in its snapshot. */
+	void (*planned)(void *arg, const struct syncplan *plan, uint64_t snapshot_lsn);
+	/*
+	 * COPY text of table t (taken in the snapshot at lsn), chunks numbered
+	 * from 0 (rows may be cut anywhere); last on the final one, which may be
+	 * empty. Return false to pause (synccopy_resume_reading() goes on).
+	 */
+	bool (*chunk)(void *arg, const struct syncplan_table *t, uint64_t lsn, uint32_t chunk,
+			const uint8_t *data, size_t len, bool last);
+	/* Every table of the plan is read. */
+	void (*finished)(void *arg);
+	/* The round failed; reason is already logged. */
+	void (*failed)(void *arg, const char *reason);
+};
+
+/* Starts the round from the next loop pass; NULL when out of memory. */
+struct synccopy *synccopy_new(struct event_base *base, const struct synccopy_config *cfg,
+		const struct synccopy_callbacks *cb, void *arg);
+void synccopy_free(struct synccopy *sc);
+
+void synccopy_resume_reading(struct synccopy *sc);
+
+/* The sink took chunks 0..chunk of schema.table (from the snapshot at lsn). */
+void synccopy_ack(struct synccopy *sc, const char *schema, size_t schema_len,
+		const char *table, size_t table_len, uint64_t lsn, uint32_t chunk);
+
+/* Whether the snapshot was imported by every worker (an exporting connection may move on). */
+bool synccopy_snapshot_taken(const struct synccopy *sc);
+
+/* Members of the caller's open status object: state, snapshot, tables, rows, bytes, current. */
+void synccopy_status_json(const struct synccopy *sc, struct json_out *j);
+
+#endif

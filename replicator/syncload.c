@@ -1,0 +1,982 @@
+/*
+ * syncload.c — loading initial-sync copies into the target (see syncload.h).
+ *
+ * NOTES
+ * Each loader connection has one state enum; its changes are not logged one
+ * by one (a handful per table) but every table's start and end is. A loader
+ * runs one thing at a time: the set-up of its session, a query of the
+ * recorded state, the "sync done" mark, or one table's load:
+ *
+ *   ORIGIN    create the table's origin if missing, set up the session on it
+ *   PROLOGUE  BEGIN, xact_setup, does the table have rows?
+ *   COPY_START  [TRUNCATE;] COPY ... FROM STDIN
+ *   COPYING   chunks from the job's queue, one at a time, each flushed
+ *             before the next is put, so libpq's buffer stays small and
+ *             "taken" means the bytes left for the target
+ *   COPY_END  PQputCopyEnd, waiting for "COPY n"
+ *   COMMIT    COMMIT; session reset
+ *   RESET     after an abort: ROLLBACK; session reset
+ *
+ * Work is started from an event (ev_dispatch), never from inside the
+ * caller's syncload_*() call, so callbacks only ever run from the loop.
+ * While a loader rolls back an aborted load, no other loader starts one:
+ * the same table's origin must be released before another session takes it.
+ */
+#include "replicator/syncload.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <libpq-fe.h>
+
+#include "gateway/json.h"
+#include "gateway/log.h"
+#include "replicator/pgasync.h"
+#include "replicator/syncplan.h"
+
+enum loader_state {
+	LOADER_CONNECTING,
+	LOADER_SETUP,
+	LOADER_IDLE,
+	LOADER_QUERY,
+	LOADER_MARK,
+	LOADER_ORIGIN,
+	LOADER_PROLOGUE,
+	LOADER_COPY_START,
+	LOADER_COPYING,
+	LOADER_COPY_END,
+	LOADER_COMMIT,
+	LOADER_RESET,
+};
+
+static const char *const loader_state_names[] = {
+	[LOADER_CONNECTING] = "connecting",
+	[LOADER_SETUP] = "setting up",
+	[LOADER_IDLE] = "idle",
+	[LOADER_QUERY] = "reading the sync state",
+	[LOADER_MARK] = "recording the sync as done",
+	[LOADER_ORIGIN] = "setting up the table's origin",
+	[LOADER_PROLOGUE] = "starting the transaction",
+	[LOADER_COPY_START] = "starting COPY",
+	[LOADER_COPYING] = "copying",
+	[LOADER_COPY_END] = "ending COPY",
+	[LOADER_COMMIT] = "committing",
+	[LOADER_RESET] = "rolling back",
+};
+
+struct syncload_chunk {
+	struct syncload_chunk *next;
+	uint32_t no;
+	size_t len;
+	uint8_t data[];
+};
+
+struct syncload_loader;
+
+struct syncload_job {
+	struct syncload_job *next;
+	uint64_t id;
+	char *schema;
+	char *table;
+	char *display;           /* schema.table as quote_ident writes it */
+	char *origin;
+	char **columns;
+	size_t ncolumns;
+	uint64_t lsn;
+	struct syncload_chunk *head;
+	struct syncload_chunk *tail;
+	size_t queued;           /* bytes waiting in the chunk queue */
+	bool ended;
+	bool aborted;
+	uint64_t rows;           /* rows put so far (newlines) */
+	uint64_t bytes;          /* bytes put so far */
+	uint32_t last_put;
+	struct syncload_loader *loader;
+};
+
+struct syncload_loader {
+	struct syncload *sl;
+	unsigned id;
+	struct pgasync *pg;
+	enum loader_state state;
+	struct syncload_job *job;
+	bool flushing;           /* waiting for drained() */
+	bool put_pending;        /* last_put not yet reported taken */
+	uint64_t mark_lsn;
+};
+
+struct syncload {
+	struct event_base *base;
+	struct syncload_callbacks cb;
+	void *arg;
+	char *conninfo;
+	char *stream;
+	char *stream_origin;
+	struct syncload_loader loaders[SYNCLOAD_MAX_CONNS];
+	struct syncload_job *jobs;       /* every job, in the order begun */
+	uint64_t next_id;
+	bool want_query;
+	bool want_mark;
+	uint64_t mark_lsn;
+	struct event *ev_dispatch;
+
+	uint64_t bytes;
+	char last_error[256];
+};
+
+static void syncload_dispatch_soon(struct syncload *sl)
+{
+	if (!event_pending(sl->ev_dispatch, EV_TIMEOUT, NULL))
+		event_active(sl->ev_dispatch, EV_TIMEOUT, 0);
+}
+
+static void syncload_job_free(struct syncload_job *job)
+{
+	struct syncload_chunk *c, *next;
+
+	for (c = job->head; c; c = next) {
+		next = c->next;
+		free(c);
+	}
+	for (size_t i = 0; i < job->ncolumns; i++)
+		free(job->columns[i]);
+	free(job->columns);
+	free(job->schema);
+	free(job->table);
+	free(job->display);
+	free(job->origin);
+	free(job);
+}
+
+static void syncload_job_unlink(struct syncload *sl, struct syncload_job *job)
+{
+	for (struct syncload_job **p = &sl->jobs; *p; p = &(*p)->next) {
+		if (*p == job) {
+			*p = job->next;
+			break;
+		}
+	}
+}
+
+static void syncload_job_remove(struct syncload *sl, struct syncload_job *job)
+{
+	syncload_job_unlink(sl, job);
+	if (job->loader)
+		job->loader->job = NULL;
+	syncload_job_free(job);
+}
+
+static void syncload_close_loader(struct syncload_loader *l)
+{
+	pgasync_free(l->pg);
+	l->pg = NULL;
+	l->state = LOADER_CONNECTING;
+	l->flushing = false;
+	l->put_pending = false;
+	if (l->job)
+		l->job->loader = NULL;
+	l->job = NULL;
+}
+
+static void syncload_fail(struct syncload *sl, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Logs once, closes every connection (the target rolls back), drops every job. */
+static void syncload_fail(struct syncload *sl, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(sl->last_error, sizeof(sl->last_error), fmt, ap);
+	va_end(ap);
+	log_error("stream \"%s\": initial sync: %s", sl->stream, sl->last_error);
+	for (unsigned i = 0; i < SYNCLOAD_MAX_CONNS; i++)
+		syncload_close_loader(&sl->loaders[i]);
+	while (sl->jobs)
+		syncload_job_remove(sl, sl->jobs);
+	sl->want_query = false;
+	sl->want_mark = false;
+	sl->cb.failed(sl->arg, sl->last_error);
+}
+
+/* ---- a table's load ---- */
+
+static bool syncload_send(struct syncload_loader *l, enum loader_state next, const char *sql)
+{
+	l->state = next;
+	return pgasync_send(l->pg, sql);
+}
+
+static void syncload_start_job(struct syncload_loader *l, struct syncload_job *job)
+{
+	PGconn *conn = pgasync_conn(l->pg);
+	char *o = PQescapeLiteral(conn, job->origin, strlen(job->origin));
+	char *sql = NULL;
+
+	l->job = job;
+	job->loader = l;
+	if (!o || asprintf(&sql,
+			"SELECT pg_catalog.pg_replication_origin_create(%s) WHERE NOT EXISTS "
+			"(SELECT 1 FROM pg_catalog.pg_replication_origin WHERE roname = %s); "
+			"SELECT pg_catalog.pg_replication_origin_session_setup(%s)", o, o, o) < 0) {
+		PQfreemem(o);
+		syncload_fail(l->sl, "out of memory");
+		return;
+	}
+	PQfreemem(o);
+	log_info("stream \"%s\": initial sync: loading %s (snapshot at %X/%X, connection %u)",
+		 l->sl->stream, job->display, (unsigned)(job->lsn >> 32), (unsigned)job->lsn, l->id);
+	(void)syncload_send(l, LOADER_ORIGIN, sql);
+	free(sql);
+}
+
+static char *syncload_prologue_sql(struct syncload_loader *l)
+{
+	PGconn *conn = pgasync_conn(l->pg);
+	struct syncload_job *job = l->job;
+	char *q = NULL, *lit = NULL, *sql = NULL;
+	char *s = PQescapeIdentifier(conn, job->schema, strlen(job->schema));
+	char *t = PQescapeIdentifier(conn, job->table, strlen(job->table));
+
+	if (s && t && asprintf(&q, "%s.%s", s, t) >= 0)
+		lit = PQescapeLiteral(conn, q, strlen(q));
+	if (lit && asprintf(&sql,
+			"BEGIN; "
+			"SELECT pg_catalog.pg_replication_origin_xact_setup('%X/%X', pg_catalog.now()), "
+			"pg_catalog.txid_current(); "
+			"SELECT c.relkind, CASE WHEN c.relkind = 'p' THEN EXISTS (SELECT 1 FROM %s) "
+			"ELSE EXISTS (SELECT 1 FROM ONLY %s) END "
+			"FROM pg_catalog.pg_class c WHERE c.oid = %s::pg_catalog.regclass",
+			(unsigned)(job->lsn >> 32), (unsigned)job->lsn, q, q, lit) < 0)
+		sql = NULL;
+	PQfreemem(s);
+	PQfreemem(t);
+	PQfreemem(lit);
+	free(q);
+	return sql;
+}
+
+static char *syncload_copy_sql(struct syncload_loader *l, char relkind, bool nonempty)
+{
+	PGconn *conn = pgasync_conn(l->pg);
+	struct syncload_job *job = l->job;
+	struct syncplan_text sql = { 0 };
+	char *s = PQescapeIdentifier(conn, job->schema, strlen(job->schema));
+	char *t = PQescapeIdentifier(conn, job->table, strlen(job->table));
+	bool ok = s && t;
+
+	if (ok && nonempty) {
+		const char *head = relkind == 'p' ? "TRUNCATE " : "TRUNCATE ONLY ";
+
+		ok = syncplan_text_append(&sql, head, strlen(head)) &&
+		     syncplan_text_append(&sql, s, strlen(s)) && syncplan_text_append(&sql, ".", 1) &&
+		     syncplan_text_append(&sql, t, strlen(t)) && syncplan_text_append(&sql, "; ", 2);
+	}
+	ok = ok && syncplan_text_append(&sql, "COPY ", 5) &&
+	     syncplan_text_append(&sql, s, strlen(s)) && syncplan_text_append(&sql, ".", 1) &&
+	     syncplan_text_append(&sql, t, strlen(t));
+	for (size_t i = 0; ok && i < job->ncolumns; i++) {
+		char *c = PQescapeIdentifier(conn, job->columns[i], strlen(job->columns[i]));
+
+		ok = c && syncplan_text_append(&sql, i == 0 ? " (" : ", ", 2) &&
+		     syncplan_text_append(&sql, c, strlen(c));
+		PQfreemem(c);
+	}
+	if (ok && job->ncolumns)
+		ok = syncplan_text_append(&sql, ")", 1);
+	ok = ok && syncplan_text_append(&sql, " FROM STDIN", 11);
+	PQfreemem(s);
+	PQfreemem(t);
+	if (!ok) {
+		syncplan_text_free(&sql);
+		return NULL;
+	}
+	return sql.data;
+}
+
+static const char *syncload_rollback_sql =
+	"ROLLBACK; SELECT pg_catalog.pg_replication_origin_session_reset() "
+	"WHERE pg_catalog.pg_replication_origin_session_is_setup()";
+
+/* An aborted job's loader: its results are all in; roll back and release the origin. */
+static void syncload_rollback(struct syncload_loader *l)
+{
+	if (l->job)
+		syncload_job_remove(l->sl, l->job);
+	(void)syncload_send(l, LOADER_RESET, syncload_rollback_sql);
+}
+
+/*
+ * COPY IN broke: the server's own error, when it sent one, says more than
+ * libpq's "no COPY in progress".
+ */
+static void syncload_copy_failed(struct syncload_loader *l)
+{
+	PGconn *conn = pgasync_conn(l->pg);
+	PGresult *res = PQgetResult(conn);
+	char msg[512];
+
+	if (res && PQresultStatus(res) != PGRES_COPY_IN && *PQresultErrorMessage(res))
+		snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(res));
+	else
+		snprintf(msg, sizeof(msg), "%s", pgasync_error(l->pg));
+	PQclear(res);
+	msg[strcspn(msg, "\n")] = '\0';
+	syncload_fail(l->sl, "could not load table %s: %s", l->job->display, msg);
+}
+
+/* Puts queued chunks, one flushed at a time; ends the COPY when the job has ended. */
+static void syncload_pump(struct syncload_loader *l)
+{
+	struct syncload *sl = l->sl;
+	struct syncload_job *job = l->job;
+	PGconn *conn = pgasync_conn(l->pg);
+
+	while (!l->flushing && job->head) {
+		struct syncload_chunk *c = job->head;
+		int r = PQputCopyData(conn, (const char *)c->data, (int)c->len);
+
+		if (r < 0) {
+			syncload_copy_failed(l);
+			return;
+		}
+		if (r == 0) {
+			/* libpq's buffer is full: put it again once drained */
+			l->flushing = true;
+			if (pgasync_flush(l->pg) < 0)
+				syncload_copy_failed(l);
+			return;
+		}
+		job->head = c->next;
+		if (!job->head)
+			job->tail = NULL;
+		job->queued -= c->len;
+		job->bytes += c->len;
+		sl->bytes += c->len;
+		for (const uint8_t *p = c->data, *end = c->data + c->len;
+		     (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++)
+			job->rows++;
+		job->last_put = c->no;
+		l->put_pending = true;
+		free(c);
+		r = pgasync_flush(l->pg);
+		if (r < 0) {
+			syncload_fail(sl, "could not load table %s: %s", job->display, pgasync_error(l->pg));
+			return;
+		}
+		if (r == 1) {
+			l->flushing = true;
+			return;
+		}
+		l->put_pending = false;
+		sl->cb.taken(sl->arg, job->id, job->last_put);
+		if (l->job != job || l->state != LOADER_COPYING)
+			return;
+	}
+	if (l->flushing || job->head || !job->ended)
+		return;
+	switch (PQputCopyEnd(conn, NULL)) {
+	case 1:
+		l->state = LOADER_COPY_END;
+		if (pgasync_flush(l->pg) < 0)
+			syncload_fail(sl, "could not load table %s: %s", job->display, pgasync_error(l->pg));
+		return;
+	case 0:
+		l->flushing = true;      /* try again once drained */
+		if (pgasync_flush(l->pg) < 0)
+			syncload_copy_failed(l);
+		return;
+	default:
+		syncload_copy_failed(l);
+		return;
+	}
+}
+
+/* ---- dispatching ---- */
+
+static bool syncload_any_resetting(const struct syncload *sl)
+{
+	for (unsigned i = 0; i < SYNCLOAD_MAX_CONNS; i++) {
+		if (sl->loaders[i].pg && sl->loaders[i].state == LOADER_RESET)
+			return true;
+	}
+	return false;
+}
+
+static void syncload_loader_connected(void *arg);
+static void syncload_loader_input(void *arg);
+static void syncload_loader_drained(void *arg);
+static void syncload_loader_failed(void *arg, const char *err);
+
+static bool syncload_open_loader(struct syncload *sl, struct syncload_loader *l)
+{
+	static const struct pgasync_callbacks cb = {
+		.connected = syncload_loader_connected,
+		.input = syncload_loader_input,
+		.drained = syncload_loader_drained,
+		.failed = syncload_loader_failed,
+	};
+	static const char *const keys[] = { "application_name", NULL };
+	static const char *const values[] = { "strait_sync", NULL };
+	char what[160];
+
+	snprintf(what, sizeof(what), "stream \"%s\": initial sync loader %u", sl->stream, l->id);
+	l->pg = pgasync_new(sl->base, sl->conninfo, keys, values, what, &cb, l);
+	l->state = LOADER_CONNECTING;
+	return l->pg != NULL;
+}
+
+/* Gives idle loaders work; opens a loader when work waits and there is room. */
+static void syncload_dispatch(struct syncload *sl)
+{
+	struct syncload_job *waiting = NULL;
+	bool need = false;
+
+	for (struct syncload_job *j = sl->jobs; j; j = j->next) {
+		if (!j->loader && !j->aborted) {
+			waiting = j;
+			break;
+		}
+	}
+	for (unsigned i = 0; i < SYNCLOAD_MAX_CONNS; i++) {
+		struct syncload_loader *l = &sl->loaders[i];
+		char *sql = NULL;
+
+		if (!l->pg || l->state != LOADER_IDLE)
+			continue;
+		if (sl->want_query) {
+			char *prefix = PQescapeLiteral(pgasync_conn(l->pg), sl->stream_origin,
+						       strlen(sl->stream_origin));
+
+			sl->want_query = false;
+			if (!prefix || asprintf(&sql,
+					"SELECT roname, pg_catalog.pg_replication_origin_progress(roname, true)::text "
+					"FROM pg_catalog.pg_replication_origin "
+					"WHERE pg_catalog.starts_with(roname, %s)", prefix) < 0) {
+				PQfreemem(prefix);
+				syncload_fail(sl, "out of memory");
+				return;
+			}
+			PQfreemem(prefix);
+			(void)syncload_send(l, LOADER_QUERY, sql);
+			free(sql);
+			continue;
+		}
+		if (sl->want_mark) {
+			char *o = PQescapeLiteral(pgasync_conn(l->pg), sl->stream_origin,
+						  strlen(sl->stream_origin));
+
+			sl->want_mark = false;
+			l->mark_lsn = sl->mark_lsn;
+			if (!o || asprintf(&sql,
+					"SELECT pg_catalog.pg_replication_origin_create(%s) WHERE NOT EXISTS "
+					"(SELECT 1 FROM pg_catalog.pg_replication_origin WHERE roname = %s); "
+					"SELECT pg_catalog.pg_replication_origin_advance(%s, '%X/%X')", o, o, o,
+					(unsigned)(l->mark_lsn >> 32), (unsigned)l->mark_lsn) < 0) {
+				PQfreemem(o);
+				syncload_fail(sl, "out of memory");
+				return;
+			}
+			PQfreemem(o);
+			(void)syncload_send(l, LOADER_MARK, sql);
+			free(sql);
+			continue;
+		}
+		if (waiting && !syncload_any_resetting(sl)) {
+			syncload_start_job(l, waiting);
+			waiting = NULL;
+			for (struct syncload_job *j = sl->jobs; j; j = j->next) {
+				if (!j->loader && !j->aborted) {
+					waiting = j;
+					break;
+				}
+			}
+		}
+	}
+	need = sl->want_query || sl->want_mark || waiting;
+	for (unsigned i = 0; need && i < SYNCLOAD_MAX_CONNS; i++) {
+		struct syncload_loader *l = &sl->loaders[i];
+
+		if (l->pg && (l->state == LOADER_CONNECTING || l->state == LOADER_SETUP))
+			return;      /* one on the way will take it */
+	}
+	for (unsigned i = 0; need && i < SYNCLOAD_MAX_CONNS; i++) {
+		if (sl->loaders[i].pg)
+			continue;
+		if (!syncload_open_loader(sl, &sl->loaders[i]))
+			syncload_fail(sl, "out of memory");
+		return;
+	}
+}
+
+static void syncload_dispatch_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	syncload_dispatch(arg);
+}
+
+/* ---- loader events ---- */
+
+static void syncload_loader_connected(void *arg)
+{
+	struct syncload_loader *l = arg;
+
+	(void)syncload_send(l, LOADER_SETUP,
+		"SET session_replication_role = replica; SET search_path = ''; SET DateStyle = ISO; "
+		"SET IntervalStyle = postgres; SET extra_float_digits = 3; SET client_encoding = 'UTF8'; "
+		"SET statement_timeout = 0; SET lock_timeout = 0; "
+		"SET idle_in_transaction_session_timeout = 0; "
+		"SELECT pg_catalog.set_config('synchronous_commit', 'local', false) "
+		"WHERE pg_catalog.current_setting('synchronous_commit') = 'off'");
+}
+
+static void syncload_state_result(struct syncload *sl, const PGresult *res)
+{
+	struct syncload_loaded *tables = calloc((size_t)PQntuples(res) + 1, sizeof(*tables));
+	char **names = calloc(2 * ((size_t)PQntuples(res) + 1), sizeof(*names));
+	size_t n = 0;
+	uint64_t done = 0;
+
+	if (!tables || !names) {
+		free(tables);
+		free(names);
+		syncload_fail(sl, "out of memory");
+		return;
+	}
+	for (int r = 0; r < PQntuples(res); r++) {
+		char *schema, *table;
+		unsigned hi, lo;
+		uint64_t lsn;
+
+		if (PQgetisnull(res, r, 1) || sscanf(PQgetvalue(res, r, 1), "%X/%X", &hi, &lo) != 2)
+			continue;     /* created, never committed: not loaded */
+		lsn = (uint64_t)hi << 32 | lo;
+		if (lsn == 0)
+			continue;
+		switch (syncplan_parse_origin(sl->stream, PQgetvalue(res, r, 0), &schema, &table)) {
+		case SYNCPLAN_ORIGIN_STREAM:
+			done = lsn;
+			break;
+		case SYNCPLAN_ORIGIN_TABLE:
+			names[2 * n] = schema;
+			names[2 * n + 1] = table;
+			tables[n++] = (struct syncload_loaded){ schema, table, lsn };
+			break;
+		default:
+			log_warning("stream \"%s\": initial sync: ignoring replication origin \"%s\"",
+				    sl->stream, PQgetvalue(res, r, 0));
+			break;
+		}
+	}
+	sl->cb.state(sl->arg, tables, n, done);
+	for (size_t i = 0; i < 2 * n; i++)
+		free(names[i]);
+	free(names);
+	free(tables);
+}
+
+static void syncload_loader_input(void *arg)
+{
+	struct syncload_loader *l = arg;
+	struct syncload *sl = l->sl;
+	struct syncload_job *job = l->job;
+	PGresult *res = NULL;
+	enum pgasync_step step;
+
+	if (l->state == LOADER_COPYING) {
+		/*
+		 * Data to put (a kick), or the server's early error: during COPY IN
+		 * PQgetResult() answers PGRES_COPY_IN until the server ends it.
+		 */
+		res = PQgetResult(pgasync_conn(l->pg));
+		if (res && PQresultStatus(res) != PGRES_COPY_IN) {
+			char msg[512];
+
+			snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(res));
+			msg[strcspn(msg, "\n")] = '\0';
+			PQclear(res);
+			syncload_fail(sl, "could not load table %s: %s", job->display,
+				      msg[0] ? msg : "COPY ended early");
+			return;
+		}
+		PQclear(res);
+		syncload_pump(l);
+		return;
+	}
+	step = pgasync_results(l->pg, &res);
+	if (step == PGASYNC_WAIT) {
+		PQclear(res);
+		return;
+	}
+	if (step == PGASYNC_ERROR && l->state != LOADER_RESET && !(job && job->aborted)) {
+		const char *err = pgasync_statement_error(l->pg);
+
+		PQclear(res);
+		switch (l->state) {
+		case LOADER_SETUP:
+			syncload_fail(sl, "could not set up a session on the target: %s", err);
+			return;
+		case LOADER_QUERY:
+			syncload_fail(sl, "could not read the sync state from the target: %s", err);
+			return;
+		case LOADER_MARK:
+			syncload_fail(sl, "could not record the sync as done: %s", err);
+			return;
+		default:
+			syncload_fail(sl, "could not load table %s: %s", job ? job->display : "?", err);
+			return;
+		}
+	}
+	switch (l->state) {
+	case LOADER_SETUP:
+		l->state = LOADER_IDLE;
+		syncload_dispatch_soon(sl);
+		break;
+	case LOADER_QUERY:
+		l->state = LOADER_IDLE;
+		if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+			syncload_fail(sl, "could not read the sync state from the target: no rows");
+			break;
+		}
+		syncload_state_result(sl, res);
+		syncload_dispatch_soon(sl);
+		break;
+	case LOADER_MARK:
+		l->state = LOADER_IDLE;
+		log_info("stream \"%s\": initial sync recorded as done, streaming from %X/%X",
+			 sl->stream, (unsigned)(l->mark_lsn >> 32), (unsigned)l->mark_lsn);
+		sl->cb.marked(sl->arg, l->mark_lsn);
+		syncload_dispatch_soon(sl);
+		break;
+	case LOADER_ORIGIN:
+		if (job->aborted) {
+			syncload_rollback(l);
+			break;
+		}
+		{
+			char *sql = syncload_prologue_sql(l);
+
+			if (!sql) {
+				syncload_fail(sl, "out of memory");
+				break;
+			}
+			(void)syncload_send(l, LOADER_PROLOGUE, sql);
+			free(sql);
+		}
+		break;
+	case LOADER_PROLOGUE:
+		if (job->aborted) {
+			syncload_rollback(l);
+			break;
+		}
+		if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+			syncload_fail(sl, "could not load table %s: target table not found", job->display);
+			break;
+		}
+		{
+			char relkind = PQgetvalue(res, 0, 0)[0];
+			bool nonempty = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+			char *sql = syncload_copy_sql(l, relkind, nonempty);
+
+			if (!sql) {
+				syncload_fail(sl, "out of memory");
+				break;
+			}
+			if (nonempty)
+				log_notice("stream \"%s\": initial sync: target table %s has rows; truncating it "
+					   "before the copy", sl->stream, job->display);
+			(void)syncload_send(l, LOADER_COPY_START, sql);
+			free(sql);
+		}
+		break;
+	case LOADER_COPY_START:
+		if (step != PGASYNC_COPY || PQresultStatus(res) != PGRES_COPY_IN) {
+			if (job->aborted) {
+				syncload_rollback(l);
+				break;
+			}
+			syncload_fail(sl, "could not load table %s: COPY did not start", job->display);
+			break;
+		}
+		if (job->aborted) {
+			l->state = LOADER_COPY_END;
+			if (PQputCopyEnd(pgasync_conn(l->pg), "initial sync round aborted") < 0 ||
+			    pgasync_flush(l->pg) < 0)
+				syncload_fail(sl, "could not end COPY: %s", pgasync_error(l->pg));
+			break;
+		}
+		l->state = LOADER_COPYING;
+		syncload_pump(l);
+		break;
+	case LOADER_COPY_END:
+		if (job->aborted) {
+			syncload_rollback(l);
+			break;
+		}
+		if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
+			syncload_fail(sl, "could not load table %s: COPY did not complete", job->display);
+			break;
+		}
+		(void)syncload_send(l, LOADER_COMMIT,
+			"COMMIT; SELECT pg_catalog.pg_replication_origin_session_reset()");
+		break;
+	case LOADER_COMMIT: {
+		struct syncload_loaded t = { job->schema, job->table, job->lsn };
+
+		/* the job leaves the books before the owner hears of it */
+		l->state = LOADER_IDLE;
+		l->job = NULL;
+		job->loader = NULL;
+		syncload_job_unlink(sl, job);
+		log_info("stream \"%s\": initial sync: loaded %s: %" PRIu64 " rows, %" PRIu64 " bytes",
+			 sl->stream, job->display, job->rows, job->bytes);
+		sl->cb.loaded(sl->arg, job->id, &t, job->rows);
+		syncload_job_free(job);
+		syncload_dispatch_soon(sl);
+		break;
+	}
+	case LOADER_RESET:
+		if (step == PGASYNC_ERROR) {
+			syncload_fail(sl, "could not roll back an aborted load: %s",
+				      pgasync_statement_error(l->pg));
+			break;
+		}
+		l->state = LOADER_IDLE;
+		syncload_dispatch_soon(sl);
+		break;
+	default:
+		break;
+	}
+	PQclear(res);
+}
+
+static void syncload_loader_drained(void *arg)
+{
+	struct syncload_loader *l = arg;
+	struct syncload *sl = l->sl;
+
+	if (!l->flushing)
+		return;
+	l->flushing = false;
+	if (l->state != LOADER_COPYING || !l->job)
+		return;
+	if (l->put_pending) {
+		struct syncload_job *job = l->job;
+
+		l->put_pending = false;
+		sl->cb.taken(sl->arg, job->id, job->last_put);
+		if (l->job != job || l->state != LOADER_COPYING)
+			return;
+	}
+	syncload_pump(l);
+}
+
+static void syncload_loader_failed(void *arg, const char *err)
+{
+	struct syncload_loader *l = arg;
+
+	syncload_fail(l->sl, "connection %u to the target failed: %s", l->id, err);
+}
+
+/* ---- API ---- */
+
+struct syncload *syncload_new(struct event_base *base, const char *conninfo, const char *stream,
+		const struct syncload_callbacks *cb, void *arg)
+{
+	struct syncload *sl = calloc(1, sizeof(*sl));
+
+	if (!sl)
+		return NULL;
+	sl->base = base;
+	sl->cb = *cb;
+	sl->arg = arg;
+	sl->conninfo = strdup(conninfo);
+	sl->stream = strdup(stream);
+	sl->stream_origin = syncplan_stream_origin(stream);
+	sl->ev_dispatch = event_new(base, -1, 0, syncload_dispatch_cb, sl);
+	for (unsigned i = 0; i < SYNCLOAD_MAX_CONNS; i++) {
+		sl->loaders[i].sl = sl;
+		sl->loaders[i].id = i;
+	}
+	if (!sl->conninfo || !sl->stream || !sl->stream_origin || !sl->ev_dispatch) {
+		syncload_free(sl);
+		return NULL;
+	}
+	return sl;
+}
+
+void syncload_free(struct syncload *sl)
+{
+	if (!sl)
+		return;
+	for (unsigned i = 0; i < SYNCLOAD_MAX_CONNS; i++)
+		syncload_close_loader(&sl->loaders[i]);
+	while (sl->jobs)
+		syncload_job_remove(sl, sl->jobs);
+	if (sl->ev_dispatch)
+		event_free(sl->ev_dispatch);
+	free(sl->conninfo);
+	free(sl->stream);
+	free(sl->stream_origin);
+	free(sl);
+}
+
+void syncload_query(struct syncload *sl)
+{
+	sl->want_query = true;
+	syncload_dispatch_soon(sl);
+}
+
+void syncload_mark_done(struct syncload *sl, uint64_t lsn)
+{
+	sl->want_mark = true;
+	sl->mark_lsn = lsn;
+	syncload_dispatch_soon(sl);
+}
+
+static struct syncload_job *syncload_find(struct syncload *sl, uint64_t id)
+{
+	for (struct syncload_job *j = sl->jobs; j; j = j->next) {
+		if (j->id == id && !j->aborted)
+			return j;
+	}
+	return NULL;
+}
+
+uint64_t syncload_begin(struct syncload *sl, const char *schema, const char *table,
+		char *const *columns, size_t ncolumns, uint64_t lsn)
+{
+	struct syncload_job *job = calloc(1, sizeof(*job)), **tail;
+
+	if (!job)
+		return 0;
+	job->schema = strdup(schema);
+	job->table = strdup(table);
+	job->display = syncplan_qualified(schema, table);
+	job->origin = syncplan_table_origin(sl->stream, schema, table);
+	job->lsn = lsn;
+	if (ncolumns && !(job->columns = calloc(ncolumns, sizeof(char *))))
+		goto oom;
+	for (size_t i = 0; i < ncolumns; i++) {
+		if (!(job->columns[i] = strdup(columns[i])))
+			goto oom;
+		job->ncolumns++;
+	}
+	if (!job->schema || !job->table || !job->display || !job->origin)
+		goto oom;
+	job->id = ++sl->next_id;
+	for (tail = &sl->jobs; *tail; tail = &(*tail)->next)
+		;
+	*tail = job;
+	syncload_dispatch_soon(sl);
+	return job->id;
+oom:
+	syncload_job_free(job);
+	return 0;
+}
+
+bool syncload_data(struct syncload *sl, uint64_t id, uint32_t chunk, const uint8_t *data,
+		size_t len)
+{
+	struct syncload_job *job = syncload_find(sl, id);
+	struct syncload_chunk *c;
+
+	if (!job || job->ended)
+		return false;
+	if (len == 0)
+		return true;
+	c = malloc(sizeof(*c) + len);
+	if (!c)
+		return false;
+	c->next = NULL;
+	c->no = chunk;
+	c->len = len;
+	memcpy(c->data, data, len);
+	if (job->tail)
+		job->tail->next = c;
+	else
+		job->head = c;
+	job->tail = c;
+	job->queued += len;
+	if (job->loader && job->loader->state == LOADER_COPYING && job->loader->pg)
+		pgasync_kick(job->loader->pg);
+	return true;
+}
+
+bool syncload_end(struct syncload *sl, uint64_t id)
+{
+	struct syncload_job *job = syncload_find(sl, id);
+
+	if (!job || job->ended)
+		return false;
+	job->ended = true;
+	if (job->loader && job->loader->state == LOADER_COPYING && job->loader->pg)
+		pgasync_kick(job->loader->pg);
+	return true;
+}
+
+void syncload_abort(struct syncload *sl)
+{
+	struct syncload_job *j, *next;
+
+	for (j = sl->jobs; j; j = next) {
+		struct syncload_loader *l = j->loader;
+
+		next = j->next;
+		if (!l) {
+			syncload_job_remove(sl, j);
+			continue;
+		}
+		if (l->state == LOADER_COMMIT)
+			continue;        /* it will be loaded: let it finish */
+		log_info("stream \"%s\": initial sync: dropping the load of %s (rolled back)", sl->stream,
+			 j->display);
+		j->aborted = true;
+		if (l->state == LOADER_COPYING) {
+			/* end the COPY with an error: the server rolls it back */
+			l->state = LOADER_COPY_END;
+			l->flushing = false;
+			if (PQputCopyEnd(pgasync_conn(l->pg), "initial sync round aborted") < 0 ||
+			    pgasync_flush(l->pg) < 0) {
+				syncload_close_loader(l);
+				syncload_job_remove(sl, j);
+			}
+		}
+	}
+	syncload_dispatch_soon(sl);
+}
+
+bool syncload_idle(const struct syncload *sl)
+{
+	if (sl->jobs || sl->want_query || sl->want_mark)
+		return false;
+	for (unsigned i = 0; i < SYNCLOAD_MAX_CONNS; i++) {
+		const struct syncload_loader *l = &sl->loaders[i];
+
+		if (l->pg && l->state != LOADER_IDLE)
+			return false;
+	}
+	return true;
+}
+
+void syncload_status_json(const struct syncload *sl, struct json_out *j)
+{
+	json_uint(j, "bytes_loaded", sl->bytes);
+	json_array_begin(j, "loading");
+	for (const struct syncload_job *job = sl->jobs; job; job = job->next) {
+		json_object_begin(j, NULL);
+		json_string(j, "table", job->display);
+		json_string(j, "state", job->loader ? loader_state_names[job->loader->state] : "queued");
+		json_uint(j, "rows", job->rows);
+		json_uint(j, "bytes", job->bytes);
+		json_uint(j, "queued_bytes", job->queued);
+		json_object_end(j);
+	}
+	json_array_end(j);
+	json_string(j, "load_error", sl->last_error[0] ? sl->last_error : NULL);
+}

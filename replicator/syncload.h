@@ -1,0 +1,113 @@
+/*
+ * syncload.h — the sink side of an initial sync: loads tables into the
+ * target with COPY ... FROM STDIN and records each one as loaded in the same
+ * transaction, and reads back what is recorded.
+ *
+ * A table's load is one target transaction on one of a few loader
+ * connections (a pool, up to SYNCLOAD_MAX_CONNS):
+ *
+ *   pg_replication_origin_session_setup('strait_<stream>:sync:<table>')
+ *   BEGIN
+ *   pg_replication_origin_xact_setup('<snapshot LSN>', now()), txid_current()
+ *       (an xid makes COMMIT write a record, which carries the origin's
+ *       progress, also for a table with no rows)
+ *   TRUNCATE the table when it has rows (a copy that committed before the
+ *       sink could tell the source, or rows an operator left)
+ *   COPY table (published columns) FROM STDIN  -- the chunks, in order
+ *   COMMIT; pg_replication_origin_session_reset()
+ *
+ * so the table's origin says "loaded from the snapshot at LSN L" exactly
+ * when its rows are committed: after a crash anywhere a table is either
+ * loaded and recorded, or neither. syncload_query() reads every such origin
+ * of the stream (syncplan.h names them), and the stream-wide one that
+ * syncload_mark_done() sets once the whole sync is loaded.
+ *
+ * Loader sessions are set up like the apply engine's and like the source's
+ * copy connections (session_replication_role replica, so foreign keys and
+ * triggers do not fire on rows the source already checked; DateStyle ISO,
+ * IntervalStyle postgres, extra_float_digits 3, client_encoding UTF8, empty
+ * search_path, no timeouts, synchronous_commit at least local).
+ *
+ * Failures: a failed statement or a broken connection fails the whole batch
+ * of loads (every connection is closed, so the target rolls back whatever
+ * was not committed), logged once, then failed(). syncload_abort() drops the
+ * loads on request and keeps the connections: a load in COPY is ended with
+ * an error, its transaction rolled back and its origin released before the
+ * connection takes another table.
+ *
+ * Non-blocking libpq inside the caller's event loop. Callbacks run from the
+ * loop, never from inside a syncload_*() call; the caller frees the object
+ * with syncload_free(), never inside a callback. Return conventions: bool,
+ * false when out of memory or the job is unknown (nothing changes then).
+ */
+#ifndef STRAIT_SYNCLOAD_H
+#define STRAIT_SYNCLOAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SYNCLOAD_MUSTCHECK __attribute__((warn_unused_result))
+#define SYNCLOAD_MAX_CONNS 4u
+
+struct event_base;
+struct json_out;
+struct syncload;
+
+/* A table recorded as loaded on the target. */
+struct syncload_loaded {
+	const char *schema;
+	const char *table;
+	uint64_t lsn;            /* the snapshot its copy was taken in */
+};
+
+struct syncload_callbacks {
+	/*
+	 * syncload_query()'s answer: the loaded tables and the stream-wide LSN
+	 * (0 when the sync is not recorded as complete). Valid during the call.
+	 */
+	void (*state)(void *arg, const struct syncload_loaded *tables, size_t n, uint64_t done_lsn);
+	/* Chunks up to `chunk` of the job went to the target (flow control). */
+	void (*taken)(void *arg, uint64_t job, uint32_t chunk);
+	/* The job's table is loaded and recorded (also after syncload_abort() when its COMMIT was under way). */
+	void (*loaded)(void *arg, uint64_t job, const struct syncload_loaded *t, uint64_t rows);
+	/* syncload_mark_done() is recorded. */
+	void (*marked)(void *arg, uint64_t done_lsn);
+	/* Something failed (logged): every load is dropped. */
+	void (*failed)(void *arg, const char *reason);
+};
+
+/* Connects lazily; NULL when out of memory. */
+struct syncload *syncload_new(struct event_base *base, const char *conninfo, const char *stream,
+		const struct syncload_callbacks *cb, void *arg);
+void syncload_free(struct syncload *sl);
+
+/* Reads the recorded state (state() follows). */
+void syncload_query(struct syncload *sl);
+
+/*
+ * A table's load: its COPY text comes with syncload_data() in order and
+ * ends with syncload_end(). Returns the job's id (never 0), 0 when out of
+ * memory. columns: the target columns the text's fields go to (ncolumns 0:
+ * all, in the table's order).
+ */
+uint64_t syncload_begin(struct syncload *sl, const char *schema, const char *table,
+		char *const *columns, size_t ncolumns, uint64_t lsn);
+/* Chunk number `chunk` of the job's text (copied). */
+bool syncload_data(struct syncload *sl, uint64_t job, uint32_t chunk, const uint8_t *data,
+		size_t len) SYNCLOAD_MUSTCHECK;
+bool syncload_end(struct syncload *sl, uint64_t job) SYNCLOAD_MUSTCHECK;
+
+/* Drops every load not yet committing (rolled back). */
+void syncload_abort(struct syncload *sl);
+
+/* Records the whole sync as loaded, streaming to start at lsn (marked() follows). */
+void syncload_mark_done(struct syncload *sl, uint64_t lsn);
+
+/* Whether nothing is queued, loading or rolling back. */
+bool syncload_idle(const struct syncload *sl);
+
+/* Members of the caller's open status object. */
+void syncload_status_json(const struct syncload *sl, struct json_out *j);
+
+#endif
