@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 
@@ -37,6 +38,7 @@
 #include "gateway/codec.h"
 #include "gateway/frame.h"
 #include "gateway/json.h"
+#include "gateway/lag.h"
 #include "gateway/log.h"
 #include "gateway/relay.h"
 #include "gateway/relay_proto.h"
@@ -90,6 +92,7 @@ struct stream {
 	uint64_t bytes_raw;
 	uint64_t bytes_wire;
 	struct seq_reader *seq_reader;
+	struct lag *lag;         /* both sides: this end's view of the stream's lag */
 	uint64_t sequence_frames;
 
 	/* sink side */
@@ -161,7 +164,15 @@ static bool stream_source_batch(void *arg, const uint8_t *body, size_t len,
 	st->batches_sent++;
 	st->bytes_raw += len;
 	st->bytes_wire += wire_len;
-	return relay_output_pending(s->relay, st->peer) < RELAY_OUTPUT_HIGH;
+	if (info->commit_end_lsn)
+		lag_commit_sent(st->lag, info->commit_end_lsn, info->commit_time);
+	/* a transaction that spans batches is open until its last part */
+	lag_set_pending(st->lag, info->commit_end_lsn == 0);
+	if (relay_output_pending(s->relay, st->peer) >= RELAY_OUTPUT_HIGH) {
+		lag_set_pending(st->lag, true);       /* reading stops: changes wait in the slot */
+		return false;
+	}
+	return true;
 }
 
 static void stream_source_try_start(struct stream *st)
@@ -178,7 +189,8 @@ static void stream_source_ready(void *arg, uint64_t confirmed_lsn)
 {
 	struct stream *st = arg;
 
-	(void)confirmed_lsn;
+	/* the slot's confirmed position: applied at the sink, at least */
+	lag_acked(st->lag, confirmed_lsn, 0);
 	st->failures = 0;
 	if (st->sync)
 		streamsync_source_ready(st->sync, st->source);
@@ -187,9 +199,10 @@ static void stream_source_ready(void *arg, uint64_t confirmed_lsn)
 
 static void stream_source_wal(void *arg, uint64_t wal_end, int64_t server_time_us)
 {
-	(void)arg;
-	(void)wal_end;
+	struct stream *st = arg;
+
 	(void)server_time_us;
+	lag_wal_position(st->lag, wal_end);
 }
 
 static void stream_retry_cb(evutil_socket_t fd, short what, void *arg)
@@ -280,6 +293,7 @@ static void stream_source_resume_at(struct stream *st, uint64_t lsn, uint32_t ge
 
 static void stream_source_ack(struct stream *st, const struct relay_proto_ack *ack)
 {
+	lag_acked(st->lag, ack->applied_lsn, ack->commit_time_us);
 	if (ack->applied_lsn <= st->acked_lsn)
 		return;
 	st->acked_lsn = ack->applied_lsn;
@@ -404,6 +418,7 @@ static void stream_apply_ready(void *arg, uint64_t resume_lsn)
 	st->apply_ready = true;
 	st->next_lsn = resume_lsn;
 	st->ack_sent_lsn = st->ack_lsn = resume_lsn;
+	lag_acked(st->lag, resume_lsn, 0);
 	st->last_error[0] = '\0';
 	stream_send_resume(st);
 }
@@ -412,6 +427,7 @@ static void stream_apply_committed(void *arg, uint64_t end_lsn, int64_t commit_t
 {
 	struct stream *st = arg;
 
+	lag_acked(st->lag, end_lsn, commit_time_us);
 	if (end_lsn > st->ack_lsn) {
 		st->ack_lsn = end_lsn;
 		st->ack_commit_time = commit_time_us;
@@ -468,6 +484,14 @@ static void stream_sink_batch(struct stream *st, const struct frame *f)
 	if (!apply_submit(st->apply, body, body_len))
 		return;       /* logged by the apply engine; the stream stops there */
 	st->batches_received++;
+	/* the sink does not know the commit time before applying: it ages from arrival */
+	if (b.last_lsn) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		lag_commit_sent(st->lag, b.last_lsn, (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
+		lag_wal_position(st->lag, b.last_lsn);
+	}
 	if (b.last_lsn > st->next_lsn)
 		st->next_lsn = b.last_lsn;
 }
@@ -505,7 +529,8 @@ static bool stream_init(struct streams *s, struct stream *st, const struct strai
 	st->durability = cs->durability;
 	st->retry = event_new(s->base, -1, 0, stream_retry_cb, st);
 	st->ack_event = event_new(s->base, -1, 0, stream_ack_cb, st);
-	if (!st->name || !st->retry || !st->ack_event)
+	st->lag = lag_new(0);
+	if (!st->name || !st->retry || !st->ack_event || !st->lag)
 		return false;
 
 	if (cs->from == self) {
@@ -562,6 +587,7 @@ static bool stream_init(struct streams *s, struct stream *st, const struct strai
 
 static void stream_fini(struct stream *st)
 {
+	lag_free(st->lag);
 	streamsync_free(st->sync);
 	source_free(st->source);
 	seq_reader_free(st->seq_reader);
@@ -698,8 +724,10 @@ void streams_writable(struct streams *s, const char *peer)
 {
 	for (size_t i = 0; i < s->n; i++) {
 		struct stream *st = &s->v[i];
-		if (st->role == STREAM_ROLE_SOURCE && strcmp(st->peer, peer) == 0 && st->source)
+		if (st->role == STREAM_ROLE_SOURCE && strcmp(st->peer, peer) == 0 && st->source) {
+			lag_set_pending(st->lag, false);
 			source_resume_reading(st->source);
+		}
 		if (st->role == STREAM_ROLE_SOURCE && strcmp(st->peer, peer) == 0 && st->sync)
 			streamsync_writable(st->sync);
 	}
@@ -851,16 +879,13 @@ void streams_status_json(const struct streams *s, struct json_out *j)
 /* ---------------------------------------------------------------- report */
 
 /*
- * What each stream reports to metrics and health checks. Until lag.h is fed
- * from the source and sink paths, lag is what this end can see: the sink's
- * batches received but not yet committed; 0 at the source. Syncing, held and
+ * What each stream reports to metrics and health checks. Syncing, held and
  * stopped come with initial sync, the scheduler and the failover commands;
  * the spool with its own issue.
  */
 void streams_report(const struct streams *s, int64_t now_us,
 		void (*fn)(void *arg, const struct stream_report *r), void *arg)
 {
-	(void)now_us;
 	for (size_t i = 0; i < s->n; i++) {
 		const struct stream *st = &s->v[i];
 		struct stream_report r = { .name = st->name, .peer = st->peer };
@@ -876,7 +901,6 @@ void streams_report(const struct streams *s, int64_t now_us,
 			else
 				r.state = "starting";
 			r.applied_lsn = st->ack_lsn;
-			r.lag_bytes = st->next_lsn > st->ack_lsn ? st->next_lsn - st->ack_lsn : 0;
 			r.batches = st->batches_received;
 		} else {
 			if (st->streaming && relay_output_pending(s->relay, st->peer) >= RELAY_OUTPUT_HIGH)
@@ -892,6 +916,8 @@ void streams_report(const struct streams *s, int64_t now_us,
 			r.bytes_raw = st->bytes_raw;
 			r.bytes_compressed = st->bytes_wire;
 		}
+		r.lag_bytes = lag_bytes(st->lag);
+		r.lag_seconds = lag_seconds(st->lag, now_us);
 		fn(arg, &r);
 	}
 }

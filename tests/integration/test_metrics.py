@@ -345,9 +345,6 @@ def lag_metrics(d):
             value(samples, "strait_stream_lag_seconds", stream="app"))
 
 
-# Remove this marker once gateway/stream.c feeds gateway/lag.h (the source's commits,
-# keepalives and ACKs); until then the source reports no lag.
-@pytest.mark.xfail(reason="lag.h is not fed from gateway/stream.c yet", strict=False)
 def test_lag_follows_postgres(tmp_path, pg_factory, straitd_factory):
     """Lag at the source is 0 when caught up, also while unrelated WAL moves,
     and > 0 (bytes and seconds) while the sink is stopped — at most what
