@@ -232,6 +232,14 @@ void json_null(struct json_out *j, const char *key)
 	json_puts(j, j->text ? "-" : "null");
 }
 
+void json_lsn(struct json_out *j, const char *key, uint64_t lsn)
+{
+	char text[24];
+
+	snprintf(text, sizeof(text), "%X/%X", (unsigned)(lsn >> 32), (unsigned)lsn);
+	json_string(j, key, text);
+}
+
 char *json_finish(struct json_out *j, size_t *len)
 {
 	char *doc;

@@ -40,6 +40,8 @@ void json_uint(struct json_out *j, const char *key, uint64_t value);
 void json_double(struct json_out *j, const char *key, double value);
 void json_bool(struct json_out *j, const char *key, bool value);
 void json_null(struct json_out *j, const char *key);
+/* A PostgreSQL LSN as PostgreSQL prints it: "16/B374D848". */
+void json_lsn(struct json_out *j, const char *key, uint64_t lsn);
 
 /* Returns the NUL-terminated document (caller frees), or NULL on failure. */
 char *json_finish(struct json_out *j, size_t *len);

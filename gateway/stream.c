@@ -829,14 +829,6 @@ void streams_frame(struct streams *s, const char *peer, const struct frame *f)
 
 /* ---------------------------------------------------------------- status */
 
-static void stream_lsn_json(struct json_out *j, const char *key, uint64_t lsn)
-{
-	char text[32];
-
-	snprintf(text, sizeof(text), "%X/%X", (unsigned)(lsn >> 32), (unsigned)lsn);
-	json_string(j, key, text);
-}
-
 void streams_status_json(const struct streams *s, struct json_out *j)
 {
 	json_array_begin(j, "replication");
@@ -851,7 +843,7 @@ void streams_status_json(const struct streams *s, struct json_out *j)
 		json_bool(j, "link_up", relay_is_up(s->relay, st->peer));
 		if (st->role == STREAM_ROLE_SOURCE) {
 			json_bool(j, "streaming", st->streaming);
-			stream_lsn_json(j, "acked_lsn", st->acked_lsn);
+			json_lsn(j, "acked_lsn", st->acked_lsn);
 			json_uint(j, "batches_sent", st->batches_sent);
 			json_uint(j, "bytes_raw", st->bytes_raw);
 			json_uint(j, "bytes_wire", st->bytes_wire);
@@ -860,8 +852,8 @@ void streams_status_json(const struct streams *s, struct json_out *j)
 				source_status_json(st->source, j);
 		} else {
 			json_bool(j, "apply_ready", st->apply_ready);
-			stream_lsn_json(j, "received_lsn", st->next_lsn);
-			stream_lsn_json(j, "acked_lsn", st->ack_sent_lsn);
+			json_lsn(j, "received_lsn", st->next_lsn);
+			json_lsn(j, "acked_lsn", st->ack_sent_lsn);
 			json_uint(j, "batches_received", st->batches_received);
 			if (st->apply)
 				apply_status_json(st->apply, j, "apply");

@@ -815,24 +815,18 @@ static void source_connect_cb(evutil_socket_t fd, short what, void *arg)
 	source_send_setup_step(src);
 }
 
-/* Adds replication=database to the stream's connection string. */
-static char *source_replication_conninfo(const char *conninfo)
-{
-	char *out = NULL;
-
-	if (asprintf(&out, "%s replication=database application_name=strait fallback_application_name=strait",
-		     conninfo) < 0)
-		return NULL;
-	return out;
-}
-
+/*
+ * Connects with the stream's connection string (keywords or a URI) expanded
+ * as dbname, then replication=database: parameters after the expanded one
+ * override it, so both forms work and the user's own settings are kept.
+ */
 static void source_connect(struct source *src)
 {
-	char *conninfo = source_replication_conninfo(src->conninfo);
+	static const char *const keys[] = { "dbname", "replication", "fallback_application_name", NULL };
+	const char *values[] = { src->conninfo, "database", "strait", NULL };
 
 	source_set_state(src, SOURCE_CONNECTING, "connecting to source database");
-	src->conn = conninfo ? PQconnectStart(conninfo) : NULL;
-	free(conninfo);
+	src->conn = PQconnectStartParams(keys, values, 1);
 	if (!src->conn || PQstatus(src->conn) == CONNECTION_BAD) {
 		source_fail(src, "could not connect to source database: %s",
 			    src->conn ? PQerrorMessage(src->conn) : "out of memory");
@@ -990,24 +984,16 @@ bool source_is_ready(const struct source *src)
 	       src->state == SOURCE_STREAMING;
 }
 
-static void source_lsn_json(struct json_out *j, const char *key, uint64_t lsn)
-{
-	char text[32];
-
-	snprintf(text, sizeof(text), "%X/%X", (unsigned)(lsn >> 32), (unsigned)lsn);
-	json_string(j, key, text);
-}
-
 void source_status_json(const struct source *src, struct json_out *j)
 {
 	json_object_begin(j, "source");
 	json_string(j, "state", source_state_names[src->state]);
 	json_string(j, "slot", src->slot);
 	json_bool(j, "reading_paused", src->reading_paused);
-	source_lsn_json(j, "received_lsn", src->received_lsn);
-	source_lsn_json(j, "sent_lsn", src->sent_lsn);
-	source_lsn_json(j, "confirmed_lsn", src->confirmed_lsn);
-	source_lsn_json(j, "reported_flush_lsn", src->flushed_reported);
+	json_lsn(j, "received_lsn", src->received_lsn);
+	json_lsn(j, "sent_lsn", src->sent_lsn);
+	json_lsn(j, "confirmed_lsn", src->confirmed_lsn);
+	json_lsn(j, "reported_flush_lsn", src->flushed_reported);
 	json_uint(j, "messages", src->stat_messages);
 	json_uint(j, "transactions", src->stat_transactions);
 	json_uint(j, "skipped_own_transactions", src->stat_skipped);

@@ -330,3 +330,22 @@ def test_correctness_through_the_daemons(tmp_path, pg_factory, straitd_factory):
     dst.sql("ALTER TABLE later ADD COLUMN note text")
     wait_equal(src, dst, ["later", "alltypes"], timeout=60)
     assert stream_status(cloud, "sink")["apply_ready"]
+
+
+def test_source_database_given_as_a_uri(tmp_path, pg_factory, straitd_factory):
+    """A postgresql:// URI works as the source's connection string, as libpq
+    accepts it: the replication setting is added without rewriting it."""
+    src = pg_factory("onprem")
+    dst = pg_factory("cloud")
+    for pg in (src, dst):
+        pg.sql("CREATE TABLE t (id int PRIMARY KEY)")
+    sites = harness.loopback_sites([src, dst])
+    sites[0]["database"] = f"postgresql://postgres@/postgres?host={src.sockdir}&port={src.port}"
+    stream = {"name": "app", "from": "onprem", "to": "cloud", "publication": "strait_app",
+              "initial_sync": False}
+    cluster = harness.Cluster(tmp_path, sites, [stream])
+    onprem = straitd_factory(cluster.path("onprem"), site="onprem")
+    straitd_factory(cluster.path("cloud"), site="cloud")
+    wait_streaming(onprem)
+    src.sql("INSERT INTO t SELECT generate_series(1, 100)")
+    wait_equal(src, dst, ["t"])

@@ -22,6 +22,7 @@ static void emit_status(struct json_out *j)
 	json_uint(j, "bytes", UINT64_MAX);
 	json_bool(j, "healthy", true);
 	json_null(j, "error");
+	json_lsn(j, "lsn", UINT64_C(0x16B374D848));
 	json_array_begin(j, "peers");
 	json_object_begin(j, NULL);
 	json_string(j, "name", "onprem");
@@ -54,7 +55,7 @@ static void test_json_rendering(void **state)
 	assert_non_null(doc);
 	assert_string_equal(doc,
 		"{\"site\":\"cloud\",\"epoch\":-3,\"bytes\":18446744073709551615,"
-		"\"healthy\":true,\"error\":null,\"peers\":[{\"name\":\"onprem\",\"age\":1.5},"
+		"\"healthy\":true,\"error\":null,\"lsn\":\"16/B374D848\",\"peers\":[{\"name\":\"onprem\",\"age\":1.5},"
 		"{\"name\":\"edge\",\"age\":null}],\"empty\":[],\"tags\":[\"a\",null]}");
 	assert_int_equal(len, strlen(doc));
 	free(doc);
@@ -76,6 +77,7 @@ static void test_outline_rendering(void **state)
 		"bytes: 18446744073709551615\n"
 		"healthy: yes\n"
 		"error: -\n"
+		"lsn: 16/B374D848\n"
 		"peers:\n"
 		"  - name: onprem\n"
 		"    age: 1.500\n"
