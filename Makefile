@@ -27,7 +27,7 @@ BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -DSTRAIT_VERSION='"$(VERSION)"' \
 	-I. -I$(PG_INCLUDE) $(WARNINGS) -MMD -MP
 LDLIBS := -lpq -lssl -lcrypto -lzstd -levent_openssl -levent -lyaml -lmnl -lm
 
-SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -DSTRAIT_TEST_HOOKS \
 	-fno-sanitize-recover=all
 FUZZ_FLAGS := -O1 -g -fsanitize=fuzzer-no-link,address,undefined \
 	-fno-sanitize-recover=all -DSTRAIT_FUZZING
@@ -165,6 +165,11 @@ test: deps
 demo: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)$(PYTHON) tests/demo.py
+
+# Strait against PostgreSQL's native logical replication, side by side (root, ~15 min).
+bench: deps
+	$(Q)$(MAKE) --no-print-directory all tools
+	$(Q)STRAIT_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench.py --out $(BUILD)/bench
 
 clean:
 	rm -rf $(BUILD)

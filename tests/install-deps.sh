@@ -6,7 +6,7 @@ set -eu
 PACKAGES="make gcc clang libclang-rt-14-dev pkg-config
 libpq-dev libssl-dev libzstd-dev libevent-dev libyaml-dev libmnl-dev libcmocka-dev
 postgresql-15 postgresql-client-15 wireguard-go wireguard-tools iproute2 iputils-ping ethtool
-openssl procps python3 python3-pytest python3-psycopg python3-yaml
+openssl procps tzdata python3 python3-pytest python3-psycopg python3-yaml gnuplot-nox
 build-essential debhelper dpkg-dev lintian rpm rpmlint systemd man-db prometheus"
 
 missing=""
