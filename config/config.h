@@ -160,6 +160,7 @@ struct config_metrics {
 
 struct config_control {
 	char *socket;
+	char *group;                 /* members may use the socket (0660); NULL = owner-only */
 };
 
 /* Private to config/: the file's text and where each key sits, for diagnostics. */

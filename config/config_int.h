@@ -148,6 +148,7 @@ enum config_type {
 	CT_KEY,
 	CT_CONNINFO,
 	CT_SITEREF,                  /* a site's name, stored as its index (size_t) */
+	CT_GROUP,                    /* a system group that exists on this host, char * (NULL = none) */
 };
 
 enum config_scope {

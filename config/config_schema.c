@@ -16,7 +16,7 @@
  *   each stream's name, from, to and publication, each schedule rule's rate;
  * - not reloadable (a restart is needed): cluster, private_key_file, state_dir,
  *   tunnel.backend, tunnel.interface, relay.port, metrics.listen,
- *   control.socket;
+ *   control.socket, control.group;
  * - roles: exactly one site is the primary, and every stream comes from it (the
  *   design: a stream's `from` names the site that is primary at bootstrap).
  */
@@ -171,7 +171,9 @@ const struct config_key config_keys[] = {
 	  .doc = "the control socket straitctl talks to" },
 	{ "control.socket", CT_PATH, ROOT(control.socket), .def = "/run/strait/control.sock",
 	  .max = 107,
-	  .doc = "path of the unix socket (at most 107 bytes), owner-only" },
+	  .doc = "path of the unix socket (at most 107 bytes); mode 0600, or 0660 with control.group" },
+	{ "control.group", CT_GROUP, ROOT(control.group),
+	  .doc = "system group whose members may use the socket too (mode 0660); none: owner-only" },
 };
 
 const size_t config_n_keys = sizeof(config_keys) / sizeof(config_keys[0]);
@@ -268,6 +270,8 @@ const char *config_type_name(enum config_type type)
 		return "a connection string";
 	case CT_SITEREF:
 		return "a site name";
+	case CT_GROUP:
+		return "a group name";
 	}
 	return "a value";
 }

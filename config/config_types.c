@@ -8,6 +8,7 @@
  */
 #include "config/config_int.h"
 
+#include <grp.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -286,6 +287,22 @@ static bool set_siteref(struct config_ctx *ctx, size_t *field, const char *text,
 	return false;
 }
 
+/* A group must exist where the config is loaded: a typo would lock out its members. */
+static bool set_group(char **field, const char *text, char *err, size_t errlen)
+{
+	struct group gr, *res = NULL;
+	char buf[16384];
+	int rc;
+
+	rc = getgrnam_r(text, &gr, buf, sizeof(buf), &res);
+	if (rc != 0 || !res) {
+		snprintf(err, errlen, "unknown group " SHOW "%s%s", SHOWN(text),
+				rc ? ": " : " (no such group on this host)", rc ? strerror(rc) : "");
+		return false;
+	}
+	return set_string(field, text, err, errlen);
+}
+
 bool config_type_set(struct config_ctx *ctx, const struct config_key *key, void *base,
 		const char *text, char *err, size_t errlen)
 {
@@ -400,6 +417,8 @@ bool config_type_set(struct config_ctx *ctx, const struct config_key *key, void 
 		return set_string(field, text, err, errlen);
 	case CT_SITEREF:
 		return set_siteref(ctx, field, text, err, errlen);
+	case CT_GROUP:
+		return set_group(field, text, err, errlen);
 	case CT_SECTION:
 	case CT_SITES:
 	case CT_STREAMS:
@@ -449,6 +468,7 @@ void config_type_format(FILE *out, const struct config_key *key, const void *bas
 	case CT_PGNAME:
 	case CT_PATH:
 	case CT_IFNAME:
+	case CT_GROUP:
 	case CT_CHOICE: {
 		const char *s = *(char *const *)field;
 
@@ -552,6 +572,7 @@ void config_type_free(const struct config_key *key, void *base)
 	case CT_CHOICE:
 	case CT_LISTEN:
 	case CT_CONNINFO:
+	case CT_GROUP:
 		free(*(char **)field);
 		*(char **)field = NULL;
 		break;

@@ -1,8 +1,14 @@
 /*
  * control.h — the control socket that straitctl talks to.
  *
- * A unix stream socket, owner-only (0600) by default. The protocol is one
- * request and one reply per connection:
+ * A unix stream socket, owner-only (0600) by default. With a group
+ * (control.group) the socket is 0660 and owned by that group. Either way every
+ * connection's credentials (SO_PEERCRED) are checked, so the file mode is not
+ * the only gate: root, the daemon's own user and, with a group, the group's
+ * members (primary or supplementary group of the connecting process) are
+ * served; anyone else gets an error reply, a warning in the log, and the
+ * connection is closed. The protocol is one request and one reply per
+ * connection:
  *
  *   request:  words separated by TAB, ending with "\n" (at most 4 KiB)
  *   reply:    "ok\n" or "error\n", then the body, then the server closes
@@ -38,6 +44,13 @@ struct control_command {
  */
 struct control_server *control_listen(struct event_base *base, const char *path,
 		const struct control_command *commands, void *arg);
+/*
+ * As control_listen(), and when group is not NULL the socket becomes 0660,
+ * owned by group, whose members may then connect. An unknown group fails
+ * (logged). control_listen() is this with group NULL.
+ */
+struct control_server *control_listen_group(struct event_base *base, const char *path,
+		const char *group, const struct control_command *commands, void *arg);
 /* Closes the listener, unlinks the socket, drops pending requests. NULL is fine. */
 void control_close(struct control_server *srv);
 

@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,7 @@
 #include <event2/event.h>
 
 #include "config/config.h"
+#include "gateway/clock.h"
 #include "gateway/control.h"
 #include "gateway/identity.h"
 #include "gateway/json.h"
@@ -536,6 +538,85 @@ static void daemon_cmd_ping(struct control_request *req, int argc, char **argv, 
 	control_reply(req, true, "pong\n");
 }
 
+/* sync-now STREAM [SECONDS]: a one-off window (0 or none: until drained). */
+static void daemon_cmd_sync_now(struct control_request *req, int argc, char **argv, void *arg)
+{
+	struct daemon *d = arg;
+	unsigned long long secs = 0;
+	char msg[512], *end;
+	bool ok;
+
+	if (argc < 2 || argc > 3) {
+		control_reply(req, false, "usage: sync-now STREAM [SECONDS]\n");
+		return;
+	}
+	if (argc == 3) {
+		errno = 0;
+		secs = strtoull(argv[2], &end, 10);
+		if (errno || end == argv[2] || *end || secs > 366ull * 24 * 3600) {
+			control_reply(req, false, "sync-now: SECONDS must be a whole number of seconds\n");
+			return;
+		}
+	}
+	if (!d->streams) {
+		control_reply(req, false, "no streams are running\n");
+		return;
+	}
+	ok = streams_sync_now(d->streams, argv[1], secs, msg, sizeof(msg));
+	control_reply(req, ok, msg);
+}
+
+/* schedule [--json]: each stream this site sends, its rule, rate and next change. */
+static void daemon_cmd_schedule(struct control_request *req, int argc, char **argv, void *arg)
+{
+	struct daemon *d = arg;
+	struct json_out j;
+	char *doc;
+	size_t len;
+
+	if (argc > 2 || (argc == 2 && strcmp(argv[1], "--json") != 0)) {
+		control_reply(req, false, "usage: schedule [--json]\n");
+		return;
+	}
+	if (argc == 2)
+		json_init(&j);
+	else
+		json_init_text(&j);
+	json_object_begin(&j, NULL);
+	json_string(&j, "site", d->site_name);
+	if (d->streams)
+		streams_schedule_json(d->streams, &j);
+	json_object_end(&j);
+	doc = json_finish(&j, &len);
+	if (doc && argc == 2) {
+		char *line = realloc(doc, len + 2);
+		if (line) {
+			doc = line;
+			strcpy(doc + len, "\n");
+		}
+	}
+	control_reply(req, doc != NULL, doc ? doc : "out of memory\n");
+	free(doc);
+}
+
+#ifdef STRAIT_TEST_HOOKS
+/* test-clock UNIX_SECONDS: test builds only — the scheduler's wall clock jumps there. */
+static void daemon_cmd_test_clock(struct control_request *req, int argc, char **argv, void *arg)
+{
+	long long t;
+	char *end;
+
+	(void)arg;
+	if (argc != 2 || (t = strtoll(argv[1], &end, 10), *end != '\0')) {
+		control_reply(req, false, "usage: test-clock UNIX_SECONDS\n");
+		return;
+	}
+	clock_set_test((int64_t)t * 1000000);
+	log_info("test clock set to %lld", t);
+	control_reply(req, true, "clock set\n");
+}
+#endif
+
 static void daemon_cmd_reload(struct control_request *req, int argc, char **argv, void *arg);
 
 static const struct control_command daemon_commands[] = {
@@ -543,6 +624,11 @@ static const struct control_command daemon_commands[] = {
 	{ "lag", daemon_cmd_lag },
 	{ "ping", daemon_cmd_ping },
 	{ "reload", daemon_cmd_reload },
+	{ "sync-now", daemon_cmd_sync_now },
+	{ "schedule", daemon_cmd_schedule },
+#ifdef STRAIT_TEST_HOOKS
+	{ "test-clock", daemon_cmd_test_clock },
+#endif
 	{ NULL, NULL },
 };
 
@@ -583,6 +669,8 @@ static char *daemon_reload(struct daemon *d)
 		config_free(next);
 		goto out;
 	}
+	if (d->streams)
+		streams_reconfigure(d->streams, next);
 	config_free(d->cfg);
 	d->cfg = next;
 	d->self = (size_t)self;
@@ -656,6 +744,17 @@ static void daemon_declare_metrics(struct metrics_writer *w)
 		  "batch bytes sent after compression" },
 		{ "strait_spool_bytes", METRICS_GAUGE, "bytes in the stream's spool (source side)" },
 		{ "strait_spool_max_bytes", METRICS_GAUGE, "the stream's spool cap (0: no spool)" },
+		{ "strait_spool_records", METRICS_GAUGE, "records (batches) in the stream's spool" },
+		{ "strait_spool_oldest_record_age_seconds", METRICS_GAUGE,
+		  "age of the oldest record in the stream's spool (0: empty)" },
+		{ "strait_stream_held", METRICS_GAUGE,
+		  "1 while the schedule holds the stream (rate 0, or outside its batch windows)" },
+		{ "strait_stream_rate_limit_bytes_per_second", METRICS_GAUGE,
+		  "the rate the schedule allows now (+Inf: unlimited, 0: held)" },
+		{ "strait_stream_schedule_rule", METRICS_GAUGE,
+		  "index of the schedule rule in force (-1: none matches)" },
+		{ "strait_stream_wan_bytes_total", METRICS_COUNTER,
+		  "estimated bytes the stream's batches cost on the WAN (what the rate limit counts)" },
 		{ "strait_relay_up", METRICS_GAUGE, "1 while the relay link to the peer site is up" },
 		{ "strait_relay_connects_total", METRICS_COUNTER, "times the relay link came up" },
 		{ "strait_relay_connect_failures_total", METRICS_COUNTER,
@@ -701,6 +800,15 @@ static void daemon_collect_stream(void *arg, const struct stream_report *r)
 		      "stream", r->name, NULL);
 	metrics_value(w, "strait_spool_bytes", (double)r->spool_bytes, "stream", r->name, NULL);
 	metrics_value(w, "strait_spool_max_bytes", (double)r->spool_max_bytes, "stream", r->name,
+		      NULL);
+	metrics_value(w, "strait_spool_records", (double)r->spool_records, "stream", r->name, NULL);
+	metrics_value(w, "strait_spool_oldest_record_age_seconds", r->spool_oldest_age, "stream",
+		      r->name, NULL);
+	metrics_value(w, "strait_stream_held", r->held, "stream", r->name, NULL);
+	metrics_value(w, "strait_stream_rate_limit_bytes_per_second",
+		      r->rate_unlimited ? INFINITY : (double)r->rate, "stream", r->name, NULL);
+	metrics_value(w, "strait_stream_schedule_rule", r->rule, "stream", r->name, NULL);
+	metrics_value(w, "strait_stream_wan_bytes_total", (double)r->bytes_wan, "stream", r->name,
 		      NULL);
 }
 
@@ -894,7 +1002,8 @@ static bool daemon_start(struct daemon *d, const struct daemon_options *opts)
 			return false;
 	}
 
-	d->control = control_listen(d->base, d->cfg->control.socket, daemon_commands, d);
+	d->control = control_listen_group(d->base, d->cfg->control.socket,
+			d->cfg->control.group, daemon_commands, d);
 	if (!d->control)
 		return false;
 	if (d->cfg->metrics.listen && *d->cfg->metrics.listen) {
@@ -934,6 +1043,11 @@ int daemon_run(const struct daemon_options *opts)
 	int code = 1;
 
 	signal(SIGPIPE, SIG_IGN);
+#ifdef STRAIT_TEST_HOOKS
+	/* test builds: start the scheduler's clock at a given Unix time */
+	if (getenv("STRAIT_TEST_CLOCK"))
+		clock_set_test(strtoll(getenv("STRAIT_TEST_CLOCK"), NULL, 10) * 1000000);
+#endif
 	if (!daemon_start(&d, opts))
 		goto out;
 	sdnotify_send("READY=1\nSTATUS=serving");

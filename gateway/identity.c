@@ -1,5 +1,7 @@
 /*
- * identity.c — works out this host's site (see identity.h).
+ * identity.c — works out this host's site (see identity.h). The key file is
+ * held to the private key rule (gateway/keyfile.h) before it is read: mode
+ * 0600 or 0400, owned by straitd's user or root.
  */
 #include "gateway/identity.h"
 
@@ -9,14 +11,15 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "gateway/keyfile.h"
 #include "tunnel/wgkey.h"
 
 int identity_resolve(const struct strait_config *cfg, const char *site_flag,
 		char *err, size_t errlen)
 {
 	uint8_t priv[WGKEY_LEN], pub[WGKEY_LEN];
-	char keyerr[256];
-	int index = -1;
+	char keyerr[512];
+	int index = -1, fd;
 
 	if (site_flag) {
 		index = config_site_index(cfg, site_flag);
@@ -29,7 +32,10 @@ int identity_resolve(const struct strait_config *cfg, const char *site_flag,
 			return index;
 	}
 
-	if (!wgkey_read_private_file(cfg->private_key_file, priv, keyerr, sizeof(keyerr))) {
+	fd = keyfile_open(cfg->private_key_file, keyerr, sizeof(keyerr));
+	if (fd >= 0)
+		close(fd);
+	if (fd < 0 || !wgkey_read_private_file(cfg->private_key_file, priv, keyerr, sizeof(keyerr))) {
 		if (site_flag && cfg->tunnel.backend == CONFIG_BACKEND_NONE)
 			return index;
 		snprintf(err, errlen, "%s%s", keyerr,

@@ -4,8 +4,8 @@
  *
  * Layout: one directory per stream (STATE_DIR/spool/<stream>/), holding
  * append-only segment files named by a 16-hex-digit sequence number
- * ("0000000000000001.seg"). A segment starts with a small header (magic,
- * format version) and holds records; each record is
+ * ("0000000000000001.seg"). A segment starts with a 16-byte header ("STRAITSP",
+ * u32 format version 1, u32 reserved 0) and holds records; each record is
  *
  *     u32 length of what follows the CRC   (little-endian, like the rest)
  *     u32 CRC32C of the meta and the body
@@ -13,9 +13,13 @@
  *           spooled_at_us i64, transactions u32, flags u32
  *     body: the batch body, as the source cut it
  *
+ * (the length counts the meta and the body, so it is 40 or more). Records go
+ * in commit order: a commit_end_lsn that is not 0 is never below an earlier
+ * one (spool_seek() relies on it).
+ *
  * A record counts once spool_sync() has fsynced it. Segments roll at
  * segment_bytes; a segment goes away when the sink acknowledged every
- * transaction it ends (spool_release()).
+ * transaction it holds (spool_release()).
  *
  * Whole transactions only: a record whose commit_end_lsn is 0 holds part of a
  * transaction that a later record finishes. What follows the last record that
@@ -55,15 +59,21 @@ struct spool_recovery {
 	uint64_t records;            /* whole records kept */
 	uint64_t bytes;              /* their size on disk, segment headers included */
 	uint64_t dropped_bytes;      /* cut from the tail: torn, corrupt or incomplete */
-	uint64_t dropped_records;    /* whole records among them (incomplete transactions) */
-	bool torn;                   /* the tail ended inside a record, or a CRC failed */
+	uint64_t dropped_records;    /* whole records among them (incomplete transactions; the
+	                                segments after a damaged one are removed unread) */
+	bool torn;                   /* damage: the tail ended inside a record or a segment
+	                                header, a length or a CRC was bad */
 	char detail[256];            /* what was wrong and where ("segment 0000000000000003.seg at 81920: CRC mismatch"), "" when nothing */
 };
 
 /*
  * Opens or creates the spool in dir (made with mode 0700, parents must
- * exist), recovering it as described above. NULL on failure with a message in
- * err. rec may be NULL.
+ * exist), recovering it as described above: at the first damage, that
+ * segment is cut there and every later one removed. NULL on failure with a
+ * message in err (an I/O error while recovering drops nothing). rec may be
+ * NULL. The spool holds an exclusive flock on dir until spool_close(): a
+ * second spool_open() of the same directory fails, in this process or
+ * another. segment_bytes 0 means 64 MiB.
  */
 struct spool *spool_open(const char *dir, uint64_t segment_bytes, struct spool_recovery *rec,
 		char *err, size_t errlen);
@@ -79,19 +89,29 @@ bool spool_append(struct spool *sp, const struct spool_meta *meta, const void *b
 /* Makes everything appended durable (fsync; the directory too after a new segment). */
 bool spool_sync(struct spool *sp, char *err, size_t errlen);
 
-/* Drops the records after the last one that ends a transaction (see above). */
+/*
+ * Drops the records after the last one that ends a transaction (see above),
+ * durably. A cursor past the new end moves to it, so what is appended next is
+ * read next.
+ */
 bool spool_truncate_incomplete(struct spool *sp, char *err, size_t errlen);
 
-/* The commit_end_lsn of the last record that ends a transaction: appended / durable. 0 if none. */
+/*
+ * The commit_end_lsn of the last record that ends a transaction: appended /
+ * durable. 0 if none. Releasing keeps them; a spool reopened empty starts at 0.
+ */
 uint64_t spool_end_lsn(const struct spool *sp);
 uint64_t spool_durable_lsn(const struct spool *sp);
 
 /*
- * The sink committed everything up to acked_lsn: removes every segment whose
- * last record ends a transaction at or before acked_lsn — the one being
- * appended to as well (appending goes on in a new segment), so a spool the
- * sink has caught up with holds nothing. Returns the number of segments
- * removed.
+ * The sink committed everything up to acked_lsn: removes, oldest first, every
+ * segment whose last transaction ends at or before acked_lsn (for a
+ * transaction that goes on into the next segment: where it ends there) — the
+ * one being appended to as well (appending goes on in a new segment), so a
+ * spool the sink has caught up with holds nothing. Returns the number of
+ * segments removed. A cursor in a removed segment moves to the start of the
+ * first segment left (the sink has what it skips). spool_end_lsn() and
+ * spool_durable_lsn() keep their values.
  */
 unsigned spool_release(struct spool *sp, uint64_t acked_lsn);
 
@@ -117,7 +137,10 @@ uint64_t spool_bytes(const struct spool *sp);
 uint64_t spool_records(const struct spool *sp);
 int64_t spool_oldest_us(const struct spool *sp);
 
-/* Bytes appended at the cursor's position or after it: what the sender has yet to send. */
+/*
+ * Record bytes appended at the cursor's position or after it (segment headers
+ * not counted): what the sender has yet to send.
+ */
 uint64_t spool_unread_bytes(const struct spool *sp);
 
 /*

@@ -218,6 +218,53 @@ static int ctl_reload(struct ctl_globals *g, int argc, char **argv)
 	return ctl_call(g, 1, req);
 }
 
+static int ctl_sync_now(struct ctl_globals *g, int argc, char **argv)
+{
+	char secs[32], *req[3] = { "sync-now", NULL, NULL };
+	const char *stream = NULL;
+	config_msec dur = 0;
+	bool have_for = false;
+
+	if (ctl_wants_help("sync-now", argc, argv))
+		return 0;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--for") == 0) {
+			if (++i >= argc || !config_parse_duration(argv[i], &dur) || dur < 1000)
+				return ctl_bad_usage("sync-now", "--for takes a duration of at least 1s "
+						     "(\"30m\", \"2h\")");
+			have_for = true;
+		} else if (argv[i][0] == '-' || stream) {
+			return ctl_bad_usage("sync-now", "unexpected argument");
+		} else {
+			stream = argv[i];
+		}
+	}
+	if (!stream)
+		return ctl_bad_usage("sync-now", "which stream?");
+	req[1] = (char *)stream;
+	if (!have_for)
+		return ctl_call(g, 2, req);
+	snprintf(secs, sizeof(secs), "%llu", (unsigned long long)(dur / 1000));
+	req[2] = secs;
+	return ctl_call(g, 3, req);
+}
+
+static int ctl_schedule(struct ctl_globals *g, int argc, char **argv)
+{
+	char *req[2] = { "schedule", "--json" };
+	bool json = false;
+
+	if (ctl_wants_help("schedule", argc, argv))
+		return 0;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			json = true;
+		else
+			return ctl_bad_usage("schedule", "unexpected argument");
+	}
+	return ctl_call(g, json ? 2 : 1, req);
+}
+
 static int ctl_check_config(struct ctl_globals *g, int argc, char **argv)
 {
 	struct config_diags diags = { 0 };
@@ -335,6 +382,15 @@ static const struct ctl_command ctl_commands[] = {
 	  "  --json             print one JSON document per refresh\n"
 	  "  --watch [SECONDS]  refresh every SECONDS (default 2) until interrupted\n"
 	  "  --count N          stop after N refreshes (implies --watch)\n" },
+	{ "schedule", ctl_schedule, "[--json]",
+	  "Show each stream this site sends: the schedule rule in force, its rate,\n"
+	  "whether it is held, and when that changes next.",
+	  "  --json    print one JSON document instead of the outline\n" },
+	{ "sync-now", ctl_sync_now, "STREAM [--for DURATION]",
+	  "Open a one-off window on a stream this site sends: it goes unlimited now,\n"
+	  "whatever its schedule or batch windows say, until its spool is drained\n"
+	  "or, with --for, for DURATION.",
+	  "  --for DURATION   keep the window open this long (\"30m\", \"2h\")\n" },
 	{ "check-config", ctl_check_config, "[--print] [--files] [FILE]",
 	  "Check a config file (default: --config) and exit 0, or 1 with every error.\n"
 	  "It changes nothing and may run while a daemon uses the same file.",

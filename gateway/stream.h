@@ -45,6 +45,22 @@ void streams_frame(struct streams *s, const char *peer, const struct frame *f);
 void streams_writable(struct streams *s, const char *peer);
 void streams_disconnected(struct streams *s, const char *peer);
 
+/*
+ * sync-now: opens a one-off window on a stream this site sends, for
+ * for_seconds (0: until its spool is drained). msg gets what was done, or
+ * why not (false).
+ */
+bool streams_sync_now(struct streams *s, const char *name, uint64_t for_seconds, char *msg,
+		size_t msglen);
+/* Appends a "streams" array: each stream this site sends and its schedule state. */
+void streams_schedule_json(const struct streams *s, struct json_out *j);
+/*
+ * The daemon took a new config (cfg stays valid until the next call): streams
+ * pick up their schedule, windows, durability and spool_max. Streams added
+ * or removed need a restart.
+ */
+void streams_reconfigure(struct streams *s, const struct strait_config *cfg);
+
 /* Appends the "streams" array to a status object. */
 void streams_status_json(const struct streams *s, struct json_out *j);
 
@@ -66,6 +82,13 @@ struct stream_report {
 	uint64_t bytes_compressed;   /* source: the same after compression */
 	uint64_t spool_bytes;        /* source: bytes in the spool */
 	uint64_t spool_max_bytes;    /* source: the spool's cap */
+	uint64_t spool_records;      /* source: records in the spool */
+	double spool_oldest_age;     /* source: age of the oldest record, seconds (0: empty) */
+	bool held;                   /* source: the schedule holds it */
+	bool rate_unlimited;         /* source: no rate limit in force */
+	uint64_t rate;               /* source: bytes per second in force (when limited) */
+	int rule;                    /* source: the schedule rule in force, -1 none */
+	uint64_t bytes_wan;          /* source: estimated WAN bytes of its batches */
 };
 
 /*

@@ -10,15 +10,21 @@
  *
  * Session tickets are turned off: each side dials once per link and never
  * resumes, so tickets would only cost bytes and keep key material around.
+ *
+ * The key file must pass the private key rule (gateway/keyfile.h) and is read
+ * from the descriptor that was checked, at start and at every reload.
  */
 #include "gateway/tls.h"
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include "gateway/keyfile.h"
 #include "gateway/log.h"
 
 #define TLS_EXPIRY_WARN_DAYS 30
@@ -188,6 +194,51 @@ out:
 	return ok;
 }
 
+/* A daemon never asks for a passphrase: an encrypted key simply fails to load. */
+static int tls_no_passphrase(char *buf, int size, int rwflag, void *arg)
+{
+	(void)buf;
+	(void)size;
+	(void)rwflag;
+	(void)arg;
+	return -1;
+}
+
+/* Loads the key from path once it passes the key file rule; logs why not. */
+static bool tls_use_key_file(SSL_CTX *ctx, const char *path)
+{
+	char reason[512];
+	EVP_PKEY *pkey = NULL;
+	BIO *bio = NULL;
+	bool ok = false;
+	int fd;
+
+	fd = keyfile_open(path, reason, sizeof(reason));
+	if (fd < 0) {
+		log_error("could not load TLS key: %s", reason);
+		return false;
+	}
+	bio = BIO_new_fd(fd, BIO_CLOSE);
+	if (bio == NULL) {
+		close(fd);
+		tls_last_error(reason, sizeof(reason));
+		log_error("could not load TLS key file \"%s\": %s", path, reason);
+		goto out;
+	}
+	/* Never print the key; the reason names only what went wrong. */
+	pkey = PEM_read_bio_PrivateKey(bio, NULL, tls_no_passphrase, NULL);
+	if (pkey == NULL || SSL_CTX_use_PrivateKey(ctx, pkey) != 1) {
+		tls_last_error(reason, sizeof(reason));
+		log_error("could not load TLS key file \"%s\": %s", path, reason);
+		goto out;
+	}
+	ok = true;
+out:
+	EVP_PKEY_free(pkey);
+	BIO_free(bio);
+	return ok;
+}
+
 SSL_CTX *tls_context_new(const struct config_tls *tls, const char *self_site)
 {
 	SSL_CTX *ctx = NULL;
@@ -230,12 +281,8 @@ SSL_CTX *tls_context_new(const struct config_tls *tls, const char *self_site)
 		log_error("could not load TLS certificate file \"%s\": %s", tls->cert, reason);
 		goto out;
 	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, tls->key, SSL_FILETYPE_PEM) != 1) {
-		/* Never print the key; the reason names only what went wrong. */
-		tls_last_error(reason, sizeof(reason));
-		log_error("could not load TLS key file \"%s\": %s", tls->key, reason);
+	if (!tls_use_key_file(ctx, tls->key))
 		goto out;
-	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
 		tls_last_error(reason, sizeof(reason));
 		log_error("TLS key \"%s\" does not match certificate \"%s\": %s",

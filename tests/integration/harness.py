@@ -271,6 +271,7 @@ class SiteNetwork:
             self._hub(["ip", "link", "set", f"port{i}", "master", "br0", "up"])
             ip = f"{WAN_PREFIX}{i + 1}"
             site = Site(ns, "wan0", ip)
+            site.hub = self.hub      # the bridge's namespace (tests/integration/impair.py)
             site.run(["ip", "link", "set", "lo", "up"])
             site.run(["ip", "addr", "add", f"{ip}/24", "dev", "wan0"])
             site.run(["ip", "link", "set", "wan0", "up"])

@@ -26,6 +26,7 @@
 #include "config/config.h"
 #include "gateway/log.h"
 #include "gateway/relay.h"
+#include "tests/unit/tls_data.h"
 
 /* ---- pure parts ---- */
 
@@ -466,6 +467,7 @@ int main(void)
 	};
 
 	snprintf(data_dir, sizeof(data_dir), "%s/tests/unit/data/tls", src ? src : ".");
+	tls_data_private_copy(data_dir, sizeof(data_dir));  /* keys must be 0600 */
 	log_init("test_relay");
 	log_set_level(getenv("TEST_RELAY_VERBOSE") ? LOG_LEVEL_DEBUG : LOG_LEVEL_FATAL);
 	return cmocka_run_group_tests(tests, NULL, NULL);

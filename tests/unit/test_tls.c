@@ -20,6 +20,7 @@
 
 #include "gateway/log.h"
 #include "gateway/tls.h"
+#include "tests/unit/tls_data.h"
 
 static char data_dir[4096];
 
@@ -202,6 +203,7 @@ int main(void)
 	};
 
 	snprintf(data_dir, sizeof(data_dir), "%s/tests/unit/data/tls", src ? src : ".");
+	tls_data_private_copy(data_dir, sizeof(data_dir));  /* keys must be 0600 */
 	log_init("test_tls");
 	log_set_level(LOG_LEVEL_FATAL);     /* refusals are expected here */
 	OPENSSL_init_ssl(0, NULL);

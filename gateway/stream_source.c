@@ -1,0 +1,788 @@
+/*
+ * stream_source.c — the source side of a stream, in two halves joined by the
+ * spool:
+ *
+ *   reader   slot → spool. Runs whenever the source database is reachable,
+ *            link or no link: batches are appended to the spool, and the
+ *            slot is told what the durability mode allows — with `spool`,
+ *            what is fsynced in the spool (so the primary frees its WAL
+ *            while the WAN is down); with `remote`, what the sink ACKed.
+ *   sender   spool → link. Serves the sink's resume position (HELLO or
+ *            RESUME) from the spool, compressing with the stream's codec, at
+ *            the pace of a token bucket whose rate the schedule sets. Records
+ *            leave the spool when the sink ACKs them.
+ *
+ * NOTES
+ * Backpressure. At spool_max the reader stops reading (the slot then holds
+ * WAL) and the stream reports "backpressure"; an ACK that frees a segment
+ * starts it again. When the link's output is full the sender stops until the
+ * relay says it drained; the reader goes on into the spool.
+ *
+ * Fsync. With durability spool, what a loop pass appended is fsynced once,
+ * then confirmed. With durability remote the slot keeps everything the sink
+ * has not committed, so the spool is only a buffer and is not fsynced.
+ *
+ * Restarts. The reader starts at the spool's last whole transaction (or at
+ * the slot's confirmed position when the spool is empty); PostgreSQL skips
+ * transactions that committed before it. A source that fails in the middle
+ * of a transaction leaves part of it in the spool: that part is cut off
+ * (spool_truncate_incomplete) and read again whole.
+ *
+ * Initial sync. A new slot's exported snapshot is only good until the
+ * replication connection runs another command, so the reader waits until the
+ * copy has imported it (or the sink resumes without a copy, which releases it).
+ *
+ * Held. A schedule at rate 0 or a batch stream outside its windows sends no
+ * batches and no sequence values; heartbeats and ACKs are never held (they
+ * do not go through here).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <event2/event.h>
+
+#include "gateway/clock.h"
+#include "gateway/codec.h"
+#include "gateway/json.h"
+#include "gateway/lag.h"
+#include "gateway/log.h"
+#include "gateway/relay.h"
+#include "gateway/relay_proto.h"
+#include "gateway/relcache.h"
+#include "gateway/spool.h"
+#include "gateway/stream_int.h"
+#include "gateway/streamsync.h"
+#include "replicator/sequences.h"
+#include "replicator/source.h"
+
+#define STREAM_SEQUENCE_POLL_MS 5000
+#define STREAM_TICK_MS 1000
+#define STREAM_SEGMENT_MIN (1u * 1024u * 1024u)
+#define STREAM_SEGMENT_MAX (64u * 1024u * 1024u)
+/* The sender yields to the loop after this much in one pass. */
+#define STREAM_PUMP_SLICE (4u * 1024u * 1024u)
+/* sync-now without --for: open until drained, but no longer than this. */
+#define STREAM_DRAIN_MAX_S (7 * 24 * 3600)
+
+static void reader_make(struct stream *st);
+static void sender_kick(struct stream *st);
+
+static uint64_t max_u64(uint64_t a, uint64_t b)
+{
+	return a > b ? a : b;
+}
+
+/* ---------------------------------------------------------------- reader */
+
+/* Tells the slot what the durability mode allows. */
+static void reader_confirm(struct stream *st)
+{
+	uint64_t lsn = st->acked_lsn;
+
+	if (st->cs->durability == CONFIG_DURABILITY_SPOOL && st->spool)
+		lsn = max_u64(lsn, spool_durable_lsn(st->spool));
+	if (lsn > st->confirmed_lsn && st->source && source_is_ready(st->source)) {
+		source_confirm(st->source, lsn);
+		st->confirmed_lsn = lsn;
+	}
+}
+
+static void reader_fail_spool(struct stream *st, const char *err)
+{
+	log_error("stream \"%s\": spool: %s", st->name, err);
+	snprintf(st->last_error, sizeof(st->last_error), "spool: %s", err);
+	spool_close(st->spool);
+	st->spool = NULL;
+	st->sending = false;
+	/* the source restarts from the slot once the spool reopens */
+	stream_schedule_retry(st, STREAM_RETRY_MAX_MS);
+}
+
+static void reader_sync_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct stream *st = arg;
+	char err[256];
+
+	(void)fd;
+	(void)what;
+	if (!st->spool)
+		return;
+	if (!spool_sync(st->spool, err, sizeof(err))) {
+		reader_fail_spool(st, err);
+		return;
+	}
+	reader_confirm(st);
+}
+
+static bool reader_batch(void *arg, const uint8_t *body, size_t len,
+		const struct source_batch_info *info)
+{
+	struct stream *st = arg;
+	struct spool_meta meta = {
+		.first_lsn = info->first_lsn,
+		.commit_end_lsn = info->commit_end_lsn,
+		.commit_time_us = info->commit_time,
+		.spooled_at_us = clock_wall_us(),
+		.transactions = info->transactions,
+	};
+	const uint8_t *rec;
+	size_t rec_len;
+	char err[256];
+
+	if (!st->spool)
+		return false;
+	/* a sink may resume at any record: each carries the Relation messages it uses */
+	if (!relcache_complete(st->relcache, body, len, &rec, &rec_len))
+		log_warning("stream \"%s\": a batch at %X/%X is not a sequence of messages; spooled as it is",
+			    st->name, (unsigned)(info->first_lsn >> 32), (unsigned)info->first_lsn);
+	if (!spool_append(st->spool, &meta, rec, rec_len, err, sizeof(err))) {
+		reader_fail_spool(st, err);
+		return false;
+	}
+	st->bytes_spooled += len;
+	st->txn_open = info->commit_end_lsn == 0;
+	if (info->commit_end_lsn)
+		lag_commit_sent(st->lag, info->commit_end_lsn, info->commit_time);
+	if (st->cs->durability == CONFIG_DURABILITY_SPOOL &&
+	    !event_pending(st->sync_event, EV_TIMEOUT, NULL))
+		event_active(st->sync_event, EV_TIMEOUT, 0);
+	sender_kick(st);
+	if (spool_bytes(st->spool) >= st->spool_max) {
+		if (!st->spool_full)
+			log_warning("stream \"%s\": the spool is full (%" PRIu64 " of %" PRIu64
+				    " bytes): reading stops, the slot holds WAL until the sink catches up",
+				    st->name, spool_bytes(st->spool), st->spool_max);
+		st->spool_full = true;
+	}
+	lag_set_pending(st->lag, st->txn_open || st->spool_full);
+	return !st->spool_full;
+}
+
+static void reader_try_start(struct stream *st)
+{
+	uint64_t snap_lsn;
+
+	if (st->reading || !st->source || !source_is_ready(st->source) || !st->spool ||
+	    st->spool_full)
+		return;
+	/* the copy imports a new slot's snapshot first (see the notes) */
+	if (st->sync && source_exported_snapshot(st->source, &snap_lsn))
+		return;
+	if (source_start(st->source, spool_end_lsn(st->spool)))
+		st->reading = true;
+}
+
+static void reader_ready(void *arg, uint64_t confirmed_lsn)
+{
+	struct stream *st = arg;
+
+	st->confirmed_lsn = confirmed_lsn;
+	if (st->cs->durability == CONFIG_DURABILITY_REMOTE)
+		lag_acked(st->lag, confirmed_lsn, 0);  /* applied at the sink, at least */
+	st->failures = 0;
+	if (st->sync)
+		streamsync_source_ready(st->sync, st->source);
+	reader_confirm(st);
+	reader_try_start(st);
+}
+
+static void reader_wal(void *arg, uint64_t wal_end, int64_t server_time_us)
+{
+	struct stream *st = arg;
+
+	(void)server_time_us;
+	lag_wal_position(st->lag, wal_end);
+}
+
+/* The source failed; it may not be freed inside its own callback: retry from a timer. */
+static void reader_stopped(void *arg, const char *reason)
+{
+	struct stream *st = arg;
+	unsigned ms = STREAM_RETRY_MIN_MS;
+	char err[256];
+
+	snprintf(st->last_error, sizeof(st->last_error), "%s", reason);
+	st->reading = false;
+	if (st->txn_open && st->spool) {
+		/* read again whole from the slot */
+		if (!spool_truncate_incomplete(st->spool, err, sizeof(err)))
+			reader_fail_spool(st, err);
+		st->txn_open = false;
+	}
+	for (unsigned i = 0; i < st->failures && ms < STREAM_RETRY_MAX_MS; i++)
+		ms *= 2;
+	if (ms > STREAM_RETRY_MAX_MS)
+		ms = STREAM_RETRY_MAX_MS;
+	st->failures++;
+	stream_schedule_retry(st, ms);
+}
+
+static void reader_make(struct stream *st)
+{
+	static const struct source_callbacks cb = {
+		.ready = reader_ready,
+		.batch = reader_batch,
+		.wal_position = reader_wal,
+		.stopped = reader_stopped,
+	};
+
+	st->reading = false;
+	st->confirmed_lsn = 0;
+	st->source = source_new(st->owner->base, &st->src_cfg, &cb, st);
+	if (!st->source) {
+		log_error("stream \"%s\": out of memory creating the source", st->name);
+		stream_schedule_retry(st, STREAM_RETRY_MAX_MS);
+	}
+}
+
+static bool reader_open_spool(struct stream *st)
+{
+	struct spool_recovery rec;
+	uint64_t seg = st->spool_max / 16;
+	char err[256];
+
+	if (seg < STREAM_SEGMENT_MIN)
+		seg = STREAM_SEGMENT_MIN;
+	if (seg > STREAM_SEGMENT_MAX)
+		seg = STREAM_SEGMENT_MAX;
+	st->spool = spool_open(st->spool_dir, seg, &rec, err, sizeof(err));
+	if (!st->spool) {
+		log_error("stream \"%s\": %s", st->name, err);
+		snprintf(st->last_error, sizeof(st->last_error), "spool: %s", err);
+		return false;
+	}
+	if (rec.dropped_bytes)
+		log_warning("stream \"%s\": spool recovered: dropped %" PRIu64 " bytes at its end (%s%s); "
+			    "they are read again from the slot", st->name, rec.dropped_bytes,
+			    rec.torn ? "torn or corrupt: " : "an unfinished transaction",
+			    rec.torn ? rec.detail : "");
+	if (rec.records)
+		log_info("stream \"%s\": spool holds %" PRIu64 " records (%" PRIu64 " bytes) up to %X/%X",
+			 st->name, rec.records, rec.bytes, (unsigned)(spool_end_lsn(st->spool) >> 32),
+			 (unsigned)spool_end_lsn(st->spool));
+	st->spool_full = spool_bytes(st->spool) >= st->spool_max;
+	return true;
+}
+
+/* The retry timer: a failed source (or spool) is made anew. */
+void stream_source_retry(struct stream *st)
+{
+	source_free(st->source);
+	st->source = NULL;
+	st->reading = false;
+	if (!st->spool && !reader_open_spool(st)) {
+		stream_schedule_retry(st, STREAM_RETRY_MAX_MS);
+		return;
+	}
+	reader_make(st);
+}
+
+/* ---------------------------------------------------------------- sender */
+
+static void sender_kick(struct stream *st)
+{
+	if (st->sending && !event_pending(st->pump_event, EV_TIMEOUT, NULL))
+		event_active(st->pump_event, EV_TIMEOUT, 0);
+}
+
+/* Sends one spool record as a BATCH frame; false when the link went down. */
+static bool sender_batch(struct stream *st, const struct spool_meta *meta, const uint8_t *body,
+		size_t len, int64_t now_us)
+{
+	struct streams *s = st->owner;
+	struct relay_proto_batch b;
+	const uint8_t *wire;
+	size_t wire_len;
+	uint64_t cost;
+	char err[256];
+
+	if (!codec_run(st->enc, body, len, SIZE_MAX, &wire, &wire_len, err, sizeof(err))) {
+		log_error("stream \"%s\": %s", st->name, err);
+		return false;
+	}
+	b = (struct relay_proto_batch){
+		.stream = relay_proto_str(st->name),
+		.first_lsn = meta->commit_end_lsn ? meta->first_lsn : 0,
+		.last_lsn = meta->commit_end_lsn,
+		.generation = st->generation,
+		.raw_len = (uint32_t)len,
+		.data = wire,
+		.data_len = wire_len,
+	};
+	wire_writer_reset(&s->out);
+	if (!relay_proto_write_batch(&s->out, &b) ||
+	    !stream_send(st, FRAME_BATCH, codec_compresses(st->enc) ? FRAME_FLAG_COMPRESSED : 0))
+		return false;  /* the next HELLO says where to go on */
+	cost = schedule_wire_cost(FRAME_HEADER_SIZE + s->out.len, s->cfg->tunnel.mtu,
+				  s->cfg->tunnel.backend != CONFIG_BACKEND_NONE);
+	token_bucket_take(&st->bucket, cost, now_us);
+	st->bytes_charged += cost;
+	st->batches_sent++;
+	st->bytes_raw += len;
+	st->bytes_wire += wire_len;
+	return true;
+}
+
+static void sender_pump(struct stream *st)
+{
+	struct streams *s = st->owner;
+	size_t sent = 0;
+
+	while (st->sending && st->spool && !st->sched.held && relay_is_up(s->relay, st->peer)) {
+		int64_t now = clock_mono_us(), wait;
+		struct spool_meta meta;
+		const uint8_t *body;
+		size_t len;
+		char err[256];
+		int r;
+
+		if (relay_output_pending(s->relay, st->peer) >= RELAY_OUTPUT_HIGH)
+			return;       /* writable() goes on */
+		if (!token_bucket_ready(&st->bucket, now)) {
+			wait = token_bucket_wait_us(&st->bucket, now);
+			if (wait > 0)
+				event_add(st->pump_event, &(struct timeval){ wait / 1000000, wait % 1000000 });
+			return;
+		}
+		if (sent >= STREAM_PUMP_SLICE) {
+			sender_kick(st);
+			return;
+		}
+		r = spool_read(st->spool, &meta, &body, &len, err, sizeof(err));
+		if (r == 0)
+			break;
+		if (r < 0) {
+			reader_fail_spool(st, err);
+			return;
+		}
+		if (!sender_batch(st, &meta, body, len, now)) {
+			st->sending = false;
+			return;
+		}
+		sent += len;
+	}
+	/* what the live stream had is out: an initial-sync copy may use the link */
+	if (st->sync && relay_output_pending(s->relay, st->peer) < RELAY_OUTPUT_HIGH)
+		streamsync_writable(st->sync);
+}
+
+static void sender_pump_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	sender_pump(arg);
+}
+
+void stream_source_resume_at(struct stream *st, uint64_t lsn, uint32_t generation)
+{
+	uint64_t snap_lsn;
+	char err[256];
+
+	st->sending = false;
+	if (st->sync && lsn == 0) {
+		/* the sink asks for a copy round; it says where to stream once loaded */
+		st->have_resume = false;
+		streamsync_source_request(st->sync, generation, st->source);
+		return;
+	}
+	if (st->sync)
+		streamsync_source_stop(st->sync);
+	/* no copy needs a new slot's snapshot now: let the reader start */
+	if (st->source && source_exported_snapshot(st->source, &snap_lsn))
+		source_release_snapshot(st->source);
+	st->have_resume = true;
+	st->resume_lsn = lsn;
+	st->generation = generation;
+	/* the sink has everything up to where it resumes */
+	stream_source_ack(st, &(struct relay_proto_ack){ .applied_lsn = lsn });
+	reader_try_start(st);
+	if (!st->spool)
+		return;
+	if (!spool_seek(st->spool, lsn, err, sizeof(err))) {
+		reader_fail_spool(st, err);
+		return;
+	}
+	codec_reset(st->enc);
+	st->sending = true;
+	sender_kick(st);
+}
+
+void stream_source_ack(struct stream *st, const struct relay_proto_ack *ack)
+{
+	lag_acked(st->lag, ack->applied_lsn, ack->commit_time_us);
+	if (ack->applied_lsn <= st->acked_lsn)
+		return;
+	st->acked_lsn = ack->applied_lsn;
+	if (ack->commit_time_us)
+		st->acked_commit_time = ack->commit_time_us;
+	if (st->spool) {
+		spool_release(st->spool, st->acked_lsn);
+		if (st->spool_full && spool_bytes(st->spool) < st->spool_max) {
+			st->spool_full = false;
+			log_info("stream \"%s\": the spool has room again (%" PRIu64 " of %" PRIu64
+				 " bytes): reading goes on", st->name, spool_bytes(st->spool), st->spool_max);
+			lag_set_pending(st->lag, st->txn_open);
+			if (st->reading && st->source)
+				source_resume_reading(st->source);
+			else
+				reader_try_start(st);
+		}
+	}
+	reader_confirm(st);
+}
+
+void stream_source_link_up(struct stream *st)
+{
+	seq_reader_resend_all(st->seq_reader);
+}
+
+void stream_source_link_down(struct stream *st)
+{
+	/* the reader goes on into the spool; the next HELLO says where to send from */
+	st->have_resume = false;
+	st->sending = false;
+}
+
+void stream_source_writable(struct stream *st)
+{
+	sender_pump(st);
+}
+
+/* ------------------------------------------------------------- schedule */
+
+static bool schedule_differs(const struct schedule_state *a, const struct schedule_state *b)
+{
+	return a->held != b->held || a->rate.unlimited != b->rate.unlimited ||
+	       a->rate.bytes_per_sec != b->rate.bytes_per_sec || a->rule != b->rule ||
+	       a->window != b->window || a->one_off != b->one_off;
+}
+
+/* Re-evaluates the schedule when it may have changed; force after a reload or sync-now. */
+static void schedule_update(struct stream *st, bool force)
+{
+	time_t now = (time_t)(clock_wall_us() / 1000000);
+	struct schedule_state next;
+
+	if (st->one_off_until && now >= st->one_off_until) {
+		log_info("stream \"%s\": the sync-now window closed", st->name);
+		st->one_off_until = 0;
+		st->one_off_drain = false;
+		force = true;
+	}
+	if (!force && st->sched_clock_gen == clock_generation() && now < st->sched_recheck)
+		return;
+	st->sched_clock_gen = clock_generation();
+	schedule_eval(st->cs, now, st->one_off_until, &next);
+	if (next.one_off && st->one_off_drain)
+		snprintf(next.why, sizeof(next.why), "sync-now until the spool is drained");
+	if (force || schedule_differs(&st->sched, &next)) {
+		if (schedule_differs(&st->sched, &next))
+			log_info("stream \"%s\": %s: %s", st->name, next.held ? "held" : "sending", next.why);
+		token_bucket_set(&st->bucket, next.rate.unlimited, next.rate.bytes_per_sec, 0,
+				 clock_mono_us());
+	}
+	if (st->sched.held && !next.held)
+		seq_reader_resend_all(st->seq_reader);
+	st->sched = next;
+	/* nothing changes within the horizon: look again in an hour */
+	st->sched_recheck = next.next_change ? next.next_change : now + 3600;
+	if (!st->sched.held)
+		sender_kick(st);
+}
+
+static void source_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct stream *st = arg;
+
+	(void)fd;
+	(void)what;
+	/*
+	 * sync-now without --for closes once everything spooled has gone out and
+	 * been applied, two ticks in a row (the reader may be a moment behind).
+	 */
+	if (st->one_off_drain && st->spool && spool_unread_bytes(st->spool) == 0 && !st->txn_open &&
+	    st->sending && lag_bytes(st->lag) == 0)
+		st->drained_ticks++;
+	else
+		st->drained_ticks = 0;
+	if (st->drained_ticks >= 2) {
+		log_info("stream \"%s\": drained: the sync-now window closes", st->name);
+		st->one_off_until = 0;
+		st->one_off_drain = false;
+		st->drained_ticks = 0;
+		schedule_update(st, true);
+	} else {
+		schedule_update(st, false);
+	}
+	reader_try_start(st);
+	event_add(st->tick, &(struct timeval){ STREAM_TICK_MS / 1000, (STREAM_TICK_MS % 1000) * 1000 });
+}
+
+bool stream_source_sync_now(struct stream *st, uint64_t for_seconds, char *msg, size_t msglen)
+{
+	time_t now = (time_t)(clock_wall_us() / 1000000);
+
+	st->one_off_drain = for_seconds == 0;
+	st->one_off_until = now + (time_t)(for_seconds ? for_seconds : STREAM_DRAIN_MAX_S);
+	schedule_update(st, true);
+	if (st->one_off_drain)
+		snprintf(msg, msglen, "stream %s: sending now, unlimited, until its spool is drained "
+			 "(%" PRIu64 " bytes to send)\n", st->name,
+			 st->spool ? spool_unread_bytes(st->spool) : 0);
+	else
+		snprintf(msg, msglen, "stream %s: sending now, unlimited, for %" PRIu64 " s\n",
+			 st->name, for_seconds);
+	if (st->one_off_drain)
+		log_info("stream \"%s\": sync-now: sending until the spool is drained", st->name);
+	else
+		log_info("stream \"%s\": sync-now: sending for %" PRIu64 " s", st->name, for_seconds);
+	return true;
+}
+
+void stream_source_reconfigure(struct stream *st)
+{
+	if (st->spool_max != st->cs->spool_max) {
+		st->spool_max = st->cs->spool_max;
+		if (st->spool_full && st->spool && spool_bytes(st->spool) < st->spool_max) {
+			st->spool_full = false;
+			if (st->reading && st->source)
+				source_resume_reading(st->source);
+		}
+	}
+	schedule_update(st, true);
+}
+
+/* --------------------------------------------------------------- sequences */
+
+static void stream_sequences_changed(void *arg, const struct seq_value *seqs, size_t n)
+{
+	static struct relay_proto_sequence list[STREAM_MAX_SEQUENCES];
+	struct stream *st = arg;
+	struct relay_proto_sequences m = { .stream = relay_proto_str(st->name), .seqs = list };
+
+	if (!relay_is_up(st->owner->relay, st->peer) || st->sched.held) {
+		/* sent in full once the link is back, or the stream may send again */
+		seq_reader_resend_all(st->seq_reader);
+		return;
+	}
+	for (size_t done = 0; done < n; done += m.nseqs) {
+		m.nseqs = n - done < STREAM_MAX_SEQUENCES ? n - done : STREAM_MAX_SEQUENCES;
+		for (size_t i = 0; i < m.nseqs; i++) {
+			list[i].schema = relay_proto_str(seqs[done + i].schema);
+			list[i].name = relay_proto_str(seqs[done + i].name);
+			list[i].value = seqs[done + i].value;
+		}
+		wire_writer_reset(&st->owner->out);
+		if (!relay_proto_write_sequences(&st->owner->out, &m) ||
+		    !stream_send(st, FRAME_SEQUENCES, 0)) {
+			seq_reader_resend_all(st->seq_reader);
+			return;
+		}
+		st->sequence_frames++;
+	}
+}
+
+/* ------------------------------------------------------------------ setup */
+
+bool stream_source_init(struct stream *st, const struct strait_config *cfg, size_t self)
+{
+	const struct config_stream *cs = st->cs;
+	struct streams *s = st->owner;
+	char spool_root[4096];
+
+	st->role = STREAM_ROLE_SOURCE;
+	st->peer = strdup(cfg->sites[cs->to].name);
+	st->src_conninfo = strdup(cfg->sites[self].database);
+	st->src_publication = strdup(cs->publication);
+	st->enc = codec_new_encoder(cs->codec, cs->compression_level);
+	st->sync_event = event_new(s->base, -1, 0, reader_sync_cb, st);
+	st->pump_event = event_new(s->base, -1, 0, sender_pump_cb, st);
+	st->tick = event_new(s->base, -1, 0, source_tick_cb, st);
+	st->relcache = relcache_new();
+	st->spool_max = cs->spool_max;
+	snprintf(spool_root, sizeof(spool_root), "%s/spool", cfg->state_dir);
+	if (asprintf(&st->spool_dir, "%s/%s", spool_root, cs->name) < 0)
+		st->spool_dir = NULL;
+	if (!st->peer || !st->src_conninfo || !st->src_publication || !st->enc || !st->sync_event ||
+	    !st->pump_event || !st->tick || !st->spool_dir || !st->relcache)
+		return false;
+	if (cs->n_tables) {
+		st->src_tables = calloc(cs->n_tables, sizeof(char *));
+		if (!st->src_tables)
+			return false;
+		for (size_t i = 0; i < cs->n_tables; i++)
+			if (!(st->src_tables[i] = strdup(cs->tables[i])))
+				return false;
+	}
+	st->seq_reader = seq_reader_new(s->base, st->src_conninfo, st->name, st->src_publication,
+					STREAM_SEQUENCE_POLL_MS, stream_sequences_changed, st);
+	if (!st->seq_reader)
+		return false;
+	st->src_cfg = (struct source_config){
+		.stream = st->name,
+		.conninfo = st->src_conninfo,
+		.publication = st->src_publication,
+		.tables = st->src_tables,
+		.n_tables = cs->n_tables,
+		.batch_max_bytes = STREAM_BATCH_MAX,
+		.export_snapshot = cs->initial_sync,
+	};
+	if (cs->initial_sync &&
+	    !(st->sync = streamsync_new_source(s->base, s->relay, st->name, st->peer, st->src_conninfo,
+					       st->src_publication, cs->codec, cs->compression_level,
+					       &st->source)))
+		return false;
+	schedule_update(st, true);
+	event_add(st->tick, &(struct timeval){ STREAM_TICK_MS / 1000, (STREAM_TICK_MS % 1000) * 1000 });
+	if (mkdir(spool_root, 0700) != 0 && errno != EEXIST) {
+		log_error("stream \"%s\": cannot create \"%s\": %s", st->name, spool_root, strerror(errno));
+		snprintf(st->last_error, sizeof(st->last_error), "cannot create %.300s: %s", spool_root,
+			 strerror(errno));
+		stream_schedule_retry(st, STREAM_RETRY_MAX_MS);
+		return true;
+	}
+	if (!reader_open_spool(st)) {
+		stream_schedule_retry(st, STREAM_RETRY_MAX_MS);
+		return true;
+	}
+	reader_make(st);
+	return true;
+}
+
+void stream_source_fini(struct stream *st)
+{
+	char err[256];
+
+	source_free(st->source);
+	seq_reader_free(st->seq_reader);
+	codec_free(st->enc);
+	if (st->spool && st->cs->durability == CONFIG_DURABILITY_SPOOL &&
+	    !spool_sync(st->spool, err, sizeof(err)))
+		log_error("stream \"%s\": spool: %s", st->name, err);
+	spool_close(st->spool);
+	relcache_free(st->relcache);
+	if (st->sync_event)
+		event_free(st->sync_event);
+	if (st->pump_event)
+		event_free(st->pump_event);
+	if (st->tick)
+		event_free(st->tick);
+	if (st->src_tables) {
+		for (size_t i = 0; i < st->src_cfg.n_tables; i++)
+			free(st->src_tables[i]);
+		free(st->src_tables);
+	}
+	free(st->spool_dir);
+	free(st->src_conninfo);
+	free(st->src_publication);
+}
+
+/* ----------------------------------------------------------------- status */
+
+const char *stream_source_state(const struct stream *st)
+{
+	if (!st->spool || (st->last_error[0] && !(st->source && source_is_ready(st->source))))
+		return "error";
+	if (st->sync && streamsync_in_progress(st->sync))
+		return "syncing";
+	if (st->spool_full)
+		return "backpressure";
+	if (st->sched.held)
+		return "held";
+	if (st->sending &&
+	    relay_output_pending(st->owner->relay, st->peer) >= RELAY_OUTPUT_HIGH)
+		return "backpressure";
+	if (st->sending)
+		return "streaming";
+	return "starting";
+}
+
+static void status_time(struct json_out *j, const char *key, time_t t)
+{
+	struct tm tm;
+	char buf[40];
+
+	if (!t) {
+		json_null(j, key);
+		return;
+	}
+	localtime_r(&t, &tm);
+	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S%z", &tm);
+	json_string(j, key, buf);
+}
+
+void stream_source_schedule_json(const struct stream *st, struct json_out *j)
+{
+	json_object_begin(j, "schedule");
+	json_string(j, "mode", st->cs->mode == CONFIG_MODE_BATCH ? "batch" : "live");
+	json_bool(j, "held", st->sched.held);
+	if (st->sched.held || st->sched.rate.unlimited)
+		json_null(j, "rate_bytes_per_sec");
+	else
+		json_uint(j, "rate_bytes_per_sec", st->sched.rate.bytes_per_sec);
+	json_bool(j, "unlimited", !st->sched.held && st->sched.rate.unlimited);
+	json_int(j, "rule", st->sched.rule);
+	json_int(j, "window", st->sched.window);
+	json_string(j, "why", st->sched.why);
+	status_time(j, "next_change", st->sched.next_change);
+	status_time(j, "sync_now_until", st->one_off_drain ? 0 : st->one_off_until);
+	json_bool(j, "sync_now_until_drained", st->one_off_drain);
+	json_object_end(j);
+}
+
+void stream_source_status(const struct stream *st, struct json_out *j)
+{
+	int64_t now = clock_wall_us();
+
+	json_bool(j, "reading", st->reading);
+	json_bool(j, "streaming", st->sending);
+	json_lsn(j, "acked_lsn", st->acked_lsn);
+	json_lsn(j, "confirmed_lsn", st->confirmed_lsn);
+	json_uint(j, "batches_sent", st->batches_sent);
+	json_uint(j, "bytes_raw", st->bytes_raw);
+	json_uint(j, "bytes_wire", st->bytes_wire);
+	json_uint(j, "bytes_wan_estimate", st->bytes_charged);
+	json_uint(j, "sequence_frames", st->sequence_frames);
+	json_object_begin(j, "spool");
+	json_string(j, "durability", st->cs->durability == CONFIG_DURABILITY_SPOOL ? "spool" : "remote");
+	json_uint(j, "bytes", st->spool ? spool_bytes(st->spool) : 0);
+	json_uint(j, "max_bytes", st->spool_max);
+	json_uint(j, "records", st->spool ? spool_records(st->spool) : 0);
+	json_uint(j, "unsent_bytes", st->spool ? spool_unread_bytes(st->spool) : 0);
+	if (st->spool && spool_oldest_us(st->spool))
+		json_double(j, "oldest_record_age_seconds",
+			    (double)(now - spool_oldest_us(st->spool)) / 1e6);
+	else
+		json_null(j, "oldest_record_age_seconds");
+	json_lsn(j, "end_lsn", st->spool ? spool_end_lsn(st->spool) : 0);
+	json_lsn(j, "durable_lsn", st->spool ? spool_durable_lsn(st->spool) : 0);
+	json_bool(j, "full", st->spool_full);
+	json_string(j, "reason", st->spool_full ? "spool_max reached: reading stopped, the slot holds WAL"
+						: NULL);
+	json_object_end(j);
+	stream_source_schedule_json(st, j);
+	if (st->source)
+		source_status_json(st->source, j);
+}
+
+void stream_source_report(const struct stream *st, struct stream_report *r, int64_t now_us)
+{
+	r->applied_lsn = st->acked_lsn;
+	r->batches = st->batches_sent;
+	r->bytes_raw = st->bytes_raw;
+	r->bytes_compressed = st->bytes_wire;
+	r->spool_bytes = st->spool ? spool_bytes(st->spool) : 0;
+	r->spool_max_bytes = st->spool_max;
+	r->spool_records = st->spool ? spool_records(st->spool) : 0;
+	r->spool_oldest_age = st->spool && spool_oldest_us(st->spool) ?
+		(double)(now_us - spool_oldest_us(st->spool)) / 1e6 : 0;
+	r->held = st->sched.held;
+	r->rate_unlimited = !st->sched.held && st->sched.rate.unlimited;
+	r->rate = st->sched.held ? 0 : st->sched.rate.bytes_per_sec;
+	r->rule = st->sched.rule;
+	r->bytes_wan = st->bytes_charged;
+}

@@ -1,0 +1,639 @@
+#!/usr/bin/python3
+"""make bench: strait against PostgreSQL's native logical replication, side
+by side in one run.
+
+Two network namespaces joined by one veth pair (offloads off), a PostgreSQL
+server in each (source in site a, target in site b). Native replication is a
+publication and a subscription that connects through a WireGuard tunnel
+(wireguard-go) with sslmode=require; strait is a straitd in each site with
+its own WireGuard tunnel (backend userspace), TLS relay link and zstd. Both
+replicate the same publication of the same source database.
+
+For each repetition and each system (the order alternates between
+repetitions, so a drift of the shared machine hits both alike):
+
+  sync     a fresh empty target (pgbench's schema); time until the tables
+           of pgbench -i -s SCALE are there and equal to the source's
+  steady   pgbench -c 4 -T STEADY: bytes on the veth (both directions) per
+           transaction, lag sampled every 250 ms, CPU of the replication
+           processes
+  catchup  the link held (native: subscription disabled; strait: a schedule
+           rule rate 0) while pgbench runs BACKLOG s, then released: rows
+           applied per second until the target has everything
+  thin     the veth limited to 10 Mbit/s each way (tc tbf), pgbench -c 4 for
+           THIN s: the transactions per second that arrive at the target
+
+Lag is measured the same way for both, outside either system: the source's
+WAL position sampled every 50 ms against the target's replication origin
+(each system advances its origin in the commit of every applied
+transaction). Every phase records the CPU the rest of the machine used.
+
+Output: a table on stdout and in OUT/results.txt, every number in
+OUT/results.json, the lag over time in OUT/lag.png.
+"""
+
+import argparse
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import benchlib  # noqa: E402
+from benchlib import (CpuLedger, LagSampler, PidCpu, Pgbench, harness, lsn_int,  # noqa: E402
+                      peak_rss, cpu_seconds, children, wait_until)
+import report  # noqa: E402
+
+SRC_DB = "bench"
+PUBLICATION = "bench_pub"
+STREAM = "app"             # strait's stream is app<rep>: origins are cluster-wide
+TABLES = ("pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history")
+CHANGES_PER_TXN = 4        # tpcb-like: three UPDATEs and one INSERT
+
+PROFILES = {
+    # name: scale, repetitions, steady s, backlog s, thin s, phases
+    # (limit: seconds after which no new repetition starts)
+    "full": dict(scale=20, reps=3, steady=30, backlog=30, thin=20, limit=14 * 60,
+                 phases=("sync", "steady", "catchup", "thin")),
+    "quick": dict(scale=5, reps=1, steady=10, backlog=10, thin=10, limit=5 * 60,
+                  phases=("sync", "steady", "catchup", "thin")),
+    "smoke": dict(scale=1, reps=1, steady=5, backlog=5, thin=5, limit=3 * 60,
+                  phases=("sync", "steady")),
+}
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# --------------------------------------------------------------------------
+# The two systems, behind one small interface
+
+class Native:
+    """CREATE PUBLICATION / CREATE SUBSCRIPTION through the native tunnel."""
+
+    name = "native"
+
+    def __init__(self, bench, rep):
+        self.b = bench
+        self.sub = f"bench_sub_{rep}"
+        self.tgt_db = f"tgt_native_{rep}"
+
+    def origin(self):
+        oid = self.b.dst.sql("SELECT oid FROM pg_subscription WHERE subname = %s", (self.sub,),
+                             dbname=self.tgt_db)[0][0]
+        return f"pg_{oid}"
+
+    def start(self):
+        conn = (f"host={self.b.tunnel.addresses[0]} port={self.b.src.port} dbname={SRC_DB} "
+                f"user=postgres sslmode=require")
+        self.b.dst.sql(f"CREATE SUBSCRIPTION {self.sub} CONNECTION '{conn}' "
+                       f"PUBLICATION {PUBLICATION}", dbname=self.tgt_db)
+
+    def wait_streaming(self, timeout):
+        def ready():
+            rows = self.b.dst.sql("SELECT count(*) FILTER (WHERE srsubstate <> 'r'), count(*) "
+                                  "FROM pg_subscription_rel", dbname=self.tgt_db)[0]
+            return rows[0] == 0 and rows[1] > 0 and self.apply_pid()
+        wait_until(ready, timeout, 0.2, what="the subscription to be ready")
+
+    def apply_pid(self):
+        rows = self.b.dst.sql("SELECT pid FROM pg_stat_subscription WHERE subname = %s "
+                              "AND relid IS NULL AND pid IS NOT NULL", (self.sub,),
+                              dbname=self.tgt_db)
+        return rows[0][0] if rows else None
+
+    def walsender_pid(self):
+        rows = self.b.src.sql("SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s",
+                              (self.sub,))
+        return rows[0][0] if rows else None
+
+    def replication_pids(self):
+        return {"walsender": [self.walsender_pid()], "apply": [self.apply_pid()],
+                "wireguard-go": self.b.tunnel.pids}
+
+    def link_stats(self):
+        return {}
+
+    def hold(self):
+        self.b.dst.sql(f"ALTER SUBSCRIPTION {self.sub} DISABLE", dbname=self.tgt_db)
+        wait_until(lambda: self.apply_pid() is None, 15, what="the apply worker to stop")
+        return True
+
+    def release(self):
+        self.b.dst.sql(f"ALTER SUBSCRIPTION {self.sub} ENABLE", dbname=self.tgt_db)
+
+    def daemons(self):
+        return {}
+
+    def stop(self):
+        self.b.dst.sql(f"DROP SUBSCRIPTION IF EXISTS {self.sub}", dbname=self.tgt_db)
+
+
+class Strait:
+    """A straitd per site (backend userspace), the stream onprem -> cloud."""
+
+    name = "strait"
+
+    def __init__(self, bench, rep):
+        self.b = bench
+        self.rep = rep
+        self.tgt_db = f"tgt_strait_{rep}"
+        # Replication origins belong to the whole target cluster, not to one
+        # database: a second target database under the same stream name would
+        # find the first one's origins and believe its sync done.
+        self.stream = f"{STREAM}{rep}"
+        self.cluster = None
+        self.d = {}
+
+    def origin(self):
+        return f"strait_{self.stream}"
+
+    def start(self):
+        b = self.b
+        base = os.path.join(b.work, f"strait-{self.rep}")
+        os.makedirs(base)
+        sites = harness.tunnel_sites([b.src, b.dst], b.pair.sites, names=("onprem", "cloud"))
+        sites[0]["database"] = b.src.dsn(SRC_DB)
+        sites[1]["database"] = b.dst.dsn(self.tgt_db)
+        stream = {"name": self.stream, "from": "onprem", "to": "cloud", "publication": PUBLICATION,
+                  "initial_sync": True}
+        self.cluster = harness.Cluster(base, sites, [stream], backend="userspace",
+                                       cluster="bench")
+        for name, site in (("onprem", b.pair.sites[0]), ("cloud", b.pair.sites[1])):
+            d = harness.Straitd(self.cluster.path(name), site=name, netns=site.ns,
+                                log_level="info")
+            self.d[name] = d
+            d.start(timeout=30)
+
+    def stream_status(self, site, role):
+        return next(r for r in self.d[site].status()["replication"] if r["role"] == role)
+
+    def wait_streaming(self, timeout):
+        wait_until(lambda: self.stream_status("onprem", "source")["streaming"], timeout, 0.2,
+                   what="the source to stream")
+
+    def replication_pids(self):
+        pids = {"straitd": [d.pid for d in self.d.values()],
+                "wireguard-go": [c for d in self.d.values() for c in children(d.pid)]}
+        pids["walsender"] = [r[0] for r in self.b.src.sql(
+            "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s",
+            (f"strait_{self.stream}",))]
+        pids["apply"] = [r[0] for r in self.b.dst.sql(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s "
+            "AND application_name = 'strait-apply'", (self.tgt_db,))]
+        return pids
+
+    def link_stats(self):
+        """The source's counters of the stream: batches and their bytes."""
+        st = self.stream_status("onprem", "source")
+        return {k: st.get(k) for k in ("batches_sent", "bytes_raw", "bytes_wire")}
+
+    def _schedule(self, rules):
+        for name in self.d:
+            cfg = self.cluster.host(name)[1]
+            if rules is None:
+                cfg["streams"][0].pop("schedule", None)
+            else:
+                cfg["streams"][0]["schedule"] = rules
+            self.cluster.update(name, cfg)
+        ok = True
+        for d in self.d.values():
+            ok = d.ctl("reload", check=False).returncode == 0 and ok
+        return ok
+
+    def hold(self):
+        return self._schedule([{"rate": 0}])
+
+    def release(self):
+        self._schedule(None)
+        self.d["onprem"].ctl("sync-now", self.stream, check=False)
+
+    def daemons(self):
+        return {name: d.pid for name, d in self.d.items() if d.alive()}
+
+    def stop(self):
+        for d in self.d.values():
+            try:
+                d.stop(timeout=15)
+            except harness.HarnessError:
+                pass
+        slot = f"strait_{self.stream}"
+        try:
+            wait_until(lambda: not self.b.src.sql(
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s AND active", (slot,)),
+                15, what="strait's slot to be released")
+            self.b.src.sql("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                           "WHERE slot_name = %s", (slot,))
+        except Exception as exc:
+            log(f"  could not drop strait's slot: {exc}")
+        self.b.dst.sql("SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin "
+                       "WHERE roname = %s OR roname LIKE %s", (slot, slot + ":%"))
+
+
+# --------------------------------------------------------------------------
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.p = dict(PROFILES[args.profile])
+        for k in ("scale", "reps", "steady", "backlog", "thin"):
+            v = getattr(args, k)
+            if v is not None:
+                self.p[k] = v
+        if args.phases:
+            self.p["phases"] = tuple(args.phases.split(","))
+        self.out = os.path.abspath(args.out)
+        self.pair = self.tunnel = self.src = self.dst = None
+        self.work = None
+        self.ledger = CpuLedger()
+        self.results = {"native": [], "strait": []}
+        self.series = []               # (system, rep, phase, samples)
+        self.skipped = []              # what the time limit left out, and why
+        self.started = time.monotonic()
+
+    # ---------------------------------------------------------------- budget
+    def budget(self):
+        p = self.p
+        # from runs on a shared 2-core machine; native's sync is the slower one
+        per = {"sync": 4 + 1.2 * p["scale"], "steady": p["steady"] + 3,
+               "catchup": p["backlog"] * 1.5 + 3, "thin": p["thin"] + 2}
+        setup = 10 + 0.5 * p["scale"]
+        run_s = sum(per[ph] for ph in p["phases"] if ph in per) + 6   # + start/stop
+        total = setup + 2 * p["reps"] * run_s
+        self.run_estimate = run_s
+        lines = [f"budget ({self.args.profile}): scale {p['scale']}, {p['reps']} repetition(s), "
+                 f"phases {', '.join(p['phases'])}, time limit {p['limit'] / 60:.1f} min",
+                 f"  setup ~{setup:.0f}s; per system and repetition ~{run_s:.0f}s "
+                 + "(" + ", ".join(f"{ph} ~{per[ph]:.0f}s" for ph in p["phases"] if ph in per)
+                 + f"); total ~{total / 60:.1f} min"]
+        return total, lines
+
+    # ----------------------------------------------------------------- setup
+    def setup(self):
+        tag = f"{os.getpid() % 10000}"
+        self.work = tempfile.mkdtemp(prefix="bench-", dir="/tmp")
+        os.chmod(self.work, 0o755)
+        self.pair = benchlib.VethPair(tag)
+        self.tunnel = benchlib.WgTunnel(self.pair, tag, self.work)
+        for pid in self.tunnel.pids:
+            self.ledger.add_root(pid)
+        self.src = harness.PgServer("bsrc", netns=self.pair.sites[0].ns, listen_addresses="*",
+                                    settings={"ssl": "on",
+                                              "max_wal_size": "2GB",
+                                              "checkpoint_timeout": "15min"})
+        self._server_cert(self.src)
+        self.dst = harness.PgServer("bdst", netns=self.pair.sites[1].ns,
+                                    settings={"max_wal_size": "2GB",
+                                              "checkpoint_timeout": "15min"})
+        self.src.start()
+        self.dst.start()
+        self.ledger.add_root(self.src.pid)
+        self.ledger.add_root(self.dst.pid)
+        self.src.createdb(SRC_DB)
+        t = time.monotonic()
+        self.src.pgbench("-i", "-s", str(self.p["scale"]), "-q", dbname=SRC_DB)
+        log(f"source loaded: pgbench -i -s {self.p['scale']} in {time.monotonic() - t:.1f}s")
+        self.src.sql(f"CREATE PUBLICATION {PUBLICATION} FOR ALL TABLES", dbname=SRC_DB)
+        self.expected_accounts = 100000 * self.p["scale"]
+
+    def _server_cert(self, pg):
+        """A self-signed certificate, so the server accepts sslmode=require."""
+        cert, key = os.path.join(pg.base, "server.crt"), os.path.join(pg.base, "server.key")
+        harness.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                     "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
+                     "-days", "2", "-subj", "/CN=bench-source"])
+        os.chmod(key, 0o600)
+        user = harness.test_user()
+        shutil.chown(key, user)
+        shutil.chown(cert, user)
+        with open(os.path.join(pg.datadir, "postgresql.conf"), "a") as f:
+            f.write(f"ssl_cert_file = '{cert}'\nssl_key_file = '{key}'\n")
+
+    def cleanup(self):
+        for pg in (self.src, self.dst):
+            if pg:
+                pg.cleanup()
+        if self.tunnel:
+            self.tunnel.cleanup()
+        if self.pair:
+            self.pair.cleanup()
+        if self.work:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+    # --------------------------------------------------------------- helpers
+    def history_counts(self, sysobj):
+        s = self.src.sql("SELECT count(*) FROM pgbench_history", dbname=SRC_DB)[0][0]
+        t = self.dst.sql("SELECT count(*) FROM pgbench_history", dbname=sysobj.tgt_db)[0][0]
+        return s, t
+
+    def wait_caught_up(self, sysobj, timeout, interval=0.1):
+        """Seconds until the target has every transaction (None on timeout)."""
+        t0 = time.monotonic()
+        try:
+            wait_until(lambda: (lambda c: c[0] == c[1])(self.history_counts(sysobj)), timeout,
+                       interval, what=f"{sysobj.name} to catch up")
+        except TimeoutError:
+            return None
+        return time.monotonic() - t0
+
+    def digest(self, pg, dbname):
+        return pg.sql("SELECT (SELECT count(*) FROM pgbench_accounts), "
+                      "(SELECT count(*) FROM pgbench_branches), "
+                      "(SELECT count(*) FROM pgbench_tellers), "
+                      "(SELECT count(*) FROM pgbench_history), "
+                      "(SELECT sum(abalance) FROM pgbench_accounts), "
+                      "(SELECT sum(bbalance) FROM pgbench_branches), "
+                      "(SELECT sum(tbalance) FROM pgbench_tellers)", dbname=dbname)[0]
+
+    def sampler(self, sysobj):
+        return LagSampler(self.src, self.dst, SRC_DB, sysobj.tgt_db, sysobj.origin()).start()
+
+    # ---------------------------------------------------------------- phases
+    def phase_sync(self, sysobj):
+        """Initial sync: from configuring replication until the target's
+        tables are complete and equal to the source's."""
+        self.src.sql("TRUNCATE pgbench_history", dbname=SRC_DB)
+        want = self.digest(self.src, SRC_DB)
+        self.dst.createdb(sysobj.tgt_db)
+        self.dst.pgbench("-i", "-I", "dtp", dbname=sysobj.tgt_db)   # schema, no rows
+        n_branches, n_tellers = want[1], want[2]
+        snap = self.ledger.snapshot()
+        t0 = time.monotonic()
+        sysobj.start()
+        timeout = 60 + 6 * self.p["scale"]
+
+        def arrived():
+            # cheap: the last account by its key and the small tables' counts
+            # (each system loads a table in one transaction), then the digest
+            r = self.dst.sql("SELECT EXISTS (SELECT 1 FROM pgbench_accounts WHERE aid = %s), "
+                             "(SELECT count(*) FROM pgbench_branches), "
+                             "(SELECT count(*) FROM pgbench_tellers)",
+                             (self.expected_accounts,), dbname=sysobj.tgt_db)[0]
+            if not (r[0] and r[1] == n_branches and r[2] == n_tellers):
+                return None
+            t = time.monotonic()
+            return t if self.digest(self.dst, sysobj.tgt_db) == want else None
+
+        try:
+            t_done = wait_until(arrived, timeout, 0.2, what="the initial sync")
+            seconds = t_done - t0
+        except TimeoutError:
+            seconds = None
+        cpu = CpuLedger.delta(snap, self.ledger.snapshot())
+        if seconds is None:
+            raise harness.HarnessError(f"the initial sync did not finish in {timeout}s")
+        sysobj.wait_streaming(60)
+        return {"seconds": seconds, "timeout": timeout, "cpu": cpu}
+
+    def phase_steady(self, sysobj, rep):
+        d = self.p["steady"]
+        pids = sysobj.replication_pids()
+        snap = self.ledger.snapshot()
+        c0 = self.pair.counters()
+        link0 = sysobj.link_stats()
+        pcpu = PidCpu(pids).start()
+        s0, _ = self.history_counts(sysobj)
+        lag = self.sampler(sysobj)
+        bench = Pgbench(self.src, SRC_DB, 4, d).wait(timeout=d + 60)
+        load_end = time.monotonic() - lag.t0
+        drain = self.wait_caught_up(sysobj, 30 + d)
+        c1 = self.pair.counters()
+        link1 = sysobj.link_stats()
+        rcpu_by = pcpu.stop()
+        rcpu = sum(rcpu_by.values())
+        samples = lag.stop()
+        cpu = CpuLedger.delta(snap, self.ledger.snapshot())
+        s1, _ = self.history_counts(sysobj)
+        txns = s1 - s0
+        self.series.append((sysobj.name, rep, "steady", samples))
+        window = lag.window(0, load_end)
+        rx, tx, prx, ptx = (b - a for a, b in zip(c0, c1))
+        wan = rx + tx
+        link = {k: link1[k] - link0[k] for k in link0 if link0[k] is not None}
+        if txns:
+            link["per_txn"] = {k: round(v / txns, 3) for k, v in link.items()}
+        return {"transactions": txns, "tps": bench.tps(), "wan_bytes": wan,
+                "wan_bytes_to_target": tx, "wan_bytes_to_source": rx,
+                "packets_to_target": ptx, "packets_to_source": prx,
+                "bytes_per_txn": wan / txns if txns else None,
+                "packets_per_txn": (ptx + prx) / txns if txns else None,
+                "link": link, "replication_cpu_by_process": rcpu_by,
+                "drain_s": drain, "lag_p50": benchlib.median(window),
+                "lag_p99": benchlib.quantile(window, 0.99),
+                "lag_max": max(window) if window else None, "lag_samples": len(window),
+                "lag_error": lag.error,
+                "replication_cpu_s": rcpu,
+                "replication_cpu_per_1k_txn": rcpu / txns * 1000 if txns else None,
+                "cpu": cpu}
+
+    def phase_catchup(self, sysobj, rep):
+        b = self.p["backlog"]
+        snap = self.ledger.snapshot()
+        if not sysobj.hold():
+            sysobj.release()
+            return {"supported": False, "why": "the hold was refused (reload failed)",
+                    "cpu": CpuLedger.delta(snap, self.ledger.snapshot())}
+        lsn0 = self.src.sql("SELECT pg_current_wal_insert_lsn()::text")[0][0]
+        s0, t0c = self.history_counts(sysobj)
+        lag = self.sampler(sysobj)
+        bench = Pgbench(self.src, SRC_DB, 4, b)
+        probe = min(3.0, b / 2)
+        time.sleep(probe)    # the load runs; is anything getting through?
+        s1, t1c = self.history_counts(sysobj)
+        if s1 - s0 > 0 and (t1c - t0c) > 0.5 * (s1 - s0):
+            bench.kill()
+            lag.stop()
+            sysobj.release()
+            self.wait_caught_up(sysobj, 60)
+            return {"supported": False,
+                    "why": f"the hold had no effect ({t1c - t0c} of {s1 - s0} transactions "
+                           f"applied within {probe:.0f}s)",
+                    "cpu": CpuLedger.delta(snap, self.ledger.snapshot())}
+        bench.wait(timeout=b + 60)
+        s2, t2c = self.history_counts(sysobj)
+        lsn1 = self.src.sql("SELECT pg_current_wal_insert_lsn()::text")[0][0]
+        backlog_txns = s2 - t2c
+        rel = time.monotonic()
+        sysobj.release()
+        drain = self.wait_caught_up(sysobj, max(60, 4 * b), interval=0.05)
+        end = time.monotonic()
+        samples = lag.stop()
+        self.series.append((sysobj.name, rep, "catchup", samples))
+        cpu = CpuLedger.delta(snap, self.ledger.snapshot())
+        if drain is None:
+            _, t3c = self.history_counts(sysobj)
+            applied = t3c - t2c
+            return {"supported": True, "timed_out": True, "backlog_txns": backlog_txns,
+                    "rows_per_s": applied * CHANGES_PER_TXN / (end - rel),
+                    "drain_s": None, "cpu": cpu}
+        drain_s = end - rel
+        return {"supported": True, "timed_out": False, "backlog_txns": backlog_txns,
+                "backlog_rows": backlog_txns * CHANGES_PER_TXN,
+                "backlog_wal_bytes": lsn_int(lsn1) - lsn_int(lsn0),
+                "load_tps": bench.tps(), "drain_s": drain_s,
+                "rows_per_s": backlog_txns * CHANGES_PER_TXN / drain_s if drain_s else None,
+                "cpu": cpu}
+
+    def phase_thin(self, sysobj, rep):
+        w = self.p["thin"]
+        self.wait_caught_up(sysobj, 30)
+        self.pair.shape("10mbit")
+        try:
+            snap = self.ledger.snapshot()
+            c0 = self.pair.counters()
+            s0, t0c = self.history_counts(sysobj)
+            lag = self.sampler(sysobj)
+            bench = Pgbench(self.src, SRC_DB, 4, w).wait(timeout=w + 60)
+            s1, t1c = self.history_counts(sysobj)
+            c1 = self.pair.counters()
+            end = time.monotonic() - lag.t0
+            samples = lag.stop()
+            cpu = CpuLedger.delta(snap, self.ledger.snapshot())
+        finally:
+            self.pair.unshape()
+        self.series.append((sysobj.name, rep, "thin", samples))
+        tail = lag.window(end - 2.0, end + 1.0)
+        lag_end = max(tail) if tail else None
+        arrived = (t1c - t0c) / w
+        offered = (s1 - s0) / w
+        # lag that stays small means the link kept up with all pgbench offered:
+        # the sustainable rate is at least that; else it is what arrived
+        bounded = lag_end is not None and lag_end < 2.0
+        # bytes per arrived transaction on the thin link, and what 10 Mbit/s
+        # each way would carry at that cost (the busier direction decides)
+        busier = max(c1[0] - c0[0], c1[1] - c0[1])
+        per_txn = busier / (t1c - t0c) if t1c > t0c else None
+        return {"offered_tps": offered, "arrived_tps": arrived, "lag_end_s": lag_end,
+                "pgbench_tps": bench.tps(),
+                "busier_direction_bytes_per_txn": per_txn,
+                "link_capacity_estimate_tps": 10e6 / 8 / per_txn if per_txn else None,
+                "bounded": bounded, "sustained_tps": offered if bounded else arrived,
+                "cpu": cpu}
+
+    # ------------------------------------------------------------ one system
+    def run_system(self, cls, rep):
+        sysobj = cls(self, rep)
+        res = {"rep": rep}
+        log(f"rep {rep + 1}: {sysobj.name}")
+        try:
+            res["sync"] = self.phase_sync(sysobj)
+            log(f"  sync {fmt(res['sync']['seconds'])}s")
+            if "steady" in self.p["phases"]:
+                r = res["steady"] = self.phase_steady(sysobj, rep)
+                log(f"  steady: {r['transactions']} txn, {fmt(r['tps'])} tps, "
+                    f"{fmt(r['bytes_per_txn'])} B/txn, lag p50 {fmt(r['lag_p50'])}s "
+                    f"p99 {fmt(r['lag_p99'])}s")
+            if "catchup" in self.p["phases"]:
+                r = res["catchup"] = self.phase_catchup(sysobj, rep)
+                if r.get("supported"):
+                    log(f"  catch-up: {r['backlog_txns']} txn backlog, "
+                        f"{fmt(r['rows_per_s'])} rows/s")
+                else:
+                    log(f"  catch-up: n/a ({r['why']})")
+            if "thin" in self.p["phases"]:
+                r = res["thin"] = self.phase_thin(sysobj, rep)
+                log(f"  thin WAN: offered {fmt(r['offered_tps'])} tps, arrived "
+                    f"{fmt(r['arrived_tps'])} tps, lag at end {fmt(r['lag_end_s'])}s")
+        except Exception as exc:
+            res["error"] = f"{type(exc).__name__}: {exc}"
+            log(f"  {sysobj.name} failed: {res['error']}")
+            traceback.print_exc()
+        finally:
+            if "error" in res and isinstance(sysobj, Strait):
+                for d in sysobj.d.values():      # the daemons' side of the story
+                    if os.path.exists(d.logfile):
+                        shutil.copy(d.logfile, os.path.join(self.out, f"straitd-r{rep + 1}-{d.site}.log"))
+            d = sysobj.daemons()
+            res["straitd"] = {name: {"peak_rss": peak_rss(pid), "cpu_s": cpu_seconds(pid)}
+                              for name, pid in d.items()}
+            try:
+                sysobj.stop()
+            except Exception as exc:
+                log(f"  stopping {sysobj.name}: {exc}")
+            try:
+                self.dst.sql(f'DROP DATABASE IF EXISTS "{sysobj.tgt_db}" WITH (FORCE)')
+            except Exception as exc:
+                log(f"  dropping {sysobj.tgt_db}: {exc}")
+        self.results[sysobj.name].append(res)
+
+    def run(self):
+        total, lines = self.budget()
+        for line in lines:
+            log(line)
+        self.setup()
+        log(f"veth offloads: {self.pair.offloads()}")
+        for rep in range(self.p["reps"]):
+            order = (Native, Strait) if rep % 2 == 0 else (Strait, Native)
+            left = self.p["limit"] - (time.monotonic() - self.started)
+            if rep > 0 and left < 2 * self.run_estimate:
+                # a repetition of one system only would compare nothing
+                self.skipped.append(f"repetitions {rep + 1}-{self.p['reps']}: "
+                                    f"{left:.0f}s left of the time limit, "
+                                    f"~{2 * self.run_estimate:.0f}s needed")
+                log(f"skipping {self.skipped[-1]}")
+                break
+            for cls in order:
+                self.run_system(cls, rep)
+            log(f"elapsed {(time.monotonic() - self.started) / 60:.1f} min "
+                f"(budget {total / 60:.1f} min)")
+
+
+def fmt(v, digits=2):
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="build/bench", help="directory for results and plot")
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--quick", dest="profile", action="store_const", const="quick",
+                   help="one short repetition of every phase (~3 minutes)")
+    g.add_argument("--smoke", dest="profile", action="store_const", const="smoke",
+                   help="one very short repetition of sync and steady (a test of the script)")
+    ap.set_defaults(profile="full")
+    ap.add_argument("--scale", type=int, help="pgbench scale of the initial sync")
+    ap.add_argument("--reps", type=int, help="repetitions of each phase")
+    ap.add_argument("--steady", type=int, help="seconds of pgbench in the steady phase")
+    ap.add_argument("--backlog", type=int, help="seconds the link is held in catch-up")
+    ap.add_argument("--thin", type=int, help="seconds of pgbench over the thin WAN")
+    ap.add_argument("--phases", help="comma-separated subset of sync,steady,catchup,thin")
+    args = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench: needs root (network namespaces, WireGuard, PostgreSQL user)",
+              file=sys.stderr)
+        return 2
+    for path in (harness.STRAITD, harness.STRAITCTL):
+        if not os.access(path, os.X_OK):
+            print(f"bench: {path} is missing: run make first", file=sys.stderr)
+            return 2
+    os.makedirs(args.out, exist_ok=True)
+    bench = Bench(args)
+    # SIGTERM unwinds like Ctrl-C, so cleanup() runs
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    failed = None
+    try:
+        bench.run()
+    except KeyboardInterrupt:
+        failed = "interrupted"
+    except Exception as exc:
+        failed = f"{type(exc).__name__}: {exc}"
+        traceback.print_exc()
+    finally:
+        bench.cleanup()
+    text = report.write(bench, os.path.abspath(args.out), failed)
+    print(text, flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,406 @@
+"""Infrastructure of the benchmark (tests/bench/bench.py): the two sites and
+the veth pair between them, the WireGuard tunnel native replication runs
+through, CPU and memory bookkeeping from /proc, the lag sampler and pgbench.
+
+Everything that runs PostgreSQL or straitd comes from the integration
+harness (tests/integration/harness.py); this module adds only what a
+measurement needs. Whatever is started here is stopped by pid in cleanup().
+
+Measurements are taken so that only replication crosses the veth: pgbench,
+the samplers and every query of the bench use the servers' unix sockets,
+which are file system objects and reach into the namespaces without a
+network.
+"""
+
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
+
+import harness  # noqa: E402
+from harness import run, wait_until  # noqa: E402,F401
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+# --------------------------------------------------------------------------
+# Two namespace sites joined by one veth pair
+
+class VethPair:
+    """Two network namespaces, each with one end of a veth pair (wan0),
+    192.0.2.1 and 192.0.2.2. Offloads are off so the counters see the frames
+    as they would cross a real wire (no 64 KiB super-frames)."""
+
+    def __init__(self, tag):
+        self.namespaces = []
+        self.sites = []
+        names = [f"sb{tag}a", f"sb{tag}b"]
+        for ns in names:
+            run(["ip", "netns", "add", ns])
+            self.namespaces.append(ns)
+        run(["ip", "link", "add", "name", "wan0", "netns", names[0], "type", "veth",
+             "peer", "name", "wan0", "netns", names[1]])
+        for i, ns in enumerate(names):
+            site = harness.Site(ns, "wan0", f"192.0.2.{i + 1}")
+            site.run(["ip", "link", "set", "lo", "up"])
+            site.run(["ip", "addr", "add", f"{site.wan_ip}/24", "dev", "wan0"])
+            site.run(["ip", "link", "set", "wan0", "up"])
+            site.run(["ethtool", "-K", "wan0", "tso", "off", "gso", "off", "gro", "off"])
+            self.sites.append(site)
+
+    def offloads(self):
+        """The offload settings as ethtool reports them (for the record)."""
+        out = self.sites[0].run(["ethtool", "-k", "wan0"]).stdout
+        keep = ("tcp-segmentation-offload", "generic-segmentation-offload",
+                "generic-receive-offload")
+        return {line.split(":")[0].strip(): line.split(":")[1].strip()
+                for line in out.splitlines() if line.split(":")[0].strip() in keep}
+
+    def counters(self):
+        """(rx_bytes, tx_bytes, rx_packets, tx_packets) of site 0's veth end:
+        every frame either way."""
+        base = f"/sys/class/net/{self.sites[0].wan_if}/statistics"
+        out = self.sites[0].run(["cat"] + [f"{base}/{n}" for n in
+                                           ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets")])
+        return tuple(int(x) for x in out.stdout.split())
+
+    def shape(self, rate="10mbit"):
+        """A token bucket on both ends, so each direction is limited to rate."""
+        for s in self.sites:
+            s.run(["tc", "qdisc", "replace", "dev", "wan0", "root", "tbf", "rate", rate,
+                   "burst", "32kbit", "latency", "400ms"])
+
+    def unshape(self):
+        for s in self.sites:
+            s.run(["tc", "qdisc", "del", "dev", "wan0", "root"], check=False)
+
+    def cleanup(self):
+        for ns in reversed(self.namespaces):
+            run(["ip", "netns", "del", ns], check=False)
+        self.namespaces = []
+
+
+# --------------------------------------------------------------------------
+# The tunnel native replication uses: wireguard-go, as straitd runs it
+
+class WgTunnel:
+    """wireguard-go in each site (foreground, our child), configured with wg:
+    tunnel addresses 10.78.0.1 and .2, UDP port 51821, keepalive 25 s (as
+    strait's default), MTU 1420 (wireguard-go's default, what strait
+    computes for a 1500-byte veth)."""
+
+    def __init__(self, pair, tag, workdir, port=51821, subnet="10.78.0"):
+        self.procs = []
+        self.ifnames = []
+        self.addresses = []
+        keys = []
+        for i in range(2):
+            priv = run(["wg", "genkey"]).stdout.strip()
+            pub = run(["wg", "pubkey"], input=priv + "\n").stdout.strip()
+            path = os.path.join(workdir, f"wg{i}.key")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(priv + "\n")
+            keys.append((path, pub))
+        env = dict(os.environ, WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD="1")
+        for i, site in enumerate(pair.sites):
+            # UAPI sockets are shared by all namespaces: a name of our own
+            ifname = f"bwg{tag}{i}"[:15]
+            log = open(os.path.join(workdir, f"{ifname}.log"), "w")
+            self.procs.append(site.popen(["wireguard-go", "-f", ifname], stdout=log,
+                                         stderr=subprocess.STDOUT, env=env))
+            log.close()
+            self.ifnames.append(ifname)
+            sock = f"/var/run/wireguard/{ifname}.sock"
+            wait_until(lambda: os.path.exists(sock), 10, what=f"{ifname}'s UAPI socket")
+        for i, site in enumerate(pair.sites):
+            peer = pair.sites[1 - i]
+            ifname = self.ifnames[i]
+            addr = f"{subnet}.{i + 1}"
+            self.addresses.append(addr)
+            site.run(["wg", "set", ifname, "listen-port", str(port), "private-key", keys[i][0],
+                      "peer", keys[1 - i][1], "endpoint", f"{peer.wan_ip}:{port}",
+                      "allowed-ips", f"{subnet}.{2 - i}/32", "persistent-keepalive", "25"])
+            site.run(["ip", "addr", "add", f"{addr}/24", "dev", ifname])
+            site.run(["ip", "link", "set", ifname, "up"])
+        # the first handshake, so the first measurement does not pay for it
+        wait_until(lambda: pair.sites[1].run(["ping", "-c", "1", "-W", "1", self.addresses[0]],
+                                             check=False).returncode == 0,
+                   15, what="a ping through the native tunnel")
+
+    @property
+    def pids(self):
+        return [p.pid for p in self.procs if p.poll() is None]
+
+    def cleanup(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()      # our child: wait() reaps it (kill_pid would see a zombie)
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        self.procs = []
+
+
+# --------------------------------------------------------------------------
+# CPU and memory from /proc
+
+def _stat(pid):
+    """(ppid, own CPU ticks, reaped children's CPU ticks) or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            rest = f.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    return int(rest[1]), int(rest[11]) + int(rest[12]), int(rest[13]) + int(rest[14])
+
+
+def cpu_seconds(pid):
+    """CPU seconds (user + system) one process used so far, None once gone."""
+    st = _stat(pid)
+    return None if st is None else st[1] / CLK_TCK
+
+
+def peak_rss(pid):
+    """VmHWM of a process in bytes (its peak resident set), None once gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return None
+
+
+def children(pid):
+    """Pids of a process's live children."""
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            st = _stat(name)
+            if st and st[0] == pid:
+                out.append(int(name))
+    return out
+
+
+def _busy_ticks():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal: all but idle and iowait
+    return v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)
+
+
+class CpuLedger:
+    """Splits the machine's CPU into ours and everyone else's.
+
+    Ours: every process descending from this one or from a root we were
+    told about (the postmasters, which pg_ctl detaches); a process's reaped
+    children count in its cutime, so short-lived pgbench backends are not
+    lost. Everything else busy on the machine (other users, kernel softirq
+    work not charged to one of ours) is "other"."""
+
+    def __init__(self):
+        self.roots = {os.getpid()}
+
+    def add_root(self, pid):
+        if pid:
+            self.roots.add(pid)
+
+    def snapshot(self):
+        procs = {}
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                st = _stat(name)
+                if st:
+                    procs[int(name)] = st
+        kids = {}
+        for pid, st in procs.items():
+            kids.setdefault(st[0], []).append(pid)
+        ours, todo = 0, [r for r in self.roots if r in procs]
+        seen = set()
+        while todo:
+            pid = todo.pop()
+            if pid in seen:
+                continue
+            seen.add(pid)
+            ours += procs[pid][1] + procs[pid][2]
+            todo.extend(kids.get(pid, []))
+        return time.monotonic(), _busy_ticks(), ours
+
+    @staticmethod
+    def delta(a, b):
+        """{'wall', 'busy', 'ours', 'other'} in seconds between two snapshots."""
+        busy = (b[1] - a[1]) / CLK_TCK
+        ours = (b[2] - a[2]) / CLK_TCK
+        return {"wall": b[0] - a[0], "busy": busy, "ours": ours, "other": max(0.0, busy - ours)}
+
+
+class PidCpu:
+    """CPU seconds of labelled processes ({label: [pid, ...]}) between
+    start() and stop(); stop() returns {label: seconds}."""
+
+    def __init__(self, labelled):
+        self.labelled = {k: [p for p in v if p] for k, v in labelled.items()}
+        self.start_v = {}
+
+    def start(self):
+        self.start_v = {p: cpu_seconds(p) for v in self.labelled.values() for p in v}
+        return self
+
+    def stop(self):
+        out = {}
+        for label, pids in self.labelled.items():
+            total = 0.0
+            for p in pids:
+                a, b = self.start_v.get(p), cpu_seconds(p)
+                if a is not None and b is not None:
+                    total += b - a
+            out[label] = round(total, 2)
+        return out
+
+
+# --------------------------------------------------------------------------
+# Lag, measured the same way for both: the target's replication origin
+# against a history of the source's WAL position
+
+def lsn_int(text):
+    hi, lo = text.split("/")
+    return (int(hi, 16) << 32) | int(lo, 16)
+
+
+class LagSampler:
+    """Samples the source's WAL insert position every 50 ms and the target's
+    applied position (its replication origin's remote_lsn, which both
+    PostgreSQL's apply worker and strait's sink advance in the commit of each
+    applied transaction) every 250 ms.
+
+    Lag at a moment t is t minus the time of the oldest source sample the
+    target had not reached: how long ago WAL was written that is not applied
+    yet (a lower bound, exact to the 50 ms of the source sampling); 0 when
+    the target has applied all the source had written."""
+
+    def __init__(self, src, dst, src_db, dst_db, origin, period=0.25, src_period=0.05):
+        self.src, self.dst = src, dst
+        self.src_db, self.dst_db = src_db, dst_db
+        self.origin = origin
+        self.period, self.src_period = period, src_period
+        self.samples = []          # (t, lag_seconds)
+        self._stop = threading.Event()
+        self._thread = None
+        self.error = None
+        self.t0 = None
+
+    def start(self):
+        self.t0 = time.monotonic()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self):
+        try:
+            with self.src.connect(self.src_db) as sc, self.dst.connect(self.dst_db) as dc:
+                history = []      # (t, lsn) of the source
+                next_lag = time.monotonic()
+                while not self._stop.is_set():
+                    now = time.monotonic()
+                    lsn = sc.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]
+                    history.append((now, lsn_int(lsn)))
+                    if now >= next_lag:
+                        next_lag += self.period
+                        row = dc.execute("SELECT remote_lsn::text FROM pg_replication_origin_status "
+                                         "WHERE external_id = %s", (self.origin,)).fetchone()
+                        t = time.monotonic()
+                        applied = lsn_int(row[0]) if row and row[0] else 0
+                        lag = 0.0
+                        for ts, l in history:
+                            if l > applied:
+                                lag = max(0.0, t - ts)
+                                break
+                        if lag > 0.5 and self.caught_up(sc, dc):
+                            # WAL written without a commit (an idle source's
+                            # running-xacts records) never reaches the target
+                            lag = 0.0
+                        # forget what is applied, keeping the last one as a floor
+                        while len(history) > 1 and history[1][1] <= applied:
+                            history.pop(0)
+                        self.samples.append((t - self.t0, lag))
+                    self._stop.wait(self.src_period)
+        except Exception as exc:       # reported with the phase's numbers
+            self.error = repr(exc)
+
+    @staticmethod
+    def caught_up(sc, dc):
+        """Every pgbench transaction of the source is at the target."""
+        q = "SELECT count(*) FROM pgbench_history"
+        return sc.execute(q).fetchone()[0] == dc.execute(q).fetchone()[0]
+
+    def stop(self):
+        self._stop.set()
+        if self._thread:
+            self._thread.join(10)
+        return self.samples
+
+    def window(self, start, end):
+        """Lag values sampled between start and end (seconds since start())."""
+        return [v for t, v in self.samples if start <= t <= end]
+
+
+def quantile(values, q):
+    if not values:
+        return None
+    v = sorted(values)
+    k = (len(v) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (k - lo)
+
+
+def median(values):
+    return statistics.median(values) if values else None
+
+
+# --------------------------------------------------------------------------
+# pgbench
+
+class Pgbench:
+    """pgbench against the source's unix socket, in the background."""
+
+    def __init__(self, pg, dbname, clients, seconds, rate=None):
+        cmd = ["pgbench", "-h", pg.sockdir, "-p", str(pg.port), "-U", "postgres", "-n",
+               "-c", str(clients), "-T", str(max(1, int(round(seconds))))]
+        if rate:
+            cmd += ["-R", str(rate)]
+        self.proc = subprocess.Popen(cmd + [dbname], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.out = self.err = ""
+
+    def wait(self, timeout=None):
+        self.out, self.err = self.proc.communicate(timeout=timeout)
+        if self.proc.returncode != 0:
+            raise harness.HarnessError(f"pgbench exited {self.proc.returncode}: {self.err}")
+        return self
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+    def transactions(self):
+        for line in self.out.splitlines():
+            if line.startswith("number of transactions actually processed:"):
+                return int(line.split(":")[1].split("/")[0])
+        return None
+
+    def tps(self):
+        for line in self.out.splitlines():
+            if line.startswith("tps ="):
+                return float(line.split("=")[1].split()[0])
+        return None

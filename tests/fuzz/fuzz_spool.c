@@ -1,0 +1,287 @@
+/*
+ * fuzz_spool.c — libFuzzer target for the spool's record parser and its
+ * recovery (gateway/spool.c).
+ *
+ * Each input is used twice. First as a run of records, parsed one after the
+ * other like a segment reader does (from the start, and past a segment
+ * header): a record that parses lies inside the input, its CRC matches and
+ * its body follows its meta. Then as the files of a spool directory: the
+ * input is split before every segment magic ("STRAITSP"), each piece becomes
+ * one segment file (bytes before the first magic a headerless first
+ * segment), and spool_open() recovers it — once as they are, once with
+ * every record's CRC made right (the fuzzer cannot forge CRCs, and the paths
+ * of valid records matter most). Beyond "no crash", it checks:
+ * kept and dropped bytes add up to what was on disk; everything kept reads
+ * back without error and ends with a record that ends a transaction; seeking
+ * anywhere works; appending, syncing and cutting an incomplete tail go on
+ * normally; a second open finds nothing to repair; and a release at the end
+ * leaves an empty spool.
+ *
+ * The library is built with STRAIT_FUZZING, which makes the spool's fsync a
+ * no-op; the files go to /dev/shm when there is one.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "gateway/crc32c.h"
+#include "gateway/spool.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define CHECK(cond) do { if (!(cond)) abort(); } while (0)
+
+#define MAGIC "STRAITSP"
+#define MAGIC_LEN 8
+#define SEG_HDR 16
+#define MAX_SEGMENTS 16
+#define SEGMENT_BYTES 512
+
+static uint32_t
+le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void
+parse_walk(const uint8_t *buf, size_t len)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		struct spool_meta m;
+		const uint8_t *body;
+		size_t blen;
+		long n = spool_parse_record(buf + off, len - off, &m, &body, &blen);
+
+		if (n <= 0)
+			break;
+		CHECK((size_t)n <= len - off && (size_t)n == 48 + blen);
+		CHECK(body == buf + off + 48);
+		CHECK(le32(buf + off) == 40 + blen);
+		CHECK(crc32c(0, buf + off + 8, 40 + blen) == le32(buf + off + 4));
+		off += (size_t)n;
+	}
+}
+
+static char base[64];
+
+static void clear_dir(const char *dir);
+
+static void
+remove_base(void)
+{
+	clear_dir(base);
+}
+
+static void
+make_base(void)
+{
+	if (base[0] != '\0')
+		return;
+	snprintf(base, sizeof(base), "%s/strait-fuzz-spool-XXXXXX",
+		 access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+	CHECK(mkdtemp(base) != NULL);
+	atexit(remove_base);
+}
+
+static void
+clear_dir(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	char path[256];
+
+	if (d == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		unlink(path);
+	}
+	closedir(d);
+	rmdir(dir);
+}
+
+static void
+write_file(const char *dir, unsigned seq, const uint8_t *p, size_t n)
+{
+	char path[256];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%016x.seg", dir, seq);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	CHECK(fd >= 0);
+	CHECK(n == 0 || write(fd, p, n) == (ssize_t)n);
+	close(fd);
+}
+
+/* Where the segments start: before every magic (and at 0). Returns how many. */
+static size_t
+split_segments(const uint8_t *data, size_t size, size_t start[MAX_SEGMENTS + 1])
+{
+	size_t n = 1;
+
+	start[0] = 0;
+	for (size_t i = 1; i + MAGIC_LEN <= size && n < MAX_SEGMENTS; i++)
+		if (memcmp(data + i, MAGIC, MAGIC_LEN) == 0)
+			start[n++] = i;
+	start[n] = size;
+	return n;
+}
+
+/*
+ * Gives every record whose length fits a correct CRC, so that the fuzzer,
+ * which cannot forge CRCs, reaches the paths of valid records too.
+ */
+static void
+fix_crcs(uint8_t *data, const size_t *start, size_t nsegs)
+{
+	for (size_t i = 0; i < nsegs; i++) {
+		size_t off = start[i] + SEG_HDR, end = start[i + 1];
+
+		while (off + 8 <= end) {
+			uint32_t len = le32(data + off);
+			uint32_t crc;
+
+			if (len < 40 || len > end - off - 8)
+				break;
+			crc = crc32c(0, data + off + 8, len);
+			for (int b = 0; b < 4; b++)
+				data[off + 4 + b] = (uint8_t)(crc >> (8 * b));
+			off += 8 + (size_t)len;
+		}
+	}
+}
+
+static void
+write_segments(const char *dir, const uint8_t *data, const size_t *start, size_t nsegs)
+{
+	CHECK(mkdir(dir, 0700) == 0);
+	for (size_t i = 0; i < nsegs; i++)
+		write_file(dir, (unsigned)i + 1, data + start[i], start[i + 1] - start[i]);
+}
+
+/* Reads everything from the cursor: returns the records read. */
+static uint64_t
+read_all(struct spool *sp, uint64_t *last_end)
+{
+	struct spool_meta m;
+	const uint8_t *body;
+	size_t blen;
+	char err[512];
+	uint64_t n = 0;
+	int r;
+
+	*last_end = 0;
+	while ((r = spool_read(sp, &m, &body, &blen, err, sizeof(err))) == 1) {
+		n++;
+		*last_end = m.commit_end_lsn;
+	}
+	CHECK(r == 0);
+	return n;
+}
+
+static void
+spool_checks(const char *dir, const uint8_t *data, size_t size, const size_t *start,
+		size_t nsegs)
+{
+	struct spool_recovery rec;
+	struct spool_meta m = { .first_lsn = 1, .spooled_at_us = 1 };
+	char err[512];
+	struct spool *sp;
+	uint64_t on_disk, records, last_end, end;
+	uint8_t body[300];
+
+	write_segments(dir, data, start, nsegs);
+	on_disk = size;
+	sp = spool_open(dir, SEGMENT_BYTES, &rec, err, sizeof(err));
+	CHECK(sp != NULL);
+	CHECK(rec.bytes + rec.dropped_bytes == on_disk);
+	CHECK(rec.dropped_bytes == 0 || rec.detail[0] != '\0');
+	CHECK(!rec.torn || rec.detail[0] != '\0');
+	CHECK(spool_bytes(sp) == rec.bytes);
+	CHECK(spool_records(sp) == rec.records);
+	CHECK(spool_unread_bytes(sp) + (rec.bytes ? SEG_HDR : 0) <= rec.bytes);
+
+	/* everything kept reads back and ends a transaction */
+	records = read_all(sp, &last_end);
+	CHECK(records == rec.records);
+	CHECK(records == 0 || last_end != 0);
+	CHECK(spool_end_lsn(sp) == last_end);
+	CHECK(spool_durable_lsn(sp) == last_end);
+	CHECK(spool_unread_bytes(sp) == 0);
+
+	/* seeking anywhere, then reading on */
+	if (size >= 8) {
+		uint64_t lsn = 0;
+
+		memcpy(&lsn, data + size - 8, 8);
+		CHECK(spool_seek(sp, lsn, err, sizeof(err)));
+		(void)read_all(sp, &last_end);
+	}
+	CHECK(spool_seek(sp, 0, err, sizeof(err)));
+	CHECK(read_all(sp, &last_end) == records);
+
+	/* appending goes on, across segments, and an unfinished tail is cut */
+	end = spool_end_lsn(sp);
+	memset(body, 0xa5, sizeof(body));
+	CHECK(spool_append(sp, &m, body, 10, err, sizeof(err)));
+	m.commit_end_lsn = end == UINT64_MAX ? end : end + 1;
+	CHECK(spool_append(sp, &m, body, sizeof(body), err, sizeof(err)));
+	m.commit_end_lsn = 0;
+	CHECK(spool_append(sp, &m, body, sizeof(body), err, sizeof(err)));
+	CHECK(spool_sync(sp, err, sizeof(err)));
+	CHECK(spool_durable_lsn(sp) == spool_end_lsn(sp));
+	CHECK(spool_truncate_incomplete(sp, err, sizeof(err)));
+	CHECK(spool_records(sp) == records + 2);
+	spool_close(sp);
+
+	/* recovery left a clean spool */
+	sp = spool_open(dir, SEGMENT_BYTES, &rec, err, sizeof(err));
+	CHECK(sp != NULL);
+	CHECK(!rec.torn && rec.dropped_bytes == 0 && rec.detail[0] == '\0');
+	CHECK(rec.records == records + 2);
+	CHECK(read_all(sp, &last_end) == records + 2);
+
+	/* the sink caught up: nothing is left */
+	(void)spool_release(sp, UINT64_MAX);
+	CHECK(spool_records(sp) == 0 && spool_bytes(sp) == 0 && spool_unread_bytes(sp) == 0);
+	spool_close(sp);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	size_t start[MAX_SEGMENTS + 1], nsegs;
+	uint8_t *fixed;
+	char dir[96];
+
+	parse_walk(data, size);
+	if (size > SEG_HDR)
+		parse_walk(data + SEG_HDR, size - SEG_HDR);
+
+	make_base();
+	snprintf(dir, sizeof(dir), "%s/s", base);
+	nsegs = split_segments(data, size, start);
+	clear_dir(dir);
+	spool_checks(dir, data, size, start, nsegs);
+	clear_dir(dir);
+
+	/* again with every CRC right: what the lengths and LSNs do */
+	fixed = malloc(size ? size : 1);
+	CHECK(fixed != NULL);
+	if (size > 0)
+		memcpy(fixed, data, size);
+	fix_crcs(fixed, start, nsegs);
+	spool_checks(dir, fixed, size, start, nsegs);
+	clear_dir(dir);
+	free(fixed);
+	return 0;
+}

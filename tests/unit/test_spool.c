@@ -1,0 +1,1058 @@
+/*
+ * test_spool.c — the durable spool: the exact on-disk format, append, sync
+ * and read back, segments rolling, the seek rule around continuation
+ * records, release (the segment being appended to included), reopening, and
+ * recovery from a torn tail, a corrupt record, a corrupt or headerless
+ * segment in the middle and an incomplete trailing transaction; the record
+ * parser on cut and garbage input.
+ *
+ * Each test works in its own directory from mkdtemp(), removed afterwards.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "gateway/crc32c.h"
+#include "gateway/spool.h"
+
+#define SEG_HDR 16
+#define REC_OVERHEAD 48            /* length, CRC and the meta */
+#define BODY 100                   /* the usual test body */
+#define REC (REC_OVERHEAD + BODY)  /* a usual record on disk */
+#define TWO_PER_SEG (SEG_HDR + 2 * REC)
+
+struct fx {
+	char tmp[64];
+	char dir[96];
+};
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	strcpy(f->tmp, "/tmp/strait-spool-XXXXXX");
+	assert_non_null(mkdtemp(f->tmp));
+	snprintf(f->dir, sizeof(f->dir), "%s/spool", f->tmp);
+	*state = f;
+	return 0;
+}
+
+static void rm_dir(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	char path[512];
+
+	if (d == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		unlink(path);
+	}
+	closedir(d);
+	rmdir(dir);
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+
+	rm_dir(f->dir);
+	rm_dir(f->tmp);
+	free(f);
+	return 0;
+}
+
+/* --- helpers ---------------------------------------------------------- */
+
+static struct spool *open_spool(struct fx *f, uint64_t segment_bytes, struct spool_recovery *rec)
+{
+	char err[512] = "";
+	struct spool *sp = spool_open(f->dir, segment_bytes, rec, err, sizeof(err));
+
+	if (sp == NULL)
+		fail_msg("spool_open: %s", err);
+	return sp;
+}
+
+static void fill_body(uint8_t *body, size_t len, uint64_t tag)
+{
+	for (size_t i = 0; i < len; i++)
+		body[i] = (uint8_t)(tag * 31 + i);
+}
+
+/* Appends a record tagged by first_lsn (the body is derived from it). */
+static void append_len(struct spool *sp, uint64_t first_lsn, uint64_t commit_end, size_t len)
+{
+	struct spool_meta m = {
+		.first_lsn = first_lsn,
+		.commit_end_lsn = commit_end,
+		.commit_time_us = (int64_t)commit_end * 10,
+		.spooled_at_us = 1700000000000000LL + (int64_t)first_lsn,
+		.transactions = commit_end ? 1 : 0,
+	};
+	uint8_t *body = malloc(len ? len : 1);
+	char err[512] = "";
+
+	assert_non_null(body);
+	fill_body(body, len, first_lsn);
+	if (!spool_append(sp, &m, body, len, err, sizeof(err)))
+		fail_msg("spool_append: %s", err);
+	free(body);
+}
+
+static void append(struct spool *sp, uint64_t first_lsn, uint64_t commit_end)
+{
+	append_len(sp, first_lsn, commit_end, BODY);
+}
+
+static void sync_ok(struct spool *sp)
+{
+	char err[512] = "";
+
+	if (!spool_sync(sp, err, sizeof(err)))
+		fail_msg("spool_sync: %s", err);
+}
+
+/* Reads the next record and checks it is the one tagged first_lsn. */
+static void expect_len(struct spool *sp, uint64_t first_lsn, uint64_t commit_end, size_t len)
+{
+	struct spool_meta m;
+	const uint8_t *body;
+	size_t blen;
+	uint8_t *want = malloc(len ? len : 1);
+	char err[512] = "";
+	int rc = spool_read(sp, &m, &body, &blen, err, sizeof(err));
+
+	if (rc != 1)
+		fail_msg("spool_read for record %" PRIu64 ": %d (%s)", first_lsn, rc, err);
+	assert_int_equal(m.first_lsn, first_lsn);
+	assert_int_equal(m.commit_end_lsn, commit_end);
+	assert_int_equal(m.commit_time_us, (int64_t)commit_end * 10);
+	assert_int_equal(m.spooled_at_us, 1700000000000000LL + (int64_t)first_lsn);
+	assert_int_equal(m.transactions, commit_end ? 1 : 0);
+	assert_int_equal(m.flags, 0);
+	assert_int_equal(blen, len);
+	fill_body(want, len, first_lsn);
+	assert_memory_equal(body, want, len ? len : 0);
+	free(want);
+}
+
+static void expect(struct spool *sp, uint64_t first_lsn, uint64_t commit_end)
+{
+	expect_len(sp, first_lsn, commit_end, BODY);
+}
+
+static void expect_end(struct spool *sp)
+{
+	struct spool_meta m;
+	const uint8_t *body;
+	size_t blen;
+	char err[512] = "";
+
+	assert_int_equal(spool_read(sp, &m, &body, &blen, err, sizeof(err)), 0);
+}
+
+static void seek(struct spool *sp, uint64_t lsn)
+{
+	char err[512] = "";
+
+	if (!spool_seek(sp, lsn, err, sizeof(err)))
+		fail_msg("spool_seek(%" PRIu64 "): %s", lsn, err);
+}
+
+static void seg_file(struct fx *f, uint64_t seq, char *out, size_t n)
+{
+	snprintf(out, n, "%s/%016" PRIx64 ".seg", f->dir, seq);
+}
+
+static bool seg_exists(struct fx *f, uint64_t seq)
+{
+	char path[256];
+
+	seg_file(f, seq, path, sizeof(path));
+	return access(path, F_OK) == 0;
+}
+
+static unsigned count_segments(struct fx *f)
+{
+	DIR *d = opendir(f->dir);
+	struct dirent *de;
+	unsigned n = 0;
+
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL)
+		if (strlen(de->d_name) == 20 && strcmp(de->d_name + 16, ".seg") == 0)
+			n++;
+	closedir(d);
+	return n;
+}
+
+static off_t seg_size(struct fx *f, uint64_t seq)
+{
+	char path[256];
+	struct stat st;
+
+	seg_file(f, seq, path, sizeof(path));
+	assert_int_equal(stat(path, &st), 0);
+	return st.st_size;
+}
+
+static void seg_truncate(struct fx *f, uint64_t seq, off_t size)
+{
+	char path[256];
+
+	seg_file(f, seq, path, sizeof(path));
+	assert_int_equal(truncate(path, size), 0);
+}
+
+static void seg_flip(struct fx *f, uint64_t seq, off_t off)
+{
+	char path[256];
+	uint8_t b;
+	int fd;
+
+	seg_file(f, seq, path, sizeof(path));
+	fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, &b, 1, off), 1);
+	b ^= 0x40;
+	assert_int_equal(pwrite(fd, &b, 1, off), 1);
+	close(fd);
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* The record format as spool.h documents it, written independently. */
+static size_t encode_record(uint8_t *out, const struct spool_meta *m, const uint8_t *body,
+		size_t len)
+{
+	uint8_t *meta = out + 8;
+
+	put_le64(meta, m->first_lsn);
+	put_le64(meta + 8, m->commit_end_lsn);
+	put_le64(meta + 16, (uint64_t)m->commit_time_us);
+	put_le64(meta + 24, (uint64_t)m->spooled_at_us);
+	put_le32(meta + 32, m->transactions);
+	put_le32(meta + 36, m->flags);
+	memcpy(meta + 40, body, len);
+	put_le32(out, (uint32_t)(40 + len));
+	put_le32(out + 4, crc32c(0, meta, 40 + len));
+	return 48 + len;
+}
+
+/* --- format, append, read --------------------------------------------- */
+
+static void test_spool_file_format(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp = open_spool(f, 0, NULL);
+	struct spool_meta m = {
+		.first_lsn = 0x0102030405060708ull, .commit_end_lsn = 0x1112131415161718ull,
+		.commit_time_us = -5, .spooled_at_us = 77, .transactions = 3, .flags = 0,
+	};
+	const uint8_t body[] = "hello, spool";
+	uint8_t want[SEG_HDR + 48 + sizeof(body)], got[sizeof(want) + 1];
+	char path[256], err[256];
+	int fd;
+
+	assert_true(spool_append(sp, &m, body, sizeof(body), err, sizeof(err)));
+	sync_ok(sp);
+	memcpy(want, "STRAITSP", 8);
+	put_le32(want + 8, 1);
+	put_le32(want + 12, 0);
+	encode_record(want + SEG_HDR, &m, body, sizeof(body));
+
+	seg_file(f, 1, path, sizeof(path));
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(read(fd, got, sizeof(got)), sizeof(want));
+	close(fd);
+	assert_memory_equal(got, want, sizeof(want));
+	assert_int_equal(spool_bytes(sp), sizeof(want));
+	spool_close(sp);
+
+	/* directory made private */
+	{
+		struct stat st;
+
+		assert_int_equal(stat(f->dir, &st), 0);
+		assert_int_equal(st.st_mode & 0777, 0700);
+	}
+}
+
+static void test_spool_round_trip(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp = open_spool(f, 0, NULL);
+
+	assert_int_equal(spool_records(sp), 0);
+	assert_int_equal(spool_bytes(sp), 0);
+	assert_int_equal(spool_oldest_us(sp), 0);
+	assert_int_equal(spool_unread_bytes(sp), 0);
+	expect_end(sp);
+
+	append(sp, 10, 100);
+	append_len(sp, 20, 0, 0);            /* empty body */
+	append_len(sp, 30, 300, 70000);
+	append_len(sp, 40, 400, 600000);     /* bigger than the read-ahead window */
+	append(sp, 50, 500);
+	assert_int_equal(spool_records(sp), 5);
+	assert_int_equal(spool_bytes(sp), SEG_HDR + 5 * REC_OVERHEAD + BODY + 0 + 70000 + 600000 + BODY);
+	assert_int_equal(spool_oldest_us(sp), 1700000000000000LL + 10);
+	assert_int_equal(spool_unread_bytes(sp), 5 * REC_OVERHEAD + BODY + 70000 + 600000 + BODY);
+
+	expect(sp, 10, 100);
+	assert_int_equal(spool_unread_bytes(sp), 4 * REC_OVERHEAD + 70000 + 600000 + BODY);
+	expect_len(sp, 20, 0, 0);
+	expect_len(sp, 30, 300, 70000);
+	expect_len(sp, 40, 400, 600000);
+	expect(sp, 50, 500);
+	expect_end(sp);
+	assert_int_equal(spool_unread_bytes(sp), 0);
+
+	/* reading a segment still being appended to */
+	append(sp, 60, 600);
+	assert_int_equal(spool_unread_bytes(sp), REC);
+	expect(sp, 60, 600);
+	expect_end(sp);
+	/* appending never moved the cursor; seeking back re-reads */
+	seek(sp, 0);
+	expect(sp, 10, 100);
+	spool_close(sp);
+	assert_int_equal(count_segments(f), 1);
+}
+
+static void test_spool_durable_lsn(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp = open_spool(f, 0, NULL);
+
+	assert_int_equal(spool_end_lsn(sp), 0);
+	assert_int_equal(spool_durable_lsn(sp), 0);
+	append(sp, 10, 100);
+	assert_int_equal(spool_end_lsn(sp), 100);
+	assert_int_equal(spool_durable_lsn(sp), 0);
+	sync_ok(sp);
+	assert_int_equal(spool_durable_lsn(sp), 100);
+	append(sp, 20, 0);                   /* continuation: ends nothing */
+	assert_int_equal(spool_end_lsn(sp), 100);
+	append(sp, 30, 300);
+	assert_int_equal(spool_end_lsn(sp), 300);
+	assert_int_equal(spool_durable_lsn(sp), 100);
+	sync_ok(sp);
+	assert_int_equal(spool_durable_lsn(sp), 300);
+	spool_close(sp);
+}
+
+static void test_spool_segment_roll(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp = open_spool(f, TWO_PER_SEG, NULL);
+
+	append(sp, 10, 100);
+	append(sp, 20, 200);
+	assert_int_equal(count_segments(f), 1);
+	assert_int_equal(seg_size(f, 1), TWO_PER_SEG);
+	append(sp, 30, 300);                 /* would pass segment_bytes: rolls */
+	assert_int_equal(count_segments(f), 2);
+	assert_int_equal(seg_size(f, 2), SEG_HDR + REC);
+	append_len(sp, 40, 400, 1000);       /* over segment_bytes alone: its own segment */
+	assert_int_equal(count_segments(f), 3);
+	assert_int_equal(seg_size(f, 3), SEG_HDR + REC_OVERHEAD + 1000);
+	append(sp, 50, 500);                 /* and the next one rolls again */
+	assert_int_equal(count_segments(f), 4);
+	assert_int_equal(seg_size(f, 4), SEG_HDR + REC);
+	assert_int_equal(spool_bytes(sp), 4 * SEG_HDR + 4 * REC + REC_OVERHEAD + 1000);
+	assert_int_equal(spool_records(sp), 5);
+	sync_ok(sp);
+	assert_int_equal(spool_durable_lsn(sp), 500);
+
+	/* the unread count leaves out segment headers */
+	assert_int_equal(spool_unread_bytes(sp), 4 * REC + REC_OVERHEAD + 1000);
+	expect(sp, 10, 100);
+	expect(sp, 20, 200);
+	expect(sp, 30, 300);
+	expect_len(sp, 40, 400, 1000);
+	expect(sp, 50, 500);
+	expect_end(sp);
+	/* at the end of a full segment, the next append's new segment is read */
+	append(sp, 60, 600);
+	expect(sp, 60, 600);
+	append(sp, 70, 700);
+	assert_int_equal(count_segments(f), 5);
+	expect(sp, 70, 700);
+	expect_end(sp);
+	spool_close(sp);
+}
+
+/* --- seek ------------------------------------------------------------- */
+
+/*
+ * r10 ends 100 | r20 continues | r30 ends 200 | r40 ends 300 |
+ * r50, r60 continue | r70 ends 400
+ */
+static void seek_layout(struct spool *sp)
+{
+	append(sp, 10, 100);
+	append(sp, 20, 0);
+	append(sp, 30, 200);
+	append(sp, 40, 300);
+	append(sp, 50, 0);
+	append(sp, 60, 0);
+	append(sp, 70, 400);
+}
+
+static void check_seeks(struct spool *sp)
+{
+	static const struct { uint64_t resume, first; } cases[] = {
+		{ 0, 10 }, { 99, 10 },
+		{ 100, 20 }, { 101, 20 }, { 199, 20 },
+		{ 200, 40 }, { 250, 40 },
+		{ 300, 50 }, { 399, 50 },
+		{ 400, 0 }, { 100000, 0 },
+	};
+	static const uint64_t ends[] = { 100, 0, 200, 300, 0, 0, 400 };
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		seek(sp, cases[i].resume);
+		if (cases[i].first == 0) {
+			assert_int_equal(spool_unread_bytes(sp), 0);
+			expect_end(sp);
+			continue;
+		}
+		assert_int_equal(spool_unread_bytes(sp), (uint64_t)(80 - cases[i].first) / 10 * REC);
+		for (uint64_t r = cases[i].first; r <= 70; r += 10)
+			expect(sp, r, ends[r / 10 - 1]);
+		expect_end(sp);
+	}
+}
+
+static void test_spool_seek_one_segment(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp = open_spool(f, 0, NULL);
+
+	seek(sp, 100);                       /* empty spool: nothing to read */
+	expect_end(sp);
+	seek_layout(sp);
+	assert_int_equal(count_segments(f), 1);
+	check_seeks(sp);
+	spool_close(sp);
+}
+
+static void test_spool_seek_across_segments(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp = open_spool(f, TWO_PER_SEG, NULL);
+
+	seek_layout(sp);
+	assert_int_equal(count_segments(f), 4);
+	check_seeks(sp);
+	/* the same after reopening (summaries rebuilt by recovery) */
+	sync_ok(sp);
+	spool_close(sp);
+	sp = open_spool(f, TWO_PER_SEG, NULL);
+	check_seeks(sp);
+	spool_close(sp);
+}
+
+/* --- release ---------------------------------------------------------- */
+
+static void test_spool_release(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp = open_spool(f, TWO_PER_SEG, NULL);
+
+	/* segments: [10:100 20:200] [30:300 40:cont] [50:400 60:500] [70:600] */
+	append(sp, 10, 100);
+	append(sp, 20, 200);
+	append(sp, 30, 300);
+	append(sp, 40, 0);
+	append(sp, 50, 400);
+	append(sp, 60, 500);
+	append(sp, 70, 600);
+	sync_ok(sp);
+	assert_int_equal(count_segments(f), 4);
+	expect(sp, 10, 100);                 /* cursor inside segment 1 */
+
+	assert_int_equal(spool_release(sp, 0), 0);
+	assert_int_equal(spool_release(sp, 199), 0);
+	assert_int_equal(spool_records(sp), 7);
+	assert_int_equal(spool_release(sp, 200), 1);
+	assert_false(seg_exists(f, 1));
+	assert_int_equal(spool_records(sp), 5);
+	assert_int_equal(spool_bytes(sp), 3 * SEG_HDR + 5 * REC);
+	assert_int_equal(spool_oldest_us(sp), 1700000000000000LL + 30);
+	/* the cursor was in segment 1: it moves to the start of segment 2 */
+	assert_int_equal(spool_unread_bytes(sp), 5 * REC);
+	expect(sp, 30, 300);
+
+	/* segment 2 ends inside the transaction that ends at 400 in segment 3 */
+	assert_int_equal(spool_release(sp, 300), 0);
+	assert_int_equal(spool_release(sp, 399), 0);
+	assert_int_equal(spool_release(sp, 400), 1);
+	assert_false(seg_exists(f, 2));
+	assert_int_equal(spool_records(sp), 3);
+	/* the cursor was in segment 2: record 40 (acknowledged) is skipped */
+	expect(sp, 50, 400);
+
+	/* caught up: everything goes, the segment being appended to too */
+	assert_int_equal(spool_release(sp, 10000), 2);
+	assert_int_equal(count_segments(f), 0);
+	assert_int_equal(spool_records(sp), 0);
+	assert_int_equal(spool_bytes(sp), 0);
+	assert_int_equal(spool_oldest_us(sp), 0);
+	assert_int_equal(spool_unread_bytes(sp), 0);
+	assert_int_equal(spool_end_lsn(sp), 600);
+	assert_int_equal(spool_durable_lsn(sp), 600);
+	expect_end(sp);
+	assert_int_equal(spool_release(sp, 10000), 0);
+
+	/* appending goes on in a new segment, where the cursor finds it */
+	append(sp, 80, 700);
+	assert_true(seg_exists(f, 5));
+	assert_int_equal(spool_records(sp), 1);
+	assert_int_equal(spool_bytes(sp), SEG_HDR + REC);
+	expect(sp, 80, 700);
+	expect_end(sp);
+	sync_ok(sp);
+	spool_close(sp);
+
+	sp = open_spool(f, TWO_PER_SEG, NULL);
+	assert_int_equal(spool_records(sp), 1);
+	expect(sp, 80, 700);
+	spool_close(sp);
+}
+
+/* --- reopen and recovery ---------------------------------------------- */
+
+static void test_spool_reopen_clean(void **state)
+{
+	struct fx *f = *state;
+	struct spool_recovery rec;
+	struct spool *sp = open_spool(f, TWO_PER_SEG, &rec);
+
+	assert_int_equal(rec.records, 0);
+	assert_false(rec.torn);
+	for (uint64_t r = 10; r <= 50; r += 10)
+		append(sp, r, r * 10);
+	sync_ok(sp);
+	spool_close(sp);
+
+	memset(&rec, 0xaa, sizeof(rec));
+	sp = open_spool(f, TWO_PER_SEG, &rec);
+	assert_int_equal(rec.records, 5);
+	assert_int_equal(rec.bytes, 3 * SEG_HDR + 5 * REC);
+	assert_int_equal(rec.dropped_bytes, 0);
+	assert_int_equal(rec.dropped_records, 0);
+	assert_false(rec.torn);
+	assert_string_equal(rec.detail, "");
+	assert_int_equal(spool_records(sp), 5);
+	assert_int_equal(spool_bytes(sp), 3 * SEG_HDR + 5 * REC);
+	assert_int_equal(spool_end_lsn(sp), 500);
+	assert_int_equal(spool_durable_lsn(sp), 500);
+	assert_int_equal(spool_oldest_us(sp), 1700000000000000LL + 10);
+	for (uint64_t r = 10; r <= 50; r += 10)
+		expect(sp, r, r * 10);
+	expect_end(sp);
+	/* the last segment had room: appending continues in it */
+	append(sp, 60, 600);
+	assert_int_equal(count_segments(f), 3);
+	expect(sp, 60, 600);
+	sync_ok(sp);
+	spool_close(sp);
+
+	sp = open_spool(f, TWO_PER_SEG, &rec);
+	assert_int_equal(rec.records, 6);
+	spool_close(sp);
+}
+
+static void test_spool_open_errors(void **state)
+{
+	struct fx *f = *state;
+	char path[256], err[512] = "";
+	struct spool *sp;
+
+	snprintf(path, sizeof(path), "%s/missing/spool", f->tmp);
+	assert_null(spool_open(path, 0, NULL, err, sizeof(err)));
+	assert_non_null(strstr(err, path));
+	assert_non_null(strstr(err, "No such file"));
+
+	/* one owner at a time */
+	sp = open_spool(f, 0, NULL);
+	err[0] = '\0';
+	assert_null(spool_open(f->dir, 0, NULL, err, sizeof(err)));
+	assert_non_null(strstr(err, "already open"));
+	spool_close(sp);
+	sp = open_spool(f, 0, NULL);
+	spool_close(sp);
+}
+
+static void test_spool_torn_tail(void **state)
+{
+	struct fx *f = *state;
+	struct spool_recovery rec;
+	struct spool *sp = open_spool(f, 0, NULL);
+
+	append(sp, 10, 100);
+	append(sp, 20, 200);
+	append(sp, 30, 300);
+	sync_ok(sp);
+	spool_close(sp);
+	/* a crash in the middle of writing the last record */
+	seg_truncate(f, 1, SEG_HDR + 2 * REC + 60);
+
+	sp = open_spool(f, 0, &rec);
+	assert_true(rec.torn);
+	assert_int_equal(rec.records, 2);
+	assert_int_equal(rec.bytes, SEG_HDR + 2 * REC);
+	assert_int_equal(rec.dropped_bytes, 60);
+	assert_int_equal(rec.dropped_records, 0);
+	assert_non_null(strstr(rec.detail, "0000000000000001.seg at 312"));
+	assert_non_null(strstr(rec.detail, "cut short"));
+	assert_int_equal(seg_size(f, 1), SEG_HDR + 2 * REC);
+	assert_int_equal(spool_end_lsn(sp), 200);
+	assert_int_equal(spool_durable_lsn(sp), 200);
+	expect(sp, 10, 100);
+	expect(sp, 20, 200);
+	expect_end(sp);
+	/* appending goes on after the cut */
+	append(sp, 30, 300);
+	expect(sp, 30, 300);
+	sync_ok(sp);
+	spool_close(sp);
+
+	/* a tail cut inside the record header */
+	seg_truncate(f, 1, SEG_HDR + 2 * REC + 3);
+	sp = open_spool(f, 0, &rec);
+	assert_true(rec.torn);
+	assert_int_equal(rec.records, 2);
+	assert_int_equal(rec.dropped_bytes, 3);
+	spool_close(sp);
+}
+
+static void test_spool_corrupt_last_record(void **state)
+{
+	struct fx *f = *state;
+	struct spool_recovery rec;
+	struct spool *sp = open_spool(f, 0, NULL);
+
+	append(sp, 10, 100);
+	append(sp, 20, 200);
+	sync_ok(sp);
+	spool_close(sp);
+	seg_flip(f, 1, SEG_HDR + REC + 48 + 7);     /* a body byte of the last record */
+
+	sp = open_spool(f, 0, &rec);
+	assert_true(rec.torn);
+	assert_int_equal(rec.records, 1);
+	assert_int_equal(rec.dropped_bytes, REC);
+	assert_non_null(strstr(rec.detail, "0000000000000001.seg at 164: CRC mismatch"));
+	assert_int_equal(spool_end_lsn(sp), 100);
+	expect(sp, 10, 100);
+	expect_end(sp);
+	spool_close(sp);
+}
+
+static void test_spool_bad_length(void **state)
+{
+	struct fx *f = *state;
+	struct spool_recovery rec;
+	struct spool *sp = open_spool(f, 0, NULL);
+
+	append(sp, 10, 100);
+	append(sp, 20, 200);
+	sync_ok(sp);
+	spool_close(sp);
+	seg_flip(f, 1, SEG_HDR + REC + 3);          /* top byte of the length: over the limit */
+
+	sp = open_spool(f, 0, &rec);
+	assert_true(rec.torn);
+	assert_int_equal(rec.records, 1);
+	assert_non_null(strstr(rec.detail, "bad record length"));
+	spool_close(sp);
+}
+
+static void test_spool_corrupt_middle_segment(void **state)
+{
+	struct fx *f = *state;
+	struct spool_recovery rec;
+	struct spool *sp = open_spool(f, TWO_PER_SEG, NULL);
+
+	for (uint64_t r = 10; r <= 70; r += 10)
+		append(sp, r, r * 10);
+	sync_ok(sp);
+	spool_close(sp);
+	assert_int_equal(count_segments(f), 4);
+	seg_flip(f, 2, SEG_HDR + REC + 20);         /* second record of segment 2 */
+
+	sp = open_spool(f, TWO_PER_SEG, &rec);
+	assert_true(rec.torn);
+	assert_int_equal(rec.records, 3);
+	assert_int_equal(rec.bytes, 2 * SEG_HDR + 3 * REC);
+	assert_int_equal(rec.dropped_bytes, REC + 2 * SEG_HDR + 3 * REC);
+	assert_non_null(strstr(rec.detail, "0000000000000002.seg at 164: CRC mismatch"));
+	assert_non_null(strstr(rec.detail, "2 later segments removed"));
+	assert_int_equal(count_segments(f), 2);
+	assert_false(seg_exists(f, 3));
+	assert_false(seg_exists(f, 4));
+	assert_int_equal(seg_size(f, 2), SEG_HDR + REC);
+	assert_int_equal(spool_end_lsn(sp), 300);
+	for (uint64_t r = 10; r <= 30; r += 10)
+		expect(sp, r, r * 10);
+	expect_end(sp);
+	/* a removed sequence number is not used again */
+	append(sp, 40, 400);
+	append(sp, 50, 500);
+	assert_true(seg_exists(f, 5));
+	assert_false(seg_exists(f, 3));
+	sync_ok(sp);
+	spool_close(sp);
+
+	sp = open_spool(f, TWO_PER_SEG, &rec);
+	assert_false(rec.torn);
+	assert_int_equal(rec.records, 5);
+	for (uint64_t r = 10; r <= 50; r += 10)
+		expect(sp, r, r * 10);
+	spool_close(sp);
+}
+
+static void test_spool_bad_segment_header(void **state)
+{
+	struct fx *f = *state;
+	struct spool_recovery rec;
+	struct spool *sp = open_spool(f, TWO_PER_SEG, NULL);
+	char path[256];
+	int fd;
+
+	for (uint64_t r = 10; r <= 60; r += 10)
+		append(sp, r, r * 10);
+	sync_ok(sp);
+	spool_close(sp);
+	assert_int_equal(count_segments(f), 3);
+
+	/* the last segment half created: dropped as a torn tail */
+	seg_file(f, 4, path, sizeof(path));
+	fd = open(path, O_WRONLY | O_CREAT, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "STRAIT", 6), 6);
+	close(fd);
+	sp = open_spool(f, TWO_PER_SEG, &rec);
+	assert_true(rec.torn);
+	assert_int_equal(rec.records, 6);
+	assert_int_equal(rec.dropped_bytes, 6);
+	assert_non_null(strstr(rec.detail, "0000000000000004.seg: segment header cut short"));
+	assert_false(seg_exists(f, 4));
+	spool_close(sp);
+
+	/* a bad magic in the middle: it and all after it go */
+	seg_flip(f, 2, 0);
+	sp = open_spool(f, TWO_PER_SEG, &rec);
+	assert_true(rec.torn);
+	assert_int_equal(rec.records, 2);
+	assert_int_equal(rec.dropped_bytes, 2 * (SEG_HDR + 2 * REC));
+	assert_non_null(strstr(rec.detail, "0000000000000002.seg: bad segment magic"));
+	assert_non_null(strstr(rec.detail, "1 later segment removed"));
+	assert_int_equal(count_segments(f), 1);
+	expect(sp, 10, 100);
+	expect(sp, 20, 200);
+	expect_end(sp);
+	spool_close(sp);
+
+	/* an unknown format version */
+	seg_flip(f, 1, 8);
+	sp = open_spool(f, TWO_PER_SEG, &rec);
+	assert_true(rec.torn);
+	assert_int_equal(rec.records, 0);
+	assert_non_null(strstr(rec.detail, "unsupported segment format version"));
+	assert_int_equal(count_segments(f), 0);
+	assert_int_equal(spool_end_lsn(sp), 0);
+	spool_close(sp);
+}
+
+static void test_spool_incomplete_tail_on_open(void **state)
+{
+	struct fx *f = *state;
+	struct spool_recovery rec;
+	struct spool *sp = open_spool(f, TWO_PER_SEG, NULL);
+
+	/* [10:100 20:200] [30:300 40:cont] [50:cont 60:cont] [70:cont] */
+	append(sp, 10, 100);
+	append(sp, 20, 200);
+	append(sp, 30, 300);
+	append(sp, 40, 0);
+	append(sp, 50, 0);
+	append(sp, 60, 0);
+	append(sp, 70, 0);
+	sync_ok(sp);
+	assert_int_equal(spool_end_lsn(sp), 300);
+	spool_close(sp);
+	assert_int_equal(count_segments(f), 4);
+
+	sp = open_spool(f, TWO_PER_SEG, &rec);
+	assert_false(rec.torn);
+	assert_int_equal(rec.records, 3);
+	assert_int_equal(rec.dropped_records, 4);
+	assert_int_equal(rec.dropped_bytes, 4 * REC + 2 * SEG_HDR);
+	assert_non_null(strstr(rec.detail, "4 records of an incomplete transaction dropped"));
+	assert_int_equal(count_segments(f), 2);
+	assert_int_equal(seg_size(f, 2), SEG_HDR + REC);
+	assert_int_equal(spool_end_lsn(sp), 300);
+	for (uint64_t r = 10; r <= 30; r += 10)
+		expect(sp, r, r * 10);
+	expect_end(sp);
+	spool_close(sp);
+
+	/* a torn record after an incomplete one: both go */
+	sp = open_spool(f, TWO_PER_SEG, NULL);
+	append(sp, 40, 0);
+	append(sp, 50, 500);
+	sync_ok(sp);
+	spool_close(sp);
+	assert_true(seg_exists(f, 3));       /* 3 and 4 went durably: the number is free again */
+	seg_truncate(f, 3, SEG_HDR + REC - 1);
+	sp = open_spool(f, TWO_PER_SEG, &rec);
+	assert_true(rec.torn);
+	assert_int_equal(rec.records, 3);
+	assert_int_equal(rec.dropped_records, 1);
+	assert_non_null(strstr(rec.detail, "cut short"));
+	assert_non_null(strstr(rec.detail, "1 record of an incomplete transaction dropped"));
+	assert_int_equal(count_segments(f), 2);
+	spool_close(sp);
+}
+
+static void test_spool_truncate_incomplete(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp = open_spool(f, TWO_PER_SEG, NULL);
+	char err[256];
+
+	append(sp, 10, 100);
+	append(sp, 20, 200);
+	append(sp, 30, 300);
+	append(sp, 40, 0);
+	append(sp, 50, 0);
+	append(sp, 60, 0);
+	sync_ok(sp);
+	assert_int_equal(count_segments(f), 3);
+	/* the sender read everything, the incomplete records too */
+	for (uint64_t r = 10; r <= 60; r += 10)
+		expect(sp, r, r <= 30 ? r * 10 : 0);
+	expect_end(sp);
+
+	assert_true(spool_truncate_incomplete(sp, err, sizeof(err)));
+	assert_int_equal(count_segments(f), 2);
+	assert_int_equal(seg_size(f, 2), SEG_HDR + REC);
+	assert_int_equal(spool_records(sp), 3);
+	assert_int_equal(spool_bytes(sp), 2 * SEG_HDR + 3 * REC);
+	assert_int_equal(spool_end_lsn(sp), 300);
+	assert_int_equal(spool_unread_bytes(sp), 0);
+	/* the cursor sits at the new end: what the source appends next is read */
+	append(sp, 40, 400);
+	assert_int_equal(spool_unread_bytes(sp), REC);
+	expect(sp, 40, 400);
+	expect_end(sp);
+	/* nothing incomplete: nothing to do */
+	assert_true(spool_truncate_incomplete(sp, err, sizeof(err)));
+	assert_int_equal(spool_records(sp), 4);
+	sync_ok(sp);
+
+	/* a cursor before the cut stays where it was */
+	seek(sp, 100);
+	append(sp, 50, 0);
+	assert_true(spool_truncate_incomplete(sp, err, sizeof(err)));
+	expect(sp, 20, 200);
+	expect(sp, 30, 300);
+	expect(sp, 40, 400);
+	expect_end(sp);
+	spool_close(sp);
+
+	sp = open_spool(f, TWO_PER_SEG, NULL);
+	assert_int_equal(spool_records(sp), 4);
+	spool_close(sp);
+}
+
+static void test_spool_truncate_within_segment(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp = open_spool(f, 0, NULL);
+	char err[256];
+
+	append(sp, 10, 100);
+	append(sp, 20, 0);
+	append(sp, 30, 0);
+	expect(sp, 10, 100);
+	expect(sp, 20, 0);
+	expect(sp, 30, 0);
+	assert_true(spool_truncate_incomplete(sp, err, sizeof(err)));
+	assert_int_equal(seg_size(f, 1), SEG_HDR + REC);
+	assert_int_equal(spool_unread_bytes(sp), 0);
+	/* the cursor was past the cut in the same segment: it comes back to it */
+	append(sp, 20, 200);
+	expect(sp, 20, 200);
+	expect_end(sp);
+	spool_close(sp);
+}
+
+static void test_spool_truncate_everything(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp = open_spool(f, TWO_PER_SEG, NULL);
+	char err[256];
+
+	append(sp, 10, 0);
+	append(sp, 20, 0);
+	append(sp, 30, 0);
+	expect(sp, 10, 0);
+	assert_true(spool_truncate_incomplete(sp, err, sizeof(err)));
+	assert_int_equal(count_segments(f), 0);
+	assert_int_equal(spool_records(sp), 0);
+	assert_int_equal(spool_bytes(sp), 0);
+	assert_int_equal(spool_oldest_us(sp), 0);
+	expect_end(sp);
+	append(sp, 10, 0);
+	append(sp, 20, 200);
+	assert_true(seg_exists(f, 3));
+	expect(sp, 10, 0);
+	expect(sp, 20, 200);
+	spool_close(sp);
+}
+
+static void test_spool_read_detects_corruption(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp = open_spool(f, 0, NULL);
+	struct spool_meta m;
+	const uint8_t *body;
+	size_t blen;
+	char err[512] = "";
+
+	append(sp, 10, 100);
+	append(sp, 20, 200);
+	sync_ok(sp);
+	seg_flip(f, 1, SEG_HDR + 30);        /* a meta byte of the first record */
+	assert_int_equal(spool_read(sp, &m, &body, &blen, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "0000000000000001.seg"));
+	assert_non_null(strstr(err, "CRC mismatch"));
+	spool_close(sp);
+}
+
+/* --- the parser ------------------------------------------------------- */
+
+static void test_spool_parse_record(void **state)
+{
+	uint8_t buf[48 + 64 + 16], body[64];
+	struct spool_meta m = { .first_lsn = 1, .commit_end_lsn = 2, .commit_time_us = 3,
+		.spooled_at_us = 4, .transactions = 5, .flags = 0 };
+	struct spool_meta got;
+	const uint8_t *b;
+	size_t blen, n;
+
+	(void)state;
+	fill_body(body, sizeof(body), 9);
+	n = encode_record(buf, &m, body, sizeof(body));
+	memset(buf + n, 0xee, sizeof(buf) - n);
+
+	/* whole, with trailing bytes (the next record) after it */
+	assert_int_equal(spool_parse_record(buf, sizeof(buf), &got, &b, &blen), (long)n);
+	assert_int_equal(got.first_lsn, 1);
+	assert_int_equal(got.commit_end_lsn, 2);
+	assert_int_equal(got.commit_time_us, 3);
+	assert_int_equal(got.spooled_at_us, 4);
+	assert_int_equal(got.transactions, 5);
+	assert_ptr_equal(b, buf + 48);
+	assert_int_equal(blen, sizeof(body));
+
+	/* every shorter prefix is incomplete, read from an exact-size copy */
+	for (size_t len = 0; len < n; len++) {
+		uint8_t *copy = malloc(len ? len : 1);
+
+		memcpy(copy, buf, len);
+		assert_int_equal(spool_parse_record(copy, len, &got, &b, &blen), 0);
+		free(copy);
+	}
+
+	/* every single-bit flip in the length, CRC, meta or body is caught */
+	for (size_t i = 0; i < n * 8; i++) {
+		long r;
+
+		buf[i / 8] ^= (uint8_t)(1u << (i % 8));
+		r = spool_parse_record(buf, n, &got, &b, &blen);
+		/* a longer length makes the record look incomplete: never accepted */
+		assert_true(r == -1 || (r == 0 && i < 32));
+		buf[i / 8] ^= (uint8_t)(1u << (i % 8));
+	}
+
+	/* lengths out of bounds */
+	put_le32(buf, 39);
+	assert_int_equal(spool_parse_record(buf, sizeof(buf), &got, &b, &blen), -1);
+	assert_int_equal(spool_parse_record(buf, 4, &got, &b, &blen), -1);
+	put_le32(buf, 0);
+	assert_int_equal(spool_parse_record(buf, sizeof(buf), &got, &b, &blen), -1);
+	put_le32(buf, SPOOL_RECORD_MAX + 1);
+	assert_int_equal(spool_parse_record(buf, sizeof(buf), &got, &b, &blen), -1);
+	put_le32(buf, SPOOL_RECORD_MAX);       /* legal, just not all there */
+	assert_int_equal(spool_parse_record(buf, sizeof(buf), &got, &b, &blen), 0);
+
+	/* an empty body */
+	n = encode_record(buf, &m, body, 0);
+	assert_int_equal(spool_parse_record(buf, n, &got, &b, &blen), 48);
+	assert_int_equal(blen, 0);
+
+	/* garbage */
+	memset(buf, 0xff, sizeof(buf));
+	assert_int_equal(spool_parse_record(buf, sizeof(buf), &got, &b, &blen), -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_spool_file_format, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spool_round_trip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spool_durable_lsn, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spool_segment_roll, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spool_seek_one_segment, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spool_seek_across_segments, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spool_release, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spool_reopen_clean, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spool_open_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spool_torn_tail, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spool_corrupt_last_record, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spool_bad_length, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spool_corrupt_middle_segment, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spool_bad_segment_header, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spool_incomplete_tail_on_open, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spool_truncate_incomplete, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spool_truncate_within_segment, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spool_truncate_everything, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spool_read_detects_corruption, setup, teardown),
+		cmocka_unit_test(test_spool_parse_record),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
