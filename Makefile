@@ -171,6 +171,14 @@ bench: deps
 	$(Q)$(MAKE) --no-print-directory all tools
 	$(Q)STRAIT_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench.py --out $(BUILD)/bench
 
+# Faults under a ledger load, round after round (root; CHAOS_ROUNDS, CHAOS_SEED).
+CHAOS_ROUNDS ?= 20
+CHAOS_SEED ?=
+chaos: deps
+	$(Q)$(MAKE) --no-print-directory all tools $(SAN_PROGS)
+	$(Q)STRAIT_BUILD=$(abspath $(BUILD))/asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+		$(PYTHON) tests/chaos/chaos.py --rounds $(CHAOS_ROUNDS) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
+
 clean:
 	rm -rf $(BUILD)
 

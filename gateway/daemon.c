@@ -32,6 +32,7 @@
 #include "config/config.h"
 #include "gateway/clock.h"
 #include "gateway/control.h"
+#include "gateway/failover.h"
 #include "gateway/identity.h"
 #include "gateway/json.h"
 #include "gateway/log.h"
@@ -62,6 +63,7 @@ struct daemon {
 	struct control_server *control;
 	struct metrics_server *metrics;
 	struct role *role;
+	struct failover *failover;   /* switchover, failover, stepping down */
 	struct daemon_peer *peers;
 	size_t n_peers;
 	struct event *signals[3];
@@ -317,6 +319,54 @@ static void daemon_status_json(struct daemon *d, struct json_out *j)
 
 /* ---- relay callbacks: the streams take what concerns them ---- */
 
+/*
+ * The role changed: streams follow it (each runs from the primary). Links
+ * already up get the streams' link-up at once; the sinks ask to resume when
+ * their apply is ready.
+ */
+static void daemon_rebuild_streams(struct daemon *d)
+{
+	struct relay_proto_hello none = { 0 };
+
+	if (!d->relay)
+		return;
+	streams_free(d->streams);
+	d->streams = streams_new_role(d->base, d->cfg, d->self, d->relay, role_current(d->role));
+	if (!d->streams) {
+		log_error("could not set up the streams for role %s", daemon_site_role(d));
+		return;
+	}
+	for (size_t i = 0; i < d->cfg->n_sites; i++) {
+		if (i != d->self && relay_is_up(d->relay, d->cfg->sites[i].name))
+			streams_connected(d->streams, d->cfg->sites[i].name, &none);
+	}
+}
+
+static struct streams *daemon_failover_streams(void *arg)
+{
+	return ((struct daemon *)arg)->streams;
+}
+
+static void daemon_failover_rebuild(void *arg)
+{
+	daemon_rebuild_streams(arg);
+}
+
+/* Promotion: no stream runs while the slots are made. */
+static void daemon_failover_stop(void *arg)
+{
+	struct daemon *d = arg;
+
+	streams_free(d->streams);
+	d->streams = streams_new_role(d->base, d->cfg, d->self, d->relay, ROLE_FENCED);
+}
+
+static const struct failover_ops daemon_failover_ops = {
+	.streams = daemon_failover_streams,
+	.rebuild = daemon_failover_rebuild,
+	.stop = daemon_failover_stop,
+};
+
 /* Every frame from a peer carries its epoch: a higher one than ours makes us step down. */
 static void daemon_heard(struct daemon *d, const char *peer, uint64_t epoch)
 {
@@ -326,8 +376,16 @@ static void daemon_heard(struct daemon *d, const char *peer, uint64_t epoch)
 		p->epoch = epoch;
 		p->heard_at = time(NULL);
 	}
+	enum role_kind before = role_current(d->role);
+
 	if (role_heard_epoch(d->role, peer, epoch) && d->relay)
 		relay_set_epoch(d->relay, role_epoch(d->role));
+	if (before != ROLE_FENCED && role_current(d->role) == ROLE_FENCED) {
+		/* no stream runs from a fenced site; its database is fenced next */
+		daemon_rebuild_streams(d);
+		if (d->failover)
+			failover_stepped_down(d->failover, peer);
+	}
 }
 
 static void daemon_relay_hello(void *arg, const char *peer, struct relay_proto_hello *hello)
@@ -342,7 +400,9 @@ static void daemon_relay_heartbeat(void *arg, const char *peer, struct relay_pro
 {
 	struct daemon *d = arg;
 
-	(void)peer;
+	/* what this site's sources read for peer and peer has not applied (0: caught up) */
+	if (d->streams)
+		hb->wal_lsn = streams_peer_pending_wal(d->streams, peer);
 	switch (role_current(d->role)) {
 	case ROLE_PRIMARY:
 		hb->role = RELAY_ROLE_PRIMARY;
@@ -378,6 +438,13 @@ static void daemon_relay_frame(void *arg, const char *peer, const struct frame *
 
 		if (p)
 			p->role = hb.role;
+		if (d->failover)
+			failover_heartbeat(d->failover, peer, &hb);
+	}
+	if (f->type == FRAME_FENCE || f->type == FRAME_PROMOTE || f->type == FRAME_PROMOTE_ACK) {
+		if (d->failover)
+			failover_frame(d->failover, peer, f);
+		return;
 	}
 	if (d->streams)
 		streams_frame(d->streams, peer, f);
@@ -619,6 +686,40 @@ static void daemon_cmd_test_clock(struct control_request *req, int argc, char **
 
 static void daemon_cmd_reload(struct control_request *req, int argc, char **argv, void *arg);
 
+/* switchover --to SITE, failover --to SITE [--force] [--dry-run], rejoin SITE */
+static void daemon_cmd_switchover(struct control_request *req, int argc, char **argv, void *arg)
+{
+	struct daemon *d = arg;
+
+	if (!d->failover) {
+		control_reply(req, false, "a single site has nothing to switch over to\n");
+		return;
+	}
+	failover_cmd_switchover(d->failover, req, argc, argv);
+}
+
+static void daemon_cmd_failover(struct control_request *req, int argc, char **argv, void *arg)
+{
+	struct daemon *d = arg;
+
+	if (!d->failover) {
+		control_reply(req, false, "a single site has nothing to fail over to\n");
+		return;
+	}
+	failover_cmd_failover(d->failover, req, argc, argv);
+}
+
+static void daemon_cmd_rejoin(struct control_request *req, int argc, char **argv, void *arg)
+{
+	struct daemon *d = arg;
+
+	if (!d->failover) {
+		control_reply(req, false, "a single site has nothing to rejoin\n");
+		return;
+	}
+	failover_cmd_rejoin(d->failover, req, argc, argv);
+}
+
 static const struct control_command daemon_commands[] = {
 	{ "status", daemon_cmd_status },
 	{ "lag", daemon_cmd_lag },
@@ -626,6 +727,9 @@ static const struct control_command daemon_commands[] = {
 	{ "reload", daemon_cmd_reload },
 	{ "sync-now", daemon_cmd_sync_now },
 	{ "schedule", daemon_cmd_schedule },
+	{ "switchover", daemon_cmd_switchover },
+	{ "failover", daemon_cmd_failover },
+	{ "rejoin", daemon_cmd_rejoin },
 #ifdef STRAIT_TEST_HOOKS
 	{ "test-clock", daemon_cmd_test_clock },
 #endif
@@ -671,6 +775,8 @@ static char *daemon_reload(struct daemon *d)
 	}
 	if (d->streams)
 		streams_reconfigure(d->streams, next);
+	if (d->failover)
+		failover_reconfigure(d->failover, next);
 	config_free(d->cfg);
 	d->cfg = next;
 	d->self = (size_t)self;
@@ -753,6 +859,10 @@ static void daemon_declare_metrics(struct metrics_writer *w)
 		  "the rate the schedule allows now (+Inf: unlimited, 0: held)" },
 		{ "strait_stream_schedule_rule", METRICS_GAUGE,
 		  "index of the schedule rule in force (-1: none matches)" },
+		{ "strait_slot_retained_bytes", METRICS_GAUGE,
+		  "WAL the stream's slot holds back on the source (pg_current_wal_lsn - restart_lsn)" },
+		{ "strait_disk_warning_level", METRICS_GAUGE,
+		  "worst disk warning for the stream: 0 none, 1 warning, 2 critical (slot WAL, pg_wal, spool disk)" },
 		{ "strait_stream_wan_bytes_total", METRICS_COUNTER,
 		  "estimated bytes the stream's batches cost on the WAN (what the rate limit counts)" },
 		{ "strait_relay_up", METRICS_GAUGE, "1 while the relay link to the peer site is up" },
@@ -808,6 +918,10 @@ static void daemon_collect_stream(void *arg, const struct stream_report *r)
 	metrics_value(w, "strait_stream_rate_limit_bytes_per_second",
 		      r->rate_unlimited ? INFINITY : (double)r->rate, "stream", r->name, NULL);
 	metrics_value(w, "strait_stream_schedule_rule", r->rule, "stream", r->name, NULL);
+	if (r->slot_retained_bytes >= 0)
+		metrics_value(w, "strait_slot_retained_bytes", (double)r->slot_retained_bytes, "stream",
+			      r->name, NULL);
+	metrics_value(w, "strait_disk_warning_level", r->warning_level, "stream", r->name, NULL);
 	metrics_value(w, "strait_stream_wan_bytes_total", (double)r->bytes_wan, "stream", r->name,
 		      NULL);
 }
@@ -997,9 +1111,16 @@ static bool daemon_start(struct daemon *d, const struct daemon_options *opts)
 		if (!d->relay)
 			return false;
 		relay_set_epoch(d->relay, role_epoch(d->role));
-		d->streams = streams_new(d->base, d->cfg, d->self, d->relay);
+		d->streams = streams_new_role(d->base, d->cfg, d->self, d->relay,
+					      role_current(d->role));
 		if (!d->streams)
 			return false;
+		d->failover = failover_new(d->base, d->cfg, d->self, d->relay, d->role,
+					   &daemon_failover_ops, d);
+		if (!d->failover)
+			return false;
+		if (role_current(d->role) == ROLE_FENCED)
+			failover_stepped_down(d->failover, NULL);
 	}
 
 	d->control = control_listen_group(d->base, d->cfg->control.socket,
@@ -1018,6 +1139,7 @@ static bool daemon_start(struct daemon *d, const struct daemon_options *opts)
 static void daemon_teardown(struct daemon *d)
 {
 	metrics_stop(d->metrics);
+	failover_free(d->failover);   /* answers a command still running */
 	control_close(d->control);
 	streams_free(d->streams);
 	relay_free(d->relay);

@@ -366,3 +366,114 @@ relay_proto_read_goodbye(const uint8_t *p, size_t len,
 	TRY(get_str(&r, &out->reason, false));
 	return at_end(&r);
 }
+
+/* ---- PROMOTE ---- */
+
+bool
+relay_proto_write_promote(struct wire_writer *w, const struct relay_proto_promote *m)
+{
+	wire_put_u64(w, m->epoch);
+	put_str(w, m->reason, false);
+	return wire_writer_ok(w);
+}
+
+enum relay_proto_status
+relay_proto_read_promote(const uint8_t *p, size_t len, struct relay_proto_promote *out)
+{
+	struct wire_reader r;
+
+	wire_reader_init(&r, p, len);
+	NEED(wire_get_u64(&r, &out->epoch));
+	TRY(get_str(&r, &out->reason, false));
+	if (out->epoch == 0)
+		return RELAY_PROTO_ERR_VALUE;
+	return at_end(&r);
+}
+
+/* ---- PROMOTE_ACK ---- */
+
+bool
+relay_proto_write_promote_ack(struct wire_writer *w, const struct relay_proto_promote_ack *m)
+{
+	if (m->ok > 1 || m->nstreams > RELAY_PROTO_MAX_LIST ||
+			(m->nstreams > 0 && m->streams == NULL)) {
+		w->failed = true;
+		return false;
+	}
+	wire_put_u8(w, m->ok);
+	wire_put_u64(w, m->epoch);
+	put_str(w, m->message, false);
+	wire_put_u16(w, (uint16_t)m->nstreams);
+	for (size_t i = 0; i < m->nstreams; i++) {
+		put_str(w, m->streams[i].stream, true);
+		wire_put_u64(w, m->streams[i].lsn);
+	}
+	return wire_writer_ok(w);
+}
+
+enum relay_proto_status
+relay_proto_read_promote_ack(const uint8_t *p, size_t len, struct relay_proto_promote_ack *out,
+		struct relay_proto_resume *streams, size_t max_streams)
+{
+	struct wire_reader r;
+	uint16_t n;
+
+	wire_reader_init(&r, p, len);
+	NEED(wire_get_u8(&r, &out->ok));
+	NEED(wire_get_u64(&r, &out->epoch));
+	TRY(get_str(&r, &out->message, false));
+	NEED(wire_get_u16(&r, &n));
+	if (out->ok > 1)
+		return RELAY_PROTO_ERR_VALUE;
+	/* each entry takes at least 2 + 1 + 8 bytes */
+	if ((size_t)n * 11 > wire_remaining(&r))
+		return RELAY_PROTO_ERR_TRUNCATED;
+	if (n > max_streams)
+		return RELAY_PROTO_ERR_TOO_MANY;
+	for (size_t i = 0; i < n; i++) {
+		TRY(get_str(&r, &streams[i].stream, true));
+		NEED(wire_get_u64(&r, &streams[i].lsn));
+	}
+	out->streams = streams;
+	out->nstreams = n;
+	return at_end(&r);
+}
+
+/* ---- FENCE ---- */
+
+bool
+relay_proto_write_fence(struct wire_writer *w, const struct relay_proto_fence *m)
+{
+	if (m->nstreams > RELAY_PROTO_MAX_LIST || (m->nstreams > 0 && m->streams == NULL)) {
+		w->failed = true;
+		return false;
+	}
+	wire_put_u16(w, (uint16_t)m->nstreams);
+	for (size_t i = 0; i < m->nstreams; i++) {
+		put_str(w, m->streams[i].stream, true);
+		wire_put_u64(w, m->streams[i].lsn);
+	}
+	return wire_writer_ok(w);
+}
+
+enum relay_proto_status
+relay_proto_read_fence(const uint8_t *p, size_t len, struct relay_proto_fence *out,
+		struct relay_proto_resume *streams, size_t max_streams)
+{
+	struct wire_reader r;
+	uint16_t n;
+
+	wire_reader_init(&r, p, len);
+	NEED(wire_get_u16(&r, &n));
+	if ((size_t)n * 11 > wire_remaining(&r))
+		return RELAY_PROTO_ERR_TRUNCATED;
+	if (n > max_streams)
+		return RELAY_PROTO_ERR_TOO_MANY;
+	for (size_t i = 0; i < n; i++) {
+		TRY(get_str(&r, &streams[i].stream, true));
+		NEED(wire_get_u64(&r, &streams[i].lsn));
+	}
+	out->streams = streams;
+	out->nstreams = n;
+	return at_end(&r);
+}

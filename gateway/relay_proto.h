@@ -20,6 +20,10 @@
  *              u32 chunk, u8 sync_flags, u32 raw_len, data…
  *   SEQUENCES  str stream, u16 n, n × (str schema, str name, i64 value)
  *   GOODBYE    str reason
+ *   FENCE      u16 n, n × (str stream, u64 applied_lsn)
+ *   PROMOTE    u64 epoch, str reason
+ *   PROMOTE_ACK u8 ok, u64 epoch, str message, u16 n,
+ *              n × (str stream, u64 start_lsn)
  *
  * BATCH and SYNC data is opaque here: pgoutput messages (BATCH) or COPY text
  * (SYNC), zstd-compressed when the frame has FRAME_FLAG_COMPRESSED. raw_len
@@ -229,5 +233,62 @@ bool relay_proto_write_goodbye(struct wire_writer *w,
 		const struct relay_proto_goodbye *m) WIRE_MUSTCHECK;
 enum relay_proto_status relay_proto_read_goodbye(const uint8_t *p, size_t len,
 		struct relay_proto_goodbye *out);
+
+/* ---- FENCE (failover) ---- */
+
+/*
+ * The primary to a site at a lower epoch (an old primary it took over from):
+ * you are fenced; per stream that came from you, the end LSN of your last
+ * transaction applied here (0: none). A rejoin keeps what is after it.
+ */
+struct relay_proto_fence {
+	struct relay_proto_resume *streams;   /* stream, applied LSN */
+	size_t nstreams;
+};
+
+bool relay_proto_write_fence(struct wire_writer *w,
+		const struct relay_proto_fence *m) WIRE_MUSTCHECK;
+/* Fills out->streams = streams[0..out->nstreams), at most max_streams. */
+enum relay_proto_status relay_proto_read_fence(const uint8_t *p, size_t len,
+		struct relay_proto_fence *out, struct relay_proto_resume *streams,
+		size_t max_streams);
+
+/* ---- PROMOTE and PROMOTE_ACK (switchover) ---- */
+
+/*
+ * The primary, fenced and drained, asks the peer to become primary at epoch
+ * (higher than the sender's). reason is for the peer's log (may be empty).
+ */
+struct relay_proto_promote {
+	uint64_t epoch;
+	struct wire_str reason;
+};
+
+bool relay_proto_write_promote(struct wire_writer *w,
+		const struct relay_proto_promote *m) WIRE_MUSTCHECK;
+enum relay_proto_status relay_proto_read_promote(const uint8_t *p, size_t len,
+		struct relay_proto_promote *out);
+
+/*
+ * The answer: ok (1) with the epoch taken and, per stream that now runs the
+ * other way, the LSN the new primary's slot starts at (the old primary's
+ * origin goes there); or ok 0 with the reason in message and nothing
+ * changed. message is the step log either way (may be empty). ok other
+ * than 0 or 1 is refused (VALUE).
+ */
+struct relay_proto_promote_ack {
+	uint8_t ok;
+	uint64_t epoch;
+	struct wire_str message;
+	struct relay_proto_resume *streams;   /* stream, start LSN */
+	size_t nstreams;
+};
+
+bool relay_proto_write_promote_ack(struct wire_writer *w,
+		const struct relay_proto_promote_ack *m) WIRE_MUSTCHECK;
+/* Fills out->streams = streams[0..out->nstreams), at most max_streams. */
+enum relay_proto_status relay_proto_read_promote_ack(const uint8_t *p, size_t len,
+		struct relay_proto_promote_ack *out, struct relay_proto_resume *streams,
+		size_t max_streams);
 
 #endif

@@ -371,6 +371,62 @@ out:
 	return code;
 }
 
+/*
+ * switchover --to SITE, failover --to SITE [--force] [--dry-run]: checked
+ * here for usage, then handed to straitd as they are; the daemon prints the
+ * steps as it takes them and says why when it does not act.
+ */
+static int ctl_role_change(struct ctl_globals *g, const char *name, int argc, char **argv,
+		bool with_flags)
+{
+	char *req[5] = { (char *)name };
+	int n = 1;
+	bool to = false, force = false, dry_run = false;
+
+	if (ctl_wants_help(name, argc, argv))
+		return 0;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--to") == 0 && i + 1 < argc && argv[i + 1][0] != '-' && !to) {
+			req[n++] = "--to";
+			req[n++] = argv[++i];
+			to = true;
+		} else if (with_flags && strcmp(argv[i], "--force") == 0 && !force) {
+			req[n++] = "--force";
+			force = true;
+		} else if (with_flags && strcmp(argv[i], "--dry-run") == 0 && !dry_run) {
+			req[n++] = "--dry-run";
+			dry_run = true;
+		} else {
+			return ctl_bad_usage(name, "unexpected argument");
+		}
+	}
+	if (!to)
+		return ctl_bad_usage(name, "which site? (--to SITE)");
+	return ctl_call(g, n, req);
+}
+
+static int ctl_switchover(struct ctl_globals *g, int argc, char **argv)
+{
+	return ctl_role_change(g, "switchover", argc, argv, false);
+}
+
+static int ctl_failover(struct ctl_globals *g, int argc, char **argv)
+{
+	return ctl_role_change(g, "failover", argc, argv, true);
+}
+
+static int ctl_rejoin(struct ctl_globals *g, int argc, char **argv)
+{
+	char *req[2] = { "rejoin", NULL };
+
+	if (ctl_wants_help("rejoin", argc, argv))
+		return 0;
+	if (argc != 2 || argv[1][0] == '-')
+		return ctl_bad_usage("rejoin", "which site?");
+	req[1] = argv[1];
+	return ctl_call(g, 2, req);
+}
+
 static int ctl_help(struct ctl_globals *g, int argc, char **argv);
 
 static const struct ctl_command ctl_commands[] = {
@@ -391,6 +447,25 @@ static const struct ctl_command ctl_commands[] = {
 	  "whatever its schedule or batch windows say, until its spool is drained\n"
 	  "or, with --for, for DURATION.",
 	  "  --for DURATION   keep the window open this long (\"30m\", \"2h\")\n" },
+	{ "switchover", ctl_switchover, "--to SITE",
+	  "Planned switchover, run on the primary: fence its database, drain every\n"
+	  "stream to SITE, promote SITE at a new epoch and make this site its\n"
+	  "replica. Nothing committed is lost. Prints each step.",
+	  "  --to SITE   the replica that becomes primary\n" },
+	{ "failover", ctl_failover, "--to SITE [--force] [--dry-run]",
+	  "Disaster failover, run on SITE while the primary is unreachable: apply\n"
+	  "what arrived, raise sequences by failover.sequence_margin, promote this\n"
+	  "site at a new epoch. Refused while the primary is reachable (use\n"
+	  "switchover) or when the last known lag is over failover.max_lag_bytes or\n"
+	  "failover.max_lag_seconds; the refusal says what would be lost.",
+	  "  --to SITE   this site, the one that takes over\n"
+	  "  --force     fail over even when the lag is over the limits\n"
+	  "  --dry-run   make every check, print the result, change nothing\n"
+	  "              (exit 0 when a failover would go through)\n" },
+	{ "rejoin", ctl_rejoin, "SITE",
+	  "Run on a fenced old primary SITE: write the transactions it committed\n"
+	  "that never reached the new primary to a SQL file in the state directory,\n"
+	  "then make it a replica again, re-seeded by an initial sync.", "" },
 	{ "check-config", ctl_check_config, "[--print] [--files] [FILE]",
 	  "Check a config file (default: --config) and exit 0, or 1 with every error.\n"
 	  "It changes nothing and may run while a daemon uses the same file.",

@@ -13,6 +13,7 @@
 #include <event2/event.h>
 
 #include "config/config.h"
+#include "gateway/failover.h"
 #include "gateway/frame.h"
 #include "gateway/json.h"
 #include "gateway/lag.h"
@@ -53,19 +54,60 @@ void stream_schedule_retry(struct stream *st, unsigned ms)
 
 /* ----------------------------------------------------------------- setup */
 
-static bool stream_init(struct streams *s, struct stream *st, const struct strait_config *cfg,
-		size_t self, const struct config_stream *cs)
+/*
+ * struct streams with what only this file needs: each stream's view of its
+ * config entry, with from and to as the site's role makes them (a stream
+ * configured from A to B runs from B while B is primary). The source and
+ * sink read from/to through st->cs, so they follow without knowing why.
+ */
+struct streams_box {
+	struct streams s;            /* first: a struct streams * is a box */
+	struct config_stream *views; /* one per stream, st->cs points here */
+	size_t self;
+	enum role_kind role;
+	bool by_config;              /* streams_new(): the config's direction */
+};
+
+static struct streams_box *streams_box(const struct streams *s)
 {
+	return (struct streams_box *)(void *)s;
+}
+
+/* The config entry as it runs now; false when this site has no part in it. */
+static bool stream_view(const struct streams_box *b, const struct config_stream *cs,
+		struct config_stream *view)
+{
+	size_t src, dst;
+
+	*view = *cs;
+	if (b->by_config) {
+		src = cs->from;
+		dst = cs->to;
+		if (src != b->self && dst != b->self)
+			return false;
+	} else if (!failover_stream_ends(cs->from, cs->to, b->self, b->role, &src, &dst)) {
+		return false;
+	}
+	view->from = src;
+	view->to = dst;
+	return true;
+}
+
+static bool stream_init(struct streams *s, struct stream *st, const struct strait_config *cfg,
+		size_t self, struct config_stream *view, const struct config_stream *cs)
+{
+	bool mine = stream_view(streams_box(s), cs, view);
+
 	st->owner = s;
-	st->cs = cs;
+	st->cs = view;
 	st->name = strdup(cs->name);
 	st->retry = event_new(s->base, -1, 0, stream_retry_cb, st);
 	st->lag = lag_new(0);
 	if (!st->name || !st->retry || !st->lag)
 		return false;
-	if (cs->from == self)
+	if (mine && view->from == self)
 		return stream_source_init(st, cfg, self);
-	if (cs->to == self)
+	if (mine && view->to == self)
 		return stream_sink_init(st, cfg, self);
 	return true;
 }
@@ -86,23 +128,28 @@ static void stream_fini(struct stream *st)
 	free(st->name);
 }
 
-struct streams *streams_new(struct event_base *base, const struct strait_config *cfg,
-		size_t self_site, struct relay *relay)
+static struct streams *streams_make(struct event_base *base, const struct strait_config *cfg,
+		size_t self_site, struct relay *relay, enum role_kind role, bool by_config)
 {
-	struct streams *s = calloc(1, sizeof(*s));
+	struct streams_box *b = calloc(1, sizeof(*b));
+	struct streams *s = b ? &b->s : NULL;
 
-	if (!s)
+	if (!b)
 		goto oom;
+	b->self = self_site;
+	b->role = role;
+	b->by_config = by_config;
 	s->base = base;
 	s->relay = relay;
 	s->cfg = cfg;
 	wire_writer_init_heap(&s->out, FRAME_MAX_PAYLOAD);
 	s->v = calloc(cfg->n_streams ? cfg->n_streams : 1, sizeof(*s->v));
-	if (!s->v)
+	b->views = calloc(cfg->n_streams ? cfg->n_streams : 1, sizeof(*b->views));
+	if (!s->v || !b->views)
 		goto oom;
 	for (size_t i = 0; i < cfg->n_streams; i++) {
 		s->n++;
-		if (!stream_init(s, &s->v[i], cfg, self_site, &cfg->streams[i]))
+		if (!stream_init(s, &s->v[i], cfg, self_site, &b->views[i], &cfg->streams[i]))
 			goto oom;
 	}
 	return s;
@@ -112,15 +159,31 @@ oom:
 	return NULL;
 }
 
+struct streams *streams_new(struct event_base *base, const struct strait_config *cfg,
+		size_t self_site, struct relay *relay)
+{
+	return streams_make(base, cfg, self_site, relay, ROLE_PRIMARY, true);
+}
+
+struct streams *streams_new_role(struct event_base *base, const struct strait_config *cfg,
+		size_t self_site, struct relay *relay, enum role_kind site_role)
+{
+	return streams_make(base, cfg, self_site, relay, site_role, false);
+}
+
 void streams_free(struct streams *s)
 {
+	struct streams_box *b;
+
 	if (!s)
 		return;
+	b = streams_box(s);
 	for (size_t i = 0; i < s->n; i++)
 		stream_fini(&s->v[i]);
 	free(s->v);
+	free(b->views);
 	wire_writer_free(&s->out);
-	free(s);
+	free(b);
 }
 
 static struct stream *streams_find(struct streams *s, const char *peer, struct wire_str name,
@@ -413,15 +476,82 @@ void streams_schedule_json(const struct streams *s, struct json_out *j)
 
 void streams_reconfigure(struct streams *s, const struct strait_config *cfg)
 {
+	struct streams_box *b = streams_box(s);
+
 	s->cfg = cfg;
 	for (size_t i = 0; i < s->n; i++) {
 		struct stream *st = &s->v[i];
 		for (size_t k = 0; k < cfg->n_streams; k++) {
 			if (strcmp(cfg->streams[k].name, st->name) != 0)
 				continue;
-			st->cs = &cfg->streams[k];
+			/* the direction stays what it was until the role changes */
+			{
+				size_t from = b->views[i].from, to = b->views[i].to;
+
+				b->views[i] = cfg->streams[k];
+				b->views[i].from = from;
+				b->views[i].to = to;
+			}
+			st->cs = &b->views[i];
 			if (st->role == STREAM_ROLE_SOURCE)
 				stream_source_reconfigure(st);
 		}
 	}
+}
+
+/* ------------------------------------------------ switchover and failover */
+
+void streams_peer_lag(const struct streams *s, const char *peer, int64_t now_us,
+		struct streams_peer_lag *out)
+{
+	*out = (struct streams_peer_lag){ 0 };
+	for (size_t i = 0; i < s->n; i++) {
+		const struct stream *st = &s->v[i];
+		uint64_t bytes;
+		double secs;
+		int64_t at;
+
+		if (st->role != STREAM_ROLE_SINK || strcmp(st->peer, peer) != 0)
+			continue;
+		bytes = lag_bytes(st->lag);
+		secs = lag_seconds(st->lag, now_us);
+		at = lag_last_applied_time(st->lag);
+		if (out->streams == 0 || st->ack_lsn < out->applied_lsn)
+			out->applied_lsn = st->ack_lsn;
+		if (at && (out->last_applied_time_us == 0 || at < out->last_applied_time_us))
+			out->last_applied_time_us = at;
+		if (bytes > out->lag_bytes)
+			out->lag_bytes = bytes;
+		if (secs > out->lag_seconds)
+			out->lag_seconds = secs;
+		out->streams++;
+	}
+}
+
+uint64_t streams_peer_pending_wal(const struct streams *s, const char *peer)
+{
+	uint64_t wal = 0;
+
+	for (size_t i = 0; i < s->n; i++) {
+		const struct stream *st = &s->v[i];
+
+		if (st->role != STREAM_ROLE_SOURCE || strcmp(st->peer, peer) != 0)
+			continue;
+		if (lag_bytes(st->lag) > 0 && lag_wal_lsn(st->lag) > wal)
+			wal = lag_wal_lsn(st->lag);
+	}
+	return wal;
+}
+
+bool streams_drained(const struct streams *s, const char *peer, uint64_t upto)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		const struct stream *st = &s->v[i];
+
+		if (st->role != STREAM_ROLE_SOURCE || strcmp(st->peer, peer) != 0)
+			continue;
+		if (lag_wal_lsn(st->lag) < upto || !lag_caught_up(st->lag))
+			return false;
+	}
+	return true;
 }

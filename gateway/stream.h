@@ -25,6 +25,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gateway/role.h"
+
 struct event_base;
 struct frame;
 struct json_out;
@@ -33,9 +35,18 @@ struct relay_proto_hello;
 struct strait_config;
 struct streams;
 
-/* NULL when out of memory (logged). */
+/*
+ * NULL when out of memory (logged). Each stream runs from the site that is
+ * primary now: as primary this site is the source of every stream it is an
+ * end of (toward the other end), as replica the sink, as fenced neither
+ * (site_role). streams_new() is
+ * streams_new_role() as the config's from/to say (this site is the source of
+ * what comes from it).
+ */
 struct streams *streams_new(struct event_base *base, const struct strait_config *cfg,
 		size_t self_site, struct relay *relay);
+struct streams *streams_new_role(struct event_base *base, const struct strait_config *cfg,
+		size_t self_site, struct relay *relay, enum role_kind site_role);
 void streams_free(struct streams *s);
 
 /* Relay callbacks, forwarded by the daemon. */
@@ -89,7 +100,33 @@ struct stream_report {
 	uint64_t rate;               /* source: bytes per second in force (when limited) */
 	int rule;                    /* source: the schedule rule in force, -1 none */
 	uint64_t bytes_wan;          /* source: estimated WAN bytes of its batches */
+	int64_t slot_retained_bytes; /* source: WAL the slot holds back, -1 unknown */
+	int warning_level;           /* source: worst disk warning, 0 none, 1 warning, 2 critical */
 };
+
+/* ---- for switchover and failover (gateway/failover.c) ---- */
+
+/* What this site knows of the streams it receives from peer. */
+struct streams_peer_lag {
+	size_t streams;              /* how many it receives from peer */
+	uint64_t lag_bytes;          /* the largest */
+	double lag_seconds;          /* the largest */
+	uint64_t applied_lsn;        /* the lowest applied LSN (0: unknown) */
+	int64_t last_applied_time_us; /* the oldest last-applied commit time (0: unknown) */
+};
+void streams_peer_lag(const struct streams *s, const char *peer, int64_t now_us,
+		struct streams_peer_lag *out);
+/*
+ * Source side: the WAL position read from the slot of streams sent to peer
+ * that the peer has not applied yet (the highest), or 0 when every stream to
+ * peer is caught up. Sent in HEARTBEAT, so a replica knows what it lacks.
+ */
+uint64_t streams_peer_pending_wal(const struct streams *s, const char *peer);
+/*
+ * Source side: true when every stream sent to peer has read its slot up to
+ * upto and the peer applied all of it.
+ */
+bool streams_drained(const struct streams *s, const char *peer, uint64_t upto);
 
 /*
  * Calls fn once for each stream this site sends or receives, at now_us (µs

@@ -32,6 +32,7 @@ struct seq_reader;
 struct seq_writer;
 struct source;
 struct spool;
+struct slotwatch;
 struct relcache;
 struct streamsync;
 
@@ -78,6 +79,8 @@ struct stream {
 	uint64_t confirmed_lsn;  /* told to the slot */
 	uint64_t bytes_spooled;
 	struct seq_reader *seq_reader;
+	struct slotwatch *slotwatch; /* the slot's retained WAL, for disk warnings */
+	int warn_level;          /* worst disk warning logged last (enum diskwarn_level) */
 
 	/* ---- source: sender (spool → link) ---- */
 	struct codec *enc;
@@ -143,6 +146,7 @@ void stream_source_writable(struct stream *st);
 void stream_source_status(const struct stream *st, struct json_out *j);
 void stream_source_schedule_json(const struct stream *st, struct json_out *j);
 void stream_source_report(const struct stream *st, struct stream_report *r, int64_t now_us);
+void stream_source_warnings_json(const struct stream *st, struct json_out *j);
 bool stream_source_sync_now(struct stream *st, uint64_t for_seconds, char *msg, size_t msglen);
 void stream_source_reconfigure(struct stream *st);
 const char *stream_source_state(const struct stream *st);

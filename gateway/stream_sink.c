@@ -5,7 +5,7 @@
  * The apply engine connects to the target and reports its origin position;
  * the sink sends it as RESUME (and in every HELLO). BATCH frames are
  * decompressed and submitted; each committed source transaction is ACKed
- * (coalesced: one ACK per loop pass at most). When the apply stops on an
+ * (coalesced: one ACK per STREAM_ACK_DELAY_US at most). When the apply stops on an
  * error the stream pauses; it retries on a timer, and its next ready() sends
  * a RESUME, so whatever was dropped meanwhile is sent again.
  */
@@ -26,6 +26,15 @@
 #include "gateway/streamsync.h"
 #include "replicator/apply.h"
 #include "replicator/sequences.h"
+
+/*
+ * ACKs go out on a short timer, not after every commit: each is a packet
+ * back across the WAN (carrying the TCP ACKs with it), and under load one
+ * ACK covers a frame or more of transactions. The source needs them only to
+ * free spool segments, confirm the slot (durability remote) and count lag,
+ * so tens of milliseconds cost nothing there; seconds would hold segments.
+ */
+#define STREAM_ACK_DELAY_US 20000
 
 void stream_sink_sequences(struct stream *st, const struct relay_proto_sequences *m)
 {
@@ -126,7 +135,7 @@ static void stream_apply_committed(void *arg, uint64_t end_lsn, int64_t commit_t
 		st->ack_commit_time = commit_time_us;
 	}
 	if (!event_pending(st->ack_event, EV_TIMEOUT, NULL))
-		event_active(st->ack_event, EV_TIMEOUT, 0);
+		event_add(st->ack_event, &(struct timeval){ 0, STREAM_ACK_DELAY_US });
 }
 
 static void stream_apply_stopped(void *arg, const char *reason)

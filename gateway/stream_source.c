@@ -46,6 +46,7 @@
 #include <event2/event.h>
 
 #include "gateway/clock.h"
+#include "gateway/diskwarn.h"
 #include "gateway/codec.h"
 #include "gateway/json.h"
 #include "gateway/lag.h"
@@ -57,9 +58,11 @@
 #include "gateway/stream_int.h"
 #include "gateway/streamsync.h"
 #include "replicator/sequences.h"
+#include "replicator/slotwatch.h"
 #include "replicator/source.h"
 
 #define STREAM_SEQUENCE_POLL_MS 5000
+#define STREAM_SLOTWATCH_MS 10000
 #define STREAM_TICK_MS 1000
 #define STREAM_SEGMENT_MIN (1u * 1024u * 1024u)
 #define STREAM_SEGMENT_MAX (64u * 1024u * 1024u)
@@ -151,7 +154,12 @@ static bool reader_batch(void *arg, const uint8_t *body, size_t len,
 	    !event_pending(st->sync_event, EV_TIMEOUT, NULL))
 		event_active(st->sync_event, EV_TIMEOUT, 0);
 	sender_kick(st);
-	if (spool_bytes(st->spool) >= st->spool_max) {
+	/*
+	 * The cap applies at transaction ends: the sink commits only whole
+	 * transactions, so a spool stopped in the middle of one would never be
+	 * acknowledged and never drain. It may exceed spool_max by one transaction.
+	 */
+	if (spool_bytes(st->spool) >= st->spool_max && !st->txn_open) {
 		if (!st->spool_full)
 			log_warning("stream \"%s\": the spool is full (%" PRIu64 " of %" PRIu64
 				    " bytes): reading stops, the slot holds WAL until the sink catches up",
@@ -283,33 +291,121 @@ void stream_source_retry(struct stream *st)
 
 /* ---------------------------------------------------------------- sender */
 
-static void sender_kick(struct stream *st)
+/*
+ * Coalescing. Under load the reader spools a record every millisecond or
+ * so, each with the one to three transactions the walsender had sent. A
+ * BATCH frame per record cost a WAN packet of headers (Ethernet, outer
+ * IP/UDP, WireGuard, inner IP/TCP, TLS record, frame and batch header: some
+ * 200 B) for as many bytes of compressed data, and an ACK came back for each.
+ * So a frame carries every unread record (up to STREAM_FRAME_RAW), and a
+ * small one waits STREAM_COALESCE_DELAY_US from the first record that went
+ * unsent: the delay is latency added to every transaction, and what it buys
+ * is full packets. Shorter delays cost bytes quickly (more frames, more
+ * ACKs); longer ones save little more, since full packets keep their
+ * headers. A backlog of STREAM_COALESCE_BYTES goes at once, and so does
+ * the spool when the sink resumes.
+ */
+#define STREAM_COALESCE_DELAY_US 30000
+#define STREAM_COALESCE_BYTES (64u * 1024u)
+/* A frame holds at most this (raw), or one larger record alone. */
+#define STREAM_FRAME_RAW STREAM_BATCH_MAX
+
+/*
+ * The frame being packed: the bodies of consecutive spool records, which are
+ * sequences of pgoutput messages, so their concatenation is one too. It is
+ * filled and sent within one sender_pump() call, so one buffer serves every
+ * stream; stream_source_fini() frees it.
+ */
+struct sender_frame {
+	uint64_t first_lsn;      /* of the first record */
+	uint64_t last_lsn;       /* the last whole transaction's end among the records, 0 if none */
+	size_t len;
+	unsigned records;
+};
+
+static uint8_t *sender_buf;
+static size_t sender_buf_cap;
+
+/* Sends at the next loop pass, whatever is unread. */
+static void sender_now(struct stream *st)
 {
-	if (st->sending && !event_pending(st->pump_event, EV_TIMEOUT, NULL))
-		event_active(st->pump_event, EV_TIMEOUT, 0);
+	if (!st->sending)
+		return;
+	event_del(st->pump_event);  /* a coalescing or token-bucket wait: looked at again */
+	event_active(st->pump_event, EV_TIMEOUT, 0);
 }
 
-/* Sends one spool record as a BATCH frame; false when the link went down. */
-static bool sender_batch(struct stream *st, const struct spool_meta *meta, const uint8_t *body,
-		size_t len, int64_t now_us)
+/* Something was spooled or may go now: send once enough waits, or after the delay. */
+static void sender_kick(struct stream *st)
+{
+	struct timeval delay = { 0, STREAM_COALESCE_DELAY_US };
+
+	if (!st->sending)
+		return;
+	if (st->spool && spool_unread_bytes(st->spool) >= STREAM_COALESCE_BYTES &&
+	    token_bucket_ready(&st->bucket, clock_mono_us()))
+		sender_now(st);
+	else if (!event_pending(st->pump_event, EV_TIMEOUT, NULL))
+		event_add(st->pump_event, &delay);
+}
+
+/* Counts one record into the frame's LSNs and size (its body is copied by the caller, or not). */
+static void sender_frame_note(struct sender_frame *f, const struct spool_meta *meta, size_t len)
+{
+	if (!f->records)
+		f->first_lsn = meta->first_lsn;
+	if (meta->commit_end_lsn)
+		f->last_lsn = meta->commit_end_lsn;
+	f->len += len;
+	f->records++;
+}
+
+/* Appends one record to the packed frame; false (f untouched) when out of memory. */
+static bool sender_frame_add(struct sender_frame *f, const struct spool_meta *meta,
+		const uint8_t *body, size_t len)
+{
+	if (f->len + len > sender_buf_cap) {
+		size_t cap = sender_buf_cap ? sender_buf_cap : 64u * 1024u;
+		uint8_t *p;
+
+		while (cap < f->len + len)
+			cap *= 2;
+		if (!(p = realloc(sender_buf, cap)))
+			return false;
+		sender_buf = p;
+		sender_buf_cap = cap;
+	}
+	memcpy(sender_buf + f->len, body, len);
+	sender_frame_note(f, meta, len);
+	return true;
+}
+
+/* Sends frame f, whose records are body, as one BATCH and empties it; false when the link went down. */
+static bool sender_batch(struct stream *st, struct sender_frame *f, const uint8_t *body,
+		int64_t now_us)
 {
 	struct streams *s = st->owner;
+	struct sender_frame fr = *f;
 	struct relay_proto_batch b;
 	const uint8_t *wire;
 	size_t wire_len;
 	uint64_t cost;
 	char err[256];
 
-	if (!codec_run(st->enc, body, len, SIZE_MAX, &wire, &wire_len, err, sizeof(err))) {
+	if (!fr.records)
+		return true;
+	*f = (struct sender_frame){ 0 };
+	if (!codec_run(st->enc, body, fr.len, SIZE_MAX, &wire, &wire_len, err, sizeof(err))) {
 		log_error("stream \"%s\": %s", st->name, err);
 		return false;
 	}
 	b = (struct relay_proto_batch){
 		.stream = relay_proto_str(st->name),
-		.first_lsn = meta->commit_end_lsn ? meta->first_lsn : 0,
-		.last_lsn = meta->commit_end_lsn,
+		/* a frame that ends no transaction continues one: no LSNs */
+		.first_lsn = fr.last_lsn && fr.first_lsn <= fr.last_lsn ? fr.first_lsn : 0,
+		.last_lsn = fr.last_lsn,
 		.generation = st->generation,
-		.raw_len = (uint32_t)len,
+		.raw_len = (uint32_t)fr.len,
 		.data = wire,
 		.data_len = wire_len,
 	};
@@ -322,22 +418,67 @@ static bool sender_batch(struct stream *st, const struct spool_meta *meta, const
 	token_bucket_take(&st->bucket, cost, now_us);
 	st->bytes_charged += cost;
 	st->batches_sent++;
-	st->bytes_raw += len;
+	st->bytes_raw += fr.len;
 	st->bytes_wire += wire_len;
 	return true;
+}
+
+/*
+ * Packs the records read next into f until it is full or the spool has no
+ * more (*more false); a record that would overfill f sends it first. -1 when
+ * sending failed (the link went down), -2 when the spool did (handled).
+ */
+static int sender_fill(struct stream *st, struct sender_frame *f, size_t *sent, bool *more,
+		int64_t now_us)
+{
+	while (f->len < STREAM_FRAME_RAW) {
+		struct spool_meta meta;
+		const uint8_t *body;
+		size_t len;
+		char err[256];
+		int r = spool_read(st->spool, &meta, &body, &len, err, sizeof(err));
+
+		if (r == 0) {
+			*more = false;
+			break;
+		}
+		if (r < 0) {
+			reader_fail_spool(st, err);
+			return -2;
+		}
+		*sent += len;
+		/*
+		 * Too big, or the start of a transaction that spans records after
+		 * whole ones: the whole ones go first, so a frame ends at a commit
+		 * unless it holds parts of one transaction only (as records do).
+		 */
+		if (f->records && (f->len + len > STREAM_FRAME_RAW ||
+				   (f->last_lsn && !meta.commit_end_lsn)) &&
+		    !sender_batch(st, f, sender_buf, now_us))
+			return -1;
+		if (!sender_frame_add(f, &meta, body, len)) {
+			/* no memory to pack: what is packed goes, then this record alone */
+			struct sender_frame one = { 0 };
+
+			sender_frame_note(&one, &meta, len);
+			if (!sender_batch(st, f, sender_buf, now_us) ||
+			    !sender_batch(st, &one, body, now_us))
+				return -1;
+		}
+	}
+	return 0;
 }
 
 static void sender_pump(struct stream *st)
 {
 	struct streams *s = st->owner;
+	struct sender_frame f = { 0 };
 	size_t sent = 0;
+	bool more = true;
 
-	while (st->sending && st->spool && !st->sched.held && relay_is_up(s->relay, st->peer)) {
+	while (more && st->sending && st->spool && !st->sched.held &&
+	       relay_is_up(s->relay, st->peer)) {
 		int64_t now = clock_mono_us(), wait;
-		struct spool_meta meta;
-		const uint8_t *body;
-		size_t len;
-		char err[256];
 		int r;
 
 		if (relay_output_pending(s->relay, st->peer) >= RELAY_OUTPUT_HIGH)
@@ -349,21 +490,16 @@ static void sender_pump(struct stream *st)
 			return;
 		}
 		if (sent >= STREAM_PUMP_SLICE) {
-			sender_kick(st);
+			sender_now(st);
 			return;
 		}
-		r = spool_read(st->spool, &meta, &body, &len, err, sizeof(err));
-		if (r == 0)
-			break;
-		if (r < 0) {
-			reader_fail_spool(st, err);
+		r = sender_fill(st, &f, &sent, &more, now);
+		if (r == -2)
 			return;
-		}
-		if (!sender_batch(st, &meta, body, len, now)) {
+		if (r < 0 || !sender_batch(st, &f, sender_buf, now)) {
 			st->sending = false;
 			return;
 		}
-		sent += len;
 	}
 	/* what the live stream had is out: an initial-sync copy may use the link */
 	if (st->sync && relay_output_pending(s->relay, st->peer) < RELAY_OUTPUT_HIGH)
@@ -408,7 +544,7 @@ void stream_source_resume_at(struct stream *st, uint64_t lsn, uint32_t generatio
 	}
 	codec_reset(st->enc);
 	st->sending = true;
-	sender_kick(st);
+	sender_now(st);
 }
 
 void stream_source_ack(struct stream *st, const struct relay_proto_ack *ack)
@@ -450,6 +586,75 @@ void stream_source_link_down(struct stream *st)
 void stream_source_writable(struct stream *st)
 {
 	sender_pump(st);
+}
+
+/* ------------------------------------------------------------- warnings */
+
+/* The slot's and the disks' warnings now (diskwarn.h). */
+static void stream_warnings(const struct stream *st, struct diskwarn_list *l)
+{
+	char err[256];
+	char slot[128];
+
+	memset(l, 0, sizeof(*l));
+	source_slot_name(st->name, slot, sizeof(slot));
+	diskwarn_slot(st->slotwatch ? slotwatch_last(st->slotwatch) : NULL, slot, l);
+	if (!diskwarn_spool(st->owner->cfg->state_dir, st->spool ? spool_bytes(st->spool) : 0,
+			    st->spool_max, l, err, sizeof(err)))
+		log_debug("stream \"%s\": %s", st->name, err);
+}
+
+/* Logs the warnings when their worst level changes (not at every tick). */
+static void stream_warnings_check(struct stream *st)
+{
+	struct diskwarn_list l;
+	enum diskwarn_level worst;
+
+	stream_warnings(st, &l);
+	worst = diskwarn_worst(&l);
+	if ((int)worst == st->warn_level)
+		return;
+	for (size_t i = 0; i < l.n; i++) {
+		if (l.w[i].level == DISKWARN_CRITICAL)
+			log_error("stream \"%s\": %s", st->name, l.w[i].text);
+		else
+			log_warning("stream \"%s\": %s", st->name, l.w[i].text);
+	}
+	if (worst == DISKWARN_NONE)
+		log_info("stream \"%s\": no disk warnings any more", st->name);
+	st->warn_level = (int)worst;
+}
+
+void stream_source_warnings_json(const struct stream *st, struct json_out *j)
+{
+	const struct slot_sample *smp = st->slotwatch ? slotwatch_last(st->slotwatch) : NULL;
+	struct diskwarn_list l;
+
+	stream_warnings(st, &l);
+	json_array_begin(j, "warnings");
+	for (size_t i = 0; i < l.n; i++) {
+		json_object_begin(j, NULL);
+		json_string(j, "level", diskwarn_level_name(l.w[i].level));
+		json_string(j, "kind", l.w[i].kind);
+		json_string(j, "text", l.w[i].text);
+		json_object_end(j);
+	}
+	json_array_end(j);
+	json_object_begin(j, "slot");
+	if (smp && smp->retained_known)
+		json_uint(j, "retained_bytes", smp->retained_bytes);
+	else
+		json_null(j, "retained_bytes");
+	if (smp && smp->max_keep_known)
+		json_int(j, "max_slot_wal_keep_size", smp->max_slot_wal_keep_size);
+	else
+		json_null(j, "max_slot_wal_keep_size");
+	if (smp && smp->wal_disk_known)
+		json_uint(j, "wal_disk_free_bytes", smp->wal_disk_free);
+	else
+		json_null(j, "wal_disk_free_bytes");
+	json_string(j, "wal_status", smp && smp->wal_status[0] ? smp->wal_status : NULL);
+	json_object_end(j);
 }
 
 /* ------------------------------------------------------------- schedule */
@@ -519,6 +724,7 @@ static void source_tick_cb(evutil_socket_t fd, short what, void *arg)
 		schedule_update(st, false);
 	}
 	reader_try_start(st);
+	stream_warnings_check(st);
 	event_add(st->tick, &(struct timeval){ STREAM_TICK_MS / 1000, (STREAM_TICK_MS % 1000) * 1000 });
 }
 
@@ -603,12 +809,21 @@ bool stream_source_init(struct stream *st, const struct strait_config *cfg, size
 	st->pump_event = event_new(s->base, -1, 0, sender_pump_cb, st);
 	st->tick = event_new(s->base, -1, 0, source_tick_cb, st);
 	st->relcache = relcache_new();
+	{
+		char slot[128], what[160];
+
+		source_slot_name(cs->name, slot, sizeof(slot));
+		snprintf(what, sizeof(what), "stream \"%s\"", cs->name);
+		st->slotwatch = slotwatch_new(s->base, cfg->sites[self].database, slot,
+					      STREAM_SLOTWATCH_MS, what, NULL, NULL);
+	}
 	st->spool_max = cs->spool_max;
 	snprintf(spool_root, sizeof(spool_root), "%s/spool", cfg->state_dir);
 	if (asprintf(&st->spool_dir, "%s/%s", spool_root, cs->name) < 0)
 		st->spool_dir = NULL;
 	if (!st->peer || !st->src_conninfo || !st->src_publication || !st->enc || !st->sync_event ||
-	    !st->pump_event || !st->tick || !st->spool_dir || !st->relcache)
+	    !st->pump_event || !st->tick || !st->spool_dir || !st->relcache ||
+	    !st->slotwatch)
 		return false;
 	if (cs->n_tables) {
 		st->src_tables = calloc(cs->n_tables, sizeof(char *));
@@ -660,11 +875,15 @@ void stream_source_fini(struct stream *st)
 	source_free(st->source);
 	seq_reader_free(st->seq_reader);
 	codec_free(st->enc);
+	free(sender_buf);  /* the next frame packed, for any stream, allocates it again */
+	sender_buf = NULL;
+	sender_buf_cap = 0;
 	if (st->spool && st->cs->durability == CONFIG_DURABILITY_SPOOL &&
 	    !spool_sync(st->spool, err, sizeof(err)))
 		log_error("stream \"%s\": spool: %s", st->name, err);
 	spool_close(st->spool);
 	relcache_free(st->relcache);
+	slotwatch_free(st->slotwatch);
 	if (st->sync_event)
 		event_free(st->sync_event);
 	if (st->pump_event)
@@ -765,6 +984,7 @@ void stream_source_status(const struct stream *st, struct json_out *j)
 						: NULL);
 	json_object_end(j);
 	stream_source_schedule_json(st, j);
+	stream_source_warnings_json(st, j);
 	if (st->source)
 		source_status_json(st->source, j);
 }
@@ -785,4 +1005,12 @@ void stream_source_report(const struct stream *st, struct stream_report *r, int6
 	r->rate = st->sched.held ? 0 : st->sched.rate.bytes_per_sec;
 	r->rule = st->sched.rule;
 	r->bytes_wan = st->bytes_charged;
+	{
+		const struct slot_sample *smp = st->slotwatch ? slotwatch_last(st->slotwatch) : NULL;
+		struct diskwarn_list l;
+
+		r->slot_retained_bytes = smp && smp->retained_known ? (int64_t)smp->retained_bytes : -1;
+		stream_warnings(st, &l);
+		r->warning_level = (int)diskwarn_worst(&l);
+	}
 }

@@ -1998,7 +1998,10 @@ static bool apply_send_setup(struct apply *a)
 			"pg_catalog.set_config('session_replication_role', 'replica', false), "
 			"pg_catalog.set_config('datestyle', 'ISO', false), "
 			"pg_catalog.set_config('intervalstyle', 'postgres', false), "
-			"pg_catalog.set_config('extra_float_digits', '3', false)", 0, NULL))
+			"pg_catalog.set_config('extra_float_digits', '3', false), "
+			/* a fenced old primary that rejoined as a replica stays read-only for
+			 * applications, yet takes changes through strait */
+			"pg_catalog.set_config('default_transaction_read_only', 'off', false)", 0, NULL))
 		return false;
 	/* An acknowledged commit must survive a crash of the target. */
 	if (!apply_send_query(a, CMD_SETUP,

@@ -162,6 +162,11 @@ static void pgquery_read(struct pgquery *q)
 			pgquery_complete(q, msg, false);
 			return;
 		}
+		/* the last result with rows wins (BEGIN ...; SELECT ...; COMMIT gives the SELECT's) */
+		if (q->last && PQresultStatus(q->last) == PGRES_TUPLES_OK && st != PGRES_TUPLES_OK) {
+			PQclear(res);
+			continue;
+		}
 		PQclear(q->last);
 		q->last = res;
 	}

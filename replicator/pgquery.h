@@ -4,7 +4,8 @@
  *
  * For the small periodic work around a stream (sequence values, health
  * probes): it connects lazily on the first query, reconnects after a failure
- * on the next one, and hands each statement's last result to a callback.
+ * on the next one, and hands each statement's last result (the last one with rows,
+ * when there is one) to a callback.
  *
  * Ownership: the caller owns the pgquery and frees it with pgquery_free() —
  * never from inside its own callback. The PGresult given to the callback is

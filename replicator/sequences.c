@@ -243,6 +243,8 @@ char *seq_writer_sql(const struct seq_value *seqs, size_t n)
 	 * setval only where the target is behind: a sequence is never lowered,
 	 * and one missing on the target is passed over (the join drops it).
 	 */
+	/* READ WRITE: a fenced old primary that is now a replica still takes them */
+	fputs("BEGIN READ WRITE; ", out);
 	fputs("SELECT count(pg_catalog.setval(format('%I.%I', v.s, v.n)::regclass, v.val)) "
 	      "FROM (VALUES ", out);
 	for (size_t i = 0; i < n; i++) {
@@ -254,7 +256,7 @@ char *seq_writer_sql(const struct seq_value *seqs, size_t n)
 	}
 	fputs(") AS v(s, n, val) "
 	      "JOIN pg_catalog.pg_sequences ps ON ps.schemaname = v.s AND ps.sequencename = v.n "
-	      "WHERE ps.last_value IS NULL OR ps.last_value < v.val", out);
+	      "WHERE ps.last_value IS NULL OR ps.last_value < v.val; COMMIT", out);
 	if (fclose(out) != 0) {
 		free(sql);
 		return NULL;

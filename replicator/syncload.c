@@ -527,7 +527,8 @@ static void syncload_loader_connected(void *arg)
 	struct syncload_loader *l = arg;
 
 	(void)syncload_send(l, LOADER_SETUP,
-		"SET session_replication_role = replica; SET search_path = ''; SET DateStyle = ISO; "
+		"SET session_replication_role = replica; SET default_transaction_read_only = off; "
+		"SET search_path = ''; SET DateStyle = ISO; "
 		"SET IntervalStyle = postgres; SET extra_float_digits = 3; SET client_encoding = 'UTF8'; "
 		"SET statement_timeout = 0; SET lock_timeout = 0; "
 		"SET idle_in_transaction_session_timeout = 0; "

@@ -23,6 +23,13 @@ repetitions, so a drift of the shared machine hits both alike):
   thin     the veth limited to 10 Mbit/s each way (tc tbf), pgbench -c 4 for
            THIN s: the transactions per second that arrive at the target
 
+and once, after the repetitions, for strait alone:
+
+  spool    the stream held (rate 0) while psql writes rows of 64 KiB of
+           hex text, 1 MiB a transaction, until the source's spool holds
+           1 GiB; then released: straitd's peak RSS (VmHWM, reset with
+           clear_refs) while it holds and while it drains, and the drain time
+
 Lag is measured the same way for both, outside either system: the source's
 WAL position sampled every 50 ms against the target's replication origin
 (each system advances its origin in the commit of every applied
@@ -46,7 +53,7 @@ sys.path.insert(0, HERE)
 
 import benchlib  # noqa: E402
 from benchlib import (CpuLedger, LagSampler, PidCpu, Pgbench, harness, lsn_int,  # noqa: E402
-                      peak_rss, cpu_seconds, children, wait_until)
+                      peak_rss, reset_peak_rss, rss, cpu_seconds, children, wait_until)
 import report  # noqa: E402
 
 SRC_DB = "bench"
@@ -54,12 +61,21 @@ PUBLICATION = "bench_pub"
 STREAM = "app"             # strait's stream is app<rep>: origins are cluster-wide
 TABLES = ("pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history")
 CHANGES_PER_TXN = 4        # tpcb-like: three UPDATEs and one INSERT
+MIB = 1024 * 1024
+# The spool phase: rows of BULK_ROW bytes of hex text (md5 of distinct
+# inputs, stored uncompressed, so WAL, pgoutput and the spool carry every
+# byte), BULK_ROWS_PER_TXN to a transaction, until the spool holds SPOOL_BACKLOG.
+SPOOL_BACKLOG = 1024 * MIB
+BULK_ROW = 64 * 1024
+BULK_ROWS_PER_TXN = 16
+BULK_DDL = ("CREATE TABLE bench_bulk (id bigserial PRIMARY KEY, payload text); "
+            "ALTER TABLE bench_bulk ALTER payload SET STORAGE EXTERNAL")
 
 PROFILES = {
     # name: scale, repetitions, steady s, backlog s, thin s, phases
     # (limit: seconds after which no new repetition starts)
     "full": dict(scale=20, reps=3, steady=30, backlog=30, thin=20, limit=14 * 60,
-                 phases=("sync", "steady", "catchup", "thin")),
+                 phases=("sync", "steady", "catchup", "thin", "spool")),
     "quick": dict(scale=5, reps=1, steady=10, backlog=10, thin=10, limit=5 * 60,
                   phases=("sync", "steady", "catchup", "thin")),
     "smoke": dict(scale=1, reps=1, steady=5, backlog=5, thin=5, limit=3 * 60,
@@ -255,6 +271,7 @@ class Bench:
         self.results = {"native": [], "strait": []}
         self.series = []               # (system, rep, phase, samples)
         self.skipped = []              # what the time limit left out, and why
+        self.spool_result = None       # the spool phase (strait only, once)
         self.started = time.monotonic()
 
     # ---------------------------------------------------------------- budget
@@ -266,12 +283,16 @@ class Bench:
         setup = 10 + 0.5 * p["scale"]
         run_s = sum(per[ph] for ph in p["phases"] if ph in per) + 6   # + start/stop
         total = setup + 2 * p["reps"] * run_s
+        if "spool" in p["phases"]:
+            # once, strait only: sync, writing 1 GiB, draining it
+            total += 4 + 0.3 * p["scale"] + 100
         self.run_estimate = run_s
         lines = [f"budget ({self.args.profile}): scale {p['scale']}, {p['reps']} repetition(s), "
                  f"phases {', '.join(p['phases'])}, time limit {p['limit'] / 60:.1f} min",
                  f"  setup ~{setup:.0f}s; per system and repetition ~{run_s:.0f}s "
                  + "(" + ", ".join(f"{ph} ~{per[ph]:.0f}s" for ph in p["phases"] if ph in per)
-                 + f"); total ~{total / 60:.1f} min"]
+                 + f"); " + ("spool (once) ~100s; " if "spool" in p["phases"] else "")
+                 + f"total ~{total / 60:.1f} min"]
         return total, lines
 
     # ----------------------------------------------------------------- setup
@@ -355,13 +376,16 @@ class Bench:
         return LagSampler(self.src, self.dst, SRC_DB, sysobj.tgt_db, sysobj.origin()).start()
 
     # ---------------------------------------------------------------- phases
-    def phase_sync(self, sysobj):
+    def phase_sync(self, sysobj, target_ddl=None):
         """Initial sync: from configuring replication until the target's
-        tables are complete and equal to the source's."""
+        tables are complete and equal to the source's. target_ddl: more
+        tables for the target, besides pgbench's."""
         self.src.sql("TRUNCATE pgbench_history", dbname=SRC_DB)
         want = self.digest(self.src, SRC_DB)
         self.dst.createdb(sysobj.tgt_db)
         self.dst.pgbench("-i", "-I", "dtp", dbname=sysobj.tgt_db)   # schema, no rows
+        if target_ddl:
+            self.dst.sql(target_ddl, dbname=sysobj.tgt_db)
         n_branches, n_tellers = want[1], want[2]
         snap = self.ledger.snapshot()
         t0 = time.monotonic()
@@ -516,6 +540,110 @@ class Bench:
                 "bounded": bounded, "sustained_tps": offered if bounded else arrived,
                 "cpu": cpu}
 
+    def phase_spool(self, sysobj):
+        """A 1 GiB spool: hold the stream, write until the source's spool
+        holds SPOOL_BACKLOG, release; straitd's peak RSS in each part."""
+        d = {"source": sysobj.d["onprem"].pid, "sink": sysobj.d["cloud"].pid}
+        if not sysobj.hold():
+            sysobj.release()
+            return {"supported": False, "why": "the hold was refused (reload failed)"}
+        snap = self.ledger.snapshot()
+        reset = all(reset_peak_rss(pid) for pid in d.values())
+        per_txn = BULK_ROW * BULK_ROWS_PER_TXN
+        txns = -(-SPOOL_BACKLOG // per_txn)
+        chunks = 64                      # distinct rows in the pool, cycled
+        script = os.path.join(self.work, "bulk.sql")
+        with open(script, "w") as f:
+            f.write("CREATE TEMP TABLE bench_pool AS SELECT k, (SELECT string_agg("
+                    "md5(k::text || ':' || i::text), '') FROM generate_series(1, "
+                    f"{BULK_ROW // 32}) i) AS chunk FROM generate_series(0, {chunks - 1}) k;\n")
+            for j in range(txns):
+                lo = (j * BULK_ROWS_PER_TXN) % chunks
+                f.write("INSERT INTO bench_bulk (payload) SELECT chunk FROM bench_pool "
+                        f"WHERE k >= {lo} AND k < {lo + BULK_ROWS_PER_TXN};\n")
+        t0 = time.monotonic()
+        harness.run(["psql", "-h", self.src.sockdir, "-p", str(self.src.port), "-U", "postgres",
+                     "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", SRC_DB, "-f", script],
+                    timeout=300)
+        write_s = time.monotonic() - t0
+        written = txns * per_txn
+
+        def spool():
+            return sysobj.stream_status("onprem", "source")["spool"]
+        # the reader is through once the spool holds what was written, and stops growing
+        last = [None]
+
+        def spooled():
+            b = spool()["bytes"]
+            done = b >= written and b == last[0]
+            last[0] = b
+            return done
+        try:
+            wait_until(spooled, 120, 1.0, what="the spool to hold the backlog")
+        except TimeoutError:
+            pass
+        held = spool()
+        hold_s = time.monotonic() - t0
+        hold_peak = {k: peak_rss(pid) for k, pid in d.items()}
+        hold_rss = {k: rss(pid) for k, pid in d.items()}
+        reset = all(reset_peak_rss(pid) for pid in d.values()) and reset
+        rows = txns * BULK_ROWS_PER_TXN
+        rel = time.monotonic()
+        sysobj.release()
+        try:
+            wait_until(lambda: self.dst.sql("SELECT count(*) FROM bench_bulk",
+                                            dbname=sysobj.tgt_db)[0][0] >= rows,
+                       240, 0.5, what="the backlog to drain")
+            drain_s = time.monotonic() - rel
+        except TimeoutError:
+            drain_s = None
+        drain_peak = {k: peak_rss(pid) for k, pid in d.items()}
+        return {"supported": True, "written_bytes": written, "transactions": txns,
+                "write_s": write_s, "hold_s": hold_s, "spool_bytes": held["bytes"],
+                "spool_records": held["records"], "peak_rss_reset": reset,
+                "peak_rss_hold": hold_peak, "rss_end_of_hold": hold_rss,
+                "peak_rss_drain": drain_peak, "drain_s": drain_s,
+                "drain_mib_per_s": held["bytes"] / MIB / drain_s if drain_s else None,
+                "cpu": CpuLedger.delta(snap, self.ledger.snapshot())}
+
+    def run_spool(self):
+        """The spool phase, once, with a strait system of its own."""
+        sysobj = Strait(self, "spool")
+        res = {}
+        log("spool backlog (strait only)")
+        try:
+            # published (FOR ALL TABLES) from now on: only strait's run sees it
+            self.src.sql(BULK_DDL, dbname=SRC_DB)
+            self.phase_sync(sysobj, target_ddl=BULK_DDL)
+            res = self.phase_spool(sysobj)
+            if res.get("supported"):
+                peak = max(v for p in ("peak_rss_hold", "peak_rss_drain")
+                           for v in res[p].values() if v)
+                log(f"  spool held {res['spool_bytes'] / MIB:.0f} MiB after "
+                    f"{fmt(res['hold_s'])}s, drained in {fmt(res['drain_s'])}s; "
+                    f"straitd peak RSS {peak / MIB:.1f} MiB")
+        except Exception as exc:
+            res["error"] = f"{type(exc).__name__}: {exc}"
+            log(f"  spool phase failed: {res['error']}")
+            traceback.print_exc()
+            for d in sysobj.d.values():
+                if os.path.exists(d.logfile):
+                    shutil.copy(d.logfile, os.path.join(self.out, f"straitd-spool-{d.site}.log"))
+        finally:
+            try:
+                sysobj.stop()
+            except Exception as exc:
+                log(f"  stopping strait: {exc}")
+            for pg, db in ((self.dst, None), (self.src, SRC_DB)):
+                try:
+                    if db:
+                        pg.sql("DROP TABLE IF EXISTS bench_bulk", dbname=db)
+                    else:
+                        pg.sql(f'DROP DATABASE IF EXISTS "{sysobj.tgt_db}" WITH (FORCE)')
+                except Exception as exc:
+                    log(f"  cleaning up the spool phase: {exc}")
+        self.spool_result = res
+
     # ------------------------------------------------------------ one system
     def run_system(self, cls, rep):
         sysobj = cls(self, rep)
@@ -582,6 +710,8 @@ class Bench:
                 self.run_system(cls, rep)
             log(f"elapsed {(time.monotonic() - self.started) / 60:.1f} min "
                 f"(budget {total / 60:.1f} min)")
+        if "spool" in self.p["phases"]:
+            self.run_spool()
 
 
 def fmt(v, digits=2):
@@ -606,7 +736,8 @@ def main(argv=None):
     ap.add_argument("--steady", type=int, help="seconds of pgbench in the steady phase")
     ap.add_argument("--backlog", type=int, help="seconds the link is held in catch-up")
     ap.add_argument("--thin", type=int, help="seconds of pgbench over the thin WAN")
-    ap.add_argument("--phases", help="comma-separated subset of sync,steady,catchup,thin")
+    ap.add_argument("--phases",
+                    help="comma-separated subset of sync,steady,catchup,thin,spool")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("bench: needs root (network namespaces, WireGuard, PostgreSQL user)",

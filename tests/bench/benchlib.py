@@ -181,6 +181,30 @@ def peak_rss(pid):
     return None
 
 
+def reset_peak_rss(pid):
+    """Sets a process's VmHWM back to its current RSS (clear_refs 5, Linux
+    4.0 and later), so peak_rss() then gives the peak of what follows.
+    False when the kernel refused or the process is gone."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def rss(pid):
+    """VmRSS of a process in bytes (its resident set now), None once gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return None
+
+
 def children(pid):
     """Pids of a process's live children."""
     out = []

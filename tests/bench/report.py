@@ -111,15 +111,7 @@ def rows(bench):
                    "< 64 MiB", "n/a" if not rss else ("met" if max(rss) < 64 else "MISSED")))
     out.append(Row("straitd CPU s per repetition, each daemon", "-", _cell(cpu, "", 2), "-",
                    "(report)", "-"))
-    backlog = [r["catchup"].get("backlog_wal_bytes", 0) for r in st
-               if (r.get("catchup") or {}).get("supported")]
-    if backlog and max(backlog) >= 1024 * MIB:
-        out.append(Row("straitd peak RSS with 1 GiB spool backlog", "-", _cell(rss, "", 1), "-",
-                       "< 64 MiB", "met" if max(rss) < 64 else "MISSED"))
-    else:
-        got = f"backlog reached {max(backlog) / MIB:.0f} MiB" if backlog else "no backlog"
-        out.append(Row("straitd peak RSS with 1 GiB spool backlog", "-",
-                       f"n/a ({got})", "-", "< 64 MiB", "n/a"))
+    out.append(spool_row(bench))
     if "thin" in p["phases"]:
         nv = _values(nat, "thin", "sustained_tps")
         sv = _values(st, "thin", "sustained_tps")
@@ -152,6 +144,46 @@ def rows(bench):
                        _cell(ne, "", 0), _cell(se, "", 0), _rfmt(_ratio(_med(ne), _med(se))),
                        "(estimate)", "-"))
     return out
+
+
+def spool_row(bench):
+    """straitd's peak RSS with a 1 GiB spool: the larger daemon, in the
+    larger of the hold (the reader filling the spool) and the drain."""
+    metric = "straitd peak RSS with 1 GiB spool backlog (MiB)"
+    r = bench.spool_result
+    if "spool" not in bench.p["phases"]:
+        return Row(metric, "-", "n/a (spool phase not run)", "-", "< 64 MiB", "n/a")
+    if not r or not r.get("supported"):
+        why = (r or {}).get("error") or (r or {}).get("why") or "not measured"
+        return Row(metric, "-", f"n/a ({why})", "-", "< 64 MiB", "n/a")
+    if r["spool_bytes"] < 1024 * MIB:
+        return Row(metric, "-", f"n/a (the spool reached {r['spool_bytes'] / MIB:.0f} MiB)", "-",
+                   "< 64 MiB", "n/a")
+    hold = {k: v / MIB for k, v in r["peak_rss_hold"].items() if v}
+    drain = {k: v / MIB for k, v in r["peak_rss_drain"].items() if v}
+    peak = max(list(hold.values()) + list(drain.values()))
+    cell = (f"{peak:.1f} (hold: source {hold.get('source', 0):.1f}, sink {hold.get('sink', 0):.1f}; "
+            f"drain: source {drain.get('source', 0):.1f}, sink {drain.get('sink', 0):.1f})")
+    result = "met" if peak < 64 else "MISSED"
+    if r.get("drain_s") is None:
+        result += " (drain timed out)"
+    return Row(metric, "-", cell, "-", "< 64 MiB", result)
+
+
+def spool_lines(bench):
+    r = bench.spool_result
+    if not r or not r.get("supported"):
+        return []
+    drain = f"{r['drain_s']:.1f} s ({r['drain_mib_per_s']:.0f} MiB/s)" if r.get("drain_s") \
+        else "did not finish in time"
+    lines = [f"  wrote {r['written_bytes'] / MIB:.0f} MiB in {r['transactions']} transactions "
+             f"({r['write_s']:.1f} s); the spool held {r['spool_bytes'] / MIB:.0f} MiB in "
+             f"{r['spool_records']} records after {r['hold_s']:.1f} s; drained in {drain}",
+             "  straitd RSS at the end of the hold: " + ", ".join(
+                 f"{k} {v / MIB:.1f} MiB" for k, v in r["rss_end_of_hold"].items() if v)]
+    if not r.get("peak_rss_reset"):
+        lines.append("  (the kernel did not reset VmHWM: the drain peak includes the hold's)")
+    return lines
 
 
 def noise_rows(bench):
@@ -283,6 +315,9 @@ def write(bench, out, failed=None):
     diag = diagnostics(bench)
     if diag:
         lines += ["", "where the steady phase's bytes and CPU went (medians):"] + diag
+    sp = spool_lines(bench)
+    if sp:
+        lines += ["", "spool phase (strait only, once):"] + sp
     errors = [f"  {s} rep {r['rep'] + 1}: {r['error']}" for s in ("native", "strait")
               for r in bench.results[s] if r.get("error")]
     for s in ("native", "strait"):
@@ -309,7 +344,7 @@ def write(bench, out, failed=None):
     doc = {"profile": bench.args.profile, "parameters": {k: v for k, v in p.items()},
            "failed": failed, "table": [dict(zip(["metric", "native", "strait", "ratio", "target",
                                                  "result"], r.cols)) for r in rs],
-           "runs": bench.results, "lag_png": png,
+           "runs": bench.results, "spool": bench.spool_result, "lag_png": png,
            "elapsed_s": time.monotonic() - bench.started}
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(doc, f, indent=2, default=str)

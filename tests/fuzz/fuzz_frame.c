@@ -62,6 +62,9 @@ payload_readers(const uint8_t *p, size_t len)
 	struct relay_proto_sequences seqs;
 	struct relay_proto_sequence seq[MAX_LIST];
 	struct relay_proto_goodbye bye;
+	struct relay_proto_fence fence;
+	struct relay_proto_promote promote;
+	struct relay_proto_promote_ack pack;
 	struct wire_writer w;
 
 	wire_writer_init_heap(&w, FRAME_MAX_PAYLOAD);
@@ -114,6 +117,30 @@ payload_readers(const uint8_t *p, size_t len)
 		}
 		wire_writer_reset(&w);
 		CHECK(relay_proto_write_sequences(&w, &seqs));
+		check_same(&w, p, len);
+	}
+	if (relay_proto_read_fence(p, len, &fence, res, MAX_LIST) == RELAY_PROTO_OK) {
+		CHECK(fence.nstreams <= MAX_LIST);
+		for (size_t i = 0; i < fence.nstreams; i++)
+			check_str(res[i].stream, p, len);
+		wire_writer_reset(&w);
+		CHECK(relay_proto_write_fence(&w, &fence));
+		check_same(&w, p, len);
+	}
+	if (relay_proto_read_promote(p, len, &promote) == RELAY_PROTO_OK) {
+		check_str(promote.reason, p, len);
+		wire_writer_reset(&w);
+		CHECK(relay_proto_write_promote(&w, &promote));
+		check_same(&w, p, len);
+	}
+	if (relay_proto_read_promote_ack(p, len, &pack, res, MAX_LIST) == RELAY_PROTO_OK) {
+		CHECK(pack.ok <= 1);
+		check_str(pack.message, p, len);
+		CHECK(pack.nstreams <= MAX_LIST);
+		for (size_t i = 0; i < pack.nstreams; i++)
+			check_str(res[i].stream, p, len);
+		wire_writer_reset(&w);
+		CHECK(relay_proto_write_promote_ack(&w, &pack));
 		check_same(&w, p, len);
 	}
 	if (relay_proto_read_goodbye(p, len, &bye) == RELAY_PROTO_OK) {

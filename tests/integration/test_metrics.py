@@ -132,7 +132,10 @@ def test_metrics_parse_and_name_what_the_alert_rules_use(tmp_path, straitd_facto
         assert "# TYPE strait_tunnel_last_handshake_seconds gauge" in text
     samples, _ = scrape(d["onprem"])
     assert value(samples, "strait_spool_bytes", stream="app") == 0
-    assert value(samples, "strait_spool_max_bytes", stream="app") == 0
+    assert value(samples, "strait_spool_max_bytes", stream="app") == 10 * 1024 ** 3
+    assert value(samples, "strait_stream_held", stream="app") == 0
+    assert value(samples, "strait_stream_rate_limit_bytes_per_second", stream="app") == float("inf")
+    assert value(samples, "strait_disk_warning_level", stream="app") == 0
     assert ("strait_stream_bytes_raw_total", frozenset({("stream", "app")})) in samples
     assert ("strait_stream_bytes_compressed_total", frozenset({("stream", "app")})) in samples
     assert value(samples, "strait_stream_info", stream="app", role="source", peer="cloud") == 1
@@ -354,8 +357,10 @@ def test_lag_follows_postgres(tmp_path, pg_factory, straitd_factory):
     for pg in (src, dst):
         pg.sql("CREATE TABLE t (id int PRIMARY KEY, v text)")
     src.createdb("other")
+    # durability remote: the slot then moves only with what the sink applied,
+    # so PostgreSQL's view of it bounds strait's lag
     stream = {"name": "app", "from": "onprem", "to": "cloud", "publication": "strait_app",
-              "initial_sync": False}
+              "initial_sync": False, "durability": "remote"}
     # heartbeats far apart, so a stopped sink is not declared dead during the test
     cluster = harness.Cluster(tmp_path, harness.loopback_sites([src, dst]), [stream],
                               extra={"failover": {"health_interval": "10s"}})

@@ -378,6 +378,11 @@ tests:
         values: '9x30'
       - series: 'strait_spool_max_bytes{instance="onprem",job="strait",stream="app"}'
         values: '10x30'
+      # Disk warnings: a warning on app, critical on held.
+      - series: 'strait_disk_warning_level{instance="onprem",job="strait",stream="app"}'
+        values: '1x30'
+      - series: 'strait_disk_warning_level{instance="onprem",job="strait",stream="held"}'
+        values: '2x30'
       # No handshake ever with cloud; one every minute with dc2.
       - series: 'strait_tunnel_last_handshake_seconds{instance="onprem",job="strait",peer="cloud"}'
         values: '0x30'
@@ -418,6 +423,15 @@ tests:
       - eval_time: 20m
         alertname: StraitSpoolFull
         exp_alerts: []
+      - eval_time: 20m
+        alertname: StraitDiskSpaceAtRisk
+        exp_alerts:
+          - exp_labels: {instance: onprem, job: strait, stream: app, severity: warning}
+          - exp_labels: {instance: onprem, job: strait, stream: held, severity: warning}
+      - eval_time: 20m
+        alertname: StraitDiskSpaceCritical
+        exp_alerts:
+          - exp_labels: {instance: onprem, job: strait, stream: held, severity: critical}
       - eval_time: 20m
         alertname: StraitTunnelStale
         exp_alerts:

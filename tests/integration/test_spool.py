@@ -285,8 +285,8 @@ def test_spool_max_stops_reading_and_resumes(tmp_path, pg_factory, straitd_facto
         tmp_path, pg_factory, straitd_factory,
         {"spool_max": "2MiB", "schedule": [{"rate": 0}]})
     wait_until(lambda: source_status(onprem)["reading"], 30, what="the source to read")
-    for _ in range(8):
-        write_bulk(src, 500)          # about 8 MB, four times the cap
+    for _ in range(40):
+        write_bulk(src, 100)          # about 8 MB, four times the cap, 200 kB transactions
     wait_until(lambda: source_status(onprem)["spool"]["full"], 60, what="the spool to fill")
     st = source_status(onprem)
     assert "spool_max" in st["spool"]["reason"]
