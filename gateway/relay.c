@@ -80,6 +80,7 @@
 #define RELAY_NAME_SHOWN  64       /* peer-supplied names are cut here in messages */
 #define RELAY_LISTEN_BACKLOG 64
 #define RELAY_IO_CHUNK    (256u * 1024u)   /* bytes per read/write call */
+#define RELAY_NOTSENT_LOWAT (128 * 1024)  /* unsent bytes the kernel may hold per link */
 #define RELAY_TICK_MAX_MS 1000u            /* timeouts are checked at least this often */
 /* Smallest encoding of one HELLO resume entry: u16 length, 1 byte, u64. */
 #define RELAY_HELLO_ENTRY_MIN 11u
@@ -666,6 +667,15 @@ size_t relay_output_pending(const struct relay *relay, const char *peer)
 	return evbuffer_get_length(bufferevent_get_output(p->conn->bev));
 }
 
+void relay_wait_drain(struct relay *relay, const char *peer)
+{
+	struct relay_peer *p = relay_find_peer(relay, peer);
+
+	/* the write callback (low watermark RELAY_OUTPUT_LOW) then calls writable() */
+	if (p != NULL && p->conn != NULL && p->conn->state == RELAY_STATE_UP)
+		p->conn->throttled = true;
+}
+
 bool relay_is_up(const struct relay *relay, const char *peer)
 {
 	struct relay_peer *p = relay_find_peer(relay, peer);
@@ -1074,13 +1084,19 @@ static void relay_conn_start_tls(struct relay_conn *c, enum bufferevent_ssl_stat
 {
 	struct relay *relay = c->relay;
 	SSL *ssl = SSL_new(relay->ctx);
-	int one = 1;
+	int one = 1, notsent = RELAY_NOTSENT_LOWAT;
 
 	if (ssl == NULL) {
 		relay_conn_close(c, LOG_LEVEL_ERROR, "could not create TLS session: out of memory");
 		return;
 	}
 	(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/*
+	 * Keep unsent data in our queue rather than in the kernel's: what waits
+	 * there can still be ordered (live batches before initial-sync copies);
+	 * data in flight is not limited by it, so throughput is not either.
+	 */
+	(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &notsent, sizeof(notsent));
 	c->bev = bufferevent_openssl_socket_new(relay->base, c->fd, ssl, how,
 			BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	if (c->bev == NULL) {

@@ -175,6 +175,12 @@ bool relay_send(struct relay *relay, const char *peer, enum frame_type type, uin
 
 /* Bytes queued to peer and not yet handed to TLS; 0 when the link is down. */
 size_t relay_output_pending(const struct relay *relay, const char *peer);
+/*
+ * Asks for the writable callback once the output to peer has drained to
+ * RELAY_OUTPUT_LOW, for a producer that stopped below RELAY_OUTPUT_HIGH (an
+ * initial-sync copy, which leaves the deep end of the queue to live streams).
+ */
+void relay_wait_drain(struct relay *relay, const char *peer);
 
 /* Whether the link to peer is up. */
 bool relay_is_up(const struct relay *relay, const char *peer);

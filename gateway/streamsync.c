@@ -312,7 +312,14 @@ static bool streamsync_copy_chunk(void *arg, const struct syncplan_table *t, uin
 			streamsync_later(ss);
 		return false;  /* link down: the round ends with it */
 	}
-	return relay_output_pending(ss->relay, ss->peer) < RELAY_OUTPUT_HIGH;
+	/*
+	 * Copies keep the link's queue short and leave the rest of it to live
+	 * streams, whose batches then wait behind at most this much copy data.
+	 */
+	if (relay_output_pending(ss->relay, ss->peer) < STREAMSYNC_OUTPUT_MAX)
+		return true;
+	relay_wait_drain(ss->relay, ss->peer);
+	return false;
 }
 
 static void streamsync_copy_finished(void *arg)
@@ -420,8 +427,13 @@ void streamsync_source_stop(struct streamsync *ss)
 
 void streamsync_writable(struct streamsync *ss)
 {
-	if (!ss->sink && ss->copy)
-		synccopy_resume_reading(ss->copy);
+	if (ss->sink || !ss->copy)
+		return;
+	if (relay_output_pending(ss->relay, ss->peer) >= STREAMSYNC_OUTPUT_MAX) {
+		relay_wait_drain(ss->relay, ss->peer);   /* live streams' data goes first */
+		return;
+	}
+	synccopy_resume_reading(ss->copy);
 }
 
 /* A SYNC frame from the sink: "have" or an acknowledgement. */

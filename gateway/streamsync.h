@@ -65,6 +65,8 @@ struct streamsync;
 
 /* A round failed at the sink: ask again after this long. */
 #define STREAMSYNC_RETRY_MS 5000u
+/* A copy stops queueing on the link here (live streams may go to RELAY_OUTPUT_HIGH). */
+#define STREAMSYNC_OUTPUT_MAX (512u * 1024u)
 /* Largest chunk the sink inflates (the source sends SYNCCOPY_CHUNK_BYTES). */
 #define STREAMSYNC_RAW_MAX (1024u * 1024u)
 

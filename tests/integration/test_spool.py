@@ -422,3 +422,57 @@ def test_schedule_and_sync_now_commands(tmp_path, pg_factory, straitd_factory):
     assert bad.returncode == 1 and "no stream named nosuch" in bad.stderr
     bad = onprem.ctl("sync-now", "app", "--for", "soon", check=False)
     assert bad.returncode == 2
+
+
+# ------------------------------------------------------------ priorities
+
+@needs_root
+def test_live_stream_goes_before_an_initial_copy(tmp_path, netns_sites, pg_factory,
+                                                 straitd_factory):
+    """On a thin link (8 Mbit/s under the tunnel) a big initial-sync copy of
+    one stream does not hold up another stream's live changes: copies keep
+    the link's queue short and live batches go first."""
+    ns = netns_sites(2)
+    for site in ns:
+        no_offloads(site)
+    src = pg_factory("onprem")
+    dst = pg_factory("cloud")
+    for pg in (src, dst):
+        bulk_schema(pg)
+        pg.sql("CREATE TABLE live (id int PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())")
+    for _ in range(15):
+        write_bulk(src, 1000)           # about 30 MB to copy, 15 MB on the wire
+    streams = [{"name": "live", "from": "onprem", "to": "cloud", "publication": "strait_live",
+                "tables": ["public.live"], "initial_sync": False},
+               {"name": "bulk", "from": "onprem", "to": "cloud", "publication": "strait_bulk",
+                "tables": ["public.bulk"], "initial_sync": True}]
+    cluster = harness.Cluster(tmp_path, harness.tunnel_sites([src, dst], ns), streams,
+                              backend="userspace")
+    ns[0].run(["tc", "qdisc", "add", "dev", ns[0].wan_if, "root", "tbf", "rate", "8mbit",
+               "burst", "32kbit", "latency", "400ms"])
+    onprem = straitd_factory(cluster.path("onprem"), site="onprem", netns=ns[0].ns)
+    straitd_factory(cluster.path("cloud"), site="cloud", netns=ns[1].ns)
+
+    def live_streaming():
+        return any(r["stream"] == "live" and r["streaming"]
+                   for r in onprem.status()["replication"] if r["role"] == "source")
+    wait_until(live_streaming, 60, what="the live stream")
+    # the copy is under way: rows of bulk start to arrive, far from all of them
+    wait_until(lambda: dst.sql("SELECT count(*) FROM bulk")[0][0] > 0 or
+               dst.sql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY%'")[0][0] > 0,
+               60, interval=0.2, what="the copy to start")
+    delays = []
+    for i in range(1, 11):
+        src.sql("INSERT INTO live (id) VALUES (%s)", (i,))
+        t0 = time.monotonic()
+        wait_until(lambda: dst.sql("SELECT count(*) FROM live WHERE id = %s", (i,))[0][0] == 1,
+                   30, interval=0.05, what=f"live row {i}")
+        delays.append(time.monotonic() - t0)
+        time.sleep(0.3)
+    copied = dst.sql("SELECT count(*) FROM bulk")[0][0]
+    total = src.sql("SELECT count(*) FROM bulk")[0][0]
+    print(f"\nlive rows arrived in {min(delays):.2f}..{max(delays):.2f} s while the copy ran "
+          f"({copied} of {total} rows copied when the last arrived)")
+    assert copied < total, "the copy finished before the live rows were measured"
+    # 8 MiB of copy queued ahead would be 8 s at this rate
+    assert max(delays) < 3.0, delays
