@@ -476,3 +476,35 @@ def test_live_stream_goes_before_an_initial_copy(tmp_path, netns_sites, pg_facto
     assert copied < total, "the copy finished before the live rows were measured"
     # 8 MiB of copy queued ahead would be 8 s at this rate
     assert max(delays) < 3.0, delays
+
+
+# ------------------------------------------------------------ disk warnings
+
+def test_held_stream_warns_before_the_slot_is_lost(tmp_path, pg_factory, straitd_factory):
+    """A held stream whose slot keeps WAL: status, the log and the metrics
+    warn once the retained WAL passes half of max_slot_wal_keep_size, long
+    before PostgreSQL would invalidate the slot."""
+    src = pg_factory("onprem", settings={"max_slot_wal_keep_size": "64MB"})
+    dst = pg_factory("cloud")
+    for pg in (src, dst):
+        bulk_schema(pg)
+    stream = {"name": "app", "from": "onprem", "to": "cloud", "publication": "strait_app",
+              "initial_sync": False, "durability": "remote", "schedule": [{"rate": 0}]}
+    cluster = harness.Cluster(tmp_path, harness.loopback_sites([src, dst]), [stream])
+    onprem = straitd_factory(cluster.path("onprem"), site="onprem")
+    straitd_factory(cluster.path("cloud"), site="cloud")
+    wait_until(lambda: source_status(onprem)["reading"], 30, what="the source to read")
+    assert source_status(onprem)["warnings"] == []
+    for _ in range(20):
+        write_bulk(src, 1000)           # about 40 MB of WAL the slot must keep
+    src.sql("CHECKPOINT")
+
+    def warned():
+        return [w for w in source_status(onprem)["warnings"] if w["kind"] == "slot_keep_size"]
+    wait_until(warned, 40, interval=1, what="the slot warning")
+    w = warned()[0]
+    assert w["level"] in ("warning", "critical") and "max_slot_wal_keep_size" in w["text"]
+    assert source_status(onprem)["slot"]["retained_bytes"] > 32 * MiB
+    assert harness_metrics(onprem).count('strait_disk_warning_level{stream="app"} 0') == 0
+    assert "max_slot_wal_keep_size" in onprem.log_text()
+    wait_until(lambda: slot_confirmed(src) > 0, 5, what="the slot")   # still there
