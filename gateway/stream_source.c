@@ -203,6 +203,12 @@ static void reader_wal(void *arg, uint64_t wal_end, int64_t server_time_us)
 	struct stream *st = arg;
 
 	(void)server_time_us;
+	/*
+	 * Caught up, the slot's flush position follows the server's (unrelated
+	 * WAL): so does what counts as applied, as PostgreSQL's view of the slot.
+	 */
+	if (lag_caught_up(st->lag) && st->source && source_reported_flush(st->source))
+		lag_acked(st->lag, source_reported_flush(st->source), 0);
 	lag_wal_position(st->lag, wal_end);
 }
 

@@ -978,6 +978,11 @@ const char *source_exported_snapshot(const struct source *src, uint64_t *lsn)
 	return src->snapshot;
 }
 
+uint64_t source_reported_flush(const struct source *src)
+{
+	return src->flushed_reported;
+}
+
 bool source_is_ready(const struct source *src)
 {
 	return src->state == SOURCE_READY || src->state == SOURCE_STARTING ||

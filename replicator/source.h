@@ -83,6 +83,9 @@ void source_confirm(struct source *src, uint64_t lsn);
 
 void source_resume_reading(struct source *src);
 
+/* The flush position last reported to the server (it follows the sent position when idle). */
+uint64_t source_reported_flush(const struct source *src);
+
 /* True once ready() was called and until stopped(). */
 bool source_is_ready(const struct source *src);
 
