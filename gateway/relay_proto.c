@@ -84,24 +84,53 @@ at_end(const struct wire_reader *r)
 			return RELAY_PROTO_ERR_TRUNCATED; \
 	} while (0)
 
+/* A list of (stream, LSN) pairs: HELLO's resume positions, PROMOTE_ACK, FENCE. */
+static bool
+stream_lsns_ok(const struct relay_proto_resume *streams, size_t n)
+{
+	return n <= RELAY_PROTO_MAX_LIST && (n == 0 || streams != NULL);
+}
+
+static void
+put_stream_lsns(struct wire_writer *w, const struct relay_proto_resume *streams, size_t n)
+{
+	wire_put_u16(w, (uint16_t)n);
+	for (size_t i = 0; i < n; i++) {
+		put_str(w, streams[i].stream, true);
+		wire_put_u64(w, streams[i].lsn);
+	}
+}
+
+/* Reads n entries (the count came first) into streams[0..n). */
+static enum relay_proto_status
+get_stream_lsns(struct wire_reader *r, uint16_t n, struct relay_proto_resume *streams,
+		size_t max_streams)
+{
+	/* Each entry takes at least 2 + 1 + 8 bytes: refuse a count the payload cannot hold. */
+	if ((size_t)n * 11 > wire_remaining(r))
+		return RELAY_PROTO_ERR_TRUNCATED;
+	if (n > max_streams)
+		return RELAY_PROTO_ERR_TOO_MANY;
+	for (size_t i = 0; i < n; i++) {
+		TRY(get_str(r, &streams[i].stream, true));
+		NEED(wire_get_u64(r, &streams[i].lsn));
+	}
+	return RELAY_PROTO_OK;
+}
+
 /* ---- HELLO ---- */
 
 bool
 relay_proto_write_hello(struct wire_writer *w, const struct relay_proto_hello *m)
 {
-	if (m->nstreams > RELAY_PROTO_MAX_LIST ||
-			(m->nstreams > 0 && m->streams == NULL)) {
+	if (!stream_lsns_ok(m->streams, m->nstreams)) {
 		w->failed = true;
 		return false;
 	}
 	wire_put_u16(w, m->version);
 	put_str(w, m->cluster, true);
 	put_str(w, m->site, true);
-	wire_put_u16(w, (uint16_t)m->nstreams);
-	for (size_t i = 0; i < m->nstreams; i++) {
-		put_str(w, m->streams[i].stream, true);
-		wire_put_u64(w, m->streams[i].lsn);
-	}
+	put_stream_lsns(w, m->streams, m->nstreams);
 	return wire_writer_ok(w);
 }
 
@@ -118,15 +147,7 @@ relay_proto_read_hello(const uint8_t *p, size_t len,
 	TRY(get_str(&r, &out->cluster, true));
 	TRY(get_str(&r, &out->site, true));
 	NEED(wire_get_u16(&r, &n));
-	/* Each entry takes at least 2 + 1 + 8 bytes: refuse a count the payload cannot hold. */
-	if ((size_t)n * 11 > wire_remaining(&r))
-		return RELAY_PROTO_ERR_TRUNCATED;
-	if (n > max_streams)
-		return RELAY_PROTO_ERR_TOO_MANY;
-	for (size_t i = 0; i < n; i++) {
-		TRY(get_str(&r, &streams[i].stream, true));
-		NEED(wire_get_u64(&r, &streams[i].lsn));
-	}
+	TRY(get_stream_lsns(&r, n, streams, max_streams));
 	out->streams = streams;
 	out->nstreams = n;
 	return at_end(&r);
@@ -395,19 +416,14 @@ relay_proto_read_promote(const uint8_t *p, size_t len, struct relay_proto_promot
 bool
 relay_proto_write_promote_ack(struct wire_writer *w, const struct relay_proto_promote_ack *m)
 {
-	if (m->ok > 1 || m->nstreams > RELAY_PROTO_MAX_LIST ||
-			(m->nstreams > 0 && m->streams == NULL)) {
+	if (m->ok > 1 || !stream_lsns_ok(m->streams, m->nstreams)) {
 		w->failed = true;
 		return false;
 	}
 	wire_put_u8(w, m->ok);
 	wire_put_u64(w, m->epoch);
 	put_str(w, m->message, false);
-	wire_put_u16(w, (uint16_t)m->nstreams);
-	for (size_t i = 0; i < m->nstreams; i++) {
-		put_str(w, m->streams[i].stream, true);
-		wire_put_u64(w, m->streams[i].lsn);
-	}
+	put_stream_lsns(w, m->streams, m->nstreams);
 	return wire_writer_ok(w);
 }
 
@@ -425,15 +441,7 @@ relay_proto_read_promote_ack(const uint8_t *p, size_t len, struct relay_proto_pr
 	NEED(wire_get_u16(&r, &n));
 	if (out->ok > 1)
 		return RELAY_PROTO_ERR_VALUE;
-	/* each entry takes at least 2 + 1 + 8 bytes */
-	if ((size_t)n * 11 > wire_remaining(&r))
-		return RELAY_PROTO_ERR_TRUNCATED;
-	if (n > max_streams)
-		return RELAY_PROTO_ERR_TOO_MANY;
-	for (size_t i = 0; i < n; i++) {
-		TRY(get_str(&r, &streams[i].stream, true));
-		NEED(wire_get_u64(&r, &streams[i].lsn));
-	}
+	TRY(get_stream_lsns(&r, n, streams, max_streams));
 	out->streams = streams;
 	out->nstreams = n;
 	return at_end(&r);
@@ -444,15 +452,11 @@ relay_proto_read_promote_ack(const uint8_t *p, size_t len, struct relay_proto_pr
 bool
 relay_proto_write_fence(struct wire_writer *w, const struct relay_proto_fence *m)
 {
-	if (m->nstreams > RELAY_PROTO_MAX_LIST || (m->nstreams > 0 && m->streams == NULL)) {
+	if (!stream_lsns_ok(m->streams, m->nstreams)) {
 		w->failed = true;
 		return false;
 	}
-	wire_put_u16(w, (uint16_t)m->nstreams);
-	for (size_t i = 0; i < m->nstreams; i++) {
-		put_str(w, m->streams[i].stream, true);
-		wire_put_u64(w, m->streams[i].lsn);
-	}
+	put_stream_lsns(w, m->streams, m->nstreams);
 	return wire_writer_ok(w);
 }
 
@@ -465,14 +469,7 @@ relay_proto_read_fence(const uint8_t *p, size_t len, struct relay_proto_fence *o
 
 	wire_reader_init(&r, p, len);
 	NEED(wire_get_u16(&r, &n));
-	if ((size_t)n * 11 > wire_remaining(&r))
-		return RELAY_PROTO_ERR_TRUNCATED;
-	if (n > max_streams)
-		return RELAY_PROTO_ERR_TOO_MANY;
-	for (size_t i = 0; i < n; i++) {
-		TRY(get_str(&r, &streams[i].stream, true));
-		NEED(wire_get_u64(&r, &streams[i].lsn));
-	}
+	TRY(get_stream_lsns(&r, n, streams, max_streams));
 	out->streams = streams;
 	out->nstreams = n;
 	return at_end(&r);
