@@ -506,5 +506,6 @@ def test_held_stream_warns_before_the_slot_is_lost(tmp_path, pg_factory, straitd
     assert w["level"] in ("warning", "critical") and "max_slot_wal_keep_size" in w["text"]
     assert source_status(onprem)["slot"]["retained_bytes"] > 32 * MiB
     assert harness_metrics(onprem).count('strait_disk_warning_level{stream="app"} 0') == 0
-    assert "max_slot_wal_keep_size" in onprem.log_text()
+    # the log line comes with the next once-a-second check
+    wait_until(lambda: "max_slot_wal_keep_size" in onprem.log_text(), 5, what="the log line")
     wait_until(lambda: slot_confirmed(src) > 0, 5, what="the slot")   # still there
