@@ -1,6 +1,7 @@
 /*
  * test_failover.c — the pure parts of switchover and failover: which way a
- * stream runs for each role, the lag gate, and the PROMOTE and PROMOTE_ACK
+ * stream runs for each role, the lag gate, the dry run's readiness verdict
+ * and the measured durations it reads, and the PROMOTE and PROMOTE_ACK
  * payloads and FENCE's (round trips inside a real frame, exact bytes, truncation at
  * every offset, trailing bytes, refused values).
  */
@@ -91,6 +92,274 @@ test_gate(void **state)
 	/* a tiny buffer is cut, not overrun */
 	assert_false(failover_gate(&lag, 0, 0, false, msg, 8));
 	assert_int_equal(strlen(msg), 7);
+}
+
+/* ---- measured durations ---- */
+
+static void
+test_durations(void **state)
+{
+	struct failover_durations d = { 0 }, back;
+	enum failover_change which;
+	double secs;
+	int64_t at;
+	char text[512], err[256];
+
+	(void)state;
+	/* none measured */
+	assert_false(failover_durations_expected(&d, &which, &secs, &at));
+	assert_true(failover_durations_format(&d, text, sizeof(text)));
+	assert_string_equal(text, "# strait: how long role changes took on this site, written by "
+			    "straitd\nformat=1\n");
+	assert_true(failover_durations_parse(text, &back, err, sizeof(err)));
+	assert_false(failover_durations_expected(&back, &which, &secs, &at));
+	/* a switchover alone is the estimate */
+	d.seconds[FAILOVER_CHANGE_SWITCHOVER] = 2.31;
+	d.at[FAILOVER_CHANGE_SWITCHOVER] = 1764769875;
+	assert_true(failover_durations_expected(&d, &which, &secs, &at));
+	assert_int_equal(which, FAILOVER_CHANGE_SWITCHOVER);
+	assert_true(secs == 2.31 && at == 1764769875);
+	/* this site's promotion wins over a later switchover: it is the work a failover does */
+	d.seconds[FAILOVER_CHANGE_PROMOTION] = 1.12;
+	d.at[FAILOVER_CHANGE_PROMOTION] = 1764769800;
+	assert_true(failover_durations_expected(&d, &which, &secs, &at));
+	assert_int_equal(which, FAILOVER_CHANGE_PROMOTION);
+	assert_true(secs == 1.12);
+	/* the later of failover and promotion */
+	d.seconds[FAILOVER_CHANGE_FAILOVER] = 0.95;
+	d.at[FAILOVER_CHANGE_FAILOVER] = 1764769000;
+	assert_true(failover_durations_expected(&d, &which, &secs, &at));
+	assert_int_equal(which, FAILOVER_CHANGE_PROMOTION);
+	d.at[FAILOVER_CHANGE_FAILOVER] = 1764770000;
+	assert_true(failover_durations_expected(&d, &which, &secs, &at));
+	assert_int_equal(which, FAILOVER_CHANGE_FAILOVER);
+	assert_true(secs == 0.95 && at == 1764770000);
+	/* round trip */
+	assert_true(failover_durations_format(&d, text, sizeof(text)));
+	assert_non_null(strstr(text, "\nswitchover=2.310 1764769875\n"));
+	assert_non_null(strstr(text, "\npromotion=1.120 1764769800\n"));
+	assert_non_null(strstr(text, "\nfailover=0.950 1764770000\n"));
+	assert_true(failover_durations_parse(text, &back, err, sizeof(err)));
+	for (int c = 0; c < FAILOVER_CHANGES; c++) {
+		assert_true(back.at[c] == d.at[c]);
+		assert_true(back.seconds[c] > d.seconds[c] - 0.0005 &&
+			    back.seconds[c] < d.seconds[c] + 0.0005);
+	}
+	assert_string_equal(failover_change_name(FAILOVER_CHANGE_PROMOTION), "promotion");
+	/* too small a buffer */
+	assert_false(failover_durations_format(&d, text, 60));
+	/* refused */
+	assert_false(failover_durations_parse("switchover=1.0 5\n", &back, err, sizeof(err)));
+	assert_non_null(strstr(err, "no format line"));
+	assert_false(failover_durations_parse("format=2\n", &back, err, sizeof(err)));
+	assert_non_null(strstr(err, "line 1"));
+	assert_false(failover_durations_parse("format=1\nrejoin=1.0 5\n", &back, err, sizeof(err)));
+	assert_non_null(strstr(err, "line 2: unknown key rejoin"));
+	assert_false(failover_durations_parse("format=1\nfailover=1.0\n", &back, err, sizeof(err)));
+	assert_false(failover_durations_parse("format=1\nfailover=x 5\n", &back, err, sizeof(err)));
+	assert_false(failover_durations_parse("format=1\nfailover=-1 5\n", &back, err, sizeof(err)));
+	assert_false(failover_durations_parse("format=1\nfailover=1 0\n", &back, err, sizeof(err)));
+	assert_false(failover_durations_parse("format=1\nfailover=1 5x\n", &back, err, sizeof(err)));
+	assert_false(failover_durations_parse("format=1\nnothing\n", &back, err, sizeof(err)));
+	/* comments, blank lines and a missing last newline are fine */
+	assert_true(failover_durations_parse("# x\n\nformat=1\nfailover=3.5 7", &back, err,
+					     sizeof(err)));
+	assert_true(back.seconds[FAILOVER_CHANGE_FAILOVER] == 3.5 &&
+		    back.at[FAILOVER_CHANGE_FAILOVER] == 7);
+}
+
+/* ---- the dry run's verdict ---- */
+
+/* A caught-up replica whose primary is reachable, with everything in place. */
+static struct failover_facts
+ready_facts(void)
+{
+	return (struct failover_facts){
+		.site = "cloud", .old_primary = "onprem", .role = ROLE_REPLICA, .epoch = 4,
+		.role_persisted = true,
+		.lag = { .lag_bytes = 0, .lag_seconds = 0.2,
+			 .last_applied_time_us = 1764769875000000, .known = true },
+		.max_lag_bytes = 16000000, .max_lag_ms = 60000,
+		.streams_in = 1, .stream_states = "app: streaming", .heard_old = true,
+		.heard_ago_s = 1, .old_reachable = true,
+		.db_can_create_slots = true, .sequences = 3, .sequences_with_value = 2,
+		.sequence_margin = 1000, .metrics_listen = "127.0.0.1:9187",
+	};
+}
+
+static const struct failover_check *
+check_of(const struct failover_readiness *r, const char *name)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (strcmp(r->checks[i].name, name) == 0)
+			return &r->checks[i];
+	return NULL;
+}
+
+static void
+assert_detail(const struct failover_readiness *r, const char *name, bool ok, const char *text)
+{
+	const struct failover_check *c = check_of(r, name);
+
+	assert_non_null(c);
+	if (c->ok != ok || !strstr(c->detail, text))
+		fail_msg("check %s: ok %d, detail \"%s\"; expected ok %d and \"%s\"", name, c->ok,
+			 c->detail, ok, text);
+}
+
+static void
+test_readiness_go(void **state)
+{
+	struct failover_facts in = ready_facts();
+	struct failover_durations d = { 0 };
+	struct failover_readiness r;
+
+	(void)state;
+	/* the primary is reachable: ready, and the verdict says switchover is the way now */
+	failover_readiness(&in, &r);
+	assert_true(r.go);
+	assert_int_equal(r.n, FAILOVER_CHECKS);
+	assert_non_null(strstr(r.verdict, "go: a failover to site cloud would go through if site "
+				"onprem were lost now"));
+	assert_non_null(strstr(r.verdict, "switchover is the lossless choice"));
+	assert_detail(&r, "role", true, "replica at epoch 4; the promotion would take epoch 5");
+	assert_detail(&r, "lag", true, "lag within the limits: last known lag 0 bytes");
+	assert_detail(&r, "streams", true, "1 stream(s) from site onprem (app: streaming)");
+	assert_detail(&r, "database", true, "not fenced");
+	assert_detail(&r, "sequences", true, "2 of 3 sequence(s) here hold a value");
+	assert_detail(&r, "sequences", true, "raises each by 1000 (failover.sequence_margin)");
+	assert_detail(&r, "fencing", true, "reachable now");
+	assert_detail(&r, "fencing", true, "run switchover --to cloud on site onprem");
+	assert_detail(&r, "fencing", true, "hear epoch 5");
+	assert_detail(&r, "health", true, "metrics.listen 127.0.0.1:9187: /primary would answer "
+		      "200 here, and 503 on site onprem");
+	assert_detail(&r, "loss", true, "expected loss 0 bytes, 0.2 s");
+	assert_detail(&r, "loss", true, "last applied commit 2025-12-03T13:51:15Z");
+	assert_detail(&r, "duration", false, "no switchover or failover measured on this "
+		      "cluster yet");
+	assert_false(r.duration_known);
+	for (size_t i = 0; i < r.n; i++)
+		assert_true(r.checks[i].gate == (i <= FAILOVER_CHECK_DATABASE));
+
+	/* unreachable: the same verdict, without the switchover advice */
+	in.old_reachable = false;
+	d.seconds[FAILOVER_CHANGE_PROMOTION] = 1.5;
+	d.at[FAILOVER_CHANGE_PROMOTION] = 1764769875;
+	in.durations = &d;
+	in.db_fenced = true;
+	failover_readiness(&in, &r);
+	assert_true(r.go);
+	assert_string_equal(r.verdict, "go: a failover to site cloud would go through");
+	assert_detail(&r, "fencing", true, "not reachable: it will be fenced when heard again");
+	assert_detail(&r, "fencing", true, "default_transaction_read_only = on");
+	assert_detail(&r, "database", true, "fenced now (default_transaction_read_only on): the "
+		      "promotion unfences it");
+	assert_detail(&r, "duration", true, "expected duration 1.50 s: the last promotion");
+	assert_true(r.duration_known && r.duration_s == 1.5);
+
+	/* what only warns: no sequence value yet, no health endpoints */
+	in.sequences_with_value = 0;
+	in.metrics_listen = NULL;
+	failover_readiness(&in, &r);
+	assert_true(r.go);
+	assert_detail(&r, "sequences", false, "no sequence value received from site onprem");
+	assert_detail(&r, "health", false, "metrics.listen is not set");
+	in.sequences = 0;
+	failover_readiness(&in, &r);
+	assert_detail(&r, "sequences", true, "no sequence in this database");
+
+	/* lag within the gate still costs it: the loss says how much */
+	in = ready_facts();
+	in.lag.lag_bytes = 500;
+	in.durations = &d;
+	failover_readiness(&in, &r);
+	assert_true(r.go);
+	assert_detail(&r, "loss", false, "expected loss 500 bytes");
+	assert_detail(&r, "duration", true, "plus the wait for what was received to be applied");
+}
+
+static void
+test_readiness_no_go(void **state)
+{
+	struct failover_facts in;
+	struct failover_readiness r;
+
+	(void)state;
+	/* lagging: the lag is named */
+	in = ready_facts();
+	in.lag.lag_bytes = 20000000;
+	in.lag.lag_seconds = 75;
+	failover_readiness(&in, &r);
+	assert_false(r.go);
+	assert_string_equal(r.verdict, "no-go: a failover to site cloud would be refused (lag)");
+	assert_detail(&r, "lag", false, "refused: lag over the limits: last known lag 20000000 "
+		      "bytes, 75.0 s");
+	assert_detail(&r, "loss", false, "expected loss 20000000 bytes, 75.0 s");
+	/* forced, it would go through */
+	in.force = true;
+	failover_readiness(&in, &r);
+	assert_true(r.go);
+	assert_detail(&r, "lag", true, "forced");
+
+	/* seconds alone */
+	in = ready_facts();
+	in.lag.lag_seconds = 61;
+	failover_readiness(&in, &r);
+	assert_false(r.go);
+
+	/* the streams: none received, or never heard */
+	in = ready_facts();
+	in.streams_in = 0;
+	in.stream_states = NULL;
+	failover_readiness(&in, &r);
+	assert_false(r.go);
+	assert_detail(&r, "streams", false, "receives no stream from site onprem");
+	in = ready_facts();
+	in.heard_old = false;
+	in.old_reachable = false;
+	failover_readiness(&in, &r);
+	assert_false(r.go);
+	assert_string_equal(r.verdict, "no-go: a failover to site cloud would be refused (streams)");
+	assert_detail(&r, "streams", false, "not been heard since straitd started");
+
+	/* the database */
+	in = ready_facts();
+	in.db_error = "connection refused";
+	failover_readiness(&in, &r);
+	assert_false(r.go);
+	assert_detail(&r, "database", false, "does not answer: connection refused");
+	assert_detail(&r, "sequences", false, "unknown");
+	in = ready_facts();
+	in.db_in_recovery = true;
+	failover_readiness(&in, &r);
+	assert_false(r.go);
+	assert_detail(&r, "database", false, "standby");
+	in = ready_facts();
+	in.db_can_create_slots = false;
+	in.lag.lag_bytes = 20000000;
+	failover_readiness(&in, &r);
+	assert_false(r.go);
+	assert_detail(&r, "database", false, "REPLICATION or superuser");
+	assert_string_equal(r.verdict, "no-go: a failover to site cloud would be refused "
+			    "(lag, database)");
+
+	/* the role: not persisted, primary, fenced (then the role check alone) */
+	in = ready_facts();
+	in.role_persisted = false;
+	failover_readiness(&in, &r);
+	assert_false(r.go);
+	assert_detail(&r, "role", false, "could not record the new role");
+	in = ready_facts();
+	in.role = ROLE_PRIMARY;
+	failover_readiness(&in, &r);
+	assert_false(r.go);
+	assert_int_equal(r.n, 1);
+	assert_detail(&r, "role", false, "site cloud is the primary already");
+	in.role = ROLE_FENCED;
+	failover_readiness(&in, &r);
+	assert_false(r.go);
+	assert_int_equal(r.n, 1);
+	assert_detail(&r, "role", false, "fenced: it must rejoin as a replica first");
 }
 
 /* ---- PROMOTE ---- */
@@ -306,6 +575,9 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_stream_ends),
 		cmocka_unit_test(test_gate),
+		cmocka_unit_test(test_durations),
+		cmocka_unit_test(test_readiness_go),
+		cmocka_unit_test(test_readiness_no_go),
 		cmocka_unit_test(test_promote),
 		cmocka_unit_test(test_promote_ack),
 		cmocka_unit_test(test_fence),
