@@ -23,9 +23,9 @@ PG_INCLUDE := $(shell pg_config --includedir 2>/dev/null || echo /usr/include/po
 
 WARNINGS := -Wall -Wextra -Werror -Wmissing-prototypes -Wstrict-prototypes \
 	-Wshadow -Wformat=2 -Wimplicit-fallthrough -Werror=vla -Wno-format-nonliteral
-BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -DSTRAIT_VERSION='"$(VERSION)"' \
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -pthread -DSTRAIT_VERSION='"$(VERSION)"' \
 	-I. -I$(PG_INCLUDE) $(WARNINGS) -MMD -MP
-LDLIBS := -lpq -lssl -lcrypto -lzstd -levent_openssl -levent -lyaml -lmnl -lm
+LDLIBS := -pthread -lpq -lssl -lcrypto -lzstd -levent_openssl -levent -lyaml -lmnl -lm
 
 SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -DSTRAIT_TEST_HOOKS \
 	-fno-sanitize-recover=all

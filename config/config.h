@@ -143,6 +143,8 @@ struct config_stream {
 	size_t n_schedule;
 	struct config_window *windows;          /* batch windows */
 	size_t n_windows;
+	config_msec verify_every;    /* periodic verify; 0 = on demand only */
+	uint64_t verify_rate;        /* rows per second each side reads; 0 = no limit */
 	int line;
 };
 

@@ -143,6 +143,13 @@ const struct config_key config_keys[] = {
 	{ "streams[].windows", CT_WINDOWS, STREAM(windows), COUNT(struct config_stream, n_windows),
 	  .reload = true,
 	  .doc = "hours (HH:MM-HH:MM) a batch stream ships; required with mode batch, refused otherwise" },
+	{ "streams[].verify", CT_SECTION, .scope = CS_STREAM, .reload = true,
+	  .doc = "periodic comparison of the stream's tables with its target (as straitctl verify)" },
+	{ "streams[].verify.every", CT_DURATION, STREAM(verify_every), .def = "0s", .reload = true,
+	  .doc = "time between verifies, run by the site the stream comes from; 0s: on demand only" },
+	{ "streams[].verify.rate", CT_INT, STREAM(verify_rate), .def = "0", .reload = true,
+	  .int_kind = CI_U64, .min = 0, .max = 1000000000000LL,
+	  .doc = "rows per second each side reads at most during a verify; 0: no limit" },
 
 	{ "failover", CT_SECTION, .scope = CS_ROOT, .reload = true,
 	  .doc = "limits of failover and switchover" },

@@ -41,6 +41,7 @@
 #include "gateway/role.h"
 #include "gateway/sdnotify.h"
 #include "gateway/stream.h"
+#include "gateway/verify_service.h"
 #include "tunnel/tunnel.h"
 
 /* What a peer site last said about itself. */
@@ -64,6 +65,7 @@ struct daemon {
 	struct metrics_server *metrics;
 	struct role *role;
 	struct failover *failover;   /* switchover, failover, stepping down */
+	struct verify_service *verify; /* verify command and periodic verifies */
 	struct daemon_peer *peers;
 	size_t n_peers;
 	struct event *signals[3];
@@ -310,6 +312,8 @@ static void daemon_status_json(struct daemon *d, struct json_out *j)
 			daemon_rows_free(&rows);
 		}
 	}
+	if (d->verify)
+		verify_service_status_json(d->verify, j);
 	if (d->relay)
 		relay_status_json(d->relay, j, "relay");
 	if (d->tunnel)
@@ -330,8 +334,11 @@ static void daemon_rebuild_streams(struct daemon *d)
 
 	if (!d->relay)
 		return;
+	verify_service_set_streams(d->verify, NULL);
 	streams_free(d->streams);
 	d->streams = streams_new_role(d->base, d->cfg, d->self, d->relay, role_current(d->role));
+	if (d->streams)
+		verify_service_set_streams(d->verify, d->streams);
 	if (!d->streams) {
 		log_error("could not set up the streams for role %s", daemon_site_role(d));
 		return;
@@ -357,8 +364,11 @@ static void daemon_failover_stop(void *arg)
 {
 	struct daemon *d = arg;
 
+	verify_service_set_streams(d->verify, NULL);
 	streams_free(d->streams);
 	d->streams = streams_new_role(d->base, d->cfg, d->self, d->relay, ROLE_FENCED);
+	if (d->streams)
+		verify_service_set_streams(d->verify, d->streams);
 }
 
 static const struct failover_ops daemon_failover_ops = {
@@ -709,6 +719,17 @@ static void daemon_cmd_failover(struct control_request *req, int argc, char **ar
 	failover_cmd_failover(d->failover, req, argc, argv);
 }
 
+static void daemon_cmd_verify(struct control_request *req, int argc, char **argv, void *arg)
+{
+	struct daemon *d = arg;
+
+	if (!d->verify) {
+		control_reply(req, false, "verify: this site has no peers\n");
+		return;
+	}
+	verify_service_cmd(d->verify, req, argc, argv);
+}
+
 static void daemon_cmd_rejoin(struct control_request *req, int argc, char **argv, void *arg)
 {
 	struct daemon *d = arg;
@@ -730,6 +751,7 @@ static const struct control_command daemon_commands[] = {
 	{ "switchover", daemon_cmd_switchover },
 	{ "failover", daemon_cmd_failover },
 	{ "rejoin", daemon_cmd_rejoin },
+	{ "verify", daemon_cmd_verify },
 #ifdef STRAIT_TEST_HOOKS
 	{ "test-clock", daemon_cmd_test_clock },
 #endif
@@ -775,6 +797,8 @@ static char *daemon_reload(struct daemon *d)
 	}
 	if (d->streams)
 		streams_reconfigure(d->streams, next);
+	if (d->verify)
+		verify_service_reconfigure(d->verify, next);
 	if (d->failover)
 		failover_reconfigure(d->failover, next);
 	config_free(d->cfg);
@@ -865,6 +889,14 @@ static void daemon_declare_metrics(struct metrics_writer *w)
 		  "worst disk warning for the stream: 0 none, 1 warning, 2 critical (slot WAL, pg_wal, spool disk)" },
 		{ "strait_stream_wan_bytes_total", METRICS_COUNTER,
 		  "estimated bytes the stream's batches cost on the WAN (what the rate limit counts)" },
+		{ "strait_verify_last_run_seconds", METRICS_GAUGE,
+		  "when the stream's last verify ended (Unix time)" },
+		{ "strait_verify_last_result", METRICS_GAUGE,
+		  "the stream's last verify: 1 equal, 0 different, -1 could not compare" },
+		{ "strait_verify_last_differences", METRICS_GAUGE,
+		  "keys missing, extra or changed at the target in the stream's last verify" },
+		{ "strait_verify_last_rows", METRICS_GAUGE, "source rows compared by the stream's last verify" },
+		{ "strait_verify_last_duration_seconds", METRICS_GAUGE, "how long the stream's last verify took" },
 		{ "strait_relay_up", METRICS_GAUGE, "1 while the relay link to the peer site is up" },
 		{ "strait_relay_connects_total", METRICS_COUNTER, "times the relay link came up" },
 		{ "strait_relay_connect_failures_total", METRICS_COUNTER,
@@ -961,6 +993,19 @@ static void daemon_collect_tunnel(const struct daemon *d, struct metrics_writer 
 	free(doc);
 }
 
+static void daemon_collect_verify(void *arg, const struct verify_service_last *l)
+{
+	struct metrics_writer *w = arg;
+
+	metrics_value(w, "strait_verify_last_run_seconds", l->finished, "stream", l->stream, NULL);
+	metrics_value(w, "strait_verify_last_result", !l->ok ? -1 : l->equal ? 1 : 0, "stream",
+		      l->stream, NULL);
+	metrics_value(w, "strait_verify_last_differences", (double)l->differences, "stream", l->stream,
+		      NULL);
+	metrics_value(w, "strait_verify_last_rows", (double)l->rows, "stream", l->stream, NULL);
+	metrics_value(w, "strait_verify_last_duration_seconds", l->seconds, "stream", l->stream, NULL);
+}
+
 static void daemon_collect(void *arg, struct metrics_writer *w)
 {
 	struct daemon *d = arg;
@@ -977,6 +1022,8 @@ static void daemon_collect(void *arg, struct metrics_writer *w)
 	metrics_value(w, "strait_config_reload_failures_total", d->failed_reloads, NULL);
 	if (d->streams)
 		streams_report(d->streams, daemon_now_us(), daemon_collect_stream, w);
+	if (d->verify)
+		verify_service_each(d->verify, daemon_collect_verify, w);
 	for (size_t i = 0; d->relay && i < d->cfg->n_sites; i++) {
 		const char *peer = d->cfg->sites[i].name;
 		const struct daemon_peer *p = daemon_find_peer(d, peer);
@@ -1115,6 +1162,10 @@ static bool daemon_start(struct daemon *d, const struct daemon_options *opts)
 					      role_current(d->role));
 		if (!d->streams)
 			return false;
+		d->verify = verify_service_new(d->base, d->cfg);
+		if (!d->verify)
+			return false;
+		verify_service_set_streams(d->verify, d->streams);
 		d->failover = failover_new(d->base, d->cfg, d->self, d->relay, d->role,
 					   &daemon_failover_ops, d);
 		if (!d->failover)
@@ -1140,6 +1191,7 @@ static void daemon_teardown(struct daemon *d)
 {
 	metrics_stop(d->metrics);
 	failover_free(d->failover);   /* answers a command still running */
+	verify_service_free(d->verify);   /* cancels a verify, answering its command */
 	control_close(d->control);
 	streams_free(d->streams);
 	relay_free(d->relay);

@@ -37,6 +37,7 @@ frame_type_valid(unsigned t)
 	case FRAME_FENCE_ACK:
 	case FRAME_PROMOTE:
 	case FRAME_PROMOTE_ACK:
+	case FRAME_VERIFY:
 		return true;
 	default:
 		return false;
@@ -59,6 +60,7 @@ frame_type_name(unsigned t)
 	case FRAME_FENCE_ACK:   return "FENCE_ACK";
 	case FRAME_PROMOTE:     return "PROMOTE";
 	case FRAME_PROMOTE_ACK: return "PROMOTE_ACK";
+	case FRAME_VERIFY:      return "VERIFY";
 	default:                return "unknown";
 	}
 }

@@ -67,6 +67,7 @@ enum frame_type {
 	FRAME_FENCE_ACK   = 0x11,  /* fenced, with the final WAL position */
 	FRAME_PROMOTE     = 0x12,  /* become primary at the given epoch */
 	FRAME_PROMOTE_ACK = 0x13,  /* promoted */
+	FRAME_VERIFY      = 0x14,  /* a step of a cross-site verify (relay_proto.h) */
 	/* 0x14..0x1f reserved for failover; everything else is unknown. */
 };
 

@@ -474,3 +474,94 @@ relay_proto_read_fence(const uint8_t *p, size_t len, struct relay_proto_fence *o
 	out->nstreams = n;
 	return at_end(&r);
 }
+
+/* ---- VERIFY ---- */
+
+bool
+relay_proto_write_verify_head(struct wire_writer *w, const struct relay_proto_verify *m)
+{
+	if (m->op < RELAY_VERIFY_HOLD || m->op > RELAY_VERIFY_END || m->ok > 1) {
+		w->failed = true;
+		return false;
+	}
+	put_str(w, m->stream, true);
+	wire_put_u64(w, m->job);
+	wire_put_u8(w, m->op);
+	wire_put_u8(w, m->ok);
+	wire_put_u32(w, m->seq);
+	wire_put_u64(w, m->lsn);
+	wire_put_u32(w, m->generation);
+	put_str(w, m->text, false);
+	wire_put_u16(w, m->ncols);
+	wire_put_u32(w, m->nvalues);
+	return wire_writer_ok(w);
+}
+
+bool
+relay_proto_put_verify_value(struct wire_writer *w, const char *value, size_t len)
+{
+	if (len > UINT32_MAX) {
+		w->failed = true;
+		return false;
+	}
+	wire_put_u8(w, value == NULL);
+	wire_put_u32(w, value ? (uint32_t)len : 0);
+	if (value)
+		wire_put_bytes(w, value, len);
+	return wire_writer_ok(w);
+}
+
+bool
+relay_proto_verify_value(struct wire_reader *r, const char **value, uint32_t *len)
+{
+	uint8_t null;
+	const uint8_t *p;
+
+	if (!wire_get_u8(r, &null) || null > 1 || !wire_get_u32(r, len) ||
+	    (null && *len != 0) || !wire_get_bytes(r, *len, &p))
+		return false;
+	*value = null ? NULL : (const char *)p;
+	return true;
+}
+
+enum relay_proto_status
+relay_proto_read_verify(const uint8_t *p, size_t len, struct relay_proto_verify *out)
+{
+	struct wire_reader r;
+	size_t start;
+
+	wire_reader_init(&r, p, len);
+	TRY(get_str(&r, &out->stream, true));
+	NEED(wire_get_u64(&r, &out->job));
+	NEED(wire_get_u8(&r, &out->op));
+	NEED(wire_get_u8(&r, &out->ok));
+	NEED(wire_get_u32(&r, &out->seq));
+	NEED(wire_get_u64(&r, &out->lsn));
+	NEED(wire_get_u32(&r, &out->generation));
+	TRY(get_str(&r, &out->text, false));
+	NEED(wire_get_u16(&r, &out->ncols));
+	NEED(wire_get_u32(&r, &out->nvalues));
+	if (out->op < RELAY_VERIFY_HOLD || out->op > RELAY_VERIFY_END || out->ok > 1)
+		return RELAY_PROTO_ERR_VALUE;
+	/* a value takes 5 bytes at least: refuse counts the payload cannot hold */
+	if (out->nvalues > wire_remaining(&r) / 5)
+		return RELAY_PROTO_ERR_TRUNCATED;
+	if (out->op == RELAY_VERIFY_RESULT && out->ok &&
+	    (out->ncols == 0 ? out->nvalues != 0 : out->nvalues % out->ncols != 0))
+		return RELAY_PROTO_ERR_VALUE;
+	start = r.pos;
+	for (uint32_t i = 0; i < out->nvalues; i++) {
+		const uint8_t *v;
+		uint32_t n;
+		uint8_t null;
+
+		NEED(wire_get_u8(&r, &null));
+		NEED(wire_get_u32(&r, &n));
+		if (null > 1 || (null && n != 0))
+			return RELAY_PROTO_ERR_VALUE;
+		NEED(wire_get_bytes(&r, n, &v));
+	}
+	out->values = p + start;
+	out->values_len = r.pos - start;
+	return at_end(&r);
+}

@@ -24,6 +24,9 @@
  *   PROMOTE    u64 epoch, str reason
  *   PROMOTE_ACK u8 ok, u64 epoch, str message, u16 n,
  *              n × (str stream, u64 start_lsn)
+ *   VERIFY     str stream, u64 job, u8 op, u8 ok, u32 seq, u64 lsn,
+ *              u32 generation, str text, u16 ncols, u32 nvalues,
+ *              nvalues × (u8 null, u32 len, bytes)
  *
  * BATCH and SYNC data is opaque here: pgoutput messages (BATCH) or COPY text
  * (SYNC), zstd-compressed when the frame has FRAME_FLAG_COMPRESSED. raw_len
@@ -290,5 +293,58 @@ bool relay_proto_write_promote_ack(struct wire_writer *w,
 enum relay_proto_status relay_proto_read_promote_ack(const uint8_t *p, size_t len,
 		struct relay_proto_promote_ack *out, struct relay_proto_resume *streams,
 		size_t max_streams);
+
+/* ---- VERIFY ---- */
+
+/*
+ * One step of a cross-site verify (gateway/verify_job.c drives it from the
+ * source's site, gateway/verify_peer.c answers at the sink's). In order:
+ *   HOLD    source to sink: stop applying before the first transaction that
+ *           commits at or after lsn (the source snapshot's WAL position);
+ *   MARK    source to sink, behind every batch that holds a transaction
+ *           before lsn (generation: the RESUME those batches answered);
+ *   READY   sink to source: held at lsn and its snapshot taken, apply goes
+ *           on (ok 0: refused, the reason in text);
+ *   QUERY   source to sink: one SELECT (text) with its parameters (values),
+ *           run in the sink's snapshot; seq numbers the queries of a job;
+ *   RESULT  sink to source: the rows (ncols columns, nvalues = ncols × rows)
+ *           or, with ok 0, the error in text;
+ *   END     source to sink: the job is over (text: why, if it failed).
+ * Values are text or NULL; their lengths are u32 (a row's text may exceed a
+ * str's 64 KiB). A reader checks every value's framing; walk them with
+ * relay_proto_verify_value().
+ */
+enum relay_proto_verify_op {
+	RELAY_VERIFY_HOLD = 1,
+	RELAY_VERIFY_MARK,
+	RELAY_VERIFY_READY,
+	RELAY_VERIFY_QUERY,
+	RELAY_VERIFY_RESULT,
+	RELAY_VERIFY_END,
+};
+
+struct relay_proto_verify {
+	struct wire_str stream;
+	uint64_t job;
+	uint8_t op;              /* enum relay_proto_verify_op */
+	uint8_t ok;              /* 0 or 1 */
+	uint32_t seq;
+	uint64_t lsn;
+	uint32_t generation;
+	struct wire_str text;
+	uint16_t ncols;
+	uint32_t nvalues;
+	const uint8_t *values;   /* reader: the encoded values */
+	size_t values_len;
+};
+
+/* The fields and the value count; the caller appends nvalues values next. */
+bool relay_proto_write_verify_head(struct wire_writer *w,
+		const struct relay_proto_verify *m) WIRE_MUSTCHECK;
+bool relay_proto_put_verify_value(struct wire_writer *w, const char *value, size_t len) WIRE_MUSTCHECK;
+enum relay_proto_status relay_proto_read_verify(const uint8_t *p, size_t len,
+		struct relay_proto_verify *out);
+/* The next value from a reader over out->values (NULL value: *value NULL). */
+bool relay_proto_verify_value(struct wire_reader *r, const char **value, uint32_t *len);
 
 #endif

@@ -82,8 +82,12 @@ static char *ctl_socket_path(struct ctl_globals *g)
 	return path;
 }
 
-/* Sends one request to straitd and prints its reply. Exit code 0, 1 or 3 (unreachable). */
-static int ctl_call(struct ctl_globals *g, int argc, char **argv)
+/*
+ * Sends one request to straitd and prints its reply: on stdout, or on stderr
+ * when the daemon said no (unless the reply is a document for a script,
+ * which goes to stdout either way). Exit code 0, 1 or 3 (unreachable).
+ */
+static int ctl_call_out(struct ctl_globals *g, int argc, char **argv, bool always_stdout)
 {
 	char err[512], *body = NULL, *path;
 	bool ok = false;
@@ -97,11 +101,16 @@ static int ctl_call(struct ctl_globals *g, int argc, char **argv)
 		free(path);
 		return 3;
 	}
-	fputs(body, ok ? stdout : stderr);
+	fputs(body, ok || always_stdout ? stdout : stderr);
 	code = ok ? 0 : 1;
 	free(body);
 	free(path);
 	return code;
+}
+
+static int ctl_call(struct ctl_globals *g, int argc, char **argv)
+{
+	return ctl_call_out(g, argc, argv, false);
 }
 
 static int ctl_status(struct ctl_globals *g, int argc, char **argv)
@@ -372,16 +381,16 @@ out:
 }
 
 /*
- * switchover --to SITE, failover --to SITE [--force] [--dry-run]: checked
- * here for usage, then handed to straitd as they are; the daemon prints the
- * steps as it takes them and says why when it does not act.
+ * switchover --to SITE, failover --to SITE [--force] [--dry-run [--json]]:
+ * checked here for usage, then handed to straitd as they are; the daemon
+ * prints the steps as it takes them and says why when it does not act.
  */
 static int ctl_role_change(struct ctl_globals *g, const char *name, int argc, char **argv,
 		bool with_flags)
 {
-	char *req[5] = { (char *)name };
+	char *req[6] = { (char *)name };
 	int n = 1;
-	bool to = false, force = false, dry_run = false;
+	bool to = false, force = false, dry_run = false, json = false;
 
 	if (ctl_wants_help(name, argc, argv))
 		return 0;
@@ -396,13 +405,18 @@ static int ctl_role_change(struct ctl_globals *g, const char *name, int argc, ch
 		} else if (with_flags && strcmp(argv[i], "--dry-run") == 0 && !dry_run) {
 			req[n++] = "--dry-run";
 			dry_run = true;
+		} else if (with_flags && strcmp(argv[i], "--json") == 0 && !json) {
+			req[n++] = "--json";
+			json = true;
 		} else {
 			return ctl_bad_usage(name, "unexpected argument");
 		}
 	}
 	if (!to)
 		return ctl_bad_usage(name, "which site? (--to SITE)");
-	return ctl_call(g, n, req);
+	if (json && !dry_run)
+		return ctl_bad_usage(name, "--json goes with --dry-run");
+	return ctl_call_out(g, n, req, json);
 }
 
 static int ctl_switchover(struct ctl_globals *g, int argc, char **argv)
@@ -425,6 +439,37 @@ static int ctl_rejoin(struct ctl_globals *g, int argc, char **argv)
 		return ctl_bad_usage("rejoin", "which site?");
 	req[1] = argv[1];
 	return ctl_call(g, 2, req);
+}
+
+/*
+ * verify [--stream NAME]... [--table T]... [--rate ROWS] [--json]: checked
+ * here, then run by straitd, which answers when the comparison is done. The
+ * report goes to standard output either way; exit 1 when anything differs
+ * or could not be compared.
+ */
+static int ctl_verify(struct ctl_globals *g, int argc, char **argv)
+{
+	char *req[CONTROL_MAX_ARGS] = { "verify" };
+	int n = 1;
+
+	if (ctl_wants_help("verify", argc, argv))
+		return 0;
+	for (int i = 1; i < argc; i++) {
+		if (n + 2 > CONTROL_MAX_ARGS)
+			return ctl_bad_usage("verify", "too many arguments");
+		if (strcmp(argv[i], "--json") == 0) {
+			req[n++] = "--json";
+		} else if ((strcmp(argv[i], "--stream") == 0 || strcmp(argv[i], "--table") == 0 ||
+			    strcmp(argv[i], "--rate") == 0) && i + 1 < argc && argv[i + 1][0] != '-') {
+			if (strcmp(argv[i], "--rate") == 0 && strspn(argv[i + 1], "0123456789") != strlen(argv[i + 1]))
+				return ctl_bad_usage("verify", "--rate takes rows per second, a whole number");
+			req[n++] = argv[i];
+			req[n++] = argv[++i];
+		} else {
+			return ctl_bad_usage("verify", "unexpected argument");
+		}
+	}
+	return ctl_call_out(g, n, req, true);
 }
 
 static int ctl_help(struct ctl_globals *g, int argc, char **argv);
@@ -452,7 +497,7 @@ static const struct ctl_command ctl_commands[] = {
 	  "stream to SITE, promote SITE at a new epoch and make this site its\n"
 	  "replica. Nothing committed is lost. Prints each step.",
 	  "  --to SITE   the replica that becomes primary\n" },
-	{ "failover", ctl_failover, "--to SITE [--force] [--dry-run]",
+	{ "failover", ctl_failover, "--to SITE [--force] [--dry-run [--json]]",
 	  "Disaster failover, run on SITE while the primary is unreachable: apply\n"
 	  "what arrived, raise sequences by failover.sequence_margin, promote this\n"
 	  "site at a new epoch. Refused while the primary is reachable (use\n"
@@ -460,12 +505,29 @@ static const struct ctl_command ctl_commands[] = {
 	  "failover.max_lag_seconds; the refusal says what would be lost.",
 	  "  --to SITE   this site, the one that takes over\n"
 	  "  --force     fail over even when the lag is over the limits\n"
-	  "  --dry-run   make every check, print the result, change nothing\n"
-	  "              (exit 0 when a failover would go through)\n" },
+	  "  --dry-run   change nothing: a readiness report, one check a line (lag\n"
+	  "              against the gate, streams, database and sequences, fencing\n"
+	  "              of the old primary, health endpoints, expected loss and\n"
+	  "              duration); exit 0 when a failover would go through were the\n"
+	  "              primary lost now, 1 when not\n"
+	  "  --json      with --dry-run: the report as one JSON document, on\n"
+	  "              standard output whatever the verdict\n" },
 	{ "rejoin", ctl_rejoin, "SITE",
 	  "Run on a fenced old primary SITE: write the transactions it committed\n"
 	  "that never reached the new primary to a SQL file in the state directory,\n"
 	  "then make it a replica again, re-seeded by an initial sync.", "" },
+	{ "verify", ctl_verify, "[--stream NAME]... [--table TABLE]... [--rate ROWS] [--json]",
+	  "Run on the site the streams come from: compare each stream's tables with\n"
+	  "its target while replication goes on, both sides at the same point of the\n"
+	  "stream, chunk by chunk with checksums computed in PostgreSQL (only they\n"
+	  "cross the link). Reports rows, chunks and the keys that differ (missing,\n"
+	  "extra, changed) per table; exit 1 when anything differs or could not be\n"
+	  "compared.",
+	  "  --stream NAME   only this stream (repeatable; default: every stream sent here)\n"
+	  "  --table TABLE   only this table (schema.table or table; repeatable)\n"
+	  "  --rate ROWS     read at most ROWS rows per second on each side\n"
+	  "                  (default: the stream's verify.rate)\n"
+	  "  --json          print one JSON document\n" },
 	{ "check-config", ctl_check_config, "[--print] [--files] [FILE]",
 	  "Check a config file (default: --config) and exit 0, or 1 with every error.\n"
 	  "It changes nothing and may run while a daemon uses the same file.",

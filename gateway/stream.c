@@ -13,6 +13,7 @@
 #include <event2/event.h>
 
 #include "config/config.h"
+#include "gateway/clock.h"
 #include "gateway/failover.h"
 #include "gateway/frame.h"
 #include "gateway/json.h"
@@ -252,6 +253,8 @@ void streams_disconnected(struct streams *s, const char *peer)
 		struct stream *st = &s->v[i];
 		if (st->sync && strcmp(st->peer, peer) == 0)
 			streamsync_link_down(st->sync);
+		if (st->role == STREAM_ROLE_SINK && strcmp(st->peer, peer) == 0)
+			stream_verify_sink_stop(st, "the link to the source's site was lost");
 		if (st->role != STREAM_ROLE_SOURCE || strcmp(st->peer, peer) != 0)
 			continue;
 		stream_source_link_down(st);
@@ -349,6 +352,24 @@ void streams_frame(struct streams *s, const char *peer, const struct frame *f)
 	case FRAME_SYNC:
 		stream_sync_frame(s, peer, f);
 		return;
+	case FRAME_VERIFY: {
+		struct relay_proto_verify m;
+		enum relay_proto_status ps = relay_proto_read_verify(f->payload, f->payload_len, &m);
+
+		if (ps != RELAY_PROTO_OK) {
+			log_error("malformed VERIFY from \"%s\": %s", peer, relay_proto_status_str(ps));
+			return;
+		}
+		st = streams_find(s, peer, m.stream, STREAM_ROLE_SINK);
+		if (!st)
+			st = streams_find(s, peer, m.stream, STREAM_ROLE_SOURCE);
+		if (!st) {
+			log_warning("VERIFY from \"%s\" for a stream this site does not share with it", peer);
+			return;
+		}
+		stream_verify_frame(st, &m);
+		return;
+	}
 	case FRAME_RESUME:
 		if (relay_proto_read_resume(f->payload, f->payload_len, &resume) != RELAY_PROTO_OK) {
 			log_error("malformed RESUME from \"%s\"", peer);
@@ -554,4 +575,66 @@ bool streams_drained(const struct streams *s, const char *peer, uint64_t upto)
 			return false;
 	}
 	return true;
+}
+
+/* ---------------------------------------------------------------- verify */
+
+void streams_set_verify_handler(struct streams *s, streams_verify_fn fn, void *arg)
+{
+	s->verify_frame = fn;
+	s->verify_arg = arg;
+}
+
+size_t streams_sent_names(const struct streams *s, const char **names, size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->n; i++)
+		if (s->v[i].role == STREAM_ROLE_SOURCE && n < max)
+			names[n++] = s->v[i].name;
+	return n;
+}
+
+bool streams_verify_info(const struct streams *s, const char *name, struct streams_verify_info *out)
+{
+	const struct stream *st = streams_source_named((struct streams *)s, name);
+
+	if (!st)
+		return false;
+	*out = (struct streams_verify_info){
+		.peer = st->peer,
+		.conninfo = st->src_conninfo,
+		.publication = st->src_publication,
+		.link_up = relay_is_up(s->relay, st->peer),
+		.held = st->sched.held,
+		.syncing = st->sync && streamsync_in_progress(st->sync),
+	};
+	return true;
+}
+
+bool streams_verify_send(struct streams *s, const char *name, const struct relay_proto_verify *head,
+			 const char *const *values, const size_t *lens)
+{
+	struct stream *st = streams_source_named(s, name);
+
+	if (!st)
+		return false;
+	wire_writer_reset(&s->out);
+	if (!relay_proto_write_verify_head(&s->out, head))
+		return false;
+	for (uint32_t i = 0; i < head->nvalues; i++)
+		if (!relay_proto_put_verify_value(&s->out, values[i], values[i] ? lens[i] : 0))
+			return false;
+	if (!stream_send(st, FRAME_VERIFY, 0))
+		return false;
+	/* what the verify carries counts against the stream's rate like its batches */
+	token_bucket_take(&st->bucket, s->out.len + FRAME_HEADER_SIZE, clock_mono_us());
+	return true;
+}
+
+bool streams_verify_arm_mark(struct streams *s, const char *name, uint64_t job, uint64_t lsn)
+{
+	struct stream *st = streams_source_named(s, name);
+
+	return st && stream_verify_arm_mark(st, job, lsn);
 }

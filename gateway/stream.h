@@ -75,6 +75,31 @@ void streams_reconfigure(struct streams *s, const struct strait_config *cfg);
 /* Appends the "streams" array to a status object. */
 void streams_status_json(const struct streams *s, struct json_out *j);
 
+/* ---- for verify (gateway/verify_job.c), on the site that sends a stream ---- */
+
+struct relay_proto_verify;
+/* A VERIFY frame from the sink's site of a stream this site sends. */
+typedef void (*streams_verify_fn)(void *arg, const char *stream, const struct relay_proto_verify *m);
+void streams_set_verify_handler(struct streams *s, streams_verify_fn fn, void *arg);
+/* The names of the streams this site sends now (valid until the streams change). */
+size_t streams_sent_names(const struct streams *s, const char **names, size_t max);
+
+struct streams_verify_info {
+	const char *peer;            /* strings valid until the streams change */
+	const char *conninfo;        /* the source database */
+	const char *publication;
+	bool link_up;
+	bool held;                   /* the schedule holds it now */
+	bool syncing;                /* its initial sync runs */
+};
+/* False when this site does not send a stream of that name. */
+bool streams_verify_info(const struct streams *s, const char *name, struct streams_verify_info *out);
+/* Sends a VERIFY frame on the stream's link (values: head->nvalues, NULL for SQL NULL). */
+bool streams_verify_send(struct streams *s, const char *name, const struct relay_proto_verify *head,
+			 const char *const *values, const size_t *lens);
+/* Sends MARK(job, lsn) once everything before lsn went to the sink. */
+bool streams_verify_arm_mark(struct streams *s, const char *name, uint64_t job, uint64_t lsn);
+
 /* ---- per-stream report: state, lag and counters, for metrics and health ---- */
 
 /* Stream states, as strait_stream_state{state} names them. */

@@ -119,6 +119,15 @@ struct stream {
 	uint64_t ack_sent_lsn;
 	struct event *ack_event;
 	uint64_t batches_received;
+	char *sink_conninfo;     /* the target database */
+	struct stream_verify *verify; /* the verify being answered (stream_verify.c), or NULL */
+
+	/* ---- source: a verify's MARK (stream_verify.c) ---- */
+	bool mark_armed;
+	bool mark_captured;      /* the reader handed over everything before mark_lsn */
+	uint64_t mark_job;
+	uint64_t mark_lsn;
+	struct event *mark_timer;
 };
 
 struct streams {
@@ -128,6 +137,8 @@ struct streams {
 	struct stream *v;
 	size_t n;
 	struct wire_writer out;  /* frame payloads, reused */
+	streams_verify_fn verify_frame; /* VERIFY frames for a stream this site sends */
+	void *verify_arg;
 };
 
 /* stream.c */
@@ -150,6 +161,16 @@ void stream_source_warnings_json(const struct stream *st, struct json_out *j);
 bool stream_source_sync_now(struct stream *st, uint64_t for_seconds, char *msg, size_t msglen);
 void stream_source_reconfigure(struct stream *st);
 const char *stream_source_state(const struct stream *st);
+
+/* stream_verify.c */
+struct relay_proto_verify;
+void stream_verify_frame(struct stream *st, const struct relay_proto_verify *m);
+void stream_verify_sink_progress(struct stream *st);
+void stream_verify_sink_stop(struct stream *st, const char *why);
+bool stream_verify_arm_mark(struct stream *st, uint64_t job, uint64_t lsn);
+/* ask: request the server's position when it is not known to be past the point yet */
+void stream_verify_mark_check(struct stream *st, bool ask);
+void stream_verify_source_fini(struct stream *st);
 
 /* stream_sink.c */
 bool stream_sink_init(struct stream *st, const struct strait_config *cfg, size_t self);

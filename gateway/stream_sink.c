@@ -136,6 +136,7 @@ static void stream_apply_committed(void *arg, uint64_t end_lsn, int64_t commit_t
 	}
 	if (!event_pending(st->ack_event, EV_TIMEOUT, NULL))
 		event_add(st->ack_event, &(struct timeval){ 0, STREAM_ACK_DELAY_US });
+	stream_verify_sink_progress(st);
 }
 
 static void stream_apply_stopped(void *arg, const char *reason)
@@ -144,6 +145,7 @@ static void stream_apply_stopped(void *arg, const char *reason)
 
 	snprintf(st->last_error, sizeof(st->last_error), "%s", reason);
 	st->apply_ready = false;
+	stream_verify_sink_stop(st, "the apply stopped");
 	log_warning("stream \"%s\": paused; retrying every %d s", st->name, STREAM_APPLY_RETRY_MS / 1000);
 	stream_schedule_retry(st, STREAM_APPLY_RETRY_MS);
 }
@@ -227,10 +229,11 @@ bool stream_sink_init(struct stream *st, const struct strait_config *cfg, size_t
 
 	st->role = STREAM_ROLE_SINK;
 	st->peer = strdup(cfg->sites[cs->from].name);
+	st->sink_conninfo = strdup(target->database);
 	st->dec = codec_new_decoder(cs->codec);
 	st->seq_writer = seq_writer_new(s->base, target->database, st->name);
 	st->ack_event = event_new(s->base, -1, 0, stream_ack_cb, st);
-	if (!st->peer || !st->dec || !st->seq_writer || !st->ack_event)
+	if (!st->peer || !st->sink_conninfo || !st->dec || !st->seq_writer || !st->ack_event)
 		return false;
 	st->apply = apply_new(s->base, &acfg, &cb, st);
 	if (!st->apply)
@@ -244,6 +247,9 @@ bool stream_sink_init(struct stream *st, const struct strait_config *cfg, size_t
 
 void stream_sink_fini(struct stream *st)
 {
+	stream_verify_sink_stop(st, "the stream stopped here");
+	free(st->sink_conninfo);
+	st->sink_conninfo = NULL;
 	seq_writer_free(st->seq_writer);
 	if (st->apply)
 		apply_free(st->apply);

@@ -210,6 +210,7 @@ static void reader_wal(void *arg, uint64_t wal_end, int64_t server_time_us)
 	if (lag_caught_up(st->lag) && st->source && source_reported_flush(st->source))
 		lag_acked(st->lag, source_reported_flush(st->source), 0);
 	lag_wal_position(st->lag, wal_end);
+	stream_verify_mark_check(st, false);
 }
 
 /* The source failed; it may not be freed inside its own callback: retry from a timer. */
@@ -507,6 +508,8 @@ static void sender_pump(struct stream *st)
 			return;
 		}
 	}
+	/* everything spooled may be out now: a verify's MARK can follow it */
+	stream_verify_mark_check(st, false);
 	/* what the live stream had is out: an initial-sync copy may use the link */
 	if (st->sync && relay_output_pending(s->relay, st->peer) < RELAY_OUTPUT_HIGH)
 		streamsync_writable(st->sync);
@@ -878,6 +881,7 @@ void stream_source_fini(struct stream *st)
 {
 	char err[256];
 
+	stream_verify_source_fini(st);
 	source_free(st->source);
 	seq_reader_free(st->seq_reader);
 	codec_free(st->enc);

@@ -327,6 +327,11 @@ struct apply {
 	struct apply_counts totals;
 	char *last_error;
 	bool idle_notified;
+
+	/* a hold point (verify): no source transaction committing at or after it begins */
+	uint64_t hold_lsn;           /* 0: none */
+	bool hold_blocked;           /* the next transaction is at or after hold_lsn */
+	uint64_t max_begun_lsn;      /* highest commit LSN of a transaction begun on the target */
 };
 
 static void apply_pump(struct apply *a);
@@ -1486,6 +1491,13 @@ static enum apply_step apply_begin(struct apply *a, const struct pgoutput_msg *m
 		if (st != STEP_DONE_AGAIN)
 			return st;
 	}
+	/* At a hold point the open group commits and nothing after it begins. */
+	if (a->hold_lsn && m->begin.final_lsn >= a->hold_lsn && m->begin.final_lsn >= a->skip_before) {
+		if (!apply_close_group(a))
+			return STEP_FAIL;
+		a->hold_blocked = true;
+		return STEP_WAIT;
+	}
 	/* A full group is closed before the next transaction starts. */
 	if (g && g->state == GROUP_OPEN && g->ntxns &&
 			(g->nchanges >= a->group_max_changes || g->ntxns >= a->group_max_txns)) {
@@ -1499,6 +1511,8 @@ static enum apply_step apply_begin(struct apply *a, const struct pgoutput_msg *m
 	a->txn_start = pos;
 	a->txn_lsn = m->begin.final_lsn;
 	a->txn_skip = m->begin.final_lsn < a->skip_before;
+	if (!a->txn_skip && m->begin.final_lsn > a->max_begun_lsn)
+		a->max_begun_lsn = m->begin.final_lsn;
 	if (a->txn_skip)
 		log_debug("stream \"%s\": skipping source transaction %s: already applied",
 			a->stream, apply_lsn_str(lsn, a->txn_lsn));
@@ -1609,7 +1623,7 @@ static void apply_pump(struct apply *a)
 {
 	if (a->state != APPLY_RUNNING)
 		return;
-	while (!a->out_blocked && !a->waiting_catalog && !a->waiting_check &&
+	while (!a->out_blocked && !a->waiting_catalog && !a->waiting_check && !a->hold_blocked &&
 			a->cmds.count < APPLY_MAX_INFLIGHT) {
 		struct apply_pos p = a->cur, next;
 		enum apply_step step;
@@ -1839,6 +1853,9 @@ static void apply_set_running(struct apply *a)
 	 * were already decoded, and those must be applied again.
 	 */
 	a->skip_before = a->resume_lsn;
+	/* what was begun and not committed was rolled back; it is decoded again */
+	a->max_begun_lsn = 0;
+	a->hold_blocked = false;
 	if (a->applied_lsn < a->resume_lsn)
 		a->applied_lsn = a->resume_lsn;
 	log_info("stream \"%s\": applying to the target, origin \"%s\" at %s", a->stream,
@@ -2245,6 +2262,38 @@ bool apply_resume(struct apply *a)
 bool apply_is_stopped(const struct apply *a)
 {
 	return a->state == APPLY_STOPPED;
+}
+
+bool apply_hold_at(struct apply *a, uint64_t lsn)
+{
+	if (lsn == 0 || a->max_begun_lsn >= lsn || a->applied_lsn > lsn ||
+	    (a->in_txn && !a->txn_skip && a->txn_lsn >= lsn))
+		return false;
+	a->hold_lsn = lsn;
+	a->hold_blocked = false;
+	return true;
+}
+
+enum apply_hold apply_hold_state(const struct apply *a)
+{
+	struct apply_pos p = a->cur;
+
+	if (!a->hold_lsn || a->state != APPLY_RUNNING || a->groups.count || a->in_txn ||
+	    a->waiting_check || a->cmds.count)
+		return APPLY_HOLD_MOVING;
+	if (a->hold_blocked)
+		return APPLY_HOLD_BLOCKED;
+	return apply_pos_norm(a, &p) ? APPLY_HOLD_MOVING : APPLY_HOLD_DRAINED;
+}
+
+void apply_hold_release(struct apply *a)
+{
+	bool was_blocked = a->hold_blocked;
+
+	a->hold_lsn = 0;
+	a->hold_blocked = false;
+	if (was_blocked && a->state == APPLY_RUNNING)
+		apply_kick(a);
 }
 
 uint64_t apply_applied_lsn(const struct apply *a)

@@ -106,6 +106,25 @@ bool apply_resume(struct apply *a);
 /* Whether the engine is stopped (on an error, waiting for apply_resume()). */
 bool apply_is_stopped(const struct apply *a);
 
+/*
+ * A hold point, for comparing the target with a source snapshot: from now
+ * on no source transaction whose commit LSN is at or after lsn begins; the
+ * group before it commits. False (nothing changes) when such a transaction
+ * has begun already: the point has passed. A stop or reconnect keeps the
+ * hold; apply_hold_release() goes on.
+ */
+bool apply_hold_at(struct apply *a, uint64_t lsn) APPLY_MUSTCHECK;
+enum apply_hold {
+	APPLY_HOLD_MOVING,           /* no hold, or still applying toward the point */
+	APPLY_HOLD_BLOCKED,          /* stopped before a transaction at or after the point,
+					everything before it committed */
+	APPLY_HOLD_DRAINED,          /* everything submitted is committed, all before the point */
+};
+/* BLOCKED: the target holds exactly what precedes the point. DRAINED: so
+ * far; exactly, once the source says every earlier transaction was sent. */
+enum apply_hold apply_hold_state(const struct apply *a);
+void apply_hold_release(struct apply *a);
+
 /* The last source commit applied (0: none yet). */
 uint64_t apply_applied_lsn(const struct apply *a);
 

@@ -117,6 +117,7 @@ struct source {
 	uint8_t *held_begin;             /* Begin held until we know the origin */
 	size_t held_begin_len;
 	uint64_t held_begin_lsn;
+	uint64_t open_commit_lsn;        /* the open transaction's commit LSN (its Begin's final_lsn) */
 
 	uint64_t received_lsn;           /* WAL end of the last message received */
 	uint64_t sent_lsn;               /* end of the last commit handed over */
@@ -432,6 +433,7 @@ static bool source_handle_message(struct source *src, const uint8_t *data, size_
 		memcpy(src->held_begin, data, len);
 		src->held_begin_len = len;
 		src->held_begin_lsn = lsn;
+		src->open_commit_lsn = msg.begin.final_lsn;
 		return true;
 	case PGOUTPUT_ORIGIN:
 		if (strncmp(msg.origin.name, SOURCE_ORIGIN_PREFIX, strlen(SOURCE_ORIGIN_PREFIX)) == 0) {
@@ -1005,4 +1007,20 @@ void source_status_json(const struct source *src, struct json_out *j)
 	json_uint(j, "bytes", src->stat_bytes);
 	json_string(j, "last_error", src->last_error[0] ? src->last_error : NULL);
 	json_object_end(j);
+}
+
+uint64_t source_handed_over_before(const struct source *src)
+{
+	/* whole transactions still batched: their commit LSNs are not kept, try later */
+	if (src->batch_committed_len > 0)
+		return 0;
+	/* transactions arrive in commit order: all before the open one are out */
+	if (src->in_txn)
+		return src->open_commit_lsn;
+	return src->received_lsn;
+}
+
+void source_request_position(struct source *src)
+{
+	source_send_feedback(src, true);
 }

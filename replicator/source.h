@@ -83,6 +83,15 @@ void source_confirm(struct source *src, uint64_t lsn);
 
 void source_resume_reading(struct source *src);
 
+/*
+ * Every source transaction that commits before the returned LSN has been
+ * handed to batch() (0: not known right now; ask again after the next read).
+ */
+uint64_t source_handed_over_before(const struct source *src);
+
+/* Asks the server for a keepalive carrying its sent position (wal_position() follows). */
+void source_request_position(struct source *src);
+
 /* The flush position last reported to the server (it follows the sent position when idle). */
 uint64_t source_reported_flush(const struct source *src);
 

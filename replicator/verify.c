@@ -9,6 +9,7 @@
 #include "replicator/verify.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,9 +212,15 @@ char *verify_key_label(const char *const *names, const char *const *values, size
 
 /* ---- the comparison ---- */
 
+static double verify_now_ms(void);
+
 struct verify_ctx {
 	PGconn *src;
 	PGconn *dst;
+	const struct verify_remote *remote; /* the target, when dst is NULL */
+	double rows_per_second;
+	double paced_since_ms;
+	int64_t paced_rows;
 	struct verify_result *r;
 	struct verify_keys keys;
 	char *table_q;
@@ -263,7 +270,17 @@ static PGresult *verify_exec(struct verify_ctx *c, bool target, const char *sql,
 		params[n++] = lo->v[i];
 	for (size_t i = 0; hi && hi->v && i < c->keys.n; i++)
 		params[n++] = hi->v[i];
-	res = PQexecParams(target ? c->dst : c->src, sql, n, NULL, params, NULL, NULL, 0);
+	if (target && c->remote) {
+		char why[512];
+
+		res = c->remote->exec(c->remote->arg, sql, n, params, why, sizeof(why));
+		if (!res) {
+			snprintf(c->err, c->errlen, "could not query target for %s: %s", c->keys.table, why);
+			return NULL;
+		}
+	} else {
+		res = PQexecParams(target ? c->dst : c->src, sql, n, NULL, params, NULL, NULL, 0);
+	}
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		snprintf(c->err, c->errlen, "could not query %s for %s: %s", target ? "target" : "source",
 			 c->keys.table, PQresultErrorMessage(res));
@@ -507,6 +524,25 @@ out:
 	return ok;
 }
 
+/* --rate: after a chunk of rows (read on each side), sleeps until the pace allows it. */
+static void verify_pace(struct verify_ctx *c, int64_t rows)
+{
+	double due_ms, now_ms;
+
+	if (c->rows_per_second <= 0)
+		return;
+	c->paced_rows += rows;
+	due_ms = c->paced_since_ms + (double)c->paced_rows * 1000.0 / c->rows_per_second;
+	now_ms = verify_now_ms();
+	if (due_ms > now_ms) {
+		double wait = due_ms - now_ms;
+		struct timespec ts = { .tv_sec = (time_t)(wait / 1000.0),
+				       .tv_nsec = (long)(fmod(wait, 1000.0) * 1e6) };
+
+		nanosleep(&ts, NULL);
+	}
+}
+
 static bool verify_keyed(struct verify_ctx *c)
 {
 	struct verify_bound lo = {0}, hi = {0};
@@ -527,6 +563,7 @@ static bool verify_keyed(struct verify_ctx *c)
 		PQclear(res);
 		if (!verify_range(c, &lo, &hi, true))
 			goto out;
+		verify_pace(c, c->chunk_rows);
 		verify_bound_free(&lo, c->keys.n);
 		if (!hi.v)
 			break;
@@ -650,18 +687,33 @@ out:
 
 /* ---- set-up ---- */
 
+/* One statement (a remote target runs single SELECTs only), local to the transaction. */
 static const char verify_settings[] =
-	"SET LOCAL datestyle = 'ISO, YMD'; SET LOCAL timezone = 'UTC'; SET LOCAL extra_float_digits = 3; "
-	"SET LOCAL bytea_output = 'hex'; SET LOCAL intervalstyle = 'postgres'";
+	"SELECT set_config('datestyle', 'ISO, YMD', true), set_config('timezone', 'UTC', true), "
+	"set_config('extra_float_digits', '3', true), set_config('bytea_output', 'hex', true), "
+	"set_config('intervalstyle', 'postgres', true)";
 
-static bool verify_settle(PGconn *conn, const char *side, char *err, size_t errlen)
+static bool verify_settle(struct verify_ctx *c, bool target)
 {
-	PGresult *res = PQexec(conn, verify_settings);
-	bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	PGresult *res;
+	const char *side = target ? "target" : "source";
+	char why[512];
+	bool ok;
 
+	if (target && c->remote) {
+		res = c->remote->exec(c->remote->arg, verify_settings, 0, NULL, why, sizeof(why));
+		if (!res) {
+			snprintf(c->err, c->errlen, "could not set output settings on %s: %s", side, why);
+			return false;
+		}
+	} else {
+		res = PQexec(target ? c->dst : c->src, verify_settings);
+	}
+	ok = PQresultStatus(res) == PGRES_TUPLES_OK;
 	if (!ok) {
-		snprintf(err, errlen, "could not set output settings on %s: %s", side, PQresultErrorMessage(res));
-		err[strcspn(err, "\n")] = '\0';
+		snprintf(c->err, c->errlen, "could not set output settings on %s: %s", side,
+			 PQresultErrorMessage(res));
+		c->err[strcspn(c->err, "\n")] = '\0';
 	}
 	PQclear(res);
 	return ok;
@@ -758,12 +810,13 @@ static double verify_now_ms(void)
 	return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
 }
 
-bool verify_table(PGconn *source, PGconn *target, const struct verify_target *t,
-		  const struct verify_options *options, struct verify_result *out,
-		  char *err, size_t errlen)
+static bool verify_run(PGconn *source, PGconn *target, const struct verify_remote *remote,
+		       const struct verify_target *t, const struct verify_options *options,
+		       struct verify_result *out, char *err, size_t errlen)
 {
 	struct verify_ctx c = {
-		.src = source, .dst = target, .r = out, .err = err, .errlen = errlen,
+		.src = source, .dst = target, .remote = remote, .r = out, .err = err, .errlen = errlen,
+		.rows_per_second = options ? options->rows_per_second : 0,
 		.chunk_rows = options && options->chunk_rows > 0 ? options->chunk_rows : VERIFY_DEFAULT_CHUNK_ROWS,
 		.leaf_rows = options && options->leaf_rows > 0 ? options->leaf_rows : VERIFY_DEFAULT_LEAF_ROWS,
 		.max_report = options && options->max_report > 0 ? options->max_report : VERIFY_DEFAULT_MAX_REPORT,
@@ -782,7 +835,8 @@ bool verify_table(PGconn *source, PGconn *target, const struct verify_target *t,
 		goto out;
 	}
 	c.keys.table = c.table_q;
-	if (!verify_settle(source, "source", err, errlen) || !verify_settle(target, "target", err, errlen))
+	c.paced_since_ms = start;
+	if (!verify_settle(&c, false) || !verify_settle(&c, true))
 		goto out;
 	if (!verify_lookup_keys(&c, t))
 		goto out;
@@ -797,6 +851,20 @@ out:
 	free(c.types);
 	free(c.table_q);
 	return ok;
+}
+
+bool verify_table(PGconn *source, PGconn *target, const struct verify_target *t,
+		  const struct verify_options *options, struct verify_result *out,
+		  char *err, size_t errlen)
+{
+	return verify_run(source, target, NULL, t, options, out, err, errlen);
+}
+
+bool verify_table_remote(PGconn *source, const struct verify_remote *target,
+			 const struct verify_target *t, const struct verify_options *options,
+			 struct verify_result *out, char *err, size_t errlen)
+{
+	return verify_run(source, NULL, target, t, options, out, err, errlen);
 }
 
 bool verify_result_equal(const struct verify_result *r)

@@ -68,6 +68,20 @@ struct verify_options {
 	int64_t chunk_rows;        /* 0: VERIFY_DEFAULT_CHUNK_ROWS */
 	int64_t leaf_rows;         /* 0: VERIFY_DEFAULT_LEAF_ROWS */
 	size_t max_report;         /* 0: VERIFY_DEFAULT_MAX_REPORT */
+	double rows_per_second;    /* > 0: pause between chunks to read no faster (per side) */
+};
+
+/*
+ * A target that is not a local connection (another site's database, reached
+ * through its straitd): exec runs one statement with text parameters in the
+ * target's snapshot transaction and returns its result, or NULL with err set
+ * when it could not be run at all (an SQL error comes back as an error
+ * result). Statements are single SELECTs.
+ */
+struct verify_remote {
+	PGresult *(*exec)(void *arg, const char *sql, int nparams, const char *const *params,
+			  char *err, size_t errlen);
+	void *arg;
 };
 
 struct verify_target {
@@ -113,6 +127,10 @@ struct verify_result {
 bool verify_table(PGconn *source, PGconn *target, const struct verify_target *t,
 		  const struct verify_options *options, struct verify_result *out,
 		  char *err, size_t errlen) VERIFY_MUSTCHECK;
+/* As verify_table(), with the target behind remote. */
+bool verify_table_remote(PGconn *source, const struct verify_remote *target,
+			 const struct verify_target *t, const struct verify_options *options,
+			 struct verify_result *out, char *err, size_t errlen) VERIFY_MUSTCHECK;
 bool verify_result_equal(const struct verify_result *r);
 void verify_result_free(struct verify_result *r);
 

@@ -62,6 +62,7 @@ payload_readers(const uint8_t *p, size_t len)
 	struct relay_proto_sequences seqs;
 	struct relay_proto_sequence seq[MAX_LIST];
 	struct relay_proto_goodbye bye;
+	struct relay_proto_verify verify;
 	struct relay_proto_fence fence;
 	struct relay_proto_promote promote;
 	struct relay_proto_promote_ack pack;
@@ -141,6 +142,24 @@ payload_readers(const uint8_t *p, size_t len)
 			check_str(res[i].stream, p, len);
 		wire_writer_reset(&w);
 		CHECK(relay_proto_write_promote_ack(&w, &pack));
+		check_same(&w, p, len);
+	}
+	if (relay_proto_read_verify(p, len, &verify) == RELAY_PROTO_OK) {
+		struct wire_reader vr;
+
+		check_str(verify.stream, p, len);
+		check_str(verify.text, p, len);
+		wire_writer_reset(&w);
+		CHECK(relay_proto_write_verify_head(&w, &verify));
+		wire_reader_init(&vr, verify.values, verify.values_len);
+		for (uint32_t i = 0; i < verify.nvalues; i++) {
+			const char *v;
+			uint32_t n;
+
+			CHECK(relay_proto_verify_value(&vr, &v, &n));
+			CHECK(relay_proto_put_verify_value(&w, v, n));
+		}
+		CHECK(wire_remaining(&vr) == 0);
 		check_same(&w, p, len);
 	}
 	if (relay_proto_read_goodbye(p, len, &bye) == RELAY_PROTO_OK) {

@@ -119,14 +119,15 @@ def no_offloads(site):
     site.run(["ethtool", "-K", site.wan_if, "tx-udp-segmentation", "off"], check=False)
 
 
-def tunnel_pair(tmp_path, netns_sites, pg_factory, straitd_factory, stream_extra, env=None):
+def tunnel_pair(tmp_path, netns_sites, pg_factory, straitd_factory, stream_extra, env=None,
+                schema=bulk_schema):
     ns = netns_sites(2)
     for site in ns:
         no_offloads(site)
     src = pg_factory("onprem")
     dst = pg_factory("cloud")
     for pg in (src, dst):
-        bulk_schema(pg)
+        schema(pg)
     stream = {"name": "app", "from": "onprem", "to": "cloud", "publication": "strait_app",
               "initial_sync": False}
     stream.update(stream_extra)

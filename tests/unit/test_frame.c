@@ -18,7 +18,7 @@
 static const enum frame_type all_types[] = {
 	FRAME_HELLO, FRAME_BATCH, FRAME_SYNC, FRAME_SEQUENCES, FRAME_ACK,
 	FRAME_HEARTBEAT, FRAME_GOODBYE, FRAME_RESUME, FRAME_FENCE, FRAME_FENCE_ACK,
-	FRAME_PROMOTE, FRAME_PROMOTE_ACK,
+	FRAME_PROMOTE, FRAME_PROMOTE_ACK, FRAME_VERIFY,
 };
 #define NTYPES (sizeof(all_types) / sizeof(all_types[0]))
 
@@ -79,7 +79,7 @@ test_round_trip_all_types(void **state)
 	(void)state;
 	wire_writer_init_heap(&w, 1 << 20);
 	for (size_t i = 0; i < NTYPES; i++) {
-		uint8_t payload[100];
+		uint8_t payload[128];
 		struct frame f;
 		size_t len = i * 9;
 
@@ -175,7 +175,7 @@ test_header_errors_early(void **state)
 		{ 4, 2, FRAME_ERR_VERSION },
 		{ 5, 0x00, FRAME_ERR_TYPE },
 		{ 5, 0x09, FRAME_ERR_TYPE },
-		{ 5, 0x14, FRAME_ERR_TYPE },
+		{ 5, 0x15, FRAME_ERR_TYPE },
 		{ 5, 0x1f, FRAME_ERR_TYPE },
 		{ 5, 'B', FRAME_ERR_TYPE },
 		{ 5, 0xff, FRAME_ERR_TYPE },

@@ -417,6 +417,63 @@ test_status_strings(void **state)
 	assert_int_equal(relay_proto_str("abc").len, 3);
 }
 
+static void
+test_verify(void **state)
+{
+	uint8_t buf[256];
+	struct wire_writer w;
+	struct wire_reader r;
+	struct relay_proto_verify m = {
+		.stream = S("app"), .job = 7, .op = RELAY_VERIFY_RESULT, .ok = 1, .seq = 3,
+		.lsn = 0x1234, .generation = 2, .text = S(""), .ncols = 2, .nvalues = 4,
+	}, out;
+	const char *v;
+	uint32_t n;
+
+	(void)state;
+	wire_writer_init(&w, buf, sizeof(buf));
+	assert_true(relay_proto_write_verify_head(&w, &m));
+	assert_true(relay_proto_put_verify_value(&w, "10", 2));
+	assert_true(relay_proto_put_verify_value(&w, NULL, 0));
+	assert_true(relay_proto_put_verify_value(&w, "", 0));
+	assert_true(relay_proto_put_verify_value(&w, "a\0b", 3));
+	assert_int_equal(relay_proto_read_verify(buf, w.len, &out), RELAY_PROTO_OK);
+	assert_true(str_is(out.stream, "app"));
+	assert_int_equal(out.job, 7);
+	assert_int_equal(out.op, RELAY_VERIFY_RESULT);
+	assert_int_equal(out.seq, 3);
+	assert_int_equal(out.lsn, 0x1234);
+	assert_int_equal(out.generation, 2);
+	assert_int_equal(out.nvalues, 4);
+	wire_reader_init(&r, out.values, out.values_len);
+	assert_true(relay_proto_verify_value(&r, &v, &n));
+	assert_int_equal(n, 2);
+	assert_memory_equal(v, "10", 2);
+	assert_true(relay_proto_verify_value(&r, &v, &n));
+	assert_null(v);
+	assert_true(relay_proto_verify_value(&r, &v, &n));
+	assert_non_null(v);
+	assert_int_equal(n, 0);
+	assert_true(relay_proto_verify_value(&r, &v, &n));
+	assert_int_equal(n, 3);
+	assert_false(relay_proto_verify_value(&r, &v, &n));
+	/* every shorter payload is truncated, never read past */
+	for (size_t len = 0; len < w.len; len++)
+		assert_int_not_equal(relay_proto_read_verify(buf, len, &out), RELAY_PROTO_OK);
+	/* rows must be whole: 4 values are not rows of 3 columns */
+	buf[4 + 8 + 1 + 1 + 4 + 8 + 4 + 2 + 1] = 3;
+	assert_int_equal(relay_proto_read_verify(buf, w.len, &out), RELAY_PROTO_ERR_VALUE);
+	/* a value count the payload cannot hold is refused before any walk */
+	m.nvalues = 1000000;
+	wire_writer_init(&w, buf, sizeof(buf));
+	assert_true(relay_proto_write_verify_head(&w, &m));
+	assert_int_equal(relay_proto_read_verify(buf, w.len, &out), RELAY_PROTO_ERR_TRUNCATED);
+	/* unknown operations are refused both ways */
+	m.op = 99;
+	wire_writer_init(&w, buf, sizeof(buf));
+	assert_false(relay_proto_write_verify_head(&w, &m));
+}
+
 int
 main(void)
 {
@@ -430,6 +487,7 @@ main(void)
 		cmocka_unit_test(test_sync),
 		cmocka_unit_test(test_sequences),
 		cmocka_unit_test(test_goodbye),
+		cmocka_unit_test(test_verify),
 		cmocka_unit_test(test_status_strings),
 	};
 
