@@ -28,6 +28,8 @@
 #define VJ_QUERY_WAIT_S 600      /* one target query (a whole multiset table) */
 #define VJ_ATTEMPTS 5            /* snapshots tried when the target passed the point */
 #define VJ_LOCK_TIMEOUT "10s"
+/* A new common point between chunks once the snapshots are this old. */
+#define VJ_SNAPSHOT_MAX_MS 1000.0
 
 /* A frame from the sink, copied for the thread. */
 struct vj_frame {
@@ -276,8 +278,9 @@ static PGresult *vj_remote_exec(void *arg, const char *sql, int nparams, const c
 
 static PGconn *vj_connect(struct verify_job *j, const char *conninfo, int slot, char *err, size_t errlen)
 {
-	static const char *const keys[] = { "dbname", "fallback_application_name", NULL };
-	const char *values[] = { conninfo, "strait-verify", NULL };
+	/* a bounded connect: a stopping daemon joins this thread */
+	static const char *const keys[] = { "connect_timeout", "dbname", "fallback_application_name", NULL };
+	const char *values[] = { "10", conninfo, "strait-verify", NULL };
 	PGconn *conn = PQconnectdbParams(keys, values, 1);
 
 	if (PQstatus(conn) != CONNECTION_OK) {
@@ -470,17 +473,59 @@ static void vj_end(struct verify_job *j, const char *why)
 	(void)vj_send(j, &end, NULL, NULL);
 }
 
+/* What a meeting needs: the source connections and the tables to lock. */
+struct vj_meeting {
+	struct verify_job *j;
+	PGconn *locker;
+	PGconn *snap;
+	const struct vj_table *tables;
+	size_t ntables;
+	uint64_t lsn;
+	bool met;                /* a point is held at both ends now */
+	unsigned points;
+};
+
+/* A new common point: a source snapshot and the sink's at its WAL position. */
+static bool vj_meet_again(struct vj_meeting *m, char *err, size_t errlen)
+{
+	if (m->met) {
+		vj_end(m->j, NULL);
+		vj_exec(m->snap, "ROLLBACK", PGRES_COMMAND_OK, NULL, NULL, 0);
+		m->met = false;
+	}
+	for (int attempt = 1; attempt <= VJ_ATTEMPTS; attempt++) {
+		err[0] = '\0';
+		if (vj_meet(m->j, m->locker, m->snap, m->tables, m->ntables, &m->lsn, err, errlen)) {
+			m->met = true;
+			m->points++;
+			return true;
+		}
+		vj_exec(m->snap, "ROLLBACK", PGRES_COMMAND_OK, NULL, NULL, 0);
+		/* only a target that went past the point is worth another snapshot */
+		if (!strstr(err, "past the verify point"))
+			break;
+	}
+	return false;
+}
+
+/* verify_options.refresh: snapshots are not kept for long (they hold back vacuum). */
+static bool vj_refresh(void *arg, char *err, size_t errlen)
+{
+	return vj_meet_again(arg, err, errlen);
+}
+
 static void vj_stream(struct verify_job *j, const char *name, struct verify_job_stream *out)
 {
 	struct vj_call info = { .kind = VJ_CALL_INFO, .stream = name };
 	struct verify_remote remote = { .exec = vj_remote_exec, .arg = j };
-	struct verify_options opt = { .rows_per_second = j->rows_per_second };
+	struct vj_meeting m = { .j = j };
+	struct verify_options opt = { .rows_per_second = j->rows_per_second, .refresh = vj_refresh,
+				      .refresh_arg = &m, .refresh_after_ms = VJ_SNAPSHOT_MAX_MS };
 	struct timespec t0, t1;
 	PGconn *locker = NULL, *snap = NULL;
 	struct vj_table *tables = NULL;
 	size_t ntables = 0, compared = 0;
 	char err[1024] = "";
-	bool met = false;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	j->cur_stream = name;
@@ -515,18 +560,13 @@ static void vj_stream(struct verify_job *j, const char *name, struct verify_job_
 		snprintf(err, sizeof(err), "publication %s has no tables", info.publication);
 		goto done;
 	}
-	for (int attempt = 1; attempt <= VJ_ATTEMPTS && !met; attempt++) {
-		err[0] = '\0';
-		met = vj_meet(j, locker, snap, tables, ntables, &out->lsn, err, sizeof(err));
-		if (!met) {
-			vj_exec(snap, "ROLLBACK", PGRES_COMMAND_OK, NULL, NULL, 0);
-			/* only a target that went past the point is worth another snapshot */
-			if (!strstr(err, "past the verify point"))
-				break;
-		}
-	}
-	if (!met)
+	m.locker = locker;
+	m.snap = snap;
+	m.tables = tables;
+	m.ntables = ntables;
+	if (!vj_meet_again(&m, err, sizeof(err)))
 		goto done;
+	out->lsn = m.lsn;
 	fprintf(j->text_f, " at %X/%X\n", (unsigned)(out->lsn >> 32), (unsigned)out->lsn);
 	json_lsn(&j->json, "lsn", out->lsn);
 	json_array_begin(&j->json, "tables");
@@ -557,8 +597,9 @@ static void vj_stream(struct verify_job *j, const char *name, struct verify_job_
 		snprintf(err, sizeof(err), "none of the tables asked for is in the stream");
 	out->tables = compared;
 done:
-	if (met)
+	if (m.met)
 		vj_end(j, err[0] ? err : NULL);
+	out->points = m.points;
 	if (snap)
 		vj_disconnect(j, snap, 1);
 	if (locker)
@@ -576,7 +617,7 @@ done:
 	clock_gettime(CLOCK_REALTIME, &t1);
 	out->finished_us = (int64_t)t1.tv_sec * 1000000 + t1.tv_nsec / 1000;
 	if (!out->ok)
-		fprintf(j->text_f, "%s  FAILED: %s\n", met ? "" : "\n", err);
+		fprintf(j->text_f, "%s  FAILED: %s\n", out->lsn ? "" : "\n", err);
 	fprintf(j->text_f, "  %s: %" PRIu64 " table%s, %" PRIu64 " rows, %" PRIu64 " difference%s, "
 		"%" PRIu64 " bytes over the link, %.2f s\n\n",
 		out->ok ? (out->equal ? "equal" : "DIFFERENT") : "not compared", out->tables,
@@ -588,6 +629,7 @@ done:
 	json_uint(&j->json, "rows", out->rows);
 	json_uint(&j->json, "differences", out->differences);
 	json_uint(&j->json, "link_bytes", out->link_bytes);
+	json_uint(&j->json, "points", out->points);
 	json_double(&j->json, "seconds", out->seconds);
 	json_object_end(&j->json);
 }

@@ -52,7 +52,8 @@ struct verify_job_stream {
 	bool ok;                     /* compared (not failed) */
 	bool equal;
 	char *error;                 /* when !ok */
-	uint64_t lsn;                /* the point compared at */
+	uint64_t lsn;                /* the (first) point compared at */
+	unsigned points;             /* common points taken: a new one about every second */
 	uint64_t tables;
 	uint64_t rows;               /* on the source */
 	uint64_t differences;        /* keys missing, extra or changed */

@@ -221,6 +221,8 @@ struct verify_ctx {
 	double rows_per_second;
 	double paced_since_ms;
 	int64_t paced_rows;
+	const struct verify_options *opt;
+	double snapshot_ms;        /* when the current snapshots were taken */
 	struct verify_result *r;
 	struct verify_keys keys;
 	char *table_q;
@@ -543,13 +545,34 @@ static void verify_pace(struct verify_ctx *c, int64_t rows)
 	}
 }
 
+static bool verify_settle(struct verify_ctx *c, bool target);
+
+/* Newer snapshots between chunks, when the caller asked for them. */
+static bool verify_refresh(struct verify_ctx *c)
+{
+	const struct verify_options *o = c->opt;
+
+	if (!o || !o->refresh || verify_now_ms() - c->snapshot_ms < o->refresh_after_ms)
+		return true;
+	if (!o->refresh(o->refresh_arg, c->err, c->errlen) || !verify_settle(c, false) ||
+	    !verify_settle(c, true))
+		return false;
+	c->snapshot_ms = verify_now_ms();
+	c->r->points++;
+	return true;
+}
+
 static bool verify_keyed(struct verify_ctx *c)
 {
 	struct verify_bound lo = {0}, hi = {0};
 	bool ok = false;
 
 	for (;;) {
-		char *sql = verify_sql_boundary(&c->keys, lo.v != NULL, false, c->chunk_rows - 1);
+		char *sql;
+
+		if (lo.v && !verify_refresh(c))
+			goto out;
+		sql = verify_sql_boundary(&c->keys, lo.v != NULL, false, c->chunk_rows - 1);
 		PGresult *res = verify_exec(c, false, sql, &lo, NULL);
 
 		free(sql);
@@ -817,6 +840,7 @@ static bool verify_run(PGconn *source, PGconn *target, const struct verify_remot
 	struct verify_ctx c = {
 		.src = source, .dst = target, .remote = remote, .r = out, .err = err, .errlen = errlen,
 		.rows_per_second = options ? options->rows_per_second : 0,
+		.opt = options,
 		.chunk_rows = options && options->chunk_rows > 0 ? options->chunk_rows : VERIFY_DEFAULT_CHUNK_ROWS,
 		.leaf_rows = options && options->leaf_rows > 0 ? options->leaf_rows : VERIFY_DEFAULT_LEAF_ROWS,
 		.max_report = options && options->max_report > 0 ? options->max_report : VERIFY_DEFAULT_MAX_REPORT,
@@ -836,6 +860,8 @@ static bool verify_run(PGconn *source, PGconn *target, const struct verify_remot
 	}
 	c.keys.table = c.table_q;
 	c.paced_since_ms = start;
+	c.snapshot_ms = start;
+	out->points = 1;
 	if (!verify_settle(&c, false) || !verify_settle(&c, true))
 		goto out;
 	if (!verify_lookup_keys(&c, t))
@@ -934,6 +960,7 @@ void verify_result_json(struct json_out *j, const char *key, const struct verify
 	verify_list_json(j, "changed", &r->changed, false);
 	json_bool(j, "truncated", r->truncated);
 	json_uint(j, "checksum_bytes", r->checksum_bytes);
+	json_uint(j, "points", r->points);
 	json_double(j, "elapsed_ms", r->elapsed_ms);
 	json_object_end(j);
 }

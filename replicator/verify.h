@@ -69,6 +69,16 @@ struct verify_options {
 	int64_t leaf_rows;         /* 0: VERIFY_DEFAULT_LEAF_ROWS */
 	size_t max_report;         /* 0: VERIFY_DEFAULT_MAX_REPORT */
 	double rows_per_second;    /* > 0: pause between chunks to read no faster (per side) */
+	/*
+	 * Optional: between the chunks of a keyed table, once both snapshots are
+	 * older than refresh_after_ms, refresh() replaces them with newer ones
+	 * (at a new common point), so no snapshot holds back the databases'
+	 * cleanup for long; each chunk is still compared at one point. False
+	 * with err set stops the comparison.
+	 */
+	bool (*refresh)(void *arg, char *err, size_t errlen);
+	void *refresh_arg;
+	double refresh_after_ms;
 };
 
 /*
@@ -119,6 +129,7 @@ struct verify_result {
 	struct verify_list changed;  /* same key, different row */
 	bool truncated;
 	uint64_t checksum_bytes;   /* approx. bytes of results read from the target */
+	uint64_t points;           /* snapshots compared at (1, more with refresh) */
 	double elapsed_ms;
 };
 
