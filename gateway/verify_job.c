@@ -694,6 +694,7 @@ static void vj_do_call(struct verify_job *j, struct vj_call *c)
 static void vj_wake_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct verify_job *j = arg;
+	struct vj_call *call;
 	char buf[64];
 	bool finished;
 
@@ -701,8 +702,17 @@ static void vj_wake_cb(evutil_socket_t fd, short what, void *arg)
 	while (read(fd, buf, sizeof(buf)) > 0)
 		;
 	pthread_mutex_lock(&j->mu);
-	if (j->call && !j->call_done) {
-		vj_do_call(j, j->call);
+	call = j->call && !j->call_done ? j->call : NULL;
+	pthread_mutex_unlock(&j->mu);
+	/*
+	 * Outside the lock: the thread waits for call_done and leaves the call
+	 * alone, and what the call sets off in the loop may come back here
+	 * (verify_job_frame takes the lock).
+	 */
+	if (call)
+		vj_do_call(j, call);
+	pthread_mutex_lock(&j->mu);
+	if (call) {
 		j->call_done = true;
 		pthread_cond_broadcast(&j->cv);
 	}
