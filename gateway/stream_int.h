@@ -99,6 +99,13 @@ struct stream {
 	struct token_bucket bucket;
 	uint64_t acked_lsn;
 	int64_t acked_commit_time;
+	/* flow control: raw batch bytes sent on this resume and not yet ACKed */
+	uint64_t window_sent;
+	uint64_t window_acked;
+	struct stream_window_mark *window; /* ring: a committing frame's end and window_sent after it */
+	size_t window_head;
+	size_t window_n;
+	size_t window_cap;
 	uint64_t batches_sent;
 	uint64_t bytes_raw;
 	uint64_t bytes_wire;
@@ -128,6 +135,11 @@ struct stream {
 	uint64_t mark_job;
 	uint64_t mark_lsn;
 	struct event *mark_timer;
+};
+
+struct stream_window_mark {
+	uint64_t last_lsn;
+	uint64_t sent;
 };
 
 struct streams {

@@ -70,6 +70,14 @@
 #define STREAM_PUMP_SLICE (4u * 1024u * 1024u)
 /* sync-now without --for: open until drained, but no longer than this. */
 #define STREAM_DRAIN_MAX_S (7 * 24 * 3600)
+/*
+ * At most this many raw batch bytes go out before the sink ACKs them. The
+ * sink queues what it has not applied yet: without a window a backlog
+ * released at once piles up in its memory (94 MiB for a minute's backlog of
+ * pgbench). 16 MiB is seconds of apply, far more than a WAN round trip needs.
+ */
+#define STREAM_WINDOW_BYTES (16u * 1024u * 1024u)
+#define STREAM_WINDOW_MARKS 65536u
 
 static void reader_make(struct stream *st);
 static void sender_kick(struct stream *st);
@@ -387,6 +395,60 @@ static bool sender_frame_add(struct sender_frame *f, const struct spool_meta *me
 	return true;
 }
 
+static void window_reset(struct stream *st)
+{
+	st->window_sent = st->window_acked = 0;
+	st->window_head = st->window_n = 0;
+}
+
+static bool window_open(const struct stream *st)
+{
+	return st->window_sent - st->window_acked < STREAM_WINDOW_BYTES &&
+	       st->window_n < STREAM_WINDOW_MARKS;
+}
+
+/* A frame went out; one that ends a transaction is freed by the ACK that covers it. */
+static void window_sent(struct stream *st, uint64_t raw, uint64_t last_lsn)
+{
+	st->window_sent += raw;
+	if (!last_lsn)
+		return;       /* a transaction's middle: freed with its end */
+	if (st->window_n == st->window_cap) {
+		size_t cap = st->window_cap ? 2 * st->window_cap : 256;
+		struct stream_window_mark *w = malloc(cap * sizeof(*w));
+
+		if (!w) {
+			/* forget the marks: the window reopens at the next ACK */
+			window_reset(st);
+			return;
+		}
+		for (size_t i = 0; i < st->window_n; i++)
+			w[i] = st->window[(st->window_head + i) % st->window_cap];
+		free(st->window);
+		st->window = w;
+		st->window_cap = cap;
+		st->window_head = 0;
+	}
+	st->window[(st->window_head + st->window_n) % st->window_cap] =
+		(struct stream_window_mark){ .last_lsn = last_lsn, .sent = st->window_sent };
+	st->window_n++;
+}
+
+static void window_acked(struct stream *st, uint64_t applied_lsn)
+{
+	bool was_open = window_open(st);
+
+	while (st->window_n && st->window[st->window_head].last_lsn <= applied_lsn) {
+		st->window_acked = st->window[st->window_head].sent;
+		st->window_head = (st->window_head + 1) % st->window_cap;
+		st->window_n--;
+	}
+	if (!st->window_n)
+		st->window_acked = st->window_sent < st->window_acked ? st->window_acked : st->window_sent;
+	if (!was_open && window_open(st))
+		sender_kick(st);
+}
+
 /* Sends frame f, whose records are body, as one BATCH and empties it; false when the link went down. */
 static bool sender_batch(struct stream *st, struct sender_frame *f, const uint8_t *body,
 		int64_t now_us)
@@ -424,6 +486,7 @@ static bool sender_batch(struct stream *st, struct sender_frame *f, const uint8_
 				  s->cfg->tunnel.backend != CONFIG_BACKEND_NONE);
 	token_bucket_take(&st->bucket, cost, now_us);
 	st->bytes_charged += cost;
+	window_sent(st, fr.len, fr.last_lsn);
 	st->batches_sent++;
 	st->bytes_raw += fr.len;
 	st->bytes_wire += wire_len;
@@ -490,6 +553,8 @@ static void sender_pump(struct stream *st)
 
 		if (relay_output_pending(s->relay, st->peer) >= RELAY_OUTPUT_HIGH)
 			return;       /* writable() goes on */
+		if (!window_open(st))
+			return;       /* an ACK goes on */
 		if (!token_bucket_ready(&st->bucket, now)) {
 			wait = token_bucket_wait_us(&st->bucket, now);
 			if (wait > 0)
@@ -542,6 +607,7 @@ void stream_source_resume_at(struct stream *st, uint64_t lsn, uint32_t generatio
 	st->have_resume = true;
 	st->resume_lsn = lsn;
 	st->generation = generation;
+	window_reset(st);
 	/* the sink has everything up to where it resumes */
 	stream_source_ack(st, &(struct relay_proto_ack){ .applied_lsn = lsn });
 	reader_try_start(st);
@@ -559,6 +625,7 @@ void stream_source_resume_at(struct stream *st, uint64_t lsn, uint32_t generatio
 void stream_source_ack(struct stream *st, const struct relay_proto_ack *ack)
 {
 	lag_acked(st->lag, ack->applied_lsn, ack->commit_time_us);
+	window_acked(st, ack->applied_lsn);
 	if (ack->applied_lsn <= st->acked_lsn)
 		return;
 	st->acked_lsn = ack->applied_lsn;
@@ -882,6 +949,8 @@ void stream_source_fini(struct stream *st)
 	char err[256];
 
 	stream_verify_source_fini(st);
+	free(st->window);
+	st->window = NULL;
 	source_free(st->source);
 	seq_reader_free(st->seq_reader);
 	codec_free(st->enc);
@@ -982,6 +1051,7 @@ void stream_source_status(const struct stream *st, struct json_out *j)
 	json_uint(j, "max_bytes", st->spool_max);
 	json_uint(j, "records", st->spool ? spool_records(st->spool) : 0);
 	json_uint(j, "unsent_bytes", st->spool ? spool_unread_bytes(st->spool) : 0);
+	json_uint(j, "unacked_bytes", st->window_sent - st->window_acked);
 	if (st->spool && spool_oldest_us(st->spool))
 		json_double(j, "oldest_record_age_seconds",
 			    (double)(now - spool_oldest_us(st->spool)) / 1e6);

@@ -9,7 +9,7 @@ publication and a subscription that connects through a WireGuard tunnel
 its own WireGuard tunnel (backend userspace), TLS relay link and zstd. Both
 replicate the same publication of the same source database.
 
-For each repetition and each system (the order alternates between
+Each repetition measures both systems (which goes first alternates between
 repetitions, so a drift of the shared machine hits both alike):
 
   sync     a fresh empty target (pgbench's schema); time until the tables
@@ -22,6 +22,12 @@ repetitions, so a drift of the shared machine hits both alike):
            applied per second until the target has everything
   thin     the veth limited to 10 Mbit/s each way (tc tbf), pgbench -c 4 for
            THIN s: the transactions per second that arrive at the target
+
+in this order: the first system's sync, steady and thin; the second's sync;
+the catch-up of both from one load (both held, one pgbench run, then the
+first released and its drain timed, then the second: the same rows, drained
+while nothing else works); the first stops; the second's steady and thin.
+Only the catch-up has both systems set up at once.
 
 and once, after the repetitions, for strait alone:
 
@@ -74,7 +80,7 @@ BULK_DDL = ("CREATE TABLE bench_bulk (id bigserial PRIMARY KEY, payload text); "
 PROFILES = {
     # name: scale, repetitions, steady s, backlog s, thin s, phases
     # (limit: seconds after which no new repetition starts)
-    "full": dict(scale=20, reps=3, steady=30, backlog=30, thin=20, limit=14 * 60,
+    "full": dict(scale=20, reps=3, steady=30, backlog=60, thin=20, limit=14 * 60,
                  phases=("sync", "steady", "catchup", "thin", "spool")),
     "quick": dict(scale=5, reps=1, steady=10, backlog=10, thin=10, limit=5 * 60,
                   phases=("sync", "steady", "catchup", "thin")),
@@ -94,6 +100,7 @@ class Native:
     """CREATE PUBLICATION / CREATE SUBSCRIPTION through the native tunnel."""
 
     name = "native"
+    finished = False        # stopped and its results filed (Bench.finish)
 
     def __init__(self, bench, rep):
         self.b = bench
@@ -144,6 +151,10 @@ class Native:
     def release(self):
         self.b.dst.sql(f"ALTER SUBSCRIPTION {self.sub} ENABLE", dbname=self.tgt_db)
 
+    def settle(self, timeout):
+        """Held, a disabled subscription has no process that works."""
+        return 0.0
+
     def daemons(self):
         return {}
 
@@ -155,10 +166,12 @@ class Strait:
     """A straitd per site (backend userspace), the stream onprem -> cloud."""
 
     name = "strait"
+    finished = False
 
-    def __init__(self, bench, rep):
+    def __init__(self, bench, rep, initial_sync=True):
         self.b = bench
         self.rep = rep
+        self.initial_sync = initial_sync
         self.tgt_db = f"tgt_strait_{rep}"
         # Replication origins belong to the whole target cluster, not to one
         # database: a second target database under the same stream name would
@@ -178,7 +191,7 @@ class Strait:
         sites[0]["database"] = b.src.dsn(SRC_DB)
         sites[1]["database"] = b.dst.dsn(self.tgt_db)
         stream = {"name": self.stream, "from": "onprem", "to": "cloud", "publication": PUBLICATION,
-                  "initial_sync": True}
+                  "initial_sync": self.initial_sync}
         self.cluster = harness.Cluster(base, sites, [stream], backend="userspace",
                                        cluster="bench")
         for name, site in (("onprem", b.pair.sites[0]), ("cloud", b.pair.sites[1])):
@@ -230,6 +243,24 @@ class Strait:
         self._schedule(None)
         self.d["onprem"].ctl("sync-now", self.stream, check=False)
 
+    def settle(self, timeout):
+        """Held, the source keeps reading the slot into its spool: seconds
+        until that reader is through (the spool's end unchanged for 0.5 s),
+        so it does not share the CPU with another system's drain."""
+        t0 = time.monotonic()
+        last = [None]
+
+        def idle():
+            end = self.stream_status("onprem", "source")["spool"]["end_lsn"]
+            done = end == last[0]
+            last[0] = end
+            return done
+        try:
+            wait_until(idle, timeout, 0.5, what="strait's reader to be through")
+        except TimeoutError:
+            log(f"  strait's reader still reading after {timeout}s")
+        return time.monotonic() - t0
+
     def daemons(self):
         return {name: d.pid for name, d in self.d.items() if d.alive()}
 
@@ -277,21 +308,27 @@ class Bench:
     # ---------------------------------------------------------------- budget
     def budget(self):
         p = self.p
-        # from runs on a shared 2-core machine; native's sync is the slower one
-        per = {"sync": 4 + 1.2 * p["scale"], "steady": p["steady"] + 3,
-               "catchup": p["backlog"] * 1.5 + 3, "thin": p["thin"] + 2}
+        # from runs on a shared 2-core machine; native's sync is the slower
+        # one. Sync, steady and thin are each system's own, with a start and
+        # stop; the catch-up is one for both: the load, native's drain (the
+        # longer), strait's
+        per = {"sync": 4 + 0.8 * p["scale"], "steady": p["steady"] + 2, "thin": p["thin"] + 2}
+        catchup = p["backlog"] * 1.8 + 5 if "catchup" in p["phases"] else 0
         setup = 10 + 0.5 * p["scale"]
-        run_s = sum(per[ph] for ph in p["phases"] if ph in per) + 6   # + start/stop
-        total = setup + 2 * p["reps"] * run_s
+        system_s = sum(per[ph] for ph in p["phases"] if ph in per) + 3
+        run_s = 2 * system_s + catchup
+        total = setup + p["reps"] * run_s
         if "spool" in p["phases"]:
-            # once, strait only: sync, writing 1 GiB, draining it
-            total += 4 + 0.3 * p["scale"] + 100
+            # once, strait only: writing 1 GiB, draining it
+            total += 75
         self.run_estimate = run_s
         lines = [f"budget ({self.args.profile}): scale {p['scale']}, {p['reps']} repetition(s), "
                  f"phases {', '.join(p['phases'])}, time limit {p['limit'] / 60:.1f} min",
-                 f"  setup ~{setup:.0f}s; per system and repetition ~{run_s:.0f}s "
+                 f"  setup ~{setup:.0f}s; per repetition ~{run_s:.0f}s: "
+                 f"per system ~{system_s:.0f}s "
                  + "(" + ", ".join(f"{ph} ~{per[ph]:.0f}s" for ph in p["phases"] if ph in per)
-                 + f"); " + ("spool (once) ~100s; " if "spool" in p["phases"] else "")
+                 + ")" + (f", catch-up of both ~{catchup:.0f}s" if catchup else "") + "; "
+                 + ("spool (once) ~75s; " if "spool" in p["phases"] else "")
                  + f"total ~{total / 60:.1f} min"]
         return total, lines
 
@@ -413,7 +450,13 @@ class Bench:
         if seconds is None:
             raise harness.HarnessError(f"the initial sync did not finish in {timeout}s")
         sysobj.wait_streaming(60)
-        return {"seconds": seconds, "timeout": timeout, "cpu": cpu}
+        # the fresh tables vacuumed now, outside the measured phases: else
+        # autovacuum visits them within a minute, in whichever phase follows
+        # (a catch-up for one system, a steady phase for the other)
+        t0 = time.monotonic()
+        self.dst.sql("VACUUM (ANALYZE) " + ", ".join(TABLES), dbname=sysobj.tgt_db)
+        return {"seconds": seconds, "timeout": timeout, "cpu": cpu,
+                "vacuum_s": time.monotonic() - t0}
 
     def phase_steady(self, sysobj, rep):
         d = self.p["steady"]
@@ -456,53 +499,94 @@ class Bench:
                 "replication_cpu_per_1k_txn": rcpu / txns * 1000 if txns else None,
                 "cpu": cpu}
 
-    def phase_catchup(self, sysobj, rep):
+    def phase_catchup(self, systems, rep):
+        """One backlog for every system: all held, pgbench for BACKLOG s,
+        then released one after the other, each drain measured alone while
+        the others stay held (their backlog is the same rows: nothing is
+        written once the load ends). Returns {system name: result}."""
         b = self.p["backlog"]
+        out = {}
         snap = self.ledger.snapshot()
-        if not sysobj.hold():
-            sysobj.release()
-            return {"supported": False, "why": "the hold was refused (reload failed)",
-                    "cpu": CpuLedger.delta(snap, self.ledger.snapshot())}
+        held = []
+        for s in systems:
+            if s.hold():
+                held.append(s)
+            else:
+                s.release()
+                out[s.name] = {"supported": False, "why": "the hold was refused (reload failed)"}
+        if not held:
+            return self._catchup_cpu(out, snap)
         lsn0 = self.src.sql("SELECT pg_current_wal_insert_lsn()::text")[0][0]
-        s0, t0c = self.history_counts(sysobj)
-        lag = self.sampler(sysobj)
+        before = {s.name: self.history_counts(s) for s in held}
+        lags = {s.name: self.sampler(s) for s in held}
         bench = Pgbench(self.src, SRC_DB, 4, b)
-        probe = min(3.0, b / 2)
-        time.sleep(probe)    # the load runs; is anything getting through?
-        s1, t1c = self.history_counts(sysobj)
-        if s1 - s0 > 0 and (t1c - t0c) > 0.5 * (s1 - s0):
+        try:
+            probe = min(3.0, b / 2)
+            time.sleep(probe)    # the load runs; is anything getting through?
+            live = []            # systems the hold did not stop
+            for s in list(held):
+                (s0, t0c), (s1, t1c) = before[s.name], self.history_counts(s)
+                if s1 - s0 > 0 and (t1c - t0c) > 0.5 * (s1 - s0):
+                    held.remove(s)
+                    lags[s.name].stop()
+                    s.release()
+                    live.append(s)
+                    out[s.name] = {"supported": False,
+                                   "why": f"the hold had no effect ({t1c - t0c} of {s1 - s0} "
+                                          f"transactions applied within {probe:.0f}s)"}
+            if not held:
+                bench.kill()
+            else:
+                bench.wait(timeout=b + 60)
+            for s in live:       # done before any drain is measured
+                self.wait_caught_up(s, 60)
+            if not held:
+                return self._catchup_cpu(out, snap)
+            load_end = time.monotonic()
+            load_cpu = CpuLedger.delta(snap, self.ledger.snapshot())
+            lsn1 = self.src.sql("SELECT pg_current_wal_insert_lsn()::text")[0][0]
+            backlog = {}
+            for s in held:
+                s2, t2c = self.history_counts(s)
+                backlog[s.name] = (s2 - t2c, t2c)
+            for i, s in enumerate(held):
+                # the systems still held: their readers done, so this drain has
+                # the machine to itself
+                settle = sum(o.settle(60) for o in held[i + 1:])
+                backlog_txns, t2c = backlog[s.name]
+                dsnap = self.ledger.snapshot()
+                rel = time.monotonic()
+                s.release()
+                drain = self.wait_caught_up(s, max(60, 4 * b), interval=0.05)
+                end = time.monotonic()
+                samples = lags[s.name].stop()
+                self.series.append((s.name, rep, "catchup", samples))
+                cpu = CpuLedger.add(load_cpu, CpuLedger.delta(dsnap, self.ledger.snapshot()))
+                r = out[s.name] = {"supported": True, "timed_out": drain is None,
+                                   "backlog_txns": backlog_txns,
+                                   "backlog_rows": backlog_txns * CHANGES_PER_TXN,
+                                   "backlog_wal_bytes": lsn_int(lsn1) - lsn_int(lsn0),
+                                   "load_tps": bench.tps(), "released": i + 1,
+                                   "released_after_load_s": rel - load_end,
+                                   "others_settled_s": settle, "cpu": cpu}
+                if drain is None:
+                    _, t3c = self.history_counts(s)
+                    r.update(drain_s=None, rows_per_s=(t3c - t2c) * CHANGES_PER_TXN / (end - rel))
+                else:
+                    drain_s = end - rel
+                    r.update(drain_s=drain_s, rows_per_s=backlog_txns * CHANGES_PER_TXN / drain_s
+                             if drain_s else None)
+            return out
+        finally:             # an error on the way leaves nothing running
             bench.kill()
-            lag.stop()
-            sysobj.release()
-            self.wait_caught_up(sysobj, 60)
-            return {"supported": False,
-                    "why": f"the hold had no effect ({t1c - t0c} of {s1 - s0} transactions "
-                           f"applied within {probe:.0f}s)",
-                    "cpu": CpuLedger.delta(snap, self.ledger.snapshot())}
-        bench.wait(timeout=b + 60)
-        s2, t2c = self.history_counts(sysobj)
-        lsn1 = self.src.sql("SELECT pg_current_wal_insert_lsn()::text")[0][0]
-        backlog_txns = s2 - t2c
-        rel = time.monotonic()
-        sysobj.release()
-        drain = self.wait_caught_up(sysobj, max(60, 4 * b), interval=0.05)
-        end = time.monotonic()
-        samples = lag.stop()
-        self.series.append((sysobj.name, rep, "catchup", samples))
+            for lag in lags.values():
+                lag.stop()
+
+    def _catchup_cpu(self, out, snap):
         cpu = CpuLedger.delta(snap, self.ledger.snapshot())
-        if drain is None:
-            _, t3c = self.history_counts(sysobj)
-            applied = t3c - t2c
-            return {"supported": True, "timed_out": True, "backlog_txns": backlog_txns,
-                    "rows_per_s": applied * CHANGES_PER_TXN / (end - rel),
-                    "drain_s": None, "cpu": cpu}
-        drain_s = end - rel
-        return {"supported": True, "timed_out": False, "backlog_txns": backlog_txns,
-                "backlog_rows": backlog_txns * CHANGES_PER_TXN,
-                "backlog_wal_bytes": lsn_int(lsn1) - lsn_int(lsn0),
-                "load_tps": bench.tps(), "drain_s": drain_s,
-                "rows_per_s": backlog_txns * CHANGES_PER_TXN / drain_s if drain_s else None,
-                "cpu": cpu}
+        for r in out.values():
+            r["cpu"] = cpu
+        return out
 
     def phase_thin(self, sysobj, rep):
         w = self.p["thin"]
@@ -607,14 +691,23 @@ class Bench:
                 "cpu": CpuLedger.delta(snap, self.ledger.snapshot())}
 
     def run_spool(self):
-        """The spool phase, once, with a strait system of its own."""
-        sysobj = Strait(self, "spool")
+        """The spool phase, once, with a strait system of its own. Its
+        stream starts without an initial sync (the spool's rows are all
+        written after it starts; pgbench's tables stay as they are, empty
+        at the target), so the phase does not pay for copying them."""
+        sysobj = Strait(self, "spool", initial_sync=False)
         res = {}
         log("spool backlog (strait only)")
+        t0 = time.monotonic()
         try:
             # published (FOR ALL TABLES) from now on: only strait's run sees it
             self.src.sql(BULK_DDL, dbname=SRC_DB)
-            self.phase_sync(sysobj, target_ddl=BULK_DDL)
+            self.dst.createdb(sysobj.tgt_db)
+            self.dst.pgbench("-i", "-I", "dtp", dbname=sysobj.tgt_db)   # schema, no rows
+            self.dst.sql(BULK_DDL, dbname=sysobj.tgt_db)
+            sysobj.start()
+            sysobj.wait_streaming(60)
+            log(f"  strait streaming after {time.monotonic() - t0:.1f}s")
             res = self.phase_spool(sysobj)
             if res.get("supported"):
                 peak = max(v for p in ("peak_rss_hold", "peak_rss_drain")
@@ -642,53 +735,114 @@ class Bench:
                         pg.sql(f'DROP DATABASE IF EXISTS "{sysobj.tgt_db}" WITH (FORCE)')
                 except Exception as exc:
                     log(f"  cleaning up the spool phase: {exc}")
+            log(f"  spool phase done in {time.monotonic() - t0:.0f}s")
         self.spool_result = res
 
-    # ------------------------------------------------------------ one system
-    def run_system(self, cls, rep):
-        sysobj = cls(self, rep)
-        res = {"rep": rep}
-        log(f"rep {rep + 1}: {sysobj.name}")
+    # ------------------------------------------------------------ a repetition
+    def attempt(self, sysobj, res, fn):
+        """Runs a step of one system unless an earlier one failed; a failure
+        is recorded in res and ends the system's part of the repetition."""
+        if "error" in res:
+            return
         try:
-            res["sync"] = self.phase_sync(sysobj)
-            log(f"  sync {fmt(res['sync']['seconds'])}s")
-            if "steady" in self.p["phases"]:
-                r = res["steady"] = self.phase_steady(sysobj, rep)
-                log(f"  steady: {r['transactions']} txn, {fmt(r['tps'])} tps, "
-                    f"{fmt(r['bytes_per_txn'])} B/txn, lag p50 {fmt(r['lag_p50'])}s "
-                    f"p99 {fmt(r['lag_p99'])}s")
-            if "catchup" in self.p["phases"]:
-                r = res["catchup"] = self.phase_catchup(sysobj, rep)
-                if r.get("supported"):
-                    log(f"  catch-up: {r['backlog_txns']} txn backlog, "
-                        f"{fmt(r['rows_per_s'])} rows/s")
-                else:
-                    log(f"  catch-up: n/a ({r['why']})")
-            if "thin" in self.p["phases"]:
-                r = res["thin"] = self.phase_thin(sysobj, rep)
-                log(f"  thin WAN: offered {fmt(r['offered_tps'])} tps, arrived "
-                    f"{fmt(r['arrived_tps'])} tps, lag at end {fmt(r['lag_end_s'])}s")
+            fn()
         except Exception as exc:
             res["error"] = f"{type(exc).__name__}: {exc}"
             log(f"  {sysobj.name} failed: {res['error']}")
             traceback.print_exc()
-        finally:
-            if "error" in res and isinstance(sysobj, Strait):
-                for d in sysobj.d.values():      # the daemons' side of the story
-                    if os.path.exists(d.logfile):
-                        shutil.copy(d.logfile, os.path.join(self.out, f"straitd-r{rep + 1}-{d.site}.log"))
-            d = sysobj.daemons()
-            res["straitd"] = {name: {"peak_rss": peak_rss(pid), "cpu_s": cpu_seconds(pid)}
-                              for name, pid in d.items()}
-            try:
-                sysobj.stop()
-            except Exception as exc:
-                log(f"  stopping {sysobj.name}: {exc}")
-            try:
-                self.dst.sql(f'DROP DATABASE IF EXISTS "{sysobj.tgt_db}" WITH (FORCE)')
-            except Exception as exc:
-                log(f"  dropping {sysobj.tgt_db}: {exc}")
+
+    def run_sync(self, sysobj, res):
+        res["sync"] = self.phase_sync(sysobj)
+        log(f"  {sysobj.name} sync {fmt(res['sync']['seconds'])}s")
+
+    def run_measures(self, sysobj, res, rep):
+        """The phases each system has alone: steady and thin."""
+        if "steady" in self.p["phases"]:
+            r = res["steady"] = self.phase_steady(sysobj, rep)
+            log(f"  {sysobj.name} steady: {r['transactions']} txn, {fmt(r['tps'])} tps, "
+                f"{fmt(r['bytes_per_txn'])} B/txn, lag p50 {fmt(r['lag_p50'])}s "
+                f"p99 {fmt(r['lag_p99'])}s")
+        if "thin" in self.p["phases"]:
+            r = res["thin"] = self.phase_thin(sysobj, rep)
+            log(f"  {sysobj.name} thin WAN: offered {fmt(r['offered_tps'])} tps, arrived "
+                f"{fmt(r['arrived_tps'])} tps, lag at end {fmt(r['lag_end_s'])}s")
+
+    def run_catchup(self, runs, rep):
+        """The catch-up of every system of runs that has not failed."""
+        ok = [(s, r) for s, r in runs if "error" not in r]
+        if not ok:
+            return
+        log(f"  catch-up: {' and '.join(s.name for s, _ in ok)} held "
+            f"{self.p['backlog']}s under one load, released one after the other")
+        try:
+            got = self.phase_catchup([s for s, _ in ok], rep)
+        except Exception as exc:
+            for s, r in ok:
+                r["error"] = f"catch-up: {type(exc).__name__}: {exc}"
+                try:
+                    s.release()
+                except Exception:
+                    pass
+            log(f"  catch-up failed: {type(exc).__name__}: {exc}")
+            traceback.print_exc()
+            return
+        for s, r in ok:
+            c = r["catchup"] = got[s.name]
+            if c.get("supported"):
+                log(f"  {s.name} catch-up (released {c['released']}, "
+                    f"{fmt(c['released_after_load_s'], 1)}s after the load): "
+                    f"{c['backlog_txns']} txn backlog, drained in {fmt(c['drain_s'])}s, "
+                    f"{fmt(c['rows_per_s'])} rows/s")
+            else:
+                log(f"  {s.name} catch-up: n/a ({c['why']})")
+
+    def finish(self, sysobj, res):
+        """Stops a system, drops its target and files its results (once)."""
+        if sysobj.finished:
+            return
+        sysobj.finished = True
+        if "error" in res and isinstance(sysobj, Strait):
+            for d in sysobj.d.values():      # the daemons' side of the story
+                if os.path.exists(d.logfile):
+                    shutil.copy(d.logfile, os.path.join(
+                        self.out, f"straitd-r{res['rep'] + 1}-{d.site}.log"))
+        d = sysobj.daemons()
+        res["straitd"] = {name: {"peak_rss": peak_rss(pid), "cpu_s": cpu_seconds(pid)}
+                          for name, pid in d.items()}
+        try:
+            sysobj.stop()
+        except Exception as exc:
+            log(f"  stopping {sysobj.name}: {exc}")
+        try:
+            self.dst.sql(f'DROP DATABASE IF EXISTS "{sysobj.tgt_db}" WITH (FORCE)')
+        except Exception as exc:
+            log(f"  dropping {sysobj.tgt_db}: {exc}")
         self.results[sysobj.name].append(res)
+
+    def run_rep(self, rep):
+        """One repetition: the first system's sync, steady and thin; the
+        second's sync; then, both side by side, one catch-up load for the
+        two; the first stops; the second's steady and thin. Only the
+        catch-up has both systems at work at once, and there one drains
+        while the other is held."""
+        order = (Native, Strait) if rep % 2 == 0 else (Strait, Native)
+        runs = [(cls(self, rep), {"rep": rep}) for cls in order]
+        (first, r1), (second, r2) = runs
+        joint = "catchup" in self.p["phases"]
+        try:
+            log(f"rep {rep + 1}: {first.name}, then {second.name}")
+            self.attempt(first, r1, lambda: self.run_sync(first, r1))
+            self.attempt(first, r1, lambda: self.run_measures(first, r1, rep))
+            if not joint or "error" in r1:
+                self.finish(first, r1)
+            self.attempt(second, r2, lambda: self.run_sync(second, r2))
+            if joint:
+                self.run_catchup([(s, r) for s, r in runs if not s.finished], rep)
+                self.finish(first, r1)
+            self.attempt(second, r2, lambda: self.run_measures(second, r2, rep))
+        finally:
+            for s, r in runs:
+                self.finish(s, r)
 
     def run(self):
         total, lines = self.budget()
@@ -697,17 +851,14 @@ class Bench:
         self.setup()
         log(f"veth offloads: {self.pair.offloads()}")
         for rep in range(self.p["reps"]):
-            order = (Native, Strait) if rep % 2 == 0 else (Strait, Native)
             left = self.p["limit"] - (time.monotonic() - self.started)
-            if rep > 0 and left < 2 * self.run_estimate:
-                # a repetition of one system only would compare nothing
+            if rep > 0 and left < self.run_estimate:
                 self.skipped.append(f"repetitions {rep + 1}-{self.p['reps']}: "
                                     f"{left:.0f}s left of the time limit, "
-                                    f"~{2 * self.run_estimate:.0f}s needed")
+                                    f"~{self.run_estimate:.0f}s needed")
                 log(f"skipping {self.skipped[-1]}")
                 break
-            for cls in order:
-                self.run_system(cls, rep)
+            self.run_rep(rep)
             log(f"elapsed {(time.monotonic() - self.started) / 60:.1f} min "
                 f"(budget {total / 60:.1f} min)")
         if "spool" in self.p["phases"]:

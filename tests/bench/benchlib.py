@@ -261,6 +261,11 @@ class CpuLedger:
         return time.monotonic(), _busy_ticks(), ours
 
     @staticmethod
+    def add(*deltas):
+        """The sum of delta()s: one account of intervals apart in time."""
+        return {k: sum(d[k] for d in deltas) for k in ("wall", "busy", "ours", "other")}
+
+    @staticmethod
     def delta(a, b):
         """{'wall', 'busy', 'ours', 'other'} in seconds between two snapshots."""
         busy = (b[1] - a[1]) / CLK_TCK
@@ -333,6 +338,7 @@ class LagSampler:
         try:
             with self.src.connect(self.src_db) as sc, self.dst.connect(self.dst_db) as dc:
                 history = []      # (t, lsn) of the source
+                behind_at = None  # applied position of the last "not caught up"
                 next_lag = time.monotonic()
                 while not self._stop.is_set():
                     now = time.monotonic()
@@ -349,10 +355,17 @@ class LagSampler:
                             if l > applied:
                                 lag = max(0.0, t - ts)
                                 break
-                        if lag > 0.5 and self.caught_up(sc, dc):
-                            # WAL written without a commit (an idle source's
-                            # running-xacts records) never reaches the target
-                            lag = 0.0
+                        # WAL written without a commit (an idle source's
+                        # running-xacts records) never reaches the target.
+                        # Not caught up stays so while the target applies
+                        # nothing (its origin moves with every commit it
+                        # applies): a held target is counted once, not at
+                        # every sample, so it costs the servers nothing.
+                        if lag > 0.5 and applied != behind_at:
+                            if self.caught_up(sc, dc):
+                                lag = 0.0
+                            else:
+                                behind_at = applied
                         # forget what is applied, keeping the last one as a floor
                         while len(history) > 1 and history[1][1] <= applied:
                             history.pop(0)

@@ -186,6 +186,30 @@ def spool_lines(bench):
     return lines
 
 
+def catchup_lines(bench):
+    """Each repetition's catch-up: one load for both systems, drained one
+    after the other, so the order and the waits are on record."""
+    reps = {}
+    for system in ("native", "strait"):
+        for r in bench.results[system]:
+            c = r.get("catchup") or {}
+            if c.get("supported"):
+                reps.setdefault(r["rep"], []).append((c["released"], system, c))
+    lines = []
+    for rep in sorted(reps):
+        parts = []
+        for released, system, c in sorted(reps[rep]):
+            drain = f"{c['drain_s']:.1f} s" if c.get("drain_s") is not None else "did not finish"
+            parts.append(f"{system} released {released}{'st' if released == 1 else 'nd'} "
+                         f"({c['released_after_load_s']:.1f} s after the load), drained in "
+                         f"{drain} ({c['rows_per_s']:.0f} rows/s)")
+        c0 = reps[rep][0][2]
+        lines.append(f"  rep {rep + 1}: {c0['backlog_txns']} txn ({c0['backlog_rows']} rows, "
+                     f"{c0['backlog_wal_bytes'] / MIB:.0f} MiB of WAL) at "
+                     f"{c0['load_tps'] or 0:.0f} tps; " + "; ".join(parts))
+    return lines
+
+
 def noise_rows(bench):
     """CPU used by processes other than the bench's, per phase (median s)."""
     lines = []
@@ -273,7 +297,8 @@ def plot(bench, out):
               "set grid", "set xlabel 'seconds since the phase started'",
               "set ylabel 'lag (s)'", "set key top left"]
     titles = {"steady": f"lag under pgbench -c 4 -T {bench.p['steady']} (sampled every 250 ms)",
-              "catchup": f"catch-up: link held {bench.p['backlog']} s under load, then released"}
+              "catchup": f"catch-up: both links held {bench.p['backlog']} s under one load, "
+                         "then released one after the other"}
     for ph in phases:
         plots = []
         for system, rep, phase, path in files:
@@ -315,6 +340,11 @@ def write(bench, out, failed=None):
     diag = diagnostics(bench)
     if diag:
         lines += ["", "where the steady phase's bytes and CPU went (medians):"] + diag
+    cu = catchup_lines(bench)
+    if cu:
+        lines += ["", f"catch-up: both held during one load of {p['backlog']} s, then released "
+                  "one after the other (each drain timed alone from its own release while the "
+                  "other stays held):"] + cu
     sp = spool_lines(bench)
     if sp:
         lines += ["", "spool phase (strait only, once):"] + sp
