@@ -106,6 +106,7 @@ struct stream {
 	size_t window_head;
 	size_t window_n;
 	size_t window_cap;
+	bool window_mid_txn;     /* the last frame sent ended inside a transaction */
 	uint64_t batches_sent;
 	uint64_t bytes_raw;
 	uint64_t bytes_wire;

@@ -71,7 +71,8 @@
 /* sync-now without --for: open until drained, but no longer than this. */
 #define STREAM_DRAIN_MAX_S (7 * 24 * 3600)
 /*
- * At most this many raw batch bytes go out before the sink ACKs them. The
+ * At most this many raw batch bytes go out before the sink ACKs them (a
+ * transaction larger than that goes out whole: the sink commits whole ones). The
  * sink queues what it has not applied yet: without a window a backlog
  * released at once piles up in its memory (94 MiB for a minute's backlog of
  * pgbench). 16 MiB is seconds of apply, far more than a WAN round trip needs.
@@ -334,6 +335,7 @@ void stream_source_retry(struct stream *st)
 struct sender_frame {
 	uint64_t first_lsn;      /* of the first record */
 	uint64_t last_lsn;       /* the last whole transaction's end among the records, 0 if none */
+	bool ends_txn;           /* the last record ends a transaction (only a big one's parts do not) */
 	size_t len;
 	unsigned records;
 };
@@ -371,6 +373,7 @@ static void sender_frame_note(struct sender_frame *f, const struct spool_meta *m
 		f->first_lsn = meta->first_lsn;
 	if (meta->commit_end_lsn)
 		f->last_lsn = meta->commit_end_lsn;
+	f->ends_txn = meta->commit_end_lsn != 0;
 	f->len += len;
 	f->records++;
 }
@@ -399,6 +402,7 @@ static void window_reset(struct stream *st)
 {
 	st->window_sent = st->window_acked = 0;
 	st->window_head = st->window_n = 0;
+	st->window_mid_txn = false;
 }
 
 static bool window_open(const struct stream *st)
@@ -487,6 +491,7 @@ static bool sender_batch(struct stream *st, struct sender_frame *f, const uint8_
 	token_bucket_take(&st->bucket, cost, now_us);
 	st->bytes_charged += cost;
 	window_sent(st, fr.len, fr.last_lsn);
+	st->window_mid_txn = !fr.ends_txn;
 	st->batches_sent++;
 	st->bytes_raw += fr.len;
 	st->bytes_wire += wire_len;
@@ -501,7 +506,9 @@ static bool sender_batch(struct stream *st, struct sender_frame *f, const uint8_
 static int sender_fill(struct stream *st, struct sender_frame *f, size_t *sent, bool *more,
 		int64_t now_us)
 {
-	while (f->len < STREAM_FRAME_RAW) {
+	/* a frame sent on the way may close the window or end the slice: the caller looks again */
+	while (f->len < STREAM_FRAME_RAW && *sent < STREAM_PUMP_SLICE &&
+	       (window_open(st) || st->window_mid_txn)) {
 		struct spool_meta meta;
 		const uint8_t *body;
 		size_t len;
@@ -553,7 +560,8 @@ static void sender_pump(struct stream *st)
 
 		if (relay_output_pending(s->relay, st->peer) >= RELAY_OUTPUT_HIGH)
 			return;       /* writable() goes on */
-		if (!window_open(st))
+		/* the sink commits whole transactions only: one is never cut by the window */
+		if (!window_open(st) && !st->window_mid_txn)
 			return;       /* an ACK goes on */
 		if (!token_bucket_ready(&st->bucket, now)) {
 			wait = token_bucket_wait_us(&st->bucket, now);
