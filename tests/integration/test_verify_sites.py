@@ -9,9 +9,8 @@ import json
 import threading
 import time
 
-import harness
 from harness import wait_until
-from test_replication import PGBENCH_TABLES, tpcb_balanced, wait_equal
+from test_replication import PGBENCH_TABLES, start_pair, tpcb_balanced, wait_equal
 from test_spool import harness_metrics, needs_root, tunnel_pair, wait_link
 
 MiB = 1024 * 1024
@@ -26,16 +25,8 @@ def schema(pg):
 
 
 def pair(tmp_path, pg_factory, straitd_factory, extra=None, schema_fn=schema):
-    src = pg_factory("onprem")
-    dst = pg_factory("cloud")
-    for pg in (src, dst):
-        schema_fn(pg)
-    stream = {"name": "app", "from": "onprem", "to": "cloud", "publication": "strait_app",
-              "initial_sync": False}
-    stream.update(extra or {})
-    cluster = harness.Cluster(tmp_path, harness.loopback_sites([src, dst]), [stream])
-    onprem = straitd_factory(cluster.path("onprem"), site="onprem")
-    cloud = straitd_factory(cluster.path("cloud"), site="cloud")
+    src, dst, onprem, cloud, _ = start_pair(tmp_path, pg_factory, straitd_factory,
+                                            stream_extra=extra, schema=schema_fn)
     wait_link(onprem)
     return src, dst, onprem, cloud
 
