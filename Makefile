@@ -154,7 +154,7 @@ fuzz: $(FUZZ_BINS)
 integration: all tools $(SAN_PROGS)
 	$(Q)STRAIT_BUILD=$(abspath $(BUILD))/asan STRAIT_PLAIN_BUILD=$(abspath $(BUILD)) \
 		ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
-		$(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests/integration
+		$(PYTHON) -m pytest -q -p no:cacheprovider --durations=15 $(PYTEST_ARGS) tests/integration
 
 test: deps
 	$(Q)$(MAKE) --no-print-directory all

@@ -345,9 +345,14 @@ static bool vj_table_wanted(const struct verify_job *j, const char *schema, cons
 	return false;
 }
 
-/* The publication's tables, in name order; the locked set is all of them. */
-static bool vj_tables(PGconn *conn, const char *publication, struct vj_table **out, size_t *n,
-		      char *err, size_t errlen)
+/*
+ * The publication's tables this job compares, in name order. They are also
+ * the locked set: only writers of a compared table can sit between their
+ * commit record and their visibility in a way the comparison would see, so
+ * writers of the stream's other tables never wait for a verify.
+ */
+static bool vj_tables(const struct verify_job *j, PGconn *conn, const char *publication,
+		      struct vj_table **out, size_t *n, char *err, size_t errlen)
 {
 	const char *params[1] = { publication };
 	PGresult *res = PQexecParams(conn,
@@ -365,10 +370,14 @@ static bool vj_tables(PGconn *conn, const char *publication, struct vj_table **o
 	*out = calloc((size_t)rows + 1, sizeof(**out));
 	*n = 0;
 	for (int i = 0; *out && i < rows; i++) {
-		(*out)[i].schema = strdup(PQgetvalue(res, i, 0));
-		(*out)[i].name = strdup(PQgetvalue(res, i, 1));
+		size_t k = *n;
+
+		if (!vj_table_wanted(j, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1)))
+			continue;
+		(*out)[k].schema = strdup(PQgetvalue(res, i, 0));
+		(*out)[k].name = strdup(PQgetvalue(res, i, 1));
 		(*n)++;
-		if (!(*out)[i].schema || !(*out)[i].name)
+		if (!(*out)[k].schema || !(*out)[k].name)
 			break;
 	}
 	PQclear(res);
@@ -554,10 +563,13 @@ static void vj_stream(struct verify_job *j, const char *name, struct verify_job_
 	}
 	if (!(locker = vj_connect(j, info.conninfo, 0, err, sizeof(err))) ||
 	    !(snap = vj_connect(j, info.conninfo, 1, err, sizeof(err))) ||
-	    !vj_tables(snap, info.publication, &tables, &ntables, err, sizeof(err)))
+	    !vj_tables(j, snap, info.publication, &tables, &ntables, err, sizeof(err)))
 		goto done;
 	if (ntables == 0) {
-		snprintf(err, sizeof(err), "publication %s has no tables", info.publication);
+		if (j->ntables)
+			snprintf(err, sizeof(err), "none of the tables asked for is in the stream");
+		else
+			snprintf(err, sizeof(err), "publication %s has no tables", info.publication);
 		goto done;
 	}
 	m.locker = locker;
@@ -576,8 +588,6 @@ static void vj_stream(struct verify_job *j, const char *name, struct verify_job_
 		bool ok;
 		char *report;
 
-		if (!vj_table_wanted(j, t.schema, t.name))
-			continue;
 		ok = verify_table_remote(snap, &remote, &t, &opt, &r, err, sizeof(err));
 		if (ok) {
 			compared++;
@@ -593,8 +603,6 @@ static void vj_stream(struct verify_job *j, const char *name, struct verify_job_
 			break;
 	}
 	json_array_end(&j->json);
-	if (err[0] == '\0' && j->ntables && compared == 0)
-		snprintf(err, sizeof(err), "none of the tables asked for is in the stream");
 	out->tables = compared;
 done:
 	if (m.met)

@@ -23,17 +23,9 @@
 #define VS_TICK_S 5
 #define VS_MAX_NAMES 32
 
+/* A stream's last result (its stream and error strings owned here). */
 struct vs_last {
-	char *stream;
-	bool ok;
-	bool equal;
-	char *error;
-	uint64_t lsn;
-	int64_t finished_us;
-	double seconds;
-	uint64_t rows;
-	uint64_t differences;
-	uint64_t link_bytes;
+	struct verify_job_stream r;
 	time_t attempted;            /* last start, for the periodic schedule */
 };
 
@@ -58,7 +50,7 @@ static struct vs_last *vs_last_of(struct verify_service *vs, const char *stream,
 	struct vs_last *grown;
 
 	for (size_t i = 0; i < vs->nlast; i++)
-		if (strcmp(vs->last[i].stream, stream) == 0)
+		if (strcmp(vs->last[i].r.stream, stream) == 0)
 			return &vs->last[i];
 	if (!create)
 		return NULL;
@@ -67,7 +59,7 @@ static struct vs_last *vs_last_of(struct verify_service *vs, const char *stream,
 		return NULL;
 	vs->last = grown;
 	memset(&vs->last[vs->nlast], 0, sizeof(vs->last[0]));
-	if (!(vs->last[vs->nlast].stream = strdup(stream)))
+	if (!(vs->last[vs->nlast].r.stream = strdup(stream)))
 		return NULL;
 	return &vs->last[vs->nlast++];
 }
@@ -89,19 +81,15 @@ static void vs_done(void *arg, const struct verify_job_outcome *o)
 	for (size_t i = 0; i < o->nstreams; i++) {
 		const struct verify_job_stream *s = &o->streams[i];
 		struct vs_last *l = s->stream ? vs_last_of(vs, s->stream, true) : NULL;
+		char *own_stream;
 
 		if (!l)
 			continue;
-		free(l->error);
-		l->error = s->error ? strdup(s->error) : NULL;
-		l->ok = s->ok;
-		l->equal = s->equal;
-		l->lsn = s->lsn;
-		l->finished_us = s->finished_us;
-		l->seconds = s->seconds;
-		l->rows = s->rows;
-		l->differences = s->differences;
-		l->link_bytes = s->link_bytes;
+		own_stream = l->r.stream;
+		free(l->r.error);
+		l->r = *s;
+		l->r.stream = own_stream;
+		l->r.error = s->error ? strdup(s->error) : NULL;
 		if (s->ok && !s->equal)
 			log_warning("verify: stream \"%s\" differs from its target: %" PRIu64 " key%s "
 				    "(straitctl verify --stream %s names them)", s->stream, s->differences,
@@ -231,8 +219,8 @@ void verify_service_free(struct verify_service *vs)
 	if (vs->reap)
 		event_free(vs->reap);
 	for (size_t i = 0; i < vs->nlast; i++) {
-		free(vs->last[i].stream);
-		free(vs->last[i].error);
+		free(vs->last[i].r.stream);
+		free(vs->last[i].r.error);
 	}
 	free(vs->last);
 	free(vs);
@@ -329,7 +317,7 @@ void verify_service_status_json(const struct verify_service *vs, struct json_out
 	json_bool(j, "running", vs->job != NULL);
 	json_array_begin(j, "streams");
 	for (size_t i = 0; i < vs->nlast; i++) {
-		const struct vs_last *l = &vs->last[i];
+		const struct verify_job_stream *l = &vs->last[i].r;
 
 		if (l->finished_us == 0)
 			continue;
@@ -353,7 +341,7 @@ void verify_service_each(const struct verify_service *vs,
 		void (*fn)(void *arg, const struct verify_service_last *l), void *arg)
 {
 	for (size_t i = 0; i < vs->nlast; i++) {
-		const struct vs_last *l = &vs->last[i];
+		const struct verify_job_stream *l = &vs->last[i].r;
 		struct verify_service_last out = {
 			.stream = l->stream, .ok = l->ok, .equal = l->equal,
 			.finished = (double)l->finished_us / 1e6, .seconds = l->seconds, .rows = l->rows,
