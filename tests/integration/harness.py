@@ -65,6 +65,16 @@ def free_port():
         return s.getsockname()[1]
 
 
+def gone(pid):
+    """pid has exited: no such process, or a zombie its parent has not reaped
+    yet (a daemonized server's parent is init, which reaps when it gets to it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return True
+
+
 def kill_pid(pid, sig=signal.SIGTERM, timeout=10.0):
     """Signals pid and waits for it to go; SIGKILL after timeout."""
     try:
@@ -73,11 +83,9 @@ def kill_pid(pid, sig=signal.SIGTERM, timeout=10.0):
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if gone(pid):
             return
-        time.sleep(0.05)
+        time.sleep(0.02)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
 
