@@ -412,18 +412,16 @@ static bool vj_meet(struct verify_job *j, PGconn *locker, PGconn *snap, const st
 	unsigned hi, lo;
 	bool locked;
 
+	/* one round trip each for the lock and the snapshot: writers wait while it is held */
 	apply_sql_buf_init(&b);
-	apply_sql_buf_puts(&b, "LOCK TABLE ");
+	apply_sql_buf_puts(&b, "BEGIN; SET LOCAL lock_timeout = '" VJ_LOCK_TIMEOUT "'; LOCK TABLE ");
 	for (size_t i = 0; i < nt; i++) {
 		if (i)
 			apply_sql_buf_puts(&b, ", ");
 		apply_sql_qualified(&b, t[i].schema, t[i].name);
 	}
 	apply_sql_buf_puts(&b, " IN SHARE MODE");
-	locked = vj_exec(locker, "BEGIN", PGRES_COMMAND_OK, NULL, err, errlen) &&
-		 vj_exec(locker, "SET LOCAL lock_timeout = '" VJ_LOCK_TIMEOUT "'", PGRES_COMMAND_OK, NULL,
-			 err, errlen) &&
-		 vj_exec(locker, apply_sql_buf_cstr(&b), PGRES_COMMAND_OK, NULL, err, errlen);
+	locked = vj_exec(locker, apply_sql_buf_cstr(&b), PGRES_COMMAND_OK, NULL, err, errlen);
 	apply_sql_buf_free(&b);
 	if (!locked) {
 		char *why = strdup(err);
@@ -434,9 +432,8 @@ static bool vj_meet(struct verify_job *j, PGconn *locker, PGconn *snap, const st
 		vj_exec(locker, "ROLLBACK", PGRES_COMMAND_OK, NULL, NULL, 0);
 		return false;
 	}
-	if (!vj_exec(snap, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", PGRES_COMMAND_OK, NULL, err,
-		     errlen) ||
-	    !vj_exec(snap, "SELECT pg_catalog.pg_current_wal_insert_lsn()::text", PGRES_TUPLES_OK, &res, err,
+	if (!vj_exec(snap, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
+		     "SELECT pg_catalog.pg_current_wal_insert_lsn()::text", PGRES_TUPLES_OK, &res, err,
 		     errlen) ||
 	    sscanf(PQgetvalue(res, 0, 0), "%X/%X", &hi, &lo) != 2) {
 		PQclear(res);
