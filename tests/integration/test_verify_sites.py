@@ -231,7 +231,8 @@ def big_schema(pg):
 def test_verify_of_a_million_rows_over_the_wan(tmp_path, netns_sites, pg_factory, straitd_factory):
     """Through the WireGuard tunnel: verifying 1,000,000 rows moves less than
     1% of the table's size on the veth, and a pgbench load keeps more than
-    80% of its throughput while a verify runs, limited with --rate, its
+    80% of its throughput while a verify of every table runs (pgbench's own
+    tables locked for a moment at each point), limited with --rate, its
     snapshots renewed about every second.
 
     Two sites are two hosts: for the throughput windows each site is pinned
