@@ -23,7 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 
 import harness  # noqa: E402
-from harness import run, wait_until  # noqa: E402,F401
+from harness import children, run, wait_until  # noqa: E402,F401
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -155,10 +155,8 @@ class WgTunnel:
 
 def _stat(pid):
     """(ppid, own CPU ticks, reaped children's CPU ticks) or None."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            rest = f.read().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError, IndexError):
+    rest = harness.proc_stat(pid)
+    if rest is None:
         return None
     return int(rest[1]), int(rest[11]) + int(rest[12]), int(rest[13]) + int(rest[14])
 
@@ -203,17 +201,6 @@ def rss(pid):
     except (FileNotFoundError, ProcessLookupError):
         pass
     return None
-
-
-def children(pid):
-    """Pids of a process's live children."""
-    out = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            st = _stat(name)
-            if st and st[0] == pid:
-                out.append(int(name))
-    return out
 
 
 def _busy_ticks():

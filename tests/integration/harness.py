@@ -65,14 +65,32 @@ def free_port():
         return s.getsockname()[1]
 
 
+def proc_stat(pid):
+    """The fields of /proc/PID/stat after the command name (state, ppid, ...),
+    or None when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+
+
+def children(pid):
+    """Pids of a process's live children."""
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            st = proc_stat(name)
+            if st and int(st[1]) == pid:
+                out.append(int(name))
+    return out
+
+
 def gone(pid):
     """pid has exited: no such process, or a zombie its parent has not reaped
     yet (a daemonized server's parent is init, which reaps when it gets to it)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return True
+    st = proc_stat(pid)
+    return st is None or st[0] in ("Z", "X")
 
 
 def kill_pid(pid, sig=signal.SIGTERM, timeout=10.0):

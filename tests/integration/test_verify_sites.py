@@ -11,6 +11,7 @@ import statistics
 import threading
 import time
 
+import harness
 from harness import wait_until
 from test_replication import PGBENCH_TABLES, start_pair, tpcb_balanced, wait_equal
 from test_spool import harness_metrics, needs_root, tunnel_pair, wait_link
@@ -170,19 +171,11 @@ def test_periodic_verify_shows_in_status_and_metrics(tmp_path, pg_factory, strai
 
 def process_tree(root):
     """root and its descendants, each with all its threads."""
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                pass
     tree, todo = [], [root]
     while todo:
         pid = todo.pop()
         tree.append(pid)
-        todo.extend(child for child, parent in parents.items() if parent == pid)
+        todo.extend(harness.children(pid))
     tids = []
     for pid in tree:
         try:
