@@ -38,7 +38,7 @@ else
 Q := @
 endif
 
-MODULES    := config tunnel replicator gateway
+MODULES    := common config tunnel replicator gateway
 MAIN_SRCS  := gateway/straitd.c gateway/straitctl.c
 LIB_SRCS   := $(filter-out $(MAIN_SRCS),$(wildcard $(addsuffix /*.c,$(MODULES))))
 UNIT_SRCS  := $(wildcard tests/unit/test_*.c)

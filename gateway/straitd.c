@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/fault.h"
 #include "config/config.h"
 #include "gateway/daemon.h"
 #include "gateway/log.h"
@@ -45,6 +46,11 @@ int main(int argc, char **argv)
 	int c;
 
 	log_init("straitd");
+	if (fault_unknown_point()) {
+		fprintf(stderr, "straitd: STRAIT_FAULTS: unknown fault point or action \"%s\"\n",
+			fault_unknown_point());
+		return 2;
+	}
 	while ((c = getopt_long(argc, argv, "c:s:l:hV", options, NULL)) != -1) {
 		switch (c) {
 		case 'c':
