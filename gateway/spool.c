@@ -33,6 +33,34 @@
  * the summary records, never further: a failed partial append beyond it is
  * invisible, and a segment still being appended reads fine.
  *
+ * The floor. spool_release() writes the new floor (temporary file, fsync,
+ * rename, directory fsync) before it unlinks the first segment, so a crash
+ * leaves either the old floor and every segment, or the new floor and some
+ * of the segments it covers — which the next spool_open() removes, finishing
+ * the release. A floor that is not yet durable never stands above a segment
+ * already gone. The floor is the end of the last transaction the removed
+ * segments hold in whole or in part: when a transaction goes on into the
+ * segment kept, its end is the floor, and its records left at the head of
+ * that segment are never read again (the cursor's oldest position is just
+ * after the last record ending at or before the floor: locate(floor)). A
+ * sink resuming below that end would get a transaction without its start.
+ *
+ * Failed fsync. Every fsync goes through spool_fsync(), which marks the
+ * spool (fsync_failed) when one fails; the caller then fails the spool for
+ * good. Recovery fsyncs every segment it keeps, and the directory, before
+ * spool_open() counts them durable: a crash may have left appended pages
+ * that no fsync covered, readable from the page cache but not on disk.
+ *
+ * The cursor's prev (where the record at the cursor continues from) is
+ * kept with it: set by seeking (the commit LSN of the record before, at
+ * least the floor), advanced by each record read that ends a transaction.
+ * Cutting an incomplete tail leaves it as it is: the records cut end no
+ * transaction.
+ *
+ * Fault points (test builds, common/fault.h): "source.spool_append" fails an
+ * append as a failed write, "source.spool_fsync" fails spool_sync() as a
+ * failed fsync (EIO both).
+ *
  * In fuzzing builds (STRAIT_FUZZING) fsync is a no-op: the fuzzer exercises
  * recovery logic, not the disk, and runs hundreds of times faster for it.
  */
@@ -52,8 +80,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "common/fault.h"
 #include "gateway/crc32c.h"
-#include "gateway/log.h"
 
 /* Segment header: magic, u32 format version, u32 reserved (0). */
 #define SEG_MAGIC      "STRAITSP"
@@ -67,6 +95,12 @@
 #define DEFAULT_SEGMENT_BYTES (64u * 1024u * 1024u)
 #define WINDOW         (256u * 1024u)
 #define WHY_LEN        128         /* what is wrong with a record */
+/* Floor file: magic, u32 format version, u32 reserved (0), u64 floor, u32 CRC32C. */
+#define FLOOR_NAME     "floor"
+#define FLOOR_TMP      "floor.tmp"
+#define FLOOR_MAGIC    "STRAITFL"
+#define FLOOR_VERSION  1
+#define FLOOR_SIZE     28
 
 _Static_assert(SPOOL_RECORD_MAX <= (uint64_t)LONG_MAX - REC_HDR, "record size fits a long");
 
@@ -104,11 +138,14 @@ struct spool {
 
 	uint64_t cur_seq;            /* the cursor: segment and offset in it */
 	uint64_t cur_off;
+	uint64_t cur_prev;           /* where the record at the cursor continues from */
 
-	uint64_t end_lsn;
+	uint64_t end_lsn;            /* both at least the floor */
 	uint64_t durable_lsn;
+	uint64_t floor;              /* as on disk */
 
 	bool failed;                 /* an append or sync failed: unusable until reopened */
+	bool fsync_failed;           /* an fsync failed: unusable for good */
 	char failure[256];
 };
 
@@ -221,15 +258,54 @@ set_err(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* fsync, remembering a failure (see NOTES). */
 static int
-spool_fsync(int fd)
+spool_fsync(struct spool *sp, int fd)
 {
 #ifdef STRAIT_FUZZING
+	(void)sp;
 	(void)fd;
 	return 0;
 #else
-	return fsync(fd);
+	int rc = fsync(fd);
+
+	if (rc < 0)
+		sp->fsync_failed = true;
+	return rc;
 #endif
+}
+
+static uint64_t
+max_u64(uint64_t a, uint64_t b)
+{
+	return a > b ? a : b;
+}
+
+static bool
+write_all(int fd, struct iovec *iov, int iovcnt)
+{
+	while (iovcnt > 0) {
+		ssize_t n = writev(fd, iov, iovcnt);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return false;
+		if (n == 0) {
+			errno = ENOSPC;
+			return false;
+		}
+		while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
+			n -= (ssize_t)iov->iov_len;
+			iov++;
+			iovcnt--;
+		}
+		if (iovcnt > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + n;
+			iov->iov_len -= (size_t)n;
+		}
+	}
+	return true;
 }
 
 static void
@@ -347,13 +423,6 @@ seg_add_record(struct seg *s, const struct spool_meta *m, uint64_t total)
 		s->complete_size = s->size;
 		s->complete_records = s->records;
 	}
-}
-
-static void
-cursor_to_start(struct spool *sp)
-{
-	sp->cur_seq = sp->nsegs > 0 ? sp->segs[0].seq : sp->next_seq;
-	sp->cur_off = SEG_HDR;
 }
 
 /* --- reading ---------------------------------------------------------- */
@@ -510,6 +579,83 @@ check_header(struct spool *sp, uint64_t file_size, char why[WHY_LEN], char *err,
 	return READ_OK;
 }
 
+/* --- locating -------------------------------------------------------- */
+
+/*
+ * Where the cursor goes to read after lsn: just after the last record whose
+ * commit_end_lsn is in (0, lsn] (*prev: that commit_end_lsn), or the start
+ * of the oldest segment when there is none (*prev: 0). Commit LSNs grow
+ * along the spool: the last segment with one in range holds the record.
+ */
+static bool
+locate(struct spool *sp, uint64_t lsn, uint64_t *seq, uint64_t *off, uint64_t *prev,
+		char *err, size_t errlen)
+{
+	const struct seg *s = NULL;
+	uint64_t pos, at;
+
+	for (size_t i = 0; i < sp->nsegs; i++)
+		if (sp->segs[i].first_commit_end != 0 && sp->segs[i].first_commit_end <= lsn)
+			s = &sp->segs[i];
+	*prev = 0;
+	if (s == NULL) {
+		*seq = sp->nsegs > 0 ? sp->segs[0].seq : sp->next_seq;
+		*off = SEG_HDR;
+		return true;
+	}
+	if (s->last_commit_end <= lsn) {
+		*seq = s->seq;
+		*off = s->complete_size;
+		*prev = s->last_commit_end;
+		return true;
+	}
+	if (!reader_open(sp, s->seq, err, errlen))
+		return false;
+	pos = SEG_HDR;
+	for (at = SEG_HDR; at < s->size;) {
+		struct spool_meta m;
+		const uint8_t *body;
+		size_t blen;
+		uint64_t total;
+		char why[WHY_LEN];
+		enum read_status rs = read_record(sp, at, s->size, &m, &body, &blen, &total,
+			why, err, errlen);
+
+		if (rs != READ_OK) {
+			char path[PATH_MAX];
+
+			seg_path(sp, s->seq, path);
+			if (rs != READ_IOERR)
+				set_err(err, errlen, "spool segment \"%s\" at %" PRIu64 ": %s", path, at, why);
+			return false;
+		}
+		at += total;
+		if (m.commit_end_lsn > lsn)
+			break;
+		if (m.commit_end_lsn != 0) {
+			pos = at;
+			*prev = m.commit_end_lsn;
+		}
+	}
+	*seq = s->seq;
+	*off = pos;
+	return true;
+}
+
+/* Moves the cursor to the oldest record held that the floor does not cover. */
+static bool
+cursor_to_oldest(struct spool *sp, char *err, size_t errlen)
+{
+	uint64_t seq, off, prev;
+
+	if (!locate(sp, sp->floor, &seq, &off, &prev, err, errlen))
+		return false;
+	sp->cur_seq = seq;
+	sp->cur_off = off;
+	sp->cur_prev = sp->floor;
+	return true;
+}
+
 /* --- removing and cutting --------------------------------------------- */
 
 /* Removes segment idx (its file and its summary). */
@@ -539,7 +685,7 @@ remove_segment(struct spool *sp, size_t idx, char *err, size_t errlen)
 static bool
 sync_dir(struct spool *sp, char *err, size_t errlen)
 {
-	if (spool_fsync(sp->dirfd) < 0) {
+	if (spool_fsync(sp, sp->dirfd) < 0) {
 		set_err(err, errlen, "could not fsync directory \"%s\": %s", sp->dir, strerror(errno));
 		return false;
 	}
@@ -562,7 +708,7 @@ truncate_file(struct spool *sp, uint64_t seq, uint64_t size, char *err, size_t e
 	}
 	if (ftruncate(fd, (off_t)size) < 0)
 		seg_syserr(sp, seq, "truncate", err, errlen);
-	else if (spool_fsync(fd) < 0)
+	else if (spool_fsync(sp, fd) < 0)
 		seg_syserr(sp, seq, "fsync", err, errlen);
 	else
 		ok = true;
@@ -611,6 +757,150 @@ complete_prefix(const struct spool *sp)
 		if (sp->segs[i - 1].complete_records > 0)
 			return i;
 	return 0;
+}
+
+/*
+ * Where the last transaction segment idx holds (in whole or in part) ends,
+ * in *end: its last record's commit_end_lsn, or for a transaction that goes
+ * on into later segments, the record there that ends it; 0 for an empty
+ * segment (left by a failed append: nothing to keep). False while that
+ * transaction is incomplete.
+ */
+static bool
+segment_end(const struct spool *sp, size_t idx, uint64_t *end)
+{
+	const struct seg *s = &sp->segs[idx];
+
+	*end = 0;
+	if (s->records == 0)
+		return true;
+	if (s->complete_size == s->size) {
+		*end = s->last_commit_end;
+		return true;
+	}
+	for (size_t i = idx + 1; i < sp->nsegs; i++) {
+		if (sp->segs[i].first_commit_end != 0) {
+			*end = sp->segs[i].first_commit_end;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* --- the floor ------------------------------------------------------- */
+
+static void
+floor_path(const struct spool *sp, const char *name, char out[PATH_MAX])
+{
+	snprintf(out, PATH_MAX, "%s/%s", sp->dir, name);
+}
+
+/*
+ * Reads the floor file into sp->floor (0 when there is none), after removing
+ * a temporary one a crash left. A file that is not exactly a floor is an
+ * error: guessing 0 would let a sink resume into a gap.
+ */
+static bool
+read_floor(struct spool *sp, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	uint8_t buf[FLOOR_SIZE + 1];
+	size_t got = 0;
+	const char *why = NULL;
+	int fd;
+
+	floor_path(sp, FLOOR_TMP, path);
+	if (unlink(path) < 0 && errno != ENOENT) {
+		set_err(err, errlen, "could not remove \"%s\": %s", path, strerror(errno));
+		return false;
+	}
+	sp->floor = 0;
+	floor_path(sp, FLOOR_NAME, path);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT)
+		return true;
+	if (fd < 0) {
+		set_err(err, errlen, "could not open \"%s\": %s", path, strerror(errno));
+		return false;
+	}
+	while (got < sizeof(buf)) {
+		ssize_t n = read(fd, buf + got, sizeof(buf) - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			set_err(err, errlen, "could not read \"%s\": %s", path, strerror(errno));
+			close(fd);
+			return false;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	if (got != FLOOR_SIZE)
+		why = "wrong size";
+	else if (memcmp(buf, FLOOR_MAGIC, SEG_MAGIC_LEN) != 0)
+		why = "bad magic";
+	else if (get_le32(buf + 8) != FLOOR_VERSION)
+		why = "unsupported format version";
+	else if (get_le32(buf + 12) != 0)
+		why = "reserved field not 0";
+	else if (crc32c(0, buf, 24) != get_le32(buf + 24))
+		why = "CRC mismatch";
+	if (why != NULL) {
+		set_err(err, errlen, "spool floor file \"%s\" is damaged (%s): the spool cannot "
+			"tell which transactions it released", path, why);
+		return false;
+	}
+	sp->floor = get_le64(buf + 16);
+	return true;
+}
+
+/* Replaces the floor file with lsn, durably (see NOTES); sp->floor = lsn. */
+static bool
+write_floor(struct spool *sp, uint64_t lsn, char *err, size_t errlen)
+{
+	char tmp[PATH_MAX], path[PATH_MAX];
+	uint8_t buf[FLOOR_SIZE];
+	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+	int fd;
+
+	memcpy(buf, FLOOR_MAGIC, SEG_MAGIC_LEN);
+	put_le32(buf + 8, FLOOR_VERSION);
+	put_le32(buf + 12, 0);
+	put_le64(buf + 16, lsn);
+	put_le32(buf + 24, crc32c(0, buf, 24));
+	floor_path(sp, FLOOR_TMP, tmp);
+	floor_path(sp, FLOOR_NAME, path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		set_err(err, errlen, "could not create \"%s\": %s", tmp, strerror(errno));
+		return false;
+	}
+	if (!write_all(fd, &iov, 1)) {
+		set_err(err, errlen, "could not write \"%s\": %s", tmp, strerror(errno));
+		close(fd);
+		return false;
+	}
+	if (spool_fsync(sp, fd) < 0) {
+		set_err(err, errlen, "could not fsync \"%s\": %s", tmp, strerror(errno));
+		close(fd);
+		return false;
+	}
+	if (close(fd) < 0) {
+		set_err(err, errlen, "could not close \"%s\": %s", tmp, strerror(errno));
+		return false;
+	}
+	if (rename(tmp, path) < 0) {
+		set_err(err, errlen, "could not rename \"%s\" to \"%s\": %s", tmp, path,
+			strerror(errno));
+		return false;
+	}
+	if (!sync_dir(sp, err, errlen))
+		return false;
+	sp->floor = lsn;
+	return true;
 }
 
 /* --- opening and recovery --------------------------------------------- */
@@ -746,8 +1036,6 @@ recover(struct spool *sp, const uint64_t *seqs, size_t n, struct spool_recovery 
 		kept_bytes += i + 1 == keep ? s->complete_size : s->size;
 		kept_records += i + 1 == keep ? s->complete_records : s->records;
 	}
-	rec->records = kept_records;
-	rec->bytes = kept_bytes;
 	rec->dropped_bytes = total_file - kept_bytes;
 	rec->dropped_records = scanned_records - kept_records;
 	if (rec->dropped_records > 0)
@@ -758,9 +1046,36 @@ recover(struct spool *sp, const uint64_t *seqs, size_t n, struct spool_recovery 
 			sp->nsegs - keep == 1 ? "" : "s");
 	if (!cut_tail(sp, keep, err, errlen))
 		return false;
-	if (sp->dir_dirty && !sync_dir(sp, err, errlen))
+
+	/* A release the floor records but a crash interrupted: finish it (see NOTES). */
+	while (sp->floor > 0 && sp->nsegs > 0) {
+		uint64_t end;
+
+		if (!segment_end(sp, 0, &end) || end > sp->floor)
+			break;
+		rec->released_bytes += sp->segs[0].size;
+		kept_bytes -= sp->segs[0].size;
+		kept_records -= sp->segs[0].records;
+		if (!remove_segment(sp, 0, err, errlen))
+			return false;
+	}
+	rec->records = kept_records;
+	rec->bytes = kept_bytes;
+
+	/* What a crash left may be in the page cache only: durable once fsynced. */
+	for (size_t i = 0; i < sp->nsegs; i++) {
+		if (!reader_open(sp, sp->segs[i].seq, err, errlen))
+			return false;
+		if (spool_fsync(sp, sp->rfd) < 0) {
+			seg_syserr(sp, sp->segs[i].seq, "fsync", err, errlen);
+			return false;
+		}
+	}
+	reader_close(sp);
+	if (!sync_dir(sp, err, errlen))
 		return false;
-	sp->end_lsn = keep > 0 ? sp->segs[keep - 1].last_commit_end : 0;
+	sp->end_lsn = max_u64(sp->nsegs > 0 ? sp->segs[sp->nsegs - 1].last_commit_end : 0,
+		sp->floor);
 	sp->durable_lsn = sp->end_lsn;
 	return true;
 }
@@ -808,6 +1123,8 @@ spool_open(const char *dir, uint64_t segment_bytes, struct spool_recovery *rec,
 			set_err(err, errlen, "could not lock \"%s\": %s", dir, strerror(errno));
 		goto fail;
 	}
+	if (!read_floor(sp, err, errlen))
+		goto fail;
 	if (!list_segments(dir, &seqs, &n, err, errlen))
 		goto fail;
 	if (n > 0)
@@ -815,9 +1132,12 @@ spool_open(const char *dir, uint64_t segment_bytes, struct spool_recovery *rec,
 	if (!recover(sp, seqs, n, rec, err, errlen))
 		goto fail;
 	free(seqs);
-	cursor_to_start(sp);
+	seqs = NULL;
+	if (!cursor_to_oldest(sp, err, errlen))
+		goto fail;
 	return sp;
 fail:
+	rec->fsync_failed = sp->fsync_failed;
 	free(seqs);
 	spool_close(sp);
 	return NULL;
@@ -860,33 +1180,6 @@ fail_spool(struct spool *sp, const char *err)
 	return false;
 }
 
-static bool
-write_all(int fd, struct iovec *iov, int iovcnt)
-{
-	while (iovcnt > 0) {
-		ssize_t n = writev(fd, iov, iovcnt);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return false;
-		if (n == 0) {
-			errno = ENOSPC;
-			return false;
-		}
-		while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
-			n -= (ssize_t)iov->iov_len;
-			iov++;
-			iovcnt--;
-		}
-		if (iovcnt > 0) {
-			iov->iov_base = (uint8_t *)iov->iov_base + n;
-			iov->iov_len -= (size_t)n;
-		}
-	}
-	return true;
-}
-
 /*
  * The segment to append total bytes to, opened for writing: the last one, or
  * a new one when there is none or the last would grow past segment_bytes
@@ -902,7 +1195,7 @@ append_segment(struct spool *sp, uint64_t total, bool *fresh, char *err, size_t 
 	*fresh = false;
 	if (last != NULL && last->records > 0 && last->size + total > sp->segment_bytes) {
 		if (sp->wfd >= 0) {
-			if (spool_fsync(sp->wfd) < 0) {
+			if (spool_fsync(sp, sp->wfd) < 0) {
 				seg_syserr(sp, sp->wfd_seq, "fsync", err, errlen);
 				return NULL;
 			}
@@ -947,6 +1240,12 @@ spool_append(struct spool *sp, const struct spool_meta *meta, const void *body, 
 
 	if (!check_usable(sp, err, errlen))
 		return false;
+	if (fault_hit("source.spool_append") == FAULT_FAIL) {
+		errno = EIO;
+		seg_syserr(sp, sp->nsegs > 0 ? sp->segs[sp->nsegs - 1].seq : sp->next_seq, "write",
+			err, errlen);
+		return fail_spool(sp, err);
+	}
 	if (len > SPOOL_RECORD_MAX - META_SIZE) {
 		set_err(err, errlen, "record of %zu bytes is over the spool's limit of %u", len,
 			SPOOL_RECORD_MAX - META_SIZE);
@@ -988,7 +1287,17 @@ spool_sync(struct spool *sp, char *err, size_t errlen)
 	if (!check_usable(sp, err, errlen))
 		return false;
 	/* A failed fsync is not retried: the kernel may have dropped the pages. */
-	if (sp->wfd >= 0 && spool_fsync(sp->wfd) < 0) {
+	if (fault_hit("source.spool_fsync") == FAULT_FAIL) {
+		sp->fsync_failed = true;
+		errno = EIO;
+		if (sp->wfd >= 0)
+			seg_syserr(sp, sp->wfd_seq, "fsync", err, errlen);
+		else
+			set_err(err, errlen, "could not fsync directory \"%s\": %s", sp->dir,
+				strerror(errno));
+		return fail_spool(sp, err);
+	}
+	if (sp->wfd >= 0 && spool_fsync(sp, sp->wfd) < 0) {
 		seg_syserr(sp, sp->wfd_seq, "fsync", err, errlen);
 		return fail_spool(sp, err);
 	}
@@ -1007,9 +1316,10 @@ spool_truncate_incomplete(struct spool *sp, char *err, size_t errlen)
 		return false;
 	if (!cut_tail(sp, complete_prefix(sp), err, errlen))
 		return fail_spool(sp, err);
-	/* Clamp the cursor to the new end. */
+	/* Clamp the cursor to the new end (its prev stays: see NOTES). */
 	if (sp->nsegs == 0) {
-		cursor_to_start(sp);
+		if (!cursor_to_oldest(sp, err, errlen))
+			return fail_spool(sp, err);
 		return true;
 	}
 	last = &sp->segs[sp->nsegs - 1];
@@ -1034,57 +1344,83 @@ spool_durable_lsn(const struct spool *sp)
 	return sp->durable_lsn;
 }
 
-/*
- * Where the last transaction segment idx holds (in whole or in part) ends,
- * in *end: its last record's commit_end_lsn, or for a transaction that goes
- * on into later segments, the record there that ends it; 0 for an empty
- * segment (left by a failed append: nothing to keep). False while that
- * transaction is incomplete.
- */
-static bool
-segment_end(const struct spool *sp, size_t idx, uint64_t *end)
+uint64_t
+spool_floor_lsn(const struct spool *sp)
 {
-	const struct seg *s = &sp->segs[idx];
-
-	*end = 0;
-	if (s->records == 0)
-		return true;
-	if (s->complete_size == s->size) {
-		*end = s->last_commit_end;
-		return true;
-	}
-	for (size_t i = idx + 1; i < sp->nsegs; i++) {
-		if (sp->segs[i].first_commit_end != 0) {
-			*end = sp->segs[i].first_commit_end;
-			return true;
-		}
-	}
-	return false;
+	return sp->floor;
 }
 
-unsigned
-spool_release(struct spool *sp, uint64_t acked_lsn)
+bool
+spool_fsync_failed(const struct spool *sp)
 {
-	unsigned removed = 0;
+	return sp->fsync_failed;
+}
 
-	while (sp->nsegs > 0) {
-		char err[PATH_MAX + 64];
-		uint64_t end;
+bool
+spool_set_floor(struct spool *sp, uint64_t lsn, char *err, size_t errlen)
+{
+	uint64_t records;
 
-		if (!segment_end(sp, 0, &end) || end > acked_lsn)
-			break;
-		if (!remove_segment(sp, 0, err, sizeof(err))) {
-			log_warning("spool: %s", err);
-			break;
+	if (!check_usable(sp, err, errlen))
+		return false;
+	if (lsn <= sp->floor)
+		return true;
+	records = spool_records(sp);
+	if (records > 0) {
+		set_err(err, errlen, "cannot raise the floor of spool \"%s\" to %" PRIX32 "/%" PRIX32
+			": it holds %" PRIu64 " record%s", sp->dir, (uint32_t)(lsn >> 32),
+			(uint32_t)lsn, records, records == 1 ? "" : "s");
+		return false;
+	}
+	if (!write_floor(sp, lsn, err, errlen))
+		return fail_spool(sp, err);
+	sp->end_lsn = max_u64(sp->end_lsn, lsn);
+	sp->durable_lsn = max_u64(sp->durable_lsn, lsn);
+	/* no record before the cursor ends a transaction: it continues from the floor */
+	sp->cur_prev = lsn;
+	return true;
+}
+
+int
+spool_release(struct spool *sp, uint64_t acked_lsn, char *err, size_t errlen)
+{
+	uint64_t floor = sp->floor, end;
+	size_t n = 0;
+	int removed;
+
+	if (!check_usable(sp, err, errlen))
+		return -1;
+	while (n < sp->nsegs && n < INT_MAX && segment_end(sp, n, &end) && end <= acked_lsn) {
+		floor = max_u64(floor, end);
+		n++;
+	}
+	if (n == 0)
+		return 0;
+	/* The floor first: a crash before the segments go leaves them to recovery. */
+	if (floor > sp->floor && !write_floor(sp, floor, err, errlen)) {
+		fail_spool(sp, err);
+		return -1;
+	}
+	/* (the sink can acknowledge what is not fsynced here yet) */
+	sp->end_lsn = max_u64(sp->end_lsn, floor);
+	sp->durable_lsn = max_u64(sp->durable_lsn, floor);
+	for (removed = 0; (size_t)removed < n; removed++) {
+		if (!remove_segment(sp, 0, err, errlen)) {
+			fail_spool(sp, err);
+			return -1;
 		}
-		removed++;
 	}
 	/*
 	 * The sink acknowledged what the cursor skips here, so the sender does
-	 * not need it: on to the first segment left (or the next one made).
+	 * not need it: on to the oldest record the floor does not cover (or the
+	 * next one made).
 	 */
-	if (removed > 0 && (sp->nsegs == 0 || sp->cur_seq < sp->segs[0].seq))
-		cursor_to_start(sp);
+	if (sp->nsegs == 0 || sp->cur_seq < sp->segs[0].seq) {
+		if (!cursor_to_oldest(sp, err, errlen)) {
+			fail_spool(sp, err);
+			return -1;
+		}
+	}
 	return removed;
 }
 
@@ -1135,54 +1471,27 @@ spool_unread_bytes(const struct spool *sp)
 
 /* --- the cursor ------------------------------------------------------- */
 
-bool
-spool_seek(struct spool *sp, uint64_t resume_lsn, char *err, size_t errlen)
+enum spool_seek_result
+spool_seek(struct spool *sp, uint64_t resume_lsn, uint64_t *prev_lsn, char *err, size_t errlen)
 {
-	const struct seg *s = NULL;
-	uint64_t off, pos;
+	uint64_t seq, off, prev;
 
-	/* Commit LSNs grow along the spool: the last segment with one in range holds the record. */
-	for (size_t i = 0; i < sp->nsegs; i++)
-		if (sp->segs[i].first_commit_end != 0 && sp->segs[i].first_commit_end <= resume_lsn)
-			s = &sp->segs[i];
-	if (s == NULL) {
-		cursor_to_start(sp);
-		return true;
+	if (resume_lsn != 0 && resume_lsn < sp->floor) {
+		set_err(err, errlen, "cannot resume after %" PRIX32 "/%" PRIX32 ": the spool's floor is %"
+			PRIX32 "/%" PRIX32 ", the transactions that end in between were released",
+			(uint32_t)(resume_lsn >> 32), (uint32_t)resume_lsn,
+			(uint32_t)(sp->floor >> 32), (uint32_t)sp->floor);
+		return SPOOL_SEEK_GAP;
 	}
-	if (s->last_commit_end <= resume_lsn) {
-		sp->cur_seq = s->seq;
-		sp->cur_off = s->complete_size;
-		return true;
-	}
-	if (!reader_open(sp, s->seq, err, errlen))
-		return false;
-	pos = SEG_HDR;
-	for (off = SEG_HDR; off < s->size;) {
-		struct spool_meta m;
-		const uint8_t *body;
-		size_t blen;
-		uint64_t total;
-		char why[WHY_LEN];
-		enum read_status rs = read_record(sp, off, s->size, &m, &body, &blen, &total,
-			why, err, errlen);
-
-		if (rs != READ_OK) {
-			char path[PATH_MAX];
-
-			seg_path(sp, s->seq, path);
-			if (rs != READ_IOERR)
-				set_err(err, errlen, "spool segment \"%s\" at %" PRIu64 ": %s", path, off, why);
-			return false;
-		}
-		off += total;
-		if (m.commit_end_lsn > resume_lsn)
-			break;
-		if (m.commit_end_lsn != 0)
-			pos = off;
-	}
-	sp->cur_seq = s->seq;
-	sp->cur_off = pos;
-	return true;
+	/* 0: the sink has nothing, served from the oldest record the floor does not cover */
+	if (!locate(sp, max_u64(resume_lsn, sp->floor), &seq, &off, &prev, err, errlen))
+		return SPOOL_SEEK_ERROR;
+	sp->cur_seq = seq;
+	sp->cur_off = off;
+	sp->cur_prev = max_u64(prev, sp->floor);
+	if (prev_lsn != NULL)
+		*prev_lsn = sp->cur_prev;
+	return SPOOL_SEEK_OK;
 }
 
 int
@@ -1211,6 +1520,8 @@ spool_read(struct spool *sp, struct spool_meta *meta, const uint8_t **body, size
 		rs = read_record(sp, sp->cur_off, s->size, meta, body, len, &total, why, err, errlen);
 		if (rs == READ_OK) {
 			sp->cur_off += total;
+			if (meta->commit_end_lsn != 0)
+				sp->cur_prev = meta->commit_end_lsn;
 			return 1;
 		}
 		if (rs != READ_IOERR) {
@@ -1222,4 +1533,10 @@ spool_read(struct spool *sp, struct spool_meta *meta, const uint8_t **body, size
 		}
 		return -1;
 	}
+}
+
+uint64_t
+spool_cursor_prev_lsn(const struct spool *sp)
+{
+	return sp->cur_prev;
 }

@@ -17,9 +17,31 @@
  * in commit order: a commit_end_lsn that is not 0 is never below an earlier
  * one (spool_seek() relies on it).
  *
- * A record counts once spool_sync() has fsynced it. Segments roll at
- * segment_bytes; a segment goes away when the sink acknowledged every
- * transaction it holds (spool_release()).
+ * A record counts once it was fsynced: by spool_sync(), or by spool_open(),
+ * which fsyncs every segment it keeps (and the directory) before it counts
+ * them durable. Segments roll at segment_bytes; a segment goes away when the
+ * sink acknowledged every transaction it holds (spool_release()).
+ *
+ * The floor. Releasing forgets: the floor is the stream position the oldest
+ * record held continues from — every transaction that ends at or before it
+ * was released (or never spooled: the source began reading after it). It is
+ * kept in the file "floor" of the directory (28 bytes: "STRAITFL", u32
+ * format version 1, u32 reserved 0, u64 floor, u32 CRC32C of the 24 bytes
+ * before it), replaced durably (a temporary file, fsynced, renamed, the
+ * directory fsynced); a new spool, or one without the file, has floor 0. A
+ * sink that resumes below the floor would miss the transactions in between:
+ * spool_seek() refuses it (SPOOL_SEEK_GAP), it never skips them. Records
+ * still on disk that belong to a transaction ending at or before the floor
+ * — the end of one whose start was in a released segment, or whole segments
+ * a release had not removed yet when the process died (spool_open() removes
+ * those) — are never read again.
+ *
+ * Failed fsync. After an fsync fails, the kernel may have dropped the dirty
+ * pages while the page cache still shows them: reading them back and
+ * fsyncing again would count as durable what may not be on disk. So a failed
+ * fsync is never retried: the spool fails for good (spool_fsync_failed(),
+ * spool_recovery.fsync_failed), and the caller must stop the stream rather
+ * than reopen the spool and trust what it reads.
  *
  * Whole transactions only: a record whose commit_end_lsn is 0 holds part of a
  * transaction that a later record finishes. What follows the last record that
@@ -29,7 +51,9 @@
  * then reads it again from the slot, which never confirmed it.
  *
  * One reader cursor (the sender): spool_seek() positions it for a resume
- * position, spool_read() returns records in order. Appending never moves it.
+ * position, spool_read() returns records in order, spool_cursor_prev_lsn()
+ * says where the record at the cursor continues from. Appending never moves
+ * it.
  *
  * Not thread-safe; plain blocking file I/O (fsync included).
  */
@@ -61,19 +85,25 @@ struct spool_recovery {
 	uint64_t dropped_bytes;      /* cut from the tail: torn, corrupt or incomplete */
 	uint64_t dropped_records;    /* whole records among them (incomplete transactions; the
 	                                segments after a damaged one are removed unread) */
+	uint64_t released_bytes;     /* segments a release had not removed yet (their
+	                                transactions end at or before the floor): removed */
 	bool torn;                   /* damage: the tail ended inside a record or a segment
 	                                header, a length or a CRC was bad */
+	bool fsync_failed;           /* spool_open() failed on an fsync: do not open again (see above) */
 	char detail[256];            /* what was wrong and where ("segment 0000000000000003.seg at 81920: CRC mismatch"), "" when nothing */
 };
 
 /*
  * Opens or creates the spool in dir (made with mode 0700, parents must
  * exist), recovering it as described above: at the first damage, that
- * segment is cut there and every later one removed. NULL on failure with a
- * message in err (an I/O error while recovering drops nothing). rec may be
- * NULL. The spool holds an exclusive flock on dir until spool_close(): a
- * second spool_open() of the same directory fails, in this process or
- * another. segment_bytes 0 means 64 MiB.
+ * segment is cut there and every later one removed; segments whose
+ * transactions all end at or before the floor are removed; every segment
+ * kept and the directory are fsynced. NULL on failure with a message in err
+ * (an I/O error while recovering drops nothing; a floor file that is damaged
+ * is an error too, never floor 0; after a failed fsync rec->fsync_failed is
+ * set). rec may be NULL. The spool holds an exclusive flock on dir until
+ * spool_close(): a second spool_open() of the same directory fails, in this
+ * process or another. segment_bytes 0 means 64 MiB.
  */
 struct spool *spool_open(const char *dir, uint64_t segment_bytes, struct spool_recovery *rec,
 		char *err, size_t errlen);
@@ -81,13 +111,26 @@ void spool_close(struct spool *sp);
 
 /*
  * Appends one record (not yet durable). False on I/O error (message in err);
- * the spool is then unusable until reopened.
+ * the spool is then unusable until reopened (for good when the error was a
+ * failed fsync of the segment it rolled from: spool_fsync_failed()).
  */
 bool spool_append(struct spool *sp, const struct spool_meta *meta, const void *body, size_t len,
 		char *err, size_t errlen);
 
-/* Makes everything appended durable (fsync; the directory too after a new segment). */
+/*
+ * Makes everything appended durable (fsync; the directory too after a new
+ * segment). False on failure (message in err): the spool is then unusable,
+ * and after a failed fsync for good (spool_fsync_failed()).
+ */
 bool spool_sync(struct spool *sp, char *err, size_t errlen);
+
+/*
+ * True once an fsync of this spool failed (spool_sync(), a segment roll in
+ * spool_append(), spool_truncate_incomplete(), writing the floor): what was
+ * appended may not be on disk even if it reads back. Stop the stream for
+ * good; do not reopen the spool and trust it.
+ */
+bool spool_fsync_failed(const struct spool *sp);
 
 /*
  * Drops the records after the last one that ends a transaction (see above),
@@ -98,31 +141,67 @@ bool spool_truncate_incomplete(struct spool *sp, char *err, size_t errlen);
 
 /*
  * The commit_end_lsn of the last record that ends a transaction: appended /
- * durable. 0 if none. Releasing keeps them; a spool reopened empty starts at 0.
+ * durable; never below the floor (0 for a new spool). Releasing keeps them;
+ * a spool reopened empty starts at its floor.
  */
 uint64_t spool_end_lsn(const struct spool *sp);
 uint64_t spool_durable_lsn(const struct spool *sp);
+
+/* The floor (see above): 0 for a new spool; it only grows. */
+uint64_t spool_floor_lsn(const struct spool *sp);
+
+/*
+ * Raises the floor to lsn, durably (a floor at or above lsn stays as it is:
+ * never lowered). For a spool that holds no record, when the source starts
+ * reading the slot from its confirmed position lsn: the sink must not resume
+ * below it. spool_end_lsn() and spool_durable_lsn() become at least lsn.
+ * False with a message in err: the spool holds records (nothing changed), or
+ * an I/O error (the spool is then failed, like after an append error).
+ */
+bool spool_set_floor(struct spool *sp, uint64_t lsn, char *err, size_t errlen);
 
 /*
  * The sink committed everything up to acked_lsn: removes, oldest first, every
  * segment whose last transaction ends at or before acked_lsn (for a
  * transaction that goes on into the next segment: where it ends there) — the
  * one being appended to as well (appending goes on in a new segment), so a
- * spool the sink has caught up with holds nothing. Returns the number of
- * segments removed. A cursor in a removed segment moves to the start of the
- * first segment left (the sink has what it skips). spool_end_lsn() and
- * spool_durable_lsn() keep their values.
+ * spool the sink has caught up with holds nothing. Before it removes any, it
+ * raises the floor durably to where the last transaction the removed
+ * segments hold (in whole or in part) ends. Returns the number of segments
+ * removed, or -1 on an I/O error (message in err; the spool is then failed,
+ * like after an append error; segments already removed stay removed, the
+ * floor covers them). A cursor in a removed segment moves to the oldest
+ * record held that the floor does not cover (the sink has what it skips:
+ * every record skipped ends at or before acked_lsn), its prev to the floor.
+ * spool_end_lsn() and spool_durable_lsn() keep their values, or rise to the
+ * floor (the sink may acknowledge records not fsynced yet).
  */
-unsigned spool_release(struct spool *sp, uint64_t acked_lsn);
+int spool_release(struct spool *sp, uint64_t acked_lsn, char *err, size_t errlen);
+
+enum spool_seek_result {
+	SPOOL_SEEK_OK,               /* cursor positioned, *prev_lsn set */
+	SPOOL_SEEK_GAP,              /* resume_lsn is below the floor: what is between is gone */
+	SPOOL_SEEK_ERROR,            /* I/O error or a record that fails its CRC */
+};
 
 /*
  * Positions the cursor at the first record the sink still needs when it
  * resumes after resume_lsn: just after the last record whose commit_end_lsn
- * is in (0, resume_lsn] (the start when there is none). A record that also
- * holds transactions at or before resume_lsn is sent whole; the sink skips
- * what it has.
+ * is in (0, resume_lsn] (the oldest record held when there is none). A
+ * record that also holds transactions at or before resume_lsn is sent whole;
+ * the sink skips what it has. *prev_lsn is where that first record continues
+ * from: the commit_end_lsn of the last record before the cursor that ends a
+ * transaction, or the floor when the cursor is at the oldest record held
+ * (never below the floor).
+ *
+ * resume_lsn 0 means the sink has nothing yet: served from the oldest record
+ * held, whatever the floor. A resume_lsn in (0, floor) is SPOOL_SEEK_GAP:
+ * the transactions that end after resume_lsn up to the floor were released,
+ * the sink cannot get them from here; err names both positions.
+ * SPOOL_SEEK_ERROR: err says. Either way the cursor does not move.
  */
-bool spool_seek(struct spool *sp, uint64_t resume_lsn, char *err, size_t errlen);
+enum spool_seek_result spool_seek(struct spool *sp, uint64_t resume_lsn, uint64_t *prev_lsn,
+		char *err, size_t errlen);
 
 /*
  * Reads the record at the cursor and advances it. Returns 1 with *meta and
@@ -131,6 +210,15 @@ bool spool_seek(struct spool *sp, uint64_t resume_lsn, char *err, size_t errlen)
  */
 int spool_read(struct spool *sp, struct spool_meta *meta, const uint8_t **body, size_t *len,
 		char *err, size_t errlen);
+
+/*
+ * Where the record at the cursor (the one spool_read() returns next)
+ * continues from: the commit_end_lsn of the last record before the cursor
+ * that ends a transaction, or the floor when there is none. Set by
+ * spool_seek() and spool_release(), advanced by spool_read(); call it before
+ * spool_read() to stamp the record read.
+ */
+uint64_t spool_cursor_prev_lsn(const struct spool *sp);
 
 /* Bytes on disk (segment headers included), records, and the oldest record's spooled_at_us (0 when empty). */
 uint64_t spool_bytes(const struct spool *sp);

@@ -10,12 +10,16 @@
  * one segment file (bytes before the first magic a headerless first
  * segment), and spool_open() recovers it — once as they are, once with
  * every record's CRC made right (the fuzzer cannot forge CRCs, and the paths
- * of valid records matter most). Beyond "no crash", it checks:
- * kept and dropped bytes add up to what was on disk; everything kept reads
- * back without error and ends with a record that ends a transaction; seeking
- * anywhere works; appending, syncing and cutting an incomplete tail go on
- * normally; a second open finds nothing to repair; and a release at the end
- * leaves an empty spool.
+ * of valid records matter most), and once more so with a floor file whose
+ * floor is one of the records' commit LSNs (or one past it), as a release
+ * interrupted by a crash leaves it. Beyond "no crash", it checks:
+ * kept, dropped and released bytes add up to what was on disk; everything
+ * kept reads back without error (from the oldest record the floor does not
+ * cover) and ends with a record that ends a transaction; seeking anywhere
+ * works, or is a gap exactly when below the floor, and reports a prev at
+ * or above the floor; appending, syncing and cutting an incomplete tail go
+ * on normally; a second open finds nothing to repair; a release at the end
+ * leaves an empty spool whose floor is its end, and so does reopening it.
  *
  * The library is built with STRAIT_FUZZING, which makes the spool's fsync a
  * no-op; the files go to /dev/shm when there is one.
@@ -168,6 +172,69 @@ write_segments(const char *dir, const uint8_t *data, const size_t *start, size_t
 		write_file(dir, (unsigned)i + 1, data + start[i], start[i + 1] - start[i]);
 }
 
+static void
+put_le(uint8_t *p, uint64_t v, int n)
+{
+	for (int i = 0; i < n; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* The floor file as spool.h documents it. */
+static void
+write_floor(const char *dir, uint64_t floor)
+{
+	uint8_t buf[28];
+	char path[256];
+	int fd;
+
+	memcpy(buf, "STRAITFL", 8);
+	put_le(buf + 8, 1, 4);
+	put_le(buf + 12, 0, 4);
+	put_le(buf + 16, floor, 8);
+	put_le(buf + 24, crc32c(0, buf, 24), 4);
+	snprintf(path, sizeof(path), "%s/floor", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	CHECK(fd >= 0);
+	CHECK(write(fd, buf, sizeof(buf)) == (ssize_t)sizeof(buf));
+	close(fd);
+}
+
+/*
+ * A floor for the input: the commit LSN of one of the records the segments
+ * hold (picked by the last byte), one past it when that byte's top bit is
+ * set; 1 when there is none. Below UINT64_MAX, so that what the checks
+ * append (at the end + 1, at most UINT64_MAX) is above it.
+ */
+static uint64_t
+pick_floor(const uint8_t *data, size_t size, const size_t *start, size_t nsegs)
+{
+	uint64_t ends[64], floor;
+	size_t n = 0;
+
+	for (size_t i = 0; i < nsegs && n < 64; i++) {
+		size_t off = start[i] + SEG_HDR, end = start[i + 1];
+
+		while (off + 8 <= end && n < 64) {
+			uint32_t len = le32(data + off);
+			uint64_t ce = 0;
+
+			if (len < 40 || len > end - off - 8)
+				break;
+			for (int b = 7; b >= 0; b--)
+				ce = ce << 8 | data[off + 16 + b];
+			if (ce != 0)
+				ends[n++] = ce;
+			off += 8 + (size_t)len;
+		}
+	}
+	if (n == 0 || size == 0)
+		return 1;
+	floor = ends[data[size - 1] % n];
+	if (data[size - 1] >> 7 && floor < UINT64_MAX)
+		floor++;
+	return floor == UINT64_MAX ? floor - 1 : floor;
+}
+
 /* Reads everything from the cursor: returns the records read. */
 static uint64_t
 read_all(struct spool *sp, uint64_t *last_end)
@@ -188,34 +255,62 @@ read_all(struct spool *sp, uint64_t *last_end)
 	return n;
 }
 
+/* Seeks for lsn: a gap exactly below the floor, else the cursor continues from at least it. */
+static void
+seek_check(struct spool *sp, uint64_t lsn, uint64_t floor)
+{
+	char err[512];
+	uint64_t prev = 0;
+	enum spool_seek_result r = spool_seek(sp, lsn, &prev, err, sizeof(err));
+
+	if (lsn != 0 && lsn < floor) {
+		CHECK(r == SPOOL_SEEK_GAP);
+		return;
+	}
+	CHECK(r == SPOOL_SEEK_OK);
+	CHECK(prev >= floor && prev == spool_cursor_prev_lsn(sp));
+	CHECK(lsn == 0 || prev <= lsn);
+}
+
 static void
 spool_checks(const char *dir, const uint8_t *data, size_t size, const size_t *start,
-		size_t nsegs)
+		size_t nsegs, uint64_t floor)
 {
 	struct spool_recovery rec;
 	struct spool_meta m = { .first_lsn = 1, .spooled_at_us = 1 };
 	char err[512];
 	struct spool *sp;
-	uint64_t on_disk, records, last_end, end;
+	uint64_t on_disk, kept, records, last_end, end;
 	uint8_t body[300];
 
 	write_segments(dir, data, start, nsegs);
+	if (floor != 0)
+		write_floor(dir, floor);
 	on_disk = size;
 	sp = spool_open(dir, SEGMENT_BYTES, &rec, err, sizeof(err));
 	CHECK(sp != NULL);
-	CHECK(rec.bytes + rec.dropped_bytes == on_disk);
+	CHECK(rec.bytes + rec.dropped_bytes + rec.released_bytes == on_disk);
+	CHECK(floor != 0 || rec.released_bytes == 0);
 	CHECK(rec.dropped_bytes == 0 || rec.detail[0] != '\0');
 	CHECK(!rec.torn || rec.detail[0] != '\0');
+	CHECK(!rec.fsync_failed && !spool_fsync_failed(sp));
 	CHECK(spool_bytes(sp) == rec.bytes);
 	CHECK(spool_records(sp) == rec.records);
 	CHECK(spool_unread_bytes(sp) + (rec.bytes ? SEG_HDR : 0) <= rec.bytes);
+	CHECK(spool_floor_lsn(sp) == floor);
+	CHECK(spool_cursor_prev_lsn(sp) == floor);
+	kept = rec.records;
 
-	/* everything kept reads back and ends a transaction */
+	/* everything kept above the floor reads back and ends a transaction */
 	records = read_all(sp, &last_end);
-	CHECK(records == rec.records);
+	CHECK(floor != 0 ? records <= kept : records == kept);
 	CHECK(records == 0 || last_end != 0);
-	CHECK(spool_end_lsn(sp) == last_end);
-	CHECK(spool_durable_lsn(sp) == last_end);
+	CHECK(records == 0 || spool_cursor_prev_lsn(sp) == last_end);
+	if (records > 0)
+		CHECK(spool_end_lsn(sp) == (last_end > floor ? last_end : floor));
+	else
+		CHECK(spool_end_lsn(sp) >= floor && (floor != 0 || spool_end_lsn(sp) == 0));
+	CHECK(spool_durable_lsn(sp) == spool_end_lsn(sp));
 	CHECK(spool_unread_bytes(sp) == 0);
 
 	/* seeking anywhere, then reading on */
@@ -223,10 +318,14 @@ spool_checks(const char *dir, const uint8_t *data, size_t size, const size_t *st
 		uint64_t lsn = 0;
 
 		memcpy(&lsn, data + size - 8, 8);
-		CHECK(spool_seek(sp, lsn, err, sizeof(err)));
+		seek_check(sp, lsn, floor);
 		(void)read_all(sp, &last_end);
+		seek_check(sp, floor, floor);
+		if (floor > 1)
+			seek_check(sp, floor - 1, floor);
 	}
-	CHECK(spool_seek(sp, 0, err, sizeof(err)));
+	seek_check(sp, 0, floor);
+	CHECK(spool_cursor_prev_lsn(sp) == floor);
 	CHECK(read_all(sp, &last_end) == records);
 
 	/* appending goes on, across segments, and an unfinished tail is cut */
@@ -240,19 +339,26 @@ spool_checks(const char *dir, const uint8_t *data, size_t size, const size_t *st
 	CHECK(spool_sync(sp, err, sizeof(err)));
 	CHECK(spool_durable_lsn(sp) == spool_end_lsn(sp));
 	CHECK(spool_truncate_incomplete(sp, err, sizeof(err)));
-	CHECK(spool_records(sp) == records + 2);
+	CHECK(spool_records(sp) == kept + 2);
 	spool_close(sp);
 
 	/* recovery left a clean spool */
 	sp = spool_open(dir, SEGMENT_BYTES, &rec, err, sizeof(err));
 	CHECK(sp != NULL);
-	CHECK(!rec.torn && rec.dropped_bytes == 0 && rec.detail[0] == '\0');
-	CHECK(rec.records == records + 2);
+	CHECK(!rec.torn && rec.dropped_bytes == 0 && rec.released_bytes == 0 &&
+	      rec.detail[0] == '\0');
+	CHECK(rec.records == kept + 2);
 	CHECK(read_all(sp, &last_end) == records + 2);
 
-	/* the sink caught up: nothing is left */
-	(void)spool_release(sp, UINT64_MAX);
+	/* the sink caught up: nothing is left, the floor is the end */
+	CHECK(spool_release(sp, UINT64_MAX, err, sizeof(err)) >= 0);
 	CHECK(spool_records(sp) == 0 && spool_bytes(sp) == 0 && spool_unread_bytes(sp) == 0);
+	CHECK(spool_floor_lsn(sp) == spool_end_lsn(sp) && spool_floor_lsn(sp) >= floor);
+	end = spool_end_lsn(sp);
+	spool_close(sp);
+	sp = spool_open(dir, SEGMENT_BYTES, &rec, err, sizeof(err));
+	CHECK(sp != NULL);
+	CHECK(rec.records == 0 && spool_floor_lsn(sp) == end && spool_end_lsn(sp) == end);
 	spool_close(sp);
 }
 
@@ -271,7 +377,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	snprintf(dir, sizeof(dir), "%s/s", base);
 	nsegs = split_segments(data, size, start);
 	clear_dir(dir);
-	spool_checks(dir, data, size, start, nsegs);
+	spool_checks(dir, data, size, start, nsegs, 0);
 	clear_dir(dir);
 
 	/* again with every CRC right: what the lengths and LSNs do */
@@ -280,7 +386,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size > 0)
 		memcpy(fixed, data, size);
 	fix_crcs(fixed, start, nsegs);
-	spool_checks(dir, fixed, size, start, nsegs);
+	spool_checks(dir, fixed, size, start, nsegs, 0);
+	clear_dir(dir);
+
+	/* and with a floor, as a release interrupted by a crash leaves it */
+	spool_checks(dir, fixed, size, start, nsegs, pick_floor(fixed, size, start, nsegs));
 	clear_dir(dir);
 	free(fixed);
 	return 0;

@@ -1,10 +1,14 @@
 /*
  * test_spool.c — the durable spool: the exact on-disk format, append, sync
  * and read back, segments rolling, the seek rule around continuation
- * records, release (the segment being appended to included), reopening, and
- * recovery from a torn tail, a corrupt record, a corrupt or headerless
- * segment in the middle and an incomplete trailing transaction; the record
- * parser on cut and garbage input.
+ * records and the prev it reports, release (the segment being appended to
+ * included), reopening, and recovery from a torn tail, a corrupt record, a
+ * corrupt or headerless segment in the middle and an incomplete trailing
+ * transaction; the floor (raised by release and spool_set_floor(), kept
+ * across reopening in its exact format, a damaged file refused, a resume
+ * below it a gap, an interrupted release finished on opening); recovery
+ * counting what it keeps durable; the record parser on cut and garbage
+ * input. Failing writes and fsyncs are in test_spool_fault.c.
  *
  * Each test works in its own directory from mkdtemp(), removed afterwards.
  */
@@ -167,12 +171,41 @@ static void expect_end(struct spool *sp)
 	assert_int_equal(spool_read(sp, &m, &body, &blen, err, sizeof(err)), 0);
 }
 
-static void seek(struct spool *sp, uint64_t lsn)
+/* Seeks (must succeed); returns the prev it reports. */
+static uint64_t seek(struct spool *sp, uint64_t lsn)
 {
 	char err[512] = "";
+	uint64_t prev = 0xdeadbeef;
+	enum spool_seek_result r = spool_seek(sp, lsn, &prev, err, sizeof(err));
 
-	if (!spool_seek(sp, lsn, err, sizeof(err)))
-		fail_msg("spool_seek(%" PRIu64 "): %s", lsn, err);
+	if (r != SPOOL_SEEK_OK)
+		fail_msg("spool_seek(%" PRIu64 "): %d (%s)", lsn, (int)r, err);
+	assert_int_equal(spool_cursor_prev_lsn(sp), prev);
+	return prev;
+}
+
+/* Releases (must succeed); returns the segments removed. */
+static int release(struct spool *sp, uint64_t acked)
+{
+	char err[512] = "";
+	int n = spool_release(sp, acked, err, sizeof(err));
+
+	if (n < 0)
+		fail_msg("spool_release(%" PRIu64 "): %s", acked, err);
+	return n;
+}
+
+static void floor_file(struct fx *f, char *out, size_t n)
+{
+	snprintf(out, n, "%s/floor", f->dir);
+}
+
+static bool floor_exists(struct fx *f)
+{
+	char path[256];
+
+	floor_file(f, path, sizeof(path));
+	return access(path, F_OK) == 0;
 }
 
 static void seg_file(struct fx *f, uint64_t seq, char *out, size_t n)
@@ -429,26 +462,35 @@ static void seek_layout(struct spool *sp)
 
 static void check_seeks(struct spool *sp)
 {
-	static const struct { uint64_t resume, first; } cases[] = {
-		{ 0, 10 }, { 99, 10 },
-		{ 100, 20 }, { 101, 20 }, { 199, 20 },
-		{ 200, 40 }, { 250, 40 },
-		{ 300, 50 }, { 399, 50 },
-		{ 400, 0 }, { 100000, 0 },
+	static const struct { uint64_t resume, first, prev; } cases[] = {
+		{ 0, 10, 0 }, { 99, 10, 0 },
+		{ 100, 20, 100 }, { 101, 20, 100 }, { 199, 20, 100 },
+		{ 200, 40, 200 }, { 250, 40, 200 },
+		{ 300, 50, 300 }, { 399, 50, 300 },
+		{ 400, 0, 400 }, { 100000, 0, 400 },
 	};
 	static const uint64_t ends[] = { 100, 0, 200, 300, 0, 0, 400 };
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		seek(sp, cases[i].resume);
+		uint64_t prev = cases[i].prev;
+
+		assert_int_equal(seek(sp, cases[i].resume), prev);
 		if (cases[i].first == 0) {
 			assert_int_equal(spool_unread_bytes(sp), 0);
 			expect_end(sp);
+			assert_int_equal(spool_cursor_prev_lsn(sp), prev);
 			continue;
 		}
 		assert_int_equal(spool_unread_bytes(sp), (uint64_t)(80 - cases[i].first) / 10 * REC);
-		for (uint64_t r = cases[i].first; r <= 70; r += 10)
+		/* each record continues from the last one read that ends a transaction */
+		for (uint64_t r = cases[i].first; r <= 70; r += 10) {
+			assert_int_equal(spool_cursor_prev_lsn(sp), prev);
 			expect(sp, r, ends[r / 10 - 1]);
+			if (ends[r / 10 - 1] != 0)
+				prev = ends[r / 10 - 1];
+		}
 		expect_end(sp);
+		assert_int_equal(spool_cursor_prev_lsn(sp), 400);
 	}
 }
 
@@ -500,29 +542,45 @@ static void test_spool_release(void **state)
 	assert_int_equal(count_segments(f), 4);
 	expect(sp, 10, 100);                 /* cursor inside segment 1 */
 
-	assert_int_equal(spool_release(sp, 0), 0);
-	assert_int_equal(spool_release(sp, 199), 0);
+	assert_int_equal(release(sp, 0), 0);
+	assert_int_equal(release(sp, 199), 0);
 	assert_int_equal(spool_records(sp), 7);
-	assert_int_equal(spool_release(sp, 200), 1);
+	assert_int_equal(spool_floor_lsn(sp), 0);
+	assert_false(floor_exists(f));
+	assert_int_equal(release(sp, 200), 1);
 	assert_false(seg_exists(f, 1));
+	assert_int_equal(spool_floor_lsn(sp), 200);
+	assert_true(floor_exists(f));
 	assert_int_equal(spool_records(sp), 5);
 	assert_int_equal(spool_bytes(sp), 3 * SEG_HDR + 5 * REC);
 	assert_int_equal(spool_oldest_us(sp), 1700000000000000LL + 30);
 	/* the cursor was in segment 1: it moves to the start of segment 2 */
 	assert_int_equal(spool_unread_bytes(sp), 5 * REC);
+	assert_int_equal(spool_cursor_prev_lsn(sp), 200);
 	expect(sp, 30, 300);
 
 	/* segment 2 ends inside the transaction that ends at 400 in segment 3 */
-	assert_int_equal(spool_release(sp, 300), 0);
-	assert_int_equal(spool_release(sp, 399), 0);
-	assert_int_equal(spool_release(sp, 400), 1);
+	assert_int_equal(release(sp, 300), 0);
+	assert_int_equal(release(sp, 399), 0);
+	assert_int_equal(spool_floor_lsn(sp), 200);
+	assert_int_equal(release(sp, 400), 1);
 	assert_false(seg_exists(f, 2));
 	assert_int_equal(spool_records(sp), 3);
-	/* the cursor was in segment 2: record 40 (acknowledged) is skipped */
-	expect(sp, 50, 400);
+	/*
+	 * The floor is where that transaction ends: its start is gone. The
+	 * cursor was in segment 2: record 40 and its end, record 50, both
+	 * acknowledged, are skipped.
+	 */
+	assert_int_equal(spool_floor_lsn(sp), 400);
+	assert_int_equal(spool_cursor_prev_lsn(sp), 400);
+	assert_int_equal(spool_unread_bytes(sp), 2 * REC);
+	expect(sp, 60, 500);
+	expect(sp, 70, 600);
+	expect_end(sp);
 
 	/* caught up: everything goes, the segment being appended to too */
-	assert_int_equal(spool_release(sp, 10000), 2);
+	assert_int_equal(release(sp, 10000), 2);
+	assert_int_equal(spool_floor_lsn(sp), 600);
 	assert_int_equal(count_segments(f), 0);
 	assert_int_equal(spool_records(sp), 0);
 	assert_int_equal(spool_bytes(sp), 0);
@@ -531,7 +589,7 @@ static void test_spool_release(void **state)
 	assert_int_equal(spool_end_lsn(sp), 600);
 	assert_int_equal(spool_durable_lsn(sp), 600);
 	expect_end(sp);
-	assert_int_equal(spool_release(sp, 10000), 0);
+	assert_int_equal(release(sp, 10000), 0);
 
 	/* appending goes on in a new segment, where the cursor finds it */
 	append(sp, 80, 700);
@@ -545,6 +603,8 @@ static void test_spool_release(void **state)
 
 	sp = open_spool(f, TWO_PER_SEG, NULL);
 	assert_int_equal(spool_records(sp), 1);
+	assert_int_equal(spool_floor_lsn(sp), 600);
+	assert_int_equal(spool_cursor_prev_lsn(sp), 600);
 	expect(sp, 80, 700);
 	spool_close(sp);
 }
@@ -962,6 +1022,383 @@ static void test_spool_read_detects_corruption(void **state)
 	spool_close(sp);
 }
 
+/* --- the floor ------------------------------------------------------- */
+
+/* The floor file as spool.h documents it, written independently. */
+static void write_floor_file(struct fx *f, uint64_t lsn)
+{
+	uint8_t buf[28];
+	char path[256];
+	int fd;
+
+	memcpy(buf, "STRAITFL", 8);
+	put_le32(buf + 8, 1);
+	put_le32(buf + 12, 0);
+	put_le64(buf + 16, lsn);
+	put_le32(buf + 24, crc32c(0, buf, 24));
+	floor_file(f, path, sizeof(path));
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, buf, sizeof(buf)), sizeof(buf));
+	close(fd);
+}
+
+static void read_floor_file(struct fx *f, uint8_t *buf, size_t cap, ssize_t *len)
+{
+	char path[256];
+	int fd;
+
+	floor_file(f, path, sizeof(path));
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	*len = read(fd, buf, cap);
+	close(fd);
+}
+
+static void test_spool_floor_new(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp = open_spool(f, 0, NULL);
+
+	assert_int_equal(spool_floor_lsn(sp), 0);
+	assert_int_equal(spool_cursor_prev_lsn(sp), 0);
+	assert_false(spool_fsync_failed(sp));
+	append(sp, 10, 100);
+	sync_ok(sp);
+	spool_close(sp);
+	/* appending and syncing never write a floor */
+	assert_false(floor_exists(f));
+	sp = open_spool(f, 0, NULL);
+	assert_int_equal(spool_floor_lsn(sp), 0);
+	assert_int_equal(seek(sp, 0), 0);
+	expect(sp, 10, 100);
+	spool_close(sp);
+}
+
+static void test_spool_floor_format_and_reopen(void **state)
+{
+	struct fx *f = *state;
+	struct spool_recovery rec;
+	struct spool *sp = open_spool(f, TWO_PER_SEG, NULL);
+	uint8_t want[28], got[64];
+	ssize_t len;
+	char path[256];
+
+	/* high LSNs: both halves of the file's u64 matter */
+	append(sp, 10, 0x100000100ull);
+	append(sp, 20, 0x100000200ull);
+	append(sp, 30, 0x100000300ull);
+	sync_ok(sp);
+	assert_int_equal(release(sp, 0x100000250ull), 1);
+	assert_int_equal(spool_floor_lsn(sp), 0x100000200ull);
+
+	memcpy(want, "STRAITFL", 8);
+	put_le32(want + 8, 1);
+	put_le32(want + 12, 0);
+	put_le64(want + 16, 0x100000200ull);
+	put_le32(want + 24, crc32c(0, want, 24));
+	read_floor_file(f, got, sizeof(got), &len);
+	assert_int_equal(len, sizeof(want));
+	assert_memory_equal(got, want, sizeof(want));
+	/* no temporary file left behind */
+	snprintf(path, sizeof(path), "%s/floor.tmp", f->dir);
+	assert_int_equal(access(path, F_OK), -1);
+	spool_close(sp);
+
+	/* the floor survives reopening */
+	sp = open_spool(f, TWO_PER_SEG, &rec);
+	assert_int_equal(spool_floor_lsn(sp), 0x100000200ull);
+	assert_int_equal(rec.records, 1);
+	assert_int_equal(rec.released_bytes, 0);
+	assert_int_equal(spool_end_lsn(sp), 0x100000300ull);
+	assert_int_equal(spool_cursor_prev_lsn(sp), 0x100000200ull);
+	expect(sp, 30, 0x100000300ull);
+	/* everything released: reopened empty, the spool ends at its floor */
+	assert_int_equal(release(sp, 0x100000300ull), 1);
+	assert_int_equal(spool_floor_lsn(sp), 0x100000300ull);
+	spool_close(sp);
+	sp = open_spool(f, TWO_PER_SEG, &rec);
+	assert_int_equal(rec.records, 0);
+	assert_int_equal(spool_records(sp), 0);
+	assert_int_equal(spool_floor_lsn(sp), 0x100000300ull);
+	assert_int_equal(spool_end_lsn(sp), 0x100000300ull);
+	assert_int_equal(spool_durable_lsn(sp), 0x100000300ull);
+	assert_int_equal(spool_cursor_prev_lsn(sp), 0x100000300ull);
+	expect_end(sp);
+	spool_close(sp);
+
+	/* a temporary file a crash left is ignored and removed */
+	{
+		int fd = open(path, O_WRONLY | O_CREAT, 0600);
+
+		assert_true(fd >= 0);
+		assert_int_equal(write(fd, "junk", 4), 4);
+		close(fd);
+	}
+	sp = open_spool(f, TWO_PER_SEG, NULL);
+	assert_int_equal(spool_floor_lsn(sp), 0x100000300ull);
+	assert_int_equal(access(path, F_OK), -1);
+	spool_close(sp);
+}
+
+static void test_spool_set_floor(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp = open_spool(f, 0, NULL);
+	char err[512] = "";
+
+	assert_true(spool_set_floor(sp, 500, err, sizeof(err)));
+	assert_int_equal(spool_floor_lsn(sp), 500);
+	assert_int_equal(spool_end_lsn(sp), 500);
+	assert_int_equal(spool_durable_lsn(sp), 500);
+	assert_int_equal(spool_cursor_prev_lsn(sp), 500);
+	/* never lowered */
+	assert_true(spool_set_floor(sp, 300, err, sizeof(err)));
+	assert_true(spool_set_floor(sp, 0, err, sizeof(err)));
+	assert_int_equal(spool_floor_lsn(sp), 500);
+	assert_true(spool_set_floor(sp, 600, err, sizeof(err)));
+	assert_int_equal(spool_floor_lsn(sp), 600);
+	spool_close(sp);
+
+	sp = open_spool(f, 0, NULL);
+	assert_int_equal(spool_floor_lsn(sp), 600);
+	assert_int_equal(spool_end_lsn(sp), 600);
+	assert_int_equal(spool_durable_lsn(sp), 600);
+	/* reading starts there: the first record continues from the floor */
+	append(sp, 10, 700);
+	assert_int_equal(spool_cursor_prev_lsn(sp), 600);
+	expect(sp, 10, 700);
+	assert_int_equal(spool_cursor_prev_lsn(sp), 700);
+	/* not over records held: refused, nothing changed, the spool goes on */
+	assert_false(spool_set_floor(sp, 800, err, sizeof(err)));
+	assert_non_null(strstr(err, "0/320"));
+	assert_non_null(strstr(err, "holds 1 record"));
+	assert_int_equal(spool_floor_lsn(sp), 600);
+	/* one not above the floor is no change at all */
+	assert_true(spool_set_floor(sp, 600, err, sizeof(err)));
+	append(sp, 20, 800);
+	sync_ok(sp);
+	spool_close(sp);
+}
+
+/* A resume below the floor is a gap: an error naming both positions, the cursor stays. */
+static void expect_gap(struct spool *sp, uint64_t resume, const char *resume_text,
+		const char *floor_text)
+{
+	char err[512] = "";
+	uint64_t prev = 12345, before = spool_cursor_prev_lsn(sp), unread = spool_unread_bytes(sp);
+
+	assert_int_equal(spool_seek(sp, resume, &prev, err, sizeof(err)), SPOOL_SEEK_GAP);
+	assert_non_null(strstr(err, resume_text));
+	assert_non_null(strstr(err, floor_text));
+	assert_non_null(strstr(err, "released"));
+	assert_int_equal(prev, 12345);
+	assert_int_equal(spool_cursor_prev_lsn(sp), before);
+	assert_int_equal(spool_unread_bytes(sp), unread);
+}
+
+static void test_spool_seek_gap(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp = open_spool(f, TWO_PER_SEG, NULL);
+
+	/* [10:100 20:200] [30:300 40:cont] [50:400 60:500] [70:600], floor 200 */
+	append(sp, 10, 100);
+	append(sp, 20, 200);
+	append(sp, 30, 300);
+	append(sp, 40, 0);
+	append(sp, 50, 400);
+	append(sp, 60, 500);
+	append(sp, 70, 600);
+	sync_ok(sp);
+	assert_int_equal(release(sp, 250), 1);
+	assert_int_equal(spool_floor_lsn(sp), 200);
+
+	/* the cursor after record 30: a gap leaves it there */
+	assert_int_equal(seek(sp, 300), 300);
+	expect_gap(sp, 199, "after 0/C7", "floor is 0/C8");
+	expect_gap(sp, 1, "after 0/1:", "0/C8");
+	expect(sp, 40, 0);
+
+	/* at or above the floor: served, with where it continues from */
+	assert_int_equal(seek(sp, 200), 200);
+	expect(sp, 30, 300);
+	assert_int_equal(seek(sp, 250), 200);
+	expect(sp, 30, 300);
+	assert_int_equal(seek(sp, 300), 300);
+	expect(sp, 40, 0);
+	assert_int_equal(spool_cursor_prev_lsn(sp), 300);
+	expect(sp, 50, 400);
+	assert_int_equal(spool_cursor_prev_lsn(sp), 400);
+	assert_int_equal(seek(sp, 450), 400);
+	expect(sp, 60, 500);
+	assert_int_equal(seek(sp, 600), 600);
+	expect_end(sp);
+	assert_int_equal(seek(sp, 99999), 600);
+	expect_end(sp);
+	/* 0: the sink has nothing, served from the oldest record held */
+	assert_int_equal(seek(sp, 0), 200);
+	expect(sp, 30, 300);
+
+	/* the transaction ending at 400 lost its start: the floor is its end */
+	assert_int_equal(release(sp, 400), 1);
+	assert_int_equal(spool_floor_lsn(sp), 400);
+	expect_gap(sp, 300, "after 0/12C", "floor is 0/190");
+	expect_gap(sp, 399, "after 0/18F", "0/190");
+	/* its end (record 50) is never sent again */
+	assert_int_equal(seek(sp, 0), 400);
+	assert_int_equal(spool_unread_bytes(sp), 2 * REC);
+	expect(sp, 60, 500);
+	assert_int_equal(seek(sp, 400), 400);
+	expect(sp, 60, 500);
+	sync_ok(sp);
+	spool_close(sp);
+
+	/* the same after reopening */
+	sp = open_spool(f, TWO_PER_SEG, NULL);
+	assert_int_equal(spool_floor_lsn(sp), 400);
+	assert_int_equal(spool_records(sp), 3);
+	assert_int_equal(spool_cursor_prev_lsn(sp), 400);
+	expect(sp, 60, 500);
+	expect_gap(sp, 100, "after 0/64", "0/190");
+	assert_int_equal(seek(sp, 0), 400);
+	expect(sp, 60, 500);
+	expect(sp, 70, 600);
+	expect_end(sp);
+	spool_close(sp);
+
+	/* a floor in the upper half */
+	rm_dir(f->dir);
+	sp = open_spool(f, 0, NULL);
+	assert_true(spool_set_floor(sp, 0x1A00000200ull, NULL, 0));
+	expect_gap(sp, 0x1A000000FFull, "after 1A/FF", "floor is 1A/200");
+	assert_int_equal(seek(sp, 0), 0x1A00000200ull);
+	spool_close(sp);
+}
+
+static void test_spool_floor_damaged(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp = open_spool(f, 0, NULL);
+	char path[256], err[512];
+	static const struct { size_t off; const char *why; } flips[] = {
+		{ 0, "bad magic" }, { 8, "unsupported format version" },
+		{ 12, "reserved field not 0" }, { 16, "CRC mismatch" }, { 23, "CRC mismatch" },
+		{ 25, "CRC mismatch" },
+	};
+
+	append(sp, 10, 100);
+	sync_ok(sp);
+	spool_close(sp);
+	floor_file(f, path, sizeof(path));
+
+	for (size_t i = 0; i < sizeof(flips) / sizeof(flips[0]); i++) {
+		uint8_t b;
+		int fd;
+
+		write_floor_file(f, 50);
+		fd = open(path, O_RDWR);
+		assert_true(fd >= 0);
+		assert_int_equal(pread(fd, &b, 1, (off_t)flips[i].off), 1);
+		b ^= 0x10;
+		assert_int_equal(pwrite(fd, &b, 1, (off_t)flips[i].off), 1);
+		close(fd);
+		err[0] = '\0';
+		assert_null(spool_open(f->dir, 0, NULL, err, sizeof(err)));
+		assert_non_null(strstr(err, path));
+		assert_non_null(strstr(err, "damaged"));
+		assert_non_null(strstr(err, flips[i].why));
+	}
+	/* cut short, too long, empty */
+	for (off_t size = 0; size <= 40; size += 20) {
+		write_floor_file(f, 50);
+		assert_int_equal(truncate(path, size == 40 ? 29 : size), 0);
+		err[0] = '\0';
+		assert_null(spool_open(f->dir, 0, NULL, err, sizeof(err)));
+		assert_non_null(strstr(err, "damaged (wrong size)"));
+	}
+	/* nothing was removed meanwhile; a good floor opens again */
+	write_floor_file(f, 50);
+	sp = open_spool(f, 0, NULL);
+	assert_int_equal(spool_floor_lsn(sp), 50);
+	assert_int_equal(spool_records(sp), 1);
+	expect(sp, 10, 100);
+	spool_close(sp);
+}
+
+/* A crash between writing the floor and removing the segments it covers. */
+static void test_spool_release_finished_on_open(void **state)
+{
+	struct fx *f = *state;
+	struct spool_recovery rec;
+	struct spool *sp = open_spool(f, TWO_PER_SEG, NULL);
+
+	/* [10:100 20:200] [30:300 40:cont] [50:400 60:500] [70:600] */
+	append(sp, 10, 100);
+	append(sp, 20, 200);
+	append(sp, 30, 300);
+	append(sp, 40, 0);
+	append(sp, 50, 400);
+	append(sp, 60, 500);
+	append(sp, 70, 600);
+	sync_ok(sp);
+	spool_close(sp);
+	write_floor_file(f, 400);
+
+	sp = open_spool(f, TWO_PER_SEG, &rec);
+	assert_false(rec.torn);
+	assert_string_equal(rec.detail, "");
+	assert_int_equal(rec.released_bytes, 2 * (SEG_HDR + 2 * REC));
+	assert_int_equal(rec.records, 3);
+	assert_int_equal(rec.bytes, 2 * SEG_HDR + 3 * REC);
+	assert_int_equal(rec.dropped_bytes, 0);
+	assert_int_equal(count_segments(f), 2);
+	assert_false(seg_exists(f, 1));
+	assert_false(seg_exists(f, 2));
+	assert_int_equal(spool_records(sp), 3);
+	assert_int_equal(spool_end_lsn(sp), 600);
+	/* record 50 ends the transaction the floor covers: not read */
+	assert_int_equal(spool_cursor_prev_lsn(sp), 400);
+	expect(sp, 60, 500);
+	expect(sp, 70, 600);
+	expect_end(sp);
+	spool_close(sp);
+
+	/* a floor past everything: all of it goes */
+	write_floor_file(f, 600);
+	sp = open_spool(f, TWO_PER_SEG, &rec);
+	assert_int_equal(rec.records, 0);
+	assert_int_equal(rec.released_bytes, 2 * SEG_HDR + 3 * REC);
+	assert_int_equal(count_segments(f), 0);
+	assert_int_equal(spool_end_lsn(sp), 600);
+	/* new segments continue the numbering */
+	append(sp, 80, 700);
+	assert_true(seg_exists(f, 5));
+	expect(sp, 80, 700);
+	spool_close(sp);
+}
+
+/* Recovery counts durable only what it fsynced: everything it keeps. */
+static void test_spool_open_makes_durable(void **state)
+{
+	struct fx *f = *state;
+	struct spool_recovery rec;
+	struct spool *sp = open_spool(f, TWO_PER_SEG, NULL);
+
+	for (uint64_t r = 10; r <= 50; r += 10)
+		append(sp, r, r * 10);
+	assert_int_equal(spool_durable_lsn(sp), 0);
+	spool_close(sp);                     /* never synced */
+
+	sp = open_spool(f, TWO_PER_SEG, &rec);
+	assert_false(rec.fsync_failed);
+	assert_false(spool_fsync_failed(sp));
+	assert_int_equal(rec.records, 5);
+	assert_int_equal(spool_end_lsn(sp), 500);
+	assert_int_equal(spool_durable_lsn(sp), 500);
+	spool_close(sp);
+}
+
 /* --- the parser ------------------------------------------------------- */
 
 static void test_spool_parse_record(void **state)
@@ -1051,6 +1488,13 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_spool_truncate_within_segment, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spool_truncate_everything, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spool_read_detects_corruption, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spool_floor_new, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spool_floor_format_and_reopen, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spool_set_floor, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spool_seek_gap, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spool_floor_damaged, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spool_release_finished_on_open, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spool_open_makes_durable, setup, teardown),
 		cmocka_unit_test(test_spool_parse_record),
 	};
 
