@@ -1988,7 +1988,8 @@ static bool fo_rejoin_read_spool(struct failover *f, const struct config_stream 
 	char dir[4096], err[512];
 	struct spool *sp;
 	struct stat st;
-	uint64_t records = 0;
+	uint64_t records = 0, prev;
+	enum spool_seek_result seek;
 	bool ok = true;
 
 	snprintf(dir, sizeof(dir), "%s/spool/%s", f->cfg->state_dir, cs->name);
@@ -1999,7 +2000,13 @@ static bool fo_rejoin_read_spool(struct failover *f, const struct config_stream 
 		fo_step(f, "stream %s: could not open its spool: %s", cs->name, err);
 		return false;
 	}
-	if (!spool_seek(sp, after_lsn, err, sizeof(err))) {
+	seek = spool_seek(sp, after_lsn, &prev, err, sizeof(err));
+	if (seek == SPOOL_SEEK_GAP) {
+		/* released records were committed there: what is left is after them */
+		fo_step(f, "stream %s: %s; reading what the spool holds", cs->name, err);
+		seek = spool_seek(sp, 0, &prev, err, sizeof(err));
+	}
+	if (seek != SPOOL_SEEK_OK) {
 		fo_step(f, "stream %s: could not read its spool: %s", cs->name, err);
 		spool_close(sp);
 		return false;
