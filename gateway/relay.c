@@ -82,8 +82,8 @@
 #define RELAY_IO_CHUNK    (256u * 1024u)   /* bytes per read/write call */
 #define RELAY_NOTSENT_LOWAT (128 * 1024)  /* unsent bytes the kernel may hold per link */
 #define RELAY_TICK_MAX_MS 1000u            /* timeouts are checked at least this often */
-/* Smallest encoding of one HELLO resume entry: u16 length, 1 byte, u64. */
-#define RELAY_HELLO_ENTRY_MIN 11u
+/* Smallest encoding of one HELLO position entry: u16 length, 1 byte, 3 × u64. */
+#define RELAY_HELLO_ENTRY_MIN 27u
 
 enum relay_state {
 	RELAY_STATE_CONNECTING,      /* TCP connection being set up */
@@ -748,7 +748,7 @@ static struct relay_peer *relay_conn_accept_site(struct relay_conn *c, struct wi
 static void relay_conn_on_hello(struct relay_conn *c, const struct frame *f)
 {
 	struct relay *relay = c->relay;
-	struct relay_proto_resume *streams = NULL;
+	struct relay_proto_position *streams = NULL;
 	struct relay_proto_hello h;
 	enum relay_proto_status st;
 	struct relay_peer *p;

@@ -84,7 +84,7 @@ at_end(const struct wire_reader *r)
 			return RELAY_PROTO_ERR_TRUNCATED; \
 	} while (0)
 
-/* A list of (stream, LSN) pairs: HELLO's resume positions, PROMOTE_ACK, FENCE. */
+/* A list of (stream, LSN) pairs: PROMOTE_ACK, FENCE. */
 static bool
 stream_lsns_ok(const struct relay_proto_resume *streams, size_t n)
 {
@@ -118,25 +118,58 @@ get_stream_lsns(struct wire_reader *r, uint16_t n, struct relay_proto_resume *st
 	return RELAY_PROTO_OK;
 }
 
+/* ---- positions (HELLO, RESUME) ---- */
+
+static bool
+position_ok(const struct relay_proto_position *p)
+{
+	return p->received_lsn == 0 || p->committed_lsn <= p->received_lsn;
+}
+
+static void
+put_position(struct wire_writer *w, const struct relay_proto_position *p)
+{
+	put_str(w, p->stream, true);
+	wire_put_u64(w, p->received_lsn);
+	wire_put_u64(w, p->committed_lsn);
+	wire_put_u64(w, p->queued_bytes);
+}
+
+static enum relay_proto_status
+get_position(struct wire_reader *r, struct relay_proto_position *p)
+{
+	TRY(get_str(r, &p->stream, true));
+	NEED(wire_get_u64(r, &p->received_lsn));
+	NEED(wire_get_u64(r, &p->committed_lsn));
+	NEED(wire_get_u64(r, &p->queued_bytes));
+	return position_ok(p) ? RELAY_PROTO_OK : RELAY_PROTO_ERR_VALUE;
+}
+
 /* ---- HELLO ---- */
 
 bool
 relay_proto_write_hello(struct wire_writer *w, const struct relay_proto_hello *m)
 {
-	if (!stream_lsns_ok(m->streams, m->nstreams)) {
+	bool ok = m->nstreams <= RELAY_PROTO_MAX_LIST && (m->nstreams == 0 || m->streams);
+
+	for (size_t i = 0; ok && i < m->nstreams; i++)
+		ok = position_ok(&m->streams[i]);
+	if (!ok) {
 		w->failed = true;
 		return false;
 	}
 	wire_put_u16(w, m->version);
 	put_str(w, m->cluster, true);
 	put_str(w, m->site, true);
-	put_stream_lsns(w, m->streams, m->nstreams);
+	wire_put_u16(w, (uint16_t)m->nstreams);
+	for (size_t i = 0; i < m->nstreams; i++)
+		put_position(w, &m->streams[i]);
 	return wire_writer_ok(w);
 }
 
 enum relay_proto_status
 relay_proto_read_hello(const uint8_t *p, size_t len,
-		struct relay_proto_hello *out, struct relay_proto_resume *streams,
+		struct relay_proto_hello *out, struct relay_proto_position *streams,
 		size_t max_streams)
 {
 	struct wire_reader r;
@@ -147,7 +180,13 @@ relay_proto_read_hello(const uint8_t *p, size_t len,
 	TRY(get_str(&r, &out->cluster, true));
 	TRY(get_str(&r, &out->site, true));
 	NEED(wire_get_u16(&r, &n));
-	TRY(get_stream_lsns(&r, n, streams, max_streams));
+	/* Each entry takes at least 2 + 1 + 3 × 8 bytes: refuse a count the payload cannot hold. */
+	if ((size_t)n * 27 > wire_remaining(&r))
+		return RELAY_PROTO_ERR_TRUNCATED;
+	if (n > max_streams)
+		return RELAY_PROTO_ERR_TOO_MANY;
+	for (size_t i = 0; i < n; i++)
+		TRY(get_position(&r, &streams[i]));
 	out->streams = streams;
 	out->nstreams = n;
 	return at_end(&r);
@@ -159,7 +198,7 @@ bool
 relay_proto_write_ack(struct wire_writer *w, const struct relay_proto_ack *m)
 {
 	put_str(w, m->stream, true);
-	wire_put_u64(w, m->applied_lsn);
+	wire_put_u64(w, m->committed_lsn);
 	wire_put_i64(w, m->commit_time_us);
 	return wire_writer_ok(w);
 }
@@ -171,7 +210,7 @@ relay_proto_read_ack(const uint8_t *p, size_t len, struct relay_proto_ack *out)
 
 	wire_reader_init(&r, p, len);
 	TRY(get_str(&r, &out->stream, true));
-	NEED(wire_get_u64(&r, &out->applied_lsn));
+	NEED(wire_get_u64(&r, &out->committed_lsn));
 	NEED(wire_get_i64(&r, &out->commit_time_us));
 	return at_end(&r);
 }
@@ -215,14 +254,16 @@ bool
 relay_proto_write_batch_head(struct wire_writer *w,
 		const struct relay_proto_batch *m)
 {
-	if (m->first_lsn > m->last_lsn) {
+	if (m->first_lsn > m->last_lsn || (m->last_lsn && m->prev_lsn > m->last_lsn)) {
 		w->failed = true;
 		return false;
 	}
 	put_str(w, m->stream, true);
 	wire_put_u64(w, m->first_lsn);
 	wire_put_u64(w, m->last_lsn);
+	wire_put_u64(w, m->prev_lsn);
 	wire_put_u32(w, m->generation);
+	wire_put_u32(w, m->seq);
 	wire_put_u32(w, m->raw_len);
 	return wire_writer_ok(w);
 }
@@ -244,9 +285,11 @@ relay_proto_read_batch(const uint8_t *p, size_t len,
 	TRY(get_str(&r, &out->stream, true));
 	NEED(wire_get_u64(&r, &out->first_lsn));
 	NEED(wire_get_u64(&r, &out->last_lsn));
+	NEED(wire_get_u64(&r, &out->prev_lsn));
 	NEED(wire_get_u32(&r, &out->generation));
+	NEED(wire_get_u32(&r, &out->seq));
 	NEED(wire_get_u32(&r, &out->raw_len));
-	if (out->first_lsn > out->last_lsn)
+	if (out->first_lsn > out->last_lsn || (out->last_lsn && out->prev_lsn > out->last_lsn))
 		return RELAY_PROTO_ERR_VALUE;
 	wire_get_rest(&r, &out->data, &out->data_len);
 	return RELAY_PROTO_OK;
@@ -257,8 +300,11 @@ relay_proto_read_batch(const uint8_t *p, size_t len,
 bool
 relay_proto_write_resume(struct wire_writer *w, const struct relay_proto_resume_req *m)
 {
-	put_str(w, m->stream, true);
-	wire_put_u64(w, m->lsn);
+	if (!position_ok(&m->pos)) {
+		w->failed = true;
+		return false;
+	}
+	put_position(w, &m->pos);
 	wire_put_u32(w, m->generation);
 	return wire_writer_ok(w);
 }
@@ -269,8 +315,7 @@ relay_proto_read_resume(const uint8_t *p, size_t len, struct relay_proto_resume_
 	struct wire_reader r;
 
 	wire_reader_init(&r, p, len);
-	TRY(get_str(&r, &out->stream, true));
-	NEED(wire_get_u64(&r, &out->lsn));
+	TRY(get_position(&r, &out->pos));
 	NEED(wire_get_u32(&r, &out->generation));
 	return at_end(&r);
 }

@@ -10,12 +10,14 @@
  * frame header (frame.h), so no payload repeats it.
  *
  *   HELLO      u16 version, str cluster, str site, u16 n,
- *              n × (str stream, u64 resume_lsn)
- *   ACK        str stream, u64 applied_lsn, i64 commit_time_us
+ *              n × (str stream, u64 received_lsn, u64 committed_lsn,
+ *                   u64 queued_bytes)
+ *   ACK        str stream, u64 committed_lsn, i64 commit_time_us
  *   HEARTBEAT  u64 wal_lsn, i64 time_us, u8 role, u32 health
- *   BATCH      str stream, u64 first_lsn, u64 last_lsn, u32 generation,
- *              u32 raw_len, data…
- *   RESUME     str stream, u64 lsn, u32 generation
+ *   BATCH      str stream, u64 first_lsn, u64 last_lsn, u64 prev_lsn,
+ *              u32 generation, u32 seq, u32 raw_len, data…
+ *   RESUME     str stream, u64 received_lsn, u64 committed_lsn,
+ *              u64 queued_bytes, u32 generation
  *   SYNC       str stream, str schema, str table, u64 snapshot_lsn,
  *              u32 chunk, u8 sync_flags, u32 raw_len, data…
  *   SEQUENCES  str stream, u16 n, n × (str schema, str name, i64 value)
@@ -32,6 +34,21 @@
  * (SYNC), zstd-compressed when the frame has FRAME_FLAG_COMPRESSED. raw_len
  * is its size once decompressed, so the receiver can refuse an oversized
  * batch before inflating it.
+ *
+ * Positions. Two positions of a stream travel from the sink to the source,
+ * and they are never confused:
+ *   committed  the end LSN of the last source transaction committed on the
+ *              target (its replication origin). The only acknowledgement:
+ *              only it may release spool records or confirm the slot.
+ *   received   the end LSN of the last whole transaction the sink holds,
+ *              committed or queued: a resume hint, where to send from. It is
+ *              never below committed (0: the sink has nothing).
+ * HELLO and RESUME carry both (and the bytes the sink holds unapplied, which
+ * count against the send window); ACK carries committed. Every BATCH says
+ * where it continues from (prev_lsn: the end of the last whole transaction
+ * before its first record) and its place in the generation (seq: 0, 1, 2,
+ * ...), so the sink refuses a batch that does not follow the one before:
+ * nothing is ever applied over a hole.
  *
  * Conventions: readers take a frame's payload and return RELAY_PROTO_OK or
  * the first problem found; on success, strings and data point into the
@@ -51,8 +68,8 @@
 
 #include "gateway/wire.h"
 
-/* Version of the message vocabulary, sent in HELLO. */
-#define RELAY_PROTO_VERSION 1
+/* Version of the message vocabulary, sent in HELLO (2: received and committed positions). */
+#define RELAY_PROTO_VERSION 2
 
 /* Per-HELLO and per-SEQUENCES list limit (the count is a u16 on the wire). */
 #define RELAY_PROTO_MAX_LIST 65535u
@@ -81,16 +98,25 @@ relay_proto_str(const char *s)
 
 /* ---- HELLO ---- */
 
+/* A (stream, LSN) pair: FENCE's and PROMOTE_ACK's lists. */
 struct relay_proto_resume {
 	struct wire_str stream;
-	uint64_t lsn;            /* where the sender wants the stream to resume (0 = from the start) */
+	uint64_t lsn;
+};
+
+/* A sink's positions of one stream (see Positions above). */
+struct relay_proto_position {
+	struct wire_str stream;
+	uint64_t received_lsn;   /* where to send from (0: the sink has nothing) */
+	uint64_t committed_lsn;  /* committed on the target; <= received_lsn unless that is 0 */
+	uint64_t queued_bytes;   /* batch bytes the sink holds that are not committed yet */
 };
 
 struct relay_proto_hello {
 	uint16_t version;        /* RELAY_PROTO_VERSION of the sender */
 	struct wire_str cluster;
 	struct wire_str site;
-	struct relay_proto_resume *streams;
+	struct relay_proto_position *streams;
 	size_t nstreams;
 };
 
@@ -98,14 +124,14 @@ bool relay_proto_write_hello(struct wire_writer *w,
 		const struct relay_proto_hello *m) WIRE_MUSTCHECK;
 /* Fills out->streams = streams[0..out->nstreams), at most max_streams. */
 enum relay_proto_status relay_proto_read_hello(const uint8_t *p, size_t len,
-		struct relay_proto_hello *out, struct relay_proto_resume *streams,
+		struct relay_proto_hello *out, struct relay_proto_position *streams,
 		size_t max_streams);
 
 /* ---- ACK ---- */
 
 struct relay_proto_ack {
 	struct wire_str stream;
-	uint64_t applied_lsn;    /* end LSN of the last transaction committed at the sink */
+	uint64_t committed_lsn;  /* end LSN of the last transaction committed on the target */
 	int64_t commit_time_us;  /* its commit time at the source */
 };
 
@@ -149,7 +175,10 @@ struct relay_proto_batch {
 	struct wire_str stream;
 	uint64_t first_lsn;      /* first transaction's begin (final) LSN */
 	uint64_t last_lsn;       /* last transaction's end LSN; first_lsn <= last_lsn */
+	uint64_t prev_lsn;       /* end of the last whole transaction before its first record
+				    (<= last_lsn when that is not 0) */
 	uint32_t generation;     /* the RESUME this batch answers (0: the link's HELLO) */
+	uint32_t seq;            /* 0, 1, 2, ... within the generation */
 	uint32_t raw_len;        /* data size once decompressed */
 	const uint8_t *data;     /* opaque, possibly compressed */
 	size_t data_len;
@@ -167,13 +196,13 @@ enum relay_proto_status relay_proto_read_batch(const uint8_t *p, size_t len,
 /* ---- RESUME ---- */
 
 /*
- * Sink to source: (re)start the stream at lsn. Each RESUME on a link has a
- * new generation; the source stamps it on every batch it then sends, so the
- * sink can tell the batches it asked for from older ones still in flight.
+ * Sink to source: (re)start the stream after received_lsn. Each RESUME on a
+ * link has a new generation; the source stamps it on every batch it then
+ * sends, so the sink can tell the batches it asked for from older ones still
+ * in flight. committed_lsn and queued_bytes are as in HELLO.
  */
 struct relay_proto_resume_req {
-	struct wire_str stream;
-	uint64_t lsn;
+	struct relay_proto_position pos;
 	uint32_t generation;
 };
 

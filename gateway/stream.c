@@ -202,21 +202,16 @@ static struct stream *streams_find(struct streams *s, const char *peer, struct w
 
 void streams_hello(struct streams *s, const char *peer, struct relay_proto_hello *hello)
 {
-	static struct relay_proto_resume resume[64];
+	static struct relay_proto_position resume[64];
 	size_t n = 0;
 
 	for (size_t i = 0; i < s->n && n < sizeof(resume) / sizeof(resume[0]); i++) {
 		struct stream *st = &s->v[i];
 		if (st->role != STREAM_ROLE_SINK || strcmp(st->peer, peer) != 0)
 			continue;
-		resume[n].lsn = st->next_lsn;
-		/* a stream that needs an initial sync round asks with RESUME once up */
-		st->in_hello = st->apply_ready &&
-			       (!st->sync || streamsync_sink_hello(st->sync, &resume[n].lsn));
-		if (!st->in_hello)
-			continue;
-		resume[n].stream = relay_proto_str(st->name);
-		n++;
+		st->in_hello = stream_sink_hello_position(st, &resume[n]);
+		if (st->in_hello)
+			n++;
 	}
 	hello->streams = resume;
 	hello->nstreams = n;
@@ -242,7 +237,7 @@ void streams_connected(struct streams *s, const char *peer, const struct relay_p
 		stream_source_link_up(st);
 		for (size_t k = 0; k < hello->nstreams; k++) {
 			if (wire_str_eq(hello->streams[k].stream, st->name))
-				stream_source_resume_at(st, hello->streams[k].lsn, 0);
+				stream_source_resume_at(st, &hello->streams[k], 0);
 		}
 	}
 }
@@ -253,8 +248,10 @@ void streams_disconnected(struct streams *s, const char *peer)
 		struct stream *st = &s->v[i];
 		if (st->sync && strcmp(st->peer, peer) == 0)
 			streamsync_link_down(st->sync);
-		if (st->role == STREAM_ROLE_SINK && strcmp(st->peer, peer) == 0)
+		if (st->role == STREAM_ROLE_SINK && strcmp(st->peer, peer) == 0) {
 			stream_verify_sink_stop(st, "the link to the source's site was lost");
+			stream_sink_link_down(st);
+		}
 		if (st->role != STREAM_ROLE_SOURCE || strcmp(st->peer, peer) != 0)
 			continue;
 		stream_source_link_down(st);
@@ -309,7 +306,10 @@ void streams_frame(struct streams *s, const char *peer, const struct frame *f)
 	switch (f->type) {
 	case FRAME_BATCH:
 		if (relay_proto_read_batch(f->payload, f->payload_len, &batch) != RELAY_PROTO_OK) {
-			log_error("malformed BATCH from \"%s\"", peer);
+			/* whose it was is unknown: every stream from the peer asks again */
+			for (size_t i = 0; i < s->n; i++)
+				if (s->v[i].role == STREAM_ROLE_SINK && strcmp(s->v[i].peer, peer) == 0)
+					stream_sink_ask_again(&s->v[i], "a malformed BATCH arrived");
 			return;
 		}
 		st = streams_find(s, peer, batch.stream, STREAM_ROLE_SINK);
@@ -375,14 +375,16 @@ void streams_frame(struct streams *s, const char *peer, const struct frame *f)
 			log_error("malformed RESUME from \"%s\"", peer);
 			return;
 		}
-		st = streams_find(s, peer, resume.stream, STREAM_ROLE_SOURCE);
+		st = streams_find(s, peer, resume.pos.stream, STREAM_ROLE_SOURCE);
 		if (!st) {
 			log_warning("RESUME from \"%s\" for a stream this site does not send to it", peer);
 			return;
 		}
-		log_info("stream \"%s\": \"%s\" asks to resume at %X/%X", st->name, peer,
-			 (unsigned)(resume.lsn >> 32), (unsigned)resume.lsn);
-		stream_source_resume_at(st, resume.lsn, resume.generation);
+		log_info("stream \"%s\": \"%s\" asks to resume at %X/%X (committed %X/%X)",
+			 st->name, peer, (unsigned)(resume.pos.received_lsn >> 32),
+			 (unsigned)resume.pos.received_lsn, (unsigned)(resume.pos.committed_lsn >> 32),
+			 (unsigned)resume.pos.committed_lsn);
+		stream_source_resume_at(st, &resume.pos, resume.generation);
 		return;
 	default:
 		return;
@@ -429,7 +431,7 @@ void streams_report(const struct streams *s, int64_t now_us,
 			continue;
 		r.sink = st->role == STREAM_ROLE_SINK;
 		if (r.sink) {
-			if (!st->apply || apply_is_stopped(st->apply))
+			if (!st->apply || apply_is_stopped(st->apply) || st->halted)
 				r.state = "error";
 			else if (st->sync && streamsync_in_progress(st->sync))
 				r.state = "syncing";

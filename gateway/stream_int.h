@@ -87,6 +87,9 @@ struct stream {
 	bool have_resume;        /* the sink said where to go on, on this link */
 	uint64_t resume_lsn;
 	uint32_t generation;     /* of the resume being served; stamped on batches */
+	uint32_t send_seq;       /* the next batch's seq in this generation */
+	bool gap;                /* the sink asked for what the spool no longer holds: stopped */
+	bool spool_broken;       /* an fsync failed: the spool is never trusted again */
 	bool sending;            /* the spool cursor serves the current resume */
 	struct event *pump_event; /* send more: token bucket refilled, or kicked */
 	struct event *tick;      /* once a second: schedule, sync-now, warnings */
@@ -118,10 +121,16 @@ struct stream {
 	struct apply *apply;
 	struct codec *dec;
 	bool apply_ready;
-	uint64_t next_lsn;       /* where the source should resume from */
+	uint64_t next_lsn;       /* received: end of the last whole transaction in a batch */
 	uint32_t want_generation; /* batches of other generations are stale */
 	bool in_hello;           /* our last HELLO to the peer named this stream */
 	bool dec_started;        /* the decoder has seen this generation's first batch */
+	/* continuity within a generation: a batch that does not follow is refused */
+	uint64_t asked_lsn;      /* the received position this generation was asked from */
+	uint32_t expect_seq;     /* the next batch's seq */
+	uint64_t expect_prev;    /* the next batch's prev_lsn (from seq 1 on) */
+	unsigned resends;        /* batches asked for again in a row (a halt after a few) */
+	bool halted;             /* stopped on a batch it cannot take; the retry asks again */
 	uint64_t ack_lsn;        /* committed, to ACK */
 	int64_t ack_commit_time;
 	uint64_t ack_sent_lsn;
@@ -162,7 +171,9 @@ void stream_schedule_retry(struct stream *st, unsigned ms);
 bool stream_source_init(struct stream *st, const struct strait_config *cfg, size_t self);
 void stream_source_fini(struct stream *st);
 void stream_source_retry(struct stream *st);
-void stream_source_resume_at(struct stream *st, uint64_t lsn, uint32_t generation);
+struct relay_proto_position;
+void stream_source_resume_at(struct stream *st, const struct relay_proto_position *pos,
+		uint32_t generation);
 void stream_source_ack(struct stream *st, const struct relay_proto_ack *ack);
 void stream_source_link_up(struct stream *st);
 void stream_source_link_down(struct stream *st);
@@ -192,6 +203,12 @@ void stream_sink_retry(struct stream *st);
 void stream_sink_batch(struct stream *st, const struct frame *f);
 void stream_sink_sequences(struct stream *st, const struct relay_proto_sequences *m);
 void stream_sink_send_resume(struct stream *st);
+/* The sink's positions for a HELLO (false: it does not ask in HELLO). */
+bool stream_sink_hello_position(struct stream *st, struct relay_proto_position *pos);
+/* A BATCH from the peer that could not be read: every stream from it asks again. */
+void stream_sink_ask_again(struct stream *st, const char *why);
+/* The link to the source dropped: an unfinished transaction is cut from the queue. */
+void stream_sink_link_down(struct stream *st);
 void stream_sink_status(const struct stream *st, struct json_out *j);
 
 #endif

@@ -7,10 +7,22 @@
  *            slot is told what the durability mode allows — with `spool`,
  *            what is fsynced in the spool (so the primary frees its WAL
  *            while the WAN is down); with `remote`, what the sink ACKed.
- *   sender   spool → link. Serves the sink's resume position (HELLO or
+ *   sender   spool → link. Serves the sink's received position (HELLO or
  *            RESUME) from the spool, compressing with the stream's codec, at
  *            the pace of a token bucket whose rate the schedule sets. Records
- *            leave the spool when the sink ACKs them.
+ *            leave the spool when the sink has committed them: only the
+ *            committed position (ACK, and the one HELLO and RESUME carry)
+ *            releases records or confirms the slot, never the received one.
+ *
+ * Gaps. A sink that asks for a position the spool no longer holds (below its
+ * floor: released, so the slot is past it too) stops the stream with an
+ * error naming both positions; nothing later is sent over the hole. Each
+ * batch carries where it continues from and its place in the generation, so
+ * the sink can check the same.
+ *
+ * Fsync. A failed fsync stops the stream for good: after EIO the kernel may
+ * have dropped the pages, so the spool is not reopened and trusted again in
+ * this process (the slot still holds everything not durably spooled).
  *
  * NOTES
  * Backpressure. At spool_max the reader stops reading (the slot then holds
@@ -45,6 +57,7 @@
 
 #include <event2/event.h>
 
+#include "common/fault.h"
 #include "gateway/clock.h"
 #include "gateway/diskwarn.h"
 #include "gateway/codec.h"
@@ -98,6 +111,7 @@ static void reader_confirm(struct stream *st)
 	if (st->cs->durability == CONFIG_DURABILITY_SPOOL && st->spool)
 		lsn = max_u64(lsn, spool_durable_lsn(st->spool));
 	if (lsn > st->confirmed_lsn && st->source && source_is_ready(st->source)) {
+		(void)fault_hit("source.slot_confirm");
 		source_confirm(st->source, lsn);
 		st->confirmed_lsn = lsn;
 	}
@@ -105,13 +119,20 @@ static void reader_confirm(struct stream *st)
 
 static void reader_fail_spool(struct stream *st, const char *err)
 {
-	log_error("stream \"%s\": spool: %s", st->name, err);
+	st->spool_broken = st->spool_broken || (st->spool && spool_fsync_failed(st->spool));
+	if (st->spool_broken)
+		log_error("stream \"%s\": spool: %s; an fsync failed, so what is spooled cannot be "
+			  "trusted: the stream stops (the slot keeps what was not durably spooled); "
+			  "fix the disk and restart straitd", st->name, err);
+	else
+		log_error("stream \"%s\": spool: %s", st->name, err);
 	snprintf(st->last_error, sizeof(st->last_error), "spool: %s", err);
 	spool_close(st->spool);
 	st->spool = NULL;
 	st->sending = false;
 	/* the source restarts from the slot once the spool reopens */
-	stream_schedule_retry(st, STREAM_RETRY_MAX_MS);
+	if (!st->spool_broken)
+		stream_schedule_retry(st, STREAM_RETRY_MAX_MS);
 }
 
 static void reader_sync_cb(evutil_socket_t fd, short what, void *arg)
@@ -196,8 +217,15 @@ static void reader_try_start(struct stream *st)
 static void reader_ready(void *arg, uint64_t confirmed_lsn)
 {
 	struct stream *st = arg;
+	char err[256];
 
 	st->confirmed_lsn = confirmed_lsn;
+	/* an empty spool continues from where the slot is: nothing before it can be sent */
+	if (st->spool && spool_records(st->spool) == 0 &&
+	    !spool_set_floor(st->spool, confirmed_lsn, err, sizeof(err))) {
+		reader_fail_spool(st, err);
+		return;
+	}
 	if (st->cs->durability == CONFIG_DURABILITY_REMOTE)
 		lag_acked(st->lag, confirmed_lsn, 0);  /* applied at the sink, at least */
 	st->failures = 0;
@@ -274,6 +302,14 @@ static bool reader_open_spool(struct stream *st)
 	if (seg > STREAM_SEGMENT_MAX)
 		seg = STREAM_SEGMENT_MAX;
 	st->spool = spool_open(st->spool_dir, seg, &rec, err, sizeof(err));
+	if (!st->spool && rec.fsync_failed) {
+		st->spool_broken = true;
+		log_error("stream \"%s\": %s; an fsync failed, so what is spooled cannot be trusted: "
+			  "the stream stops (the slot keeps what was not durably spooled); fix the disk "
+			  "and restart straitd", st->name, err);
+		snprintf(st->last_error, sizeof(st->last_error), "spool: %s", err);
+		return false;
+	}
 	if (!st->spool) {
 		log_error("stream \"%s\": %s", st->name, err);
 		snprintf(st->last_error, sizeof(st->last_error), "spool: %s", err);
@@ -295,11 +331,14 @@ static bool reader_open_spool(struct stream *st)
 /* The retry timer: a failed source (or spool) is made anew. */
 void stream_source_retry(struct stream *st)
 {
+	if (st->spool_broken)
+		return;
 	source_free(st->source);
 	st->source = NULL;
 	st->reading = false;
 	if (!st->spool && !reader_open_spool(st)) {
-		stream_schedule_retry(st, STREAM_RETRY_MAX_MS);
+		if (!st->spool_broken)
+			stream_schedule_retry(st, STREAM_RETRY_MAX_MS);
 		return;
 	}
 	reader_make(st);
@@ -333,6 +372,7 @@ void stream_source_retry(struct stream *st)
  * stream; stream_source_fini() frees it.
  */
 struct sender_frame {
+	uint64_t prev_lsn;       /* the end of the last whole transaction before its first record */
 	uint64_t first_lsn;      /* of the first record */
 	uint64_t last_lsn;       /* the last whole transaction's end among the records, 0 if none */
 	bool ends_txn;           /* the last record ends a transaction (only a big one's parts do not) */
@@ -366,11 +406,17 @@ static void sender_kick(struct stream *st)
 		event_add(st->pump_event, &delay);
 }
 
-/* Counts one record into the frame's LSNs and size (its body is copied by the caller, or not). */
-static void sender_frame_note(struct sender_frame *f, const struct spool_meta *meta, size_t len)
+/*
+ * Counts one record into the frame's LSNs and size (its body is copied by the
+ * caller, or not); prev is the spool cursor's prev_lsn before the record was read.
+ */
+static void sender_frame_note(struct sender_frame *f, const struct spool_meta *meta, size_t len,
+		uint64_t prev)
 {
-	if (!f->records)
+	if (!f->records) {
 		f->first_lsn = meta->first_lsn;
+		f->prev_lsn = prev;
+	}
 	if (meta->commit_end_lsn)
 		f->last_lsn = meta->commit_end_lsn;
 	f->ends_txn = meta->commit_end_lsn != 0;
@@ -380,7 +426,7 @@ static void sender_frame_note(struct sender_frame *f, const struct spool_meta *m
 
 /* Appends one record to the packed frame; false (f untouched) when out of memory. */
 static bool sender_frame_add(struct sender_frame *f, const struct spool_meta *meta,
-		const uint8_t *body, size_t len)
+		const uint8_t *body, size_t len, uint64_t prev)
 {
 	if (f->len + len > sender_buf_cap) {
 		size_t cap = sender_buf_cap ? sender_buf_cap : 64u * 1024u;
@@ -394,7 +440,7 @@ static bool sender_frame_add(struct sender_frame *f, const struct spool_meta *me
 		sender_buf_cap = cap;
 	}
 	memcpy(sender_buf + f->len, body, len);
-	sender_frame_note(f, meta, len);
+	sender_frame_note(f, meta, len, prev);
 	return true;
 }
 
@@ -477,7 +523,9 @@ static bool sender_batch(struct stream *st, struct sender_frame *f, const uint8_
 		/* a frame that ends no transaction continues one: no LSNs */
 		.first_lsn = fr.last_lsn && fr.first_lsn <= fr.last_lsn ? fr.first_lsn : 0,
 		.last_lsn = fr.last_lsn,
+		.prev_lsn = fr.prev_lsn,
 		.generation = st->generation,
+		.seq = st->send_seq,
 		.raw_len = (uint32_t)fr.len,
 		.data = wire,
 		.data_len = wire_len,
@@ -492,6 +540,7 @@ static bool sender_batch(struct stream *st, struct sender_frame *f, const uint8_
 	st->bytes_charged += cost;
 	window_sent(st, fr.len, fr.last_lsn);
 	st->window_mid_txn = !fr.ends_txn;
+	st->send_seq++;
 	st->batches_sent++;
 	st->bytes_raw += fr.len;
 	st->bytes_wire += wire_len;
@@ -509,6 +558,7 @@ static int sender_fill(struct stream *st, struct sender_frame *f, size_t *sent, 
 	/* a frame sent on the way may close the window or end the slice: the caller looks again */
 	while (f->len < STREAM_FRAME_RAW && *sent < STREAM_PUMP_SLICE &&
 	       (window_open(st) || st->window_mid_txn)) {
+		uint64_t prev = spool_cursor_prev_lsn(st->spool);
 		struct spool_meta meta;
 		const uint8_t *body;
 		size_t len;
@@ -533,11 +583,11 @@ static int sender_fill(struct stream *st, struct sender_frame *f, size_t *sent, 
 				   (f->last_lsn && !meta.commit_end_lsn)) &&
 		    !sender_batch(st, f, sender_buf, now_us))
 			return -1;
-		if (!sender_frame_add(f, &meta, body, len)) {
+		if (!sender_frame_add(f, &meta, body, len, prev)) {
 			/* no memory to pack: what is packed goes, then this record alone */
 			struct sender_frame one = { 0 };
 
-			sender_frame_note(&one, &meta, len);
+			sender_frame_note(&one, &meta, len, prev);
 			if (!sender_batch(st, f, sender_buf, now_us) ||
 			    !sender_batch(st, &one, body, now_us))
 				return -1;
@@ -595,9 +645,21 @@ static void sender_pump_cb(evutil_socket_t fd, short what, void *arg)
 	sender_pump(arg);
 }
 
-void stream_source_resume_at(struct stream *st, uint64_t lsn, uint32_t generation)
+/* The sink needs what the spool no longer holds: the stream stops, loudly. */
+static void sender_gap(struct stream *st, const char *err)
 {
-	uint64_t snap_lsn;
+	log_error("stream \"%s\": gap: %s; nothing after it is sent to \"%s\". The target "
+		  "misses committed transactions: re-sync the stream (initial sync into an emptied "
+		  "target) to go on", st->name, err, st->peer);
+	snprintf(st->last_error, sizeof(st->last_error), "gap: %s", err);
+	st->gap = true;
+	st->sending = false;
+}
+
+void stream_source_resume_at(struct stream *st, const struct relay_proto_position *pos,
+		uint32_t generation)
+{
+	uint64_t snap_lsn, prev, lsn = pos->received_lsn;
 	char err[256];
 
 	st->sending = false;
@@ -615,15 +677,31 @@ void stream_source_resume_at(struct stream *st, uint64_t lsn, uint32_t generatio
 	st->have_resume = true;
 	st->resume_lsn = lsn;
 	st->generation = generation;
+	st->send_seq = 0;
 	window_reset(st);
-	/* the sink has everything up to where it resumes */
-	stream_source_ack(st, &(struct relay_proto_ack){ .applied_lsn = lsn });
+	/* what the sink holds unapplied counts against the window until it commits it */
+	if (pos->queued_bytes && lsn)
+		window_sent(st, pos->queued_bytes, lsn);
+	/* committed is the only acknowledgement: received is where to send from */
+	stream_source_ack(st, &(struct relay_proto_ack){ .committed_lsn = pos->committed_lsn });
 	reader_try_start(st);
 	if (!st->spool)
 		return;
-	if (!spool_seek(st->spool, lsn, err, sizeof(err))) {
+	switch (spool_seek(st->spool, lsn, &prev, err, sizeof(err))) {
+	case SPOOL_SEEK_OK:
+		break;
+	case SPOOL_SEEK_GAP:
+		sender_gap(st, err);
+		return;
+	case SPOOL_SEEK_ERROR:
 		reader_fail_spool(st, err);
 		return;
+	}
+	if (st->gap) {
+		log_info("stream \"%s\": \"%s\" resumes within the spool again: the gap is gone",
+			 st->name, st->peer);
+		st->gap = false;
+		st->last_error[0] = '\0';
 	}
 	codec_reset(st->enc);
 	st->sending = true;
@@ -632,15 +710,21 @@ void stream_source_resume_at(struct stream *st, uint64_t lsn, uint32_t generatio
 
 void stream_source_ack(struct stream *st, const struct relay_proto_ack *ack)
 {
-	lag_acked(st->lag, ack->applied_lsn, ack->commit_time_us);
-	window_acked(st, ack->applied_lsn);
-	if (ack->applied_lsn <= st->acked_lsn)
+	char err[256];
+
+	lag_acked(st->lag, ack->committed_lsn, ack->commit_time_us);
+	window_acked(st, ack->committed_lsn);
+	if (ack->committed_lsn <= st->acked_lsn)
 		return;
-	st->acked_lsn = ack->applied_lsn;
+	st->acked_lsn = ack->committed_lsn;
 	if (ack->commit_time_us)
 		st->acked_commit_time = ack->commit_time_us;
+	(void)fault_hit("source.ack_received");
 	if (st->spool) {
-		spool_release(st->spool, st->acked_lsn);
+		if (spool_release(st->spool, st->acked_lsn, err, sizeof(err)) < 0) {
+			reader_fail_spool(st, err);
+			return;
+		}
 		if (st->spool_full && spool_bytes(st->spool) < st->spool_max) {
 			st->spool_full = false;
 			log_info("stream \"%s\": the spool has room again (%" PRIu64 " of %" PRIu64
@@ -945,7 +1029,8 @@ bool stream_source_init(struct stream *st, const struct strait_config *cfg, size
 		return true;
 	}
 	if (!reader_open_spool(st)) {
-		stream_schedule_retry(st, STREAM_RETRY_MAX_MS);
+		if (!st->spool_broken)
+			stream_schedule_retry(st, STREAM_RETRY_MAX_MS);
 		return true;
 	}
 	reader_make(st);
@@ -991,7 +1076,8 @@ void stream_source_fini(struct stream *st)
 
 const char *stream_source_state(const struct stream *st)
 {
-	if (!st->spool || (st->last_error[0] && !(st->source && source_is_ready(st->source))))
+	if (!st->spool || st->gap ||
+	    (st->last_error[0] && !(st->source && source_is_ready(st->source))))
 		return "error";
 	if (st->sync && streamsync_in_progress(st->sync))
 		return "syncing";
@@ -1066,6 +1152,7 @@ void stream_source_status(const struct stream *st, struct json_out *j)
 	else
 		json_null(j, "oldest_record_age_seconds");
 	json_lsn(j, "end_lsn", st->spool ? spool_end_lsn(st->spool) : 0);
+	json_lsn(j, "floor_lsn", st->spool ? spool_floor_lsn(st->spool) : 0);
 	json_lsn(j, "durable_lsn", st->spool ? spool_durable_lsn(st->spool) : 0);
 	json_bool(j, "full", st->spool_full);
 	json_string(j, "reason", st->spool_full ? "spool_max reached: reading stopped, the slot holds WAL"

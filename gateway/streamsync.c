@@ -40,6 +40,7 @@
 
 #include <event2/event.h>
 
+#include "common/fault.h"
 #include "gateway/codec.h"
 #include "gateway/frame.h"
 #include "gateway/json.h"
@@ -306,6 +307,7 @@ static bool streamsync_copy_chunk(void *arg, const struct syncplan_table *t, uin
 {
 	struct streamsync *ss = arg;
 
+	(void)fault_hit("source.sync_chunk");
 	if (!streamsync_send(ss, t->schema, strlen(t->schema), t->table, strlen(t->table), lsn, chunk,
 			     last, data, len, true)) {
 		if (ss->broken)
@@ -728,6 +730,7 @@ static void streamsync_sink_data_frame(struct streamsync *ss, const struct frame
 		free(q);
 		return;
 	}
+	(void)fault_hit("sink.sync_chunk");
 	if (m->chunk == 0) {
 		p->job = syncload_begin(ss->load, t->schema, t->table, t->columns, t->ncolumns,
 					ss->plan_lsn);

@@ -27,11 +27,16 @@
  * checked: COMMIT of an aborted transaction reports ROLLBACK).
  *
  * Interrupted transactions. A transaction larger than a batch spans several;
- * when the source is interrupted inside one it sends it again from its
- * Begin, so a Begin may arrive inside a transaction. The partial copy's stretch
- * of the queue is marked dead (never decoded again, also after a rewind); if
- * part of it already went into the open target transaction, the engine closes
- * the connection, rewinds and reconnects at once (apply_interrupted()).
+ * when the link drops inside one, the source sends it again from its Begin.
+ * So before the sink asks to resume it cuts the queue back to the last whole
+ * transaction (apply_drop_partial()): no partial copy stays queued, and a
+ * resume never brings a second copy of what is queued. If part of the cut
+ * transaction already went into the open target transaction, the engine
+ * closes the connection, rewinds and reconnects (ready() follows). A Begin
+ * that still arrives inside a transaction (a source that misbehaves) is
+ * handled the same way: the partial copy's stretch of the queue is marked
+ * dead (never decoded again, also after a rewind) and rolled back if needed
+ * (apply_interrupted()).
  *
  * Exactly once. The origin's progress is read at every connect
  * (pg_replication_origin_session_progress(true)) and reported by ready(); the
@@ -90,6 +95,7 @@
 #include <event2/event.h>
 #include <libpq-fe.h>
 
+#include "common/fault.h"
 #include "gateway/json.h"
 #include "gateway/log.h"
 #include "replicator/apply_sql.h"
@@ -283,6 +289,8 @@ struct apply {
 	struct apply_batch *head;
 	struct apply_batch *tail;
 	uint64_t submitted;          /* stream offset after the last batch */
+	uint64_t whole_off;          /* stream offset after the last Commit submitted */
+	uint64_t whole_lsn;          /* that Commit's end LSN (0: none yet) */
 	struct apply_pos cur;        /* the next record to decode */
 	struct apply_pos done;       /* just after the last committed group */
 	uint64_t done_off;
@@ -365,6 +373,15 @@ bool apply_conflict_parse(const char *name, enum apply_conflict *out)
 		}
 	}
 	return false;
+}
+
+static uint64_t apply_be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
 }
 
 static uint32_t apply_be32(const uint8_t *p)
@@ -904,8 +921,10 @@ static void apply_retire(struct apply *a)
 		a->totals.truncated += done.counts.truncated;
 		for (int k = 0; k < CONFLICT_KINDS; k++)
 			a->totals.conflicts[k] += done.counts.conflicts[k];
-		if (done.nreal)
+		if (done.nreal) {
 			a->target_txns++;
+			(void)fault_hit("sink.target_committed");
+		}
 		any = true;
 		while (a->acks.count) {
 			struct apply_ack ack = *(struct apply_ack *)apply_ring_at(&a->acks, 0);
@@ -1506,6 +1525,8 @@ static enum apply_step apply_begin(struct apply *a, const struct pgoutput_msg *m
 		if (a->waiting_check)
 			return STEP_WAIT;
 	}
+	if (!(m->begin.final_lsn < a->skip_before))
+		(void)fault_hit("sink.before_apply");
 	a->in_txn = true;
 	a->txn_sent = false;
 	a->txn_start = pos;
@@ -2202,7 +2223,8 @@ oom:
 bool apply_submit(struct apply *a, const uint8_t *body, size_t len)
 {
 	struct apply_batch *b;
-	size_t off = 0;
+	size_t off = 0, whole = 0;
+	uint64_t whole_lsn = 0;
 
 	/* Never trust a length: every record must end inside the body. */
 	while (off < len) {
@@ -2218,6 +2240,11 @@ bool apply_submit(struct apply *a, const uint8_t *body, size_t len)
 			log_error("stream \"%s\": batch of %zu bytes has a record of %" PRIu32
 				" bytes at byte %zu that runs past its end", a->stream, len, n, off);
 			return false;
+		}
+		/* a Commit ('C', flags, commit LSN, end LSN, time) ends a whole transaction */
+		if (n >= 26 && body[off + 4] == 'C') {
+			whole = off + 4 + (size_t)n;
+			whole_lsn = apply_be64(body + off + 4 + 10);
 		}
 		off += 4 + (size_t)n;
 	}
@@ -2238,6 +2265,10 @@ bool apply_submit(struct apply *a, const uint8_t *body, size_t len)
 	else
 		a->head = b;
 	a->tail = b;
+	if (whole) {
+		a->whole_off = a->submitted + whole;
+		a->whole_lsn = whole_lsn;
+	}
 	a->submitted += len;
 	a->idle_notified = false;
 	if (a->state == APPLY_RUNNING)
@@ -2248,6 +2279,71 @@ bool apply_submit(struct apply *a, const uint8_t *body, size_t len)
 size_t apply_pending_bytes(const struct apply *a)
 {
 	return (size_t)(a->submitted - a->done_off);
+}
+
+uint64_t apply_received_lsn(const struct apply *a)
+{
+	uint64_t lsn = a->applied_lsn > a->resume_lsn ? a->applied_lsn : a->resume_lsn;
+
+	return a->whole_lsn > lsn ? a->whole_lsn : lsn;
+}
+
+/* p moved back to the cut when it is past it (in a batch after the cut one). */
+static void apply_pos_clamp(struct apply_pos *p, struct apply_batch *cut_b, uint64_t cut)
+{
+	if (p->b && p->b->base + p->off >= cut && p->b != cut_b) {
+		p->b = cut_b;
+		p->off = cut_b ? cut_b->len : 0;
+	}
+}
+
+bool apply_drop_partial(struct apply *a)
+{
+	uint64_t cut = a->whole_off, cur = apply_pos_offset(a, &a->cur);
+	struct apply_batch *b, *keep = NULL;
+	bool rewind;
+
+	if (a->submitted == cut)
+		return false;
+	/* part of the cut transaction was decoded: roll it back and decode again up to the cut */
+	rewind = cur > cut || (a->in_txn && a->txn_start >= cut);
+	if (rewind)
+		apply_rewind(a);
+	for (b = a->head; b && b->base < cut; b = b->next)
+		keep = b;
+	if (keep && keep->base + keep->len > cut)
+		keep->len = (size_t)(cut - keep->base);
+	apply_pos_clamp(&a->cur, keep, cut);
+	apply_pos_clamp(&a->done, keep, cut);
+	b = keep ? keep->next : a->head;
+	if (keep)
+		keep->next = NULL;
+	else
+		a->head = NULL;
+	a->tail = keep;
+	while (b) {
+		struct apply_batch *next = b->next;
+
+		free(b);
+		b = next;
+	}
+	if (!a->head) {
+		a->cur = a->done = (struct apply_pos){ NULL, 0 };
+	}
+	for (size_t i = 0; i < a->ndead; ) {
+		if (a->dead[i].start >= cut)
+			a->dead[i] = a->dead[--a->ndead];
+		else
+			i++;
+	}
+	log_info("stream \"%s\": dropped %" PRIu64 " bytes of an unfinished source transaction%s",
+		a->stream, a->submitted - cut, rewind ? "; rolling back what was applied of it" : "");
+	a->submitted = cut;
+	if (!rewind)
+		return false;
+	apply_set_state(a, APPLY_CONNECTING, "rolled back an unfinished source transaction");
+	apply_kick(a);
+	return true;
 }
 
 bool apply_resume(struct apply *a)

@@ -100,6 +100,21 @@ bool apply_submit(struct apply *a, const uint8_t *body, size_t len) APPLY_MUSTCH
 /* Bytes submitted but not yet committed on the target (backpressure). */
 size_t apply_pending_bytes(const struct apply *a);
 
+/*
+ * The end LSN of the last whole source transaction the engine holds,
+ * committed or queued (at least the origin's position): where the source
+ * may resume sending.
+ */
+uint64_t apply_received_lsn(const struct apply *a);
+
+/*
+ * Drops what was submitted after the last whole transaction (the part of one
+ * that the source will send again from its Begin). True when part of it had
+ * gone into the open target transaction: the engine then rolls back,
+ * reconnects and calls ready() again (nothing committed is lost).
+ */
+bool apply_drop_partial(struct apply *a);
+
 /* Reconnects a stopped engine. False (and nothing happens) when not stopped. */
 bool apply_resume(struct apply *a);
 

@@ -55,6 +55,8 @@ payload_readers(const uint8_t *p, size_t len)
 {
 	struct relay_proto_hello hello;
 	struct relay_proto_resume res[MAX_LIST];
+	struct relay_proto_position pos[MAX_LIST];
+	struct relay_proto_resume_req resume;
 	struct relay_proto_ack ack;
 	struct relay_proto_heartbeat hb;
 	struct relay_proto_batch batch;
@@ -70,14 +72,22 @@ payload_readers(const uint8_t *p, size_t len)
 
 	wire_writer_init_heap(&w, FRAME_MAX_PAYLOAD);
 
-	if (relay_proto_read_hello(p, len, &hello, res, MAX_LIST) == RELAY_PROTO_OK) {
+	if (relay_proto_read_hello(p, len, &hello, pos, MAX_LIST) == RELAY_PROTO_OK) {
 		check_str(hello.cluster, p, len);
 		check_str(hello.site, p, len);
 		CHECK(hello.nstreams <= MAX_LIST);
-		for (size_t i = 0; i < hello.nstreams; i++)
-			check_str(res[i].stream, p, len);
+		for (size_t i = 0; i < hello.nstreams; i++) {
+			check_str(pos[i].stream, p, len);
+			CHECK(pos[i].received_lsn == 0 || pos[i].committed_lsn <= pos[i].received_lsn);
+		}
 		wire_writer_reset(&w);
 		CHECK(relay_proto_write_hello(&w, &hello));
+		check_same(&w, p, len);
+	}
+	if (relay_proto_read_resume(p, len, &resume) == RELAY_PROTO_OK) {
+		check_str(resume.pos.stream, p, len);
+		wire_writer_reset(&w);
+		CHECK(relay_proto_write_resume(&w, &resume));
 		check_same(&w, p, len);
 	}
 	if (relay_proto_read_ack(p, len, &ack) == RELAY_PROTO_OK) {
@@ -97,6 +107,7 @@ payload_readers(const uint8_t *p, size_t len)
 		check_str(batch.stream, p, len);
 		check_inside(batch.data, batch.data_len, p, len);
 		CHECK(batch.first_lsn <= batch.last_lsn);
+		CHECK(batch.last_lsn == 0 || batch.prev_lsn <= batch.last_lsn);
 		wire_writer_reset(&w);
 		CHECK(relay_proto_write_batch(&w, &batch));
 		check_same(&w, p, len);

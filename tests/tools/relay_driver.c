@@ -87,7 +87,7 @@ struct driver {
 	struct relay *relay;
 	struct driver_peer peers[DRIVER_MAX_PEERS];
 	size_t npeers;
-	struct relay_proto_resume resume[DRIVER_MAX_RESUME];
+	struct relay_proto_position resume[DRIVER_MAX_RESUME];
 	size_t nresume;
 	uint8_t role;
 	char line[DRIVER_LINE_MAX];
@@ -145,8 +145,8 @@ static void driver_connected(void *arg, const char *peer, uint64_t epoch,
 		(unsigned)hello->version);
 	for (size_t i = 0; i < hello->nstreams; i++)
 		printf("%s%.*s:%X/%X", i ? "," : "", (int)hello->streams[i].stream.len,
-			hello->streams[i].stream.ptr, (unsigned)(hello->streams[i].lsn >> 32),
-			(unsigned)hello->streams[i].lsn);
+			hello->streams[i].stream.ptr, (unsigned)(hello->streams[i].received_lsn >> 32),
+			(unsigned)hello->streams[i].received_lsn);
 	printf("\n");
 }
 
@@ -443,7 +443,7 @@ int main(int argc, char **argv)
 			}
 			*eq = '\0';
 			d.resume[d.nresume].stream = relay_proto_str(optarg);
-			d.resume[d.nresume].lsn = strtoull(eq + 1, NULL, 0);
+			d.resume[d.nresume].received_lsn = strtoull(eq + 1, NULL, 0);
 			d.nresume++;
 			break;
 		}

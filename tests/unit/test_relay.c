@@ -119,12 +119,12 @@ static int side_of(const char *peer)
 
 static void cb_hello(void *arg, const char *peer, struct relay_proto_hello *hello)
 {
-	static struct relay_proto_resume resume[1];
+	static struct relay_proto_position resume[1];
 
 	(void)arg;
 	if (strcmp(peer, "cloud") == 0) {       /* onprem's HELLO to cloud */
 		resume[0].stream = relay_proto_str("app");
-		resume[0].lsn = 0x16B3A28;
+		resume[0].received_lsn = 0x16B3A28;
 		hello->streams = resume;
 		hello->nstreams = 1;
 	}
@@ -149,7 +149,7 @@ static void cb_connected(void *arg, const char *peer, uint64_t epoch,
 	if (hello->nstreams > 0) {
 		snprintf(p->hello_stream0[i], sizeof(p->hello_stream0[i]), "%.*s",
 			(int)hello->streams[0].stream.len, hello->streams[0].stream.ptr);
-		p->hello_lsn0[i] = hello->streams[0].lsn;
+		p->hello_lsn0[i] = hello->streams[0].received_lsn;
 	}
 }
 

@@ -40,16 +40,16 @@ static void
 test_hello(void **state)
 {
 	struct wire_writer w;
-	struct relay_proto_resume res[3] = {
-		{ S("orders"), UINT64_C(0x16B3748) },
-		{ S("inventory"), 0 },
-		{ S("s"), UINT64_MAX },
+	struct relay_proto_position res[3] = {
+		{ S("orders"), UINT64_C(0x16B3748), UINT64_C(0x16B3000), 4096 },
+		{ S("inventory"), 0, 0, 0 },
+		{ S("s"), UINT64_MAX, UINT64_MAX, UINT64_MAX },
 	};
 	struct relay_proto_hello h = {
 		RELAY_PROTO_VERSION, S("prod"), S("onprem"), res, 3,
 	};
 	struct relay_proto_hello out;
-	struct relay_proto_resume got[3];
+	struct relay_proto_position got[3];
 	const uint8_t *p;
 	size_t len, at;
 
@@ -65,9 +65,11 @@ test_hello(void **state)
 	assert_int_equal(out.nstreams, 3);
 	assert_ptr_equal(out.streams, got);
 	assert_true(str_is(got[0].stream, "orders"));
-	assert_true(got[0].lsn == UINT64_C(0x16B3748));
+	assert_true(got[0].received_lsn == UINT64_C(0x16B3748));
+	assert_true(got[0].committed_lsn == UINT64_C(0x16B3000));
+	assert_true(got[0].queued_bytes == 4096);
 	assert_true(str_is(got[1].stream, "inventory"));
-	assert_true(got[2].lsn == UINT64_MAX);
+	assert_true(got[2].received_lsn == UINT64_MAX && got[2].committed_lsn == UINT64_MAX);
 
 	/* A caller array too small. */
 	assert_int_equal(relay_proto_read_hello(p, len, &out, got, 2),
@@ -100,6 +102,22 @@ test_hello(void **state)
 		RELAY_PROTO_OK);
 	assert_int_equal(out.nstreams, 0);
 
+	/* Committed past received: refused by the writer and the reader. */
+	h.streams = res;
+	h.nstreams = 1;
+	res[0].committed_lsn = res[0].received_lsn + 1;
+	wire_writer_reset(&w);
+	assert_false(relay_proto_write_hello(&w, &h));
+	res[0].committed_lsn = UINT64_C(0x16B3000);
+	wire_writer_reset(&w);
+	assert_true(relay_proto_write_hello(&w, &h));
+	/* the entry's committed field: 8 bytes from the end */
+	w.data[w.len - 16 + 7] = 0xFF;
+	w.data[w.len - 16 + 6] = 0xFF;
+	assert_int_equal(relay_proto_read_hello(w.data, w.len, &out, got, 3), RELAY_PROTO_ERR_VALUE);
+	h.nstreams = 0;
+	h.streams = NULL;
+
 	/* Writers refuse empty names and missing arrays. */
 	h.site = S("");
 	wire_writer_reset(&w);
@@ -115,7 +133,7 @@ static void
 test_hello_hostile(void **state)
 {
 	struct relay_proto_hello out;
-	struct relay_proto_resume got[4];
+	struct relay_proto_position got[4];
 	/* version 1, cluster "c", site "s", 65535 streams but no bytes for them. */
 	static const uint8_t huge[] = { 0, 1, 0, 1, 'c', 0, 1, 's', 0xFF, 0xFF };
 	/* cluster with a NUL inside */
@@ -125,7 +143,7 @@ test_hello_hostile(void **state)
 	/* an empty stream name */
 	static const uint8_t empty_stream[] = {
 		0, 1, 0, 1, 'c', 0, 1, 's', 0, 1,
-		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 	};
 
 	(void)state;
@@ -161,7 +179,7 @@ test_ack_bytes(void **state)
 	assert_memory_equal(buf, want, sizeof(want));
 	assert_int_equal(relay_proto_read_ack(buf, w.len, &out), RELAY_PROTO_OK);
 	assert_true(str_is(out.stream, "db"));
-	assert_true(out.applied_lsn == a.applied_lsn);
+	assert_true(out.committed_lsn == a.committed_lsn);
 	assert_true(out.commit_time_us == -1);
 	for (size_t cut = 0; cut < w.len; cut++)
 		assert_int_equal(relay_proto_read_ack(buf, cut, &out),
@@ -220,16 +238,32 @@ test_heartbeat(void **state)
 static void
 test_resume(void **state)
 {
-	struct relay_proto_resume_req m = { S("orders"), 0x1234567890ull, 42 }, out;
+	struct relay_proto_resume_req m = {
+		{ S("orders"), 0x1234567890ull, 0x1234500000ull, 1u << 20 }, 42,
+	}, out;
 	struct wire_writer w;
 
 	(void)state;
 	wire_writer_init_heap(&w, 1 << 16);
 	assert_true(relay_proto_write_resume(&w, &m));
 	assert_int_equal(relay_proto_read_resume(w.data, w.len, &out), RELAY_PROTO_OK);
-	assert_true(str_is(out.stream, "orders"));
-	assert_true(out.lsn == 0x1234567890ull);
+	assert_true(str_is(out.pos.stream, "orders"));
+	assert_true(out.pos.received_lsn == 0x1234567890ull);
+	assert_true(out.pos.committed_lsn == 0x1234500000ull);
+	assert_true(out.pos.queued_bytes == 1u << 20);
 	assert_int_equal(out.generation, 42);
+	/* received 0 (the sink has nothing, or asks for an initial sync) takes any committed */
+	m.pos.received_lsn = 0;
+	wire_writer_reset(&w);
+	assert_true(relay_proto_write_resume(&w, &m));
+	assert_int_equal(relay_proto_read_resume(w.data, w.len, &out), RELAY_PROTO_OK);
+	/* otherwise committed never passes received */
+	m.pos.received_lsn = m.pos.committed_lsn - 1;
+	wire_writer_reset(&w);
+	assert_false(relay_proto_write_resume(&w, &m));
+	m.pos.received_lsn = 0x1234567890ull;
+	wire_writer_reset(&w);
+	assert_true(relay_proto_write_resume(&w, &m));
 	for (size_t cut = 0; cut < w.len; cut++)
 		assert_int_not_equal(relay_proto_read_resume(w.data, cut, &out), RELAY_PROTO_OK);
 	assert_true(wire_put_u8(&w, 0));
@@ -242,7 +276,7 @@ test_batch(void **state)
 {
 	struct wire_writer w;
 	struct relay_proto_batch b = {
-		S("orders"), 100, 200, 7, 5, (const uint8_t *)"\x01\x02\x03", 3,
+		S("orders"), 100, 200, 90, 7, 3, 5, (const uint8_t *)"\x01\x02\x03", 3,
 	};
 	struct relay_proto_batch out;
 	const uint8_t *p;
@@ -256,8 +290,9 @@ test_batch(void **state)
 	p = through_frame(&w, FRAME_BATCH, at, &len);
 	assert_int_equal(relay_proto_read_batch(p, len, &out), RELAY_PROTO_OK);
 	assert_true(str_is(out.stream, "orders"));
-	assert_true(out.first_lsn == 100 && out.last_lsn == 200);
+	assert_true(out.first_lsn == 100 && out.last_lsn == 200 && out.prev_lsn == 90);
 	assert_int_equal(out.generation, 7);
+	assert_int_equal(out.seq, 3);
 	assert_int_equal(out.raw_len, 5);
 	assert_int_equal(out.data_len, 3);
 	assert_memory_equal(out.data, "\x01\x02\x03", 3);
@@ -303,6 +338,23 @@ test_batch(void **state)
 	wire_store_u64(w.data + 2 + 6, 201);
 	assert_int_equal(relay_proto_read_batch(w.data, w.len, &out),
 		RELAY_PROTO_ERR_VALUE);
+	/* A batch cannot continue from past its own end. */
+	b.prev_lsn = 201;
+	wire_writer_reset(&w);
+	assert_false(relay_proto_write_batch(&w, &b));
+	b.prev_lsn = 90;
+	wire_writer_reset(&w);
+	assert_true(relay_proto_write_batch(&w, &b));
+	wire_store_u64(w.data + 2 + 6 + 16, 201);
+	assert_int_equal(relay_proto_read_batch(w.data, w.len, &out),
+		RELAY_PROTO_ERR_VALUE);
+	/* ... unless it ends no transaction (a middle part of a big one) */
+	b.first_lsn = b.last_lsn = 0;
+	b.prev_lsn = 500;
+	wire_writer_reset(&w);
+	assert_true(relay_proto_write_batch(&w, &b));
+	assert_int_equal(relay_proto_read_batch(w.data, w.len, &out), RELAY_PROTO_OK);
+	assert_true(out.prev_lsn == 500);
 	b.stream = S("");
 	wire_writer_reset(&w);
 	assert_false(relay_proto_write_batch_head(&w, &b));
