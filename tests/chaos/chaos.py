@@ -1,10 +1,15 @@
 #!/usr/bin/python3
-"""Chaos test: a ledger workload on the primary while a seeded random
-schedule of faults strikes (kill -9 of either straitd, the veth under the
-tunnel down and up, the target and the source PostgreSQL restarted fast or
-immediately, wireguard-go killed, the stream held by rate 0 and released).
-After each round the target must converge to exactly the source: every
-ledger id once, the same balances, the same sorted table contents.
+"""Chaos test: a ledger workload on the primary (one-row transactions, and
+every few seconds one of thousands of rows with wide values that spans
+several batches) while a seeded random schedule of faults strikes (kill -9
+of either straitd, the veth under the tunnel down and up, the target and the
+source PostgreSQL restarted fast or immediately, wireguard-go killed, the
+stream held by rate 0 and released, the target's apply blocked by a lock or
+slowed by a trigger, both daemons restarted while the sink holds a backlog
+it cannot apply, and now and then one large transaction sent at a limited
+rate with both ends restarted inside it). After each round the target must
+converge to exactly the source: every ledger id once, the same balances,
+the same sorted table contents.
 
     make chaos [CHAOS_ROUNDS=20] [CHAOS_SEED=N]
 
@@ -37,7 +42,8 @@ from faults import ChaosFailure  # noqa: E402
 from ledger import ACCOUNTS, INITIAL_BALANCE, Ledger, create_schema  # noqa: E402
 
 SANITIZER_PATTERNS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
-TABLES = ("ledger", "accounts")
+TABLES = ("ledger", "accounts")       # compared as sorted dumps
+DIGEST_TABLES = ("bulk",)             # large: compared by a digest computed in PostgreSQL
 
 
 def log(msg):
@@ -49,8 +55,11 @@ class World:
 
     names = ("onprem", "cloud")
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, large_rows=faults.LARGE_ROWS):
         self.workdir = workdir
+        self.large_rows = large_rows      # rows of a large transaction fault; 0: none
+        self.bulk_rows = 0                # rows the large transactions committed
+        self.ledger = None                # the load, which some faults pause
         self.net = None
         self.src = self.dst = None
         self.daemons = {}
@@ -172,7 +181,13 @@ def run_faults(planned, t0):
 
 def fingerprint(pg):
     return pg.sql("SELECT (SELECT count(*) FROM ledger), (SELECT coalesce(sum(id), 0) FROM ledger), "
-                  "(SELECT array_agg(balance ORDER BY id) FROM accounts)")[0]
+                  "(SELECT array_agg(balance ORDER BY id) FROM accounts), "
+                  "(SELECT count(*) FROM bulk), (SELECT coalesce(sum(id), 0) FROM bulk)")[0]
+
+
+def table_digest(pg, table):
+    return pg.sql(f"SELECT count(*), md5(coalesce(string_agg(t::text, ',' ORDER BY id), '')) "
+                  f"FROM {table} t")[0]
 
 
 def wait_converged(world, timeout):
@@ -183,13 +198,15 @@ def wait_converged(world, timeout):
     def same():
         if fingerprint(world.src) != fingerprint(world.dst):
             return False
-        return all(table_dump(world.src, t) == table_dump(world.dst, t) for t in TABLES)
+        return (all(table_dump(world.src, t) == table_dump(world.dst, t) for t in TABLES) and
+                all(table_digest(world.src, t) == table_digest(world.dst, t)
+                    for t in DIGEST_TABLES))
     try:
         wait_until(same, timeout, interval=0.25, what="the target to equal the source")
     except TimeoutError:
         src, dst = fingerprint(world.src), fingerprint(world.dst)
         raise ChaosFailure(f"no convergence within {timeout:.0f}s: source (rows, sum of ids, "
-                           f"balances) {src}, target {dst}")
+                           f"balances, bulk rows, sum of their ids) {src}, target {dst}")
     return time.monotonic() - t0
 
 
@@ -227,6 +244,10 @@ def check_ledger(world, ledger):
                      (INITIAL_BALANCE, INITIAL_BALANCE))
         if bad:
             raise ChaosFailure(f"balances on the {where} disagree with its ledger: {bad[:5]}")
+        bulk = pg.sql("SELECT count(*), count(DISTINCT id) FROM bulk")[0]
+        if bulk != (world.bulk_rows, world.bulk_rows):
+            raise ChaosFailure(f"bulk on the {where} has {bulk[0]} rows ({bulk[1]} ids), the "
+                               f"large transactions committed {world.bulk_rows}")
     return len(src_ids), found, lost
 
 
@@ -292,7 +313,8 @@ def run_round(world, ledger, seed, rnd, span, timeout):
     check_logs(world)
     log(f"round {rnd}: converged in {took:.2f}s after the load stopped ({since_heal:.2f}s "
         f"after the last heal, {load_s:.1f}s of load); "
-        f"{rows} ledger rows, {found}+{lost} unknown commits (happened+did not), "
+        f"{rows} ledger rows ({ledger.big_rows} in {ledger.big_txns} multi-batch transactions), "
+        f"{found}+{lost} unknown commits (happened+did not), "
         f"{ledger.errors} writer errors so far")
     return took, since_heal
 
@@ -305,6 +327,8 @@ def main(argv=None):
                     help="faults start within this many seconds of a round's start")
     ap.add_argument("--converge-timeout", type=float, default=180.0)
     ap.add_argument("--workdir", default=None, help="where configs and logs go")
+    ap.add_argument("--large-rows", type=int, default=faults.LARGE_ROWS,
+                    help="rows of the large transaction fault (0: never drawn)")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         log("chaos: needs root (network namespaces, tunnels)")
@@ -313,7 +337,7 @@ def main(argv=None):
     log(f"chaos: seed {seed}, {args.rounds} rounds, straitd {harness.STRAITD}")
     workdir = args.workdir or tempfile.mkdtemp(prefix="strait-chaos-")
     os.makedirs(workdir, exist_ok=True)
-    world = World(workdir)
+    world = World(workdir, large_rows=args.large_rows)
 
     def on_term(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
@@ -323,7 +347,7 @@ def main(argv=None):
     rnd = 0
     try:
         world.setup()
-        ledger = Ledger(world.src, seed=seed)
+        ledger = world.ledger = Ledger(world.src, seed=seed)
         for rnd in range(1, args.rounds + 1):
             times.append(run_round(world, ledger, seed, rnd, args.span, args.converge_timeout))
         # a clean exit, and what the sanitizers say at exit (leaks)
