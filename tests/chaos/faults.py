@@ -425,8 +425,9 @@ class LargeTransactionRestarts(Fault):
             self.check_loop()
             sp = stream_status(source, "source")["spool"]
             sent.append(f"{(sp['bytes'] - sp['unsent_bytes']) / 1e6:.0f}")
-            self.detail = (f"{spooled.get('bytes', 0) / 1e6:.0f} MB raw, restarts after "
-                           f"{'/'.join(sent)} MB of a pass")
+            size = (f"{spooled['bytes'] / 1e6:.0f} MB raw" if "bytes" in spooled
+                    else "not yet whole in the spool")
+            self.detail = f"{size}, restarts after {'/'.join(sent)} MB of a pass"
             w.daemons[victim].kill()
             w.start_daemon(victim)
             if victim == "onprem":
