@@ -35,7 +35,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
-#include "gateway/log.h"
+#include "common/log.h"
 
 struct control_server {
 	struct event_base *base;

@@ -6,7 +6,7 @@
 
 #include <string.h>
 
-#include "gateway/crc32c.h"
+#include "common/crc32c.h"
 
 /* Offsets of the header fields. */
 #define OFF_MAGIC    0

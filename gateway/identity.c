@@ -1,6 +1,6 @@
 /*
  * identity.c — works out this host's site (see identity.h). The key file is
- * held to the private key rule (gateway/keyfile.h) before it is read: mode
+ * held to the private key rule (common/keyfile.h) before it is read: mode
  * 0600 or 0400, owned by straitd's user or root.
  */
 #include "gateway/identity.h"
@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
-#include "gateway/keyfile.h"
+#include "common/keyfile.h"
 #include "tunnel/wgkey.h"
 
 int identity_resolve(const struct strait_config *cfg, const char *site_flag,

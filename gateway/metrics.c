@@ -32,8 +32,8 @@
 #include <event2/keyvalq_struct.h>
 
 #include "config/config.h"
-#include "gateway/json.h"
-#include "gateway/log.h"
+#include "common/json.h"
+#include "common/log.h"
 
 /* --------------------------------------------------------------- writer */
 

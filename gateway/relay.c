@@ -72,7 +72,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "gateway/log.h"
+#include "common/log.h"
 #include "gateway/tls.h"
 
 #define RELAY_ADDR_LEN    64       /* "[ipv6]:port" */

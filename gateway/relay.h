@@ -69,7 +69,7 @@
 
 #include "config/config.h"
 #include "gateway/frame.h"
-#include "gateway/json.h"
+#include "common/json.h"
 #include "gateway/relay_proto.h"
 #include "gateway/wire.h"
 

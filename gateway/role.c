@@ -22,7 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "gateway/log.h"
+#include "common/log.h"
 
 #define ROLE_FORMAT_VERSION 1
 

@@ -11,7 +11,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "gateway/log.h"
+#include "common/log.h"
 
 void sdnotify_send(const char *state)
 {

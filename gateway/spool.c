@@ -81,7 +81,7 @@
 #include <unistd.h>
 
 #include "common/fault.h"
-#include "gateway/crc32c.h"
+#include "common/crc32c.h"
 
 /* Segment header: magic, u32 format version, u32 reserved (0). */
 #define SEG_MAGIC      "STRAITSP"

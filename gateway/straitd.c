@@ -10,7 +10,7 @@
 #include "common/fault.h"
 #include "config/config.h"
 #include "gateway/daemon.h"
-#include "gateway/log.h"
+#include "common/log.h"
 
 static void straitd_usage(FILE *out)
 {

@@ -31,9 +31,9 @@
 
 #include "common/fault.h"
 #include "gateway/codec.h"
-#include "gateway/json.h"
+#include "common/json.h"
 #include "gateway/lag.h"
-#include "gateway/log.h"
+#include "common/log.h"
 #include "gateway/relay.h"
 #include "gateway/relay_proto.h"
 #include "gateway/stream_int.h"

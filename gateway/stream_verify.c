@@ -25,7 +25,7 @@
 
 #include <event2/event.h>
 
-#include "gateway/log.h"
+#include "common/log.h"
 #include "gateway/relay.h"
 #include "gateway/relay_proto.h"
 #include "gateway/spool.h"

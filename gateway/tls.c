@@ -11,7 +11,7 @@
  * Session tickets are turned off: each side dials once per link and never
  * resumes, so tickets would only cost bytes and keep key material around.
  *
- * The key file must pass the private key rule (gateway/keyfile.h) and is read
+ * The key file must pass the private key rule (common/keyfile.h) and is read
  * from the descriptor that was checked, at start and at every reload.
  */
 #include "gateway/tls.h"
@@ -24,8 +24,8 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
-#include "gateway/keyfile.h"
-#include "gateway/log.h"
+#include "common/keyfile.h"
+#include "common/log.h"
 
 #define TLS_EXPIRY_WARN_DAYS 30
 

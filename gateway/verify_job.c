@@ -17,8 +17,8 @@
 #include <event2/event.h>
 #include <libpq-fe.h>
 
-#include "gateway/json.h"
-#include "gateway/log.h"
+#include "common/json.h"
+#include "common/log.h"
 #include "gateway/relay_proto.h"
 #include "gateway/stream.h"
 #include "replicator/apply_sql.h"

@@ -15,8 +15,8 @@
 
 #include "config/config.h"
 #include "gateway/control.h"
-#include "gateway/json.h"
-#include "gateway/log.h"
+#include "common/json.h"
+#include "common/log.h"
 #include "gateway/stream.h"
 #include "gateway/verify_job.h"
 

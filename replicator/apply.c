@@ -96,8 +96,8 @@
 #include <libpq-fe.h>
 
 #include "common/fault.h"
-#include "gateway/json.h"
-#include "gateway/log.h"
+#include "common/json.h"
+#include "common/log.h"
 #include "replicator/apply_sql.h"
 #include "replicator/pgoutput.h"
 #include "replicator/relmap.h"

@@ -26,7 +26,7 @@
 #include <event2/event.h>
 #include <libpq-fe.h>
 
-#include "gateway/log.h"
+#include "common/log.h"
 #include "replicator/pgasync.h"
 
 #define FENCE_DEFAULT_TIMEOUT_MS 30000u

@@ -20,7 +20,7 @@
 
 #include <event2/event.h>
 
-#include "gateway/log.h"
+#include "common/log.h"
 
 struct pgasync {
 	struct event_base *base;

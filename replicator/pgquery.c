@@ -10,7 +10,7 @@
 
 #include <event2/event.h>
 
-#include "gateway/log.h"
+#include "common/log.h"
 
 enum pgquery_state {
 	PGQUERY_IDLE,            /* no connection */

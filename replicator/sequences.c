@@ -11,8 +11,8 @@
 
 #include <event2/event.h>
 
-#include "gateway/json.h"
-#include "gateway/log.h"
+#include "common/json.h"
+#include "common/log.h"
 #include "replicator/pgquery.h"
 
 struct seq_list {

@@ -22,7 +22,7 @@
 #include <libpq-fe.h>
 
 #include "gateway/diskwarn.h"
-#include "gateway/log.h"
+#include "common/log.h"
 #include "replicator/pgasync.h"
 
 enum slotwatch_state {

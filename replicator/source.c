@@ -40,8 +40,8 @@
 #include <event2/event.h>
 #include <libpq-fe.h>
 
-#include "gateway/json.h"
-#include "gateway/log.h"
+#include "common/json.h"
+#include "common/log.h"
 #include "replicator/pgoutput.h"
 
 #define SOURCE_FEEDBACK_INTERVAL_MS 10000

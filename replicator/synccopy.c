@@ -41,8 +41,8 @@
 #include <event2/event.h>
 #include <libpq-fe.h>
 
-#include "gateway/json.h"
-#include "gateway/log.h"
+#include "common/json.h"
+#include "common/log.h"
 #include "replicator/pgasync.h"
 
 #define SYNCCOPY_BURST 16u

@@ -56,7 +56,7 @@
 
 #include <libpq-fe.h>
 
-#include "gateway/json.h"
+#include "common/json.h"
 
 #define VERIFY_MUSTCHECK __attribute__((warn_unused_result))
 

@@ -43,8 +43,8 @@
 #include <event2/util.h>
 
 #include "config/config.h"
-#include "gateway/json.h"
-#include "gateway/log.h"
+#include "common/json.h"
+#include "common/log.h"
 #include "tunnel/peers.h"
 #include "tunnel/rtnl.h"
 #include "tunnel/uapi.h"

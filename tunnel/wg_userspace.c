@@ -18,8 +18,8 @@
 #include <event2/event.h>
 #include <linux/close_range.h>
 
-#include "gateway/json.h"
-#include "gateway/log.h"
+#include "common/json.h"
+#include "common/log.h"
 #include "tunnel/uapi.h"
 
 #define WG_USERSPACE_DEFAULT "wireguard-go"

@@ -33,7 +33,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "gateway/crc32c.h"
+#include "common/crc32c.h"
 #include "gateway/spool.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -17,7 +17,7 @@
 
 #include <event2/event.h>
 
-#include "gateway/log.h"
+#include "common/log.h"
 #include "replicator/fence.h"
 
 struct driver {

@@ -21,7 +21,7 @@
 
 #include <event2/event.h>
 
-#include "gateway/log.h"
+#include "common/log.h"
 #include "replicator/lostxacts.h"
 
 #define DRIVER_MAX_BATCHES 16

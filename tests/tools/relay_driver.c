@@ -47,9 +47,9 @@
 #include <event2/event.h>
 
 #include "config/config.h"
-#include "gateway/crc32c.h"
-#include "gateway/json.h"
-#include "gateway/log.h"
+#include "common/crc32c.h"
+#include "common/json.h"
+#include "common/log.h"
 #include "gateway/relay.h"
 #include "gateway/relay_proto.h"
 

@@ -25,8 +25,8 @@
 #include <event2/event.h>
 
 #include "gateway/diskwarn.h"
-#include "gateway/json.h"
-#include "gateway/log.h"
+#include "common/json.h"
+#include "common/log.h"
 #include "replicator/slotwatch.h"
 
 struct driver {

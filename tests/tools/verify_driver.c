@@ -19,7 +19,7 @@
 
 #include <libpq-fe.h>
 
-#include "gateway/json.h"
+#include "common/json.h"
 #include "replicator/verify.h"
 
 #define DRIVER_MAX_KEYS 16

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "gateway/crc32c.h"
+#include "common/crc32c.h"
 #include "gateway/frame.h"
 
 static const enum frame_type all_types[] = {

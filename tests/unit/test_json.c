@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/json.h"
+#include "common/json.h"
 
 static void emit_status(struct json_out *j)
 {

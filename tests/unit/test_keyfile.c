@@ -1,5 +1,5 @@
 /*
- * test_keyfile.c — the private key file rule (gateway/keyfile.h): modes 0600
+ * test_keyfile.c — the private key file rule (common/keyfile.h): modes 0600
  * and 0400 pass; any group or other bit, a directory, a missing file and
  * (when run as root) a file of another user are refused with the file named;
  * tls_context_new() applies the rule to tls.key.
@@ -19,8 +19,8 @@
 
 #include <openssl/ssl.h>
 
-#include "gateway/keyfile.h"
-#include "gateway/log.h"
+#include "common/keyfile.h"
+#include "common/log.h"
 #include "gateway/tls.h"
 #include "tests/unit/tls_data.h"
 

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/json.h"
+#include "common/json.h"
 #include "gateway/metrics.h"
 
 static void test_metrics_groups_families_in_declared_order(void **state)

@@ -24,7 +24,7 @@
 #include <event2/event.h>
 
 #include "config/config.h"
-#include "gateway/log.h"
+#include "common/log.h"
 #include "gateway/relay.h"
 #include "tests/unit/tls_data.h"
 

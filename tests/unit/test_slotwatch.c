@@ -19,7 +19,7 @@
 
 #include <event2/event.h>
 
-#include "gateway/log.h"
+#include "common/log.h"
 #include "replicator/slotwatch.h"
 
 static void test_parse_lsn(void **state)

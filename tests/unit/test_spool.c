@@ -27,7 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "gateway/crc32c.h"
+#include "common/crc32c.h"
 #include "gateway/spool.h"
 
 #define SEG_HDR 16

@@ -18,7 +18,7 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 
-#include "gateway/log.h"
+#include "common/log.h"
 #include "gateway/tls.h"
 #include "tests/unit/tls_data.h"
 

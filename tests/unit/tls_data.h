@@ -1,6 +1,6 @@
 /*
  * tls_data.h — the TLS test data (tests/unit/data/tls) as straitd may use
- * it: git checks files out 0644, but the private key rule (gateway/keyfile.h)
+ * it: git checks files out 0644, but the private key rule (common/keyfile.h)
  * refuses a key that group or others can read. tls_data_private_copy()
  * copies every file of the directory to a fresh temporary directory, the keys
  * (*.key) with mode 0600, points dir at the copy and removes it at exit.

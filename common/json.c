@@ -1,7 +1,7 @@
 /*
  * json.c — status output as JSON or as an indented outline (see json.h).
  */
-#include "gateway/json.h"
+#include "common/json.h"
 
 #include <inttypes.h>
 #include <math.h>

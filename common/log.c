@@ -1,7 +1,7 @@
 /*
  * log.c — leveled logging to stderr (see log.h).
  */
-#include "gateway/log.h"
+#include "common/log.h"
 
 #include <stdio.h>
 #include <stdlib.h>

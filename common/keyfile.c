@@ -1,7 +1,7 @@
 /*
  * keyfile.c — the private key file rule (see keyfile.h).
  */
-#include "gateway/keyfile.h"
+#include "common/keyfile.h"
 
 #include <errno.h>
 #include <fcntl.h>

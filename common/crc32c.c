@@ -8,7 +8,7 @@
  * use, under pthread_once. Input words are assembled from bytes, so the code
  * is independent of the host's byte order and of alignment.
  */
-#include "gateway/crc32c.h"
+#include "common/crc32c.h"
 
 #include <pthread.h>
 #include <string.h>
