@@ -3,11 +3,9 @@
  */
 #include "gateway/diskwarn.h"
 
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/statvfs.h>
 
 /* part >= pct % of whole, exactly (no overflow, no rounding) */
 static bool pct_at_least(uint64_t part, uint64_t whole, unsigned pct)
@@ -177,7 +175,7 @@ void diskwarn_slot(const struct slot_sample *s, const char *slot_name, struct di
 
 /* ---------------------------------------------------------------- spool */
 
-void diskwarn_spool_judge(const struct diskwarn_space *disk, const char *state_dir,
+void diskwarn_spool_judge(const struct disk_space *disk, const char *state_dir,
 		uint64_t spool_bytes, uint64_t spool_max, struct diskwarn_list *out)
 {
 	char f[32], z[32], g[32], m[32];
@@ -200,28 +198,12 @@ void diskwarn_spool_judge(const struct diskwarn_space *disk, const char *state_d
 	}
 }
 
-bool diskwarn_space(const char *path, struct diskwarn_space *out, char *err, size_t errlen)
-{
-	struct statvfs st;
-	uint64_t used;
-
-	if (statvfs(path, &st) < 0) {
-		snprintf(err, errlen, "could not measure the disk of \"%s\": %s", path, strerror(errno));
-		return false;
-	}
-	/* as df(1): used + available to unprivileged users is 100 % */
-	used = (uint64_t)(st.f_blocks - st.f_bfree) * st.f_frsize;
-	out->free = (uint64_t)st.f_bavail * st.f_frsize;
-	out->size = used + out->free;
-	return true;
-}
-
 bool diskwarn_spool(const char *state_dir, uint64_t spool_bytes, uint64_t spool_max,
 		struct diskwarn_list *out, char *err, size_t errlen)
 {
-	struct diskwarn_space disk;
+	struct disk_space disk;
 
-	if (!diskwarn_space(state_dir, &disk, err, errlen))
+	if (!disk_space_measure(state_dir, &disk, err, errlen))
 		return false;
 	diskwarn_spool_judge(&disk, state_dir, spool_bytes, spool_max, out);
 	return true;

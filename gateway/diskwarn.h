@@ -8,7 +8,7 @@
  * that WAL lies on pg_wal's disk (a full pg_wal stops the whole source
  * server), and strait's own spool grows in state_dir. The judging
  * functions are pure — figures in, warnings out — so every threshold is
- * unit-tested with made-up numbers; diskwarn_space() is the one statvfs().
+ * unit-tested with made-up numbers; the measuring is common/diskspace.h's.
  *
  * THRESHOLDS AND WHY THEY ARE EARLY ENOUGH
  *
@@ -58,6 +58,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/diskspace.h"
 #include "replicator/slotwatch.h"
 
 enum diskwarn_level {
@@ -80,12 +81,6 @@ struct diskwarn_list {
 	struct diskwarn w[DISKWARN_MAX];     /* beyond DISKWARN_MAX, warnings are dropped */
 };
 
-/* A disk's room, in bytes (see "Free" above). */
-struct diskwarn_space {
-	uint64_t free;
-	uint64_t size;
-};
-
 /* Thresholds, in percent. */
 #define DISKWARN_KEEP_WARN_PCT 50u
 #define DISKWARN_KEEP_CRIT_PCT 80u
@@ -94,9 +89,6 @@ struct diskwarn_space {
 #define DISKWARN_WAL_FREE_CRIT_PCT 10u
 #define DISKWARN_SPOOL_FREE_WARN_PCT 10u
 #define DISKWARN_SPOOL_FREE_CRIT_PCT 5u
-
-/* statvfs() of path; false with the reason in err. */
-bool diskwarn_space(const char *path, struct diskwarn_space *out, char *err, size_t errlen);
 
 /*
  * Appends the warnings for one slot sample (slot_keep_size,
@@ -110,10 +102,10 @@ void diskwarn_slot(const struct slot_sample *s, const char *slot_name, struct di
  * no cap, so only the free-space rules apply), on a disk with the room in disk. Several streams sharing
  * state_dir: pass their sums. state_dir only names the disk in the text.
  */
-void diskwarn_spool_judge(const struct diskwarn_space *disk, const char *state_dir,
+void diskwarn_spool_judge(const struct disk_space *disk, const char *state_dir,
 		uint64_t spool_bytes, uint64_t spool_max, struct diskwarn_list *out);
 
-/* diskwarn_space(state_dir) and diskwarn_spool_judge(); false (nothing appended) when statvfs failed. */
+/* disk_space_measure(state_dir) and diskwarn_spool_judge(); false (nothing appended) when statvfs failed. */
 bool diskwarn_spool(const char *state_dir, uint64_t spool_bytes, uint64_t spool_max,
 		struct diskwarn_list *out, char *err, size_t errlen);
 

@@ -21,7 +21,7 @@
 #include <event2/event.h>
 #include <libpq-fe.h>
 
-#include "gateway/diskwarn.h"
+#include "common/diskspace.h"
 #include "common/log.h"
 #include "replicator/pgasync.h"
 
@@ -175,7 +175,7 @@ static void slotwatch_disk_note(struct slotwatch *w, const char *note)
 /* statvfs() of DATA_DIR/pg_wal, else DATA_DIR (pg_wal is 0700 to the server's user). */
 static void slotwatch_measure_disk(struct slotwatch *w, struct slot_sample *s, const char *datadir)
 {
-	struct diskwarn_space space;
+	struct disk_space space;
 	char err[512];
 	int n;
 
@@ -194,9 +194,9 @@ static void slotwatch_measure_disk(struct slotwatch *w, struct slot_sample *s, c
 		slotwatch_disk_note(w, "data_directory is too long");
 		return;
 	}
-	if (!diskwarn_space(s->wal_disk_path, &space, err, sizeof(err))) {
+	if (!disk_space_measure(s->wal_disk_path, &space, err, sizeof(err))) {
 		snprintf(s->wal_disk_path, sizeof(s->wal_disk_path), "%s", datadir);
-		if (!diskwarn_space(s->wal_disk_path, &space, err, sizeof(err))) {
+		if (!disk_space_measure(s->wal_disk_path, &space, err, sizeof(err))) {
 			s->wal_disk_path[0] = '\0';
 			slotwatch_disk_note(w, err);
 			return;

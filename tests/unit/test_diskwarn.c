@@ -339,7 +339,7 @@ static void test_wal_disk_free_below_ten_percent(void **state)
 static struct diskwarn_list spool(uint64_t avail, uint64_t size, uint64_t bytes, uint64_t max)
 {
 	struct diskwarn_list l = { 0 };
-	struct diskwarn_space disk = { .free = avail, .size = size };
+	struct disk_space disk = { .free = avail, .size = size };
 
 	diskwarn_spool_judge(&disk, "/var/lib/strait", bytes, max, &l);
 	return l;
@@ -403,11 +403,11 @@ static void test_spool_cap_would_not_save_the_disk(void **state)
 static void test_spool_measures_a_real_disk(void **state)
 {
 	struct diskwarn_list l = { 0 };
-	struct diskwarn_space disk;
+	struct disk_space disk;
 	char err[256];
 
 	(void)state;
-	assert_true(diskwarn_space("/", &disk, err, sizeof(err)));
+	assert_true(disk_space_measure("/", &disk, err, sizeof(err)));
 	assert_true(disk.size > 0);
 	assert_true(disk.free <= disk.size);
 	/* a cap far beyond any disk: the spool_cap warning must come */
@@ -427,7 +427,7 @@ static void test_spool_measures_a_real_disk(void **state)
 static void test_list_levels_and_bound(void **state)
 {
 	struct diskwarn_list l = { 0 };
-	struct diskwarn_space disk = { .free = 0, .size = 100 };
+	struct disk_space disk = { .free = 0, .size = 100 };
 
 	(void)state;
 	assert_int_equal(diskwarn_worst(&l), DISKWARN_NONE);
