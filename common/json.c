@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/lsn.h"
+
 void json_init(struct json_out *j)
 {
 	memset(j, 0, sizeof(*j));
@@ -234,10 +236,9 @@ void json_null(struct json_out *j, const char *key)
 
 void json_lsn(struct json_out *j, const char *key, uint64_t lsn)
 {
-	char text[24];
+	char text[LSN_BUF];
 
-	snprintf(text, sizeof(text), "%X/%X", (unsigned)(lsn >> 32), (unsigned)lsn);
-	json_string(j, key, text);
+	json_string(j, key, lsn_format(text, lsn));
 }
 
 char *json_finish(struct json_out *j, size_t *len)

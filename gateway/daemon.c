@@ -29,6 +29,7 @@
 
 #include <event2/event.h>
 
+#include "common/lsn.h"
 #include "config/config.h"
 #include "gateway/clock.h"
 #include "gateway/control.h"
@@ -110,11 +111,6 @@ static bool daemon_make_state_dir(const char *dir)
 static const char *daemon_site_role(const struct daemon *d)
 {
 	return role_name(role_current(d->role));
-}
-
-static void daemon_lsn_text(uint64_t lsn, char *buf, size_t len)
-{
-	snprintf(buf, len, "%X/%X", (unsigned)(lsn >> 32), (unsigned)lsn);
 }
 
 static struct daemon_peer *daemon_find_peer(const struct daemon *d, const char *name)
@@ -234,7 +230,7 @@ static void daemon_lag_json(const struct daemon_rows *rows, struct json_out *j)
 		json_string(j, "state", r->state);
 		json_uint(j, "lag_bytes", r->lag_bytes);
 		json_double(j, "lag_seconds", r->lag_seconds);
-		daemon_lsn_text(r->applied_lsn, lsn, sizeof(lsn));
+		lsn_format(lsn, r->applied_lsn);
 		json_string(j, "applied_lsn", lsn);
 		json_object_end(j);
 	}
@@ -588,7 +584,7 @@ static void daemon_cmd_lag(struct control_request *req, int argc, char **argv, v
 	for (size_t i = 0; i < rows.n; i++) {
 		const struct stream_report *r = &rows.v[i].r;
 
-		daemon_lsn_text(r->applied_lsn, lsn, sizeof(lsn));
+		lsn_format(lsn, r->applied_lsn);
 		fprintf(out, "%-*s  %-6s  %-*s  %-*s  %15" PRIu64 "  %11.1f  %s\n", w_name, r->name,
 			r->sink ? "sink" : "source", w_peer, r->peer, w_state, r->state, r->lag_bytes,
 			r->lag_seconds, lsn);

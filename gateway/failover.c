@@ -37,6 +37,7 @@
 
 #include <event2/event.h>
 
+#include "common/lsn.h"
 #include "config/config.h"
 #include "gateway/control.h"
 #include "gateway/frame.h"
@@ -950,11 +951,9 @@ static int fo_site_index(const struct failover *f, const char *name)
 
 static void fo_slot_result(struct failover *f, const PGresult *res)
 {
-	const char *text;
-	unsigned hi, lo;
+	uint64_t lsn;
 
-	if (PQntuples(res) != 1 || PQnfields(res) < 2 ||
-	    sscanf((text = PQgetvalue(res, 0, 1)), "%X/%X", &hi, &lo) != 2) {
+	if (PQntuples(res) != 1 || PQnfields(res) < 2 || !lsn_parse(PQgetvalue(res, 0, 1), &lsn)) {
 		fo_fail(f, "could not read the created slot's LSN");
 		return;
 	}
@@ -964,8 +963,8 @@ static void fo_slot_result(struct failover *f, const PGresult *res)
 
 		/* the first column is the stream's name */
 		snprintf(s->stream, sizeof(s->stream), "%s", name);
-		s->lsn = (uint64_t)hi << 32 | lo;
-		fo_step(f, "stream %s starts at %X/%X on site %s", s->stream, hi, lo,
+		s->lsn = lsn;
+		fo_step(f, "stream %s starts at " LSN_FMT " on site %s", s->stream, LSN_ARGS(lsn),
 			f->cfg->sites[f->self].name);
 	}
 }
@@ -1192,13 +1191,10 @@ static void fo_fail(struct failover *f, const char *why)
 
 static void fo_mark_result(struct failover *f, const PGresult *res)
 {
-	unsigned hi, lo;
-
-	if (PQntuples(res) != 1 || sscanf(PQgetvalue(res, 0, 0), "%X/%X", &hi, &lo) != 2) {
+	if (PQntuples(res) != 1 || !lsn_parse(PQgetvalue(res, 0, 0), &f->drain_lsn)) {
 		fo_fail(f, "could not read the WAL position");
 		return;
 	}
-	f->drain_lsn = (uint64_t)hi << 32 | lo;
 }
 
 static void fo_switch_promote_timeout(struct failover *f)
@@ -1237,8 +1233,8 @@ static void fo_switch_drain_poll(struct failover *f)
 		return;
 	}
 	if (s && streams_drained(s, f->peer, f->drain_lsn)) {
-		fo_step(f, "drained: site %s applied everything up to %X/%X (lag 0)", f->peer,
-			(unsigned)(f->drain_lsn >> 32), (unsigned)f->drain_lsn);
+		fo_step(f, "drained: site %s applied everything up to " LSN_FMT " (lag 0)", f->peer,
+			LSN_ARGS(f->drain_lsn));
 		fo_switch_send_promote(f);
 		return;
 	}
@@ -1326,8 +1322,7 @@ static void fo_switch_acked(struct failover *f, const struct relay_proto_promote
 		}
 		source_slot_name(name, slot, sizeof(slot));
 		slotlit = fo_quote(slot, '\'');
-		snprintf(lsn, sizeof(lsn), "%X/%X", (unsigned)(ack->streams[i].lsn >> 32),
-			 (unsigned)ack->streams[i].lsn);
+		lsn_format(lsn, ack->streams[i].lsn);
 		snprintf(what, sizeof(what), "origin %s set to %s (stream %s resumes there)", slot, lsn,
 			 name);
 		if (!slotlit ||
@@ -2049,9 +2044,8 @@ static void fo_rejoin_next_stream(struct failover *f)
 		source_slot_name(cs->name, slot, sizeof(slot));
 		opt.slot = slot;
 		opt.after_lsn = ap ? ap->lsn : 0;
-		fo_step(f, "stream %s: site %s applied this site's transactions up to %X/%X; reading "
-			"slot %s for the ones after", cs->name, f->peer, (unsigned)(opt.after_lsn >> 32),
-			(unsigned)opt.after_lsn, slot);
+		fo_step(f, "stream %s: site %s applied this site's transactions up to " LSN_FMT "; reading "
+			"slot %s for the ones after", cs->name, f->peer, LSN_ARGS(opt.after_lsn), slot);
 		f->lx = lostxacts_new(&opt);
 		if (f->lx && !lostxacts_add_note(f->lx, "committed on site %s, never applied on site %s "
 						  "(primary since epoch %" PRIu64 ")",
@@ -2136,12 +2130,9 @@ static void fo_info_result(void *arg, const PGresult *res, const char *err)
 	if (err || !res || role_current(f->role) != ROLE_PRIMARY)
 		return;
 	for (int i = 0; i < PQntuples(res) && m.nstreams < FO_MAX_STREAMS; i++) {
-		unsigned hi, lo;
-
-		if (sscanf(PQgetvalue(res, i, 1), "%X/%X", &hi, &lo) != 2)
+		if (!lsn_parse(PQgetvalue(res, i, 1), &streams[m.nstreams].lsn))
 			continue;
 		streams[m.nstreams].stream = relay_proto_str(PQgetvalue(res, i, 0));
-		streams[m.nstreams].lsn = (uint64_t)hi << 32 | lo;
 		m.nstreams++;
 	}
 	wire_writer_init(&w, buf, sizeof(buf));

@@ -82,6 +82,7 @@
 
 #include "common/fault.h"
 #include "common/crc32c.h"
+#include "common/lsn.h"
 
 /* Segment header: magic, u32 format version, u32 reserved (0). */
 #define SEG_MAGIC      "STRAITSP"
@@ -1367,9 +1368,9 @@ spool_set_floor(struct spool *sp, uint64_t lsn, char *err, size_t errlen)
 		return true;
 	records = spool_records(sp);
 	if (records > 0) {
-		set_err(err, errlen, "cannot raise the floor of spool \"%s\" to %" PRIX32 "/%" PRIX32
-			": it holds %" PRIu64 " record%s", sp->dir, (uint32_t)(lsn >> 32),
-			(uint32_t)lsn, records, records == 1 ? "" : "s");
+		set_err(err, errlen, "cannot raise the floor of spool \"%s\" to " LSN_FMT
+			": it holds %" PRIu64 " record%s", sp->dir, LSN_ARGS(lsn), records,
+			records == 1 ? "" : "s");
 		return false;
 	}
 	if (!write_floor(sp, lsn, err, errlen))
@@ -1477,10 +1478,9 @@ spool_seek(struct spool *sp, uint64_t resume_lsn, uint64_t *prev_lsn, char *err,
 	uint64_t seq, off, prev;
 
 	if (resume_lsn != 0 && resume_lsn < sp->floor) {
-		set_err(err, errlen, "cannot resume after %" PRIX32 "/%" PRIX32 ": the spool's floor is %"
-			PRIX32 "/%" PRIX32 ", the transactions that end in between were released",
-			(uint32_t)(resume_lsn >> 32), (uint32_t)resume_lsn,
-			(uint32_t)(sp->floor >> 32), (uint32_t)sp->floor);
+		set_err(err, errlen, "cannot resume after " LSN_FMT ": the spool's floor is "
+			LSN_FMT ", the transactions that end in between were released",
+			LSN_ARGS(resume_lsn), LSN_ARGS(sp->floor));
 		return SPOOL_SEEK_GAP;
 	}
 	/* 0: the sink has nothing, served from the oldest record the floor does not cover */

@@ -12,6 +12,7 @@
 
 #include <event2/event.h>
 
+#include "common/lsn.h"
 #include "config/config.h"
 #include "gateway/clock.h"
 #include "gateway/failover.h"
@@ -380,10 +381,8 @@ void streams_frame(struct streams *s, const char *peer, const struct frame *f)
 			log_warning("RESUME from \"%s\" for a stream this site does not send to it", peer);
 			return;
 		}
-		log_info("stream \"%s\": \"%s\" asks to resume at %X/%X (committed %X/%X)",
-			 st->name, peer, (unsigned)(resume.pos.received_lsn >> 32),
-			 (unsigned)resume.pos.received_lsn, (unsigned)(resume.pos.committed_lsn >> 32),
-			 (unsigned)resume.pos.committed_lsn);
+		log_info("stream \"%s\": \"%s\" asks to resume at " LSN_FMT " (committed " LSN_FMT ")",
+			 st->name, peer, LSN_ARGS(resume.pos.received_lsn), LSN_ARGS(resume.pos.committed_lsn));
 		stream_source_resume_at(st, &resume.pos, resume.generation);
 		return;
 	default:

@@ -30,6 +30,7 @@
 #include <event2/event.h>
 
 #include "common/fault.h"
+#include "common/lsn.h"
 #include "gateway/codec.h"
 #include "common/json.h"
 #include "gateway/lag.h"
@@ -171,10 +172,9 @@ void stream_sink_send_resume(struct stream *st)
 	resume.generation = st->want_generation;
 	wire_writer_reset(&st->owner->out);
 	if (relay_proto_write_resume(&st->owner->out, &resume) && stream_send(st, FRAME_RESUME, 0))
-		log_info("stream \"%s\": asked \"%s\" to resume at %X/%X (committed %X/%X, "
+		log_info("stream \"%s\": asked \"%s\" to resume at " LSN_FMT " (committed " LSN_FMT ", "
 			 "%" PRIu64 " bytes queued)%s", st->name, st->peer,
-			 (unsigned)(resume.pos.received_lsn >> 32), (unsigned)resume.pos.received_lsn,
-			 (unsigned)(resume.pos.committed_lsn >> 32), (unsigned)resume.pos.committed_lsn,
+			 LSN_ARGS(resume.pos.received_lsn), LSN_ARGS(resume.pos.committed_lsn),
 			 resume.pos.queued_bytes,
 			 st->sync && resume.pos.received_lsn == 0 ? " (initial sync)" : "");
 }
@@ -280,9 +280,8 @@ static bool sink_follows(const struct stream *st, const struct relay_proto_batch
 		return false;
 	}
 	if (b->seq > 0 && b->prev_lsn != st->expect_prev) {
-		snprintf(why, whylen, "batch %u continues from %X/%X, but the one before ended at "
-			 "%X/%X", b->seq, (unsigned)(b->prev_lsn >> 32), (unsigned)b->prev_lsn,
-			 (unsigned)(st->expect_prev >> 32), (unsigned)st->expect_prev);
+		snprintf(why, whylen, "batch %u continues from " LSN_FMT ", but the one before ended at "
+			 LSN_FMT, b->seq, LSN_ARGS(b->prev_lsn), LSN_ARGS(st->expect_prev));
 		return false;
 	}
 	return true;
@@ -311,9 +310,8 @@ void stream_sink_batch(struct stream *st, const struct frame *f)
 		 * The source has nothing between what was asked for and where it
 		 * sends from (asked 0: the sink has nothing, any start will do).
 		 */
-		snprintf(why, sizeof(why), "gap: asked \"%s\" to resume after %X/%X but its first "
-			 "batch continues from %X/%X", st->peer, (unsigned)(st->asked_lsn >> 32),
-			 (unsigned)st->asked_lsn, (unsigned)(b.prev_lsn >> 32), (unsigned)b.prev_lsn);
+		snprintf(why, sizeof(why), "gap: asked \"%s\" to resume after " LSN_FMT " but its first "
+			 "batch continues from " LSN_FMT, st->peer, LSN_ARGS(st->asked_lsn), LSN_ARGS(b.prev_lsn));
 		sink_halt(st, why);
 		return;
 	}

@@ -58,6 +58,7 @@
 #include <event2/event.h>
 
 #include "common/fault.h"
+#include "common/lsn.h"
 #include "gateway/clock.h"
 #include "gateway/diskwarn.h"
 #include "gateway/codec.h"
@@ -170,8 +171,9 @@ static bool reader_batch(void *arg, const uint8_t *body, size_t len,
 		return false;
 	/* a sink may resume at any record: each carries the Relation messages it uses */
 	if (!relcache_complete(st->relcache, body, len, &rec, &rec_len))
-		log_warning("stream \"%s\": a batch at %X/%X is not a sequence of messages; spooled as it is",
-			    st->name, (unsigned)(info->first_lsn >> 32), (unsigned)info->first_lsn);
+		log_warning("stream \"%s\": a batch at " LSN_FMT " is not a sequence of messages; "
+			    "spooled as it is",
+			    st->name, LSN_ARGS(info->first_lsn));
 	if (!spool_append(st->spool, &meta, rec, rec_len, err, sizeof(err))) {
 		reader_fail_spool(st, err);
 		return false;
@@ -321,9 +323,8 @@ static bool reader_open_spool(struct stream *st)
 			    rec.torn ? "torn or corrupt: " : "an unfinished transaction",
 			    rec.torn ? rec.detail : "");
 	if (rec.records)
-		log_info("stream \"%s\": spool holds %" PRIu64 " records (%" PRIu64 " bytes) up to %X/%X",
-			 st->name, rec.records, rec.bytes, (unsigned)(spool_end_lsn(st->spool) >> 32),
-			 (unsigned)spool_end_lsn(st->spool));
+		log_info("stream \"%s\": spool holds %" PRIu64 " records (%" PRIu64 " bytes) up to " LSN_FMT,
+			 st->name, rec.records, rec.bytes, LSN_ARGS(spool_end_lsn(st->spool)));
 	st->spool_full = spool_bytes(st->spool) >= st->spool_max;
 	return true;
 }

@@ -26,6 +26,7 @@
 #include <event2/event.h>
 
 #include "common/log.h"
+#include "common/lsn.h"
 #include "gateway/relay.h"
 #include "gateway/relay_proto.h"
 #include "gateway/spool.h"
@@ -214,8 +215,8 @@ static void sv_input(void *arg)
 		apply_hold_release(v->st->apply);
 		v->state = SV_READY;
 		v->since = time(NULL);
-		log_info("stream \"%s\": verify %" PRIu64 ": target snapshot taken at %X/%X", v->st->name,
-			 v->job, (unsigned)(v->lsn >> 32), (unsigned)v->lsn);
+		log_info("stream \"%s\": verify %" PRIu64 ": target snapshot taken at " LSN_FMT, v->st->name,
+			 v->job, LSN_ARGS(v->lsn));
 		sv_send(v->st, v->job, RELAY_VERIFY_READY, true, 0, v->st->ack_lsn, 0, "");
 		return;
 	}
@@ -274,8 +275,8 @@ static void sv_hold(struct stream *st, const struct relay_proto_verify *m)
 	if (!v->poll || !(v->pg = pgasync_new(st->owner->base, st->sink_conninfo, keys, values, what, &cb, v)))
 		goto oom;
 	event_add(v->poll, &(struct timeval){ 0, VERIFY_POLL_MS * 1000 });
-	log_info("stream \"%s\": verify %" PRIu64 ": holding apply at %X/%X for a snapshot", st->name,
-		 m->job, (unsigned)(m->lsn >> 32), (unsigned)m->lsn);
+	log_info("stream \"%s\": verify %" PRIu64 ": holding apply at " LSN_FMT " for a snapshot",
+		 st->name, m->job, LSN_ARGS(m->lsn));
 	return;
 oom:
 	if (st->verify)

@@ -41,6 +41,7 @@
 #include <event2/event.h>
 
 #include "common/fault.h"
+#include "common/lsn.h"
 #include "gateway/codec.h"
 #include "gateway/frame.h"
 #include "common/json.h"
@@ -192,11 +193,6 @@ static void streamsync_retry_in(struct streamsync *ss, unsigned ms)
 static bool streamsync_is_plan(struct wire_str schema, struct wire_str table)
 {
 	return wire_str_eq(schema, SYNCPLAN_SCHEMA) && wire_str_eq(table, SYNCPLAN_TABLE);
-}
-
-static void streamsync_lsn_text(uint64_t lsn, char *out, size_t outlen)
-{
-	snprintf(out, outlen, "%X/%X", (unsigned)(lsn >> 32), (unsigned)lsn);
 }
 
 /*
@@ -525,7 +521,7 @@ static void streamsync_check_complete(struct streamsync *ss)
 			start = e->value;
 	}
 	ss->finished_ms = streamsync_now_ms();
-	streamsync_lsn_text(start, lsn, sizeof(lsn));
+	lsn_format(lsn, start);
 	log_notice("stream \"%s\": initial sync loaded: %zu tables (%zu in this round), %" PRIu64
 		   " rows, %" PRIu64 " bytes (%" PRIu64 " on the link) in %.1f s; streaming from %s",
 		   ss->stream, ss->plan.n, ss->tables_loaded, ss->rows_loaded, ss->bytes_raw,
@@ -580,7 +576,7 @@ static void streamsync_accept_plan(struct streamsync *ss, struct syncplan *plan)
 	{
 		char lsn[32];
 
-		streamsync_lsn_text(ss->plan_lsn, lsn, sizeof(lsn));
+		lsn_format(lsn, ss->plan_lsn);
 		log_notice("stream \"%s\": initial sync round %u: %zu tables, %zu to copy, snapshot at %s",
 			   ss->stream, ++ss->rounds, ss->plan.n, ss->plan.n - ss->tables_satisfied, lsn);
 	}
@@ -764,7 +760,7 @@ static void streamsync_load_state(void *arg, const struct syncload_loaded *table
 	}
 	ss->done_lsn = done_lsn;
 	if (done_lsn) {
-		streamsync_lsn_text(done_lsn, lsn, sizeof(lsn));
+		lsn_format(lsn, done_lsn);
 		log_info("stream \"%s\": initial sync done before (%zu tables), streaming from %s at the "
 			 "earliest", ss->stream, n, lsn);
 		streamsync_set_state(ss, SS_SINK_DONE, "recorded on the target");
@@ -1129,14 +1125,14 @@ void streamsync_status_json(const struct streamsync *ss, struct json_out *j)
 			synccopy_status_json(ss->copy, j);
 	} else {
 		json_uint(j, "bytes", ss->bytes_raw);
-		streamsync_lsn_text(ss->plan_lsn, lsn, sizeof(lsn));
+		lsn_format(lsn, ss->plan_lsn);
 		json_string(j, "snapshot_lsn", ss->plan_lsn ? lsn : NULL);
 		json_uint(j, "tables_total", ss->plan.n);
 		json_uint(j, "tables_done", ss->tables_satisfied);
 		json_uint(j, "tables_loaded_this_round", ss->tables_loaded);
 		json_uint(j, "tables_recorded", ss->done.n);
 		json_uint(j, "rows", ss->rows_loaded);
-		streamsync_lsn_text(ss->done_lsn, lsn, sizeof(lsn));
+		lsn_format(lsn, ss->done_lsn);
 		json_string(j, "streaming_from", ss->done_lsn ? lsn : NULL);
 		json_bool(j, "filter_active", syncfilter_active(ss->filter));
 		json_uint(j, "changes_skipped", syncfilter_dropped(ss->filter));

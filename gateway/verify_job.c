@@ -19,6 +19,7 @@
 
 #include "common/json.h"
 #include "common/log.h"
+#include "common/lsn.h"
 #include "gateway/relay_proto.h"
 #include "gateway/stream.h"
 #include "replicator/apply_sql.h"
@@ -409,7 +410,6 @@ static bool vj_meet(struct verify_job *j, PGconn *locker, PGconn *snap, const st
 	struct relay_proto_verify hold = { .op = RELAY_VERIFY_HOLD, .ok = 1, .text = relay_proto_str("") };
 	struct vj_call arm = { .kind = VJ_CALL_ARM, .stream = j->cur_stream };
 	struct vj_frame *f;
-	unsigned hi, lo;
 	bool locked;
 
 	/* one round trip each for the lock and the snapshot: writers wait while it is held */
@@ -435,13 +435,12 @@ static bool vj_meet(struct verify_job *j, PGconn *locker, PGconn *snap, const st
 	if (!vj_exec(snap, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
 		     "SELECT pg_catalog.pg_current_wal_insert_lsn()::text", PGRES_TUPLES_OK, &res, err,
 		     errlen) ||
-	    sscanf(PQgetvalue(res, 0, 0), "%X/%X", &hi, &lo) != 2) {
+	    !lsn_parse(PQgetvalue(res, 0, 0), lsn)) {
 		PQclear(res);
 		vj_exec(locker, "ROLLBACK", PGRES_COMMAND_OK, NULL, NULL, 0);
 		return false;
 	}
 	PQclear(res);
-	*lsn = (uint64_t)hi << 32 | lo;
 	pthread_mutex_lock(&j->mu);
 	j->job_id = ++vj_next_id ^ ((uint64_t)time(NULL) << 24);
 	pthread_mutex_unlock(&j->mu);
@@ -576,7 +575,7 @@ static void vj_stream(struct verify_job *j, const char *name, struct verify_job_
 	if (!vj_meet_again(&m, err, sizeof(err)))
 		goto done;
 	out->lsn = m.lsn;
-	fprintf(j->text_f, " at %X/%X\n", (unsigned)(out->lsn >> 32), (unsigned)out->lsn);
+	fprintf(j->text_f, " at " LSN_FMT "\n", LSN_ARGS(out->lsn));
 	json_lsn(&j->json, "lsn", out->lsn);
 	json_array_begin(&j->json, "tables");
 	for (size_t i = 0; i < ntables; i++) {

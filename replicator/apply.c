@@ -98,6 +98,7 @@
 #include "common/fault.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/lsn.h"
 #include "replicator/apply_sql.h"
 #include "replicator/pgoutput.h"
 #include "replicator/relmap.h"
@@ -387,12 +388,6 @@ static uint64_t apply_be64(const uint8_t *p)
 static uint32_t apply_be32(const uint8_t *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static const char *apply_lsn_str(char buf[APPLY_SQL_LSN_LEN], uint64_t lsn)
-{
-	apply_sql_format_lsn(buf, lsn);
-	return buf;
 }
 
 static bool apply_ring_init(struct apply_ring *r, size_t size)
@@ -832,11 +827,11 @@ static bool apply_group_begin(struct apply *a, struct apply_group *g)
 
 static bool apply_send_commit(struct apply *a, struct apply_group *g)
 {
-	char lsn[APPLY_SQL_LSN_LEN], ts[APPLY_SQL_TIME_LEN];
+	char lsn[LSN_BUF], ts[APPLY_SQL_TIME_LEN];
 	const char *params[2] = { lsn, ts };
 	struct apply_cmd *c;
 
-	apply_sql_format_lsn(lsn, g->last_end_lsn);
+	lsn_format(lsn, g->last_end_lsn);
 	apply_sql_format_time(ts, g->last_commit_time);
 	if (!PQsendQueryParams(a->conn,
 			"SELECT pg_catalog.pg_replication_origin_xact_setup($1, $2), "
@@ -1182,11 +1177,11 @@ static enum apply_step apply_lookup(struct apply *a, uint32_t relid, const char 
 {
 	struct pgoutput_rel *rel = pgoutput_relcache_get(&a->rels, relid);
 	struct apply_rel *r;
-	char lsn[APPLY_SQL_LSN_LEN];
+	char lsn[LSN_BUF];
 
 	if (!rel)
 		return apply_fail(a, "%s for unknown relation OID %u (no Relation message before it) "
-			"in source transaction %s", what, relid, apply_lsn_str(lsn, a->txn_lsn)), STEP_FAIL;
+			"in source transaction %s", what, relid, lsn_format(lsn, a->txn_lsn)), STEP_FAIL;
 	r = apply_rel_get(rel);
 	if (!r)
 		return apply_fail(a, "out of memory"), STEP_FAIL;
@@ -1202,13 +1197,13 @@ static enum apply_step apply_lookup(struct apply *a, uint32_t relid, const char 
 static bool apply_check_ncols(struct apply *a, const struct pgoutput_rel *rel,
 		const struct apply_rel *r, const struct pgoutput_tuple *t, const char *what)
 {
-	char lsn[APPLY_SQL_LSN_LEN];
+	char lsn[LSN_BUF];
 
 	if (t->ncols == rel->natts)
 		return true;
 	return apply_fail(a, "%s for \"%s\" has %u columns but its Relation message announced %u "
 		"(source transaction %s)", what, r->display, t->ncols, rel->natts,
-		apply_lsn_str(lsn, a->txn_lsn));
+		lsn_format(lsn, a->txn_lsn));
 }
 
 /* The WHERE codes from tuple t: key columns only, or all columns for FULL. */
@@ -1216,7 +1211,7 @@ static bool apply_where_codes(struct apply *a, const struct apply_rel *r,
 		const struct pgoutput_tuple *t, bool full, const char *what)
 {
 	const struct relmap *m = r->map;
-	char lsn[APPLY_SQL_LSN_LEN];
+	char lsn[LSN_BUF];
 
 	for (uint16_t i = 0; i < m->natts; i++) {
 		char kind = t->cols[i].kind;
@@ -1234,7 +1229,7 @@ static bool apply_where_codes(struct apply *a, const struct apply_rel *r,
 			return apply_fail(a, "%s for \"%s\": identity column \"%s\" has %s value "
 				"(source transaction %s)", what, r->display, m->atts[i].name,
 				kind == PGOUTPUT_VALUE_BINARY ? "a binary" : "an unchanged TOAST",
-				apply_lsn_str(lsn, a->txn_lsn));
+				lsn_format(lsn, a->txn_lsn));
 		}
 	}
 	return true;
@@ -1244,13 +1239,13 @@ static bool apply_where_codes(struct apply *a, const struct apply_rel *r,
 static bool apply_check_text(struct apply *a, const struct apply_rel *r,
 		const struct pgoutput_tuple *t, const char *what)
 {
-	char lsn[APPLY_SQL_LSN_LEN];
+	char lsn[LSN_BUF];
 
 	for (uint16_t i = 0; i < t->ncols; i++) {
 		if (t->cols[i].kind == PGOUTPUT_VALUE_BINARY)
 			return apply_fail(a, "%s for \"%s\" carries a binary value in column \"%s\"; "
 				"the stream must use the text format (source transaction %s)", what,
-				r->display, r->map->atts[i].name, apply_lsn_str(lsn, a->txn_lsn));
+				r->display, r->map->atts[i].name, lsn_format(lsn, a->txn_lsn));
 	}
 	return true;
 }
@@ -1266,7 +1261,7 @@ static enum apply_step apply_change(struct apply *a, const struct pgoutput_msg *
 	struct apply_group *g;
 	struct apply_cmd *c;
 	const char *what;
-	char old_kind = PGOUTPUT_OLD_NONE, lsn[APPLY_SQL_LSN_LEN];
+	char old_kind = PGOUTPUT_OLD_NONE, lsn[LSN_BUF];
 	enum apply_step step;
 	uint32_t relid;
 	bool uncached, ok;
@@ -1319,7 +1314,7 @@ static enum apply_step apply_change(struct apply *a, const struct pgoutput_msg *
 			} else {
 				return apply_fail(a, "INSERT for \"%s\" has an unchanged TOAST value in "
 					"column \"%s\" (source transaction %s)", r->display,
-					r->map->atts[i].name, apply_lsn_str(lsn, a->txn_lsn)), STEP_FAIL;
+					r->map->atts[i].name, lsn_format(lsn, a->txn_lsn)), STEP_FAIL;
 			}
 		}
 		shape.set = a->set_codes;
@@ -1334,7 +1329,7 @@ static enum apply_step apply_change(struct apply *a, const struct pgoutput_msg *
 		} else if (rel->replident == PGOUTPUT_REPLIDENT_FULL) {
 			return apply_fail(a, "%s for \"%s\" (REPLICA IDENTITY FULL) lacks the old row "
 				"(source transaction %s)", what, r->display,
-				apply_lsn_str(lsn, a->txn_lsn)), STEP_FAIL;
+				lsn_format(lsn, a->txn_lsn)), STEP_FAIL;
 		} else {
 			shape.ident = APPLY_SQL_ID_NEW;
 			ok = apply_where_codes(a, r, newtup, false, what);
@@ -1465,7 +1460,7 @@ static enum apply_step apply_truncate(struct apply *a, const struct pgoutput_msg
 static enum apply_step apply_interrupted(struct apply *a, const struct pgoutput_msg *m,
 		uint64_t pos)
 {
-	char lsn[APPLY_SQL_LSN_LEN], lsn2[APPLY_SQL_LSN_LEN];
+	char lsn[LSN_BUF], lsn2[LSN_BUF];
 	struct apply_dead *d;
 
 	if (a->ndead == a->capdead) {
@@ -1480,8 +1475,8 @@ static enum apply_step apply_interrupted(struct apply *a, const struct pgoutput_
 	d = &a->dead[a->ndead++];
 	d->start = a->txn_start;
 	d->end = pos;
-	apply_lsn_str(lsn, a->txn_lsn);
-	apply_lsn_str(lsn2, m->begin.final_lsn);
+	lsn_format(lsn, a->txn_lsn);
+	lsn_format(lsn2, m->begin.final_lsn);
 	if (!a->txn_sent) {
 		log_notice("stream \"%s\": source transaction %s was interrupted by the BEGIN of %s; "
 			"dropping its partial copy", a->stream, lsn, lsn2);
@@ -1492,7 +1487,7 @@ static enum apply_step apply_interrupted(struct apply *a, const struct pgoutput_
 	log_notice("stream \"%s\": source transaction %s was interrupted by the BEGIN of %s after "
 		"part of it was applied; rolling back the target transaction and applying again "
 		"from source LSN %s", a->stream, lsn, lsn2,
-		apply_lsn_str((char[APPLY_SQL_LSN_LEN]){ 0 }, a->applied_lsn));
+		lsn_format((char[LSN_BUF]){ 0 }, a->applied_lsn));
 	apply_rewind(a);
 	apply_set_state(a, APPLY_CONNECTING, "rolled back an interrupted source transaction");
 	apply_kick(a);
@@ -1502,7 +1497,7 @@ static enum apply_step apply_interrupted(struct apply *a, const struct pgoutput_
 static enum apply_step apply_begin(struct apply *a, const struct pgoutput_msg *m, uint64_t pos)
 {
 	struct apply_group *g = apply_ring_tail(&a->groups);
-	char lsn[APPLY_SQL_LSN_LEN];
+	char lsn[LSN_BUF];
 
 	if (a->in_txn) {
 		enum apply_step st = apply_interrupted(a, m, pos);
@@ -1536,7 +1531,7 @@ static enum apply_step apply_begin(struct apply *a, const struct pgoutput_msg *m
 		a->max_begun_lsn = m->begin.final_lsn;
 	if (a->txn_skip)
 		log_debug("stream \"%s\": skipping source transaction %s: already applied",
-			a->stream, apply_lsn_str(lsn, a->txn_lsn));
+			a->stream, lsn_format(lsn, a->txn_lsn));
 	return STEP_DONE;
 }
 
@@ -1545,15 +1540,15 @@ static enum apply_step apply_commit(struct apply *a, const struct pgoutput_msg *
 {
 	struct apply_group *g;
 	struct apply_ack *ack;
-	char lsn[APPLY_SQL_LSN_LEN], lsn2[APPLY_SQL_LSN_LEN];
+	char lsn[LSN_BUF], lsn2[LSN_BUF];
 
 	if (!a->in_txn)
 		return apply_fail(a, "COMMIT of source transaction %s outside a transaction",
-			apply_lsn_str(lsn, m->commit.commit_lsn)), STEP_FAIL;
+			lsn_format(lsn, m->commit.commit_lsn)), STEP_FAIL;
 	if (m->commit.commit_lsn != a->txn_lsn || m->commit.end_lsn <= m->commit.commit_lsn)
 		return apply_fail(a, "COMMIT (LSN %s) does not match BEGIN (LSN %s)",
-			apply_lsn_str(lsn, m->commit.commit_lsn),
-			apply_lsn_str(lsn2, a->txn_lsn)), STEP_FAIL;
+			lsn_format(lsn, m->commit.commit_lsn),
+			lsn_format(lsn2, a->txn_lsn)), STEP_FAIL;
 	g = apply_group_open(a);
 	if (!g)
 		return STEP_FAIL;
@@ -1591,14 +1586,14 @@ static enum apply_step apply_record(struct apply *a, struct apply_batch *b, size
 	size_t len = apply_be32(b->data + off);
 	struct pgoutput_msg m;
 	enum pgoutput_status st;
-	char lsn[APPLY_SQL_LSN_LEN];
+	char lsn[LSN_BUF];
 
 	st = pgoutput_decode(&a->dec, rec, len, &m, a->cols, 2 * APPLY_MAX_COLS);
 	if (st != PGOUTPUT_OK)
 		return apply_fail(a, "could not decode %s message of %zu bytes at stream offset %" PRIu64
 			" (after source LSN %s): %s at byte %zu",
 			len ? pgoutput_msg_type_name(rec[0]) : "empty", len, b->base + off,
-			apply_lsn_str(lsn, a->in_txn ? a->txn_lsn : a->applied_lsn),
+			lsn_format(lsn, a->in_txn ? a->txn_lsn : a->applied_lsn),
 			pgoutput_status_str(st), a->dec.error_offset), STEP_FAIL;
 
 	switch (m.type) {
@@ -1786,7 +1781,7 @@ static bool apply_on_change(struct apply *a, struct apply_cmd *c, const PGresult
 	const char *tuples = PQcmdTuples((PGresult *)res);
 	unsigned long long n = strtoull(tuples, NULL, 10);
 	enum apply_conflict_kind kind;
-	char key[512], lsn[APPLY_SQL_LSN_LEN];
+	char key[512], lsn[LSN_BUF];
 	bool conflict;
 
 	conflict = (c->outcome == APPLY_SQL_ZERO_IS_CONFLICT && n == 0) ||
@@ -1796,7 +1791,7 @@ static bool apply_on_change(struct apply *a, struct apply_cmd *c, const PGresult
 	kind = c->change == APPLY_SQL_INSERT ? CONFLICT_INSERT_EXISTS :
 		c->change == APPLY_SQL_UPDATE ? CONFLICT_UPDATE_MISSING : CONFLICT_DELETE_MISSING;
 	apply_describe_key(a, c, key, sizeof(key));
-	apply_lsn_str(lsn, c->txn_lsn);
+	lsn_format(lsn, c->txn_lsn);
 	if (a->policy == APPLY_CONFLICT_ERROR) {
 		a->totals.conflicts[kind]++;
 		return apply_fail(a, "conflict: %s found no row in target table \"%s\" with key %s "
@@ -1820,7 +1815,7 @@ static bool apply_on_change(struct apply *a, struct apply_cmd *c, const PGresult
 static bool apply_on_error(struct apply *a, struct apply_cmd *c, const PGresult *res)
 {
 	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-	char err[1024], key[512], lsn[APPLY_SQL_LSN_LEN];
+	char err[1024], key[512], lsn[LSN_BUF];
 
 	apply_result_error(res, err, sizeof(err));
 	if (PQstatus(a->conn) == CONNECTION_BAD ||
@@ -1838,7 +1833,7 @@ static bool apply_on_error(struct apply *a, struct apply_cmd *c, const PGresult 
 		return apply_fail(a, "could not prepare a statement for target table \"%s\": %s",
 			c->rel->display, err);
 	case CMD_CHANGE:
-		apply_lsn_str(lsn, c->txn_lsn);
+		lsn_format(lsn, c->txn_lsn);
 		if (state && strcmp(state, "23505") == 0 && c->change == APPLY_SQL_INSERT) {
 			a->totals.conflicts[CONFLICT_INSERT_EXISTS]++;
 			return apply_fail(a, "conflict: INSERT into target table \"%s\" found an existing "
@@ -1851,7 +1846,7 @@ static bool apply_on_error(struct apply *a, struct apply_cmd *c, const PGresult 
 			lsn, err);
 	case CMD_TRUNCATE:
 		return apply_fail(a, "could not apply TRUNCATE (source transaction %s): %s",
-			apply_lsn_str(lsn, c->txn_lsn), err);
+			lsn_format(lsn, c->txn_lsn), err);
 	case CMD_ORIGIN:
 		return apply_fail(a, "could not record the origin position for origin \"%s\": %s",
 			a->origin, err);
@@ -1865,9 +1860,9 @@ static bool apply_on_error(struct apply *a, struct apply_cmd *c, const PGresult 
 
 static void apply_set_running(struct apply *a)
 {
-	char lsn[APPLY_SQL_LSN_LEN];
+	char lsn[LSN_BUF];
 
-	apply_sql_format_lsn(lsn, a->resume_lsn);
+	lsn_format(lsn, a->resume_lsn);
 	apply_set_state(a, APPLY_RUNNING, "the origin is set up");
 	/*
 	 * The target's word, not ours: a stop rolled back groups whose commits
@@ -1919,7 +1914,7 @@ static bool apply_on_result(struct apply *a, struct apply_cmd *c, const PGresult
 		v = PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : NULL;
 		a->resume_lsn = 0;
 		if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) &&
-				!apply_sql_parse_lsn(v, &a->resume_lsn))
+				!lsn_parse(v, &a->resume_lsn))
 			return apply_fail(a, "could not parse the progress \"%s\" of origin \"%s\"",
 				v, a->origin);
 		return true;
@@ -2399,7 +2394,7 @@ uint64_t apply_applied_lsn(const struct apply *a)
 
 void apply_status_json(const struct apply *a, struct json_out *j, const char *key)
 {
-	char lsn[APPLY_SQL_LSN_LEN];
+	char lsn[LSN_BUF];
 	uint64_t conflicts = 0;
 
 	for (int k = 0; k < CONFLICT_KINDS; k++)
@@ -2409,7 +2404,7 @@ void apply_status_json(const struct apply *a, struct json_out *j, const char *ke
 	json_string(j, "state", apply_state_names[a->state]);
 	json_string(j, "origin", a->origin);
 	json_string(j, "on_conflict", apply_conflict_name(a->policy));
-	json_string(j, "applied_lsn", apply_lsn_str(lsn, a->applied_lsn));
+	json_string(j, "applied_lsn", lsn_format(lsn, a->applied_lsn));
 	if (a->last_commit_time_us)
 		json_int(j, "last_commit_time_us", a->last_commit_time_us);
 	else

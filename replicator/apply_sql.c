@@ -151,57 +151,6 @@ char *apply_sql_ident_dup(const char *name)
 	return apply_sql_buf_take(&b);
 }
 
-void apply_sql_format_lsn(char out[APPLY_SQL_LSN_LEN], uint64_t lsn)
-{
-	snprintf(out, APPLY_SQL_LSN_LEN, "%" PRIX32 "/%" PRIX32,
-		(uint32_t)(lsn >> 32), (uint32_t)lsn);
-}
-
-static int apply_sql_hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* Up to 8 hex digits ending at stop; returns the position after them or NULL. */
-static const char *apply_sql_hex32(const char *s, char stop, uint32_t *out)
-{
-	uint32_t v = 0;
-	int n = 0, d;
-
-	for (; *s != stop; s++, n++) {
-		d = apply_sql_hexval(*s);
-		if (d < 0 || n == 8)
-			return NULL;
-		v = v << 4 | (uint32_t)d;
-	}
-	if (n == 0)
-		return NULL;
-	*out = v;
-	return s;
-}
-
-bool apply_sql_parse_lsn(const char *s, uint64_t *out)
-{
-	uint32_t hi, lo;
-
-	if (!s)
-		return false;
-	s = apply_sql_hex32(s, '/', &hi);
-	if (!s)
-		return false;
-	s = apply_sql_hex32(s + 1, '\0', &lo);
-	if (!s)
-		return false;
-	*out = (uint64_t)hi << 32 | lo;
-	return true;
-}
-
 void apply_sql_format_time(char out[APPLY_SQL_TIME_LEN], int64_t pg_time)
 {
 	/* Seconds between the Unix epoch and 2000-01-01, and the clamp bounds. */

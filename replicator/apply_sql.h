@@ -1,7 +1,8 @@
 /*
- * apply_sql.h — the text of the apply engine's SQL: identifier quoting, LSN
- * and timestamp literals, the statement-shape key, and the INSERT / UPDATE /
- * DELETE / TRUNCATE statements prepared per (relation, shape).
+ * apply_sql.h — the text of the apply engine's SQL: identifier quoting,
+ * timestamp literals (LSN literals are common/lsn.h's), the statement-shape
+ * key, and the INSERT / UPDATE / DELETE / TRUNCATE statements prepared per
+ * (relation, shape).
  *
  * NOTES
  *
@@ -80,11 +81,6 @@ void apply_sql_ident(struct apply_sql_buf *b, const char *name);
 void apply_sql_qualified(struct apply_sql_buf *b, const char *nspname, const char *relname);
 /* Newly allocated quoted identifier, or NULL when out of memory. */
 char *apply_sql_ident_dup(const char *name);
-
-#define APPLY_SQL_LSN_LEN 18         /* "FFFFFFFF/FFFFFFFF" + NUL */
-void apply_sql_format_lsn(char out[APPLY_SQL_LSN_LEN], uint64_t lsn);
-/* Parses "X/Y" (hex); false when malformed. */
-bool apply_sql_parse_lsn(const char *s, uint64_t *out) APPLY_SQL_MUSTCHECK;
 
 #define APPLY_SQL_TIME_LEN 96      /* generous: the compiler cannot bound struct tm */
 /*

@@ -26,6 +26,7 @@
 #include <event2/event.h>
 #include <libpq-fe.h>
 
+#include "common/lsn.h"
 #include "replicator/pgasync.h"
 #include "replicator/pgoutput.h"
 
@@ -197,11 +198,6 @@ bool lostxacts_buf_ident(struct lostxacts_buf *b, const char *s)
 }
 
 /* ---- formatting ---- */
-
-static void lx_format_lsn(char *out, size_t outlen, uint64_t lsn)
-{
-	snprintf(out, outlen, "%" PRIX32 "/%" PRIX32, (uint32_t)(lsn >> 32), (uint32_t)lsn);
-}
 
 /* Unix µs as 2026-12-03T13:51:15.123456Z. */
 static void lx_format_time(char *out, size_t outlen, int64_t unix_us)
@@ -616,8 +612,8 @@ static bool lx_commit(struct lostxacts *lx, const struct pgoutput_msg *m, char *
 	struct lx_txn *t;
 
 	if (m->commit.commit_lsn != lx->final_lsn) {
-		lx_format_lsn(lsn, sizeof(lsn), m->commit.commit_lsn);
-		lx_format_lsn(end, sizeof(end), lx->final_lsn);
+		lsn_format(lsn, m->commit.commit_lsn);
+		lsn_format(end, lx->final_lsn);
 		snprintf(err, errlen, "commit at %s does not match the final LSN %s of its begin", lsn, end);
 		lx_drop_open(lx);
 		return false;
@@ -639,8 +635,8 @@ static bool lx_commit(struct lostxacts *lx, const struct pgoutput_msg *m, char *
 		lx->st.empty++;
 		return true;
 	}
-	lx_format_lsn(lsn, sizeof(lsn), m->commit.commit_lsn);
-	lx_format_lsn(end, sizeof(end), m->commit.end_lsn);
+	lsn_format(lsn, m->commit.commit_lsn);
+	lsn_format(end, m->commit.end_lsn);
 	lx_format_time(when, sizeof(when), pgoutput_time_to_unix_us(m->commit.commit_time));
 	if (!lx_grow(lx) ||
 	    !lx_printf(&block, "-- transaction %" PRIu32 ", commit LSN %s (ends %s), committed %s\n",
@@ -798,7 +794,7 @@ static bool lx_header(struct lostxacts *lx, struct lostxacts_buf *h)
 	const char *enc = lx->encoding ? lx->encoding : lx->db_encoding[0] ? lx->db_encoding : "UTF8";
 	bool ok;
 
-	lx_format_lsn(after, sizeof(after), lx->after_lsn);
+	lsn_format(after, lx->after_lsn);
 	lx_format_time(when, sizeof(when), lx->generated_at_us ? lx->generated_at_us : lx_now_us());
 	ok = lx_puts(h, "-- strait: transactions the old primary committed that the new primary never applied\n"
 		     "--\n-- stream: ") &&
@@ -811,8 +807,8 @@ static bool lx_header(struct lostxacts *lx, struct lostxacts_buf *h)
 	if (!ok)
 		return false;
 	if (lx->st.kept) {
-		lx_format_lsn(first, sizeof(first), lx->st.first_commit_lsn);
-		lx_format_lsn(last, sizeof(last), lx->st.last_commit_lsn);
+		lsn_format(first, lx->st.first_commit_lsn);
+		lsn_format(last, lx->st.last_commit_lsn);
 		ok = lx_printf(h, "-- %" PRIu64 " transaction(s), %" PRIu64 " statement(s), commit LSNs %s to %s\n",
 			       lx->st.kept, lx->st.statements, first, last);
 	} else {

@@ -23,6 +23,7 @@
 
 #include "common/diskspace.h"
 #include "common/log.h"
+#include "common/lsn.h"
 #include "replicator/pgasync.h"
 
 enum slotwatch_state {
@@ -71,17 +72,6 @@ static int64_t wall_us(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-bool slotwatch_parse_lsn(const char *text, uint64_t *out)
-{
-	unsigned hi, lo;
-	int end = 0;
-
-	if (!text || sscanf(text, "%X/%X%n", &hi, &lo, &end) != 2 || text[end] != '\0')
-		return false;
-	*out = (uint64_t)hi << 32 | lo;
-	return true;
 }
 
 bool slotwatch_host_is_local(const char *host)
@@ -239,10 +229,10 @@ static bool slotwatch_parse(struct slotwatch *w, const PGresult *res, struct slo
 	s->taken_us = wall_us();
 	s->server_version = PQserverVersion(pgasync_conn(w->conn));
 	s->in_recovery = (v = value(res, 1)) && v[0] == 't';
-	s->wal_lsn_known = slotwatch_parse_lsn(value(res, 0), &s->wal_lsn);
+	s->wal_lsn_known = lsn_parse(value(res, 0), &s->wal_lsn);
 	s->slot_found = (v = value(res, 2)) && v[0] == 't';
-	s->restart_known = slotwatch_parse_lsn(value(res, 3), &s->restart_lsn);
-	s->confirmed_known = slotwatch_parse_lsn(value(res, 4), &s->confirmed_flush_lsn);
+	s->restart_known = lsn_parse(value(res, 3), &s->restart_lsn);
+	s->confirmed_known = lsn_parse(value(res, 4), &s->confirmed_flush_lsn);
 	if ((v = value(res, 5)))
 		snprintf(s->wal_status, sizeof(s->wal_status), "%s", v);
 	s->safe_wal_size_known = parse_int64(value(res, 6), &s->safe_wal_size);

@@ -99,9 +99,6 @@ const char *slotwatch_slot_name(const struct slotwatch *w);
 /* The statement one poll runs (slot_literal already quoted); exposed for tests. Caller frees. */
 char *slotwatch_sql(int server_version, const char *slot_literal);
 
-/* Parses "16/B374D848" into an LSN; false when malformed. */
-bool slotwatch_parse_lsn(const char *text, uint64_t *out);
-
 /* Whether a libpq host (PQhost()/PQhostaddr()) is this host: a socket directory or a loopback address. */
 bool slotwatch_host_is_local(const char *host);
 

@@ -42,6 +42,7 @@
 
 #include "common/json.h"
 #include "common/log.h"
+#include "common/lsn.h"
 #include "replicator/pgoutput.h"
 
 #define SOURCE_FEEDBACK_INTERVAL_MS 10000
@@ -404,7 +405,7 @@ static bool source_handle_message(struct source *src, const uint8_t *data, size_
 	enum pgoutput_status st;
 
 	if (len == 0) {
-		source_fail(src, "empty pgoutput message at %X/%X", (unsigned)(lsn >> 32), (unsigned)lsn);
+		source_fail(src, "empty pgoutput message at " LSN_FMT, LSN_ARGS(lsn));
 		return false;
 	}
 	/*
@@ -414,8 +415,8 @@ static bool source_handle_message(struct source *src, const uint8_t *data, size_
 	if (data[0] == PGOUTPUT_BEGIN || data[0] == PGOUTPUT_COMMIT || data[0] == PGOUTPUT_ORIGIN) {
 		st = pgoutput_decode(&src->decoder, data, len, &msg, NULL, 0);
 		if (st != PGOUTPUT_OK) {
-			source_fail(src, "malformed pgoutput message at %X/%X: %s",
-				    (unsigned)(lsn >> 32), (unsigned)lsn, pgoutput_status_str(st));
+			source_fail(src, "malformed pgoutput message at " LSN_FMT ": %s",
+				    LSN_ARGS(lsn), pgoutput_status_str(st));
 			return false;
 		}
 	} else {
@@ -612,16 +613,6 @@ static void source_send_setup_step(struct source *src)
 		source_fail(src, "could not send setup query: %s", PQerrorMessage(src->conn));
 }
 
-static bool source_parse_lsn(const char *text, uint64_t *out)
-{
-	unsigned hi, lo;
-
-	if (!text || sscanf(text, "%X/%X", &hi, &lo) != 2)
-		return false;
-	*out = (uint64_t)hi << 32 | lo;
-	return true;
-}
-
 /* One setup query finished with res; decides the next step. */
 static void source_setup_result(struct source *src, PGresult *res)
 {
@@ -654,17 +645,17 @@ static void source_setup_result(struct source *src, PGresult *res)
 				    "database; drop it or rename the stream", src->slot);
 			return;
 		}
-		if (!source_parse_lsn(PQgetvalue(res, 0, 0), &src->confirmed_lsn))
+		if (!lsn_parse(PQgetvalue(res, 0, 0), &src->confirmed_lsn))
 			src->confirmed_lsn = 0;
 		src->step = SETUP_DONE;
 		break;
 	case SETUP_CREATE_SLOT:
-		if (PQntuples(res) != 1 || !source_parse_lsn(PQgetvalue(res, 0, 1), &src->confirmed_lsn)) {
+		if (PQntuples(res) != 1 || !lsn_parse(PQgetvalue(res, 0, 1), &src->confirmed_lsn)) {
 			source_fail(src, "unexpected answer to CREATE_REPLICATION_SLOT");
 			return;
 		}
-		log_notice("stream \"%s\": created replication slot \"%s\" at %X/%X", src->stream, src->slot,
-			   (unsigned)(src->confirmed_lsn >> 32), (unsigned)src->confirmed_lsn);
+		log_notice("stream \"%s\": created replication slot \"%s\" at " LSN_FMT, src->stream, src->slot,
+			   LSN_ARGS(src->confirmed_lsn));
 		if (src->export_snapshot && PQnfields(res) >= 3 && !PQgetisnull(res, 0, 2)) {
 			snprintf(src->snapshot, sizeof(src->snapshot), "%s", PQgetvalue(res, 0, 2));
 			src->snapshot_lsn = src->confirmed_lsn;
@@ -920,9 +911,9 @@ bool source_start(struct source *src, uint64_t start_lsn)
 		char *ident = PQescapeIdentifier(src->conn, src->publication, strlen(src->publication));
 		char *lit = ident ? PQescapeLiteral(src->conn, ident, strlen(ident)) : NULL;
 		snprintf(sql, sizeof(sql),
-			 "START_REPLICATION SLOT \"%s\" LOGICAL %X/%X (proto_version '2', "
+			 "START_REPLICATION SLOT \"%s\" LOGICAL " LSN_FMT " (proto_version '2', "
 			 "publication_names %s, messages 'true')",
-			 src->slot, (unsigned)(start_lsn >> 32), (unsigned)start_lsn, lit ? lit : "''");
+			 src->slot, LSN_ARGS(start_lsn), lit ? lit : "''");
 		PQfreemem(ident);
 		PQfreemem(lit);
 	}
@@ -944,8 +935,8 @@ bool source_start(struct source *src, uint64_t start_lsn)
 		return false;
 	}
 	source_set_state(src, SOURCE_STARTING, "sink asked to resume");
-	log_info("stream \"%s\": streaming from slot \"%s\" at %X/%X", src->stream, src->slot,
-		 (unsigned)(start_lsn >> 32), (unsigned)start_lsn);
+	log_info("stream \"%s\": streaming from slot \"%s\" at " LSN_FMT, src->stream, src->slot,
+		 LSN_ARGS(start_lsn));
 	return true;
 }
 

@@ -43,6 +43,7 @@
 
 #include "common/json.h"
 #include "common/log.h"
+#include "common/lsn.h"
 #include "replicator/pgasync.h"
 
 #define SYNCCOPY_BURST 16u
@@ -209,7 +210,7 @@ static void synccopy_repl_input(void *arg)
 {
 	struct synccopy *sc = arg;
 	PGresult *res = NULL;
-	unsigned hi, lo;
+	uint64_t lsn;
 
 	if (sc->state != SYNCCOPY_SNAPSHOT) {
 		/* idle, holding the snapshot: drain whatever comes (notices) */
@@ -229,17 +230,17 @@ static void synccopy_repl_input(void *arg)
 		break;
 	}
 	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
-	    PQnfields(res) < 3 || sscanf(PQgetvalue(res, 0, 1), "%X/%X", &hi, &lo) != 2 ||
+	    PQnfields(res) < 3 || !lsn_parse(PQgetvalue(res, 0, 1), &lsn) ||
 	    !*PQgetvalue(res, 0, 2)) {
 		PQclear(res);
 		synccopy_fail(sc, "unexpected answer to CREATE_REPLICATION_SLOT");
 		return;
 	}
-	sc->snapshot_lsn = (uint64_t)hi << 32 | lo;
+	sc->snapshot_lsn = lsn;
 	snprintf(sc->snapshot, sizeof(sc->snapshot), "%s", PQgetvalue(res, 0, 2));
 	PQclear(res);
-	log_info("stream \"%s\": initial sync: snapshot \"%s\" of temporary slot \"%s\" at %X/%X",
-		 sc->stream, sc->snapshot, sc->slot, hi, lo);
+	log_info("stream \"%s\": initial sync: snapshot \"%s\" of temporary slot \"%s\" at " LSN_FMT,
+		 sc->stream, sc->snapshot, sc->slot, LSN_ARGS(sc->snapshot_lsn));
 	synccopy_start_workers(sc);
 }
 
@@ -386,8 +387,8 @@ static void synccopy_listed(struct synccopy_worker *w, const PGresult *res)
 		return;
 	}
 	log_notice("stream \"%s\": initial sync: %zu tables in publication \"%s\", %zu to copy, "
-		   "snapshot at %X/%X", sc->stream, sc->plan.n, sc->publication, sc->tables_copy,
-		   (unsigned)(sc->snapshot_lsn >> 32), (unsigned)sc->snapshot_lsn);
+		   "snapshot at " LSN_FMT, sc->stream, sc->plan.n, sc->publication, sc->tables_copy,
+		   LSN_ARGS(sc->snapshot_lsn));
 	synccopy_set_state(sc, SYNCCOPY_COPYING, "tables listed");
 	sc->cb.planned(sc->arg, &sc->plan, sc->snapshot_lsn);
 	for (unsigned i = 0; i < sc->nworkers && sc->state == SYNCCOPY_COPYING; i++) {
@@ -727,9 +728,8 @@ static void synccopy_start_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	sc->started_ms = synccopy_now_ms();
 	if (!sc->temporary) {
-		log_info("stream \"%s\": initial sync: using the snapshot \"%s\" the slot exported at %X/%X",
-			 sc->stream, sc->snapshot, (unsigned)(sc->snapshot_lsn >> 32),
-			 (unsigned)sc->snapshot_lsn);
+		log_info("stream \"%s\": initial sync: using the snapshot \"%s\" the slot exported at " LSN_FMT,
+			 sc->stream, sc->snapshot, LSN_ARGS(sc->snapshot_lsn));
 		synccopy_start_workers(sc);
 		return;
 	}
@@ -850,9 +850,9 @@ bool synccopy_snapshot_taken(const struct synccopy *sc)
 
 void synccopy_status_json(const struct synccopy *sc, struct json_out *j)
 {
-	char lsn[32];
+	char lsn[LSN_BUF];
 
-	snprintf(lsn, sizeof(lsn), "%X/%X", (unsigned)(sc->snapshot_lsn >> 32), (unsigned)sc->snapshot_lsn);
+	lsn_format(lsn, sc->snapshot_lsn);
 	json_string(j, "copy_state", synccopy_state_names[sc->state]);
 	json_string(j, "snapshot_lsn", sc->snapshot_lsn ? lsn : NULL);
 	json_string(j, "temporary_slot", sc->temporary ? sc->slot : NULL);

@@ -35,6 +35,7 @@
 
 #include "common/json.h"
 #include "common/log.h"
+#include "common/lsn.h"
 #include "replicator/pgasync.h"
 #include "replicator/syncplan.h"
 
@@ -228,8 +229,8 @@ static void syncload_start_job(struct syncload_loader *l, struct syncload_job *j
 		return;
 	}
 	PQfreemem(o);
-	log_info("stream \"%s\": initial sync: loading %s (snapshot at %X/%X, connection %u)",
-		 l->sl->stream, job->display, (unsigned)(job->lsn >> 32), (unsigned)job->lsn, l->id);
+	log_info("stream \"%s\": initial sync: loading %s (snapshot at " LSN_FMT ", connection %u)",
+		 l->sl->stream, job->display, LSN_ARGS(job->lsn), l->id);
 	(void)syncload_send(l, LOADER_ORIGIN, sql);
 	free(sql);
 }
@@ -246,12 +247,12 @@ static char *syncload_prologue_sql(struct syncload_loader *l)
 		lit = PQescapeLiteral(conn, q, strlen(q));
 	if (lit && asprintf(&sql,
 			"BEGIN; "
-			"SELECT pg_catalog.pg_replication_origin_xact_setup('%X/%X', pg_catalog.now()), "
+			"SELECT pg_catalog.pg_replication_origin_xact_setup('" LSN_FMT "', pg_catalog.now()), "
 			"pg_catalog.txid_current(); "
 			"SELECT c.relkind, CASE WHEN c.relkind = 'p' THEN EXISTS (SELECT 1 FROM %s) "
 			"ELSE EXISTS (SELECT 1 FROM ONLY %s) END "
 			"FROM pg_catalog.pg_class c WHERE c.oid = %s::pg_catalog.regclass",
-			(unsigned)(job->lsn >> 32), (unsigned)job->lsn, q, q, lit) < 0)
+			LSN_ARGS(job->lsn), q, q, lit) < 0)
 		sql = NULL;
 	PQfreemem(s);
 	PQfreemem(t);
@@ -475,8 +476,8 @@ static void syncload_dispatch(struct syncload *sl)
 			if (!o || asprintf(&sql,
 					"SELECT pg_catalog.pg_replication_origin_create(%s) WHERE NOT EXISTS "
 					"(SELECT 1 FROM pg_catalog.pg_replication_origin WHERE roname = %s); "
-					"SELECT pg_catalog.pg_replication_origin_advance(%s, '%X/%X')", o, o, o,
-					(unsigned)(l->mark_lsn >> 32), (unsigned)l->mark_lsn) < 0) {
+					"SELECT pg_catalog.pg_replication_origin_advance(%s, '" LSN_FMT "')", o, o, o,
+					LSN_ARGS(l->mark_lsn)) < 0) {
 				PQfreemem(o);
 				syncload_fail(sl, "out of memory");
 				return;
@@ -551,12 +552,10 @@ static void syncload_state_result(struct syncload *sl, const PGresult *res)
 	}
 	for (int r = 0; r < PQntuples(res); r++) {
 		char *schema, *table;
-		unsigned hi, lo;
 		uint64_t lsn;
 
-		if (PQgetisnull(res, r, 1) || sscanf(PQgetvalue(res, r, 1), "%X/%X", &hi, &lo) != 2)
+		if (PQgetisnull(res, r, 1) || !lsn_parse(PQgetvalue(res, r, 1), &lsn))
 			continue;     /* created, never committed: not loaded */
-		lsn = (uint64_t)hi << 32 | lo;
 		if (lsn == 0)
 			continue;
 		switch (syncplan_parse_origin(sl->stream, PQgetvalue(res, r, 0), &schema, &table)) {
@@ -649,8 +648,8 @@ static void syncload_loader_input(void *arg)
 		break;
 	case LOADER_MARK:
 		l->state = LOADER_IDLE;
-		log_info("stream \"%s\": initial sync recorded as done, streaming from %X/%X",
-			 sl->stream, (unsigned)(l->mark_lsn >> 32), (unsigned)l->mark_lsn);
+		log_info("stream \"%s\": initial sync recorded as done, streaming from " LSN_FMT,
+			 sl->stream, LSN_ARGS(l->mark_lsn));
 		sl->cb.marked(sl->arg, l->mark_lsn);
 		syncload_dispatch_soon(sl);
 		break;

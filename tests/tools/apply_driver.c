@@ -35,6 +35,7 @@
 
 #include "common/json.h"
 #include "common/log.h"
+#include "common/lsn.h"
 #include "replicator/apply.h"
 
 struct driver {
@@ -65,7 +66,7 @@ static double driver_elapsed(const struct driver *d)
 
 static void driver_print_lsn(const char *what, uint64_t lsn)
 {
-	printf("%s %" PRIX32 "/%" PRIX32, what, (uint32_t)(lsn >> 32), (uint32_t)lsn);
+	printf("%s " LSN_FMT, what, LSN_ARGS(lsn));
 }
 
 static uint32_t driver_be32(const uint8_t *p)

@@ -22,6 +22,7 @@
 #include <event2/event.h>
 
 #include "common/log.h"
+#include "common/lsn.h"
 #include "replicator/lostxacts.h"
 
 #define DRIVER_MAX_BATCHES 16
@@ -43,17 +44,6 @@ static void driver_peeked(void *arg, const char *err, uint64_t messages)
 		d->err = d->errbuf;
 	}
 	event_base_loopbreak(d->base);
-}
-
-static bool driver_parse_lsn(const char *s, uint64_t *out)
-{
-	unsigned hi, lo;
-	char tail;
-
-	if (sscanf(s, "%X/%X%c", &hi, &lo, &tail) != 2)
-		return false;
-	*out = (uint64_t)hi << 32 | lo;
-	return true;
 }
 
 static bool driver_feed_file(struct lostxacts *lx, const char *path, char *err, size_t errlen)
@@ -119,7 +109,7 @@ int main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "a:c:s:p:b:n:o:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'a':
-			if (!driver_parse_lsn(optarg, &lo.after_lsn)) {
+			if (!lsn_parse(optarg, &lo.after_lsn)) {
 				fprintf(stderr, "lostxacts_driver: bad LSN \"%s\"\n", optarg);
 				return 2;
 			}

@@ -46,6 +46,7 @@
 
 #include <event2/event.h>
 
+#include "common/lsn.h"
 #include "config/config.h"
 #include "common/crc32c.h"
 #include "common/json.h"
@@ -144,9 +145,8 @@ static void driver_connected(void *arg, const char *peer, uint64_t epoch,
 	printf("connected %s epoch=%" PRIu64 " version=%u streams=", peer, epoch,
 		(unsigned)hello->version);
 	for (size_t i = 0; i < hello->nstreams; i++)
-		printf("%s%.*s:%X/%X", i ? "," : "", (int)hello->streams[i].stream.len,
-			hello->streams[i].stream.ptr, (unsigned)(hello->streams[i].received_lsn >> 32),
-			(unsigned)hello->streams[i].received_lsn);
+		printf("%s%.*s:" LSN_FMT, i ? "," : "", (int)hello->streams[i].stream.len,
+			hello->streams[i].stream.ptr, LSN_ARGS(hello->streams[i].received_lsn));
 	printf("\n");
 }
 
@@ -198,8 +198,8 @@ static void driver_frame(void *arg, const char *peer, const struct frame *f)
 	case FRAME_HEARTBEAT:
 		if (p->heartbeats++ == 0 &&
 				relay_proto_read_heartbeat(f->payload, f->payload_len, &hb) == RELAY_PROTO_OK)
-			printf("heartbeat %s role=%s wal=%X/%X\n", peer, relay_proto_role_name(hb.role),
-				(unsigned)(hb.wal_lsn >> 32), (unsigned)hb.wal_lsn);
+			printf("heartbeat %s role=%s wal=" LSN_FMT "\n", peer, relay_proto_role_name(hb.role),
+				LSN_ARGS(hb.wal_lsn));
 		break;
 	default:
 		printf("frame %s type=%s len=%u\n", peer, frame_type_name(f->type), f->payload_len);

@@ -1,6 +1,6 @@
 /*
  * test_apply_sql.c — the apply engine's statement text: identifier quoting,
- * LSN and timestamp literals, shape keys, and the INSERT / UPDATE / DELETE /
+ * timestamp literals, shape keys, and the INSERT / UPDATE / DELETE /
  * TRUNCATE statements for every conflict policy and row identity, with their
  * parameter lists.
  */
@@ -134,38 +134,6 @@ static void test_buf_growth_and_take(void **state)
 	free(s);
 	apply_sql_buf_reset(&b);
 	apply_sql_buf_free(&b);
-}
-
-static void test_lsn(void **state)
-{
-	char buf[APPLY_SQL_LSN_LEN];
-	uint64_t v;
-
-	(void)state;
-	apply_sql_format_lsn(buf, 0);
-	assert_string_equal(buf, "0/0");
-	apply_sql_format_lsn(buf, UINT64_C(0x16B3748));
-	assert_string_equal(buf, "0/16B3748");
-	apply_sql_format_lsn(buf, UINT64_MAX);
-	assert_string_equal(buf, "FFFFFFFF/FFFFFFFF");
-
-	assert_true(apply_sql_parse_lsn("0/16B3748", &v));
-	assert_true(v == UINT64_C(0x16B3748));
-	assert_true(apply_sql_parse_lsn("ffffffff/ffffffff", &v));
-	assert_true(v == UINT64_MAX);
-	assert_true(apply_sql_parse_lsn("1/0", &v));
-	assert_true(v == UINT64_C(1) << 32);
-	v = 7;
-	assert_false(apply_sql_parse_lsn(NULL, &v));
-	assert_false(apply_sql_parse_lsn("", &v));
-	assert_false(apply_sql_parse_lsn("12", &v));
-	assert_false(apply_sql_parse_lsn("/1", &v));
-	assert_false(apply_sql_parse_lsn("1/", &v));
-	assert_false(apply_sql_parse_lsn("G/1", &v));
-	assert_false(apply_sql_parse_lsn("1/2/3", &v));
-	assert_false(apply_sql_parse_lsn("123456789/0", &v));
-	assert_false(apply_sql_parse_lsn(" 1/2", &v));
-	assert_true(v == 7);
 }
 
 static void test_time(void **state)
@@ -444,7 +412,6 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_quote_ident),
 		cmocka_unit_test(test_buf_growth_and_take),
-		cmocka_unit_test(test_lsn),
 		cmocka_unit_test(test_time),
 		cmocka_unit_test(test_shape_keys),
 		cmocka_unit_test(test_insert),

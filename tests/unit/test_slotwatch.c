@@ -1,8 +1,8 @@
 /*
- * test_slotwatch.c — the slot poll's pieces that need no server: LSN text,
- * which hosts count as this host, the statement for old and new servers,
- * and a server that cannot be reached (retried, reported at every poll,
- * logged once). The poll against a real server is in
+ * test_slotwatch.c — the slot poll's pieces that need no server: which
+ * hosts count as this host, the statement for old and new servers, and a
+ * server that cannot be reached (retried, reported at every poll, logged
+ * once). The poll against a real server is in
  * tests/integration/test_slotwatch.py.
  */
 #include <setjmp.h>
@@ -21,26 +21,6 @@
 
 #include "common/log.h"
 #include "replicator/slotwatch.h"
-
-static void test_parse_lsn(void **state)
-{
-	uint64_t lsn = 1;
-
-	(void)state;
-	assert_true(slotwatch_parse_lsn("16/B374D848", &lsn));
-	assert_true(lsn == 0x16B374D848ull);
-	assert_true(slotwatch_parse_lsn("0/0", &lsn));
-	assert_true(lsn == 0);
-	assert_true(slotwatch_parse_lsn("FFFFFFFF/FFFFFFFF", &lsn));
-	assert_true(lsn == UINT64_MAX);
-	lsn = 7;
-	assert_false(slotwatch_parse_lsn(NULL, &lsn));
-	assert_false(slotwatch_parse_lsn("", &lsn));
-	assert_false(slotwatch_parse_lsn("16", &lsn));
-	assert_false(slotwatch_parse_lsn("16/B374D848x", &lsn));
-	assert_false(slotwatch_parse_lsn("zz/1", &lsn));
-	assert_true(lsn == 7);
-}
 
 static void test_host_is_local(void **state)
 {
@@ -186,7 +166,6 @@ static void test_unreachable_server_retried_and_logged_once(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse_lsn),
 		cmocka_unit_test(test_host_is_local),
 		cmocka_unit_test(test_sql_by_server_version),
 		cmocka_unit_test(test_unreachable_server_retried_and_logged_once),
