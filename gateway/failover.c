@@ -51,7 +51,7 @@
 #include "replicator/fence.h"
 #include "replicator/lostxacts.h"
 #include "replicator/pgquery.h"
-#include "replicator/source.h"
+#include "replicator/slot_reader.h"
 
 #define FO_DRAIN_POLL_MS     50
 #define FO_DRAIN_TIMEOUT_MS  60000

@@ -16,7 +16,7 @@
 #include "gateway/stream.h"
 #include "gateway/tokenbucket.h"
 #include "gateway/wire.h"
-#include "replicator/source.h"
+#include "replicator/slot_reader.h"
 
 struct apply;
 struct codec;

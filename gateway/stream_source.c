@@ -72,8 +72,8 @@
 #include "gateway/stream_int.h"
 #include "gateway/streamsync.h"
 #include "replicator/sequences.h"
+#include "replicator/slot_reader.h"
 #include "replicator/slotwatch.h"
-#include "replicator/source.h"
 
 #define STREAM_SEQUENCE_POLL_MS 5000
 #define STREAM_SLOTWATCH_MS 10000

@@ -34,7 +34,7 @@
 #include "gateway/streamsync.h"
 #include "replicator/apply.h"
 #include "replicator/pgasync.h"
-#include "replicator/source.h"
+#include "replicator/slot_reader.h"
 
 #define VERIFY_POLL_MS 20
 /* Longest the sink waits, holding at the point, for the MARK and its snapshot. */

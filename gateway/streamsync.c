@@ -49,7 +49,7 @@
 #include "gateway/relay.h"
 #include "gateway/relay_proto.h"
 #include "gateway/wire.h"
-#include "replicator/source.h"
+#include "replicator/slot_reader.h"
 #include "replicator/synccopy.h"
 #include "replicator/syncfilter.h"
 #include "replicator/syncload.h"

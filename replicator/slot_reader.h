@@ -1,6 +1,8 @@
 /*
- * source.h — a stream's source: the logical replication connection to the
- * primary's PostgreSQL, cut into batches for the relay link.
+ * slot_reader.h — reading a stream's replication slot: the logical
+ * replication connection to the primary's PostgreSQL, cut into batches for
+ * the relay link. (The stream's source half that spools and sends the
+ * batches is gateway's stream_source.c.)
  *
  * The source creates what it needs when missing (the stream's publication and
  * a pgoutput slot owned by strait), then streams with START_REPLICATION ...
@@ -24,8 +26,8 @@
  * source's own callbacks (schedule it); the batch pointer given to the batch
  * callback is valid during the call only.
  */
-#ifndef STRAIT_SOURCE_H
-#define STRAIT_SOURCE_H
+#ifndef STRAIT_SLOT_READER_H
+#define STRAIT_SLOT_READER_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,6 +1,6 @@
 /*
- * source.c — the logical replication connection of a stream's source (see
- * source.h).
+ * slot_reader.c — reading a stream's replication slot: the logical
+ * replication connection of a stream's source (see slot_reader.h).
  *
  * NOTES
  * One state enum and one function that changes it (source_set_state), logged
@@ -27,7 +27,7 @@
  * harmless IDENTIFY_SYSTEM (it would hold back the primary's xmin), or
  * source_start() does.
  */
-#include "replicator/source.h"
+#include "replicator/slot_reader.h"
 
 #include <errno.h>
 #include <inttypes.h>
