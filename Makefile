@@ -38,8 +38,13 @@ else
 Q := @
 endif
 
-MODULES    := common config tunnel replicator gateway
-MAIN_SRCS  := gateway/straitd.c gateway/straitctl.c
+# The layers (DESIGN.md, "Build and layout"): config and common at the bottom,
+# tunnel and replicator on them, the gateway's folders on top.
+GATEWAY    := relay stream cluster verify daemon
+MODULES    := common config tunnel replicator $(addprefix gateway/,$(GATEWAY))
+# The two programs' main()s live in the daemon's folder.
+MAIN_DIR   := gateway/daemon
+MAIN_SRCS  := $(MAIN_DIR)/straitd.c $(MAIN_DIR)/straitctl.c
 LIB_SRCS   := $(filter-out $(MAIN_SRCS),$(wildcard $(addsuffix /*.c,$(MODULES))))
 UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
 FUZZ_SRCS  := $(wildcard tests/fuzz/fuzz_*.c)
@@ -62,11 +67,11 @@ all: $(BUILD)/straitd $(BUILD)/straitctl
 # Drivers that integration tests use to exercise one module against real servers.
 tools: $(TOOL_BINS)
 
-$(BUILD)/straitd: $(BUILD)/obj/gateway/straitd.o $(BUILD)/libstrait.a
+$(BUILD)/straitd: $(BUILD)/obj/$(MAIN_DIR)/straitd.o $(BUILD)/libstrait.a
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/straitctl: $(BUILD)/obj/gateway/straitctl.o $(BUILD)/libstrait.a
+$(BUILD)/straitctl: $(BUILD)/obj/$(MAIN_DIR)/straitctl.o $(BUILD)/libstrait.a
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -98,7 +103,7 @@ $(BUILD)/libstrait-san.a: $(SAN_OBJS)
 SAN_PROGS := $(BUILD)/asan/straitd $(BUILD)/asan/straitctl \
 	$(TOOL_SRCS:tests/tools/%.c=$(BUILD)/asan/tools/%)
 
-$(BUILD)/asan/%: $(BUILD)/san/gateway/%.o $(BUILD)/libstrait-san.a
+$(BUILD)/asan/%: $(BUILD)/san/$(MAIN_DIR)/%.o $(BUILD)/libstrait-san.a
 	@mkdir -p $(dir $@)
 	@echo "  LD san  $@"
 	$(Q)$(CC) $(SAN_FLAGS) -o $@ $^ $(LDLIBS)

@@ -5,7 +5,7 @@
  * PostgreSQL runs unprivileged) and a disk's size is used + that free
  * space, as df(1) counts Use%: "10 % free" is df's 90 %. The replicator
  * measures pg_wal's disk with it and the gateway the spool's; judging what
- * the figures mean is gateway/diskwarn.h's.
+ * the figures mean is gateway/stream/diskwarn.h's.
  *
  * Ownership: plain values.
  */

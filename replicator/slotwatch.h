@@ -7,7 +7,7 @@
  * until max_slot_wal_keep_size invalidates the slot (PostgreSQL 13+), or
  * until pg_wal's disk is full and the server stops. slotwatch polls the
  * source on an ordinary connection every interval and keeps the latest
- * figures; gateway/diskwarn.h judges them.
+ * figures; gateway/stream/diskwarn.h judges them.
  *
  * Each poll is one statement: the server's WAL position, the slot's
  * restart_lsn, confirmed_flush_lsn, wal_status and safe_wal_size, the

@@ -42,9 +42,9 @@
 #include <event2/event.h>
 #include <event2/util.h>
 
-#include "config/config.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "config/config.h"
 #include "tunnel/peers.h"
 #include "tunnel/rtnl.h"
 #include "tunnel/uapi.h"

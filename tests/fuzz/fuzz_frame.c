@@ -1,6 +1,6 @@
 /*
  * fuzz_frame.c — libFuzzer target for the relay link's frame decoder and
- * every payload reader (gateway/frame.c, gateway/relay_proto.c).
+ * every payload reader (gateway/relay/frame.c, gateway/relay/relay_proto.c).
  *
  * Each input is used twice: as a byte stream of frames (decoded one after
  * the other, each frame's payload handed to its reader), and as a bare
@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/frame.h"
-#include "gateway/relay_proto.h"
+#include "gateway/relay/frame.h"
+#include "gateway/relay/relay_proto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

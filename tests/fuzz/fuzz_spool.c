@@ -1,6 +1,6 @@
 /*
  * fuzz_spool.c — libFuzzer target for the spool's record parser and its
- * recovery (gateway/spool.c).
+ * recovery (gateway/stream/spool.c).
  *
  * Each input is used twice. First as a run of records, parsed one after the
  * other like a segment reader does (from the start, and past a segment
@@ -34,7 +34,7 @@
 #include <unistd.h>
 
 #include "common/crc32c.h"
-#include "gateway/spool.h"
+#include "gateway/stream/spool.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

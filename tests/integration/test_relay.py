@@ -1,4 +1,4 @@
-"""The relay link between two straitd (gateway/relay.c), driven through
+"""The relay link between two straitd (gateway/relay/relay.c), driven through
 tests/tools/relay_driver: one endpoint per process, sites on loopback
 addresses (127.X.0.N, all of 127/8 is local), tunnel backend `none`.
 
@@ -42,7 +42,7 @@ pytestmark = pytest.mark.skipif(not os.access(DRIVER, os.X_OK),
                                 reason=f"{DRIVER} missing: make tools")
 
 # ---------------------------------------------------------------------------
-# Frames, as gateway/frame.h defines them, for the fake peers
+# Frames, as gateway/relay/frame.h defines them, for the fake peers
 
 FRAME_HELLO, FRAME_BATCH, FRAME_HEARTBEAT, FRAME_GOODBYE = 0x01, 0x02, 0x06, 0x07
 FRAME_MAX_PAYLOAD = 16 * 1024 * 1024

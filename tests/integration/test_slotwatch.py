@@ -1,4 +1,4 @@
-"""Slot watching (replicator/slotwatch.c) and disk warnings (gateway/diskwarn.c)
+"""Slot watching (replicator/slotwatch.c) and disk warnings (gateway/stream/diskwarn.c)
 against a real PostgreSQL server.
 
 tests/tools/slotwatch_driver polls one slot and prints one JSON line per poll:

@@ -1,5 +1,5 @@
 /*
- * relay_driver.c — runs one relay endpoint (gateway/relay.c) from a strait
+ * relay_driver.c — runs one relay endpoint (gateway/relay/relay.c) from a strait
  * config, for the integration tests (tests/integration/test_relay.py).
  *
  *   relay_driver --config FILE --site NAME [--epoch N] [--role ROLE]
@@ -46,13 +46,13 @@
 
 #include <event2/event.h>
 
-#include "common/lsn.h"
-#include "config/config.h"
 #include "common/crc32c.h"
 #include "common/json.h"
 #include "common/log.h"
-#include "gateway/relay.h"
-#include "gateway/relay_proto.h"
+#include "common/lsn.h"
+#include "config/config.h"
+#include "gateway/relay/relay.h"
+#include "gateway/relay/relay_proto.h"
 
 #define DRIVER_MAX_PEERS   16
 #define DRIVER_MAX_RESUME  16

@@ -1,6 +1,6 @@
 /*
  * slotwatch_driver.c — polls one replication slot with replicator/slotwatch.h
- * and judges each sample with gateway/diskwarn.h, for the integration tests.
+ * and judges each sample with gateway/stream/diskwarn.h, for the integration tests.
  *
  *   slotwatch_driver [options] CONNINFO SLOT
  *     --interval MS        poll interval (default 200)
@@ -24,9 +24,9 @@
 
 #include <event2/event.h>
 
-#include "gateway/diskwarn.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "gateway/stream/diskwarn.h"
 #include "replicator/slotwatch.h"
 
 struct driver {

@@ -11,7 +11,7 @@
 
 #include <time.h>
 
-#include "gateway/clock.h"
+#include "gateway/stream/clock.h"
 
 #define SEC 1000000LL
 

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/codec.h"
+#include "gateway/stream/codec.h"
 
 /* A pgoutput-like batch: repetitive structure, varying values. */
 static size_t make_batch(uint8_t *buf, size_t cap, unsigned seed)

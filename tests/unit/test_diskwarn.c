@@ -12,7 +12,7 @@
 
 #include <string.h>
 
-#include "gateway/diskwarn.h"
+#include "gateway/stream/diskwarn.h"
 
 #define KiB 1024ull
 #define MiB (1024ull * KiB)

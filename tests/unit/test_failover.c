@@ -13,9 +13,9 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "gateway/failover.h"
-#include "gateway/frame.h"
-#include "gateway/relay_proto.h"
+#include "gateway/cluster/failover.h"
+#include "gateway/relay/frame.h"
+#include "gateway/relay/relay_proto.h"
 
 #define S(x) relay_proto_str(x)
 

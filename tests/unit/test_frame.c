@@ -13,7 +13,7 @@
 #include <cmocka.h>
 
 #include "common/crc32c.h"
-#include "gateway/frame.h"
+#include "gateway/relay/frame.h"
 
 static const enum frame_type all_types[] = {
 	FRAME_HELLO, FRAME_BATCH, FRAME_SYNC, FRAME_SEQUENCES, FRAME_ACK,

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
-#include "gateway/identity.h"
+#include "gateway/daemon/identity.h"
 #include "tunnel/wgkey.h"
 
 struct fixture {

@@ -21,7 +21,7 @@
 
 #include "common/keyfile.h"
 #include "common/log.h"
-#include "gateway/tls.h"
+#include "gateway/relay/tls.h"
 #include "tests/unit/tls_data.h"
 
 static char data_dir[4096];

@@ -11,7 +11,7 @@
 
 #include <stdlib.h>
 
-#include "gateway/lag.h"
+#include "gateway/stream/lag.h"
 
 #define SEC 1000000LL
 #define T0 (1700000000LL * SEC)

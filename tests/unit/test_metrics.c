@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "common/json.h"
-#include "gateway/metrics.h"
+#include "gateway/daemon/metrics.h"
 
 static void test_metrics_groups_families_in_declared_order(void **state)
 {

@@ -1,5 +1,5 @@
 /*
- * test_relay.c — the relay link (gateway/relay.c): the pure rules (who dials,
+ * test_relay.c — the relay link (gateway/relay/relay.c): the pure rules (who dials,
  * reconnect backoff) and, in one process under the sanitizers, two relays on
  * one event loop over loopback: HELLO both ways, frames, backpressure,
  * refusals, a reload that removes a peer, and clean teardown (leaks show).
@@ -23,9 +23,9 @@
 
 #include <event2/event.h>
 
-#include "config/config.h"
 #include "common/log.h"
-#include "gateway/relay.h"
+#include "config/config.h"
+#include "gateway/relay/relay.h"
 #include "tests/unit/tls_data.h"
 
 /* ---- pure parts ---- */

@@ -12,8 +12,8 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "gateway/frame.h"
-#include "gateway/relay_proto.h"
+#include "gateway/relay/frame.h"
+#include "gateway/relay/relay_proto.h"
 
 #define S(x) relay_proto_str(x)
 

@@ -7,7 +7,7 @@
 
 #include <cmocka.h>
 
-#include "gateway/relcache.h"
+#include "gateway/stream/relcache.h"
 
 struct body {
 	uint8_t b[4096];

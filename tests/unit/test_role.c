@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "gateway/role.h"
+#include "gateway/cluster/role.h"
 
 struct fixture {
 	char dir[64];

@@ -15,7 +15,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "gateway/schedule.h"
+#include "gateway/stream/schedule.h"
 
 #define MIN 60
 #define HOUR 3600

@@ -28,7 +28,7 @@
 #include <unistd.h>
 
 #include "common/crc32c.h"
-#include "gateway/spool.h"
+#include "gateway/stream/spool.h"
 
 #define SEG_HDR 16
 #define REC_OVERHEAD 48            /* length, CRC and the meta */

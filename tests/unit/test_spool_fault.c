@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #include "common/fault.h"
-#include "gateway/spool.h"
+#include "gateway/stream/spool.h"
 
 /* The 3rd append fails; the 2nd sync fails (the first test syncs nothing). */
 #define FAULTS "source.spool_append=fail@3,source.spool_fsync=fail@2"

@@ -1,5 +1,5 @@
 /*
- * test_tls.c — the relay link's TLS rules (gateway/tls.c): which site a
+ * test_tls.c — the relay link's TLS rules (gateway/relay/tls.c): which site a
  * certificate names, how names are shown in messages, and what the site's own
  * context refuses to load. Certificates come from tests/unit/data/tls
  * (make_certs.py there says what each one is).
@@ -19,7 +19,7 @@
 #include <openssl/ssl.h>
 
 #include "common/log.h"
-#include "gateway/tls.h"
+#include "gateway/relay/tls.h"
 #include "tests/unit/tls_data.h"
 
 static char data_dir[4096];

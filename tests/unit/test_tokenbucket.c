@@ -14,7 +14,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "gateway/tokenbucket.h"
+#include "gateway/stream/tokenbucket.h"
 
 #define SEC 1000000LL
 #define T0 (1000 * SEC)

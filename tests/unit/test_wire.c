@@ -11,7 +11,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "gateway/wire.h"
+#include "gateway/relay/wire.h"
 
 static void
 test_round_trip_and_layout(void **state)

@@ -1,0 +1,2393 @@
+/*
+ * failover.c — switchover, failover and stepping down (see failover.h).
+ *
+ * NOTES
+ * One operation at a time per site. An operation is a short chain of
+ * asynchronous steps (fence or unfence through replicator/fence.h, SQL
+ * statements on one pgquery connection to this site's database, a wait for
+ * the streams to drain, a PROMOTE exchange with the peer); each step that
+ * completes adds one line to the operation's log, which is the command's
+ * answer. A step that fails ends the operation with the reason, after
+ * undoing what must not stay half done (a switchover that cannot drain or
+ * whose peer refuses unfences the primary again).
+ *
+ * Promotion (failover, or the target's half of a switchover) creates each
+ * stream's publication and slot before the site takes the primary role, so
+ * the slot's consistent point is where the stream starts: every write the new
+ * primary takes is after it. In a switchover both databases are equal there,
+ * so the old primary only points its replication origin at that LSN and the
+ * stream runs the other way without a copy.
+ *
+ * Statements that change this site's database run with
+ * default_transaction_read_only off in their own session: a fenced database
+ * stays read-only for applications, not for strait.
+ */
+#include "gateway/cluster/failover.h"
+
+#include <dirent.h>
+#include <sys/stat.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "common/json.h"
+#include "common/log.h"
+#include "common/lsn.h"
+#include "config/config.h"
+#include "gateway/daemon/control.h"
+#include "gateway/relay/frame.h"
+#include "gateway/relay/relay.h"
+#include "gateway/relay/relay_proto.h"
+#include "gateway/relay/wire.h"
+#include "gateway/stream/spool.h"
+#include "gateway/stream/stream.h"
+#include "replicator/fence.h"
+#include "replicator/lostxacts.h"
+#include "replicator/pgquery.h"
+#include "replicator/slot_reader.h"
+
+#define FO_DRAIN_POLL_MS     50
+#define FO_DRAIN_TIMEOUT_MS  60000
+#define FO_PROMOTE_TIMEOUT_MS 60000
+#define FO_RETRY_MS          200
+#define FO_MAX_STREAMS       64
+#define FO_MAX_PEERS         16
+#define FO_DRY_DB_TIMEOUT_MS 5000
+
+enum fo_op {
+	FO_NONE,
+	FO_SWITCHOVER,           /* this site is the primary handing over */
+	FO_PROMOTE,              /* this site becomes primary (failover, or asked by PROMOTE) */
+	FO_STEP_DOWN,            /* fencing this site's database after a higher epoch */
+	FO_REJOIN,               /* this fenced site becomes the primary's replica */
+	FO_DRY_RUN,              /* failover --dry-run: asking this site's database */
+};
+
+struct fo_sql {
+	char *sql;
+	char *what;              /* the log line when it succeeded */
+	int retries;             /* left, for a statement that may fail for a while */
+	void (*result)(struct failover *f, const PGresult *res);
+};
+
+struct fo_slot {
+	char stream[64];
+	uint64_t lsn;
+};
+
+struct fo_peer {
+	char name[64];
+	uint64_t pending_wal;    /* from its last HEARTBEAT (0: caught up) */
+	time_t heard_at;
+	time_t fence_sent_at;    /* primary: when FENCE last went to this fenced peer */
+};
+
+struct failover {
+	struct event_base *base;
+	const struct strait_config *cfg;
+	size_t self;
+	struct relay *relay;
+	struct role *role;
+	struct failover_ops ops;
+	void *arg;
+
+	enum fo_op op;
+	struct control_request *req; /* the command being answered, or NULL */
+	char peer[64];           /* the other site of the operation */
+	char *log;               /* the steps so far, one line each */
+	size_t log_len;
+	bool log_failed;
+	struct timespec started;
+	uint64_t new_epoch;
+	bool answer_peer;        /* promotion asked by PROMOTE: answer PROMOTE_ACK */
+	bool unfence_on_fail;    /* switchover: the primary was fenced by us */
+	bool force;              /* failover --force */
+	bool streams_stopped;    /* promotion: the streams are stopped, rebuild on failure */
+
+	struct fence *fence;
+	void (*fence_next)(struct failover *f);
+	struct pgquery *q;
+	struct fo_sql *steps;
+	size_t n_steps, step_i;
+	void (*steps_next)(struct failover *f);
+	struct event *timer;     /* retries, drain polls, timeouts */
+	void (*timer_fn)(struct failover *f);
+	uint64_t drain_lsn;
+	int64_t deadline_ms;
+
+	struct fo_slot slots[FO_MAX_STREAMS];
+	size_t n_slots;
+	struct fo_peer peers[FO_MAX_PEERS];
+	size_t n_peers;
+
+	/* fenced site: what the primary (fence_from) said it applied of ours */
+	char fence_from[64];
+	struct fo_slot applied[FO_MAX_STREAMS];
+	size_t n_applied;
+	/* primary: reading origins for a FENCE */
+	struct pgquery *q_info;
+	char info_peer[64];
+	/* rejoin: the stream whose lost transactions are being read */
+	size_t rj_i;
+	struct lostxacts *lx;
+	struct lostxacts_peek *peek;
+	/* failover --dry-run: its own connection, so a stale answer is never mistaken */
+	struct pgquery *q_dry;
+	bool dry_json;
+};
+
+/* ------------------------------------------------------------ pure parts */
+
+bool failover_stream_ends(size_t from, size_t to, size_t self, enum role_kind role,
+		size_t *src, size_t *dst)
+{
+	size_t other;
+
+	if (self != from && self != to)
+		return false;
+	other = self == from ? to : from;
+	switch (role) {
+	case ROLE_PRIMARY:
+		*src = self;
+		*dst = other;
+		return true;
+	case ROLE_REPLICA:
+		*src = other;
+		*dst = self;
+		return true;
+	case ROLE_FENCED:
+		break;
+	}
+	return false;
+}
+
+static void fo_time_text(int64_t us, char *buf, size_t len)
+{
+	time_t secs = (time_t)(us / 1000000);
+	struct tm tm;
+
+	if (us <= 0 || !gmtime_r(&secs, &tm)) {
+		snprintf(buf, len, "unknown");
+		return;
+	}
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+bool failover_gate(const struct failover_lag *lag, uint64_t max_bytes, uint64_t max_ms,
+		bool force, char *msg, size_t msglen)
+{
+	char when[64];
+	bool over_bytes = lag->lag_bytes > max_bytes;
+	bool over_secs = lag->lag_seconds * 1000.0 > (double)max_ms;
+	bool over = over_bytes || over_secs;
+
+	fo_time_text(lag->last_applied_time_us, when, sizeof(when));
+	snprintf(msg, msglen,
+		 "%s: last known lag %" PRIu64 " bytes, %.1f s (limits %" PRIu64 " bytes, %.1f s); "
+		 "last applied commit %s%s",
+		 !over ? "lag within the limits" : force ? "lag over the limits, forced" :
+		 "refused: lag over the limits", lag->lag_bytes, lag->lag_seconds, max_bytes,
+		 (double)max_ms / 1000.0, when,
+		 over ? "; that much would be lost" : "");
+	return !over || force;
+}
+
+/* ----------------------------------------------------- measured durations */
+
+static const char *const fo_change_names[FAILOVER_CHANGES] = {
+	[FAILOVER_CHANGE_SWITCHOVER] = "switchover",
+	[FAILOVER_CHANGE_PROMOTION] = "promotion",
+	[FAILOVER_CHANGE_FAILOVER] = "failover",
+};
+
+const char *failover_change_name(enum failover_change c)
+{
+	return c < FAILOVER_CHANGES ? fo_change_names[c] : "?";
+}
+
+bool failover_durations_format(const struct failover_durations *d, char *buf, size_t len)
+{
+	size_t used;
+	int n;
+
+	n = snprintf(buf, len, "# strait: how long role changes took on this site, written by "
+		     "straitd\nformat=1\n");
+	if (n < 0 || (size_t)n >= len)
+		return false;
+	used = (size_t)n;
+	for (int c = 0; c < FAILOVER_CHANGES; c++) {
+		if (d->at[c] <= 0)
+			continue;
+		n = snprintf(buf + used, len - used, "%s=%.3f %" PRId64 "\n", fo_change_names[c],
+			     d->seconds[c], d->at[c]);
+		if (n < 0 || (size_t)n >= len - used)
+			return false;
+		used += (size_t)n;
+	}
+	return true;
+}
+
+bool failover_durations_parse(const char *text, struct failover_durations *out, char *err,
+		size_t errlen)
+{
+	const char *p = text;
+	bool format = false;
+	int line = 0;
+
+	*out = (struct failover_durations){ 0 };
+	while (*p) {
+		const char *nl = strchr(p, '\n');
+		size_t n = nl ? (size_t)(nl - p) : strlen(p);
+		char buf[256], *eq, *end;
+		int c;
+
+		line++;
+		if (n >= sizeof(buf)) {
+			snprintf(err, errlen, "line %d is too long", line);
+			return false;
+		}
+		memcpy(buf, p, n);
+		buf[n] = '\0';
+		p = nl ? nl + 1 : p + n;
+		if (buf[0] == '#' || buf[0] == '\0')
+			continue;
+		eq = strchr(buf, '=');
+		if (!eq) {
+			snprintf(err, errlen, "line %d: expected key=value", line);
+			return false;
+		}
+		*eq++ = '\0';
+		if (strcmp(buf, "format") == 0) {
+			if (strcmp(eq, "1") != 0) {
+				snprintf(err, errlen, "line %d: unknown format %s", line, eq);
+				return false;
+			}
+			format = true;
+			continue;
+		}
+		for (c = 0; c < FAILOVER_CHANGES && strcmp(buf, fo_change_names[c]) != 0; c++)
+			;
+		if (c == FAILOVER_CHANGES) {
+			snprintf(err, errlen, "line %d: unknown key %s", line, buf);
+			return false;
+		}
+		errno = 0;
+		out->seconds[c] = strtod(eq, &end);
+		if (errno || end == eq || *end != ' ' || !(out->seconds[c] >= 0)) {
+			snprintf(err, errlen, "line %d: expected seconds and a time", line);
+			return false;
+		}
+		eq = end + 1;
+		out->at[c] = strtoll(eq, &end, 10);
+		if (errno || end == eq || *end != '\0' || out->at[c] <= 0) {
+			snprintf(err, errlen, "line %d: expected seconds and a time", line);
+			return false;
+		}
+	}
+	if (!format) {
+		snprintf(err, errlen, "no format line");
+		return false;
+	}
+	return true;
+}
+
+bool failover_durations_expected(const struct failover_durations *d, enum failover_change *which,
+		double *seconds, int64_t *at)
+{
+	enum failover_change best = FAILOVER_CHANGES;
+
+	/* this site's promotion, alone or in a switchover, is the work a failover does */
+	if (d->at[FAILOVER_CHANGE_FAILOVER] > 0)
+		best = FAILOVER_CHANGE_FAILOVER;
+	if (d->at[FAILOVER_CHANGE_PROMOTION] > 0 &&
+	    (best == FAILOVER_CHANGES || d->at[FAILOVER_CHANGE_PROMOTION] > d->at[best]))
+		best = FAILOVER_CHANGE_PROMOTION;
+	if (best == FAILOVER_CHANGES && d->at[FAILOVER_CHANGE_SWITCHOVER] > 0)
+		best = FAILOVER_CHANGE_SWITCHOVER;
+	if (best == FAILOVER_CHANGES)
+		return false;
+	*which = best;
+	*seconds = d->seconds[best];
+	*at = d->at[best];
+	return true;
+}
+
+/* ------------------------------------------------------- the readiness report */
+
+static void fo_check(struct failover_readiness *out, enum failover_check_id id, const char *name,
+		bool gate, bool ok, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+static void fo_check(struct failover_readiness *out, enum failover_check_id id, const char *name,
+		bool gate, bool ok, const char *fmt, ...)
+{
+	struct failover_check *c = &out->checks[id];
+	va_list ap;
+
+	c->name = name;
+	c->gate = gate;
+	c->ok = ok;
+	va_start(ap, fmt);
+	vsnprintf(c->detail, sizeof(c->detail), fmt, ap);
+	va_end(ap);
+	if (gate && !ok)
+		out->go = false;
+}
+
+static void fo_check_role(const struct failover_facts *in, struct failover_readiness *out)
+{
+	switch (in->role) {
+	case ROLE_PRIMARY:
+		fo_check(out, FAILOVER_CHECK_ROLE, "role", true, false,
+			 "site %s is the primary already", in->site);
+		return;
+	case ROLE_FENCED:
+		fo_check(out, FAILOVER_CHECK_ROLE, "role", true, false,
+			 "site %s is fenced: it must rejoin as a replica first", in->site);
+		return;
+	case ROLE_REPLICA:
+		break;
+	}
+	if (!in->role_persisted)
+		fo_check(out, FAILOVER_CHECK_ROLE, "role", true, false,
+			 "site %s is a replica at epoch %" PRIu64 ", but its role state could not be "
+			 "written (see the log): the promotion could not record the new role",
+			 in->site, in->epoch);
+	else
+		fo_check(out, FAILOVER_CHECK_ROLE, "role", true, true,
+			 "site %s is a replica at epoch %" PRIu64 "; the promotion would take epoch %"
+			 PRIu64, in->site, in->epoch, in->epoch + 1);
+}
+
+static void fo_check_streams(const struct failover_facts *in, struct failover_readiness *out)
+{
+	if (in->streams_in == 0)
+		fo_check(out, FAILOVER_CHECK_STREAMS, "streams", true, false,
+			 "this site receives no stream from site %s: nothing tells what it lacks",
+			 in->old_primary);
+	else if (!in->heard_old)
+		fo_check(out, FAILOVER_CHECK_STREAMS, "streams", true, false,
+			 "site %s has not been heard since straitd started here: what it committed "
+			 "and this site lacks is unknown (%s)", in->old_primary,
+			 in->stream_states ? in->stream_states : "no stream state");
+	else
+		fo_check(out, FAILOVER_CHECK_STREAMS, "streams", true, true,
+			 "%zu stream(s) from site %s (%s); site %s last heard %.0f s ago",
+			 in->streams_in, in->old_primary,
+			 in->stream_states ? in->stream_states : "no stream state",
+			 in->old_primary, in->heard_ago_s);
+}
+
+static void fo_check_database(const struct failover_facts *in, struct failover_readiness *out)
+{
+	const char *fence = in->db_fenced ?
+		"it is fenced now (default_transaction_read_only on): the promotion unfences it" :
+		"it is not fenced (default_transaction_read_only off)";
+
+	if (in->db_error)
+		fo_check(out, FAILOVER_CHECK_DATABASE, "database", true, false,
+			 "the database of site %s does not answer: %s", in->site, in->db_error);
+	else if (in->db_in_recovery)
+		fo_check(out, FAILOVER_CHECK_DATABASE, "database", true, false,
+			 "the database of site %s is a standby (in recovery): the promotion cannot "
+			 "write to it", in->site);
+	else if (!in->db_can_create_slots)
+		fo_check(out, FAILOVER_CHECK_DATABASE, "database", true, false,
+			 "the database of site %s answers, but strait's role there can create no "
+			 "replication slot (needs REPLICATION or superuser); %s", in->site, fence);
+	else
+		fo_check(out, FAILOVER_CHECK_DATABASE, "database", true, true,
+			 "the database of site %s answers and the promotion can write to it; %s",
+			 in->site, fence);
+}
+
+static void fo_check_sequences(const struct failover_facts *in, struct failover_readiness *out)
+{
+	if (in->db_error)
+		fo_check(out, FAILOVER_CHECK_SEQUENCES, "sequences", false, false,
+			 "unknown: the database does not answer");
+	else if (in->sequences == 0)
+		fo_check(out, FAILOVER_CHECK_SEQUENCES, "sequences", false, true,
+			 "no sequence in this database: nothing to raise");
+	else if (in->sequences_with_value == 0)
+		fo_check(out, FAILOVER_CHECK_SEQUENCES, "sequences", false, false,
+			 "no sequence value received from site %s: none of the %" PRId64 " sequence(s) "
+			 "here holds a value; the promotion raises each from its start by %" PRIu64
+			 " (failover.sequence_margin)", in->old_primary, in->sequences,
+			 in->sequence_margin);
+	else
+		fo_check(out, FAILOVER_CHECK_SEQUENCES, "sequences", false, true,
+			 "%" PRId64 " of %" PRId64 " sequence(s) here hold a value received from site "
+			 "%s; the promotion raises each by %" PRIu64 " (failover.sequence_margin)",
+			 in->sequences_with_value, in->sequences, in->old_primary, in->sequence_margin);
+}
+
+static void fo_check_fencing(const struct failover_facts *in, struct failover_readiness *out)
+{
+	/* what a site that steps down does to its database (failover_stepped_down) */
+	static const char db_fence[] = "(ALTER SYSTEM default_transaction_read_only = on, the "
+		"sessions that could write ended)";
+
+	if (in->old_reachable)
+		fo_check(out, FAILOVER_CHECK_FENCING, "fencing", false, true,
+			 "site %s is reachable now (its relay link is up): it would hear epoch %" PRIu64
+			 " over the link at once, step down and fence its database %s; a failover is "
+			 "refused while it is reachable: run switchover --to %s on site %s, the "
+			 "lossless choice", in->old_primary, in->epoch + 1, db_fence, in->site,
+			 in->old_primary);
+	else
+		fo_check(out, FAILOVER_CHECK_FENCING, "fencing", false, true,
+			 "site %s is not reachable: it will be fenced when heard again: it hears "
+			 "epoch %" PRIu64 ", steps down and fences its database %s", in->old_primary,
+			 in->epoch + 1, db_fence);
+}
+
+static void fo_check_health(const struct failover_facts *in, struct failover_readiness *out)
+{
+	if (in->metrics_listen)
+		fo_check(out, FAILOVER_CHECK_HEALTH, "health", false, true,
+			 "metrics.listen %s: /primary would answer 200 here, and 503 on site %s "
+			 "once it has stepped down", in->metrics_listen, in->old_primary);
+	else
+		fo_check(out, FAILOVER_CHECK_HEALTH, "health", false, false,
+			 "metrics.listen is not set: this site serves no /health, /primary or "
+			 "/replica, so a load balancer cannot follow the role here (site %s answers "
+			 "503 on /primary once it has stepped down, if it serves them)",
+			 in->old_primary);
+}
+
+static void fo_check_loss(const struct failover_facts *in, struct failover_readiness *out)
+{
+	char when[64];
+
+	fo_time_text(in->lag.last_applied_time_us, when, sizeof(when));
+	if (in->lag.lag_bytes == 0)
+		fo_check(out, FAILOVER_CHECK_LOSS, "loss", false, true,
+			 "expected loss 0 bytes, %.1f s: nothing site %s sent is left to apply; "
+			 "last applied commit %s", in->lag.lag_seconds, in->old_primary, when);
+	else
+		fo_check(out, FAILOVER_CHECK_LOSS, "loss", false, false,
+			 "expected loss %" PRIu64 " bytes, %.1f s: what site %s committed after the "
+			 "last applied commit %s and this site has not applied (the last known lag)",
+			 in->lag.lag_bytes, in->lag.lag_seconds, in->old_primary, when);
+}
+
+static void fo_check_duration(const struct failover_facts *in, struct failover_readiness *out)
+{
+	enum failover_change which;
+	char when[64];
+	int64_t at;
+
+	if (!in->durations ||
+	    !failover_durations_expected(in->durations, &which, &out->duration_s, &at)) {
+		fo_check(out, FAILOVER_CHECK_DURATION, "duration", false, false,
+			 "no switchover or failover measured on this cluster yet");
+		return;
+	}
+	out->duration_known = true;
+	fo_time_text(at * 1000000, when, sizeof(when));
+	fo_check(out, FAILOVER_CHECK_DURATION, "duration", false, true,
+		 "expected duration %.2f s: the last %s measured on this site took that long "
+		 "(%s)%s", out->duration_s,
+		 which == FAILOVER_CHANGE_PROMOTION ? "promotion (this site's half of a switchover)" :
+		 which == FAILOVER_CHANGE_SWITCHOVER ? "switchover (the whole hand-over)" :
+		 "failover", when,
+		 in->lag.lag_bytes > 0 ? ", plus the wait for what was received to be applied "
+		 "(30 s at most)" : "");
+}
+
+void failover_readiness(const struct failover_facts *in, struct failover_readiness *out)
+{
+	char failed[256] = "";
+	size_t used = 0;
+	bool gate_ok;
+
+	*out = (struct failover_readiness){ .go = true };
+	fo_check_role(in, out);
+	out->n = 1;
+	if (in->role == ROLE_REPLICA) {
+		char gate[512];
+
+		gate_ok = failover_gate(&in->lag, in->max_lag_bytes, in->max_lag_ms, in->force, gate,
+					sizeof(gate));
+		fo_check(out, FAILOVER_CHECK_LAG, "lag", true, gate_ok, "%s", gate);
+		fo_check_streams(in, out);
+		fo_check_database(in, out);
+		fo_check_sequences(in, out);
+		fo_check_fencing(in, out);
+		fo_check_health(in, out);
+		fo_check_loss(in, out);
+		fo_check_duration(in, out);
+		out->n = FAILOVER_CHECKS;
+	}
+	for (size_t i = 0; i < out->n; i++) {
+		const struct failover_check *c = &out->checks[i];
+		int n;
+
+		if (!c->gate || c->ok)
+			continue;
+		n = snprintf(failed + used, sizeof(failed) - used, "%s%s", used ? ", " : "",
+			     c->name);
+		if (n > 0 && (size_t)n < sizeof(failed) - used)
+			used += (size_t)n;
+	}
+	if (!out->go)
+		snprintf(out->verdict, sizeof(out->verdict), "no-go: a failover to site %s would be "
+			 "refused (%s)", in->site, failed);
+	else if (in->old_reachable)
+		snprintf(out->verdict, sizeof(out->verdict), "go: a failover to site %s would go "
+			 "through if site %s were lost now; it is reachable now, so a failover now "
+			 "is refused: switchover is the lossless choice", in->site, in->old_primary);
+	else
+		snprintf(out->verdict, sizeof(out->verdict), "go: a failover to site %s would go "
+			 "through", in->site);
+}
+
+/* ------------------------------------------------------------- the log */
+
+static void fo_append(struct failover *f, const char *line)
+{
+	size_t n;
+	char *grown;
+
+	n = strlen(line);
+	grown = realloc(f->log, f->log_len + n + 2);
+	if (!grown) {
+		f->log_failed = true;
+		return;
+	}
+	f->log = grown;
+	memcpy(f->log + f->log_len, line, n);
+	f->log_len += n;
+	f->log[f->log_len++] = '\n';
+	f->log[f->log_len] = '\0';
+}
+
+static void fo_step(struct failover *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void fo_step(struct failover *f, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	log_notice("%s", line);
+	fo_append(f, line);
+}
+
+/* Adds a multi-line log (fence's) with an indent. */
+static void fo_step_lines(struct failover *f, const char *text)
+{
+	const char *p = text;
+
+	while (p && *p) {
+		const char *nl = strchr(p, '\n');
+		int n = nl ? (int)(nl - p) : (int)strlen(p);
+
+		if (n > 0) {
+			char line[1024];
+
+			/* logged already by the module that did it */
+			snprintf(line, sizeof(line), "  %.*s", n, p);
+			fo_append(f, line);
+		}
+		p = nl ? nl + 1 : NULL;
+	}
+}
+
+static double fo_elapsed(const struct failover *f)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - f->started.tv_sec) +
+	       (double)(now.tv_nsec - f->started.tv_nsec) / 1e9;
+}
+
+static int64_t fo_now_ms(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+static void fo_clear_steps(struct failover *f)
+{
+	for (size_t i = 0; i < f->n_steps; i++) {
+		free(f->steps[i].sql);
+		free(f->steps[i].what);
+	}
+	free(f->steps);
+	f->steps = NULL;
+	f->n_steps = f->step_i = 0;
+}
+
+static void fo_begin(struct failover *f, enum fo_op op, struct control_request *req,
+		const char *peer)
+{
+	f->op = op;
+	f->req = req;
+	snprintf(f->peer, sizeof(f->peer), "%s", peer ? peer : "");
+	free(f->log);
+	f->log = NULL;
+	f->log_len = 0;
+	f->log_failed = false;
+	f->answer_peer = false;
+	f->unfence_on_fail = false;
+	f->force = false;
+	f->streams_stopped = false;
+	f->n_slots = 0;
+	clock_gettime(CLOCK_MONOTONIC, &f->started);
+}
+
+/* Ends the operation: answers the command (if any) with the log and a last line. */
+static void fo_end(struct failover *f, bool ok, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void fo_end(struct failover *f, bool ok, const char *fmt, ...)
+{
+	char last[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(last, sizeof(last), fmt, ap);
+	va_end(ap);
+	if (ok)
+		fo_step(f, "%s", last);
+	else
+		log_error("%s", last);
+	if (f->req) {
+		char *body = NULL;
+
+		if (asprintf(&body, "%s%s%s%s", f->log ? f->log : "", ok ? "" : "error: ",
+			     ok ? "" : last, ok ? "" : "\n") < 0)
+			body = NULL;
+		control_reply(f->req, ok, body ? body : last);
+		free(body);
+		f->req = NULL;
+	}
+	fo_clear_steps(f);
+	event_del(f->timer);
+	/* a rejoin's reader (fo_end is never called from inside a running peek) */
+	lostxacts_peek_free(f->peek);
+	f->peek = NULL;
+	lostxacts_free(f->lx);
+	f->lx = NULL;
+	/* a dry run ended before its database answered (never inside that query's callback) */
+	if (f->q_dry && pgquery_busy(f->q_dry)) {
+		pgquery_free(f->q_dry);
+		f->q_dry = NULL;
+	}
+	f->op = FO_NONE;
+}
+
+/* ------------------------------------------ the durations file (role-durations) */
+
+/* 1 loaded, 0 none measured yet, -1 unreadable (err says why). */
+static int fo_durations_load(const struct failover *f, struct failover_durations *d, char *err,
+		size_t errlen)
+{
+	char path[4096], text[1024];
+	size_t n;
+	FILE *in;
+
+	*d = (struct failover_durations){ 0 };
+	snprintf(path, sizeof(path), "%s/%s", f->cfg->state_dir, FAILOVER_DURATIONS_FILE);
+	in = fopen(path, "r");
+	if (!in) {
+		if (errno == ENOENT)
+			return 0;
+		snprintf(err, errlen, "could not open \"%s\": %s", path, strerror(errno));
+		return -1;
+	}
+	n = fread(text, 1, sizeof(text) - 1, in);
+	text[n] = '\0';
+	if (ferror(in) || !feof(in)) {
+		snprintf(err, errlen, "could not read \"%s\" (or it is too large)", path);
+		fclose(in);
+		return -1;
+	}
+	fclose(in);
+	if (!failover_durations_parse(text, d, err, errlen)) {
+		*d = (struct failover_durations){ 0 };
+		return -1;
+	}
+	return 1;
+}
+
+/*
+ * Keeps how long a role change took, for the next dry run's estimate. Only
+ * an estimate: a failure is logged and changes nothing else.
+ */
+static void fo_record_duration(struct failover *f, enum failover_change c, double seconds)
+{
+	struct failover_durations d;
+	char err[4608], text[1024], path[4096], tmp[4096];
+	FILE *out;
+	bool ok;
+
+	if (fo_durations_load(f, &d, err, sizeof(err)) < 0)
+		log_warning("%s: starting it anew", err);
+	d.seconds[c] = seconds;
+	d.at[c] = time(NULL);
+	snprintf(path, sizeof(path), "%s/%s", f->cfg->state_dir, FAILOVER_DURATIONS_FILE);
+	snprintf(tmp, sizeof(tmp), "%s/%s", f->cfg->state_dir, FAILOVER_DURATIONS_FILE_TMP);
+	if (!failover_durations_format(&d, text, sizeof(text)))
+		return;
+	out = fopen(tmp, "w");
+	ok = out && fputs(text, out) >= 0 && fflush(out) == 0 && fsync(fileno(out)) == 0;
+	if (out && fclose(out) != 0)
+		ok = false;
+	if (!ok || rename(tmp, path) != 0) {
+		log_warning("could not write \"%s\": %s", path, strerror(errno));
+		unlink(tmp);
+		return;
+	}
+	log_info("the %s took %.2f s (kept in \"%s\")", failover_change_name(c), seconds, path);
+}
+
+/* -------------------------------------------------- the async building blocks */
+
+static void fo_arm(struct failover *f, unsigned ms, void (*fn)(struct failover *f))
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	f->timer_fn = fn;
+	event_add(f->timer, &tv);
+}
+
+static void fo_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct failover *f = arg;
+
+	(void)fd;
+	(void)what;
+	if (f->timer_fn)
+		f->timer_fn(f);
+}
+
+static void fo_fail(struct failover *f, const char *why);
+
+static void fo_fence_done(void *arg, const struct fence_result *res)
+{
+	struct failover *f = arg;
+	void (*next)(struct failover *f) = f->fence_next;
+	bool ok = res->ok;
+	char why[512];
+
+	fo_step_lines(f, res->log);
+	snprintf(why, sizeof(why), "%s", res->error ? res->error : "failed");
+	/* res dies with the fence */
+	fence_free(f->fence);
+	f->fence = NULL;
+	if (!ok) {
+		fo_fail(f, why);
+		return;
+	}
+	next(f);
+}
+
+static void fo_fence(struct failover *f, enum fence_op op, void (*next)(struct failover *f))
+{
+	fo_step(f, "%s the database of site %s", op == FENCE_OP_FENCE ? "fencing" : "unfencing",
+		f->cfg->sites[f->self].name);
+	f->fence_next = next;
+	/* the fence ends every session not named strait*, ours among them: reconnect after */
+	if (f->q && !pgquery_busy(f->q)) {
+		pgquery_free(f->q);
+		f->q = NULL;
+	}
+	f->fence = fence_start(f->base, f->cfg->sites[f->self].database, op, 0, fo_fence_done, f);
+	if (!f->fence)
+		fo_fail(f, "out of memory starting the fence");
+}
+
+static void fo_steps_run(struct failover *f);
+
+static void fo_sql_cb(void *arg, const PGresult *res, const char *err)
+{
+	struct failover *f = arg;
+	struct fo_sql *s = &f->steps[f->step_i];
+
+	if (err) {
+		if (s->retries-- > 0) {
+			fo_arm(f, FO_RETRY_MS, fo_steps_run);
+			return;
+		}
+		{
+			char why[1024];
+
+			snprintf(why, sizeof(why), "failed at the step \"%s\": %s", s->what, err);
+			fo_fail(f, why);
+		}
+		return;
+	}
+	if (s->result)
+		s->result(f, res);
+	if (f->op == FO_NONE)
+		return;          /* the result ended the operation */
+	fo_step(f, "%s", s->what);
+	f->step_i++;
+	fo_steps_run(f);
+}
+
+static void fo_steps_run(struct failover *f)
+{
+	if (f->step_i == f->n_steps) {
+		void (*next)(struct failover *f) = f->steps_next;
+
+		fo_clear_steps(f);
+		next(f);
+		return;
+	}
+	if (!f->q)
+		f->q = pgquery_new(f->base, f->cfg->sites[f->self].database, "failover");
+	if (!f->q || !pgquery_run(f->q, f->steps[f->step_i].sql, fo_sql_cb, f))
+		fo_fail(f, "could not send a statement to this site's database");
+}
+
+static bool fo_add_sql(struct failover *f, int retries,
+		void (*result)(struct failover *f, const PGresult *res), const char *what,
+		const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static bool fo_add_sql(struct failover *f, int retries,
+		void (*result)(struct failover *f, const PGresult *res), const char *what,
+		const char *fmt, ...)
+{
+	struct fo_sql *grown = realloc(f->steps, (f->n_steps + 1) * sizeof(*grown));
+	struct fo_sql *s;
+	va_list ap;
+	int n;
+
+	if (!grown)
+		return false;
+	f->steps = grown;
+	s = &f->steps[f->n_steps];
+	/* one retry at least: a statement on a connection that was ended reconnects */
+	*s = (struct fo_sql){ .retries = retries > 0 ? retries : 1, .result = result,
+			      .what = strdup(what) };
+	va_start(ap, fmt);
+	n = vasprintf(&s->sql, fmt, ap);
+	va_end(ap);
+	if (n < 0 || !s->what) {
+		free(s->what);
+		if (n >= 0)
+			free(s->sql);
+		return false;
+	}
+	f->n_steps++;
+	return true;
+}
+
+/* SQL quoting for names from the config: "ident", 'literal'. */
+static char *fo_quote(const char *s, char q)
+{
+	size_t n = strlen(s), k = 0;
+	char *out = malloc(2 * n + 3);
+
+	if (!out)
+		return NULL;
+	out[k++] = q;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == q)
+			out[k++] = q;
+		out[k++] = s[i];
+	}
+	out[k++] = q;
+	out[k] = '\0';
+	return out;
+}
+
+/* "schema.table" or "table", each part quoted. */
+static bool fo_append_table(FILE *out, const char *name)
+{
+	const char *dot = strchr(name, '.');
+	char *part;
+
+	if (dot) {
+		char *schema = strndup(name, (size_t)(dot - name));
+
+		part = schema ? fo_quote(schema, '"') : NULL;
+		free(schema);
+		if (!part)
+			return false;
+		fprintf(out, "%s.", part);
+		free(part);
+		name = dot + 1;
+	}
+	part = fo_quote(name, '"');
+	if (!part)
+		return false;
+	fprintf(out, "%s", part);
+	free(part);
+	return true;
+}
+
+/* -------------------------------------------------------------- promotion */
+
+static const char fo_rw[] = "SET default_transaction_read_only = off; ";
+
+/* The streams between this site and peer (configured either way). */
+static bool fo_stream_with(const struct failover *f, const struct config_stream *cs, size_t peer)
+{
+	return (cs->from == f->self && cs->to == peer) || (cs->from == peer && cs->to == f->self);
+}
+
+static int fo_site_index(const struct failover *f, const char *name)
+{
+	for (size_t i = 0; i < f->cfg->n_sites; i++)
+		if (strcmp(f->cfg->sites[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+static void fo_slot_result(struct failover *f, const PGresult *res)
+{
+	uint64_t lsn;
+
+	if (PQntuples(res) != 1 || PQnfields(res) < 2 || !lsn_parse(PQgetvalue(res, 0, 1), &lsn)) {
+		fo_fail(f, "could not read the created slot's LSN");
+		return;
+	}
+	if (f->n_slots < FO_MAX_STREAMS) {
+		struct fo_slot *s = &f->slots[f->n_slots++];
+		const char *name = PQgetvalue(res, 0, 0);
+
+		/* the first column is the stream's name */
+		snprintf(s->stream, sizeof(s->stream), "%s", name);
+		s->lsn = lsn;
+		fo_step(f, "stream %s starts at " LSN_FMT " on site %s", s->stream, LSN_ARGS(lsn),
+			f->cfg->sites[f->self].name);
+	}
+}
+
+static bool fo_add_stream_setup(struct failover *f, const struct config_stream *cs)
+{
+	char slot[128], what[256], *pub = fo_quote(cs->publication, '"'),
+	     *publit = fo_quote(cs->publication, '\''), *slotlit = NULL, *namelit = NULL,
+	     *create = NULL;
+	size_t create_len = 0;
+	FILE *out = NULL;
+	bool ok = false;
+
+	source_slot_name(cs->name, slot, sizeof(slot));
+	slotlit = fo_quote(slot, '\'');
+	namelit = fo_quote(cs->name, '\'');
+	out = open_memstream(&create, &create_len);
+	if (!pub || !publit || !slotlit || !namelit || !out)
+		goto out;
+	fprintf(out, "CREATE PUBLICATION %s FOR ", pub);
+	if (cs->n_tables == 0)
+		fprintf(out, "ALL TABLES");
+	else
+		fprintf(out, "TABLE ");
+	for (size_t i = 0; i < cs->n_tables; i++) {
+		if (i > 0)
+			fprintf(out, ", ");
+		if (!fo_append_table(out, cs->tables[i]))
+			goto out;
+	}
+	if (fclose(out) != 0) {
+		out = NULL;
+		goto out;
+	}
+	out = NULL;
+	snprintf(what, sizeof(what), "publication %s is in place", cs->publication);
+	if (!fo_add_sql(f, 0, NULL, what,
+			"%sDO $strait$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication "
+			"WHERE pubname = %s) THEN %s; END IF; END$strait$", fo_rw, publit, create))
+		goto out;
+	snprintf(what, sizeof(what), "dropped an old slot %s, if any", slot);
+	if (!fo_add_sql(f, 0, NULL, what,
+			"SELECT pg_catalog.pg_drop_replication_slot(slot_name) "
+			"FROM pg_catalog.pg_replication_slots WHERE slot_name = %s AND NOT active",
+			slotlit))
+		goto out;
+	snprintf(what, sizeof(what), "created slot %s", slot);
+	if (!fo_add_sql(f, 0, fo_slot_result, what,
+			"SELECT %s, lsn::text FROM pg_catalog.pg_create_logical_replication_slot(%s, "
+			"'pgoutput')", namelit, slotlit))
+		goto out;
+	ok = true;
+out:
+	if (out)
+		fclose(out);
+	free(create);
+	free(pub);
+	free(publit);
+	free(slotlit);
+	free(namelit);
+	return ok;
+}
+
+static void fo_promoted(struct failover *f);
+
+static void fo_promote_sql(struct failover *f)
+{
+	int peer = fo_site_index(f, f->peer);
+	char what[128];
+
+	/* a closed apply connection whose backend waits on a lock lingers, holding its xid */
+	if (!fo_add_sql(f, 0, NULL, "ended this site's leftover apply sessions, if any",
+			"SELECT count(pg_catalog.pg_terminate_backend(pid, 5000)) FROM "
+			"pg_catalog.pg_stat_activity WHERE application_name = 'strait-apply' "
+			"AND pid <> pg_catalog.pg_backend_pid()")) {
+		fo_fail(f, "out of memory");
+		return;
+	}
+	snprintf(what, sizeof(what), "raised every sequence by %" PRIu64 " (sequence_margin)",
+		 f->cfg->failover.sequence_margin);
+	if (!fo_add_sql(f, 0, NULL, what,
+			"%sSELECT count(pg_catalog.setval(pg_catalog.format('%%I.%%I', schemaname, "
+			"sequencename)::regclass, CASE WHEN increment_by > 0 THEN "
+			"LEAST(max_value, COALESCE(last_value, start_value) + increment_by * %" PRIu64 ") "
+			"ELSE GREATEST(min_value, COALESCE(last_value, start_value) + increment_by * %"
+			PRIu64 ") END)) FROM pg_catalog.pg_sequences",
+			fo_rw, f->cfg->failover.sequence_margin, f->cfg->failover.sequence_margin)) {
+		fo_fail(f, "out of memory");
+		return;
+	}
+	for (size_t i = 0; i < f->cfg->n_streams; i++) {
+		const struct config_stream *cs = &f->cfg->streams[i];
+
+		if (peer >= 0 && fo_stream_with(f, cs, (size_t)peer) && !fo_add_stream_setup(f, cs)) {
+			fo_fail(f, "out of memory");
+			return;
+		}
+	}
+	f->steps_next = fo_promoted;
+	fo_steps_run(f);
+}
+
+static void fo_send_promote_ack(struct failover *f, const char *peer, bool ok, const char *why)
+{
+	struct relay_proto_resume streams[FO_MAX_STREAMS];
+	struct relay_proto_promote_ack ack = {
+		.ok = ok,
+		.epoch = role_epoch(f->role),
+		.message = relay_proto_str(ok ? (f->log ? f->log : "") : why),
+		.streams = streams,
+	};
+	uint8_t buf[16384];
+	struct wire_writer w;
+
+	if (ack.message.len > 8000)
+		ack.message.len = 8000;
+	for (size_t i = 0; ok && i < f->n_slots; i++) {
+		streams[i].stream = relay_proto_str(f->slots[i].stream);
+		streams[i].lsn = f->slots[i].lsn;
+		ack.nstreams++;
+	}
+	wire_writer_init(&w, buf, sizeof(buf));
+	if (!relay_proto_write_promote_ack(&w, &ack) ||
+	    !relay_send(f->relay, peer, FRAME_PROMOTE_ACK, 0, w.data, w.len))
+		log_error("could not send PROMOTE_ACK to site \"%s\"", peer);
+}
+
+static void fo_promoted(struct failover *f)
+{
+	char reason[128];
+
+	snprintf(reason, sizeof(reason), "%s to this site", f->answer_peer ? "switchover" : "failover");
+	if (!role_set(f->role, ROLE_PRIMARY, f->new_epoch, reason)) {
+		fo_fail(f, "could not record the new role (see the log)");
+		return;
+	}
+	relay_set_epoch(f->relay, f->new_epoch);
+	fo_step(f, "site %s is primary at epoch %" PRIu64, f->cfg->sites[f->self].name,
+		f->new_epoch);
+	f->streams_stopped = false;
+	f->ops.rebuild(f->arg);
+	fo_step(f, "streams run from site %s now", f->cfg->sites[f->self].name);
+	if (f->answer_peer) {
+		fo_send_promote_ack(f, f->peer, true, NULL);
+		fo_record_duration(f, FAILOVER_CHANGE_PROMOTION, fo_elapsed(f));
+		fo_end(f, true, "promoted in %.2f s", fo_elapsed(f));
+		return;
+	}
+	fo_record_duration(f, FAILOVER_CHANGE_FAILOVER, fo_elapsed(f));
+	fo_end(f, true, "failover done in %.2f s", fo_elapsed(f));
+}
+
+/*
+ * Promotion: apply what arrived, stop the streams (an apply transaction
+ * still open would hold up the slot's creation, which waits for running
+ * transactions), unfence this database, then the SQL, then the role.
+ */
+static void fo_promote_stop(struct failover *f, const char *why)
+{
+	fo_step(f, "%s", why);
+	f->ops.stop(f->arg);
+	f->streams_stopped = true;
+	fo_step(f, "stopped the streams from site %s", f->peer);
+	fo_fence(f, FENCE_OP_UNFENCE, fo_promote_sql);
+}
+
+static void fo_promote_apply_poll(struct failover *f)
+{
+	struct streams *s = f->ops.streams(f->arg);
+	struct streams_peer_lag pl = { 0 };
+	char why[256];
+
+	if (s)
+		streams_peer_lag(s, f->peer, 0, &pl);
+	if (pl.lag_bytes == 0) {
+		fo_promote_stop(f, "applied everything received from the old primary");
+		return;
+	}
+	if (fo_now_ms() > f->deadline_ms) {
+		snprintf(why, sizeof(why), "gave up waiting for the apply: %" PRIu64 " bytes received "
+			 "from site %s were not applied and are lost", pl.lag_bytes, f->peer);
+		fo_promote_stop(f, why);
+		return;
+	}
+	fo_arm(f, FO_DRAIN_POLL_MS, fo_promote_apply_poll);
+}
+
+static void fo_promote(struct failover *f)
+{
+	f->deadline_ms = fo_now_ms() + (f->force ? 3000 : 30000);
+	fo_promote_apply_poll(f);
+}
+
+/* ------------------------------------------------------------- switchover */
+
+static void fo_switch_drain_poll(struct failover *f);
+
+static void fo_switch_unfenced(struct failover *f)
+{
+	fo_end(f, false, "switchover to site %s failed; site %s stays primary (see the steps above)",
+	       f->peer, f->cfg->sites[f->self].name);
+}
+
+static void fo_fail(struct failover *f, const char *why)
+{
+	fo_step(f, "failed: %s", why);
+	if (f->op == FO_PROMOTE && f->answer_peer)
+		fo_send_promote_ack(f, f->peer, false, why);
+	if (f->op == FO_PROMOTE && f->streams_stopped) {
+		f->streams_stopped = false;
+		f->ops.rebuild(f->arg);
+		fo_step(f, "the streams run again as before");
+	}
+	if (f->op == FO_SWITCHOVER && f->unfence_on_fail &&
+	    role_current(f->role) == ROLE_PRIMARY) {
+		f->unfence_on_fail = false;
+		fo_clear_steps(f);
+		fo_step(f, "undoing: site %s stays primary", f->cfg->sites[f->self].name);
+		fo_fence(f, FENCE_OP_UNFENCE, fo_switch_unfenced);
+		return;
+	}
+	fo_end(f, false, "%s", why);
+}
+
+static void fo_mark_result(struct failover *f, const PGresult *res)
+{
+	if (PQntuples(res) != 1 || !lsn_parse(PQgetvalue(res, 0, 0), &f->drain_lsn)) {
+		fo_fail(f, "could not read the WAL position");
+		return;
+	}
+}
+
+static void fo_switch_promote_timeout(struct failover *f)
+{
+	fo_end(f, false, "site %s did not answer PROMOTE within %d s: this site stays fenced; "
+	       "check site %s's status, then run failover or unfence by hand", f->peer,
+	       FO_PROMOTE_TIMEOUT_MS / 1000, f->peer);
+}
+
+static void fo_switch_send_promote(struct failover *f)
+{
+	struct relay_proto_promote m = {
+		.epoch = role_epoch(f->role) + 1,
+		.reason = relay_proto_str("switchover"),
+	};
+	uint8_t buf[256];
+	struct wire_writer w;
+
+	wire_writer_init(&w, buf, sizeof(buf));
+	if (!relay_proto_write_promote(&w, &m) ||
+	    !relay_send(f->relay, f->peer, FRAME_PROMOTE, 0, w.data, w.len)) {
+		fo_fail(f, "could not send PROMOTE");
+		return;
+	}
+	fo_step(f, "asked site %s to become primary at epoch %" PRIu64, f->peer, m.epoch);
+	f->new_epoch = m.epoch;
+	fo_arm(f, FO_PROMOTE_TIMEOUT_MS, fo_switch_promote_timeout);
+}
+
+static void fo_switch_drain_poll(struct failover *f)
+{
+	struct streams *s = f->ops.streams(f->arg);
+
+	if (!relay_is_up(f->relay, f->peer)) {
+		fo_fail(f, "the link to the target went down while draining");
+		return;
+	}
+	if (s && streams_drained(s, f->peer, f->drain_lsn)) {
+		fo_step(f, "drained: site %s applied everything up to " LSN_FMT " (lag 0)", f->peer,
+			LSN_ARGS(f->drain_lsn));
+		fo_switch_send_promote(f);
+		return;
+	}
+	if (fo_now_ms() > f->deadline_ms) {
+		fo_fail(f, "the streams did not drain in time");
+		return;
+	}
+	fo_arm(f, FO_DRAIN_POLL_MS, fo_switch_drain_poll);
+}
+
+static void fo_switch_marked(struct failover *f)
+{
+	f->deadline_ms = fo_now_ms() + FO_DRAIN_TIMEOUT_MS;
+	fo_switch_drain_poll(f);
+}
+
+static void fo_switch_fenced(struct failover *f)
+{
+	if (!fo_add_sql(f, 0, fo_mark_result, "wrote a drain mark in the WAL",
+			"%sSELECT pg_catalog.pg_logical_emit_message(false, 'strait_switchover', "
+			"'')::text", fo_rw)) {
+		fo_fail(f, "out of memory");
+		return;
+	}
+	f->steps_next = fo_switch_marked;
+	fo_steps_run(f);
+}
+
+/* Removes a stream's spool (it served the old direction). */
+static void fo_remove_spool(struct failover *f, const char *stream)
+{
+	char dir[4096];
+	DIR *d;
+	struct dirent *e;
+
+	snprintf(dir, sizeof(dir), "%s/spool/%s", f->cfg->state_dir, stream);
+	d = opendir(dir);
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		char path[4400];
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (unlink(path) != 0)
+			log_warning("could not remove \"%s\": %s", path, strerror(errno));
+	}
+	closedir(d);
+	if (rmdir(dir) == 0)
+		fo_step(f, "removed the spool of stream %s", stream);
+}
+
+static void fo_switch_replica(struct failover *f)
+{
+	int peer = fo_site_index(f, f->peer);
+
+	for (size_t i = 0; i < f->cfg->n_streams; i++)
+		if (peer >= 0 && fo_stream_with(f, &f->cfg->streams[i], (size_t)peer))
+			fo_remove_spool(f, f->cfg->streams[i].name);
+	if (!role_set(f->role, ROLE_REPLICA, f->new_epoch, "switchover: replica of the new primary")) {
+		fo_end(f, false, "could not record the new role (see the log)");
+		return;
+	}
+	fo_step(f, "site %s is a replica of site %s at epoch %" PRIu64,
+		f->cfg->sites[f->self].name, f->peer, f->new_epoch);
+	f->ops.rebuild(f->arg);
+	fo_record_duration(f, FAILOVER_CHANGE_SWITCHOVER, fo_elapsed(f));
+	fo_end(f, true, "switchover done in %.2f s", fo_elapsed(f));
+}
+
+/* PROMOTE_ACK ok: point the origins at the new slots, drop our slots, become replica. */
+static void fo_switch_acked(struct failover *f, const struct relay_proto_promote_ack *ack)
+{
+	event_del(f->timer);
+	fo_step(f, "site %s promoted itself at epoch %" PRIu64, f->peer, ack->epoch);
+	f->new_epoch = ack->epoch;
+	for (size_t i = 0; i < ack->nstreams; i++) {
+		char *name = wire_str_dup(ack->streams[i].stream), slot[128], what[256], lsn[32];
+		char *slotlit;
+
+		if (!name) {
+			fo_end(f, false, "out of memory");
+			return;
+		}
+		source_slot_name(name, slot, sizeof(slot));
+		slotlit = fo_quote(slot, '\'');
+		lsn_format(lsn, ack->streams[i].lsn);
+		snprintf(what, sizeof(what), "origin %s set to %s (stream %s resumes there)", slot, lsn,
+			 name);
+		if (!slotlit ||
+		    !fo_add_sql(f, 0, NULL, what,
+				"%sSELECT pg_catalog.pg_replication_origin_create(%s) WHERE NOT EXISTS "
+				"(SELECT 1 FROM pg_catalog.pg_replication_origin WHERE roname = %s); "
+				"SELECT pg_catalog.pg_replication_origin_advance(%s, '%s')", fo_rw,
+				slotlit, slotlit, slotlit, lsn)) {
+			free(slotlit);
+			free(name);
+			fo_end(f, false, "out of memory");
+			return;
+		}
+		snprintf(what, sizeof(what), "dropped slot %s of the old direction", slot);
+		/* our walsender may take a moment to go once the source is closed */
+		if (!fo_add_sql(f, 50, NULL, what,
+				"SELECT pg_catalog.pg_terminate_backend(active_pid) FROM "
+				"pg_catalog.pg_replication_slots WHERE slot_name = %s AND active; "
+				"SELECT pg_catalog.pg_drop_replication_slot(slot_name) FROM "
+				"pg_catalog.pg_replication_slots WHERE slot_name = %s", slotlit, slotlit)) {
+			free(slotlit);
+			free(name);
+			fo_end(f, false, "out of memory");
+			return;
+		}
+		free(slotlit);
+		free(name);
+	}
+	f->steps_next = fo_switch_replica;
+	fo_steps_run(f);
+}
+
+/* ------------------------------------------------------------ the commands */
+
+static const char *fo_op_name(enum fo_op op)
+{
+	switch (op) {
+	case FO_SWITCHOVER:
+		return "switchover";
+	case FO_PROMOTE:
+		return "promotion";
+	case FO_STEP_DOWN:
+		return "step-down";
+	case FO_REJOIN:
+		return "rejoin";
+	case FO_DRY_RUN:
+		return "failover dry run";
+	case FO_NONE:
+		break;
+	}
+	return "operation";
+}
+
+static bool fo_busy(struct failover *f, struct control_request *req)
+{
+	char msg[256];
+
+	if (f->op == FO_NONE)
+		return false;
+	snprintf(msg, sizeof(msg), "another %s is in progress\n", fo_op_name(f->op));
+	control_reply(req, false, msg);
+	return true;
+}
+
+static void fo_refuse(struct control_request *req, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void fo_refuse(struct control_request *req, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	size_t n;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg) - 1, fmt, ap);
+	va_end(ap);
+	n = strlen(msg);
+	if (n == 0 || msg[n - 1] != '\n')
+		strcat(msg, "\n");
+	control_reply(req, false, msg);
+}
+
+/* Parses "--to SITE" and flags; false (answered) on bad usage. */
+static bool fo_parse(struct control_request *req, int argc, char **argv, const char **to,
+		bool *force, bool *dry_run, bool *json, const char *usage)
+{
+	*to = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--to") == 0 && i + 1 < argc) {
+			*to = argv[++i];
+		} else if (force && strcmp(argv[i], "--force") == 0) {
+			*force = true;
+		} else if (dry_run && strcmp(argv[i], "--dry-run") == 0) {
+			*dry_run = true;
+		} else if (json && strcmp(argv[i], "--json") == 0) {
+			*json = true;
+		} else {
+			fo_refuse(req, "usage: %s", usage);
+			return false;
+		}
+	}
+	if (!*to || (json && *json && !(dry_run && *dry_run))) {
+		fo_refuse(req, "usage: %s", usage);
+		return false;
+	}
+	return true;
+}
+
+void failover_cmd_switchover(struct failover *f, struct control_request *req, int argc,
+		char **argv)
+{
+	const char *to, *self = f->cfg->sites[f->self].name;
+	int target;
+
+	if (!fo_parse(req, argc, argv, &to, NULL, NULL, NULL, "switchover --to SITE") ||
+	    fo_busy(f, req))
+		return;
+	target = fo_site_index(f, to);
+	if (target < 0) {
+		fo_refuse(req, "no site named %s", to);
+		return;
+	}
+	if (role_current(f->role) != ROLE_PRIMARY) {
+		fo_refuse(req, "site %s is %s, not the primary: run switchover on the primary", self,
+			  role_name(role_current(f->role)));
+		return;
+	}
+	if ((size_t)target == f->self) {
+		fo_refuse(req, "site %s is this site: run switchover on the primary", to);
+		return;
+	}
+	if (!relay_is_up(f->relay, to)) {
+		fo_refuse(req, "site %s is not reachable (the relay link is down): a switchover needs "
+			  "both sites; see failover", to);
+		return;
+	}
+	fo_begin(f, FO_SWITCHOVER, req, to);
+	fo_step(f, "switchover from site %s to site %s at epoch %" PRIu64, self, to,
+		role_epoch(f->role));
+	f->unfence_on_fail = true;
+	fo_fence(f, FENCE_OP_FENCE, fo_switch_fenced);
+}
+
+static const char *fo_old_primary(const struct failover *f)
+{
+	/* the other end of this site's streams */
+	for (size_t i = 0; i < f->cfg->n_streams; i++) {
+		const struct config_stream *cs = &f->cfg->streams[i];
+
+		if (cs->from == f->self)
+			return f->cfg->sites[cs->to].name;
+		if (cs->to == f->self)
+			return f->cfg->sites[cs->from].name;
+	}
+	for (size_t i = 0; i < f->cfg->n_sites; i++)
+		if (i != f->self)
+			return f->cfg->sites[i].name;
+	return NULL;
+}
+
+static const struct fo_peer *fo_find_peer(const struct failover *f, const char *name)
+{
+	for (size_t i = 0; i < f->n_peers; i++)
+		if (strcmp(f->peers[i].name, name) == 0)
+			return &f->peers[i];
+	return NULL;
+}
+
+/* What this site knows it lacks from peer. */
+static void fo_known_lag(const struct failover *f, const char *peer, struct failover_lag *lag)
+{
+	struct streams *s = f->ops.streams(f->arg);
+	const struct fo_peer *p = fo_find_peer(f, peer);
+	struct streams_peer_lag pl = { 0 };
+	struct timespec now;
+	int64_t now_us;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	now_us = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+	*lag = (struct failover_lag){ 0 };
+	if (s)
+		streams_peer_lag(s, peer, now_us, &pl);
+	lag->lag_bytes = pl.lag_bytes;
+	lag->lag_seconds = pl.lag_seconds;
+	lag->last_applied_time_us = pl.last_applied_time_us;
+	lag->known = pl.streams > 0;
+	/* what the peer said it had read and we had not applied */
+	if (p && p->pending_wal > pl.applied_lsn) {
+		uint64_t bytes = p->pending_wal - pl.applied_lsn;
+
+		if (bytes > lag->lag_bytes)
+			lag->lag_bytes = bytes;
+		if (pl.last_applied_time_us > 0) {
+			double secs = (double)(now_us - pl.last_applied_time_us) / 1e6;
+
+			if (secs > lag->lag_seconds)
+				lag->lag_seconds = secs;
+		}
+	}
+}
+
+/* ---------------------------------------------------------------- dry run */
+
+/* What the dry run learnt from this site's database. */
+struct fo_dry_db {
+	char error[512];         /* empty when it answered */
+	bool in_recovery, fenced, can_create_slots;
+	int64_t sequences, sequences_with_value;
+};
+
+struct fo_dry_streams {
+	const char *peer;
+	size_t n;
+	char states[512];
+};
+
+static void fo_dry_stream(void *arg, const struct stream_report *r)
+{
+	struct fo_dry_streams *ds = arg;
+	size_t used = strlen(ds->states);
+
+	if (!r->sink || strcmp(r->peer, ds->peer) != 0)
+		return;
+	ds->n++;
+	snprintf(ds->states + used, sizeof(ds->states) - used, "%s%s: %s", used ? ", " : "",
+		 r->name, r->state);
+}
+
+static const char *fo_dry_status(const struct failover_check *c)
+{
+	if (c->gate)
+		return c->ok ? "ok" : "no-go";
+	return c->ok ? "info" : "warn";
+}
+
+static char *fo_dry_text(const struct failover *f, const struct failover_facts *in,
+		const struct failover_readiness *r)
+{
+	char *body = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&body, &len);
+
+	if (!out)
+		return NULL;
+	fprintf(out, "failover to site %s from site %s at epoch %" PRIu64 ": dry run, nothing "
+		"is done\n", in->site, in->old_primary, role_epoch(f->role));
+	for (size_t i = 0; i < r->n; i++)
+		fprintf(out, "  %-6s %-10s %s\n", fo_dry_status(&r->checks[i]), r->checks[i].name,
+			r->checks[i].detail);
+	fprintf(out, "%s\n", r->verdict);
+	if (fclose(out) != 0) {
+		free(body);
+		return NULL;
+	}
+	return body;
+}
+
+static char *fo_dry_json(const struct failover *f, const struct failover_facts *in,
+		const struct failover_readiness *r)
+{
+	struct json_out j;
+	char when[64], *doc;
+
+	json_init(&j);
+	json_object_begin(&j, NULL);
+	json_string(&j, "site", in->site);
+	json_string(&j, "old_primary", in->old_primary);
+	json_uint(&j, "epoch", role_epoch(f->role));
+	json_bool(&j, "go", r->go);
+	json_string(&j, "verdict", r->verdict);
+	json_bool(&j, "old_primary_reachable", in->old_reachable);
+	/* a real failover is refused while the old primary is reachable */
+	json_bool(&j, "failover_now", r->go && !in->old_reachable);
+	json_array_begin(&j, "checks");
+	for (size_t i = 0; i < r->n; i++) {
+		json_object_begin(&j, NULL);
+		json_string(&j, "check", r->checks[i].name);
+		json_bool(&j, "ok", r->checks[i].ok);
+		json_bool(&j, "gate", r->checks[i].gate);
+		json_string(&j, "detail", r->checks[i].detail);
+		json_object_end(&j);
+	}
+	json_array_end(&j);
+	if (in->role == ROLE_REPLICA) {
+		json_object_begin(&j, "expected_loss");
+		json_uint(&j, "bytes", in->lag.lag_bytes);
+		json_double(&j, "seconds", in->lag.lag_seconds);
+		fo_time_text(in->lag.last_applied_time_us, when, sizeof(when));
+		json_string(&j, "last_applied_commit",
+			    in->lag.last_applied_time_us > 0 ? when : NULL);
+		json_object_end(&j);
+	} else {
+		json_null(&j, "expected_loss");
+	}
+	if (r->duration_known)
+		json_double(&j, "expected_duration_s", r->duration_s);
+	else
+		json_null(&j, "expected_duration_s");
+	json_object_end(&j);
+	doc = json_finish(&j, NULL);
+	if (doc) {
+		char *line = NULL;
+
+		if (asprintf(&line, "%s\n", doc) < 0)
+			line = NULL;
+		free(doc);
+		doc = line;
+	}
+	return doc;
+}
+
+/* The dry run's connection is closed once its answer is in (never inside its callback). */
+static void fo_dry_close(struct failover *f)
+{
+	if (f->op != FO_DRY_RUN && f->q_dry && !pgquery_busy(f->q_dry)) {
+		pgquery_free(f->q_dry);
+		f->q_dry = NULL;
+	}
+}
+
+/* Gathers what this site knows, adds the database's answer (db), answers the command. */
+static void fo_dry_report(struct failover *f, const struct fo_dry_db *db)
+{
+	struct streams *s = f->ops.streams(f->arg);
+	const struct fo_peer *p = fo_find_peer(f, f->peer);
+	struct fo_dry_streams ds = { .peer = f->peer };
+	struct failover_durations durations;
+	struct failover_readiness r;
+	struct failover_facts in = {
+		.site = f->cfg->sites[f->self].name,
+		.old_primary = f->peer,
+		.role = role_current(f->role),
+		.epoch = role_epoch(f->role),
+		.role_persisted = role_persisted(f->role),
+		.max_lag_bytes = f->cfg->failover.max_lag_bytes,
+		.max_lag_ms = (uint64_t)f->cfg->failover.max_lag_seconds,
+		.force = f->force,
+		.old_reachable = relay_is_up(f->relay, f->peer),
+		.sequence_margin = f->cfg->failover.sequence_margin,
+		.metrics_listen = f->cfg->metrics.listen,
+	};
+	char err[4608], *body;
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	fo_known_lag(f, f->peer, &in.lag);
+	if (s)
+		streams_report(s, (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000, fo_dry_stream,
+			       &ds);
+	in.streams_in = ds.n;
+	in.stream_states = ds.states[0] ? ds.states : NULL;
+	in.heard_old = p && p->heard_at > 0;
+	in.heard_ago_s = in.heard_old ? difftime(time(NULL), p->heard_at) : 0;
+	if (db) {
+		in.db_error = db->error[0] ? db->error : NULL;
+		in.db_in_recovery = db->in_recovery;
+		in.db_fenced = db->fenced;
+		in.db_can_create_slots = db->can_create_slots;
+		in.sequences = db->sequences;
+		in.sequences_with_value = db->sequences_with_value;
+	}
+	switch (fo_durations_load(f, &durations, err, sizeof(err))) {
+	case 1:
+		in.durations = &durations;
+		break;
+	case -1:
+		log_warning("%s", err);
+		break;
+	default:
+		break;
+	}
+	failover_readiness(&in, &r);
+	body = f->dry_json ? fo_dry_json(f, &in, &r) : fo_dry_text(f, &in, &r);
+	log_notice("failover dry run to site %s: %s", in.site, r.verdict);
+	f->op = FO_NONE;
+	fo_arm(f, 0, fo_dry_close);
+	if (f->req) {
+		control_reply(f->req, r.go, body ? body : "out of memory writing the report\n");
+		f->req = NULL;
+	}
+	free(body);
+}
+
+static void fo_dry_db_result(void *arg, const PGresult *res, const char *err)
+{
+	struct failover *f = arg;
+	struct fo_dry_db db = { 0 };
+
+	if (f->op != FO_DRY_RUN)
+		return;
+	if (!res || PQntuples(res) != 1 || PQnfields(res) != 5)
+		snprintf(db.error, sizeof(db.error), "%s", err ? err : "an unexpected answer");
+	else {
+		db.in_recovery = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+		db.fenced = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+		db.can_create_slots = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+		db.sequences = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+		db.sequences_with_value = strtoll(PQgetvalue(res, 0, 4), NULL, 10);
+	}
+	fo_dry_report(f, &db);
+}
+
+static void fo_dry_db_timeout(struct failover *f)
+{
+	struct fo_dry_db db = { 0 };
+
+	if (f->op != FO_DRY_RUN)
+		return;
+	/* not inside its callback: the query that never answered goes */
+	pgquery_free(f->q_dry);
+	f->q_dry = NULL;
+	snprintf(db.error, sizeof(db.error), "no answer within %d s", FO_DRY_DB_TIMEOUT_MS / 1000);
+	fo_dry_report(f, &db);
+}
+
+/*
+ * failover --dry-run: one read-only question to this site's database (can
+ * the promotion write there, its fence state, its sequences), the rest from
+ * what this site knows; answered by fo_dry_report().
+ */
+static void fo_dry_run(struct failover *f, struct control_request *req, bool force, bool json)
+{
+	static const char sql[] =
+		"SELECT pg_catalog.pg_is_in_recovery(), "
+		"pg_catalog.current_setting('default_transaction_read_only')::boolean, "
+		"COALESCE((SELECT rolsuper OR rolreplication FROM pg_catalog.pg_roles "
+		"WHERE rolname = current_user), false), "
+		"(SELECT count(*) FROM pg_catalog.pg_sequences), "
+		"(SELECT count(*) FROM pg_catalog.pg_sequences WHERE last_value IS NOT NULL)";
+	const char *old = fo_old_primary(f);
+
+	if (!old) {
+		fo_refuse(req, "no other site in the configuration");
+		return;
+	}
+	fo_begin(f, FO_DRY_RUN, req, old);
+	f->force = force;
+	f->dry_json = json;
+	if (role_current(f->role) != ROLE_REPLICA) {
+		fo_dry_report(f, NULL);
+		return;
+	}
+	/* a fresh connection each time: one left from a restarted server would answer wrong */
+	pgquery_free(f->q_dry);
+	f->q_dry = pgquery_new(f->base, f->cfg->sites[f->self].database,
+			       "failover --dry-run: this site's database");
+	fo_arm(f, FO_DRY_DB_TIMEOUT_MS, fo_dry_db_timeout);
+	if (!f->q_dry || !pgquery_run(f->q_dry, sql, fo_dry_db_result, f)) {
+		struct fo_dry_db db = { .error = "could not send the query (out of memory)" };
+
+		if (f->op == FO_DRY_RUN)
+			fo_dry_report(f, &db);
+	}
+}
+
+void failover_cmd_failover(struct failover *f, struct control_request *req, int argc,
+		char **argv)
+{
+	const char *to, *self = f->cfg->sites[f->self].name, *old;
+	bool force = false, dry_run = false, json = false, gate_ok, reachable;
+	struct failover_lag lag;
+	char gate[512];
+	int target;
+
+	if (!fo_parse(req, argc, argv, &to, &force, &dry_run, &json,
+		      "failover --to SITE [--force] [--dry-run [--json]]") || fo_busy(f, req))
+		return;
+	target = fo_site_index(f, to);
+	if (target < 0) {
+		fo_refuse(req, "no site named %s", to);
+		return;
+	}
+	if ((size_t)target != f->self) {
+		fo_refuse(req, "run failover on the site that takes over: site %s, not this site (%s)",
+			  to, self);
+		return;
+	}
+	if (dry_run) {
+		fo_dry_run(f, req, force, json);
+		return;
+	}
+	if (role_current(f->role) == ROLE_PRIMARY) {
+		fo_refuse(req, "site %s is the primary already", self);
+		return;
+	}
+	if (role_current(f->role) == ROLE_FENCED) {
+		fo_refuse(req, "site %s is fenced: it must rejoin as a replica first", self);
+		return;
+	}
+	old = fo_old_primary(f);
+	if (!old) {
+		fo_refuse(req, "no other site in the configuration");
+		return;
+	}
+	fo_begin(f, FO_PROMOTE, req, old);
+	fo_step(f, "failover to site %s from site %s at epoch %" PRIu64, self, old,
+		role_epoch(f->role));
+	reachable = relay_is_up(f->relay, old);
+	if (reachable)
+		fo_step(f, "site %s is reachable (its relay link is up): it would be asked to fence "
+			"itself; a failover is refused while it is, use switchover", old);
+	else
+		fo_step(f, "site %s is not reachable (its relay link is down): it will be fenced when "
+			"it is heard again", old);
+	fo_known_lag(f, old, &lag);
+	gate_ok = failover_gate(&lag, f->cfg->failover.max_lag_bytes,
+				(uint64_t)f->cfg->failover.max_lag_seconds, force, gate, sizeof(gate));
+	fo_step(f, "%s", gate);
+	if (!lag.known)
+		fo_step(f, "warning: this site receives no stream from site %s", old);
+	if (reachable) {
+		fo_end(f, false, "refused: site %s is reachable; run switchover on it to hand over "
+		       "without loss", old);
+		return;
+	}
+	if (!gate_ok) {
+		fo_end(f, false, "refused: the lag is over failover.max_lag_bytes or "
+		       "failover.max_lag_seconds; --force fails over anyway, losing it");
+		return;
+	}
+	f->new_epoch = role_epoch(f->role) + 1;
+	f->force = force;
+	fo_promote(f);
+}
+
+/* ---------------------------------------------------------------- rejoin */
+
+static void fo_rejoin_next_stream(struct failover *f);
+
+static const struct fo_slot *fo_applied_of(const struct failover *f, const char *stream)
+{
+	for (size_t i = 0; i < f->n_applied; i++)
+		if (strcmp(f->applied[i].stream, stream) == 0)
+			return &f->applied[i];
+	return NULL;
+}
+
+static void fo_rejoin_done(struct failover *f)
+{
+	if (!role_set(f->role, ROLE_REPLICA, role_epoch(f->role), "rejoin as a replica")) {
+		fo_end(f, false, "could not record the new role (see the log)");
+		return;
+	}
+	fo_step(f, "site %s is a replica of site %s at epoch %" PRIu64 "; it is re-seeded by an "
+		"initial sync now", f->cfg->sites[f->self].name, f->peer, role_epoch(f->role));
+	f->ops.rebuild(f->arg);
+	fo_end(f, true, "rejoin done in %.2f s", fo_elapsed(f));
+}
+
+/* The slot, the stream's origin and its sync origins go: the sync starts over. */
+static void fo_rejoin_cleanup(struct failover *f)
+{
+	int peer = fo_site_index(f, f->peer);
+
+	for (size_t i = 0; i < f->cfg->n_streams; i++) {
+		const struct config_stream *cs = &f->cfg->streams[i];
+		char slot[128], sync[160], what[512], *slotlit, *synclit;
+
+		if (peer < 0 || !fo_stream_with(f, cs, (size_t)peer))
+			continue;
+		source_slot_name(cs->name, slot, sizeof(slot));
+		snprintf(sync, sizeof(sync), "%s:sync", slot);
+		slotlit = fo_quote(slot, '\'');
+		synclit = fo_quote(sync, '\'');
+		snprintf(what, sizeof(what), "dropped slot %s", slot);
+		if (!slotlit || !synclit ||
+		    !fo_add_sql(f, 50, NULL, what,
+				"SELECT pg_catalog.pg_terminate_backend(active_pid) FROM "
+				"pg_catalog.pg_replication_slots WHERE slot_name = %s AND active; "
+				"SELECT pg_catalog.pg_drop_replication_slot(slot_name) FROM "
+				"pg_catalog.pg_replication_slots WHERE slot_name = %s", slotlit, slotlit)) {
+			free(slotlit);
+			free(synclit);
+			fo_end(f, false, "out of memory");
+			return;
+		}
+		snprintf(what, sizeof(what), "dropped origins %s and %s:* (the initial sync starts over)",
+			 slot, sync);
+		if (!fo_add_sql(f, 0, NULL, what,
+				"%sSELECT count(pg_catalog.pg_replication_origin_drop(roname)) FROM "
+				"pg_catalog.pg_replication_origin WHERE roname = %s OR "
+				"pg_catalog.left(roname, %zu) = %s", fo_rw, slotlit, strlen(sync), synclit)) {
+			free(slotlit);
+			free(synclit);
+			fo_end(f, false, "out of memory");
+			return;
+		}
+		free(slotlit);
+		free(synclit);
+		fo_remove_spool(f, cs->name);
+	}
+	f->steps_next = fo_rejoin_done;
+	fo_steps_run(f);
+}
+
+/* The initial sync's loaders need a writable database: the site is an ordinary replica again. */
+static void fo_rejoin_unfence(struct failover *f)
+{
+	fo_fence(f, FENCE_OP_UNFENCE, fo_rejoin_cleanup);
+}
+
+static void fo_rejoin_peeked(void *arg, const char *err, uint64_t messages)
+{
+	struct failover *f = arg;
+	const struct config_stream *cs = &f->cfg->streams[f->rj_i];
+	struct lostxacts_stats st;
+	char path[4096], why[4600], stamp[32];
+	time_t now = time(NULL);
+	struct tm tm;
+	FILE *out;
+
+	lostxacts_peek_free(f->peek);
+	f->peek = NULL;
+	if (err && strstr(err, "does not exist")) {
+		fo_step(f, "stream %s: no slot here, nothing to read (%s)", cs->name, err);
+		goto next;
+	}
+	if (err) {
+		snprintf(why, sizeof(why), "could not read the slot of stream %s: %s", cs->name, err);
+		fo_end(f, false, "%s", why);
+		return;
+	}
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+	snprintf(path, sizeof(path), "%s/lost-%s-%s.sql", f->cfg->state_dir, cs->name, stamp);
+	out = fopen(path, "w");
+	if (!out || !lostxacts_write(f->lx, out, why, sizeof(why))) {
+		if (out)
+			fclose(out);
+		else
+			snprintf(why, sizeof(why), "could not create \"%s\": %s", path, strerror(errno));
+		fo_end(f, false, "%s", why);
+		return;
+	}
+	if (fclose(out) != 0) {
+		fo_end(f, false, "could not write \"%s\": %s", path, strerror(errno));
+		return;
+	}
+	lostxacts_get_stats(f->lx, &st);
+	fo_step(f, "stream %s: read %" PRIu64 " messages from the slot; %" PRIu64 " transactions "
+		"(%" PRIu64 " statements) committed here never reached site %s: written to %s",
+		cs->name, messages, st.kept, st.statements, f->peer, path);
+next:
+	lostxacts_free(f->lx);
+	f->lx = NULL;
+	f->rj_i++;
+	fo_rejoin_next_stream(f);
+}
+
+/*
+ * The stream's spool may hold transactions the slot no longer has (with
+ * durability spool the slot is confirmed once spooled, e.g. by a restarted
+ * old primary that read its slot before it heard the new epoch): feed every
+ * record after what the primary applied; the slot's overlap is deduplicated.
+ */
+static bool fo_rejoin_read_spool(struct failover *f, const struct config_stream *cs,
+		uint64_t after_lsn)
+{
+	char dir[4096], err[512];
+	struct spool *sp;
+	struct stat st;
+	uint64_t records = 0, prev;
+	enum spool_seek_result seek;
+	bool ok = true;
+
+	snprintf(dir, sizeof(dir), "%s/spool/%s", f->cfg->state_dir, cs->name);
+	if (stat(dir, &st) != 0)
+		return true;
+	sp = spool_open(dir, 0, NULL, err, sizeof(err));
+	if (!sp) {
+		fo_step(f, "stream %s: could not open its spool: %s", cs->name, err);
+		return false;
+	}
+	seek = spool_seek(sp, after_lsn, &prev, err, sizeof(err));
+	if (seek == SPOOL_SEEK_GAP) {
+		/* released records were committed there: what is left is after them */
+		fo_step(f, "stream %s: %s; reading what the spool holds", cs->name, err);
+		seek = spool_seek(sp, 0, &prev, err, sizeof(err));
+	}
+	if (seek != SPOOL_SEEK_OK) {
+		fo_step(f, "stream %s: could not read its spool: %s", cs->name, err);
+		spool_close(sp);
+		return false;
+	}
+	for (;;) {
+		struct spool_meta meta;
+		const uint8_t *body;
+		size_t len;
+		int r = spool_read(sp, &meta, &body, &len, err, sizeof(err));
+
+		if (r == 0)
+			break;
+		if (r < 0) {
+			fo_step(f, "stream %s: could not read its spool: %s", cs->name, err);
+			ok = false;
+			break;
+		}
+		records++;
+		if (!lostxacts_feed_batch(f->lx, body, len, err, sizeof(err)))
+			fo_step(f, "stream %s: a spool record does not decode: %s", cs->name, err);
+	}
+	spool_close(sp);
+	if (ok)
+		fo_step(f, "stream %s: read %" PRIu64 " records from its spool", cs->name, records);
+	return ok;
+}
+
+static void fo_rejoin_next_stream(struct failover *f)
+{
+	int peer = fo_site_index(f, f->peer);
+
+	for (; f->rj_i < f->cfg->n_streams; f->rj_i++) {
+		const struct config_stream *cs = &f->cfg->streams[f->rj_i];
+		const struct fo_slot *ap = fo_applied_of(f, cs->name);
+		struct lostxacts_options opt = { .stream = cs->name };
+		char slot[128];
+
+		if (peer < 0 || !fo_stream_with(f, cs, (size_t)peer))
+			continue;
+		source_slot_name(cs->name, slot, sizeof(slot));
+		opt.slot = slot;
+		opt.after_lsn = ap ? ap->lsn : 0;
+		fo_step(f, "stream %s: site %s applied this site's transactions up to " LSN_FMT "; reading "
+			"slot %s for the ones after", cs->name, f->peer, LSN_ARGS(opt.after_lsn), slot);
+		f->lx = lostxacts_new(&opt);
+		if (f->lx && !lostxacts_add_note(f->lx, "committed on site %s, never applied on site %s "
+						  "(primary since epoch %" PRIu64 ")",
+						  f->cfg->sites[f->self].name, f->peer,
+						  role_epoch(f->role))) {
+			lostxacts_free(f->lx);
+			f->lx = NULL;
+		}
+		if (f->lx && !fo_rejoin_read_spool(f, cs, opt.after_lsn)) {
+			fo_end(f, false, "could not read the spool of stream %s", cs->name);
+			return;
+		}
+		if (f->lx)
+			f->peek = lostxacts_peek_start(f->base, f->cfg->sites[f->self].database, slot,
+						       cs->publication, f->lx, fo_rejoin_peeked, f);
+		if (!f->lx || !f->peek) {
+			fo_end(f, false, "out of memory reading the slot");
+			return;
+		}
+		return;
+	}
+	fo_rejoin_unfence(f);
+}
+
+void failover_cmd_rejoin(struct failover *f, struct control_request *req, int argc, char **argv)
+{
+	const char *self = f->cfg->sites[f->self].name;
+	int peer;
+
+	if (argc != 2) {
+		fo_refuse(req, "usage: rejoin SITE");
+		return;
+	}
+	if (fo_busy(f, req))
+		return;
+	if (fo_site_index(f, argv[1]) < 0) {
+		fo_refuse(req, "no site named %s", argv[1]);
+		return;
+	}
+	if (strcmp(argv[1], self) != 0) {
+		fo_refuse(req, "run rejoin on the fenced site itself: site %s, not this site (%s)",
+			  argv[1], self);
+		return;
+	}
+	if (role_current(f->role) != ROLE_FENCED) {
+		fo_refuse(req, "site %s is %s, not fenced: only a fenced old primary rejoins", self,
+			  role_name(role_current(f->role)));
+		return;
+	}
+	if (!f->fence_from[0] || !relay_is_up(f->relay, f->fence_from)) {
+		fo_refuse(req, "site %s has not heard from the primary yet (it tells what it applied "
+			  "of this site's transactions): wait until its relay link is up", self);
+		return;
+	}
+	peer = fo_site_index(f, f->fence_from);
+	for (size_t i = 0; peer >= 0 && i < f->cfg->n_streams; i++) {
+		const struct config_stream *cs = &f->cfg->streams[i];
+
+		if (fo_stream_with(f, cs, (size_t)peer) && !cs->initial_sync) {
+			fo_refuse(req, "stream %s has initial_sync: false: a rejoin re-seeds this site "
+				  "through an initial sync; enable it (and reload) first", cs->name);
+			return;
+		}
+	}
+	fo_begin(f, FO_REJOIN, req, f->fence_from);
+	fo_step(f, "rejoin of site %s as a replica of site %s at epoch %" PRIu64, self, f->peer,
+		role_epoch(f->role));
+	f->rj_i = 0;
+	fo_rejoin_next_stream(f);
+}
+
+/* ------------------------------------------------- FENCE: primary to old primary */
+
+static void fo_info_result(void *arg, const PGresult *res, const char *err)
+{
+	struct failover *f = arg;
+	struct relay_proto_resume streams[FO_MAX_STREAMS];
+	struct relay_proto_fence m = { .streams = streams };
+	uint8_t buf[8192];
+	struct wire_writer w;
+
+	if (err || !res || role_current(f->role) != ROLE_PRIMARY)
+		return;
+	for (int i = 0; i < PQntuples(res) && m.nstreams < FO_MAX_STREAMS; i++) {
+		if (!lsn_parse(PQgetvalue(res, i, 1), &streams[m.nstreams].lsn))
+			continue;
+		streams[m.nstreams].stream = relay_proto_str(PQgetvalue(res, i, 0));
+		m.nstreams++;
+	}
+	wire_writer_init(&w, buf, sizeof(buf));
+	if (relay_proto_write_fence(&w, &m) &&
+	    relay_send(f->relay, f->info_peer, FRAME_FENCE, 0, w.data, w.len))
+		log_info("told fenced site \"%s\" what this site applied of its %zu stream(s)",
+			 f->info_peer, m.nstreams);
+}
+
+/* The primary hears a fenced peer: tell it what we applied of it (origin progress). */
+static void fo_send_fence(struct failover *f, const char *peer)
+{
+	int p = fo_site_index(f, peer);
+	FILE *out;
+	char *sql = NULL;
+	size_t len = 0;
+	bool any = false;
+
+	if (p < 0 || (f->q_info && pgquery_busy(f->q_info)))
+		return;
+	out = open_memstream(&sql, &len);
+	if (!out)
+		return;
+	fprintf(out, "SELECT v.name, COALESCE((SELECT pg_catalog.pg_replication_origin_progress("
+		"roname, false) FROM pg_catalog.pg_replication_origin WHERE roname = v.origin), "
+		"'0/0')::text FROM (VALUES ");
+	for (size_t i = 0; i < f->cfg->n_streams; i++) {
+		const struct config_stream *cs = &f->cfg->streams[i];
+		char slot[128], *a, *b;
+
+		if (!fo_stream_with(f, cs, (size_t)p))
+			continue;
+		source_slot_name(cs->name, slot, sizeof(slot));
+		a = fo_quote(cs->name, '\'');
+		b = fo_quote(slot, '\'');
+		if (a && b)
+			fprintf(out, "%s(%s, %s)", any ? ", " : "", a, b);
+		any = any || (a && b);
+		free(a);
+		free(b);
+	}
+	fprintf(out, ") v(name, origin)");
+	if (fclose(out) != 0 || !any) {
+		free(sql);
+		return;
+	}
+	if (!f->q_info)
+		f->q_info = pgquery_new(f->base, f->cfg->sites[f->self].database, "failover: origins");
+	snprintf(f->info_peer, sizeof(f->info_peer), "%s", peer);
+	if (f->q_info)
+		(void)pgquery_run(f->q_info, sql, fo_info_result, f);
+	free(sql);
+}
+
+static void fo_on_fence(struct failover *f, const char *peer, const struct frame *fr)
+{
+	static struct relay_proto_resume streams[FO_MAX_STREAMS];
+	struct relay_proto_fence m;
+	enum relay_proto_status ps = relay_proto_read_fence(fr->payload, fr->payload_len, &m,
+							    streams, FO_MAX_STREAMS);
+
+	if (ps != RELAY_PROTO_OK) {
+		log_error("refused malformed FENCE from \"%s\": %s", peer, relay_proto_status_str(ps));
+		return;
+	}
+	if (role_current(f->role) != ROLE_FENCED)
+		return;          /* only a fenced site keeps it, for its rejoin */
+	snprintf(f->fence_from, sizeof(f->fence_from), "%s", peer);
+	f->n_applied = 0;
+	for (size_t i = 0; i < m.nstreams; i++) {
+		struct fo_slot *a = &f->applied[f->n_applied++];
+
+		snprintf(a->stream, sizeof(a->stream), "%.*s", (int)m.streams[i].stream.len,
+			 m.streams[i].stream.ptr);
+		a->lsn = m.streams[i].lsn;
+	}
+	log_info("site \"%s\" (the primary) applied %zu stream(s) of this site's transactions "
+		 "up to the LSNs a rejoin keeps what follows of", peer, m.nstreams);
+}
+
+/* ------------------------------------------------------------------ relay */
+
+static void fo_on_promote(struct failover *f, const char *peer, const struct frame *fr)
+{
+	struct relay_proto_promote m;
+	enum relay_proto_status ps = relay_proto_read_promote(fr->payload, fr->payload_len, &m);
+
+	if (ps != RELAY_PROTO_OK) {
+		log_error("refused malformed PROMOTE from \"%s\": %s", peer, relay_proto_status_str(ps));
+		return;
+	}
+	if (f->op != FO_NONE || role_current(f->role) != ROLE_REPLICA ||
+	    m.epoch <= role_epoch(f->role)) {
+		char why[256];
+
+		snprintf(why, sizeof(why), "site %s cannot be promoted now (role %s at epoch %" PRIu64
+			 "%s)", f->cfg->sites[f->self].name, role_name(role_current(f->role)),
+			 role_epoch(f->role), f->op != FO_NONE ? ", busy" : "");
+		log_error("%s", why);
+		fo_send_promote_ack(f, peer, false, why);
+		return;
+	}
+	fo_begin(f, FO_PROMOTE, NULL, peer);
+	f->answer_peer = true;
+	f->new_epoch = m.epoch;
+	fo_step(f, "site %s asks site %s to become primary at epoch %" PRIu64 " (%.*s)", peer,
+		f->cfg->sites[f->self].name, m.epoch, (int)m.reason.len, m.reason.ptr);
+	fo_promote(f);
+}
+
+static void fo_on_promote_ack(struct failover *f, const char *peer, const struct frame *fr)
+{
+	static struct relay_proto_resume streams[FO_MAX_STREAMS];
+	struct relay_proto_promote_ack ack;
+	enum relay_proto_status ps = relay_proto_read_promote_ack(fr->payload, fr->payload_len, &ack,
+								   streams, FO_MAX_STREAMS);
+
+	if (ps != RELAY_PROTO_OK) {
+		log_error("refused malformed PROMOTE_ACK from \"%s\": %s", peer,
+			  relay_proto_status_str(ps));
+		return;
+	}
+	if (f->op != FO_SWITCHOVER || strcmp(peer, f->peer) != 0 || !f->new_epoch) {
+		log_warning("PROMOTE_ACK from \"%s\" that no switchover here waits for", peer);
+		return;
+	}
+	{
+		char *text = wire_str_dup(ack.message);
+
+		fo_step(f, "site %s says:", peer);
+		fo_step_lines(f, text);
+		free(text);
+	}
+	if (!ack.ok) {
+		event_del(f->timer);
+		fo_fail(f, "the target refused to become primary");
+		return;
+	}
+	fo_switch_acked(f, &ack);
+}
+
+void failover_frame(struct failover *f, const char *peer, const struct frame *fr)
+{
+	if (fr->type == FRAME_FENCE)
+		fo_on_fence(f, peer, fr);
+	else if (fr->type == FRAME_PROMOTE)
+		fo_on_promote(f, peer, fr);
+	else if (fr->type == FRAME_PROMOTE_ACK)
+		fo_on_promote_ack(f, peer, fr);
+}
+
+void failover_heartbeat(struct failover *f, const char *peer, const struct relay_proto_heartbeat *hb)
+{
+	struct fo_peer *p = NULL;
+
+	for (size_t i = 0; i < f->n_peers; i++)
+		if (strcmp(f->peers[i].name, peer) == 0)
+			p = &f->peers[i];
+	if (!p && f->n_peers < FO_MAX_PEERS) {
+		p = &f->peers[f->n_peers++];
+		snprintf(p->name, sizeof(p->name), "%s", peer);
+	}
+	if (!p)
+		return;
+	p->pending_wal = hb->wal_lsn;
+	p->heard_at = time(NULL);
+	/* a fenced old primary learns what we applied of it, for its rejoin */
+	if (hb->role == RELAY_ROLE_FENCED && role_current(f->role) == ROLE_PRIMARY &&
+	    p->heard_at - p->fence_sent_at >= 5) {
+		p->fence_sent_at = p->heard_at;
+		fo_send_fence(f, peer);
+	}
+}
+
+static void fo_step_down_done(struct failover *f)
+{
+	fo_end(f, true, "site %s is fenced: its database is read-only for applications",
+	       f->cfg->sites[f->self].name);
+}
+
+void failover_stepped_down(struct failover *f, const char *peer)
+{
+	if (f->op == FO_SWITCHOVER)
+		return;          /* fenced by the switchover itself */
+	if (f->op != FO_NONE) {
+		log_warning("stepping down while a %s runs", fo_op_name(f->op));
+		if (f->op == FO_STEP_DOWN)
+			return;
+		fo_end(f, false, "a higher epoch was heard: this site stepped down");
+		if (f->fence) {
+			fence_free(f->fence);
+			f->fence = NULL;
+		}
+	}
+	fo_begin(f, FO_STEP_DOWN, NULL, peer);
+	if (peer)
+		fo_step(f, "site %s is at a higher epoch: fencing this site's database first",
+			peer);
+	else
+		fo_step(f, "this site is fenced: making sure its database is");
+	fo_fence(f, FENCE_OP_FENCE, fo_step_down_done);
+}
+
+/* ------------------------------------------------------------------ object */
+
+struct failover *failover_new(struct event_base *base, const struct strait_config *cfg,
+		size_t self, struct relay *relay, struct role *role,
+		const struct failover_ops *ops, void *arg)
+{
+	struct failover *f = calloc(1, sizeof(*f));
+
+	if (!f || !(f->timer = event_new(base, -1, 0, fo_timer_cb, f))) {
+		log_error("out of memory setting up failover");
+		free(f);
+		return NULL;
+	}
+	f->base = base;
+	f->cfg = cfg;
+	f->self = self;
+	f->relay = relay;
+	f->role = role;
+	f->ops = *ops;
+	f->arg = arg;
+	return f;
+}
+
+void failover_reconfigure(struct failover *f, const struct strait_config *cfg)
+{
+	f->cfg = cfg;
+	if (f->q && !pgquery_busy(f->q) && f->op == FO_NONE) {
+		pgquery_free(f->q);
+		f->q = NULL;      /* the database's conninfo may have changed */
+	}
+	if (f->q_dry && !pgquery_busy(f->q_dry)) {
+		pgquery_free(f->q_dry);
+		f->q_dry = NULL;
+	}
+}
+
+void failover_free(struct failover *f)
+{
+	if (!f)
+		return;
+	if (f->req) {
+		control_reply(f->req, false, "straitd is stopping: the operation was interrupted\n");
+		f->req = NULL;
+	}
+	fence_free(f->fence);
+	lostxacts_peek_free(f->peek);
+	lostxacts_free(f->lx);
+	pgquery_free(f->q);
+	pgquery_free(f->q_info);
+	pgquery_free(f->q_dry);
+	fo_clear_steps(f);
+	event_free(f->timer);
+	free(f->log);
+	free(f);
+}

@@ -1,0 +1,379 @@
+/*
+ * relay_proto.h — the payloads of relay link frames (frame.h): what HELLO,
+ * BATCH, SYNC, SEQUENCES, ACK, HEARTBEAT and GOODBYE carry, with each
+ * message's writer and reader side by side in relay_proto.c.
+ *
+ * Field types are wire.h's: big-endian integers, strings as u16 length +
+ * bytes. LSNs are PostgreSQL's (u64, 0 = none). Times are microseconds since
+ * the Unix epoch (i64) — not PostgreSQL's 2000-01-01 epoch; convert at the
+ * edge with pgoutput_time_to_unix_us(). The cluster epoch travels in every
+ * frame header (frame.h), so no payload repeats it.
+ *
+ *   HELLO      u16 version, str cluster, str site, u16 n,
+ *              n × (str stream, u64 received_lsn, u64 committed_lsn,
+ *                   u64 queued_bytes)
+ *   ACK        str stream, u64 committed_lsn, i64 commit_time_us
+ *   HEARTBEAT  u64 wal_lsn, i64 time_us, u8 role, u32 health
+ *   BATCH      str stream, u64 first_lsn, u64 last_lsn, u64 prev_lsn,
+ *              u32 generation, u32 seq, u32 raw_len, data…
+ *   RESUME     str stream, u64 received_lsn, u64 committed_lsn,
+ *              u64 queued_bytes, u32 generation
+ *   SYNC       str stream, str schema, str table, u64 snapshot_lsn,
+ *              u32 chunk, u8 sync_flags, u32 raw_len, data…
+ *   SEQUENCES  str stream, u16 n, n × (str schema, str name, i64 value)
+ *   GOODBYE    str reason
+ *   FENCE      u16 n, n × (str stream, u64 applied_lsn)
+ *   PROMOTE    u64 epoch, str reason
+ *   PROMOTE_ACK u8 ok, u64 epoch, str message, u16 n,
+ *              n × (str stream, u64 start_lsn)
+ *   VERIFY     str stream, u64 job, u8 op, u8 ok, u32 seq, u64 lsn,
+ *              u32 generation, str text, u16 ncols, u32 nvalues,
+ *              nvalues × (u8 null, u32 len, bytes)
+ *
+ * BATCH and SYNC data is opaque here: pgoutput messages (BATCH) or COPY text
+ * (SYNC), zstd-compressed when the frame has FRAME_FLAG_COMPRESSED. raw_len
+ * is its size once decompressed, so the receiver can refuse an oversized
+ * batch before inflating it.
+ *
+ * Positions. Two positions of a stream travel from the sink to the source,
+ * and they are never confused:
+ *   committed  the end LSN of the last source transaction committed on the
+ *              target (its replication origin). The only acknowledgement:
+ *              only it may release spool records or confirm the slot.
+ *   received   the end LSN of the last whole transaction the sink holds,
+ *              committed or queued: a resume hint, where to send from. It is
+ *              never below committed (0: the sink has nothing).
+ * HELLO and RESUME carry both (and the bytes the sink holds unapplied, which
+ * count against the send window); ACK carries committed. Every BATCH says
+ * where it continues from (prev_lsn: the end of the last whole transaction
+ * before its first record) and its place in the generation (seq: 0, 1, 2,
+ * ...), so the sink refuses a batch that does not follow the one before:
+ * nothing is ever applied over a hole.
+ *
+ * Conventions: readers take a frame's payload and return RELAY_PROTO_OK or
+ * the first problem found; on success, strings and data point into the
+ * payload (valid as long as it is), lists go into a caller-provided array
+ * (RELAY_PROTO_ERR_TOO_MANY when it is too small). Names (cluster, site,
+ * stream, schema, table) must not be empty. Readers refuse trailing bytes
+ * (BATCH and SYNC have none: their data runs to the end of the payload).
+ * Writers append the payload to a wire_writer and return false when it does
+ * not fit or a value cannot be encoded (the writer is then failed).
+ */
+#ifndef STRAIT_RELAY_PROTO_H
+#define STRAIT_RELAY_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gateway/relay/wire.h"
+
+/* Version of the message vocabulary, sent in HELLO (2: received and committed positions). */
+#define RELAY_PROTO_VERSION 2
+
+/* Per-HELLO and per-SEQUENCES list limit (the count is a u16 on the wire). */
+#define RELAY_PROTO_MAX_LIST 65535u
+
+enum relay_proto_status {
+	RELAY_PROTO_OK = 0,
+	RELAY_PROTO_ERR_TRUNCATED,   /* a field runs past the end of the payload */
+	RELAY_PROTO_ERR_TRAILING,    /* bytes left after the last field */
+	RELAY_PROTO_ERR_STRING,      /* a string with a NUL byte, or an empty name */
+	RELAY_PROTO_ERR_TOO_MANY,    /* more list entries than the caller's array holds */
+	RELAY_PROTO_ERR_VALUE,       /* a field out of range (role, LSN order, flags) */
+};
+
+const char *relay_proto_status_str(enum relay_proto_status st);
+
+/* A string field from a C string (for filling messages to write). */
+static inline struct wire_str
+relay_proto_str(const char *s)
+{
+	struct wire_str r = { s, 0 };
+
+	while (s != NULL && s[r.len] != '\0')
+		r.len++;
+	return r;
+}
+
+/* ---- HELLO ---- */
+
+/* A (stream, LSN) pair: FENCE's and PROMOTE_ACK's lists. */
+struct relay_proto_resume {
+	struct wire_str stream;
+	uint64_t lsn;
+};
+
+/* A sink's positions of one stream (see Positions above). */
+struct relay_proto_position {
+	struct wire_str stream;
+	uint64_t received_lsn;   /* where to send from (0: the sink has nothing) */
+	uint64_t committed_lsn;  /* committed on the target; <= received_lsn unless that is 0 */
+	uint64_t queued_bytes;   /* batch bytes the sink holds that are not committed yet */
+};
+
+struct relay_proto_hello {
+	uint16_t version;        /* RELAY_PROTO_VERSION of the sender */
+	struct wire_str cluster;
+	struct wire_str site;
+	struct relay_proto_position *streams;
+	size_t nstreams;
+};
+
+bool relay_proto_write_hello(struct wire_writer *w,
+		const struct relay_proto_hello *m) WIRE_MUSTCHECK;
+/* Fills out->streams = streams[0..out->nstreams), at most max_streams. */
+enum relay_proto_status relay_proto_read_hello(const uint8_t *p, size_t len,
+		struct relay_proto_hello *out, struct relay_proto_position *streams,
+		size_t max_streams);
+
+/* ---- ACK ---- */
+
+struct relay_proto_ack {
+	struct wire_str stream;
+	uint64_t committed_lsn;  /* end LSN of the last transaction committed on the target */
+	int64_t commit_time_us;  /* its commit time at the source */
+};
+
+bool relay_proto_write_ack(struct wire_writer *w,
+		const struct relay_proto_ack *m) WIRE_MUSTCHECK;
+enum relay_proto_status relay_proto_read_ack(const uint8_t *p, size_t len,
+		struct relay_proto_ack *out);
+
+/* ---- HEARTBEAT ---- */
+
+enum relay_role {
+	RELAY_ROLE_UNKNOWN = 0,
+	RELAY_ROLE_PRIMARY = 1,
+	RELAY_ROLE_REPLICA = 2,
+	RELAY_ROLE_FENCED  = 3,
+};
+
+const char *relay_proto_role_name(unsigned role);
+
+/* Health bits; unknown bits are kept as they are (newer peers may send more). */
+#define RELAY_HEALTH_PG_UP       0x00000001u  /* the local PostgreSQL answers */
+#define RELAY_HEALTH_PG_WRITABLE 0x00000002u  /* ... and accepts writes */
+#define RELAY_HEALTH_SPOOL_FULL  0x00000004u  /* a spool is at its cap */
+#define RELAY_HEALTH_DEGRADED    0x00000008u  /* some stream is paused on an error */
+
+struct relay_proto_heartbeat {
+	uint64_t wal_lsn;        /* primary: current WAL end; replica: last replayed/applied */
+	int64_t time_us;         /* sender's clock */
+	uint8_t role;            /* enum relay_role */
+	uint32_t health;         /* RELAY_HEALTH_* */
+};
+
+bool relay_proto_write_heartbeat(struct wire_writer *w,
+		const struct relay_proto_heartbeat *m) WIRE_MUSTCHECK;
+enum relay_proto_status relay_proto_read_heartbeat(const uint8_t *p, size_t len,
+		struct relay_proto_heartbeat *out);
+
+/* ---- BATCH ---- */
+
+struct relay_proto_batch {
+	struct wire_str stream;
+	uint64_t first_lsn;      /* first transaction's begin (final) LSN */
+	uint64_t last_lsn;       /* last transaction's end LSN; first_lsn <= last_lsn */
+	uint64_t prev_lsn;       /* end of the last whole transaction before its first record
+				    (<= last_lsn when that is not 0) */
+	uint32_t generation;     /* the RESUME this batch answers (0: the link's HELLO) */
+	uint32_t seq;            /* 0, 1, 2, ... within the generation */
+	uint32_t raw_len;        /* data size once decompressed */
+	const uint8_t *data;     /* opaque, possibly compressed */
+	size_t data_len;
+};
+
+/* Envelope and data. */
+bool relay_proto_write_batch(struct wire_writer *w,
+		const struct relay_proto_batch *m) WIRE_MUSTCHECK;
+/* Envelope only (m->data ignored): the caller appends the data itself. */
+bool relay_proto_write_batch_head(struct wire_writer *w,
+		const struct relay_proto_batch *m) WIRE_MUSTCHECK;
+enum relay_proto_status relay_proto_read_batch(const uint8_t *p, size_t len,
+		struct relay_proto_batch *out);
+
+/* ---- RESUME ---- */
+
+/*
+ * Sink to source: (re)start the stream after received_lsn. Each RESUME on a
+ * link has a new generation; the source stamps it on every batch it then
+ * sends, so the sink can tell the batches it asked for from older ones still
+ * in flight. committed_lsn and queued_bytes are as in HELLO.
+ */
+struct relay_proto_resume_req {
+	struct relay_proto_position pos;
+	uint32_t generation;
+};
+
+bool relay_proto_write_resume(struct wire_writer *w,
+		const struct relay_proto_resume_req *m) WIRE_MUSTCHECK;
+enum relay_proto_status relay_proto_read_resume(const uint8_t *p, size_t len,
+		struct relay_proto_resume_req *out);
+
+/* ---- SYNC ---- */
+
+#define RELAY_SYNC_LAST 0x01u    /* last chunk of this table's copy */
+
+struct relay_proto_sync {
+	struct wire_str stream;
+	struct wire_str schema;
+	struct wire_str table;
+	uint64_t snapshot_lsn;   /* consistent point of the snapshot the copy was taken in */
+	uint32_t chunk;          /* 0, 1, 2, ... per table */
+	uint8_t flags;           /* RELAY_SYNC_*; unknown bits are refused */
+	uint32_t raw_len;
+	const uint8_t *data;
+	size_t data_len;
+};
+
+bool relay_proto_write_sync(struct wire_writer *w,
+		const struct relay_proto_sync *m) WIRE_MUSTCHECK;
+bool relay_proto_write_sync_head(struct wire_writer *w,
+		const struct relay_proto_sync *m) WIRE_MUSTCHECK;
+enum relay_proto_status relay_proto_read_sync(const uint8_t *p, size_t len,
+		struct relay_proto_sync *out);
+
+/* ---- SEQUENCES ---- */
+
+struct relay_proto_sequence {
+	struct wire_str schema;
+	struct wire_str name;
+	int64_t value;           /* last_value at the source */
+};
+
+struct relay_proto_sequences {
+	struct wire_str stream;
+	struct relay_proto_sequence *seqs;
+	size_t nseqs;
+};
+
+bool relay_proto_write_sequences(struct wire_writer *w,
+		const struct relay_proto_sequences *m) WIRE_MUSTCHECK;
+/* Fills out->seqs = seqs[0..out->nseqs), at most max_seqs. */
+enum relay_proto_status relay_proto_read_sequences(const uint8_t *p, size_t len,
+		struct relay_proto_sequences *out, struct relay_proto_sequence *seqs,
+		size_t max_seqs);
+
+/* ---- GOODBYE ---- */
+
+struct relay_proto_goodbye {
+	struct wire_str reason;  /* may be empty */
+};
+
+bool relay_proto_write_goodbye(struct wire_writer *w,
+		const struct relay_proto_goodbye *m) WIRE_MUSTCHECK;
+enum relay_proto_status relay_proto_read_goodbye(const uint8_t *p, size_t len,
+		struct relay_proto_goodbye *out);
+
+/* ---- FENCE (failover) ---- */
+
+/*
+ * The primary to a site at a lower epoch (an old primary it took over from):
+ * you are fenced; per stream that came from you, the end LSN of your last
+ * transaction applied here (0: none). A rejoin keeps what is after it.
+ */
+struct relay_proto_fence {
+	struct relay_proto_resume *streams;   /* stream, applied LSN */
+	size_t nstreams;
+};
+
+bool relay_proto_write_fence(struct wire_writer *w,
+		const struct relay_proto_fence *m) WIRE_MUSTCHECK;
+/* Fills out->streams = streams[0..out->nstreams), at most max_streams. */
+enum relay_proto_status relay_proto_read_fence(const uint8_t *p, size_t len,
+		struct relay_proto_fence *out, struct relay_proto_resume *streams,
+		size_t max_streams);
+
+/* ---- PROMOTE and PROMOTE_ACK (switchover) ---- */
+
+/*
+ * The primary, fenced and drained, asks the peer to become primary at epoch
+ * (higher than the sender's). reason is for the peer's log (may be empty).
+ */
+struct relay_proto_promote {
+	uint64_t epoch;
+	struct wire_str reason;
+};
+
+bool relay_proto_write_promote(struct wire_writer *w,
+		const struct relay_proto_promote *m) WIRE_MUSTCHECK;
+enum relay_proto_status relay_proto_read_promote(const uint8_t *p, size_t len,
+		struct relay_proto_promote *out);
+
+/*
+ * The answer: ok (1) with the epoch taken and, per stream that now runs the
+ * other way, the LSN the new primary's slot starts at (the old primary's
+ * origin goes there); or ok 0 with the reason in message and nothing
+ * changed. message is the step log either way (may be empty). ok other
+ * than 0 or 1 is refused (VALUE).
+ */
+struct relay_proto_promote_ack {
+	uint8_t ok;
+	uint64_t epoch;
+	struct wire_str message;
+	struct relay_proto_resume *streams;   /* stream, start LSN */
+	size_t nstreams;
+};
+
+bool relay_proto_write_promote_ack(struct wire_writer *w,
+		const struct relay_proto_promote_ack *m) WIRE_MUSTCHECK;
+/* Fills out->streams = streams[0..out->nstreams), at most max_streams. */
+enum relay_proto_status relay_proto_read_promote_ack(const uint8_t *p, size_t len,
+		struct relay_proto_promote_ack *out, struct relay_proto_resume *streams,
+		size_t max_streams);
+
+/* ---- VERIFY ---- */
+
+/*
+ * One step of a cross-site verify (gateway/verify/verify_job.c drives it from the
+ * source's site, gateway/stream/stream_verify.c answers at the sink's). In order:
+ *   HOLD    source to sink: stop applying before the first transaction that
+ *           commits at or after lsn (the source snapshot's WAL position);
+ *   MARK    source to sink, behind every batch that holds a transaction
+ *           before lsn (generation: the RESUME those batches answered);
+ *   READY   sink to source: held at lsn and its snapshot taken, apply goes
+ *           on (ok 0: refused, the reason in text);
+ *   QUERY   source to sink: one SELECT (text) with its parameters (values),
+ *           run in the sink's snapshot; seq numbers the queries of a job;
+ *   RESULT  sink to source: the rows (ncols columns, nvalues = ncols × rows)
+ *           or, with ok 0, the error in text;
+ *   END     source to sink: the job is over (text: why, if it failed).
+ * Values are text or NULL; their lengths are u32 (a row's text may exceed a
+ * str's 64 KiB). A reader checks every value's framing; walk them with
+ * relay_proto_verify_value().
+ */
+enum relay_proto_verify_op {
+	RELAY_VERIFY_HOLD = 1,
+	RELAY_VERIFY_MARK,
+	RELAY_VERIFY_READY,
+	RELAY_VERIFY_QUERY,
+	RELAY_VERIFY_RESULT,
+	RELAY_VERIFY_END,
+};
+
+struct relay_proto_verify {
+	struct wire_str stream;
+	uint64_t job;
+	uint8_t op;              /* enum relay_proto_verify_op */
+	uint8_t ok;              /* 0 or 1 */
+	uint32_t seq;
+	uint64_t lsn;
+	uint32_t generation;
+	struct wire_str text;
+	uint16_t ncols;
+	uint32_t nvalues;
+	const uint8_t *values;   /* reader: the encoded values */
+	size_t values_len;
+};
+
+/* The fields and the value count; the caller appends nvalues values next. */
+bool relay_proto_write_verify_head(struct wire_writer *w,
+		const struct relay_proto_verify *m) WIRE_MUSTCHECK;
+bool relay_proto_put_verify_value(struct wire_writer *w, const char *value, size_t len) WIRE_MUSTCHECK;
+enum relay_proto_status relay_proto_read_verify(const uint8_t *p, size_t len,
+		struct relay_proto_verify *out);
+/* The next value from a reader over out->values (NULL value: *value NULL). */
+bool relay_proto_verify_value(struct wire_reader *r, const char **value, uint32_t *len);
+
+#endif

@@ -1,0 +1,197 @@
+/*
+ * relcache.c — Relation messages per relation OID, to make batch bodies
+ * self-contained (see relcache.h).
+ *
+ * An open-addressing table keyed by OID (never 0 in PostgreSQL) that only
+ * grows; a relation's entry is replaced when a new Relation message for it
+ * goes by.
+ */
+#include "gateway/stream/relcache.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct relcache_entry {
+	uint32_t relid;          /* 0: empty */
+	uint8_t *msg;            /* the Relation message, without its length prefix */
+	size_t len;
+	uint64_t seen;           /* batch counter when it was last defined or prefixed */
+};
+
+struct relcache {
+	struct relcache_entry *v;
+	size_t cap;              /* a power of two */
+	size_t n;
+	uint64_t batch;          /* counts relcache_complete() calls */
+	uint8_t *out;
+	size_t out_cap;
+};
+
+static uint32_t get_u32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+struct relcache *relcache_new(void)
+{
+	struct relcache *rc = calloc(1, sizeof(*rc));
+
+	if (!rc)
+		return NULL;
+	rc->cap = 64;
+	rc->v = calloc(rc->cap, sizeof(*rc->v));
+	if (!rc->v) {
+		free(rc);
+		return NULL;
+	}
+	return rc;
+}
+
+void relcache_free(struct relcache *rc)
+{
+	if (!rc)
+		return;
+	for (size_t i = 0; i < rc->cap; i++)
+		free(rc->v[i].msg);
+	free(rc->v);
+	free(rc->out);
+	free(rc);
+}
+
+size_t relcache_count(const struct relcache *rc)
+{
+	return rc->n;
+}
+
+static struct relcache_entry *relcache_slot(struct relcache_entry *v, size_t cap, uint32_t relid)
+{
+	size_t i = (relid * 2654435761u) & (cap - 1);
+
+	while (v[i].relid && v[i].relid != relid)
+		i = (i + 1) & (cap - 1);
+	return &v[i];
+}
+
+static bool relcache_grow(struct relcache *rc)
+{
+	size_t cap = rc->cap * 2;
+	struct relcache_entry *v = calloc(cap, sizeof(*v));
+
+	if (!v)
+		return false;
+	for (size_t i = 0; i < rc->cap; i++)
+		if (rc->v[i].relid)
+			*relcache_slot(v, cap, rc->v[i].relid) = rc->v[i];
+	free(rc->v);
+	rc->v = v;
+	rc->cap = cap;
+	return true;
+}
+
+static bool relcache_learn(struct relcache *rc, uint32_t relid, const uint8_t *msg, size_t len)
+{
+	struct relcache_entry *e;
+	uint8_t *copy;
+
+	if ((rc->n + 1) * 4 > rc->cap * 3 && !relcache_grow(rc))
+		return false;
+	copy = malloc(len);
+	if (!copy)
+		return false;
+	memcpy(copy, msg, len);
+	e = relcache_slot(rc->v, rc->cap, relid);
+	if (!e->relid)
+		rc->n++;
+	free(e->msg);
+	*e = (struct relcache_entry){ .relid = relid, .msg = copy, .len = len, .seen = rc->batch };
+	return true;
+}
+
+static bool out_reserve(struct relcache *rc, size_t need)
+{
+	uint8_t *p;
+	size_t cap = rc->out_cap ? rc->out_cap : 4096;
+
+	if (need <= rc->out_cap)
+		return true;
+	while (cap < need)
+		cap *= 2;
+	p = realloc(rc->out, cap);
+	if (!p)
+		return false;
+	rc->out = p;
+	rc->out_cap = cap;
+	return true;
+}
+
+/* Puts a relation's cached message in the prefix unless this body defined it already. */
+static bool relcache_need(struct relcache *rc, uint32_t relid, uint64_t batch, size_t *prefix)
+{
+	struct relcache_entry *e = relcache_slot(rc->v, rc->cap, relid);
+
+	if (!e->relid || e->seen == batch)
+		return true;  /* unknown here (the sink says so), or defined already */
+	e->seen = batch;
+	if (!out_reserve(rc, *prefix + 4 + e->len))
+		return false;
+	put_u32(rc->out + *prefix, (uint32_t)e->len);
+	memcpy(rc->out + *prefix + 4, e->msg, e->len);
+	*prefix += 4 + e->len;
+	return true;
+}
+
+bool relcache_complete(struct relcache *rc, const uint8_t *body, size_t len,
+		const uint8_t **out, size_t *out_len)
+{
+	uint64_t batch = ++rc->batch;
+	size_t prefix = 0, off;
+
+	*out = body;
+	*out_len = len;
+	/*
+	 * One pass: a relation defined in the body counts as defined from there
+	 * on (entries are stamped with this batch number); a change to one not
+	 * yet defined in this body needs the cached message in front, copied as
+	 * it is now (a later Relation message in the body may replace it).
+	 */
+	for (off = 0; off + 4 <= len;) {
+		uint32_t mlen = get_u32(body + off);
+		const uint8_t *m = body + off + 4;
+
+		if (mlen == 0 || mlen > len - off - 4)
+			return false;
+		if (m[0] == 'R' && mlen >= 5) {
+			if (!relcache_learn(rc, get_u32(m + 1), m, mlen))
+				return false;
+		} else if ((m[0] == 'I' || m[0] == 'U' || m[0] == 'D') && mlen >= 5) {
+			if (!relcache_need(rc, get_u32(m + 1), batch, &prefix))
+				return false;
+		} else if (m[0] == 'T' && mlen >= 6) {
+			/* Truncate: number of relations, options, then their OIDs */
+			uint32_t count = get_u32(m + 1);
+
+			for (size_t i = 0, p = 6; i < count && p + 4 <= mlen; i++, p += 4)
+				if (!relcache_need(rc, get_u32(m + p), batch, &prefix))
+					return false;
+		}
+		off += 4 + mlen;
+	}
+	if (off != len)
+		return false;
+	if (prefix == 0)
+		return true;
+	if (!out_reserve(rc, prefix + len))
+		return false;
+	memcpy(rc->out + prefix, body, len);
+	*out = rc->out;
+	*out_len = prefix + len;
+	return true;
+}

@@ -1,0 +1,641 @@
+/*
+ * stream.c — this site's streams: setup, the relay's callbacks dispatched to
+ * each stream's source (stream_source.c) or sink (stream_sink.c), status and
+ * reports (see stream.h).
+ */
+#include "gateway/stream/stream.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "common/json.h"
+#include "common/log.h"
+#include "common/lsn.h"
+#include "config/config.h"
+#include "gateway/cluster/failover.h"
+#include "gateway/relay/frame.h"
+#include "gateway/relay/relay.h"
+#include "gateway/relay/relay_proto.h"
+#include "gateway/relay/wire.h"
+#include "gateway/stream/clock.h"
+#include "gateway/stream/lag.h"
+#include "gateway/stream/stream_int.h"
+#include "gateway/stream/stream_sync.h"
+#include "replicator/apply.h"
+
+bool stream_send(struct stream *st, enum frame_type type, uint8_t flags)
+{
+	struct streams *s = st->owner;
+
+	return wire_writer_ok(&s->out) &&
+	       relay_send(s->relay, st->peer, type, flags, s->out.data, s->out.len);
+}
+
+static void stream_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct stream *st = arg;
+
+	(void)fd;
+	(void)what;
+	if (st->role == STREAM_ROLE_SOURCE)
+		stream_source_retry(st);
+	else
+		stream_sink_retry(st);
+}
+
+void stream_schedule_retry(struct stream *st, unsigned ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	event_add(st->retry, &tv);
+}
+
+/* ----------------------------------------------------------------- setup */
+
+/*
+ * struct streams with what only this file needs: each stream's view of its
+ * config entry, with from and to as the site's role makes them (a stream
+ * configured from A to B runs from B while B is primary). The source and
+ * sink read from/to through st->cs, so they follow without knowing why.
+ */
+struct streams_box {
+	struct streams s;            /* first: a struct streams * is a box */
+	struct config_stream *views; /* one per stream, st->cs points here */
+	size_t self;
+	enum role_kind role;
+	bool by_config;              /* streams_new(): the config's direction */
+};
+
+static struct streams_box *streams_box(const struct streams *s)
+{
+	return (struct streams_box *)(void *)s;
+}
+
+/* The config entry as it runs now; false when this site has no part in it. */
+static bool stream_view(const struct streams_box *b, const struct config_stream *cs,
+		struct config_stream *view)
+{
+	size_t src, dst;
+
+	*view = *cs;
+	if (b->by_config) {
+		src = cs->from;
+		dst = cs->to;
+		if (src != b->self && dst != b->self)
+			return false;
+	} else if (!failover_stream_ends(cs->from, cs->to, b->self, b->role, &src, &dst)) {
+		return false;
+	}
+	view->from = src;
+	view->to = dst;
+	return true;
+}
+
+static bool stream_init(struct streams *s, struct stream *st, const struct strait_config *cfg,
+		size_t self, struct config_stream *view, const struct config_stream *cs)
+{
+	bool mine = stream_view(streams_box(s), cs, view);
+
+	st->owner = s;
+	st->cs = view;
+	st->name = strdup(cs->name);
+	st->retry = event_new(s->base, -1, 0, stream_retry_cb, st);
+	st->lag = lag_new(0);
+	if (!st->name || !st->retry || !st->lag)
+		return false;
+	if (mine && view->from == self)
+		return stream_source_init(st, cfg, self);
+	if (mine && view->to == self)
+		return stream_sink_init(st, cfg, self);
+	return true;
+}
+
+static void stream_fini(struct stream *st)
+{
+	/* the sync refers to the source: it goes first */
+	streamsync_free(st->sync);
+	st->sync = NULL;
+	if (st->role == STREAM_ROLE_SOURCE)
+		stream_source_fini(st);
+	else if (st->role == STREAM_ROLE_SINK)
+		stream_sink_fini(st);
+	lag_free(st->lag);
+	if (st->retry)
+		event_free(st->retry);
+	free(st->peer);
+	free(st->name);
+}
+
+static struct streams *streams_make(struct event_base *base, const struct strait_config *cfg,
+		size_t self_site, struct relay *relay, enum role_kind role, bool by_config)
+{
+	struct streams_box *b = calloc(1, sizeof(*b));
+	struct streams *s = b ? &b->s : NULL;
+
+	if (!b)
+		goto oom;
+	b->self = self_site;
+	b->role = role;
+	b->by_config = by_config;
+	s->base = base;
+	s->relay = relay;
+	s->cfg = cfg;
+	wire_writer_init_heap(&s->out, FRAME_MAX_PAYLOAD);
+	s->v = calloc(cfg->n_streams ? cfg->n_streams : 1, sizeof(*s->v));
+	b->views = calloc(cfg->n_streams ? cfg->n_streams : 1, sizeof(*b->views));
+	if (!s->v || !b->views)
+		goto oom;
+	for (size_t i = 0; i < cfg->n_streams; i++) {
+		s->n++;
+		if (!stream_init(s, &s->v[i], cfg, self_site, &b->views[i], &cfg->streams[i]))
+			goto oom;
+	}
+	return s;
+oom:
+	log_error("out of memory setting up streams");
+	streams_free(s);
+	return NULL;
+}
+
+struct streams *streams_new(struct event_base *base, const struct strait_config *cfg,
+		size_t self_site, struct relay *relay)
+{
+	return streams_make(base, cfg, self_site, relay, ROLE_PRIMARY, true);
+}
+
+struct streams *streams_new_role(struct event_base *base, const struct strait_config *cfg,
+		size_t self_site, struct relay *relay, enum role_kind site_role)
+{
+	return streams_make(base, cfg, self_site, relay, site_role, false);
+}
+
+void streams_free(struct streams *s)
+{
+	struct streams_box *b;
+
+	if (!s)
+		return;
+	b = streams_box(s);
+	for (size_t i = 0; i < s->n; i++)
+		stream_fini(&s->v[i]);
+	free(s->v);
+	free(b->views);
+	wire_writer_free(&s->out);
+	free(b);
+}
+
+static struct stream *streams_find(struct streams *s, const char *peer, struct wire_str name,
+		enum stream_role role)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		struct stream *st = &s->v[i];
+		if (st->role == role && strcmp(st->peer, peer) == 0 && wire_str_eq(name, st->name))
+			return st;
+	}
+	return NULL;
+}
+
+/* ------------------------------------------------------- relay callbacks */
+
+void streams_hello(struct streams *s, const char *peer, struct relay_proto_hello *hello)
+{
+	static struct relay_proto_position resume[64];
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->n && n < sizeof(resume) / sizeof(resume[0]); i++) {
+		struct stream *st = &s->v[i];
+		if (st->role != STREAM_ROLE_SINK || strcmp(st->peer, peer) != 0)
+			continue;
+		st->in_hello = stream_sink_hello_position(st, &resume[n]);
+		if (st->in_hello)
+			n++;
+	}
+	hello->streams = resume;
+	hello->nstreams = n;
+}
+
+void streams_connected(struct streams *s, const char *peer, const struct relay_proto_hello *hello)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		struct stream *st = &s->v[i];
+		if (strcmp(st->peer ? st->peer : "", peer) != 0)
+			continue;
+		if (st->role == STREAM_ROLE_SINK) {
+			/* our HELLO asked for generation 0 of this link */
+			st->want_generation = 0;
+			st->dec_started = false;
+			/* ready after the HELLO left: ask now */
+			if (st->apply_ready && !st->in_hello)
+				stream_sink_send_resume(st);
+			continue;
+		}
+		if (st->role != STREAM_ROLE_SOURCE)
+			continue;
+		stream_source_link_up(st);
+		for (size_t k = 0; k < hello->nstreams; k++) {
+			if (wire_str_eq(hello->streams[k].stream, st->name))
+				stream_source_resume_at(st, &hello->streams[k], 0);
+		}
+	}
+}
+
+void streams_disconnected(struct streams *s, const char *peer)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		struct stream *st = &s->v[i];
+		if (st->sync && strcmp(st->peer, peer) == 0)
+			streamsync_link_down(st->sync);
+		if (st->role == STREAM_ROLE_SINK && strcmp(st->peer, peer) == 0) {
+			stream_verify_sink_stop(st, "the link to the source's site was lost");
+			stream_sink_link_down(st);
+		}
+		if (st->role != STREAM_ROLE_SOURCE || strcmp(st->peer, peer) != 0)
+			continue;
+		stream_source_link_down(st);
+	}
+}
+
+void streams_writable(struct streams *s, const char *peer)
+{
+	/* live streams first, then initial-sync copies */
+	for (size_t i = 0; i < s->n; i++) {
+		struct stream *st = &s->v[i];
+		if (st->role == STREAM_ROLE_SOURCE && strcmp(st->peer, peer) == 0)
+			stream_source_writable(st);
+	}
+	for (size_t i = 0; i < s->n; i++) {
+		struct stream *st = &s->v[i];
+		if (st->role == STREAM_ROLE_SOURCE && strcmp(st->peer, peer) == 0 && st->sync &&
+		    !st->sched.held)
+			streamsync_writable(st->sync);
+	}
+}
+
+/* SYNC: copy data or a plan for a sink, "have" and acknowledgements for a source. */
+static void stream_sync_frame(struct streams *s, const char *peer, const struct frame *f)
+{
+	struct relay_proto_sync m;
+	enum relay_proto_status ps = relay_proto_read_sync(f->payload, f->payload_len, &m);
+	struct stream *st;
+
+	if (ps != RELAY_PROTO_OK) {
+		log_error("refused malformed SYNC frame from \"%s\": %s", peer, relay_proto_status_str(ps));
+		return;
+	}
+	st = streams_find(s, peer, m.stream, STREAM_ROLE_SINK);
+	if (!st)
+		st = streams_find(s, peer, m.stream, STREAM_ROLE_SOURCE);
+	if (!st || !st->sync) {
+		log_warning("refused SYNC frame from \"%s\" for stream \"%.*s\": no initial sync of it "
+			    "with that site here", peer, (int)m.stream.len, m.stream.ptr);
+		return;
+	}
+	streamsync_frame(st->sync, f, &m);
+}
+
+void streams_frame(struct streams *s, const char *peer, const struct frame *f)
+{
+	struct relay_proto_resume_req resume;
+	struct relay_proto_batch batch;
+	struct relay_proto_ack ack;
+	struct stream *st;
+
+	switch (f->type) {
+	case FRAME_BATCH:
+		if (relay_proto_read_batch(f->payload, f->payload_len, &batch) != RELAY_PROTO_OK) {
+			/* whose it was is unknown: every stream from the peer asks again */
+			for (size_t i = 0; i < s->n; i++)
+				if (s->v[i].role == STREAM_ROLE_SINK && strcmp(s->v[i].peer, peer) == 0)
+					stream_sink_ask_again(&s->v[i], "a malformed BATCH arrived");
+			return;
+		}
+		st = streams_find(s, peer, batch.stream, STREAM_ROLE_SINK);
+		if (!st) {
+			log_warning("BATCH from \"%s\" for a stream this site does not receive from it", peer);
+			return;
+		}
+		stream_sink_batch(st, f);
+		return;
+	case FRAME_SEQUENCES: {
+		static struct relay_proto_sequence seqs[STREAM_MAX_SEQUENCES];
+		struct relay_proto_sequences m;
+
+		if (relay_proto_read_sequences(f->payload, f->payload_len, &m, seqs,
+					       STREAM_MAX_SEQUENCES) != RELAY_PROTO_OK) {
+			log_error("malformed SEQUENCES from \"%s\"", peer);
+			return;
+		}
+		st = streams_find(s, peer, m.stream, STREAM_ROLE_SINK);
+		if (!st) {
+			log_warning("SEQUENCES from \"%s\" for a stream this site does not receive from it",
+				    peer);
+			return;
+		}
+		stream_sink_sequences(st, &m);
+		return;
+	}
+	case FRAME_ACK:
+		if (relay_proto_read_ack(f->payload, f->payload_len, &ack) != RELAY_PROTO_OK) {
+			log_error("malformed ACK from \"%s\"", peer);
+			return;
+		}
+		st = streams_find(s, peer, ack.stream, STREAM_ROLE_SOURCE);
+		if (!st) {
+			log_warning("ACK from \"%s\" for a stream this site does not send to it", peer);
+			return;
+		}
+		stream_source_ack(st, &ack);
+		return;
+	case FRAME_SYNC:
+		stream_sync_frame(s, peer, f);
+		return;
+	case FRAME_VERIFY: {
+		struct relay_proto_verify m;
+		enum relay_proto_status ps = relay_proto_read_verify(f->payload, f->payload_len, &m);
+
+		if (ps != RELAY_PROTO_OK) {
+			log_error("malformed VERIFY from \"%s\": %s", peer, relay_proto_status_str(ps));
+			return;
+		}
+		st = streams_find(s, peer, m.stream, STREAM_ROLE_SINK);
+		if (!st)
+			st = streams_find(s, peer, m.stream, STREAM_ROLE_SOURCE);
+		if (!st) {
+			log_warning("VERIFY from \"%s\" for a stream this site does not share with it", peer);
+			return;
+		}
+		stream_verify_frame(st, &m);
+		return;
+	}
+	case FRAME_RESUME:
+		if (relay_proto_read_resume(f->payload, f->payload_len, &resume) != RELAY_PROTO_OK) {
+			log_error("malformed RESUME from \"%s\"", peer);
+			return;
+		}
+		st = streams_find(s, peer, resume.pos.stream, STREAM_ROLE_SOURCE);
+		if (!st) {
+			log_warning("RESUME from \"%s\" for a stream this site does not send to it", peer);
+			return;
+		}
+		log_info("stream \"%s\": \"%s\" asks to resume at " LSN_FMT " (committed " LSN_FMT ")",
+			 st->name, peer, LSN_ARGS(resume.pos.received_lsn), LSN_ARGS(resume.pos.committed_lsn));
+		stream_source_resume_at(st, &resume.pos, resume.generation);
+		return;
+	default:
+		return;
+	}
+}
+
+/* ---------------------------------------------------------------- status */
+
+void streams_status_json(const struct streams *s, struct json_out *j)
+{
+	json_array_begin(j, "replication");
+	for (size_t i = 0; i < s->n; i++) {
+		const struct stream *st = &s->v[i];
+		if (st->role == STREAM_ROLE_NONE)
+			continue;
+		json_object_begin(j, NULL);
+		json_string(j, "stream", st->name);
+		json_string(j, "role", st->role == STREAM_ROLE_SOURCE ? "source" : "sink");
+		json_string(j, "peer", st->peer);
+		json_bool(j, "link_up", relay_is_up(s->relay, st->peer));
+		if (st->role == STREAM_ROLE_SOURCE)
+			stream_source_status(st, j);
+		else
+			stream_sink_status(st, j);
+		if (st->sync)
+			streamsync_status_json(st->sync, j);
+		json_string(j, "last_error", st->last_error[0] ? st->last_error : NULL);
+		json_object_end(j);
+	}
+	json_array_end(j);
+}
+
+/* ---------------------------------------------------------------- report */
+
+/* What each stream reports to metrics and health checks. */
+void streams_report(const struct streams *s, int64_t now_us,
+		void (*fn)(void *arg, const struct stream_report *r), void *arg)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		const struct stream *st = &s->v[i];
+		struct stream_report r = { .name = st->name, .peer = st->peer, .rule = -1 };
+
+		if (st->role == STREAM_ROLE_NONE)
+			continue;
+		r.sink = st->role == STREAM_ROLE_SINK;
+		if (r.sink) {
+			if (!st->apply || apply_is_stopped(st->apply) || st->halted)
+				r.state = "error";
+			else if (st->sync && streamsync_in_progress(st->sync))
+				r.state = "syncing";
+			else if (st->apply_ready)
+				r.state = "streaming";
+			else
+				r.state = "starting";
+			r.applied_lsn = st->ack_lsn;
+			r.batches = st->batches_received;
+		} else {
+			r.state = stream_source_state(st);
+			stream_source_report(st, &r, now_us);
+		}
+		r.lag_bytes = lag_bytes(st->lag);
+		r.lag_seconds = lag_seconds(st->lag, now_us);
+		fn(arg, &r);
+	}
+}
+
+/* -------------------------------------------------------------- schedule */
+
+static struct stream *streams_source_named(struct streams *s, const char *name)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (s->v[i].role == STREAM_ROLE_SOURCE && strcmp(s->v[i].name, name) == 0)
+			return &s->v[i];
+	return NULL;
+}
+
+bool streams_sync_now(struct streams *s, const char *name, uint64_t for_seconds, char *msg,
+		size_t msglen)
+{
+	struct stream *st = streams_source_named(s, name);
+
+	if (!st) {
+		for (size_t i = 0; i < s->cfg->n_streams; i++) {
+			const struct config_stream *cs = &s->cfg->streams[i];
+			if (strcmp(cs->name, name) == 0) {
+				snprintf(msg, msglen, "stream %s is sent by site %s: run sync-now there\n",
+					 name, s->cfg->sites[cs->from].name);
+				return false;
+			}
+		}
+		snprintf(msg, msglen, "no stream named %s\n", name);
+		return false;
+	}
+	return stream_source_sync_now(st, for_seconds, msg, msglen);
+}
+
+void streams_schedule_json(const struct streams *s, struct json_out *j)
+{
+	json_array_begin(j, "streams");
+	for (size_t i = 0; i < s->n; i++) {
+		const struct stream *st = &s->v[i];
+		if (st->role != STREAM_ROLE_SOURCE)
+			continue;
+		json_object_begin(j, NULL);
+		json_string(j, "stream", st->name);
+		json_string(j, "to", st->peer);
+		stream_source_schedule_json(st, j);
+		json_object_end(j);
+	}
+	json_array_end(j);
+}
+
+void streams_reconfigure(struct streams *s, const struct strait_config *cfg)
+{
+	struct streams_box *b = streams_box(s);
+
+	s->cfg = cfg;
+	for (size_t i = 0; i < s->n; i++) {
+		struct stream *st = &s->v[i];
+		for (size_t k = 0; k < cfg->n_streams; k++) {
+			if (strcmp(cfg->streams[k].name, st->name) != 0)
+				continue;
+			/* the direction stays what it was until the role changes */
+			{
+				size_t from = b->views[i].from, to = b->views[i].to;
+
+				b->views[i] = cfg->streams[k];
+				b->views[i].from = from;
+				b->views[i].to = to;
+			}
+			st->cs = &b->views[i];
+			if (st->role == STREAM_ROLE_SOURCE)
+				stream_source_reconfigure(st);
+		}
+	}
+}
+
+/* ------------------------------------------------ switchover and failover */
+
+void streams_peer_lag(const struct streams *s, const char *peer, int64_t now_us,
+		struct streams_peer_lag *out)
+{
+	*out = (struct streams_peer_lag){ 0 };
+	for (size_t i = 0; i < s->n; i++) {
+		const struct stream *st = &s->v[i];
+		uint64_t bytes;
+		double secs;
+		int64_t at;
+
+		if (st->role != STREAM_ROLE_SINK || strcmp(st->peer, peer) != 0)
+			continue;
+		bytes = lag_bytes(st->lag);
+		secs = lag_seconds(st->lag, now_us);
+		at = lag_last_applied_time(st->lag);
+		if (out->streams == 0 || st->ack_lsn < out->applied_lsn)
+			out->applied_lsn = st->ack_lsn;
+		if (at && (out->last_applied_time_us == 0 || at < out->last_applied_time_us))
+			out->last_applied_time_us = at;
+		if (bytes > out->lag_bytes)
+			out->lag_bytes = bytes;
+		if (secs > out->lag_seconds)
+			out->lag_seconds = secs;
+		out->streams++;
+	}
+}
+
+uint64_t streams_peer_pending_wal(const struct streams *s, const char *peer)
+{
+	uint64_t wal = 0;
+
+	for (size_t i = 0; i < s->n; i++) {
+		const struct stream *st = &s->v[i];
+
+		if (st->role != STREAM_ROLE_SOURCE || strcmp(st->peer, peer) != 0)
+			continue;
+		if (lag_bytes(st->lag) > 0 && lag_wal_lsn(st->lag) > wal)
+			wal = lag_wal_lsn(st->lag);
+	}
+	return wal;
+}
+
+bool streams_drained(const struct streams *s, const char *peer, uint64_t upto)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		const struct stream *st = &s->v[i];
+
+		if (st->role != STREAM_ROLE_SOURCE || strcmp(st->peer, peer) != 0)
+			continue;
+		if (lag_wal_lsn(st->lag) < upto || !lag_caught_up(st->lag))
+			return false;
+	}
+	return true;
+}
+
+/* ---------------------------------------------------------------- verify */
+
+void streams_set_verify_handler(struct streams *s, streams_verify_fn fn, void *arg)
+{
+	s->verify_frame = fn;
+	s->verify_arg = arg;
+}
+
+size_t streams_sent_names(const struct streams *s, const char **names, size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->n; i++)
+		if (s->v[i].role == STREAM_ROLE_SOURCE && n < max)
+			names[n++] = s->v[i].name;
+	return n;
+}
+
+bool streams_verify_info(const struct streams *s, const char *name, struct streams_verify_info *out)
+{
+	const struct stream *st = streams_source_named((struct streams *)s, name);
+
+	if (!st)
+		return false;
+	*out = (struct streams_verify_info){
+		.peer = st->peer,
+		.conninfo = st->src_conninfo,
+		.publication = st->src_publication,
+		.link_up = relay_is_up(s->relay, st->peer),
+		.held = st->sched.held,
+		.syncing = st->sync && streamsync_in_progress(st->sync),
+	};
+	return true;
+}
+
+bool streams_verify_send(struct streams *s, const char *name, const struct relay_proto_verify *head,
+			 const char *const *values, const size_t *lens)
+{
+	struct stream *st = streams_source_named(s, name);
+
+	if (!st)
+		return false;
+	wire_writer_reset(&s->out);
+	if (!relay_proto_write_verify_head(&s->out, head))
+		return false;
+	for (uint32_t i = 0; i < head->nvalues; i++)
+		if (!relay_proto_put_verify_value(&s->out, values[i], values[i] ? lens[i] : 0))
+			return false;
+	if (!stream_send(st, FRAME_VERIFY, 0))
+		return false;
+	/* what the verify carries counts against the stream's rate like its batches */
+	token_bucket_take(&st->bucket, s->out.len + FRAME_HEADER_SIZE, clock_mono_us());
+	return true;
+}
+
+bool streams_verify_arm_mark(struct streams *s, const char *name, uint64_t job, uint64_t lsn)
+{
+	struct stream *st = streams_source_named(s, name);
+
+	return st && stream_verify_arm_mark(st, job, lsn);
+}

@@ -1,0 +1,214 @@
+/*
+ * stream_int.h — what stream.c, stream_source.c and stream_sink.c share: the
+ * per-stream state. Private to those three files.
+ */
+#ifndef STRAIT_STREAM_INT_H
+#define STRAIT_STREAM_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "config/config.h"
+#include "gateway/relay/frame.h"
+#include "gateway/relay/wire.h"
+#include "gateway/stream/schedule.h"
+#include "gateway/stream/stream.h"
+#include "gateway/stream/tokenbucket.h"
+#include "replicator/slot_reader.h"
+
+struct apply;
+struct codec;
+struct event;
+struct event_base;
+struct json_out;
+struct lag;
+struct relay;
+struct relay_proto_ack;
+struct relay_proto_batch;
+struct relay_proto_sequences;
+struct seq_reader;
+struct seq_writer;
+struct source;
+struct spool;
+struct slotwatch;
+struct relcache;
+struct streamsync;
+
+#define STREAM_RETRY_MIN_MS 1000
+#define STREAM_RETRY_MAX_MS 30000
+#define STREAM_APPLY_RETRY_MS 5000
+#define STREAM_BATCH_MAX (256u * 1024u)
+#define STREAM_MAX_SEQUENCES 4096
+/* A sink refuses batches that claim to inflate beyond this. */
+#define STREAM_RAW_MAX (64u * 1024u * 1024u)
+
+enum stream_role {
+	STREAM_ROLE_NONE,        /* this site neither sends nor receives it */
+	STREAM_ROLE_SOURCE,
+	STREAM_ROLE_SINK,
+};
+
+struct stream {
+	struct streams *owner;
+	char *name;
+	char *peer;              /* the site at the other end */
+	enum stream_role role;
+	const struct config_stream *cs; /* in the daemon's current config */
+	struct streamsync *sync; /* initial sync (initial_sync: true), else NULL */
+	struct lag *lag;         /* both sides: this end's view of the stream's lag */
+	struct event *retry;     /* source re-creation, or apply resume */
+	char last_error[512];
+
+	/* ---- source: reader (slot → spool) ---- */
+	struct source_config src_cfg;
+	char *src_conninfo;
+	char *src_publication;
+	char **src_tables;
+	struct source *source;
+	bool reading;            /* START_REPLICATION sent on this source */
+	bool spool_full;         /* reading paused: the spool is at spool_max */
+	bool txn_open;           /* the last record spooled ends inside a transaction */
+	unsigned failures;
+	struct spool *spool;     /* NULL when it could not be opened (stream in error) */
+	struct relcache *relcache; /* makes each spooled batch self-contained */
+	char *spool_dir;
+	uint64_t spool_max;
+	struct event *sync_event; /* fsync what was spooled, once per loop pass */
+	uint64_t confirmed_lsn;  /* told to the slot */
+	uint64_t bytes_spooled;
+	struct seq_reader *seq_reader;
+	struct slotwatch *slotwatch; /* the slot's retained WAL, for disk warnings */
+	int warn_level;          /* worst disk warning logged last (enum diskwarn_level) */
+
+	/* ---- source: sender (spool → link) ---- */
+	struct codec *enc;
+	bool have_resume;        /* the sink said where to go on, on this link */
+	uint64_t resume_lsn;
+	uint32_t generation;     /* of the resume being served; stamped on batches */
+	uint32_t send_seq;       /* the next batch's seq in this generation */
+	bool gap;                /* the sink asked for what the spool no longer holds: stopped */
+	bool spool_broken;       /* an fsync failed: the spool is never trusted again */
+	bool sending;            /* the spool cursor serves the current resume */
+	struct event *pump_event; /* send more: token bucket refilled, or kicked */
+	struct event *tick;      /* once a second: schedule, sync-now, warnings */
+	struct schedule_state sched;
+	unsigned sched_clock_gen;
+	time_t sched_recheck;    /* evaluate the schedule again at */
+	time_t one_off_until;    /* sync-now window end; 0: none */
+	bool one_off_drain;      /* the window closes once the spool is drained */
+	unsigned drained_ticks;  /* ticks in a row the drain found nothing left */
+	struct token_bucket bucket;
+	uint64_t acked_lsn;
+	int64_t acked_commit_time;
+	/* flow control: raw batch bytes sent on this resume and not yet ACKed */
+	uint64_t window_sent;
+	uint64_t window_acked;
+	struct stream_window_mark *window; /* ring: a committing frame's end and window_sent after it */
+	size_t window_head;
+	size_t window_n;
+	size_t window_cap;
+	bool window_mid_txn;     /* the last frame sent ended inside a transaction */
+	uint64_t batches_sent;
+	uint64_t bytes_raw;
+	uint64_t bytes_wire;
+	uint64_t bytes_charged;  /* estimated WAN bytes, as the bucket counted them */
+	uint64_t sequence_frames;
+
+	/* ---- sink ---- */
+	struct seq_writer *seq_writer;
+	struct apply *apply;
+	struct codec *dec;
+	bool apply_ready;
+	uint64_t next_lsn;       /* received: end of the last whole transaction in a batch */
+	uint32_t want_generation; /* batches of other generations are stale */
+	bool in_hello;           /* our last HELLO to the peer named this stream */
+	bool dec_started;        /* the decoder has seen this generation's first batch */
+	/* continuity within a generation: a batch that does not follow is refused */
+	uint64_t asked_lsn;      /* the received position this generation was asked from */
+	uint32_t expect_seq;     /* the next batch's seq */
+	uint64_t expect_prev;    /* the next batch's prev_lsn (from seq 1 on) */
+	unsigned resends;        /* batches asked for again in a row (a halt after a few) */
+	bool halted;             /* stopped on a batch it cannot take; the retry asks again */
+	uint64_t ack_lsn;        /* committed, to ACK */
+	int64_t ack_commit_time;
+	uint64_t ack_sent_lsn;
+	struct event *ack_event;
+	uint64_t batches_received;
+	char *sink_conninfo;     /* the target database */
+	struct stream_verify *verify; /* the verify being answered (stream_verify.c), or NULL */
+
+	/* ---- source: a verify's MARK (stream_verify.c) ---- */
+	bool mark_armed;
+	bool mark_captured;      /* the reader handed over everything before mark_lsn */
+	uint64_t mark_job;
+	uint64_t mark_lsn;
+	struct event *mark_timer;
+};
+
+struct stream_window_mark {
+	uint64_t last_lsn;
+	uint64_t sent;
+};
+
+struct streams {
+	struct event_base *base;
+	struct relay *relay;
+	const struct strait_config *cfg;
+	struct stream *v;
+	size_t n;
+	struct wire_writer out;  /* frame payloads, reused */
+	streams_verify_fn verify_frame; /* VERIFY frames for a stream this site sends */
+	void *verify_arg;
+};
+
+/* stream.c */
+bool stream_send(struct stream *st, enum frame_type type, uint8_t flags);
+void stream_schedule_retry(struct stream *st, unsigned ms);
+
+/* stream_source.c */
+bool stream_source_init(struct stream *st, const struct strait_config *cfg, size_t self);
+void stream_source_fini(struct stream *st);
+void stream_source_retry(struct stream *st);
+struct relay_proto_position;
+void stream_source_resume_at(struct stream *st, const struct relay_proto_position *pos,
+		uint32_t generation);
+void stream_source_ack(struct stream *st, const struct relay_proto_ack *ack);
+void stream_source_link_up(struct stream *st);
+void stream_source_link_down(struct stream *st);
+void stream_source_writable(struct stream *st);
+void stream_source_status(const struct stream *st, struct json_out *j);
+void stream_source_schedule_json(const struct stream *st, struct json_out *j);
+void stream_source_report(const struct stream *st, struct stream_report *r, int64_t now_us);
+void stream_source_warnings_json(const struct stream *st, struct json_out *j);
+bool stream_source_sync_now(struct stream *st, uint64_t for_seconds, char *msg, size_t msglen);
+void stream_source_reconfigure(struct stream *st);
+const char *stream_source_state(const struct stream *st);
+
+/* stream_verify.c */
+struct relay_proto_verify;
+void stream_verify_frame(struct stream *st, const struct relay_proto_verify *m);
+void stream_verify_sink_progress(struct stream *st);
+void stream_verify_sink_stop(struct stream *st, const char *why);
+bool stream_verify_arm_mark(struct stream *st, uint64_t job, uint64_t lsn);
+/* ask: request the server's position when it is not known to be past the point yet */
+void stream_verify_mark_check(struct stream *st, bool ask);
+void stream_verify_source_fini(struct stream *st);
+
+/* stream_sink.c */
+bool stream_sink_init(struct stream *st, const struct strait_config *cfg, size_t self);
+void stream_sink_fini(struct stream *st);
+void stream_sink_retry(struct stream *st);
+void stream_sink_batch(struct stream *st, const struct frame *f);
+void stream_sink_sequences(struct stream *st, const struct relay_proto_sequences *m);
+void stream_sink_send_resume(struct stream *st);
+/* The sink's positions for a HELLO (false: it does not ask in HELLO). */
+bool stream_sink_hello_position(struct stream *st, struct relay_proto_position *pos);
+/* A BATCH from the peer that could not be read: every stream from it asks again. */
+void stream_sink_ask_again(struct stream *st, const char *why);
+/* The link to the source dropped: an unfinished transaction is cut from the queue. */
+void stream_sink_link_down(struct stream *st);
+void stream_sink_status(const struct stream *st, struct json_out *j);
+
+#endif

@@ -1,0 +1,427 @@
+/*
+ * stream_sink.c — the sink side of a stream: decompress BATCH frames, apply
+ * them to the target, ACK what committed, and say where to resume.
+ *
+ * The apply engine connects to the target and reports its origin position.
+ * HELLO and RESUME carry two positions (relay_proto.h): received, the end of
+ * the last whole transaction the sink holds (where the source sends from),
+ * and committed, the origin's (the only acknowledgement). BATCH frames are
+ * decompressed and submitted; each committed source transaction is ACKed
+ * (coalesced: one ACK per STREAM_ACK_DELAY_US at most).
+ *
+ * A gap is an error, never a skip. Each batch must follow the one before in
+ * its generation (seq and prev_lsn); the first must continue from at or
+ * before what was asked for. A batch that does not follow, or that cannot be
+ * read, decompressed or queued, is refused and asked for again with a new
+ * RESUME, never dropped while later ones are applied; after a few refusals
+ * in a row the stream halts (error) and asks again on a timer. Before every
+ * HELLO or RESUME an unfinished transaction is cut from the apply queue, so
+ * the source's copy from its Begin is the only one (no livelock on a big
+ * transaction whose link keeps dropping), and the bytes the sink still holds
+ * count against the source's send window (each new link does not add a
+ * window's worth to the sink's memory).
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "common/fault.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/lsn.h"
+#include "gateway/relay/relay.h"
+#include "gateway/relay/relay_proto.h"
+#include "gateway/stream/codec.h"
+#include "gateway/stream/lag.h"
+#include "gateway/stream/stream_int.h"
+#include "gateway/stream/stream_sync.h"
+#include "replicator/apply.h"
+#include "replicator/sequences.h"
+
+/*
+ * ACKs go out on a short timer, not after every commit: each is a packet
+ * back across the WAN (carrying the TCP ACKs with it), and under load one
+ * ACK covers a frame or more of transactions. The source needs them only to
+ * free spool segments, confirm the slot (durability remote) and count lag,
+ * so tens of milliseconds cost nothing there; seconds would hold segments.
+ */
+#define STREAM_ACK_DELAY_US 20000
+/* Refused batches asked for again in a row before the stream halts. */
+#define STREAM_RESENDS_MAX 3
+
+void stream_sink_sequences(struct stream *st, const struct relay_proto_sequences *m)
+{
+	static struct seq_value vals[STREAM_MAX_SEQUENCES];
+	size_t n = 0;
+
+	for (; n < m->nseqs; n++) {
+		vals[n].schema = wire_str_dup(m->seqs[n].schema);
+		vals[n].name = wire_str_dup(m->seqs[n].name);
+		vals[n].value = m->seqs[n].value;
+		if (!vals[n].schema || !vals[n].name) {
+			free(vals[n].schema);
+			free(vals[n].name);
+			log_error("stream \"%s\": out of memory taking sequence values", st->name);
+			break;
+		}
+	}
+	if (st->seq_writer && !seq_writer_apply(st->seq_writer, vals, n))
+		log_error("stream \"%s\": out of memory queueing sequence values", st->name);
+	for (size_t i = 0; i < n; i++) {
+		free(vals[i].schema);
+		free(vals[i].name);
+	}
+}
+
+static void stream_ack_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct stream *st = arg;
+	struct relay_proto_ack ack;
+
+	(void)fd;
+	(void)what;
+	if (st->ack_lsn <= st->ack_sent_lsn)
+		return;
+	ack = (struct relay_proto_ack){
+		.stream = relay_proto_str(st->name),
+		.committed_lsn = st->ack_lsn,
+		.commit_time_us = st->ack_commit_time,
+	};
+	wire_writer_reset(&st->owner->out);
+	if (relay_proto_write_ack(&st->owner->out, &ack) && stream_send(st, FRAME_ACK, 0)) {
+		st->ack_sent_lsn = st->ack_lsn;
+		(void)fault_hit("sink.ack_sent");
+	}
+}
+
+/*
+ * Cuts an unfinished transaction from the apply queue (it comes again whole).
+ * False when part of it had reached the target: the engine rolls back and
+ * reconnects, and its ready() asks again.
+ */
+static bool sink_cut_partial(struct stream *st)
+{
+	if (!st->apply || !apply_drop_partial(st->apply))
+		return true;
+	st->apply_ready = false;
+	return false;
+}
+
+/* The positions to ask with now; false when the apply is not ready to ask. */
+static bool sink_position(struct stream *st, struct relay_proto_position *pos)
+{
+	if (!st->apply_ready || !sink_cut_partial(st))
+		return false;
+	*pos = (struct relay_proto_position){
+		.stream = relay_proto_str(st->name),
+		.received_lsn = apply_received_lsn(st->apply),
+		.committed_lsn = st->ack_lsn,
+		.queued_bytes = apply_pending_bytes(st->apply),
+	};
+	if (pos->received_lsn < pos->committed_lsn)
+		pos->received_lsn = pos->committed_lsn;
+	st->next_lsn = pos->received_lsn;
+	return true;
+}
+
+/* A new generation starts: what its first batch must continue from. */
+static void sink_expect(struct stream *st, uint64_t asked_lsn)
+{
+	st->asked_lsn = asked_lsn;
+	st->expect_seq = 0;
+	st->expect_prev = 0;
+	st->dec_started = false;
+}
+
+bool stream_sink_hello_position(struct stream *st, struct relay_proto_position *pos)
+{
+	if (st->halted || !sink_position(st, pos))
+		return false;
+	/* a stream that needs an initial sync round asks with RESUME once up */
+	if (st->sync && !streamsync_sink_hello(st->sync, &pos->received_lsn))
+		return false;
+	if (pos->received_lsn && pos->committed_lsn > pos->received_lsn)
+		pos->committed_lsn = pos->received_lsn;
+	sink_expect(st, pos->received_lsn);
+	return true;
+}
+
+/*
+ * Asks the source to (re)start after the received position. From here on
+ * only batches of the new generation count: older ones may still be on the way.
+ */
+void stream_sink_send_resume(struct stream *st)
+{
+	struct relay_proto_resume_req resume;
+
+	if (!relay_is_up(st->owner->relay, st->peer) || st->halted)
+		return;       /* the next HELLO (or the retry) carries it */
+	if (!sink_position(st, &resume.pos))
+		return;       /* the apply is not ready: its ready() asks */
+	if (st->sync && !streamsync_sink_resume(st->sync, st->want_generation + 1,
+						&resume.pos.received_lsn))
+		return;       /* the initial sync calls stream_sync_resume() when it is time */
+	if (resume.pos.received_lsn && resume.pos.committed_lsn > resume.pos.received_lsn)
+		resume.pos.committed_lsn = resume.pos.received_lsn;
+	st->want_generation++;
+	sink_expect(st, resume.pos.received_lsn);
+	resume.generation = st->want_generation;
+	wire_writer_reset(&st->owner->out);
+	if (relay_proto_write_resume(&st->owner->out, &resume) && stream_send(st, FRAME_RESUME, 0))
+		log_info("stream \"%s\": asked \"%s\" to resume at " LSN_FMT " (committed " LSN_FMT ", "
+			 "%" PRIu64 " bytes queued)%s", st->name, st->peer,
+			 LSN_ARGS(resume.pos.received_lsn), LSN_ARGS(resume.pos.committed_lsn),
+			 resume.pos.queued_bytes,
+			 st->sync && resume.pos.received_lsn == 0 ? " (initial sync)" : "");
+}
+
+/* The stream stops here: nothing later is applied until the retry asks again. */
+static void sink_halt(struct stream *st, const char *why)
+{
+	snprintf(st->last_error, sizeof(st->last_error), "%s", why);
+	if (!st->halted)
+		log_error("stream \"%s\": %s; the stream stops here (nothing after it is applied) "
+			  "and asks \"%s\" again in %d s", st->name, why, st->peer,
+			  STREAM_APPLY_RETRY_MS / 1000);
+	st->halted = true;
+	stream_schedule_retry(st, STREAM_APPLY_RETRY_MS);
+}
+
+void stream_sink_ask_again(struct stream *st, const char *why)
+{
+	if (st->halted)
+		return;
+	if (++st->resends > STREAM_RESENDS_MAX) {
+		sink_halt(st, why);
+		return;
+	}
+	log_warning("stream \"%s\": %s; refused, asking \"%s\" again", st->name, why, st->peer);
+	stream_sink_send_resume(st);
+}
+
+void stream_sink_link_down(struct stream *st)
+{
+	if (st->apply_ready)
+		(void)sink_cut_partial(st);
+}
+
+/* The initial sync knows what to ask for now (its state is read, or a round ended). */
+static void stream_sync_resume(void *arg)
+{
+	struct stream *st = arg;
+
+	if (st->apply_ready)
+		stream_sink_send_resume(st);
+}
+
+static void stream_apply_ready(void *arg, uint64_t resume_lsn)
+{
+	struct stream *st = arg;
+
+	st->apply_ready = true;
+	st->ack_sent_lsn = st->ack_lsn = resume_lsn;
+	lag_acked(st->lag, resume_lsn, 0);
+	st->last_error[0] = '\0';
+	stream_sink_send_resume(st);
+}
+
+static void stream_apply_committed(void *arg, uint64_t end_lsn, int64_t commit_time_us)
+{
+	struct stream *st = arg;
+
+	lag_acked(st->lag, end_lsn, commit_time_us);
+	if (end_lsn > st->ack_lsn) {
+		st->ack_lsn = end_lsn;
+		st->ack_commit_time = commit_time_us;
+	}
+	if (!event_pending(st->ack_event, EV_TIMEOUT, NULL))
+		event_add(st->ack_event, &(struct timeval){ 0, STREAM_ACK_DELAY_US });
+	stream_verify_sink_progress(st);
+}
+
+static void stream_apply_stopped(void *arg, const char *reason)
+{
+	struct stream *st = arg;
+
+	snprintf(st->last_error, sizeof(st->last_error), "%s", reason);
+	st->apply_ready = false;
+	stream_verify_sink_stop(st, "the apply stopped");
+	log_warning("stream \"%s\": paused; retrying every %d s", st->name, STREAM_APPLY_RETRY_MS / 1000);
+	stream_schedule_retry(st, STREAM_APPLY_RETRY_MS);
+}
+
+void stream_sink_retry(struct stream *st)
+{
+	if (st->halted) {
+		st->halted = false;
+		st->resends = 0;
+		st->last_error[0] = '\0';
+		log_info("stream \"%s\": asking \"%s\" again", st->name, st->peer);
+		stream_sink_send_resume(st);
+	}
+	if (st->apply && apply_is_stopped(st->apply)) {
+		log_info("stream \"%s\": retrying apply", st->name);
+		if (!apply_resume(st->apply))
+			stream_schedule_retry(st, STREAM_APPLY_RETRY_MS);
+	}
+}
+
+/* Whether b follows what came before in its generation; why not into why. */
+static bool sink_follows(const struct stream *st, const struct relay_proto_batch *b,
+		char *why, size_t whylen)
+{
+	if (b->seq != st->expect_seq) {
+		snprintf(why, whylen, "batch %u of generation %u arrived where batch %u was due "
+			 "(a batch is missing)", b->seq, b->generation, st->expect_seq);
+		return false;
+	}
+	if (b->seq > 0 && b->prev_lsn != st->expect_prev) {
+		snprintf(why, whylen, "batch %u continues from " LSN_FMT ", but the one before ended at "
+			 LSN_FMT, b->seq, LSN_ARGS(b->prev_lsn), LSN_ARGS(st->expect_prev));
+		return false;
+	}
+	return true;
+}
+
+void stream_sink_batch(struct stream *st, const struct frame *f)
+{
+	struct relay_proto_batch b;
+	enum relay_proto_status ps;
+	const uint8_t *body;
+	size_t body_len;
+	char err[256], why[512];
+
+	ps = relay_proto_read_batch(f->payload, f->payload_len, &b);
+	if (ps != RELAY_PROTO_OK) {
+		snprintf(why, sizeof(why), "malformed BATCH from \"%s\": %s", st->peer,
+			 relay_proto_status_str(ps));
+		stream_sink_ask_again(st, why);
+		return;
+	}
+	if (st->halted || !st->apply_ready || b.generation != st->want_generation)
+		return;       /* halted, paused, or sent before our last RESUME: asked for again */
+	(void)fault_hit("sink.batch_received");
+	if (b.seq == 0 && st->asked_lsn && b.prev_lsn > st->asked_lsn) {
+		/*
+		 * The source has nothing between what was asked for and where it
+		 * sends from (asked 0: the sink has nothing, any start will do).
+		 */
+		snprintf(why, sizeof(why), "gap: asked \"%s\" to resume after " LSN_FMT " but its first "
+			 "batch continues from " LSN_FMT, st->peer, LSN_ARGS(st->asked_lsn), LSN_ARGS(b.prev_lsn));
+		sink_halt(st, why);
+		return;
+	}
+	if (!sink_follows(st, &b, why, sizeof(why))) {
+		stream_sink_ask_again(st, why);
+		return;
+	}
+	if (!st->dec_started) {
+		/* the source started a new compression frame for this generation */
+		codec_reset(st->dec);
+		st->dec_started = true;
+	}
+	if (b.raw_len > STREAM_RAW_MAX) {
+		snprintf(why, sizeof(why), "a batch of %u bytes from \"%s\" is over the limit of %u",
+			 b.raw_len, st->peer, STREAM_RAW_MAX);
+		sink_halt(st, why);
+		return;
+	}
+	if (!codec_run(st->dec, b.data, b.data_len, b.raw_len, &body, &body_len, err, sizeof(err)) ||
+	    body_len != b.raw_len) {
+		/* the compression window is lost: ask again from a fresh context */
+		snprintf(why, sizeof(why), "bad BATCH from \"%s\": %s", st->peer,
+			 body_len != b.raw_len ? "size differs from its header" : err);
+		stream_sink_ask_again(st, why);
+		return;
+	}
+	if (st->sync && !streamsync_filter(st->sync, body, body_len, &body, &body_len)) {
+		sink_halt(st, "a batch could not go through the initial sync's filter (logged)");
+		return;
+	}
+	if (!apply_submit(st->apply, body, body_len)) {
+		stream_sink_ask_again(st, "a batch could not be queued for the apply (logged)");
+		return;
+	}
+	st->expect_seq++;
+	st->expect_prev = b.last_lsn ? b.last_lsn : b.prev_lsn;
+	st->resends = 0;
+	st->batches_received++;
+	/* the sink does not know the commit time before applying: it ages from arrival */
+	if (b.last_lsn) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		lag_commit_sent(st->lag, b.last_lsn, (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
+		lag_wal_position(st->lag, b.last_lsn);
+	}
+	if (b.last_lsn > st->next_lsn)
+		st->next_lsn = b.last_lsn;
+}
+
+bool stream_sink_init(struct stream *st, const struct strait_config *cfg, size_t self)
+{
+	static const struct apply_callbacks cb = {
+		.ready = stream_apply_ready,
+		.committed = stream_apply_committed,
+		.stopped = stream_apply_stopped,
+	};
+	const struct config_stream *cs = st->cs;
+	const struct config_site *target = &cfg->sites[self];
+	struct apply_config acfg = {
+		.conninfo = target->database,
+		.stream = cs->name,
+		.on_conflict = cs->on_conflict == CONFIG_CONFLICT_SOURCE_WINS ? APPLY_CONFLICT_SOURCE_WINS :
+			       cs->on_conflict == CONFIG_CONFLICT_TARGET_WINS ? APPLY_CONFLICT_TARGET_WINS :
+			       APPLY_CONFLICT_ERROR,
+	};
+	struct streams *s = st->owner;
+
+	st->role = STREAM_ROLE_SINK;
+	st->peer = strdup(cfg->sites[cs->from].name);
+	st->sink_conninfo = strdup(target->database);
+	st->dec = codec_new_decoder(cs->codec);
+	st->seq_writer = seq_writer_new(s->base, target->database, st->name);
+	st->ack_event = event_new(s->base, -1, 0, stream_ack_cb, st);
+	if (!st->peer || !st->sink_conninfo || !st->dec || !st->seq_writer || !st->ack_event)
+		return false;
+	st->apply = apply_new(s->base, &acfg, &cb, st);
+	if (!st->apply)
+		log_error("stream \"%s\": could not create the apply engine", st->name);
+	if (cs->initial_sync &&
+	    !(st->sync = streamsync_new_sink(s->base, s->relay, st->name, st->peer, target->database,
+					     cs->codec, stream_sync_resume, st)))
+		return false;
+	return true;
+}
+
+void stream_sink_fini(struct stream *st)
+{
+	stream_verify_sink_stop(st, "the stream stopped here");
+	free(st->sink_conninfo);
+	st->sink_conninfo = NULL;
+	seq_writer_free(st->seq_writer);
+	if (st->apply)
+		apply_free(st->apply);
+	codec_free(st->dec);
+	if (st->ack_event)
+		event_free(st->ack_event);
+}
+
+void stream_sink_status(const struct stream *st, struct json_out *j)
+{
+	json_bool(j, "apply_ready", st->apply_ready);
+	json_bool(j, "halted", st->halted);
+	json_lsn(j, "received_lsn", st->apply ? apply_received_lsn(st->apply) : st->next_lsn);
+	json_lsn(j, "committed_lsn", st->ack_lsn);
+	json_lsn(j, "acked_lsn", st->ack_sent_lsn);
+	json_uint(j, "queued_bytes", st->apply ? apply_pending_bytes(st->apply) : 0);
+	json_uint(j, "batches_received", st->batches_received);
+	if (st->apply)
+		apply_status_json(st->apply, j, "apply");
+	if (st->seq_writer)
+		seq_writer_status_json(st->seq_writer, j);
+}

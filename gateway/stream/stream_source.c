@@ -1,0 +1,1192 @@
+/*
+ * stream_source.c — the source side of a stream, in two halves joined by the
+ * spool:
+ *
+ *   reader   slot → spool. Runs whenever the source database is reachable,
+ *            link or no link: batches are appended to the spool, and the
+ *            slot is told what the durability mode allows — with `spool`,
+ *            what is fsynced in the spool (so the primary frees its WAL
+ *            while the WAN is down); with `remote`, what the sink ACKed.
+ *   sender   spool → link. Serves the sink's received position (HELLO or
+ *            RESUME) from the spool, compressing with the stream's codec, at
+ *            the pace of a token bucket whose rate the schedule sets. Records
+ *            leave the spool when the sink has committed them: only the
+ *            committed position (ACK, and the one HELLO and RESUME carry)
+ *            releases records or confirms the slot, never the received one.
+ *
+ * Gaps. A sink that asks for a position the spool no longer holds (below its
+ * floor: released, so the slot is past it too) stops the stream with an
+ * error naming both positions; nothing later is sent over the hole. Each
+ * batch carries where it continues from and its place in the generation, so
+ * the sink can check the same.
+ *
+ * Fsync. A failed fsync stops the stream for good: after EIO the kernel may
+ * have dropped the pages, so the spool is not reopened and trusted again in
+ * this process (the slot still holds everything not durably spooled).
+ *
+ * NOTES
+ * Backpressure. At spool_max the reader stops reading (the slot then holds
+ * WAL) and the stream reports "backpressure"; an ACK that frees a segment
+ * starts it again. When the link's output is full the sender stops until the
+ * relay says it drained; the reader goes on into the spool.
+ *
+ * Fsync. With durability spool, what a loop pass appended is fsynced once,
+ * then confirmed. With durability remote the slot keeps everything the sink
+ * has not committed, so the spool is only a buffer and is not fsynced.
+ *
+ * Restarts. The reader starts at the spool's last whole transaction (or at
+ * the slot's confirmed position when the spool is empty); PostgreSQL skips
+ * transactions that committed before it. A source that fails in the middle
+ * of a transaction leaves part of it in the spool: that part is cut off
+ * (spool_truncate_incomplete) and read again whole.
+ *
+ * Initial sync. A new slot's exported snapshot is only good until the
+ * replication connection runs another command, so the reader waits until the
+ * copy has imported it (or the sink resumes without a copy, which releases it).
+ *
+ * Held. A schedule at rate 0 or a batch stream outside its windows sends no
+ * batches and no sequence values; heartbeats and ACKs are never held (they
+ * do not go through here).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <event2/event.h>
+
+#include "common/fault.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/lsn.h"
+#include "gateway/relay/relay.h"
+#include "gateway/relay/relay_proto.h"
+#include "gateway/stream/clock.h"
+#include "gateway/stream/codec.h"
+#include "gateway/stream/diskwarn.h"
+#include "gateway/stream/lag.h"
+#include "gateway/stream/relcache.h"
+#include "gateway/stream/spool.h"
+#include "gateway/stream/stream_int.h"
+#include "gateway/stream/stream_sync.h"
+#include "replicator/sequences.h"
+#include "replicator/slot_reader.h"
+#include "replicator/slotwatch.h"
+
+#define STREAM_SEQUENCE_POLL_MS 5000
+#define STREAM_SLOTWATCH_MS 10000
+#define STREAM_TICK_MS 1000
+#define STREAM_SEGMENT_MIN (1u * 1024u * 1024u)
+#define STREAM_SEGMENT_MAX (64u * 1024u * 1024u)
+/* The sender yields to the loop after this much in one pass. */
+#define STREAM_PUMP_SLICE (4u * 1024u * 1024u)
+/* sync-now without --for: open until drained, but no longer than this. */
+#define STREAM_DRAIN_MAX_S (7 * 24 * 3600)
+/*
+ * At most this many raw batch bytes go out before the sink ACKs them (a
+ * transaction larger than that goes out whole: the sink commits whole ones). The
+ * sink queues what it has not applied yet: without a window a backlog
+ * released at once piles up in its memory (94 MiB for a minute's backlog of
+ * pgbench). 16 MiB is seconds of apply, far more than a WAN round trip needs.
+ */
+#define STREAM_WINDOW_BYTES (16u * 1024u * 1024u)
+#define STREAM_WINDOW_MARKS 65536u
+
+static void reader_make(struct stream *st);
+static void sender_kick(struct stream *st);
+
+static uint64_t max_u64(uint64_t a, uint64_t b)
+{
+	return a > b ? a : b;
+}
+
+/* ---------------------------------------------------------------- reader */
+
+/* Tells the slot what the durability mode allows. */
+static void reader_confirm(struct stream *st)
+{
+	uint64_t lsn = st->acked_lsn;
+
+	if (st->cs->durability == CONFIG_DURABILITY_SPOOL && st->spool)
+		lsn = max_u64(lsn, spool_durable_lsn(st->spool));
+	if (lsn > st->confirmed_lsn && st->source && source_is_ready(st->source)) {
+		(void)fault_hit("source.slot_confirm");
+		source_confirm(st->source, lsn);
+		st->confirmed_lsn = lsn;
+	}
+}
+
+static void reader_fail_spool(struct stream *st, const char *err)
+{
+	st->spool_broken = st->spool_broken || (st->spool && spool_fsync_failed(st->spool));
+	if (st->spool_broken)
+		log_error("stream \"%s\": spool: %s; an fsync failed, so what is spooled cannot be "
+			  "trusted: the stream stops (the slot keeps what was not durably spooled); "
+			  "fix the disk and restart straitd", st->name, err);
+	else
+		log_error("stream \"%s\": spool: %s", st->name, err);
+	snprintf(st->last_error, sizeof(st->last_error), "spool: %s", err);
+	spool_close(st->spool);
+	st->spool = NULL;
+	st->sending = false;
+	/* the source restarts from the slot once the spool reopens */
+	if (!st->spool_broken)
+		stream_schedule_retry(st, STREAM_RETRY_MAX_MS);
+}
+
+static void reader_sync_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct stream *st = arg;
+	char err[256];
+
+	(void)fd;
+	(void)what;
+	if (!st->spool)
+		return;
+	if (!spool_sync(st->spool, err, sizeof(err))) {
+		reader_fail_spool(st, err);
+		return;
+	}
+	reader_confirm(st);
+}
+
+static bool reader_batch(void *arg, const uint8_t *body, size_t len,
+		const struct source_batch_info *info)
+{
+	struct stream *st = arg;
+	struct spool_meta meta = {
+		.first_lsn = info->first_lsn,
+		.commit_end_lsn = info->commit_end_lsn,
+		.commit_time_us = info->commit_time,
+		.spooled_at_us = clock_wall_us(),
+		.transactions = info->transactions,
+	};
+	const uint8_t *rec;
+	size_t rec_len;
+	char err[256];
+
+	if (!st->spool)
+		return false;
+	/* a sink may resume at any record: each carries the Relation messages it uses */
+	if (!relcache_complete(st->relcache, body, len, &rec, &rec_len))
+		log_warning("stream \"%s\": a batch at " LSN_FMT " is not a sequence of messages; "
+			    "spooled as it is",
+			    st->name, LSN_ARGS(info->first_lsn));
+	if (!spool_append(st->spool, &meta, rec, rec_len, err, sizeof(err))) {
+		reader_fail_spool(st, err);
+		return false;
+	}
+	st->bytes_spooled += len;
+	st->txn_open = info->commit_end_lsn == 0;
+	if (info->commit_end_lsn)
+		lag_commit_sent(st->lag, info->commit_end_lsn, info->commit_time);
+	if (st->cs->durability == CONFIG_DURABILITY_SPOOL &&
+	    !event_pending(st->sync_event, EV_TIMEOUT, NULL))
+		event_active(st->sync_event, EV_TIMEOUT, 0);
+	sender_kick(st);
+	/*
+	 * The cap applies at transaction ends: the sink commits only whole
+	 * transactions, so a spool stopped in the middle of one would never be
+	 * acknowledged and never drain. It may exceed spool_max by one transaction.
+	 */
+	if (spool_bytes(st->spool) >= st->spool_max && !st->txn_open) {
+		if (!st->spool_full)
+			log_warning("stream \"%s\": the spool is full (%" PRIu64 " of %" PRIu64
+				    " bytes): reading stops, the slot holds WAL until the sink catches up",
+				    st->name, spool_bytes(st->spool), st->spool_max);
+		st->spool_full = true;
+	}
+	lag_set_pending(st->lag, st->txn_open || st->spool_full);
+	return !st->spool_full;
+}
+
+static void reader_try_start(struct stream *st)
+{
+	uint64_t snap_lsn;
+
+	if (st->reading || !st->source || !source_is_ready(st->source) || !st->spool ||
+	    st->spool_full)
+		return;
+	/* the copy imports a new slot's snapshot first (see the notes) */
+	if (st->sync && source_exported_snapshot(st->source, &snap_lsn))
+		return;
+	if (source_start(st->source, spool_end_lsn(st->spool)))
+		st->reading = true;
+}
+
+static void reader_ready(void *arg, uint64_t confirmed_lsn)
+{
+	struct stream *st = arg;
+	char err[256];
+
+	st->confirmed_lsn = confirmed_lsn;
+	/* an empty spool continues from where the slot is: nothing before it can be sent */
+	if (st->spool && spool_records(st->spool) == 0 &&
+	    !spool_set_floor(st->spool, confirmed_lsn, err, sizeof(err))) {
+		reader_fail_spool(st, err);
+		return;
+	}
+	if (st->cs->durability == CONFIG_DURABILITY_REMOTE)
+		lag_acked(st->lag, confirmed_lsn, 0);  /* applied at the sink, at least */
+	st->failures = 0;
+	if (st->sync)
+		streamsync_source_ready(st->sync, st->source);
+	reader_confirm(st);
+	reader_try_start(st);
+}
+
+static void reader_wal(void *arg, uint64_t wal_end, int64_t server_time_us)
+{
+	struct stream *st = arg;
+
+	(void)server_time_us;
+	/*
+	 * Caught up, the slot's flush position follows the server's (unrelated
+	 * WAL): so does what counts as applied, as PostgreSQL's view of the slot.
+	 */
+	if (lag_caught_up(st->lag) && st->source && source_reported_flush(st->source))
+		lag_acked(st->lag, source_reported_flush(st->source), 0);
+	lag_wal_position(st->lag, wal_end);
+	stream_verify_mark_check(st, false);
+}
+
+/* The source failed; it may not be freed inside its own callback: retry from a timer. */
+static void reader_stopped(void *arg, const char *reason)
+{
+	struct stream *st = arg;
+	unsigned ms = STREAM_RETRY_MIN_MS;
+	char err[256];
+
+	snprintf(st->last_error, sizeof(st->last_error), "%s", reason);
+	st->reading = false;
+	if (st->txn_open && st->spool) {
+		/* read again whole from the slot */
+		if (!spool_truncate_incomplete(st->spool, err, sizeof(err)))
+			reader_fail_spool(st, err);
+		st->txn_open = false;
+	}
+	for (unsigned i = 0; i < st->failures && ms < STREAM_RETRY_MAX_MS; i++)
+		ms *= 2;
+	if (ms > STREAM_RETRY_MAX_MS)
+		ms = STREAM_RETRY_MAX_MS;
+	st->failures++;
+	stream_schedule_retry(st, ms);
+}
+
+static void reader_make(struct stream *st)
+{
+	static const struct source_callbacks cb = {
+		.ready = reader_ready,
+		.batch = reader_batch,
+		.wal_position = reader_wal,
+		.stopped = reader_stopped,
+	};
+
+	st->reading = false;
+	st->confirmed_lsn = 0;
+	st->source = source_new(st->owner->base, &st->src_cfg, &cb, st);
+	if (!st->source) {
+		log_error("stream \"%s\": out of memory creating the source", st->name);
+		stream_schedule_retry(st, STREAM_RETRY_MAX_MS);
+	}
+}
+
+static bool reader_open_spool(struct stream *st)
+{
+	struct spool_recovery rec;
+	uint64_t seg = st->spool_max / 16;
+	char err[256];
+
+	if (seg < STREAM_SEGMENT_MIN)
+		seg = STREAM_SEGMENT_MIN;
+	if (seg > STREAM_SEGMENT_MAX)
+		seg = STREAM_SEGMENT_MAX;
+	st->spool = spool_open(st->spool_dir, seg, &rec, err, sizeof(err));
+	if (!st->spool && rec.fsync_failed) {
+		st->spool_broken = true;
+		log_error("stream \"%s\": %s; an fsync failed, so what is spooled cannot be trusted: "
+			  "the stream stops (the slot keeps what was not durably spooled); fix the disk "
+			  "and restart straitd", st->name, err);
+		snprintf(st->last_error, sizeof(st->last_error), "spool: %s", err);
+		return false;
+	}
+	if (!st->spool) {
+		log_error("stream \"%s\": %s", st->name, err);
+		snprintf(st->last_error, sizeof(st->last_error), "spool: %s", err);
+		return false;
+	}
+	if (rec.dropped_bytes)
+		log_warning("stream \"%s\": spool recovered: dropped %" PRIu64 " bytes at its end (%s%s); "
+			    "they are read again from the slot", st->name, rec.dropped_bytes,
+			    rec.torn ? "torn or corrupt: " : "an unfinished transaction",
+			    rec.torn ? rec.detail : "");
+	if (rec.records)
+		log_info("stream \"%s\": spool holds %" PRIu64 " records (%" PRIu64 " bytes) up to " LSN_FMT,
+			 st->name, rec.records, rec.bytes, LSN_ARGS(spool_end_lsn(st->spool)));
+	st->spool_full = spool_bytes(st->spool) >= st->spool_max;
+	return true;
+}
+
+/* The retry timer: a failed source (or spool) is made anew. */
+void stream_source_retry(struct stream *st)
+{
+	if (st->spool_broken)
+		return;
+	source_free(st->source);
+	st->source = NULL;
+	st->reading = false;
+	if (!st->spool && !reader_open_spool(st)) {
+		if (!st->spool_broken)
+			stream_schedule_retry(st, STREAM_RETRY_MAX_MS);
+		return;
+	}
+	reader_make(st);
+}
+
+/* ---------------------------------------------------------------- sender */
+
+/*
+ * Coalescing. Under load the reader spools a record every millisecond or
+ * so, each with the one to three transactions the walsender had sent. A
+ * BATCH frame per record cost a WAN packet of headers (Ethernet, outer
+ * IP/UDP, WireGuard, inner IP/TCP, TLS record, frame and batch header: some
+ * 200 B) for as many bytes of compressed data, and an ACK came back for each.
+ * So a frame carries every unread record (up to STREAM_FRAME_RAW), and a
+ * small one waits STREAM_COALESCE_DELAY_US from the first record that went
+ * unsent: the delay is latency added to every transaction, and what it buys
+ * is full packets. Shorter delays cost bytes quickly (more frames, more
+ * ACKs); longer ones save little more, since full packets keep their
+ * headers. A backlog of STREAM_COALESCE_BYTES goes at once, and so does
+ * the spool when the sink resumes.
+ */
+#define STREAM_COALESCE_DELAY_US 30000
+#define STREAM_COALESCE_BYTES (64u * 1024u)
+/* A frame holds at most this (raw), or one larger record alone. */
+#define STREAM_FRAME_RAW STREAM_BATCH_MAX
+
+/*
+ * The frame being packed: the bodies of consecutive spool records, which are
+ * sequences of pgoutput messages, so their concatenation is one too. It is
+ * filled and sent within one sender_pump() call, so one buffer serves every
+ * stream; stream_source_fini() frees it.
+ */
+struct sender_frame {
+	uint64_t prev_lsn;       /* the end of the last whole transaction before its first record */
+	uint64_t first_lsn;      /* of the first record */
+	uint64_t last_lsn;       /* the last whole transaction's end among the records, 0 if none */
+	bool ends_txn;           /* the last record ends a transaction (only a big one's parts do not) */
+	size_t len;
+	unsigned records;
+};
+
+static uint8_t *sender_buf;
+static size_t sender_buf_cap;
+
+/* Sends at the next loop pass, whatever is unread. */
+static void sender_now(struct stream *st)
+{
+	if (!st->sending)
+		return;
+	event_del(st->pump_event);  /* a coalescing or token-bucket wait: looked at again */
+	event_active(st->pump_event, EV_TIMEOUT, 0);
+}
+
+/* Something was spooled or may go now: send once enough waits, or after the delay. */
+static void sender_kick(struct stream *st)
+{
+	struct timeval delay = { 0, STREAM_COALESCE_DELAY_US };
+
+	if (!st->sending)
+		return;
+	if (st->spool && spool_unread_bytes(st->spool) >= STREAM_COALESCE_BYTES &&
+	    token_bucket_ready(&st->bucket, clock_mono_us()))
+		sender_now(st);
+	else if (!event_pending(st->pump_event, EV_TIMEOUT, NULL))
+		event_add(st->pump_event, &delay);
+}
+
+/*
+ * Counts one record into the frame's LSNs and size (its body is copied by the
+ * caller, or not); prev is the spool cursor's prev_lsn before the record was read.
+ */
+static void sender_frame_note(struct sender_frame *f, const struct spool_meta *meta, size_t len,
+		uint64_t prev)
+{
+	if (!f->records) {
+		f->first_lsn = meta->first_lsn;
+		f->prev_lsn = prev;
+	}
+	if (meta->commit_end_lsn)
+		f->last_lsn = meta->commit_end_lsn;
+	f->ends_txn = meta->commit_end_lsn != 0;
+	f->len += len;
+	f->records++;
+}
+
+/* Appends one record to the packed frame; false (f untouched) when out of memory. */
+static bool sender_frame_add(struct sender_frame *f, const struct spool_meta *meta,
+		const uint8_t *body, size_t len, uint64_t prev)
+{
+	if (f->len + len > sender_buf_cap) {
+		size_t cap = sender_buf_cap ? sender_buf_cap : 64u * 1024u;
+		uint8_t *p;
+
+		while (cap < f->len + len)
+			cap *= 2;
+		if (!(p = realloc(sender_buf, cap)))
+			return false;
+		sender_buf = p;
+		sender_buf_cap = cap;
+	}
+	memcpy(sender_buf + f->len, body, len);
+	sender_frame_note(f, meta, len, prev);
+	return true;
+}
+
+static void window_reset(struct stream *st)
+{
+	st->window_sent = st->window_acked = 0;
+	st->window_head = st->window_n = 0;
+	st->window_mid_txn = false;
+}
+
+static bool window_open(const struct stream *st)
+{
+	return st->window_sent - st->window_acked < STREAM_WINDOW_BYTES &&
+	       st->window_n < STREAM_WINDOW_MARKS;
+}
+
+/* A frame went out; one that ends a transaction is freed by the ACK that covers it. */
+static void window_sent(struct stream *st, uint64_t raw, uint64_t last_lsn)
+{
+	st->window_sent += raw;
+	if (!last_lsn)
+		return;       /* a transaction's middle: freed with its end */
+	if (st->window_n == st->window_cap) {
+		size_t cap = st->window_cap ? 2 * st->window_cap : 256;
+		struct stream_window_mark *w = malloc(cap * sizeof(*w));
+
+		if (!w) {
+			/* forget the marks: the window reopens at the next ACK */
+			window_reset(st);
+			return;
+		}
+		for (size_t i = 0; i < st->window_n; i++)
+			w[i] = st->window[(st->window_head + i) % st->window_cap];
+		free(st->window);
+		st->window = w;
+		st->window_cap = cap;
+		st->window_head = 0;
+	}
+	st->window[(st->window_head + st->window_n) % st->window_cap] =
+		(struct stream_window_mark){ .last_lsn = last_lsn, .sent = st->window_sent };
+	st->window_n++;
+}
+
+static void window_acked(struct stream *st, uint64_t applied_lsn)
+{
+	bool was_open = window_open(st);
+
+	while (st->window_n && st->window[st->window_head].last_lsn <= applied_lsn) {
+		st->window_acked = st->window[st->window_head].sent;
+		st->window_head = (st->window_head + 1) % st->window_cap;
+		st->window_n--;
+	}
+	if (!st->window_n)
+		st->window_acked = st->window_sent < st->window_acked ? st->window_acked : st->window_sent;
+	if (!was_open && window_open(st))
+		sender_kick(st);
+}
+
+/* Sends frame f, whose records are body, as one BATCH and empties it; false when the link went down. */
+static bool sender_batch(struct stream *st, struct sender_frame *f, const uint8_t *body,
+		int64_t now_us)
+{
+	struct streams *s = st->owner;
+	struct sender_frame fr = *f;
+	struct relay_proto_batch b;
+	const uint8_t *wire;
+	size_t wire_len;
+	uint64_t cost;
+	char err[256];
+
+	if (!fr.records)
+		return true;
+	*f = (struct sender_frame){ 0 };
+	if (!codec_run(st->enc, body, fr.len, SIZE_MAX, &wire, &wire_len, err, sizeof(err))) {
+		log_error("stream \"%s\": %s", st->name, err);
+		return false;
+	}
+	b = (struct relay_proto_batch){
+		.stream = relay_proto_str(st->name),
+		/* a frame that ends no transaction continues one: no LSNs */
+		.first_lsn = fr.last_lsn && fr.first_lsn <= fr.last_lsn ? fr.first_lsn : 0,
+		.last_lsn = fr.last_lsn,
+		.prev_lsn = fr.prev_lsn,
+		.generation = st->generation,
+		.seq = st->send_seq,
+		.raw_len = (uint32_t)fr.len,
+		.data = wire,
+		.data_len = wire_len,
+	};
+	wire_writer_reset(&s->out);
+	if (!relay_proto_write_batch(&s->out, &b) ||
+	    !stream_send(st, FRAME_BATCH, codec_compresses(st->enc) ? FRAME_FLAG_COMPRESSED : 0))
+		return false;  /* the next HELLO says where to go on */
+	cost = schedule_wire_cost(FRAME_HEADER_SIZE + s->out.len, s->cfg->tunnel.mtu,
+				  s->cfg->tunnel.backend != CONFIG_BACKEND_NONE);
+	token_bucket_take(&st->bucket, cost, now_us);
+	st->bytes_charged += cost;
+	window_sent(st, fr.len, fr.last_lsn);
+	st->window_mid_txn = !fr.ends_txn;
+	st->send_seq++;
+	st->batches_sent++;
+	st->bytes_raw += fr.len;
+	st->bytes_wire += wire_len;
+	return true;
+}
+
+/*
+ * Packs the records read next into f until it is full or the spool has no
+ * more (*more false); a record that would overfill f sends it first. -1 when
+ * sending failed (the link went down), -2 when the spool did (handled).
+ */
+static int sender_fill(struct stream *st, struct sender_frame *f, size_t *sent, bool *more,
+		int64_t now_us)
+{
+	/* a frame sent on the way may close the window or end the slice: the caller looks again */
+	while (f->len < STREAM_FRAME_RAW && *sent < STREAM_PUMP_SLICE &&
+	       (window_open(st) || st->window_mid_txn)) {
+		uint64_t prev = spool_cursor_prev_lsn(st->spool);
+		struct spool_meta meta;
+		const uint8_t *body;
+		size_t len;
+		char err[256];
+		int r = spool_read(st->spool, &meta, &body, &len, err, sizeof(err));
+
+		if (r == 0) {
+			*more = false;
+			break;
+		}
+		if (r < 0) {
+			reader_fail_spool(st, err);
+			return -2;
+		}
+		*sent += len;
+		/*
+		 * Too big, or the start of a transaction that spans records after
+		 * whole ones: the whole ones go first, so a frame ends at a commit
+		 * unless it holds parts of one transaction only (as records do).
+		 */
+		if (f->records && (f->len + len > STREAM_FRAME_RAW ||
+				   (f->last_lsn && !meta.commit_end_lsn)) &&
+		    !sender_batch(st, f, sender_buf, now_us))
+			return -1;
+		if (!sender_frame_add(f, &meta, body, len, prev)) {
+			/* no memory to pack: what is packed goes, then this record alone */
+			struct sender_frame one = { 0 };
+
+			sender_frame_note(&one, &meta, len, prev);
+			if (!sender_batch(st, f, sender_buf, now_us) ||
+			    !sender_batch(st, &one, body, now_us))
+				return -1;
+		}
+	}
+	return 0;
+}
+
+static void sender_pump(struct stream *st)
+{
+	struct streams *s = st->owner;
+	struct sender_frame f = { 0 };
+	size_t sent = 0;
+	bool more = true;
+
+	while (more && st->sending && st->spool && !st->sched.held &&
+	       relay_is_up(s->relay, st->peer)) {
+		int64_t now = clock_mono_us(), wait;
+		int r;
+
+		if (relay_output_pending(s->relay, st->peer) >= RELAY_OUTPUT_HIGH)
+			return;       /* writable() goes on */
+		/* the sink commits whole transactions only: one is never cut by the window */
+		if (!window_open(st) && !st->window_mid_txn)
+			return;       /* an ACK goes on */
+		if (!token_bucket_ready(&st->bucket, now)) {
+			wait = token_bucket_wait_us(&st->bucket, now);
+			if (wait > 0)
+				event_add(st->pump_event, &(struct timeval){ wait / 1000000, wait % 1000000 });
+			return;
+		}
+		if (sent >= STREAM_PUMP_SLICE) {
+			sender_now(st);
+			return;
+		}
+		r = sender_fill(st, &f, &sent, &more, now);
+		if (r == -2)
+			return;
+		if (r < 0 || !sender_batch(st, &f, sender_buf, now)) {
+			st->sending = false;
+			return;
+		}
+	}
+	/* everything spooled may be out now: a verify's MARK can follow it */
+	stream_verify_mark_check(st, false);
+	/* what the live stream had is out: an initial-sync copy may use the link */
+	if (st->sync && relay_output_pending(s->relay, st->peer) < RELAY_OUTPUT_HIGH)
+		streamsync_writable(st->sync);
+}
+
+static void sender_pump_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	sender_pump(arg);
+}
+
+/* The sink needs what the spool no longer holds: the stream stops, loudly. */
+static void sender_gap(struct stream *st, const char *err)
+{
+	log_error("stream \"%s\": gap: %s; nothing after it is sent to \"%s\". The target "
+		  "misses committed transactions: re-sync the stream (initial sync into an emptied "
+		  "target) to go on", st->name, err, st->peer);
+	snprintf(st->last_error, sizeof(st->last_error), "gap: %s", err);
+	st->gap = true;
+	st->sending = false;
+}
+
+void stream_source_resume_at(struct stream *st, const struct relay_proto_position *pos,
+		uint32_t generation)
+{
+	uint64_t snap_lsn, prev, lsn = pos->received_lsn;
+	char err[256];
+
+	st->sending = false;
+	if (st->sync && lsn == 0) {
+		/* the sink asks for a copy round; it says where to stream once loaded */
+		st->have_resume = false;
+		streamsync_source_request(st->sync, generation, st->source);
+		return;
+	}
+	if (st->sync)
+		streamsync_source_stop(st->sync);
+	/* no copy needs a new slot's snapshot now: let the reader start */
+	if (st->source && source_exported_snapshot(st->source, &snap_lsn))
+		source_release_snapshot(st->source);
+	st->have_resume = true;
+	st->resume_lsn = lsn;
+	st->generation = generation;
+	st->send_seq = 0;
+	window_reset(st);
+	/* what the sink holds unapplied counts against the window until it commits it */
+	if (pos->queued_bytes && lsn)
+		window_sent(st, pos->queued_bytes, lsn);
+	/* committed is the only acknowledgement: received is where to send from */
+	stream_source_ack(st, &(struct relay_proto_ack){ .committed_lsn = pos->committed_lsn });
+	reader_try_start(st);
+	if (!st->spool)
+		return;
+	switch (spool_seek(st->spool, lsn, &prev, err, sizeof(err))) {
+	case SPOOL_SEEK_OK:
+		break;
+	case SPOOL_SEEK_GAP:
+		sender_gap(st, err);
+		return;
+	case SPOOL_SEEK_ERROR:
+		reader_fail_spool(st, err);
+		return;
+	}
+	if (st->gap) {
+		log_info("stream \"%s\": \"%s\" resumes within the spool again: the gap is gone",
+			 st->name, st->peer);
+		st->gap = false;
+		st->last_error[0] = '\0';
+	}
+	codec_reset(st->enc);
+	st->sending = true;
+	sender_now(st);
+}
+
+void stream_source_ack(struct stream *st, const struct relay_proto_ack *ack)
+{
+	char err[256];
+
+	lag_acked(st->lag, ack->committed_lsn, ack->commit_time_us);
+	window_acked(st, ack->committed_lsn);
+	if (ack->committed_lsn <= st->acked_lsn)
+		return;
+	st->acked_lsn = ack->committed_lsn;
+	if (ack->commit_time_us)
+		st->acked_commit_time = ack->commit_time_us;
+	(void)fault_hit("source.ack_received");
+	if (st->spool) {
+		if (spool_release(st->spool, st->acked_lsn, err, sizeof(err)) < 0) {
+			reader_fail_spool(st, err);
+			return;
+		}
+		if (st->spool_full && spool_bytes(st->spool) < st->spool_max) {
+			st->spool_full = false;
+			log_info("stream \"%s\": the spool has room again (%" PRIu64 " of %" PRIu64
+				 " bytes): reading goes on", st->name, spool_bytes(st->spool), st->spool_max);
+			lag_set_pending(st->lag, st->txn_open);
+			if (st->reading && st->source)
+				source_resume_reading(st->source);
+			else
+				reader_try_start(st);
+		}
+	}
+	reader_confirm(st);
+}
+
+void stream_source_link_up(struct stream *st)
+{
+	seq_reader_resend_all(st->seq_reader);
+}
+
+void stream_source_link_down(struct stream *st)
+{
+	/* the reader goes on into the spool; the next HELLO says where to send from */
+	st->have_resume = false;
+	st->sending = false;
+}
+
+void stream_source_writable(struct stream *st)
+{
+	sender_pump(st);
+}
+
+/* ------------------------------------------------------------- warnings */
+
+/* The slot's and the disks' warnings now (diskwarn.h). */
+static void stream_warnings(const struct stream *st, struct diskwarn_list *l)
+{
+	char err[256];
+	char slot[128];
+
+	memset(l, 0, sizeof(*l));
+	source_slot_name(st->name, slot, sizeof(slot));
+	diskwarn_slot(st->slotwatch ? slotwatch_last(st->slotwatch) : NULL, slot, l);
+	if (!diskwarn_spool(st->owner->cfg->state_dir, st->spool ? spool_bytes(st->spool) : 0,
+			    st->spool_max, l, err, sizeof(err)))
+		log_debug("stream \"%s\": %s", st->name, err);
+}
+
+/* Logs the warnings when their worst level changes (not at every tick). */
+static void stream_warnings_check(struct stream *st)
+{
+	struct diskwarn_list l;
+	enum diskwarn_level worst;
+
+	stream_warnings(st, &l);
+	worst = diskwarn_worst(&l);
+	if ((int)worst == st->warn_level)
+		return;
+	for (size_t i = 0; i < l.n; i++) {
+		if (l.w[i].level == DISKWARN_CRITICAL)
+			log_error("stream \"%s\": %s", st->name, l.w[i].text);
+		else
+			log_warning("stream \"%s\": %s", st->name, l.w[i].text);
+	}
+	if (worst == DISKWARN_NONE)
+		log_info("stream \"%s\": no disk warnings any more", st->name);
+	st->warn_level = (int)worst;
+}
+
+void stream_source_warnings_json(const struct stream *st, struct json_out *j)
+{
+	const struct slot_sample *smp = st->slotwatch ? slotwatch_last(st->slotwatch) : NULL;
+	struct diskwarn_list l;
+
+	stream_warnings(st, &l);
+	json_array_begin(j, "warnings");
+	for (size_t i = 0; i < l.n; i++) {
+		json_object_begin(j, NULL);
+		json_string(j, "level", diskwarn_level_name(l.w[i].level));
+		json_string(j, "kind", l.w[i].kind);
+		json_string(j, "text", l.w[i].text);
+		json_object_end(j);
+	}
+	json_array_end(j);
+	json_object_begin(j, "slot");
+	if (smp && smp->retained_known)
+		json_uint(j, "retained_bytes", smp->retained_bytes);
+	else
+		json_null(j, "retained_bytes");
+	if (smp && smp->max_keep_known)
+		json_int(j, "max_slot_wal_keep_size", smp->max_slot_wal_keep_size);
+	else
+		json_null(j, "max_slot_wal_keep_size");
+	if (smp && smp->wal_disk_known)
+		json_uint(j, "wal_disk_free_bytes", smp->wal_disk_free);
+	else
+		json_null(j, "wal_disk_free_bytes");
+	json_string(j, "wal_status", smp && smp->wal_status[0] ? smp->wal_status : NULL);
+	json_object_end(j);
+}
+
+/* ------------------------------------------------------------- schedule */
+
+static bool schedule_differs(const struct schedule_state *a, const struct schedule_state *b)
+{
+	return a->held != b->held || a->rate.unlimited != b->rate.unlimited ||
+	       a->rate.bytes_per_sec != b->rate.bytes_per_sec || a->rule != b->rule ||
+	       a->window != b->window || a->one_off != b->one_off;
+}
+
+/* Re-evaluates the schedule when it may have changed; force after a reload or sync-now. */
+static void schedule_update(struct stream *st, bool force)
+{
+	time_t now = (time_t)(clock_wall_us() / 1000000);
+	struct schedule_state next;
+
+	if (st->one_off_until && now >= st->one_off_until) {
+		log_info("stream \"%s\": the sync-now window closed", st->name);
+		st->one_off_until = 0;
+		st->one_off_drain = false;
+		force = true;
+	}
+	if (!force && st->sched_clock_gen == clock_generation() && now < st->sched_recheck)
+		return;
+	st->sched_clock_gen = clock_generation();
+	schedule_eval(st->cs, now, st->one_off_until, &next);
+	if (next.one_off && st->one_off_drain)
+		snprintf(next.why, sizeof(next.why), "sync-now until the spool is drained");
+	if (force || schedule_differs(&st->sched, &next)) {
+		if (schedule_differs(&st->sched, &next))
+			log_info("stream \"%s\": %s: %s", st->name, next.held ? "held" : "sending", next.why);
+		token_bucket_set(&st->bucket, next.rate.unlimited, next.rate.bytes_per_sec, 0,
+				 clock_mono_us());
+	}
+	if (st->sched.held && !next.held)
+		seq_reader_resend_all(st->seq_reader);
+	st->sched = next;
+	/* nothing changes within the horizon: look again in an hour */
+	st->sched_recheck = next.next_change ? next.next_change : now + 3600;
+	if (!st->sched.held)
+		sender_kick(st);
+}
+
+static void source_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct stream *st = arg;
+
+	(void)fd;
+	(void)what;
+	/*
+	 * sync-now without --for closes once everything spooled has gone out and
+	 * been applied, two ticks in a row (the reader may be a moment behind).
+	 */
+	if (st->one_off_drain && st->spool && spool_unread_bytes(st->spool) == 0 && !st->txn_open &&
+	    st->sending && lag_bytes(st->lag) == 0)
+		st->drained_ticks++;
+	else
+		st->drained_ticks = 0;
+	if (st->drained_ticks >= 2) {
+		log_info("stream \"%s\": drained: the sync-now window closes", st->name);
+		st->one_off_until = 0;
+		st->one_off_drain = false;
+		st->drained_ticks = 0;
+		schedule_update(st, true);
+	} else {
+		schedule_update(st, false);
+	}
+	reader_try_start(st);
+	stream_warnings_check(st);
+	event_add(st->tick, &(struct timeval){ STREAM_TICK_MS / 1000, (STREAM_TICK_MS % 1000) * 1000 });
+}
+
+bool stream_source_sync_now(struct stream *st, uint64_t for_seconds, char *msg, size_t msglen)
+{
+	time_t now = (time_t)(clock_wall_us() / 1000000);
+
+	st->one_off_drain = for_seconds == 0;
+	st->one_off_until = now + (time_t)(for_seconds ? for_seconds : STREAM_DRAIN_MAX_S);
+	schedule_update(st, true);
+	if (st->one_off_drain)
+		snprintf(msg, msglen, "stream %s: sending now, unlimited, until its spool is drained "
+			 "(%" PRIu64 " bytes to send)\n", st->name,
+			 st->spool ? spool_unread_bytes(st->spool) : 0);
+	else
+		snprintf(msg, msglen, "stream %s: sending now, unlimited, for %" PRIu64 " s\n",
+			 st->name, for_seconds);
+	if (st->one_off_drain)
+		log_info("stream \"%s\": sync-now: sending until the spool is drained", st->name);
+	else
+		log_info("stream \"%s\": sync-now: sending for %" PRIu64 " s", st->name, for_seconds);
+	return true;
+}
+
+void stream_source_reconfigure(struct stream *st)
+{
+	if (st->spool_max != st->cs->spool_max) {
+		st->spool_max = st->cs->spool_max;
+		if (st->spool_full && st->spool && spool_bytes(st->spool) < st->spool_max) {
+			st->spool_full = false;
+			if (st->reading && st->source)
+				source_resume_reading(st->source);
+		}
+	}
+	schedule_update(st, true);
+}
+
+/* --------------------------------------------------------------- sequences */
+
+static void stream_sequences_changed(void *arg, const struct seq_value *seqs, size_t n)
+{
+	static struct relay_proto_sequence list[STREAM_MAX_SEQUENCES];
+	struct stream *st = arg;
+	struct relay_proto_sequences m = { .stream = relay_proto_str(st->name), .seqs = list };
+
+	if (!relay_is_up(st->owner->relay, st->peer) || st->sched.held) {
+		/* sent in full once the link is back, or the stream may send again */
+		seq_reader_resend_all(st->seq_reader);
+		return;
+	}
+	for (size_t done = 0; done < n; done += m.nseqs) {
+		m.nseqs = n - done < STREAM_MAX_SEQUENCES ? n - done : STREAM_MAX_SEQUENCES;
+		for (size_t i = 0; i < m.nseqs; i++) {
+			list[i].schema = relay_proto_str(seqs[done + i].schema);
+			list[i].name = relay_proto_str(seqs[done + i].name);
+			list[i].value = seqs[done + i].value;
+		}
+		wire_writer_reset(&st->owner->out);
+		if (!relay_proto_write_sequences(&st->owner->out, &m) ||
+		    !stream_send(st, FRAME_SEQUENCES, 0)) {
+			seq_reader_resend_all(st->seq_reader);
+			return;
+		}
+		st->sequence_frames++;
+	}
+}
+
+/* ------------------------------------------------------------------ setup */
+
+bool stream_source_init(struct stream *st, const struct strait_config *cfg, size_t self)
+{
+	const struct config_stream *cs = st->cs;
+	struct streams *s = st->owner;
+	char spool_root[4096];
+
+	st->role = STREAM_ROLE_SOURCE;
+	st->peer = strdup(cfg->sites[cs->to].name);
+	st->src_conninfo = strdup(cfg->sites[self].database);
+	st->src_publication = strdup(cs->publication);
+	st->enc = codec_new_encoder(cs->codec, cs->compression_level);
+	st->sync_event = event_new(s->base, -1, 0, reader_sync_cb, st);
+	st->pump_event = event_new(s->base, -1, 0, sender_pump_cb, st);
+	st->tick = event_new(s->base, -1, 0, source_tick_cb, st);
+	st->relcache = relcache_new();
+	{
+		char slot[128], what[160];
+
+		source_slot_name(cs->name, slot, sizeof(slot));
+		snprintf(what, sizeof(what), "stream \"%s\"", cs->name);
+		st->slotwatch = slotwatch_new(s->base, cfg->sites[self].database, slot,
+					      STREAM_SLOTWATCH_MS, what, NULL, NULL);
+	}
+	st->spool_max = cs->spool_max;
+	snprintf(spool_root, sizeof(spool_root), "%s/spool", cfg->state_dir);
+	if (asprintf(&st->spool_dir, "%s/%s", spool_root, cs->name) < 0)
+		st->spool_dir = NULL;
+	if (!st->peer || !st->src_conninfo || !st->src_publication || !st->enc || !st->sync_event ||
+	    !st->pump_event || !st->tick || !st->spool_dir || !st->relcache ||
+	    !st->slotwatch)
+		return false;
+	if (cs->n_tables) {
+		st->src_tables = calloc(cs->n_tables, sizeof(char *));
+		if (!st->src_tables)
+			return false;
+		for (size_t i = 0; i < cs->n_tables; i++)
+			if (!(st->src_tables[i] = strdup(cs->tables[i])))
+				return false;
+	}
+	st->seq_reader = seq_reader_new(s->base, st->src_conninfo, st->name, st->src_publication,
+					STREAM_SEQUENCE_POLL_MS, stream_sequences_changed, st);
+	if (!st->seq_reader)
+		return false;
+	st->src_cfg = (struct source_config){
+		.stream = st->name,
+		.conninfo = st->src_conninfo,
+		.publication = st->src_publication,
+		.tables = st->src_tables,
+		.n_tables = cs->n_tables,
+		.batch_max_bytes = STREAM_BATCH_MAX,
+		.export_snapshot = cs->initial_sync,
+	};
+	if (cs->initial_sync &&
+	    !(st->sync = streamsync_new_source(s->base, s->relay, st->name, st->peer, st->src_conninfo,
+					       st->src_publication, cs->codec, cs->compression_level,
+					       &st->source)))
+		return false;
+	schedule_update(st, true);
+	event_add(st->tick, &(struct timeval){ STREAM_TICK_MS / 1000, (STREAM_TICK_MS % 1000) * 1000 });
+	if (mkdir(spool_root, 0700) != 0 && errno != EEXIST) {
+		log_error("stream \"%s\": cannot create \"%s\": %s", st->name, spool_root, strerror(errno));
+		snprintf(st->last_error, sizeof(st->last_error), "cannot create %.300s: %s", spool_root,
+			 strerror(errno));
+		stream_schedule_retry(st, STREAM_RETRY_MAX_MS);
+		return true;
+	}
+	if (!reader_open_spool(st)) {
+		if (!st->spool_broken)
+			stream_schedule_retry(st, STREAM_RETRY_MAX_MS);
+		return true;
+	}
+	reader_make(st);
+	return true;
+}
+
+void stream_source_fini(struct stream *st)
+{
+	char err[256];
+
+	stream_verify_source_fini(st);
+	free(st->window);
+	st->window = NULL;
+	source_free(st->source);
+	seq_reader_free(st->seq_reader);
+	codec_free(st->enc);
+	free(sender_buf);  /* the next frame packed, for any stream, allocates it again */
+	sender_buf = NULL;
+	sender_buf_cap = 0;
+	if (st->spool && st->cs->durability == CONFIG_DURABILITY_SPOOL &&
+	    !spool_sync(st->spool, err, sizeof(err)))
+		log_error("stream \"%s\": spool: %s", st->name, err);
+	spool_close(st->spool);
+	relcache_free(st->relcache);
+	slotwatch_free(st->slotwatch);
+	if (st->sync_event)
+		event_free(st->sync_event);
+	if (st->pump_event)
+		event_free(st->pump_event);
+	if (st->tick)
+		event_free(st->tick);
+	if (st->src_tables) {
+		for (size_t i = 0; i < st->src_cfg.n_tables; i++)
+			free(st->src_tables[i]);
+		free(st->src_tables);
+	}
+	free(st->spool_dir);
+	free(st->src_conninfo);
+	free(st->src_publication);
+}
+
+/* ----------------------------------------------------------------- status */
+
+const char *stream_source_state(const struct stream *st)
+{
+	if (!st->spool || st->gap ||
+	    (st->last_error[0] && !(st->source && source_is_ready(st->source))))
+		return "error";
+	if (st->sync && streamsync_in_progress(st->sync))
+		return "syncing";
+	if (st->spool_full)
+		return "backpressure";
+	if (st->sched.held)
+		return "held";
+	if (st->sending &&
+	    relay_output_pending(st->owner->relay, st->peer) >= RELAY_OUTPUT_HIGH)
+		return "backpressure";
+	if (st->sending)
+		return "streaming";
+	return "starting";
+}
+
+static void status_time(struct json_out *j, const char *key, time_t t)
+{
+	struct tm tm;
+	char buf[40];
+
+	if (!t) {
+		json_null(j, key);
+		return;
+	}
+	localtime_r(&t, &tm);
+	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S%z", &tm);
+	json_string(j, key, buf);
+}
+
+void stream_source_schedule_json(const struct stream *st, struct json_out *j)
+{
+	json_object_begin(j, "schedule");
+	json_string(j, "mode", st->cs->mode == CONFIG_MODE_BATCH ? "batch" : "live");
+	json_bool(j, "held", st->sched.held);
+	if (st->sched.held || st->sched.rate.unlimited)
+		json_null(j, "rate_bytes_per_sec");
+	else
+		json_uint(j, "rate_bytes_per_sec", st->sched.rate.bytes_per_sec);
+	json_bool(j, "unlimited", !st->sched.held && st->sched.rate.unlimited);
+	json_int(j, "rule", st->sched.rule);
+	json_int(j, "window", st->sched.window);
+	json_string(j, "why", st->sched.why);
+	status_time(j, "next_change", st->sched.next_change);
+	status_time(j, "sync_now_until", st->one_off_drain ? 0 : st->one_off_until);
+	json_bool(j, "sync_now_until_drained", st->one_off_drain);
+	json_object_end(j);
+}
+
+void stream_source_status(const struct stream *st, struct json_out *j)
+{
+	int64_t now = clock_wall_us();
+
+	json_bool(j, "reading", st->reading);
+	json_bool(j, "streaming", st->sending);
+	json_lsn(j, "acked_lsn", st->acked_lsn);
+	json_lsn(j, "confirmed_lsn", st->confirmed_lsn);
+	json_uint(j, "batches_sent", st->batches_sent);
+	json_uint(j, "bytes_raw", st->bytes_raw);
+	json_uint(j, "bytes_wire", st->bytes_wire);
+	json_uint(j, "bytes_wan_estimate", st->bytes_charged);
+	json_uint(j, "sequence_frames", st->sequence_frames);
+	json_object_begin(j, "spool");
+	json_string(j, "durability", st->cs->durability == CONFIG_DURABILITY_SPOOL ? "spool" : "remote");
+	json_uint(j, "bytes", st->spool ? spool_bytes(st->spool) : 0);
+	json_uint(j, "max_bytes", st->spool_max);
+	json_uint(j, "records", st->spool ? spool_records(st->spool) : 0);
+	json_uint(j, "unsent_bytes", st->spool ? spool_unread_bytes(st->spool) : 0);
+	json_uint(j, "unacked_bytes", st->window_sent - st->window_acked);
+	if (st->spool && spool_oldest_us(st->spool))
+		json_double(j, "oldest_record_age_seconds",
+			    (double)(now - spool_oldest_us(st->spool)) / 1e6);
+	else
+		json_null(j, "oldest_record_age_seconds");
+	json_lsn(j, "end_lsn", st->spool ? spool_end_lsn(st->spool) : 0);
+	json_lsn(j, "floor_lsn", st->spool ? spool_floor_lsn(st->spool) : 0);
+	json_lsn(j, "durable_lsn", st->spool ? spool_durable_lsn(st->spool) : 0);
+	json_bool(j, "full", st->spool_full);
+	json_string(j, "reason", st->spool_full ? "spool_max reached: reading stopped, the slot holds WAL"
+						: NULL);
+	json_object_end(j);
+	stream_source_schedule_json(st, j);
+	stream_source_warnings_json(st, j);
+	if (st->source)
+		source_status_json(st->source, j);
+}
+
+void stream_source_report(const struct stream *st, struct stream_report *r, int64_t now_us)
+{
+	r->applied_lsn = st->acked_lsn;
+	r->batches = st->batches_sent;
+	r->bytes_raw = st->bytes_raw;
+	r->bytes_compressed = st->bytes_wire;
+	r->spool_bytes = st->spool ? spool_bytes(st->spool) : 0;
+	r->spool_max_bytes = st->spool_max;
+	r->spool_records = st->spool ? spool_records(st->spool) : 0;
+	r->spool_oldest_age = st->spool && spool_oldest_us(st->spool) ?
+		(double)(now_us - spool_oldest_us(st->spool)) / 1e6 : 0;
+	r->held = st->sched.held;
+	r->rate_unlimited = !st->sched.held && st->sched.rate.unlimited;
+	r->rate = st->sched.held ? 0 : st->sched.rate.bytes_per_sec;
+	r->rule = st->sched.rule;
+	r->bytes_wan = st->bytes_charged;
+	{
+		const struct slot_sample *smp = st->slotwatch ? slotwatch_last(st->slotwatch) : NULL;
+		struct diskwarn_list l;
+
+		r->slot_retained_bytes = smp && smp->retained_known ? (int64_t)smp->retained_bytes : -1;
+		stream_warnings(st, &l);
+		r->warning_level = (int)diskwarn_worst(&l);
+	}
+}

@@ -1,0 +1,451 @@
+/*
+ * stream_verify.c — a stream's part in a cross-site verify (the job itself
+ * runs in gateway/verify/verify_job.c at the source's site).
+ *
+ * Sink: HOLD sets the apply engine's hold point (the source snapshot's WAL
+ * position) and opens a connection to the target. The target holds exactly
+ * the transactions before the point when the apply engine stopped at a later
+ * one, or when it applied everything and the source's MARK came (MARK
+ * follows every batch with a transaction before the point). Then a REPEATABLE
+ * READ snapshot is taken on that connection, apply goes on, and READY goes
+ * back. QUERY runs one SELECT in that snapshot and RESULT carries its rows.
+ * END, a lost link, a restarted stream or any failure close the snapshot and
+ * always release the hold: a verify never stops replication for long.
+ *
+ * Source: after HOLD went out, the MARK waits until the slot's reader has
+ * handed over every transaction before the point (asking the server where
+ * it is when idle) and the sender has sent everything spooled.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "common/log.h"
+#include "common/lsn.h"
+#include "gateway/relay/relay.h"
+#include "gateway/relay/relay_proto.h"
+#include "gateway/stream/spool.h"
+#include "gateway/stream/stream_int.h"
+#include "gateway/stream/stream_sync.h"
+#include "replicator/apply.h"
+#include "replicator/pgasync.h"
+#include "replicator/slot_reader.h"
+
+#define VERIFY_POLL_MS 20
+/* Longest the sink waits, holding at the point, for the MARK and its snapshot. */
+#define VERIFY_HOLD_MAX_S 120
+/* Longest a sink keeps a snapshot open without hearing from the source. */
+#define VERIFY_IDLE_MAX_S 600
+#define VERIFY_MAX_PARAMS 64
+
+enum sv_state {
+	SV_HOLDING,              /* waiting to reach the point */
+	SV_SNAPSHOT,             /* at the point: the snapshot is being taken */
+	SV_READY,                /* serving queries */
+	SV_QUERY,                /* a query runs */
+};
+
+struct stream_verify {
+	struct stream *st;
+	uint64_t job;
+	uint64_t lsn;
+	enum sv_state state;
+	bool marked;
+	bool connected;
+	uint32_t seq;            /* of the query running */
+	struct pgasync *pg;
+	struct event *poll;
+	time_t since;            /* holding since / last request at */
+};
+
+static void sv_send(struct stream *st, uint64_t job, enum relay_proto_verify_op op, bool ok,
+		    uint32_t seq, uint64_t lsn, uint32_t generation, const char *text)
+{
+	struct relay_proto_verify m = {
+		.stream = relay_proto_str(st->name), .job = job, .op = (uint8_t)op, .ok = ok,
+		.seq = seq, .lsn = lsn, .generation = generation, .text = relay_proto_str(text ? text : ""),
+	};
+
+	wire_writer_reset(&st->owner->out);
+	if (!relay_proto_write_verify_head(&st->owner->out, &m) || !stream_send(st, FRAME_VERIFY, 0))
+		log_warning("stream \"%s\": could not send a verify message to \"%s\"", st->name, st->peer);
+}
+
+/* ---------------------------------------------------------------- sink */
+
+static void sv_free(struct stream_verify *v)
+{
+	if (!v)
+		return;
+	if (v->st->apply)
+		apply_hold_release(v->st->apply);
+	if (v->poll)
+		event_free(v->poll);
+	if (v->pg)
+		pgasync_free(v->pg);
+	v->st->verify = NULL;
+	free(v);
+}
+
+/* Ends the job here and tells the source why (a READY that says no). */
+static void sv_fail(struct stream_verify *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void sv_fail(struct stream_verify *v, const char *fmt, ...)
+{
+	char why[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	log_warning("stream \"%s\": verify %" PRIu64 ": %s", v->st->name, v->job, why);
+	sv_send(v->st, v->job, v->state == SV_QUERY ? RELAY_VERIFY_RESULT : RELAY_VERIFY_READY, false,
+		v->seq, 0, 0, why);
+	sv_free(v);
+}
+
+static void sv_check(struct stream_verify *v)
+{
+	struct stream *st = v->st;
+	enum apply_hold hold;
+
+	if (v->state != SV_HOLDING)
+		return;
+	if (!st->apply_ready || !st->apply) {
+		sv_fail(v, "the apply stopped: %s", st->last_error[0] ? st->last_error : "not ready");
+		return;
+	}
+	if (time(NULL) - v->since > VERIFY_HOLD_MAX_S) {
+		sv_fail(v, "the target did not reach the verify point within %d s (is the stream held "
+			"by its schedule?)", VERIFY_HOLD_MAX_S);
+		return;
+	}
+	hold = apply_hold_state(st->apply);
+	if (!v->connected || hold == APPLY_HOLD_MOVING || (hold == APPLY_HOLD_DRAINED && !v->marked))
+		return;
+	if (!pgasync_send(v->pg, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1")) {
+		sv_fail(v, "could not take a snapshot of the target: %s", pgasync_error(v->pg));
+		return;
+	}
+	v->state = SV_SNAPSHOT;
+}
+
+static void sv_poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct stream_verify *v = arg;
+
+	(void)fd;
+	(void)what;
+	if (v->state == SV_HOLDING) {
+		sv_check(v);
+	} else if (time(NULL) - v->since > VERIFY_IDLE_MAX_S) {
+		sv_fail(v, "no request from the source for %d s", VERIFY_IDLE_MAX_S);
+	}
+}
+
+static void sv_connected(void *arg)
+{
+	struct stream_verify *v = arg;
+
+	v->connected = true;
+	sv_check(v);
+}
+
+static void sv_failed(void *arg, const char *err)
+{
+	struct stream_verify *v = arg;
+
+	sv_fail(v, "target connection: %s", err);
+}
+
+/* A query's rows as a RESULT frame. */
+static void sv_send_rows(struct stream_verify *v, const PGresult *res)
+{
+	struct stream *st = v->st;
+	int rows = PQntuples(res), cols = PQnfields(res);
+	struct relay_proto_verify m = {
+		.stream = relay_proto_str(st->name), .job = v->job, .op = RELAY_VERIFY_RESULT, .ok = 1,
+		.seq = v->seq, .text = relay_proto_str(""), .ncols = (uint16_t)cols,
+		.nvalues = (uint32_t)rows * (uint32_t)cols,
+	};
+	struct wire_writer *w = &st->owner->out;
+
+	if (cols > UINT16_MAX) {
+		sv_fail(v, "a result of %d columns", cols);
+		return;
+	}
+	wire_writer_reset(w);
+	if (!relay_proto_write_verify_head(w, &m))
+		goto too_big;
+	for (int r = 0; r < rows; r++)
+		for (int c = 0; c < cols; c++)
+			if (!relay_proto_put_verify_value(w, PQgetisnull(res, r, c) ? NULL : PQgetvalue(res, r, c),
+							  (size_t)PQgetlength(res, r, c)))
+				goto too_big;
+	if (!stream_send(st, FRAME_VERIFY, 0))
+		log_warning("stream \"%s\": could not send a verify result to \"%s\"", st->name, st->peer);
+	return;
+too_big:
+	sv_fail(v, "a result of %d rows does not fit in one frame", rows);
+}
+
+static void sv_input(void *arg)
+{
+	struct stream_verify *v = arg;
+	PGresult *last = NULL;
+	enum pgasync_step step = pgasync_results(v->pg, &last);
+
+	if (step == PGASYNC_WAIT || step == PGASYNC_COPY) {
+		PQclear(last);
+		if (step == PGASYNC_COPY)
+			sv_fail(v, "unexpected COPY from the target");
+		return;
+	}
+	if (v->state == SV_SNAPSHOT) {
+		PQclear(last);
+		if (step == PGASYNC_ERROR) {
+			sv_fail(v, "could not take a snapshot of the target: %s", pgasync_statement_error(v->pg));
+			return;
+		}
+		apply_hold_release(v->st->apply);
+		v->state = SV_READY;
+		v->since = time(NULL);
+		log_info("stream \"%s\": verify %" PRIu64 ": target snapshot taken at " LSN_FMT, v->st->name,
+			 v->job, LSN_ARGS(v->lsn));
+		sv_send(v->st, v->job, RELAY_VERIFY_READY, true, 0, v->st->ack_lsn, 0, "");
+		return;
+	}
+	if (v->state != SV_QUERY) {
+		PQclear(last);
+		return;
+	}
+	v->state = SV_READY;
+	v->since = time(NULL);
+	if (step == PGASYNC_ERROR || !last)
+		sv_send(v->st, v->job, RELAY_VERIFY_RESULT, false, v->seq, 0, 0,
+			step == PGASYNC_ERROR ? pgasync_statement_error(v->pg) : "no result");
+	else
+		sv_send_rows(v, last);
+	PQclear(last);
+	/* a failed statement aborts the snapshot's transaction: nothing more can run in it */
+	if (step == PGASYNC_ERROR && v->st->verify == v)
+		sv_free(v);
+}
+
+static void sv_hold(struct stream *st, const struct relay_proto_verify *m)
+{
+	static const char *const keys[] = { "fallback_application_name", NULL };
+	static const char *const values[] = { "strait-verify", NULL };
+	static const struct pgasync_callbacks cb = {
+		.connected = sv_connected, .input = sv_input, .failed = sv_failed,
+	};
+	struct stream_verify *v;
+	char what[160];
+
+	if (st->verify)
+		sv_free(st->verify);   /* a new job replaces an abandoned one */
+	if (!st->apply || !st->apply_ready) {
+		sv_send(st, m->job, RELAY_VERIFY_READY, false, 0, 0, 0, "the apply is not running here");
+		return;
+	}
+	if (st->sync && streamsync_in_progress(st->sync)) {
+		sv_send(st, m->job, RELAY_VERIFY_READY, false, 0, 0, 0, "the initial sync is still running");
+		return;
+	}
+	if (!apply_hold_at(st->apply, m->lsn)) {
+		sv_send(st, m->job, RELAY_VERIFY_READY, false, 0, 0, 0,
+			"the target applied past the verify point already");
+		return;
+	}
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		goto oom;
+	v->st = st;
+	v->job = m->job;
+	v->lsn = m->lsn;
+	v->since = time(NULL);
+	st->verify = v;
+	snprintf(what, sizeof(what), "stream \"%s\": verify", st->name);
+	v->poll = event_new(st->owner->base, -1, EV_PERSIST, sv_poll_cb, v);
+	if (!v->poll || !(v->pg = pgasync_new(st->owner->base, st->sink_conninfo, keys, values, what, &cb, v)))
+		goto oom;
+	event_add(v->poll, &(struct timeval){ 0, VERIFY_POLL_MS * 1000 });
+	log_info("stream \"%s\": verify %" PRIu64 ": holding apply at " LSN_FMT " for a snapshot",
+		 st->name, m->job, LSN_ARGS(m->lsn));
+	return;
+oom:
+	if (st->verify)
+		sv_free(st->verify);
+	else
+		apply_hold_release(st->apply);
+	sv_send(st, m->job, RELAY_VERIFY_READY, false, 0, 0, 0, "out of memory");
+}
+
+static void sv_query(struct stream_verify *v, const struct relay_proto_verify *m)
+{
+	const char *params[VERIFY_MAX_PARAMS];
+	char *copies[VERIFY_MAX_PARAMS] = { 0 };
+	char *sql = wire_str_dup(m->text);
+	struct wire_reader r;
+	PGconn *conn = pgasync_conn(v->pg);
+	bool sent = false;
+
+	v->seq = m->seq;
+	v->since = time(NULL);
+	if (v->state != SV_READY) {
+		free(sql);
+		sv_send(v->st, v->job, RELAY_VERIFY_RESULT, false, m->seq, 0, 0, "no snapshot is open");
+		return;
+	}
+	/* the snapshot's transaction is read-only; a single SELECT keeps it that way */
+	if (!sql || strncmp(sql, "SELECT ", 7) != 0 || m->nvalues > VERIFY_MAX_PARAMS) {
+		free(sql);
+		sv_send(v->st, v->job, RELAY_VERIFY_RESULT, false, m->seq, 0, 0,
+			"only a SELECT with at most 64 parameters is run here");
+		return;
+	}
+	wire_reader_init(&r, m->values, m->values_len);
+	for (uint32_t i = 0; i < m->nvalues; i++) {
+		const char *p;
+		uint32_t n;
+
+		if (!relay_proto_verify_value(&r, &p, &n))
+			goto out;
+		if (p && !(copies[i] = strndup(p, n)))
+			goto out;
+		params[i] = copies[i];
+	}
+	if (conn && PQsendQueryParams(conn, sql, (int)m->nvalues, NULL, params, NULL, NULL, 0) &&
+	    pgasync_flush(v->pg) >= 0) {
+		v->state = SV_QUERY;
+		sent = true;
+	}
+out:
+	for (uint32_t i = 0; i < m->nvalues && i < VERIFY_MAX_PARAMS; i++)
+		free(copies[i]);
+	free(sql);
+	if (!sent)
+		sv_fail(v, "could not run a query on the target: %s", pgasync_error(v->pg));
+}
+
+static void stream_verify_sink_frame(struct stream *st, const struct relay_proto_verify *m)
+{
+	struct stream_verify *v = st->verify;
+
+	if (m->op == RELAY_VERIFY_HOLD) {
+		sv_hold(st, m);
+		return;
+	}
+	if (!v || v->job != m->job) {
+		if (m->op == RELAY_VERIFY_QUERY)
+			sv_send(st, m->job, RELAY_VERIFY_RESULT, false, m->seq, 0, 0, "no such verify here");
+		return;
+	}
+	switch (m->op) {
+	case RELAY_VERIFY_MARK:
+		if (m->generation != st->want_generation) {
+			sv_fail(v, "the stream restarted during the verify");
+			return;
+		}
+		v->marked = true;
+		sv_check(v);
+		return;
+	case RELAY_VERIFY_QUERY:
+		sv_query(v, m);
+		return;
+	case RELAY_VERIFY_END:
+		log_info("stream \"%s\": verify %" PRIu64 " ended", st->name, v->job);
+		sv_free(v);
+		return;
+	default:
+		return;
+	}
+}
+
+/* Apply progress: the point may be reached now. */
+void stream_verify_sink_progress(struct stream *st)
+{
+	if (st->verify)
+		sv_check(st->verify);
+}
+
+void stream_verify_sink_stop(struct stream *st, const char *why)
+{
+	if (st->verify)
+		sv_fail(st->verify, "%s", why);
+}
+
+/* ---------------------------------------------------------------- source */
+
+static void mark_stop(struct stream *st)
+{
+	st->mark_armed = false;
+	if (st->mark_timer)
+		event_del(st->mark_timer);
+}
+
+void stream_verify_mark_check(struct stream *st, bool ask)
+{
+	if (!st->mark_armed)
+		return;
+	if (!st->mark_captured) {
+		uint64_t before = st->source ? source_handed_over_before(st->source) : 0;
+
+		if (before < st->mark_lsn) {
+			if (ask && st->source && st->reading)
+				source_request_position(st->source);
+			return;
+		}
+		st->mark_captured = true;
+	}
+	/* everything spooled went to the sink's current resume */
+	if (!st->sending || !st->spool || spool_unread_bytes(st->spool) != 0 ||
+	    !relay_is_up(st->owner->relay, st->peer))
+		return;
+	sv_send(st, st->mark_job, RELAY_VERIFY_MARK, true, 0, st->mark_lsn, st->generation, "");
+	mark_stop(st);
+}
+
+static void mark_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	stream_verify_mark_check(arg, true);
+}
+
+bool stream_verify_arm_mark(struct stream *st, uint64_t job, uint64_t lsn)
+{
+	if (!st->mark_timer &&
+	    !(st->mark_timer = event_new(st->owner->base, -1, EV_PERSIST, mark_timer_cb, st)))
+		return false;
+	st->mark_job = job;
+	st->mark_lsn = lsn;
+	st->mark_armed = true;
+	st->mark_captured = false;
+	event_add(st->mark_timer, &(struct timeval){ 0, 100 * 1000 });
+	stream_verify_mark_check(st, true);
+	return true;
+}
+
+void stream_verify_source_fini(struct stream *st)
+{
+	mark_stop(st);
+	if (st->mark_timer)
+		event_free(st->mark_timer);
+	st->mark_timer = NULL;
+}
+
+/* ---------------------------------------------------------------- frames */
+
+void stream_verify_frame(struct stream *st, const struct relay_proto_verify *m)
+{
+	if (st->role == STREAM_ROLE_SINK)
+		stream_verify_sink_frame(st, m);
+	else if (st->role == STREAM_ROLE_SOURCE && st->owner->verify_frame)
+		st->owner->verify_frame(st->owner->verify_arg, st->name, m);
+}
