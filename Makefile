@@ -1,8 +1,9 @@
 # strait: replication gateway for hybrid and multi-cloud PostgreSQL.
 #
 #   make            build straitd and straitctl
-#   make test       install dependencies, build, run unit (ASan+UBSan), fuzz-corpus
-#                   replay and integration tests
+#   make test       install dependencies, check the layering, build, run unit
+#                   (ASan+UBSan), fuzz-corpus replay and integration tests
+#   make check-layers  check every #include against the layering rule
 #   make demo       install dependencies, build, run two sites on this machine
 #   make fuzz       run every libFuzzer target for FUZZ_TIME seconds each
 #   make deps       install build and test dependencies from Debian's packages
@@ -60,7 +61,7 @@ TOOL_BINS  := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 # Objects of the sanitizer and tool builds are intermediate to make: keep them.
 .SECONDARY:
 
-.PHONY: all tools clean deps test unit fuzz-replay fuzz integration demo bench chaos install
+.PHONY: all tools clean deps test check-layers unit fuzz-replay fuzz integration demo bench chaos install
 
 all: $(BUILD)/straitd $(BUILD)/straitctl
 
@@ -161,7 +162,14 @@ integration: all tools $(SAN_PROGS)
 		ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
 		$(PYTHON) -m pytest -q -p no:cacheprovider --durations=15 $(PYTEST_ARGS) tests/integration
 
+# The layering rule (DESIGN.md, "Build and layout"): the checker's own
+# self-test, then every include of the tree.
+check-layers:
+	$(Q)$(PYTHON) tests/check_layers.py --self-test
+	$(Q)$(PYTHON) tests/check_layers.py
+
 test: deps
+	$(Q)$(MAKE) --no-print-directory check-layers
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)$(MAKE) --no-print-directory unit
 	$(Q)$(MAKE) --no-print-directory fuzz-replay
