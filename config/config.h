@@ -20,7 +20,8 @@
 #include <stdio.h>
 
 #define CONFIG_DEFAULT_PATH "/etc/strait/strait.yaml"
-#define WG_KEY_LEN 32
+#define WG_KEY_LEN 32              /* a WireGuard key's bytes */
+#define WG_KEY_B64_LEN 44          /* ... in base64, without the terminating NUL */
 
 /* A size in bytes ("10GiB", "16MiB", "512kB", "1000"). */
 typedef uint64_t config_size;
@@ -256,6 +257,11 @@ bool config_parse_days(const char *text, config_days *out);
 bool config_parse_window(const char *text, struct config_window *out);
 bool config_parse_cidr(const char *text, struct config_cidr *out);
 bool config_parse_endpoint(const char *text, struct config_endpoint *out); /* out->host malloc'd */
+/*
+ * A WireGuard key in canonical padded base64, exactly as `wg genkey` and `wg
+ * pubkey` print it (WG_KEY_B64_LEN characters, nothing around them): the one
+ * decoder of key text, the tunnel's key files included.
+ */
 bool config_parse_wg_key(const char *text, uint8_t out[WG_KEY_LEN]);
 
 /* True when the window contains minute-of-day m (0..1439). */

@@ -206,10 +206,10 @@ bool config_parse_wg_key(const char *text, uint8_t out[WG_KEY_LEN])
 	uint32_t acc = 0;
 	int bits = 0;
 
-	/* 32 bytes: 43 characters and one '=' of padding. */
+	/* 32 bytes: 43 characters and one '=' of padding (WG_KEY_B64_LEN). */
 	if (!text || config_base64_len(text) != WG_KEY_LEN)
 		return false;
-	for (size_t i = 0; i < 43; i++) {
+	for (size_t i = 0; i < WG_KEY_B64_LEN - 1; i++) {
 		acc = (acc << 6) | (uint32_t)b64_value((unsigned char)text[i]);
 		bits += 6;
 		if (bits >= 8) {
@@ -219,8 +219,12 @@ bool config_parse_wg_key(const char *text, uint8_t out[WG_KEY_LEN])
 		}
 	}
 	/* Canonical form: the two bits left over are zero. */
-	if (o != WG_KEY_LEN || acc != 0)
+	if (o != WG_KEY_LEN || acc != 0) {
+		explicit_bzero(key, sizeof(key));
 		return false;
+	}
 	memcpy(out, key, WG_KEY_LEN);
+	/* private keys pass here too (the tunnel's key files): no copy stays behind */
+	explicit_bzero(key, sizeof(key));
 	return true;
 }

@@ -77,7 +77,7 @@ int peers_from_config(const struct strait_config *cfg, size_t self, struct peers
 		rc = -ENOMEM;
 		goto out;
 	}
-	memcpy(want->self_public_key, me->public_key, WGKEY_LEN);
+	memcpy(want->self_public_key, me->public_key, WG_KEY_LEN);
 	if (!peers_cidr_to_ip(&me->tunnel_address, &want->address)) {
 		snprintf(err, errlen, "site \"%s\" has no valid tunnel_address", me->name);
 		goto out;
@@ -92,20 +92,20 @@ int peers_from_config(const struct strait_config *cfg, size_t self, struct peers
 
 		if (i == self)
 			continue;
-		if (memcmp(cs->public_key, me->public_key, WGKEY_LEN) == 0) {
+		if (memcmp(cs->public_key, me->public_key, WG_KEY_LEN) == 0) {
 			snprintf(err, errlen, "sites \"%s\" and \"%s\" have the same public_key",
 				 me->name, cs->name);
 			goto out;
 		}
 		for (size_t k = 0; k < want->n_sites; k++) {
-			if (memcmp(want->sites[k].public_key, cs->public_key, WGKEY_LEN) == 0) {
+			if (memcmp(want->sites[k].public_key, cs->public_key, WG_KEY_LEN) == 0) {
 				snprintf(err, errlen, "sites \"%s\" and \"%s\" have the same public_key",
 					 want->sites[k].name, cs->name);
 				goto out;
 			}
 		}
 		s = &want->sites[want->n_sites++];
-		memcpy(s->public_key, cs->public_key, WGKEY_LEN);
+		memcpy(s->public_key, cs->public_key, WG_KEY_LEN);
 		if (!(s->name = strdup(cs->name)) ||
 		    (cs->endpoint.host && cs->endpoint.host[0] && !(s->host = strdup(cs->endpoint.host)))) {
 			snprintf(err, errlen, "out of memory");
@@ -132,10 +132,10 @@ out:
 	return rc;
 }
 
-struct peers_site *peers_find(const struct peers_desired *want, const uint8_t key[WGKEY_LEN])
+struct peers_site *peers_find(const struct peers_desired *want, const uint8_t key[WG_KEY_LEN])
 {
 	for (size_t i = 0; i < want->n_sites; i++)
-		if (memcmp(want->sites[i].public_key, key, WGKEY_LEN) == 0)
+		if (memcmp(want->sites[i].public_key, key, WG_KEY_LEN) == 0)
 			return &want->sites[i];
 	return NULL;
 }
@@ -192,8 +192,8 @@ struct wgdev *peers_diff(const struct peers_desired *want, const struct wgdev *r
 	if (!d)
 		return NULL;
 	if (private_key && (!(running->flags & WGDEV_HAS_PRIVATE_KEY) ||
-			    memcmp(running->private_key, private_key, WGKEY_LEN) != 0)) {
-		memcpy(d->private_key, private_key, WGKEY_LEN);
+			    memcmp(running->private_key, private_key, WG_KEY_LEN) != 0)) {
+		memcpy(d->private_key, private_key, WG_KEY_LEN);
 		d->flags |= WGDEV_HAS_PRIVATE_KEY;
 	}
 	if (want->listen_port && running->listen_port != want->listen_port) {

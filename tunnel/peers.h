@@ -33,7 +33,7 @@ struct strait_config;
 
 struct peers_site {
 	char *name;
-	uint8_t public_key[WGKEY_LEN];
+	uint8_t public_key[WG_KEY_LEN];
 	char *host;                       /* NULL: the config gives no endpoint */
 	uint16_t port;
 	bool numeric;                     /* host is an address literal */
@@ -48,7 +48,7 @@ struct peers_site {
 
 struct peers_desired {
 	char *self_name;
-	uint8_t self_public_key[WGKEY_LEN];
+	uint8_t self_public_key[WG_KEY_LEN];
 	struct wgdev_allowedip address;   /* the site's own address, host bits kept */
 	uint16_t listen_port;
 	uint16_t keepalive;               /* seconds; 0 = off */
@@ -65,7 +65,7 @@ void peers_free(struct peers_desired *want);
 /* Copies run-time state from prev for sites whose key, host and port are unchanged. */
 void peers_carry_over(struct peers_desired *next, const struct peers_desired *prev);
 
-struct peers_site *peers_find(const struct peers_desired *want, const uint8_t key[WGKEY_LEN]);
+struct peers_site *peers_find(const struct peers_desired *want, const uint8_t key[WG_KEY_LEN]);
 
 /*
  * The changes that bring running to want: a device holding only what must be

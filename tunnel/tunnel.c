@@ -82,7 +82,7 @@ struct tunnel_dns_req {
 	struct tunnel *t;
 	struct tunnel_dns_req *next;
 	struct evdns_getaddrinfo_request *req;
-	uint8_t key[WGKEY_LEN];
+	uint8_t key[WG_KEY_LEN];
 	char *host;
 	uint16_t port;
 };
@@ -95,8 +95,8 @@ struct tunnel {
 	bool keep_on_exit;
 	bool created_link;                   /* kernel: we created the link */
 	struct wg_userspace *us;             /* userspace: the supervisor */
-	uint8_t private_key[WGKEY_LEN];
-	uint8_t public_key[WGKEY_LEN];
+	uint8_t private_key[WG_KEY_LEN];
+	uint8_t public_key[WG_KEY_LEN];
 	bool key_matches_config;
 	struct peers_desired *want;
 
@@ -371,7 +371,7 @@ out:
 
 static void tunnel_log_changes(const struct tunnel *t, const struct wgdev *changes)
 {
-	char key[WGKEY_B64_LEN + 1], ep[INET6_ADDRSTRLEN + 16];
+	char key[WG_KEY_B64_LEN + 1], ep[INET6_ADDRSTRLEN + 16];
 
 	if (changes->flags & WGDEV_HAS_PRIVATE_KEY)
 		log_info("interface \"%s\": private key set", t->ifname);
@@ -460,10 +460,10 @@ static void tunnel_on_userspace_ready(void *arg)
 
 /* ---- endpoint resolution ----------------------------------------------------- */
 
-static bool tunnel_dns_pending(const struct tunnel *t, const uint8_t key[WGKEY_LEN])
+static bool tunnel_dns_pending(const struct tunnel *t, const uint8_t key[WG_KEY_LEN])
 {
 	for (const struct tunnel_dns_req *r = t->reqs; r; r = r->next)
-		if (memcmp(r->key, key, WGKEY_LEN) == 0)
+		if (memcmp(r->key, key, WG_KEY_LEN) == 0)
 			return true;
 	return false;
 }
@@ -554,7 +554,7 @@ static void tunnel_resolve(struct tunnel *t, const struct peers_site *s, const c
 		return;
 	}
 	req->t = t;
-	memcpy(req->key, s->public_key, WGKEY_LEN);
+	memcpy(req->key, s->public_key, WG_KEY_LEN);
 	req->port = s->port;
 	req->next = t->reqs;
 	t->reqs = req;
@@ -647,10 +647,10 @@ static void tunnel_on_tick(evutil_socket_t fd, short what, void *arg)
 /* ---- interface ----------------------------------------------------------------- */
 
 static bool tunnel_load_key(struct tunnel *t, const struct strait_config *cfg, size_t self,
-		uint8_t priv[WGKEY_LEN], uint8_t pub[WGKEY_LEN])
+		uint8_t priv[WG_KEY_LEN], uint8_t pub[WG_KEY_LEN])
 {
 	char err[TUNNEL_ERRLEN];
-	char have[WGKEY_B64_LEN + 1], want[WGKEY_B64_LEN + 1];
+	char have[WG_KEY_B64_LEN + 1], want[WG_KEY_B64_LEN + 1];
 
 	if (!cfg->private_key_file) {
 		log_error("private_key_file is not set: the tunnel needs the site's private key");
@@ -662,10 +662,10 @@ static bool tunnel_load_key(struct tunnel *t, const struct strait_config *cfg, s
 	}
 	if (!wgkey_public(priv, pub, err, sizeof(err))) {
 		log_error("%s", err);
-		wgkey_wipe(priv, WGKEY_LEN);
+		wgkey_wipe(priv, WG_KEY_LEN);
 		return false;
 	}
-	t->key_matches_config = memcmp(pub, cfg->sites[self].public_key, WGKEY_LEN) == 0;
+	t->key_matches_config = memcmp(pub, cfg->sites[self].public_key, WG_KEY_LEN) == 0;
 	if (!t->key_matches_config) {
 		wgkey_to_base64(pub, have);
 		wgkey_to_base64(cfg->sites[self].public_key, want);
@@ -754,7 +754,7 @@ fail:
 
 bool tunnel_reconcile(struct tunnel *t, const struct strait_config *cfg, size_t self_site)
 {
-	uint8_t priv[WGKEY_LEN], pub[WGKEY_LEN];
+	uint8_t priv[WG_KEY_LEN], pub[WG_KEY_LEN];
 	struct peers_desired *next = NULL;
 	char err[TUNNEL_ERRLEN];
 	bool ok = false;
@@ -787,8 +787,8 @@ bool tunnel_reconcile(struct tunnel *t, const struct strait_config *cfg, size_t 
 	peers_free(t->want);
 	t->want = next;
 	next = NULL;
-	memcpy(t->private_key, priv, WGKEY_LEN);
-	memcpy(t->public_key, pub, WGKEY_LEN);
+	memcpy(t->private_key, priv, WG_KEY_LEN);
+	memcpy(t->public_key, pub, WG_KEY_LEN);
 	ok = tunnel_apply(t, false);
 	tunnel_resolve_unresolved(t);
 	if (ok)
@@ -803,7 +803,7 @@ out:
 static void tunnel_status_peer(const struct tunnel *t, const struct peers_site *s,
 		const struct wgdev_peer *p, int64_t now, struct json_out *j)
 {
-	char key[WGKEY_B64_LEN + 1], text[INET6_ADDRSTRLEN + 16];
+	char key[WG_KEY_B64_LEN + 1], text[INET6_ADDRSTRLEN + 16];
 	char state[160], problem[256];
 	char configured[300];
 
@@ -851,7 +851,7 @@ static void tunnel_status_peer(const struct tunnel *t, const struct peers_site *
 void tunnel_status_json(const struct tunnel *t, struct json_out *j)
 {
 	struct wgdev *running = NULL;
-	char err[TUNNEL_ERRLEN], text[INET6_ADDRSTRLEN + 16], key[WGKEY_B64_LEN + 1];
+	char err[TUNNEL_ERRLEN], text[INET6_ADDRSTRLEN + 16], key[WG_KEY_B64_LEN + 1];
 	int64_t now = (int64_t)time(NULL);
 
 	json_object_begin(j, "tunnel");

@@ -46,7 +46,7 @@ static void uapi_put(struct uapi_buf *b, const char *fmt, ...)
 
 char *uapi_format_set(const struct wgdev *dev, size_t *len)
 {
-	char hex[2 * WGKEY_LEN + 1];
+	char hex[2 * WG_KEY_LEN + 1];
 	char text[INET6_ADDRSTRLEN + 16];
 	struct uapi_buf b = { 0 };
 
@@ -255,7 +255,7 @@ static int uapi_parse_peer_key(struct wgdev_peer *p, const char *key, const char
 		if (!wgdev_peer_add_allowedip(p, &ip))
 			return -2;
 	} else if (strcmp(key, "preshared_key") == 0) {
-		uint8_t psk[WGKEY_LEN];
+		uint8_t psk[WG_KEY_LEN];
 		bool ok = wgkey_from_hex(value, psk);
 
 		/* Checked for form, never kept: strait does not use preshared keys. */
@@ -318,7 +318,7 @@ int uapi_parse_get(const char *buf, size_t len, struct wgdev **out, char *err, s
 			goto out;
 		}
 		if (strcmp(line, "public_key") == 0) {
-			uint8_t key[WGKEY_LEN];
+			uint8_t key[WG_KEY_LEN];
 
 			if (!wgkey_from_hex(value, key)) {
 				snprintf(err, errlen, "malformed UAPI reply: invalid public_key");

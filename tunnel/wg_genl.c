@@ -88,7 +88,7 @@ size_t wg_genl_build_get(void *buf, size_t len, uint16_t family, uint32_t seq, c
 static bool wg_genl_put_device(struct nlmsghdr *nlh, size_t len, const struct wgdev *dev)
 {
 	if ((dev->flags & WGDEV_HAS_PRIVATE_KEY) &&
-	    !mnl_attr_put_check(nlh, len, WGDEVICE_A_PRIVATE_KEY, WGKEY_LEN, dev->private_key))
+	    !mnl_attr_put_check(nlh, len, WGDEVICE_A_PRIVATE_KEY, WG_KEY_LEN, dev->private_key))
 		return false;
 	if ((dev->flags & WGDEV_HAS_LISTEN_PORT) &&
 	    !mnl_attr_put_u16_check(nlh, len, WGDEVICE_A_LISTEN_PORT, dev->listen_port))
@@ -159,7 +159,7 @@ static int wg_genl_put_peer(struct nlmsghdr *nlh, size_t len, const struct wgdev
 	peer = mnl_attr_nest_start_check(nlh, len, 0);
 	if (!peer)
 		return -1;
-	if (!mnl_attr_put_check(nlh, len, WGPEER_A_PUBLIC_KEY, WGKEY_LEN, p->public_key))
+	if (!mnl_attr_put_check(nlh, len, WGPEER_A_PUBLIC_KEY, WG_KEY_LEN, p->public_key))
 		goto none;
 	if (first == 0 && !wg_genl_put_peer_head(nlh, len, p))
 		goto none;
@@ -353,7 +353,7 @@ static int wg_genl_parse_peer(const struct nlattr *nest, struct wgdev *dev, bool
 
 	mnl_attr_for_each_nested(attr, nest) {
 		if (mnl_attr_get_type(attr) == WGPEER_A_PUBLIC_KEY) {
-			if (mnl_attr_get_payload_len(attr) != WGKEY_LEN)
+			if (mnl_attr_get_payload_len(attr) != WG_KEY_LEN)
 				return -EPROTO;
 			key = attr;
 		} else if (mnl_attr_get_type(attr) == WGPEER_A_ALLOWEDIPS) {
@@ -365,7 +365,7 @@ static int wg_genl_parse_peer(const struct nlattr *nest, struct wgdev *dev, bool
 	/* A dump continues a peer in the next message with the same key first. */
 	p = NULL;
 	if (first_in_msg && dev->n_peers > 0 &&
-	    memcmp(dev->peers[dev->n_peers - 1].public_key, mnl_attr_get_payload(key), WGKEY_LEN) == 0)
+	    memcmp(dev->peers[dev->n_peers - 1].public_key, mnl_attr_get_payload(key), WG_KEY_LEN) == 0)
 		p = &dev->peers[dev->n_peers - 1];
 	if (!p) {
 		p = wgdev_add_peer(dev, mnl_attr_get_payload(key));
@@ -405,15 +405,15 @@ int wg_genl_parse_device(const struct nlmsghdr *nlh, struct wgdev *dev)
 			break;
 		}
 		case WGDEVICE_A_PRIVATE_KEY:
-			if (mnl_attr_get_payload_len(attr) != WGKEY_LEN)
+			if (mnl_attr_get_payload_len(attr) != WG_KEY_LEN)
 				return -EPROTO;
-			memcpy(dev->private_key, mnl_attr_get_payload(attr), WGKEY_LEN);
+			memcpy(dev->private_key, mnl_attr_get_payload(attr), WG_KEY_LEN);
 			dev->flags |= WGDEV_HAS_PRIVATE_KEY;
 			break;
 		case WGDEVICE_A_PUBLIC_KEY:
-			if (mnl_attr_get_payload_len(attr) != WGKEY_LEN)
+			if (mnl_attr_get_payload_len(attr) != WG_KEY_LEN)
 				return -EPROTO;
-			memcpy(dev->public_key, mnl_attr_get_payload(attr), WGKEY_LEN);
+			memcpy(dev->public_key, mnl_attr_get_payload(attr), WG_KEY_LEN);
 			dev->flags |= WGDEV_HAS_PUBLIC_KEY;
 			break;
 		case WGDEVICE_A_LISTEN_PORT:

@@ -25,7 +25,7 @@ void wgdev_free(struct wgdev *dev)
 	free(dev);
 }
 
-struct wgdev_peer *wgdev_add_peer(struct wgdev *dev, const uint8_t public_key[WGKEY_LEN])
+struct wgdev_peer *wgdev_add_peer(struct wgdev *dev, const uint8_t public_key[WG_KEY_LEN])
 {
 	struct wgdev_peer *peer;
 
@@ -40,14 +40,14 @@ struct wgdev_peer *wgdev_add_peer(struct wgdev *dev, const uint8_t public_key[WG
 	}
 	peer = &dev->peers[dev->n_peers++];
 	memset(peer, 0, sizeof(*peer));
-	memcpy(peer->public_key, public_key, WGKEY_LEN);
+	memcpy(peer->public_key, public_key, WG_KEY_LEN);
 	return peer;
 }
 
-struct wgdev_peer *wgdev_find_peer(const struct wgdev *dev, const uint8_t public_key[WGKEY_LEN])
+struct wgdev_peer *wgdev_find_peer(const struct wgdev *dev, const uint8_t public_key[WG_KEY_LEN])
 {
 	for (size_t i = 0; i < dev->n_peers; i++)
-		if (memcmp(dev->peers[i].public_key, public_key, WGKEY_LEN) == 0)
+		if (memcmp(dev->peers[i].public_key, public_key, WG_KEY_LEN) == 0)
 			return &dev->peers[i];
 	return NULL;
 }

@@ -55,7 +55,7 @@ union wgdev_endpoint {
 
 struct wgdev_peer {
 	uint32_t flags;
-	uint8_t public_key[WGKEY_LEN];
+	uint8_t public_key[WG_KEY_LEN];
 	union wgdev_endpoint endpoint;
 	uint16_t keepalive;         /* seconds; 0 = off */
 	int64_t last_handshake_sec; /* unix time; 0 = never */
@@ -71,8 +71,8 @@ struct wgdev {
 	char name[WGDEV_IFNAMSIZ];
 	uint32_t ifindex;
 	uint32_t flags;
-	uint8_t private_key[WGKEY_LEN];
-	uint8_t public_key[WGKEY_LEN];
+	uint8_t private_key[WG_KEY_LEN];
+	uint8_t public_key[WG_KEY_LEN];
 	uint16_t listen_port;
 	uint32_t fwmark;
 	struct wgdev_peer *peers;
@@ -86,9 +86,9 @@ struct wgdev *wgdev_new(void);
 void wgdev_free(struct wgdev *dev);
 
 /* Appends a zeroed peer with that key; NULL when out of memory. */
-struct wgdev_peer *wgdev_add_peer(struct wgdev *dev, const uint8_t public_key[WGKEY_LEN]);
+struct wgdev_peer *wgdev_add_peer(struct wgdev *dev, const uint8_t public_key[WG_KEY_LEN]);
 /* The peer with that public key, or NULL. */
-struct wgdev_peer *wgdev_find_peer(const struct wgdev *dev, const uint8_t public_key[WGKEY_LEN]);
+struct wgdev_peer *wgdev_find_peer(const struct wgdev *dev, const uint8_t public_key[WG_KEY_LEN]);
 /* false when out of memory. */
 bool wgdev_peer_add_allowedip(struct wgdev_peer *peer, const struct wgdev_allowedip *ip);
 

@@ -23,9 +23,9 @@ static void wgkey_openssl_error(char *err, size_t errlen, const char *what)
 	ERR_clear_error();
 }
 
-bool wgkey_generate(uint8_t priv[WGKEY_LEN], char *err, size_t errlen)
+bool wgkey_generate(uint8_t priv[WG_KEY_LEN], char *err, size_t errlen)
 {
-	if (RAND_priv_bytes(priv, WGKEY_LEN) != 1) {
+	if (RAND_priv_bytes(priv, WG_KEY_LEN) != 1) {
 		wgkey_openssl_error(err, errlen, "could not generate random key");
 		return false;
 	}
@@ -35,35 +35,35 @@ bool wgkey_generate(uint8_t priv[WGKEY_LEN], char *err, size_t errlen)
 	return true;
 }
 
-bool wgkey_public(const uint8_t priv[WGKEY_LEN], uint8_t pub[WGKEY_LEN], char *err, size_t errlen)
+bool wgkey_public(const uint8_t priv[WG_KEY_LEN], uint8_t pub[WG_KEY_LEN], char *err, size_t errlen)
 {
 	EVP_PKEY *pkey;
-	size_t len = WGKEY_LEN;
+	size_t len = WG_KEY_LEN;
 	bool ok;
 
-	pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, priv, WGKEY_LEN);
+	pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, priv, WG_KEY_LEN);
 	if (!pkey) {
 		wgkey_openssl_error(err, errlen, "could not load X25519 private key");
 		return false;
 	}
-	ok = EVP_PKEY_get_raw_public_key(pkey, pub, &len) == 1 && len == WGKEY_LEN;
+	ok = EVP_PKEY_get_raw_public_key(pkey, pub, &len) == 1 && len == WG_KEY_LEN;
 	if (!ok)
 		wgkey_openssl_error(err, errlen, "could not derive X25519 public key");
 	EVP_PKEY_free(pkey);
 	return ok;
 }
 
-void wgkey_to_base64(const uint8_t key[WGKEY_LEN], char out[WGKEY_B64_LEN + 1])
+void wgkey_to_base64(const uint8_t key[WG_KEY_LEN], char out[WG_KEY_B64_LEN + 1])
 {
-	EVP_EncodeBlock((unsigned char *)out, key, WGKEY_LEN);
-	out[WGKEY_B64_LEN] = '\0';
+	EVP_EncodeBlock((unsigned char *)out, key, WG_KEY_LEN);
+	out[WG_KEY_B64_LEN] = '\0';
 }
 
-bool wgkey_from_base64(const char *text, uint8_t key[WGKEY_LEN])
+bool wgkey_from_base64(const char *text, uint8_t key[WG_KEY_LEN])
 {
-	unsigned char decoded[WGKEY_LEN + 3];
-	char trimmed[WGKEY_B64_LEN + 1];
+	char trimmed[WG_KEY_B64_LEN + 1];
 	size_t len;
+	bool ok;
 
 	while (*text == ' ' || *text == '\t' || *text == '\n' || *text == '\r')
 		text++;
@@ -71,34 +71,24 @@ bool wgkey_from_base64(const char *text, uint8_t key[WGKEY_LEN])
 	while (len > 0 && (text[len - 1] == ' ' || text[len - 1] == '\t' ||
 			   text[len - 1] == '\n' || text[len - 1] == '\r'))
 		len--;
-	/* 32 bytes are 43 base64 characters and one '=' of padding. */
-	if (len != WGKEY_B64_LEN || text[WGKEY_B64_LEN - 1] != '=' || text[WGKEY_B64_LEN - 2] == '=')
+	if (len != WG_KEY_B64_LEN)
 		return false;
-	for (size_t i = 0; i < WGKEY_B64_LEN - 1; i++) {
-		char c = text[i];
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-		      (c >= '0' && c <= '9') || c == '+' || c == '/'))
-			return false;
-	}
-	memcpy(trimmed, text, WGKEY_B64_LEN);
-	trimmed[WGKEY_B64_LEN] = '\0';
-	if (EVP_DecodeBlock(decoded, (const unsigned char *)trimmed, WGKEY_B64_LEN) != WGKEY_LEN + 1)
-		return false;
-	memcpy(key, decoded, WGKEY_LEN);
-	wgkey_wipe(decoded, sizeof(decoded));
+	memcpy(trimmed, text, WG_KEY_B64_LEN);
+	trimmed[WG_KEY_B64_LEN] = '\0';
+	ok = config_parse_wg_key(trimmed, key);
 	wgkey_wipe(trimmed, sizeof(trimmed));
-	return true;
+	return ok;
 }
 
-void wgkey_to_hex(const uint8_t key[WGKEY_LEN], char out[2 * WGKEY_LEN + 1])
+void wgkey_to_hex(const uint8_t key[WG_KEY_LEN], char out[2 * WG_KEY_LEN + 1])
 {
 	static const char digits[] = "0123456789abcdef";
 
-	for (size_t i = 0; i < WGKEY_LEN; i++) {
+	for (size_t i = 0; i < WG_KEY_LEN; i++) {
 		out[2 * i] = digits[key[i] >> 4];
 		out[2 * i + 1] = digits[key[i] & 15];
 	}
-	out[2 * WGKEY_LEN] = '\0';
+	out[2 * WG_KEY_LEN] = '\0';
 }
 
 static int wgkey_hex_digit(char c)
@@ -112,11 +102,11 @@ static int wgkey_hex_digit(char c)
 	return -1;
 }
 
-bool wgkey_from_hex(const char *text, uint8_t key[WGKEY_LEN])
+bool wgkey_from_hex(const char *text, uint8_t key[WG_KEY_LEN])
 {
-	if (strlen(text) != 2 * WGKEY_LEN)
+	if (strlen(text) != 2 * WG_KEY_LEN)
 		return false;
-	for (size_t i = 0; i < WGKEY_LEN; i++) {
+	for (size_t i = 0; i < WG_KEY_LEN; i++) {
 		int hi = wgkey_hex_digit(text[2 * i]);
 		int lo = wgkey_hex_digit(text[2 * i + 1]);
 		if (hi < 0 || lo < 0)
@@ -126,7 +116,7 @@ bool wgkey_from_hex(const char *text, uint8_t key[WGKEY_LEN])
 	return true;
 }
 
-bool wgkey_read_private_file(const char *path, uint8_t priv[WGKEY_LEN], char *err, size_t errlen)
+bool wgkey_read_private_file(const char *path, uint8_t priv[WG_KEY_LEN], char *err, size_t errlen)
 {
 	char text[128];
 	struct stat st;

@@ -17,7 +17,7 @@
 int identity_resolve(const struct strait_config *cfg, const char *site_flag,
 		char *err, size_t errlen)
 {
-	uint8_t priv[WGKEY_LEN], pub[WGKEY_LEN];
+	uint8_t priv[WG_KEY_LEN], pub[WG_KEY_LEN];
 	char keyerr[512];
 	int index = -1, fd;
 
@@ -50,7 +50,7 @@ int identity_resolve(const struct strait_config *cfg, const char *site_flag,
 	}
 
 	if (site_flag) {
-		if (memcmp(cfg->sites[index].public_key, pub, WGKEY_LEN) != 0) {
+		if (memcmp(cfg->sites[index].public_key, pub, WG_KEY_LEN) != 0) {
 			snprintf(err, errlen,
 				 "the key in \"%s\" does not match site \"%s\"'s public_key",
 				 cfg->private_key_file, site_flag);
@@ -59,13 +59,13 @@ int identity_resolve(const struct strait_config *cfg, const char *site_flag,
 		goto out;
 	}
 	for (size_t i = 0; i < cfg->n_sites; i++) {
-		if (memcmp(cfg->sites[i].public_key, pub, WGKEY_LEN) == 0) {
+		if (memcmp(cfg->sites[i].public_key, pub, WG_KEY_LEN) == 0) {
 			index = (int)i;
 			goto out;
 		}
 	}
 	{
-		char b64[WGKEY_B64_LEN + 1];
+		char b64[WG_KEY_B64_LEN + 1];
 		wgkey_to_base64(pub, b64);
 		snprintf(err, errlen,
 			 "no site in \"%s\" has public_key \"%s\" (the public half of \"%s\"); "

@@ -331,8 +331,8 @@ static int ctl_config_reference(struct ctl_globals *g, int argc, char **argv)
 
 static int ctl_genkey(struct ctl_globals *g, int argc, char **argv)
 {
-	uint8_t priv[WGKEY_LEN];
-	char b64[WGKEY_B64_LEN + 1], err[256];
+	uint8_t priv[WG_KEY_LEN];
+	char b64[WG_KEY_B64_LEN + 1], err[256];
 
 	(void)g;
 	if (ctl_wants_help("genkey", argc, argv))
@@ -354,8 +354,8 @@ static int ctl_genkey(struct ctl_globals *g, int argc, char **argv)
 
 static int ctl_pubkey(struct ctl_globals *g, int argc, char **argv)
 {
-	uint8_t priv[WGKEY_LEN], pub[WGKEY_LEN];
-	char line[256], b64[WGKEY_B64_LEN + 1], err[256];
+	uint8_t priv[WG_KEY_LEN], pub[WG_KEY_LEN];
+	char line[256], b64[WG_KEY_B64_LEN + 1], err[256];
 	int code = 1;
 
 	(void)g;

@@ -23,14 +23,14 @@
 struct fixture {
 	char dir[64];
 	char keyfile[128];
-	char east_priv[WGKEY_B64_LEN + 1];
-	char west_priv[WGKEY_B64_LEN + 1];
+	char east_priv[WG_KEY_B64_LEN + 1];
+	char west_priv[WG_KEY_B64_LEN + 1];
 	struct strait_config *cfg;
 };
 
-static void make_key(char priv_b64[WGKEY_B64_LEN + 1], char pub_b64[WGKEY_B64_LEN + 1])
+static void make_key(char priv_b64[WG_KEY_B64_LEN + 1], char pub_b64[WG_KEY_B64_LEN + 1])
 {
-	uint8_t priv[WGKEY_LEN], pub[WGKEY_LEN];
+	uint8_t priv[WG_KEY_LEN], pub[WG_KEY_LEN];
 	char err[128];
 
 	assert_true(wgkey_generate(priv, err, sizeof(err)));
@@ -55,7 +55,7 @@ static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	struct config_diags diags = { 0 };
-	char east_pub[WGKEY_B64_LEN + 1], west_pub[WGKEY_B64_LEN + 1], *text = NULL;
+	char east_pub[WG_KEY_B64_LEN + 1], west_pub[WG_KEY_B64_LEN + 1], *text = NULL;
 	int n;
 
 	strcpy(f->dir, "/tmp/strait-identity-XXXXXX");
@@ -140,7 +140,7 @@ static void test_unknown_site(void **state)
 static void test_key_of_no_site(void **state)
 {
 	struct fixture *f = *state;
-	char other[WGKEY_B64_LEN + 1], other_pub[WGKEY_B64_LEN + 1], err[512];
+	char other[WG_KEY_B64_LEN + 1], other_pub[WG_KEY_B64_LEN + 1], err[512];
 
 	make_key(other, other_pub);
 	write_key(f, other, 0600);

@@ -39,7 +39,7 @@ static void site_init(struct fixture *f, size_t i, const char *name, const char 
 	s->tunnel_address.family = AF_INET;
 	assert_int_equal(inet_pton(AF_INET, addr, s->tunnel_address.addr), 1);
 	s->tunnel_address.prefix = prefix;
-	memset(s->public_key, 0x10 * (int)(i + 1), WGKEY_LEN);
+	memset(s->public_key, 0x10 * (int)(i + 1), WG_KEY_LEN);
 }
 
 static struct fixture *fixture_new(void)
@@ -72,7 +72,7 @@ static struct wgdev *running_from(const struct peers_desired *w, const uint8_t *
 	struct wgdev *r = wgdev_new();
 
 	if (priv) {
-		memcpy(r->private_key, priv, WGKEY_LEN);
+		memcpy(r->private_key, priv, WG_KEY_LEN);
 		r->flags |= WGDEV_HAS_PRIVATE_KEY;
 	}
 	r->listen_port = w->listen_port;
@@ -123,7 +123,7 @@ static void test_from_config(void **state)
 	peers_free(w);
 
 	/* Two sites with one key are refused. */
-	memset(f->sites[2].public_key, 0x20, WGKEY_LEN);
+	memset(f->sites[2].public_key, 0x20, WG_KEY_LEN);
 	assert_int_equal(peers_from_config(&f->cfg, 0, &w, err, sizeof(err)), -22);
 	assert_non_null(strstr(err, "same public_key"));
 	assert_int_equal(peers_from_config(&f->cfg, 9, &w, err, sizeof(err)), -22);
@@ -135,7 +135,7 @@ static void test_diff_fresh_device(void **state)
 	struct fixture *f = fixture_new();
 	struct peers_desired *w = want_of(f, 0);
 	struct wgdev *empty = wgdev_new(), *d;
-	uint8_t priv[WGKEY_LEN];
+	uint8_t priv[WG_KEY_LEN];
 
 	(void)state;
 	memset(priv, 0x77, sizeof(priv));
@@ -166,7 +166,7 @@ static void test_diff_nothing_changed(void **state)
 {
 	struct fixture *f = fixture_new();
 	struct peers_desired *w = want_of(f, 0);
-	uint8_t priv[WGKEY_LEN];
+	uint8_t priv[WG_KEY_LEN];
 	struct wgdev *r, *d;
 
 	(void)state;
@@ -186,10 +186,10 @@ static void test_diff_add_remove_update(void **state)
 {
 	struct fixture *f = fixture_new();
 	struct peers_desired *w = want_of(f, 0), *next;
-	uint8_t priv[WGKEY_LEN];
+	uint8_t priv[WG_KEY_LEN];
 	struct wgdev *r, *d;
 	struct wgdev_peer *stranger;
-	uint8_t k[WGKEY_LEN];
+	uint8_t k[WG_KEY_LEN];
 
 	(void)state;
 	memset(priv, 0x77, sizeof(priv));
@@ -203,7 +203,7 @@ static void test_diff_add_remove_update(void **state)
 
 	/* Reload: "edge" leaves, "branch" joins, keepalive changes, cloud unchanged otherwise. */
 	site_init(f, 2, "branch", "192.0.2.4", "10.77.0.4", 24);
-	memset(f->sites[2].public_key, 0x40, WGKEY_LEN);
+	memset(f->sites[2].public_key, 0x40, WG_KEY_LEN);
 	f->cfg.tunnel.persistent_keepalive = 0;
 	next = want_of(f, 0);
 	peers_carry_over(next, w);
@@ -240,7 +240,7 @@ static void test_diff_removes_unknown(void **state)
 	struct fixture *f = fixture_new();
 	struct peers_desired *w = want_of(f, 0);
 	struct wgdev *r, *d;
-	uint8_t k[WGKEY_LEN];
+	uint8_t k[WG_KEY_LEN];
 
 	(void)state;
 	r = running_from(w, NULL);
@@ -253,7 +253,7 @@ static void test_diff_removes_unknown(void **state)
 	wgdev_free(d);
 
 	/* A changed key is a different peer: the old one goes, the new one comes. */
-	memset(f->sites[1].public_key, 0x99, WGKEY_LEN);
+	memset(f->sites[1].public_key, 0x99, WG_KEY_LEN);
 	peers_free(w);
 	w = want_of(f, 0);
 	d = peers_diff(w, r, NULL);
@@ -273,7 +273,7 @@ static void test_diff_allowed_ips_and_key(void **state)
 {
 	struct fixture *f = fixture_new();
 	struct peers_desired *w = want_of(f, 0);
-	uint8_t priv[WGKEY_LEN], other[WGKEY_LEN];
+	uint8_t priv[WG_KEY_LEN], other[WG_KEY_LEN];
 	struct wgdev_allowedip extra;
 	struct wgdev *r, *d;
 
@@ -286,7 +286,7 @@ static void test_diff_allowed_ips_and_key(void **state)
 	assert_true(wgdev_peer_add_allowedip(&r->peers[0], &extra));
 	d = peers_diff(w, r, priv);
 	assert_true(d->flags & WGDEV_HAS_PRIVATE_KEY);
-	assert_memory_equal(d->private_key, priv, WGKEY_LEN);
+	assert_memory_equal(d->private_key, priv, WG_KEY_LEN);
 	assert_true(d->flags & WGDEV_HAS_LISTEN_PORT);
 	assert_int_equal(d->listen_port, 51820);
 	assert_int_equal(d->n_peers, 1);

@@ -204,12 +204,12 @@ static void test_format_set(void **state)
 	struct wgdev *dev = wgdev_new();
 	struct wgdev_peer *p;
 	struct wgdev_allowedip ip;
-	uint8_t k[WGKEY_LEN];
+	uint8_t k[WG_KEY_LEN];
 	char *req;
 	size_t len;
 
 	(void)state;
-	memset(dev->private_key, 0xa8, WGKEY_LEN);
+	memset(dev->private_key, 0xa8, WG_KEY_LEN);
 	dev->listen_port = 51820;
 	dev->flags = WGDEV_HAS_PRIVATE_KEY | WGDEV_HAS_LISTEN_PORT;
 	memset(k, 0x11, sizeof(k));

@@ -123,9 +123,9 @@ static uint32_t raw_u32(const struct nlattr *a)
 	return v;
 }
 
-static void key_fill(uint8_t k[WGKEY_LEN], uint8_t v)
+static void key_fill(uint8_t k[WG_KEY_LEN], uint8_t v)
 {
-	memset(k, v, WGKEY_LEN);
+	memset(k, v, WG_KEY_LEN);
 }
 
 static struct wgdev *sample_device(void)
@@ -133,7 +133,7 @@ static struct wgdev *sample_device(void)
 	struct wgdev *dev = wgdev_new();
 	struct wgdev_peer *p;
 	struct wgdev_allowedip ip;
-	uint8_t k[WGKEY_LEN];
+	uint8_t k[WG_KEY_LEN];
 
 	strcpy(dev->name, "strait0");
 	key_fill(dev->private_key, 0xa5);
@@ -343,7 +343,7 @@ static void dump_allowedip(struct nlmsghdr *nlh, uint16_t family, const void *ad
 
 static void test_parse_dump(void **state)
 {
-	uint8_t buf1[4096], buf2[4096], key[WGKEY_LEN];
+	uint8_t buf1[4096], buf2[4096], key[WG_KEY_LEN];
 	struct nlmsghdr *nlh;
 	struct nlattr *peers, *peer, *ips;
 	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(51820) };
@@ -426,7 +426,7 @@ static void test_parse_dump(void **state)
 
 static void test_parse_malformed(void **state)
 {
-	uint8_t buf[1024], key[WGKEY_LEN];
+	uint8_t buf[1024], key[WG_KEY_LEN];
 	struct nlmsghdr *nlh;
 	struct nlattr *peers, *peer, *ips;
 	struct wgdev *dev;
@@ -518,7 +518,7 @@ static void test_split_set(void **state)
 	struct wgdev *dev = wgdev_new(), *back = wgdev_new();
 	struct wgdev_peer *p;
 	struct wgdev_allowedip ip = { .family = AF_INET, .cidr = 32 };
-	uint8_t k[WGKEY_LEN];
+	uint8_t k[WG_KEY_LEN];
 	size_t msgs = 0;
 
 	(void)state;
