@@ -258,6 +258,26 @@ char *json_finish(struct json_out *j, size_t *len)
 	return doc;
 }
 
+char *json_finish_line(struct json_out *j, size_t *len)
+{
+	size_t n = 0;
+	char *doc = json_finish(j, &n), *line;
+
+	if (doc && !j->text) {
+		line = realloc(doc, n + 2);
+		if (!line) {
+			free(doc);
+			return NULL;
+		}
+		doc = line;
+		doc[n++] = '\n';
+		doc[n] = '\0';
+	}
+	if (doc && len)
+		*len = n;
+	return doc;
+}
+
 void json_discard(struct json_out *j)
 {
 	bool text = j->text;

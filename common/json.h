@@ -45,6 +45,12 @@ void json_lsn(struct json_out *j, const char *key, uint64_t lsn);
 
 /* Returns the NUL-terminated document (caller frees), or NULL on failure. */
 char *json_finish(struct json_out *j, size_t *len);
+/*
+ * json_finish(), ending in a newline in both forms (an outline always does):
+ * one JSON document per line, as replies and scripts want it. NULL on
+ * failure, out of memory included.
+ */
+char *json_finish_line(struct json_out *j, size_t *len);
 /* Discards a writer without taking its buffer. */
 void json_discard(struct json_out *j);
 

@@ -1583,7 +1583,7 @@ static char *fo_dry_json(const struct failover *f, const struct failover_facts *
 		const struct failover_readiness *r)
 {
 	struct json_out j;
-	char when[64], *doc;
+	char when[64];
 
 	json_init(&j);
 	json_object_begin(&j, NULL);
@@ -1621,16 +1621,7 @@ static char *fo_dry_json(const struct failover *f, const struct failover_facts *
 	else
 		json_null(&j, "expected_duration_s");
 	json_object_end(&j);
-	doc = json_finish(&j, NULL);
-	if (doc) {
-		char *line = NULL;
-
-		if (asprintf(&line, "%s\n", doc) < 0)
-			line = NULL;
-		free(doc);
-		doc = line;
-	}
-	return doc;
+	return json_finish_line(&j, NULL);
 }
 
 /* The dry run's connection is closed once its answer is in (never inside its callback). */

@@ -502,19 +502,11 @@ static void daemon_cmd_status(struct control_request *req, int argc, char **argv
 	else
 		json_init_text(&j);
 	daemon_status_json(d, &j);
-	doc = json_finish(&j, NULL);
+	/* one document per line keeps the reply easy to stream */
+	doc = json_finish_line(&j, NULL);
 	if (!doc) {
 		control_reply(req, false, "could not render status\n");
 		return;
-	}
-	if (as_json) {
-		/* one document per line keeps the reply easy to stream */
-		size_t n = strlen(doc);
-		char *line = realloc(doc, n + 2);
-		if (line) {
-			doc = line;
-			strcpy(doc + n, "\n");
-		}
 	}
 	control_reply(req, true, doc);
 	free(doc);
@@ -553,14 +545,7 @@ static void daemon_cmd_lag(struct control_request *req, int argc, char **argv, v
 		json_int(&j, "time", (int64_t)time(NULL));
 		daemon_lag_json(&rows, &j);
 		json_object_end(&j);
-		doc = json_finish(&j, &len);
-		if (doc) {
-			char *line = realloc(doc, len + 2);
-			if (line) {
-				doc = line;
-				strcpy(doc + len, "\n");
-			}
-		}
+		doc = json_finish_line(&j, &len);
 		goto out;
 	}
 	out = open_memstream(&doc, &len);
@@ -645,7 +630,6 @@ static void daemon_cmd_schedule(struct control_request *req, int argc, char **ar
 	struct daemon *d = arg;
 	struct json_out j;
 	char *doc;
-	size_t len;
 
 	if (argc > 2 || (argc == 2 && strcmp(argv[1], "--json") != 0)) {
 		control_reply(req, false, "usage: schedule [--json]\n");
@@ -660,14 +644,7 @@ static void daemon_cmd_schedule(struct control_request *req, int argc, char **ar
 	if (d->streams)
 		streams_schedule_json(d->streams, &j);
 	json_object_end(&j);
-	doc = json_finish(&j, &len);
-	if (doc && argc == 2) {
-		char *line = realloc(doc, len + 2);
-		if (line) {
-			doc = line;
-			strcpy(doc + len, "\n");
-		}
-	}
+	doc = json_finish_line(&j, NULL);
 	control_reply(req, doc != NULL, doc ? doc : "out of memory\n");
 	free(doc);
 }

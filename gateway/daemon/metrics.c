@@ -477,24 +477,18 @@ static void metrics_serve_check(struct metrics_server *m, struct evhttp_request 
 {
 	struct metrics_health h = { .site = "", .role = "unknown" };
 	struct json_out j;
-	char *doc, *line;
+	char *doc;
 	size_t len = 0;
 	int code;
 
 	m->cb.health(m->arg, &h);
 	json_init(&j);
 	code = metrics_check(path, query, &h, &j);
-	doc = json_finish(&j, &len);
+	/* end with a newline, as for a terminal */
+	doc = json_finish_line(&j, &len);
 	if (!doc) {
 		evhttp_send_error(req, 500, NULL);
 		return;
-	}
-	/* end with a newline, as for a terminal */
-	line = realloc(doc, len + 2);
-	if (line) {
-		doc = line;
-		doc[len++] = '\n';
-		doc[len] = '\0';
 	}
 	metrics_reply(req, code, "application/json", doc, len);
 	free(doc);

@@ -654,7 +654,7 @@ static void *vj_thread(void *arg)
 	json_bool(&j->json, "ok", o->ok);
 	json_bool(&j->json, "equal", o->equal);
 	json_object_end(&j->json);
-	o->json = json_finish(&j->json, NULL);
+	o->json = json_finish_line(&j->json, NULL);
 	fprintf(j->text_f, "verify: %s\n", !o->ok ? "FAILED (see above)" : o->equal ? "equal" : "DIFFERENT");
 	fclose(j->text_f);
 	j->text_f = NULL;

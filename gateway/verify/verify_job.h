@@ -66,7 +66,7 @@ struct verify_job_outcome {
 	bool ok;                     /* every stream compared */
 	bool equal;                  /* and no difference anywhere */
 	char *text;                  /* the human report */
-	char *json;                  /* the same as a JSON document */
+	char *json;                  /* the same as a JSON document, ending in a newline */
 	struct verify_job_stream *streams;
 	size_t nstreams;
 };

@@ -100,12 +100,8 @@ static void vs_done(void *arg, const struct verify_job_outcome *o)
 	}
 	if (vs->req) {
 		const char *body = vs->req_json ? o->json : o->text;
-		char *withnl = NULL;
 
-		if (body && vs->req_json && asprintf(&withnl, "%s\n", body) < 0)
-			withnl = NULL;
-		control_reply(vs->req, o->ok && o->equal, withnl ? withnl : body ? body : "out of memory\n");
-		free(withnl);
+		control_reply(vs->req, o->ok && o->equal, body ? body : "out of memory\n");
 		vs->req = NULL;
 	}
 	vs->finished = vs->job;

@@ -1,6 +1,6 @@
 /*
  * test_json.c — the status output interface: JSON and outline renderings of
- * the same calls, escaping, and misuse detection.
+ * the same calls, a document as one line, escaping, and misuse detection.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -90,6 +90,39 @@ static void test_outline_rendering(void **state)
 	free(doc);
 }
 
+static void test_finish_line(void **state)
+{
+	struct json_out j;
+	char *doc;
+	size_t len = 0;
+
+	(void)state;
+	/* JSON: the document and one newline */
+	json_init(&j);
+	json_object_begin(&j, NULL);
+	json_string(&j, "site", "cloud");
+	json_object_end(&j);
+	doc = json_finish_line(&j, &len);
+	assert_non_null(doc);
+	assert_string_equal(doc, "{\"site\":\"cloud\"}\n");
+	assert_int_equal(len, strlen(doc));
+	free(doc);
+	/* an outline already ends in one: not a second */
+	json_init_text(&j);
+	json_object_begin(&j, NULL);
+	json_string(&j, "site", "cloud");
+	json_object_end(&j);
+	doc = json_finish_line(&j, &len);
+	assert_non_null(doc);
+	assert_string_equal(doc, "site: cloud\n");
+	assert_int_equal(len, strlen(doc));
+	free(doc);
+	/* a failed document stays a failure */
+	json_init(&j);
+	json_object_begin(&j, NULL);
+	assert_null(json_finish_line(&j, NULL));
+}
+
 static void test_escaping(void **state)
 {
 	struct json_out j;
@@ -163,6 +196,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_json_rendering),
 		cmocka_unit_test(test_outline_rendering),
+		cmocka_unit_test(test_finish_line),
 		cmocka_unit_test(test_escaping),
 		cmocka_unit_test(test_unbalanced_is_refused),
 		cmocka_unit_test(test_depth_limit),
