@@ -318,7 +318,7 @@ void streams_frame(struct streams *s, const char *peer, const struct frame *f)
 			log_warning("BATCH from \"%s\" for a stream this site does not receive from it", peer);
 			return;
 		}
-		stream_sink_batch(st, f);
+		stream_sink_batch(st, &batch);
 		return;
 	case FRAME_SEQUENCES: {
 		static struct relay_proto_sequence seqs[STREAM_MAX_SEQUENCES];

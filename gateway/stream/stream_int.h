@@ -200,7 +200,8 @@ void stream_verify_source_fini(struct stream *st);
 bool stream_sink_init(struct stream *st, const struct strait_config *cfg, size_t self);
 void stream_sink_fini(struct stream *st);
 void stream_sink_retry(struct stream *st);
-void stream_sink_batch(struct stream *st, const struct frame *f);
+/* A BATCH for this stream, read once by streams_frame() (stream.c). */
+void stream_sink_batch(struct stream *st, const struct relay_proto_batch *b);
 void stream_sink_sequences(struct stream *st, const struct relay_proto_sequences *m);
 void stream_sink_send_resume(struct stream *st);
 /* The sink's positions for a HELLO (false: it does not ask in HELLO). */

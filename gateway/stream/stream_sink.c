@@ -287,35 +287,26 @@ static bool sink_follows(const struct stream *st, const struct relay_proto_batch
 	return true;
 }
 
-void stream_sink_batch(struct stream *st, const struct frame *f)
+void stream_sink_batch(struct stream *st, const struct relay_proto_batch *b)
 {
-	struct relay_proto_batch b;
-	enum relay_proto_status ps;
 	const uint8_t *body;
 	size_t body_len;
 	char err[256], why[512];
 
-	ps = relay_proto_read_batch(f->payload, f->payload_len, &b);
-	if (ps != RELAY_PROTO_OK) {
-		snprintf(why, sizeof(why), "malformed BATCH from \"%s\": %s", st->peer,
-			 relay_proto_status_str(ps));
-		stream_sink_ask_again(st, why);
-		return;
-	}
-	if (st->halted || !st->apply_ready || b.generation != st->want_generation)
+	if (st->halted || !st->apply_ready || b->generation != st->want_generation)
 		return;       /* halted, paused, or sent before our last RESUME: asked for again */
 	(void)fault_hit("sink.batch_received");
-	if (b.seq == 0 && st->asked_lsn && b.prev_lsn > st->asked_lsn) {
+	if (b->seq == 0 && st->asked_lsn && b->prev_lsn > st->asked_lsn) {
 		/*
 		 * The source has nothing between what was asked for and where it
 		 * sends from (asked 0: the sink has nothing, any start will do).
 		 */
 		snprintf(why, sizeof(why), "gap: asked \"%s\" to resume after " LSN_FMT " but its first "
-			 "batch continues from " LSN_FMT, st->peer, LSN_ARGS(st->asked_lsn), LSN_ARGS(b.prev_lsn));
+			 "batch continues from " LSN_FMT, st->peer, LSN_ARGS(st->asked_lsn), LSN_ARGS(b->prev_lsn));
 		sink_halt(st, why);
 		return;
 	}
-	if (!sink_follows(st, &b, why, sizeof(why))) {
+	if (!sink_follows(st, b, why, sizeof(why))) {
 		stream_sink_ask_again(st, why);
 		return;
 	}
@@ -324,17 +315,17 @@ void stream_sink_batch(struct stream *st, const struct frame *f)
 		codec_reset(st->dec);
 		st->dec_started = true;
 	}
-	if (b.raw_len > STREAM_RAW_MAX) {
+	if (b->raw_len > STREAM_RAW_MAX) {
 		snprintf(why, sizeof(why), "a batch of %u bytes from \"%s\" is over the limit of %u",
-			 b.raw_len, st->peer, STREAM_RAW_MAX);
+			 b->raw_len, st->peer, STREAM_RAW_MAX);
 		sink_halt(st, why);
 		return;
 	}
-	if (!codec_run(st->dec, b.data, b.data_len, b.raw_len, &body, &body_len, err, sizeof(err)) ||
-	    body_len != b.raw_len) {
+	if (!codec_run(st->dec, b->data, b->data_len, b->raw_len, &body, &body_len, err, sizeof(err)) ||
+	    body_len != b->raw_len) {
 		/* the compression window is lost: ask again from a fresh context */
 		snprintf(why, sizeof(why), "bad BATCH from \"%s\": %s", st->peer,
-			 body_len != b.raw_len ? "size differs from its header" : err);
+			 body_len != b->raw_len ? "size differs from its header" : err);
 		stream_sink_ask_again(st, why);
 		return;
 	}
@@ -347,19 +338,19 @@ void stream_sink_batch(struct stream *st, const struct frame *f)
 		return;
 	}
 	st->expect_seq++;
-	st->expect_prev = b.last_lsn ? b.last_lsn : b.prev_lsn;
+	st->expect_prev = b->last_lsn ? b->last_lsn : b->prev_lsn;
 	st->resends = 0;
 	st->batches_received++;
 	/* the sink does not know the commit time before applying: it ages from arrival */
-	if (b.last_lsn) {
+	if (b->last_lsn) {
 		struct timespec ts;
 
 		clock_gettime(CLOCK_REALTIME, &ts);
-		lag_commit_sent(st->lag, b.last_lsn, (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
-		lag_wal_position(st->lag, b.last_lsn);
+		lag_commit_sent(st->lag, b->last_lsn, (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
+		lag_wal_position(st->lag, b->last_lsn);
 	}
-	if (b.last_lsn > st->next_lsn)
-		st->next_lsn = b.last_lsn;
+	if (b->last_lsn > st->next_lsn)
+		st->next_lsn = b->last_lsn;
 }
 
 bool stream_sink_init(struct stream *st, const struct strait_config *cfg, size_t self)
