@@ -7,6 +7,7 @@ deadline (wait_until).
 """
 
 import contextlib
+import fcntl
 import os
 import pwd
 import shutil
@@ -14,6 +15,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 import yaml
@@ -57,12 +59,6 @@ def run(cmd, check=True, **kw):
     if check and res.returncode != 0:
         raise HarnessError(f"{cmd!r} exited {res.returncode}: {res.stderr.strip()}")
     return res
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def proc_stat(pid):
@@ -109,17 +105,112 @@ def kill_pid(pid, sig=signal.SIGTERM, timeout=10.0):
 
 
 # --------------------------------------------------------------------------
+# TCP ports
+
+PORT_STATE = os.environ.get("STRAIT_PORT_STATE", "/tmp/strait-test-ports")
+PORT_LOW = 20000
+
+
+def port_range():
+    """(low, high), inclusive: the ports allocate_port() hands out, all below the
+    kernel's ephemeral range."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            ephemeral_low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    if ephemeral_low - PORT_LOW < 1000:
+        # an unusually wide ephemeral range leaves too few below it: these
+        # anyway, the test bind skips those a connection holds
+        return PORT_LOW, PORT_LOW + 9999
+    return PORT_LOW, ephemeral_low - 1
+
+
+def _port_is_free(port):
+    """Nothing holds port: binding it fails for a listener or a connection on
+    any address, the wildcard or 127.0.0.1 (no SO_REUSEADDR: TIME_WAIT counts)."""
+    for addr in ("0.0.0.0", "127.0.0.1"):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((addr, port))
+            except OSError:
+                return False
+    return True
+
+
+def _open_port_state():
+    """The counter file, shared by every user of the machine (mode 0666). It is
+    opened without O_CREAT when it exists: with fs.protected_regular, O_CREAT
+    of another user's file in sticky /tmp fails even for root."""
+    for path in (PORT_STATE, f"{PORT_STATE}-{os.geteuid()}"):
+        try:
+            return os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+                os.fchmod(fd, 0o666)
+                return fd
+            except FileExistsError:
+                return os.open(path, os.O_RDWR)
+            except PermissionError:
+                continue
+        except PermissionError:
+            continue          # someone else's file we may not write: our own one
+    raise HarnessError(f"cannot open or create {PORT_STATE}")
+
+
+def allocate_port():
+    """A TCP port for a server or daemon a test starts, free when handed out.
+
+    Not bind(0): that port comes from the kernel's ephemeral range
+    (ip_local_port_range), is free again the moment the probe closes it, and
+    any outgoing connection on the machine can take it before the server
+    binds it. These ports lie below the ephemeral range, where only listeners
+    with fixed ports go, and come from one counter in PORT_STATE, guarded by
+    flock, that every user of this harness on the machine (pytest, make bench,
+    make chaos, the demo, several at once) moves forward: no port is handed
+    out twice until the counter has gone round the whole range. Each candidate
+    is test-bound first and skipped while something else holds it."""
+    low, high = port_range()
+    size = high - low + 1
+    fd = _open_port_state()
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            last = int(os.pread(fd, 32, 0).decode() or "0")
+        except ValueError:
+            last = 0
+        if not low <= last <= high:
+            last = high
+        for step in range(1, size + 1):
+            port = low + (last - low + step) % size
+            if _port_is_free(port):
+                data = f"{port}\n".encode()
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, data, 0)
+                return port
+        raise HarnessError(f"no free TCP port in {low}-{high}")
+    finally:
+        os.close(fd)       # releases the lock
+
+
+# --------------------------------------------------------------------------
 # Scratch space that the unprivileged PostgreSQL user can reach
 
+_test_user_lock = threading.Lock()
+
+
 def test_user():
-    """The unprivileged account servers run as (created when root)."""
+    """The unprivileged account servers run as (created when root, once when
+    servers start in several threads)."""
     if not IS_ROOT:
         return pwd.getpwuid(os.geteuid()).pw_name
-    try:
-        pwd.getpwnam(TEST_USER)
-    except KeyError:
-        run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-             TEST_USER])
+    with _test_user_lock:
+        try:
+            pwd.getpwnam(TEST_USER)
+        except KeyError:
+            run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                 TEST_USER])
     return TEST_USER
 
 
@@ -152,7 +243,7 @@ class PgServer:
         self.datadir = os.path.join(self.base, "data")
         self.sockdir = os.path.join(self.base, "sock")
         self.logfile = os.path.join(self.base, "postgres.log")
-        self.port = free_port()
+        self.port = allocate_port()
         self.listen_addresses = listen_addresses
         self.settings = settings or {}
         self.pid = None
@@ -364,7 +455,7 @@ def host_config(cluster_cfg, host_dir):
     cfg["private_key_file"] = os.path.join(host_dir, "wireguard.key")
     cfg["state_dir"] = os.path.join(host_dir, "state")
     cfg["control"] = dict(cfg.get("control") or {}, socket=os.path.join(host_dir, "control.sock"))
-    cfg.setdefault("metrics", {})["listen"] = f"127.0.0.1:{free_port()}"
+    cfg.setdefault("metrics", {})["listen"] = f"127.0.0.1:{allocate_port()}"
     tls = cfg.setdefault("tls", {})
     for k, name in (("ca", "ca.crt"), ("cert", "site.crt"), ("key", "site.key")):
         tls[k] = os.path.join(host_dir, "tls", name)
@@ -486,7 +577,7 @@ class Cluster:
         self.keys = {s["name"]: make_keypair() for s in sites}
         sites = [dict(s, public_key=self.keys[s["name"]][1]) for s in sites]
         extra = dict(extra or {})
-        extra.setdefault("relay", {"port": free_port()})
+        extra.setdefault("relay", {"port": allocate_port()})
         self.cluster_cfg = site_config(self.base, cluster, sites, streams, backend, extra)
         ca = tlsutil.make_ca(os.path.join(self.base, "ca"), cluster)
         self.ca = ca

@@ -1,7 +1,20 @@
-"""The harness itself: PostgreSQL servers and namespace sites that later tests
-build on behave as promised."""
+"""The harness itself: PostgreSQL servers, namespace sites and the ports
+later tests build on behave as promised."""
+
+import concurrent.futures
+import copy
+import json
+import multiprocessing
+import os
+import re
+import signal
+import socket
+import subprocess
+import urllib.error
+import urllib.request
 
 import pytest
+import yaml
 
 import harness
 from conftest import requires_root
@@ -60,3 +73,143 @@ def test_postgres_inside_a_site(netns_sites, pg_factory):
     res = other.run(["psql", "-h", site.wan_ip, "-p", str(pg.port), "-U", "postgres",
                      "-Atc", "SELECT 1", "postgres"])
     assert res.stdout.strip() == "1"
+
+
+# ---------------------------------------------------------------------------
+# Ports: allocate_port() hands out each port once, below the ephemeral range
+
+def _allocate(n):
+    return [harness.allocate_port() for _ in range(n)]
+
+
+def test_allocated_ports_are_distinct_and_below_the_ephemeral_range():
+    low, high = harness.port_range()
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        ephemeral_low = int(f.read().split()[0])
+    assert high < ephemeral_low
+    # Ports the counter hands out next, held by listeners here: skipped.
+    try:
+        with open(harness.PORT_STATE) as f:
+            last = int(f.read())
+    except (OSError, ValueError):
+        last = high
+    held, held_ports = [], set()
+    for k in range(1, 6):
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", low + (last - low + k) % (high - low + 1)))
+            s.listen(1)
+            held.append(s)
+            held_ports.add(s.getsockname()[1])
+        except OSError:
+            s.close()
+    try:
+        # four processes and eight threads at once
+        with multiprocessing.get_context("fork").Pool(4) as pool:
+            in_procs = pool.map_async(_allocate, [150] * 4)
+            with concurrent.futures.ThreadPoolExecutor(8) as ex:
+                in_threads = list(ex.map(lambda _: harness.allocate_port(), range(400)))
+            ports = in_threads + [p for ps in in_procs.get(60) for p in ps]
+    finally:
+        for s in held:
+            s.close()
+    assert len(ports) == 1000
+    assert len(set(ports)) == len(ports), "a port was handed out twice"
+    assert all(low <= p <= high for p in ports)
+    assert not held_ports & set(ports), "a port in use was handed out"
+
+
+PAIRS = 99          # 198 daemons
+SERVERS = 4         # and PostgreSQL servers: two hundred and two listeners
+
+
+@pytest.fixture
+def plain_build(monkeypatch):
+    """The plain build's programs when make integration names one: two hundred
+    sanitizer builds starting at once take a minute of CPU more."""
+    build = os.environ.get("STRAIT_PLAIN_BUILD")
+    if build:
+        monkeypatch.setattr(harness, "STRAITD", os.path.join(build, "straitd"))
+        monkeypatch.setattr(harness, "STRAITCTL", os.path.join(build, "straitctl"))
+
+
+def test_two_hundred_servers_and_daemons_start_at_once_on_their_own_ports(
+        tmp_path, plain_build, straitd_factory, pg_factory):
+    """Every daemon (its relay and metrics ports) and every server (its
+    port) started at the same time binds what the allocator gave it."""
+    import psycopg
+    cluster = harness.Cluster(tmp_path / "c", harness.loopback_sites([None, None]))
+    configs = [(cluster.path(n), n) for n in ("onprem", "cloud")]
+    for i in range(1, PAIRS):
+        relay = harness.allocate_port()
+        for name in ("onprem", "cloud"):
+            host = tmp_path / f"p{i}" / name
+            host.mkdir(parents=True)
+            cfg = copy.deepcopy(cluster.host(name)[1])     # its key and TLS files
+            cfg["relay"]["port"] = relay
+            cfg["state_dir"] = str(host / "state")
+            cfg["control"]["socket"] = str(host / "control.sock")
+            cfg["metrics"]["listen"] = f"127.0.0.1:{harness.allocate_port()}"
+            configs.append((harness.write_config(str(host / "strait.yaml"), cfg), name))
+    daemons = [straitd_factory(path, site=name, start=False) for path, name in configs]
+
+    def get(d, path):
+        with open(d.config_path) as f:
+            listen = yaml.safe_load(f)["metrics"]["listen"]
+        try:
+            return urllib.request.urlopen(f"http://{listen}{path}", timeout=10).read()
+        except urllib.error.HTTPError as err:    # 503 while not working: still its answer
+            return err.read()
+
+    def relay_up(d):
+        text = get(d, "/metrics").decode()
+        return re.search(r'^strait_relay_up\{peer="\w+"\} 1$', text, re.M) is not None
+
+    waiting = list(daemons)
+
+    def every_link_up():
+        waiting[:] = [d for d in waiting if not relay_up(d)]
+        return not waiting
+
+    with concurrent.futures.ThreadPoolExecutor(SERVERS) as ex:
+        try:
+            servers = [ex.submit(pg_factory, f"many{i}", listen_addresses="127.0.0.1")
+                       for i in range(SERVERS)]
+            for d in daemons:
+                d.start(wait=False)
+            for d in daemons:
+                d.wait_ready(timeout=60)
+            servers = [f.result(timeout=120) for f in servers]
+            ports = [s.port for s in servers] + [cluster.cluster_cfg["relay"]["port"]]
+            for path, _ in configs:
+                with open(path) as f:
+                    cfg = yaml.safe_load(f)
+                ports.append(int(cfg["metrics"]["listen"].rsplit(":", 1)[1]))
+                if cfg["relay"]["port"] not in ports:     # one per pair
+                    ports.append(cfg["relay"]["port"])
+            assert len(ports) == SERVERS + PAIRS * 3 and len(set(ports)) == len(ports)
+            for s in servers:
+                with psycopg.connect(host="127.0.0.1", port=s.port, user="postgres",
+                                     dbname="postgres", connect_timeout=10) as conn:
+                    assert conn.execute("SHOW port").fetchone() == (str(s.port),)
+            for d, (_, name) in zip(daemons, configs):
+                assert d.alive()
+                assert json.loads(get(d, "/health"))["site"] == name
+            # each pair's two daemons find each other on the pair's relay port
+            harness.wait_until(every_link_up, timeout=60, interval=0.5,
+                               what="every pair's relay link")
+            assert [d.alive() for d in daemons] == [True] * len(daemons)
+        finally:
+            # SIGTERM to all first, then wait: they exit side by side
+            for d in daemons:
+                if d.alive():
+                    d.signal(signal.SIGTERM)
+            codes = []
+            for d in daemons:
+                try:
+                    codes.append(d.proc.wait(timeout=30) if d.proc else None)
+                except subprocess.TimeoutExpired:
+                    d.kill()
+                    codes.append("killed")
+    assert codes == [0] * len(daemons), [d.log_text()[-2000:] for d, c in zip(daemons, codes)
+                                          if c != 0][:2]

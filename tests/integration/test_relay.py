@@ -292,7 +292,7 @@ class Cluster:
                  addrs=None, prefix=8):
         self.base = base
         self.names = list(names)
-        self.port = harness.free_port()
+        self.port = harness.allocate_port()
         octet = 20 + os.getpid() % 200
         self.addr = addrs or {n: f"127.{octet}.0.{i + 1}" for i, n in enumerate(self.names)}
         self.pki = os.path.join(base, "pki")
