@@ -1,8 +1,9 @@
 # strait: replication gateway for hybrid and multi-cloud PostgreSQL.
 #
 #   make            build straitd and straitctl
-#   make test       install dependencies, check the layering, build, run unit
-#                   (ASan+UBSan), fuzz-corpus replay and integration tests
+#   make test       install dependencies, check tests/programs.txt and the
+#                   layering, build, run unit (ASan+UBSan), fuzz-corpus replay
+#                   and integration tests
 #   make check-layers  check every #include against the layering rule
 #   make demo       install dependencies, build, run two sites on this machine
 #   make fuzz       run every libFuzzer target for FUZZ_TIME seconds each
@@ -169,6 +170,7 @@ check-layers:
 	$(Q)$(PYTHON) tests/check_layers.py
 
 test: deps
+	$(Q)$(PYTHON) tests/check_programs.py
 	$(Q)$(MAKE) --no-print-directory check-layers
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)$(MAKE) --no-print-directory unit

@@ -3,11 +3,15 @@
 # when everything is present it touches nothing and needs no network.
 set -eu
 
+# Every program the tests and the make targets run comes from one of these
+# (tests/programs.txt says which, tests/check_programs.py checks it); the last
+# line is Debian's base system, named so that the list is complete.
 PACKAGES="make gcc clang libclang-rt-14-dev pkg-config
 libpq-dev libssl-dev libzstd-dev libevent-dev libyaml-dev libmnl-dev libcmocka-dev
 postgresql-15 postgresql-client-15 wireguard-go wireguard-tools iproute2 iputils-ping ethtool
-openssl procps tzdata python3 python3-pytest python3-psycopg python3-yaml gnuplot-nox
-build-essential debhelper dpkg-dev lintian rpm rpmlint systemd man-db prometheus"
+openssl procps tzdata python3 python3-pytest python3-psycopg python3-yaml gnuplot-nox curl git
+build-essential binutils debhelper dpkg-dev lintian rpm rpmlint systemd man-db prometheus
+apt coreutils dash dpkg findutils gzip libc-bin passwd sed tar util-linux"
 
 missing=""
 for p in $PACKAGES; do

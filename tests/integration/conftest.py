@@ -4,14 +4,58 @@ Everything a test starts is registered with its fixture and stopped by pid at
 teardown, whether the test passed or not."""
 
 import os
+import sys
 
 import pytest
 
 import harness
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import check_programs  # noqa: E402  (tests/check_programs.py)
+
 
 requires_root = pytest.mark.skipif(not harness.IS_ROOT,
                                    reason="needs root (network namespaces, PostgreSQL user)")
+
+
+# --------------------------------------------------------------------------
+# Every program a test runs is in tests/programs.txt, which `make deps`
+# installs: an audit hook sees each subprocess and the session fails at its
+# end when one ran that the list does not name.
+
+_LISTED = check_programs.load_programs()
+_unlisted = {}          # program -> the first command line that ran it
+
+
+def _audit_programs(event, args):
+    if event != "subprocess.Popen":
+        return
+    try:
+        _executable, argv, cwd, _env = args
+        argv = [os.fsdecode(a) for a in argv]
+        for prog in check_programs.unwrap(argv):
+            key = check_programs.program_key(prog, cwd=os.fsdecode(cwd) if cwd else None)
+            if key is not None and key not in _LISTED:
+                _unlisted.setdefault(key, argv)
+    except Exception:       # an audit hook that raises would fail the subprocess
+        pass
+
+
+sys.addaudithook(_audit_programs)
+
+
+def pytest_sessionfinish(session):
+    if _unlisted:
+        session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _unlisted:
+        terminalreporter.section("programs not in tests/programs.txt", red=True)
+        for key, argv in sorted(_unlisted.items()):
+            terminalreporter.write_line(f"{key}: ran as {' '.join(argv)[:200]}")
+        terminalreporter.write_line("add each with its Debian package to tests/programs.txt and "
+                                    "the package to PACKAGES in tests/install-deps.sh")
 
 
 @pytest.fixture(scope="session", autouse=True)
