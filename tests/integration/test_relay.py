@@ -83,10 +83,12 @@ def wire_str(s):
 
 
 def hello_payload(cluster, site, streams=()):
-    out = struct.pack(">H", 1) + wire_str(cluster) + wire_str(site)
+    """HELLO (protocol 2): per stream its received and committed positions
+    and the bytes queued at the sink."""
+    out = struct.pack(">H", 2) + wire_str(cluster) + wire_str(site)
     out += struct.pack(">H", len(streams))
     for name, lsn in streams:
-        out += wire_str(name) + struct.pack(">Q", lsn)
+        out += wire_str(name) + struct.pack(">QQQ", lsn, lsn, 0)
     return out
 
 
@@ -443,7 +445,7 @@ def test_hello_exchange_and_status(cluster_factory):
 
     # alpha sorts lower, so it dials; beta's HELLO carries its resume positions.
     line = alpha.wait_event("connected beta ")
-    assert "epoch=3" in line and "version=1" in line
+    assert "epoch=3" in line and "version=2" in line
     assert "streams=app:0/16B3A28,audit:0/7" in line
     assert beta.wait_event("connected alpha ").endswith("streams=")
     # Heartbeats flow both ways with the sender's role.
@@ -459,7 +461,7 @@ def test_hello_exchange_and_status(cluster_factory):
     assert b["peers"][0]["direction"] == "accept" and b["peers"][0]["state"] == "up"
     # The dialer leaves from its own tunnel address.
     assert b["peers"][0]["remote"].startswith(c.addr["alpha"] + ":")
-    alpha.wait_log(r'relay site "beta" at .*: hello -> up: HELLO from "beta" \(protocol 1, '
+    alpha.wait_log(r'relay site "beta" at .*: hello -> up: HELLO from "beta" \(protocol 2, '
                    r'epoch 3, 2 streams\)')
 
 
