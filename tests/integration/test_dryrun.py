@@ -116,7 +116,8 @@ def test_dry_run_go_for_a_caught_up_replica(tmp_path, pg_factory, straitd_factor
     print(out)
     status, dur = check_line(out, "duration")
     assert status == "info" and "the last switchover (the whole hand-over) measured" in dur
-    assert abs(float(re.search(r"expected duration ([\d.]+) s", dur).group(1)) - took) < 0.02
+    # both are printed to 0.01 s and read a moment apart: equal up to that
+    assert abs(float(re.search(r"expected duration ([\d.]+) s", dur).group(1)) - took) < 0.05
     # the old primary stays fenced after a switchover: its promotion would unfence it
     assert "fenced now (default_transaction_read_only on): the promotion unfences it" in \
         check_line(out, "database")[1]
