@@ -29,57 +29,13 @@
 
 #include "common/crc32c.h"
 #include "gateway/stream/spool.h"
+#include "spool_fixture.h"
 
 #define SEG_HDR 16
 #define REC_OVERHEAD 48            /* length, CRC and the meta */
 #define BODY 100                   /* the usual test body */
 #define REC (REC_OVERHEAD + BODY)  /* a usual record on disk */
 #define TWO_PER_SEG (SEG_HDR + 2 * REC)
-
-struct fx {
-	char tmp[64];
-	char dir[96];
-};
-
-static int setup(void **state)
-{
-	struct fx *f = calloc(1, sizeof(*f));
-
-	assert_non_null(f);
-	strcpy(f->tmp, "/tmp/strait-spool-XXXXXX");
-	assert_non_null(mkdtemp(f->tmp));
-	snprintf(f->dir, sizeof(f->dir), "%s/spool", f->tmp);
-	*state = f;
-	return 0;
-}
-
-static void rm_dir(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	char path[512];
-
-	if (d == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		unlink(path);
-	}
-	closedir(d);
-	rmdir(dir);
-}
-
-static int teardown(void **state)
-{
-	struct fx *f = *state;
-
-	rm_dir(f->dir);
-	rm_dir(f->tmp);
-	free(f);
-	return 0;
-}
 
 /* --- helpers ---------------------------------------------------------- */
 

@@ -27,54 +27,10 @@
 
 #include "common/fault.h"
 #include "gateway/stream/spool.h"
+#include "spool_fixture.h"
 
 /* The 3rd append fails; the 2nd sync fails (the first test syncs nothing). */
 #define FAULTS "source.spool_append=fail@3,source.spool_fsync=fail@2"
-
-struct fx {
-	char tmp[64];
-	char dir[96];
-};
-
-static int setup(void **state)
-{
-	struct fx *f = calloc(1, sizeof(*f));
-
-	assert_non_null(f);
-	strcpy(f->tmp, "/tmp/strait-spool-fault-XXXXXX");
-	assert_non_null(mkdtemp(f->tmp));
-	snprintf(f->dir, sizeof(f->dir), "%s/spool", f->tmp);
-	*state = f;
-	return 0;
-}
-
-static void rm_dir(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	char path[512];
-
-	if (d == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		unlink(path);
-	}
-	closedir(d);
-	rmdir(dir);
-}
-
-static int teardown(void **state)
-{
-	struct fx *f = *state;
-
-	rm_dir(f->dir);
-	rm_dir(f->tmp);
-	free(f);
-	return 0;
-}
 
 static struct spool *open_spool(struct fx *f)
 {
