@@ -89,6 +89,7 @@ struct stream {
 	uint32_t generation;     /* of the resume being served; stamped on batches */
 	uint32_t send_seq;       /* the next batch's seq in this generation */
 	bool gap;                /* the sink asked for what the spool no longer holds: stopped */
+	bool oversized;          /* a batch too big for a relay frame: stopped until a resume */
 	bool spool_broken;       /* an fsync failed: the spool is never trusted again */
 	bool sending;            /* the spool cursor serves the current resume */
 	struct event *pump_event; /* send more: token bucket refilled, or kicked */

@@ -532,8 +532,16 @@ static bool sender_batch(struct stream *st, struct sender_frame *f, const uint8_
 		.data_len = wire_len,
 	};
 	wire_writer_reset(&s->out);
-	if (!relay_proto_write_batch(&s->out, &b) ||
-	    !stream_send(st, FRAME_BATCH, codec_compresses(st->enc) ? FRAME_FLAG_COMPRESSED : 0))
+	if (!relay_proto_write_batch(&s->out, &b)) {
+		/* never skipped: the stream stops here, loudly, until a resume tries again */
+		snprintf(st->last_error, sizeof(st->last_error), "a batch at " LSN_FMT " of %zu bytes "
+			 "(%zu compressed) does not fit in a relay frame: the stream stops here",
+			 LSN_ARGS(fr.first_lsn), fr.len, wire_len);
+		log_error("stream \"%s\": %s", st->name, st->last_error);
+		st->oversized = true;
+		return false;
+	}
+	if (!stream_send(st, FRAME_BATCH, codec_compresses(st->enc) ? FRAME_FLAG_COMPRESSED : 0))
 		return false;  /* the next HELLO says where to go on */
 	cost = schedule_wire_cost(FRAME_HEADER_SIZE + s->out.len, s->cfg->tunnel.mtu,
 				  s->cfg->tunnel.backend != CONFIG_BACKEND_NONE);
@@ -679,6 +687,7 @@ void stream_source_resume_at(struct stream *st, const struct relay_proto_positio
 	st->resume_lsn = lsn;
 	st->generation = generation;
 	st->send_seq = 0;
+	st->oversized = false;
 	window_reset(st);
 	/* what the sink holds unapplied counts against the window until it commits it */
 	if (pos->queued_bytes && lsn)
@@ -1077,7 +1086,7 @@ void stream_source_fini(struct stream *st)
 
 const char *stream_source_state(const struct stream *st)
 {
-	if (!st->spool || st->gap ||
+	if (!st->spool || st->gap || st->oversized ||
 	    (st->last_error[0] && !(st->source && source_is_ready(st->source))))
 		return "error";
 	if (st->sync && streamsync_in_progress(st->sync))
