@@ -15,6 +15,7 @@
  * own accessors (metrics.h knows nothing of them).
  */
 #include "gateway/daemon/daemon.h"
+#include "gateway/daemon/daemon_int.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -45,38 +46,6 @@
 #include "gateway/verify/verify_service.h"
 #include "tunnel/tunnel.h"
 
-/* What a peer site last said about itself. */
-struct daemon_peer {
-	char *name;
-	uint8_t role;                /* enum relay_role of its last HEARTBEAT */
-	uint64_t epoch;              /* in its last frame's header */
-	time_t heard_at;
-};
-
-struct daemon {
-	struct event_base *base;
-	struct strait_config *cfg;
-	size_t self;
-	char *site_name;
-	bool keep_tunnel;
-	struct tunnel *tunnel;
-	struct relay *relay;
-	struct streams *streams;
-	struct control_server *control;
-	struct metrics_server *metrics;
-	struct role *role;
-	struct failover *failover;   /* switchover, failover, stepping down */
-	struct verify_service *verify; /* verify command and periodic verifies */
-	struct daemon_peer *peers;
-	size_t n_peers;
-	struct event *signals[3];
-	time_t started_at;
-	time_t loaded_at;
-	unsigned reloads;
-	unsigned failed_reloads;
-	char *reload_error;          /* why the last reload was refused, or NULL */
-};
-
 /* Logs every diagnostic line at error level (the file's own format). */
 static void daemon_log_diags(const struct config_diags *diags)
 {
@@ -106,39 +75,6 @@ static bool daemon_make_state_dir(const char *dir)
 		return false;
 	}
 	return true;
-}
-
-static const char *daemon_site_role(const struct daemon *d)
-{
-	return role_name(role_current(d->role));
-}
-
-static struct daemon_peer *daemon_find_peer(const struct daemon *d, const char *name)
-{
-	for (size_t i = 0; i < d->n_peers; i++) {
-		if (strcmp(d->peers[i].name, name) == 0)
-			return &d->peers[i];
-	}
-	return NULL;
-}
-
-/* The peer's entry, made on first contact; NULL when out of memory. */
-static struct daemon_peer *daemon_peer(struct daemon *d, const char *name)
-{
-	struct daemon_peer *p = daemon_find_peer(d, name), *grown;
-
-	if (p)
-		return p;
-	grown = realloc(d->peers, (d->n_peers + 1) * sizeof(*grown));
-	if (!grown)
-		return NULL;
-	d->peers = grown;
-	p = &d->peers[d->n_peers];
-	*p = (struct daemon_peer){ .name = strdup(name) };
-	if (!p->name)
-		return NULL;
-	d->n_peers++;
-	return p;
 }
 
 static const char *const daemon_stream_states[] = { STREAM_STATES };
@@ -316,171 +252,6 @@ static void daemon_status_json(struct daemon *d, struct json_out *j)
 		tunnel_status_json(d->tunnel, j);
 	json_object_end(j);
 }
-
-/* ---- relay callbacks: the streams take what concerns them ---- */
-
-/*
- * The role changed: streams follow it (each runs from the primary). Links
- * already up get the streams' link-up at once; the sinks ask to resume when
- * their apply is ready.
- */
-static void daemon_rebuild_streams(struct daemon *d)
-{
-	struct relay_proto_hello none = { 0 };
-
-	if (!d->relay)
-		return;
-	verify_service_set_streams(d->verify, NULL);
-	streams_free(d->streams);
-	d->streams = streams_new_role(d->base, d->cfg, d->self, d->relay, role_current(d->role));
-	if (d->streams)
-		verify_service_set_streams(d->verify, d->streams);
-	if (!d->streams) {
-		log_error("could not set up the streams for role %s", daemon_site_role(d));
-		return;
-	}
-	for (size_t i = 0; i < d->cfg->n_sites; i++) {
-		if (i != d->self && relay_is_up(d->relay, d->cfg->sites[i].name))
-			streams_connected(d->streams, d->cfg->sites[i].name, &none);
-	}
-}
-
-static struct streams *daemon_failover_streams(void *arg)
-{
-	return ((struct daemon *)arg)->streams;
-}
-
-static void daemon_failover_rebuild(void *arg)
-{
-	daemon_rebuild_streams(arg);
-}
-
-/* Promotion: no stream runs while the slots are made. */
-static void daemon_failover_stop(void *arg)
-{
-	struct daemon *d = arg;
-
-	verify_service_set_streams(d->verify, NULL);
-	streams_free(d->streams);
-	d->streams = streams_new_role(d->base, d->cfg, d->self, d->relay, ROLE_FENCED);
-	if (d->streams)
-		verify_service_set_streams(d->verify, d->streams);
-}
-
-static const struct failover_ops daemon_failover_ops = {
-	.streams = daemon_failover_streams,
-	.rebuild = daemon_failover_rebuild,
-	.stop = daemon_failover_stop,
-};
-
-/* Every frame from a peer carries its epoch: a higher one than ours makes us step down. */
-static void daemon_heard(struct daemon *d, const char *peer, uint64_t epoch)
-{
-	struct daemon_peer *p = daemon_peer(d, peer);
-
-	if (p) {
-		p->epoch = epoch;
-		p->heard_at = time(NULL);
-	}
-	enum role_kind before = role_current(d->role);
-
-	if (role_heard_epoch(d->role, peer, epoch) && d->relay)
-		relay_set_epoch(d->relay, role_epoch(d->role));
-	if (before != ROLE_FENCED && role_current(d->role) == ROLE_FENCED) {
-		/* no stream runs from a fenced site; its database is fenced next */
-		daemon_rebuild_streams(d);
-		if (d->failover)
-			failover_stepped_down(d->failover, peer);
-	}
-}
-
-static void daemon_relay_hello(void *arg, const char *peer, struct relay_proto_hello *hello)
-{
-	struct daemon *d = arg;
-
-	if (d->streams)
-		streams_hello(d->streams, peer, hello);
-}
-
-static void daemon_relay_heartbeat(void *arg, const char *peer, struct relay_proto_heartbeat *hb)
-{
-	struct daemon *d = arg;
-
-	/* what this site's sources read for peer and peer has not applied (0: caught up) */
-	if (d->streams)
-		hb->wal_lsn = streams_peer_pending_wal(d->streams, peer);
-	switch (role_current(d->role)) {
-	case ROLE_PRIMARY:
-		hb->role = RELAY_ROLE_PRIMARY;
-		break;
-	case ROLE_REPLICA:
-		hb->role = RELAY_ROLE_REPLICA;
-		break;
-	case ROLE_FENCED:
-		hb->role = RELAY_ROLE_FENCED;
-		break;
-	}
-}
-
-static void daemon_relay_connected(void *arg, const char *peer, uint64_t epoch,
-		const struct relay_proto_hello *hello)
-{
-	struct daemon *d = arg;
-
-	daemon_heard(d, peer, epoch);
-	if (d->streams)
-		streams_connected(d->streams, peer, hello);
-}
-
-static void daemon_relay_frame(void *arg, const char *peer, const struct frame *f)
-{
-	struct daemon *d = arg;
-	struct relay_proto_heartbeat hb;
-
-	daemon_heard(d, peer, f->epoch);
-	if (f->type == FRAME_HEARTBEAT &&
-	    relay_proto_read_heartbeat(f->payload, f->payload_len, &hb) == RELAY_PROTO_OK) {
-		struct daemon_peer *p = daemon_peer(d, peer);
-
-		if (p)
-			p->role = hb.role;
-		if (d->failover)
-			failover_heartbeat(d->failover, peer, &hb);
-	}
-	if (f->type == FRAME_FENCE || f->type == FRAME_PROMOTE || f->type == FRAME_PROMOTE_ACK) {
-		if (d->failover)
-			failover_frame(d->failover, peer, f);
-		return;
-	}
-	if (d->streams)
-		streams_frame(d->streams, peer, f);
-}
-
-static void daemon_relay_writable(void *arg, const char *peer)
-{
-	struct daemon *d = arg;
-
-	if (d->streams)
-		streams_writable(d->streams, peer);
-}
-
-static void daemon_relay_disconnected(void *arg, const char *peer, const char *reason)
-{
-	struct daemon *d = arg;
-
-	(void)reason;
-	if (d->streams)
-		streams_disconnected(d->streams, peer);
-}
-
-static const struct relay_callbacks daemon_relay_callbacks = {
-	.hello = daemon_relay_hello,
-	.heartbeat = daemon_relay_heartbeat,
-	.connected = daemon_relay_connected,
-	.frame = daemon_relay_frame,
-	.writable = daemon_relay_writable,
-	.disconnected = daemon_relay_disconnected,
-};
 
 static void daemon_cmd_status(struct control_request *req, int argc, char **argv, void *arg)
 {
