@@ -5,7 +5,8 @@
  *
  * Who owns what: daemon.c the life cycle (start, reload, signals, stop);
  * relay_dispatch.c the relay's callbacks, the failover's hooks and what each
- * peer last said about itself.
+ * peer last said about itself; commands.c the control commands; report.c
+ * the status and lag documents; collect.c the metrics and health checks.
  */
 #ifndef STRAIT_DAEMON_INT_H
 #define STRAIT_DAEMON_INT_H
@@ -16,12 +17,16 @@
 #include <time.h>
 
 #include "gateway/cluster/role.h"
+#include "gateway/daemon/control.h"
+#include "gateway/stream/stream.h"
 
 struct control_server;
 struct event;
 struct event_base;
 struct failover;
 struct failover_ops;
+struct json_out;
+struct metrics_callbacks;
 struct metrics_server;
 struct relay;
 struct relay_callbacks;
@@ -76,5 +81,53 @@ extern const struct failover_ops daemon_failover_ops;
 
 /* What the named peer last said about itself; NULL until it was heard. */
 struct daemon_peer *daemon_find_peer(const struct daemon *d, const char *name);
+
+/* ---- daemon.c ---- */
+
+/* Reloads the config file: NULL when the reload took, else why not (caller frees). */
+char *daemon_reload(struct daemon *d);
+
+/* ---- commands.c ---- */
+
+/* The control commands, ended by { NULL, NULL }; arg is the struct daemon. */
+extern const struct control_command daemon_commands[];
+
+/* ---- collect.c ---- */
+
+/* The metrics server's callbacks; arg is the struct daemon. */
+extern const struct metrics_callbacks daemon_metrics_callbacks;
+
+/* ---- report.c ---- */
+
+/* The names a stream's state may have (STREAM_STATES), and their number. */
+extern const char *const daemon_stream_states[];
+extern const size_t daemon_n_stream_states;
+
+/* A stream's report, kept beyond the callback (names are at most 63 characters). */
+struct daemon_row {
+	struct stream_report r;
+	char name[64];
+	char peer[64];
+};
+
+struct daemon_rows {
+	struct daemon_row *v;
+	size_t n;
+	size_t cap;
+	bool failed;
+};
+
+/* Wall-clock time in microseconds, as the streams' reports take it. */
+int64_t daemon_now_us(void);
+
+/* Every stream's report; false when out of memory (rows freed). */
+bool daemon_stream_rows(const struct daemon *d, struct daemon_rows *rows);
+void daemon_rows_free(struct daemon_rows *rows);
+
+/* The "lag" array: one object per row. */
+void daemon_lag_json(const struct daemon_rows *rows, struct json_out *j);
+
+/* The whole status document, as one object. */
+void daemon_status_json(struct daemon *d, struct json_out *j);
 
 #endif

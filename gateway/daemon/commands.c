@@ -1,0 +1,295 @@
+/*
+ * commands.c — the control commands straitd answers, and their table.
+ *
+ * CONTRACT
+ * daemon_commands is the table handed to the control server; each handler
+ * gets the struct daemon as arg, checks its arguments (a usage line when they
+ * are wrong) and answers with exactly one control_reply(). status and lag
+ * render what report.c gathers, as text by default or one JSON document per
+ * line with --json; switchover, failover, rejoin and verify are passed to the
+ * failover and the verify service, which answer them (at once or later).
+ */
+#include "gateway/daemon/daemon_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/json.h"
+#include "common/log.h"
+#include "common/lsn.h"
+#include "gateway/cluster/failover.h"
+#include "gateway/cluster/role.h"
+#include "gateway/daemon/control.h"
+#include "gateway/stream/clock.h"
+#include "gateway/stream/stream.h"
+#include "gateway/verify/verify_service.h"
+
+static void daemon_cmd_status(struct control_request *req, int argc, char **argv, void *arg)
+{
+	struct daemon *d = arg;
+	struct json_out j;
+	bool as_json = false;
+	char *doc;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			as_json = true;
+		} else {
+			control_reply(req, false, "usage: status [--json]\n");
+			return;
+		}
+	}
+	if (as_json)
+		json_init(&j);
+	else
+		json_init_text(&j);
+	daemon_status_json(d, &j);
+	/* one document per line keeps the reply easy to stream */
+	doc = json_finish_line(&j, NULL);
+	if (!doc) {
+		control_reply(req, false, "could not render status\n");
+		return;
+	}
+	control_reply(req, true, doc);
+	free(doc);
+}
+
+/* lag [--json]: each stream's lag, as a table or one JSON document. */
+static void daemon_cmd_lag(struct control_request *req, int argc, char **argv, void *arg)
+{
+	struct daemon *d = arg;
+	struct daemon_rows rows;
+	struct json_out j;
+	char *doc = NULL, lsn[32];
+	size_t len = 0;
+	FILE *out = NULL;
+	bool as_json = false;
+	int w_name = 6, w_peer = 4, w_state = 5;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			as_json = true;
+		} else {
+			control_reply(req, false, "usage: lag [--json]\n");
+			return;
+		}
+	}
+	if (!daemon_stream_rows(d, &rows)) {
+		control_reply(req, false, "out of memory\n");
+		return;
+	}
+	if (as_json) {
+		json_init(&j);
+		json_object_begin(&j, NULL);
+		json_string(&j, "site", d->site_name);
+		json_string(&j, "role", daemon_site_role(d));
+		json_uint(&j, "epoch", role_epoch(d->role));
+		json_int(&j, "time", (int64_t)time(NULL));
+		daemon_lag_json(&rows, &j);
+		json_object_end(&j);
+		doc = json_finish_line(&j, &len);
+		goto out;
+	}
+	out = open_memstream(&doc, &len);
+	if (!out)
+		goto out;
+	for (size_t i = 0; i < rows.n; i++) {
+		int n = (int)strlen(rows.v[i].r.name), p = (int)strlen(rows.v[i].r.peer),
+		    st = (int)strlen(rows.v[i].r.state);
+		w_name = n > w_name ? n : w_name;
+		w_peer = p > w_peer ? p : w_peer;
+		w_state = st > w_state ? st : w_state;
+	}
+	fprintf(out, "site %s, role %s, epoch %" PRIu64 "\n", d->site_name, daemon_site_role(d),
+		role_epoch(d->role));
+	if (rows.n == 0) {
+		fprintf(out, "no streams at this site\n");
+	} else {
+		fprintf(out, "%-*s  %-6s  %-*s  %-*s  %15s  %11s  %s\n", w_name, "STREAM", "ROLE",
+			w_peer, "PEER", w_state, "STATE", "LAG_BYTES", "LAG_SECONDS", "APPLIED_LSN");
+	}
+	for (size_t i = 0; i < rows.n; i++) {
+		const struct stream_report *r = &rows.v[i].r;
+
+		lsn_format(lsn, r->applied_lsn);
+		fprintf(out, "%-*s  %-6s  %-*s  %-*s  %15" PRIu64 "  %11.1f  %s\n", w_name, r->name,
+			r->sink ? "sink" : "source", w_peer, r->peer, w_state, r->state, r->lag_bytes,
+			r->lag_seconds, lsn);
+	}
+	if (fclose(out) != 0) {
+		free(doc);
+		doc = NULL;
+	}
+out:
+	daemon_rows_free(&rows);
+	if (!doc) {
+		control_reply(req, false, "out of memory\n");
+		return;
+	}
+	control_reply(req, true, doc);
+	free(doc);
+}
+
+static void daemon_cmd_ping(struct control_request *req, int argc, char **argv, void *arg)
+{
+	(void)argc;
+	(void)argv;
+	(void)arg;
+	control_reply(req, true, "pong\n");
+}
+
+/* sync-now STREAM [SECONDS]: a one-off window (0 or none: until drained). */
+static void daemon_cmd_sync_now(struct control_request *req, int argc, char **argv, void *arg)
+{
+	struct daemon *d = arg;
+	unsigned long long secs = 0;
+	char msg[512], *end;
+	bool ok;
+
+	if (argc < 2 || argc > 3) {
+		control_reply(req, false, "usage: sync-now STREAM [SECONDS]\n");
+		return;
+	}
+	if (argc == 3) {
+		errno = 0;
+		secs = strtoull(argv[2], &end, 10);
+		if (errno || end == argv[2] || *end || secs > 366ull * 24 * 3600) {
+			control_reply(req, false, "sync-now: SECONDS must be a whole number of seconds\n");
+			return;
+		}
+	}
+	if (!d->streams) {
+		control_reply(req, false, "no streams are running\n");
+		return;
+	}
+	ok = streams_sync_now(d->streams, argv[1], secs, msg, sizeof(msg));
+	control_reply(req, ok, msg);
+}
+
+/* schedule [--json]: each stream this site sends, its rule, rate and next change. */
+static void daemon_cmd_schedule(struct control_request *req, int argc, char **argv, void *arg)
+{
+	struct daemon *d = arg;
+	struct json_out j;
+	char *doc;
+
+	if (argc > 2 || (argc == 2 && strcmp(argv[1], "--json") != 0)) {
+		control_reply(req, false, "usage: schedule [--json]\n");
+		return;
+	}
+	if (argc == 2)
+		json_init(&j);
+	else
+		json_init_text(&j);
+	json_object_begin(&j, NULL);
+	json_string(&j, "site", d->site_name);
+	if (d->streams)
+		streams_schedule_json(d->streams, &j);
+	json_object_end(&j);
+	doc = json_finish_line(&j, NULL);
+	control_reply(req, doc != NULL, doc ? doc : "out of memory\n");
+	free(doc);
+}
+
+#ifdef STRAIT_TEST_HOOKS
+/* test-clock UNIX_SECONDS: test builds only — the scheduler's wall clock jumps there. */
+static void daemon_cmd_test_clock(struct control_request *req, int argc, char **argv, void *arg)
+{
+	long long t;
+	char *end;
+
+	(void)arg;
+	if (argc != 2 || (t = strtoll(argv[1], &end, 10), *end != '\0')) {
+		control_reply(req, false, "usage: test-clock UNIX_SECONDS\n");
+		return;
+	}
+	clock_set_test((int64_t)t * 1000000);
+	log_info("test clock set to %lld", t);
+	control_reply(req, true, "clock set\n");
+}
+#endif
+
+
+/* switchover --to SITE, failover --to SITE [--force] [--dry-run], rejoin SITE */
+static void daemon_cmd_switchover(struct control_request *req, int argc, char **argv, void *arg)
+{
+	struct daemon *d = arg;
+
+	if (!d->failover) {
+		control_reply(req, false, "a single site has nothing to switch over to\n");
+		return;
+	}
+	failover_cmd_switchover(d->failover, req, argc, argv);
+}
+
+static void daemon_cmd_failover(struct control_request *req, int argc, char **argv, void *arg)
+{
+	struct daemon *d = arg;
+
+	if (!d->failover) {
+		control_reply(req, false, "a single site has nothing to fail over to\n");
+		return;
+	}
+	failover_cmd_failover(d->failover, req, argc, argv);
+}
+
+static void daemon_cmd_verify(struct control_request *req, int argc, char **argv, void *arg)
+{
+	struct daemon *d = arg;
+
+	if (!d->verify) {
+		control_reply(req, false, "verify: this site has no peers\n");
+		return;
+	}
+	verify_service_cmd(d->verify, req, argc, argv);
+}
+
+static void daemon_cmd_rejoin(struct control_request *req, int argc, char **argv, void *arg)
+{
+	struct daemon *d = arg;
+
+	if (!d->failover) {
+		control_reply(req, false, "a single site has nothing to rejoin\n");
+		return;
+	}
+	failover_cmd_rejoin(d->failover, req, argc, argv);
+}
+
+static void daemon_cmd_reload(struct control_request *req, int argc, char **argv, void *arg)
+{
+	char *reason, *body;
+
+	(void)argc;
+	(void)argv;
+	reason = daemon_reload(arg);
+	if (!reason) {
+		control_reply(req, true, "configuration reloaded\n");
+		return;
+	}
+	if (asprintf(&body, "reload refused: %s\n", reason) < 0)
+		body = NULL;
+	control_reply(req, false, body ? body : "reload refused\n");
+	free(body);
+	free(reason);
+}
+
+const struct control_command daemon_commands[] = {
+	{ "status", daemon_cmd_status },
+	{ "lag", daemon_cmd_lag },
+	{ "ping", daemon_cmd_ping },
+	{ "reload", daemon_cmd_reload },
+	{ "sync-now", daemon_cmd_sync_now },
+	{ "schedule", daemon_cmd_schedule },
+	{ "switchover", daemon_cmd_switchover },
+	{ "failover", daemon_cmd_failover },
+	{ "rejoin", daemon_cmd_rejoin },
+	{ "verify", daemon_cmd_verify },
+#ifdef STRAIT_TEST_HOOKS
+	{ "test-clock", daemon_cmd_test_clock },
+#endif
+	{ NULL, NULL },
+};
