@@ -24,6 +24,7 @@
 #include "gateway/cluster/failover.h"
 #include "gateway/cluster/role.h"
 #include "gateway/daemon/control.h"
+#include "gateway/daemon/text_table.h"
 #include "gateway/stream/clock.h"
 #include "gateway/stream/stream.h"
 #include "gateway/verify/verify_service.h"
@@ -58,17 +59,63 @@ static void daemon_cmd_status(struct control_request *req, int argc, char **argv
 	free(doc);
 }
 
+static const struct text_table_column daemon_lag_columns[] = {
+	{ "STREAM", 6, false, false },
+	{ "ROLE", 6, false, true },
+	{ "PEER", 4, false, false },
+	{ "STATE", 5, false, false },
+	{ "LAG_BYTES", 15, true, true },
+	{ "LAG_SECONDS", 11, true, true },
+	{ "APPLIED_LSN", 0, false, false },
+};
+
+/* The lag as text: the site's line, then a table of the streams; NULL when out of memory. */
+static char *daemon_lag_text(const struct daemon *d, const struct daemon_rows *rows)
+{
+	struct text_table *t = text_table_new(daemon_lag_columns,
+			sizeof(daemon_lag_columns) / sizeof(daemon_lag_columns[0]));
+	char *doc = NULL;
+	size_t len = 0;
+	FILE *out = NULL;
+	bool ok = t != NULL;
+
+	for (size_t i = 0; ok && i < rows->n; i++) {
+		const struct stream_report *r = &rows->v[i].r;
+		char bytes[24], secs[400], lsn[32];
+		const char *cells[] = { r->name, r->sink ? "sink" : "source", r->peer, r->state,
+					bytes, secs, lsn };
+
+		snprintf(bytes, sizeof(bytes), "%" PRIu64, r->lag_bytes);
+		snprintf(secs, sizeof(secs), "%.1f", r->lag_seconds);
+		lsn_format(lsn, r->applied_lsn);
+		ok = text_table_row(t, cells);
+	}
+	if (ok)
+		out = open_memstream(&doc, &len);
+	if (out) {
+		fprintf(out, "site %s, role %s, epoch %" PRIu64 "\n", d->site_name,
+			daemon_site_role(d), role_epoch(d->role));
+		if (rows->n == 0)
+			fprintf(out, "no streams at this site\n");
+		else
+			text_table_print(t, out);
+		if (fclose(out) != 0) {
+			free(doc);
+			doc = NULL;
+		}
+	}
+	text_table_free(t);
+	return doc;
+}
+
 /* lag [--json]: each stream's lag, as a table or one JSON document. */
 static void daemon_cmd_lag(struct control_request *req, int argc, char **argv, void *arg)
 {
 	struct daemon *d = arg;
 	struct daemon_rows rows;
 	struct json_out j;
-	char *doc = NULL, lsn[32];
-	size_t len = 0;
-	FILE *out = NULL;
+	char *doc;
 	bool as_json = false;
-	int w_name = 6, w_peer = 4, w_state = 5;
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0) {
@@ -91,40 +138,10 @@ static void daemon_cmd_lag(struct control_request *req, int argc, char **argv, v
 		json_int(&j, "time", (int64_t)time(NULL));
 		daemon_lag_json(&rows, &j);
 		json_object_end(&j);
-		doc = json_finish_line(&j, &len);
-		goto out;
-	}
-	out = open_memstream(&doc, &len);
-	if (!out)
-		goto out;
-	for (size_t i = 0; i < rows.n; i++) {
-		int n = (int)strlen(rows.v[i].r.name), p = (int)strlen(rows.v[i].r.peer),
-		    st = (int)strlen(rows.v[i].r.state);
-		w_name = n > w_name ? n : w_name;
-		w_peer = p > w_peer ? p : w_peer;
-		w_state = st > w_state ? st : w_state;
-	}
-	fprintf(out, "site %s, role %s, epoch %" PRIu64 "\n", d->site_name, daemon_site_role(d),
-		role_epoch(d->role));
-	if (rows.n == 0) {
-		fprintf(out, "no streams at this site\n");
+		doc = json_finish_line(&j, NULL);
 	} else {
-		fprintf(out, "%-*s  %-6s  %-*s  %-*s  %15s  %11s  %s\n", w_name, "STREAM", "ROLE",
-			w_peer, "PEER", w_state, "STATE", "LAG_BYTES", "LAG_SECONDS", "APPLIED_LSN");
+		doc = daemon_lag_text(d, &rows);
 	}
-	for (size_t i = 0; i < rows.n; i++) {
-		const struct stream_report *r = &rows.v[i].r;
-
-		lsn_format(lsn, r->applied_lsn);
-		fprintf(out, "%-*s  %-6s  %-*s  %-*s  %15" PRIu64 "  %11.1f  %s\n", w_name, r->name,
-			r->sink ? "sink" : "source", w_peer, r->peer, w_state, r->state, r->lag_bytes,
-			r->lag_seconds, lsn);
-	}
-	if (fclose(out) != 0) {
-		free(doc);
-		doc = NULL;
-	}
-out:
 	daemon_rows_free(&rows);
 	if (!doc) {
 		control_reply(req, false, "out of memory\n");
