@@ -22,7 +22,7 @@
  * default_transaction_read_only off in their own session: a fenced database
  * stays read-only for applications, not for strait.
  */
-#include "gateway/cluster/failover.h"
+#include "gateway/cluster/failover_int.h"
 
 #include <dirent.h>
 #include <sys/stat.h>
@@ -53,96 +53,6 @@
 #include "replicator/pgquery.h"
 #include "replicator/slot_reader.h"
 
-#define FO_DRAIN_POLL_MS     50
-#define FO_DRAIN_TIMEOUT_MS  60000
-#define FO_PROMOTE_TIMEOUT_MS 60000
-#define FO_RETRY_MS          200
-#define FO_MAX_STREAMS       64
-#define FO_MAX_PEERS         16
-#define FO_DRY_DB_TIMEOUT_MS 5000
-
-enum fo_op {
-	FO_NONE,
-	FO_SWITCHOVER,           /* this site is the primary handing over */
-	FO_PROMOTE,              /* this site becomes primary (failover, or asked by PROMOTE) */
-	FO_STEP_DOWN,            /* fencing this site's database after a higher epoch */
-	FO_REJOIN,               /* this fenced site becomes the primary's replica */
-	FO_DRY_RUN,              /* failover --dry-run: asking this site's database */
-};
-
-struct fo_sql {
-	char *sql;
-	char *what;              /* the log line when it succeeded */
-	int retries;             /* left, for a statement that may fail for a while */
-	void (*result)(struct failover *f, const PGresult *res);
-};
-
-struct fo_slot {
-	char stream[64];
-	uint64_t lsn;
-};
-
-struct fo_peer {
-	char name[64];
-	uint64_t pending_wal;    /* from its last HEARTBEAT (0: caught up) */
-	time_t heard_at;
-	time_t fence_sent_at;    /* primary: when FENCE last went to this fenced peer */
-};
-
-struct failover {
-	struct event_base *base;
-	const struct strait_config *cfg;
-	size_t self;
-	struct relay *relay;
-	struct role *role;
-	struct failover_ops ops;
-	void *arg;
-
-	enum fo_op op;
-	struct control_request *req; /* the command being answered, or NULL */
-	char peer[64];           /* the other site of the operation */
-	char *log;               /* the steps so far, one line each */
-	size_t log_len;
-	bool log_failed;
-	struct timespec started;
-	uint64_t new_epoch;
-	bool answer_peer;        /* promotion asked by PROMOTE: answer PROMOTE_ACK */
-	bool unfence_on_fail;    /* switchover: the primary was fenced by us */
-	bool force;              /* failover --force */
-	bool streams_stopped;    /* promotion: the streams are stopped, rebuild on failure */
-
-	struct fence *fence;
-	void (*fence_next)(struct failover *f);
-	struct pgquery *q;
-	struct fo_sql *steps;
-	size_t n_steps, step_i;
-	void (*steps_next)(struct failover *f);
-	struct event *timer;     /* retries, drain polls, timeouts */
-	void (*timer_fn)(struct failover *f);
-	uint64_t drain_lsn;
-	int64_t deadline_ms;
-
-	struct fo_slot slots[FO_MAX_STREAMS];
-	size_t n_slots;
-	struct fo_peer peers[FO_MAX_PEERS];
-	size_t n_peers;
-
-	/* fenced site: what the primary (fence_from) said it applied of ours */
-	char fence_from[64];
-	struct fo_slot applied[FO_MAX_STREAMS];
-	size_t n_applied;
-	/* primary: reading origins for a FENCE */
-	struct pgquery *q_info;
-	char info_peer[64];
-	/* rejoin: the stream whose lost transactions are being read */
-	size_t rj_i;
-	struct lostxacts *lx;
-	struct lostxacts_peek *peek;
-	/* failover --dry-run: its own connection, so a stale answer is never mistaken */
-	struct pgquery *q_dry;
-	bool dry_json;
-};
-
 /* ------------------------------------------------------------ pure parts */
 
 bool failover_stream_ends(size_t from, size_t to, size_t self, enum role_kind role,
@@ -168,7 +78,7 @@ bool failover_stream_ends(size_t from, size_t to, size_t self, enum role_kind ro
 	return false;
 }
 
-static void fo_time_text(int64_t us, char *buf, size_t len)
+void fo_time_text(int64_t us, char *buf, size_t len)
 {
 	time_t secs = (time_t)(us / 1000000);
 	struct tm tm;
@@ -569,9 +479,7 @@ static void fo_append(struct failover *f, const char *line)
 	f->log[f->log_len] = '\0';
 }
 
-static void fo_step(struct failover *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void fo_step(struct failover *f, const char *fmt, ...)
+void fo_step(struct failover *f, const char *fmt, ...)
 {
 	char line[1024];
 	va_list ap;
@@ -584,7 +492,7 @@ static void fo_step(struct failover *f, const char *fmt, ...)
 }
 
 /* Adds a multi-line log (fence's) with an indent. */
-static void fo_step_lines(struct failover *f, const char *text)
+void fo_step_lines(struct failover *f, const char *text)
 {
 	const char *p = text;
 
@@ -603,7 +511,7 @@ static void fo_step_lines(struct failover *f, const char *text)
 	}
 }
 
-static double fo_elapsed(const struct failover *f)
+double fo_elapsed(const struct failover *f)
 {
 	struct timespec now;
 
@@ -612,7 +520,7 @@ static double fo_elapsed(const struct failover *f)
 	       (double)(now.tv_nsec - f->started.tv_nsec) / 1e9;
 }
 
-static int64_t fo_now_ms(void)
+int64_t fo_now_ms(void)
 {
 	struct timespec now;
 
@@ -631,7 +539,7 @@ static void fo_clear_steps(struct failover *f)
 	f->n_steps = f->step_i = 0;
 }
 
-static void fo_begin(struct failover *f, enum fo_op op, struct control_request *req,
+void fo_begin(struct failover *f, enum fo_op op, struct control_request *req,
 		const char *peer)
 {
 	f->op = op;
@@ -649,10 +557,7 @@ static void fo_begin(struct failover *f, enum fo_op op, struct control_request *
 	clock_gettime(CLOCK_MONOTONIC, &f->started);
 }
 
-/* Ends the operation: answers the command (if any) with the log and a last line. */
-static void fo_end(struct failover *f, bool ok, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void fo_end(struct failover *f, bool ok, const char *fmt, ...)
+void fo_end(struct failover *f, bool ok, const char *fmt, ...)
 {
 	char last[1024];
 	va_list ap;
@@ -692,7 +597,7 @@ static void fo_end(struct failover *f, bool ok, const char *fmt, ...)
 /* ------------------------------------------ the durations file (role-durations) */
 
 /* 1 loaded, 0 none measured yet, -1 unreadable (err says why). */
-static int fo_durations_load(const struct failover *f, struct failover_durations *d, char *err,
+int fo_durations_load(const struct failover *f, struct failover_durations *d, char *err,
 		size_t errlen)
 {
 	char path[4096], text[1024];
@@ -727,7 +632,7 @@ static int fo_durations_load(const struct failover *f, struct failover_durations
  * Keeps how long a role change took, for the next dry run's estimate. Only
  * an estimate: a failure is logged and changes nothing else.
  */
-static void fo_record_duration(struct failover *f, enum failover_change c, double seconds)
+void fo_record_duration(struct failover *f, enum failover_change c, double seconds)
 {
 	struct failover_durations d;
 	char err[4608], text[1024], path[4096], tmp[4096];
@@ -756,7 +661,7 @@ static void fo_record_duration(struct failover *f, enum failover_change c, doubl
 
 /* -------------------------------------------------- the async building blocks */
 
-static void fo_arm(struct failover *f, unsigned ms, void (*fn)(struct failover *f))
+void fo_arm(struct failover *f, unsigned ms, void (*fn)(struct failover *f))
 {
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 
@@ -773,8 +678,6 @@ static void fo_timer_cb(evutil_socket_t fd, short what, void *arg)
 	if (f->timer_fn)
 		f->timer_fn(f);
 }
-
-static void fo_fail(struct failover *f, const char *why);
 
 static void fo_fence_done(void *arg, const struct fence_result *res)
 {
@@ -795,7 +698,7 @@ static void fo_fence_done(void *arg, const struct fence_result *res)
 	next(f);
 }
 
-static void fo_fence(struct failover *f, enum fence_op op, void (*next)(struct failover *f))
+void fo_fence(struct failover *f, enum fence_op op, void (*next)(struct failover *f))
 {
 	fo_step(f, "%s the database of site %s", op == FENCE_OP_FENCE ? "fencing" : "unfencing",
 		f->cfg->sites[f->self].name);
@@ -809,8 +712,6 @@ static void fo_fence(struct failover *f, enum fence_op op, void (*next)(struct f
 	if (!f->fence)
 		fo_fail(f, "out of memory starting the fence");
 }
-
-static void fo_steps_run(struct failover *f);
 
 static void fo_sql_cb(void *arg, const PGresult *res, const char *err)
 {
@@ -839,7 +740,7 @@ static void fo_sql_cb(void *arg, const PGresult *res, const char *err)
 	fo_steps_run(f);
 }
 
-static void fo_steps_run(struct failover *f)
+void fo_steps_run(struct failover *f)
 {
 	if (f->step_i == f->n_steps) {
 		void (*next)(struct failover *f) = f->steps_next;
@@ -854,11 +755,7 @@ static void fo_steps_run(struct failover *f)
 		fo_fail(f, "could not send a statement to this site's database");
 }
 
-static bool fo_add_sql(struct failover *f, int retries,
-		void (*result)(struct failover *f, const PGresult *res), const char *what,
-		const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-static bool fo_add_sql(struct failover *f, int retries,
+bool fo_add_sql(struct failover *f, int retries,
 		void (*result)(struct failover *f, const PGresult *res), const char *what,
 		const char *fmt, ...)
 {
@@ -888,7 +785,7 @@ static bool fo_add_sql(struct failover *f, int retries,
 }
 
 /* SQL quoting for names from the config: "ident", 'literal'. */
-static char *fo_quote(const char *s, char q)
+char *fo_quote(const char *s, char q)
 {
 	size_t n = strlen(s), k = 0;
 	char *out = malloc(2 * n + 3);
@@ -933,15 +830,15 @@ static bool fo_append_table(FILE *out, const char *name)
 
 /* -------------------------------------------------------------- promotion */
 
-static const char fo_rw[] = "SET default_transaction_read_only = off; ";
+const char fo_rw[] = "SET default_transaction_read_only = off; ";
 
 /* The streams between this site and peer (configured either way). */
-static bool fo_stream_with(const struct failover *f, const struct config_stream *cs, size_t peer)
+bool fo_stream_with(const struct failover *f, const struct config_stream *cs, size_t peer)
 {
 	return (cs->from == f->self && cs->to == peer) || (cs->from == peer && cs->to == f->self);
 }
 
-static int fo_site_index(const struct failover *f, const char *name)
+int fo_site_index(const struct failover *f, const char *name)
 {
 	for (size_t i = 0; i < f->cfg->n_sites; i++)
 		if (strcmp(f->cfg->sites[i].name, name) == 0)
@@ -1067,7 +964,7 @@ static void fo_promote_sql(struct failover *f)
 	fo_steps_run(f);
 }
 
-static void fo_send_promote_ack(struct failover *f, const char *peer, bool ok, const char *why)
+void fo_send_promote_ack(struct failover *f, const char *peer, bool ok, const char *why)
 {
 	struct relay_proto_resume streams[FO_MAX_STREAMS];
 	struct relay_proto_promote_ack ack = {
@@ -1152,7 +1049,7 @@ static void fo_promote_apply_poll(struct failover *f)
 	fo_arm(f, FO_DRAIN_POLL_MS, fo_promote_apply_poll);
 }
 
-static void fo_promote(struct failover *f)
+void fo_promote(struct failover *f)
 {
 	f->deadline_ms = fo_now_ms() + (f->force ? 3000 : 30000);
 	fo_promote_apply_poll(f);
@@ -1162,13 +1059,13 @@ static void fo_promote(struct failover *f)
 
 static void fo_switch_drain_poll(struct failover *f);
 
-static void fo_switch_unfenced(struct failover *f)
+void fo_switch_unfenced(struct failover *f)
 {
 	fo_end(f, false, "switchover to site %s failed; site %s stays primary (see the steps above)",
 	       f->peer, f->cfg->sites[f->self].name);
 }
 
-static void fo_fail(struct failover *f, const char *why)
+void fo_fail(struct failover *f, const char *why)
 {
 	fo_step(f, "failed: %s", why);
 	if (f->op == FO_PROMOTE && f->answer_peer)
@@ -1264,7 +1161,7 @@ static void fo_switch_fenced(struct failover *f)
 }
 
 /* Removes a stream's spool (it served the old direction). */
-static void fo_remove_spool(struct failover *f, const char *stream)
+void fo_remove_spool(struct failover *f, const char *stream)
 {
 	char dir[4096];
 	DIR *d;
@@ -1307,7 +1204,7 @@ static void fo_switch_replica(struct failover *f)
 }
 
 /* PROMOTE_ACK ok: point the origins at the new slots, drop our slots, become replica. */
-static void fo_switch_acked(struct failover *f, const struct relay_proto_promote_ack *ack)
+void fo_switch_acked(struct failover *f, const struct relay_proto_promote_ack *ack)
 {
 	event_del(f->timer);
 	fo_step(f, "site %s promoted itself at epoch %" PRIu64, f->peer, ack->epoch);
@@ -1355,9 +1252,18 @@ static void fo_switch_acked(struct failover *f, const struct relay_proto_promote
 	fo_steps_run(f);
 }
 
+void fo_switch_start(struct failover *f, struct control_request *req, const char *to)
+{
+	fo_begin(f, FO_SWITCHOVER, req, to);
+	fo_step(f, "switchover from site %s to site %s at epoch %" PRIu64,
+		f->cfg->sites[f->self].name, to, role_epoch(f->role));
+	f->unfence_on_fail = true;
+	fo_fence(f, FENCE_OP_FENCE, fo_switch_fenced);
+}
+
 /* ------------------------------------------------------------ the commands */
 
-static const char *fo_op_name(enum fo_op op)
+const char *fo_op_name(enum fo_op op)
 {
 	switch (op) {
 	case FO_SWITCHOVER:
@@ -1387,9 +1293,7 @@ static bool fo_busy(struct failover *f, struct control_request *req)
 	return true;
 }
 
-static void fo_refuse(struct control_request *req, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void fo_refuse(struct control_request *req, const char *fmt, ...)
+void fo_refuse(struct control_request *req, const char *fmt, ...)
 {
 	char msg[1024];
 	va_list ap;
@@ -1458,14 +1362,10 @@ void failover_cmd_switchover(struct failover *f, struct control_request *req, in
 			  "both sites; see failover", to);
 		return;
 	}
-	fo_begin(f, FO_SWITCHOVER, req, to);
-	fo_step(f, "switchover from site %s to site %s at epoch %" PRIu64, self, to,
-		role_epoch(f->role));
-	f->unfence_on_fail = true;
-	fo_fence(f, FENCE_OP_FENCE, fo_switch_fenced);
+	fo_switch_start(f, req, to);
 }
 
-static const char *fo_old_primary(const struct failover *f)
+const char *fo_old_primary(const struct failover *f)
 {
 	/* the other end of this site's streams */
 	for (size_t i = 0; i < f->cfg->n_streams; i++) {
@@ -1482,7 +1382,7 @@ static const char *fo_old_primary(const struct failover *f)
 	return NULL;
 }
 
-static const struct fo_peer *fo_find_peer(const struct failover *f, const char *name)
+const struct fo_peer *fo_find_peer(const struct failover *f, const char *name)
 {
 	for (size_t i = 0; i < f->n_peers; i++)
 		if (strcmp(f->peers[i].name, name) == 0)
@@ -1491,7 +1391,7 @@ static const struct fo_peer *fo_find_peer(const struct failover *f, const char *
 }
 
 /* What this site knows it lacks from peer. */
-static void fo_known_lag(const struct failover *f, const char *peer, struct failover_lag *lag)
+void fo_known_lag(const struct failover *f, const char *peer, struct failover_lag *lag)
 {
 	struct streams *s = f->ops.streams(f->arg);
 	const struct fo_peer *p = fo_find_peer(f, peer);
@@ -1521,6 +1421,45 @@ static void fo_known_lag(const struct failover *f, const char *peer, struct fail
 				lag->lag_seconds = secs;
 		}
 	}
+}
+
+void fo_failover_start(struct failover *f, struct control_request *req, const char *old,
+		bool force)
+{
+	const char *self = f->cfg->sites[f->self].name;
+	bool gate_ok, reachable;
+	struct failover_lag lag;
+	char gate[512];
+
+	fo_begin(f, FO_PROMOTE, req, old);
+	fo_step(f, "failover to site %s from site %s at epoch %" PRIu64, self, old,
+		role_epoch(f->role));
+	reachable = relay_is_up(f->relay, old);
+	if (reachable)
+		fo_step(f, "site %s is reachable (its relay link is up): it would be asked to fence "
+			"itself; a failover is refused while it is, use switchover", old);
+	else
+		fo_step(f, "site %s is not reachable (its relay link is down): it will be fenced when "
+			"it is heard again", old);
+	fo_known_lag(f, old, &lag);
+	gate_ok = failover_gate(&lag, f->cfg->failover.max_lag_bytes,
+				(uint64_t)f->cfg->failover.max_lag_seconds, force, gate, sizeof(gate));
+	fo_step(f, "%s", gate);
+	if (!lag.known)
+		fo_step(f, "warning: this site receives no stream from site %s", old);
+	if (reachable) {
+		fo_end(f, false, "refused: site %s is reachable; run switchover on it to hand over "
+		       "without loss", old);
+		return;
+	}
+	if (!gate_ok) {
+		fo_end(f, false, "refused: the lag is over failover.max_lag_bytes or "
+		       "failover.max_lag_seconds; --force fails over anyway, losing it");
+		return;
+	}
+	f->new_epoch = role_epoch(f->role) + 1;
+	f->force = force;
+	fo_promote(f);
 }
 
 /* ---------------------------------------------------------------- dry run */
@@ -1733,7 +1672,7 @@ static void fo_dry_db_timeout(struct failover *f)
  * the promotion write there, its fence state, its sequences), the rest from
  * what this site knows; answered by fo_dry_report().
  */
-static void fo_dry_run(struct failover *f, struct control_request *req, bool force, bool json)
+void fo_dry_run(struct failover *f, struct control_request *req, bool force, bool json)
 {
 	static const char sql[] =
 		"SELECT pg_catalog.pg_is_in_recovery(), "
@@ -1772,9 +1711,7 @@ void failover_cmd_failover(struct failover *f, struct control_request *req, int 
 		char **argv)
 {
 	const char *to, *self = f->cfg->sites[f->self].name, *old;
-	bool force = false, dry_run = false, json = false, gate_ok, reachable;
-	struct failover_lag lag;
-	char gate[512];
+	bool force = false, dry_run = false, json = false;
 	int target;
 
 	if (!fo_parse(req, argc, argv, &to, &force, &dry_run, &json,
@@ -1807,35 +1744,7 @@ void failover_cmd_failover(struct failover *f, struct control_request *req, int 
 		fo_refuse(req, "no other site in the configuration");
 		return;
 	}
-	fo_begin(f, FO_PROMOTE, req, old);
-	fo_step(f, "failover to site %s from site %s at epoch %" PRIu64, self, old,
-		role_epoch(f->role));
-	reachable = relay_is_up(f->relay, old);
-	if (reachable)
-		fo_step(f, "site %s is reachable (its relay link is up): it would be asked to fence "
-			"itself; a failover is refused while it is, use switchover", old);
-	else
-		fo_step(f, "site %s is not reachable (its relay link is down): it will be fenced when "
-			"it is heard again", old);
-	fo_known_lag(f, old, &lag);
-	gate_ok = failover_gate(&lag, f->cfg->failover.max_lag_bytes,
-				(uint64_t)f->cfg->failover.max_lag_seconds, force, gate, sizeof(gate));
-	fo_step(f, "%s", gate);
-	if (!lag.known)
-		fo_step(f, "warning: this site receives no stream from site %s", old);
-	if (reachable) {
-		fo_end(f, false, "refused: site %s is reachable; run switchover on it to hand over "
-		       "without loss", old);
-		return;
-	}
-	if (!gate_ok) {
-		fo_end(f, false, "refused: the lag is over failover.max_lag_bytes or "
-		       "failover.max_lag_seconds; --force fails over anyway, losing it");
-		return;
-	}
-	f->new_epoch = role_epoch(f->role) + 1;
-	f->force = force;
-	fo_promote(f);
+	fo_failover_start(f, req, old, force);
 }
 
 /* ---------------------------------------------------------------- rejoin */
@@ -2061,6 +1970,15 @@ static void fo_rejoin_next_stream(struct failover *f)
 	fo_rejoin_unfence(f);
 }
 
+void fo_rejoin_start(struct failover *f, struct control_request *req)
+{
+	fo_begin(f, FO_REJOIN, req, f->fence_from);
+	fo_step(f, "rejoin of site %s as a replica of site %s at epoch %" PRIu64,
+		f->cfg->sites[f->self].name, f->peer, role_epoch(f->role));
+	f->rj_i = 0;
+	fo_rejoin_next_stream(f);
+}
+
 void failover_cmd_rejoin(struct failover *f, struct control_request *req, int argc, char **argv)
 {
 	const char *self = f->cfg->sites[f->self].name;
@@ -2101,11 +2019,7 @@ void failover_cmd_rejoin(struct failover *f, struct control_request *req, int ar
 			return;
 		}
 	}
-	fo_begin(f, FO_REJOIN, req, f->fence_from);
-	fo_step(f, "rejoin of site %s as a replica of site %s at epoch %" PRIu64, self, f->peer,
-		role_epoch(f->role));
-	f->rj_i = 0;
-	fo_rejoin_next_stream(f);
+	fo_rejoin_start(f, req);
 }
 
 /* ------------------------------------------------- FENCE: primary to old primary */
