@@ -1,5 +1,10 @@
 /*
- * failover.c — switchover, failover and stepping down (see failover.h).
+ * failover.c — the failover object, its operation log, the asynchronous
+ * building blocks every operation is made of, promotion, failover and
+ * stepping down (see failover.h). The other operations live beside it:
+ * switchover.c, rejoin.c, fence_proto.c (the frames), readiness.c (the dry
+ * run), durations.c (role-durations) and failover_cmd.c (the commands'
+ * arguments); failover_int.h is what they share.
  *
  * NOTES
  * One operation at a time per site. An operation is a short chain of
@@ -24,8 +29,6 @@
  */
 #include "gateway/cluster/failover_int.h"
 
-#include <dirent.h>
-#include <sys/stat.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -37,16 +40,11 @@
 
 #include <event2/event.h>
 
-#include "common/json.h"
 #include "common/log.h"
 #include "common/lsn.h"
 #include "config/config.h"
 #include "gateway/daemon/control.h"
-#include "gateway/relay/frame.h"
 #include "gateway/relay/relay.h"
-#include "gateway/relay/relay_proto.h"
-#include "gateway/relay/wire.h"
-#include "gateway/stream/spool.h"
 #include "gateway/stream/stream.h"
 #include "replicator/fence.h"
 #include "replicator/lostxacts.h"
