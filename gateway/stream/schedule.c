@@ -30,6 +30,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "gateway/relay/frame.h"
+
 #define HORIZON_SEC (8 * 86400)
 #define SCAN_DAYS 10             /* local days whose minutes are listed: today and 9 more */
 #define TZ_PROBE_SEC 3600
@@ -483,4 +485,10 @@ uint64_t schedule_wire_cost(size_t frame_bytes, unsigned mtu, bool tunnel)
 	if (rest > 0)
 		cost += tunnel_packet_cost(rest + TCP_IP_COST, mtu);
 	return cost;
+}
+
+uint64_t schedule_frame_cost(size_t payload_bytes, const struct strait_config *cfg)
+{
+	return schedule_wire_cost(FRAME_HEADER_SIZE + payload_bytes, cfg->tunnel.mtu,
+				  cfg->tunnel.backend != CONFIG_BACKEND_NONE);
 }

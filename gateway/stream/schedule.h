@@ -86,4 +86,11 @@ void schedule_eval(const struct config_stream *cs, time_t now, time_t one_off_un
  */
 uint64_t schedule_wire_cost(size_t frame_bytes, unsigned mtu, bool tunnel);
 
+/*
+ * The estimated WAN cost of one relay frame of payload_bytes (its header
+ * added) on the path that cfg's tunnel section sets: what a stream's rate
+ * is charged for every frame it sends, BATCH and VERIFY alike.
+ */
+uint64_t schedule_frame_cost(size_t payload_bytes, const struct strait_config *cfg);
+
 #endif

@@ -35,6 +35,15 @@ bool stream_send(struct stream *st, enum frame_type type, uint8_t flags)
 	       relay_send(s->relay, st->peer, type, flags, s->out.data, s->out.len);
 }
 
+uint64_t stream_charge(struct stream *st, int64_t now_us)
+{
+	uint64_t cost = schedule_frame_cost(st->owner->out.len, st->owner->cfg);
+
+	token_bucket_take(&st->bucket, cost, now_us);
+	st->bytes_charged += cost;
+	return cost;
+}
+
 static void stream_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct stream *st = arg;
@@ -629,7 +638,7 @@ bool streams_verify_send(struct streams *s, const char *name, const struct relay
 	if (!stream_send(st, FRAME_VERIFY, 0))
 		return false;
 	/* what the verify carries counts against the stream's rate like its batches */
-	token_bucket_take(&st->bucket, s->out.len + FRAME_HEADER_SIZE, clock_mono_us());
+	stream_charge(st, clock_mono_us());
 	return true;
 }
 

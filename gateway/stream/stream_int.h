@@ -166,6 +166,9 @@ struct streams {
 
 /* stream.c */
 bool stream_send(struct stream *st, enum frame_type type, uint8_t flags);
+/* Charges the stream's rate (and its WAN estimate) for the frame just sent from
+ * its owner's writer at the frame's estimated WAN cost; returns that cost. */
+uint64_t stream_charge(struct stream *st, int64_t now_us);
 void stream_schedule_retry(struct stream *st, unsigned ms);
 
 /* stream_source.c */

@@ -509,7 +509,6 @@ static bool sender_batch(struct stream *st, struct sender_frame *f, const uint8_
 	struct relay_proto_batch b;
 	const uint8_t *wire;
 	size_t wire_len;
-	uint64_t cost;
 	char err[256];
 
 	if (!fr.records)
@@ -543,10 +542,7 @@ static bool sender_batch(struct stream *st, struct sender_frame *f, const uint8_
 	}
 	if (!stream_send(st, FRAME_BATCH, codec_compresses(st->enc) ? FRAME_FLAG_COMPRESSED : 0))
 		return false;  /* the next HELLO says where to go on */
-	cost = schedule_wire_cost(FRAME_HEADER_SIZE + s->out.len, s->cfg->tunnel.mtu,
-				  s->cfg->tunnel.backend != CONFIG_BACKEND_NONE);
-	token_bucket_take(&st->bucket, cost, now_us);
-	st->bytes_charged += cost;
+	stream_charge(st, now_us);
 	window_sent(st, fr.len, fr.last_lsn);
 	st->window_mid_txn = !fr.ends_txn;
 	st->send_seq++;

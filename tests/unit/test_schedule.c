@@ -680,6 +680,23 @@ static void test_next_change_matches_minute_walk(void **state)
 
 /* ---- wire cost ---- */
 
+/* a frame costs its header and payload through the configured path, whatever its type */
+static void test_frame_cost(void **state)
+{
+	struct strait_config cfg = { 0 };
+
+	(void)state;
+	cfg.tunnel.backend = CONFIG_BACKEND_NONE;
+	assert_int_equal(schedule_frame_cost(976, &cfg), schedule_wire_cost(1000, 0, false));
+	assert_int_equal(schedule_frame_cost(976, &cfg), 1022 + 66);
+	assert_int_equal(schedule_frame_cost(0, &cfg), schedule_wire_cost(24, 0, false));
+	cfg.tunnel.backend = CONFIG_BACKEND_KERNEL;
+	cfg.tunnel.mtu = 1420;
+	assert_int_equal(schedule_frame_cost(976, &cfg), 1162);
+	cfg.tunnel.mtu = 9000;
+	assert_int_equal(schedule_frame_cost(16360, &cfg), 9074 + 7520 + 74);
+}
+
 static void test_wire_cost(void **state)
 {
 	(void)state;
@@ -724,6 +741,7 @@ int main(void)
 		cmocka_unit_test_setup(test_next_change_matches_minute_walk, setup_berlin),
 		cmocka_unit_test_setup(test_eval_is_cheap, setup_berlin),
 		cmocka_unit_test_setup(test_wire_cost, setup_berlin),
+		cmocka_unit_test_setup(test_frame_cost, setup_berlin),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
