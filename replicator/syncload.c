@@ -2,8 +2,9 @@
  * syncload.c — loading initial-sync copies into the target (see syncload.h).
  *
  * NOTES
- * Each loader connection has one state enum; its changes are not logged one
- * by one (a handful per table) but every table's start and end is. A loader
+ * Each loader connection has one state enum and one function that changes
+ * it (syncload_set_state), logged at debug with the reason (a handful per
+ * table); every table's start and end is logged at info. A loader
  * runs one thing at a time: the set-up of its session, a query of the
  * recorded state, the "sync done" mark, or one table's load:
  *
@@ -171,11 +172,21 @@ static void syncload_job_remove(struct syncload *sl, struct syncload_job *job)
 	syncload_job_free(job);
 }
 
+/* The only place a loader's state changes. */
+static void syncload_set_state(struct syncload_loader *l, enum loader_state next, const char *why)
+{
+	if (l->state == next)
+		return;
+	log_debug("stream \"%s\": initial sync loader %u: %s -> %s: %s", l->sl->stream, l->id,
+		  loader_state_names[l->state], loader_state_names[next], why);
+	l->state = next;
+}
+
 static void syncload_close_loader(struct syncload_loader *l)
 {
 	pgasync_free(l->pg);
 	l->pg = NULL;
-	l->state = LOADER_CONNECTING;
+	syncload_set_state(l, LOADER_CONNECTING, "connection closed");
 	l->flushing = false;
 	l->put_pending = false;
 	if (l->job)
@@ -206,9 +217,10 @@ static void syncload_fail(struct syncload *sl, const char *fmt, ...)
 
 /* ---- a table's load ---- */
 
-static bool syncload_send(struct syncload_loader *l, enum loader_state next, const char *sql)
+static bool syncload_send(struct syncload_loader *l, enum loader_state next, const char *why,
+		const char *sql)
 {
-	l->state = next;
+	syncload_set_state(l, next, why);
 	return pgasync_send(l->pg, sql);
 }
 
@@ -231,7 +243,7 @@ static void syncload_start_job(struct syncload_loader *l, struct syncload_job *j
 	PQfreemem(o);
 	log_info("stream \"%s\": initial sync: loading %s (snapshot at " LSN_FMT ", connection %u)",
 		 l->sl->stream, job->display, LSN_ARGS(job->lsn), l->id);
-	(void)syncload_send(l, LOADER_ORIGIN, sql);
+	(void)syncload_send(l, LOADER_ORIGIN, "a table to load", sql);
 	free(sql);
 }
 
@@ -308,7 +320,16 @@ static void syncload_rollback(struct syncload_loader *l)
 {
 	if (l->job)
 		syncload_job_remove(l->sl, l->job);
-	(void)syncload_send(l, LOADER_RESET, syncload_rollback_sql);
+	(void)syncload_send(l, LOADER_RESET, "the load was aborted", syncload_rollback_sql);
+}
+
+/* The result of an aborted job's statement is in: rolls back (true) instead of going on. */
+static bool syncload_rolled_back(struct syncload_loader *l)
+{
+	if (!l->job->aborted)
+		return false;
+	syncload_rollback(l);
+	return true;
 }
 
 /*
@@ -382,7 +403,7 @@ static void syncload_pump(struct syncload_loader *l)
 		return;
 	switch (PQputCopyEnd(conn, NULL)) {
 	case 1:
-		l->state = LOADER_COPY_END;
+		syncload_set_state(l, LOADER_COPY_END, "every chunk put");
 		if (pgasync_flush(l->pg) < 0)
 			syncload_fail(sl, "could not load table %s: %s", job->display, pgasync_error(l->pg));
 		return;
@@ -427,7 +448,7 @@ static bool syncload_open_loader(struct syncload *sl, struct syncload_loader *l)
 
 	snprintf(what, sizeof(what), "stream \"%s\": initial sync loader %u", sl->stream, l->id);
 	l->pg = pgasync_new(sl->base, sl->conninfo, keys, values, what, &cb, l);
-	l->state = LOADER_CONNECTING;
+	syncload_set_state(l, LOADER_CONNECTING, "work waits");
 	return l->pg != NULL;
 }
 
@@ -463,7 +484,7 @@ static void syncload_dispatch(struct syncload *sl)
 				return;
 			}
 			PQfreemem(prefix);
-			(void)syncload_send(l, LOADER_QUERY, sql);
+			(void)syncload_send(l, LOADER_QUERY, "the sync state is wanted", sql);
 			free(sql);
 			continue;
 		}
@@ -483,7 +504,7 @@ static void syncload_dispatch(struct syncload *sl)
 				return;
 			}
 			PQfreemem(o);
-			(void)syncload_send(l, LOADER_MARK, sql);
+			(void)syncload_send(l, LOADER_MARK, "the sync is done", sql);
 			free(sql);
 			continue;
 		}
@@ -527,7 +548,7 @@ static void syncload_loader_connected(void *arg)
 {
 	struct syncload_loader *l = arg;
 
-	(void)syncload_send(l, LOADER_SETUP,
+	(void)syncload_send(l, LOADER_SETUP, "connected",
 		"SET session_replication_role = replica; SET default_transaction_read_only = off; "
 		"SET search_path = ''; SET DateStyle = ISO; "
 		"SET IntervalStyle = postgres; SET extra_float_digits = 3; SET client_encoding = 'UTF8'; "
@@ -580,32 +601,192 @@ static void syncload_state_result(struct syncload *sl, const PGresult *res)
 	free(tables);
 }
 
+/*
+ * Input while COPY IN runs: data to put (a kick), or the server's early
+ * error; during COPY IN PQgetResult() answers PGRES_COPY_IN until the server
+ * ends it.
+ */
+static void syncload_copy_input(struct syncload_loader *l)
+{
+	PGresult *res = PQgetResult(pgasync_conn(l->pg));
+
+	if (res && PQresultStatus(res) != PGRES_COPY_IN) {
+		char msg[512];
+
+		snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(res));
+		msg[strcspn(msg, "\n")] = '\0';
+		PQclear(res);
+		syncload_fail(l->sl, "could not load table %s: %s", l->job->display,
+			      msg[0] ? msg : "COPY ended early");
+		return;
+	}
+	PQclear(res);
+	syncload_pump(l);
+}
+
+/* A statement of the loader's current state failed: the whole sync fails. */
+static void syncload_statement_failed(struct syncload_loader *l)
+{
+	struct syncload *sl = l->sl;
+	const char *err = pgasync_statement_error(l->pg);
+
+	switch (l->state) {
+	case LOADER_SETUP:
+		syncload_fail(sl, "could not set up a session on the target: %s", err);
+		return;
+	case LOADER_QUERY:
+		syncload_fail(sl, "could not read the sync state from the target: %s", err);
+		return;
+	case LOADER_MARK:
+		syncload_fail(sl, "could not record the sync as done: %s", err);
+		return;
+	default:
+		syncload_fail(sl, "could not load table %s: %s", l->job ? l->job->display : "?", err);
+		return;
+	}
+}
+
+static void syncload_query_done(struct syncload_loader *l, const PGresult *res)
+{
+	struct syncload *sl = l->sl;
+
+	syncload_set_state(l, LOADER_IDLE, "sync state read");
+	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+		syncload_fail(sl, "could not read the sync state from the target: no rows");
+		return;
+	}
+	syncload_state_result(sl, res);
+	syncload_dispatch_soon(sl);
+}
+
+static void syncload_mark_recorded(struct syncload_loader *l)
+{
+	struct syncload *sl = l->sl;
+
+	syncload_set_state(l, LOADER_IDLE, "sync recorded as done");
+	log_info("stream \"%s\": initial sync recorded as done, streaming from " LSN_FMT,
+		 sl->stream, LSN_ARGS(l->mark_lsn));
+	sl->cb.marked(sl->arg, l->mark_lsn);
+	syncload_dispatch_soon(sl);
+}
+
+/* The table's origin is set up: start its transaction. */
+static void syncload_origin_done(struct syncload_loader *l)
+{
+	char *sql;
+
+	if (syncload_rolled_back(l))
+		return;
+	sql = syncload_prologue_sql(l);
+	if (!sql) {
+		syncload_fail(l->sl, "out of memory");
+		return;
+	}
+	(void)syncload_send(l, LOADER_PROLOGUE, "origin set up", sql);
+	free(sql);
+}
+
+/* The transaction is open and res says whether the table has rows: start the COPY. */
+static void syncload_prologue_done(struct syncload_loader *l, const PGresult *res)
+{
+	struct syncload *sl = l->sl;
+	struct syncload_job *job = l->job;
+	char relkind;
+	bool nonempty;
+	char *sql;
+
+	if (syncload_rolled_back(l))
+		return;
+	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		syncload_fail(sl, "could not load table %s: target table not found", job->display);
+		return;
+	}
+	relkind = PQgetvalue(res, 0, 0)[0];
+	nonempty = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+	sql = syncload_copy_sql(l, relkind, nonempty);
+	if (!sql) {
+		syncload_fail(sl, "out of memory");
+		return;
+	}
+	if (nonempty)
+		log_notice("stream \"%s\": initial sync: target table %s has rows; truncating it "
+			   "before the copy", sl->stream, job->display);
+	(void)syncload_send(l, LOADER_COPY_START, "transaction open", sql);
+	free(sql);
+}
+
+static void syncload_copy_started(struct syncload_loader *l, enum pgasync_step step,
+		const PGresult *res)
+{
+	struct syncload *sl = l->sl;
+	struct syncload_job *job = l->job;
+
+	if (step != PGASYNC_COPY || PQresultStatus(res) != PGRES_COPY_IN) {
+		if (!syncload_rolled_back(l))
+			syncload_fail(sl, "could not load table %s: COPY did not start", job->display);
+		return;
+	}
+	if (job->aborted) {
+		syncload_set_state(l, LOADER_COPY_END, "the load was aborted");
+		if (PQputCopyEnd(pgasync_conn(l->pg), "initial sync round aborted") < 0 ||
+		    pgasync_flush(l->pg) < 0)
+			syncload_fail(sl, "could not end COPY: %s", pgasync_error(l->pg));
+		return;
+	}
+	syncload_set_state(l, LOADER_COPYING, "COPY started");
+	syncload_pump(l);
+}
+
+static void syncload_copy_ended(struct syncload_loader *l, const PGresult *res)
+{
+	if (syncload_rolled_back(l))
+		return;
+	if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
+		syncload_fail(l->sl, "could not load table %s: COPY did not complete", l->job->display);
+		return;
+	}
+	(void)syncload_send(l, LOADER_COMMIT, "COPY complete",
+		"COMMIT; SELECT pg_catalog.pg_replication_origin_session_reset()");
+}
+
+static void syncload_committed(struct syncload_loader *l)
+{
+	struct syncload *sl = l->sl;
+	struct syncload_job *job = l->job;
+	struct syncload_loaded t = { job->schema, job->table, job->lsn };
+
+	/* the job leaves the books before the owner hears of it */
+	syncload_set_state(l, LOADER_IDLE, "table committed");
+	l->job = NULL;
+	job->loader = NULL;
+	syncload_job_unlink(sl, job);
+	log_info("stream \"%s\": initial sync: loaded %s: %" PRIu64 " rows, %" PRIu64 " bytes",
+		 sl->stream, job->display, job->rows, job->bytes);
+	sl->cb.loaded(sl->arg, job->id, &t, job->rows);
+	syncload_job_free(job);
+	syncload_dispatch_soon(sl);
+}
+
+static void syncload_reset_done(struct syncload_loader *l, enum pgasync_step step)
+{
+	if (step == PGASYNC_ERROR) {
+		syncload_fail(l->sl, "could not roll back an aborted load: %s",
+			      pgasync_statement_error(l->pg));
+		return;
+	}
+	syncload_set_state(l, LOADER_IDLE, "rolled back");
+	syncload_dispatch_soon(l->sl);
+}
+
+/* The results of the loader's statements are in (or, while copying, input to take). */
 static void syncload_loader_input(void *arg)
 {
 	struct syncload_loader *l = arg;
-	struct syncload *sl = l->sl;
-	struct syncload_job *job = l->job;
 	PGresult *res = NULL;
 	enum pgasync_step step;
 
 	if (l->state == LOADER_COPYING) {
-		/*
-		 * Data to put (a kick), or the server's early error: during COPY IN
-		 * PQgetResult() answers PGRES_COPY_IN until the server ends it.
-		 */
-		res = PQgetResult(pgasync_conn(l->pg));
-		if (res && PQresultStatus(res) != PGRES_COPY_IN) {
-			char msg[512];
-
-			snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(res));
-			msg[strcspn(msg, "\n")] = '\0';
-			PQclear(res);
-			syncload_fail(sl, "could not load table %s: %s", job->display,
-				      msg[0] ? msg : "COPY ended early");
-			return;
-		}
-		PQclear(res);
-		syncload_pump(l);
+		syncload_copy_input(l);
 		return;
 	}
 	step = pgasync_results(l->pg, &res);
@@ -613,141 +794,39 @@ static void syncload_loader_input(void *arg)
 		PQclear(res);
 		return;
 	}
-	if (step == PGASYNC_ERROR && l->state != LOADER_RESET && !(job && job->aborted)) {
-		const char *err = pgasync_statement_error(l->pg);
-
+	if (step == PGASYNC_ERROR && l->state != LOADER_RESET && !(l->job && l->job->aborted)) {
 		PQclear(res);
-		switch (l->state) {
-		case LOADER_SETUP:
-			syncload_fail(sl, "could not set up a session on the target: %s", err);
-			return;
-		case LOADER_QUERY:
-			syncload_fail(sl, "could not read the sync state from the target: %s", err);
-			return;
-		case LOADER_MARK:
-			syncload_fail(sl, "could not record the sync as done: %s", err);
-			return;
-		default:
-			syncload_fail(sl, "could not load table %s: %s", job ? job->display : "?", err);
-			return;
-		}
+		syncload_statement_failed(l);
+		return;
 	}
 	switch (l->state) {
 	case LOADER_SETUP:
-		l->state = LOADER_IDLE;
-		syncload_dispatch_soon(sl);
+		syncload_set_state(l, LOADER_IDLE, "session set up");
+		syncload_dispatch_soon(l->sl);
 		break;
 	case LOADER_QUERY:
-		l->state = LOADER_IDLE;
-		if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
-			syncload_fail(sl, "could not read the sync state from the target: no rows");
-			break;
-		}
-		syncload_state_result(sl, res);
-		syncload_dispatch_soon(sl);
+		syncload_query_done(l, res);
 		break;
 	case LOADER_MARK:
-		l->state = LOADER_IDLE;
-		log_info("stream \"%s\": initial sync recorded as done, streaming from " LSN_FMT,
-			 sl->stream, LSN_ARGS(l->mark_lsn));
-		sl->cb.marked(sl->arg, l->mark_lsn);
-		syncload_dispatch_soon(sl);
+		syncload_mark_recorded(l);
 		break;
 	case LOADER_ORIGIN:
-		if (job->aborted) {
-			syncload_rollback(l);
-			break;
-		}
-		{
-			char *sql = syncload_prologue_sql(l);
-
-			if (!sql) {
-				syncload_fail(sl, "out of memory");
-				break;
-			}
-			(void)syncload_send(l, LOADER_PROLOGUE, sql);
-			free(sql);
-		}
+		syncload_origin_done(l);
 		break;
 	case LOADER_PROLOGUE:
-		if (job->aborted) {
-			syncload_rollback(l);
-			break;
-		}
-		if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-			syncload_fail(sl, "could not load table %s: target table not found", job->display);
-			break;
-		}
-		{
-			char relkind = PQgetvalue(res, 0, 0)[0];
-			bool nonempty = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
-			char *sql = syncload_copy_sql(l, relkind, nonempty);
-
-			if (!sql) {
-				syncload_fail(sl, "out of memory");
-				break;
-			}
-			if (nonempty)
-				log_notice("stream \"%s\": initial sync: target table %s has rows; truncating it "
-					   "before the copy", sl->stream, job->display);
-			(void)syncload_send(l, LOADER_COPY_START, sql);
-			free(sql);
-		}
+		syncload_prologue_done(l, res);
 		break;
 	case LOADER_COPY_START:
-		if (step != PGASYNC_COPY || PQresultStatus(res) != PGRES_COPY_IN) {
-			if (job->aborted) {
-				syncload_rollback(l);
-				break;
-			}
-			syncload_fail(sl, "could not load table %s: COPY did not start", job->display);
-			break;
-		}
-		if (job->aborted) {
-			l->state = LOADER_COPY_END;
-			if (PQputCopyEnd(pgasync_conn(l->pg), "initial sync round aborted") < 0 ||
-			    pgasync_flush(l->pg) < 0)
-				syncload_fail(sl, "could not end COPY: %s", pgasync_error(l->pg));
-			break;
-		}
-		l->state = LOADER_COPYING;
-		syncload_pump(l);
+		syncload_copy_started(l, step, res);
 		break;
 	case LOADER_COPY_END:
-		if (job->aborted) {
-			syncload_rollback(l);
-			break;
-		}
-		if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
-			syncload_fail(sl, "could not load table %s: COPY did not complete", job->display);
-			break;
-		}
-		(void)syncload_send(l, LOADER_COMMIT,
-			"COMMIT; SELECT pg_catalog.pg_replication_origin_session_reset()");
+		syncload_copy_ended(l, res);
 		break;
-	case LOADER_COMMIT: {
-		struct syncload_loaded t = { job->schema, job->table, job->lsn };
-
-		/* the job leaves the books before the owner hears of it */
-		l->state = LOADER_IDLE;
-		l->job = NULL;
-		job->loader = NULL;
-		syncload_job_unlink(sl, job);
-		log_info("stream \"%s\": initial sync: loaded %s: %" PRIu64 " rows, %" PRIu64 " bytes",
-			 sl->stream, job->display, job->rows, job->bytes);
-		sl->cb.loaded(sl->arg, job->id, &t, job->rows);
-		syncload_job_free(job);
-		syncload_dispatch_soon(sl);
+	case LOADER_COMMIT:
+		syncload_committed(l);
 		break;
-	}
 	case LOADER_RESET:
-		if (step == PGASYNC_ERROR) {
-			syncload_fail(sl, "could not roll back an aborted load: %s",
-				      pgasync_statement_error(l->pg));
-			break;
-		}
-		l->state = LOADER_IDLE;
-		syncload_dispatch_soon(sl);
+		syncload_reset_done(l, step);
 		break;
 	default:
 		break;
@@ -939,7 +1018,7 @@ void syncload_abort(struct syncload *sl)
 		j->aborted = true;
 		if (l->state == LOADER_COPYING) {
 			/* end the COPY with an error: the server rolls it back */
-			l->state = LOADER_COPY_END;
+			syncload_set_state(l, LOADER_COPY_END, "the load was aborted");
 			l->flushing = false;
 			if (PQputCopyEnd(pgasync_conn(l->pg), "initial sync round aborted") < 0 ||
 			    pgasync_flush(l->pg) < 0) {
