@@ -5,7 +5,8 @@
  * One timer ticks every interval and drives a small state machine: no
  * connection (connect once the retry time has come), connecting, ready
  * (send the poll), running (wait; give up after SLOTWATCH_TIMEOUT_MS,
- * since a non-blocking libpq connection has no timeout of its own). The
+ * since a non-blocking libpq connection has no timeout of its own). It
+ * changes only in slotwatch_set_state, logged at debug with the reason. The
  * statement is built once per connection: it depends on the server's
  * version and is quoted with the connection's own rules. statvfs() runs in
  * the loop: a local disk answers at once, and only when the server is
@@ -31,6 +32,13 @@ enum slotwatch_state {
 	SLOTWATCH_CONNECTING,
 	SLOTWATCH_READY,         /* connected, no poll running */
 	SLOTWATCH_RUNNING,
+};
+
+static const char *const slotwatch_state_names[] = {
+	[SLOTWATCH_IDLE] = "not connected",
+	[SLOTWATCH_CONNECTING] = "connecting",
+	[SLOTWATCH_READY] = "ready",
+	[SLOTWATCH_RUNNING] = "polling",
 };
 
 struct slotwatch {
@@ -141,6 +149,15 @@ static int64_t slotwatch_retry_at(const struct slotwatch *w)
 }
 
 /* Drops the connection; a tick after the retry delay makes a new one. */
+static void slotwatch_set_state(struct slotwatch *w, enum slotwatch_state next, const char *why)
+{
+	if (w->state == next)
+		return;
+	log_debug("%s: slot \"%s\": %s -> %s: %s", w->what, w->slot, slotwatch_state_names[w->state],
+		  slotwatch_state_names[next], why);
+	w->state = next;
+}
+
 static void slotwatch_disconnect(struct slotwatch *w)
 {
 	pgasync_free(w->conn);
@@ -149,7 +166,7 @@ static void slotwatch_disconnect(struct slotwatch *w)
 	w->res = NULL;
 	free(w->sql);
 	w->sql = NULL;
-	w->state = SLOTWATCH_IDLE;
+	slotwatch_set_state(w, SLOTWATCH_IDLE, "disconnected");
 	w->retry_at = slotwatch_retry_at(w);
 }
 
@@ -250,7 +267,7 @@ static void slotwatch_send(struct slotwatch *w)
 {
 	if (!pgasync_send(w->conn, w->sql))
 		return;          /* failed() has run */
-	w->state = SLOTWATCH_RUNNING;
+	slotwatch_set_state(w, SLOTWATCH_RUNNING, "poll sent");
 	w->since = mono_us();
 }
 
@@ -274,7 +291,7 @@ static void slotwatch_connected(void *arg)
 	}
 	w->local = slotwatch_host_is_local(PQhost(conn)) ||
 		   slotwatch_host_is_local(PQhostaddr(conn));
-	w->state = SLOTWATCH_READY;
+	slotwatch_set_state(w, SLOTWATCH_READY, "connected");
 	slotwatch_send(w);
 }
 
@@ -295,7 +312,7 @@ static void slotwatch_input(void *arg)
 		pgasync_fail(w->conn, "unexpected COPY in answer to the poll");
 		return;
 	}
-	w->state = SLOTWATCH_READY;
+	slotwatch_set_state(w, SLOTWATCH_READY, "poll answered");
 	if (step == PGASYNC_ERROR)
 		snprintf(err, sizeof(err), "%s", pgasync_statement_error(w->conn));
 	else if (!w->res)
@@ -349,7 +366,7 @@ static void slotwatch_connect(struct slotwatch *w)
 		slotwatch_report_failure(w, "out of memory");
 		return;
 	}
-	w->state = SLOTWATCH_CONNECTING;
+	slotwatch_set_state(w, SLOTWATCH_CONNECTING, "retry time came");
 	w->since = mono_us();
 }
 

@@ -3,7 +3,8 @@
  *
  * NOTES
  * One state enum for the round (synccopy_set_state, logged) and one per
- * worker connection (not logged: a worker's life is a few steps per table).
+ * worker connection (synccopy_worker_set_state, logged at debug: a worker's
+ * life is a few steps per table). Each changes only through its function.
  *
  *   snapshot  [temporary slot only] CREATE_REPLICATION_SLOT ... TEMPORARY
  *             LOGICAL pgoutput (SNAPSHOT 'export') on a replication
@@ -75,6 +76,17 @@ enum worker_state {
 	WORKER_COPYING,          /* reading rows */
 	WORKER_COPY_END,         /* rows read, waiting for the command's result */
 	WORKER_DONE,             /* no table left: connection closed */
+};
+
+static const char *const worker_state_names[] = {
+	[WORKER_CONNECTING] = "connecting",
+	[WORKER_IMPORTING] = "importing the snapshot",
+	[WORKER_LISTING] = "listing tables",
+	[WORKER_IDLE] = "idle",
+	[WORKER_COPY_START] = "starting COPY",
+	[WORKER_COPYING] = "copying",
+	[WORKER_COPY_END] = "ending COPY",
+	[WORKER_DONE] = "done",
 };
 
 /* What the source needs per table besides the plan entry. */
@@ -152,6 +164,16 @@ static void synccopy_set_state(struct synccopy *sc, enum synccopy_state next, co
 	log_info("stream \"%s\": initial sync copy %s -> %s: %s", sc->stream,
 		 synccopy_state_names[sc->state], synccopy_state_names[next], why);
 	sc->state = next;
+}
+
+static void synccopy_worker_set_state(struct synccopy_worker *w, enum worker_state next,
+		const char *why)
+{
+	if (w->state == next)
+		return;
+	log_debug("stream \"%s\": initial sync worker %u: %s -> %s: %s", w->sc->stream, w->id,
+		  worker_state_names[w->state], worker_state_names[next], why);
+	w->state = next;
 }
 
 static void synccopy_close_all(struct synccopy *sc)
@@ -281,7 +303,7 @@ static void synccopy_worker_connected(void *arg)
 		return;
 	}
 	PQfreemem(snap);
-	w->state = WORKER_IMPORTING;
+	synccopy_worker_set_state(w, WORKER_IMPORTING, "connected");
 	(void)pgasync_send(w->pg, sql);
 	free(sql);
 }
@@ -316,7 +338,7 @@ static void synccopy_imported(struct synccopy_worker *w)
 {
 	struct synccopy *sc = w->sc;
 
-	w->state = WORKER_IDLE;
+	synccopy_worker_set_state(w, WORKER_IDLE, "snapshot imported");
 	if (++sc->imported < sc->nworkers)
 		return;
 	/* Every worker holds the snapshot now: the exporting connection may move on. */
@@ -335,7 +357,8 @@ static void synccopy_imported(struct synccopy_worker *w)
 			synccopy_fail(sc, "out of memory");
 			return;
 		}
-		first->state = WORKER_LISTING;
+		synccopy_worker_set_state(first, WORKER_LISTING,
+					  "every worker imported the snapshot");
 		(void)pgasync_send(first->pg, sql);
 		free(sql);
 	}
@@ -483,7 +506,7 @@ static void synccopy_dispatch(struct synccopy_worker *w)
 		/* nothing left: the read-only transaction just goes with the connection */
 		pgasync_free(w->pg);
 		w->pg = NULL;
-		w->state = WORKER_DONE;
+		synccopy_worker_set_state(w, WORKER_DONE, "no table left");
 		synccopy_check_finished(sc);
 		return;
 	}
@@ -503,7 +526,7 @@ static void synccopy_dispatch(struct synccopy_worker *w)
 		log_info("stream \"%s\": initial sync: copying %s (worker %u)", sc->stream,
 			 synccopy_table_name(sc, w->table, name, sizeof(name)), w->id);
 	}
-	w->state = WORKER_COPY_START;
+	synccopy_worker_set_state(w, WORKER_COPY_START, "a table to copy");
 	if (pgasync_send(w->pg, sql))
 		pgasync_set_reading(w->pg, true);
 	free(sql);
@@ -548,7 +571,7 @@ static void synccopy_table_done(struct synccopy_worker *w, const PGresult *res)
 		 sc->stream, synccopy_table_name(sc, w->table, name, sizeof(name)), info->rows,
 		 info->bytes);
 	w->table = -1;
-	w->state = WORKER_IDLE;
+	synccopy_worker_set_state(w, WORKER_IDLE, "table read");
 	synccopy_dispatch(w);
 }
 
@@ -575,7 +598,7 @@ static void synccopy_read_rows(struct synccopy_worker *w)
 			return;
 		if (n == -1) {
 			/* the command's result follows (synccopy_worker_input) */
-			w->state = WORKER_COPY_END;
+			synccopy_worker_set_state(w, WORKER_COPY_END, "every row read");
 			return;
 		}
 		if (n < 0) {
@@ -643,7 +666,7 @@ static void synccopy_worker_input(void *arg)
 				      step == PGASYNC_ERROR ? pgasync_statement_error(w->pg) : "no rows");
 			break;
 		}
-		w->state = WORKER_IDLE;
+		synccopy_worker_set_state(w, WORKER_IDLE, "tables listed");
 		synccopy_listed(w, res);
 		break;
 	case WORKER_COPY_START:
@@ -653,7 +676,7 @@ static void synccopy_worker_input(void *arg)
 				      step == PGASYNC_ERROR ? pgasync_statement_error(w->pg) : "no COPY");
 			break;
 		}
-		w->state = WORKER_COPYING;
+		synccopy_worker_set_state(w, WORKER_COPYING, "COPY started");
 		PQclear(res);
 		res = NULL;
 		synccopy_worker_input(w);
