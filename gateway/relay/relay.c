@@ -1549,6 +1549,114 @@ static bool relay_same_addr(const struct sockaddr_storage *a, socklen_t alen,
 }
 
 /*
+ * Takes ctx, cluster and self_name (owned from here on) as the relay's;
+ * when a reload renamed the cluster or this site, every connection closes.
+ */
+static void relay_apply_names(struct relay *relay, SSL_CTX *ctx, char *cluster, char *self_name)
+{
+	bool renamed = relay->cluster != NULL &&
+		(strcmp(relay->cluster, cluster) != 0 || strcmp(relay->self, self_name) != 0);
+
+	if (renamed) {
+		for (struct relay_conn *c = relay->conns, *next; c != NULL; c = next) {
+			next = c->next;
+			relay_conn_close(c, LOG_LEVEL_INFO, "cluster or site renamed by a reload");
+		}
+	}
+	SSL_CTX_free(relay->ctx);
+	relay->ctx = ctx;
+	free(relay->cluster);
+	relay->cluster = cluster;
+	free(relay->self);
+	relay->self = self_name;
+}
+
+/* This site's listening address; a new one closes the listener (relay_listener_update reopens). */
+static void relay_apply_self_addr(struct relay *relay, const struct strait_config *cfg,
+		size_t self)
+{
+	struct sockaddr_storage self_addr;
+	socklen_t self_addrlen;
+
+	relay_make_addr(&cfg->sites[self].tunnel_address, cfg->relay.port, &self_addr,
+		&self_addrlen);
+	if (!relay_same_addr(&self_addr, self_addrlen, &relay->self_addr, relay->self_addrlen)) {
+		relay_listener_close(relay);
+		relay->self_addr = self_addr;
+		relay->self_addrlen = self_addrlen;
+		relay_format_addr((struct sockaddr *)&self_addr, relay->self_addr_str,
+			sizeof(relay->self_addr_str));
+	}
+}
+
+/* Makes peers (owned from here on) the relay's peers; those gone from the config are removed. */
+static void relay_apply_peer_list(struct relay *relay, struct relay_peer **peers, size_t npeers)
+{
+	for (size_t i = 0; i < relay->npeers; i++) {
+		bool kept = false;
+
+		for (size_t k = 0; k < npeers && !kept; k++)
+			kept = peers[k] == relay->peers[i];
+		if (!kept)
+			relay_peer_remove(relay->peers[i], "site removed from the configuration");
+	}
+	free(relay->peers);
+	relay->peers = peers;
+	relay->npeers = npeers;
+}
+
+/* The address and direction of peer p, site i of cfg, that stays (or came: is_new). */
+static void relay_apply_peer(struct relay *relay, const struct strait_config *cfg, size_t i,
+		struct relay_peer *p, bool is_new)
+{
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	bool moved = false, dials;
+
+	relay_make_addr(&cfg->sites[i].tunnel_address, cfg->relay.port, &addr, &addrlen);
+	dials = relay_dials(relay->self, p->name);
+	if (!relay_same_addr(&addr, addrlen, &p->addr, p->addrlen)) {
+		moved = !is_new;
+		p->addr = addr;
+		p->addrlen = addrlen;
+		relay_format_addr((struct sockaddr *)&addr, p->addr_str, sizeof(p->addr_str));
+		if (!is_new)
+			log_info("relay site \"%s\": address is now %s (from the next connection on)",
+				p->name, p->addr_str);
+	}
+	if (!is_new && p->dials != dials && p->conn != NULL)
+		relay_conn_close(p->conn, LOG_LEVEL_INFO, "dial direction changed by a reload");
+	if (!is_new && p->dials && !dials) {
+		event_del(p->retry_ev);
+		p->next_attempt_ms = 0;
+	}
+	p->dials = dials;
+	if (dials && p->conn == NULL && (is_new || moved ||
+			!evtimer_pending(p->retry_ev, NULL))) {
+		p->attempt = 0;
+		relay_peer_schedule_in(p, 0);
+	}
+}
+
+/* The health beat's interval and failure count; the tick restarts when the interval changed. */
+static void relay_apply_health(struct relay *relay, const struct strait_config *cfg)
+{
+	uint64_t health_ms = cfg->failover.health_interval > 0 ? cfg->failover.health_interval : 1000;
+	struct timeval tv;
+
+	relay->health_failures = cfg->failover.health_failures > 0 ?
+		cfg->failover.health_failures : 1;
+	if (health_ms != relay->health_ms || !evtimer_pending(relay->tick, NULL)) {
+		relay->health_ms = health_ms;
+		relay->tick_ms = health_ms < RELAY_TICK_MAX_MS ? health_ms : RELAY_TICK_MAX_MS;
+		relay->next_beat_ms = relay_now_ms() + health_ms;
+		tv.tv_sec = (time_t)(relay->tick_ms / 1000);
+		tv.tv_usec = (suseconds_t)(relay->tick_ms % 1000) * 1000;
+		event_add(relay->tick, &tv);
+	}
+}
+
+/*
  * Makes the relay follow cfg. Everything that can fail (the TLS context,
  * memory) is done before anything changes, so a failure leaves the relay as
  * it was.
@@ -1562,11 +1670,7 @@ static bool relay_apply(struct relay *relay, const struct strait_config *cfg,
 	size_t npeers = 0, nfresh = 0;
 	SSL_CTX *ctx = NULL;
 	char *cluster = NULL, *self_name = NULL;
-	struct sockaddr_storage self_addr;
-	socklen_t self_addrlen;
-	bool renamed, ok = false;
-	uint64_t health_ms;
-	struct timeval tv;
+	bool ok = false;
 
 	if (found < 0) {
 		log_error("relay: site \"%s\" is not in the configuration", self_site);
@@ -1598,96 +1702,25 @@ static bool relay_apply(struct relay *relay, const struct strait_config *cfg,
 	}
 
 	/* Nothing fails from here on. */
-	renamed = relay->cluster != NULL &&
-		(strcmp(relay->cluster, cluster) != 0 || strcmp(relay->self, self_name) != 0);
-	if (renamed) {
-		for (struct relay_conn *c = relay->conns, *next; c != NULL; c = next) {
-			next = c->next;
-			relay_conn_close(c, LOG_LEVEL_INFO, "cluster or site renamed by a reload");
-		}
-	}
-	SSL_CTX_free(relay->ctx);
-	relay->ctx = ctx;
+	relay_apply_names(relay, ctx, cluster, self_name);
 	ctx = NULL;
-	free(relay->cluster);
-	relay->cluster = cluster;
 	cluster = NULL;
-	free(relay->self);
-	relay->self = self_name;
 	self_name = NULL;
-
-	relay_make_addr(&cfg->sites[self].tunnel_address, cfg->relay.port, &self_addr,
-		&self_addrlen);
-	if (!relay_same_addr(&self_addr, self_addrlen, &relay->self_addr, relay->self_addrlen)) {
-		relay_listener_close(relay);
-		relay->self_addr = self_addr;
-		relay->self_addrlen = self_addrlen;
-		relay_format_addr((struct sockaddr *)&self_addr, relay->self_addr_str,
-			sizeof(relay->self_addr_str));
-	}
-
-	/* Peers gone from the config. */
-	for (size_t i = 0; i < relay->npeers; i++) {
-		bool kept = false;
-
-		for (size_t k = 0; k < npeers && !kept; k++)
-			kept = peers[k] == relay->peers[i];
-		if (!kept)
-			relay_peer_remove(relay->peers[i], "site removed from the configuration");
-	}
-	free(relay->peers);
-	relay->peers = peers;
-	relay->npeers = npeers;
+	relay_apply_self_addr(relay, cfg, self);
+	relay_apply_peer_list(relay, peers, npeers);
 	peers = NULL;
-
-	/* Addresses and directions of the peers that stay or came. */
 	for (size_t i = 0; i < cfg->n_sites; i++) {
 		struct relay_peer *p;
-		struct sockaddr_storage addr;
-		socklen_t addrlen;
-		bool is_new = false, moved = false, dials;
+		bool is_new = false;
 
 		if (i == self)
 			continue;
 		p = relay_find_peer(relay, cfg->sites[i].name);
 		for (size_t k = 0; k < nfresh && !is_new; k++)
 			is_new = fresh[k] == p;
-		relay_make_addr(&cfg->sites[i].tunnel_address, cfg->relay.port, &addr, &addrlen);
-		dials = relay_dials(relay->self, p->name);
-		if (!relay_same_addr(&addr, addrlen, &p->addr, p->addrlen)) {
-			moved = !is_new;
-			p->addr = addr;
-			p->addrlen = addrlen;
-			relay_format_addr((struct sockaddr *)&addr, p->addr_str, sizeof(p->addr_str));
-			if (!is_new)
-				log_info("relay site \"%s\": address is now %s (from the next connection on)",
-					p->name, p->addr_str);
-		}
-		if (!is_new && p->dials != dials && p->conn != NULL)
-			relay_conn_close(p->conn, LOG_LEVEL_INFO, "dial direction changed by a reload");
-		if (!is_new && p->dials && !dials) {
-			event_del(p->retry_ev);
-			p->next_attempt_ms = 0;
-		}
-		p->dials = dials;
-		if (dials && p->conn == NULL && (is_new || moved ||
-				!evtimer_pending(p->retry_ev, NULL))) {
-			p->attempt = 0;
-			relay_peer_schedule_in(p, 0);
-		}
+		relay_apply_peer(relay, cfg, i, p, is_new);
 	}
-
-	health_ms = cfg->failover.health_interval > 0 ? cfg->failover.health_interval : 1000;
-	relay->health_failures = cfg->failover.health_failures > 0 ?
-		cfg->failover.health_failures : 1;
-	if (health_ms != relay->health_ms || !evtimer_pending(relay->tick, NULL)) {
-		relay->health_ms = health_ms;
-		relay->tick_ms = health_ms < RELAY_TICK_MAX_MS ? health_ms : RELAY_TICK_MAX_MS;
-		relay->next_beat_ms = relay_now_ms() + health_ms;
-		tv.tv_sec = (time_t)(relay->tick_ms / 1000);
-		tv.tv_usec = (suseconds_t)(relay->tick_ms % 1000) * 1000;
-		event_add(relay->tick, &tv);
-	}
+	relay_apply_health(relay, cfg);
 	relay_listener_update(relay);
 	ok = true;
 	goto out;
