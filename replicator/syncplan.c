@@ -248,21 +248,121 @@ static bool syncplan_split(const char *line, size_t len, const char **fields, si
 
 #define SYNCPLAN_MAX_FIELDS (3 + SYNCPLAN_MAX_COLUMNS)
 
+/* One line of a plan, split at its tabs. */
+struct syncplan_line {
+	const char **fields;
+	size_t *lens;
+	size_t nf;
+	size_t lineno;
+};
+
+/* The first line: the header, the version and the generation. */
+static bool syncplan_decode_header(const struct syncplan_line *ln, struct syncplan *out,
+		char *err, size_t errlen)
+{
+	char num[16];
+	unsigned long long gen;
+	char *end;
+
+	if (ln->nf != 3 || !syncplan_name_eq(SYNCPLAN_HEADER, ln->fields[0], ln->lens[0]) ||
+	    !syncplan_name_eq("1", ln->fields[1], ln->lens[1]))
+		return syncplan_fail(err, errlen, "not a version %d plan", SYNCPLAN_VERSION);
+	if (ln->lens[2] == 0 || ln->lens[2] >= sizeof(num))
+		return syncplan_fail(err, errlen, "bad generation");
+	memcpy(num, ln->fields[2], ln->lens[2]);
+	num[ln->lens[2]] = '\0';
+	if (num[0] < '0' || num[0] > '9' ||
+	    (gen = strtoull(num, &end, 10), *end != '\0') || gen > UINT32_MAX)
+		return syncplan_fail(err, errlen, "bad generation");
+	out->generation = (uint32_t)gen;
+	return true;
+}
+
+/* The columns of a copied table's line (its fields from the fourth on) onto the last table. */
+static bool syncplan_decode_columns(const struct syncplan_line *ln, struct syncplan *out,
+		bool *oom, char *err, size_t errlen)
+{
+	for (size_t i = 3; i < ln->nf; i++) {
+		char *col = NULL;
+		bool added;
+
+		if (!syncplan_unescape(ln->fields[i], ln->lens[i], &col, oom)) {
+			if (!*oom)
+				syncplan_fail(err, errlen, "line %zu: bad escape or NUL byte", ln->lineno);
+			return false;
+		}
+		if (!*col) {
+			free(col);
+			return syncplan_fail(err, errlen, "line %zu: empty column name", ln->lineno);
+		}
+		added = syncplan_add_column(out, col);
+		free(col);
+		if (!added) {
+			*oom = true;
+			return false;
+		}
+	}
+	return true;
+}
+
+/* A table's line: c (copy, with columns) or k (keep), schema, table; seen holds those read. */
+static bool syncplan_decode_table(const struct syncplan_line *ln, struct syncplan *out,
+		struct syncplan_set *seen, bool *oom, char *err, size_t errlen)
+{
+	bool copy, added;
+	char *schema = NULL, *table = NULL;
+
+	if (ln->nf < 3 || ln->lens[0] != 1 || (ln->fields[0][0] != 'c' && ln->fields[0][0] != 'k'))
+		return syncplan_fail(err, errlen, "line %zu: expected c or k, schema and table",
+				     ln->lineno);
+	copy = ln->fields[0][0] == 'c';
+	if (!copy && ln->nf != 3)
+		return syncplan_fail(err, errlen, "line %zu: a kept table lists no columns", ln->lineno);
+	if (out->n >= SYNCPLAN_MAX_TABLES)
+		return syncplan_fail(err, errlen, "more than %u tables", SYNCPLAN_MAX_TABLES);
+	if (!syncplan_unescape(ln->fields[1], ln->lens[1], &schema, oom) ||
+	    !syncplan_unescape(ln->fields[2], ln->lens[2], &table, oom)) {
+		free(schema);
+		if (!*oom)
+			syncplan_fail(err, errlen, "line %zu: bad escape or NUL byte", ln->lineno);
+		return false;
+	}
+	if (!*schema || !*table) {
+		free(schema);
+		free(table);
+		return syncplan_fail(err, errlen, "line %zu: empty name", ln->lineno);
+	}
+	if (syncplan_set_get(seen, schema, strlen(schema), table, strlen(table))) {
+		syncplan_fail(err, errlen, "line %zu: table listed twice", ln->lineno);
+		free(schema);
+		free(table);
+		return false;
+	}
+	added = syncplan_set_put(seen, schema, strlen(schema), table, strlen(table), 0) &&
+		syncplan_add(out, schema, table, copy);
+	free(schema);
+	free(table);
+	if (!added) {
+		*oom = true;
+		return false;
+	}
+	return syncplan_decode_columns(ln, out, oom, err, errlen);
+}
+
 bool syncplan_decode(const char *text, size_t len, struct syncplan *out,
 		char *err, size_t errlen)
 {
-	const char **fields = NULL;
-	size_t *lens = NULL;
-	size_t pos = 0, lineno = 0, nf;
+	struct syncplan_line ln = { 0 };
+	size_t pos = 0;
 	bool oom = false, ok = false;
 	struct syncplan_set seen = { 0 };
 
 	syncplan_init(out);
 	if (len > SYNCPLAN_MAX_TEXT)
 		return syncplan_fail(err, errlen, "plan of %zu bytes is over the limit", len);
-	fields = malloc(SYNCPLAN_MAX_FIELDS * sizeof(*fields));
-	lens = malloc(SYNCPLAN_MAX_FIELDS * sizeof(*lens));
-	if (!fields || !lens) {
+	ln.fields = malloc(SYNCPLAN_MAX_FIELDS * sizeof(*ln.fields));
+	ln.lens = malloc(SYNCPLAN_MAX_FIELDS * sizeof(*ln.lens));
+	if (!ln.fields || !ln.lens) {
 		oom = true;
 		goto out;
 	}
@@ -271,108 +371,21 @@ bool syncplan_decode(const char *text, size_t len, struct syncplan *out,
 		size_t llen;
 
 		if (!nl) {
-			syncplan_fail(err, errlen, "line %zu does not end with a newline", lineno + 1);
+			syncplan_fail(err, errlen, "line %zu does not end with a newline", ln.lineno + 1);
 			goto out;
 		}
 		llen = (size_t)(nl - line);
 		pos += llen + 1;
-		lineno++;
-		if (!syncplan_split(line, llen, fields, lens, SYNCPLAN_MAX_FIELDS, &nf)) {
-			syncplan_fail(err, errlen, "line %zu has too many fields", lineno);
+		ln.lineno++;
+		if (!syncplan_split(line, llen, ln.fields, ln.lens, SYNCPLAN_MAX_FIELDS, &ln.nf)) {
+			syncplan_fail(err, errlen, "line %zu has too many fields", ln.lineno);
 			goto out;
 		}
-		if (lineno == 1) {
-			char num[16];
-			unsigned long long gen;
-			char *end;
-
-			if (nf != 3 || !syncplan_name_eq(SYNCPLAN_HEADER, fields[0], lens[0]) ||
-			    !syncplan_name_eq("1", fields[1], lens[1])) {
-				syncplan_fail(err, errlen, "not a version %d plan", SYNCPLAN_VERSION);
-				goto out;
-			}
-			if (lens[2] == 0 || lens[2] >= sizeof(num)) {
-				syncplan_fail(err, errlen, "bad generation");
-				goto out;
-			}
-			memcpy(num, fields[2], lens[2]);
-			num[lens[2]] = '\0';
-			if (num[0] < '0' || num[0] > '9' ||
-			    (gen = strtoull(num, &end, 10), *end != '\0') || gen > UINT32_MAX) {
-				syncplan_fail(err, errlen, "bad generation");
-				goto out;
-			}
-			out->generation = (uint32_t)gen;
-			continue;
-		}
-		{
-			bool copy;
-			char *schema = NULL, *table = NULL;
-			bool added;
-
-			if (nf < 3 || lens[0] != 1 || (fields[0][0] != 'c' && fields[0][0] != 'k')) {
-				syncplan_fail(err, errlen, "line %zu: expected c or k, schema and table", lineno);
-				goto out;
-			}
-			copy = fields[0][0] == 'c';
-			if (!copy && nf != 3) {
-				syncplan_fail(err, errlen, "line %zu: a kept table lists no columns", lineno);
-				goto out;
-			}
-			if (out->n >= SYNCPLAN_MAX_TABLES) {
-				syncplan_fail(err, errlen, "more than %u tables", SYNCPLAN_MAX_TABLES);
-				goto out;
-			}
-			if (!syncplan_unescape(fields[1], lens[1], &schema, &oom) ||
-			    !syncplan_unescape(fields[2], lens[2], &table, &oom)) {
-				free(schema);
-				if (!oom)
-					syncplan_fail(err, errlen, "line %zu: bad escape or NUL byte", lineno);
-				goto out;
-			}
-			if (!*schema || !*table) {
-				free(schema);
-				free(table);
-				syncplan_fail(err, errlen, "line %zu: empty name", lineno);
-				goto out;
-			}
-			if (syncplan_set_get(&seen, schema, strlen(schema), table, strlen(table))) {
-				syncplan_fail(err, errlen, "line %zu: table listed twice", lineno);
-				free(schema);
-				free(table);
-				goto out;
-			}
-			added = syncplan_set_put(&seen, schema, strlen(schema), table, strlen(table), 0) &&
-				syncplan_add(out, schema, table, copy);
-			free(schema);
-			free(table);
-			if (!added) {
-				oom = true;
-				goto out;
-			}
-			for (size_t i = 3; i < nf; i++) {
-				char *col = NULL;
-
-				if (!syncplan_unescape(fields[i], lens[i], &col, &oom)) {
-					if (!oom)
-						syncplan_fail(err, errlen, "line %zu: bad escape or NUL byte", lineno);
-					goto out;
-				}
-				if (!*col) {
-					free(col);
-					syncplan_fail(err, errlen, "line %zu: empty column name", lineno);
-					goto out;
-				}
-				added = syncplan_add_column(out, col);
-				free(col);
-				if (!added) {
-					oom = true;
-					goto out;
-				}
-			}
-		}
+		if (ln.lineno == 1 ? !syncplan_decode_header(&ln, out, err, errlen) :
+		    !syncplan_decode_table(&ln, out, &seen, &oom, err, errlen))
+			goto out;
 	}
-	if (lineno == 0) {
+	if (ln.lineno == 0) {
 		syncplan_fail(err, errlen, "empty plan");
 		goto out;
 	}
@@ -383,8 +396,8 @@ out:
 	if (!ok)
 		syncplan_free(out);
 	syncplan_set_free(&seen);
-	free(fields);
-	free(lens);
+	free(ln.fields);
+	free(ln.lens);
 	return ok;
 }
 
