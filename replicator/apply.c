@@ -1250,105 +1250,140 @@ static bool apply_check_text(struct apply *a, const struct apply_rel *r,
 	return true;
 }
 
-static enum apply_step apply_change(struct apply *a, const struct pgoutput_msg *m,
+/* What one INSERT, UPDATE or DELETE carries, as apply_change needs it. */
+struct apply_change_msg {
+	const char *what;
+	uint32_t relid;
+	const struct pgoutput_tuple *newtup;
+	const struct pgoutput_tuple *oldtup;
+	char old_kind;
+};
+
+static void apply_change_unpack(const struct pgoutput_msg *m, struct apply_change_msg *cm,
+		struct apply_sql_shape *shape)
+{
+	*cm = (struct apply_change_msg){ .old_kind = PGOUTPUT_OLD_NONE };
+	switch (m->type) {
+	case PGOUTPUT_INSERT:
+		cm->what = "INSERT";
+		cm->relid = m->insert.relid;
+		cm->newtup = &m->insert.newtup;
+		shape->kind = APPLY_SQL_INSERT;
+		break;
+	case PGOUTPUT_UPDATE:
+		cm->what = "UPDATE";
+		cm->relid = m->update.relid;
+		cm->newtup = &m->update.newtup;
+		cm->old_kind = m->update.old_kind;
+		if (cm->old_kind != PGOUTPUT_OLD_NONE)
+			cm->oldtup = &m->update.oldtup;
+		shape->kind = APPLY_SQL_UPDATE;
+		break;
+	default:
+		cm->what = "DELETE";
+		cm->relid = m->delete.relid;
+		cm->old_kind = m->delete.old_kind;
+		cm->oldtup = &m->delete.oldtup;
+		shape->kind = APPLY_SQL_DELETE;
+		break;
+	}
+}
+
+/* The new row's column codes: an unchanged TOAST value keeps the target's in an UPDATE. */
+static bool apply_shape_set(struct apply *a, const struct pgoutput_rel *rel,
+		const struct apply_rel *r, const struct pgoutput_tuple *newtup,
+		struct apply_sql_shape *shape)
+{
+	char lsn[LSN_BUF];
+
+	for (uint16_t i = 0; i < rel->natts; i++) {
+		if (newtup->cols[i].kind != PGOUTPUT_VALUE_UNCHANGED) {
+			a->set_codes[i] = APPLY_SQL_COL_VALUE;
+		} else if (shape->kind == APPLY_SQL_UPDATE) {
+			a->set_codes[i] = APPLY_SQL_COL_SKIP;   /* keep the target's value */
+		} else {
+			return apply_fail(a, "INSERT for \"%s\" has an unchanged TOAST value in "
+				"column \"%s\" (source transaction %s)", r->display,
+				r->map->atts[i].name, lsn_format(lsn, a->txn_lsn)), false;
+		}
+	}
+	shape->set = a->set_codes;
+	return true;
+}
+
+/* The row identity of an UPDATE or DELETE: the old row (full or key), else the new row's key. */
+static bool apply_shape_where(struct apply *a, const struct pgoutput_rel *rel,
+		const struct apply_rel *r, const struct apply_change_msg *cm,
+		struct apply_sql_shape *shape)
+{
+	char lsn[LSN_BUF];
+	bool ok;
+
+	if (cm->old_kind == PGOUTPUT_OLD_FULL) {
+		shape->ident = APPLY_SQL_ID_FULL;
+		ok = apply_where_codes(a, r, cm->oldtup, true, cm->what);
+	} else if (cm->old_kind == PGOUTPUT_OLD_KEY) {
+		shape->ident = APPLY_SQL_ID_KEY;
+		ok = apply_where_codes(a, r, cm->oldtup, false, cm->what);
+	} else if (rel->replident == PGOUTPUT_REPLIDENT_FULL) {
+		return apply_fail(a, "%s for \"%s\" (REPLICA IDENTITY FULL) lacks the old row "
+			"(source transaction %s)", cm->what, r->display,
+			lsn_format(lsn, a->txn_lsn)), false;
+	} else {
+		shape->ident = APPLY_SQL_ID_NEW;
+		ok = apply_where_codes(a, r, cm->newtup, false, cm->what);
+	}
+	if (!ok)
+		return false;
+	shape->where = a->where_codes;
+	return true;
+}
+
+/* Books command c, the change just sent through st in group g, from offset off of batch b. */
+static void apply_change_booked(struct apply *a, struct apply_cmd *c, struct apply_rel *r,
+		const struct apply_sql_shape *shape, const struct apply_stmt *st,
+		struct apply_group *g, struct apply_batch *b, size_t off)
+{
+	c->change = (uint8_t)shape->kind;
+	c->outcome = (uint8_t)st->sql.outcome;
+	c->rel = apply_rel_ref(r);
+	c->group = g->id;
+	c->txn_lsn = a->txn_lsn;
+	c->batch = b;
+	c->off = off;
+	a->txn_sent = true;
+	g->nchanges++;
+	if (a->policy == APPLY_CONFLICT_ERROR && st->sql.outcome == APPLY_SQL_ZERO_IS_CONFLICT)
+		g->needs_check = true;
+	if (shape->kind == APPLY_SQL_INSERT)
+		g->counts.inserted++;
+	else if (shape->kind == APPLY_SQL_UPDATE)
+		g->counts.updated++;
+	else
+		g->counts.deleted++;
+}
+
+/* Sends the change of shape (prepared, or as is when not cached) in the open group. */
+static bool apply_change_send(struct apply *a, struct apply_rel *r,
+		const struct apply_sql_shape *shape, const struct apply_change_msg *cm,
 		struct apply_batch *b, size_t off)
 {
-	const struct pgoutput_tuple *newtup = NULL, *oldtup = NULL;
-	struct apply_sql_shape shape = { .policy = a->policy };
-	struct pgoutput_rel *rel = NULL;
-	struct apply_rel *r = NULL;
 	struct apply_stmt tmp, *st;
 	struct apply_group *g;
 	struct apply_cmd *c;
-	const char *what;
-	char old_kind = PGOUTPUT_OLD_NONE, lsn[LSN_BUF];
-	enum apply_step step;
-	uint32_t relid;
-	bool uncached, ok;
+	bool uncached;
 	int sent;
-
-	switch (m->type) {
-	case PGOUTPUT_INSERT:
-		what = "INSERT";
-		relid = m->insert.relid;
-		newtup = &m->insert.newtup;
-		shape.kind = APPLY_SQL_INSERT;
-		break;
-	case PGOUTPUT_UPDATE:
-		what = "UPDATE";
-		relid = m->update.relid;
-		newtup = &m->update.newtup;
-		old_kind = m->update.old_kind;
-		if (old_kind != PGOUTPUT_OLD_NONE)
-			oldtup = &m->update.oldtup;
-		shape.kind = APPLY_SQL_UPDATE;
-		break;
-	default:
-		what = "DELETE";
-		relid = m->delete.relid;
-		old_kind = m->delete.old_kind;
-		oldtup = &m->delete.oldtup;
-		shape.kind = APPLY_SQL_DELETE;
-		break;
-	}
-	if (!a->in_txn)
-		return apply_fail(a, "%s outside a transaction", what), STEP_FAIL;
-	if (a->txn_skip)
-		return STEP_DONE;
-	step = apply_lookup(a, relid, what, &rel, &r);
-	if (step != STEP_DONE)
-		return step;
-	if ((newtup && !apply_check_ncols(a, rel, r, newtup, what)) ||
-			(oldtup && !apply_check_ncols(a, rel, r, oldtup, what)) ||
-			(newtup && !apply_check_text(a, r, newtup, what)) ||
-			(oldtup && !apply_check_text(a, r, oldtup, what)))
-		return STEP_FAIL;
-
-	/* The shape. */
-	if (newtup) {
-		for (uint16_t i = 0; i < rel->natts; i++) {
-			if (newtup->cols[i].kind != PGOUTPUT_VALUE_UNCHANGED) {
-				a->set_codes[i] = APPLY_SQL_COL_VALUE;
-			} else if (shape.kind == APPLY_SQL_UPDATE) {
-				a->set_codes[i] = APPLY_SQL_COL_SKIP;   /* keep the target's value */
-			} else {
-				return apply_fail(a, "INSERT for \"%s\" has an unchanged TOAST value in "
-					"column \"%s\" (source transaction %s)", r->display,
-					r->map->atts[i].name, lsn_format(lsn, a->txn_lsn)), STEP_FAIL;
-			}
-		}
-		shape.set = a->set_codes;
-	}
-	if (shape.kind != APPLY_SQL_INSERT) {
-		if (old_kind == PGOUTPUT_OLD_FULL) {
-			shape.ident = APPLY_SQL_ID_FULL;
-			ok = apply_where_codes(a, r, oldtup, true, what);
-		} else if (old_kind == PGOUTPUT_OLD_KEY) {
-			shape.ident = APPLY_SQL_ID_KEY;
-			ok = apply_where_codes(a, r, oldtup, false, what);
-		} else if (rel->replident == PGOUTPUT_REPLIDENT_FULL) {
-			return apply_fail(a, "%s for \"%s\" (REPLICA IDENTITY FULL) lacks the old row "
-				"(source transaction %s)", what, r->display,
-				lsn_format(lsn, a->txn_lsn)), STEP_FAIL;
-		} else {
-			shape.ident = APPLY_SQL_ID_NEW;
-			ok = apply_where_codes(a, r, newtup, false, what);
-		}
-		if (!ok)
-			return STEP_FAIL;
-		shape.where = a->where_codes;
-	}
 
 	g = apply_group_open(a);
 	if (!g || !apply_group_begin(a, g))
-		return STEP_FAIL;
-	st = apply_stmt_get(a, r, &shape, &tmp, &uncached);
+		return false;
+	st = apply_stmt_get(a, r, shape, &tmp, &uncached);
 	if (!st)
-		return STEP_FAIL;
-	if (!apply_fill_params(a, &st->sql, newtup, oldtup)) {
+		return false;
+	if (!apply_fill_params(a, &st->sql, cm->newtup, cm->oldtup)) {
 		if (uncached)
 			apply_sql_stmt_free(&tmp.sql);
-		return STEP_FAIL;
+		return false;
 	}
 	if (uncached)
 		sent = PQsendQueryParams(a->conn, st->sql.sql, st->sql.nparams,
@@ -1360,29 +1395,46 @@ static enum apply_step apply_change(struct apply *a, const struct pgoutput_msg *
 	if (sent)
 		c = apply_push_cmd(a, CMD_CHANGE);
 	else
-		apply_send_failed(a, what);
-	if (c) {
-		c->change = (uint8_t)shape.kind;
-		c->outcome = (uint8_t)st->sql.outcome;
-		c->rel = apply_rel_ref(r);
-		c->group = g->id;
-		c->txn_lsn = a->txn_lsn;
-		c->batch = b;
-		c->off = off;
-		a->txn_sent = true;
-		g->nchanges++;
-		if (a->policy == APPLY_CONFLICT_ERROR && st->sql.outcome == APPLY_SQL_ZERO_IS_CONFLICT)
-			g->needs_check = true;
-		if (shape.kind == APPLY_SQL_INSERT)
-			g->counts.inserted++;
-		else if (shape.kind == APPLY_SQL_UPDATE)
-			g->counts.updated++;
-		else
-			g->counts.deleted++;
-	}
+		apply_send_failed(a, cm->what);
+	if (c)
+		apply_change_booked(a, c, r, shape, st, g, b, off);
 	if (uncached)
 		apply_sql_stmt_free(&tmp.sql);
-	return c ? STEP_DONE : STEP_FAIL;
+	return c != NULL;
+}
+
+static enum apply_step apply_change(struct apply *a, const struct pgoutput_msg *m,
+		struct apply_batch *b, size_t off)
+{
+	struct apply_change_msg cm;
+	struct apply_sql_shape shape = { .policy = a->policy };
+	struct pgoutput_rel *rel = NULL;
+	struct apply_rel *r = NULL;
+	const struct pgoutput_tuple *newtup, *oldtup;
+	const char *what;
+	enum apply_step step;
+
+	apply_change_unpack(m, &cm, &shape);
+	newtup = cm.newtup;
+	oldtup = cm.oldtup;
+	what = cm.what;
+	if (!a->in_txn)
+		return apply_fail(a, "%s outside a transaction", what), STEP_FAIL;
+	if (a->txn_skip)
+		return STEP_DONE;
+	step = apply_lookup(a, cm.relid, what, &rel, &r);
+	if (step != STEP_DONE)
+		return step;
+	if ((newtup && !apply_check_ncols(a, rel, r, newtup, what)) ||
+			(oldtup && !apply_check_ncols(a, rel, r, oldtup, what)) ||
+			(newtup && !apply_check_text(a, r, newtup, what)) ||
+			(oldtup && !apply_check_text(a, r, oldtup, what)))
+		return STEP_FAIL;
+	if (newtup && !apply_shape_set(a, rel, r, newtup, &shape))
+		return STEP_FAIL;
+	if (shape.kind != APPLY_SQL_INSERT && !apply_shape_where(a, rel, r, &cm, &shape))
+		return STEP_FAIL;
+	return apply_change_send(a, r, &shape, &cm, b, off) ? STEP_DONE : STEP_FAIL;
 }
 
 static enum apply_step apply_truncate(struct apply *a, const struct pgoutput_msg *m)
