@@ -3,9 +3,9 @@
  * the START_REPLICATION CopyData envelope, the standby status update, and the
  * relation cache. The design notes are in pgoutput.h.
  *
- * Each message's reader is a case of pgoutput_decode(); they share a small
- * cursor (struct rd) whose readers fail, recording where, instead of reading
- * past the end. The first failure ends the decode.
+ * Each message's reader is a case of rd_body() or rd_txn_body(); they share
+ * a small cursor (struct rd) whose readers fail, recording where, instead of
+ * reading past the end. The first failure ends the decode.
  */
 #include "replicator/pgoutput.h"
 
@@ -398,14 +398,127 @@ rd_commit_flags(struct rd *r, uint8_t *flags)
 	return true;
 }
 
+/*
+ * The body of a message that begins, ends or brackets a transaction, into m
+ * (a failure recorded in r); PGOUTPUT_ERR_UNKNOWN_TYPE or PGOUTPUT_ERR_STATE
+ * when the type is not one or comes out of order.
+ */
+static enum pgoutput_status
+rd_txn_body(struct rd *r, const struct pgoutput_decoder *d, uint8_t type,
+		struct pgoutput_msg *m)
+{
+	bool v2 = d->proto_version >= 2;
+	uint8_t first;
+
+	switch (type) {
+	case PGOUTPUT_BEGIN:
+		if (d->in_stream)
+			return PGOUTPUT_ERR_STATE;
+		(void)(rd_u64(r, &m->begin.final_lsn) &&
+			rd_i64(r, &m->begin.commit_time) &&
+			rd_u32(r, &m->begin.xid));
+		return PGOUTPUT_OK;
+	case PGOUTPUT_COMMIT:
+		if (d->in_stream)
+			return PGOUTPUT_ERR_STATE;
+		(void)(rd_commit_flags(r, &m->commit.flags) &&
+			rd_u64(r, &m->commit.commit_lsn) &&
+			rd_u64(r, &m->commit.end_lsn) &&
+			rd_i64(r, &m->commit.commit_time));
+		return PGOUTPUT_OK;
+	case PGOUTPUT_STREAM_START:
+		if (!v2)
+			return PGOUTPUT_ERR_UNKNOWN_TYPE;
+		if (d->in_stream)
+			return PGOUTPUT_ERR_STATE;
+		if (rd_u32(r, &m->stream_start.xid) && rd_u8(r, &first)) {
+			if (first > 1) {
+				r->pos--;
+				rd_fail(r, PGOUTPUT_ERR_VALUE);
+			}
+			m->stream_start.first_segment = first == 1;
+		}
+		return PGOUTPUT_OK;
+	case PGOUTPUT_STREAM_STOP:
+		if (!v2)
+			return PGOUTPUT_ERR_UNKNOWN_TYPE;
+		return d->in_stream ? PGOUTPUT_OK : PGOUTPUT_ERR_STATE;
+	case PGOUTPUT_STREAM_COMMIT:
+		if (!v2)
+			return PGOUTPUT_ERR_UNKNOWN_TYPE;
+		if (d->in_stream)
+			return PGOUTPUT_ERR_STATE;
+		(void)(rd_u32(r, &m->stream_commit.xid) &&
+			rd_commit_flags(r, &m->stream_commit.flags) &&
+			rd_u64(r, &m->stream_commit.commit_lsn) &&
+			rd_u64(r, &m->stream_commit.end_lsn) &&
+			rd_i64(r, &m->stream_commit.commit_time));
+		return PGOUTPUT_OK;
+	case PGOUTPUT_STREAM_ABORT:
+		if (!v2)
+			return PGOUTPUT_ERR_UNKNOWN_TYPE;
+		if (d->in_stream)
+			return PGOUTPUT_ERR_STATE;
+		(void)(rd_u32(r, &m->stream_abort.xid) &&
+			rd_u32(r, &m->stream_abort.subxid));
+		return PGOUTPUT_OK;
+	default:
+		return PGOUTPUT_ERR_UNKNOWN_TYPE;
+	}
+}
+
+/*
+ * The body of a message of type into m (a failure recorded in r): the
+ * messages within a transaction here, the others by rd_txn_body().
+ */
+static enum pgoutput_status
+rd_body(struct rd *r, const struct pgoutput_decoder *d, uint8_t type,
+		struct pgoutput_msg *m, struct pgoutput_value *cols, size_t max_cols, size_t *used)
+{
+	switch (type) {
+	case PGOUTPUT_ORIGIN:
+		(void)(rd_u64(r, &m->origin.commit_lsn) &&
+			rd_str(r, &m->origin.name));
+		return PGOUTPUT_OK;
+	case PGOUTPUT_RELATION:
+		(void)(rd_stream_xid(r, d, m) && rd_relation(r, m));
+		return PGOUTPUT_OK;
+	case PGOUTPUT_TYPE:
+		(void)(rd_stream_xid(r, d, m) &&
+			rd_u32(r, &m->pgtype.oid) &&
+			rd_str(r, &m->pgtype.nspname) &&
+			rd_str(r, &m->pgtype.typname));
+		return PGOUTPUT_OK;
+	case PGOUTPUT_INSERT:
+		(void)(rd_stream_xid(r, d, m) &&
+			rd_u32(r, &m->insert.relid) &&
+			rd_new_tuple(r, &m->insert.newtup, cols, max_cols, used));
+		return PGOUTPUT_OK;
+	case PGOUTPUT_UPDATE:
+		(void)(rd_stream_xid(r, d, m) && rd_update(r, m, cols, max_cols));
+		return PGOUTPUT_OK;
+	case PGOUTPUT_DELETE:
+		(void)(rd_stream_xid(r, d, m) && rd_delete(r, m, cols, max_cols));
+		return PGOUTPUT_OK;
+	case PGOUTPUT_TRUNCATE:
+		(void)(rd_stream_xid(r, d, m) && rd_truncate(r, m));
+		return PGOUTPUT_OK;
+	case PGOUTPUT_MESSAGE:
+		(void)(rd_stream_xid(r, d, m) && rd_message(r, m));
+		return PGOUTPUT_OK;
+	default:
+		return rd_txn_body(r, d, type, m);
+	}
+}
+
 enum pgoutput_status
 pgoutput_decode(struct pgoutput_decoder *d, const uint8_t *buf, size_t len,
 		struct pgoutput_msg *m, struct pgoutput_value *cols, size_t max_cols)
 {
 	struct rd r = { buf, len, 1, PGOUTPUT_OK, 0 };
 	size_t used = 0;
-	uint8_t type, first;
-	bool v2 = d->proto_version >= 2;
+	uint8_t type;
+	enum pgoutput_status st;
 
 	if (cols == NULL)
 		max_cols = 0;
@@ -416,95 +529,12 @@ pgoutput_decode(struct pgoutput_decoder *d, const uint8_t *buf, size_t len,
 	memset(m, 0, sizeof(*m));
 	type = buf[0];
 	m->type = (enum pgoutput_msg_type)type;
-
-	switch (type) {
-	case PGOUTPUT_BEGIN:
-		if (d->in_stream)
-			goto out_of_order;
-		(void)(rd_u64(&r, &m->begin.final_lsn) &&
-			rd_i64(&r, &m->begin.commit_time) &&
-			rd_u32(&r, &m->begin.xid));
-		break;
-	case PGOUTPUT_COMMIT:
-		if (d->in_stream)
-			goto out_of_order;
-		(void)(rd_commit_flags(&r, &m->commit.flags) &&
-			rd_u64(&r, &m->commit.commit_lsn) &&
-			rd_u64(&r, &m->commit.end_lsn) &&
-			rd_i64(&r, &m->commit.commit_time));
-		break;
-	case PGOUTPUT_ORIGIN:
-		(void)(rd_u64(&r, &m->origin.commit_lsn) &&
-			rd_str(&r, &m->origin.name));
-		break;
-	case PGOUTPUT_RELATION:
-		(void)(rd_stream_xid(&r, d, m) && rd_relation(&r, m));
-		break;
-	case PGOUTPUT_TYPE:
-		(void)(rd_stream_xid(&r, d, m) &&
-			rd_u32(&r, &m->pgtype.oid) &&
-			rd_str(&r, &m->pgtype.nspname) &&
-			rd_str(&r, &m->pgtype.typname));
-		break;
-	case PGOUTPUT_INSERT:
-		(void)(rd_stream_xid(&r, d, m) &&
-			rd_u32(&r, &m->insert.relid) &&
-			rd_new_tuple(&r, &m->insert.newtup, cols, max_cols, &used));
-		break;
-	case PGOUTPUT_UPDATE:
-		(void)(rd_stream_xid(&r, d, m) && rd_update(&r, m, cols, max_cols));
-		break;
-	case PGOUTPUT_DELETE:
-		(void)(rd_stream_xid(&r, d, m) && rd_delete(&r, m, cols, max_cols));
-		break;
-	case PGOUTPUT_TRUNCATE:
-		(void)(rd_stream_xid(&r, d, m) && rd_truncate(&r, m));
-		break;
-	case PGOUTPUT_MESSAGE:
-		(void)(rd_stream_xid(&r, d, m) && rd_message(&r, m));
-		break;
-	case PGOUTPUT_STREAM_START:
-		if (!v2)
-			goto unknown;
-		if (d->in_stream)
-			goto out_of_order;
-		if (rd_u32(&r, &m->stream_start.xid) && rd_u8(&r, &first)) {
-			if (first > 1) {
-				r.pos--;
-				rd_fail(&r, PGOUTPUT_ERR_VALUE);
-			}
-			m->stream_start.first_segment = first == 1;
-		}
-		break;
-	case PGOUTPUT_STREAM_STOP:
-		if (!v2)
-			goto unknown;
-		if (!d->in_stream)
-			goto out_of_order;
-		break;
-	case PGOUTPUT_STREAM_COMMIT:
-		if (!v2)
-			goto unknown;
-		if (d->in_stream)
-			goto out_of_order;
-		(void)(rd_u32(&r, &m->stream_commit.xid) &&
-			rd_commit_flags(&r, &m->stream_commit.flags) &&
-			rd_u64(&r, &m->stream_commit.commit_lsn) &&
-			rd_u64(&r, &m->stream_commit.end_lsn) &&
-			rd_i64(&r, &m->stream_commit.commit_time));
-		break;
-	case PGOUTPUT_STREAM_ABORT:
-		if (!v2)
-			goto unknown;
-		if (d->in_stream)
-			goto out_of_order;
-		(void)(rd_u32(&r, &m->stream_abort.xid) &&
-			rd_u32(&r, &m->stream_abort.subxid));
-		break;
-	default:
-		goto unknown;
+	st = rd_body(&r, d, type, m, cols, max_cols, &used);
+	if (st != PGOUTPUT_OK) {
+		/* an unknown type, or one out of order */
+		d->error_offset = 0;
+		return st;
 	}
-
 	if (r.err == PGOUTPUT_OK && r.pos != r.len)
 		rd_fail(&r, PGOUTPUT_ERR_TRAILING);
 	if (r.err != PGOUTPUT_OK) {
@@ -519,13 +549,6 @@ pgoutput_decode(struct pgoutput_decoder *d, const uint8_t *buf, size_t len,
 		d->stream_xid = 0;
 	}
 	return PGOUTPUT_OK;
-
-unknown:
-	d->error_offset = 0;
-	return PGOUTPUT_ERR_UNKNOWN_TYPE;
-out_of_order:
-	d->error_offset = 0;
-	return PGOUTPUT_ERR_STATE;
 }
 
 void
