@@ -303,38 +303,122 @@ static bool set_group(char **field, const char *text, char *err, size_t errlen)
 	return set_string(field, text, err, errlen);
 }
 
+/* A name, PostgreSQL identifier or interface name (type), checked before it is kept. */
+static bool set_identifier(enum config_type type, void *field, const char *text, char *err,
+		size_t errlen)
+{
+	bool valid = type == CT_NAME ? config_valid_name(text) :
+		     type == CT_PGNAME ? config_valid_pgname(text) : config_valid_ifname(text);
+
+	if (valid)
+		return set_string(field, text, err, errlen);
+	if (type == CT_NAME)
+		snprintf(err, errlen, "invalid name " SHOW
+				" (use 1 to 63 of a-z, 0-9, _ and -, starting with a letter)",
+				SHOWN(text));
+	else if (type == CT_PGNAME)
+		snprintf(err, errlen, "invalid identifier " SHOW
+				" (use 1 to 63 of a-z, 0-9, _ and $, starting with a letter or _)",
+				SHOWN(text));
+	else
+		snprintf(err, errlen, "invalid interface name " SHOW
+				" (use 1 to 15 of letters, digits, _, - and .)", SHOWN(text));
+	return false;
+}
+
+static bool set_rate(void *field, const char *text, char *err, size_t errlen)
+{
+	if (config_parse_rate(text, field))
+		return true;
+	snprintf(err, errlen, "invalid rate " SHOW
+			" (use a size per second such as 2MiB/s, unlimited, or 0 to hold)",
+			SHOWN(text));
+	return false;
+}
+
+static bool set_days(void *field, const char *text, char *err, size_t errlen)
+{
+	if (config_parse_days(text, field))
+		return true;
+	snprintf(err, errlen, "invalid days " SHOW
+			" (use mon, tue, wed, thu, fri, sat and sun, ranges such as mon-fri, "
+			"separated by commas)", SHOWN(text));
+	return false;
+}
+
+/* An hour window; the key's flag (aux), when it has one, records that it was set. */
+static bool set_window(const struct config_key *key, void *base, void *field, const char *text,
+		char *err, size_t errlen)
+{
+	const char *why;
+
+	if (!config_parse_window_why(text, field, &why)) {
+		if (why)
+			snprintf(err, errlen, "invalid hour window " SHOW ": %s", SHOWN(text), why);
+		else
+			snprintf(err, errlen, "invalid hour window " SHOW
+					" (use HH:MM-HH:MM such as 08:00-18:00 or 22:00-06:00)",
+					SHOWN(text));
+		return false;
+	}
+	if (key->has_aux)
+		*(bool *)((char *)base + key->aux) = true;
+	return true;
+}
+
+static bool set_cidr(void *field, const char *text, char *err, size_t errlen)
+{
+	if (config_parse_cidr(text, field))
+		return true;
+	snprintf(err, errlen, "invalid CIDR " SHOW
+			" (use an address with its prefix, such as 10.77.0.1/24 or fd00::1/64)",
+			SHOWN(text));
+	return false;
+}
+
+static bool set_endpoint(struct config_endpoint *ep, const char *text, char *err, size_t errlen)
+{
+	struct config_endpoint parsed;
+
+	if (!config_parse_endpoint(text, &parsed)) {
+		endpoint_error(text, err, errlen);
+		return false;
+	}
+	free(ep->host);
+	*ep = parsed;
+	return true;
+}
+
+/* A listening endpoint kept as its text, or off (NULL). */
+static bool set_listen(char **field, const char *text, char *err, size_t errlen)
+{
+	struct config_endpoint parsed;
+
+	if (strcmp(text, "off") == 0) {
+		free(*field);
+		*field = NULL;
+		return true;
+	}
+	if (!config_parse_endpoint(text, &parsed)) {
+		endpoint_error(text, err, errlen);
+		return false;
+	}
+	free(parsed.host);
+	return set_string(field, text, err, errlen);
+}
+
 bool config_type_set(struct config_ctx *ctx, const struct config_key *key, void *base,
 		const char *text, char *err, size_t errlen)
 {
 	void *field = field_of(key, base);
-	const char *why;
 
 	switch (key->type) {
 	case CT_NAME:
-		if (!config_valid_name(text)) {
-			snprintf(err, errlen, "invalid name " SHOW
-					" (use 1 to 63 of a-z, 0-9, _ and -, starting with a letter)",
-					SHOWN(text));
-			return false;
-		}
-		return set_string(field, text, err, errlen);
 	case CT_PGNAME:
-		if (!config_valid_pgname(text)) {
-			snprintf(err, errlen, "invalid identifier " SHOW
-					" (use 1 to 63 of a-z, 0-9, _ and $, starting with a letter or _)",
-					SHOWN(text));
-			return false;
-		}
-		return set_string(field, text, err, errlen);
+	case CT_IFNAME:
+		return set_identifier(key->type, field, text, err, errlen);
 	case CT_PATH:
 		return set_path(key, field, text, err, errlen);
-	case CT_IFNAME:
-		if (!config_valid_ifname(text)) {
-			snprintf(err, errlen, "invalid interface name " SHOW
-					" (use 1 to 15 of letters, digits, _, - and .)", SHOWN(text));
-			return false;
-		}
-		return set_string(field, text, err, errlen);
 	case CT_CHOICE:
 	case CT_ENUM:
 		return set_choice(key, field, text, err, errlen);
@@ -347,68 +431,17 @@ bool config_type_set(struct config_ctx *ctx, const struct config_key *key, void 
 	case CT_DURATION:
 		return set_duration(key, field, text, err, errlen);
 	case CT_RATE:
-		if (!config_parse_rate(text, field)) {
-			snprintf(err, errlen, "invalid rate " SHOW
-					" (use a size per second such as 2MiB/s, unlimited, or 0 to hold)",
-					SHOWN(text));
-			return false;
-		}
-		return true;
+		return set_rate(field, text, err, errlen);
 	case CT_DAYS:
-		if (!config_parse_days(text, field)) {
-			snprintf(err, errlen, "invalid days " SHOW
-					" (use mon, tue, wed, thu, fri, sat and sun, ranges such as mon-fri, "
-					"separated by commas)", SHOWN(text));
-			return false;
-		}
-		return true;
+		return set_days(field, text, err, errlen);
 	case CT_WINDOW:
-		if (!config_parse_window_why(text, field, &why)) {
-			if (why)
-				snprintf(err, errlen, "invalid hour window " SHOW ": %s", SHOWN(text), why);
-			else
-				snprintf(err, errlen, "invalid hour window " SHOW
-						" (use HH:MM-HH:MM such as 08:00-18:00 or 22:00-06:00)",
-						SHOWN(text));
-			return false;
-		}
-		if (key->has_aux)
-			*(bool *)((char *)base + key->aux) = true;
-		return true;
+		return set_window(key, base, field, text, err, errlen);
 	case CT_CIDR:
-		if (!config_parse_cidr(text, field)) {
-			snprintf(err, errlen, "invalid CIDR " SHOW
-					" (use an address with its prefix, such as 10.77.0.1/24 or fd00::1/64)",
-					SHOWN(text));
-			return false;
-		}
-		return true;
-	case CT_ENDPOINT: {
-		struct config_endpoint *ep = field, parsed;
-
-		if (!config_parse_endpoint(text, &parsed)) {
-			endpoint_error(text, err, errlen);
-			return false;
-		}
-		free(ep->host);
-		*ep = parsed;
-		return true;
-	}
-	case CT_LISTEN: {
-		struct config_endpoint parsed;
-
-		if (strcmp(text, "off") == 0) {
-			free(*(char **)field);
-			*(char **)field = NULL;
-			return true;
-		}
-		if (!config_parse_endpoint(text, &parsed)) {
-			endpoint_error(text, err, errlen);
-			return false;
-		}
-		free(parsed.host);
-		return set_string(field, text, err, errlen);
-	}
+		return set_cidr(field, text, err, errlen);
+	case CT_ENDPOINT:
+		return set_endpoint(field, text, err, errlen);
+	case CT_LISTEN:
+		return set_listen(field, text, err, errlen);
 	case CT_KEY:
 		return set_key(field, text, err, errlen);
 	case CT_CONNINFO:
@@ -455,6 +488,43 @@ static void format_key64(FILE *out, const uint8_t key[WG_KEY_LEN])
 	config_print_scalar(out, text);
 }
 
+static void format_int(FILE *out, const struct config_key *key, const void *field)
+{
+	switch (key->int_kind) {
+	case CI_INT:
+		fprintf(out, "%d", *(const int *)field);
+		break;
+	case CI_U16:
+		fprintf(out, "%u", (unsigned)*(const uint16_t *)field);
+		break;
+	case CI_U32:
+		fprintf(out, "%lu", (unsigned long)*(const uint32_t *)field);
+		break;
+	case CI_U64:
+		fprintf(out, "%llu", (unsigned long long)*(const uint64_t *)field);
+		break;
+	}
+}
+
+/* host:port, an IPv6 address in brackets. */
+static void format_endpoint(FILE *out, const struct config_endpoint *ep)
+{
+	char text[300];
+
+	snprintf(text, sizeof(text), ep->host && strchr(ep->host, ':') ? "[%s]:%u" : "%s:%u",
+			ep->host ? ep->host : "", (unsigned)ep->port);
+	config_print_scalar(out, text);
+}
+
+/* The name of the site that field (an index into cfg's sites) refers to; "" when none. */
+static void format_siteref(FILE *out, const void *field, const struct strait_config *cfg)
+{
+	size_t idx = *(const size_t *)field;
+
+	config_print_scalar(out, cfg && idx < cfg->n_sites && cfg->sites[idx].name ?
+			cfg->sites[idx].name : "");
+}
+
 void config_type_format(FILE *out, const struct config_key *key, const void *base,
 		const struct strait_config *cfg)
 {
@@ -485,20 +555,7 @@ void config_type_format(FILE *out, const struct config_key *key, const void *bas
 		fputs(*(const bool *)field ? "true" : "false", out);
 		return;
 	case CT_INT:
-		switch (key->int_kind) {
-		case CI_INT:
-			fprintf(out, "%d", *(const int *)field);
-			break;
-		case CI_U16:
-			fprintf(out, "%u", (unsigned)*(const uint16_t *)field);
-			break;
-		case CI_U32:
-			fprintf(out, "%lu", (unsigned long)*(const uint32_t *)field);
-			break;
-		case CI_U64:
-			fprintf(out, "%llu", (unsigned long long)*(const uint64_t *)field);
-			break;
-		}
+		format_int(out, key, field);
 		return;
 	case CT_SIZE:
 		config_format_size(buf, sizeof(buf), *(const config_size *)field);
@@ -518,15 +575,9 @@ void config_type_format(FILE *out, const struct config_key *key, const void *bas
 	case CT_CIDR:
 		config_format_cidr(buf, sizeof(buf), field);
 		break;
-	case CT_ENDPOINT: {
-		const struct config_endpoint *ep = field;
-		char text[300];
-
-		snprintf(text, sizeof(text), ep->host && strchr(ep->host, ':') ? "[%s]:%u" : "%s:%u",
-				ep->host ? ep->host : "", (unsigned)ep->port);
-		config_print_scalar(out, text);
+	case CT_ENDPOINT:
+		format_endpoint(out, field);
 		return;
-	}
 	case CT_LISTEN: {
 		const char *s = *(char *const *)field;
 
@@ -542,13 +593,9 @@ void config_type_format(FILE *out, const struct config_key *key, const void *bas
 		config_conninfo_print(out, s ? s : "");
 		return;
 	}
-	case CT_SITEREF: {
-		size_t idx = *(const size_t *)field;
-
-		config_print_scalar(out, cfg && idx < cfg->n_sites && cfg->sites[idx].name ?
-				cfg->sites[idx].name : "");
+	case CT_SITEREF:
+		format_siteref(out, field, cfg);
 		return;
-	}
 	case CT_SECTION:
 	case CT_SITES:
 	case CT_STREAMS:
