@@ -242,6 +242,69 @@ static uint32_t syncfilter_u32(const uint8_t *p)
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+/* A Relation message: the relation's name and sync LSN are kept for its changes. */
+static enum syncfilter_verdict syncfilter_judge_relation(struct syncfilter *f,
+		const struct pgoutput_msg *m, char *err, size_t errlen)
+{
+	size_t ns = strlen(m->relation.nspname), rn = strlen(m->relation.relname);
+	char *name = malloc(ns + rn + 2);
+
+	if (name) {
+		memcpy(name, m->relation.nspname, ns + 1);
+		memcpy(name + ns + 1, m->relation.relname, rn + 1);
+	}
+	if (!name || !syncfilter_rel_put(f, m->relation.oid, name,
+			syncfilter_table_lsn(f, m->relation.nspname, m->relation.relname))) {
+		snprintf(err, errlen, "out of memory");
+		return SYNCFILTER_ERROR;
+	}
+	return SYNCFILTER_KEEP;
+}
+
+/*
+ * A Truncate (msg, decoded as m) within a transaction: kept when no relation
+ * in it was loaded after the transaction, dropped when all were, else
+ * rewritten (*rw, malloc'd) without those.
+ */
+static enum syncfilter_verdict syncfilter_judge_truncate(struct syncfilter *f, const uint8_t *msg,
+		const struct pgoutput_msg *m, uint8_t **rw, uint32_t *rw_len, char *err, size_t errlen)
+{
+	uint32_t kept = 0;
+	uint8_t *out;
+
+	for (uint32_t i = 0; i < m->truncate.nrelids; i++)
+		if (syncfilter_rel_lsn(f, pgoutput_truncate_relid(m, i)) <= f->final_lsn)
+			kept++;
+	if (kept == m->truncate.nrelids)
+		return SYNCFILTER_KEEP;
+	f->dropped += m->truncate.nrelids - kept;
+	if (kept == 0)
+		return SYNCFILTER_DROP;
+	/* 'T', u32 count, u8 options, u32 relids... */
+	*rw_len = 1 + 4 + 1 + 4 * kept;
+	out = malloc(*rw_len);
+	if (!out) {
+		snprintf(err, errlen, "out of memory");
+		return SYNCFILTER_ERROR;
+	}
+	out[0] = PGOUTPUT_TRUNCATE;
+	out[1] = (uint8_t)(kept >> 24);
+	out[2] = (uint8_t)(kept >> 16);
+	out[3] = (uint8_t)(kept >> 8);
+	out[4] = (uint8_t)kept;
+	out[5] = m->truncate.options;
+	for (uint32_t i = 0, k = 0; i < m->truncate.nrelids; i++) {
+		uint32_t relid = pgoutput_truncate_relid(m, i);
+
+		if (syncfilter_rel_lsn(f, relid) > f->final_lsn)
+			continue;
+		memcpy(out + 6 + 4 * k, msg + 6 + 4 * i, 4);
+		k++;
+	}
+	*rw = out;
+	return SYNCFILTER_REWRITE;
+}
+
 /* Judges one message; *rw receives a rewritten Truncate (malloc'd). */
 static enum syncfilter_verdict syncfilter_judge(struct syncfilter *f, const uint8_t *msg,
 		uint32_t len, uint8_t **rw, uint32_t *rw_len, char *err, size_t errlen)
@@ -265,27 +328,11 @@ static enum syncfilter_verdict syncfilter_judge(struct syncfilter *f, const uint
 	case PGOUTPUT_COMMIT:
 		f->in_txn = false;
 		return SYNCFILTER_KEEP;
-	case PGOUTPUT_RELATION: {
-		size_t ns, rn;
-		char *name;
-
+	case PGOUTPUT_RELATION:
 		st = pgoutput_decode(&f->dec, msg, len, &m, NULL, 0);
 		if (st != PGOUTPUT_OK)
 			goto malformed;
-		ns = strlen(m.relation.nspname);
-		rn = strlen(m.relation.relname);
-		name = malloc(ns + rn + 2);
-		if (name) {
-			memcpy(name, m.relation.nspname, ns + 1);
-			memcpy(name + ns + 1, m.relation.relname, rn + 1);
-		}
-		if (!name || !syncfilter_rel_put(f, m.relation.oid, name,
-				syncfilter_table_lsn(f, m.relation.nspname, m.relation.relname))) {
-			snprintf(err, errlen, "out of memory");
-			return SYNCFILTER_ERROR;
-		}
-		return SYNCFILTER_KEEP;
-	}
+		return syncfilter_judge_relation(f, &m, err, errlen);
 	case PGOUTPUT_INSERT:
 	case PGOUTPUT_UPDATE:
 	case PGOUTPUT_DELETE:
@@ -299,47 +346,13 @@ static enum syncfilter_verdict syncfilter_judge(struct syncfilter *f, const uint
 			return SYNCFILTER_DROP;
 		}
 		return SYNCFILTER_KEEP;
-	case PGOUTPUT_TRUNCATE: {
-		uint32_t kept = 0;
-		uint8_t *out;
-
+	case PGOUTPUT_TRUNCATE:
 		st = pgoutput_decode(&f->dec, msg, len, &m, NULL, 0);
 		if (st != PGOUTPUT_OK)
 			goto malformed;
 		if (!f->in_txn)
 			return SYNCFILTER_KEEP;
-		for (uint32_t i = 0; i < m.truncate.nrelids; i++)
-			if (syncfilter_rel_lsn(f, pgoutput_truncate_relid(&m, i)) <= f->final_lsn)
-				kept++;
-		if (kept == m.truncate.nrelids)
-			return SYNCFILTER_KEEP;
-		f->dropped += m.truncate.nrelids - kept;
-		if (kept == 0)
-			return SYNCFILTER_DROP;
-		/* 'T', u32 count, u8 options, u32 relids... */
-		*rw_len = 1 + 4 + 1 + 4 * kept;
-		out = malloc(*rw_len);
-		if (!out) {
-			snprintf(err, errlen, "out of memory");
-			return SYNCFILTER_ERROR;
-		}
-		out[0] = PGOUTPUT_TRUNCATE;
-		out[1] = (uint8_t)(kept >> 24);
-		out[2] = (uint8_t)(kept >> 16);
-		out[3] = (uint8_t)(kept >> 8);
-		out[4] = (uint8_t)kept;
-		out[5] = m.truncate.options;
-		for (uint32_t i = 0, k = 0; i < m.truncate.nrelids; i++) {
-			uint32_t relid = pgoutput_truncate_relid(&m, i);
-
-			if (syncfilter_rel_lsn(f, relid) > f->final_lsn)
-				continue;
-			memcpy(out + 6 + 4 * k, msg + 6 + 4 * i, 4);
-			k++;
-		}
-		*rw = out;
-		return SYNCFILTER_REWRITE;
-	}
+		return syncfilter_judge_truncate(f, msg, &m, rw, rw_len, err, errlen);
 	default:
 		return SYNCFILTER_KEEP;
 	}
