@@ -129,6 +129,69 @@ static bool role_parse_name_value(const char *v, size_t n, char *out, int line, 
 	return true;
 }
 
+/* The key that [ks, ke) names; RK_COUNT when none. */
+static size_t role_key_find(const char *ks, const char *ke)
+{
+	size_t k;
+
+	for (k = 0; k < RK_COUNT; k++) {
+		if ((size_t)(ke - ks) == strlen(role_keys[k]) &&
+		    memcmp(ks, role_keys[k], (size_t)(ke - ks)) == 0)
+			break;
+	}
+	return k;
+}
+
+/* Key k's value [vs, ve), of line line, into st. */
+static bool role_set_value(struct role_state *st, enum role_key k, const char *vs,
+		const char *ve, int line, char *err, size_t errlen)
+{
+	int shown = (int)(ve - vs > 64 ? 64 : ve - vs);   /* of the value, in messages */
+
+	switch (k) {
+	case RK_FORMAT: {
+		uint64_t v;
+
+		if (!role_parse_u64(vs, (size_t)(ve - vs), &v) || v != ROLE_FORMAT_VERSION) {
+			role_err(err, errlen, "line %d: unsupported format \"%.*s\" (expected %d)",
+				 line, shown, vs, ROLE_FORMAT_VERSION);
+			return false;
+		}
+		break;
+	}
+	case RK_CLUSTER:
+		return role_parse_name_value(vs, (size_t)(ve - vs), st->cluster, line, "cluster",
+					     err, errlen);
+	case RK_SITE:
+		return role_parse_name_value(vs, (size_t)(ve - vs), st->site, line, "site",
+					     err, errlen);
+	case RK_ROLE: {
+		char name[16] = "";
+		size_t n = (size_t)(ve - vs);
+
+		if (n < sizeof(name))
+			memcpy(name, vs, n);
+		if (n >= sizeof(name) || !role_parse_name(name, &st->role)) {
+			role_err(err, errlen, "line %d: unknown role \"%.*s\" "
+				 "(expected primary, replica or fenced)", line, shown, vs);
+			return false;
+		}
+		break;
+	}
+	case RK_EPOCH:
+		if (!role_parse_u64(vs, (size_t)(ve - vs), &st->epoch) || st->epoch == 0) {
+			role_err(err, errlen, "line %d: invalid epoch \"%.*s\" "
+				 "(expected a whole number from 1 to %" PRIu64 ")", line,
+				 shown, vs, UINT64_MAX);
+			return false;
+		}
+		break;
+	case RK_COUNT:
+		break;
+	}
+	return true;
+}
+
 bool role_state_parse(const char *text, size_t len, struct role_state *out,
 		char *err, size_t errlen)
 {
@@ -150,7 +213,6 @@ bool role_state_parse(const char *text, size_t len, struct role_state *out,
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		const char *le = nl ? nl : end, *ks = p, *ke, *vs, *ve, *eq;
 		size_t k;
-		int shown;
 
 		line++;
 		p = nl ? nl + 1 : end;
@@ -168,12 +230,7 @@ bool role_state_parse(const char *text, size_t len, struct role_state *out,
 		ke = eq;
 		role_trim(&ks, &ke);
 		role_trim(&vs, &ve);
-		shown = (int)(ve - vs > 64 ? 64 : ve - vs);   /* of the value, in messages */
-		for (k = 0; k < RK_COUNT; k++) {
-			if ((size_t)(ke - ks) == strlen(role_keys[k]) &&
-			    memcmp(ks, role_keys[k], (size_t)(ke - ks)) == 0)
-				break;
-		}
+		k = role_key_find(ks, ke);
 		if (k == RK_COUNT) {
 			role_err(err, errlen, "line %d: unknown key \"%.*s\"", line,
 				 (int)(ke - ks > 64 ? 64 : ke - ks), ks);
@@ -184,51 +241,8 @@ bool role_state_parse(const char *text, size_t len, struct role_state *out,
 			return false;
 		}
 		seen[k] = true;
-		switch ((enum role_key)k) {
-		case RK_FORMAT: {
-			uint64_t v;
-
-			if (!role_parse_u64(vs, (size_t)(ve - vs), &v) || v != ROLE_FORMAT_VERSION) {
-				role_err(err, errlen, "line %d: unsupported format \"%.*s\" (expected %d)",
-					 line, shown, vs, ROLE_FORMAT_VERSION);
-				return false;
-			}
-			break;
-		}
-		case RK_CLUSTER:
-			if (!role_parse_name_value(vs, (size_t)(ve - vs), st.cluster, line, "cluster",
-						   err, errlen))
-				return false;
-			break;
-		case RK_SITE:
-			if (!role_parse_name_value(vs, (size_t)(ve - vs), st.site, line, "site",
-						   err, errlen))
-				return false;
-			break;
-		case RK_ROLE: {
-			char name[16] = "";
-			size_t n = (size_t)(ve - vs);
-
-			if (n < sizeof(name))
-				memcpy(name, vs, n);
-			if (n >= sizeof(name) || !role_parse_name(name, &st.role)) {
-				role_err(err, errlen, "line %d: unknown role \"%.*s\" "
-					 "(expected primary, replica or fenced)", line, shown, vs);
-				return false;
-			}
-			break;
-		}
-		case RK_EPOCH:
-			if (!role_parse_u64(vs, (size_t)(ve - vs), &st.epoch) || st.epoch == 0) {
-				role_err(err, errlen, "line %d: invalid epoch \"%.*s\" "
-					 "(expected a whole number from 1 to %" PRIu64 ")", line,
-					 shown, vs, UINT64_MAX);
-				return false;
-			}
-			break;
-		case RK_COUNT:
-			break;
-		}
+		if (!role_set_value(&st, (enum role_key)k, vs, ve, line, err, errlen))
+			return false;
 	}
 	for (size_t k = 0; k < RK_COUNT; k++) {
 		if (!seen[k]) {
