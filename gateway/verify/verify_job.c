@@ -519,72 +519,48 @@ static bool vj_refresh(void *arg, char *err, size_t errlen)
 	return vj_meet_again(arg, err, errlen);
 }
 
-static void vj_stream(struct verify_job *j, const char *name, struct verify_job_stream *out)
+/* Whether the stream (info, asked for as name) can be verified now; err says why not. */
+static bool vj_stream_ready(struct verify_job *j, const char *name, struct vj_call *info,
+		char *err, size_t errlen)
 {
-	struct vj_call info = { .kind = VJ_CALL_INFO, .stream = name };
-	struct verify_remote remote = { .exec = vj_remote_exec, .arg = j };
-	struct vj_meeting m = { .j = j };
-	struct verify_options opt = { .rows_per_second = j->rows_per_second, .refresh = vj_refresh,
-				      .refresh_arg = &m, .refresh_after_ms = VJ_SNAPSHOT_MAX_MS };
-	struct timespec t0, t1;
-	PGconn *locker = NULL, *snap = NULL;
-	struct vj_table *tables = NULL;
-	size_t ntables = 0, compared = 0;
-	char err[1024] = "";
-
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	j->cur_stream = name;
-	j->link_bytes = 0;
-	out->stream = strdup(name);
-	json_object_begin(&j->json, NULL);
-	json_string(&j->json, "stream", name);
-	fprintf(j->text_f, "stream %s", name);
-	if (!vj_call(j, &info)) {
-		snprintf(err, sizeof(err), "this site does not send a stream named %s (now)", name);
-		goto done;
+	if (!vj_call(j, info)) {
+		snprintf(err, errlen, "this site does not send a stream named %s (now)", name);
+		return false;
 	}
-	fprintf(j->text_f, " (to site %s)", info.peer);
-	if (info.syncing) {
-		snprintf(err, sizeof(err), "its initial sync is still running");
-		goto done;
+	fprintf(j->text_f, " (to site %s)", info->peer);
+	if (info->syncing) {
+		snprintf(err, errlen, "its initial sync is still running");
+		return false;
 	}
-	if (info.held) {
-		snprintf(err, sizeof(err), "its schedule holds it now (rate 0, or outside its batch "
+	if (info->held) {
+		snprintf(err, errlen, "its schedule holds it now (rate 0, or outside its batch "
 			 "windows): the target cannot reach a verify point; straitctl sync-now opens it");
-		goto done;
+		return false;
 	}
-	if (!info.link_up) {
-		snprintf(err, sizeof(err), "the link to site %s is down", info.peer);
-		goto done;
+	if (!info->link_up) {
+		snprintf(err, errlen, "the link to site %s is down", info->peer);
+		return false;
 	}
-	if (!(locker = vj_connect(j, info.conninfo, 0, err, sizeof(err))) ||
-	    !(snap = vj_connect(j, info.conninfo, 1, err, sizeof(err))) ||
-	    !vj_tables(j, snap, info.publication, &tables, &ntables, err, sizeof(err)))
-		goto done;
-	if (ntables == 0) {
-		if (j->ntables)
-			snprintf(err, sizeof(err), "none of the tables asked for is in the stream");
-		else
-			snprintf(err, sizeof(err), "publication %s has no tables", info.publication);
-		goto done;
-	}
-	m.locker = locker;
-	m.snap = snap;
-	m.tables = tables;
-	m.ntables = ntables;
-	if (!vj_meet_again(&m, err, sizeof(err)))
-		goto done;
-	out->lsn = m.lsn;
-	fprintf(j->text_f, " at " LSN_FMT "\n", LSN_ARGS(out->lsn));
-	json_lsn(&j->json, "lsn", out->lsn);
+	return true;
+}
+
+/* Compares each table of m at its verify point, adding up into out; stops at the first failure. */
+static void vj_compare_tables(struct verify_job *j, struct vj_meeting *m,
+		struct verify_job_stream *out, char *err, size_t errlen)
+{
+	struct verify_remote remote = { .exec = vj_remote_exec, .arg = j };
+	struct verify_options opt = { .rows_per_second = j->rows_per_second, .refresh = vj_refresh,
+				      .refresh_arg = m, .refresh_after_ms = VJ_SNAPSHOT_MAX_MS };
+	size_t compared = 0;
+
 	json_array_begin(&j->json, "tables");
-	for (size_t i = 0; i < ntables; i++) {
-		struct verify_target t = { .schema = tables[i].schema, .name = tables[i].name };
+	for (size_t i = 0; i < m->ntables; i++) {
+		struct verify_target t = { .schema = m->tables[i].schema, .name = m->tables[i].name };
 		struct verify_result r;
 		bool ok;
 		char *report;
 
-		ok = verify_table_remote(snap, &remote, &t, &opt, &r, err, sizeof(err));
+		ok = verify_table_remote(m->snap, &remote, &t, &opt, &r, err, errlen);
 		if (ok) {
 			compared++;
 			out->rows += (uint64_t)r.rows_source;
@@ -600,20 +576,16 @@ static void vj_stream(struct verify_job *j, const char *name, struct verify_job_
 	}
 	json_array_end(&j->json);
 	out->tables = compared;
-done:
-	if (m.met)
-		vj_end(j, err[0] ? err : NULL);
-	out->points = m.points;
-	if (snap)
-		vj_disconnect(j, snap, 1);
-	if (locker)
-		vj_disconnect(j, locker, 0);
-	vj_tables_free(tables, ntables);
-	free(info.peer);
-	free(info.conninfo);
-	free(info.publication);
+}
+
+/* The stream's outcome (err "" when it was compared), begun at t0, into out and the reports. */
+static void vj_stream_report(struct verify_job *j, struct verify_job_stream *out,
+		const char *err, const struct timespec *t0)
+{
+	struct timespec t1;
+
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	out->seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	out->seconds = (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
 	out->link_bytes = j->link_bytes;
 	out->ok = err[0] == '\0';
 	out->equal = out->ok && out->differences == 0;
@@ -636,6 +608,61 @@ done:
 	json_uint(&j->json, "points", out->points);
 	json_double(&j->json, "seconds", out->seconds);
 	json_object_end(&j->json);
+}
+
+static void vj_stream(struct verify_job *j, const char *name, struct verify_job_stream *out)
+{
+	struct vj_call info = { .kind = VJ_CALL_INFO, .stream = name };
+	struct vj_meeting m = { .j = j };
+	struct timespec t0;
+	PGconn *locker = NULL, *snap = NULL;
+	struct vj_table *tables = NULL;
+	size_t ntables = 0;
+	char err[1024] = "";
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	j->cur_stream = name;
+	j->link_bytes = 0;
+	out->stream = strdup(name);
+	json_object_begin(&j->json, NULL);
+	json_string(&j->json, "stream", name);
+	fprintf(j->text_f, "stream %s", name);
+	if (!vj_stream_ready(j, name, &info, err, sizeof(err)))
+		goto done;
+	if (!(locker = vj_connect(j, info.conninfo, 0, err, sizeof(err))) ||
+	    !(snap = vj_connect(j, info.conninfo, 1, err, sizeof(err))) ||
+	    !vj_tables(j, snap, info.publication, &tables, &ntables, err, sizeof(err)))
+		goto done;
+	if (ntables == 0) {
+		if (j->ntables)
+			snprintf(err, sizeof(err), "none of the tables asked for is in the stream");
+		else
+			snprintf(err, sizeof(err), "publication %s has no tables", info.publication);
+		goto done;
+	}
+	m.locker = locker;
+	m.snap = snap;
+	m.tables = tables;
+	m.ntables = ntables;
+	if (!vj_meet_again(&m, err, sizeof(err)))
+		goto done;
+	out->lsn = m.lsn;
+	fprintf(j->text_f, " at " LSN_FMT "\n", LSN_ARGS(out->lsn));
+	json_lsn(&j->json, "lsn", out->lsn);
+	vj_compare_tables(j, &m, out, err, sizeof(err));
+done:
+	if (m.met)
+		vj_end(j, err[0] ? err : NULL);
+	out->points = m.points;
+	if (snap)
+		vj_disconnect(j, snap, 1);
+	if (locker)
+		vj_disconnect(j, locker, 0);
+	vj_tables_free(tables, ntables);
+	free(info.peer);
+	free(info.conninfo);
+	free(info.publication);
+	vj_stream_report(j, out, err, &t0);
 }
 
 static void *vj_thread(void *arg)
