@@ -957,24 +957,55 @@ fail:
 }
 
 /*
- * Scans every segment in order up to the first damage, then cuts the spool
- * back to the last record that ends a transaction before it. Segments after
- * the damaged one are not read, only counted and removed.
+ * Reads segment s's records (its name for messages) from the reader; READ_OK
+ * when every one is whole, READ_IOERR on an I/O error, else the damage
+ * (noted in rec).
+ */
+static enum read_status
+scan_records(struct spool *sp, struct seg *s, const char *name, struct spool_recovery *rec,
+		char *why, char *err, size_t errlen)
+{
+	uint64_t off;
+	enum read_status rs;
+
+	for (off = SEG_HDR;;) {
+		struct spool_meta m;
+		const uint8_t *body;
+		size_t blen;
+		uint64_t total;
+
+		rs = read_record(sp, off, s->file_size, &m, &body, &blen, &total, why,
+			err, errlen);
+		if (rs == READ_END)
+			return READ_OK;
+		if (rs == READ_IOERR)
+			return rs;
+		if (rs != READ_OK) {
+			detail_add(rec, "segment %s at %" PRIu64 ": %s", name, off, why);
+			return rs;
+		}
+		seg_add_record(s, &m, total);
+		off += total;
+	}
+}
+
+/*
+ * Scans the n segments seqs in order up to the first damage (*damaged, n
+ * when none); those after it are only sized. *total_file and *scanned count
+ * the bytes of every file and the records read.
  */
 static bool
-recover(struct spool *sp, const uint64_t *seqs, size_t n, struct spool_recovery *rec,
-		char *err, size_t errlen)
+recover_scan(struct spool *sp, const uint64_t *seqs, size_t n, struct spool_recovery *rec,
+		uint64_t *total_file, uint64_t *scanned, size_t *damaged, char *err, size_t errlen)
 {
-	uint64_t total_file = 0, kept_bytes = 0, kept_records = 0, scanned_records = 0;
-	size_t damaged = n, keep;
 	char why[WHY_LEN];
 
+	*damaged = n;
 	for (size_t i = 0; i < n; i++) {
 		char name[SEG_NAME_LEN + 1];
 		struct seg *s = seg_push(sp, seqs[i]);
 		struct stat st;
 		enum read_status rs;
-		uint64_t off;
 
 		if (s == NULL) {
 			set_err(err, errlen, "out of memory recovering spool \"%s\"", sp->dir);
@@ -987,8 +1018,8 @@ recover(struct spool *sp, const uint64_t *seqs, size_t n, struct spool_recovery 
 			return false;
 		}
 		s->file_size = (uint64_t)st.st_size;
-		total_file += s->file_size;
-		if (damaged < n) {
+		*total_file += s->file_size;
+		if (*damaged < n) {
 			s->size = s->complete_size = 0;
 			continue;
 		}
@@ -999,33 +1030,69 @@ recover(struct spool *sp, const uint64_t *seqs, size_t n, struct spool_recovery 
 		if (rs != READ_OK) {
 			detail_add(rec, "segment %s: %s", name, why);
 			s->size = s->complete_size = 0;
-			damaged = i;
+			*damaged = i;
 			continue;
 		}
-		for (off = SEG_HDR;;) {
-			struct spool_meta m;
-			const uint8_t *body;
-			size_t blen;
-			uint64_t total;
-
-			rs = read_record(sp, off, s->file_size, &m, &body, &blen, &total, why,
-				err, errlen);
-			if (rs == READ_END)
-				break;
-			if (rs == READ_IOERR)
-				return false;
-			if (rs != READ_OK) {
-				detail_add(rec, "segment %s at %" PRIu64 ": %s", name, off, why);
-				damaged = i;
-				break;
-			}
-			seg_add_record(s, &m, total);
-			off += total;
-		}
-		scanned_records += s->records;
+		rs = scan_records(sp, s, name, rec, why, err, errlen);
+		if (rs == READ_IOERR)
+			return false;
+		if (rs != READ_OK)
+			*damaged = i;
+		*scanned += s->records;
 	}
 	reader_close(sp);
+	return true;
+}
 
+/* A release the floor records but a crash interrupted: finish it (see NOTES). */
+static bool
+recover_release(struct spool *sp, struct spool_recovery *rec, uint64_t *kept_bytes,
+		uint64_t *kept_records, char *err, size_t errlen)
+{
+	while (sp->floor > 0 && sp->nsegs > 0) {
+		uint64_t end;
+
+		if (!segment_end(sp, 0, &end) || end > sp->floor)
+			break;
+		rec->released_bytes += sp->segs[0].size;
+		*kept_bytes -= sp->segs[0].size;
+		*kept_records -= sp->segs[0].records;
+		if (!remove_segment(sp, 0, err, errlen))
+			return false;
+	}
+	return true;
+}
+
+/* What a crash left may be in the page cache only: durable once fsynced. */
+static bool
+recover_sync(struct spool *sp, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < sp->nsegs; i++) {
+		if (!reader_open(sp, sp->segs[i].seq, err, errlen))
+			return false;
+		if (spool_fsync(sp, sp->rfd) < 0) {
+			seg_syserr(sp, sp->segs[i].seq, "fsync", err, errlen);
+			return false;
+		}
+	}
+	reader_close(sp);
+	return sync_dir(sp, err, errlen);
+}
+
+/*
+ * Scans every segment in order up to the first damage, then cuts the spool
+ * back to the last record that ends a transaction before it. Segments after
+ * the damaged one are not read, only counted and removed.
+ */
+static bool
+recover(struct spool *sp, const uint64_t *seqs, size_t n, struct spool_recovery *rec,
+		char *err, size_t errlen)
+{
+	uint64_t total_file = 0, kept_bytes = 0, kept_records = 0, scanned_records = 0;
+	size_t damaged, keep;
+
+	if (!recover_scan(sp, seqs, n, rec, &total_file, &scanned_records, &damaged, err, errlen))
+		return false;
 	rec->torn = damaged < n;
 	if (damaged + 1 < n)
 		detail_add(rec, "%zu later segment%s removed", n - damaged - 1,
@@ -1045,35 +1112,12 @@ recover(struct spool *sp, const uint64_t *seqs, size_t n, struct spool_recovery 
 	else if (rec->dropped_bytes > 0 && rec->detail[0] == '\0')
 		detail_add(rec, "%zu segment%s without records removed", sp->nsegs - keep,
 			sp->nsegs - keep == 1 ? "" : "s");
-	if (!cut_tail(sp, keep, err, errlen))
+	if (!cut_tail(sp, keep, err, errlen) ||
+	    !recover_release(sp, rec, &kept_bytes, &kept_records, err, errlen))
 		return false;
-
-	/* A release the floor records but a crash interrupted: finish it (see NOTES). */
-	while (sp->floor > 0 && sp->nsegs > 0) {
-		uint64_t end;
-
-		if (!segment_end(sp, 0, &end) || end > sp->floor)
-			break;
-		rec->released_bytes += sp->segs[0].size;
-		kept_bytes -= sp->segs[0].size;
-		kept_records -= sp->segs[0].records;
-		if (!remove_segment(sp, 0, err, errlen))
-			return false;
-	}
 	rec->records = kept_records;
 	rec->bytes = kept_bytes;
-
-	/* What a crash left may be in the page cache only: durable once fsynced. */
-	for (size_t i = 0; i < sp->nsegs; i++) {
-		if (!reader_open(sp, sp->segs[i].seq, err, errlen))
-			return false;
-		if (spool_fsync(sp, sp->rfd) < 0) {
-			seg_syserr(sp, sp->segs[i].seq, "fsync", err, errlen);
-			return false;
-		}
-	}
-	reader_close(sp);
-	if (!sync_dir(sp, err, errlen))
+	if (!recover_sync(sp, err, errlen))
 		return false;
 	sp->end_lsn = max_u64(sp->nsegs > 0 ? sp->segs[sp->nsegs - 1].last_commit_end : 0,
 		sp->floor);
