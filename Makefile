@@ -4,7 +4,8 @@
 #   make test       install dependencies, check tests/programs.txt and the
 #                   layering, build, run unit (ASan+UBSan), fuzz-corpus replay
 #                   and integration tests
-#   make check-layers  check every #include against the layering rule
+#   make check-layers  check every #include against the layering rule and
+#                   every function's length (under 100 lines)
 #   make demo       install dependencies, build, run two sites on this machine
 #   make fuzz       run every libFuzzer target for FUZZ_TIME seconds each
 #   make deps       install build and test dependencies from Debian's packages
@@ -168,6 +169,8 @@ integration: all tools $(SAN_PROGS)
 check-layers:
 	$(Q)$(PYTHON) tests/check_layers.py --self-test
 	$(Q)$(PYTHON) tests/check_layers.py
+	$(Q)$(PYTHON) tests/check_function_length.py --self-test
+	$(Q)$(PYTHON) tests/check_function_length.py
 
 test: deps
 	$(Q)$(PYTHON) tests/check_programs.py
