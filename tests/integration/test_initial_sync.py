@@ -347,8 +347,11 @@ class FakeSource:
         with self.lock:
             for ftype, payload in self.frames:
                 if ftype == FRAME_RESUME:
+                    # stream, received LSN, committed LSN, queued bytes, generation
                     (n,) = struct.unpack(">H", payload[:2])
-                    out.append(struct.unpack(">QI", payload[2 + n:2 + n + 12]))
+                    received, _committed, _queued, gen = struct.unpack(
+                        ">QQQI", payload[2 + n:2 + n + 28])
+                    out.append((received, gen))
         return out
 
     def syncs(self):
