@@ -158,7 +158,8 @@ def try_lock(fd):
 def installed(deb):
     need("dpkg", "systemd-analyze")
     # Two test sessions on one machine take turns: both install and purge the
-    # one strait package.
+    # one strait package. (/run/lock may be missing where /run is a bare tmpfs.)
+    os.makedirs(os.path.dirname(INSTALL_LOCK), exist_ok=True)
     with open(INSTALL_LOCK, "w") as lock:
         harness.wait_until(lambda: try_lock(lock), timeout=1200, interval=1.0,
                            what=f"the lock {INSTALL_LOCK} of another test session")
