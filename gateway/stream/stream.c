@@ -39,8 +39,8 @@ uint64_t stream_charge(struct stream *st, int64_t now_us)
 {
 	uint64_t cost = schedule_frame_cost(st->owner->out.len, st->owner->cfg);
 
-	token_bucket_take(&st->bucket, cost, now_us);
-	st->bytes_charged += cost;
+	token_bucket_take(&st->sender.bucket, cost, now_us);
+	st->sender.bytes_charged += cost;
 	return cost;
 }
 
@@ -219,8 +219,8 @@ void streams_hello(struct streams *s, const char *peer, struct relay_proto_hello
 		struct stream *st = &s->v[i];
 		if (st->role != STREAM_ROLE_SINK || strcmp(st->peer, peer) != 0)
 			continue;
-		st->in_hello = stream_sink_hello_position(st, &resume[n]);
-		if (st->in_hello)
+		st->sink.in_hello = stream_sink_hello_position(st, &resume[n]);
+		if (st->sink.in_hello)
 			n++;
 	}
 	hello->streams = resume;
@@ -235,10 +235,10 @@ void streams_connected(struct streams *s, const char *peer, const struct relay_p
 			continue;
 		if (st->role == STREAM_ROLE_SINK) {
 			/* our HELLO asked for generation 0 of this link */
-			st->want_generation = 0;
-			st->dec_started = false;
+			st->sink.want_generation = 0;
+			st->sink.dec_started = false;
 			/* ready after the HELLO left: ask now */
-			if (st->apply_ready && !st->in_hello)
+			if (st->sink.apply_ready && !st->sink.in_hello)
 				stream_sink_send_resume(st);
 			continue;
 		}
@@ -279,7 +279,7 @@ void streams_writable(struct streams *s, const char *peer)
 	for (size_t i = 0; i < s->n; i++) {
 		struct stream *st = &s->v[i];
 		if (st->role == STREAM_ROLE_SOURCE && strcmp(st->peer, peer) == 0 && st->sync &&
-		    !st->sched.held)
+		    !st->sender.sched.held)
 			streamsync_writable(st->sync);
 	}
 }
@@ -439,16 +439,16 @@ void streams_report(const struct streams *s, int64_t now_us,
 			continue;
 		r.sink = st->role == STREAM_ROLE_SINK;
 		if (r.sink) {
-			if (!st->apply || apply_is_stopped(st->apply) || st->halted)
+			if (!st->sink.apply || apply_is_stopped(st->sink.apply) || st->sink.halted)
 				r.state = "error";
 			else if (st->sync && streamsync_in_progress(st->sync))
 				r.state = "syncing";
-			else if (st->apply_ready)
+			else if (st->sink.apply_ready)
 				r.state = "streaming";
 			else
 				r.state = "starting";
-			r.applied_lsn = st->ack_lsn;
-			r.batches = st->batches_received;
+			r.applied_lsn = st->sink.ack_lsn;
+			r.batches = st->sink.batches_received;
 		} else {
 			r.state = stream_source_state(st);
 			stream_source_report(st, &r, now_us);
@@ -547,8 +547,8 @@ void streams_peer_lag(const struct streams *s, const char *peer, int64_t now_us,
 		bytes = lag_bytes(st->lag);
 		secs = lag_seconds(st->lag, now_us);
 		at = lag_last_applied_time(st->lag);
-		if (out->streams == 0 || st->ack_lsn < out->applied_lsn)
-			out->applied_lsn = st->ack_lsn;
+		if (out->streams == 0 || st->sink.ack_lsn < out->applied_lsn)
+			out->applied_lsn = st->sink.ack_lsn;
 		if (at && (out->last_applied_time_us == 0 || at < out->last_applied_time_us))
 			out->last_applied_time_us = at;
 		if (bytes > out->lag_bytes)
@@ -613,10 +613,10 @@ bool streams_verify_info(const struct streams *s, const char *name, struct strea
 		return false;
 	*out = (struct streams_verify_info){
 		.peer = st->peer,
-		.conninfo = st->src_conninfo,
-		.publication = st->src_publication,
+		.conninfo = st->reader.src_conninfo,
+		.publication = st->reader.src_publication,
 		.link_up = relay_is_up(s->relay, st->peer),
-		.held = st->sched.held,
+		.held = st->sender.sched.held,
 		.syncing = st->sync && streamsync_in_progress(st->sync),
 	};
 	return true;

@@ -1,6 +1,9 @@
 /*
  * stream_int.h — what stream.c, stream_source.c and stream_sink.c share: the
  * per-stream state. Private to those three files.
+ * Every role shares the top of struct stream; reader and sender belong to a
+ * source (slot → spool, spool → link), sink to a sink, and mark to a source
+ * answering a verify's MARK.
  */
 #ifndef STRAIT_STREAM_INT_H
 #define STRAIT_STREAM_INT_H
@@ -50,18 +53,8 @@ enum stream_role {
 	STREAM_ROLE_SINK,
 };
 
-struct stream {
-	struct streams *owner;
-	char *name;
-	char *peer;              /* the site at the other end */
-	enum stream_role role;
-	const struct config_stream *cs; /* in the daemon's current config */
-	struct streamsync *sync; /* initial sync (initial_sync: true), else NULL */
-	struct lag *lag;         /* both sides: this end's view of the stream's lag */
-	struct event *retry;     /* source re-creation, or apply resume */
-	char last_error[512];
-
-	/* ---- source: reader (slot → spool) ---- */
+/* ---- source: reader (slot → spool) ---- */
+struct stream_reader {
 	struct source_config src_cfg;
 	char *src_conninfo;
 	char *src_publication;
@@ -81,8 +74,10 @@ struct stream {
 	struct seq_reader *seq_reader;
 	struct slotwatch *slotwatch; /* the slot's retained WAL, for disk warnings */
 	int warn_level;          /* worst disk warning logged last (enum diskwarn_level) */
+};
 
-	/* ---- source: sender (spool → link) ---- */
+/* ---- source: sender (spool → link) ---- */
+struct stream_sender {
 	struct codec *enc;
 	bool have_resume;        /* the sink said where to go on, on this link */
 	uint64_t resume_lsn;
@@ -116,8 +111,10 @@ struct stream {
 	uint64_t bytes_wire;
 	uint64_t bytes_charged;  /* estimated WAN bytes, as the bucket counted them */
 	uint64_t sequence_frames;
+};
 
-	/* ---- sink ---- */
+/* ---- sink ---- */
+struct stream_sink_state {
 	struct seq_writer *seq_writer;
 	struct apply *apply;
 	struct codec *dec;
@@ -139,13 +136,32 @@ struct stream {
 	uint64_t batches_received;
 	char *sink_conninfo;     /* the target database */
 	struct stream_verify *verify; /* the verify being answered (stream_verify.c), or NULL */
+};
 
-	/* ---- source: a verify's MARK (stream_verify.c) ---- */
+/* ---- source: a verify's MARK (stream_verify.c) ---- */
+struct stream_mark {
 	bool mark_armed;
 	bool mark_captured;      /* the reader handed over everything before mark_lsn */
 	uint64_t mark_job;
 	uint64_t mark_lsn;
 	struct event *mark_timer;
+};
+
+struct stream {
+	struct streams *owner;
+	char *name;
+	char *peer;              /* the site at the other end */
+	enum stream_role role;
+	const struct config_stream *cs; /* in the daemon's current config */
+	struct streamsync *sync; /* initial sync (initial_sync: true), else NULL */
+	struct lag *lag;         /* both sides: this end's view of the stream's lag */
+	struct event *retry;     /* source re-creation, or apply resume */
+	char last_error[512];
+
+	struct stream_reader reader;     /* source: the reader, slot → spool */
+	struct stream_sender sender;     /* source: the sender, spool → link */
+	struct stream_sink_state sink;   /* sink */
+	struct stream_mark mark;         /* source: a verify's MARK (stream_verify.c) */
 };
 
 struct stream_window_mark {

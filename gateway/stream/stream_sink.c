@@ -69,7 +69,7 @@ void stream_sink_sequences(struct stream *st, const struct relay_proto_sequences
 			break;
 		}
 	}
-	if (st->seq_writer && !seq_writer_apply(st->seq_writer, vals, n))
+	if (st->sink.seq_writer && !seq_writer_apply(st->sink.seq_writer, vals, n))
 		log_error("stream \"%s\": out of memory queueing sequence values", st->name);
 	for (size_t i = 0; i < n; i++) {
 		free(vals[i].schema);
@@ -84,16 +84,16 @@ static void stream_ack_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (st->ack_lsn <= st->ack_sent_lsn)
+	if (st->sink.ack_lsn <= st->sink.ack_sent_lsn)
 		return;
 	ack = (struct relay_proto_ack){
 		.stream = relay_proto_str(st->name),
-		.committed_lsn = st->ack_lsn,
-		.commit_time_us = st->ack_commit_time,
+		.committed_lsn = st->sink.ack_lsn,
+		.commit_time_us = st->sink.ack_commit_time,
 	};
 	wire_writer_reset(&st->owner->out);
 	if (relay_proto_write_ack(&st->owner->out, &ack) && stream_send(st, FRAME_ACK, 0)) {
-		st->ack_sent_lsn = st->ack_lsn;
+		st->sink.ack_sent_lsn = st->sink.ack_lsn;
 		(void)fault_hit("sink.ack_sent");
 	}
 }
@@ -105,41 +105,41 @@ static void stream_ack_cb(evutil_socket_t fd, short what, void *arg)
  */
 static bool sink_cut_partial(struct stream *st)
 {
-	if (!st->apply || !apply_drop_partial(st->apply))
+	if (!st->sink.apply || !apply_drop_partial(st->sink.apply))
 		return true;
-	st->apply_ready = false;
+	st->sink.apply_ready = false;
 	return false;
 }
 
 /* The positions to ask with now; false when the apply is not ready to ask. */
 static bool sink_position(struct stream *st, struct relay_proto_position *pos)
 {
-	if (!st->apply_ready || !sink_cut_partial(st))
+	if (!st->sink.apply_ready || !sink_cut_partial(st))
 		return false;
 	*pos = (struct relay_proto_position){
 		.stream = relay_proto_str(st->name),
-		.received_lsn = apply_received_lsn(st->apply),
-		.committed_lsn = st->ack_lsn,
-		.queued_bytes = apply_pending_bytes(st->apply),
+		.received_lsn = apply_received_lsn(st->sink.apply),
+		.committed_lsn = st->sink.ack_lsn,
+		.queued_bytes = apply_pending_bytes(st->sink.apply),
 	};
 	if (pos->received_lsn < pos->committed_lsn)
 		pos->received_lsn = pos->committed_lsn;
-	st->next_lsn = pos->received_lsn;
+	st->sink.next_lsn = pos->received_lsn;
 	return true;
 }
 
 /* A new generation starts: what its first batch must continue from. */
 static void sink_expect(struct stream *st, uint64_t asked_lsn)
 {
-	st->asked_lsn = asked_lsn;
-	st->expect_seq = 0;
-	st->expect_prev = 0;
-	st->dec_started = false;
+	st->sink.asked_lsn = asked_lsn;
+	st->sink.expect_seq = 0;
+	st->sink.expect_prev = 0;
+	st->sink.dec_started = false;
 }
 
 bool stream_sink_hello_position(struct stream *st, struct relay_proto_position *pos)
 {
-	if (st->halted || !sink_position(st, pos))
+	if (st->sink.halted || !sink_position(st, pos))
 		return false;
 	/* a stream that needs an initial sync round asks with RESUME once up */
 	if (st->sync && !streamsync_sink_hello(st->sync, &pos->received_lsn))
@@ -158,18 +158,18 @@ void stream_sink_send_resume(struct stream *st)
 {
 	struct relay_proto_resume_req resume;
 
-	if (!relay_is_up(st->owner->relay, st->peer) || st->halted)
+	if (!relay_is_up(st->owner->relay, st->peer) || st->sink.halted)
 		return;       /* the next HELLO (or the retry) carries it */
 	if (!sink_position(st, &resume.pos))
 		return;       /* the apply is not ready: its ready() asks */
-	if (st->sync && !streamsync_sink_resume(st->sync, st->want_generation + 1,
+	if (st->sync && !streamsync_sink_resume(st->sync, st->sink.want_generation + 1,
 						&resume.pos.received_lsn))
 		return;       /* the initial sync calls stream_sync_resume() when it is time */
 	if (resume.pos.received_lsn && resume.pos.committed_lsn > resume.pos.received_lsn)
 		resume.pos.committed_lsn = resume.pos.received_lsn;
-	st->want_generation++;
+	st->sink.want_generation++;
 	sink_expect(st, resume.pos.received_lsn);
-	resume.generation = st->want_generation;
+	resume.generation = st->sink.want_generation;
 	wire_writer_reset(&st->owner->out);
 	if (relay_proto_write_resume(&st->owner->out, &resume) && stream_send(st, FRAME_RESUME, 0))
 		log_info("stream \"%s\": asked \"%s\" to resume at " LSN_FMT " (committed " LSN_FMT ", "
@@ -183,19 +183,19 @@ void stream_sink_send_resume(struct stream *st)
 static void sink_halt(struct stream *st, const char *why)
 {
 	snprintf(st->last_error, sizeof(st->last_error), "%s", why);
-	if (!st->halted)
+	if (!st->sink.halted)
 		log_error("stream \"%s\": %s; the stream stops here (nothing after it is applied) "
 			  "and asks \"%s\" again in %d s", st->name, why, st->peer,
 			  STREAM_APPLY_RETRY_MS / 1000);
-	st->halted = true;
+	st->sink.halted = true;
 	stream_schedule_retry(st, STREAM_APPLY_RETRY_MS);
 }
 
 void stream_sink_ask_again(struct stream *st, const char *why)
 {
-	if (st->halted)
+	if (st->sink.halted)
 		return;
-	if (++st->resends > STREAM_RESENDS_MAX) {
+	if (++st->sink.resends > STREAM_RESENDS_MAX) {
 		sink_halt(st, why);
 		return;
 	}
@@ -205,7 +205,7 @@ void stream_sink_ask_again(struct stream *st, const char *why)
 
 void stream_sink_link_down(struct stream *st)
 {
-	if (st->apply_ready)
+	if (st->sink.apply_ready)
 		(void)sink_cut_partial(st);
 }
 
@@ -214,7 +214,7 @@ static void stream_sync_resume(void *arg)
 {
 	struct stream *st = arg;
 
-	if (st->apply_ready)
+	if (st->sink.apply_ready)
 		stream_sink_send_resume(st);
 }
 
@@ -222,8 +222,8 @@ static void stream_apply_ready(void *arg, uint64_t resume_lsn)
 {
 	struct stream *st = arg;
 
-	st->apply_ready = true;
-	st->ack_sent_lsn = st->ack_lsn = resume_lsn;
+	st->sink.apply_ready = true;
+	st->sink.ack_sent_lsn = st->sink.ack_lsn = resume_lsn;
 	lag_acked(st->lag, resume_lsn, 0);
 	st->last_error[0] = '\0';
 	stream_sink_send_resume(st);
@@ -234,12 +234,12 @@ static void stream_apply_committed(void *arg, uint64_t end_lsn, int64_t commit_t
 	struct stream *st = arg;
 
 	lag_acked(st->lag, end_lsn, commit_time_us);
-	if (end_lsn > st->ack_lsn) {
-		st->ack_lsn = end_lsn;
-		st->ack_commit_time = commit_time_us;
+	if (end_lsn > st->sink.ack_lsn) {
+		st->sink.ack_lsn = end_lsn;
+		st->sink.ack_commit_time = commit_time_us;
 	}
-	if (!event_pending(st->ack_event, EV_TIMEOUT, NULL))
-		event_add(st->ack_event, &(struct timeval){ 0, STREAM_ACK_DELAY_US });
+	if (!event_pending(st->sink.ack_event, EV_TIMEOUT, NULL))
+		event_add(st->sink.ack_event, &(struct timeval){ 0, STREAM_ACK_DELAY_US });
 	stream_verify_sink_progress(st);
 }
 
@@ -248,7 +248,7 @@ static void stream_apply_stopped(void *arg, const char *reason)
 	struct stream *st = arg;
 
 	snprintf(st->last_error, sizeof(st->last_error), "%s", reason);
-	st->apply_ready = false;
+	st->sink.apply_ready = false;
 	stream_verify_sink_stop(st, "the apply stopped");
 	log_warning("stream \"%s\": paused; retrying every %d s", st->name, STREAM_APPLY_RETRY_MS / 1000);
 	stream_schedule_retry(st, STREAM_APPLY_RETRY_MS);
@@ -256,16 +256,16 @@ static void stream_apply_stopped(void *arg, const char *reason)
 
 void stream_sink_retry(struct stream *st)
 {
-	if (st->halted) {
-		st->halted = false;
-		st->resends = 0;
+	if (st->sink.halted) {
+		st->sink.halted = false;
+		st->sink.resends = 0;
 		st->last_error[0] = '\0';
 		log_info("stream \"%s\": asking \"%s\" again", st->name, st->peer);
 		stream_sink_send_resume(st);
 	}
-	if (st->apply && apply_is_stopped(st->apply)) {
+	if (st->sink.apply && apply_is_stopped(st->sink.apply)) {
 		log_info("stream \"%s\": retrying apply", st->name);
-		if (!apply_resume(st->apply))
+		if (!apply_resume(st->sink.apply))
 			stream_schedule_retry(st, STREAM_APPLY_RETRY_MS);
 	}
 }
@@ -274,14 +274,14 @@ void stream_sink_retry(struct stream *st)
 static bool sink_follows(const struct stream *st, const struct relay_proto_batch *b,
 		char *why, size_t whylen)
 {
-	if (b->seq != st->expect_seq) {
+	if (b->seq != st->sink.expect_seq) {
 		snprintf(why, whylen, "batch %u of generation %u arrived where batch %u was due "
-			 "(a batch is missing)", b->seq, b->generation, st->expect_seq);
+			 "(a batch is missing)", b->seq, b->generation, st->sink.expect_seq);
 		return false;
 	}
-	if (b->seq > 0 && b->prev_lsn != st->expect_prev) {
+	if (b->seq > 0 && b->prev_lsn != st->sink.expect_prev) {
 		snprintf(why, whylen, "batch %u continues from " LSN_FMT ", but the one before ended at "
-			 LSN_FMT, b->seq, LSN_ARGS(b->prev_lsn), LSN_ARGS(st->expect_prev));
+			 LSN_FMT, b->seq, LSN_ARGS(b->prev_lsn), LSN_ARGS(st->sink.expect_prev));
 		return false;
 	}
 	return true;
@@ -293,16 +293,17 @@ void stream_sink_batch(struct stream *st, const struct relay_proto_batch *b)
 	size_t body_len;
 	char err[256], why[512];
 
-	if (st->halted || !st->apply_ready || b->generation != st->want_generation)
+	if (st->sink.halted || !st->sink.apply_ready || b->generation != st->sink.want_generation)
 		return;       /* halted, paused, or sent before our last RESUME: asked for again */
 	(void)fault_hit("sink.batch_received");
-	if (b->seq == 0 && st->asked_lsn && b->prev_lsn > st->asked_lsn) {
+	if (b->seq == 0 && st->sink.asked_lsn && b->prev_lsn > st->sink.asked_lsn) {
 		/*
 		 * The source has nothing between what was asked for and where it
 		 * sends from (asked 0: the sink has nothing, any start will do).
 		 */
 		snprintf(why, sizeof(why), "gap: asked \"%s\" to resume after " LSN_FMT " but its first "
-			 "batch continues from " LSN_FMT, st->peer, LSN_ARGS(st->asked_lsn), LSN_ARGS(b->prev_lsn));
+			 "batch continues from " LSN_FMT, st->peer, LSN_ARGS(st->sink.asked_lsn),
+			 LSN_ARGS(b->prev_lsn));
 		sink_halt(st, why);
 		return;
 	}
@@ -310,10 +311,10 @@ void stream_sink_batch(struct stream *st, const struct relay_proto_batch *b)
 		stream_sink_ask_again(st, why);
 		return;
 	}
-	if (!st->dec_started) {
+	if (!st->sink.dec_started) {
 		/* the source started a new compression frame for this generation */
-		codec_reset(st->dec);
-		st->dec_started = true;
+		codec_reset(st->sink.dec);
+		st->sink.dec_started = true;
 	}
 	if (b->raw_len > STREAM_RAW_MAX) {
 		snprintf(why, sizeof(why), "a batch of %u bytes from \"%s\" is over the limit of %u",
@@ -321,7 +322,7 @@ void stream_sink_batch(struct stream *st, const struct relay_proto_batch *b)
 		sink_halt(st, why);
 		return;
 	}
-	if (!codec_run(st->dec, b->data, b->data_len, b->raw_len, &body, &body_len, err, sizeof(err)) ||
+	if (!codec_run(st->sink.dec, b->data, b->data_len, b->raw_len, &body, &body_len, err, sizeof(err)) ||
 	    body_len != b->raw_len) {
 		/* the compression window is lost: ask again from a fresh context */
 		snprintf(why, sizeof(why), "bad BATCH from \"%s\": %s", st->peer,
@@ -333,14 +334,14 @@ void stream_sink_batch(struct stream *st, const struct relay_proto_batch *b)
 		sink_halt(st, "a batch could not go through the initial sync's filter (logged)");
 		return;
 	}
-	if (!apply_submit(st->apply, body, body_len)) {
+	if (!apply_submit(st->sink.apply, body, body_len)) {
 		stream_sink_ask_again(st, "a batch could not be queued for the apply (logged)");
 		return;
 	}
-	st->expect_seq++;
-	st->expect_prev = b->last_lsn ? b->last_lsn : b->prev_lsn;
-	st->resends = 0;
-	st->batches_received++;
+	st->sink.expect_seq++;
+	st->sink.expect_prev = b->last_lsn ? b->last_lsn : b->prev_lsn;
+	st->sink.resends = 0;
+	st->sink.batches_received++;
 	/* the sink does not know the commit time before applying: it ages from arrival */
 	if (b->last_lsn) {
 		struct timespec ts;
@@ -349,8 +350,8 @@ void stream_sink_batch(struct stream *st, const struct relay_proto_batch *b)
 		lag_commit_sent(st->lag, b->last_lsn, (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
 		lag_wal_position(st->lag, b->last_lsn);
 	}
-	if (b->last_lsn > st->next_lsn)
-		st->next_lsn = b->last_lsn;
+	if (b->last_lsn > st->sink.next_lsn)
+		st->sink.next_lsn = b->last_lsn;
 }
 
 bool stream_sink_init(struct stream *st, const struct strait_config *cfg, size_t self)
@@ -373,14 +374,14 @@ bool stream_sink_init(struct stream *st, const struct strait_config *cfg, size_t
 
 	st->role = STREAM_ROLE_SINK;
 	st->peer = strdup(cfg->sites[cs->from].name);
-	st->sink_conninfo = strdup(target->database);
-	st->dec = codec_new_decoder(cs->codec);
-	st->seq_writer = seq_writer_new(s->base, target->database, st->name);
-	st->ack_event = event_new(s->base, -1, 0, stream_ack_cb, st);
-	if (!st->peer || !st->sink_conninfo || !st->dec || !st->seq_writer || !st->ack_event)
+	st->sink.sink_conninfo = strdup(target->database);
+	st->sink.dec = codec_new_decoder(cs->codec);
+	st->sink.seq_writer = seq_writer_new(s->base, target->database, st->name);
+	st->sink.ack_event = event_new(s->base, -1, 0, stream_ack_cb, st);
+	if (!st->peer || !st->sink.sink_conninfo || !st->sink.dec || !st->sink.seq_writer || !st->sink.ack_event)
 		return false;
-	st->apply = apply_new(s->base, &acfg, &cb, st);
-	if (!st->apply)
+	st->sink.apply = apply_new(s->base, &acfg, &cb, st);
+	if (!st->sink.apply)
 		log_error("stream \"%s\": could not create the apply engine", st->name);
 	if (cs->initial_sync &&
 	    !(st->sync = streamsync_new_sink(s->base, s->relay, st->name, st->peer, target->database,
@@ -392,27 +393,27 @@ bool stream_sink_init(struct stream *st, const struct strait_config *cfg, size_t
 void stream_sink_fini(struct stream *st)
 {
 	stream_verify_sink_stop(st, "the stream stopped here");
-	free(st->sink_conninfo);
-	st->sink_conninfo = NULL;
-	seq_writer_free(st->seq_writer);
-	if (st->apply)
-		apply_free(st->apply);
-	codec_free(st->dec);
-	if (st->ack_event)
-		event_free(st->ack_event);
+	free(st->sink.sink_conninfo);
+	st->sink.sink_conninfo = NULL;
+	seq_writer_free(st->sink.seq_writer);
+	if (st->sink.apply)
+		apply_free(st->sink.apply);
+	codec_free(st->sink.dec);
+	if (st->sink.ack_event)
+		event_free(st->sink.ack_event);
 }
 
 void stream_sink_status(const struct stream *st, struct json_out *j)
 {
-	json_bool(j, "apply_ready", st->apply_ready);
-	json_bool(j, "halted", st->halted);
-	json_lsn(j, "received_lsn", st->apply ? apply_received_lsn(st->apply) : st->next_lsn);
-	json_lsn(j, "committed_lsn", st->ack_lsn);
-	json_lsn(j, "acked_lsn", st->ack_sent_lsn);
-	json_uint(j, "queued_bytes", st->apply ? apply_pending_bytes(st->apply) : 0);
-	json_uint(j, "batches_received", st->batches_received);
-	if (st->apply)
-		apply_status_json(st->apply, j, "apply");
-	if (st->seq_writer)
-		seq_writer_status_json(st->seq_writer, j);
+	json_bool(j, "apply_ready", st->sink.apply_ready);
+	json_bool(j, "halted", st->sink.halted);
+	json_lsn(j, "received_lsn", st->sink.apply ? apply_received_lsn(st->sink.apply) : st->sink.next_lsn);
+	json_lsn(j, "committed_lsn", st->sink.ack_lsn);
+	json_lsn(j, "acked_lsn", st->sink.ack_sent_lsn);
+	json_uint(j, "queued_bytes", st->sink.apply ? apply_pending_bytes(st->sink.apply) : 0);
+	json_uint(j, "batches_received", st->sink.batches_received);
+	if (st->sink.apply)
+		apply_status_json(st->sink.apply, j, "apply");
+	if (st->sink.seq_writer)
+		seq_writer_status_json(st->sink.seq_writer, j);
 }

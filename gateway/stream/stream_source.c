@@ -107,32 +107,33 @@ static uint64_t max_u64(uint64_t a, uint64_t b)
 /* Tells the slot what the durability mode allows. */
 static void reader_confirm(struct stream *st)
 {
-	uint64_t lsn = st->acked_lsn;
+	uint64_t lsn = st->sender.acked_lsn;
 
-	if (st->cs->durability == CONFIG_DURABILITY_SPOOL && st->spool)
-		lsn = max_u64(lsn, spool_durable_lsn(st->spool));
-	if (lsn > st->confirmed_lsn && st->source && source_is_ready(st->source)) {
+	if (st->cs->durability == CONFIG_DURABILITY_SPOOL && st->reader.spool)
+		lsn = max_u64(lsn, spool_durable_lsn(st->reader.spool));
+	if (lsn > st->reader.confirmed_lsn && st->reader.source && source_is_ready(st->reader.source)) {
 		(void)fault_hit("source.slot_confirm");
-		source_confirm(st->source, lsn);
-		st->confirmed_lsn = lsn;
+		source_confirm(st->reader.source, lsn);
+		st->reader.confirmed_lsn = lsn;
 	}
 }
 
 static void reader_fail_spool(struct stream *st, const char *err)
 {
-	st->spool_broken = st->spool_broken || (st->spool && spool_fsync_failed(st->spool));
-	if (st->spool_broken)
+	st->sender.spool_broken = st->sender.spool_broken ||
+				  (st->reader.spool && spool_fsync_failed(st->reader.spool));
+	if (st->sender.spool_broken)
 		log_error("stream \"%s\": spool: %s; an fsync failed, so what is spooled cannot be "
 			  "trusted: the stream stops (the slot keeps what was not durably spooled); "
 			  "fix the disk and restart straitd", st->name, err);
 	else
 		log_error("stream \"%s\": spool: %s", st->name, err);
 	snprintf(st->last_error, sizeof(st->last_error), "spool: %s", err);
-	spool_close(st->spool);
-	st->spool = NULL;
-	st->sending = false;
+	spool_close(st->reader.spool);
+	st->reader.spool = NULL;
+	st->sender.sending = false;
 	/* the source restarts from the slot once the spool reopens */
-	if (!st->spool_broken)
+	if (!st->sender.spool_broken)
 		stream_schedule_retry(st, STREAM_RETRY_MAX_MS);
 }
 
@@ -143,9 +144,9 @@ static void reader_sync_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (!st->spool)
+	if (!st->reader.spool)
 		return;
-	if (!spool_sync(st->spool, err, sizeof(err))) {
+	if (!spool_sync(st->reader.spool, err, sizeof(err))) {
 		reader_fail_spool(st, err);
 		return;
 	}
@@ -167,53 +168,53 @@ static bool reader_batch(void *arg, const uint8_t *body, size_t len,
 	size_t rec_len;
 	char err[256];
 
-	if (!st->spool)
+	if (!st->reader.spool)
 		return false;
 	/* a sink may resume at any record: each carries the Relation messages it uses */
-	if (!relcache_complete(st->relcache, body, len, &rec, &rec_len))
+	if (!relcache_complete(st->reader.relcache, body, len, &rec, &rec_len))
 		log_warning("stream \"%s\": a batch at " LSN_FMT " is not a sequence of messages; "
 			    "spooled as it is",
 			    st->name, LSN_ARGS(info->first_lsn));
-	if (!spool_append(st->spool, &meta, rec, rec_len, err, sizeof(err))) {
+	if (!spool_append(st->reader.spool, &meta, rec, rec_len, err, sizeof(err))) {
 		reader_fail_spool(st, err);
 		return false;
 	}
-	st->bytes_spooled += len;
-	st->txn_open = info->commit_end_lsn == 0;
+	st->reader.bytes_spooled += len;
+	st->reader.txn_open = info->commit_end_lsn == 0;
 	if (info->commit_end_lsn)
 		lag_commit_sent(st->lag, info->commit_end_lsn, info->commit_time);
 	if (st->cs->durability == CONFIG_DURABILITY_SPOOL &&
-	    !event_pending(st->sync_event, EV_TIMEOUT, NULL))
-		event_active(st->sync_event, EV_TIMEOUT, 0);
+	    !event_pending(st->reader.sync_event, EV_TIMEOUT, NULL))
+		event_active(st->reader.sync_event, EV_TIMEOUT, 0);
 	sender_kick(st);
 	/*
 	 * The cap applies at transaction ends: the sink commits only whole
 	 * transactions, so a spool stopped in the middle of one would never be
 	 * acknowledged and never drain. It may exceed spool_max by one transaction.
 	 */
-	if (spool_bytes(st->spool) >= st->spool_max && !st->txn_open) {
-		if (!st->spool_full)
+	if (spool_bytes(st->reader.spool) >= st->reader.spool_max && !st->reader.txn_open) {
+		if (!st->reader.spool_full)
 			log_warning("stream \"%s\": the spool is full (%" PRIu64 " of %" PRIu64
 				    " bytes): reading stops, the slot holds WAL until the sink catches up",
-				    st->name, spool_bytes(st->spool), st->spool_max);
-		st->spool_full = true;
+				    st->name, spool_bytes(st->reader.spool), st->reader.spool_max);
+		st->reader.spool_full = true;
 	}
-	lag_set_pending(st->lag, st->txn_open || st->spool_full);
-	return !st->spool_full;
+	lag_set_pending(st->lag, st->reader.txn_open || st->reader.spool_full);
+	return !st->reader.spool_full;
 }
 
 static void reader_try_start(struct stream *st)
 {
 	uint64_t snap_lsn;
 
-	if (st->reading || !st->source || !source_is_ready(st->source) || !st->spool ||
-	    st->spool_full)
+	if (st->reader.reading || !st->reader.source || !source_is_ready(st->reader.source) || !st->reader.spool ||
+	    st->reader.spool_full)
 		return;
 	/* the copy imports a new slot's snapshot first (see the notes) */
-	if (st->sync && source_exported_snapshot(st->source, &snap_lsn))
+	if (st->sync && source_exported_snapshot(st->reader.source, &snap_lsn))
 		return;
-	if (source_start(st->source, spool_end_lsn(st->spool)))
-		st->reading = true;
+	if (source_start(st->reader.source, spool_end_lsn(st->reader.spool)))
+		st->reader.reading = true;
 }
 
 static void reader_ready(void *arg, uint64_t confirmed_lsn)
@@ -221,18 +222,18 @@ static void reader_ready(void *arg, uint64_t confirmed_lsn)
 	struct stream *st = arg;
 	char err[256];
 
-	st->confirmed_lsn = confirmed_lsn;
+	st->reader.confirmed_lsn = confirmed_lsn;
 	/* an empty spool continues from where the slot is: nothing before it can be sent */
-	if (st->spool && spool_records(st->spool) == 0 &&
-	    !spool_set_floor(st->spool, confirmed_lsn, err, sizeof(err))) {
+	if (st->reader.spool && spool_records(st->reader.spool) == 0 &&
+	    !spool_set_floor(st->reader.spool, confirmed_lsn, err, sizeof(err))) {
 		reader_fail_spool(st, err);
 		return;
 	}
 	if (st->cs->durability == CONFIG_DURABILITY_REMOTE)
 		lag_acked(st->lag, confirmed_lsn, 0);  /* applied at the sink, at least */
-	st->failures = 0;
+	st->reader.failures = 0;
 	if (st->sync)
-		streamsync_source_ready(st->sync, st->source);
+		streamsync_source_ready(st->sync, st->reader.source);
 	reader_confirm(st);
 	reader_try_start(st);
 }
@@ -246,8 +247,8 @@ static void reader_wal(void *arg, uint64_t wal_end, int64_t server_time_us)
 	 * Caught up, the slot's flush position follows the server's (unrelated
 	 * WAL): so does what counts as applied, as PostgreSQL's view of the slot.
 	 */
-	if (lag_caught_up(st->lag) && st->source && source_reported_flush(st->source))
-		lag_acked(st->lag, source_reported_flush(st->source), 0);
+	if (lag_caught_up(st->lag) && st->reader.source && source_reported_flush(st->reader.source))
+		lag_acked(st->lag, source_reported_flush(st->reader.source), 0);
 	lag_wal_position(st->lag, wal_end);
 	stream_verify_mark_check(st, false);
 }
@@ -260,18 +261,18 @@ static void reader_stopped(void *arg, const char *reason)
 	char err[256];
 
 	snprintf(st->last_error, sizeof(st->last_error), "%s", reason);
-	st->reading = false;
-	if (st->txn_open && st->spool) {
+	st->reader.reading = false;
+	if (st->reader.txn_open && st->reader.spool) {
 		/* read again whole from the slot */
-		if (!spool_truncate_incomplete(st->spool, err, sizeof(err)))
+		if (!spool_truncate_incomplete(st->reader.spool, err, sizeof(err)))
 			reader_fail_spool(st, err);
-		st->txn_open = false;
+		st->reader.txn_open = false;
 	}
-	for (unsigned i = 0; i < st->failures && ms < STREAM_RETRY_MAX_MS; i++)
+	for (unsigned i = 0; i < st->reader.failures && ms < STREAM_RETRY_MAX_MS; i++)
 		ms *= 2;
 	if (ms > STREAM_RETRY_MAX_MS)
 		ms = STREAM_RETRY_MAX_MS;
-	st->failures++;
+	st->reader.failures++;
 	stream_schedule_retry(st, ms);
 }
 
@@ -284,10 +285,10 @@ static void reader_make(struct stream *st)
 		.stopped = reader_stopped,
 	};
 
-	st->reading = false;
-	st->confirmed_lsn = 0;
-	st->source = source_new(st->owner->base, &st->src_cfg, &cb, st);
-	if (!st->source) {
+	st->reader.reading = false;
+	st->reader.confirmed_lsn = 0;
+	st->reader.source = source_new(st->owner->base, &st->reader.src_cfg, &cb, st);
+	if (!st->reader.source) {
 		log_error("stream \"%s\": out of memory creating the source", st->name);
 		stream_schedule_retry(st, STREAM_RETRY_MAX_MS);
 	}
@@ -296,23 +297,23 @@ static void reader_make(struct stream *st)
 static bool reader_open_spool(struct stream *st)
 {
 	struct spool_recovery rec;
-	uint64_t seg = st->spool_max / 16;
+	uint64_t seg = st->reader.spool_max / 16;
 	char err[256];
 
 	if (seg < STREAM_SEGMENT_MIN)
 		seg = STREAM_SEGMENT_MIN;
 	if (seg > STREAM_SEGMENT_MAX)
 		seg = STREAM_SEGMENT_MAX;
-	st->spool = spool_open(st->spool_dir, seg, &rec, err, sizeof(err));
-	if (!st->spool && rec.fsync_failed) {
-		st->spool_broken = true;
+	st->reader.spool = spool_open(st->reader.spool_dir, seg, &rec, err, sizeof(err));
+	if (!st->reader.spool && rec.fsync_failed) {
+		st->sender.spool_broken = true;
 		log_error("stream \"%s\": %s; an fsync failed, so what is spooled cannot be trusted: "
 			  "the stream stops (the slot keeps what was not durably spooled); fix the disk "
 			  "and restart straitd", st->name, err);
 		snprintf(st->last_error, sizeof(st->last_error), "spool: %s", err);
 		return false;
 	}
-	if (!st->spool) {
+	if (!st->reader.spool) {
 		log_error("stream \"%s\": %s", st->name, err);
 		snprintf(st->last_error, sizeof(st->last_error), "spool: %s", err);
 		return false;
@@ -324,21 +325,21 @@ static bool reader_open_spool(struct stream *st)
 			    rec.torn ? rec.detail : "");
 	if (rec.records)
 		log_info("stream \"%s\": spool holds %" PRIu64 " records (%" PRIu64 " bytes) up to " LSN_FMT,
-			 st->name, rec.records, rec.bytes, LSN_ARGS(spool_end_lsn(st->spool)));
-	st->spool_full = spool_bytes(st->spool) >= st->spool_max;
+			 st->name, rec.records, rec.bytes, LSN_ARGS(spool_end_lsn(st->reader.spool)));
+	st->reader.spool_full = spool_bytes(st->reader.spool) >= st->reader.spool_max;
 	return true;
 }
 
 /* The retry timer: a failed source (or spool) is made anew. */
 void stream_source_retry(struct stream *st)
 {
-	if (st->spool_broken)
+	if (st->sender.spool_broken)
 		return;
-	source_free(st->source);
-	st->source = NULL;
-	st->reading = false;
-	if (!st->spool && !reader_open_spool(st)) {
-		if (!st->spool_broken)
+	source_free(st->reader.source);
+	st->reader.source = NULL;
+	st->reader.reading = false;
+	if (!st->reader.spool && !reader_open_spool(st)) {
+		if (!st->sender.spool_broken)
 			stream_schedule_retry(st, STREAM_RETRY_MAX_MS);
 		return;
 	}
@@ -387,10 +388,10 @@ static size_t sender_buf_cap;
 /* Sends at the next loop pass, whatever is unread. */
 static void sender_now(struct stream *st)
 {
-	if (!st->sending)
+	if (!st->sender.sending)
 		return;
-	event_del(st->pump_event);  /* a coalescing or token-bucket wait: looked at again */
-	event_active(st->pump_event, EV_TIMEOUT, 0);
+	event_del(st->sender.pump_event);  /* a coalescing or token-bucket wait: looked at again */
+	event_active(st->sender.pump_event, EV_TIMEOUT, 0);
 }
 
 /* Something was spooled or may go now: send once enough waits, or after the delay. */
@@ -398,13 +399,13 @@ static void sender_kick(struct stream *st)
 {
 	struct timeval delay = { 0, STREAM_COALESCE_DELAY_US };
 
-	if (!st->sending)
+	if (!st->sender.sending)
 		return;
-	if (st->spool && spool_unread_bytes(st->spool) >= STREAM_COALESCE_BYTES &&
-	    token_bucket_ready(&st->bucket, clock_mono_us()))
+	if (st->reader.spool && spool_unread_bytes(st->reader.spool) >= STREAM_COALESCE_BYTES &&
+	    token_bucket_ready(&st->sender.bucket, clock_mono_us()))
 		sender_now(st);
-	else if (!event_pending(st->pump_event, EV_TIMEOUT, NULL))
-		event_add(st->pump_event, &delay);
+	else if (!event_pending(st->sender.pump_event, EV_TIMEOUT, NULL))
+		event_add(st->sender.pump_event, &delay);
 }
 
 /*
@@ -447,25 +448,25 @@ static bool sender_frame_add(struct sender_frame *f, const struct spool_meta *me
 
 static void window_reset(struct stream *st)
 {
-	st->window_sent = st->window_acked = 0;
-	st->window_head = st->window_n = 0;
-	st->window_mid_txn = false;
+	st->sender.window_sent = st->sender.window_acked = 0;
+	st->sender.window_head = st->sender.window_n = 0;
+	st->sender.window_mid_txn = false;
 }
 
 static bool window_open(const struct stream *st)
 {
-	return st->window_sent - st->window_acked < STREAM_WINDOW_BYTES &&
-	       st->window_n < STREAM_WINDOW_MARKS;
+	return st->sender.window_sent - st->sender.window_acked < STREAM_WINDOW_BYTES &&
+	       st->sender.window_n < STREAM_WINDOW_MARKS;
 }
 
 /* A frame went out; one that ends a transaction is freed by the ACK that covers it. */
 static void window_sent(struct stream *st, uint64_t raw, uint64_t last_lsn)
 {
-	st->window_sent += raw;
+	st->sender.window_sent += raw;
 	if (!last_lsn)
 		return;       /* a transaction's middle: freed with its end */
-	if (st->window_n == st->window_cap) {
-		size_t cap = st->window_cap ? 2 * st->window_cap : 256;
+	if (st->sender.window_n == st->sender.window_cap) {
+		size_t cap = st->sender.window_cap ? 2 * st->sender.window_cap : 256;
 		struct stream_window_mark *w = malloc(cap * sizeof(*w));
 
 		if (!w) {
@@ -473,29 +474,30 @@ static void window_sent(struct stream *st, uint64_t raw, uint64_t last_lsn)
 			window_reset(st);
 			return;
 		}
-		for (size_t i = 0; i < st->window_n; i++)
-			w[i] = st->window[(st->window_head + i) % st->window_cap];
-		free(st->window);
-		st->window = w;
-		st->window_cap = cap;
-		st->window_head = 0;
+		for (size_t i = 0; i < st->sender.window_n; i++)
+			w[i] = st->sender.window[(st->sender.window_head + i) % st->sender.window_cap];
+		free(st->sender.window);
+		st->sender.window = w;
+		st->sender.window_cap = cap;
+		st->sender.window_head = 0;
 	}
-	st->window[(st->window_head + st->window_n) % st->window_cap] =
-		(struct stream_window_mark){ .last_lsn = last_lsn, .sent = st->window_sent };
-	st->window_n++;
+	st->sender.window[(st->sender.window_head + st->sender.window_n) % st->sender.window_cap] =
+		(struct stream_window_mark){ .last_lsn = last_lsn, .sent = st->sender.window_sent };
+	st->sender.window_n++;
 }
 
 static void window_acked(struct stream *st, uint64_t applied_lsn)
 {
 	bool was_open = window_open(st);
 
-	while (st->window_n && st->window[st->window_head].last_lsn <= applied_lsn) {
-		st->window_acked = st->window[st->window_head].sent;
-		st->window_head = (st->window_head + 1) % st->window_cap;
-		st->window_n--;
+	while (st->sender.window_n && st->sender.window[st->sender.window_head].last_lsn <= applied_lsn) {
+		st->sender.window_acked = st->sender.window[st->sender.window_head].sent;
+		st->sender.window_head = (st->sender.window_head + 1) % st->sender.window_cap;
+		st->sender.window_n--;
 	}
-	if (!st->window_n)
-		st->window_acked = st->window_sent < st->window_acked ? st->window_acked : st->window_sent;
+	if (!st->sender.window_n)
+		st->sender.window_acked = st->sender.window_sent < st->sender.window_acked ?
+					  st->sender.window_acked : st->sender.window_sent;
 	if (!was_open && window_open(st))
 		sender_kick(st);
 }
@@ -514,7 +516,7 @@ static bool sender_batch(struct stream *st, struct sender_frame *f, const uint8_
 	if (!fr.records)
 		return true;
 	*f = (struct sender_frame){ 0 };
-	if (!codec_run(st->enc, body, fr.len, SIZE_MAX, &wire, &wire_len, err, sizeof(err))) {
+	if (!codec_run(st->sender.enc, body, fr.len, SIZE_MAX, &wire, &wire_len, err, sizeof(err))) {
 		log_error("stream \"%s\": %s", st->name, err);
 		return false;
 	}
@@ -524,8 +526,8 @@ static bool sender_batch(struct stream *st, struct sender_frame *f, const uint8_
 		.first_lsn = fr.last_lsn && fr.first_lsn <= fr.last_lsn ? fr.first_lsn : 0,
 		.last_lsn = fr.last_lsn,
 		.prev_lsn = fr.prev_lsn,
-		.generation = st->generation,
-		.seq = st->send_seq,
+		.generation = st->sender.generation,
+		.seq = st->sender.send_seq,
 		.raw_len = (uint32_t)fr.len,
 		.data = wire,
 		.data_len = wire_len,
@@ -537,18 +539,18 @@ static bool sender_batch(struct stream *st, struct sender_frame *f, const uint8_
 			 "(%zu compressed) does not fit in a relay frame: the stream stops here",
 			 LSN_ARGS(fr.first_lsn), fr.len, wire_len);
 		log_error("stream \"%s\": %s", st->name, st->last_error);
-		st->oversized = true;
+		st->sender.oversized = true;
 		return false;
 	}
-	if (!stream_send(st, FRAME_BATCH, codec_compresses(st->enc) ? FRAME_FLAG_COMPRESSED : 0))
+	if (!stream_send(st, FRAME_BATCH, codec_compresses(st->sender.enc) ? FRAME_FLAG_COMPRESSED : 0))
 		return false;  /* the next HELLO says where to go on */
 	stream_charge(st, now_us);
 	window_sent(st, fr.len, fr.last_lsn);
-	st->window_mid_txn = !fr.ends_txn;
-	st->send_seq++;
-	st->batches_sent++;
-	st->bytes_raw += fr.len;
-	st->bytes_wire += wire_len;
+	st->sender.window_mid_txn = !fr.ends_txn;
+	st->sender.send_seq++;
+	st->sender.batches_sent++;
+	st->sender.bytes_raw += fr.len;
+	st->sender.bytes_wire += wire_len;
 	return true;
 }
 
@@ -562,13 +564,13 @@ static int sender_fill(struct stream *st, struct sender_frame *f, size_t *sent, 
 {
 	/* a frame sent on the way may close the window or end the slice: the caller looks again */
 	while (f->len < STREAM_FRAME_RAW && *sent < STREAM_PUMP_SLICE &&
-	       (window_open(st) || st->window_mid_txn)) {
-		uint64_t prev = spool_cursor_prev_lsn(st->spool);
+	       (window_open(st) || st->sender.window_mid_txn)) {
+		uint64_t prev = spool_cursor_prev_lsn(st->reader.spool);
 		struct spool_meta meta;
 		const uint8_t *body;
 		size_t len;
 		char err[256];
-		int r = spool_read(st->spool, &meta, &body, &len, err, sizeof(err));
+		int r = spool_read(st->reader.spool, &meta, &body, &len, err, sizeof(err));
 
 		if (r == 0) {
 			*more = false;
@@ -608,7 +610,7 @@ static void sender_pump(struct stream *st)
 	size_t sent = 0;
 	bool more = true;
 
-	while (more && st->sending && st->spool && !st->sched.held &&
+	while (more && st->sender.sending && st->reader.spool && !st->sender.sched.held &&
 	       relay_is_up(s->relay, st->peer)) {
 		int64_t now = clock_mono_us(), wait;
 		int r;
@@ -616,12 +618,13 @@ static void sender_pump(struct stream *st)
 		if (relay_output_pending(s->relay, st->peer) >= RELAY_OUTPUT_HIGH)
 			return;       /* writable() goes on */
 		/* the sink commits whole transactions only: one is never cut by the window */
-		if (!window_open(st) && !st->window_mid_txn)
+		if (!window_open(st) && !st->sender.window_mid_txn)
 			return;       /* an ACK goes on */
-		if (!token_bucket_ready(&st->bucket, now)) {
-			wait = token_bucket_wait_us(&st->bucket, now);
+		if (!token_bucket_ready(&st->sender.bucket, now)) {
+			wait = token_bucket_wait_us(&st->sender.bucket, now);
 			if (wait > 0)
-				event_add(st->pump_event, &(struct timeval){ wait / 1000000, wait % 1000000 });
+				event_add(st->sender.pump_event,
+					  &(struct timeval){ wait / 1000000, wait % 1000000 });
 			return;
 		}
 		if (sent >= STREAM_PUMP_SLICE) {
@@ -632,7 +635,7 @@ static void sender_pump(struct stream *st)
 		if (r == -2)
 			return;
 		if (r < 0 || !sender_batch(st, &f, sender_buf, now)) {
-			st->sending = false;
+			st->sender.sending = false;
 			return;
 		}
 	}
@@ -657,8 +660,8 @@ static void sender_gap(struct stream *st, const char *err)
 		  "misses committed transactions: re-sync the stream (initial sync into an emptied "
 		  "target) to go on", st->name, err, st->peer);
 	snprintf(st->last_error, sizeof(st->last_error), "gap: %s", err);
-	st->gap = true;
-	st->sending = false;
+	st->sender.gap = true;
+	st->sender.sending = false;
 }
 
 void stream_source_resume_at(struct stream *st, const struct relay_proto_position *pos,
@@ -667,23 +670,23 @@ void stream_source_resume_at(struct stream *st, const struct relay_proto_positio
 	uint64_t snap_lsn, prev, lsn = pos->received_lsn;
 	char err[256];
 
-	st->sending = false;
+	st->sender.sending = false;
 	if (st->sync && lsn == 0) {
 		/* the sink asks for a copy round; it says where to stream once loaded */
-		st->have_resume = false;
-		streamsync_source_request(st->sync, generation, st->source);
+		st->sender.have_resume = false;
+		streamsync_source_request(st->sync, generation, st->reader.source);
 		return;
 	}
 	if (st->sync)
 		streamsync_source_stop(st->sync);
 	/* no copy needs a new slot's snapshot now: let the reader start */
-	if (st->source && source_exported_snapshot(st->source, &snap_lsn))
-		source_release_snapshot(st->source);
-	st->have_resume = true;
-	st->resume_lsn = lsn;
-	st->generation = generation;
-	st->send_seq = 0;
-	st->oversized = false;
+	if (st->reader.source && source_exported_snapshot(st->reader.source, &snap_lsn))
+		source_release_snapshot(st->reader.source);
+	st->sender.have_resume = true;
+	st->sender.resume_lsn = lsn;
+	st->sender.generation = generation;
+	st->sender.send_seq = 0;
+	st->sender.oversized = false;
 	window_reset(st);
 	/* what the sink holds unapplied counts against the window until it commits it */
 	if (pos->queued_bytes && lsn)
@@ -691,9 +694,9 @@ void stream_source_resume_at(struct stream *st, const struct relay_proto_positio
 	/* committed is the only acknowledgement: received is where to send from */
 	stream_source_ack(st, &(struct relay_proto_ack){ .committed_lsn = pos->committed_lsn });
 	reader_try_start(st);
-	if (!st->spool)
+	if (!st->reader.spool)
 		return;
-	switch (spool_seek(st->spool, lsn, &prev, err, sizeof(err))) {
+	switch (spool_seek(st->reader.spool, lsn, &prev, err, sizeof(err))) {
 	case SPOOL_SEEK_OK:
 		break;
 	case SPOOL_SEEK_GAP:
@@ -703,14 +706,14 @@ void stream_source_resume_at(struct stream *st, const struct relay_proto_positio
 		reader_fail_spool(st, err);
 		return;
 	}
-	if (st->gap) {
+	if (st->sender.gap) {
 		log_info("stream \"%s\": \"%s\" resumes within the spool again: the gap is gone",
 			 st->name, st->peer);
-		st->gap = false;
+		st->sender.gap = false;
 		st->last_error[0] = '\0';
 	}
-	codec_reset(st->enc);
-	st->sending = true;
+	codec_reset(st->sender.enc);
+	st->sender.sending = true;
 	sender_now(st);
 }
 
@@ -720,24 +723,25 @@ void stream_source_ack(struct stream *st, const struct relay_proto_ack *ack)
 
 	lag_acked(st->lag, ack->committed_lsn, ack->commit_time_us);
 	window_acked(st, ack->committed_lsn);
-	if (ack->committed_lsn <= st->acked_lsn)
+	if (ack->committed_lsn <= st->sender.acked_lsn)
 		return;
-	st->acked_lsn = ack->committed_lsn;
+	st->sender.acked_lsn = ack->committed_lsn;
 	if (ack->commit_time_us)
-		st->acked_commit_time = ack->commit_time_us;
+		st->sender.acked_commit_time = ack->commit_time_us;
 	(void)fault_hit("source.ack_received");
-	if (st->spool) {
-		if (spool_release(st->spool, st->acked_lsn, err, sizeof(err)) < 0) {
+	if (st->reader.spool) {
+		if (spool_release(st->reader.spool, st->sender.acked_lsn, err, sizeof(err)) < 0) {
 			reader_fail_spool(st, err);
 			return;
 		}
-		if (st->spool_full && spool_bytes(st->spool) < st->spool_max) {
-			st->spool_full = false;
+		if (st->reader.spool_full && spool_bytes(st->reader.spool) < st->reader.spool_max) {
+			st->reader.spool_full = false;
 			log_info("stream \"%s\": the spool has room again (%" PRIu64 " of %" PRIu64
-				 " bytes): reading goes on", st->name, spool_bytes(st->spool), st->spool_max);
-			lag_set_pending(st->lag, st->txn_open);
-			if (st->reading && st->source)
-				source_resume_reading(st->source);
+				 " bytes): reading goes on", st->name, spool_bytes(st->reader.spool),
+				 st->reader.spool_max);
+			lag_set_pending(st->lag, st->reader.txn_open);
+			if (st->reader.reading && st->reader.source)
+				source_resume_reading(st->reader.source);
 			else
 				reader_try_start(st);
 		}
@@ -747,14 +751,14 @@ void stream_source_ack(struct stream *st, const struct relay_proto_ack *ack)
 
 void stream_source_link_up(struct stream *st)
 {
-	seq_reader_resend_all(st->seq_reader);
+	seq_reader_resend_all(st->reader.seq_reader);
 }
 
 void stream_source_link_down(struct stream *st)
 {
 	/* the reader goes on into the spool; the next HELLO says where to send from */
-	st->have_resume = false;
-	st->sending = false;
+	st->sender.have_resume = false;
+	st->sender.sending = false;
 }
 
 void stream_source_writable(struct stream *st)
@@ -772,9 +776,9 @@ static void stream_warnings(const struct stream *st, struct diskwarn_list *l)
 
 	memset(l, 0, sizeof(*l));
 	source_slot_name(st->name, slot, sizeof(slot));
-	diskwarn_slot(st->slotwatch ? slotwatch_last(st->slotwatch) : NULL, slot, l);
-	if (!diskwarn_spool(st->owner->cfg->state_dir, st->spool ? spool_bytes(st->spool) : 0,
-			    st->spool_max, l, err, sizeof(err)))
+	diskwarn_slot(st->reader.slotwatch ? slotwatch_last(st->reader.slotwatch) : NULL, slot, l);
+	if (!diskwarn_spool(st->owner->cfg->state_dir, st->reader.spool ? spool_bytes(st->reader.spool) : 0,
+			    st->reader.spool_max, l, err, sizeof(err)))
 		log_debug("stream \"%s\": %s", st->name, err);
 }
 
@@ -786,7 +790,7 @@ static void stream_warnings_check(struct stream *st)
 
 	stream_warnings(st, &l);
 	worst = diskwarn_worst(&l);
-	if ((int)worst == st->warn_level)
+	if ((int)worst == st->reader.warn_level)
 		return;
 	for (size_t i = 0; i < l.n; i++) {
 		if (l.w[i].level == DISKWARN_CRITICAL)
@@ -796,12 +800,12 @@ static void stream_warnings_check(struct stream *st)
 	}
 	if (worst == DISKWARN_NONE)
 		log_info("stream \"%s\": no disk warnings any more", st->name);
-	st->warn_level = (int)worst;
+	st->reader.warn_level = (int)worst;
 }
 
 void stream_source_warnings_json(const struct stream *st, struct json_out *j)
 {
-	const struct slot_sample *smp = st->slotwatch ? slotwatch_last(st->slotwatch) : NULL;
+	const struct slot_sample *smp = st->reader.slotwatch ? slotwatch_last(st->reader.slotwatch) : NULL;
 	struct diskwarn_list l;
 
 	stream_warnings(st, &l);
@@ -846,30 +850,30 @@ static void schedule_update(struct stream *st, bool force)
 	time_t now = (time_t)(clock_wall_us() / 1000000);
 	struct schedule_state next;
 
-	if (st->one_off_until && now >= st->one_off_until) {
+	if (st->sender.one_off_until && now >= st->sender.one_off_until) {
 		log_info("stream \"%s\": the sync-now window closed", st->name);
-		st->one_off_until = 0;
-		st->one_off_drain = false;
+		st->sender.one_off_until = 0;
+		st->sender.one_off_drain = false;
 		force = true;
 	}
-	if (!force && st->sched_clock_gen == clock_generation() && now < st->sched_recheck)
+	if (!force && st->sender.sched_clock_gen == clock_generation() && now < st->sender.sched_recheck)
 		return;
-	st->sched_clock_gen = clock_generation();
-	schedule_eval(st->cs, now, st->one_off_until, &next);
-	if (next.one_off && st->one_off_drain)
+	st->sender.sched_clock_gen = clock_generation();
+	schedule_eval(st->cs, now, st->sender.one_off_until, &next);
+	if (next.one_off && st->sender.one_off_drain)
 		snprintf(next.why, sizeof(next.why), "sync-now until the spool is drained");
-	if (force || schedule_differs(&st->sched, &next)) {
-		if (schedule_differs(&st->sched, &next))
+	if (force || schedule_differs(&st->sender.sched, &next)) {
+		if (schedule_differs(&st->sender.sched, &next))
 			log_info("stream \"%s\": %s: %s", st->name, next.held ? "held" : "sending", next.why);
-		token_bucket_set(&st->bucket, next.rate.unlimited, next.rate.bytes_per_sec, 0,
+		token_bucket_set(&st->sender.bucket, next.rate.unlimited, next.rate.bytes_per_sec, 0,
 				 clock_mono_us());
 	}
-	if (st->sched.held && !next.held)
-		seq_reader_resend_all(st->seq_reader);
-	st->sched = next;
+	if (st->sender.sched.held && !next.held)
+		seq_reader_resend_all(st->reader.seq_reader);
+	st->sender.sched = next;
 	/* nothing changes within the horizon: look again in an hour */
-	st->sched_recheck = next.next_change ? next.next_change : now + 3600;
-	if (!st->sched.held)
+	st->sender.sched_recheck = next.next_change ? next.next_change : now + 3600;
+	if (!st->sender.sched.held)
 		sender_kick(st);
 }
 
@@ -883,40 +887,40 @@ static void source_tick_cb(evutil_socket_t fd, short what, void *arg)
 	 * sync-now without --for closes once everything spooled has gone out and
 	 * been applied, two ticks in a row (the reader may be a moment behind).
 	 */
-	if (st->one_off_drain && st->spool && spool_unread_bytes(st->spool) == 0 && !st->txn_open &&
-	    st->sending && lag_bytes(st->lag) == 0)
-		st->drained_ticks++;
+	if (st->sender.one_off_drain && st->reader.spool && spool_unread_bytes(st->reader.spool) == 0 &&
+	    !st->reader.txn_open && st->sender.sending && lag_bytes(st->lag) == 0)
+		st->sender.drained_ticks++;
 	else
-		st->drained_ticks = 0;
-	if (st->drained_ticks >= 2) {
+		st->sender.drained_ticks = 0;
+	if (st->sender.drained_ticks >= 2) {
 		log_info("stream \"%s\": drained: the sync-now window closes", st->name);
-		st->one_off_until = 0;
-		st->one_off_drain = false;
-		st->drained_ticks = 0;
+		st->sender.one_off_until = 0;
+		st->sender.one_off_drain = false;
+		st->sender.drained_ticks = 0;
 		schedule_update(st, true);
 	} else {
 		schedule_update(st, false);
 	}
 	reader_try_start(st);
 	stream_warnings_check(st);
-	event_add(st->tick, &(struct timeval){ STREAM_TICK_MS / 1000, (STREAM_TICK_MS % 1000) * 1000 });
+	event_add(st->sender.tick, &(struct timeval){ STREAM_TICK_MS / 1000, (STREAM_TICK_MS % 1000) * 1000 });
 }
 
 bool stream_source_sync_now(struct stream *st, uint64_t for_seconds, char *msg, size_t msglen)
 {
 	time_t now = (time_t)(clock_wall_us() / 1000000);
 
-	st->one_off_drain = for_seconds == 0;
-	st->one_off_until = now + (time_t)(for_seconds ? for_seconds : STREAM_DRAIN_MAX_S);
+	st->sender.one_off_drain = for_seconds == 0;
+	st->sender.one_off_until = now + (time_t)(for_seconds ? for_seconds : STREAM_DRAIN_MAX_S);
 	schedule_update(st, true);
-	if (st->one_off_drain)
+	if (st->sender.one_off_drain)
 		snprintf(msg, msglen, "stream %s: sending now, unlimited, until its spool is drained "
 			 "(%" PRIu64 " bytes to send)\n", st->name,
-			 st->spool ? spool_unread_bytes(st->spool) : 0);
+			 st->reader.spool ? spool_unread_bytes(st->reader.spool) : 0);
 	else
 		snprintf(msg, msglen, "stream %s: sending now, unlimited, for %" PRIu64 " s\n",
 			 st->name, for_seconds);
-	if (st->one_off_drain)
+	if (st->sender.one_off_drain)
 		log_info("stream \"%s\": sync-now: sending until the spool is drained", st->name);
 	else
 		log_info("stream \"%s\": sync-now: sending for %" PRIu64 " s", st->name, for_seconds);
@@ -925,12 +929,13 @@ bool stream_source_sync_now(struct stream *st, uint64_t for_seconds, char *msg, 
 
 void stream_source_reconfigure(struct stream *st)
 {
-	if (st->spool_max != st->cs->spool_max) {
-		st->spool_max = st->cs->spool_max;
-		if (st->spool_full && st->spool && spool_bytes(st->spool) < st->spool_max) {
-			st->spool_full = false;
-			if (st->reading && st->source)
-				source_resume_reading(st->source);
+	if (st->reader.spool_max != st->cs->spool_max) {
+		st->reader.spool_max = st->cs->spool_max;
+		if (st->reader.spool_full && st->reader.spool &&
+		    spool_bytes(st->reader.spool) < st->reader.spool_max) {
+			st->reader.spool_full = false;
+			if (st->reader.reading && st->reader.source)
+				source_resume_reading(st->reader.source);
 		}
 	}
 	schedule_update(st, true);
@@ -944,9 +949,9 @@ static void stream_sequences_changed(void *arg, const struct seq_value *seqs, si
 	struct stream *st = arg;
 	struct relay_proto_sequences m = { .stream = relay_proto_str(st->name), .seqs = list };
 
-	if (!relay_is_up(st->owner->relay, st->peer) || st->sched.held) {
+	if (!relay_is_up(st->owner->relay, st->peer) || st->sender.sched.held) {
 		/* sent in full once the link is back, or the stream may send again */
-		seq_reader_resend_all(st->seq_reader);
+		seq_reader_resend_all(st->reader.seq_reader);
 		return;
 	}
 	for (size_t done = 0; done < n; done += m.nseqs) {
@@ -959,10 +964,10 @@ static void stream_sequences_changed(void *arg, const struct seq_value *seqs, si
 		wire_writer_reset(&st->owner->out);
 		if (!relay_proto_write_sequences(&st->owner->out, &m) ||
 		    !stream_send(st, FRAME_SEQUENCES, 0)) {
-			seq_reader_resend_all(st->seq_reader);
+			seq_reader_resend_all(st->reader.seq_reader);
 			return;
 		}
-		st->sequence_frames++;
+		st->sender.sequence_frames++;
 	}
 }
 
@@ -976,57 +981,58 @@ bool stream_source_init(struct stream *st, const struct strait_config *cfg, size
 
 	st->role = STREAM_ROLE_SOURCE;
 	st->peer = strdup(cfg->sites[cs->to].name);
-	st->src_conninfo = strdup(cfg->sites[self].database);
-	st->src_publication = strdup(cs->publication);
-	st->enc = codec_new_encoder(cs->codec, cs->compression_level);
-	st->sync_event = event_new(s->base, -1, 0, reader_sync_cb, st);
-	st->pump_event = event_new(s->base, -1, 0, sender_pump_cb, st);
-	st->tick = event_new(s->base, -1, 0, source_tick_cb, st);
-	st->relcache = relcache_new();
+	st->reader.src_conninfo = strdup(cfg->sites[self].database);
+	st->reader.src_publication = strdup(cs->publication);
+	st->sender.enc = codec_new_encoder(cs->codec, cs->compression_level);
+	st->reader.sync_event = event_new(s->base, -1, 0, reader_sync_cb, st);
+	st->sender.pump_event = event_new(s->base, -1, 0, sender_pump_cb, st);
+	st->sender.tick = event_new(s->base, -1, 0, source_tick_cb, st);
+	st->reader.relcache = relcache_new();
 	{
 		char slot[128], what[160];
 
 		source_slot_name(cs->name, slot, sizeof(slot));
 		snprintf(what, sizeof(what), "stream \"%s\"", cs->name);
-		st->slotwatch = slotwatch_new(s->base, cfg->sites[self].database, slot,
+		st->reader.slotwatch = slotwatch_new(s->base, cfg->sites[self].database, slot,
 					      STREAM_SLOTWATCH_MS, what, NULL, NULL);
 	}
-	st->spool_max = cs->spool_max;
+	st->reader.spool_max = cs->spool_max;
 	snprintf(spool_root, sizeof(spool_root), "%s/spool", cfg->state_dir);
-	if (asprintf(&st->spool_dir, "%s/%s", spool_root, cs->name) < 0)
-		st->spool_dir = NULL;
-	if (!st->peer || !st->src_conninfo || !st->src_publication || !st->enc || !st->sync_event ||
-	    !st->pump_event || !st->tick || !st->spool_dir || !st->relcache ||
-	    !st->slotwatch)
+	if (asprintf(&st->reader.spool_dir, "%s/%s", spool_root, cs->name) < 0)
+		st->reader.spool_dir = NULL;
+	if (!st->peer || !st->reader.src_conninfo || !st->reader.src_publication || !st->sender.enc ||
+	    !st->reader.sync_event || !st->sender.pump_event || !st->sender.tick || !st->reader.spool_dir ||
+	    !st->reader.relcache || !st->reader.slotwatch)
 		return false;
 	if (cs->n_tables) {
-		st->src_tables = calloc(cs->n_tables, sizeof(char *));
-		if (!st->src_tables)
+		st->reader.src_tables = calloc(cs->n_tables, sizeof(char *));
+		if (!st->reader.src_tables)
 			return false;
 		for (size_t i = 0; i < cs->n_tables; i++)
-			if (!(st->src_tables[i] = strdup(cs->tables[i])))
+			if (!(st->reader.src_tables[i] = strdup(cs->tables[i])))
 				return false;
 	}
-	st->seq_reader = seq_reader_new(s->base, st->src_conninfo, st->name, st->src_publication,
-					STREAM_SEQUENCE_POLL_MS, stream_sequences_changed, st);
-	if (!st->seq_reader)
+	st->reader.seq_reader = seq_reader_new(s->base, st->reader.src_conninfo, st->name,
+					       st->reader.src_publication, STREAM_SEQUENCE_POLL_MS,
+					       stream_sequences_changed, st);
+	if (!st->reader.seq_reader)
 		return false;
-	st->src_cfg = (struct source_config){
+	st->reader.src_cfg = (struct source_config){
 		.stream = st->name,
-		.conninfo = st->src_conninfo,
-		.publication = st->src_publication,
-		.tables = st->src_tables,
+		.conninfo = st->reader.src_conninfo,
+		.publication = st->reader.src_publication,
+		.tables = st->reader.src_tables,
 		.n_tables = cs->n_tables,
 		.batch_max_bytes = STREAM_BATCH_MAX,
 		.export_snapshot = cs->initial_sync,
 	};
 	if (cs->initial_sync &&
-	    !(st->sync = streamsync_new_source(s->base, s->relay, st->name, st->peer, st->src_conninfo,
-					       st->src_publication, cs->codec, cs->compression_level,
-					       &st->source)))
+	    !(st->sync = streamsync_new_source(s->base, s->relay, st->name, st->peer, st->reader.src_conninfo,
+					       st->reader.src_publication, cs->codec, cs->compression_level,
+					       &st->reader.source)))
 		return false;
 	schedule_update(st, true);
-	event_add(st->tick, &(struct timeval){ STREAM_TICK_MS / 1000, (STREAM_TICK_MS % 1000) * 1000 });
+	event_add(st->sender.tick, &(struct timeval){ STREAM_TICK_MS / 1000, (STREAM_TICK_MS % 1000) * 1000 });
 	if (mkdir(spool_root, 0700) != 0 && errno != EEXIST) {
 		log_error("stream \"%s\": cannot create \"%s\": %s", st->name, spool_root, strerror(errno));
 		snprintf(st->last_error, sizeof(st->last_error), "cannot create %.300s: %s", spool_root,
@@ -1035,7 +1041,7 @@ bool stream_source_init(struct stream *st, const struct strait_config *cfg, size
 		return true;
 	}
 	if (!reader_open_spool(st)) {
-		if (!st->spool_broken)
+		if (!st->sender.spool_broken)
 			stream_schedule_retry(st, STREAM_RETRY_MAX_MS);
 		return true;
 	}
@@ -1048,53 +1054,53 @@ void stream_source_fini(struct stream *st)
 	char err[256];
 
 	stream_verify_source_fini(st);
-	free(st->window);
-	st->window = NULL;
-	source_free(st->source);
-	seq_reader_free(st->seq_reader);
-	codec_free(st->enc);
+	free(st->sender.window);
+	st->sender.window = NULL;
+	source_free(st->reader.source);
+	seq_reader_free(st->reader.seq_reader);
+	codec_free(st->sender.enc);
 	free(sender_buf);  /* the next frame packed, for any stream, allocates it again */
 	sender_buf = NULL;
 	sender_buf_cap = 0;
-	if (st->spool && st->cs->durability == CONFIG_DURABILITY_SPOOL &&
-	    !spool_sync(st->spool, err, sizeof(err)))
+	if (st->reader.spool && st->cs->durability == CONFIG_DURABILITY_SPOOL &&
+	    !spool_sync(st->reader.spool, err, sizeof(err)))
 		log_error("stream \"%s\": spool: %s", st->name, err);
-	spool_close(st->spool);
-	relcache_free(st->relcache);
-	slotwatch_free(st->slotwatch);
-	if (st->sync_event)
-		event_free(st->sync_event);
-	if (st->pump_event)
-		event_free(st->pump_event);
-	if (st->tick)
-		event_free(st->tick);
-	if (st->src_tables) {
-		for (size_t i = 0; i < st->src_cfg.n_tables; i++)
-			free(st->src_tables[i]);
-		free(st->src_tables);
+	spool_close(st->reader.spool);
+	relcache_free(st->reader.relcache);
+	slotwatch_free(st->reader.slotwatch);
+	if (st->reader.sync_event)
+		event_free(st->reader.sync_event);
+	if (st->sender.pump_event)
+		event_free(st->sender.pump_event);
+	if (st->sender.tick)
+		event_free(st->sender.tick);
+	if (st->reader.src_tables) {
+		for (size_t i = 0; i < st->reader.src_cfg.n_tables; i++)
+			free(st->reader.src_tables[i]);
+		free(st->reader.src_tables);
 	}
-	free(st->spool_dir);
-	free(st->src_conninfo);
-	free(st->src_publication);
+	free(st->reader.spool_dir);
+	free(st->reader.src_conninfo);
+	free(st->reader.src_publication);
 }
 
 /* ----------------------------------------------------------------- status */
 
 const char *stream_source_state(const struct stream *st)
 {
-	if (!st->spool || st->gap || st->oversized ||
-	    (st->last_error[0] && !(st->source && source_is_ready(st->source))))
+	if (!st->reader.spool || st->sender.gap || st->sender.oversized ||
+	    (st->last_error[0] && !(st->reader.source && source_is_ready(st->reader.source))))
 		return "error";
 	if (st->sync && streamsync_in_progress(st->sync))
 		return "syncing";
-	if (st->spool_full)
+	if (st->reader.spool_full)
 		return "backpressure";
-	if (st->sched.held)
+	if (st->sender.sched.held)
 		return "held";
-	if (st->sending &&
+	if (st->sender.sending &&
 	    relay_output_pending(st->owner->relay, st->peer) >= RELAY_OUTPUT_HIGH)
 		return "backpressure";
-	if (st->sending)
+	if (st->sender.sending)
 		return "streaming";
 	return "starting";
 }
@@ -1117,18 +1123,18 @@ void stream_source_schedule_json(const struct stream *st, struct json_out *j)
 {
 	json_object_begin(j, "schedule");
 	json_string(j, "mode", st->cs->mode == CONFIG_MODE_BATCH ? "batch" : "live");
-	json_bool(j, "held", st->sched.held);
-	if (st->sched.held || st->sched.rate.unlimited)
+	json_bool(j, "held", st->sender.sched.held);
+	if (st->sender.sched.held || st->sender.sched.rate.unlimited)
 		json_null(j, "rate_bytes_per_sec");
 	else
-		json_uint(j, "rate_bytes_per_sec", st->sched.rate.bytes_per_sec);
-	json_bool(j, "unlimited", !st->sched.held && st->sched.rate.unlimited);
-	json_int(j, "rule", st->sched.rule);
-	json_int(j, "window", st->sched.window);
-	json_string(j, "why", st->sched.why);
-	status_time(j, "next_change", st->sched.next_change);
-	status_time(j, "sync_now_until", st->one_off_drain ? 0 : st->one_off_until);
-	json_bool(j, "sync_now_until_drained", st->one_off_drain);
+		json_uint(j, "rate_bytes_per_sec", st->sender.sched.rate.bytes_per_sec);
+	json_bool(j, "unlimited", !st->sender.sched.held && st->sender.sched.rate.unlimited);
+	json_int(j, "rule", st->sender.sched.rule);
+	json_int(j, "window", st->sender.sched.window);
+	json_string(j, "why", st->sender.sched.why);
+	status_time(j, "next_change", st->sender.sched.next_change);
+	status_time(j, "sync_now_until", st->sender.one_off_drain ? 0 : st->sender.one_off_until);
+	json_bool(j, "sync_now_until_drained", st->sender.one_off_drain);
 	json_object_end(j);
 }
 
@@ -1136,58 +1142,58 @@ void stream_source_status(const struct stream *st, struct json_out *j)
 {
 	int64_t now = clock_wall_us();
 
-	json_bool(j, "reading", st->reading);
-	json_bool(j, "streaming", st->sending);
-	json_lsn(j, "acked_lsn", st->acked_lsn);
-	json_lsn(j, "confirmed_lsn", st->confirmed_lsn);
-	json_uint(j, "batches_sent", st->batches_sent);
-	json_uint(j, "bytes_raw", st->bytes_raw);
-	json_uint(j, "bytes_wire", st->bytes_wire);
-	json_uint(j, "bytes_wan_estimate", st->bytes_charged);
-	json_uint(j, "sequence_frames", st->sequence_frames);
+	json_bool(j, "reading", st->reader.reading);
+	json_bool(j, "streaming", st->sender.sending);
+	json_lsn(j, "acked_lsn", st->sender.acked_lsn);
+	json_lsn(j, "confirmed_lsn", st->reader.confirmed_lsn);
+	json_uint(j, "batches_sent", st->sender.batches_sent);
+	json_uint(j, "bytes_raw", st->sender.bytes_raw);
+	json_uint(j, "bytes_wire", st->sender.bytes_wire);
+	json_uint(j, "bytes_wan_estimate", st->sender.bytes_charged);
+	json_uint(j, "sequence_frames", st->sender.sequence_frames);
 	json_object_begin(j, "spool");
 	json_string(j, "durability", st->cs->durability == CONFIG_DURABILITY_SPOOL ? "spool" : "remote");
-	json_uint(j, "bytes", st->spool ? spool_bytes(st->spool) : 0);
-	json_uint(j, "max_bytes", st->spool_max);
-	json_uint(j, "records", st->spool ? spool_records(st->spool) : 0);
-	json_uint(j, "unsent_bytes", st->spool ? spool_unread_bytes(st->spool) : 0);
-	json_uint(j, "unacked_bytes", st->window_sent - st->window_acked);
-	if (st->spool && spool_oldest_us(st->spool))
+	json_uint(j, "bytes", st->reader.spool ? spool_bytes(st->reader.spool) : 0);
+	json_uint(j, "max_bytes", st->reader.spool_max);
+	json_uint(j, "records", st->reader.spool ? spool_records(st->reader.spool) : 0);
+	json_uint(j, "unsent_bytes", st->reader.spool ? spool_unread_bytes(st->reader.spool) : 0);
+	json_uint(j, "unacked_bytes", st->sender.window_sent - st->sender.window_acked);
+	if (st->reader.spool && spool_oldest_us(st->reader.spool))
 		json_double(j, "oldest_record_age_seconds",
-			    (double)(now - spool_oldest_us(st->spool)) / 1e6);
+			    (double)(now - spool_oldest_us(st->reader.spool)) / 1e6);
 	else
 		json_null(j, "oldest_record_age_seconds");
-	json_lsn(j, "end_lsn", st->spool ? spool_end_lsn(st->spool) : 0);
-	json_lsn(j, "floor_lsn", st->spool ? spool_floor_lsn(st->spool) : 0);
-	json_lsn(j, "durable_lsn", st->spool ? spool_durable_lsn(st->spool) : 0);
-	json_bool(j, "full", st->spool_full);
-	json_string(j, "reason", st->spool_full ? "spool_max reached: reading stopped, the slot holds WAL"
+	json_lsn(j, "end_lsn", st->reader.spool ? spool_end_lsn(st->reader.spool) : 0);
+	json_lsn(j, "floor_lsn", st->reader.spool ? spool_floor_lsn(st->reader.spool) : 0);
+	json_lsn(j, "durable_lsn", st->reader.spool ? spool_durable_lsn(st->reader.spool) : 0);
+	json_bool(j, "full", st->reader.spool_full);
+	json_string(j, "reason", st->reader.spool_full ? "spool_max reached: reading stopped, the slot holds WAL"
 						: NULL);
 	json_object_end(j);
 	stream_source_schedule_json(st, j);
 	stream_source_warnings_json(st, j);
-	if (st->source)
-		source_status_json(st->source, j);
+	if (st->reader.source)
+		source_status_json(st->reader.source, j);
 }
 
 void stream_source_report(const struct stream *st, struct stream_report *r, int64_t now_us)
 {
-	r->applied_lsn = st->acked_lsn;
-	r->batches = st->batches_sent;
-	r->bytes_raw = st->bytes_raw;
-	r->bytes_compressed = st->bytes_wire;
-	r->spool_bytes = st->spool ? spool_bytes(st->spool) : 0;
-	r->spool_max_bytes = st->spool_max;
-	r->spool_records = st->spool ? spool_records(st->spool) : 0;
-	r->spool_oldest_age = st->spool && spool_oldest_us(st->spool) ?
-		(double)(now_us - spool_oldest_us(st->spool)) / 1e6 : 0;
-	r->held = st->sched.held;
-	r->rate_unlimited = !st->sched.held && st->sched.rate.unlimited;
-	r->rate = st->sched.held ? 0 : st->sched.rate.bytes_per_sec;
-	r->rule = st->sched.rule;
-	r->bytes_wan = st->bytes_charged;
+	r->applied_lsn = st->sender.acked_lsn;
+	r->batches = st->sender.batches_sent;
+	r->bytes_raw = st->sender.bytes_raw;
+	r->bytes_compressed = st->sender.bytes_wire;
+	r->spool_bytes = st->reader.spool ? spool_bytes(st->reader.spool) : 0;
+	r->spool_max_bytes = st->reader.spool_max;
+	r->spool_records = st->reader.spool ? spool_records(st->reader.spool) : 0;
+	r->spool_oldest_age = st->reader.spool && spool_oldest_us(st->reader.spool) ?
+		(double)(now_us - spool_oldest_us(st->reader.spool)) / 1e6 : 0;
+	r->held = st->sender.sched.held;
+	r->rate_unlimited = !st->sender.sched.held && st->sender.sched.rate.unlimited;
+	r->rate = st->sender.sched.held ? 0 : st->sender.sched.rate.bytes_per_sec;
+	r->rule = st->sender.sched.rule;
+	r->bytes_wan = st->sender.bytes_charged;
 	{
-		const struct slot_sample *smp = st->slotwatch ? slotwatch_last(st->slotwatch) : NULL;
+		const struct slot_sample *smp = st->reader.slotwatch ? slotwatch_last(st->reader.slotwatch) : NULL;
 		struct diskwarn_list l;
 
 		r->slot_retained_bytes = smp && smp->retained_known ? (int64_t)smp->retained_bytes : -1;

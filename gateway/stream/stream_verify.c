@@ -82,13 +82,13 @@ static void sv_free(struct stream_verify *v)
 {
 	if (!v)
 		return;
-	if (v->st->apply)
-		apply_hold_release(v->st->apply);
+	if (v->st->sink.apply)
+		apply_hold_release(v->st->sink.apply);
 	if (v->poll)
 		event_free(v->poll);
 	if (v->pg)
 		pgasync_free(v->pg);
-	v->st->verify = NULL;
+	v->st->sink.verify = NULL;
 	free(v);
 }
 
@@ -116,7 +116,7 @@ static void sv_check(struct stream_verify *v)
 
 	if (v->state != SV_HOLDING)
 		return;
-	if (!st->apply_ready || !st->apply) {
+	if (!st->sink.apply_ready || !st->sink.apply) {
 		sv_fail(v, "the apply stopped: %s", st->last_error[0] ? st->last_error : "not ready");
 		return;
 	}
@@ -125,7 +125,7 @@ static void sv_check(struct stream_verify *v)
 			"by its schedule?)", VERIFY_HOLD_MAX_S);
 		return;
 	}
-	hold = apply_hold_state(st->apply);
+	hold = apply_hold_state(st->sink.apply);
 	if (!v->connected || hold == APPLY_HOLD_MOVING || (hold == APPLY_HOLD_DRAINED && !v->marked))
 		return;
 	if (!pgasync_send(v->pg, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1")) {
@@ -212,12 +212,12 @@ static void sv_input(void *arg)
 			sv_fail(v, "could not take a snapshot of the target: %s", pgasync_statement_error(v->pg));
 			return;
 		}
-		apply_hold_release(v->st->apply);
+		apply_hold_release(v->st->sink.apply);
 		v->state = SV_READY;
 		v->since = time(NULL);
 		log_info("stream \"%s\": verify %" PRIu64 ": target snapshot taken at " LSN_FMT, v->st->name,
 			 v->job, LSN_ARGS(v->lsn));
-		sv_send(v->st, v->job, RELAY_VERIFY_READY, true, 0, v->st->ack_lsn, 0, "");
+		sv_send(v->st, v->job, RELAY_VERIFY_READY, true, 0, v->st->sink.ack_lsn, 0, "");
 		return;
 	}
 	if (v->state != SV_QUERY) {
@@ -233,7 +233,7 @@ static void sv_input(void *arg)
 		sv_send_rows(v, last);
 	PQclear(last);
 	/* a failed statement aborts the snapshot's transaction: nothing more can run in it */
-	if (step == PGASYNC_ERROR && v->st->verify == v)
+	if (step == PGASYNC_ERROR && v->st->sink.verify == v)
 		sv_free(v);
 }
 
@@ -247,9 +247,9 @@ static void sv_hold(struct stream *st, const struct relay_proto_verify *m)
 	struct stream_verify *v;
 	char what[160];
 
-	if (st->verify)
-		sv_free(st->verify);   /* a new job replaces an abandoned one */
-	if (!st->apply || !st->apply_ready) {
+	if (st->sink.verify)
+		sv_free(st->sink.verify);   /* a new job replaces an abandoned one */
+	if (!st->sink.apply || !st->sink.apply_ready) {
 		sv_send(st, m->job, RELAY_VERIFY_READY, false, 0, 0, 0, "the apply is not running here");
 		return;
 	}
@@ -257,7 +257,7 @@ static void sv_hold(struct stream *st, const struct relay_proto_verify *m)
 		sv_send(st, m->job, RELAY_VERIFY_READY, false, 0, 0, 0, "the initial sync is still running");
 		return;
 	}
-	if (!apply_hold_at(st->apply, m->lsn)) {
+	if (!apply_hold_at(st->sink.apply, m->lsn)) {
 		sv_send(st, m->job, RELAY_VERIFY_READY, false, 0, 0, 0,
 			"the target applied past the verify point already");
 		return;
@@ -269,20 +269,20 @@ static void sv_hold(struct stream *st, const struct relay_proto_verify *m)
 	v->job = m->job;
 	v->lsn = m->lsn;
 	v->since = time(NULL);
-	st->verify = v;
+	st->sink.verify = v;
 	snprintf(what, sizeof(what), "stream \"%s\": verify", st->name);
 	v->poll = event_new(st->owner->base, -1, EV_PERSIST, sv_poll_cb, v);
-	if (!v->poll || !(v->pg = pgasync_new(st->owner->base, st->sink_conninfo, keys, values, what, &cb, v)))
+	if (!v->poll || !(v->pg = pgasync_new(st->owner->base, st->sink.sink_conninfo, keys, values, what, &cb, v)))
 		goto oom;
 	event_add(v->poll, &(struct timeval){ 0, VERIFY_POLL_MS * 1000 });
 	log_info("stream \"%s\": verify %" PRIu64 ": holding apply at " LSN_FMT " for a snapshot",
 		 st->name, m->job, LSN_ARGS(m->lsn));
 	return;
 oom:
-	if (st->verify)
-		sv_free(st->verify);
+	if (st->sink.verify)
+		sv_free(st->sink.verify);
 	else
-		apply_hold_release(st->apply);
+		apply_hold_release(st->sink.apply);
 	sv_send(st, m->job, RELAY_VERIFY_READY, false, 0, 0, 0, "out of memory");
 }
 
@@ -335,7 +335,7 @@ out:
 
 static void stream_verify_sink_frame(struct stream *st, const struct relay_proto_verify *m)
 {
-	struct stream_verify *v = st->verify;
+	struct stream_verify *v = st->sink.verify;
 
 	if (m->op == RELAY_VERIFY_HOLD) {
 		sv_hold(st, m);
@@ -348,7 +348,7 @@ static void stream_verify_sink_frame(struct stream *st, const struct relay_proto
 	}
 	switch (m->op) {
 	case RELAY_VERIFY_MARK:
-		if (m->generation != st->want_generation) {
+		if (m->generation != st->sink.want_generation) {
 			sv_fail(v, "the stream restarted during the verify");
 			return;
 		}
@@ -370,44 +370,44 @@ static void stream_verify_sink_frame(struct stream *st, const struct relay_proto
 /* Apply progress: the point may be reached now. */
 void stream_verify_sink_progress(struct stream *st)
 {
-	if (st->verify)
-		sv_check(st->verify);
+	if (st->sink.verify)
+		sv_check(st->sink.verify);
 }
 
 void stream_verify_sink_stop(struct stream *st, const char *why)
 {
-	if (st->verify)
-		sv_fail(st->verify, "%s", why);
+	if (st->sink.verify)
+		sv_fail(st->sink.verify, "%s", why);
 }
 
 /* ---------------------------------------------------------------- source */
 
 static void mark_stop(struct stream *st)
 {
-	st->mark_armed = false;
-	if (st->mark_timer)
-		event_del(st->mark_timer);
+	st->mark.mark_armed = false;
+	if (st->mark.mark_timer)
+		event_del(st->mark.mark_timer);
 }
 
 void stream_verify_mark_check(struct stream *st, bool ask)
 {
-	if (!st->mark_armed)
+	if (!st->mark.mark_armed)
 		return;
-	if (!st->mark_captured) {
-		uint64_t before = st->source ? source_handed_over_before(st->source) : 0;
+	if (!st->mark.mark_captured) {
+		uint64_t before = st->reader.source ? source_handed_over_before(st->reader.source) : 0;
 
-		if (before < st->mark_lsn) {
-			if (ask && st->source && st->reading)
-				source_request_position(st->source);
+		if (before < st->mark.mark_lsn) {
+			if (ask && st->reader.source && st->reader.reading)
+				source_request_position(st->reader.source);
 			return;
 		}
-		st->mark_captured = true;
+		st->mark.mark_captured = true;
 	}
 	/* everything spooled went to the sink's current resume */
-	if (!st->sending || !st->spool || spool_unread_bytes(st->spool) != 0 ||
+	if (!st->sender.sending || !st->reader.spool || spool_unread_bytes(st->reader.spool) != 0 ||
 	    !relay_is_up(st->owner->relay, st->peer))
 		return;
-	sv_send(st, st->mark_job, RELAY_VERIFY_MARK, true, 0, st->mark_lsn, st->generation, "");
+	sv_send(st, st->mark.mark_job, RELAY_VERIFY_MARK, true, 0, st->mark.mark_lsn, st->sender.generation, "");
 	mark_stop(st);
 }
 
@@ -420,14 +420,14 @@ static void mark_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 bool stream_verify_arm_mark(struct stream *st, uint64_t job, uint64_t lsn)
 {
-	if (!st->mark_timer &&
-	    !(st->mark_timer = event_new(st->owner->base, -1, EV_PERSIST, mark_timer_cb, st)))
+	if (!st->mark.mark_timer &&
+	    !(st->mark.mark_timer = event_new(st->owner->base, -1, EV_PERSIST, mark_timer_cb, st)))
 		return false;
-	st->mark_job = job;
-	st->mark_lsn = lsn;
-	st->mark_armed = true;
-	st->mark_captured = false;
-	event_add(st->mark_timer, &(struct timeval){ 0, 100 * 1000 });
+	st->mark.mark_job = job;
+	st->mark.mark_lsn = lsn;
+	st->mark.mark_armed = true;
+	st->mark.mark_captured = false;
+	event_add(st->mark.mark_timer, &(struct timeval){ 0, 100 * 1000 });
 	stream_verify_mark_check(st, true);
 	return true;
 }
@@ -435,9 +435,9 @@ bool stream_verify_arm_mark(struct stream *st, uint64_t job, uint64_t lsn)
 void stream_verify_source_fini(struct stream *st)
 {
 	mark_stop(st);
-	if (st->mark_timer)
-		event_free(st->mark_timer);
-	st->mark_timer = NULL;
+	if (st->mark.mark_timer)
+		event_free(st->mark.mark_timer);
+	st->mark.mark_timer = NULL;
 }
 
 /* ---------------------------------------------------------------- frames */
