@@ -89,8 +89,14 @@ def one_site(base, control=None, streams=(), pgs=(None, None)):
 
 
 def ctl_as(user, d, *args):
-    """straitctl run as user against d's control socket."""
-    return run(["runuser", "-u", user, "--", harness.STRAITCTL, "--socket", d.socket] + list(args),
+    """straitctl run as user against d's control socket. The program runs from
+    a copy beside d's config: the build tree may sit where other users cannot
+    reach (a clone in /root, which is 0700)."""
+    prog = os.path.join(os.path.dirname(d.config_path), "straitctl")
+    if not os.path.exists(prog):
+        shutil.copy(harness.STRAITCTL, prog)
+        os.chmod(prog, 0o755)
+    return run(["runuser", "-u", user, "--", prog, "--socket", d.socket] + list(args),
                check=False, timeout=60)
 
 
