@@ -5,21 +5,12 @@
 
 #include <stdio.h>
 
+#include "common/hexdigit.h"
+
 char *lsn_format(char buf[LSN_BUF], uint64_t lsn)
 {
 	snprintf(buf, LSN_BUF, LSN_FMT, LSN_ARGS(lsn));
 	return buf;
-}
-
-static int lsn_hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
 }
 
 /* One to eight hex digits ending at stop; returns the position of stop or NULL. */
@@ -29,7 +20,7 @@ static const char *lsn_hex32(const char *s, char stop, uint32_t *out)
 	int n = 0, d;
 
 	for (; *s != stop; s++, n++) {
-		d = lsn_hexval(*s);
+		d = hex_digit_value(*s);
 		if (d < 0 || n == 8)
 			return NULL;
 		v = v << 4 | (uint32_t)d;

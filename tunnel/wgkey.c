@@ -15,6 +15,8 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "common/hexdigit.h"
+
 static void wgkey_openssl_error(char *err, size_t errlen, const char *what)
 {
 	unsigned long code = ERR_get_error();
@@ -91,24 +93,13 @@ void wgkey_to_hex(const uint8_t key[WG_KEY_LEN], char out[2 * WG_KEY_LEN + 1])
 	out[2 * WG_KEY_LEN] = '\0';
 }
 
-static int wgkey_hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 bool wgkey_from_hex(const char *text, uint8_t key[WG_KEY_LEN])
 {
 	if (strlen(text) != 2 * WG_KEY_LEN)
 		return false;
 	for (size_t i = 0; i < WG_KEY_LEN; i++) {
-		int hi = wgkey_hex_digit(text[2 * i]);
-		int lo = wgkey_hex_digit(text[2 * i + 1]);
+		int hi = hex_digit_value(text[2 * i]);
+		int lo = hex_digit_value(text[2 * i + 1]);
 		if (hi < 0 || lo < 0)
 			return false;
 		key[i] = (uint8_t)(hi << 4 | lo);
