@@ -376,15 +376,6 @@ bool apply_conflict_parse(const char *name, enum apply_conflict *out)
 	return false;
 }
 
-static uint64_t apply_be64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
 static uint32_t apply_be32(const uint8_t *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
@@ -2269,10 +2260,14 @@ oom:
 
 bool apply_submit(struct apply *a, const uint8_t *body, size_t len)
 {
+	struct pgoutput_decoder commits;
+	struct pgoutput_msg m;
 	struct apply_batch *b;
 	size_t off = 0, whole = 0;
 	uint64_t whole_lsn = 0;
 
+	if (!pgoutput_decoder_init(&commits, 2))
+		return false;
 	/* Never trust a length: every record must end inside the body. */
 	while (off < len) {
 		uint32_t n;
@@ -2288,10 +2283,11 @@ bool apply_submit(struct apply *a, const uint8_t *body, size_t len)
 				" bytes at byte %zu that runs past its end", a->stream, len, n, off);
 			return false;
 		}
-		/* a Commit ('C', flags, commit LSN, end LSN, time) ends a whole transaction */
-		if (n >= 26 && body[off + 4] == 'C') {
+		/* a Commit ends a whole transaction (one that does not decode fails at apply) */
+		if (n > 0 && body[off + 4] == PGOUTPUT_COMMIT &&
+		    pgoutput_decode(&commits, body + off + 4, n, &m, NULL, 0) == PGOUTPUT_OK) {
 			whole = off + 4 + (size_t)n;
-			whole_lsn = apply_be64(body + off + 4 + 10);
+			whole_lsn = m.commit.end_lsn;
 		}
 		off += 4 + (size_t)n;
 	}

@@ -119,7 +119,6 @@ struct stream_sink_state {
 	struct apply *apply;
 	struct codec *dec;
 	bool apply_ready;
-	uint64_t next_lsn;       /* received: end of the last whole transaction in a batch */
 	uint32_t want_generation; /* batches of other generations are stale */
 	bool in_hello;           /* our last HELLO to the peer named this stream */
 	bool dec_started;        /* the decoder has seen this generation's first batch */

@@ -122,9 +122,9 @@ static bool sink_position(struct stream *st, struct relay_proto_position *pos)
 		.committed_lsn = st->sink.ack_lsn,
 		.queued_bytes = apply_pending_bytes(st->sink.apply),
 	};
+	/* committed never passes received on the wire */
 	if (pos->received_lsn < pos->committed_lsn)
 		pos->received_lsn = pos->committed_lsn;
-	st->sink.next_lsn = pos->received_lsn;
 	return true;
 }
 
@@ -144,8 +144,6 @@ bool stream_sink_hello_position(struct stream *st, struct relay_proto_position *
 	/* a stream that needs an initial sync round asks with RESUME once up */
 	if (st->sync && !streamsync_sink_hello(st->sync, &pos->received_lsn))
 		return false;
-	if (pos->received_lsn && pos->committed_lsn > pos->received_lsn)
-		pos->committed_lsn = pos->received_lsn;
 	sink_expect(st, pos->received_lsn);
 	return true;
 }
@@ -165,8 +163,6 @@ void stream_sink_send_resume(struct stream *st)
 	if (st->sync && !streamsync_sink_resume(st->sync, st->sink.want_generation + 1,
 						&resume.pos.received_lsn))
 		return;       /* the initial sync calls stream_sync_resume() when it is time */
-	if (resume.pos.received_lsn && resume.pos.committed_lsn > resume.pos.received_lsn)
-		resume.pos.committed_lsn = resume.pos.received_lsn;
 	st->sink.want_generation++;
 	sink_expect(st, resume.pos.received_lsn);
 	resume.generation = st->sink.want_generation;
@@ -350,8 +346,6 @@ void stream_sink_batch(struct stream *st, const struct relay_proto_batch *b)
 		lag_commit_sent(st->lag, b->last_lsn, (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
 		lag_wal_position(st->lag, b->last_lsn);
 	}
-	if (b->last_lsn > st->sink.next_lsn)
-		st->sink.next_lsn = b->last_lsn;
 }
 
 bool stream_sink_init(struct stream *st, const struct strait_config *cfg, size_t self)
@@ -407,7 +401,7 @@ void stream_sink_status(const struct stream *st, struct json_out *j)
 {
 	json_bool(j, "apply_ready", st->sink.apply_ready);
 	json_bool(j, "halted", st->sink.halted);
-	json_lsn(j, "received_lsn", st->sink.apply ? apply_received_lsn(st->sink.apply) : st->sink.next_lsn);
+	json_lsn(j, "received_lsn", st->sink.apply ? apply_received_lsn(st->sink.apply) : 0);
 	json_lsn(j, "committed_lsn", st->sink.ack_lsn);
 	json_lsn(j, "acked_lsn", st->sink.ack_sent_lsn);
 	json_uint(j, "queued_bytes", st->sink.apply ? apply_pending_bytes(st->sink.apply) : 0);
