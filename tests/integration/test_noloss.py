@@ -69,12 +69,12 @@ def sink_status(d):
     return stream_status(d, "sink")
 
 
-def wait_streaming(onprem, timeout=60):
+def wait_streaming(onprem, timeout=90):
     wait_until(lambda: source_status(onprem)["link_up"] and source_status(onprem)["streaming"],
                timeout, interval=0.1, what="the source to stream over the link")
 
 
-def wait_sink_ready(cloud, timeout=60):
+def wait_sink_ready(cloud, timeout=90):
     wait_until(lambda: sink_status(cloud)["link_up"] and sink_status(cloud)["apply_ready"],
                timeout, interval=0.1, what="the sink's apply to be ready")
 
@@ -526,6 +526,40 @@ def start_clean(d, onprem, cloud):
     wait_sink_ready(cloud)
 
 
+def start_armed(d, faults, point, onprem, cloud, attempts=3):
+    """Starts d with faults and waits until the stream runs again, so that
+    what comes next passes the point. The point may also be passed by what
+    a restart resends (a batch the sink had not committed, a confirmation
+    the slot had not taken): then the fault fires before the stream runs,
+    and d is started again with it. Returns the log mark of the armed run."""
+    for _ in range(attempts):
+        mark = start_with_faults(d, faults)
+
+        def running_or_fired():
+            if f"fault point {point}" in log_since(d, mark):
+                return "fired"
+            if not d.alive():
+                return "exited"
+            try:
+                src, snk = source_status(onprem), sink_status(cloud)
+            except Exception:
+                return None
+            up = src["link_up"] and src["streaming"] and snk["link_up"] and snk["apply_ready"]
+            return "running" if up else None
+        try:
+            what = wait_until(running_or_fired, 90, interval=0.1,
+                              what="the stream to run with the fault armed")
+        except TimeoutError:
+            pytest.fail(f"the stream did not run again with {faults} armed:\n"
+                        f"onprem: {tail(onprem)}\ncloud: {tail(cloud)}")
+        if what == "running":
+            return mark
+        if what == "exited":
+            pytest.fail(f"straitd@{d.site} exited with {faults} armed before it fired:\n{tail(d)}")
+        d.wait_exit(timeout=15)
+    pytest.fail(f"{point} fired before the stream ran, {attempts} times in a row")
+
+
 def ledger_fingerprint(pg):
     return pg.sql("SELECT count(*), count(DISTINCT id), coalesce(sum(id), 0) FROM ledger")[0]
 
@@ -569,10 +603,7 @@ def test_fault_point_walk(tmp_path, pg_factory, straitd_factory, durability):
             try:
                 wait_until(lambda: ledger_fingerprint(src) == ledger_fingerprint(dst), 60,
                            interval=0.2, what="the stream to go quiet")
-                mark = start_with_faults(d, f"{point}=crash@2")
-                d.wait_ready(30)
-                wait_streaming(onprem)
-                wait_sink_ready(cloud)
+                mark = start_armed(d, f"{point}=crash@2", point, onprem, cloud)
                 load.big_now()
                 wait_fired(d, mark, point)
                 start_clean(d, onprem, cloud)
