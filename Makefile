@@ -8,6 +8,7 @@
 #                   every function's length (under 100 lines)
 #   make demo       install dependencies, build, run two sites on this machine
 #   make fuzz       run every libFuzzer target for FUZZ_TIME seconds each
+#   make big        the integration tests too large for make test (900 MiB values)
 #   make deps       install build and test dependencies from Debian's packages
 
 VERSION := $(shell cat VERSION)
@@ -63,7 +64,7 @@ TOOL_BINS  := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 # Objects of the sanitizer and tool builds are intermediate to make: keep them.
 .SECONDARY:
 
-.PHONY: all tools clean deps test check-layers unit fuzz-replay fuzz integration demo bench chaos install
+.PHONY: all tools clean deps test check-layers unit fuzz-replay fuzz integration big demo bench chaos install
 
 all: $(BUILD)/straitd $(BUILD)/straitctl
 
@@ -162,7 +163,13 @@ fuzz: $(FUZZ_BINS)
 integration: all tools $(SAN_PROGS)
 	$(Q)STRAIT_BUILD=$(abspath $(BUILD))/asan STRAIT_PLAIN_BUILD=$(abspath $(BUILD)) \
 		ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
-		$(PYTHON) -m pytest -q -p no:cacheprovider --durations=15 $(PYTEST_ARGS) tests/integration
+		$(PYTHON) -m pytest -q -p no:cacheprovider --durations=15 -m "$(PYTEST_MARK)" \
+		$(PYTEST_ARGS) tests/integration
+
+# The integration tests too large for make test (values near PostgreSQL's 1 GB limit).
+PYTEST_MARK ?= not big
+big:
+	$(Q)$(MAKE) --no-print-directory integration PYTEST_MARK=big
 
 # The layering rule (DESIGN.md, "Build and layout"): the checker's own
 # self-test, then every include of the tree.

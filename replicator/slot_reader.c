@@ -362,6 +362,11 @@ static bool source_emit(struct source *src, bool force)
 		src->sent_lsn = info.commit_end_lsn;
 	memmove(src->batch.data, src->batch.data + len, src->batch.len - len);
 	src->batch.len -= len;
+	if (src->batch.len == 0 && src->batch.cap > 4 * src->batch_max) {
+		/* grown for a large value: not kept */
+		free(src->batch.data);
+		src->batch = (struct source_buf){ 0 };
+	}
 	src->batch_committed_len = 0;
 	memset(&src->pending, 0, sizeof(src->pending));
 	return more;

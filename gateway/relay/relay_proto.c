@@ -254,7 +254,8 @@ bool
 relay_proto_write_batch_head(struct wire_writer *w,
 		const struct relay_proto_batch *m)
 {
-	if (m->first_lsn > m->last_lsn || (m->last_lsn && m->prev_lsn > m->last_lsn)) {
+	if (m->first_lsn > m->last_lsn || (m->last_lsn && m->prev_lsn > m->last_lsn) ||
+	    (m->flags & ~RELAY_BATCH_FLAGS_KNOWN)) {
 		w->failed = true;
 		return false;
 	}
@@ -264,6 +265,7 @@ relay_proto_write_batch_head(struct wire_writer *w,
 	wire_put_u64(w, m->prev_lsn);
 	wire_put_u32(w, m->generation);
 	wire_put_u32(w, m->seq);
+	wire_put_u8(w, m->flags);
 	wire_put_u32(w, m->raw_len);
 	return wire_writer_ok(w);
 }
@@ -288,8 +290,10 @@ relay_proto_read_batch(const uint8_t *p, size_t len,
 	NEED(wire_get_u64(&r, &out->prev_lsn));
 	NEED(wire_get_u32(&r, &out->generation));
 	NEED(wire_get_u32(&r, &out->seq));
+	NEED(wire_get_u8(&r, &out->flags));
 	NEED(wire_get_u32(&r, &out->raw_len));
-	if (out->first_lsn > out->last_lsn || (out->last_lsn && out->prev_lsn > out->last_lsn))
+	if (out->first_lsn > out->last_lsn || (out->last_lsn && out->prev_lsn > out->last_lsn) ||
+	    (out->flags & ~RELAY_BATCH_FLAGS_KNOWN))
 		return RELAY_PROTO_ERR_VALUE;
 	wire_get_rest(&r, &out->data, &out->data_len);
 	return RELAY_PROTO_OK;

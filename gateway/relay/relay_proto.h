@@ -15,7 +15,7 @@
  *   ACK        str stream, u64 committed_lsn, i64 commit_time_us
  *   HEARTBEAT  u64 wal_lsn, i64 time_us, u8 role, u32 health
  *   BATCH      str stream, u64 first_lsn, u64 last_lsn, u64 prev_lsn,
- *              u32 generation, u32 seq, u32 raw_len, data…
+ *              u32 generation, u32 seq, u8 batch_flags, u32 raw_len, data…
  *   RESUME     str stream, u64 received_lsn, u64 committed_lsn,
  *              u64 queued_bytes, u32 generation
  *   SYNC       str stream, str schema, str table, u64 snapshot_lsn,
@@ -33,7 +33,9 @@
  * BATCH and SYNC data is opaque here: pgoutput messages (BATCH) or COPY text
  * (SYNC), zstd-compressed when the frame has FRAME_FLAG_COMPRESSED. raw_len
  * is its size once decompressed, so the receiver can refuse an oversized
- * batch before inflating it.
+ * batch before inflating it. A message larger than a frame travels in
+ * pieces: a BATCH with RELAY_BATCH_CONTINUES ends inside a message, which
+ * the next BATCH of the generation goes on with.
  *
  * Positions. Two positions of a stream travel from the sink to the source,
  * and they are never confused:
@@ -68,8 +70,11 @@
 
 #include "gateway/relay/wire.h"
 
-/* Version of the message vocabulary, sent in HELLO (2: received and committed positions). */
-#define RELAY_PROTO_VERSION 2
+/*
+ * Version of the message vocabulary, sent in HELLO (2: received and
+ * committed positions; 3: batches that end inside a message).
+ */
+#define RELAY_PROTO_VERSION 3
 
 /* Per-HELLO and per-SEQUENCES list limit (the count is a u16 on the wire). */
 #define RELAY_PROTO_MAX_LIST 65535u
@@ -171,6 +176,10 @@ enum relay_proto_status relay_proto_read_heartbeat(const uint8_t *p, size_t len,
 
 /* ---- BATCH ---- */
 
+/* The data ends inside a message: the generation's next batch goes on with it. */
+#define RELAY_BATCH_CONTINUES 0x01u
+#define RELAY_BATCH_FLAGS_KNOWN (RELAY_BATCH_CONTINUES)
+
 struct relay_proto_batch {
 	struct wire_str stream;
 	uint64_t first_lsn;      /* first transaction's begin (final) LSN */
@@ -179,6 +188,7 @@ struct relay_proto_batch {
 				    (<= last_lsn when that is not 0) */
 	uint32_t generation;     /* the RESUME this batch answers (0: the link's HELLO) */
 	uint32_t seq;            /* 0, 1, 2, ... within the generation */
+	uint8_t flags;           /* RELAY_BATCH_* */
 	uint32_t raw_len;        /* data size once decompressed */
 	const uint8_t *data;     /* opaque, possibly compressed */
 	size_t data_len;

@@ -27,6 +27,9 @@ struct relcache {
 	size_t out_cap;
 };
 
+/* An output buffer this big or smaller is kept for the next batch. */
+#define RELCACHE_KEEP (1u * 1024u * 1024u)
+
 static uint32_t get_u32(const uint8_t *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
@@ -156,6 +159,12 @@ bool relcache_complete(struct relcache *rc, const uint8_t *body, size_t len,
 
 	*out = body;
 	*out_len = len;
+	/* the last result is spent: a buffer grown for a large value is not kept */
+	if (rc->out_cap > RELCACHE_KEEP) {
+		free(rc->out);
+		rc->out = NULL;
+		rc->out_cap = 0;
+	}
 	/*
 	 * One pass: a relation defined in the body counts as defined from there
 	 * on (entries are stamped with this batch number); a change to one not

@@ -75,8 +75,15 @@ struct spool_meta {
 	int64_t commit_time_us;      /* that transaction's commit time, µs since the Unix epoch */
 	int64_t spooled_at_us;       /* when it was appended (wall clock, µs) */
 	uint32_t transactions;       /* commits in the record */
-	uint32_t flags;              /* reserved, 0 */
+	uint32_t flags;              /* SPOOL_FLAG_* */
 };
+
+/*
+ * The body ends inside a message that the next record goes on with (a
+ * message larger than a record, in pieces). Such a record ends no
+ * transaction.
+ */
+#define SPOOL_FLAG_CONTINUES 0x1u
 
 /* What spool_open() found and did. */
 struct spool_recovery {

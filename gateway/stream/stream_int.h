@@ -16,6 +16,7 @@
 #include "config/config.h"
 #include "gateway/relay/frame.h"
 #include "gateway/relay/wire.h"
+#include "gateway/stream/msgjoin.h"
 #include "gateway/stream/schedule.h"
 #include "gateway/stream/stream.h"
 #include "gateway/stream/tokenbucket.h"
@@ -46,6 +47,13 @@ struct streamsync;
 #define STREAM_MAX_SEQUENCES 4096
 /* A sink refuses batches that claim to inflate beyond this. */
 #define STREAM_RAW_MAX (64u * 1024u * 1024u)
+/*
+ * The largest message a sink joins from pieces: PostgreSQL's own limit on a
+ * value (1 GB) and the message around it.
+ */
+#define STREAM_MESSAGE_MAX ((size_t)1024u * 1024u * 1024u + 16u * 1024u * 1024u)
+/* A spool record holds at most this: a larger batch (one large value) goes in pieces. */
+#define STREAM_PIECE_BYTES (4u * 1024u * 1024u)
 
 enum stream_role {
 	STREAM_ROLE_NONE,        /* this site neither sends nor receives it */
@@ -128,6 +136,7 @@ struct stream_sink_state {
 	uint64_t expect_prev;    /* the next batch's prev_lsn (from seq 1 on) */
 	unsigned resends;        /* batches asked for again in a row (a halt after a few) */
 	bool halted;             /* stopped on a batch it cannot take; the retry asks again */
+	struct msgjoin join;     /* the unfinished message of a batch that continues */
 	uint64_t ack_lsn;        /* committed, to ACK */
 	int64_t ack_commit_time;
 	uint64_t ack_sent_lsn;

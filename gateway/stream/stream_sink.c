@@ -105,6 +105,7 @@ static void stream_ack_cb(evutil_socket_t fd, short what, void *arg)
  */
 static bool sink_cut_partial(struct stream *st)
 {
+	msgjoin_reset(&st->sink.join);
 	if (!st->sink.apply || !apply_drop_partial(st->sink.apply))
 		return true;
 	st->sink.apply_ready = false;
@@ -135,6 +136,7 @@ static void sink_expect(struct stream *st, uint64_t asked_lsn)
 	st->sink.expect_seq = 0;
 	st->sink.expect_prev = 0;
 	st->sink.dec_started = false;
+	msgjoin_reset(&st->sink.join);
 }
 
 bool stream_sink_hello_position(struct stream *st, struct relay_proto_position *pos)
@@ -283,6 +285,32 @@ static bool sink_follows(const struct stream *st, const struct relay_proto_batch
 	return true;
 }
 
+/*
+ * The whole messages a batch completes (pieces of a large one are joined
+ * first); false when it was refused (handled).
+ */
+static bool sink_join(struct stream *st, const struct relay_proto_batch *b,
+		const uint8_t **body, size_t *body_len)
+{
+	char why[256], msg[512];
+
+	switch (msgjoin_take(&st->sink.join, *body, *body_len, b->flags & RELAY_BATCH_CONTINUES,
+			     body, body_len, why, sizeof(why))) {
+	case MSGJOIN_OK:
+		return true;
+	case MSGJOIN_TOO_BIG:
+		snprintf(msg, sizeof(msg), "batch %u from \"%s\": %s", b->seq, st->peer, why);
+		sink_halt(st, msg);
+		return false;
+	case MSGJOIN_NOMEM:
+	case MSGJOIN_BROKEN:
+		break;
+	}
+	snprintf(msg, sizeof(msg), "batch %u from \"%s\": %s", b->seq, st->peer, why);
+	stream_sink_ask_again(st, msg);
+	return false;
+}
+
 void stream_sink_batch(struct stream *st, const struct relay_proto_batch *b)
 {
 	const uint8_t *body;
@@ -326,14 +354,17 @@ void stream_sink_batch(struct stream *st, const struct relay_proto_batch *b)
 		stream_sink_ask_again(st, why);
 		return;
 	}
-	if (st->sync && !streamsync_filter(st->sync, body, body_len, &body, &body_len)) {
+	if (!sink_join(st, b, &body, &body_len))
+		return;
+	if (body_len && st->sync && !streamsync_filter(st->sync, body, body_len, &body, &body_len)) {
 		sink_halt(st, "a batch could not go through the initial sync's filter (logged)");
 		return;
 	}
-	if (!apply_submit(st->sink.apply, body, body_len)) {
+	if (body_len && !apply_submit(st->sink.apply, body, body_len)) {
 		stream_sink_ask_again(st, "a batch could not be queued for the apply (logged)");
 		return;
 	}
+	msgjoin_done(&st->sink.join);
 	st->sink.expect_seq++;
 	st->sink.expect_prev = b->last_lsn ? b->last_lsn : b->prev_lsn;
 	st->sink.resends = 0;
@@ -372,6 +403,7 @@ bool stream_sink_init(struct stream *st, const struct strait_config *cfg, size_t
 	st->sink.dec = codec_new_decoder(cs->codec);
 	st->sink.seq_writer = seq_writer_new(s->base, target->database, st->name);
 	st->sink.ack_event = event_new(s->base, -1, 0, stream_ack_cb, st);
+	msgjoin_init(&st->sink.join, STREAM_MESSAGE_MAX);
 	if (!st->peer || !st->sink.sink_conninfo || !st->sink.dec || !st->sink.seq_writer || !st->sink.ack_event)
 		return false;
 	st->sink.apply = apply_new(s->base, &acfg, &cb, st);
@@ -393,6 +425,7 @@ void stream_sink_fini(struct stream *st)
 	if (st->sink.apply)
 		apply_free(st->sink.apply);
 	codec_free(st->sink.dec);
+	msgjoin_free(&st->sink.join);
 	if (st->sink.ack_event)
 		event_free(st->sink.ack_event);
 }
@@ -406,6 +439,7 @@ void stream_sink_status(const struct stream *st, struct json_out *j)
 	json_lsn(j, "acked_lsn", st->sink.ack_sent_lsn);
 	json_uint(j, "queued_bytes", st->sink.apply ? apply_pending_bytes(st->sink.apply) : 0);
 	json_uint(j, "batches_received", st->sink.batches_received);
+	json_uint(j, "joining_bytes", msgjoin_pending(&st->sink.join));
 	if (st->sink.apply)
 		apply_status_json(st->sink.apply, j, "apply");
 	if (st->sink.seq_writer)

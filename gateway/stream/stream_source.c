@@ -153,6 +153,53 @@ static void reader_sync_cb(evutil_socket_t fd, short what, void *arg)
 	reader_confirm(st);
 }
 
+/* Whether body[0..len) has a message boundary at cut (false when it does not parse). */
+static bool message_boundary(const uint8_t *body, size_t len, size_t cut)
+{
+	size_t off = 0;
+
+	while (off < cut && len - off >= 4) {
+		uint32_t n = (uint32_t)body[off] << 24 | (uint32_t)body[off + 1] << 16 |
+			     (uint32_t)body[off + 2] << 8 | body[off + 3];
+
+		if (n > len - off - 4)
+			return false;
+		off += 4 + (size_t)n;
+	}
+	return off == cut;
+}
+
+/*
+ * Spools one batch. A batch larger than a piece (it holds a large value: the
+ * reader cuts batches at STREAM_BATCH_MAX otherwise) goes as several records
+ * of STREAM_PIECE_BYTES, so that each fits a relay frame and the spool's
+ * record limit. Such a batch ends no transaction but perhaps at its very
+ * end, so the pieces before the last carry no commit: no position ever
+ * points inside one.
+ */
+static bool reader_spool(struct stream *st, const struct spool_meta *meta, const uint8_t *rec,
+		size_t len, char *err, size_t errlen)
+{
+	struct spool_meta piece = *meta;
+	size_t off = 0;
+
+	while (len - off > STREAM_PIECE_BYTES) {
+		piece.commit_end_lsn = 0;
+		piece.commit_time_us = 0;
+		piece.transactions = 0;
+		piece.flags = message_boundary(rec, len, off + STREAM_PIECE_BYTES) ? 0 : SPOOL_FLAG_CONTINUES;
+		if (!spool_append(st->reader.spool, &piece, rec + off, STREAM_PIECE_BYTES, err, errlen))
+			return false;
+		off += STREAM_PIECE_BYTES;
+		piece.first_lsn = 0;
+	}
+	piece.commit_end_lsn = meta->commit_end_lsn;
+	piece.commit_time_us = meta->commit_time_us;
+	piece.transactions = meta->transactions;
+	piece.flags = 0;
+	return spool_append(st->reader.spool, &piece, rec + off, len - off, err, errlen);
+}
+
 static bool reader_batch(void *arg, const uint8_t *body, size_t len,
 		const struct source_batch_info *info)
 {
@@ -175,7 +222,7 @@ static bool reader_batch(void *arg, const uint8_t *body, size_t len,
 		log_warning("stream \"%s\": a batch at " LSN_FMT " is not a sequence of messages; "
 			    "spooled as it is",
 			    st->name, LSN_ARGS(info->first_lsn));
-	if (!spool_append(st->reader.spool, &meta, rec, rec_len, err, sizeof(err))) {
+	if (!reader_spool(st, &meta, rec, rec_len, err, sizeof(err))) {
 		reader_fail_spool(st, err);
 		return false;
 	}
@@ -378,6 +425,7 @@ struct sender_frame {
 	uint64_t first_lsn;      /* of the first record */
 	uint64_t last_lsn;       /* the last whole transaction's end among the records, 0 if none */
 	bool ends_txn;           /* the last record ends a transaction (only a big one's parts do not) */
+	bool continues;          /* the last record ends inside a message (a piece of a large one) */
 	size_t len;
 	unsigned records;
 };
@@ -422,6 +470,7 @@ static void sender_frame_note(struct sender_frame *f, const struct spool_meta *m
 	if (meta->commit_end_lsn)
 		f->last_lsn = meta->commit_end_lsn;
 	f->ends_txn = meta->commit_end_lsn != 0;
+	f->continues = (meta->flags & SPOOL_FLAG_CONTINUES) != 0;
 	f->len += len;
 	f->records++;
 }
@@ -528,6 +577,7 @@ static bool sender_batch(struct stream *st, struct sender_frame *f, const uint8_
 		.prev_lsn = fr.prev_lsn,
 		.generation = st->sender.generation,
 		.seq = st->sender.send_seq,
+		.flags = fr.continues ? RELAY_BATCH_CONTINUES : 0,
 		.raw_len = (uint32_t)fr.len,
 		.data = wire,
 		.data_len = wire_len,

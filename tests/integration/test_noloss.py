@@ -761,29 +761,3 @@ def test_resume_below_spool_is_a_gap(tmp_path, pg_factory, straitd_factory):
                  (source_status(onprem)["last_error"] or "").lower(), 3.0)
     assert dst.sql("SELECT count(*) FROM t")[0][0] == 30
     assert_no_sanitizer_reports(onprem, cloud)
-
-
-# ------------------------------------------------------ a value too big to carry
-
-
-def test_batch_too_big_for_a_frame_stops_loudly(tmp_path, pg_factory, straitd_factory):
-    """A row whose value compresses to more than a relay frame holds (40 MB of
-    random hex) stops the stream at the source with an error that says so;
-    nothing committed after it is applied over it."""
-    src, dst, onprem, cloud, _ = start_pair(tmp_path, pg_factory, straitd_factory, one_table)
-    wait_streaming(onprem)
-    wait_sink_ready(cloud)
-    src.sql("INSERT INTO t VALUES (1, 'before')")
-    wait_until(lambda: dst.sql("SELECT count(*) FROM t")[0][0] == 1, 60, interval=0.2,
-               what="the first row")
-    src.sql("INSERT INTO t SELECT 2, string_agg(md5(random()::text), '') "
-            "FROM generate_series(1, 40 * 1024 * 1024 / 32)")
-    src.sql("INSERT INTO t VALUES (3, 'after')")
-    wait_until(lambda: "does not fit in a relay frame" in (source_status(onprem)["last_error"]
-                                                          or ""),
-               120, interval=0.5, what="the source to say the batch does not fit")
-    assert stream_state(onprem) == "error"
-    assert re.search(r'stream "app": a batch at [0-9A-F]+/[0-9A-F]+ of \d+ bytes \(\d+ compressed\) '
-                     r'does not fit in a relay frame', onprem.log_text())
-    assert stays(lambda: dst.sql("SELECT count(*) FROM t")[0][0] == 1, 3)
-    assert_no_sanitizer_reports(onprem, cloud)

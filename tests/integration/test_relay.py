@@ -83,9 +83,9 @@ def wire_str(s):
 
 
 def hello_payload(cluster, site, streams=()):
-    """HELLO (protocol 2): per stream its received and committed positions
+    """HELLO (protocol 3): per stream its received and committed positions
     and the bytes queued at the sink."""
-    out = struct.pack(">H", 2) + wire_str(cluster) + wire_str(site)
+    out = struct.pack(">H", 3) + wire_str(cluster) + wire_str(site)
     out += struct.pack(">H", len(streams))
     for name, lsn in streams:
         out += wire_str(name) + struct.pack(">QQQ", lsn, lsn, 0)

@@ -276,7 +276,8 @@ test_batch(void **state)
 {
 	struct wire_writer w;
 	struct relay_proto_batch b = {
-		S("orders"), 100, 200, 90, 7, 3, 5, (const uint8_t *)"\x01\x02\x03", 3,
+		S("orders"), 100, 200, 90, 7, 3, RELAY_BATCH_CONTINUES, 5,
+		(const uint8_t *)"\x01\x02\x03", 3,
 	};
 	struct relay_proto_batch out;
 	const uint8_t *p;
@@ -293,6 +294,7 @@ test_batch(void **state)
 	assert_true(out.first_lsn == 100 && out.last_lsn == 200 && out.prev_lsn == 90);
 	assert_int_equal(out.generation, 7);
 	assert_int_equal(out.seq, 3);
+	assert_int_equal(out.flags, RELAY_BATCH_CONTINUES);
 	assert_int_equal(out.raw_len, 5);
 	assert_int_equal(out.data_len, 3);
 	assert_memory_equal(out.data, "\x01\x02\x03", 3);
@@ -327,6 +329,16 @@ test_batch(void **state)
 	assert_true(relay_proto_write_batch(&w, &b));
 	assert_int_equal(relay_proto_read_batch(w.data, w.len, &out), RELAY_PROTO_OK);
 	assert_int_equal(out.data_len, 0);
+
+	/* Flags this version does not know: refused both ways. */
+	b.flags = 0x80;
+	wire_writer_reset(&w);
+	assert_false(relay_proto_write_batch(&w, &b));
+	b.flags = 0;
+	wire_writer_reset(&w);
+	assert_true(relay_proto_write_batch(&w, &b));
+	w.data[2 + 6 + 3 * 8 + 2 * 4] = 0x02;
+	assert_int_equal(relay_proto_read_batch(w.data, w.len, &out), RELAY_PROTO_ERR_VALUE);
 
 	/* LSNs out of order. */
 	b.first_lsn = 300;
