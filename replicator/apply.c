@@ -109,6 +109,7 @@
 #define APPLY_DEFAULT_GROUP_CHANGES 5000
 #define APPLY_DEFAULT_GROUP_TXNS 200
 #define APPLY_DEFAULT_CONNECT_TIMEOUT 30
+#define APPLY_HOLD_BYTES (8u * 1024u * 1024u) /* uncommitted bytes held before some are freed */
 #define APPLY_KEY_VALUE_MAX 64          /* bytes of a key value shown in messages */
 
 enum apply_state {
@@ -130,6 +131,7 @@ struct apply_batch {
 	struct apply_batch *next;
 	uint64_t base;
 	size_t len;
+	unsigned refs;               /* commands in flight that point into it */
 	uint8_t data[];
 };
 
@@ -243,7 +245,7 @@ struct apply_group {
 	size_t nchanges;
 	uint64_t last_end_lsn;
 	int64_t last_commit_time;    /* PostgreSQL µs */
-	struct apply_pos end;        /* just after its last Commit */
+	uint64_t end_off;            /* stream offset just after its last Commit */
 	struct apply_counts counts;  /* added to the totals at commit */
 };
 
@@ -293,8 +295,10 @@ struct apply {
 	uint64_t whole_off;          /* stream offset after the last Commit submitted */
 	uint64_t whole_lsn;          /* that Commit's end LSN (0: none yet) */
 	struct apply_pos cur;        /* the next record to decode */
-	struct apply_pos done;       /* just after the last committed group */
-	uint64_t done_off;
+	uint64_t done_off;           /* stream offset just after the last committed group */
+	size_t held;                 /* bytes of the batches queued */
+	uint64_t released;           /* bytes of batches freed once used (committed or forgotten) */
+	uint64_t forgot_off;         /* uncommitted bytes before this were freed (see apply_forget) */
 
 	/* decoding */
 	struct pgoutput_decoder dec;
@@ -547,16 +551,62 @@ static uint64_t apply_pos_offset(const struct apply *a, const struct apply_pos *
 	return p->b->base + p->off;
 }
 
+/* The position of stream offset off in the queue (the head's start when it is not there). */
+static struct apply_pos apply_pos_at(const struct apply *a, uint64_t off)
+{
+	for (struct apply_batch *b = a->head; b; b = b->next)
+		if (off >= b->base && off - b->base <= b->len)
+			return (struct apply_pos){ b, (size_t)(off - b->base) };
+	return (struct apply_pos){ NULL, 0 };
+}
+
+/*
+ * Frees the head batch: used (committed, or decoded and forgotten: it
+ * counts as released) or dropped. The decode position is at its end or in
+ * a later batch.
+ */
+static void apply_free_head(struct apply *a, bool used)
+{
+	struct apply_batch *b = a->head;
+
+	a->head = b->next;
+	if (!a->head)
+		a->tail = NULL;
+	if (a->cur.b == b)
+		a->cur = (struct apply_pos){ NULL, 0 };
+	a->held -= b->len;
+	if (used)
+		a->released += b->len;
+	free(b);
+}
+
+/* Whether the head batch is decoded and no command in flight points into it. */
+static bool apply_head_spent(struct apply *a)
+{
+	apply_pos_norm(a, &a->cur);
+	return a->head && !a->head->refs && (a->cur.b != a->head || a->cur.off == a->head->len);
+}
+
+/* Drops the command at the ring's front (its batch reference with it). */
+static void apply_pop_cmd(struct apply *a)
+{
+	struct apply_cmd *c = apply_ring_at(&a->cmds, 0);
+
+	if (c->batch) {
+		c->batch->refs--;
+		c->batch = NULL;
+	}
+	apply_rel_unref(c->rel);
+	c->rel = NULL;
+	apply_ring_pop(&a->cmds);
+}
+
 /* ---- teardown, failure ---- */
 
 static void apply_clear_inflight(struct apply *a)
 {
-	while (a->cmds.count) {
-		struct apply_cmd *c = apply_ring_at(&a->cmds, 0);
-
-		apply_rel_unref(c->rel);
-		apply_ring_pop(&a->cmds);
-	}
+	while (a->cmds.count)
+		apply_pop_cmd(a);
 	a->groups.count = a->groups.head = 0;
 	a->acks.count = a->acks.head = 0;
 	a->waiting_catalog = 0;
@@ -636,19 +686,51 @@ static void apply_rels_rewind(struct apply *a)
 }
 
 /*
+ * Part of what is not committed was freed (apply_forget()): nothing can be
+ * decoded again from the committed position, so the whole queue goes. The
+ * received position falls back to the committed one, and the sink's next
+ * RESUME has the source send everything after it again.
+ */
+static void apply_drop_queue(struct apply *a)
+{
+	uint64_t dropped = a->submitted - a->done_off;
+
+	while (a->head)
+		apply_free_head(a, false);
+	a->cur = (struct apply_pos){ NULL, 0 };
+	a->done_off = a->whole_off = a->forgot_off = a->submitted;
+	a->whole_lsn = 0;
+	a->ndead = 0;
+	/* what the source sends again carries the Relation messages it needs */
+	pgoutput_relcache_free(&a->rels);
+	pgoutput_relcache_init(&a->rels, apply_rel_release);
+	for (size_t i = 0; i < a->nhist; i++)
+		free(a->hist[i].msg);
+	a->nhist = 0;
+	a->hist_dirty = false;
+	log_info("stream \"%s\": dropped the %" PRIu64 " bytes queued after the last committed "
+		 "source transaction (part of a large one had been applied and freed); the source "
+		 "sends them again", a->stream, dropped);
+}
+
+/*
  * Closes the connection (the open target transaction rolls back) and goes
  * back to just after the last committed group, with the relation cache as it
- * was there.
+ * was there (or drops the queue when part of it was forgotten).
  */
 static void apply_rewind(struct apply *a)
 {
 	apply_disconnect(a);
-	a->cur = a->done;
 	a->in_txn = false;
 	a->txn_skip = false;
 	a->txn_sent = false;
 	if (!pgoutput_decoder_init(&a->dec, 2))
 		log_error("stream \"%s\": could not reset the pgoutput decoder", a->stream);
+	if (a->forgot_off > a->done_off) {
+		apply_drop_queue(a);
+		return;
+	}
+	a->cur = apply_pos_at(a, a->done_off);
 	apply_rels_rewind(a);
 }
 
@@ -713,7 +795,7 @@ static struct apply_cmd *apply_push_cmd(struct apply *a, enum apply_cmd_kind kin
 		apply_fail(a, "out of memory");
 		return NULL;
 	}
-	c->kind = (uint8_t)kind;
+	*c = (struct apply_cmd){ .kind = (uint8_t)kind };
 	if (kind != CMD_SYNC)
 		a->unflushed++;
 	return c;
@@ -840,6 +922,36 @@ static bool apply_send_commit(struct apply *a, struct apply_group *g)
 	return apply_send_sync(a, SYNC_PLAIN, g->id);
 }
 
+/* The owner learns that memory was given back (the source's window). */
+static void apply_notify_released(struct apply *a, uint64_t before)
+{
+	if (a->released != before && a->cb.released)
+		a->cb.released(a->cb_arg);
+}
+
+/*
+ * Memory stays bounded whatever the size of a source transaction: once the
+ * queue holds more than APPLY_HOLD_BYTES, the batches already decoded and
+ * sent (every result in) are freed before their transaction commits, down to
+ * half of it. They cannot be decoded again, so a rewind after that drops the
+ * queue and the source sends from the committed position again (it keeps
+ * everything uncommitted): a rare failure costs a resend, and a transaction
+ * of any size never needs more than the window in memory.
+ */
+static void apply_forget(struct apply *a)
+{
+	uint64_t before = a->released;
+
+	if (a->held <= APPLY_HOLD_BYTES)
+		return;
+	while (a->held > APPLY_HOLD_BYTES / 2 && apply_head_spent(a)) {
+		if (a->head->base + a->head->len > a->done_off)
+			a->forgot_off = a->head->base + a->head->len;
+		apply_free_head(a, true);
+	}
+	apply_notify_released(a, before);
+}
+
 static void apply_check_idle(struct apply *a)
 {
 	struct apply_pos p = a->cur;
@@ -856,32 +968,11 @@ static void apply_check_idle(struct apply *a)
 /* Frees batches wholly before the committed position. */
 static void apply_release(struct apply *a)
 {
-	struct apply_pos d = a->done;
+	uint64_t before = a->released;
 
-	/* cur is never behind done: moved past batch ends, it leaves them too. */
-	apply_pos_norm(a, &d);
-	apply_pos_norm(a, &a->cur);
-	while (a->head && a->head != d.b) {
-		struct apply_batch *b = a->head;
-
-		a->head = b->next;
-		if (!a->head)
-			a->tail = NULL;
-		free(b);
-	}
-	if (a->head && d.b == a->head && d.off == d.b->len && !d.b->next) {
-		struct apply_pos c = a->cur;
-
-		/* Everything is committed: the last batch goes too. */
-		if (c.b == d.b && c.off == c.b->len) {
-			free(a->head);
-			a->head = a->tail = NULL;
-			d.b = NULL;
-			d.off = 0;
-			a->cur = d;
-		}
-	}
-	a->done = d;
+	while (a->head && a->head->base + a->head->len <= a->done_off && apply_head_spent(a))
+		apply_free_head(a, true);
+	apply_notify_released(a, before);
 }
 
 /* Retires committed groups in order: reports their commits and frees their batches. */
@@ -897,8 +988,7 @@ static void apply_retire(struct apply *a)
 			break;
 		done = *g;
 		apply_ring_pop(&a->groups);
-		a->done = done.end;
-		a->done_off = apply_pos_offset(a, &done.end);
+		a->done_off = done.end_off;
 		a->totals.txns += done.counts.txns;
 		a->totals.skipped += done.counts.skipped;
 		a->totals.inserted += done.counts.inserted;
@@ -1341,6 +1431,7 @@ static void apply_change_booked(struct apply *a, struct apply_cmd *c, struct app
 	c->group = g->id;
 	c->txn_lsn = a->txn_lsn;
 	c->batch = b;
+	b->refs++;
 	c->off = off;
 	a->txn_sent = true;
 	g->nchanges++;
@@ -1597,7 +1688,7 @@ static enum apply_step apply_commit(struct apply *a, const struct pgoutput_msg *
 		return STEP_FAIL;
 	a->in_txn = false;
 	g->ntxns++;
-	g->end = next;
+	g->end_off = next.b->base + next.off;
 	if (a->txn_skip) {
 		g->counts.skipped++;
 	} else {
@@ -1716,6 +1807,7 @@ static void apply_pump(struct apply *a)
 		return;
 	if (!apply_flush(a))
 		return;
+	apply_forget(a);
 	apply_check_idle(a);
 }
 
@@ -1997,8 +2089,7 @@ static void apply_read_results(struct apply *a)
 					PQerrorMessage(a->conn));
 				return;
 			}
-			apply_rel_unref(c->rel);
-			apply_ring_pop(&a->cmds);
+			apply_pop_cmd(a);
 			continue;
 		}
 		if (c->got) {
@@ -2013,9 +2104,8 @@ static void apply_read_results(struct apply *a)
 			return;
 		/* A sync has no NULL after it. The ring may have moved: look again. */
 		c = apply_ring_at(&a->cmds, 0);
-		if (c->kind == CMD_SYNC && c->got) {
-			apply_ring_pop(&a->cmds);
-		}
+		if (c->kind == CMD_SYNC && c->got)
+			apply_pop_cmd(a);
 	}
 }
 
@@ -2302,6 +2392,7 @@ bool apply_submit(struct apply *a, const uint8_t *body, size_t len)
 	b->next = NULL;
 	b->base = a->submitted;
 	b->len = len;
+	b->refs = 0;
 	memcpy(b->data, body, len);
 	if (a->tail)
 		a->tail->next = b;
@@ -2313,6 +2404,7 @@ bool apply_submit(struct apply *a, const uint8_t *body, size_t len)
 		a->whole_lsn = whole_lsn;
 	}
 	a->submitted += len;
+	a->held += len;
 	a->idle_notified = false;
 	if (a->state == APPLY_RUNNING)
 		apply_kick(a);
@@ -2321,7 +2413,12 @@ bool apply_submit(struct apply *a, const uint8_t *body, size_t len)
 
 size_t apply_pending_bytes(const struct apply *a)
 {
-	return (size_t)(a->submitted - a->done_off);
+	return a->held;
+}
+
+uint64_t apply_released_bytes(const struct apply *a)
+{
+	return a->released;
 }
 
 uint64_t apply_received_lsn(const struct apply *a)
@@ -2350,14 +2447,22 @@ bool apply_drop_partial(struct apply *a)
 		return false;
 	/* part of the cut transaction was decoded: roll it back and decode again up to the cut */
 	rewind = cur > cut || (a->in_txn && a->txn_start >= cut);
+	if (rewind && a->forgot_off > a->done_off) {
+		/* part of what it would go back to was freed: the queue goes, the source sends it again */
+		apply_rewind(a);
+		apply_set_state(a, APPLY_CONNECTING, "rolled back an unfinished source transaction");
+		apply_kick(a);
+		return true;
+	}
 	if (rewind)
 		apply_rewind(a);
 	for (b = a->head; b && b->base < cut; b = b->next)
 		keep = b;
-	if (keep && keep->base + keep->len > cut)
+	if (keep && keep->base + keep->len > cut) {
+		a->held -= keep->base + keep->len - cut;
 		keep->len = (size_t)(cut - keep->base);
+	}
 	apply_pos_clamp(&a->cur, keep, cut);
-	apply_pos_clamp(&a->done, keep, cut);
 	b = keep ? keep->next : a->head;
 	if (keep)
 		keep->next = NULL;
@@ -2367,12 +2472,12 @@ bool apply_drop_partial(struct apply *a)
 	while (b) {
 		struct apply_batch *next = b->next;
 
+		a->held -= b->len;
 		free(b);
 		b = next;
 	}
-	if (!a->head) {
-		a->cur = a->done = (struct apply_pos){ NULL, 0 };
-	}
+	if (!a->head)
+		a->cur = (struct apply_pos){ NULL, 0 };
 	for (size_t i = 0; i < a->ndead; ) {
 		if (a->dead[i].start >= cut)
 			a->dead[i] = a->dead[--a->ndead];

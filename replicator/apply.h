@@ -81,6 +81,8 @@ struct apply_callbacks {
 	void (*stopped)(void *arg, const char *reason);
 	/* Optional (may be NULL): everything submitted so far is applied. */
 	void (*idle)(void *arg);
+	/* Optional (may be NULL): batches were freed, apply_released_bytes() grew. */
+	void (*released)(void *arg);
 };
 
 /*
@@ -97,8 +99,15 @@ struct apply *apply_new(struct event_base *base, const struct apply_config *cfg,
  */
 bool apply_submit(struct apply *a, const uint8_t *body, size_t len) APPLY_MUSTCHECK;
 
-/* Bytes submitted but not yet committed on the target (backpressure). */
+/* Bytes of submitted batches the engine holds (not committed, or not yet freed). */
 size_t apply_pending_bytes(const struct apply *a);
+
+/*
+ * Bytes of submitted batches freed once used: committed, or (in a source
+ * transaction larger than the engine holds) decoded, sent and forgotten.
+ * Only grows; the source's send window counts what the sink holds with it.
+ */
+uint64_t apply_released_bytes(const struct apply *a);
 
 /*
  * The end LSN of the last whole source transaction the engine holds,

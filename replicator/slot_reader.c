@@ -111,6 +111,11 @@ struct source {
 	struct pgoutput_decoder decoder;
 	struct source_buf batch;
 	size_t batch_committed_len;      /* bytes of batch that end at a commit */
+	size_t batch_head;               /* bytes at its start handed over already, in pieces */
+	size_t batch_scan;               /* a message starts here (at or after batch_head) */
+	uint32_t piece_lead;             /* bytes at batch_head that end a message cut by a piece */
+	struct event *ev_piece;          /* hands over the next piece of a large batch */
+	bool piece_due;                  /* ev_piece is on its way: read nothing new before it */
 	struct source_batch_info pending; /* describes batch[0..batch_committed_len) */
 	struct source_batch_info open;    /* the messages after it */
 	bool in_txn;
@@ -191,6 +196,11 @@ static void source_reset_batch(struct source *src)
 {
 	src->batch.len = 0;
 	src->batch_committed_len = 0;
+	src->batch_head = src->batch_scan = 0;
+	src->piece_lead = 0;
+	src->piece_due = false;
+	if (src->ev_piece)
+		event_del(src->ev_piece);
 	memset(&src->pending, 0, sizeof(src->pending));
 	memset(&src->open, 0, sizeof(src->open));
 	src->in_txn = false;
@@ -336,32 +346,69 @@ static bool source_append_message(struct source *src, const uint8_t *msg, size_t
 	return true;
 }
 
+static uint32_t source_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Describes the piece [batch_head, cut) of a larger batch: it ends no transaction. */
+static void source_piece_info(struct source *src, size_t cut, struct source_batch_info *info)
+{
+	info->commit_end_lsn = 0;
+	info->commit_time = 0;
+	info->transactions = 0;
+	info->messages = 0;          /* counted with the last piece */
+	while (src->batch_scan < cut)
+		src->batch_scan += 4 + (size_t)source_be32(src->batch.data + src->batch_scan);
+	info->continues = src->batch_scan > cut;
+}
+
 /*
  * Hands over the complete transactions collected so far (or, when force is
- * set, everything — for a transaction too big for one batch). Returns false
- * when the owner asked to stop reading.
+ * set, everything — for a transaction too big for one batch). A batch
+ * larger than SOURCE_PIECE_MAX (a large value) goes in pieces, one per call,
+ * so that the owner's work per loop pass (spooling, fsync) stays small:
+ * *piece is then set and the rest is due. Only the last piece carries the
+ * batch's commit. Returns false when the owner asked to stop reading.
  */
-static bool source_emit(struct source *src, bool force)
+static bool source_emit(struct source *src, bool force, bool *piece)
 {
-	size_t len = force ? src->batch.len : src->batch_committed_len;
+	size_t end = force ? src->batch.len : src->batch_committed_len, cut;
 	struct source_batch_info info = src->pending;
 	bool more;
 
-	if (len == 0)
+	*piece = false;
+	if (end <= src->batch_head)
 		return true;
 	if (force) {
 		/* the open transaction's messages go too; its commit comes later */
 		if (info.messages == 0)
 			info.first_lsn = src->open.first_lsn;
 		info.messages += src->open.messages;
-		memset(&src->open, 0, sizeof(src->open));
 	}
-	more = src->cb.batch(src->arg, src->batch.data, len, &info);
-	src->stat_bytes += len;
+	cut = end - src->batch_head > SOURCE_PIECE_MAX ? src->batch_head + SOURCE_PIECE_MAX : end;
+	if (src->batch_head)
+		info.first_lsn = 0;  /* a continuation */
+	info.lead = src->piece_lead < cut - src->batch_head ? src->piece_lead :
+		    (uint32_t)(cut - src->batch_head);
+	if (cut < end)
+		source_piece_info(src, cut, &info);
+	more = src->cb.batch(src->arg, src->batch.data + src->batch_head, cut - src->batch_head, &info);
+	src->stat_bytes += cut - src->batch_head;
+	if (cut < end) {
+		src->piece_lead = info.continues ? (uint32_t)(src->batch_scan - cut) : 0;
+		src->batch_head = cut;
+		*piece = true;
+		return more;
+	}
+	if (force)
+		memset(&src->open, 0, sizeof(src->open));
 	if (info.commit_end_lsn > src->sent_lsn)
 		src->sent_lsn = info.commit_end_lsn;
-	memmove(src->batch.data, src->batch.data + len, src->batch.len - len);
-	src->batch.len -= len;
+	memmove(src->batch.data, src->batch.data + end, src->batch.len - end);
+	src->batch.len -= end;
+	src->batch_head = src->batch_scan = 0;
+	src->piece_lead = 0;
 	if (src->batch.len == 0 && src->batch.cap > 4 * src->batch_max) {
 		/* grown for a large value: not kept */
 		free(src->batch.data);
@@ -370,6 +417,31 @@ static bool source_emit(struct source *src, bool force)
 	src->batch_committed_len = 0;
 	memset(&src->pending, 0, sizeof(src->pending));
 	return more;
+}
+
+/*
+ * Hands over what is due: a full batch (whole transactions first, else the
+ * open one's part), and with all the whole transactions collected. False
+ * when reading stops here for now: the owner asked (backpressure), or a
+ * piece of a large batch went and the next goes in the next loop pass.
+ */
+static bool source_hand_over(struct source *src, bool all)
+{
+	for (;;) {
+		bool full = src->batch.len - src->batch_head >= src->batch_max, piece;
+
+		if (!full && !(all && src->batch_committed_len > src->batch_head))
+			return true;
+		if (!source_emit(src, full && src->batch_committed_len == 0, &piece)) {
+			src->reading_paused = true;
+			return false;
+		}
+		if (piece) {
+			src->piece_due = true;
+			event_active(src->ev_piece, EV_TIMEOUT, 1);
+			return false;
+		}
+	}
 }
 
 static void source_commit_done(struct source *src, uint64_t end_lsn, int64_t commit_time)
@@ -481,7 +553,8 @@ static void source_read_stream(struct source *src)
 		char *buf = NULL;
 		int n;
 
-		if (src->reading_paused)
+		/* nothing new while a large batch goes in pieces (source_piece_cb goes on) */
+		if (src->reading_paused || src->piece_due)
 			return;
 		n = PQgetCopyData(src->conn, &buf, 1);
 		if (n == 0)
@@ -525,16 +598,23 @@ static void source_read_stream(struct source *src)
 			return;
 		}
 		PQfreemem(buf);
-		if (src->batch.len >= src->batch_max) {
-			/* full: whole transactions if there are any, else the big one in parts */
-			if (!source_emit(src, src->batch_committed_len == 0)) {
-				src->reading_paused = true;
-				return;
-			}
-		}
+		/* full: whole transactions if there are any, else the big one in parts */
+		if (!source_hand_over(src, false))
+			return;
 	}
-	if (!source_emit(src, false))
-		src->reading_paused = true;
+	(void)source_hand_over(src, true);
+}
+
+/* The next piece of a large batch, then reading goes on. */
+static void source_piece_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct source *src = arg;
+
+	(void)fd;
+	(void)what;
+	src->piece_due = false;
+	if (src->state == SOURCE_STREAMING && !src->reading_paused && source_hand_over(src, false))
+		source_read_stream(src);
 }
 
 /* ---- setup ---- */
@@ -862,7 +942,8 @@ struct source *source_new(struct event_base *base, const struct source_config *c
 		}
 	}
 	src->ev_timer = event_new(base, -1, EV_PERSIST, source_timer_cb, src);
-	if (!src->stream || !src->conninfo || !src->publication || !src->ev_timer ||
+	src->ev_piece = event_new(base, -1, 0, source_piece_cb, src);
+	if (!src->stream || !src->conninfo || !src->publication || !src->ev_timer || !src->ev_piece ||
 	    event_add(src->ev_timer, &second) < 0)
 		goto fail;
 	if (!pgoutput_decoder_init(&src->decoder, 2))
@@ -882,6 +963,8 @@ void source_free(struct source *src)
 	if (src->ev_timer)
 		event_free(src->ev_timer);
 	source_reset_batch(src);
+	if (src->ev_piece)
+		event_free(src->ev_piece);
 	free(src->batch.data);
 	for (size_t i = 0; i < src->n_tables; i++)
 		free(src->tables[i]);
@@ -950,7 +1033,8 @@ void source_resume_reading(struct source *src)
 	if (!src->reading_paused || src->state != SOURCE_STREAMING)
 		return;
 	src->reading_paused = false;
-	source_read_stream(src);
+	if (source_hand_over(src, false))
+		source_read_stream(src);
 }
 
 void source_release_snapshot(struct source *src)

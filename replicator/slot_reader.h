@@ -10,7 +10,10 @@
  * reinterprets rows: it passes pgoutput messages on, framed as a batch body
  * (each message as a u32 big-endian length and the message), cut at
  * transaction ends. A transaction larger than the batch limit spans several
- * batches; every other batch holds whole transactions.
+ * batches; every other batch holds whole transactions. A batch larger than
+ * SOURCE_PIECE_MAX (it holds a large value) is handed over in pieces, one
+ * per loop pass, that may start and end inside a message (see
+ * source_batch_info); only the last carries the batch's commit.
  *
  * Transactions that were applied by strait itself (they carry an Origin whose
  * name starts with "strait_") are passed on empty — Begin, their Relation and
@@ -52,13 +55,18 @@ struct source_config {
 	bool export_snapshot;
 };
 
+/* The largest batch handed over at once: larger ones go in pieces. */
+#define SOURCE_PIECE_MAX (4u * 1024u * 1024u)
+
 /* What the batch callback gets besides the body. */
 struct source_batch_info {
-	uint64_t first_lsn;          /* WAL start of the first message */
+	uint64_t first_lsn;          /* WAL start of the first message (0: a later piece) */
 	uint64_t commit_end_lsn;     /* end LSN of the last whole transaction, 0 if none */
 	int64_t commit_time;         /* its commit time, µs since the Unix epoch */
 	uint32_t transactions;       /* commits in this batch */
 	uint32_t messages;
+	uint32_t lead;               /* a piece: bytes at its start that end a message begun before */
+	bool continues;              /* a piece: it ends inside a message the next one goes on with */
 };
 
 struct source_callbacks {

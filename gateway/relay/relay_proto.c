@@ -200,6 +200,8 @@ relay_proto_write_ack(struct wire_writer *w, const struct relay_proto_ack *m)
 	put_str(w, m->stream, true);
 	wire_put_u64(w, m->committed_lsn);
 	wire_put_i64(w, m->commit_time_us);
+	wire_put_u32(w, m->generation);
+	wire_put_u64(w, m->released_bytes);
 	return wire_writer_ok(w);
 }
 
@@ -212,6 +214,8 @@ relay_proto_read_ack(const uint8_t *p, size_t len, struct relay_proto_ack *out)
 	TRY(get_str(&r, &out->stream, true));
 	NEED(wire_get_u64(&r, &out->committed_lsn));
 	NEED(wire_get_i64(&r, &out->commit_time_us));
+	NEED(wire_get_u32(&r, &out->generation));
+	NEED(wire_get_u64(&r, &out->released_bytes));
 	return at_end(&r);
 }
 

@@ -12,7 +12,8 @@
  *   HELLO      u16 version, str cluster, str site, u16 n,
  *              n × (str stream, u64 received_lsn, u64 committed_lsn,
  *                   u64 queued_bytes)
- *   ACK        str stream, u64 committed_lsn, i64 commit_time_us
+ *   ACK        str stream, u64 committed_lsn, i64 commit_time_us,
+ *              u32 generation, u64 released_bytes
  *   HEARTBEAT  u64 wal_lsn, i64 time_us, u8 role, u32 health
  *   BATCH      str stream, u64 first_lsn, u64 last_lsn, u64 prev_lsn,
  *              u32 generation, u32 seq, u8 batch_flags, u32 raw_len, data…
@@ -46,7 +47,10 @@
  *              committed or queued: a resume hint, where to send from. It is
  *              never below committed (0: the sink has nothing).
  * HELLO and RESUME carry both (and the bytes the sink holds unapplied, which
- * count against the send window); ACK carries committed. Every BATCH says
+ * count against the send window); ACK carries committed, and the batch bytes
+ * the sink has freed since the generation began (committed, or applied
+ * inside a large transaction and forgotten): the send window's credit,
+ * which moves nothing else. Every BATCH says
  * where it continues from (prev_lsn: the end of the last whole transaction
  * before its first record) and its place in the generation (seq: 0, 1, 2,
  * ...), so the sink refuses a batch that does not follow the one before:
@@ -72,7 +76,8 @@
 
 /*
  * Version of the message vocabulary, sent in HELLO (2: received and
- * committed positions; 3: batches that end inside a message).
+ * committed positions; 3: batches that end inside a message, and ACKs that
+ * free the send window inside a transaction).
  */
 #define RELAY_PROTO_VERSION 3
 
@@ -138,6 +143,8 @@ struct relay_proto_ack {
 	struct wire_str stream;
 	uint64_t committed_lsn;  /* end LSN of the last transaction committed on the target */
 	int64_t commit_time_us;  /* its commit time at the source */
+	uint32_t generation;     /* the generation released_bytes counts in */
+	uint64_t released_bytes; /* batch bytes the sink freed since that generation began */
 };
 
 bool relay_proto_write_ack(struct wire_writer *w,

@@ -151,8 +151,27 @@ static bool relcache_need(struct relcache *rc, uint32_t relid, uint64_t batch, s
 	return true;
 }
 
-bool relcache_complete(struct relcache *rc, const uint8_t *body, size_t len,
-		const uint8_t **out, size_t *out_len)
+/* Learns a whole message, or notes the relations a change needs; false when out of memory. */
+static bool relcache_message(struct relcache *rc, const uint8_t *m, size_t mlen, uint64_t batch,
+		size_t *prefix)
+{
+	if (m[0] == 'R' && mlen >= 5)
+		return relcache_learn(rc, get_u32(m + 1), m, mlen);
+	if ((m[0] == 'I' || m[0] == 'U' || m[0] == 'D') && mlen >= 5)
+		return relcache_need(rc, get_u32(m + 1), batch, prefix);
+	if (m[0] == 'T' && mlen >= 6) {
+		/* Truncate: number of relations, options, then their OIDs */
+		uint32_t count = get_u32(m + 1);
+
+		for (size_t i = 0, p = 6; i < count && p + 4 <= mlen; i++, p += 4)
+			if (!relcache_need(rc, get_u32(m + p), batch, prefix))
+				return false;
+	}
+	return true;
+}
+
+bool relcache_complete(struct relcache *rc, const uint8_t *body, size_t len, size_t lead,
+		bool continues, const uint8_t **out, size_t *out_len)
 {
 	uint64_t batch = ++rc->batch;
 	size_t prefix = 0, off;
@@ -165,41 +184,47 @@ bool relcache_complete(struct relcache *rc, const uint8_t *body, size_t len,
 		rc->out = NULL;
 		rc->out_cap = 0;
 	}
+	if (lead > len)
+		return false;
 	/*
 	 * One pass: a relation defined in the body counts as defined from there
 	 * on (entries are stamped with this batch number); a change to one not
 	 * yet defined in this body needs the cached message in front, copied as
-	 * it is now (a later Relation message in the body may replace it).
+	 * it is now (a later Relation message in the body may replace it). The
+	 * first bytes of a change that goes on in the next piece say which
+	 * relation it needs; a Relation message cut in two is not learnt.
 	 */
-	for (off = 0; off + 4 <= len;) {
+	for (off = lead; off + 4 <= len;) {
 		uint32_t mlen = get_u32(body + off);
 		const uint8_t *m = body + off + 4;
 
-		if (mlen == 0 || mlen > len - off - 4)
+		if (mlen == 0)
 			return false;
-		if (m[0] == 'R' && mlen >= 5) {
-			if (!relcache_learn(rc, get_u32(m + 1), m, mlen))
-				return false;
-		} else if ((m[0] == 'I' || m[0] == 'U' || m[0] == 'D') && mlen >= 5) {
-			if (!relcache_need(rc, get_u32(m + 1), batch, &prefix))
-				return false;
-		} else if (m[0] == 'T' && mlen >= 6) {
-			/* Truncate: number of relations, options, then their OIDs */
-			uint32_t count = get_u32(m + 1);
+		if (mlen > len - off - 4) {
+			size_t have = len - off - 4;
 
-			for (size_t i = 0, p = 6; i < count && p + 4 <= mlen; i++, p += 4)
-				if (!relcache_need(rc, get_u32(m + p), batch, &prefix))
-					return false;
+			if (!continues || (have > 0 && m[0] == 'R'))
+				return false;
+			if (have >= 5 && (m[0] == 'I' || m[0] == 'U' || m[0] == 'D') &&
+			    !relcache_need(rc, get_u32(m + 1), batch, &prefix))
+				return false;
+			off = len;
+			break;
 		}
+		if (!relcache_message(rc, m, mlen, batch, &prefix))
+			return false;
 		off += 4 + mlen;
 	}
-	if (off != len)
+	if (off != len && !continues)
 		return false;
 	if (prefix == 0)
 		return true;
 	if (!out_reserve(rc, prefix + len))
 		return false;
-	memcpy(rc->out + prefix, body, len);
+	/* the Relation messages go where the body's first whole message starts */
+	memmove(rc->out + lead, rc->out, prefix);
+	memcpy(rc->out, body, lead);
+	memcpy(rc->out + lead + prefix, body + lead, len - lead);
 	*out = rc->out;
 	*out_len = prefix + len;
 	return true;

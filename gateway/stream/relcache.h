@@ -12,7 +12,9 @@
  *
  * A batch body is a sequence of messages, each a u32 big-endian length and
  * the pgoutput message (protocol version 2, not streamed: a change starts
- * with its type byte and the relation OID).
+ * with its type byte and the relation OID). A piece of a larger batch may
+ * start with the end of a message begun in the piece before (lead bytes,
+ * left as they are) and end inside one.
  *
  * Ownership: the cache owns copies of the Relation messages; *out is valid
  * until the next call or relcache_free().
@@ -31,12 +33,14 @@ struct relcache *relcache_new(void);
 void relcache_free(struct relcache *rc);
 
 /*
- * *out and *out_len: the body with the Relation messages it lacks put in front
- * (body itself when it lacks none). False when the body is not a sequence of
- * messages, or out of memory; *out is then body, unchanged.
+ * *out and *out_len: the body with the Relation messages it lacks put in
+ * front of its first whole message, after the lead bytes (body itself when
+ * it lacks none); continues: the body ends inside a message. False when the
+ * body is not a sequence of messages, or out of memory; *out is then body,
+ * unchanged.
  */
-bool relcache_complete(struct relcache *rc, const uint8_t *body, size_t len,
-		const uint8_t **out, size_t *out_len);
+bool relcache_complete(struct relcache *rc, const uint8_t *body, size_t len, size_t lead,
+		bool continues, const uint8_t **out, size_t *out_len);
 
 /* Relations known. */
 size_t relcache_count(const struct relcache *rc);

@@ -52,8 +52,6 @@ struct streamsync;
  * value (1 GB) and the message around it.
  */
 #define STREAM_MESSAGE_MAX ((size_t)1024u * 1024u * 1024u + 16u * 1024u * 1024u)
-/* A spool record holds at most this: a larger batch (one large value) goes in pieces. */
-#define STREAM_PIECE_BYTES (4u * 1024u * 1024u)
 
 enum stream_role {
 	STREAM_ROLE_NONE,        /* this site neither sends nor receives it */
@@ -106,14 +104,13 @@ struct stream_sender {
 	struct token_bucket bucket;
 	uint64_t acked_lsn;
 	int64_t acked_commit_time;
-	/* flow control: raw batch bytes sent on this resume and not yet ACKed */
+	/*
+	 * Flow control: raw batch bytes the sink holds, counted from the resume
+	 * (what it held then, plus what went out) less what its ACKs say it freed.
+	 */
 	uint64_t window_sent;
-	uint64_t window_acked;
-	struct stream_window_mark *window; /* ring: a committing frame's end and window_sent after it */
-	size_t window_head;
-	size_t window_n;
-	size_t window_cap;
-	bool window_mid_txn;     /* the last frame sent ended inside a transaction */
+	uint64_t window_freed;
+	bool window_mid_msg;     /* the last frame sent ended inside a message */
 	uint64_t batches_sent;
 	uint64_t bytes_raw;
 	uint64_t bytes_wire;
@@ -140,6 +137,8 @@ struct stream_sink_state {
 	uint64_t ack_lsn;        /* committed, to ACK */
 	int64_t ack_commit_time;
 	uint64_t ack_sent_lsn;
+	uint64_t released_base;  /* the apply's released bytes when this generation began */
+	uint64_t released_sent;  /* released bytes (in the generation) last ACKed */
 	struct event *ack_event;
 	uint64_t batches_received;
 	char *sink_conninfo;     /* the target database */
@@ -170,11 +169,6 @@ struct stream {
 	struct stream_sender sender;     /* source: the sender, spool → link */
 	struct stream_sink_state sink;   /* sink */
 	struct stream_mark mark;         /* source: a verify's MARK (stream_verify.c) */
-};
-
-struct stream_window_mark {
-	uint64_t last_lsn;
-	uint64_t sent;
 };
 
 struct streams {

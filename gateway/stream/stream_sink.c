@@ -77,24 +77,44 @@ void stream_sink_sequences(struct stream *st, const struct relay_proto_sequences
 	}
 }
 
+/* Batch bytes the apply freed since this generation began: the source's window credit. */
+static uint64_t sink_released(const struct stream *st)
+{
+	return st->sink.apply ? apply_released_bytes(st->sink.apply) - st->sink.released_base : 0;
+}
+
+static void sink_ack_soon(struct stream *st)
+{
+	if (!event_pending(st->sink.ack_event, EV_TIMEOUT, NULL))
+		event_add(st->sink.ack_event, &(struct timeval){ 0, STREAM_ACK_DELAY_US });
+}
+
 static void stream_ack_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct stream *st = arg;
 	struct relay_proto_ack ack;
+	uint64_t released;
 
 	(void)fd;
 	(void)what;
-	if (st->sink.ack_lsn <= st->sink.ack_sent_lsn)
+	released = sink_released(st);
+	if (st->sink.ack_lsn <= st->sink.ack_sent_lsn && released <= st->sink.released_sent)
 		return;
 	ack = (struct relay_proto_ack){
 		.stream = relay_proto_str(st->name),
 		.committed_lsn = st->sink.ack_lsn,
 		.commit_time_us = st->sink.ack_commit_time,
+		.generation = st->sink.want_generation,
+		.released_bytes = released,
 	};
 	wire_writer_reset(&st->owner->out);
 	if (relay_proto_write_ack(&st->owner->out, &ack) && stream_send(st, FRAME_ACK, 0)) {
+		bool committed = st->sink.ack_lsn > st->sink.ack_sent_lsn;
+
 		st->sink.ack_sent_lsn = st->sink.ack_lsn;
-		(void)fault_hit("sink.ack_sent");
+		st->sink.released_sent = released;
+		if (committed)
+			(void)fault_hit("sink.ack_sent");
 	}
 }
 
@@ -137,6 +157,9 @@ static void sink_expect(struct stream *st, uint64_t asked_lsn)
 	st->sink.expect_prev = 0;
 	st->sink.dec_started = false;
 	msgjoin_reset(&st->sink.join);
+	/* the queued bytes the sink asked with are the source's window from here */
+	st->sink.released_base = st->sink.apply ? apply_released_bytes(st->sink.apply) : 0;
+	st->sink.released_sent = 0;
 }
 
 bool stream_sink_hello_position(struct stream *st, struct relay_proto_position *pos)
@@ -236,9 +259,14 @@ static void stream_apply_committed(void *arg, uint64_t end_lsn, int64_t commit_t
 		st->sink.ack_lsn = end_lsn;
 		st->sink.ack_commit_time = commit_time_us;
 	}
-	if (!event_pending(st->sink.ack_event, EV_TIMEOUT, NULL))
-		event_add(st->sink.ack_event, &(struct timeval){ 0, STREAM_ACK_DELAY_US });
+	sink_ack_soon(st);
 	stream_verify_sink_progress(st);
+}
+
+/* The apply freed batches inside a large transaction: the source may send more. */
+static void stream_apply_released(void *arg)
+{
+	sink_ack_soon(arg);
 }
 
 static void stream_apply_stopped(void *arg, const char *reason)
@@ -385,6 +413,7 @@ bool stream_sink_init(struct stream *st, const struct strait_config *cfg, size_t
 		.ready = stream_apply_ready,
 		.committed = stream_apply_committed,
 		.stopped = stream_apply_stopped,
+		.released = stream_apply_released,
 	};
 	const struct config_stream *cs = st->cs;
 	const struct config_site *target = &cfg->sites[self];

@@ -85,14 +85,15 @@
 /* sync-now without --for: open until drained, but no longer than this. */
 #define STREAM_DRAIN_MAX_S (7 * 24 * 3600)
 /*
- * At most this many raw batch bytes go out before the sink ACKs them (a
- * transaction larger than that goes out whole: the sink commits whole ones). The
- * sink queues what it has not applied yet: without a window a backlog
- * released at once piles up in its memory (94 MiB for a minute's backlog of
- * pgbench). 16 MiB is seconds of apply, far more than a WAN round trip needs.
+ * At most this many raw batch bytes are held by the sink: sent, and not yet
+ * freed there (committed, or applied inside a large transaction and
+ * forgotten: its ACKs say how much). Without a window a backlog released at
+ * once piles up in its memory (94 MiB for a minute's backlog of pgbench),
+ * and a large transaction would go there whole. 16 MiB is seconds of apply, far more
+ * than a WAN round trip needs. Only a message is never cut by it (the sink
+ * needs a message whole before it can apply and free it).
  */
 #define STREAM_WINDOW_BYTES (16u * 1024u * 1024u)
-#define STREAM_WINDOW_MARKS 65536u
 
 static void reader_make(struct stream *st);
 static void sender_kick(struct stream *st);
@@ -153,53 +154,6 @@ static void reader_sync_cb(evutil_socket_t fd, short what, void *arg)
 	reader_confirm(st);
 }
 
-/* Whether body[0..len) has a message boundary at cut (false when it does not parse). */
-static bool message_boundary(const uint8_t *body, size_t len, size_t cut)
-{
-	size_t off = 0;
-
-	while (off < cut && len - off >= 4) {
-		uint32_t n = (uint32_t)body[off] << 24 | (uint32_t)body[off + 1] << 16 |
-			     (uint32_t)body[off + 2] << 8 | body[off + 3];
-
-		if (n > len - off - 4)
-			return false;
-		off += 4 + (size_t)n;
-	}
-	return off == cut;
-}
-
-/*
- * Spools one batch. A batch larger than a piece (it holds a large value: the
- * reader cuts batches at STREAM_BATCH_MAX otherwise) goes as several records
- * of STREAM_PIECE_BYTES, so that each fits a relay frame and the spool's
- * record limit. Such a batch ends no transaction but perhaps at its very
- * end, so the pieces before the last carry no commit: no position ever
- * points inside one.
- */
-static bool reader_spool(struct stream *st, const struct spool_meta *meta, const uint8_t *rec,
-		size_t len, char *err, size_t errlen)
-{
-	struct spool_meta piece = *meta;
-	size_t off = 0;
-
-	while (len - off > STREAM_PIECE_BYTES) {
-		piece.commit_end_lsn = 0;
-		piece.commit_time_us = 0;
-		piece.transactions = 0;
-		piece.flags = message_boundary(rec, len, off + STREAM_PIECE_BYTES) ? 0 : SPOOL_FLAG_CONTINUES;
-		if (!spool_append(st->reader.spool, &piece, rec + off, STREAM_PIECE_BYTES, err, errlen))
-			return false;
-		off += STREAM_PIECE_BYTES;
-		piece.first_lsn = 0;
-	}
-	piece.commit_end_lsn = meta->commit_end_lsn;
-	piece.commit_time_us = meta->commit_time_us;
-	piece.transactions = meta->transactions;
-	piece.flags = 0;
-	return spool_append(st->reader.spool, &piece, rec + off, len - off, err, errlen);
-}
-
 static bool reader_batch(void *arg, const uint8_t *body, size_t len,
 		const struct source_batch_info *info)
 {
@@ -210,6 +164,7 @@ static bool reader_batch(void *arg, const uint8_t *body, size_t len,
 		.commit_time_us = info->commit_time,
 		.spooled_at_us = clock_wall_us(),
 		.transactions = info->transactions,
+		.flags = info->continues ? SPOOL_FLAG_CONTINUES : 0,
 	};
 	const uint8_t *rec;
 	size_t rec_len;
@@ -218,11 +173,11 @@ static bool reader_batch(void *arg, const uint8_t *body, size_t len,
 	if (!st->reader.spool)
 		return false;
 	/* a sink may resume at any record: each carries the Relation messages it uses */
-	if (!relcache_complete(st->reader.relcache, body, len, &rec, &rec_len))
+	if (!relcache_complete(st->reader.relcache, body, len, info->lead, info->continues, &rec, &rec_len))
 		log_warning("stream \"%s\": a batch at " LSN_FMT " is not a sequence of messages; "
 			    "spooled as it is",
 			    st->name, LSN_ARGS(info->first_lsn));
-	if (!reader_spool(st, &meta, rec, rec_len, err, sizeof(err))) {
+	if (!spool_append(st->reader.spool, &meta, rec, rec_len, err, sizeof(err))) {
 		reader_fail_spool(st, err);
 		return false;
 	}
@@ -495,58 +450,27 @@ static bool sender_frame_add(struct sender_frame *f, const struct spool_meta *me
 	return true;
 }
 
-static void window_reset(struct stream *st)
+static void window_reset(struct stream *st, uint64_t held)
 {
-	st->sender.window_sent = st->sender.window_acked = 0;
-	st->sender.window_head = st->sender.window_n = 0;
-	st->sender.window_mid_txn = false;
+	st->sender.window_sent = held;
+	st->sender.window_freed = 0;
+	st->sender.window_mid_msg = false;
 }
 
 static bool window_open(const struct stream *st)
 {
-	return st->sender.window_sent - st->sender.window_acked < STREAM_WINDOW_BYTES &&
-	       st->sender.window_n < STREAM_WINDOW_MARKS;
+	return st->sender.window_sent - st->sender.window_freed < STREAM_WINDOW_BYTES ||
+	       st->sender.window_freed > st->sender.window_sent;
 }
 
-/* A frame went out; one that ends a transaction is freed by the ACK that covers it. */
-static void window_sent(struct stream *st, uint64_t raw, uint64_t last_lsn)
-{
-	st->sender.window_sent += raw;
-	if (!last_lsn)
-		return;       /* a transaction's middle: freed with its end */
-	if (st->sender.window_n == st->sender.window_cap) {
-		size_t cap = st->sender.window_cap ? 2 * st->sender.window_cap : 256;
-		struct stream_window_mark *w = malloc(cap * sizeof(*w));
-
-		if (!w) {
-			/* forget the marks: the window reopens at the next ACK */
-			window_reset(st);
-			return;
-		}
-		for (size_t i = 0; i < st->sender.window_n; i++)
-			w[i] = st->sender.window[(st->sender.window_head + i) % st->sender.window_cap];
-		free(st->sender.window);
-		st->sender.window = w;
-		st->sender.window_cap = cap;
-		st->sender.window_head = 0;
-	}
-	st->sender.window[(st->sender.window_head + st->sender.window_n) % st->sender.window_cap] =
-		(struct stream_window_mark){ .last_lsn = last_lsn, .sent = st->sender.window_sent };
-	st->sender.window_n++;
-}
-
-static void window_acked(struct stream *st, uint64_t applied_lsn)
+/* An ACK of the current generation says how much the sink freed. */
+static void window_freed(struct stream *st, const struct relay_proto_ack *ack)
 {
 	bool was_open = window_open(st);
 
-	while (st->sender.window_n && st->sender.window[st->sender.window_head].last_lsn <= applied_lsn) {
-		st->sender.window_acked = st->sender.window[st->sender.window_head].sent;
-		st->sender.window_head = (st->sender.window_head + 1) % st->sender.window_cap;
-		st->sender.window_n--;
-	}
-	if (!st->sender.window_n)
-		st->sender.window_acked = st->sender.window_sent < st->sender.window_acked ?
-					  st->sender.window_acked : st->sender.window_sent;
+	if (ack->generation != st->sender.generation || ack->released_bytes <= st->sender.window_freed)
+		return;
+	st->sender.window_freed = ack->released_bytes;
 	if (!was_open && window_open(st))
 		sender_kick(st);
 }
@@ -595,8 +519,8 @@ static bool sender_batch(struct stream *st, struct sender_frame *f, const uint8_
 	if (!stream_send(st, FRAME_BATCH, codec_compresses(st->sender.enc) ? FRAME_FLAG_COMPRESSED : 0))
 		return false;  /* the next HELLO says where to go on */
 	stream_charge(st, now_us);
-	window_sent(st, fr.len, fr.last_lsn);
-	st->sender.window_mid_txn = !fr.ends_txn;
+	st->sender.window_sent += fr.len;
+	st->sender.window_mid_msg = fr.continues;
 	st->sender.send_seq++;
 	st->sender.batches_sent++;
 	st->sender.bytes_raw += fr.len;
@@ -614,7 +538,7 @@ static int sender_fill(struct stream *st, struct sender_frame *f, size_t *sent, 
 {
 	/* a frame sent on the way may close the window or end the slice: the caller looks again */
 	while (f->len < STREAM_FRAME_RAW && *sent < STREAM_PUMP_SLICE &&
-	       (window_open(st) || st->sender.window_mid_txn)) {
+	       (window_open(st) || st->sender.window_mid_msg)) {
 		uint64_t prev = spool_cursor_prev_lsn(st->reader.spool);
 		struct spool_meta meta;
 		const uint8_t *body;
@@ -667,8 +591,8 @@ static void sender_pump(struct stream *st)
 
 		if (relay_output_pending(s->relay, st->peer) >= RELAY_OUTPUT_HIGH)
 			return;       /* writable() goes on */
-		/* the sink commits whole transactions only: one is never cut by the window */
-		if (!window_open(st) && !st->sender.window_mid_txn)
+		/* the sink applies whole messages only: one is never cut by the window */
+		if (!window_open(st) && !st->sender.window_mid_msg)
 			return;       /* an ACK goes on */
 		if (!token_bucket_ready(&st->sender.bucket, now)) {
 			wait = token_bucket_wait_us(&st->sender.bucket, now);
@@ -737,10 +661,8 @@ void stream_source_resume_at(struct stream *st, const struct relay_proto_positio
 	st->sender.generation = generation;
 	st->sender.send_seq = 0;
 	st->sender.oversized = false;
-	window_reset(st);
-	/* what the sink holds unapplied counts against the window until it commits it */
-	if (pos->queued_bytes && lsn)
-		window_sent(st, pos->queued_bytes, lsn);
+	/* what the sink holds counts against the window until its ACKs free it */
+	window_reset(st, pos->queued_bytes);
 	/* committed is the only acknowledgement: received is where to send from */
 	stream_source_ack(st, &(struct relay_proto_ack){ .committed_lsn = pos->committed_lsn });
 	reader_try_start(st);
@@ -772,7 +694,7 @@ void stream_source_ack(struct stream *st, const struct relay_proto_ack *ack)
 	char err[256];
 
 	lag_acked(st->lag, ack->committed_lsn, ack->commit_time_us);
-	window_acked(st, ack->committed_lsn);
+	window_freed(st, ack);
 	if (ack->committed_lsn <= st->sender.acked_lsn)
 		return;
 	st->sender.acked_lsn = ack->committed_lsn;
@@ -1104,8 +1026,6 @@ void stream_source_fini(struct stream *st)
 	char err[256];
 
 	stream_verify_source_fini(st);
-	free(st->sender.window);
-	st->sender.window = NULL;
 	source_free(st->reader.source);
 	seq_reader_free(st->reader.seq_reader);
 	codec_free(st->sender.enc);
@@ -1207,7 +1127,8 @@ void stream_source_status(const struct stream *st, struct json_out *j)
 	json_uint(j, "max_bytes", st->reader.spool_max);
 	json_uint(j, "records", st->reader.spool ? spool_records(st->reader.spool) : 0);
 	json_uint(j, "unsent_bytes", st->reader.spool ? spool_unread_bytes(st->reader.spool) : 0);
-	json_uint(j, "unacked_bytes", st->sender.window_sent - st->sender.window_acked);
+	json_uint(j, "unacked_bytes", st->sender.window_sent > st->sender.window_freed ?
+				      st->sender.window_sent - st->sender.window_freed : 0);
 	if (st->reader.spool && spool_oldest_us(st->reader.spool))
 		json_double(j, "oldest_record_age_seconds",
 			    (double)(now - spool_oldest_us(st->reader.spool)) / 1e6);

@@ -98,6 +98,18 @@ def netns_sites():
 
 
 @pytest.fixture
+def plain_build(monkeypatch):
+    """The plain (release) build's programs when make integration names one:
+    what users run, for tests that start hundreds of daemons or measure
+    memory (a sanitizer build's shadow memory and quarantine are not ours)."""
+    build = os.environ.get("STRAIT_PLAIN_BUILD")
+    if build:
+        monkeypatch.setattr(harness, "STRAITD", os.path.join(build, "straitd"))
+        monkeypatch.setattr(harness, "STRAITCTL", os.path.join(build, "straitctl"))
+    return build
+
+
+@pytest.fixture
 def straitd_factory():
     """straitd_factory(config_path, site=None, netns=None, args=(), start=True) -> Straitd."""
     daemons = []

@@ -6,7 +6,7 @@ import pytest
 
 from harness import wait_until
 from test_noloss import (assert_no_sanitizer_reports, sink_status, source_status, start_pair,
-                         wait_sink_ready, wait_streaming)
+                         tail, wait_sink_ready, wait_streaming)
 
 MiB = 1024 * 1024
 
@@ -43,8 +43,13 @@ def cross(tmp_path, pg_factory, straitd_factory, big_mib, mid_mib, timeout):
     src.sql("INSERT INTO t (id, body) VALUES (6, 'after')")
     want = digest(src)
     assert want[1][2] == big_mib * MiB and want[3][2] == mid_mib * MiB
-    wait_until(lambda: dst.sql("SELECT count(*), coalesce(sum(n), 0) FROM t")[0] == (6, 7),
-               timeout, interval=0.5, what=f"the rows around a {big_mib} MiB value")
+    try:
+        wait_until(lambda: dst.sql("SELECT count(*), coalesce(sum(n), 0) FROM t")[0] == (6, 7),
+                   timeout, interval=0.5, what=f"the rows around a {big_mib} MiB value")
+    except TimeoutError:
+        pytest.fail(f"target rows {dst.sql('SELECT id, n, length(body) FROM t ORDER BY id')}\n"
+                    f"source: {source_status(onprem)}\nsink: {sink_status(cloud)}\n"
+                    f"source log:\n{tail(onprem)}\nsink log:\n{tail(cloud)}")
     assert digest(dst) == want
     sink = sink_status(cloud)
     assert sink["last_error"] is None, sink
@@ -56,7 +61,7 @@ def cross(tmp_path, pg_factory, straitd_factory, big_mib, mid_mib, timeout):
 
 def test_values_of_20_and_9_mib_cross(tmp_path, pg_factory, straitd_factory):
     """Five pieces and three (4 MiB each): the joining, quickly."""
-    cross(tmp_path, pg_factory, straitd_factory, 20, 9, 120)
+    cross(tmp_path, pg_factory, straitd_factory, 20, 9, 60)
 
 
 @pytest.mark.big

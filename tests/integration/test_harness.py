@@ -123,16 +123,6 @@ PAIRS = 99          # 198 daemons
 SERVERS = 4         # and PostgreSQL servers: two hundred and two listeners
 
 
-@pytest.fixture
-def plain_build(monkeypatch):
-    """The plain build's programs when make integration names one: two hundred
-    sanitizer builds starting at once take a minute of CPU more."""
-    build = os.environ.get("STRAIT_PLAIN_BUILD")
-    if build:
-        monkeypatch.setattr(harness, "STRAITD", os.path.join(build, "straitd"))
-        monkeypatch.setattr(harness, "STRAITCTL", os.path.join(build, "straitctl"))
-
-
 def test_two_hundred_servers_and_daemons_start_at_once_on_their_own_ports(
         tmp_path, plain_build, straitd_factory, pg_factory):
     """Every daemon (its relay and metrics ports) and every server (its

@@ -164,12 +164,15 @@ test_ack_bytes(void **state)
 {
 	uint8_t buf[64];
 	struct wire_writer w;
-	struct relay_proto_ack a = { S("db"), UINT64_C(0x0000000100000010), -1 };
+	struct relay_proto_ack a = { S("db"), UINT64_C(0x0000000100000010), -1, 3,
+				     UINT64_C(0x0000000200000020) };
 	struct relay_proto_ack out;
 	static const uint8_t want[] = {
 		0x00, 0x02, 'd', 'b',
 		0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x10,
 		0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+		0x00, 0x00, 0x00, 0x03,
+		0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x20,
 	};
 
 	(void)state;
@@ -181,6 +184,8 @@ test_ack_bytes(void **state)
 	assert_true(str_is(out.stream, "db"));
 	assert_true(out.committed_lsn == a.committed_lsn);
 	assert_true(out.commit_time_us == -1);
+	assert_int_equal(out.generation, 3);
+	assert_true(out.released_bytes == a.released_bytes);
 	for (size_t cut = 0; cut < w.len; cut++)
 		assert_int_equal(relay_proto_read_ack(buf, cut, &out),
 			RELAY_PROTO_ERR_TRUNCATED);

@@ -76,7 +76,7 @@ static void test_a_later_record_carries_the_definitions(void **state)
 	add_rel(&b1, 200, 1);
 	add_change(&b1, 'I', 200);
 	add_simple(&b1, 'C');
-	assert_true(relcache_complete(rc, b1.b, b1.len, &out, &out_len));
+	assert_true(relcache_complete(rc, b1.b, b1.len, 0, false, &out, &out_len));
 	assert_ptr_equal(out, b1.b);          /* defined inside: nothing to add */
 	assert_int_equal(relcache_count(rc), 2);
 
@@ -84,7 +84,7 @@ static void test_a_later_record_carries_the_definitions(void **state)
 	add_change(&b2, 'U', 200);
 	add_change(&b2, 'D', 200);
 	add_simple(&b2, 'C');
-	assert_true(relcache_complete(rc, b2.b, b2.len, &out, &out_len));
+	assert_true(relcache_complete(rc, b2.b, b2.len, 0, false, &out, &out_len));
 	n = rels_of(out, out_len, ids, ver);
 	assert_int_equal(n, 1);               /* 200 once, 100 not at all */
 	assert_int_equal(ids[0], 200);
@@ -105,19 +105,19 @@ static void test_the_definition_in_force_at_first_use(void **state)
 	(void)state;
 	add_rel(&b1, 100, 1);
 	add_change(&b1, 'I', 100);
-	assert_true(relcache_complete(rc, b1.b, b1.len, &out, &out_len));
+	assert_true(relcache_complete(rc, b1.b, b1.len, 0, false, &out, &out_len));
 	/* the relation changes in the middle of the next body (ALTER TABLE) */
 	add_change(&b2, 'I', 100);
 	add_rel(&b2, 100, 2);
 	add_change(&b2, 'I', 100);
-	assert_true(relcache_complete(rc, b2.b, b2.len, &out, &out_len));
+	assert_true(relcache_complete(rc, b2.b, b2.len, 0, false, &out, &out_len));
 	assert_int_equal(rels_of(out, out_len, ids, ver), 2);
 	assert_int_equal(ver[0], 1);          /* the prefix is the old shape */
 	assert_int_equal(ver[1], 2);
 	/* and from then on the new one */
 	b1.len = 0;
 	add_change(&b1, 'D', 100);
-	assert_true(relcache_complete(rc, b1.b, b1.len, &out, &out_len));
+	assert_true(relcache_complete(rc, b1.b, b1.len, 0, false, &out, &out_len));
 	assert_int_equal(rels_of(out, out_len, ids, ver), 1);
 	assert_int_equal(ver[0], 2);
 	relcache_free(rc);
@@ -136,10 +136,10 @@ static void test_truncate_and_unknown_relations(void **state)
 	(void)state;
 	add_rel(&b1, 10, 1);
 	add_rel(&b1, 11, 1);
-	assert_true(relcache_complete(rc, b1.b, b1.len, &out, &out_len));
+	assert_true(relcache_complete(rc, b1.b, b1.len, 0, false, &out, &out_len));
 	add(&b2, trunc, sizeof(trunc));
 	add_change(&b2, 'I', 77);             /* never defined: left for the sink to report */
-	assert_true(relcache_complete(rc, b2.b, b2.len, &out, &out_len));
+	assert_true(relcache_complete(rc, b2.b, b2.len, 0, false, &out, &out_len));
 	assert_int_equal(rels_of(out, out_len, ids, ver), 2);
 	assert_int_equal(ids[0], 10);
 	assert_int_equal(ids[1], 11);
@@ -158,15 +158,54 @@ static void test_many_relations_and_malformed_bodies(void **state)
 	for (uint32_t r = 1; r <= 300; r++) {
 		b.len = 0;
 		add_rel(&b, r, 1);
-		assert_true(relcache_complete(rc, b.b, b.len, &out, &out_len));
+		assert_true(relcache_complete(rc, b.b, b.len, 0, false, &out, &out_len));
 	}
 	assert_int_equal(relcache_count(rc), 300);
 	b.len = 0;
 	add_change(&b, 'I', 257);
-	assert_true(relcache_complete(rc, b.b, b.len, &out, &out_len));
+	assert_true(relcache_complete(rc, b.b, b.len, 0, false, &out, &out_len));
 	assert_int_equal(out_len, b.len + 11);
-	assert_false(relcache_complete(rc, bad, sizeof(bad), &out, &out_len));
+	assert_false(relcache_complete(rc, bad, sizeof(bad), 0, false, &out, &out_len));
 	assert_ptr_equal(out, bad);
+	relcache_free(rc);
+}
+
+/* Pieces of a large batch: the lead bytes stay first, a cut change still names its relation. */
+static void test_pieces_of_a_large_batch(void **state)
+{
+	struct relcache *rc = relcache_new();
+	struct body def = { 0 }, b = { 0 };
+	const uint8_t *out;
+	size_t out_len, cut;
+	uint8_t big[64];
+
+	(void)state;
+	add_rel(&def, 9, 1);
+	assert_true(relcache_complete(rc, def.b, def.len, 0, false, &out, &out_len));
+	/* a change of 60 bytes to relation 9, cut after 20 bytes of it */
+	memset(big, 'v', sizeof(big));
+	big[0] = 'I';
+	big[1] = big[2] = big[3] = 0;
+	big[4] = 9;
+	add(&b, big, 60);
+	cut = 4 + 20;
+	assert_true(relcache_complete(rc, b.b, cut, 0, true, &out, &out_len));
+	assert_int_equal(out_len, def.len + cut);          /* the definition in front */
+	assert_memory_equal(out, def.b, def.len);
+	assert_memory_equal(out + def.len, b.b, cut);
+	/* the rest is lead bytes only: nothing to add, nothing parsed */
+	assert_true(relcache_complete(rc, b.b + cut, b.len - cut, b.len - cut, false, &out, &out_len));
+	assert_ptr_equal(out, b.b + cut);
+	/* lead bytes, then a whole change: the definition goes after the lead */
+	memcpy(b.b + b.len, b.b, 4 + 60);
+	b.len += 4 + 60;
+	assert_true(relcache_complete(rc, b.b + cut, b.len - cut, 40, false, &out, &out_len));
+	assert_int_equal(out_len, b.len - cut + def.len);
+	assert_memory_equal(out, b.b + cut, 40);
+	assert_memory_equal(out + 40, def.b, def.len);
+	assert_memory_equal(out + 40 + def.len, b.b + cut + 40, b.len - cut - 40);
+	/* a body that ends inside a message without saying so is not a sequence of messages */
+	assert_false(relcache_complete(rc, b.b, cut, 0, false, &out, &out_len));
 	relcache_free(rc);
 }
 
@@ -177,6 +216,7 @@ int main(void)
 		cmocka_unit_test(test_the_definition_in_force_at_first_use),
 		cmocka_unit_test(test_truncate_and_unknown_relations),
 		cmocka_unit_test(test_many_relations_and_malformed_bodies),
+		cmocka_unit_test(test_pieces_of_a_large_batch),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
