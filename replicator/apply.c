@@ -4,7 +4,10 @@
  * NOTES
  *
  * Data flow. Submitted batches are kept in a queue until every transaction in
- * them is committed on the target. The pump decodes records from the queue
+ * them is committed on the target, or, inside a source transaction larger
+ * than APPLY_HOLD_BYTES, until they are decoded and their results are in
+ * (apply_forget(): after that a rewind drops the queue and the source sends
+ * again from the committed position). The pump decodes records from the queue
  * (pgoutput_decode(), zero copy: a decoded change points into its batch) and
  * turns each change into one prepared statement sent in libpq pipeline mode;
  * it never waits for a result before sending the next change. The socket has

@@ -18,7 +18,10 @@
  * Life cycle: apply_new() connects in the background; ready() reports the
  * origin's progress (the LSN the source must resume after). apply_submit()
  * queues batches; committed() reports each source commit once the target
- * transaction that holds it has committed. On an error (schema mismatch, a
+ * transaction that holds it has committed. A source transaction of any size
+ * is applied as it arrives, in one target transaction: past a few MiB held,
+ * what is applied is freed (released()), and a rewind after that drops the
+ * queue and falls back to the committed position (ready() asks again). On an error (schema mismatch, a
  * conflict under on_conflict=error, bad input, connection loss) the engine
  * logs it once, closes its connection, forgets everything that was not
  * committed and calls stopped(); the queued batches stay, and apply_resume()
