@@ -22,11 +22,18 @@ repetitions, so a drift of the shared machine hits both alike):
            applied per second until the target has everything
   thin     the veth limited to 10 Mbit/s each way (tc tbf), pgbench -c 4 for
            THIN s: the transactions per second that arrive at the target
+  bigtxn   one INSERT of BIG_ROWS rows (2,000,000 in the full profile, about
+           190 MB of pgoutput changes): seconds from its commit (the
+           statement returns on the source) until the target has every row,
+           and the peak RSS of both straitd over the phase (native's
+           subscription streams large transactions: streaming = on, or
+           parallel on PostgreSQL 16 and later)
 
-in this order: the first system's sync, steady and thin; the second's sync;
-the catch-up of both from one load (both held, one pgbench run, then the
-first released and its drain timed, then the second: the same rows, drained
-while nothing else works); the first stops; the second's steady and thin.
+in this order: the first system's sync, steady, thin and bigtxn; the
+second's sync; the catch-up of both from one load (both held, one pgbench
+run, then the first released and its drain timed, then the second: the same
+rows, drained while nothing else works); the first stops; the second's
+steady, thin and bigtxn.
 Only the catch-up has both systems set up at once.
 
 and once, after the repetitions, for strait alone:
@@ -76,16 +83,25 @@ BULK_ROW = 64 * 1024
 BULK_ROWS_PER_TXN = 16
 BULK_DDL = ("CREATE TABLE bench_bulk (id bigserial PRIMARY KEY, payload text); "
             "ALTER TABLE bench_bulk ALTER payload SET STORAGE EXTERNAL")
+# The bigtxn phase: one INSERT of big_rows rows of 64 hex characters (about
+# 95 bytes of pgoutput a row). The table exists, empty, on the source and on
+# every target from the start of a run that has the phase (a table a
+# subscription does not know yet is not replicated); TRUNCATE empties it
+# again after each system's phase.
+BIG_DDL = "CREATE TABLE bench_big (id bigint PRIMARY KEY, payload text)"
+BIG_INSERT = ("INSERT INTO bench_big SELECT g, md5(g::text) || md5((g * 7)::text) "
+              "FROM generate_series(1, {rows}) g")
 
 PROFILES = {
-    # name: scale, repetitions, steady s, backlog s, thin s, phases
-    # (limit: seconds after which no new repetition starts)
-    "full": dict(scale=20, reps=3, steady=30, backlog=60, thin=20, limit=14 * 60,
-                 phases=("sync", "steady", "catchup", "thin", "spool")),
-    "quick": dict(scale=5, reps=1, steady=10, backlog=10, thin=10, limit=5 * 60,
-                  phases=("sync", "steady", "catchup", "thin")),
-    "smoke": dict(scale=1, reps=1, steady=5, backlog=5, thin=5, limit=3 * 60,
-                  phases=("sync", "steady")),
+    # name: scale, repetitions, steady s, backlog s, thin s, rows of the
+    # big transaction, phases (limit: seconds after which no new
+    # repetition starts)
+    "full": dict(scale=20, reps=3, steady=30, backlog=60, thin=20, big_rows=2000000,
+                 limit=24 * 60, phases=("sync", "steady", "catchup", "thin", "bigtxn", "spool")),
+    "quick": dict(scale=5, reps=1, steady=10, backlog=10, thin=10, big_rows=500000,
+                  limit=5 * 60, phases=("sync", "steady", "catchup", "thin", "bigtxn")),
+    "smoke": dict(scale=1, reps=1, steady=5, backlog=5, thin=5, big_rows=2000000,
+                  limit=3 * 60, phases=("sync", "steady")),
 }
 
 
@@ -101,6 +117,7 @@ class Native:
 
     name = "native"
     finished = False        # stopped and its results filed (Bench.finish)
+    peak_before = {}        # straitd's VmHWM before a reset (none here)
 
     def __init__(self, bench, rep):
         self.b = bench
@@ -187,6 +204,7 @@ class Strait:
         self.stream = f"{STREAM}{rep}"
         self.cluster = None
         self.d = {}
+        self.peak_before = {}   # each straitd's VmHWM before the bigtxn phase reset it
 
     def origin(self):
         return f"strait_{self.stream}"
@@ -297,7 +315,7 @@ class Bench:
     def __init__(self, args):
         self.args = args
         self.p = dict(PROFILES[args.profile])
-        for k in ("scale", "reps", "steady", "backlog", "thin"):
+        for k in ("scale", "reps", "steady", "backlog", "thin", "big_rows"):
             v = getattr(args, k)
             if v is not None:
                 self.p[k] = v
@@ -317,13 +335,17 @@ class Bench:
     def budget(self):
         p = self.p
         # from runs on a shared 2-core machine; native's sync is the slower
-        # one. Sync, steady and thin are each system's own, with a start and
+        # one. Sync (which every repetition runs: it starts the system),
+        # steady, thin and bigtxn are each system's own, with a start and
         # stop; the catch-up is one for both: the load, native's drain (the
-        # longer), strait's
-        per = {"sync": 4 + 0.8 * p["scale"], "steady": p["steady"] + 2, "thin": p["thin"] + 2}
+        # longer), strait's. bigtxn: the INSERT (~16 s for 2,000,000 rows),
+        # the apply (~60 s, both systems alike), the TRUNCATE
+        per = {"sync": 4 + 0.8 * p["scale"], "steady": p["steady"] + 2, "thin": p["thin"] + 2,
+               "bigtxn": 5 + p["big_rows"] / 25000}
+        phases = ("sync",) + tuple(ph for ph in p["phases"] if ph in per and ph != "sync")
         catchup = p["backlog"] * 1.8 + 5 if "catchup" in p["phases"] else 0
         setup = 10 + 0.5 * p["scale"]
-        system_s = sum(per[ph] for ph in p["phases"] if ph in per) + 3
+        system_s = sum(per[ph] for ph in phases) + 3
         run_s = 2 * system_s + catchup
         total = setup + p["reps"] * run_s
         if "spool" in p["phases"]:
@@ -334,7 +356,7 @@ class Bench:
                  f"phases {', '.join(p['phases'])}, time limit {p['limit'] / 60:.1f} min",
                  f"  setup ~{setup:.0f}s; per repetition ~{run_s:.0f}s: "
                  f"per system ~{system_s:.0f}s "
-                 + "(" + ", ".join(f"{ph} ~{per[ph]:.0f}s" for ph in p["phases"] if ph in per)
+                 + "(" + ", ".join(f"{ph} ~{per[ph]:.0f}s" for ph in phases)
                  + ")" + (f", catch-up of both ~{catchup:.0f}s" if catchup else "") + "; "
                  + ("spool (once) ~75s; " if "spool" in p["phases"] else "")
                  + f"total ~{total / 60:.1f} min"]
@@ -365,6 +387,8 @@ class Bench:
         t = time.monotonic()
         self.src.pgbench("-i", "-s", str(self.p["scale"]), "-q", dbname=SRC_DB)
         log(f"source loaded: pgbench -i -s {self.p['scale']} in {time.monotonic() - t:.1f}s")
+        if "bigtxn" in self.p["phases"]:
+            self.src.sql(BIG_DDL, dbname=SRC_DB)
         self.src.sql(f"CREATE PUBLICATION {PUBLICATION} FOR ALL TABLES", dbname=SRC_DB)
         self.expected_accounts = 100000 * self.p["scale"]
 
@@ -632,6 +656,86 @@ class Bench:
                 "bounded": bounded, "sustained_tps": offered if bounded else arrived,
                 "cpu": cpu}
 
+    def phase_bigtxn(self, sysobj):
+        """One INSERT of big_rows rows in one transaction: seconds from its
+        commit (the statement returns) until the target has every row, and
+        straitd's peak RSS over the phase. TRUNCATE empties the table again
+        after, at the source and (replicated) at the target, so the next
+        system's initial sync copies no rows of it."""
+        n = self.p["big_rows"]
+        self.wait_caught_up(sysobj, 60)
+        self.checkpoint()
+        d = sysobj.daemons()
+        for name, pid in d.items():     # the repetition's peak so far, kept for finish()
+            sysobj.peak_before[name] = max(v for v in (peak_rss(pid),
+                                                       sysobj.peak_before.get(name), 0) if v)
+        reset = all(reset_peak_rss(pid) for pid in d.values())
+        pcpu = PidCpu(sysobj.replication_pids()).start()
+        snap = self.ledger.snapshot()
+        c0 = self.pair.counters()
+        origin = sysobj.origin()
+        timeout = 120 + n / 5000
+        r = {"rows": n, "timeout_s": timeout, "peak_rss_reset": reset,
+             "native_streaming": getattr(sysobj, "streaming", None)}
+        with self.src.connect(SRC_DB) as sc, self.dst.connect(sysobj.tgt_db) as dc:
+            try:
+                lsn0 = lsn_int(sc.execute("SELECT pg_current_wal_insert_lsn()::text")
+                               .fetchone()[0])
+                t0 = time.monotonic()
+                sc.execute(BIG_INSERT.format(rows=n))       # autocommit: returns committed
+                committed = time.monotonic()
+                cc = self.pair.counters()       # what crossed while the transaction was open
+                lsn1 = lsn_int(sc.execute("SELECT pg_current_wal_insert_lsn()::text")
+                               .fetchone()[0])
+                applied = None
+                polls = counts = 0
+                while True:
+                    t = time.monotonic()
+                    polls += 1
+                    # Both systems make the whole transaction visible in one
+                    # commit, which moves the target's replication origin
+                    # past lsn0: count(*), a scan of the whole table, runs
+                    # from then on only, so polling does not compete with the
+                    # apply it waits for
+                    row = dc.execute("SELECT remote_lsn::text FROM pg_replication_origin_status "
+                                     "WHERE external_id = %s", (origin,)).fetchone()
+                    if row and row[0] and lsn_int(row[0]) > lsn0:
+                        counts += 1
+                        if dc.execute("SELECT count(*) FROM bench_big").fetchone()[0] >= n:
+                            applied = t
+                            break
+                    if t - committed > timeout:
+                        break
+                    time.sleep(max(0.0, t + 0.1 - time.monotonic()))
+                c1 = self.pair.counters()
+                rx, tx = c1[0] - c0[0], c1[1] - c0[1]
+                r.update(insert_s=committed - t0, wal_bytes=lsn1 - lsn0,
+                         commit_to_applied_s=applied - committed if applied else None,
+                         timed_out=applied is None, polls=polls, counts=counts,
+                         wan_bytes_to_target=tx, wan_bytes_to_source=rx,
+                         wan_bytes_to_target_by_commit=cc[1] - c0[1],
+                         peak_rss={name: peak_rss(pid) for name, pid in d.items()},
+                         replication_cpu_by_process=pcpu.stop(),
+                         cpu=CpuLedger.delta(snap, self.ledger.snapshot()))
+            finally:
+                sc.execute("TRUNCATE bench_big")
+            try:
+                wait_until(lambda: dc.execute("SELECT NOT EXISTS (SELECT 1 FROM bench_big)")
+                           .fetchone()[0], 60, 0.2, what="the TRUNCATE to arrive")
+            except TimeoutError:
+                log(f"  {sysobj.name}: bench_big not emptied at the target within 60s")
+        self.checkpoint()
+        return r
+
+    def checkpoint(self):
+        """A CHECKPOINT on both servers, outside the timed part: the big
+        transaction's WAL (hundreds of MiB at the source and at the target)
+        would otherwise bring on a checkpoint inside whichever phase comes
+        next, and the phase itself starts each system at the same WAL
+        distance from the last checkpoint."""
+        for pg, db in ((self.src, SRC_DB), (self.dst, "postgres")):
+            pg.sql("CHECKPOINT", dbname=db)
+
     def phase_spool(self, sysobj):
         """A 1 GiB spool: hold the stream, write until the source's spool
         holds SPOOL_BACKLOG, release; straitd's peak RSS in each part."""
@@ -760,7 +864,7 @@ class Bench:
             traceback.print_exc()
 
     def run_sync(self, sysobj, res):
-        res["sync"] = self.phase_sync(sysobj)
+        res["sync"] = self.phase_sync(sysobj, BIG_DDL if "bigtxn" in self.p["phases"] else None)
         log(f"  {sysobj.name} sync {fmt(res['sync']['seconds'])}s")
 
     def run_measures(self, sysobj, res, rep):
@@ -774,6 +878,12 @@ class Bench:
             r = res["thin"] = self.phase_thin(sysobj, rep)
             log(f"  {sysobj.name} thin WAN: offered {fmt(r['offered_tps'])} tps, arrived "
                 f"{fmt(r['arrived_tps'])} tps, lag at end {fmt(r['lag_end_s'])}s")
+        if "bigtxn" in self.p["phases"]:
+            r = res["bigtxn"] = self.phase_bigtxn(sysobj)
+            peak = max((v for v in r["peak_rss"].values() if v), default=None)
+            log(f"  {sysobj.name} big transaction: {r['rows']} rows inserted in "
+                f"{fmt(r['insert_s'])}s, applied {fmt(r['commit_to_applied_s'])}s after the "
+                f"commit" + (f"; straitd peak RSS {peak / MIB:.1f} MiB" if peak else ""))
 
     def run_catchup(self, runs, rep):
         """The catch-up of every system of runs that has not failed."""
@@ -815,7 +925,12 @@ class Bench:
                     shutil.copy(d.logfile, os.path.join(
                         self.out, f"straitd-r{res['rep'] + 1}-{d.site}.log"))
         d = sysobj.daemons()
-        res["straitd"] = {name: {"peak_rss": peak_rss(pid), "cpu_s": cpu_seconds(pid)}
+        # the peak of the whole repetition: the bigtxn phase resets VmHWM and
+        # keeps the peak from before
+        res["straitd"] = {name: {"peak_rss": max((v for v in (peak_rss(pid),
+                                                             sysobj.peak_before.get(name))
+                                                  if v), default=None),
+                                 "cpu_s": cpu_seconds(pid)}
                           for name, pid in d.items()}
         try:
             sysobj.stop()
@@ -869,6 +984,9 @@ class Bench:
             self.run_rep(rep)
             log(f"elapsed {(time.monotonic() - self.started) / 60:.1f} min "
                 f"(budget {total / 60:.1f} min)")
+        if "bigtxn" in self.p["phases"]:
+            # every system stopped: no target is left to need it
+            self.src.sql("DROP TABLE IF EXISTS bench_big", dbname=SRC_DB)
         if "spool" in self.p["phases"]:
             self.run_spool()
 
@@ -895,8 +1013,10 @@ def main(argv=None):
     ap.add_argument("--steady", type=int, help="seconds of pgbench in the steady phase")
     ap.add_argument("--backlog", type=int, help="seconds the link is held in catch-up")
     ap.add_argument("--thin", type=int, help="seconds of pgbench over the thin WAN")
+    ap.add_argument("--big-rows", type=int, dest="big_rows",
+                    help="rows of the bigtxn phase's one INSERT")
     ap.add_argument("--phases",
-                    help="comma-separated subset of sync,steady,catchup,thin,spool")
+                    help="comma-separated subset of sync,steady,catchup,thin,bigtxn,spool")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("bench: needs root (network namespaces, WireGuard, PostgreSQL user)",
