@@ -111,6 +111,7 @@ def rows(bench):
                    "< 64 MiB", "n/a" if not rss else ("met" if max(rss) < 64 else "MISSED")))
     out.append(Row("straitd CPU s per repetition, each daemon", "-", _cell(cpu, "", 2), "-",
                    "(report)", "-"))
+    out += bigtxn_rows(bench)
     out.append(spool_row(bench))
     if "thin" in p["phases"]:
         nv = _values(nat, "thin", "sustained_tps")
@@ -144,6 +145,55 @@ def rows(bench):
                        _cell(ne, "", 0), _cell(se, "", 0), _rfmt(_ratio(_med(ne), _med(se))),
                        "(estimate)", "-"))
     return out
+
+
+def bigtxn_rows(bench):
+    """The big transaction: commit to applied for both, and the peak RSS
+    of straitd over the phase (the larger daemon, per repetition)."""
+    if "bigtxn" not in bench.p["phases"]:
+        return []
+    nat, st = bench.results["native"], bench.results["strait"]
+    done = lambda v: not v.get("timed_out")        # noqa: E731
+    nv = _values(nat, "bigtxn", "commit_to_applied_s", done)
+    sv = _values(st, "bigtxn", "commit_to_applied_s", done)
+    rows = f"{bench.p['big_rows']:,}"
+    out = [Row(f"big transaction, {rows} rows: commit to applied (s)", _cell(nv, "", 2),
+               _cell(sv, "", 2), _rfmt(_ratio(_med(nv), _med(sv))), "(report)", "-")]
+    peaks = [max(v for v in r["bigtxn"]["peak_rss"].values() if v) / MIB for r in st
+             if (r.get("bigtxn") or {}).get("peak_rss")
+             and any((r["bigtxn"]["peak_rss"]).values())]
+    result = "n/a" if not peaks else ("met" if max(peaks) < 64 else "MISSED")
+    if peaks and any(not r["bigtxn"].get("peak_rss_reset") for r in st if r.get("bigtxn")):
+        result += " (VmHWM not reset: includes earlier phases)"
+    out.append(Row(f"big transaction, {rows} rows: straitd peak RSS (MiB), larger daemon", "-",
+                   _cell(peaks, "", 1), "-", "< 64 MiB", result))
+    return out
+
+
+def bigtxn_lines(bench):
+    """Each repetition's big transaction, both systems."""
+    lines = []
+    for system in ("native", "strait"):
+        for r in bench.results[system]:
+            b = r.get("bigtxn")
+            if not b or "insert_s" not in b:
+                continue
+            applied = (f"applied {b['commit_to_applied_s']:.2f} s after its commit"
+                       if b.get("commit_to_applied_s") is not None
+                       else f"not applied within {b['timeout_s']:.0f} s of its commit")
+            line = (f"  {system:6} rep {r['rep'] + 1}: {b['rows']} rows, "
+                    f"{b['wal_bytes'] / MIB:.0f} MiB of WAL, inserted in {b['insert_s']:.1f} s, "
+                    f"{applied}; veth to target {b['wan_bytes_to_target'] / MIB:.0f} MiB "
+                    f"({b.get('wan_bytes_to_target_by_commit', 0) / MIB:.0f} MiB by the "
+                    f"commit), to source {b['wan_bytes_to_source'] / MIB:.1f} MiB")
+            if b.get("native_streaming"):
+                line += f"; subscription streaming = {b['native_streaming']}"
+            peak = {k: v / MIB for k, v in (b.get("peak_rss") or {}).items() if v}
+            if peak:
+                line += "; straitd peak RSS " + ", ".join(f"{k} {v:.1f} MiB"
+                                                          for k, v in sorted(peak.items()))
+            lines.append(line)
+    return lines
 
 
 def spool_row(bench):
@@ -214,7 +264,7 @@ def noise_rows(bench):
     """CPU used by processes other than the bench's, per phase (median s)."""
     lines = []
     for system in ("native", "strait"):
-        for phase in ("sync", "steady", "catchup", "thin"):
+        for phase in ("sync", "steady", "catchup", "thin", "bigtxn"):
             vals = [(r.get(phase) or {}).get("cpu") for r in bench.results[system]]
             vals = [v for v in vals if v]
             if not vals:
@@ -345,6 +395,10 @@ def write(bench, out, failed=None):
         lines += ["", f"catch-up: both held during one load of {p['backlog']} s, then released "
                   "one after the other (each drain timed alone from its own release while the "
                   "other stays held):"] + cu
+    bt = bigtxn_lines(bench)
+    if bt:
+        lines += ["", "big transaction (one INSERT, each system alone; commit to applied: from "
+                  "the INSERT returning on the source until the target has every row):"] + bt
     sp = spool_lines(bench)
     if sp:
         lines += ["", "spool phase (strait only, once):"] + sp
@@ -361,6 +415,9 @@ def write(bench, out, failed=None):
             elif c.get("timed_out"):
                 errors.append(f"  {s} rep {r['rep'] + 1}: catch-up did not finish in time "
                               "(rate is what was applied)")
+            if (r.get("bigtxn") or {}).get("timed_out"):
+                errors.append(f"  {s} rep {r['rep'] + 1}: the big transaction was not applied "
+                              f"within {r['bigtxn']['timeout_s']:.0f} s")
     errors += [f"  skipped {s}" for s in bench.skipped]
     if errors:
         lines += ["", "notes:"] + errors
