@@ -44,6 +44,7 @@
 #include "common/log.h"
 #include "common/lsn.h"
 #include "replicator/pgoutput.h"
+#include "replicator/replcmd.h"
 
 #define SOURCE_FEEDBACK_INTERVAL_MS 10000
 #define SOURCE_CONFIRM_DELAY_MS 100
@@ -73,6 +74,15 @@ enum source_setup_step {
 	SETUP_FIND_SLOT,
 	SETUP_CREATE_SLOT,
 	SETUP_DONE,
+};
+
+/* What each setup step does, for messages. */
+static const char *const source_setup_step_names[] = {
+	[SETUP_FIND_PUBLICATION] = "looking up the publication",
+	[SETUP_CREATE_PUBLICATION] = "creating the publication",
+	[SETUP_FIND_SLOT] = "looking up the replication slot",
+	[SETUP_CREATE_SLOT] = "creating the replication slot",
+	[SETUP_DONE] = "done",
 };
 
 struct source_buf {
@@ -684,9 +694,8 @@ static void source_send_setup_step(struct source *src)
 		break;
 	case SETUP_CREATE_SLOT:
 		/* an exported snapshot lives until this connection runs its next command */
-		if (asprintf(&sql, "CREATE_REPLICATION_SLOT \"%s\" LOGICAL pgoutput (SNAPSHOT '%s')",
-			     src->slot, src->export_snapshot ? "export" : "nothing") < 0)
-			sql = NULL;
+		sql = replcmd_create_slot_sql(PQserverVersion(src->conn), src->slot, false,
+					      src->export_snapshot);
 		break;
 	case SETUP_DONE:
 		return;
@@ -707,8 +716,8 @@ static void source_setup_result(struct source *src, PGresult *res)
 		const char *hint = "";
 		if (src->step == SETUP_CREATE_SLOT)
 			hint = " (is wal_level logical and max_replication_slots large enough?)";
-		source_fail(src, "setup on source database failed: %s%s",
-			    PQresultErrorMessage(res), hint);
+		source_fail(src, "setup on source database failed while %s: %s%s",
+			    source_setup_step_names[src->step], PQresultErrorMessage(res), hint);
 		return;
 	}
 	switch (src->step) {
@@ -998,10 +1007,13 @@ bool source_start(struct source *src, uint64_t start_lsn)
 	{
 		char *ident = PQescapeIdentifier(src->conn, src->publication, strlen(src->publication));
 		char *lit = ident ? PQescapeLiteral(src->conn, ident, strlen(ident)) : NULL;
+		int version = PQserverVersion(src->conn);
+
 		snprintf(sql, sizeof(sql),
-			 "START_REPLICATION SLOT \"%s\" LOGICAL " LSN_FMT " (proto_version '2', "
-			 "publication_names %s, messages 'true')",
-			 src->slot, LSN_ARGS(start_lsn), lit ? lit : "''");
+			 "START_REPLICATION SLOT \"%s\" LOGICAL " LSN_FMT " (proto_version '%d', "
+			 "publication_names %s%s)",
+			 src->slot, LSN_ARGS(start_lsn), replcmd_proto_version(version),
+			 lit ? lit : "''", replcmd_has_messages(version) ? ", messages 'true'" : "");
 		PQfreemem(ident);
 		PQfreemem(lit);
 	}

@@ -46,6 +46,7 @@
 #include "common/log.h"
 #include "common/lsn.h"
 #include "replicator/pgasync.h"
+#include "replicator/replcmd.h"
 
 #define SYNCCOPY_BURST 16u
 
@@ -221,11 +222,15 @@ static void synccopy_start_workers(struct synccopy *sc);
 static void synccopy_repl_connected(void *arg)
 {
 	struct synccopy *sc = arg;
-	char sql[160];
+	char *sql = replcmd_create_slot_sql(PQserverVersion(pgasync_conn(sc->repl)), sc->slot, true,
+					    true);
 
-	snprintf(sql, sizeof(sql),
-		 "CREATE_REPLICATION_SLOT \"%s\" TEMPORARY LOGICAL pgoutput (SNAPSHOT 'export')", sc->slot);
+	if (!sql) {
+		synccopy_fail(sc, "out of memory");
+		return;
+	}
 	(void)pgasync_send(sc->repl, sql);
+	free(sql);
 }
 
 static void synccopy_repl_input(void *arg)

@@ -25,6 +25,8 @@ import re
 import shutil
 import sys
 
+import fetch_postgres
+
 TESTS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TESTS)
 PROGRAMS_TXT = os.path.join(TESTS, "programs.txt")
@@ -32,6 +34,9 @@ INSTALL_DEPS = os.path.join(TESTS, "install-deps.sh")
 
 # The project's own programs as its package installs them (test_packaging).
 OWN_PROGRAMS = {"/usr/bin/straitctl", "/usr/sbin/straitd"}
+# A server program of another PostgreSQL major version, from the builds
+# make deps fetches (tests/fetch_postgres.py), is named this way in programs.txt.
+POSTGRES_BUILDS = "postgres-builds/"
 # An absolute path in one of these directories is the program of that name.
 PATH_DIRS = {"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"}
 
@@ -153,6 +158,8 @@ def program_key(prog, cwd=None):
     if path in OWN_PROGRAMS or any(_under(path, r) or _under(os.path.realpath(path), r)
                                    for r in own_roots()):
         return None
+    if _under(path, fetch_postgres.cache_dir()):
+        return POSTGRES_BUILDS + os.path.basename(path)
     if os.path.dirname(path) in PATH_DIRS:
         return os.path.basename(path)
     if sys.executable and os.path.realpath(path) == os.path.realpath(sys.executable):
@@ -281,7 +288,12 @@ def problems():
     programs = load_programs()
     packages = install_deps_packages()
     for prog, package in sorted(programs.items()):
-        if prog.startswith("/"):
+        if prog.startswith(POSTGRES_BUILDS):
+            for major in sorted(fetch_postgres.pins()):
+                path = os.path.join(fetch_postgres.bin_dir(major), prog[len(POSTGRES_BUILDS):])
+                if not os.access(path, os.X_OK):
+                    out.append(f"{path}: not fetched (make deps runs tests/fetch_postgres.py)")
+        elif prog.startswith("/"):
             if not os.access(prog, os.X_OK):
                 out.append(f"{prog}: not installed (package {package})")
         elif shutil.which(prog) is None:

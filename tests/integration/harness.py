@@ -230,14 +230,29 @@ def as_test_user(cmd):
 # --------------------------------------------------------------------------
 # PostgreSQL
 
+def pg_bin(version=None):
+    """The server programs of a PostgreSQL major version: Debian's for 15 (or
+    None), else the build make deps fetched (tests/fetch_postgres.py)."""
+    if version in (None, 15):
+        return PG_BIN
+    import fetch_postgres
+    path = fetch_postgres.bin_dir(version)
+    if not os.access(os.path.join(path, "postgres"), os.X_OK):
+        raise HarnessError(f"PostgreSQL {version} is not in {path}: run make deps")
+    return path
+
+
 class PgServer:
-    """A PostgreSQL 15 server with wal_level=logical, run by the test user.
+    """A PostgreSQL server with wal_level=logical, run by the test user: 15
+    (Debian's), or another major version (version=13, 14, 16, ...).
 
     It listens on a unix socket in its own directory and, when given, on
     listen_addresses (for servers inside a namespace site)."""
 
-    def __init__(self, name, netns=None, listen_addresses="", settings=None):
+    def __init__(self, name, netns=None, listen_addresses="", settings=None, version=None):
         self.name = name
+        self.version = version or 15
+        self.bin = pg_bin(version)
         self.netns = netns
         self.base = scratch_dir(f"pg-{name}")
         self.datadir = os.path.join(self.base, "data")
@@ -252,7 +267,7 @@ class PgServer:
         if IS_ROOT:
             shutil.chown(self.base, user)
             shutil.chown(self.sockdir, user)
-        run(as_test_user([f"{PG_BIN}/initdb", "-D", self.datadir, "-U", "postgres",
+        run(as_test_user([f"{self.bin}/initdb", "-D", self.datadir, "-U", "postgres",
                           "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"]))
         conf = {
             "port": self.port,
@@ -283,7 +298,7 @@ class PgServer:
         return cmd
 
     def start(self):
-        run(self._cmd([f"{PG_BIN}/pg_ctl", "-D", self.datadir, "-l", self.logfile,
+        run(self._cmd([f"{self.bin}/pg_ctl", "-D", self.datadir, "-l", self.logfile,
                        "-w", "-t", "60", "start"]))
         with open(os.path.join(self.datadir, "postmaster.pid")) as f:
             self.pid = int(f.readline())
@@ -292,7 +307,7 @@ class PgServer:
     def stop(self, mode="fast"):
         if self.pid is None:
             return
-        res = run(self._cmd([f"{PG_BIN}/pg_ctl", "-D", self.datadir, "-m", mode, "-w",
+        res = run(self._cmd([f"{self.bin}/pg_ctl", "-D", self.datadir, "-m", mode, "-w",
                              "-t", "60", "stop"]), check=False)
         if res.returncode != 0:
             kill_pid(self.pid, signal.SIGQUIT)
