@@ -28,7 +28,7 @@ import time
 import pytest
 
 import harness
-from harness import table_dump, wait_until
+from harness import wait_until
 
 PGBENCH_TABLES = ("pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history")
 
@@ -66,7 +66,7 @@ def sync_status(d, role):
 
 def wait_equal(src, dst, tables, timeout=120):
     def same():
-        return all(table_dump(src, t) == table_dump(dst, t) for t in tables)
+        return harness.tables_equal(src, dst, tables)
     wait_until(same, timeout, interval=0.5, what="the target to equal the source")
 
 

@@ -7,7 +7,7 @@ import signal
 import pytest
 
 import harness
-from harness import table_dump, wait_until
+from harness import wait_until
 
 PGBENCH_TABLES = ("pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history")
 
@@ -40,7 +40,7 @@ def wait_streaming(onprem, timeout=30):
 
 def wait_equal(src, dst, tables, timeout=60):
     def same():
-        return all(table_dump(src, t) == table_dump(dst, t) for t in tables)
+        return harness.tables_equal(src, dst, tables)
     wait_until(same, timeout, interval=0.5, what="the target to equal the source")
 
 

@@ -18,7 +18,7 @@ import time
 import pytest
 
 import harness
-from harness import table_dump, wait_until
+from harness import wait_until
 
 needs_root = pytest.mark.skipif(not harness.IS_ROOT, reason="needs root (namespaces, WireGuard)")
 
@@ -103,7 +103,7 @@ def slot_confirmed(pg, slot="strait_app"):
 
 def wait_equal(src, dst, tables=("bulk",), timeout=120, daemons=()):
     def same():
-        return all(table_dump(src, t) == table_dump(dst, t) for t in tables)
+        return harness.tables_equal(src, dst, tables)
     try:
         wait_until(same, timeout, interval=0.5, what="the target to equal the source")
     except TimeoutError:
