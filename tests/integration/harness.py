@@ -368,6 +368,25 @@ class PgServer:
         return ""
 
 
+def on_each(fn, servers):
+    """fn(server) for each server at once (one thread each), as the servers
+    are separate hosts; the first error is raised once all are done."""
+    errors = []
+
+    def one(server):
+        try:
+            fn(server)
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+    threads = [threading.Thread(target=one, args=(s,)) for s in servers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
 # --------------------------------------------------------------------------
 # Network namespace sites
 

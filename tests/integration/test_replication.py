@@ -17,9 +17,8 @@ def start_pair(tmp_path, pg_factory, straitd_factory, stream_extra=None, schema=
     slot exists (no initial sync), and a straitd per site."""
     src = pg_factory("onprem")
     dst = pg_factory("cloud")
-    for pg in (src, dst):
-        if schema:
-            schema(pg)
+    if schema:
+        harness.on_each(schema, (src, dst))
     stream = {"name": "app", "from": "onprem", "to": "cloud", "publication": "strait_app",
               "initial_sync": False}
     stream.update(stream_extra or {})

@@ -126,8 +126,7 @@ def tunnel_pair(tmp_path, netns_sites, pg_factory, straitd_factory, stream_extra
         no_offloads(site)
     src = pg_factory("onprem")
     dst = pg_factory("cloud")
-    for pg in (src, dst):
-        schema(pg)
+    harness.on_each(schema, (src, dst))
     stream = {"name": "app", "from": "onprem", "to": "cloud", "publication": "strait_app",
               "initial_sync": False}
     stream.update(stream_extra)
