@@ -385,6 +385,9 @@ def test_schedule_and_sync_now_commands(tmp_path, pg_factory, straitd_factory):
     assert s["rule"] == 2 and s["unlimited"] and s["next_change"] == "2026-03-02T08:00:00-0500"
     text = onprem.ctl("schedule").stdout
     assert "app" in text and "2026-03-02T08:00:00-0500" in text
+    # two seconds before 08:00, which then comes by the clock
+    set_clock(onprem, datetime.datetime(2026, 3, 2, 12, 59, 58, tzinfo=datetime.timezone.utc))
+    assert sched()["rule"] == 2
     wait_until(lambda: sched()["rule"] == 0, 20, what="08:00 to come by the clock")
     s = sched()
     assert s["rate_bytes_per_sec"] == 2 * MiB and s["next_change"] == "2026-03-02T18:00:00-0500"
