@@ -103,10 +103,13 @@ def test_pgbench_initial_sync_with_writes(tmp_path, pg_factory, straitd_factory)
         seed=lambda pg: pg.pgbench("-i", "-s", "10", "-q"))
     size = src.sql("SELECT pg_size_pretty(sum(pg_table_size(c.oid))) FROM pg_class c "
                    "WHERE relname LIKE 'pgbench_%' AND relkind = 'r'")[0][0]
-    bench = pgbench_background(src, "-c", "4", "-T", "20")
+    # writes all through the sync: pgbench runs until the sync is done, then
+    # ends as at the end of its -T (SIGALRM), with its report and exit status
+    bench = pgbench_background(src, "-c", "4", "-T", "300")
     try:
         wait_until(lambda: sync_status(cloud, "sink")["state"] == "done", 300, interval=0.2,
                    what="the initial sync")
+        assert bench.poll() is None, "pgbench ended before the initial sync did"
         sink = sync_status(cloud, "sink")
         assert sink["tables_total"] == 4 and sink["tables_done"] == 4
         assert sink["rows"] >= 1000000 + 100 + 10
@@ -114,6 +117,8 @@ def test_pgbench_initial_sync_with_writes(tmp_path, pg_factory, straitd_factory)
         source = sync_status(onprem, "source")
         assert source["bytes_wire"] < source["bytes"]
     finally:
+        if bench.poll() is None:
+            bench.send_signal(signal.SIGALRM)
         out, err = bench.communicate(timeout=60)
     assert bench.returncode == 0, err
     wait_equal(src, dst, PGBENCH_TABLES)

@@ -64,7 +64,7 @@ def test_verify_under_load_names_exactly_the_changed_keys(tmp_path, pg_factory, 
     tables included: pgbench_history has no key); then rows changed on the
     target alone are named exactly, for a keyed table and a keyless one."""
     src, dst, onprem, cloud = pair(tmp_path, pg_factory, straitd_factory)
-    # runs until the verifies are done (stopped then, well before -T)
+    # runs until the verifies are done, then ends as at the end of its -T (SIGALRM)
     load = pgbench_background(src, "-c", "4", "-T", "300", "-n")
     try:
         wait_until(lambda: src.sql("SELECT count(*) FROM pgbench_history")[0][0] > 0, 30,
@@ -116,7 +116,7 @@ def test_verify_under_load_names_exactly_the_changed_keys(tmp_path, pg_factory, 
         assert load.poll() is None, "the load ended before the verifies did"
     finally:
         if load.poll() is None:
-            load.send_signal(signal.SIGINT)
+            load.send_signal(signal.SIGALRM)
         load.communicate(timeout=60)
     wait_equal(src, dst, PGBENCH_TABLES)
     assert tpcb_balanced(dst)
