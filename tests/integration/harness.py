@@ -369,22 +369,26 @@ class PgServer:
 
 
 def on_each(fn, servers):
-    """fn(server) for each server at once (one thread each), as the servers
-    are separate hosts; the first error is raised once all are done."""
+    """[fn(server) for server in servers], all at once (one thread each), as
+    the servers are separate hosts; the first error is raised once all are
+    done."""
+    servers = list(servers)
+    results = [None] * len(servers)
     errors = []
 
-    def one(server):
+    def one(i):
         try:
-            fn(server)
+            results[i] = fn(servers[i])
         except BaseException as exc:  # re-raised in the caller's thread
             errors.append(exc)
-    threads = [threading.Thread(target=one, args=(s,)) for s in servers]
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(servers))]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     if errors:
         raise errors[0]
+    return results
 
 
 # --------------------------------------------------------------------------

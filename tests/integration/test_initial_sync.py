@@ -43,8 +43,7 @@ def copy_schema(src, dst, dbname="postgres"):
 
 def start_pair(tmp_path, pg_factory, straitd_factory, seed, stream_extra=None, start=True,
                names=("onprem", "cloud")):
-    src = pg_factory(names[0])
-    dst = pg_factory(names[1])
+    src, dst = harness.on_each(pg_factory, names)
     seed(src)
     copy_schema(src, dst)
     stream = {"name": "app", "from": names[0], "to": names[1], "publication": "strait_app",

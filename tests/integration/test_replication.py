@@ -15,8 +15,7 @@ PGBENCH_TABLES = ("pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pg
 def start_pair(tmp_path, pg_factory, straitd_factory, stream_extra=None, schema=None):
     """Source and target servers, schema(pg) run on both before the stream's
     slot exists (no initial sync), and a straitd per site."""
-    src = pg_factory("onprem")
-    dst = pg_factory("cloud")
+    src, dst = harness.on_each(pg_factory, ("onprem", "cloud"))
     if schema:
         harness.on_each(schema, (src, dst))
     stream = {"name": "app", "from": "onprem", "to": "cloud", "publication": "strait_app",

@@ -124,8 +124,7 @@ def tunnel_pair(tmp_path, netns_sites, pg_factory, straitd_factory, stream_extra
     ns = netns_sites(2)
     for site in ns:
         no_offloads(site)
-    src = pg_factory("onprem")
-    dst = pg_factory("cloud")
+    src, dst = harness.on_each(pg_factory, ("onprem", "cloud"))
     harness.on_each(schema, (src, dst))
     stream = {"name": "app", "from": "onprem", "to": "cloud", "publication": "strait_app",
               "initial_sync": False}
@@ -138,8 +137,7 @@ def tunnel_pair(tmp_path, netns_sites, pg_factory, straitd_factory, stream_extra
 
 
 def loopback_pair(tmp_path, pg_factory, straitd_factory, stream_extra, env=None):
-    src = pg_factory("onprem")
-    dst = pg_factory("cloud")
+    src, dst = harness.on_each(pg_factory, ("onprem", "cloud"))
     for pg in (src, dst):
         bulk_schema(pg)
     stream = {"name": "app", "from": "onprem", "to": "cloud", "publication": "strait_app",
