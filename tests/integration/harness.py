@@ -6,6 +6,7 @@ Nothing here waits with a bare sleep: every wait polls a condition with a
 deadline (wait_until).
 """
 
+import atexit
 import contextlib
 import fcntl
 import os
@@ -242,6 +243,39 @@ def pg_bin(version=None):
     return path
 
 
+_template_lock = threading.Lock()
+_template_datadirs = {}
+
+
+def _initdb_template(bin_dir=PG_BIN):
+    """A data directory fresh from bin_dir's initdb, made once per process
+    and removed at its exit: every server's data directory is a copy of it,
+    as initdb would have made it (initdb takes a second or more; a copy a
+    tenth)."""
+    with _template_lock:
+        if bin_dir not in _template_datadirs:
+            base = scratch_dir("pg-template")
+            if IS_ROOT:
+                shutil.chown(base, test_user())
+            datadir = os.path.join(base, "data")
+            run(as_test_user([f"{bin_dir}/initdb", "-D", datadir, "-U", "postgres",
+                              "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"]))
+            atexit.register(shutil.rmtree, base, ignore_errors=True)
+            _template_datadirs[bin_dir] = datadir
+        return _template_datadirs[bin_dir]
+
+
+def _copy_data_dir(template, datadir, user):
+    """template copied to datadir (modes kept), owned by user."""
+    shutil.copytree(template, datadir, symlinks=True)
+    if IS_ROOT:
+        pw = pwd.getpwnam(user)
+        for root, _dirs, files in os.walk(datadir):
+            os.lchown(root, pw.pw_uid, pw.pw_gid)
+            for name in files:
+                os.lchown(os.path.join(root, name), pw.pw_uid, pw.pw_gid)
+
+
 class PgServer:
     """A PostgreSQL server with wal_level=logical, run by the test user: 15
     (Debian's), or another major version (version=13, 14, 16, ...).
@@ -267,8 +301,7 @@ class PgServer:
         if IS_ROOT:
             shutil.chown(self.base, user)
             shutil.chown(self.sockdir, user)
-        run(as_test_user([f"{self.bin}/initdb", "-D", self.datadir, "-U", "postgres",
-                          "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"]))
+        _copy_data_dir(_initdb_template(self.bin), self.datadir, user)
         conf = {
             "port": self.port,
             "listen_addresses": f"'{listen_addresses}'",
@@ -348,6 +381,29 @@ class PgServer:
             with open(self.logfile) as f:
                 return f.read()
         return ""
+
+
+def on_each(fn, servers):
+    """[fn(server) for server in servers], all at once (one thread each), as
+    the servers are separate hosts; the first error is raised once all are
+    done."""
+    servers = list(servers)
+    results = [None] * len(servers)
+    errors = []
+
+    def one(i):
+        try:
+            results[i] = fn(servers[i])
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(servers))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
 
 
 # --------------------------------------------------------------------------
@@ -645,6 +701,17 @@ def loopback_sites(pgs, names=("onprem", "cloud")):
                       "tunnel_address": f"127.0.0.{i + 1}/8",
                       "database": pg.dsn() if pg else "host=/nonexistent dbname=app"})
     return sites
+
+
+def tables_equal(src, dst, tables, dbname="postgres"):
+    """Each table has the same rows at both servers, compared as sorted dumps;
+    the dumps are taken only once the row counts agree (a count is cheap, a
+    dump of a large table is not)."""
+    for t in tables:
+        query = f"SELECT count(*) FROM {t}"
+        if src.sql(query, dbname=dbname) != dst.sql(query, dbname=dbname):
+            return False
+    return all(table_dump(src, t, dbname) == table_dump(dst, t, dbname) for t in tables)
 
 
 def table_dump(pg, table, dbname="postgres"):

@@ -28,7 +28,7 @@ import time
 import pytest
 
 import harness
-from harness import table_dump, wait_until
+from harness import wait_until
 
 PGBENCH_TABLES = ("pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history")
 
@@ -43,8 +43,7 @@ def copy_schema(src, dst, dbname="postgres"):
 
 def start_pair(tmp_path, pg_factory, straitd_factory, seed, stream_extra=None, start=True,
                names=("onprem", "cloud")):
-    src = pg_factory(names[0])
-    dst = pg_factory(names[1])
+    src, dst = harness.on_each(pg_factory, names)
     seed(src)
     copy_schema(src, dst)
     stream = {"name": "app", "from": names[0], "to": names[1], "publication": "strait_app",
@@ -66,7 +65,7 @@ def sync_status(d, role):
 
 def wait_equal(src, dst, tables, timeout=120):
     def same():
-        return all(table_dump(src, t) == table_dump(dst, t) for t in tables)
+        return harness.tables_equal(src, dst, tables)
     wait_until(same, timeout, interval=0.5, what="the target to equal the source")
 
 
@@ -103,10 +102,13 @@ def test_pgbench_initial_sync_with_writes(tmp_path, pg_factory, straitd_factory)
         seed=lambda pg: pg.pgbench("-i", "-s", "10", "-q"))
     size = src.sql("SELECT pg_size_pretty(sum(pg_table_size(c.oid))) FROM pg_class c "
                    "WHERE relname LIKE 'pgbench_%' AND relkind = 'r'")[0][0]
-    bench = pgbench_background(src, "-c", "4", "-T", "20")
+    # writes all through the sync: pgbench runs until the sync is done, then
+    # ends as at the end of its -T (SIGALRM), with its report and exit status
+    bench = pgbench_background(src, "-c", "4", "-T", "300")
     try:
         wait_until(lambda: sync_status(cloud, "sink")["state"] == "done", 300, interval=0.2,
                    what="the initial sync")
+        assert bench.poll() is None, "pgbench ended before the initial sync did"
         sink = sync_status(cloud, "sink")
         assert sink["tables_total"] == 4 and sink["tables_done"] == 4
         assert sink["rows"] >= 1000000 + 100 + 10
@@ -114,6 +116,8 @@ def test_pgbench_initial_sync_with_writes(tmp_path, pg_factory, straitd_factory)
         source = sync_status(onprem, "source")
         assert source["bytes_wire"] < source["bytes"]
     finally:
+        if bench.poll() is None:
+            bench.send_signal(signal.SIGALRM)
         out, err = bench.communicate(timeout=60)
     assert bench.returncode == 0, err
     wait_equal(src, dst, PGBENCH_TABLES)
@@ -337,18 +341,20 @@ class FakeSource:
                     self.frames.append((buf[5], buf[24:24 + length]))
                 buf = buf[24 + length:]
 
-    def send_sync(self, *args, flags_frame=0, **kw):
-        self.out.put(self.frame(FRAME_SYNC, sync_payload("app", *args, **kw), flags=flags_frame,
+    def send_sync(self, *args, flags_frame=0, stream="app", **kw):
+        self.out.put(self.frame(FRAME_SYNC, sync_payload(stream, *args, **kw), flags=flags_frame,
                                 epoch=1))
 
-    def resumes(self):
-        """The RESUME frames beta sent: [(lsn, generation)]."""
+    def resumes(self, stream="app"):
+        """The RESUME frames beta sent for stream: [(lsn, generation)]."""
         out = []
         with self.lock:
             for ftype, payload in self.frames:
                 if ftype == FRAME_RESUME:
                     # stream, received LSN, committed LSN, queued bytes, generation
                     (n,) = struct.unpack(">H", payload[:2])
+                    if payload[2:2 + n].decode() != stream:
+                        continue
                     received, _committed, _queued, gen = struct.unpack(
                         ">QQQI", payload[2 + n:2 + n + 28])
                     out.append((received, gen))
@@ -370,10 +376,11 @@ class FakeSource:
                 out.append((fields[1], fields[2], lsn, chunk, flags, p[pos + 17:]))
         return out
 
-    def wait_resume(self, after):
-        """The next RESUME beyond the first `after` ones."""
-        return wait_until(lambda: len(self.resumes()) > after and self.resumes()[after], 30,
-                          what="a RESUME from the sink")
+    def wait_resume(self, after, stream="app"):
+        """The next RESUME for stream beyond the first `after` ones."""
+        return wait_until(lambda: len(self.resumes(stream)) > after and
+                          self.resumes(stream)[after], 30,
+                          what=f"a RESUME for stream {stream} from the sink")
 
     def close(self):
         self.running = False
@@ -381,22 +388,90 @@ class FakeSource:
         self.sock.close()
 
 
+# The malformed rounds the fake sends: (stream, table, send(fake, stream,
+# table, generation), the reason beta logs). A failed round waits
+# STREAMSYNC_RETRY_MS before beta asks again, so the rounds go on streams of
+# their own, side by side (eight: one daemon's status and lag report at most
+# eight streams); a stream's rounds follow each other in this order. The gap,
+# whose load must roll back, goes on "app" and table t, which the well-formed
+# round then loads.
+SNAP = 0x1000000
+
+
+def _plan(fake, stream, table, g):
+    fake.send_sync(*PLAN, SNAP, 0, SYNC_LAST, plan_text(g, f"c\tpublic\t{table}\tid"),
+                   stream=stream)
+
+
+MALFORMED_ROUNDS = [
+    ("app", "t",
+     lambda f, st, tb, g: f.send_sync(*PLAN, SNAP, 0, SYNC_LAST, b"not a plan\n", stream=st),
+     r'refused SYNC plan from "alpha": not a version 1 plan'),
+    ("app2", "t2",
+     lambda f, st, tb, g: (_plan(f, st, tb, g),
+                           f.send_sync("public", "u", SNAP, 0, SYNC_LAST, b"1\n", stream=st)),
+     r'table "public"."u" is not copied in this round'),
+    ("app3", "t3",
+     lambda f, st, tb, g: (_plan(f, st, tb, g),
+                           f.send_sync("public", tb, SNAP, 1, 0, b"1\n", stream=st)),
+     r'for table public.{table}: chunk out of order'),
+    # a gap once the load is under way: its COPY is ended with an error
+    ("app", "t",
+     lambda f, st, tb, g: (_plan(f, st, tb, g),
+                           f.send_sync("public", tb, SNAP, 0, 0, b"7\n8\n", stream=st),
+                           time.sleep(0.5),
+                           f.send_sync("public", tb, SNAP, 2, 0, b"9\n", stream=st)),
+     r'for table public.{table}: chunk out of order'),
+    ("app5", "t5",
+     lambda f, st, tb, g: (_plan(f, st, tb, g),
+                           f.send_sync("public", tb, SNAP + 8, 0, 0, b"1\n", stream=st)),
+     r'for table public.{table}: snapshot LSN differs'),
+    ("app6", "t6",
+     lambda f, st, tb, g: (_plan(f, st, tb, g),
+                           f.send_sync("public", tb, SNAP, 0, 0, b"1\n", raw_len=2 * 1024 * 1024,
+                                       stream=st)),
+     r'for table public.{table}: chunk of 2097152 bytes is over the limit'),
+    ("app7", "t7",
+     lambda f, st, tb, g: (_plan(f, st, tb, g),
+                           f.send_sync("public", tb, SNAP, 0, 0, b"1\n", flags_frame=0x01,
+                                       stream=st)),
+     r'for table public.{table}: compression flag differs'),
+    ("app8", "t8",
+     lambda f, st, tb, g: (_plan(f, st, tb, g),
+                           f.send_sync("public", tb, SNAP, 0, 0, b"1\n", raw_len=5, stream=st)),
+     r'for table public.{table}: data inflates to 2 bytes, its header says 5'),
+    ("app1", "t1",
+     lambda f, st, tb, g: f.send_sync(*PLAN, SNAP, 0, SYNC_LAST,
+                                      plan_text(g, f"k\tpublic\t{tb}"), stream=st),
+     r'it keeps table public.{table}, which the target has not loaded'),
+]
+
+
 def test_fake_source_malformed_sync_frames(tmp_path, pg_factory, straitd_factory):
     dst = pg_factory("beta")
-    dst.sql("CREATE TABLE t (id int PRIMARY KEY, note text, extra text DEFAULT 'x')")
-    dst.sql("INSERT INTO t VALUES (99, 'left over')")
-    stream = {"name": "app", "from": "alpha", "to": "beta", "publication": "strait_app",
-              "initial_sync": True, "compression": {"codec": "none"}}
+    rounds = {}                 # stream -> its rounds, in order
+    for r in MALFORMED_ROUNDS:
+        rounds.setdefault(r[0], []).append(r)
+    tables = sorted({table for _, table, _, _ in MALFORMED_ROUNDS})
+    for table in tables:
+        dst.sql(f"CREATE TABLE {table} (id int PRIMARY KEY, note text, extra text DEFAULT 'x')")
+        dst.sql(f"INSERT INTO {table} VALUES (99, 'left over')")
+    streams = [{"name": name, "from": "alpha", "to": "beta", "publication": "strait_app",
+                "initial_sync": True, "compression": {"codec": "none"}} for name in rounds]
     cluster = harness.Cluster(tmp_path, harness.loopback_sites([None, dst], ("alpha", "beta")),
-                              [stream])
+                              streams)
     beta = straitd_factory(cluster.path("beta"), site="beta")
     port = cluster.cluster_cfg["relay"]["port"]
     fake = FakeSource(cluster, "127.0.0.2", port)
     try:
-        lsn, gen = fake.wait_resume(0)
-        assert lsn == 0 and gen == 1           # nothing loaded: it asks for a round
+        gens = {}
+        for name in rounds:
+            lsn, gens[name] = fake.wait_resume(0, stream=name)
+            assert lsn == 0 and gens[name] == 1     # nothing loaded: it asks for a round
 
-        def refused(reason, since):
+        def refused(reason, since, stream=None):
+            if stream is not None:      # the stream's own line
+                reason = f'stream "{stream}": [^\n]*' + reason
             wait_until(lambda: re.search(reason, beta.log_text()[since:]), 15,
                        what=f"the log to say {reason!r}")
             assert beta.alive()
@@ -412,50 +487,22 @@ def test_fake_source_malformed_sync_frames(tmp_path, pg_factory, straitd_factory
         refused(r'refused SYNC frame from "alpha" for stream "other"', at)
 
         # Each malformed round is refused with its reason; beta asks again.
-        snap = 0x1000000
-        cases = [
-            (lambda g: fake.send_sync(*PLAN, snap, 0, SYNC_LAST, b"not a plan\n"),
-             r'refused SYNC plan from "alpha": not a version 1 plan'),
-            (lambda g: (fake.send_sync(*PLAN, snap, 0, SYNC_LAST, plan_text(g, "c\tpublic\tt\tid")),
-                        fake.send_sync("public", "u", snap, 0, SYNC_LAST, b"1\n")),
-             r'table "public"."u" is not copied in this round'),
-            (lambda g: (fake.send_sync(*PLAN, snap, 0, SYNC_LAST, plan_text(g, "c\tpublic\tt\tid")),
-                        fake.send_sync("public", "t", snap, 1, 0, b"1\n")),
-             r'for table public.t: chunk out of order'),
-            # a gap once the load is under way: its COPY is ended with an error
-            (lambda g: (fake.send_sync(*PLAN, snap, 0, SYNC_LAST, plan_text(g, "c\tpublic\tt\tid")),
-                        fake.send_sync("public", "t", snap, 0, 0, b"7\n8\n"),
-                        time.sleep(0.5),
-                        fake.send_sync("public", "t", snap, 2, 0, b"9\n")),
-             r'for table public.t: chunk out of order'),
-            (lambda g: (fake.send_sync(*PLAN, snap, 0, SYNC_LAST, plan_text(g, "c\tpublic\tt\tid")),
-                        fake.send_sync("public", "t", snap + 8, 0, 0, b"1\n")),
-             r'for table public.t: snapshot LSN differs'),
-            (lambda g: (fake.send_sync(*PLAN, snap, 0, SYNC_LAST, plan_text(g, "c\tpublic\tt\tid")),
-                        fake.send_sync("public", "t", snap, 0, 0, b"1\n", raw_len=2 * 1024 * 1024)),
-             r'for table public.t: chunk of 2097152 bytes is over the limit'),
-            (lambda g: (fake.send_sync(*PLAN, snap, 0, SYNC_LAST, plan_text(g, "c\tpublic\tt\tid")),
-                        fake.send_sync("public", "t", snap, 0, 0, b"1\n", flags_frame=0x01)),
-             r'for table public.t: compression flag differs'),
-            (lambda g: (fake.send_sync(*PLAN, snap, 0, SYNC_LAST, plan_text(g, "c\tpublic\tt\tid")),
-                        fake.send_sync("public", "t", snap, 0, 0, b"1\n", raw_len=5)),
-             r'for table public.t: data inflates to 2 bytes, its header says 5'),
-            (lambda g: fake.send_sync(*PLAN, snap, 0, SYNC_LAST,
-                                      plan_text(g, "k\tpublic\tt")),
-             r'it keeps table public.t, which the target has not loaded'),
-        ]
-        resumes = 1
-        for send, reason in cases:
+        for n in range(max(len(r) for r in rounds.values())):
+            wave = [r[n] for r in rounds.values() if len(r) > n]
             at = len(beta.log_text())
-            send(gen)
-            refused(reason, at)
-            lsn, gen = fake.wait_resume(resumes)
-            resumes += 1
-            assert lsn == 0
+            for name, table, send, _ in wave:
+                send(fake, name, table, gens[name])
+            for name, table, _, reason in wave:
+                refused(reason.format(table=table), at, stream=name)
+                lsn, gens[name] = fake.wait_resume(n + 1, stream=name)
+                assert lsn == 0
         assert beta.alive()
         # the load the gap interrupted was rolled back
         assert dst.sql("SELECT id FROM t") == [(99,)]
-        assert "initial sync: dropping the load of public.t" in beta.log_text()
+        assert ('stream "app": initial sync: dropping the load of public.t (rolled back)'
+                in beta.log_text())
+        gen, resumes = gens["app"], len(rounds["app"]) + 1
+        snap = SNAP
 
         # A plan of an older round is ignored; a well-formed round loads.
         fake.send_sync(*PLAN, snap, 0, SYNC_LAST, plan_text(gen - 1, "c\tpublic\tt\tid"))
@@ -470,7 +517,8 @@ def test_fake_source_malformed_sync_frames(tmp_path, pg_factory, straitd_factory
                                                                        (2, "two", "x")]
         assert sync_origins(dst) == {"strait_app:sync:public.t": "0/1000000",
                                      "strait_app:sync": "0/1000000"}
-        st = sync_status(beta, "sink")
+        st = next(r for r in beta.status()["replication"]
+                  if r["role"] == "sink" and r["stream"] == "app")["initial_sync"]
         assert st["state"] == "done" and st["tables_done"] == 1 and st["rows"] == 2
         # it acknowledged the chunks and said it has the table
         sent = fake.syncs()

@@ -7,7 +7,7 @@ import signal
 import pytest
 
 import harness
-from harness import table_dump, wait_until
+from harness import wait_until
 
 PGBENCH_TABLES = ("pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history")
 
@@ -15,11 +15,9 @@ PGBENCH_TABLES = ("pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pg
 def start_pair(tmp_path, pg_factory, straitd_factory, stream_extra=None, schema=None):
     """Source and target servers, schema(pg) run on both before the stream's
     slot exists (no initial sync), and a straitd per site."""
-    src = pg_factory("onprem")
-    dst = pg_factory("cloud")
-    for pg in (src, dst):
-        if schema:
-            schema(pg)
+    src, dst = harness.on_each(pg_factory, ("onprem", "cloud"))
+    if schema:
+        harness.on_each(schema, (src, dst))
     stream = {"name": "app", "from": "onprem", "to": "cloud", "publication": "strait_app",
               "initial_sync": False}
     stream.update(stream_extra or {})
@@ -40,7 +38,7 @@ def wait_streaming(onprem, timeout=30):
 
 def wait_equal(src, dst, tables, timeout=60):
     def same():
-        return all(table_dump(src, t) == table_dump(dst, t) for t in tables)
+        return harness.tables_equal(src, dst, tables)
     wait_until(same, timeout, interval=0.5, what="the target to equal the source")
 
 

@@ -7,12 +7,14 @@ link through WireGuard between network namespaces and reads the veth."""
 
 import json
 import os
+import signal
 import statistics
 import threading
 import time
 
 import harness
 from harness import wait_until
+from test_initial_sync import pgbench_background
 from test_replication import PGBENCH_TABLES, start_pair, tpcb_balanced, wait_equal
 from test_spool import harness_metrics, needs_root, tunnel_pair, wait_link
 
@@ -62,10 +64,11 @@ def test_verify_under_load_names_exactly_the_changed_keys(tmp_path, pg_factory, 
     tables included: pgbench_history has no key); then rows changed on the
     target alone are named exactly, for a keyed table and a keyless one."""
     src, dst, onprem, cloud = pair(tmp_path, pg_factory, straitd_factory)
-    load = threading.Thread(target=src.pgbench, args=("-c", "4", "-T", "25", "-n"))
-    load.start()
+    # runs until the verifies are done, then ends as at the end of its -T (SIGALRM)
+    load = pgbench_background(src, "-c", "4", "-T", "300", "-n")
     try:
-        time.sleep(2)
+        wait_until(lambda: src.sql("SELECT count(*) FROM pgbench_history")[0][0] > 0, 30,
+                   what="the load to be under way")
         code, doc = verify(onprem, expect=0)
         t = tables_of(doc)
         assert set(t) == {'"public"."items"', '"public"."notes"'} | {
@@ -110,8 +113,11 @@ def test_verify_under_load_names_exactly_the_changed_keys(tmp_path, pg_factory, 
         assert res.returncode == 1, res.stdout
         assert "\"public\".\"items\": DIFFERENT" in res.stdout and "(id)=(7777)" in res.stdout
         assert "pgbench_accounts" not in res.stdout
+        assert load.poll() is None, "the load ended before the verifies did"
     finally:
-        load.join()
+        if load.poll() is None:
+            load.send_signal(signal.SIGALRM)
+        load.communicate(timeout=60)
     wait_equal(src, dst, PGBENCH_TABLES)
     assert tpcb_balanced(dst)
     st = onprem.status()["verify"]
