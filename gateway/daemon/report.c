@@ -45,6 +45,11 @@ static void daemon_row_cb(void *arg, const struct stream_report *r)
 		}
 		rows->v = v;
 		rows->cap = cap;
+		/* each row's report points at its own copies of the names: they moved */
+		for (size_t i = 0; i < rows->n; i++) {
+			rows->v[i].r.name = rows->v[i].name;
+			rows->v[i].r.peer = rows->v[i].peer;
+		}
 	}
 	row = &rows->v[rows->n++];
 	row->r = *r;

@@ -42,6 +42,25 @@ def test_starts_as_named_site_and_reports_status(tmp_path, straitd_factory):
     assert stat.S_IMODE(os.stat(cfg["state_dir"]).st_mode) == 0o700
 
 
+def test_status_and_lag_of_many_streams(tmp_path, straitd_factory):
+    """Twenty streams (more than the report's first allocation holds): status
+    and lag list each by its own name, and the daemon lives."""
+    streams = [{"name": f"s{i:02d}", "from": "onprem", "to": "cloud",
+                "publication": f"strait_s{i:02d}"} for i in range(20)]
+    hosts = two_site_cluster(tmp_path, streams)
+    d = straitd_factory(hosts["cloud"][0], site="cloud")
+    for _ in range(3):
+        rows = json.loads(d.ctl("lag", "--json").stdout)["lag"]
+        assert sorted(r["stream"] for r in rows) == [f"s{i:02d}" for i in range(20)]
+        assert all(r["peer"] == "onprem" for r in rows)
+        repl = d.status()["replication"]
+        assert sorted(r["stream"] for r in repl) == [f"s{i:02d}" for i in range(20)]
+        assert "s19" in d.ctl("lag").stdout
+    assert d.alive()
+    text = d.log_text()
+    assert "AddressSanitizer" not in text and "runtime error:" not in text
+
+
 def test_finds_its_site_from_the_private_key(tmp_path, straitd_factory):
     hosts = two_site_cluster(tmp_path)
     d = straitd_factory(hosts["onprem"][0])

@@ -391,8 +391,8 @@ class FakeSource:
 # The malformed rounds the fake sends: (stream, table, send(fake, stream,
 # table, generation), the reason beta logs). A failed round waits
 # STREAMSYNC_RETRY_MS before beta asks again, so the rounds go on streams of
-# their own, side by side (eight: one daemon's status and lag report at most
-# eight streams); a stream's rounds follow each other in this order. The gap,
+# their own, side by side (eight); a stream's rounds follow each other in
+# this order. The gap,
 # whose load must roll back, goes on "app" and table t, which the well-formed
 # round then loads.
 SNAP = 0x1000000
