@@ -23,6 +23,10 @@ for p in $PACKAGES; do
 	[ "$status" = "installed" ] || missing="$missing $p"
 done
 
+# npm comes with the machine's Node.js (NodeSource's nodejs ships it); with
+# Debian's nodejs it is a package of its own
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
+
 if [ -z "$missing" ]; then
 	exec /usr/bin/python3 "$here/fetch_postgres.py"
 fi
