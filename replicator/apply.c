@@ -113,6 +113,7 @@
 #define APPLY_DEFAULT_GROUP_TXNS 200
 #define APPLY_DEFAULT_CONNECT_TIMEOUT 30
 #define APPLY_HOLD_BYTES (8u * 1024u * 1024u) /* uncommitted bytes held before some are freed */
+#define APPLY_LARGE_COMMAND (16u * 1024u * 1024u) /* flushed in blocking mode (apply_flush_large) */
 #define APPLY_KEY_VALUE_MAX 64          /* bytes of a key value shown in messages */
 
 enum apply_state {
@@ -854,6 +855,32 @@ static bool apply_flush(struct apply *a)
 	return true;
 }
 
+/*
+ * libpq's non-blocking flush moves what the socket did not take to the front
+ * of its buffer every time: for a command carrying a value of hundreds of MB
+ * that is quadratic (terabytes of copying, minutes of CPU). Such a command is
+ * flushed in blocking mode, which sends it in one go as fast as the target
+ * reads it (libpq reads the target's answers meanwhile, so neither side
+ * waits on the other).
+ */
+static bool apply_flush_large(struct apply *a)
+{
+	int r;
+
+	if (a->unflushed) {
+		if (!PQsendFlushRequest(a->conn))
+			return apply_send_failed(a, "a flush request");
+		a->unflushed = 0;
+	}
+	if (PQsetnonblocking(a->conn, 0) != 0)
+		return apply_send_failed(a, "data");
+	r = PQflush(a->conn);
+	if (PQsetnonblocking(a->conn, 1) != 0 || r != 0)
+		return apply_send_failed(a, "data");
+	a->out_blocked = false;
+	return true;
+}
+
 /* ---- groups ---- */
 
 static struct apply_group *apply_group_find(struct apply *a, uint64_t id)
@@ -1485,6 +1512,8 @@ static bool apply_change_send(struct apply *a, struct apply_rel *r,
 		apply_change_booked(a, c, r, shape, st, g, b, off);
 	if (uncached)
 		apply_sql_stmt_free(&tmp.sql);
+	if (c && apply_be32(b->data + off) > APPLY_LARGE_COMMAND && !apply_flush_large(a))
+		return false;
 	return c != NULL;
 }
 
