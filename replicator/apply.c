@@ -89,6 +89,7 @@
 #include "replicator/apply.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -113,7 +114,7 @@
 #define APPLY_DEFAULT_GROUP_TXNS 200
 #define APPLY_DEFAULT_CONNECT_TIMEOUT 30
 #define APPLY_HOLD_BYTES (8u * 1024u * 1024u) /* uncommitted bytes held before some are freed */
-#define APPLY_LARGE_COMMAND (16u * 1024u * 1024u) /* flushed in blocking mode (apply_flush_large) */
+#define APPLY_LARGE_COMMAND (16u * 1024u * 1024u) /* sent in blocking mode (apply_set_blocking) */
 #define APPLY_KEY_VALUE_MAX 64          /* bytes of a key value shown in messages */
 
 enum apply_state {
@@ -856,28 +857,34 @@ static bool apply_flush(struct apply *a)
 }
 
 /*
- * libpq's non-blocking flush moves what the socket did not take to the front
- * of its buffer every time: for a command carrying a value of hundreds of MB
- * that is quadratic (terabytes of copying, minutes of CPU). Such a command is
- * flushed in blocking mode, which sends it in one go as fast as the target
- * reads it (libpq reads the target's answers meanwhile, so neither side
- * waits on the other).
+ * libpq's non-blocking sending moves what the socket did not take to the
+ * front of its buffer on every call: for a command carrying a value of
+ * hundreds of MB that is quadratic (terabytes of copying, minutes of CPU).
+ * Such a command is queued and sent with the connection in blocking mode,
+ * which sends it in one go as fast as the target reads it (libpq reads the
+ * target's answers meanwhile, so neither side waits on the other). libpq
+ * switches modes only with nothing queued: what is queued goes first.
  */
-static bool apply_flush_large(struct apply *a)
+static bool apply_set_blocking(struct apply *a, bool blocking)
 {
-	int r;
+	int sock = PQsocket(a->conn), r;
 
-	if (a->unflushed) {
-		if (!PQsendFlushRequest(a->conn))
-			return apply_send_failed(a, "a flush request");
-		a->unflushed = 0;
+	if (!blocking) {
+		if (PQflush(a->conn) != 0 || PQsetnonblocking(a->conn, 1) != 0)
+			return apply_send_failed(a, "a large command");
+		a->out_blocked = false;
+		return true;
 	}
-	if (PQsetnonblocking(a->conn, 0) != 0)
-		return apply_send_failed(a, "data");
-	r = PQflush(a->conn);
-	if (PQsetnonblocking(a->conn, 1) != 0 || r != 0)
-		return apply_send_failed(a, "data");
-	a->out_blocked = false;
+	while ((r = PQflush(a->conn)) == 1) {
+		struct pollfd p = { .fd = sock, .events = POLLOUT | POLLIN };
+
+		if (poll(&p, 1, 1000) < 0 && errno != EINTR)
+			return apply_send_failed(a, "a large command");
+		if ((p.revents & POLLIN) && !PQconsumeInput(a->conn))
+			return apply_send_failed(a, "a large command");
+	}
+	if (r < 0 || PQsetnonblocking(a->conn, 0) != 0)
+		return apply_send_failed(a, "a large command");
 	return true;
 }
 
@@ -1483,7 +1490,7 @@ static bool apply_change_send(struct apply *a, struct apply_rel *r,
 	struct apply_stmt tmp, *st;
 	struct apply_group *g;
 	struct apply_cmd *c;
-	bool uncached;
+	bool uncached, large;
 	int sent;
 
 	g = apply_group_open(a);
@@ -1492,7 +1499,9 @@ static bool apply_change_send(struct apply *a, struct apply_rel *r,
 	st = apply_stmt_get(a, r, shape, &tmp, &uncached);
 	if (!st)
 		return false;
-	if (!apply_fill_params(a, &st->sql, cm->newtup, cm->oldtup)) {
+	large = apply_be32(b->data + off) > APPLY_LARGE_COMMAND;
+	if (!apply_fill_params(a, &st->sql, cm->newtup, cm->oldtup) ||
+	    (large && !apply_set_blocking(a, true))) {
 		if (uncached)
 			apply_sql_stmt_free(&tmp.sql);
 		return false;
@@ -1512,7 +1521,7 @@ static bool apply_change_send(struct apply *a, struct apply_rel *r,
 		apply_change_booked(a, c, r, shape, st, g, b, off);
 	if (uncached)
 		apply_sql_stmt_free(&tmp.sql);
-	if (c && apply_be32(b->data + off) > APPLY_LARGE_COMMAND && !apply_flush_large(a))
+	if (large && a->conn && !apply_set_blocking(a, false))
 		return false;
 	return c != NULL;
 }
