@@ -99,6 +99,7 @@
 #include <event2/event.h>
 #include <libpq-fe.h>
 
+#include "common/be32.h"
 #include "common/fault.h"
 #include "common/json.h"
 #include "common/log.h"
@@ -383,11 +384,6 @@ bool apply_conflict_parse(const char *name, enum apply_conflict *out)
 		}
 	}
 	return false;
-}
-
-static uint32_t apply_be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 static bool apply_ring_init(struct apply_ring *r, size_t size)
@@ -1499,7 +1495,7 @@ static bool apply_change_send(struct apply *a, struct apply_rel *r,
 	st = apply_stmt_get(a, r, shape, &tmp, &uncached);
 	if (!st)
 		return false;
-	large = apply_be32(b->data + off) > APPLY_LARGE_COMMAND;
+	large = be32_load(b->data + off) > APPLY_LARGE_COMMAND;
 	if (!apply_fill_params(a, &st->sql, cm->newtup, cm->oldtup) ||
 	    (large && !apply_set_blocking(a, true))) {
 		if (uncached)
@@ -1758,7 +1754,7 @@ static enum apply_step apply_record(struct apply *a, struct apply_batch *b, size
 		struct apply_pos next)
 {
 	const uint8_t *rec = b->data + off + 4;
-	size_t len = apply_be32(b->data + off);
+	size_t len = be32_load(b->data + off);
 	struct pgoutput_msg m;
 	enum pgoutput_status st;
 	char lsn[LSN_BUF];
@@ -1826,7 +1822,7 @@ static void apply_pump(struct apply *a)
 			break;
 		}
 		next.b = p.b;
-		next.off = p.off + 4 + apply_be32(p.b->data + p.off);
+		next.off = p.off + 4 + be32_load(p.b->data + p.off);
 		if (a->ndead && apply_is_dead(a, p.b->base + p.off)) {
 			a->cur = next;
 			continue;
@@ -1864,7 +1860,7 @@ static void apply_describe_key(struct apply *a, const struct apply_cmd *c, char 
 	struct apply_sql_buf names, vals;
 	bool full = false, any = false;
 	const uint8_t *rec = c->batch->data + c->off + 4;
-	size_t rlen = apply_be32(c->batch->data + c->off);
+	size_t rlen = be32_load(c->batch->data + c->off);
 
 	snprintf(buf, len, "(unknown)");
 	if (!map || !pgoutput_decoder_init(&d, 2) ||
@@ -2408,7 +2404,7 @@ bool apply_submit(struct apply *a, const uint8_t *body, size_t len)
 				"at byte %zu", a->stream, len, off);
 			return false;
 		}
-		n = apply_be32(body + off);
+		n = be32_load(body + off);
 		if (n > len - off - 4) {
 			log_error("stream \"%s\": batch of %zu bytes has a record of %" PRIu32
 				" bytes at byte %zu that runs past its end", a->stream, len, n, off);

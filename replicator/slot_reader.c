@@ -40,6 +40,7 @@
 #include <event2/event.h>
 #include <libpq-fe.h>
 
+#include "common/be32.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "common/lsn.h"
@@ -356,11 +357,6 @@ static bool source_append_message(struct source *src, const uint8_t *msg, size_t
 	return true;
 }
 
-static uint32_t source_be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /* Describes the piece [batch_head, cut) of a larger batch: it ends no transaction. */
 static void source_piece_info(struct source *src, size_t cut, struct source_batch_info *info)
 {
@@ -369,7 +365,7 @@ static void source_piece_info(struct source *src, size_t cut, struct source_batc
 	info->transactions = 0;
 	info->messages = 0;          /* counted with the last piece */
 	while (src->batch_scan < cut)
-		src->batch_scan += 4 + (size_t)source_be32(src->batch.data + src->batch_scan);
+		src->batch_scan += 4 + (size_t)be32_load(src->batch.data + src->batch_scan);
 	info->continues = src->batch_scan > cut;
 }
 

@@ -6,15 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/be32.h"
 #include "gateway/stream/msgjoin.h"
 
 /* A buffer this big or smaller is kept for the next message; a bigger one goes. */
 #define MSGJOIN_KEEP (1u * 1024u * 1024u)
-
-static uint32_t be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
 
 /*
  * The offset just after the last whole message of p[0..len); *next: the
@@ -27,7 +23,7 @@ static size_t whole_prefix(const uint8_t *p, size_t len, uint32_t *next)
 
 	*next = 0;
 	while (len - off >= 4) {
-		uint32_t n = be32(p + off);
+		uint32_t n = be32_load(p + off);
 
 		if (n > len - off - 4) {
 			*next = n;

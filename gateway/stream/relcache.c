@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/be32.h"
+
 struct relcache_entry {
 	uint32_t relid;          /* 0: empty */
 	uint8_t *msg;            /* the Relation message, without its length prefix */
@@ -29,11 +31,6 @@ struct relcache {
 
 /* An output buffer this big or smaller is kept for the next batch. */
 #define RELCACHE_KEEP (1u * 1024u * 1024u)
-
-static uint32_t get_u32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
 
 static void put_u32(uint8_t *p, uint32_t v)
 {
@@ -156,15 +153,15 @@ static bool relcache_message(struct relcache *rc, const uint8_t *m, size_t mlen,
 		size_t *prefix)
 {
 	if (m[0] == 'R' && mlen >= 5)
-		return relcache_learn(rc, get_u32(m + 1), m, mlen);
+		return relcache_learn(rc, be32_load(m + 1), m, mlen);
 	if ((m[0] == 'I' || m[0] == 'U' || m[0] == 'D') && mlen >= 5)
-		return relcache_need(rc, get_u32(m + 1), batch, prefix);
+		return relcache_need(rc, be32_load(m + 1), batch, prefix);
 	if (m[0] == 'T' && mlen >= 6) {
 		/* Truncate: number of relations, options, then their OIDs */
-		uint32_t count = get_u32(m + 1);
+		uint32_t count = be32_load(m + 1);
 
 		for (size_t i = 0, p = 6; i < count && p + 4 <= mlen; i++, p += 4)
-			if (!relcache_need(rc, get_u32(m + p), batch, prefix))
+			if (!relcache_need(rc, be32_load(m + p), batch, prefix))
 				return false;
 	}
 	return true;
@@ -195,7 +192,7 @@ bool relcache_complete(struct relcache *rc, const uint8_t *body, size_t len, siz
 	 * relation it needs; a Relation message cut in two is not learnt.
 	 */
 	for (off = lead; off + 4 <= len;) {
-		uint32_t mlen = get_u32(body + off);
+		uint32_t mlen = be32_load(body + off);
 		const uint8_t *m = body + off + 4;
 
 		if (mlen == 0)
@@ -206,7 +203,7 @@ bool relcache_complete(struct relcache *rc, const uint8_t *body, size_t len, siz
 			if (!continues || (have > 0 && m[0] == 'R'))
 				return false;
 			if (have >= 5 && (m[0] == 'I' || m[0] == 'U' || m[0] == 'D') &&
-			    !relcache_need(rc, get_u32(m + 1), batch, &prefix))
+			    !relcache_need(rc, be32_load(m + 1), batch, &prefix))
 				return false;
 			off = len;
 			break;
