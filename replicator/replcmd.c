@@ -17,6 +17,11 @@ bool replcmd_has_messages(int server_version)
 	return server_version >= 140000;
 }
 
+bool replcmd_has_streaming(int server_version)
+{
+	return server_version >= 140000;
+}
+
 char *replcmd_create_slot_sql(int server_version, const char *slot, bool temporary,
 		bool export_snapshot)
 {

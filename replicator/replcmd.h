@@ -6,8 +6,9 @@
  * (… LOGICAL pgoutput (SNAPSHOT 'export')); 13 and 14 know only the keyword
  * form (… LOGICAL pgoutput EXPORT_SNAPSHOT), which later versions still
  * accept. pgoutput speaks protocol version 2 and sends logical decoding
- * messages from 14 on; 13 speaks version 1, whose messages outside streamed
- * transactions are the same as version 2's.
+ * messages and streams in-progress transactions from 14 on; 13 speaks
+ * version 1, whose messages outside streamed transactions are the same as
+ * version 2's.
  *
  * server_version is PQserverVersion()'s: 140011 for 14.11.
  */
@@ -21,6 +22,13 @@ int replcmd_proto_version(int server_version);
 
 /* Whether pgoutput takes the messages option (logical decoding messages). */
 bool replcmd_has_messages(int server_version);
+
+/*
+ * Whether pgoutput streams transactions while they run (streaming 'on',
+ * protocol 2): from PostgreSQL 14, once a transaction's changes pass
+ * logical_decoding_work_mem.
+ */
+bool replcmd_has_streaming(int server_version);
 
 /*
  * CREATE_REPLICATION_SLOT for a pgoutput slot named slot (a valid slot

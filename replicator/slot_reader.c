@@ -92,6 +92,17 @@ struct source_buf {
 	size_t cap;
 };
 
+/* A streamed transaction open on this connection. */
+struct source_stream {
+	uint32_t xid;
+	bool skipping;                   /* one strait applied: its changes are not passed on */
+	bool placed;                     /* batch_no says which batch holds its first block */
+	size_t start_off;                /* its first Stream Start in the batch buffer, until placed */
+	uint64_t batch_no;
+	bool closing;                    /* its Stream Commit or Abort is at close_off in the buffer */
+	size_t close_off;
+};
+
 struct source {
 	struct event_base *base;
 	struct source_callbacks cb;
@@ -131,6 +142,12 @@ struct source {
 	struct source_batch_info open;    /* the messages after it */
 	bool in_txn;
 	bool skipping_txn;               /* a transaction strait applied itself */
+	bool in_block;                   /* between Stream Start and Stream Stop */
+	bool block_skipping;             /* the block's transaction is one strait applied */
+	uint32_t block_xid;
+	struct source_stream *streams;   /* streamed transactions open on this connection */
+	size_t nstreams, capstreams;
+	uint64_t batch_counter;          /* batches handed over */
 	uint8_t *held_begin;             /* Begin held until we know the origin */
 	size_t held_begin_len;
 	uint64_t held_begin_lsn;
@@ -216,6 +233,9 @@ static void source_reset_batch(struct source *src)
 	memset(&src->open, 0, sizeof(src->open));
 	src->in_txn = false;
 	src->skipping_txn = false;
+	src->in_block = false;
+	src->block_skipping = false;
+	src->nstreams = 0;           /* a new connection sends them again from their start */
 	free(src->held_begin);
 	src->held_begin = NULL;
 	src->held_begin_len = 0;
@@ -274,7 +294,7 @@ static uint64_t source_flush_position(const struct source *src)
 	uint64_t flush = src->confirmed_lsn;
 
 	/* Everything handed over is confirmed and no transaction is open here. */
-	if (src->confirmed_lsn >= src->sent_lsn && !src->in_txn && src->batch.len == 0 &&
+	if (src->confirmed_lsn >= src->sent_lsn && !src->in_txn && !src->in_block && src->batch.len == 0 &&
 	    src->server_sent_lsn > flush)
 		flush = src->server_sent_lsn;
 	return flush;
@@ -357,6 +377,97 @@ static bool source_append_message(struct source *src, const uint8_t *msg, size_t
 	return true;
 }
 
+/* ---- streamed transactions ---- */
+
+static struct source_stream *source_stream_find(struct source *src, uint32_t xid)
+{
+	for (size_t i = 0; i < src->nstreams; i++)
+		if (src->streams[i].xid == xid)
+			return &src->streams[i];
+	return NULL;
+}
+
+/* A Stream Start: the transaction's entry (a first block makes it anew); NULL when out of memory. */
+static struct source_stream *source_stream_start(struct source *src, uint32_t xid, bool first)
+{
+	struct source_stream *t = source_stream_find(src, xid);
+
+	if (!t) {
+		if (src->nstreams == src->capstreams) {
+			size_t cap = src->capstreams ? 2 * src->capstreams : 8;
+			struct source_stream *v = realloc(src->streams, cap * sizeof(*v));
+
+			if (!v)
+				return NULL;
+			src->streams = v;
+			src->capstreams = cap;
+		}
+		t = &src->streams[src->nstreams++];
+		first = true;  /* not seen on this connection: anchored here whatever the flag */
+	} else if (!first) {
+		return t;
+	}
+	*t = (struct source_stream){ .xid = xid, .start_off = src->batch.len };
+	return t;
+}
+
+/* Its Stream Commit or Abort is the next message in the buffer. */
+static void source_stream_close(struct source *src, uint32_t xid)
+{
+	struct source_stream *t = source_stream_find(src, xid);
+
+	if (t && !t->closing) {
+		t->closing = true;
+		t->close_off = src->batch.len;
+	}
+}
+
+/*
+ * The batch [batch_head, cut) is about to go: the first blocks in it are
+ * placed in it, and open_since names the oldest transaction still open
+ * after it.
+ */
+static void source_streams_place(struct source *src, size_t cut, struct source_batch_info *info)
+{
+	info->batch_no = ++src->batch_counter;
+	info->starts_stream = false;
+	info->open_since = 0;
+	for (size_t i = 0; i < src->nstreams; i++) {
+		struct source_stream *t = &src->streams[i];
+
+		if (!t->placed && t->start_off < cut) {
+			t->placed = true;
+			t->batch_no = info->batch_no;
+			info->starts_stream = true;
+		}
+		if (t->placed && !(t->closing && t->close_off < cut) &&
+		    (info->open_since == 0 || t->batch_no < info->open_since))
+			info->open_since = t->batch_no;
+	}
+}
+
+/* Forgets the transactions that ended in the batch that went, up to cut. */
+static void source_streams_closed(struct source *src, size_t cut)
+{
+	size_t kept = 0;
+
+	for (size_t i = 0; i < src->nstreams; i++)
+		if (!(src->streams[i].closing && src->streams[i].close_off < cut))
+			src->streams[kept++] = src->streams[i];
+	src->nstreams = kept;
+}
+
+/* The buffer loses its first n bytes. */
+static void source_streams_shift(struct source *src, size_t n)
+{
+	for (size_t i = 0; i < src->nstreams; i++) {
+		if (!src->streams[i].placed)
+			src->streams[i].start_off -= n;
+		if (src->streams[i].closing)
+			src->streams[i].close_off -= n;
+	}
+}
+
 /* Describes the piece [batch_head, cut) of a larger batch: it ends no transaction. */
 static void source_piece_info(struct source *src, size_t cut, struct source_batch_info *info)
 {
@@ -399,7 +510,9 @@ static bool source_emit(struct source *src, bool force, bool *piece)
 		    (uint32_t)(cut - src->batch_head);
 	if (cut < end)
 		source_piece_info(src, cut, &info);
+	source_streams_place(src, cut, &info);
 	more = src->cb.batch(src->arg, src->batch.data + src->batch_head, cut - src->batch_head, &info);
+	source_streams_closed(src, cut);
 	src->stat_bytes += cut - src->batch_head;
 	if (cut < end) {
 		src->piece_lead = info.continues ? (uint32_t)(src->batch_scan - cut) : 0;
@@ -411,6 +524,7 @@ static bool source_emit(struct source *src, bool force, bool *piece)
 		memset(&src->open, 0, sizeof(src->open));
 	if (info.commit_end_lsn > src->sent_lsn)
 		src->sent_lsn = info.commit_end_lsn;
+	source_streams_shift(src, end);
 	memmove(src->batch.data, src->batch.data + end, src->batch.len - end);
 	src->batch.len -= end;
 	src->batch_head = src->batch_scan = 0;
@@ -450,22 +564,30 @@ static bool source_hand_over(struct source *src, bool all)
 	}
 }
 
-static void source_commit_done(struct source *src, uint64_t end_lsn, int64_t commit_time)
+/*
+ * A unit ended where a batch may be cut: a transaction or a Stream Commit
+ * (end_lsn set), a streamed block or a Stream Abort (end_lsn 0).
+ */
+static void source_unit_done(struct source *src, uint64_t end_lsn, int64_t commit_time)
 {
-	src->open.commit_end_lsn = end_lsn;
-	src->open.commit_time = pgoutput_time_to_unix_us(commit_time);
-	src->open.transactions = 1;
+	if (end_lsn) {
+		src->open.commit_end_lsn = end_lsn;
+		src->open.commit_time = pgoutput_time_to_unix_us(commit_time);
+		src->open.transactions = 1;
+		src->stat_transactions++;
+	}
 	if (src->pending.messages == 0) {
 		src->pending = src->open;
 	} else {
-		src->pending.commit_end_lsn = end_lsn;
-		src->pending.commit_time = src->open.commit_time;
-		src->pending.transactions++;
+		if (end_lsn) {
+			src->pending.commit_end_lsn = end_lsn;
+			src->pending.commit_time = src->open.commit_time;
+			src->pending.transactions++;
+		}
 		src->pending.messages += src->open.messages;
 	}
 	memset(&src->open, 0, sizeof(src->open));
 	src->batch_committed_len = src->batch.len;
-	src->stat_transactions++;
 }
 
 /* Puts the held Begin into the batch: the transaction is one to pass on. */
@@ -479,6 +601,66 @@ static bool source_release_begin(struct source *src)
 	free(src->held_begin);
 	src->held_begin = NULL;
 	return ok;
+}
+
+/* A message of a streamed transaction (see slot_reader.h); false on a fatal problem (failed). */
+static bool source_stream_message(struct source *src, const uint8_t *data, size_t len, uint64_t lsn,
+		const struct pgoutput_msg *msg)
+{
+	struct source_stream *t;
+
+	switch (msg->type) {
+	case PGOUTPUT_STREAM_START:
+		t = source_stream_start(src, msg->stream_start.xid, msg->stream_start.first_segment);
+		if (!t)
+			goto oom;
+		src->in_block = true;
+		src->block_xid = t->xid;
+		src->block_skipping = t->skipping;
+		break;
+	case PGOUTPUT_STREAM_STOP:
+		if (!source_append_message(src, data, len, lsn))
+			goto oom;
+		src->in_block = false;
+		source_unit_done(src, 0, 0);
+		return true;
+	case PGOUTPUT_STREAM_COMMIT:
+		source_stream_close(src, msg->stream_commit.xid);
+		if (!source_append_message(src, data, len, lsn))
+			goto oom;
+		source_unit_done(src, msg->stream_commit.end_lsn, msg->stream_commit.commit_time);
+		return true;
+	case PGOUTPUT_STREAM_ABORT:
+		if (msg->stream_abort.subxid == msg->stream_abort.xid)
+			source_stream_close(src, msg->stream_abort.xid);
+		if (!source_append_message(src, data, len, lsn))
+			goto oom;
+		source_unit_done(src, 0, 0);
+		return true;
+	case PGOUTPUT_ORIGIN:
+		/* sent in a transaction's first block: one strait applied is passed on empty */
+		if (strncmp(msg->origin.name, SOURCE_ORIGIN_PREFIX, strlen(SOURCE_ORIGIN_PREFIX)) == 0) {
+			t = source_stream_find(src, src->block_xid);
+			if (t)
+				t->skipping = true;
+			src->block_skipping = true;
+			src->stat_skipped++;
+		}
+		break;
+	case PGOUTPUT_RELATION:
+	case PGOUTPUT_TYPE:
+		break;
+	default:
+		if (src->block_skipping)
+			return true;
+		break;
+	}
+	if (!source_append_message(src, data, len, lsn))
+		goto oom;
+	return true;
+oom:
+	source_fail(src, "out of memory while batching");
+	return false;
 }
 
 /* One pgoutput message from XLogData. Returns false on a fatal problem (already failed). */
@@ -495,7 +677,9 @@ static bool source_handle_message(struct source *src, const uint8_t *data, size_
 	 * Only transaction boundaries and origins matter here; rows pass
 	 * through untouched (the sink decodes and checks them).
 	 */
-	if (data[0] == PGOUTPUT_BEGIN || data[0] == PGOUTPUT_COMMIT || data[0] == PGOUTPUT_ORIGIN) {
+	if (data[0] == PGOUTPUT_BEGIN || data[0] == PGOUTPUT_COMMIT || data[0] == PGOUTPUT_ORIGIN ||
+	    data[0] == PGOUTPUT_STREAM_START || data[0] == PGOUTPUT_STREAM_STOP ||
+	    data[0] == PGOUTPUT_STREAM_COMMIT || data[0] == PGOUTPUT_STREAM_ABORT) {
 		st = pgoutput_decode(&src->decoder, data, len, &msg, NULL, 0);
 		if (st != PGOUTPUT_OK) {
 			source_fail(src, "malformed pgoutput message at " LSN_FMT ": %s",
@@ -506,6 +690,9 @@ static bool source_handle_message(struct source *src, const uint8_t *data, size_
 		msg.type = (enum pgoutput_msg_type)data[0];
 	}
 
+	if (src->in_block || msg.type == PGOUTPUT_STREAM_START || msg.type == PGOUTPUT_STREAM_COMMIT ||
+	    msg.type == PGOUTPUT_STREAM_ABORT)
+		return source_stream_message(src, data, len, lsn, &msg);
 	switch (msg.type) {
 	case PGOUTPUT_BEGIN:
 		src->in_txn = true;
@@ -535,7 +722,7 @@ static bool source_handle_message(struct source *src, const uint8_t *data, size_
 			goto oom;
 		src->in_txn = false;
 		src->skipping_txn = false;
-		source_commit_done(src, msg.commit.end_lsn, msg.commit.commit_time);
+		source_unit_done(src, msg.commit.end_lsn, msg.commit.commit_time);
 		return true;
 	default:
 		if (src->skipping_txn)
@@ -971,6 +1158,7 @@ void source_free(struct source *src)
 	if (src->ev_piece)
 		event_free(src->ev_piece);
 	free(src->batch.data);
+	free(src->streams);
 	for (size_t i = 0; i < src->n_tables; i++)
 		free(src->tables[i]);
 	free(src->tables);
@@ -1007,9 +1195,10 @@ bool source_start(struct source *src, uint64_t start_lsn)
 
 		snprintf(sql, sizeof(sql),
 			 "START_REPLICATION SLOT \"%s\" LOGICAL " LSN_FMT " (proto_version '%d', "
-			 "publication_names %s%s)",
+			 "publication_names %s%s%s)",
 			 src->slot, LSN_ARGS(start_lsn), replcmd_proto_version(version),
-			 lit ? lit : "''", replcmd_has_messages(version) ? ", messages 'true'" : "");
+			 lit ? lit : "''", replcmd_has_messages(version) ? ", messages 'true'" : "",
+			 replcmd_has_streaming(version) ? ", streaming 'on'" : "");
 		PQfreemem(ident);
 		PQfreemem(lit);
 	}

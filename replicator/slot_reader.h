@@ -15,6 +15,14 @@
  * per loop pass, that may start and end inside a message (see
  * source_batch_info); only the last carries the batch's commit.
  *
+ * Large transactions stream while they run (pgoutput streaming, PostgreSQL
+ * 14 and later): Stream Start ... Stream Stop blocks of their changes go
+ * between ordinary transactions, then a Stream Commit (a commit: it carries
+ * the batch's commit_end_lsn) or a Stream Abort. A block is cut from a batch
+ * like a transaction. When the connection starts again the server sends each
+ * transaction still running from its start (or never again, when it ended
+ * meanwhile): the owner must treat every block before as void.
+ *
  * Transactions that were applied by strait itself (they carry an Origin whose
  * name starts with "strait_") are passed on empty — Begin, their Relation and
  * Type messages, Commit — so streams in both directions never loop, while the
@@ -67,6 +75,16 @@ struct source_batch_info {
 	uint32_t messages;
 	uint32_t lead;               /* a piece: bytes at its start that end a message begun before */
 	bool continues;              /* a piece: it ends inside a message the next one goes on with */
+	/*
+	 * Streamed transactions (see NOTES): batches are numbered from 1 in a
+	 * source's life; starts_stream says this one holds the first block of a
+	 * streamed transaction; open_since is the number of the batch holding
+	 * the first block of the oldest one still open after this batch (0:
+	 * none). Whoever resends from a position must reach back to it.
+	 */
+	uint64_t batch_no;
+	bool starts_stream;
+	uint64_t open_since;
 };
 
 struct source_callbacks {

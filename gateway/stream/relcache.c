@@ -25,6 +25,9 @@ struct relcache {
 	size_t cap;              /* a power of two */
 	size_t n;
 	uint64_t batch;          /* counts relcache_complete() calls */
+	bool in_block;           /* inside a streamed block (Stream Start ... Stream Stop) */
+	bool type_pending;       /* the last body ended in the header of a message: its */
+	size_t type_at;          /* type byte is at this offset of the next body */
 	uint8_t *out;
 	size_t out_cap;
 };
@@ -148,10 +151,29 @@ static bool relcache_need(struct relcache *rc, uint32_t relid, uint64_t batch, s
 	return true;
 }
 
-/* Learns a whole message, or notes the relations a change needs; false when out of memory. */
+/* A message of this type begins: streamed blocks open and close. */
+static void relcache_block_state(struct relcache *rc, uint8_t type)
+{
+	if (type == 'S')
+		rc->in_block = true;
+	else if (type == 'E')
+		rc->in_block = false;
+}
+
+/*
+ * Learns a whole message, or notes the relations a change needs; false when
+ * out of memory. A streamed block is left alone: pgoutput sends each
+ * streamed transaction the Relation messages it uses inside it, and the
+ * sink gets all of its blocks whenever it gets its commit.
+ */
 static bool relcache_message(struct relcache *rc, const uint8_t *m, size_t mlen, uint64_t batch,
 		size_t *prefix)
 {
+	bool was_in_block = rc->in_block;
+
+	relcache_block_state(rc, m[0]);
+	if (was_in_block || rc->in_block)
+		return true;
 	if (m[0] == 'R' && mlen >= 5)
 		return relcache_learn(rc, be32_load(m + 1), m, mlen);
 	if ((m[0] == 'I' || m[0] == 'U' || m[0] == 'D') && mlen >= 5)
@@ -171,7 +193,7 @@ bool relcache_complete(struct relcache *rc, const uint8_t *body, size_t len, siz
 		bool continues, const uint8_t **out, size_t *out_len)
 {
 	uint64_t batch = ++rc->batch;
-	size_t prefix = 0, off;
+	size_t prefix = 0, off, at;
 
 	*out = body;
 	*out_len = len;
@@ -183,6 +205,11 @@ bool relcache_complete(struct relcache *rc, const uint8_t *body, size_t len, siz
 	}
 	if (lead > len)
 		return false;
+	if (rc->type_pending && rc->type_at < lead)
+		relcache_block_state(rc, body[rc->type_at]);
+	rc->type_pending = false;
+	/* the Relation messages go before the first message outside a streamed block */
+	at = rc->in_block ? len : lead;
 	/*
 	 * One pass: a relation defined in the body counts as defined from there
 	 * on (entries are stamped with this batch number); a change to one not
@@ -197,14 +224,18 @@ bool relcache_complete(struct relcache *rc, const uint8_t *body, size_t len, siz
 
 		if (mlen == 0)
 			return false;
+		if (at == len && !rc->in_block)
+			at = off;
 		if (mlen > len - off - 4) {
 			size_t have = len - off - 4;
 
-			if (!continues || (have > 0 && m[0] == 'R'))
+			if (!continues || (have > 0 && m[0] == 'R' && !rc->in_block))
 				return false;
-			if (have >= 5 && (m[0] == 'I' || m[0] == 'U' || m[0] == 'D') &&
+			if (have >= 5 && (m[0] == 'I' || m[0] == 'U' || m[0] == 'D') && !rc->in_block &&
 			    !relcache_need(rc, be32_load(m + 1), batch, &prefix))
 				return false;
+			if (have > 0)
+				relcache_block_state(rc, m[0]);
 			off = len;
 			break;
 		}
@@ -214,14 +245,19 @@ bool relcache_complete(struct relcache *rc, const uint8_t *body, size_t len, siz
 	}
 	if (off != len && !continues)
 		return false;
+	if (off < len) {
+		/* the body ends inside a message's length: its type byte comes next */
+		rc->type_pending = true;
+		rc->type_at = 4 - (len - off);
+	}
 	if (prefix == 0)
 		return true;
 	if (!out_reserve(rc, prefix + len))
 		return false;
-	/* the Relation messages go where the body's first whole message starts */
-	memmove(rc->out + lead, rc->out, prefix);
-	memcpy(rc->out, body, lead);
-	memcpy(rc->out + lead + prefix, body + lead, len - lead);
+	/* the Relation messages go where the body's first message outside a block starts */
+	memmove(rc->out + at, rc->out, prefix);
+	memcpy(rc->out, body, at);
+	memcpy(rc->out + at + prefix, body + at, len - at);
 	*out = rc->out;
 	*out_len = prefix + len;
 	return true;

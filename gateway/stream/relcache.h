@@ -11,8 +11,10 @@
  * point. A sink takes a Relation message it already knows as a no-op.
  *
  * A batch body is a sequence of messages, each a u32 big-endian length and
- * the pgoutput message (protocol version 2, not streamed: a change starts
- * with its type byte and the relation OID). A piece of a larger batch may
+ * the pgoutput message (protocol version 2: outside a streamed block a
+ * change starts with its type byte and the relation OID). Streamed blocks
+ * (Stream Start ... Stream Stop) are left alone, and the Relation messages a
+ * body lacks go before its first message outside one. A piece of a larger batch may
  * start with the end of a message begun in the piece before (lead bytes,
  * left as they are) and end inside one.
  *

@@ -17,6 +17,7 @@
 #include "gateway/relay/frame.h"
 #include "gateway/relay/wire.h"
 #include "gateway/stream/msgjoin.h"
+#include "gateway/stream/streamspill.h"
 #include "gateway/stream/schedule.h"
 #include "gateway/stream/stream.h"
 #include "gateway/stream/tokenbucket.h"
@@ -134,10 +135,12 @@ struct stream_sink_state {
 	unsigned resends;        /* batches asked for again in a row (a halt after a few) */
 	bool halted;             /* stopped on a batch it cannot take; the retry asks again */
 	struct msgjoin join;     /* the unfinished message of a batch that continues */
+	struct streamspill *spill; /* streamed transactions until their commit */
+	bool filter_failed;      /* the initial sync's filter refused a delivery */
 	uint64_t ack_lsn;        /* committed, to ACK */
 	int64_t ack_commit_time;
 	uint64_t ack_sent_lsn;
-	uint64_t released_base;  /* the apply's released bytes when this generation began */
+	uint64_t released_base;  /* sink_freed_total() when this generation began */
 	uint64_t released_sent;  /* released bytes (in the generation) last ACKed */
 	struct event *ack_event;
 	uint64_t batches_received;

@@ -53,6 +53,8 @@
 /* Refused batches asked for again in a row before the stream halts. */
 #define STREAM_RESENDS_MAX 3
 
+static void sink_spill_go_on(struct stream *st);
+
 void stream_sink_sequences(struct stream *st, const struct relay_proto_sequences *m)
 {
 	static struct seq_value vals[STREAM_MAX_SEQUENCES];
@@ -77,10 +79,31 @@ void stream_sink_sequences(struct stream *st, const struct relay_proto_sequences
 	}
 }
 
-/* Batch bytes the apply freed since this generation began: the source's window credit. */
+/*
+ * Batch bytes freed so far: what the apply freed, plus what the spill took
+ * without the apply (on disk, or control messages), less what its replays
+ * handed the apply (counted again when the apply frees them).
+ */
+static uint64_t sink_freed_total(const struct stream *st)
+{
+	uint64_t freed = st->sink.apply ? apply_released_bytes(st->sink.apply) : 0;
+
+	if (st->sink.spill)
+		freed += streamspill_consumed_bytes(st->sink.spill) -
+			 streamspill_replayed_bytes(st->sink.spill);
+	return freed;
+}
+
+/*
+ * Bytes freed since this generation began: the source's window credit.
+ * Never less than what was ACKed (a replay hands bytes to the apply before
+ * it frees them).
+ */
 static uint64_t sink_released(const struct stream *st)
 {
-	return st->sink.apply ? apply_released_bytes(st->sink.apply) - st->sink.released_base : 0;
+	int64_t freed = (int64_t)(sink_freed_total(st) - st->sink.released_base);
+
+	return freed > (int64_t)st->sink.released_sent ? (uint64_t)freed : st->sink.released_sent;
 }
 
 static void sink_ack_soon(struct stream *st)
@@ -126,6 +149,9 @@ static void stream_ack_cb(evutil_socket_t fd, short what, void *arg)
 static bool sink_cut_partial(struct stream *st)
 {
 	msgjoin_reset(&st->sink.join);
+	/* the source sends every open streamed transaction again from its start */
+	if (st->sink.spill)
+		streamspill_reset(st->sink.spill);
 	if (!st->sink.apply || !apply_drop_partial(st->sink.apply))
 		return true;
 	st->sink.apply_ready = false;
@@ -157,8 +183,10 @@ static void sink_expect(struct stream *st, uint64_t asked_lsn)
 	st->sink.expect_prev = 0;
 	st->sink.dec_started = false;
 	msgjoin_reset(&st->sink.join);
+	if (st->sink.spill)
+		streamspill_reset(st->sink.spill);
 	/* the queued bytes the sink asked with are the source's window from here */
-	st->sink.released_base = st->sink.apply ? apply_released_bytes(st->sink.apply) : 0;
+	st->sink.released_base = sink_freed_total(st);
 	st->sink.released_sent = 0;
 }
 
@@ -261,12 +289,14 @@ static void stream_apply_committed(void *arg, uint64_t end_lsn, int64_t commit_t
 	}
 	sink_ack_soon(st);
 	stream_verify_sink_progress(st);
+	sink_spill_go_on(st);
 }
 
 /* The apply freed batches inside a large transaction: the source may send more. */
 static void stream_apply_released(void *arg)
 {
 	sink_ack_soon(arg);
+	sink_spill_go_on(arg);
 }
 
 static void stream_apply_stopped(void *arg, const char *reason)
@@ -311,6 +341,94 @@ static bool sink_follows(const struct stream *st, const struct relay_proto_batch
 		return false;
 	}
 	return true;
+}
+
+/* Whole messages, nothing streamed in them: through the initial sync's filter to the apply. */
+static bool sink_deliver(void *arg, const uint8_t *body, size_t len)
+{
+	struct stream *st = arg;
+
+	if (st->sync && !streamsync_filter(st->sync, body, len, &body, &len)) {
+		st->sink.filter_failed = true;
+		return false;
+	}
+	return len == 0 || apply_submit(st->sink.apply, body, len);
+}
+
+/* A replay hands the apply more only while it holds less than this. */
+#define SINK_REPLAY_ROOM (8u * 1024u * 1024u)
+
+static bool sink_room(void *arg)
+{
+	const struct stream *st = arg;
+
+	return apply_pending_bytes(st->sink.apply) < SINK_REPLAY_ROOM;
+}
+
+static uint64_t sink_received(void *arg)
+{
+	const struct stream *st = arg;
+
+	return apply_received_lsn(st->sink.apply);
+}
+
+static const struct streamspill_env *sink_spill_env(struct stream *st)
+{
+	static struct streamspill_env env = { sink_deliver, sink_room, sink_received, NULL };
+
+	env.arg = st;
+	return &env;
+}
+
+/* How the spill went; false when the batch was refused or the stream stopped (handled). */
+static bool sink_spill_result(struct stream *st, enum streamspill_result r, const char *why)
+{
+	char msg[512];
+
+	switch (r) {
+	case STREAMSPILL_DONE:
+	case STREAMSPILL_WAITING:
+		return true;
+	case STREAMSPILL_REFUSED:
+		if (st->sink.filter_failed) {
+			st->sink.filter_failed = false;
+			sink_halt(st, "a batch could not go through the initial sync's filter (logged)");
+		} else {
+			stream_sink_ask_again(st, "a batch could not be queued for the apply (logged)");
+		}
+		return false;
+	case STREAMSPILL_BROKEN:
+		snprintf(msg, sizeof(msg), "streamed transactions from \"%s\": %s", st->peer, why);
+		sink_halt(st, msg);
+		return false;
+	case STREAMSPILL_IOERR:
+		snprintf(msg, sizeof(msg), "streamed transactions: %s", why);
+		sink_halt(st, msg);
+		return false;
+	}
+	return false;
+}
+
+/* A batch's whole messages: to the apply, or held while their transaction streams. */
+static bool sink_take(struct stream *st, const uint8_t *body, size_t len)
+{
+	char why[256] = "";
+
+	if (!st->sink.spill)
+		return sink_deliver(st, body, len) ||
+		       sink_spill_result(st, STREAMSPILL_REFUSED, why);
+	return sink_spill_result(st, streamspill_take(st->sink.spill, body, len, sink_spill_env(st),
+						      why, sizeof(why)), why);
+}
+
+/* The apply has room again: a waiting replay goes on. */
+static void sink_spill_go_on(struct stream *st)
+{
+	char why[256] = "";
+
+	if (st->sink.spill && streamspill_busy(st->sink.spill) && st->sink.apply_ready && !st->sink.halted)
+		(void)sink_spill_result(st, streamspill_run(st->sink.spill, sink_spill_env(st), why,
+							    sizeof(why)), why);
 }
 
 /*
@@ -384,14 +502,8 @@ void stream_sink_batch(struct stream *st, const struct relay_proto_batch *b)
 	}
 	if (!sink_join(st, b, &body, &body_len))
 		return;
-	if (body_len && st->sync && !streamsync_filter(st->sync, body, body_len, &body, &body_len)) {
-		sink_halt(st, "a batch could not go through the initial sync's filter (logged)");
+	if (body_len && !sink_take(st, body, body_len))
 		return;
-	}
-	if (body_len && !apply_submit(st->sink.apply, body, body_len)) {
-		stream_sink_ask_again(st, "a batch could not be queued for the apply (logged)");
-		return;
-	}
 	msgjoin_done(&st->sink.join);
 	st->sink.expect_seq++;
 	st->sink.expect_prev = b->last_lsn ? b->last_lsn : b->prev_lsn;
@@ -425,6 +537,7 @@ bool stream_sink_init(struct stream *st, const struct strait_config *cfg, size_t
 			       APPLY_CONFLICT_ERROR,
 	};
 	struct streams *s = st->owner;
+	char *spill_dir, err[256];
 
 	st->role = STREAM_ROLE_SINK;
 	st->peer = strdup(cfg->sites[cs->from].name);
@@ -433,6 +546,13 @@ bool stream_sink_init(struct stream *st, const struct strait_config *cfg, size_t
 	st->sink.seq_writer = seq_writer_new(s->base, target->database, st->name);
 	st->sink.ack_event = event_new(s->base, -1, 0, stream_ack_cb, st);
 	msgjoin_init(&st->sink.join, STREAM_MESSAGE_MAX);
+	if (asprintf(&spill_dir, "%s/spill/%s", cfg->state_dir, cs->name) < 0)
+		spill_dir = NULL;
+	st->sink.spill = spill_dir ? streamspill_new(spill_dir, err, sizeof(err)) : NULL;
+	if (!st->sink.spill)
+		log_error("stream \"%s\": %s; streamed transactions cannot be held", st->name,
+			  spill_dir ? err : "out of memory");
+	free(spill_dir);
 	if (!st->peer || !st->sink.sink_conninfo || !st->sink.dec || !st->sink.seq_writer || !st->sink.ack_event)
 		return false;
 	st->sink.apply = apply_new(s->base, &acfg, &cb, st);
@@ -455,6 +575,8 @@ void stream_sink_fini(struct stream *st)
 		apply_free(st->sink.apply);
 	codec_free(st->sink.dec);
 	msgjoin_free(&st->sink.join);
+	streamspill_free(st->sink.spill);
+	st->sink.spill = NULL;
 	if (st->sink.ack_event)
 		event_free(st->sink.ack_event);
 }
@@ -469,6 +591,14 @@ void stream_sink_status(const struct stream *st, struct json_out *j)
 	json_uint(j, "queued_bytes", st->sink.apply ? apply_pending_bytes(st->sink.apply) : 0);
 	json_uint(j, "batches_received", st->sink.batches_received);
 	json_uint(j, "joining_bytes", msgjoin_pending(&st->sink.join));
+	if (st->sink.spill) {
+		json_object_begin(j, "streamed");
+		json_uint(j, "open", streamspill_open_count(st->sink.spill));
+		json_uint(j, "spilled_bytes", streamspill_spilled_bytes(st->sink.spill));
+		json_uint(j, "committed", streamspill_committed_count(st->sink.spill));
+		json_uint(j, "aborted", streamspill_aborted_count(st->sink.spill));
+		json_object_end(j);
+	}
 	if (st->sink.apply)
 		apply_status_json(st->sink.apply, j, "apply");
 	if (st->sink.seq_writer)

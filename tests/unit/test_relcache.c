@@ -209,6 +209,52 @@ static void test_pieces_of_a_large_batch(void **state)
 	relcache_free(rc);
 }
 
+/* A streamed change or Relation: its xid comes before the relation OID. */
+static void add_streamed(struct body *b, char kind, uint32_t relid)
+{
+	uint8_t m[] = { (uint8_t)kind, 0, 0, 0x30, 0x39, 0, 0, (uint8_t)(relid >> 8), (uint8_t)relid, 'v', 9 };
+	add(b, m, sizeof(m));
+}
+
+static void test_streamed_blocks_are_left_alone(void **state)
+{
+	struct relcache *rc = relcache_new();
+	struct body b0 = { 0 }, b1 = { 0 }, b2 = { 0 };
+	uint8_t start[] = { 'S', 0, 0, 0x30, 0x39, 1 }, stop[] = { 'E' };
+	const uint8_t *out;
+	size_t out_len, n, block;
+	uint32_t ids[8];
+	uint8_t ver[8];
+
+	(void)state;
+	add_rel(&b0, 100, 1);
+	assert_true(relcache_complete(rc, b0.b, b0.len, 0, false, &out, &out_len));
+
+	/* a block's Relation and changes (xid first) are not learnt nor completed */
+	add(&b1, start, sizeof(start));
+	add_streamed(&b1, 'R', 100);
+	add_streamed(&b1, 'I', 100);
+	assert_true(relcache_complete(rc, b1.b, b1.len, 0, false, &out, &out_len));
+	assert_ptr_equal(out, b1.b);
+	assert_int_equal(relcache_count(rc), 1);
+
+	/* a body that starts inside the block: the definitions go after its Stream Stop */
+	add_streamed(&b2, 'U', 100);
+	add(&b2, stop, sizeof(stop));
+	block = b2.len;
+	add_simple(&b2, 'B');
+	add_change(&b2, 'I', 100);
+	add_simple(&b2, 'C');
+	assert_true(relcache_complete(rc, b2.b, b2.len, 0, false, &out, &out_len));
+	n = rels_of(out + block, out_len - block, ids, ver);
+	assert_int_equal(n, 1);
+	assert_int_equal(ids[0], 100);
+	assert_int_equal(ver[0], 1);          /* the one defined outside the block */
+	assert_memory_equal(out, b2.b, block);
+	assert_int_equal(out_len, b2.len + 4 + 7);
+	relcache_free(rc);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -217,6 +263,7 @@ int main(void)
 		cmocka_unit_test(test_truncate_and_unknown_relations),
 		cmocka_unit_test(test_many_relations_and_malformed_bodies),
 		cmocka_unit_test(test_pieces_of_a_large_batch),
+		cmocka_unit_test(test_streamed_blocks_are_left_alone),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -38,6 +38,9 @@ static void test_protocol_by_version(void **state)
 	assert_int_equal(replcmd_proto_version(140000), 2);
 	assert_true(replcmd_has_messages(140000));
 	assert_int_equal(replcmd_proto_version(180001), 2);
+	assert_false(replcmd_has_streaming(130023));
+	assert_true(replcmd_has_streaming(140000));
+	assert_true(replcmd_has_streaming(180001));
 }
 
 int main(void)
