@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "common/be32.h"
+#include "gateway/stream/streamspill.h"
 
 struct relcache_entry {
 	uint32_t relid;          /* 0: empty */
@@ -156,8 +157,8 @@ static void relcache_block_state(struct relcache *rc, uint8_t type)
 {
 	if (type == 'S')
 		rc->in_block = true;
-	else if (type == 'E')
-		rc->in_block = false;
+	else if (type == 'E' || type == STREAMSPILL_MSG_VOID)
+		rc->in_block = false;  /* a void ends a block the source connection left open */
 }
 
 /*

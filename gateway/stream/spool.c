@@ -140,6 +140,7 @@ struct spool {
 	uint64_t cur_seq;            /* the cursor: segment and offset in it */
 	uint64_t cur_off;
 	uint64_t cur_prev;           /* where the record at the cursor continues from */
+	struct spool_pos last_pos;   /* the record appended last */
 
 	uint64_t end_lsn;            /* both at least the floor */
 	uint64_t durable_lsn;
@@ -1320,6 +1321,7 @@ spool_append(struct spool *sp, const struct spool_meta *meta, const void *body, 
 	if (fresh)
 		s->file_size = SEG_HDR;
 	s->file_size += total;
+	sp->last_pos = (struct spool_pos){ .seq = s->seq, .off = s->size };
 	seg_add_record(s, meta, total);
 	if (meta->commit_end_lsn != 0)
 		sp->end_lsn = meta->commit_end_lsn;
@@ -1429,13 +1431,21 @@ spool_set_floor(struct spool *sp, uint64_t lsn, char *err, size_t errlen)
 int
 spool_release(struct spool *sp, uint64_t acked_lsn, char *err, size_t errlen)
 {
+	return spool_release_keep(sp, acked_lsn, NULL, err, errlen);
+}
+
+int
+spool_release_keep(struct spool *sp, uint64_t acked_lsn, const struct spool_pos *keep,
+		char *err, size_t errlen)
+{
 	uint64_t floor = sp->floor, end;
 	size_t n = 0;
 	int removed;
 
 	if (!check_usable(sp, err, errlen))
 		return -1;
-	while (n < sp->nsegs && n < INT_MAX && segment_end(sp, n, &end) && end <= acked_lsn) {
+	while (n < sp->nsegs && n < INT_MAX && segment_end(sp, n, &end) && end <= acked_lsn &&
+	       !(keep && sp->segs[n].seq >= keep->seq)) {
 		floor = max_u64(floor, end);
 		n++;
 	}
@@ -1536,6 +1546,70 @@ spool_seek(struct spool *sp, uint64_t resume_lsn, uint64_t *prev_lsn, char *err,
 	if (prev_lsn != NULL)
 		*prev_lsn = sp->cur_prev;
 	return SPOOL_SEEK_OK;
+}
+
+/* Where a record at pos continues from: the last transaction end before it, or the floor. */
+static bool
+prev_of(struct spool *sp, const struct seg *s, uint64_t pos, uint64_t *prev, char *err, size_t errlen)
+{
+	*prev = 0;
+	for (const struct seg *e = sp->segs; e < s; e++)
+		if (e->last_commit_end != 0)
+			*prev = e->last_commit_end;
+	if (!reader_open(sp, s->seq, err, errlen))
+		return false;
+	for (uint64_t at = SEG_HDR; at < pos;) {
+		struct spool_meta m;
+		const uint8_t *body;
+		size_t blen;
+		uint64_t total;
+		char why[WHY_LEN];
+		enum read_status rs = read_record(sp, at, s->size, &m, &body, &blen, &total, why, err, errlen);
+
+		if (rs != READ_OK) {
+			if (rs != READ_IOERR)
+				set_err(err, errlen, "spool segment %" PRIu64 " at %" PRIu64 ": %s", s->seq, at, why);
+			return false;
+		}
+		if (m.commit_end_lsn != 0)
+			*prev = m.commit_end_lsn;
+		at += total;
+	}
+	*prev = max_u64(*prev, sp->floor);
+	return true;
+}
+
+enum spool_seek_result
+spool_seek_from(struct spool *sp, uint64_t resume_lsn, const struct spool_pos *from,
+		uint64_t *prev_lsn, char *err, size_t errlen)
+{
+	enum spool_seek_result r = spool_seek(sp, resume_lsn, prev_lsn, err, errlen);
+	const struct seg *s = from ? seg_find(sp, from->seq) : NULL;
+	uint64_t prev;
+
+	if (r != SPOOL_SEEK_OK || !from)
+		return r;
+	if (!s || from->off < SEG_HDR || from->off >= s->size) {
+		set_err(err, errlen, "cannot resume from segment %" PRIu64 " at %" PRIu64 ": the spool "
+			"no longer holds it", from->seq, from->off);
+		return SPOOL_SEEK_GAP;
+	}
+	if (from->seq > sp->cur_seq || (from->seq == sp->cur_seq && from->off >= sp->cur_off))
+		return r;  /* the cursor is at or before it already */
+	if (!prev_of(sp, s, from->off, &prev, err, errlen))
+		return SPOOL_SEEK_ERROR;
+	sp->cur_seq = from->seq;
+	sp->cur_off = from->off;
+	sp->cur_prev = prev;
+	if (prev_lsn != NULL)
+		*prev_lsn = prev;
+	return SPOOL_SEEK_OK;
+}
+
+struct spool_pos
+spool_last_pos(const struct spool *sp)
+{
+	return sp->last_pos;
 }
 
 int

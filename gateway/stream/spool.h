@@ -85,6 +85,12 @@ struct spool_meta {
  */
 #define SPOOL_FLAG_CONTINUES 0x1u
 
+/* A record's place: its segment and its offset there. */
+struct spool_pos {
+	uint64_t seq;
+	uint64_t off;
+};
+
 /* What spool_open() found and did. */
 struct spool_recovery {
 	uint64_t records;            /* whole records kept */
@@ -185,6 +191,13 @@ bool spool_set_floor(struct spool *sp, uint64_t lsn, char *err, size_t errlen);
  */
 int spool_release(struct spool *sp, uint64_t acked_lsn, char *err, size_t errlen);
 
+/*
+ * As spool_release(), but keeps every segment from keep's on (NULL: none):
+ * a resend may have to reach back to the record there (spool_seek_from()).
+ */
+int spool_release_keep(struct spool *sp, uint64_t acked_lsn, const struct spool_pos *keep,
+		char *err, size_t errlen);
+
 enum spool_seek_result {
 	SPOOL_SEEK_OK,               /* cursor positioned, *prev_lsn set */
 	SPOOL_SEEK_GAP,              /* resume_lsn is below the floor: what is between is gone */
@@ -209,6 +222,19 @@ enum spool_seek_result {
  */
 enum spool_seek_result spool_seek(struct spool *sp, uint64_t resume_lsn, uint64_t *prev_lsn,
 		char *err, size_t errlen);
+
+/*
+ * As spool_seek(), then back to the record at from when it is before that
+ * (NULL: no reaching back): the start of something the sink needs again
+ * whole even though later transactions ended at or before resume_lsn (a
+ * streamed transaction still open there). *prev_lsn says where that record
+ * continues from. SPOOL_SEEK_GAP when the spool no longer holds from.
+ */
+enum spool_seek_result spool_seek_from(struct spool *sp, uint64_t resume_lsn,
+		const struct spool_pos *from, uint64_t *prev_lsn, char *err, size_t errlen);
+
+/* The place of the record spool_append() appended last (valid until it is released). */
+struct spool_pos spool_last_pos(const struct spool *sp);
 
 /*
  * Reads the record at the cursor and advances it. Returns 1 with *meta and

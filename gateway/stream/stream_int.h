@@ -17,6 +17,7 @@
 #include "gateway/relay/frame.h"
 #include "gateway/relay/wire.h"
 #include "gateway/stream/msgjoin.h"
+#include "gateway/stream/reachback.h"
 #include "gateway/stream/streamspill.h"
 #include "gateway/stream/schedule.h"
 #include "gateway/stream/stream.h"
@@ -77,6 +78,7 @@ struct stream_reader {
 	uint64_t spool_max;
 	struct event *sync_event; /* fsync what was spooled, once per loop pass */
 	uint64_t confirmed_lsn;  /* told to the slot */
+	struct reachback *reach;  /* streamed transactions open in the spool: where a resend starts */
 	uint64_t bytes_spooled;
 	struct seq_reader *seq_reader;
 	struct slotwatch *slotwatch; /* the slot's retained WAL, for disk warnings */

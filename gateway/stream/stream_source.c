@@ -181,6 +181,11 @@ static bool reader_batch(void *arg, const uint8_t *body, size_t len,
 		reader_fail_spool(st, err);
 		return false;
 	}
+	if (!reachback_record(st->reader.reach, spool_last_pos(st->reader.spool), info->commit_end_lsn,
+			      info->batch_no, info->starts_stream, info->open_since)) {
+		reader_fail_spool(st, "out of memory noting a streamed transaction");
+		return false;
+	}
 	st->reader.bytes_spooled += len;
 	st->reader.txn_open = info->commit_end_lsn == 0;
 	if (info->commit_end_lsn)
@@ -205,6 +210,31 @@ static bool reader_batch(void *arg, const uint8_t *body, size_t len,
 	return !st->reader.spool_full;
 }
 
+/*
+ * A new source connection: the server sends each streamed transaction still
+ * open from its start again (or not at all, when it ended meanwhile), so the
+ * blocks spooled before are void. The sink learns it in order, from a
+ * message of strait's own (streamspill.h).
+ */
+static void reader_spool_void(struct stream *st)
+{
+	static const uint8_t body[5] = { 0, 0, 0, 1, STREAMSPILL_MSG_VOID };
+	const uint8_t *rec;
+	size_t rec_len;
+	struct spool_meta meta = { .spooled_at_us = clock_wall_us() };
+	char err[256];
+
+	reachback_new_connection(st->reader.reach);
+	(void)relcache_complete(st->reader.relcache, body, sizeof(body), 0, false, &rec, &rec_len);
+	if (!spool_append(st->reader.spool, &meta, body, sizeof(body), err, sizeof(err)) ||
+	    !reachback_record(st->reader.reach, spool_last_pos(st->reader.spool), 0, 0, false, 0)) {
+		reader_fail_spool(st, err);
+		return;
+	}
+	/* like a block: cut again when the reader stops before a commit follows */
+	st->reader.txn_open = true;
+}
+
 static void reader_try_start(struct stream *st)
 {
 	uint64_t snap_lsn;
@@ -215,8 +245,10 @@ static void reader_try_start(struct stream *st)
 	/* the copy imports a new slot's snapshot first (see the notes) */
 	if (st->sync && source_exported_snapshot(st->reader.source, &snap_lsn))
 		return;
-	if (source_start(st->reader.source, spool_end_lsn(st->reader.spool)))
+	if (source_start(st->reader.source, spool_end_lsn(st->reader.spool))) {
 		st->reader.reading = true;
+		reader_spool_void(st);
+	}
 }
 
 static void reader_ready(void *arg, uint64_t confirmed_lsn)
@@ -642,6 +674,7 @@ void stream_source_resume_at(struct stream *st, const struct relay_proto_positio
 		uint32_t generation)
 {
 	uint64_t snap_lsn, prev, lsn = pos->received_lsn;
+	struct spool_pos from;
 	char err[256];
 
 	st->sender.sending = false;
@@ -668,7 +701,9 @@ void stream_source_resume_at(struct stream *st, const struct relay_proto_positio
 	reader_try_start(st);
 	if (!st->reader.spool)
 		return;
-	switch (spool_seek(st->reader.spool, lsn, &prev, err, sizeof(err))) {
+	/* streamed transactions open there go again from their first block */
+	switch (spool_seek_from(st->reader.spool, lsn, reachback_at(st->reader.reach, lsn, &from) ? &from : NULL,
+				&prev, err, sizeof(err))) {
 	case SPOOL_SEEK_OK:
 		break;
 	case SPOOL_SEEK_GAP:
@@ -702,7 +737,12 @@ void stream_source_ack(struct stream *st, const struct relay_proto_ack *ack)
 		st->sender.acked_commit_time = ack->commit_time_us;
 	(void)fault_hit("source.ack_received");
 	if (st->reader.spool) {
-		if (spool_release(st->reader.spool, st->sender.acked_lsn, err, sizeof(err)) < 0) {
+		struct spool_pos keep;
+		bool keeping = reachback_at(st->reader.reach, st->sender.acked_lsn, &keep);
+
+		reachback_release(st->reader.reach, st->sender.acked_lsn);
+		if (spool_release_keep(st->reader.spool, st->sender.acked_lsn, keeping ? &keep : NULL,
+				       err, sizeof(err)) < 0) {
 			reader_fail_spool(st, err);
 			return;
 		}
@@ -960,6 +1000,7 @@ bool stream_source_init(struct stream *st, const struct strait_config *cfg, size
 	st->sender.pump_event = event_new(s->base, -1, 0, sender_pump_cb, st);
 	st->sender.tick = event_new(s->base, -1, 0, source_tick_cb, st);
 	st->reader.relcache = relcache_new();
+	st->reader.reach = reachback_new();
 	{
 		char slot[128], what[160];
 
@@ -974,7 +1015,7 @@ bool stream_source_init(struct stream *st, const struct strait_config *cfg, size
 		st->reader.spool_dir = NULL;
 	if (!st->peer || !st->reader.src_conninfo || !st->reader.src_publication || !st->sender.enc ||
 	    !st->reader.sync_event || !st->sender.pump_event || !st->sender.tick || !st->reader.spool_dir ||
-	    !st->reader.relcache || !st->reader.slotwatch)
+	    !st->reader.relcache || !st->reader.reach || !st->reader.slotwatch)
 		return false;
 	if (cs->n_tables) {
 		st->reader.src_tables = calloc(cs->n_tables, sizeof(char *));
@@ -1037,6 +1078,7 @@ void stream_source_fini(struct stream *st)
 		log_error("stream \"%s\": spool: %s", st->name, err);
 	spool_close(st->reader.spool);
 	relcache_free(st->reader.relcache);
+	reachback_free(st->reader.reach);
 	slotwatch_free(st->reader.slotwatch);
 	if (st->reader.sync_event)
 		event_free(st->reader.sync_event);

@@ -682,6 +682,11 @@ static enum streamspill_result spill_process(struct streamspill *ss, const uint8
 			return STREAMSPILL_BROKEN;
 		}
 		m = body + off + 4;
+		if (ss->in_block && m[0] == STREAMSPILL_MSG_VOID && n == 1) {
+			/* the source connection ended inside a block: void like the rest */
+			ss->in_block = false;
+			ss->block = NULL;
+		}
 		if (!ss->in_block && !spill_is_control(m[0])) {
 			off += 4 + (size_t)n;
 			continue;
