@@ -504,6 +504,9 @@ void stream_sink_batch(struct stream *st, const struct relay_proto_batch *b)
 		return;
 	if (body_len && !sink_take(st, body, body_len))
 		return;
+	/* what the spill took is freed: the window opens without waiting for a commit */
+	if (sink_released(st) > st->sink.released_sent)
+		sink_ack_soon(st);
 	msgjoin_done(&st->sink.join);
 	st->sink.expect_seq++;
 	st->sink.expect_prev = b->last_lsn ? b->last_lsn : b->prev_lsn;
