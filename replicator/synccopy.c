@@ -47,6 +47,7 @@
 #include "common/lsn.h"
 #include "replicator/pgasync.h"
 #include "replicator/replcmd.h"
+#include "replicator/syncstate.h"
 
 #define SYNCCOPY_BURST 16u
 
@@ -322,7 +323,11 @@ static char *synccopy_listing_sql(struct synccopy_worker *w)
 
 	if (!pub)
 		return NULL;
-	/* One row per published column (NULL attname for a table without any), largest table first. */
+	/*
+	 * One row per published column (NULL attname for a table without any),
+	 * largest table first. Never strait's own record (FOR ALL TABLES on a
+	 * site that is also a target has it): each target keeps its own.
+	 */
 	if (asprintf(&sql,
 		     "SELECT pt.schemaname, pt.tablename, c.relkind, %s, a.attname "
 		     "FROM pg_catalog.pg_publication_tables pt "
@@ -330,7 +335,7 @@ static char *synccopy_listing_sql(struct synccopy_worker *w)
 		     "JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename "
 		     "LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 "
 		     "AND NOT a.attisdropped AND a.attgenerated = '' %s "
-		     "WHERE pt.pubname = %s "
+		     "WHERE pt.pubname = %s AND pt.schemaname <> '" SYNCSTATE_SCHEMA "' "
 		     "ORDER BY pg_catalog.pg_relation_size(c.oid) DESC, c.oid, a.attnum",
 		     v15 ? "pt.rowfilter" : "NULL::text",
 		     v15 ? "AND a.attname = ANY (pt.attnames)" : "", pub) < 0)

@@ -5,23 +5,25 @@
  * Each loader connection has one state enum and one function that changes
  * it (syncload_set_state), logged at debug with the reason (a handful per
  * table); every table's start and end is logged at info. A loader
- * runs one thing at a time: the set-up of its session, a query of the
- * recorded state, the "sync done" mark, or one table's load:
+ * runs one thing at a time: the set-up of its session (which sets it up on
+ * its own origin of the pool for the connection's life, syncstate.h), a
+ * query of the recorded state, a migration of an older version's origins,
+ * the "sync done" mark, a fold, or one table's load:
  *
- *   ORIGIN    create the table's origin if missing, set up the session on it
- *   PROLOGUE  BEGIN, xact_setup, does the table have rows?
+ *   PROLOGUE  BEGIN, the table's record, does the table have rows?
  *   COPY_START  [TRUNCATE;] COPY ... FROM STDIN
  *   COPYING   chunks from the job's queue, one at a time, each flushed
  *             before the next is put, so libpq's buffer stays small and
  *             "taken" means the bytes left for the target
  *   COPY_END  PQputCopyEnd, waiting for "COPY n"
- *   COMMIT    COMMIT; session reset
- *   RESET     after an abort: ROLLBACK; session reset
+ *   COMMIT    COMMIT
+ *   RESET     after an abort: ROLLBACK
  *
  * Work is started from an event (ev_dispatch), never from inside the
  * caller's syncload_*() call, so callbacks only ever run from the loop.
  * While a loader rolls back an aborted load, no other loader starts one:
- * the same table's origin must be released before another session takes it.
+ * the rolled-back transaction holds the table's lock and its record's row
+ * until then.
  */
 #include "replicator/syncload.h"
 
@@ -39,14 +41,16 @@
 #include "common/lsn.h"
 #include "replicator/pgasync.h"
 #include "replicator/syncplan.h"
+#include "replicator/syncstate.h"
 
 enum loader_state {
 	LOADER_CONNECTING,
 	LOADER_SETUP,
 	LOADER_IDLE,
 	LOADER_QUERY,
+	LOADER_MIGRATE,
 	LOADER_MARK,
-	LOADER_ORIGIN,
+	LOADER_FOLD,
 	LOADER_PROLOGUE,
 	LOADER_COPY_START,
 	LOADER_COPYING,
@@ -60,8 +64,9 @@ static const char *const loader_state_names[] = {
 	[LOADER_SETUP] = "setting up",
 	[LOADER_IDLE] = "idle",
 	[LOADER_QUERY] = "reading the sync state",
+	[LOADER_MIGRATE] = "moving an older version's origins into the record",
 	[LOADER_MARK] = "recording the sync as done",
-	[LOADER_ORIGIN] = "setting up the table's origin",
+	[LOADER_FOLD] = "folding the records streaming has passed",
 	[LOADER_PROLOGUE] = "starting the transaction",
 	[LOADER_COPY_START] = "starting COPY",
 	[LOADER_COPYING] = "copying",
@@ -85,7 +90,6 @@ struct syncload_job {
 	char *schema;
 	char *table;
 	char *display;           /* schema.table as quote_ident writes it */
-	char *origin;
 	char **columns;
 	size_t ncolumns;
 	uint64_t lsn;
@@ -117,13 +121,15 @@ struct syncload {
 	void *arg;
 	char *conninfo;
 	char *stream;
-	char *stream_origin;
 	struct syncload_loader loaders[SYNCLOAD_MAX_CONNS];
 	struct syncload_job *jobs;       /* every job, in the order begun */
 	uint64_t next_id;
 	bool want_query;
 	bool want_mark;
 	uint64_t mark_lsn;
+	bool want_fold;
+	uint64_t fold_lsn;
+	char *migrate_sql;               /* an older version's record to move (query's answer) */
 	struct event *ev_dispatch;
 
 	uint64_t bytes;
@@ -150,7 +156,6 @@ static void syncload_job_free(struct syncload_job *job)
 	free(job->schema);
 	free(job->table);
 	free(job->display);
-	free(job->origin);
 	free(job);
 }
 
@@ -212,6 +217,9 @@ static void syncload_fail(struct syncload *sl, const char *fmt, ...)
 		syncload_job_remove(sl, sl->jobs);
 	sl->want_query = false;
 	sl->want_mark = false;
+	sl->want_fold = false;
+	free(sl->migrate_sql);
+	sl->migrate_sql = NULL;
 	sl->cb.failed(sl->arg, sl->last_error);
 }
 
@@ -224,27 +232,15 @@ static bool syncload_send(struct syncload_loader *l, enum loader_state next, con
 	return pgasync_send(l->pg, sql);
 }
 
+static void syncload_prologue(struct syncload_loader *l, struct syncload_job *job);
+
 static void syncload_start_job(struct syncload_loader *l, struct syncload_job *job)
 {
-	PGconn *conn = pgasync_conn(l->pg);
-	char *o = PQescapeLiteral(conn, job->origin, strlen(job->origin));
-	char *sql = NULL;
-
 	l->job = job;
 	job->loader = l;
-	if (!o || asprintf(&sql,
-			"SELECT pg_catalog.pg_replication_origin_create(%s) WHERE NOT EXISTS "
-			"(SELECT 1 FROM pg_catalog.pg_replication_origin WHERE roname = %s); "
-			"SELECT pg_catalog.pg_replication_origin_session_setup(%s)", o, o, o) < 0) {
-		PQfreemem(o);
-		syncload_fail(l->sl, "out of memory");
-		return;
-	}
-	PQfreemem(o);
 	log_info("stream \"%s\": initial sync: loading %s (snapshot at " LSN_FMT ", connection %u)",
 		 l->sl->stream, job->display, LSN_ARGS(job->lsn), l->id);
-	(void)syncload_send(l, LOADER_ORIGIN, "a table to load", sql);
-	free(sql);
+	syncload_prologue(l, job);
 }
 
 static char *syncload_prologue_sql(struct syncload_loader *l)
@@ -252,20 +248,21 @@ static char *syncload_prologue_sql(struct syncload_loader *l)
 	PGconn *conn = pgasync_conn(l->pg);
 	struct syncload_job *job = l->job;
 	char *q = NULL, *lit = NULL, *sql = NULL;
+	/* the record goes in first: the table's rows and it commit together */
+	char *record = syncstate_record_sql(l->sl->stream, job->schema, job->table, job->lsn);
 	char *s = PQescapeIdentifier(conn, job->schema, strlen(job->schema));
 	char *t = PQescapeIdentifier(conn, job->table, strlen(job->table));
 
 	if (s && t && asprintf(&q, "%s.%s", s, t) >= 0)
 		lit = PQescapeLiteral(conn, q, strlen(q));
-	if (lit && asprintf(&sql,
-			"BEGIN; "
-			"SELECT pg_catalog.pg_replication_origin_xact_setup('" LSN_FMT "', pg_catalog.now()), "
-			"pg_catalog.txid_current(); "
+	if (lit && record && asprintf(&sql,
+			"BEGIN; %s; "
 			"SELECT c.relkind, CASE WHEN c.relkind = 'p' THEN EXISTS (SELECT 1 FROM %s) "
 			"ELSE EXISTS (SELECT 1 FROM ONLY %s) END "
 			"FROM pg_catalog.pg_class c WHERE c.oid = %s::pg_catalog.regclass",
-			LSN_ARGS(job->lsn), q, q, lit) < 0)
+			record, q, q, lit) < 0)
 		sql = NULL;
+	free(record);
 	PQfreemem(s);
 	PQfreemem(t);
 	PQfreemem(lit);
@@ -311,16 +308,12 @@ static char *syncload_copy_sql(struct syncload_loader *l, char relkind, bool non
 	return sql.data;
 }
 
-static const char *syncload_rollback_sql =
-	"ROLLBACK; SELECT pg_catalog.pg_replication_origin_session_reset() "
-	"WHERE pg_catalog.pg_replication_origin_session_is_setup()";
-
-/* An aborted job's loader: its results are all in; roll back and release the origin. */
+/* An aborted job's loader: its results are all in; roll back. */
 static void syncload_rollback(struct syncload_loader *l)
 {
 	if (l->job)
 		syncload_job_remove(l->sl, l->job);
-	(void)syncload_send(l, LOADER_RESET, "the load was aborted", syncload_rollback_sql);
+	(void)syncload_send(l, LOADER_RESET, "the load was aborted", "ROLLBACK");
 }
 
 /* The result of an aborted job's statement is in: rolls back (true) instead of going on. */
@@ -452,74 +445,83 @@ static bool syncload_open_loader(struct syncload *sl, struct syncload_loader *l)
 	return l->pg != NULL;
 }
 
+/* The first job no loader has taken, or NULL. */
+static struct syncload_job *syncload_waiting(struct syncload *sl)
+{
+	for (struct syncload_job *j = sl->jobs; j; j = j->next) {
+		if (!j->loader && !j->aborted)
+			return j;
+	}
+	return NULL;
+}
+
+/*
+ * Gives an idle loader one of the stream-wide statements that wait (a
+ * migration first: the query that asked for it is answered after it); false
+ * when none waits, or on a failure (then the whole batch has failed).
+ */
+static bool syncload_take_statement(struct syncload *sl, struct syncload_loader *l, bool *failed)
+{
+	enum loader_state next;
+	const char *why;
+	char *sql;
+
+	if (sl->migrate_sql) {
+		sql = sl->migrate_sql;
+		sl->migrate_sql = NULL;
+		next = LOADER_MIGRATE;
+		why = "an older version's origins are found";
+	} else if (sl->want_query) {
+		sl->want_query = false;
+		sql = syncstate_query_sql(sl->stream);
+		next = LOADER_QUERY;
+		why = "the sync state is wanted";
+	} else if (sl->want_mark) {
+		sl->want_mark = false;
+		l->mark_lsn = sl->mark_lsn;
+		sql = syncstate_done_sql(sl->stream, l->mark_lsn);
+		next = LOADER_MARK;
+		why = "the sync is done";
+	} else if (sl->want_fold) {
+		sl->want_fold = false;
+		l->mark_lsn = sl->fold_lsn;
+		sql = syncstate_fold_sql(sl->stream, l->mark_lsn);
+		next = LOADER_FOLD;
+		why = "streaming has passed the records";
+	} else {
+		return false;
+	}
+	if (!sql) {
+		syncload_fail(sl, "out of memory");
+		*failed = true;
+		return false;
+	}
+	(void)syncload_send(l, next, why, sql);
+	free(sql);
+	return true;
+}
+
 /* Gives idle loaders work; opens a loader when work waits and there is room. */
 static void syncload_dispatch(struct syncload *sl)
 {
-	struct syncload_job *waiting = NULL;
-	bool need = false;
+	struct syncload_job *waiting = syncload_waiting(sl);
+	bool need = false, failed = false;
 
-	for (struct syncload_job *j = sl->jobs; j; j = j->next) {
-		if (!j->loader && !j->aborted) {
-			waiting = j;
-			break;
-		}
-	}
 	for (unsigned i = 0; i < SYNCLOAD_MAX_CONNS; i++) {
 		struct syncload_loader *l = &sl->loaders[i];
-		char *sql = NULL;
 
 		if (!l->pg || l->state != LOADER_IDLE)
 			continue;
-		if (sl->want_query) {
-			char *prefix = PQescapeLiteral(pgasync_conn(l->pg), sl->stream_origin,
-						       strlen(sl->stream_origin));
-
-			sl->want_query = false;
-			if (!prefix || asprintf(&sql,
-					"SELECT roname, pg_catalog.pg_replication_origin_progress(roname, true)::text "
-					"FROM pg_catalog.pg_replication_origin "
-					"WHERE pg_catalog.starts_with(roname, %s)", prefix) < 0) {
-				PQfreemem(prefix);
-				syncload_fail(sl, "out of memory");
-				return;
-			}
-			PQfreemem(prefix);
-			(void)syncload_send(l, LOADER_QUERY, "the sync state is wanted", sql);
-			free(sql);
+		if (syncload_take_statement(sl, l, &failed))
 			continue;
-		}
-		if (sl->want_mark) {
-			char *o = PQescapeLiteral(pgasync_conn(l->pg), sl->stream_origin,
-						  strlen(sl->stream_origin));
-
-			sl->want_mark = false;
-			l->mark_lsn = sl->mark_lsn;
-			if (!o || asprintf(&sql,
-					"SELECT pg_catalog.pg_replication_origin_create(%s) WHERE NOT EXISTS "
-					"(SELECT 1 FROM pg_catalog.pg_replication_origin WHERE roname = %s); "
-					"SELECT pg_catalog.pg_replication_origin_advance(%s, '" LSN_FMT "')", o, o, o,
-					LSN_ARGS(l->mark_lsn)) < 0) {
-				PQfreemem(o);
-				syncload_fail(sl, "out of memory");
-				return;
-			}
-			PQfreemem(o);
-			(void)syncload_send(l, LOADER_MARK, "the sync is done", sql);
-			free(sql);
-			continue;
-		}
+		if (failed)
+			return;
 		if (waiting && !syncload_any_resetting(sl)) {
 			syncload_start_job(l, waiting);
-			waiting = NULL;
-			for (struct syncload_job *j = sl->jobs; j; j = j->next) {
-				if (!j->loader && !j->aborted) {
-					waiting = j;
-					break;
-				}
-			}
+			waiting = syncload_waiting(sl);
 		}
 	}
-	need = sl->want_query || sl->want_mark || waiting;
+	need = sl->want_query || sl->want_mark || sl->want_fold || sl->migrate_sql || waiting;
 	for (unsigned i = 0; need && i < SYNCLOAD_MAX_CONNS; i++) {
 		struct syncload_loader *l = &sl->loaders[i];
 
@@ -544,60 +546,124 @@ static void syncload_dispatch_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- loader events ---- */
 
+/* The session as the apply engine's, the record's tables, and the loader's origin for good. */
 static void syncload_loader_connected(void *arg)
 {
 	struct syncload_loader *l = arg;
+	char *origin = syncstate_session_sql(l->sl->stream, l->id), *sql = NULL;
 
-	(void)syncload_send(l, LOADER_SETUP, "connected",
+	if (!origin || asprintf(&sql,
 		"SET session_replication_role = replica; SET default_transaction_read_only = off; "
 		"SET search_path = ''; SET DateStyle = ISO; "
 		"SET IntervalStyle = postgres; SET extra_float_digits = 3; SET client_encoding = 'UTF8'; "
 		"SET statement_timeout = 0; SET lock_timeout = 0; "
 		"SET idle_in_transaction_session_timeout = 0; "
 		"SELECT pg_catalog.set_config('synchronous_commit', 'local', false) "
-		"WHERE pg_catalog.current_setting('synchronous_commit') = 'off'");
+		"WHERE pg_catalog.current_setting('synchronous_commit') = 'off'; %s", origin) < 0) {
+		free(origin);
+		syncload_fail(l->sl, "out of memory");
+		return;
+	}
+	free(origin);
+	(void)syncload_send(l, LOADER_SETUP, "connected", sql);
+	free(sql);
+}
+
+/* An older version's record, as the query found it: moved by a migration. */
+struct syncload_legacy {
+	struct syncstate_legacy_table *tables;
+	size_t n;
+	uint64_t done;
+	char **origins;
+	size_t norigins;
+};
+
+/* Row r of the query is an older version's origin: note it for the migration. */
+static void syncload_note_legacy(struct syncload *sl, const PGresult *res, int r,
+		struct syncload_legacy *lg)
+{
+	const char *name = PQgetvalue(res, r, 1);
+	char *schema, *table;
+	uint64_t lsn = 0;
+
+	lg->origins[lg->norigins++] = (char *)name;
+	if (PQgetisnull(res, r, 3) || !lsn_parse(PQgetvalue(res, r, 3), &lsn) || lsn == 0)
+		return;     /* created, never committed: nothing was loaded under it */
+	switch (syncplan_parse_origin(sl->stream, name, &schema, &table)) {
+	case SYNCPLAN_ORIGIN_STREAM:
+		lg->done = lsn;
+		break;
+	case SYNCPLAN_ORIGIN_TABLE:
+		lg->tables[lg->n++] = (struct syncstate_legacy_table){ schema, table, lsn };
+		break;
+	default:
+		log_warning("stream \"%s\": initial sync: dropping replication origin \"%s\", which "
+			    "names no table", sl->stream, name);
+		break;
+	}
+}
+
+/* Older origins found: their migration, then the query again. False when out of memory. */
+static bool syncload_migrate(struct syncload *sl, const PGresult *res)
+{
+	size_t rows = (size_t)PQntuples(res) + 1;
+	struct syncload_legacy lg = { calloc(rows, sizeof(*lg.tables)), 0, 0,
+				      calloc(rows, sizeof(char *)), 0 };
+	bool ok = lg.tables && lg.origins;
+
+	for (int r = 0; ok && r < PQntuples(res); r++) {
+		if (PQgetvalue(res, r, 0)[0] == 'o')
+			syncload_note_legacy(sl, res, r, &lg);
+	}
+	if (ok) {
+		log_notice("stream \"%s\": initial sync: moving %zu tables recorded by replication "
+			   "origins into " SYNCSTATE_SCHEMA ".sync_table and dropping %zu origins",
+			   sl->stream, lg.n, lg.norigins);
+		free(sl->migrate_sql);
+		sl->migrate_sql = syncstate_migrate_sql(sl->stream, lg.tables, lg.n, lg.done,
+							lg.origins, lg.norigins);
+		ok = sl->migrate_sql != NULL;
+	}
+	for (size_t i = 0; lg.tables && i < lg.n; i++) {
+		free((char *)lg.tables[i].schema);
+		free((char *)lg.tables[i].table);
+	}
+	free(lg.tables);
+	free(lg.origins);
+	sl->want_query = true;     /* answered once the record holds them */
+	return ok;
 }
 
 static void syncload_state_result(struct syncload *sl, const PGresult *res)
 {
-	struct syncload_loaded *tables = calloc((size_t)PQntuples(res) + 1, sizeof(*tables));
-	char **names = calloc(2 * ((size_t)PQntuples(res) + 1), sizeof(*names));
+	struct syncload_loaded *tables;
 	size_t n = 0;
 	uint64_t done = 0;
 
-	if (!tables || !names) {
-		free(tables);
-		free(names);
+	for (int r = 0; r < PQntuples(res); r++) {
+		if (PQgetvalue(res, r, 0)[0] == 'o') {
+			if (!syncload_migrate(sl, res))
+				syncload_fail(sl, "out of memory");
+			return;
+		}
+	}
+	tables = calloc((size_t)PQntuples(res) + 1, sizeof(*tables));
+	if (!tables) {
 		syncload_fail(sl, "out of memory");
 		return;
 	}
 	for (int r = 0; r < PQntuples(res); r++) {
-		char *schema, *table;
 		uint64_t lsn;
 
-		if (PQgetisnull(res, r, 1) || !lsn_parse(PQgetvalue(res, r, 1), &lsn))
-			continue;     /* created, never committed: not loaded */
-		if (lsn == 0)
+		if (PQgetisnull(res, r, 3) || !lsn_parse(PQgetvalue(res, r, 3), &lsn))
 			continue;
-		switch (syncplan_parse_origin(sl->stream, PQgetvalue(res, r, 0), &schema, &table)) {
-		case SYNCPLAN_ORIGIN_STREAM:
+		if (PQgetvalue(res, r, 0)[0] == 's')
 			done = lsn;
-			break;
-		case SYNCPLAN_ORIGIN_TABLE:
-			names[2 * n] = schema;
-			names[2 * n + 1] = table;
-			tables[n++] = (struct syncload_loaded){ schema, table, lsn };
-			break;
-		default:
-			log_warning("stream \"%s\": initial sync: ignoring replication origin \"%s\"",
-				    sl->stream, PQgetvalue(res, r, 0));
-			break;
-		}
+		else
+			tables[n++] = (struct syncload_loaded){ PQgetvalue(res, r, 1),
+								PQgetvalue(res, r, 2), lsn };
 	}
 	sl->cb.state(sl->arg, tables, n, done);
-	for (size_t i = 0; i < 2 * n; i++)
-		free(names[i]);
-	free(names);
 	free(tables);
 }
 
@@ -637,8 +703,14 @@ static void syncload_statement_failed(struct syncload_loader *l)
 	case LOADER_QUERY:
 		syncload_fail(sl, "could not read the sync state from the target: %s", err);
 		return;
+	case LOADER_MIGRATE:
+		syncload_fail(sl, "could not move an older version's origins into the record: %s", err);
+		return;
 	case LOADER_MARK:
 		syncload_fail(sl, "could not record the sync as done: %s", err);
+		return;
+	case LOADER_FOLD:
+		syncload_fail(sl, "could not fold the sync's record: %s", err);
 		return;
 	default:
 		syncload_fail(sl, "could not load table %s: %s", l->job ? l->job->display : "?", err);
@@ -659,6 +731,19 @@ static void syncload_query_done(struct syncload_loader *l, const PGresult *res)
 	syncload_dispatch_soon(sl);
 }
 
+static void syncload_fold_done(struct syncload_loader *l, const PGresult *res)
+{
+	struct syncload *sl = l->sl;
+
+	syncload_set_state(l, LOADER_IDLE, "records folded");
+	log_info("stream \"%s\": initial sync: folded %s table records at or below " LSN_FMT
+		 " (streaming has passed them)", sl->stream, res ? PQcmdTuples((PGresult *)res) : "?",
+		 LSN_ARGS(l->mark_lsn));
+	if (sl->cb.folded)
+		sl->cb.folded(sl->arg, l->mark_lsn);
+	syncload_dispatch_soon(sl);
+}
+
 static void syncload_mark_recorded(struct syncload_loader *l)
 {
 	struct syncload *sl = l->sl;
@@ -670,19 +755,17 @@ static void syncload_mark_recorded(struct syncload_loader *l)
 	syncload_dispatch_soon(sl);
 }
 
-/* The table's origin is set up: start its transaction. */
-static void syncload_origin_done(struct syncload_loader *l)
+/* A table's load starts: its transaction, its record, whether it has rows. */
+static void syncload_prologue(struct syncload_loader *l, struct syncload_job *job)
 {
-	char *sql;
+	char *sql = syncload_prologue_sql(l);
 
-	if (syncload_rolled_back(l))
-		return;
-	sql = syncload_prologue_sql(l);
+	(void)job;
 	if (!sql) {
 		syncload_fail(l->sl, "out of memory");
 		return;
 	}
-	(void)syncload_send(l, LOADER_PROLOGUE, "origin set up", sql);
+	(void)syncload_send(l, LOADER_PROLOGUE, "a table to load", sql);
 	free(sql);
 }
 
@@ -745,8 +828,7 @@ static void syncload_copy_ended(struct syncload_loader *l, const PGresult *res)
 		syncload_fail(l->sl, "could not load table %s: COPY did not complete", l->job->display);
 		return;
 	}
-	(void)syncload_send(l, LOADER_COMMIT, "COPY complete",
-		"COMMIT; SELECT pg_catalog.pg_replication_origin_session_reset()");
+	(void)syncload_send(l, LOADER_COMMIT, "COPY complete", "COMMIT");
 }
 
 static void syncload_committed(struct syncload_loader *l)
@@ -807,11 +889,15 @@ static void syncload_loader_input(void *arg)
 	case LOADER_QUERY:
 		syncload_query_done(l, res);
 		break;
+	case LOADER_MIGRATE:
+		syncload_set_state(l, LOADER_IDLE, "older origins moved");
+		syncload_dispatch_soon(l->sl);
+		break;
 	case LOADER_MARK:
 		syncload_mark_recorded(l);
 		break;
-	case LOADER_ORIGIN:
-		syncload_origin_done(l);
+	case LOADER_FOLD:
+		syncload_fold_done(l, res);
 		break;
 	case LOADER_PROLOGUE:
 		syncload_prologue_done(l, res);
@@ -876,13 +962,12 @@ struct syncload *syncload_new(struct event_base *base, const char *conninfo, con
 	sl->arg = arg;
 	sl->conninfo = strdup(conninfo);
 	sl->stream = strdup(stream);
-	sl->stream_origin = syncplan_stream_origin(stream);
 	sl->ev_dispatch = event_new(base, -1, 0, syncload_dispatch_cb, sl);
 	for (unsigned i = 0; i < SYNCLOAD_MAX_CONNS; i++) {
 		sl->loaders[i].sl = sl;
 		sl->loaders[i].id = i;
 	}
-	if (!sl->conninfo || !sl->stream || !sl->stream_origin || !sl->ev_dispatch) {
+	if (!sl->conninfo || !sl->stream || !sl->ev_dispatch) {
 		syncload_free(sl);
 		return NULL;
 	}
@@ -901,7 +986,7 @@ void syncload_free(struct syncload *sl)
 		event_free(sl->ev_dispatch);
 	free(sl->conninfo);
 	free(sl->stream);
-	free(sl->stream_origin);
+	free(sl->migrate_sql);
 	free(sl);
 }
 
@@ -915,6 +1000,13 @@ void syncload_mark_done(struct syncload *sl, uint64_t lsn)
 {
 	sl->want_mark = true;
 	sl->mark_lsn = lsn;
+	syncload_dispatch_soon(sl);
+}
+
+void syncload_fold(struct syncload *sl, uint64_t lsn)
+{
+	sl->want_fold = true;
+	sl->fold_lsn = lsn;
 	syncload_dispatch_soon(sl);
 }
 
@@ -937,7 +1029,6 @@ uint64_t syncload_begin(struct syncload *sl, const char *schema, const char *tab
 	job->schema = strdup(schema);
 	job->table = strdup(table);
 	job->display = syncplan_qualified(schema, table);
-	job->origin = syncplan_table_origin(sl->stream, schema, table);
 	job->lsn = lsn;
 	if (ncolumns && !(job->columns = calloc(ncolumns, sizeof(char *))))
 		goto oom;
@@ -946,7 +1037,7 @@ uint64_t syncload_begin(struct syncload *sl, const char *schema, const char *tab
 			goto oom;
 		job->ncolumns++;
 	}
-	if (!job->schema || !job->table || !job->display || !job->origin)
+	if (!job->schema || !job->table || !job->display)
 		goto oom;
 	job->id = ++sl->next_id;
 	for (tail = &sl->jobs; *tail; tail = &(*tail)->next)
@@ -1032,7 +1123,7 @@ void syncload_abort(struct syncload *sl)
 
 bool syncload_idle(const struct syncload *sl)
 {
-	if (sl->jobs || sl->want_query || sl->want_mark)
+	if (sl->jobs || sl->want_query || sl->want_mark || sl->want_fold || sl->migrate_sql)
 		return false;
 	for (unsigned i = 0; i < SYNCLOAD_MAX_CONNS; i++) {
 		const struct syncload_loader *l = &sl->loaders[i];

@@ -6,21 +6,25 @@
  * A table's load is one target transaction on one of a few loader
  * connections (a pool, up to SYNCLOAD_MAX_CONNS):
  *
- *   pg_replication_origin_session_setup('strait_<stream>:sync:<table>')
  *   BEGIN
- *   pg_replication_origin_xact_setup('<snapshot LSN>', now()), txid_current()
- *       (an xid makes COMMIT write a record, which carries the origin's
- *       progress, also for a table with no rows)
+ *   INSERT INTO strait.sync_table (stream, schema, table, '<snapshot LSN>')
+ *       (syncstate.h; it also gives the transaction its xid)
  *   TRUNCATE the table when it has rows (a copy that committed before the
  *       sink could tell the source, or rows an operator left)
  *   COPY table (published columns) FROM STDIN  -- the chunks, in order
- *   COMMIT; pg_replication_origin_session_reset()
+ *   COMMIT
  *
- * so the table's origin says "loaded from the snapshot at LSN L" exactly
+ * so the table's record says "loaded from the snapshot at LSN L" exactly
  * when its rows are committed: after a crash anywhere a table is either
- * loaded and recorded, or neither. syncload_query() reads every such origin
- * of the stream (syncplan.h names them), and the stream-wide one that
- * syncload_mark_done() sets once the whole sync is loaded.
+ * loaded and recorded, or neither. syncload_query() reads the stream's
+ * record (migrating an older version's per-table origins into it first),
+ * syncload_mark_done() records the whole sync as loaded, syncload_fold()
+ * deletes the table records streaming has passed.
+ *
+ * Every loader session is set up, for its life, on its own replication
+ * origin "strait_<stream>:load<n>" (n its place in the pool): everything a
+ * loader writes carries a strait_ origin, so a reverse stream passes it on
+ * empty, and the target's origins do not grow with the schema.
  *
  * Loader sessions are set up like the apply engine's and like the source's
  * copy connections (session_replication_role replica, so foreign keys and
@@ -32,8 +36,8 @@
  * of loads (every connection is closed, so the target rolls back whatever
  * was not committed), logged once, then failed(). syncload_abort() drops the
  * loads on request and keeps the connections: a load in COPY is ended with
- * an error, its transaction rolled back and its origin released before the
- * connection takes another table.
+ * an error and its transaction rolled back before the connection takes
+ * another table.
  *
  * Non-blocking libpq inside the caller's event loop. Callbacks run from the
  * loop, never from inside a syncload_*() call; the caller frees the object
@@ -48,7 +52,8 @@
 #include <stdint.h>
 
 #define SYNCLOAD_MUSTCHECK __attribute__((warn_unused_result))
-#define SYNCLOAD_MAX_CONNS 4u
+/* Also the number of origins a stream's loaders take on the target (syncstate.h). */
+#define SYNCLOAD_MAX_CONNS 3u
 
 struct event_base;
 struct json_out;
@@ -73,6 +78,8 @@ struct syncload_callbacks {
 	void (*loaded)(void *arg, uint64_t job, const struct syncload_loaded *t, uint64_t rows);
 	/* syncload_mark_done() is recorded. */
 	void (*marked)(void *arg, uint64_t done_lsn);
+	/* syncload_fold() is done (may be NULL). */
+	void (*folded)(void *arg, uint64_t lsn);
 	/* Something failed (logged): every load is dropped. */
 	void (*failed)(void *arg, const char *reason);
 };
@@ -103,6 +110,9 @@ void syncload_abort(struct syncload *sl);
 
 /* Records the whole sync as loaded, streaming to start at lsn (marked() follows). */
 void syncload_mark_done(struct syncload *sl, uint64_t lsn);
+
+/* Deletes the table records at or below lsn, which the stream has applied (folded() follows). */
+void syncload_fold(struct syncload *sl, uint64_t lsn);
 
 /* Whether nothing is queued, loading or rolling back. */
 bool syncload_idle(const struct syncload *sl);

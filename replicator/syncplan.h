@@ -16,10 +16,11 @@
  * The generation is the sink's RESUME that asked for the round, so the sink
  * can tell this round's plan from an older one still in flight.
  *
- * Origins (on the target): "strait_<stream>:sync:<schema>.<table>" per
- * loaded table, its progress the LSN of the snapshot the copy was taken in;
- * "strait_<stream>:sync" for the stream once every table is loaded, its
- * progress the LSN streaming starts at. Schema and table are written as
+ * Origins (on the target) of earlier versions, now only read to migrate
+ * them into the record of syncstate.h: "strait_<stream>:sync:<schema>.
+ * <table>" per loaded table, its progress the LSN of the snapshot the copy
+ * was taken in; "strait_<stream>:sync" for the stream once every table was
+ * loaded, its progress the LSN streaming starts at. Schema and table are written as
  * quote_ident() would (double quotes when not plain lowercase), so the name
  * parses back unambiguously. The prefix "strait_" makes a reverse stream
  * treat the loaded rows as strait's own and not send them back.

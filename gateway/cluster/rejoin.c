@@ -23,6 +23,7 @@
 #include "gateway/stream/spool.h"
 #include "replicator/lostxacts.h"
 #include "replicator/slot_reader.h"
+#include "replicator/syncstate.h"
 
 static void fo_rejoin_next_stream(struct failover *f);
 
@@ -53,7 +54,7 @@ static void fo_rejoin_cleanup(struct failover *f)
 
 	for (size_t i = 0; i < f->cfg->n_streams; i++) {
 		const struct config_stream *cs = &f->cfg->streams[i];
-		char slot[128], sync[160], what[512], *slotlit, *synclit;
+		char slot[128], sync[160], what[512], *slotlit, *synclit, *forget;
 
 		if (peer < 0 || !fo_stream_with(f, cs, (size_t)peer))
 			continue;
@@ -86,6 +87,15 @@ static void fo_rejoin_cleanup(struct failover *f)
 		}
 		free(slotlit);
 		free(synclit);
+		snprintf(what, sizeof(what), "forgot stream %s's initial sync record and origins",
+			 cs->name);
+		forget = syncstate_forget_sql(cs->name);
+		if (!forget || !fo_add_sql(f, 0, NULL, what, "%s%s", fo_rw, forget)) {
+			free(forget);
+			fo_end(f, false, "out of memory");
+			return;
+		}
+		free(forget);
 		fo_remove_spool(f, cs->name);
 	}
 	f->steps_next = fo_rejoin_done;

@@ -21,6 +21,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/lsn.h"
+#include "config/config.h"
 #include "gateway/cluster/failover.h"
 #include "gateway/cluster/role.h"
 #include "gateway/daemon/control.h"
@@ -28,6 +29,8 @@
 #include "gateway/stream/clock.h"
 #include "gateway/stream/stream.h"
 #include "gateway/verify/verify_service.h"
+#include "replicator/pgquery.h"
+#include "replicator/syncstate.h"
 
 static void daemon_cmd_status(struct control_request *req, int argc, char **argv, void *arg)
 {
@@ -276,6 +279,71 @@ static void daemon_cmd_rejoin(struct control_request *req, int argc, char **argv
 	failover_cmd_rejoin(d->failover, req, argc, argv);
 }
 
+static void daemon_forget_done(void *arg, const PGresult *res, const char *err)
+{
+	struct daemon *d = arg;
+	char msg[768];
+	bool ok = res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+
+	if (ok)
+		snprintf(msg, sizeof(msg), "forgot the stream: its initial sync record is deleted and %s "
+			 "replication origins dropped\n", PQgetvalue(res, 0, 0));
+	else
+		snprintf(msg, sizeof(msg), "could not forget the stream: %s\n",
+			 err ? err : "no answer from the database");
+	log_info("forget-stream: %s", msg);
+	if (d->forget_req)
+		control_reply(d->forget_req, ok, msg);
+	d->forget_req = NULL;
+}
+
+void daemon_forget_free(struct daemon *d)
+{
+	if (d->forget_req)
+		control_reply(d->forget_req, false, "straitd is stopping\n");
+	d->forget_req = NULL;
+	pgquery_free(d->forget_q);
+	d->forget_q = NULL;
+}
+
+/*
+ * forget-stream STREAM: on the site a dropped stream went to, removes what
+ * strait kept for it in this site's database (syncstate.h). A stream still
+ * in the config is refused: it would make them again.
+ */
+static void daemon_cmd_forget_stream(struct control_request *req, int argc, char **argv,
+		void *arg)
+{
+	struct daemon *d = arg;
+	char *sql;
+
+	if (argc != 2) {
+		control_reply(req, false, "usage: forget-stream STREAM\n");
+		return;
+	}
+	for (size_t i = 0; i < d->cfg->n_streams; i++) {
+		if (strcmp(d->cfg->streams[i].name, argv[1]) == 0) {
+			control_reply(req, false, "forget-stream: the stream is in the config: remove it "
+				      "and reload first\n");
+			return;
+		}
+	}
+	if (d->forget_req || (d->forget_q && pgquery_busy(d->forget_q))) {
+		control_reply(req, false, "forget-stream: another one is running\n");
+		return;
+	}
+	if (!d->forget_q)
+		d->forget_q = pgquery_new(d->base, d->cfg->sites[d->self].database, "forget-stream");
+	sql = syncstate_forget_sql(argv[1]);
+	if (!d->forget_q || !sql || !pgquery_run(d->forget_q, sql, daemon_forget_done, d)) {
+		free(sql);
+		control_reply(req, false, "forget-stream: out of memory\n");
+		return;
+	}
+	free(sql);
+	d->forget_req = req;
+}
+
 static void daemon_cmd_reload(struct control_request *req, int argc, char **argv, void *arg)
 {
 	char *reason, *body;
@@ -304,6 +372,7 @@ const struct control_command daemon_commands[] = {
 	{ "switchover", daemon_cmd_switchover },
 	{ "failover", daemon_cmd_failover },
 	{ "rejoin", daemon_cmd_rejoin },
+	{ "forget-stream", daemon_cmd_forget_stream },
 	{ "verify", daemon_cmd_verify },
 #ifdef STRAIT_TEST_HOOKS
 	{ "test-clock", daemon_cmd_test_clock },

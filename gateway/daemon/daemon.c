@@ -249,6 +249,7 @@ static void daemon_teardown(struct daemon *d)
 	metrics_stop(d->metrics);
 	failover_free(d->failover);   /* answers a command still running */
 	verify_service_free(d->verify);   /* cancels a verify, answering its command */
+	daemon_forget_free(d);
 	control_close(d->control);
 	streams_free(d->streams);
 	relay_free(d->relay);

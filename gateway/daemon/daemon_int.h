@@ -57,6 +57,8 @@ struct daemon {
 	struct role *role;
 	struct failover *failover;   /* switchover, failover, stepping down */
 	struct verify_service *verify; /* verify command and periodic verifies */
+	struct pgquery *forget_q;    /* forget-stream's connection to this site's database */
+	struct control_request *forget_req;  /* the forget-stream command it answers */
 	struct daemon_peer *peers;
 	size_t n_peers;
 	struct event *signals[3];
@@ -66,6 +68,9 @@ struct daemon {
 	unsigned failed_reloads;
 	char *reload_error;          /* why the last reload was refused, or NULL */
 };
+
+/* commands.c: ends a forget-stream still running (answering it) and its connection. */
+void daemon_forget_free(struct daemon *d);
 
 /* This site's current role, by name. */
 static inline const char *daemon_site_role(const struct daemon *d)

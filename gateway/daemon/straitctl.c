@@ -441,6 +441,18 @@ static int ctl_rejoin(struct ctl_globals *g, int argc, char **argv)
 	return ctl_call(g, 2, req);
 }
 
+static int ctl_forget_stream(struct ctl_globals *g, int argc, char **argv)
+{
+	char *req[2] = { "forget-stream", NULL };
+
+	if (ctl_wants_help("forget-stream", argc, argv))
+		return 0;
+	if (argc != 2 || argv[1][0] == '-')
+		return ctl_bad_usage("forget-stream", "which stream?");
+	req[1] = argv[1];
+	return ctl_call(g, 2, req);
+}
+
 /*
  * verify [--stream NAME]... [--table T]... [--rate ROWS] [--json]: checked
  * here, then run by straitd, which answers when the comparison is done. The
@@ -516,6 +528,11 @@ static const struct ctl_command ctl_commands[] = {
 	  "Run on a fenced old primary SITE: write the transactions it committed\n"
 	  "that never reached the new primary to a SQL file in the state directory,\n"
 	  "then make it a replica again, re-seeded by an initial sync.", "" },
+	{ "forget-stream", ctl_forget_stream, "STREAM",
+	  "Run on the site a dropped stream went to, once it is out of the config:\n"
+	  "delete its rows from strait.sync_table and strait.sync_stream and drop\n"
+	  "its replication origins (strait_STREAM, strait_STREAM:*) in this site's\n"
+	  "database, which free their max_replication_slots places.", "" },
 	{ "verify", ctl_verify, "[--stream NAME]... [--table TABLE]... [--rate ROWS] [--json]",
 	  "Run on the site the streams come from: compare each stream's tables with\n"
 	  "its target while replication goes on, both sides at the same point of the\n"

@@ -289,6 +289,8 @@ static void stream_apply_committed(void *arg, uint64_t end_lsn, int64_t commit_t
 	}
 	sink_ack_soon(st);
 	stream_verify_sink_progress(st);
+	if (st->sync)
+		streamsync_committed(st->sync, end_lsn);
 	sink_spill_go_on(st);
 }
 

@@ -6,16 +6,17 @@
  * One state enum for both roles (the source uses the first five values, the
  * sink the rest) and one function that changes it, logging the reason.
  *
- * What is recorded where. The sink's target holds the truth (syncload.h):
- * one origin per loaded table, committed with its rows, and one for the
- * whole stream once every table is in. Nothing about the sync is stored on
- * the source site: after a restart of either daemon, or a new link, the
- * sink reads its origins, tells the source what it has, and asks for a
- * round; the source lists the publication again and copies the rest. The
- * stream-wide origin's position is where streaming starts; the sink uses it
- * (when its apply engine has not applied anything yet) in every RESUME and
+ * What is recorded where. The sink's target holds the truth (syncstate.h):
+ * a row per loaded table, committed with its rows, and a row for the whole
+ * stream once every table is in. Nothing about the sync is stored on the
+ * source site: after a restart of either daemon, or a new link, the sink
+ * reads its record, tells the source what it has, and asks for a round;
+ * the source lists the publication again and copies the rest. The
+ * stream-wide row's LSN is where streaming starts; the sink uses it (when
+ * its apply engine has not applied anything yet) in every RESUME and
  * HELLO, so a crash right after the sync resumes there and not at the
- * slot's start.
+ * slot's start. Once the apply has committed past every table's LSN, the
+ * table rows are folded away (deleted) by a loader opened for that.
  *
  * Where streaming starts. Tables of the first round are copied in the
  * snapshot the slot exported when it was created: its consistent point is
@@ -142,6 +143,7 @@ struct streamsync {
 	bool load_dead;
 	struct syncplan_set done;           /* loaded tables -> their snapshot LSN */
 	uint64_t done_lsn;                  /* the stream-wide record: streaming starts here */
+	uint64_t fold_at;                   /* the highest table LSN recorded; 0: nothing to fold */
 	struct syncfilter *filter;
 	struct syncplan plan;
 	struct syncplan_set plan_index;     /* name -> plan index */
@@ -501,6 +503,8 @@ static void streamsync_send_have(struct streamsync *ss, const char *schema, cons
 static bool streamsync_record_done(struct streamsync *ss, const char *schema, const char *table,
 		uint64_t lsn)
 {
+	if (lsn > ss->fold_at)
+		ss->fold_at = lsn;
 	return syncplan_set_put(&ss->done, schema, strlen(schema), table, strlen(table), lsn) &&
 	       syncfilter_set_table(ss->filter, schema, table, lsn);
 }
@@ -752,6 +756,7 @@ static void streamsync_load_state(void *arg, const struct syncload_loaded *table
 	char lsn[32];
 
 	syncplan_set_free(&ss->done);
+	ss->fold_at = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (!streamsync_record_done(ss, tables[i].schema, tables[i].table, tables[i].lsn)) {
 			streamsync_sink_fail(ss, "initial sync: out of memory reading the target's state");
@@ -904,6 +909,39 @@ bool streamsync_filter(struct streamsync *ss, const uint8_t *body, size_t len,
 	return true;
 }
 
+static void streamsync_load_folded(void *arg, uint64_t lsn)
+{
+	(void)arg;
+	(void)lsn;       /* logged by the loader; its connection goes with load_dead */
+}
+
+static const struct syncload_callbacks streamsync_load_cb = {
+	.state = streamsync_load_state,
+	.taken = streamsync_load_taken,
+	.loaded = streamsync_load_loaded,
+	.marked = streamsync_load_marked,
+	.folded = streamsync_load_folded,
+	.failed = streamsync_load_failed,
+};
+
+void streamsync_committed(struct streamsync *ss, uint64_t lsn)
+{
+	if (!ss->sink || ss->state != SS_SINK_DONE || ss->fold_at == 0 || lsn < ss->fold_at)
+		return;
+	/* every table record is behind the stream now: fold them, once */
+	ss->fold_at = 0;
+	if (!ss->load)
+		ss->load = syncload_new(ss->base, ss->conninfo, ss->stream, &streamsync_load_cb, ss);
+	if (!ss->load) {
+		log_warning("stream \"%s\": out of memory folding the initial sync's record (the next "
+			    "start folds it)", ss->stream);
+		return;
+	}
+	syncload_fold(ss->load, lsn);
+	ss->load_dead = true;        /* freed once idle */
+	event_add(ss->ev_later, &(struct timeval){ 1, 0 });
+}
+
 /* ================================================================= both */
 
 void streamsync_frame(struct streamsync *ss, const struct frame *f, const struct relay_proto_sync *m)
@@ -1031,13 +1069,6 @@ struct streamsync *streamsync_new_sink(struct event_base *base, struct relay *re
 		const char *stream, const char *peer, const char *conninfo, enum config_codec codec,
 		streamsync_resume_fn resume, void *arg)
 {
-	static const struct syncload_callbacks cb = {
-		.state = streamsync_load_state,
-		.taken = streamsync_load_taken,
-		.loaded = streamsync_load_loaded,
-		.marked = streamsync_load_marked,
-		.failed = streamsync_load_failed,
-	};
 	struct streamsync *ss = streamsync_new(base, relay, stream, peer, conninfo);
 
 	if (!ss)
@@ -1048,7 +1079,7 @@ struct streamsync *streamsync_new_sink(struct event_base *base, struct relay *re
 	ss->arg = arg;
 	ss->codec = codec_new_decoder(codec);
 	ss->filter = syncfilter_new();
-	ss->load = ss->codec && ss->filter ? syncload_new(base, conninfo, stream, &cb, ss) : NULL;
+	ss->load = ss->codec && ss->filter ? syncload_new(base, conninfo, stream, &streamsync_load_cb, ss) : NULL;
 	if (!ss->load)
 		goto oom;
 	syncload_query(ss->load);

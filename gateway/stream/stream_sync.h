@@ -124,6 +124,9 @@ bool streamsync_sink_hello(struct streamsync *ss, uint64_t *lsn);
  * (logged; e.g. streamed data before the sync is done). *out as
  * syncfilter_run() gives it.
  */
+/* The sink's apply committed up to lsn: table records it has passed are folded away. */
+void streamsync_committed(struct streamsync *ss, uint64_t lsn);
+
 bool streamsync_filter(struct streamsync *ss, const uint8_t *body, size_t len,
 		const uint8_t **out, size_t *out_len);
 

@@ -23,6 +23,7 @@
 #include "gateway/relay/relay_proto.h"
 #include "gateway/stream/stream.h"
 #include "replicator/apply_sql.h"
+#include "replicator/syncstate.h"
 #include "replicator/verify.h"
 
 #define VJ_DEFAULT_WAIT_S 120
@@ -358,7 +359,7 @@ static bool vj_tables(const struct verify_job *j, PGconn *conn, const char *publ
 	const char *params[1] = { publication };
 	PGresult *res = PQexecParams(conn,
 		"SELECT schemaname, tablename FROM pg_catalog.pg_publication_tables WHERE pubname = $1 "
-		"ORDER BY 1, 2", 1, NULL, params, NULL, NULL, 0);
+		"AND schemaname <> '" SYNCSTATE_SCHEMA "' ORDER BY 1, 2", 1, NULL, params, NULL, NULL, 0);
 	int rows;
 
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {

@@ -1,0 +1,259 @@
+/*
+ * syncstate.c — the initial sync's record on the target, as SQL text (see
+ * syncstate.h).
+ *
+ * NOTES
+ * Text is built with open_memstream: a statement per call, a few hundred
+ * bytes (a migration's is larger: one VALUES row per table). The record's
+ * tables are written with their schema (the loaders' search_path is empty)
+ * and only ever through these statements.
+ */
+#include "replicator/syncstate.h"
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/lsn.h"
+
+/* Any constant of our own: serialises the record's creation between sessions. */
+#define SYNCSTATE_LOCK_KEY 126943972387188      /* "strait" in ASCII */
+
+#define SYNCSTATE_ORIGIN_PREFIX "strait_"
+
+#define SYNCSTATE_STR(x) #x
+#define SYNCSTATE_XSTR(x) SYNCSTATE_STR(x)
+
+static const char syncstate_tables_sql[] =
+	"DO $strait$BEGIN "
+	"PERFORM pg_catalog.pg_advisory_xact_lock(" SYNCSTATE_XSTR(SYNCSTATE_LOCK_KEY) "); "
+	"IF pg_catalog.to_regnamespace('" SYNCSTATE_SCHEMA "') IS NULL THEN "
+	"CREATE SCHEMA " SYNCSTATE_SCHEMA "; END IF; "
+	"IF pg_catalog.to_regclass('" SYNCSTATE_SCHEMA ".sync_table') IS NULL THEN "
+	"CREATE TABLE " SYNCSTATE_SCHEMA ".sync_table (stream text NOT NULL, "
+	"schema_name text NOT NULL, table_name text NOT NULL, snapshot_lsn pg_lsn NOT NULL, "
+	"loaded_at timestamptz NOT NULL DEFAULT pg_catalog.now(), "
+	"PRIMARY KEY (stream, schema_name, table_name)); END IF; "
+	"IF pg_catalog.to_regclass('" SYNCSTATE_SCHEMA ".sync_stream') IS NULL THEN "
+	"CREATE TABLE " SYNCSTATE_SCHEMA ".sync_stream (stream text PRIMARY KEY, "
+	"start_lsn pg_lsn NOT NULL, done_at timestamptz NOT NULL DEFAULT pg_catalog.now()); "
+	"END IF; END$strait$; ";
+
+/* Closes the stream (which sets *buf) and returns its text, or NULL (freed) when anything failed. */
+static char *syncstate_finish(FILE *out, char **buf, bool ok)
+{
+	if (fclose(out) != 0 || !ok) {
+		free(*buf);
+		return NULL;
+	}
+	return *buf;
+}
+
+/* Writes text as a literal; false when out of memory. */
+static bool syncstate_put_literal(FILE *out, const char *text)
+{
+	if (fputc('\'', out) == EOF)
+		return false;
+	for (const char *p = text; *p; p++) {
+		if (*p == '\'' && fputc('\'', out) == EOF)
+			return false;
+		if (fputc(*p, out) == EOF)
+			return false;
+	}
+	return fputc('\'', out) != EOF;
+}
+
+char *syncstate_literal(const char *text)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+
+	if (!out)
+		return NULL;
+	return syncstate_finish(out, &buf, syncstate_put_literal(out, text));
+}
+
+char *syncstate_loader_origin(const char *stream, unsigned n)
+{
+	char *out = NULL;
+
+	if (asprintf(&out, SYNCSTATE_ORIGIN_PREFIX "%s:load%u", stream, n) < 0)
+		return NULL;
+	return out;
+}
+
+char *syncstate_session_sql(const char *stream, unsigned n)
+{
+	char *origin = syncstate_loader_origin(stream, n);
+	char *lit = origin ? syncstate_literal(origin) : NULL;
+	char *sql = NULL;
+
+	if (lit && asprintf(&sql, "%s"
+			"SELECT pg_catalog.pg_replication_origin_create(%s) WHERE NOT EXISTS "
+			"(SELECT 1 FROM pg_catalog.pg_replication_origin WHERE roname = %s); "
+			"SELECT pg_catalog.pg_replication_origin_session_setup(%s)",
+			syncstate_tables_sql, lit, lit, lit) < 0)
+		sql = NULL;
+	free(origin);
+	free(lit);
+	return sql;
+}
+
+char *syncstate_query_sql(const char *stream)
+{
+	char *buf = NULL, *apply = NULL, *legacy = NULL;
+	size_t len = 0;
+	FILE *out;
+	bool ok;
+
+	if (asprintf(&apply, SYNCSTATE_ORIGIN_PREFIX "%s", stream) < 0)
+		return NULL;
+	if (asprintf(&legacy, SYNCSTATE_ORIGIN_PREFIX "%s:sync", stream) < 0) {
+		free(apply);
+		return NULL;
+	}
+	out = open_memstream(&buf, &len);
+	if (!out) {
+		free(apply);
+		free(legacy);
+		return NULL;
+	}
+	/* folded: streaming has passed them (a NULL progress folds nothing) */
+	ok = fputs("DELETE FROM " SYNCSTATE_SCHEMA ".sync_table WHERE stream = ", out) >= 0 &&
+	     syncstate_put_literal(out, stream) &&
+	     fputs(" AND EXISTS (SELECT 1 FROM " SYNCSTATE_SCHEMA ".sync_stream s WHERE s.stream = ",
+		   out) >= 0 &&
+	     syncstate_put_literal(out, stream) &&
+	     fputs(") AND snapshot_lsn <= (SELECT pg_catalog.pg_replication_origin_progress(roname, "
+		   "false) FROM pg_catalog.pg_replication_origin WHERE roname = ", out) >= 0 &&
+	     syncstate_put_literal(out, apply) &&
+	     fputs("); SELECT 't', schema_name, table_name, snapshot_lsn::text FROM "
+		   SYNCSTATE_SCHEMA ".sync_table WHERE stream = ", out) >= 0 &&
+	     syncstate_put_literal(out, stream) &&
+	     fputs(" UNION ALL SELECT 's', NULL, NULL, start_lsn::text FROM " SYNCSTATE_SCHEMA
+		   ".sync_stream WHERE stream = ", out) >= 0 &&
+	     syncstate_put_literal(out, stream) &&
+	     fputs(" UNION ALL SELECT 'o', roname, NULL, "
+		   "pg_catalog.pg_replication_origin_progress(roname, true)::text "
+		   "FROM pg_catalog.pg_replication_origin WHERE roname = ", out) >= 0 &&
+	     syncstate_put_literal(out, legacy) &&
+	     fputs(" OR pg_catalog.starts_with(roname, ", out) >= 0 &&
+	     syncstate_put_literal(out, legacy) && fputs(" || ':')", out) >= 0;
+	free(apply);
+	free(legacy);
+	return syncstate_finish(out, &buf, ok);
+}
+
+char *syncstate_record_sql(const char *stream, const char *schema, const char *table,
+		uint64_t lsn)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+	bool ok;
+
+	if (!out)
+		return NULL;
+	ok = fputs("INSERT INTO " SYNCSTATE_SCHEMA ".sync_table (stream, schema_name, table_name, "
+		   "snapshot_lsn) VALUES (", out) >= 0 &&
+	     syncstate_put_literal(out, stream) && fputs(", ", out) >= 0 &&
+	     syncstate_put_literal(out, schema) && fputs(", ", out) >= 0 &&
+	     syncstate_put_literal(out, table) &&
+	     fprintf(out, ", '" LSN_FMT "') ON CONFLICT (stream, schema_name, table_name) DO UPDATE "
+		     "SET snapshot_lsn = EXCLUDED.snapshot_lsn, loaded_at = EXCLUDED.loaded_at",
+		     LSN_ARGS(lsn)) >= 0;
+	return syncstate_finish(out, &buf, ok);
+}
+
+char *syncstate_done_sql(const char *stream, uint64_t lsn)
+{
+	char *lit = syncstate_literal(stream), *sql = NULL;
+
+	if (lit && asprintf(&sql, "INSERT INTO " SYNCSTATE_SCHEMA ".sync_stream (stream, start_lsn) "
+			"VALUES (%s, '" LSN_FMT "') ON CONFLICT (stream) DO UPDATE "
+			"SET start_lsn = EXCLUDED.start_lsn, done_at = EXCLUDED.done_at",
+			lit, LSN_ARGS(lsn)) < 0)
+		sql = NULL;
+	free(lit);
+	return sql;
+}
+
+char *syncstate_fold_sql(const char *stream, uint64_t lsn)
+{
+	char *lit = syncstate_literal(stream), *sql = NULL;
+
+	if (lit && asprintf(&sql, "DELETE FROM " SYNCSTATE_SCHEMA ".sync_table WHERE stream = %s "
+			"AND snapshot_lsn <= '" LSN_FMT "'", lit, LSN_ARGS(lsn)) < 0)
+		sql = NULL;
+	free(lit);
+	return sql;
+}
+
+static bool syncstate_put_legacy_rows(FILE *out, const char *stream,
+		const struct syncstate_legacy_table *tables, size_t n)
+{
+	bool ok = fputs("INSERT INTO " SYNCSTATE_SCHEMA ".sync_table (stream, schema_name, "
+			"table_name, snapshot_lsn) VALUES ", out) >= 0;
+
+	for (size_t i = 0; ok && i < n; i++) {
+		ok = fputs(i ? ", (" : "(", out) >= 0 && syncstate_put_literal(out, stream) &&
+		     fputs(", ", out) >= 0 && syncstate_put_literal(out, tables[i].schema) &&
+		     fputs(", ", out) >= 0 && syncstate_put_literal(out, tables[i].table) &&
+		     fprintf(out, ", '" LSN_FMT "')", LSN_ARGS(tables[i].lsn)) >= 0;
+	}
+	return ok && fputs(" ON CONFLICT DO NOTHING; ", out) >= 0;
+}
+
+char *syncstate_migrate_sql(const char *stream, const struct syncstate_legacy_table *tables,
+		size_t n, uint64_t done_lsn, char *const *origins, size_t norigins)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+	bool ok;
+
+	if (!out)
+		return NULL;
+	ok = fputs("BEGIN; ", out) >= 0;
+	if (ok && n)
+		ok = syncstate_put_legacy_rows(out, stream, tables, n);
+	if (ok && done_lsn)
+		ok = fputs("INSERT INTO " SYNCSTATE_SCHEMA ".sync_stream (stream, start_lsn) VALUES (",
+			   out) >= 0 && syncstate_put_literal(out, stream) &&
+		     fprintf(out, ", '" LSN_FMT "') ON CONFLICT DO NOTHING; ", LSN_ARGS(done_lsn)) >= 0;
+	ok = ok && fputs("COMMIT; SELECT count(pg_catalog.pg_replication_origin_drop(roname)) "
+			 "FROM pg_catalog.pg_replication_origin WHERE roname IN (", out) >= 0;
+	for (size_t i = 0; ok && i < norigins; i++)
+		ok = (i == 0 || fputs(", ", out) >= 0) && syncstate_put_literal(out, origins[i]);
+	ok = ok && fputs(norigins ? ")" : "NULL)", out) >= 0;
+	return syncstate_finish(out, &buf, ok);
+}
+
+char *syncstate_forget_sql(const char *stream)
+{
+	char *lit = syncstate_literal(stream), *apply = NULL, *sql = NULL;
+	char *applylit = NULL;
+
+	/* the apply origin's name, and (with ':' appended in SQL) every other one's prefix */
+	if (asprintf(&apply, SYNCSTATE_ORIGIN_PREFIX "%s", stream) >= 0)
+		applylit = syncstate_literal(apply);
+	if (lit && applylit && asprintf(&sql,
+			"DO $strait$BEGIN "
+			"IF pg_catalog.to_regclass('" SYNCSTATE_SCHEMA ".sync_table') IS NOT NULL THEN "
+			"DELETE FROM " SYNCSTATE_SCHEMA ".sync_table WHERE stream = %s; END IF; "
+			"IF pg_catalog.to_regclass('" SYNCSTATE_SCHEMA ".sync_stream') IS NOT NULL THEN "
+			"DELETE FROM " SYNCSTATE_SCHEMA ".sync_stream WHERE stream = %s; END IF; "
+			"END$strait$; "
+			"SELECT count(pg_catalog.pg_replication_origin_drop(roname)) "
+			"FROM pg_catalog.pg_replication_origin WHERE roname = %s "
+			"OR pg_catalog.starts_with(roname, %s || ':')",
+			lit, lit, applylit, applylit) < 0)
+		sql = NULL;
+	free(lit);
+	free(apply);
+	free(applylit);
+	return sql;
+}
