@@ -188,19 +188,9 @@ static const char *fence_sql(const struct fence *f)
 			return "SELECT pid, coalesce(datname, ''), coalesce(usename, ''), "
 			       "coalesce(application_name, ''), pg_terminate_backend(pid, 5000) "
 			       FENCE_SESSIONS;
-		/*
-		 * 13's pg_terminate_backend() has no timeout: wait here until the
-		 * session holds no lock (pg_locks is live, pg_stat_activity a
-		 * snapshot), i.e. its transaction ended, committed or not, so no
-		 * write of it can land after the fence
-		 */
+		/* 13's has no timeout: wait until the session's transaction is over */
 		return "SELECT pid, coalesce(datname, ''), coalesce(usename, ''), "
-		       "coalesce(application_name, ''), pg_terminate_backend(pid) AND ("
-		       "WITH RECURSIVE w(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM w "
-		       "WHERE n < 500 AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = s.pid) "
-		       "AND pg_sleep(0.01) IS NOT NULL) "
-		       "SELECT NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = s.pid) "
-		       "FROM (SELECT max(n) FROM w) AS m) "
+		       "coalesce(application_name, ''), " FENCE_TERMINATE_WAIT("s.pid") " "
 		       FENCE_SESSIONS;
 	case STEP_CHECK:
 		return "SELECT current_setting('default_transaction_read_only'), pg_is_in_recovery()";
