@@ -9,6 +9,8 @@
 #   make demo       install dependencies, build, run two sites on this machine
 #   make fuzz       run every libFuzzer target for FUZZ_TIME seconds each
 #   make big        the integration tests too large for make test (900 MiB values)
+#   make matrix     the replication, sync and failover suites for each pair of
+#                   PostgreSQL versions in MATRIX_PAIRS (source:target)
 #   make deps       install build and test dependencies from Debian's packages
 
 VERSION := $(shell cat VERSION)
@@ -64,7 +66,7 @@ TOOL_BINS  := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 # Objects of the sanitizer and tool builds are intermediate to make: keep them.
 .SECONDARY:
 
-.PHONY: all tools clean deps test check-layers unit fuzz-replay fuzz integration big demo bench chaos install
+.PHONY: all tools clean deps test check-layers unit fuzz-replay fuzz integration big matrix demo bench chaos install
 
 all: $(BUILD)/straitd $(BUILD)/straitctl
 
@@ -165,6 +167,22 @@ integration: all tools $(SAN_PROGS)
 		ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
 		$(PYTHON) -m pytest -q -p no:cacheprovider --durations=15 -m "$(PYTEST_MARK)" \
 		$(PYTEST_ARGS) tests/integration
+
+# The replication, initial sync and failover suites once per pair of server
+# versions (source:target, builds of tests/postgres-versions.txt; README
+# lists the pairs): the first server a test starts runs the source's version,
+# the others the target's. A summary line per pair; fails if any pair did.
+MATRIX_PAIRS ?= 13:17 17:13 14:18 18:14
+MATRIX_TESTS ?= (test_replication or test_initial_sync or test_failover) and not test_wan
+matrix: all tools $(SAN_PROGS)
+	$(Q)failed=; for p in $(MATRIX_PAIRS); do \
+		s=$${p%%:*}; t=$${p##*:}; echo "== PostgreSQL $$s -> $$t"; \
+		if STRAIT_TEST_SOURCE_VERSION=$$s STRAIT_TEST_TARGET_VERSION=$$t \
+			$(MAKE) --no-print-directory integration \
+			PYTEST_ARGS="-k '$(MATRIX_TESTS)' $(PYTEST_ARGS)"; \
+		then echo "== PostgreSQL $$s -> $$t: passed"; \
+		else echo "== PostgreSQL $$s -> $$t: FAILED"; failed="$$failed $$s:$$t"; fi; done; \
+	test -z "$$failed" || { echo "failed pairs:$$failed"; exit 1; }
 
 # The integration tests too large for make test (values near PostgreSQL's 1 GB limit).
 PYTEST_MARK ?= not big

@@ -105,7 +105,9 @@
 #include "common/log.h"
 #include "common/lsn.h"
 #include "replicator/apply_sql.h"
+#include "replicator/loaderr.h"
 #include "replicator/pgoutput.h"
+#include "replicator/pgversion.h"
 #include "replicator/relmap.h"
 
 #define APPLY_MAX_COLS 1664             /* PostgreSQL's MaxTupleAttributeNumber */
@@ -214,6 +216,8 @@ struct apply_cmd {
 	uint64_t txn_lsn;            /* CHANGE, TRUNCATE: the source commit LSN */
 	struct apply_batch *batch;   /* CHANGE: its message, for messages */
 	size_t off;
+	const uint16_t *params;      /* CHANGE, prepared: its statement's parameters (loaderr.h) */
+	int nparams;
 };
 
 enum apply_group_state {
@@ -345,6 +349,7 @@ struct apply {
 	uint64_t target_txns;
 	struct apply_counts totals;
 	char *last_error;
+	int server_version;          /* the target's, once connected (pgversion.h) */
 	bool idle_notified;
 
 	/* a hold point (verify): no source transaction committing at or after it begins */
@@ -1411,7 +1416,9 @@ static bool apply_shape_set(struct apply *a, const struct pgoutput_rel *rel,
 	char lsn[LSN_BUF];
 
 	for (uint16_t i = 0; i < rel->natts; i++) {
-		if (newtup->cols[i].kind != PGOUTPUT_VALUE_UNCHANGED) {
+		if (r->map->atts[i].generated) {
+			a->set_codes[i] = APPLY_SQL_COL_SKIP;   /* the target computes it */
+		} else if (newtup->cols[i].kind != PGOUTPUT_VALUE_UNCHANGED) {
 			a->set_codes[i] = APPLY_SQL_COL_VALUE;
 		} else if (shape->kind == APPLY_SQL_UPDATE) {
 			a->set_codes[i] = APPLY_SQL_COL_SKIP;   /* keep the target's value */
@@ -1515,6 +1522,10 @@ static bool apply_change_send(struct apply *a, struct apply_rel *r,
 		apply_send_failed(a, cm->what);
 	if (c)
 		apply_change_booked(a, c, r, shape, st, g, b, off);
+	if (c && !uncached) {
+		c->params = st->sql.params;      /* kept while c holds its relation */
+		c->nparams = st->sql.nparams;
+	}
 	if (uncached)
 		apply_sql_stmt_free(&tmp.sql);
 	if (large && a->conn && !apply_set_blocking(a, false))
@@ -1986,8 +1997,8 @@ static bool apply_on_change(struct apply *a, struct apply_cmd *c, const PGresult
 
 static bool apply_on_error(struct apply *a, struct apply_cmd *c, const PGresult *res)
 {
-	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-	char err[1024], key[512], lsn[LSN_BUF];
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE), *col;
+	char err[1024], key[512], lsn[LSN_BUF], ver[32];
 
 	apply_result_error(res, err, sizeof(err));
 	if (PQstatus(a->conn) == CONNECTION_BAD ||
@@ -1996,6 +2007,14 @@ static bool apply_on_error(struct apply *a, struct apply_cmd *c, const PGresult 
 	switch (c->kind) {
 	case CMD_SETUP:
 	case CMD_PROGRESS:
+		/* out of origin slots (53400), or none configured (55000): name the setting */
+		if (state && (strcmp(state, "53400") == 0 || strcmp(state, "55000") == 0) &&
+				strstr(err, "replication origin"))
+			return apply_fail(a, "could not set up the target session (origin \"%s\"): %s: "
+				"the target (PostgreSQL %s) has no free replication origin; raise %s "
+				"there (a restart applies it)", a->origin, err,
+				pgversion_format(a->server_version, ver, sizeof(ver)),
+				pgversion_origin_limit_setting(a->server_version));
 		return apply_fail(a, "could not set up the target session (origin \"%s\"): %s",
 			a->origin, err);
 	case CMD_CATALOG:
@@ -2013,6 +2032,11 @@ static bool apply_on_error(struct apply *a, struct apply_cmd *c, const PGresult 
 				lsn, apply_conflict_name(a->policy));
 		}
 		apply_describe_key(a, c, key, sizeof(key));
+		if ((col = loaderr_column(c->rel->map, c->params, c->nparams, state,
+					  PQresultErrorField(res, PG_DIAG_CONTEXT))))
+			return apply_fail(a, "could not apply %s to target table \"%s\" (key %s, source "
+				"transaction %s): the target does not accept the value of column \"%s\": "
+				"%s", apply_kind_word((char)c->change), c->rel->display, key, lsn, col, err);
 		return apply_fail(a, "could not apply %s to target table \"%s\" (key %s, source "
 			"transaction %s): %s", apply_kind_word((char)c->change), c->rel->display, key,
 			lsn, err);
@@ -2228,6 +2252,19 @@ static bool apply_send_setup(struct apply *a)
 	return apply_flush(a);
 }
 
+/* The target's version and what strait does without there: logged once per version seen. */
+static void apply_note_version(struct apply *a, int version)
+{
+	char *line;
+
+	if (version == a->server_version)
+		return;
+	a->server_version = version;
+	line = pgversion_describe(version, PGVERSION_TARGET);
+	log_info("stream \"%s\": target server is %s", a->stream, line ? line : "of an unknown version");
+	free(line);
+}
+
 static void apply_connected(struct apply *a)
 {
 	evutil_socket_t fd = PQsocket(a->conn);
@@ -2247,6 +2284,7 @@ static void apply_connected(struct apply *a)
 		apply_fail(a, "could not watch the target connection");
 		return;
 	}
+	apply_note_version(a, PQserverVersion(a->conn));
 	apply_set_state(a, APPLY_SETUP, "connected to the target");
 	apply_send_setup(a);
 }
@@ -2617,6 +2655,8 @@ void apply_status_json(const struct apply *a, struct json_out *j, const char *ke
 	json_uint(j, "pending_bytes", apply_pending_bytes(a));
 	json_uint(j, "in_flight_commands", a->cmds.count);
 	json_string(j, "last_error", a->last_error);
+	if (a->server_version)
+		pgversion_json(j, "target_server", a->server_version, PGVERSION_TARGET);
 	json_object_end(j);
 }
 

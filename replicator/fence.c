@@ -166,6 +166,12 @@ static void fence_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	fence_finish(f, "timed out while %s", fence_step_names[f->step]);
 }
 
+/* The sessions a fence ends: every client but its own and strait's. */
+#define FENCE_SESSIONS "FROM pg_stat_activity s " \
+	"WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() " \
+	"AND NOT starts_with(coalesce(application_name, ''), '" FENCE_STRAIT_APP_PREFIX "') " \
+	"ORDER BY pid"
+
 static const char *fence_sql(const struct fence *f)
 {
 	switch (f->step) {
@@ -178,12 +184,14 @@ static const char *fence_sql(const struct fence *f)
 		return "SELECT pg_reload_conf()";
 	case STEP_TERMINATE:
 		/* waits up to 5 s for each to exit, so "ended" means gone */
+		if (PQserverVersion(pgasync_conn(f->main)) >= 140000)
+			return "SELECT pid, coalesce(datname, ''), coalesce(usename, ''), "
+			       "coalesce(application_name, ''), pg_terminate_backend(pid, 5000) "
+			       FENCE_SESSIONS;
+		/* 13's has no timeout: wait until the session's transaction is over */
 		return "SELECT pid, coalesce(datname, ''), coalesce(usename, ''), "
-		       "coalesce(application_name, ''), pg_terminate_backend(pid, 5000) "
-		       "FROM pg_stat_activity "
-		       "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() "
-		       "AND NOT starts_with(coalesce(application_name, ''), '" FENCE_STRAIT_APP_PREFIX "') "
-		       "ORDER BY pid";
+		       "coalesce(application_name, ''), " FENCE_TERMINATE_WAIT("s.pid") " "
+		       FENCE_SESSIONS;
 	case STEP_CHECK:
 		return "SELECT current_setting('default_transaction_read_only'), pg_is_in_recovery()";
 	default:

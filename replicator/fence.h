@@ -59,6 +59,21 @@ enum fence_op {
 /* Sessions whose application_name starts with this are strait's and not ended. */
 #define FENCE_STRAIT_APP_PREFIX "strait"
 
+/*
+ * An SQL expression that ends the backend PID (an SQL expression, as a
+ * string literal) and waits up to 5 s until it holds no lock, i.e. its
+ * transaction is over: true when it did. Any version from 13 (14's
+ * pg_terminate_backend(pid, timeout) waits for the exit, 13's does not
+ * wait; pg_locks is read live, where pg_stat_activity is a snapshot).
+ */
+#define FENCE_TERMINATE_WAIT(PID) \
+	"pg_catalog.pg_terminate_backend(" PID ") AND (" \
+	"WITH RECURSIVE w(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM w " \
+	"WHERE n < 500 AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks l WHERE l.pid = " PID ") " \
+	"AND pg_catalog.pg_sleep(0.01) IS NOT NULL) " \
+	"SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l WHERE l.pid = " PID ") " \
+	"FROM (SELECT max(n) FROM w) AS m)"
+
 struct fence_result {
 	bool ok;
 	const char *error;           /* one line when !ok, else NULL */

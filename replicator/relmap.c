@@ -195,22 +195,14 @@ static void relmap_list(struct apply_sql_buf *b, const struct pgoutput_rel *src,
 }
 
 /* The mismatch message; NULL when out of memory. */
-static char *relmap_mismatch(const struct pgoutput_rel *src, const int *missing, int nmissing,
-		const int *generated, int ngenerated)
+static char *relmap_mismatch(const struct pgoutput_rel *src, const int *missing, int nmissing)
 {
 	struct apply_sql_buf b;
 
 	apply_sql_buf_init(&b);
-	apply_sql_buf_printf(&b, "target table \"%s.%s\"", src->nspname, src->relname);
-	if (nmissing) {
-		apply_sql_buf_printf(&b, " lacks column%s ", nmissing > 1 ? "s" : "");
-		relmap_list(&b, src, missing, nmissing);
-	}
-	if (ngenerated) {
-		apply_sql_buf_printf(&b, "%s has generated column%s ", nmissing ? " and" : "",
-			ngenerated > 1 ? "s" : "");
-		relmap_list(&b, src, generated, ngenerated);
-	}
+	apply_sql_buf_printf(&b, "target table \"%s.%s\" lacks column%s ", src->nspname,
+		src->relname, nmissing > 1 ? "s" : "");
+	relmap_list(&b, src, missing, nmissing);
 	apply_sql_buf_puts(&b, " that the source publishes");
 	return apply_sql_buf_take(&b);
 }
@@ -219,7 +211,7 @@ bool relmap_build(const struct pgoutput_rel *src, const struct relmap_target *tg
 		struct relmap **out, char **err)
 {
 	struct relmap *m = NULL;
-	int *missing = NULL, *generated = NULL, nmissing = 0, ngenerated = 0;
+	int *missing = NULL, nmissing = 0;
 	struct apply_sql_buf b;
 	bool ok = false;
 	size_t tgt_key_found = 0;
@@ -232,9 +224,8 @@ bool relmap_build(const struct pgoutput_rel *src, const struct relmap_target *tg
 		return false;
 	}
 	missing = calloc((size_t)src->natts + 1, sizeof(int));
-	generated = calloc((size_t)src->natts + 1, sizeof(int));
 	m = calloc(1, sizeof(*m));
-	if (!missing || !generated || !m)
+	if (!missing || !m)
 		goto out;
 	m->atts = calloc((size_t)src->natts + 1, sizeof(*m->atts));
 	if (!m->atts)
@@ -260,10 +251,6 @@ bool relmap_build(const struct pgoutput_rel *src, const struct relmap_target *tg
 			missing[nmissing++] = i;
 			continue;
 		}
-		if (tgt->cols[t].generated) {
-			generated[ngenerated++] = i;
-			continue;
-		}
 		ma->target = (uint16_t)t;
 		ma->quoted = apply_sql_ident_dup(sa->name);
 		ma->name = strdup(sa->name);
@@ -273,11 +260,12 @@ bool relmap_build(const struct pgoutput_rel *src, const struct relmap_target *tg
 		ma->eqable = tgt->cols[t].eqable;
 		ma->src_key = sa->key;
 		ma->tgt_key = tgt->cols[t].key;
+		ma->generated = tgt->cols[t].generated;
 		m->n_src_key += sa->key;
 		tgt_key_found += ma->tgt_key;
 	}
-	if (nmissing || ngenerated) {
-		*err = relmap_mismatch(src, missing, nmissing, generated, ngenerated);
+	if (nmissing) {
+		*err = relmap_mismatch(src, missing, nmissing);
 		goto out;
 	}
 	m->tgt_key_usable = m->n_tgt_key > 0 && tgt_key_found == m->n_tgt_key;
@@ -287,7 +275,6 @@ bool relmap_build(const struct pgoutput_rel *src, const struct relmap_target *tg
 out:
 	relmap_free(m);
 	free(missing);
-	free(generated);
 	return ok;
 }
 

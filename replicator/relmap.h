@@ -7,12 +7,22 @@
  *
  * Columns match by name, never by position: the target may order its columns
  * differently and may have extra columns (they keep their defaults). Every
- * column the source publishes must exist on the target and must not be a
- * generated column there; otherwise the mapping fails with a message that
- * names the table and all the offending columns, so the operator can fix the
- * target in one go. Types are not compared: values travel as text and the
- * target's input functions convert them (int4 into int8 is fine; text that
- * does not parse fails at apply time with the server's message).
+ * column the source publishes must exist on the target; otherwise the
+ * mapping fails with a message that names the table and all the missing
+ * columns, so the operator can fix the target in one go. Types are not
+ * compared: values travel as text and the target's input functions convert
+ * them (int4 into int8 is fine; a type the target's version lacks can land in
+ * a text column). A value the target does not accept — text that does not
+ * parse, or a value only a newer version knows, such as 17's infinite
+ * interval on 16 — fails at apply time; loaderr.h names its column.
+ *
+ * Generated columns: the target computes its own, so the apply never writes
+ * a column that is generated on the target (its att is flagged generated and
+ * is only ever read to find a row). A source never publishes its generated
+ * columns before PostgreSQL 18, and on 18 only when the publication says
+ * publish_generated_columns = stored (or lists them); a target of any
+ * version then takes the rows: a plain column there gets the source's
+ * values, a generated one computes its own.
  *
  * Two notions of key. The source's replica identity (flagged in the Relation
  * message) finds the row an UPDATE or DELETE changes. The target's own key
@@ -70,6 +80,7 @@ struct relmap_att {
 	bool eqable;
 	bool src_key;                /* in the source's replica identity */
 	bool tgt_key;                /* in the target's key */
+	bool generated;              /* generated on the target: never written */
 };
 
 struct relmap {

@@ -26,6 +26,7 @@
 #include "common/log.h"
 #include "common/lsn.h"
 #include "replicator/pgasync.h"
+#include "replicator/pgversion.h"
 
 enum slotwatch_state {
 	SLOTWATCH_IDLE,          /* no connection: connect at retry_at */
@@ -60,6 +61,7 @@ struct slotwatch {
 	int64_t retry_at;        /* monotonic µs */
 	int64_t since;           /* monotonic µs: connecting or running since */
 
+	int logged_version;      /* the server version last logged, 0 before */
 	bool have_sample;
 	struct slot_sample last;
 	char error[512];         /* the latest failure, "" after a success */
@@ -97,24 +99,34 @@ char *slotwatch_sql(int server_version, const char *slot_literal)
 {
 	char *sql = NULL;
 	bool v13 = server_version >= 130000;
+	bool v17 = pgversion_has_invalidation_reason(server_version);
+	bool v18 = pgversion_has_idle_slot_timeout(server_version);
 
 	/*
 	 * One row even without the slot (the LEFT JOIN), so the server's figures
 	 * come either way. data_directory through pg_settings: the view leaves
 	 * out what the role may not read, where current_setting() would fail.
+	 * Columns a version lacks are NULL, so the answer has one shape.
 	 */
 	if (asprintf(&sql,
 		     "SELECT CASE WHEN pg_catalog.pg_is_in_recovery() "
 		     "THEN pg_catalog.pg_last_wal_replay_lsn() ELSE pg_catalog.pg_current_wal_lsn() END, "
 		     "pg_catalog.pg_is_in_recovery(), s.slot_name IS NOT NULL, "
 		     "s.restart_lsn, s.confirmed_flush_lsn, %s, %s, %s, "
-		     "(SELECT setting FROM pg_catalog.pg_settings WHERE name = 'data_directory') "
+		     "(SELECT setting FROM pg_catalog.pg_settings WHERE name = 'data_directory'), "
+		     "%s, %s, %s "
 		     "FROM (SELECT 1) AS one "
 		     "LEFT JOIN pg_catalog.pg_replication_slots s ON s.slot_name = %s",
 		     v13 ? "s.wal_status" : "NULL::text",
 		     v13 ? "s.safe_wal_size" : "NULL::bigint",
 		     v13 ? "pg_catalog.pg_size_bytes(pg_catalog.current_setting('max_slot_wal_keep_size'))"
 			 : "NULL::bigint",
+		     v17 ? "s.invalidation_reason" : "NULL::text",
+		     v17 ? "floor(extract(epoch FROM pg_catalog.now() - s.inactive_since))::bigint"
+			 : "NULL::bigint",
+		     /* the setting's unit is seconds; a bare number in the file means the same */
+		     v18 ? "(SELECT setting::bigint FROM pg_catalog.pg_settings "
+			   "WHERE name = 'idle_replication_slot_timeout')" : "NULL::bigint",
 		     slot_literal) < 0)
 		return NULL;
 	return sql;
@@ -238,7 +250,7 @@ static bool slotwatch_parse(struct slotwatch *w, const PGresult *res, struct slo
 {
 	const char *v;
 
-	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) != 9) {
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) != 12) {
 		snprintf(err, errlen, "unexpected answer to the poll");
 		return false;
 	}
@@ -254,6 +266,10 @@ static bool slotwatch_parse(struct slotwatch *w, const PGresult *res, struct slo
 		snprintf(s->wal_status, sizeof(s->wal_status), "%s", v);
 	s->safe_wal_size_known = parse_int64(value(res, 6), &s->safe_wal_size);
 	s->max_keep_known = parse_int64(value(res, 7), &s->max_slot_wal_keep_size);
+	if ((v = value(res, 9)))
+		snprintf(s->invalidation_reason, sizeof(s->invalidation_reason), "%s", v);
+	s->inactive_known = parse_int64(value(res, 10), &s->inactive_seconds);
+	s->idle_timeout_known = parse_int64(value(res, 11), &s->idle_timeout_seconds);
 	if (s->wal_lsn_known && s->restart_known) {
 		s->retained_known = true;
 		s->retained_bytes = s->wal_lsn > s->restart_lsn ? s->wal_lsn - s->restart_lsn : 0;
@@ -269,6 +285,19 @@ static void slotwatch_send(struct slotwatch *w)
 		return;          /* failed() has run */
 	slotwatch_set_state(w, SLOTWATCH_RUNNING, "poll sent");
 	w->since = mono_us();
+}
+
+/* The server's version and what strait does without there, once per version seen. */
+static void slotwatch_log_version(struct slotwatch *w, int version)
+{
+	char *line;
+
+	if (version == w->logged_version)
+		return;
+	w->logged_version = version;
+	line = pgversion_describe(version, PGVERSION_SOURCE);
+	log_info("%s: source server is %s", w->what, line ? line : "of an unknown version");
+	free(line);
 }
 
 static void slotwatch_connected(void *arg)
@@ -289,6 +318,7 @@ static void slotwatch_connected(void *arg)
 		pgasync_fail(w->conn, "out of memory");
 		return;
 	}
+	slotwatch_log_version(w, PQserverVersion(conn));
 	w->local = slotwatch_host_is_local(PQhost(conn)) ||
 		   slotwatch_host_is_local(PQhostaddr(conn));
 	slotwatch_set_state(w, SLOTWATCH_READY, "connected");

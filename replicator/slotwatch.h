@@ -11,10 +11,14 @@
  *
  * Each poll is one statement: the server's WAL position, the slot's
  * restart_lsn, confirmed_flush_lsn, wal_status and safe_wal_size, the
- * server's max_slot_wal_keep_size and, when the server runs on this host (a
+ * server's max_slot_wal_keep_size, on 17+ the slot's invalidation_reason and
+ * how long it has been inactive, on 18+ idle_replication_slot_timeout and, when the server runs on this host (a
  * unix socket, or localhost / 127.x / ::1) and the role may read
  * data_directory (superuser or pg_read_all_settings), statvfs() of
  * DATA_DIR/pg_wal. Anything unknown is flagged as such, never guessed.
+ *
+ * The server's version and the slot figures it lacks are logged once per
+ * slotwatch (pgversion.h), when first seen and when the version changes.
  *
  * Failures never block and never spam: after a failed connection the next
  * attempt waits for the first tick at least max(interval, SLOTWATCH_RETRY_MS)
@@ -59,6 +63,14 @@ struct slot_sample {
 	char wal_status[16];             /* reserved, extended, unreserved, lost; "" when unknown (< 13) */
 	bool safe_wal_size_known;        /* NULL for lost slots and when the limit is -1 */
 	int64_t safe_wal_size;           /* bytes the server may write before the slot is at risk */
+
+	/* PostgreSQL 17+: why the server invalidated the slot (wal_removed, rows_removed,
+	 * wal_level_insufficient, idle_timeout on 18); "" when it is valid or unknown */
+	char invalidation_reason[32];
+	bool inactive_known;             /* 17+, and the slot is not in use */
+	int64_t inactive_seconds;        /* since inactive_since */
+	bool idle_timeout_known;         /* 18+: idle_replication_slot_timeout */
+	int64_t idle_timeout_seconds;    /* 0 = never */
 
 	bool max_keep_known;             /* false before PostgreSQL 13 (no such limit: unlimited) */
 	int64_t max_slot_wal_keep_size;  /* bytes; -1 = unlimited */

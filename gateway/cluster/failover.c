@@ -517,8 +517,8 @@ static void fo_promote_sql(struct failover *f)
 
 	/* a closed apply connection whose backend waits on a lock lingers, holding its xid */
 	if (!fo_add_sql(f, 0, NULL, "ended this site's leftover apply sessions, if any",
-			"SELECT count(pg_catalog.pg_terminate_backend(pid, 5000)) FROM "
-			"pg_catalog.pg_stat_activity WHERE application_name = 'strait-apply' "
+			"SELECT count(" FENCE_TERMINATE_WAIT("a.pid") ") FROM "
+			"pg_catalog.pg_stat_activity a WHERE application_name = 'strait-apply' "
 			"AND pid <> pg_catalog.pg_backend_pid()")) {
 		fo_fail(f, "out of memory");
 		return;

@@ -165,9 +165,54 @@ static void judge_wal_disk(const struct slot_sample *s, const char *slot, struct
 	    diskwarn_format_bytes(avail, f, sizeof(f)), why);
 }
 
+/* What each invalidation_reason means to the operator (PostgreSQL 17, 18). */
+static const char *invalidation_meaning(const char *reason)
+{
+	if (strcmp(reason, "wal_removed") == 0)
+		return "the server removed WAL it needs (max_slot_wal_keep_size)";
+	if (strcmp(reason, "rows_removed") == 0)
+		return "the primary removed rows the slot needs (a slot on a standby)";
+	if (strcmp(reason, "wal_level_insufficient") == 0)
+		return "wal_level is below logical on the primary";
+	if (strcmp(reason, "idle_timeout") == 0)
+		return "it was inactive longer than idle_replication_slot_timeout";
+	return "a reason this version of strait does not know";
+}
+
+/* 17+: the server says why a slot is invalid; 18+: an idle slot is invalidated after a timeout. */
+static bool judge_invalidation(const struct slot_sample *s, const char *slot, struct diskwarn_list *out)
+{
+	enum diskwarn_level level;
+
+	if (s->invalidation_reason[0]) {
+		add(out, DISKWARN_CRITICAL, "slot_invalidated",
+		    "slot %s is invalidated (invalidation_reason %s: %s): the stream cannot resume from "
+		    "it and needs a new slot and initial sync", slot, s->invalidation_reason,
+		    invalidation_meaning(s->invalidation_reason));
+		return true;
+	}
+	if (!s->inactive_known || !s->idle_timeout_known || s->idle_timeout_seconds <= 0)
+		return false;
+	/* time runs like a held slot's WAL: the same 50 % and 80 % marks */
+	if (s->inactive_seconds * 100 >= s->idle_timeout_seconds * (int64_t)DISKWARN_KEEP_CRIT_PCT)
+		level = DISKWARN_CRITICAL;
+	else if (s->inactive_seconds * 100 >= s->idle_timeout_seconds * (int64_t)DISKWARN_KEEP_WARN_PCT)
+		level = DISKWARN_WARNING;
+	else
+		return false;
+	add(out, level, "slot_idle_timeout",
+	    "slot %s has been inactive for %lld s of idle_replication_slot_timeout (%lld s): the "
+	    "server invalidates it at the first checkpoint after that", slot,
+	    (long long)s->inactive_seconds, (long long)s->idle_timeout_seconds);
+	return false;
+}
+
 void diskwarn_slot(const struct slot_sample *s, const char *slot_name, struct diskwarn_list *out)
 {
 	if (!s || !s->slot_found)
+		return;
+	/* an invalidated slot's wal_status is lost too: say it once, with the server's reason */
+	if (judge_invalidation(s, slot_name, out))
 		return;
 	judge_keep_size(s, slot_name, out);
 	judge_wal_disk(s, slot_name, out);

@@ -22,6 +22,12 @@
  *                  "unreserved" (past the limit, removed at the next
  *                  checkpoint) and "lost" (invalidated) are critical
  *                  whatever the figures say.
+ *  slot_invalidated  PostgreSQL 17+ names why a slot is invalid
+ *                  (invalidation_reason): critical, said instead of
+ *                  slot_keep_size's "lost".
+ *  slot_idle_timeout  PostgreSQL 18+ invalidates a slot inactive longer than
+ *                  idle_replication_slot_timeout (when not 0): inactive
+ *                  time / timeout, warning at >= 50 %, critical at >= 80 %.
  *  wal_disk_retained  only when max_slot_wal_keep_size would not save the
  *                  disk, i.e. it is unlimited or what the slot may still
  *                  grow (limit - retained) exceeds the disk's free space:
@@ -69,7 +75,8 @@ enum diskwarn_level {
 
 struct diskwarn {
 	enum diskwarn_level level;
-	const char *kind;        /* static: "slot_keep_size", "wal_disk_retained", "wal_disk_free", "spool_disk_free", "spool_cap" */
+	const char *kind;        /* static: "slot_keep_size", "wal_disk_retained", "wal_disk_free", "spool_disk_free", "spool_cap",
+				  * "slot_invalidated", "slot_idle_timeout" */
 	char text[1536];         /* one line for humans, lowercase, no final period */
 };
 

@@ -71,6 +71,7 @@
 #include "gateway/stream/spool.h"
 #include "gateway/stream/stream_int.h"
 #include "gateway/stream/stream_sync.h"
+#include "replicator/pgversion.h"
 #include "replicator/sequences.h"
 #include "replicator/slot_reader.h"
 #include "replicator/slotwatch.h"
@@ -844,7 +845,19 @@ void stream_source_warnings_json(const struct stream *st, struct json_out *j)
 	else
 		json_null(j, "wal_disk_free_bytes");
 	json_string(j, "wal_status", smp && smp->wal_status[0] ? smp->wal_status : NULL);
+	json_string(j, "invalidation_reason", smp && smp->invalidation_reason[0] ?
+					      smp->invalidation_reason : NULL);
+	if (smp && smp->inactive_known)
+		json_int(j, "inactive_seconds", smp->inactive_seconds);
+	else
+		json_null(j, "inactive_seconds");
+	if (smp && smp->idle_timeout_known)
+		json_int(j, "idle_replication_slot_timeout", smp->idle_timeout_seconds);
+	else
+		json_null(j, "idle_replication_slot_timeout");
 	json_object_end(j);
+	if (smp)
+		pgversion_json(j, "source_server", smp->server_version, PGVERSION_SOURCE);
 }
 
 /* ------------------------------------------------------------- schedule */

@@ -65,12 +65,26 @@ def built_binaries():
             pytest.exit(f"{path} is missing: run make first", returncode=2)
 
 
+def default_versions():
+    """make matrix's pair: STRAIT_TEST_SOURCE_VERSION for the first server a
+    test starts (the source of its first stream), STRAIT_TEST_TARGET_VERSION
+    for the others; unset, Debian's 15."""
+    def major(var):
+        v = os.environ.get(var, "")
+        return int(v) if v else None
+    return major("STRAIT_TEST_SOURCE_VERSION"), major("STRAIT_TEST_TARGET_VERSION")
+
+
 @pytest.fixture
 def pg_factory():
-    """pg_factory(name, netns=None, listen_addresses="", settings=None) -> started PgServer."""
+    """pg_factory(name, netns=None, listen_addresses="", settings=None, version=None)
+    -> started PgServer (version: see default_versions)."""
     servers = []
+    source_v, target_v = default_versions()
 
     def make(name, **kw):
+        if kw.get("version") is None:
+            kw["version"] = source_v if not servers else target_v
         server = harness.PgServer(name, **kw)
         servers.append(server)
         return server.start()

@@ -203,6 +203,49 @@ static void test_wal_status_unreserved_and_lost(void **state)
 	assert_int_equal(l.n, 0);
 }
 
+static void test_invalidation_reason_and_idle_timeout(void **state)
+{
+	struct slot_sample s = sample();
+	struct diskwarn_list l;
+
+	(void)state;
+	/* 17+: the server's reason, said once instead of wal_status lost */
+	s.server_version = 170002;
+	strcpy(s.wal_status, "lost");
+	strcpy(s.invalidation_reason, "wal_removed");
+	l = judge(&s);
+	expect_one(&l, DISKWARN_CRITICAL, "slot_invalidated",
+		   "slot strait_app is invalidated (invalidation_reason wal_removed: the server removed "
+		   "WAL it needs (max_slot_wal_keep_size)): the stream cannot resume from it and needs "
+		   "a new slot and initial sync");
+	strcpy(s.invalidation_reason, "idle_timeout");
+	l = judge(&s);
+	assert_non_null(strstr(l.w[0].text, "inactive longer than idle_replication_slot_timeout"));
+
+	/* 18+: an inactive slot nears idle_replication_slot_timeout */
+	s = sample();
+	s.server_version = 180001;
+	s.idle_timeout_known = true;
+	s.idle_timeout_seconds = 3600;
+	s.inactive_known = true;
+	s.inactive_seconds = 1799;
+	assert_int_equal(judge(&s).n, 0);
+	s.inactive_seconds = 1800;
+	l = judge(&s);
+	expect_one(&l, DISKWARN_WARNING, "slot_idle_timeout",
+		   "slot strait_app has been inactive for 1800 s of idle_replication_slot_timeout "
+		   "(3600 s): the server invalidates it at the first checkpoint after that");
+	s.inactive_seconds = 2880;
+	l = judge(&s);
+	expect_one(&l, DISKWARN_CRITICAL, "slot_idle_timeout", NULL);
+	/* 0 never invalidates; an active slot has no inactive_since */
+	s.idle_timeout_seconds = 0;
+	assert_int_equal(judge(&s).n, 0);
+	s.idle_timeout_seconds = 3600;
+	s.inactive_known = false;
+	assert_int_equal(judge(&s).n, 0);
+}
+
 static void test_missing_slot_has_no_warnings(void **state)
 {
 	struct slot_sample s = sample();
@@ -448,6 +491,7 @@ int main(void)
 		cmocka_unit_test(test_keep_size_unlimited_or_unknown),
 		cmocka_unit_test(test_wal_status_unreserved_and_lost),
 		cmocka_unit_test(test_missing_slot_has_no_warnings),
+		cmocka_unit_test(test_invalidation_reason_and_idle_timeout),
 		cmocka_unit_test(test_wal_disk_retained_unlimited),
 		cmocka_unit_test(test_wal_disk_limit_protects_the_disk),
 		cmocka_unit_test(test_wal_disk_free_below_ten_percent),

@@ -62,6 +62,22 @@ static void test_sql_by_server_version(void **state)
 	assert_null(strstr(sql, "max_slot_wal_keep_size"));
 	assert_non_null(strstr(sql, "NULL::text, NULL::bigint, NULL::bigint"));
 	free(sql);
+
+	/* 15 lacks 17's invalidation_reason and inactive_since and 18's idle timeout */
+	sql = slotwatch_sql(150004, "'strait_app'");
+	assert_null(strstr(sql, "invalidation_reason"));
+	assert_null(strstr(sql, "inactive_since"));
+	assert_null(strstr(sql, "idle_replication_slot_timeout"));
+	free(sql);
+	sql = slotwatch_sql(170002, "'strait_app'");
+	assert_non_null(strstr(sql, "s.invalidation_reason"));
+	assert_non_null(strstr(sql, "s.inactive_since"));
+	assert_null(strstr(sql, "idle_replication_slot_timeout"));
+	free(sql);
+	sql = slotwatch_sql(180001, "'strait_app'");
+	assert_non_null(strstr(sql, "s.invalidation_reason"));
+	assert_non_null(strstr(sql, "WHERE name = 'idle_replication_slot_timeout'"));
+	free(sql);
 }
 
 /* ------------------------------------------------------------ no server */
