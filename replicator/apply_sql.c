@@ -266,12 +266,33 @@ static void apply_sql_values(struct apply_sql_build *k)
 }
 
 /* "a" = $1, "b" = $2 */
+/*
+ * Whether SET leaves column i out: a key column the WHERE finds by the same
+ * value (unchanged) would be set to itself, which PostgreSQL refuses for a
+ * GENERATED ALWAYS identity column ("can only be updated to DEFAULT").
+ */
+static bool apply_sql_set_redundant(const struct apply_sql_build *k, uint16_t i)
+{
+	if (k->s->kind == APPLY_SQL_INSERT)
+		return k->m->atts[i].tgt_key;  /* the conflict branch's WHERE is key = the value */
+	return k->wherep[i] && k->wherep[i] == k->setp[i];
+}
+
+/* Some column is set to a value that may differ from the row's. */
+static bool apply_sql_sets_something(const struct apply_sql_build *k)
+{
+	for (uint16_t i = 0; i < k->m->natts; i++)
+		if (k->setp[i] && !apply_sql_set_redundant(k, i))
+			return true;
+	return false;
+}
+
 static void apply_sql_setlist(struct apply_sql_build *k)
 {
-	bool first = true;
+	bool first = true, skip = apply_sql_sets_something(k);
 
 	for (uint16_t i = 0; i < k->m->natts; i++) {
-		if (!k->setp[i])
+		if (!k->setp[i] || (skip && apply_sql_set_redundant(k, i)))
 			continue;
 		apply_sql_buf_printf(&k->b, "%s%s = $%d", first ? "" : ", ",
 			k->m->atts[i].quoted, k->setp[i]);
@@ -396,6 +417,9 @@ static void apply_sql_update(struct apply_sql_build *k)
 
 	for (uint16_t i = 0; i < m->natts; i++)
 		any |= k->setp[i] != 0;
+	/* only unchanged keys to set: nothing to write unless a missing row is inserted */
+	if (k->s->policy != APPLY_CONFLICT_SOURCE_WINS && !apply_sql_sets_something(k))
+		any = false;
 	k->st->outcome = APPLY_SQL_ZERO_IS_CONFLICT;
 	if (!any) {
 		/* Every new value is unchanged: only whether the row exists matters. */

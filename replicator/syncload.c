@@ -45,6 +45,7 @@
 
 enum loader_state {
 	LOADER_CONNECTING,
+	LOADER_SESSION,
 	LOADER_SETUP,
 	LOADER_IDLE,
 	LOADER_QUERY,
@@ -61,6 +62,7 @@ enum loader_state {
 
 static const char *const loader_state_names[] = {
 	[LOADER_CONNECTING] = "connecting",
+	[LOADER_SESSION] = "setting the session up",
 	[LOADER_SETUP] = "setting up",
 	[LOADER_IDLE] = "idle",
 	[LOADER_QUERY] = "reading the sync state",
@@ -525,7 +527,8 @@ static void syncload_dispatch(struct syncload *sl)
 	for (unsigned i = 0; need && i < SYNCLOAD_MAX_CONNS; i++) {
 		struct syncload_loader *l = &sl->loaders[i];
 
-		if (l->pg && (l->state == LOADER_CONNECTING || l->state == LOADER_SETUP))
+		if (l->pg && (l->state == LOADER_CONNECTING || l->state == LOADER_SESSION ||
+			      l->state == LOADER_SETUP))
 			return;      /* one on the way will take it */
 	}
 	for (unsigned i = 0; need && i < SYNCLOAD_MAX_CONNS; i++) {
@@ -546,26 +549,36 @@ static void syncload_dispatch_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- loader events ---- */
 
-/* The session as the apply engine's, the record's tables, and the loader's origin for good. */
+/*
+ * The session as the apply engine's. Its own query: a fenced old primary
+ * that rejoined as a replica has default_transaction_read_only on, and a
+ * transaction is read-only from its start, so the record's tables come in
+ * the next one (syncload_loader_session_done()).
+ */
 static void syncload_loader_connected(void *arg)
 {
 	struct syncload_loader *l = arg;
-	char *origin = syncstate_session_sql(l->sl->stream, l->id), *sql = NULL;
 
-	if (!origin || asprintf(&sql,
+	(void)syncload_send(l, LOADER_SESSION, "connected",
 		"SET session_replication_role = replica; SET default_transaction_read_only = off; "
 		"SET search_path = ''; SET DateStyle = ISO; "
 		"SET IntervalStyle = postgres; SET extra_float_digits = 3; SET client_encoding = 'UTF8'; "
 		"SET statement_timeout = 0; SET lock_timeout = 0; "
 		"SET idle_in_transaction_session_timeout = 0; "
 		"SELECT pg_catalog.set_config('synchronous_commit', 'local', false) "
-		"WHERE pg_catalog.current_setting('synchronous_commit') = 'off'; %s", origin) < 0) {
-		free(origin);
+		"WHERE pg_catalog.current_setting('synchronous_commit') = 'off'");
+}
+
+/* The record's tables, and the loader's origin for good. */
+static void syncload_loader_session_done(struct syncload_loader *l)
+{
+	char *sql = syncstate_session_sql(l->sl->stream, l->id);
+
+	if (!sql) {
 		syncload_fail(l->sl, "out of memory");
 		return;
 	}
-	free(origin);
-	(void)syncload_send(l, LOADER_SETUP, "connected", sql);
+	(void)syncload_send(l, LOADER_SETUP, "session set", sql);
 	free(sql);
 }
 
@@ -697,6 +710,7 @@ static void syncload_statement_failed(struct syncload_loader *l)
 	const char *err = pgasync_statement_error(l->pg);
 
 	switch (l->state) {
+	case LOADER_SESSION:
 	case LOADER_SETUP:
 		syncload_fail(sl, "could not set up a session on the target: %s", err);
 		return;
@@ -882,6 +896,9 @@ static void syncload_loader_input(void *arg)
 		return;
 	}
 	switch (l->state) {
+	case LOADER_SESSION:
+		syncload_loader_session_done(l);
+		break;
 	case LOADER_SETUP:
 		syncload_set_state(l, LOADER_IDLE, "session set up");
 		syncload_dispatch_soon(l->sl);
