@@ -280,7 +280,8 @@ spool_checks(const char *dir, const uint8_t *data, size_t size, const size_t *st
 	struct spool_meta m = { .first_lsn = 1, .spooled_at_us = 1 };
 	char err[512];
 	struct spool *sp;
-	uint64_t on_disk, kept, records, last_end, end;
+	uint64_t on_disk, kept, records, last_end, end, prev;
+	struct spool_pos first;
 	uint8_t body[300];
 
 	write_segments(dir, data, start, nsegs);
@@ -332,11 +333,17 @@ spool_checks(const char *dir, const uint8_t *data, size_t size, const size_t *st
 	end = spool_end_lsn(sp);
 	memset(body, 0xa5, sizeof(body));
 	CHECK(spool_append(sp, &m, body, 10, err, sizeof(err)));
+	first = spool_last_pos(sp);
 	m.commit_end_lsn = end == UINT64_MAX ? end : end + 1;
 	CHECK(spool_append(sp, &m, body, sizeof(body), err, sizeof(err)));
 	m.commit_end_lsn = 0;
 	CHECK(spool_append(sp, &m, body, sizeof(body), err, sizeof(err)));
 	CHECK(spool_sync(sp, err, sizeof(err)));
+	/* a resume past the new commit that reaches back to the first new record */
+	CHECK(spool_seek_from(sp, m.commit_end_lsn == 0 && end != UINT64_MAX ? end + 1 : end, &first,
+			      &prev, err, sizeof(err)) == SPOOL_SEEK_OK);
+	CHECK(prev == end && prev == spool_cursor_prev_lsn(sp));
+	CHECK(read_all(sp, &last_end) == 3);
 	CHECK(spool_durable_lsn(sp) == spool_end_lsn(sp));
 	CHECK(spool_truncate_incomplete(sp, err, sizeof(err)));
 	CHECK(spool_records(sp) == kept + 2);

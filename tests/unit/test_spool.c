@@ -567,6 +567,51 @@ static void test_spool_release(void **state)
 
 /* --- reopen and recovery ---------------------------------------------- */
 
+/* A streamed transaction's first block, far before later commits: resends reach back to it. */
+static void test_spool_reach_back(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp = open_spool(f, TWO_PER_SEG, NULL);
+	struct spool_pos block, gone = { .seq = 99, .off = SEG_HDR };
+	uint64_t prev;
+	char err[512];
+
+	/* segments: [10:100 20:block] [30:300 40:400] [50:500] */
+	append(sp, 10, 100);
+	append(sp, 20, 0);
+	block = spool_last_pos(sp);
+	assert_int_equal(block.seq, 1);
+	assert_int_equal(block.off, SEG_HDR + REC);
+	append(sp, 30, 300);
+	append(sp, 40, 400);
+	append(sp, 50, 500);
+	sync_ok(sp);
+
+	/* after 400, back to the block: it continues from 100 */
+	assert_int_equal(spool_seek_from(sp, 400, &block, &prev, err, sizeof(err)), SPOOL_SEEK_OK);
+	assert_int_equal(prev, 100);
+	assert_int_equal(spool_cursor_prev_lsn(sp), 100);
+	expect(sp, 20, 0);
+	expect(sp, 30, 300);
+	/* a position after the one sought is no reaching back */
+	assert_int_equal(spool_seek_from(sp, 0, &block, &prev, err, sizeof(err)), SPOOL_SEEK_OK);
+	expect(sp, 10, 100);
+	/* a position the spool does not hold is a gap */
+	assert_int_equal(spool_seek_from(sp, 400, &gone, &prev, err, sizeof(err)), SPOOL_SEEK_GAP);
+
+	/* everything acknowledged, but the block's segment and later ones are kept */
+	assert_int_equal(spool_release_keep(sp, 500, &block, err, sizeof(err)), 0);
+	assert_int_equal(spool_records(sp), 5);
+	assert_int_equal(spool_seek_from(sp, 500, &block, &prev, err, sizeof(err)), SPOOL_SEEK_OK);
+	expect(sp, 20, 0);
+	/* the block kept in the second segment only: the first goes */
+	block.seq = 2;
+	block.off = SEG_HDR;
+	assert_int_equal(spool_release_keep(sp, 500, &block, err, sizeof(err)), 1);
+	assert_int_equal(spool_records(sp), 3);
+	spool_close(sp);
+}
+
 static void test_spool_reopen_clean(void **state)
 {
 	struct fx *f = *state;
@@ -1451,6 +1496,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_spool_floor_damaged, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spool_release_finished_on_open, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spool_open_makes_durable, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spool_reach_back, setup, teardown),
 		cmocka_unit_test(test_spool_parse_record),
 	};
 
