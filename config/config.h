@@ -91,6 +91,7 @@ struct config_tls {
 	char *ca;
 	char *cert;
 	char *key;
+	char *crl;               /* NULL: no revocation list */
 };
 
 struct config_relay {

@@ -59,7 +59,7 @@ out:
 
 bool config_check_files(const struct strait_config *cfg, struct config_diags *diags)
 {
-	struct named_file files[4];
+	struct named_file files[5];
 	bool ok = true;
 
 	if (!cfg)
@@ -68,7 +68,8 @@ bool config_check_files(const struct strait_config *cfg, struct config_diags *di
 	files[1] = (struct named_file){ "tls.ca", cfg->tls.ca, false };
 	files[2] = (struct named_file){ "tls.cert", cfg->tls.cert, false };
 	files[3] = (struct named_file){ "tls.key", cfg->tls.key, true };
-	for (size_t i = 0; i < 4; i++)
+	files[4] = (struct named_file){ "tls.crl", cfg->tls.crl, false };
+	for (size_t i = 0; i < 5; i++)
 		if (files[i].path && !check_one(cfg, &files[i], diags))
 			ok = false;
 	return ok;

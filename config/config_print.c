@@ -136,7 +136,8 @@ static void print_map(FILE *out, const struct strait_config *cfg, const char *pr
 		/* An optional value that was not given (a rule's hours) stays out. */
 		if (k->type == CT_WINDOW && k->has_aux && !*(const bool *)((const char *)base + k->aux))
 			continue;
-		if (k->type == CT_GROUP && !*(char *const *)((const char *)base + k->offset))
+		if ((k->type == CT_GROUP || (k->type == CT_PATH && !k->required && !k->def)) &&
+		    !*(char *const *)((const char *)base + k->offset))
 			continue;
 		lead(out, indent, &dash);
 		fprintf(out, "%s:", config_schema_name(k));

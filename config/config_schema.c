@@ -88,6 +88,8 @@ const struct config_key config_keys[] = {
 	  .doc = "this host's certificate (PEM); its subject names the site" },
 	{ "tls.key", CT_PATH, ROOT(tls.key), .required = true, .reload = true,
 	  .doc = "this host's certificate key (PEM); mode 0600" },
+	{ "tls.crl", CT_PATH, ROOT(tls.crl), .reload = true,
+	  .doc = "the CA's certificate revocation list (PEM); a revoked site is refused" },
 
 	{ "relay", CT_SECTION, .scope = CS_ROOT, .reload = true,
 	  .doc = "the relay link that carries the streams between sites" },

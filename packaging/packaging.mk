@@ -23,7 +23,7 @@ TMPFILESDIR ?= /usr/lib/tmpfiles.d
 INSTALL     ?= install
 
 PKG_DIR     := $(BUILD)/pkg
-PKG_SOURCES := Makefile VERSION README.md common config tunnel replicator gateway packaging
+PKG_SOURCES := Makefile VERSION README.md LICENSE common config tunnel replicator gateway packaging
 PKG_MAINTAINER = $(shell sed -n 's/^Maintainer: //p' packaging/debian/control)
 # Dates in the generated changelog: SOURCE_DATE_EPOCH, else the last commit, else now.
 PKG_EPOCH   = $(or $(SOURCE_DATE_EPOCH),$(shell git log -1 --format=%ct 2>/dev/null),$(shell date +%s))

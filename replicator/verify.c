@@ -109,6 +109,82 @@ char *verify_sql_rows(const struct verify_keys *k, bool lo, bool hi)
 
 /* ---- pure planning and diffing ---- */
 
+/* One statement (the settings are local to the snapshot's transaction). */
+static const char verify_settings[] =
+	"SELECT set_config('datestyle', 'ISO, YMD', true), set_config('timezone', 'UTC', true), "
+	"set_config('extra_float_digits', '3', true), set_config('bytea_output', 'hex', true), "
+	"set_config('intervalstyle', 'postgres', true)";
+
+size_t verify_query_nparams(const struct verify_query *q)
+{
+	return ((q->lo ? 1u : 0u) + (q->hi ? 1u : 0u)) * q->n_keys;
+}
+
+/* Whether q is a request the comparison makes: its shape, not its table. */
+static bool verify_query_shape(const struct verify_query *q, char *err, size_t errlen)
+{
+	bool keyed = q->kind == VERIFY_Q_BOUNDARY || q->kind == VERIFY_Q_ROWS;
+	bool ranged = keyed || q->kind == VERIFY_Q_CHECKSUM;
+	bool bucketed = q->kind == VERIFY_Q_BUCKETS || q->kind == VERIFY_Q_BUCKET_ROWS;
+	const char *bad = NULL;
+
+	if (q->kind < VERIFY_Q_SETTINGS || q->kind > VERIFY_Q_LAST)
+		bad = "an unknown kind of request";
+	else if (q->n_keys > VERIFY_MAX_KEYS)
+		bad = "too many key columns";
+	else if ((keyed && q->n_keys == 0) || (!ranged && q->n_keys != 0))
+		bad = "key columns that do not fit the request";
+	else if (!ranged && (q->lo || q->hi))
+		bad = "bounds on a request that takes none";
+	else if (q->offset < 0 || (q->kind != VERIFY_Q_BOUNDARY && q->offset != 0))
+		bad = "an offset that does not fit the request";
+	else if (q->mask >= VERIFY_MAX_BUCKETS || (q->mask & (q->mask + 1)) != 0 ||
+		 (!bucketed && q->mask != 0))
+		bad = "a bucket mask that does not fit the request";
+	else if (q->bucket > q->mask || (q->kind != VERIFY_Q_BUCKET_ROWS && q->bucket != 0))
+		bad = "a bucket that does not fit the request";
+	if (bad)
+		snprintf(err, errlen, "%s", bad);
+	return bad == NULL;
+}
+
+char *verify_query_sql(const struct verify_query *q, const struct verify_keys *k, char *err, size_t errlen)
+{
+	char *sql = NULL;
+
+	if (errlen)
+		err[0] = '\0';
+	if (!verify_query_shape(q, err, errlen))
+		return NULL;
+	if (k->n != q->n_keys) {
+		snprintf(err, errlen, "key columns that do not fit the request");
+		return NULL;
+	}
+	switch (q->kind) {
+	case VERIFY_Q_SETTINGS:
+		return strdup(verify_settings);
+	case VERIFY_Q_CHECKSUM:
+		return verify_sql_checksum(k, q->lo, q->hi);
+	case VERIFY_Q_BOUNDARY:
+		return verify_sql_boundary(k, q->lo, q->hi, q->offset);
+	case VERIFY_Q_ROWS:
+		return verify_sql_rows(k, q->lo, q->hi);
+	case VERIFY_Q_BUCKETS:
+		if (asprintf(&sql, "SELECT h & %" PRIu64 ", count(*), sum(h) FROM (SELECT "
+			     "hashtextextended((t.*)::text, 0) AS h FROM %s AS t) AS s GROUP BY 1",
+			     q->mask, k->table) < 0)
+			sql = NULL;
+		return sql;
+	case VERIFY_Q_BUCKET_ROWS:
+		if (asprintf(&sql, "SELECT r, count(*) FROM (SELECT (t.*)::text AS r FROM %s AS t) AS s "
+			     "WHERE hashtextextended(r, 0) & %" PRIu64 " = %" PRIu64 " GROUP BY 1",
+			     k->table, q->mask, q->bucket) < 0)
+			sql = NULL;
+		return sql;
+	}
+	return NULL;
+}
+
 enum verify_step verify_plan_split(int64_t src_rows, int64_t dst_rows, int64_t leaf_rows,
 				   bool *from_target, int64_t *offset)
 {
@@ -225,6 +301,8 @@ struct verify_ctx {
 	double snapshot_ms;        /* when the current snapshots were taken */
 	struct verify_result *r;
 	struct verify_keys keys;
+	const char *schema;        /* the table, unquoted */
+	const char *name;
 	char *table_q;
 	char **cols_q;
 	char **types;
@@ -255,29 +333,41 @@ static uint64_t verify_result_bytes(const PGresult *res)
 	return bytes + 32; /* CommandComplete, ReadyForQuery, RowDescription, roughly */
 }
 
-/* Runs one statement with the bounds as parameters; NULL with err set on failure. */
-static PGresult *verify_exec(struct verify_ctx *c, bool target, const char *sql,
+/* A request over this table's key, its bounds as parameters; NULL with err set on failure. */
+static PGresult *verify_exec(struct verify_ctx *c, bool target, struct verify_query q,
 			     const struct verify_bound *lo, const struct verify_bound *hi)
 {
-	const char *params[64];
+	const char *params[2 * VERIFY_MAX_KEYS];
 	int n = 0;
 	PGresult *res;
+	char *sql;
 
+	q.schema = c->schema;
+	q.name = c->name;
+	q.key_columns = (const char *const *)c->r->key_columns;
+	q.n_keys = c->keys.n;
+	q.lo = lo && lo->v;
+	q.hi = hi && hi->v;
+	if (q.kind == VERIFY_Q_BUCKETS || q.kind == VERIFY_Q_BUCKET_ROWS)
+		q.n_keys = 0;
+	for (size_t i = 0; q.lo && i < c->keys.n; i++)
+		params[n++] = lo->v[i];
+	for (size_t i = 0; q.hi && i < c->keys.n; i++)
+		params[n++] = hi->v[i];
+	sql = verify_query_sql(&q, &c->keys, c->err, c->errlen);
 	if (!sql) {
-		c->oom = true;
-		snprintf(c->err, c->errlen, "out of memory");
+		c->oom = !c->err[0];
+		if (c->oom)
+			snprintf(c->err, c->errlen, "out of memory");
 		return NULL;
 	}
-	for (size_t i = 0; lo && lo->v && i < c->keys.n; i++)
-		params[n++] = lo->v[i];
-	for (size_t i = 0; hi && hi->v && i < c->keys.n; i++)
-		params[n++] = hi->v[i];
 	if (target && c->remote) {
 		char why[512];
 
-		res = c->remote->exec(c->remote->arg, sql, n, params, why, sizeof(why));
+		res = c->remote->exec(c->remote->arg, &q, n, params, why, sizeof(why));
 		if (!res) {
 			snprintf(c->err, c->errlen, "could not query target for %s: %s", c->keys.table, why);
+			free(sql);
 			return NULL;
 		}
 	} else {
@@ -288,10 +378,12 @@ static PGresult *verify_exec(struct verify_ctx *c, bool target, const char *sql,
 			 c->keys.table, PQresultErrorMessage(res));
 		c->err[strcspn(c->err, "\n")] = '\0';
 		PQclear(res);
+		free(sql);
 		return NULL;
 	}
 	if (target)
 		c->r->checksum_bytes += strlen(sql) + verify_result_bytes(res);
+	free(sql);
 	return res;
 }
 
@@ -329,10 +421,8 @@ struct verify_sum {
 static bool verify_checksum(struct verify_ctx *c, bool target, const struct verify_bound *lo,
 			    const struct verify_bound *hi, struct verify_sum *out)
 {
-	char *sql = verify_sql_checksum(&c->keys, lo->v != NULL, hi->v != NULL);
-	PGresult *res = verify_exec(c, target, sql, lo, hi);
+	PGresult *res = verify_exec(c, target, (struct verify_query){ .kind = VERIFY_Q_CHECKSUM }, lo, hi);
 
-	free(sql);
 	if (!res)
 		return false;
 	out->count = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -435,7 +525,7 @@ static bool verify_rows_load(struct verify_ctx *c, const PGresult *res, bool mul
 }
 
 /* Fetches both sides' rows of a statement and reports their differences. */
-static bool verify_fetch_diff(struct verify_ctx *c, const char *sql, const struct verify_bound *lo,
+static bool verify_fetch_diff(struct verify_ctx *c, struct verify_query q, const struct verify_bound *lo,
 			      const struct verify_bound *hi, bool multiset)
 {
 	PGresult *sres = NULL, *dres = NULL;
@@ -443,7 +533,7 @@ static bool verify_fetch_diff(struct verify_ctx *c, const char *sql, const struc
 	bool ok = false;
 
 	c->r->narrowed++;
-	if (!(sres = verify_exec(c, false, sql, lo, hi)) || !(dres = verify_exec(c, true, sql, lo, hi)))
+	if (!(sres = verify_exec(c, false, q, lo, hi)) || !(dres = verify_exec(c, true, q, lo, hi)))
 		goto out;
 	if (!verify_rows_load(c, sres, multiset, &s) || !verify_rows_load(c, dres, multiset, &d)) {
 		c->oom = true;
@@ -492,22 +582,17 @@ static bool verify_narrow(struct verify_ctx *c, const struct verify_bound *lo, c
 	bool from_target, ok = false;
 	int64_t offset;
 	PGresult *res = NULL;
-	char *sql;
 
 	switch (verify_plan_split(s->count, d->count, c->leaf_rows, &from_target, &offset)) {
 	case VERIFY_STEP_EQUAL:
 		return true;
 	case VERIFY_STEP_LEAF:
-		sql = verify_sql_rows(&c->keys, lo->v != NULL, hi->v != NULL);
-		ok = verify_fetch_diff(c, sql, lo, hi, false);
-		free(sql);
-		return ok;
+		return verify_fetch_diff(c, (struct verify_query){ .kind = VERIFY_Q_ROWS }, lo, hi, false);
 	case VERIFY_STEP_SPLIT:
 		break;
 	}
-	sql = verify_sql_boundary(&c->keys, lo->v != NULL, hi->v != NULL, offset);
-	res = verify_exec(c, from_target, sql, lo, hi);
-	free(sql);
+	res = verify_exec(c, from_target, (struct verify_query){ .kind = VERIFY_Q_BOUNDARY, .offset = offset },
+			  lo, hi);
 	if (!res)
 		return false;
 	if (PQntuples(res) != 1) {
@@ -568,14 +653,12 @@ static bool verify_keyed(struct verify_ctx *c)
 	bool ok = false;
 
 	for (;;) {
-		char *sql;
+		PGresult *res;
 
 		if (lo.v && !verify_refresh(c))
 			goto out;
-		sql = verify_sql_boundary(&c->keys, lo.v != NULL, false, c->chunk_rows - 1);
-		PGresult *res = verify_exec(c, false, sql, &lo, NULL);
-
-		free(sql);
+		res = verify_exec(c, false, (struct verify_query){ .kind = VERIFY_Q_BOUNDARY,
+								   .offset = c->chunk_rows - 1 }, &lo, NULL);
 		if (!res)
 			goto out;
 		if (PQntuples(res) == 1 && !verify_bound_take(c, res, &hi)) {
@@ -610,15 +693,10 @@ struct verify_bucket {
 static bool verify_buckets(struct verify_ctx *c, bool target, uint64_t mask, struct verify_bucket **out,
 			   size_t *n_out)
 {
-	char *sql = NULL;
-	PGresult *res;
+	PGresult *res = verify_exec(c, target, (struct verify_query){ .kind = VERIFY_Q_BUCKETS, .mask = mask },
+				    NULL, NULL);
 	int n;
 
-	if (asprintf(&sql, "SELECT h & %" PRIu64 ", count(*), sum(h) FROM (SELECT hashtextextended((t.*)::text, 0) AS h "
-		     "FROM %s AS t) AS s GROUP BY 1", mask, c->keys.table) < 0)
-		sql = NULL;
-	res = verify_exec(c, target, sql, NULL, NULL);
-	free(sql);
 	if (!res)
 		return false;
 	n = PQntuples(res);
@@ -649,16 +727,8 @@ static int verify_bucket_cmp(const void *a, const void *b)
 
 static bool verify_bucket_rows(struct verify_ctx *c, uint64_t mask, uint64_t bucket)
 {
-	char *sql = NULL;
-	bool ok;
-
-	if (asprintf(&sql, "SELECT r, count(*) FROM (SELECT (t.*)::text AS r FROM %s AS t) AS s "
-		     "WHERE hashtextextended(r, 0) & %" PRIu64 " = %" PRIu64 " GROUP BY 1",
-		     c->keys.table, mask, bucket) < 0)
-		sql = NULL;
-	ok = verify_fetch_diff(c, sql, NULL, NULL, true);
-	free(sql);
-	return ok;
+	return verify_fetch_diff(c, (struct verify_query){ .kind = VERIFY_Q_BUCKET_ROWS, .mask = mask,
+							   .bucket = bucket }, NULL, NULL, true);
 }
 
 static bool verify_multiset(struct verify_ctx *c)
@@ -710,12 +780,6 @@ out:
 
 /* ---- set-up ---- */
 
-/* One statement (a remote target runs single SELECTs only), local to the transaction. */
-static const char verify_settings[] =
-	"SELECT set_config('datestyle', 'ISO, YMD', true), set_config('timezone', 'UTC', true), "
-	"set_config('extra_float_digits', '3', true), set_config('bytea_output', 'hex', true), "
-	"set_config('intervalstyle', 'postgres', true)";
-
 static bool verify_settle(struct verify_ctx *c, bool target)
 {
 	PGresult *res;
@@ -724,7 +788,9 @@ static bool verify_settle(struct verify_ctx *c, bool target)
 	bool ok;
 
 	if (target && c->remote) {
-		res = c->remote->exec(c->remote->arg, verify_settings, 0, NULL, why, sizeof(why));
+		struct verify_query q = { .kind = VERIFY_Q_SETTINGS };
+
+		res = c->remote->exec(c->remote->arg, &q, 0, NULL, why, sizeof(why));
 		if (!res) {
 			snprintf(c->err, c->errlen, "could not set output settings on %s: %s", side, why);
 			return false;
@@ -758,7 +824,7 @@ static bool verify_lookup_keys(struct verify_ctx *c, const struct verify_target 
 	size_t n;
 	bool ok = false;
 
-	if (t->key_columns && t->n_keys > 32) {
+	if (t->key_columns && t->n_keys > VERIFY_MAX_KEYS) {
 		snprintf(c->err, c->errlen, "too many key columns for %s", c->table_q);
 		return false;
 	}
@@ -769,7 +835,7 @@ static bool verify_lookup_keys(struct verify_ctx *c, const struct verify_target 
 		if (PQresultStatus(res) != PGRES_TUPLES_OK)
 			goto failed;
 		n = (size_t)PQntuples(res);
-		if (n > 32) {
+		if (n > VERIFY_MAX_KEYS) {
 			snprintf(c->err, c->errlen, "too many key columns for %s", c->table_q);
 			goto out;
 		}
@@ -859,6 +925,8 @@ static bool verify_run(PGconn *source, PGconn *target, const struct verify_remot
 		goto out;
 	}
 	c.keys.table = c.table_q;
+	c.schema = t->schema;
+	c.name = t->name;
 	c.paced_since_ms = start;
 	c.snapshot_ms = start;
 	out->points = 1;

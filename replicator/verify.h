@@ -82,15 +82,49 @@ struct verify_options {
 };
 
 /*
+ * What the comparison asks of one side. A remote target is sent this, never
+ * SQL: its site builds the statement itself (verify_query_sql) from the
+ * table and key columns of its own catalog, so a peer can name a table, key
+ * values and bounds, and nothing else.
+ */
+enum verify_query_kind {
+	VERIFY_Q_SETTINGS = 1,     /* the output settings, local to the snapshot */
+	VERIFY_Q_CHECKSUM,         /* count and hash sum over the range (keyless: the table) */
+	VERIFY_Q_BOUNDARY,         /* the key of the row at offset in the range */
+	VERIFY_Q_ROWS,             /* each row's key and hash in the range */
+	VERIFY_Q_BUCKETS,          /* keyless: count and sum per hash bucket (hash & mask) */
+	VERIFY_Q_BUCKET_ROWS,      /* keyless: the row texts of bucket, with multiplicities */
+	VERIFY_Q_LAST = VERIFY_Q_BUCKET_ROWS,
+};
+
+/* At most this many key columns; bounds take 2 parameters a column. */
+#define VERIFY_MAX_KEYS 32
+/* Hash buckets are at most this many (verify_bucket_count). */
+#define VERIFY_MAX_BUCKETS 65536
+
+struct verify_query {
+	enum verify_query_kind kind;
+	const char *schema;        /* unquoted; none for VERIFY_Q_SETTINGS */
+	const char *name;
+	const char *const *key_columns;  /* unquoted; none for a keyless table */
+	size_t n_keys;
+	bool lo;                   /* the range's bounds: lower parameters first */
+	bool hi;
+	int64_t offset;            /* VERIFY_Q_BOUNDARY */
+	uint64_t mask;             /* VERIFY_Q_BUCKETS, VERIFY_Q_BUCKET_ROWS */
+	uint64_t bucket;           /* VERIFY_Q_BUCKET_ROWS */
+};
+
+/*
  * A target that is not a local connection (another site's database, reached
- * through its straitd): exec runs one statement with text parameters in the
- * target's snapshot transaction and returns its result, or NULL with err set
- * when it could not be run at all (an SQL error comes back as an error
- * result). Statements are single SELECTs.
+ * through its straitd): exec has q run with the bounds' text parameters in
+ * the target's snapshot transaction and returns its result, or NULL with err
+ * set when it could not be run at all (an SQL error comes back as an error
+ * result).
  */
 struct verify_remote {
-	PGresult *(*exec)(void *arg, const char *sql, int nparams, const char *const *params,
-			  char *err, size_t errlen);
+	PGresult *(*exec)(void *arg, const struct verify_query *q, int nparams,
+			  const char *const *params, char *err, size_t errlen);
 	void *arg;
 };
 
@@ -169,6 +203,17 @@ char *verify_sql_checksum(const struct verify_keys *k, bool lo, bool hi);
 char *verify_sql_boundary(const struct verify_keys *k, bool lo, bool hi, int64_t offset);
 /* Each row's key columns as text, then its hash. */
 char *verify_sql_rows(const struct verify_keys *k, bool lo, bool hi);
+
+/*
+ * q's statement over k (k->table and k->columns quoted, k->types from the
+ * catalog of the side that runs it; k->n must be q->n_keys); NULL when q is
+ * not one the comparison makes (err says why) or out of memory (err empty).
+ * Every statement is a single SELECT whose only inputs from q are numbers.
+ */
+char *verify_query_sql(const struct verify_query *q, const struct verify_keys *k, char *err,
+		       size_t errlen);
+/* How many text parameters q takes (its bounds). */
+size_t verify_query_nparams(const struct verify_query *q);
 
 enum verify_step {
 	VERIFY_STEP_LEAF,          /* fetch the rows of both sides and diff */

@@ -533,7 +533,9 @@ relay_proto_read_fence(const uint8_t *p, size_t len, struct relay_proto_fence *o
 bool
 relay_proto_write_verify_head(struct wire_writer *w, const struct relay_proto_verify *m)
 {
-	if (m->op < RELAY_VERIFY_HOLD || m->op > RELAY_VERIFY_END || m->ok > 1) {
+	if (m->op < RELAY_VERIFY_HOLD || m->op > RELAY_VERIFY_END || m->ok > 1 ||
+	    (m->op != RELAY_VERIFY_QUERY && m->kind != 0) ||
+	    (m->op == RELAY_VERIFY_QUERY && m->ncols > m->nvalues)) {
 		w->failed = true;
 		return false;
 	}
@@ -545,6 +547,13 @@ relay_proto_write_verify_head(struct wire_writer *w, const struct relay_proto_ve
 	wire_put_u64(w, m->lsn);
 	wire_put_u32(w, m->generation);
 	put_str(w, m->text, false);
+	wire_put_u8(w, m->kind);
+	put_str(w, m->schema, false);
+	put_str(w, m->table, false);
+	wire_put_u8(w, m->range);
+	wire_put_i64(w, m->offset);
+	wire_put_u64(w, m->mask);
+	wire_put_u64(w, m->bucket);
 	wire_put_u16(w, m->ncols);
 	wire_put_u32(w, m->nvalues);
 	return wire_writer_ok(w);
@@ -592,9 +601,18 @@ relay_proto_read_verify(const uint8_t *p, size_t len, struct relay_proto_verify 
 	NEED(wire_get_u64(&r, &out->lsn));
 	NEED(wire_get_u32(&r, &out->generation));
 	TRY(get_str(&r, &out->text, false));
+	NEED(wire_get_u8(&r, &out->kind));
+	TRY(get_str(&r, &out->schema, false));
+	TRY(get_str(&r, &out->table, false));
+	NEED(wire_get_u8(&r, &out->range));
+	NEED(wire_get_i64(&r, &out->offset));
+	NEED(wire_get_u64(&r, &out->mask));
+	NEED(wire_get_u64(&r, &out->bucket));
 	NEED(wire_get_u16(&r, &out->ncols));
 	NEED(wire_get_u32(&r, &out->nvalues));
-	if (out->op < RELAY_VERIFY_HOLD || out->op > RELAY_VERIFY_END || out->ok > 1)
+	if (out->op < RELAY_VERIFY_HOLD || out->op > RELAY_VERIFY_END || out->ok > 1 ||
+	    (out->op != RELAY_VERIFY_QUERY && out->kind != 0) ||
+	    (out->op == RELAY_VERIFY_QUERY && out->ncols > out->nvalues))
 		return RELAY_PROTO_ERR_VALUE;
 	/* a value takes 5 bytes at least: refuse counts the payload cannot hold */
 	if (out->nvalues > wire_remaining(&r) / 5)

@@ -28,8 +28,9 @@
  *   PROMOTE_ACK u8 ok, u64 epoch, str message, u16 n,
  *              n × (str stream, u64 start_lsn)
  *   VERIFY     str stream, u64 job, u8 op, u8 ok, u32 seq, u64 lsn,
- *              u32 generation, str text, u16 ncols, u32 nvalues,
- *              nvalues × (u8 null, u32 len, bytes)
+ *              u32 generation, str text, u8 kind, str schema, str table,
+ *              u8 range, i64 offset, u64 mask, u64 bucket, u16 ncols,
+ *              u32 nvalues, nvalues × (u8 null, u32 len, bytes)
  *
  * BATCH and SYNC data is opaque here: pgoutput messages (BATCH) or COPY text
  * (SYNC), zstd-compressed when the frame has FRAME_FLAG_COMPRESSED. raw_len
@@ -79,7 +80,7 @@
  * committed positions; 3: batches that end inside a message, and ACKs that
  * free the send window inside a transaction).
  */
-#define RELAY_PROTO_VERSION 3
+#define RELAY_PROTO_VERSION 4
 
 /* Per-HELLO and per-SEQUENCES list limit (the count is a u16 on the wire). */
 #define RELAY_PROTO_MAX_LIST 65535u
@@ -351,8 +352,13 @@ enum relay_proto_status relay_proto_read_promote_ack(const uint8_t *p, size_t le
  *           before lsn (generation: the RESUME those batches answered);
  *   READY   sink to source: held at lsn and its snapshot taken, apply goes
  *           on (ok 0: refused, the reason in text);
- *   QUERY   source to sink: one SELECT (text) with its parameters (values),
- *           run in the sink's snapshot; seq numbers the queries of a job;
+ *   QUERY   source to sink: one request of the comparison, never SQL: its
+ *           kind (replicator/verify.h's enum verify_query_kind), the table
+ *           (schema, table), which bounds the range has (range), offset,
+ *           mask and bucket; values are the ncols key column names, then
+ *           the bounds' key values. The sink builds the statement from its
+ *           own catalog (gateway/verify/verify_request.h) and runs it in its
+ *           snapshot; seq numbers the queries of a job;
  *   RESULT  sink to source: the rows (ncols columns, nvalues = ncols × rows)
  *           or, with ok 0, the error in text;
  *   END     source to sink: the job is over (text: why, if it failed).
@@ -369,6 +375,9 @@ enum relay_proto_verify_op {
 	RELAY_VERIFY_END,
 };
 
+#define RELAY_VERIFY_RANGE_LO 0x01
+#define RELAY_VERIFY_RANGE_HI 0x02
+
 struct relay_proto_verify {
 	struct wire_str stream;
 	uint64_t job;
@@ -378,7 +387,14 @@ struct relay_proto_verify {
 	uint64_t lsn;
 	uint32_t generation;
 	struct wire_str text;
-	uint16_t ncols;
+	uint8_t kind;            /* QUERY only (else 0): the request */
+	struct wire_str schema;
+	struct wire_str table;
+	uint8_t range;           /* RELAY_VERIFY_RANGE_* */
+	int64_t offset;
+	uint64_t mask;
+	uint64_t bucket;
+	uint16_t ncols;          /* RESULT: columns; QUERY: key column names first in values */
 	uint32_t nvalues;
 	const uint8_t *values;   /* reader: the encoded values */
 	size_t values_len;

@@ -239,6 +239,26 @@ out:
 	return ok;
 }
 
+/*
+ * The CA's revocation list: every peer's certificate (and this site's own,
+ * checked below) is looked up in it. A reload builds a new context, so a
+ * new list applies to every connection made after it.
+ */
+static bool tls_use_crl(SSL_CTX *ctx, const char *path)
+{
+	X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+	X509_LOOKUP *lookup = X509_STORE_add_lookup(store, X509_LOOKUP_file());
+	char reason[256];
+
+	if (lookup == NULL || X509_load_crl_file(lookup, path, X509_FILETYPE_PEM) < 1) {
+		tls_last_error(reason, sizeof(reason));
+		log_error("could not load TLS revocation list \"%s\": %s", path, reason);
+		return false;
+	}
+	X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
+	return true;
+}
+
 SSL_CTX *tls_context_new(const struct config_tls *tls, const char *self_site)
 {
 	SSL_CTX *ctx = NULL;
@@ -276,6 +296,8 @@ SSL_CTX *tls_context_new(const struct config_tls *tls, const char *self_site)
 		log_error("could not load TLS CA file \"%s\": %s", tls->ca, reason);
 		goto out;
 	}
+	if (tls->crl && !tls_use_crl(ctx, tls->crl))
+		goto out;
 	if (SSL_CTX_use_certificate_chain_file(ctx, tls->cert) != 1) {
 		tls_last_error(reason, sizeof(reason));
 		log_error("could not load TLS certificate file \"%s\": %s", tls->cert, reason);

@@ -8,7 +8,11 @@
  * one, or when it applied everything and the source's MARK came (MARK
  * follows every batch with a transaction before the point). Then a REPEATABLE
  * READ snapshot is taken on that connection, apply goes on, and READY goes
- * back. QUERY runs one SELECT in that snapshot and RESULT carries its rows.
+ * back. QUERY names one request of the comparison (never SQL): the sink
+ * checks it, looks its table and key columns up in the target's catalog
+ * (gateway/verify/verify_request.h), builds the statement itself and runs
+ * it in that snapshot; RESULT carries its rows. A request it does not make
+ * is refused, logged, and changes nothing: the snapshot stays open.
  * END, a lost link, a restarted stream or any failure close the snapshot and
  * always release the hold: a verify never stops replication for long.
  *
@@ -32,6 +36,7 @@
 #include "gateway/stream/spool.h"
 #include "gateway/stream/stream_int.h"
 #include "gateway/stream/stream_sync.h"
+#include "gateway/verify/verify_request.h"
 #include "replicator/apply.h"
 #include "replicator/pgasync.h"
 #include "replicator/slot_reader.h"
@@ -41,12 +46,12 @@
 #define VERIFY_HOLD_MAX_S 120
 /* Longest a sink keeps a snapshot open without hearing from the source. */
 #define VERIFY_IDLE_MAX_S 600
-#define VERIFY_MAX_PARAMS 64
 
 enum sv_state {
 	SV_HOLDING,              /* waiting to reach the point */
 	SV_SNAPSHOT,             /* at the point: the snapshot is being taken */
 	SV_READY,                /* serving queries */
+	SV_LOOKUP,               /* a request's table is being looked up */
 	SV_QUERY,                /* a query runs */
 };
 
@@ -61,6 +66,8 @@ struct stream_verify {
 	struct pgasync *pg;
 	struct event *poll;
 	time_t since;            /* holding since / last request at */
+	struct verify_request req;          /* the request running */
+	struct verify_request_table table;  /* the last table looked up */
 };
 
 static void sv_send(struct stream *st, uint64_t job, enum relay_proto_verify_op op, bool ok,
@@ -88,6 +95,8 @@ static void sv_free(struct stream_verify *v)
 		event_free(v->poll);
 	if (v->pg)
 		pgasync_free(v->pg);
+	verify_request_free(&v->req);
+	verify_request_table_free(&v->table);
 	v->st->sink.verify = NULL;
 	free(v);
 }
@@ -104,7 +113,7 @@ static void sv_fail(struct stream_verify *v, const char *fmt, ...)
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
 	log_warning("stream \"%s\": verify %" PRIu64 ": %s", v->st->name, v->job, why);
-	sv_send(v->st, v->job, v->state == SV_QUERY ? RELAY_VERIFY_RESULT : RELAY_VERIFY_READY, false,
+	sv_send(v->st, v->job, v->state >= SV_LOOKUP ? RELAY_VERIFY_RESULT : RELAY_VERIFY_READY, false,
 		v->seq, 0, 0, why);
 	sv_free(v);
 }
@@ -194,6 +203,8 @@ too_big:
 	sv_fail(v, "a result of %d rows does not fit in one frame", rows);
 }
 
+static void sv_looked_up(struct stream_verify *v, const PGresult *res);
+
 static void sv_input(void *arg)
 {
 	struct stream_verify *v = arg;
@@ -218,6 +229,11 @@ static void sv_input(void *arg)
 		log_info("stream \"%s\": verify %" PRIu64 ": target snapshot taken at " LSN_FMT, v->st->name,
 			 v->job, LSN_ARGS(v->lsn));
 		sv_send(v->st, v->job, RELAY_VERIFY_READY, true, 0, v->st->sink.ack_lsn, 0, "");
+		return;
+	}
+	if (v->state == SV_LOOKUP) {
+		sv_looked_up(v, step == PGASYNC_ERROR ? NULL : last);
+		PQclear(last);
 		return;
 	}
 	if (v->state != SV_QUERY) {
@@ -286,51 +302,89 @@ oom:
 	sv_send(st, m->job, RELAY_VERIFY_READY, false, 0, 0, 0, "out of memory");
 }
 
+/* A request this site does not make: refused and logged, the snapshot stays. */
+static void sv_refuse(struct stream_verify *v, uint32_t seq, const char *why)
+{
+	log_warning("stream \"%s\": verify %" PRIu64 ": refused a request from \"%s\": %s", v->st->name,
+		    v->job, v->st->peer, why);
+	sv_send(v->st, v->job, RELAY_VERIFY_RESULT, false, seq, 0, 0, why);
+}
+
+/* Runs sql (built here) with the request's bound values. */
+static void sv_run(struct stream_verify *v, const char *sql, size_t nparams, const char *const *params)
+{
+	PGconn *conn = pgasync_conn(v->pg);
+
+	if (conn && PQsendQueryParams(conn, sql, (int)nparams, NULL, params, NULL, NULL, 0) &&
+	    pgasync_flush(v->pg) >= 0)
+		return;
+	sv_fail(v, "could not run a query on the target: %s", pgasync_error(v->pg));
+}
+
+/* The request's statement, from the table as this site's catalog has it. */
+static void sv_run_request(struct stream_verify *v)
+{
+	char why[256];
+	char *sql = verify_request_sql(&v->req, &v->table, why, sizeof(why));
+
+	if (!sql) {
+		v->state = SV_READY;
+		sv_refuse(v, v->seq, why[0] ? why : "out of memory");
+		return;
+	}
+	v->state = SV_QUERY;
+	sv_run(v, sql, v->req.nparams, (const char *const *)v->req.params);
+	free(sql);
+}
+
+/* The catalog lookup's answer (NULL: it failed, which ends the snapshot). */
+static void sv_looked_up(struct stream_verify *v, const PGresult *res)
+{
+	char why[256];
+
+	if (!res) {
+		sv_fail(v, "could not look a table up on the target: %s", pgasync_statement_error(v->pg));
+		return;
+	}
+	if (!verify_request_table_set(&v->table, &v->req, res, why, sizeof(why))) {
+		v->state = SV_READY;
+		sv_refuse(v, v->seq, why);
+		return;
+	}
+	sv_run_request(v);
+}
+
 static void sv_query(struct stream_verify *v, const struct relay_proto_verify *m)
 {
-	const char *params[VERIFY_MAX_PARAMS];
-	char *copies[VERIFY_MAX_PARAMS] = { 0 };
-	char *sql = wire_str_dup(m->text);
-	struct wire_reader r;
-	PGconn *conn = pgasync_conn(v->pg);
-	bool sent = false;
+	const char *params[VERIFY_MAX_KEYS + 2];
+	char why[256];
+	size_t n;
+	char *sql;
 
 	v->seq = m->seq;
 	v->since = time(NULL);
 	if (v->state != SV_READY) {
-		free(sql);
 		sv_send(v->st, v->job, RELAY_VERIFY_RESULT, false, m->seq, 0, 0, "no snapshot is open");
 		return;
 	}
-	/* the snapshot's transaction is read-only; a single SELECT keeps it that way */
-	if (!sql || strncmp(sql, "SELECT ", 7) != 0 || m->nvalues > VERIFY_MAX_PARAMS) {
-		free(sql);
-		sv_send(v->st, v->job, RELAY_VERIFY_RESULT, false, m->seq, 0, 0,
-			"only a SELECT with at most 64 parameters is run here");
+	verify_request_free(&v->req);
+	if (!verify_request_read(m, v->st->cs, &v->req, why, sizeof(why))) {
+		sv_refuse(v, m->seq, why);
 		return;
 	}
-	wire_reader_init(&r, m->values, m->values_len);
-	for (uint32_t i = 0; i < m->nvalues; i++) {
-		const char *p;
-		uint32_t n;
-
-		if (!relay_proto_verify_value(&r, &p, &n))
-			goto out;
-		if (p && !(copies[i] = strndup(p, n)))
-			goto out;
-		params[i] = copies[i];
+	if (v->req.q.kind == VERIFY_Q_SETTINGS || verify_request_table_matches(&v->table, &v->req)) {
+		sv_run_request(v);
+		return;
 	}
-	if (conn && PQsendQueryParams(conn, sql, (int)m->nvalues, NULL, params, NULL, NULL, 0) &&
-	    pgasync_flush(v->pg) >= 0) {
-		v->state = SV_QUERY;
-		sent = true;
+	n = verify_request_lookup_params(&v->req, params, sizeof(params) / sizeof(params[0]));
+	sql = verify_request_lookup_sql(&v->req);
+	if (!sql) {
+		sv_fail(v, "out of memory");
+		return;
 	}
-out:
-	for (uint32_t i = 0; i < m->nvalues && i < VERIFY_MAX_PARAMS; i++)
-		free(copies[i]);
+	v->state = SV_LOOKUP;
+	sv_run(v, sql, n, params);
 	free(sql);
-	if (!sent)
-		sv_fail(v, "could not run a query on the target: %s", pgasync_error(v->pg));
 }
 
 static void stream_verify_sink_frame(struct stream *st, const struct relay_proto_verify *m)

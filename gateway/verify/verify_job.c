@@ -22,6 +22,7 @@
 #include "common/lsn.h"
 #include "gateway/relay/relay_proto.h"
 #include "gateway/stream/stream.h"
+#include "gateway/verify/verify_request.h"
 #include "replicator/apply_sql.h"
 #include "replicator/syncstate.h"
 #include "replicator/verify.h"
@@ -208,7 +209,7 @@ static bool vj_send(struct verify_job *j, struct relay_proto_verify *head, const
 {
 	struct vj_call c = { .kind = VJ_CALL_SEND, .stream = j->cur_stream, .head = head,
 			     .values = values, .lens = lens };
-	size_t bytes = 64 + head->text.len;
+	size_t bytes = 96 + head->text.len + head->schema.len + head->table.len;
 
 	head->stream = relay_proto_str(j->cur_stream);
 	head->job = j->job_id;
@@ -218,25 +219,30 @@ static bool vj_send(struct verify_job *j, struct relay_proto_verify *head, const
 	return vj_call(j, &c);
 }
 
-/* verify_remote.exec: one statement in the sink's snapshot. */
-static PGresult *vj_remote_exec(void *arg, const char *sql, int nparams, const char *const *params,
-				char *err, size_t errlen)
+/* verify_remote.exec: one request, which the sink makes its statement of, in its snapshot. */
+static PGresult *vj_remote_exec(void *arg, const struct verify_query *vq, int nparams,
+				const char *const *params, char *err, size_t errlen)
 {
 	struct verify_job *j = arg;
-	struct relay_proto_verify q = { .op = RELAY_VERIFY_QUERY, .ok = 1, .seq = ++j->seq,
-					.text = relay_proto_str(sql), .nvalues = (uint32_t)nparams };
-	size_t lens[64];
+	struct relay_proto_verify q = { .op = RELAY_VERIFY_QUERY, .ok = 1, .seq = ++j->seq };
+	const char *values[3 * VERIFY_MAX_KEYS];
+	size_t lens[3 * VERIFY_MAX_KEYS], nv = 0;
 	struct vj_frame *f;
 	struct wire_reader r;
 	PGresult *res;
 
-	if (nparams > 64 || strlen(sql) > UINT16_MAX) {
-		snprintf(err, errlen, "statement too large to send");
+	if (vq->n_keys > VERIFY_MAX_KEYS || nparams < 0 || (size_t)nparams > 2 * VERIFY_MAX_KEYS) {
+		snprintf(err, errlen, "request too large to send");
 		return NULL;
 	}
+	verify_request_head(&q, vq, (size_t)nparams);
+	for (size_t i = 0; i < vq->n_keys; i++)
+		values[nv++] = vq->key_columns[i];
 	for (int i = 0; i < nparams; i++)
-		lens[i] = params[i] ? strlen(params[i]) : 0;
-	if (!vj_send(j, &q, params, lens)) {
+		values[nv++] = params[i];
+	for (size_t i = 0; i < nv; i++)
+		lens[i] = values[i] ? strlen(values[i]) : 0;
+	if (!vj_send(j, &q, values, lens)) {
 		snprintf(err, errlen, "could not send the query to the target's site (link down?)");
 		return NULL;
 	}

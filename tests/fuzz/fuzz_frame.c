@@ -9,6 +9,11 @@
  * frame lies inside the input and re-encodes to the same bytes; a payload
  * that reads back OK re-encodes to exactly the same bytes (the encoding is
  * canonical), and everything a reader points at lies inside the payload.
+ * A VERIFY QUERY goes on to the target site's checks
+ * (gateway/verify/verify_request.h): one that is accepted carries no
+ * statement text and names no system schema, and the statement the target
+ * would build has the same shape whatever the names and values hold (its
+ * quoted identifiers aside).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -17,6 +22,7 @@
 
 #include "gateway/relay/frame.h"
 #include "gateway/relay/relay_proto.h"
+#include "gateway/verify/verify_request.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -48,6 +54,81 @@ check_same(struct wire_writer *w, const uint8_t *p, size_t len)
 	CHECK(wire_writer_ok(w));
 	CHECK(w->len == len);
 	CHECK(len == 0 || memcmp(w->data, p, len) == 0);
+}
+
+/* sql with every quoted identifier replaced by "?". */
+static char *
+shape_of(const char *sql)
+{
+	char *out = malloc(strlen(sql) + 1), *o = out;
+
+	CHECK(out != NULL);
+	for (const char *s = sql; *s; s++) {
+		if (*s != '"') {
+			*o++ = *s;
+			continue;
+		}
+		for (s++; *s && !(s[0] == '"' && s[1] != '"'); s++)
+			if (s[0] == '"')
+				s++;
+		CHECK(*s == '"');
+		*o++ = '?';
+	}
+	*o = '\0';
+	return out;
+}
+
+/* The target site's statement for r, over its names and over plain ones. */
+static void
+check_request_shape(const struct verify_request *r)
+{
+	static const char *const plain[VERIFY_MAX_KEYS] = { "k" };
+	struct verify_request canon = *r;
+	struct verify_request_table t = { .schema = (char *)r->schema, .name = (char *)r->name,
+					  .n = r->q.n_keys };
+	struct verify_request_table tc = { .schema = (char *)"s", .name = (char *)"t", .n = r->q.n_keys };
+	char why[256], *a, *b, *sa, *sb;
+
+	for (size_t i = 0; i < r->q.n_keys; i++) {
+		t.keys[i] = r->keys[i];
+		t.types[i] = tc.types[i] = (char *)"integer";
+		tc.keys[i] = canon.keys[i] = (char *)(plain[0]);
+	}
+	canon.schema = (char *)"s";
+	canon.name = (char *)"t";
+	canon.q.schema = "s";
+	canon.q.name = "t";
+	canon.q.key_columns = (const char *const *)canon.keys;
+	a = verify_request_sql(r, &t, why, sizeof(why));
+	b = verify_request_sql(&canon, &tc, why, sizeof(why));
+	CHECK(a && b);
+	CHECK(strncmp(a, "SELECT ", 7) == 0);
+	sa = shape_of(a);
+	sb = shape_of(b);
+	CHECK(strcmp(sa, sb) == 0);
+	free(a);
+	free(b);
+	free(sa);
+	free(sb);
+}
+
+static void
+check_request(const struct relay_proto_verify *m)
+{
+	struct verify_request r;
+	char why[256];
+
+	if (m->op != RELAY_VERIFY_QUERY)
+		return;
+	if (verify_request_read(m, NULL, &r, why, sizeof(why))) {
+		CHECK(m->text.len == 0);
+		CHECK(r.q.kind >= VERIFY_Q_SETTINGS && r.q.kind <= VERIFY_Q_LAST);
+		CHECK(r.q.kind == VERIFY_Q_SETTINGS || strncmp(r.schema, "pg_", 3) != 0);
+		check_request_shape(&r);
+	} else {
+		CHECK(why[0] != '\0');
+	}
+	verify_request_free(&r);
 }
 
 static void
@@ -172,6 +253,7 @@ payload_readers(const uint8_t *p, size_t len)
 		}
 		CHECK(wire_remaining(&vr) == 0);
 		check_same(&w, p, len);
+		check_request(&verify);
 	}
 	if (relay_proto_read_goodbye(p, len, &bye) == RELAY_PROTO_OK) {
 		check_str(bye.reason, p, len);

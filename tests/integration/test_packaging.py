@@ -14,6 +14,7 @@ import pathlib
 import re
 import shutil
 import subprocess
+import tempfile
 
 import pytest
 
@@ -142,6 +143,15 @@ def test_lintian(deb):
     assert res.returncode == 0 and not errors, "lintian errors:\n" + res.stdout + res.stderr
     # Warnings are kept only with a reason (see packaging/debian/); a new one is news.
     assert not [t for t in tags if t.startswith("W: ")], "new lintian warnings:\n" + res.stdout
+    # The license is named and recognised: no tag of any level about it.
+    assert not [t for t in tags if re.search(r"licen[cs]e|copyright", t)], res.stdout
+
+
+def test_deb_license(deb):
+    with tempfile.TemporaryDirectory() as d:
+        run(["dpkg-deb", "-x", str(deb), d])
+        text = open(os.path.join(d, "usr/share/doc/strait/copyright")).read()
+    assert "License: PostgreSQL" in text and "proprietary" not in text
 
 
 # ---- installing the .deb on this machine ------------------------------------
@@ -290,6 +300,14 @@ def test_rpmlint(rpm):
     res = run(["rpmlint", "-c", str(REPO / "packaging" / "rpm" / "rpmlint.toml"),
                str(rpm[0]), str(rpm[1]), str(spec)], check=False)
     assert res.returncode == 0 and " 0 errors" in res.stdout, res.stdout + res.stderr
+    assert not re.search(r"licen[cs]e", res.stdout), res.stdout
+
+
+def test_rpm_license(rpm):
+    out = run(["rpm", "-qp", "--qf", "%{LICENSE}\n", str(rpm[0])]).stdout
+    assert out.strip() == "PostgreSQL"
+    files = run(["rpm", "-qpl", str(rpm[0])]).stdout.split()
+    assert any(f.endswith("/LICENSE") for f in files), files
 
 
 def test_rpm_version(rpm):

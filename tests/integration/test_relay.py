@@ -83,9 +83,9 @@ def wire_str(s):
 
 
 def hello_payload(cluster, site, streams=()):
-    """HELLO (protocol 3): per stream its received and committed positions
+    """HELLO (protocol 4): per stream its received and committed positions
     and the bytes queued at the sink."""
-    out = struct.pack(">H", 3) + wire_str(cluster) + wire_str(site)
+    out = struct.pack(">H", 4) + wire_str(cluster) + wire_str(site)
     out += struct.pack(">H", len(streams))
     for name, lsn in streams:
         out += wire_str(name) + struct.pack(">QQQ", lsn, lsn, 0)
@@ -445,7 +445,7 @@ def test_hello_exchange_and_status(cluster_factory):
 
     # alpha sorts lower, so it dials; beta's HELLO carries its resume positions.
     line = alpha.wait_event("connected beta ")
-    assert "epoch=3" in line and "version=3" in line
+    assert "epoch=3" in line and "version=4" in line
     assert "streams=app:0/16B3A28,audit:0/7" in line
     assert beta.wait_event("connected alpha ").endswith("streams=")
     # Heartbeats flow both ways with the sender's role.
@@ -461,7 +461,7 @@ def test_hello_exchange_and_status(cluster_factory):
     assert b["peers"][0]["direction"] == "accept" and b["peers"][0]["state"] == "up"
     # The dialer leaves from its own tunnel address.
     assert b["peers"][0]["remote"].startswith(c.addr["alpha"] + ":")
-    alpha.wait_log(r'relay site "beta" at .*: hello -> up: HELLO from "beta" \(protocol 3, '
+    alpha.wait_log(r'relay site "beta" at .*: hello -> up: HELLO from "beta" \(protocol 4, '
                    r'epoch 3, 2 streams\)')
 
 
@@ -610,6 +610,37 @@ def test_reload_removes_and_adds_peers(cluster_factory):
 
 def relay_up(ep, peer):
     return ep.peer_status(peer)["state"] == "up"
+
+
+def test_revoked_certificate_is_refused_after_reload(cluster_factory):
+    """tls.crl: a reload reads the CA's revocation list; the link already up
+    stays, and the revoked site's next connection is refused."""
+    c = cluster_factory(["alpha", "beta"])
+    beta = c.endpoint("beta")
+    alpha = c.endpoint("alpha")
+    alpha.wait_event("connected beta ")
+
+    # A list that revokes nobody changes nothing.
+    cfg = harness.host_config(c.cluster_cfg, c.host_dir("alpha"))
+    cfg["tls"]["crl"] = tlsutil.make_crl(c.ca, [], c.host_dir("alpha"), "empty.crl")
+    with_crl = harness.write_config(os.path.join(c.host_dir("alpha"), "crl.yaml"), cfg)
+    at = alpha.mark()
+    alpha.cmd(f"reload {with_crl}")
+    alpha.wait_event("reloaded", since=at)
+    send_and_check(beta, alpha, 10, 1000)
+
+    # beta's certificate revoked: after the reload, its next connection fails.
+    cfg["tls"]["crl"] = tlsutil.make_crl(c.ca, [c.certs["beta"]], c.host_dir("alpha"), "revoked.crl")
+    harness.write_config(with_crl, cfg)
+    at, log_at = alpha.mark(), alpha.log_offset()
+    alpha.cmd(f"reload {with_crl}")
+    alpha.wait_event("reloaded", since=at)
+    assert relay_up(alpha, "beta")
+    beta.stop()
+    beta = c.endpoint("beta")
+    alpha.wait_log(r'relay site "beta" at .*: tls -> closed: TLS handshake failed: .*certificate revoked',
+                   since=log_at, timeout=40)
+    assert not relay_up(alpha, "beta")
 
 
 # ---------------------------------------------------------------------------

@@ -132,3 +132,31 @@ def install_site_tls(ca, site_cert, host_dir):
     shutil.copyfile(site_cert.key, key)
     os.chmod(key, 0o600)
     return tls
+
+
+def make_crl(ca, revoked, directory, name="ca.crl"):
+    """A CRL signed by ca that revokes the SiteCerts in revoked (may be empty)."""
+    cadir = os.path.join(directory, f".crl-{name}")
+    os.makedirs(cadir, exist_ok=True)
+    open(os.path.join(cadir, "index.txt"), "w").close()
+    with open(os.path.join(cadir, "crlnumber"), "w") as f:
+        f.write("1000\n")
+    conf = os.path.join(cadir, "ca.cnf")
+    with open(conf, "w") as f:
+        f.write(f"""[ca]
+default_ca = test
+[test]
+dir = {cadir}
+database = {cadir}/index.txt
+crlnumber = {cadir}/crlnumber
+default_md = sha256
+default_crl_days = 30
+""")
+    for cert in revoked:
+        _openssl("ca", "-batch", "-config", conf, "-cert", ca.cert, "-keyfile", ca.key,
+                 "-revoke", cert.cert)
+    out = os.path.join(directory, name)
+    _openssl("ca", "-batch", "-config", conf, "-cert", ca.cert, "-keyfile", ca.key,
+             "-gencrl", "-out", out)
+    shutil.rmtree(cadir, ignore_errors=True)
+    return out
