@@ -12,6 +12,8 @@ stream is dropped (DESIGN.md, "Initial sync"):
   change of the site's own.
 """
 
+import time
+
 import harness
 from harness import wait_until
 from test_initial_sync import (copy_schema, loads, strait_origins, sync_start, sync_status,
@@ -132,3 +134,54 @@ def test_forget_stream(tmp_path, pg_factory, straitd_factory):
     # forgetting again finds nothing, and says so without failing
     res = cloud.ctl("forget-stream", "app", check=False)
     assert res.returncode == 0 and "0 replication origins dropped" in res.stdout, res.stdout
+
+
+def source_publication(d):
+    return next(r for r in d.status()["replication"] if r["role"] == "source")["publication"]
+
+
+def test_tables_removed_and_added_after_the_sync(tmp_path, pg_factory, straitd_factory):
+    """A tables: list edited and reloaded sets the publication; a table taken
+    out stops being applied and status says so; one added later is noticed
+    and streams from its addition on (DESIGN.md, "Tables that join later")."""
+    src, dst = harness.on_each(pg_factory, ("onprem", "cloud"))
+    seed(src)
+    src.sql("CREATE TABLE d (id int PRIMARY KEY, v text)")
+    src.sql("INSERT INTO d SELECT g, 'd' || g FROM generate_series(1, 10) g")
+    copy_schema(src, dst)
+    stream = {"name": "app", "from": "onprem", "to": "cloud", "publication": "strait_app",
+              "initial_sync": True, "tables": ["a", "b", "public.c"]}
+    cluster = harness.Cluster(tmp_path, harness.loopback_sites([src, dst]), [stream])
+    onprem = straitd_factory(cluster.path("onprem"), site="onprem")
+    cloud = straitd_factory(cluster.path("cloud"), site="cloud")
+    wait_until(lambda: sync_status(cloud, "sink")["state"] == "done", 60, interval=0.2,
+               what="the initial sync")
+    wait_equal(src, dst, ("a", "b", "c"), timeout=60)
+    pub = source_publication(onprem)
+    assert pub["tables"] == 3 and pub["added"] == [] and pub["removed"] == [], pub
+
+    # b leaves the list: the reload sets the publication, status names it
+    cfg = cluster.host("onprem")[1]
+    cfg["streams"][0]["tables"] = ["a", "public.c"]
+    cluster.update("onprem", cfg)
+    onprem.reload()
+    wait_until(lambda: source_publication(onprem)["removed"] == ["public.b"], 20,
+               what="status to show b removed")
+    assert sorted(r[0] for r in src.sql("SELECT tablename FROM pg_publication_tables "
+                                        "WHERE pubname = 'strait_app'")) == ["a", "c"]
+    assert "table public.b is no longer in publication" in onprem.log_text()
+    # b's changes are not applied any more; a's go on
+    src.sql("UPDATE b SET v = 'after' WHERE id = 1")
+    src.sql("INSERT INTO a VALUES (1001, 'after b left')")
+    wait_equal(src, dst, ("a", "c"), timeout=30)
+    time.sleep(1)
+    assert dst.sql("SELECT v FROM b WHERE id = 1")[0][0] == "b1"
+
+    # d joins by hand: noticed within a poll, its changes stream from then on
+    src.sql("ALTER PUBLICATION strait_app ADD TABLE d")
+    wait_until(lambda: source_publication(onprem)["added"] == ["public.d"], 20,
+               what="status to show d added")
+    assert "table public.d was added to publication" in onprem.log_text()
+    src.sql("INSERT INTO d VALUES (11, 'new')")
+    wait_until(lambda: dst.sql("SELECT count(*) FROM d WHERE id = 11")[0][0] == 1, 30,
+               what="d's new row")
