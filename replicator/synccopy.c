@@ -98,6 +98,7 @@ struct synccopy_info {
 	bool done;
 	uint64_t rows;
 	uint64_t bytes;
+	uint64_t size;           /* pg_relation_size() when listed: for progress estimates */
 };
 
 struct synccopy;
@@ -329,7 +330,8 @@ static char *synccopy_listing_sql(struct synccopy_worker *w)
 	 * site that is also a target has it): each target keeps its own.
 	 */
 	if (asprintf(&sql,
-		     "SELECT pt.schemaname, pt.tablename, c.relkind, %s, a.attname "
+		     "SELECT pt.schemaname, pt.tablename, c.relkind, %s, a.attname, "
+		     "pg_catalog.pg_relation_size(c.oid) "
 		     "FROM pg_catalog.pg_publication_tables pt "
 		     "JOIN pg_catalog.pg_namespace n ON n.nspname = pt.schemaname "
 		     "JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename "
@@ -396,6 +398,7 @@ static bool synccopy_build_plan(struct synccopy *sc, const PGresult *res)
 			sc->info = grown;
 			memset(&sc->info[sc->plan.n - 1], 0, sizeof(*grown));
 			sc->info[sc->plan.n - 1].relkind = PQgetvalue(res, r, 2)[0];
+			sc->info[sc->plan.n - 1].size = strtoull(PQgetvalue(res, r, 5), NULL, 10);
 			if (!PQgetisnull(res, r, 3) &&
 			    !(sc->info[sc->plan.n - 1].rowfilter = strdup(PQgetvalue(res, r, 3))))
 				return false;
@@ -881,6 +884,57 @@ bool synccopy_snapshot_taken(const struct synccopy *sc)
 	       sc->state == SYNCCOPY_FINISHED;
 }
 
+/* The biggest tables still to copy, at most this many, in status. */
+#define SYNCCOPY_STATUS_BIGGEST 5
+
+/*
+ * Rates and the time left. Progress is measured in heap size: a table done
+ * counts its pg_relation_size(), one being read what it read so far (COPY
+ * text runs close to the heap's size), capped at its size.
+ */
+static void synccopy_progress_json(const struct synccopy *sc, struct json_out *j)
+{
+	int64_t end = sc->finished_ms ? sc->finished_ms : synccopy_now_ms();
+	double secs = sc->started_ms ? (double)(end - sc->started_ms) / 1000.0 : 0.0;
+	uint64_t total = 0, done = 0;
+	unsigned listed = 0;
+
+	for (size_t i = 0; i < sc->plan.n; i++) {
+		const struct synccopy_info *info = &sc->info[i];
+
+		if (!sc->plan.tables[i].copy)
+			continue;
+		total += info->size;
+		done += info->done ? info->size : info->bytes < info->size ? info->bytes : info->size;
+	}
+	json_uint(j, "size_to_copy", total);
+	json_double(j, "rows_per_s", secs > 0 ? (double)sc->rows / secs : 0.0);
+	json_double(j, "bytes_per_s", secs > 0 ? (double)sc->bytes / secs : 0.0);
+	if (sc->finished_ms || (total > 0 && done >= total))
+		json_double(j, "eta_s", 0.0);
+	else if (done > 0 && secs > 0)
+		json_double(j, "eta_s", secs * (double)(total - done) / (double)done);
+	else
+		json_null(j, "eta_s");
+	/* the plan is largest first: its first tables not done are the biggest left */
+	json_array_begin(j, "biggest_left");
+	for (size_t i = 0; i < sc->plan.n && listed < SYNCCOPY_STATUS_BIGGEST; i++) {
+		char *name;
+
+		if (!sc->plan.tables[i].copy || sc->info[i].done)
+			continue;
+		name = syncplan_qualified(sc->plan.tables[i].schema, sc->plan.tables[i].table);
+		json_object_begin(j, NULL);
+		json_string(j, "table", name);
+		json_uint(j, "size", sc->info[i].size);
+		json_uint(j, "bytes_read", sc->info[i].bytes);
+		json_object_end(j);
+		free(name);
+		listed++;
+	}
+	json_array_end(j);
+}
+
 void synccopy_status_json(const struct synccopy *sc, struct json_out *j)
 {
 	char lsn[LSN_BUF];
@@ -894,6 +948,7 @@ void synccopy_status_json(const struct synccopy *sc, struct json_out *j)
 	json_uint(j, "tables_copied", sc->tables_done);
 	json_uint(j, "rows", sc->rows);
 	json_uint(j, "bytes", sc->bytes);
+	synccopy_progress_json(sc, j);
 	json_array_begin(j, "current");
 	for (unsigned i = 0; i < sc->nworkers; i++) {
 		const struct synccopy_worker *w = &sc->workers[i];

@@ -93,7 +93,11 @@ void synccopy_ack(struct synccopy *sc, const char *schema, size_t schema_len,
 /* Whether the snapshot was imported by every worker (an exporting connection may move on). */
 bool synccopy_snapshot_taken(const struct synccopy *sc);
 
-/* Members of the caller's open status object: state, snapshot, tables, rows, bytes, current. */
+/*
+ * Members of the caller's open status object: state, snapshot, tables, rows,
+ * bytes, rates, the estimated time left (eta_s, by heap size), the biggest
+ * tables still to copy, current.
+ */
 void synccopy_status_json(const struct synccopy *sc, struct json_out *j);
 
 #endif

@@ -240,13 +240,23 @@ char *syncstate_forget_sql(const char *stream)
 	/* the apply origin's name, and (with ':' appended in SQL) every other one's prefix */
 	if (asprintf(&apply, SYNCSTATE_ORIGIN_PREFIX "%s", stream) >= 0)
 		applylit = syncstate_literal(apply);
+	/*
+	 * The deletes commit under SYNCSTATE_FORGET_ORIGIN, so a reverse stream
+	 * passes them on empty; the session lets go of it before the drops.
+	 */
 	if (lit && applylit && asprintf(&sql,
+			"SELECT pg_catalog.pg_replication_origin_create('" SYNCSTATE_FORGET_ORIGIN "') "
+			"WHERE pg_catalog.pg_replication_origin_oid('" SYNCSTATE_FORGET_ORIGIN "') IS NULL; "
+			"SELECT pg_catalog.pg_replication_origin_session_setup('" SYNCSTATE_FORGET_ORIGIN "'); "
+			"BEGIN; "
 			"DO $strait$BEGIN "
 			"IF pg_catalog.to_regclass('" SYNCSTATE_SCHEMA ".sync_table') IS NOT NULL THEN "
 			"DELETE FROM " SYNCSTATE_SCHEMA ".sync_table WHERE stream = %s; END IF; "
 			"IF pg_catalog.to_regclass('" SYNCSTATE_SCHEMA ".sync_stream') IS NOT NULL THEN "
 			"DELETE FROM " SYNCSTATE_SCHEMA ".sync_stream WHERE stream = %s; END IF; "
 			"END$strait$; "
+			"COMMIT; "
+			"SELECT pg_catalog.pg_replication_origin_session_reset(); "
 			"SELECT count(pg_catalog.pg_replication_origin_drop(roname)) "
 			"FROM pg_catalog.pg_replication_origin WHERE roname = %s "
 			"OR pg_catalog.starts_with(roname, %s || ':')",

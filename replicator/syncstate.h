@@ -87,9 +87,18 @@ char *syncstate_migrate_sql(const char *stream, const struct syncstate_legacy_ta
 		size_t n, uint64_t done_lsn, char *const *origins, size_t norigins);
 
 /*
+ * Marks forget-stream's deletes. A stream name starts with a letter, so no
+ * stream's origins can take this name; it is never dropped, as a reverse
+ * stream decoding those deletes later must still find its "strait_" name.
+ */
+#define SYNCSTATE_FORGET_ORIGIN "strait_:forget"
+
+/*
  * Everything strait keeps for the stream on this database: its rows in the
- * record, its apply origin "strait_<stream>" and every "strait_<stream>:..."
- * origin. The result has one row: the number of origins dropped.
+ * record (deleted under SYNCSTATE_FORGET_ORIGIN, so no reverse stream sends
+ * the deletes on), its apply origin "strait_<stream>" and every
+ * "strait_<stream>:..." origin. The result's last row: the number of origins
+ * dropped. The connection must not be set up on an origin already.
  */
 char *syncstate_forget_sql(const char *stream);
 

@@ -34,6 +34,8 @@ struct relay;
 struct relay_proto_ack;
 struct relay_proto_batch;
 struct relay_proto_sequences;
+struct pgquery;
+struct pubwatch;
 struct seq_reader;
 struct seq_writer;
 struct source;
@@ -81,6 +83,8 @@ struct stream_reader {
 	struct reachback *reach;  /* streamed transactions open in the spool: where a resend starts */
 	uint64_t bytes_spooled;
 	struct seq_reader *seq_reader;
+	struct pubwatch *pubwatch;  /* tables added to or removed from the publication */
+	struct pgquery *pubalter;   /* a reloaded tables: list, set on the publication */
 	struct slotwatch *slotwatch; /* the slot's retained WAL, for disk warnings */
 	int warn_level;          /* worst disk warning logged last (enum diskwarn_level) */
 };

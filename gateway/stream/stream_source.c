@@ -71,13 +71,16 @@
 #include "gateway/stream/spool.h"
 #include "gateway/stream/stream_int.h"
 #include "gateway/stream/stream_sync.h"
+#include "replicator/pgquery.h"
 #include "replicator/pgversion.h"
+#include "replicator/pubwatch.h"
 #include "replicator/sequences.h"
 #include "replicator/slot_reader.h"
 #include "replicator/slotwatch.h"
 
 #define STREAM_SEQUENCE_POLL_MS 5000
 #define STREAM_SLOTWATCH_MS 10000
+#define STREAM_PUBWATCH_MS 10000
 #define STREAM_TICK_MS 1000
 #define STREAM_SEGMENT_MIN (1u * 1024u * 1024u)
 #define STREAM_SEGMENT_MAX (64u * 1024u * 1024u)
@@ -952,6 +955,135 @@ bool stream_source_sync_now(struct stream *st, uint64_t for_seconds, char *msg, 
 	return true;
 }
 
+/* ---------------------------------------------------- the publication's tables */
+
+static void stream_pub_changed(void *arg, const struct pubwatch_change *changes, size_t n)
+{
+	struct stream *st = arg;
+
+	for (size_t i = 0; i < n; i++) {
+		if (changes[i].added)
+			log_warning("stream \"%s\": table %s was added to publication \"%s\": its changes "
+				    "stream from the addition on; the rows it had before are not copied",
+				    st->name, changes[i].name, st->reader.src_publication);
+		else
+			log_warning("stream \"%s\": table %s is no longer in publication \"%s\": its "
+				    "changes are not applied any more", st->name, changes[i].name,
+				    st->reader.src_publication);
+	}
+}
+
+static void stream_pubalter_done(void *arg, const PGresult *res, const char *err)
+{
+	struct stream *st = arg;
+
+	if (res && PQresultStatus(res) == PGRES_COMMAND_OK)
+		log_notice("stream \"%s\": publication \"%s\" now lists the configured tables", st->name,
+			   st->reader.src_publication);
+	else
+		log_error("stream \"%s\": could not set the tables of publication \"%s\": %s", st->name,
+			  st->reader.src_publication, err ? err : "no answer");
+	if (st->reader.pubwatch)
+		pubwatch_poll_now(st->reader.pubwatch);
+}
+
+/* name[0..len) as a quoted identifier. */
+static void stream_put_ident(FILE *out, const char *name, size_t len)
+{
+	fputc('"', out);
+	for (size_t i = 0; i < len; i++) {
+		if (name[i] == '"')
+			fputc('"', out);
+		fputc(name[i], out);
+	}
+	fputc('"', out);
+}
+
+/* "ALTER PUBLICATION p SET TABLE a, s.b" for a tables: list, each part quoted; NULL: OOM. */
+static char *stream_pubalter_sql(const char *publication, char *const *tables, size_t n)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+
+	if (!out)
+		return NULL;
+	fputs("ALTER PUBLICATION ", out);
+	stream_put_ident(out, publication, strlen(publication));
+	fputs(" SET TABLE ", out);
+	for (size_t i = 0; i < n; i++) {
+		const char *t = tables[i], *dot = strchr(t, '.');
+
+		fputs(i ? ", " : "", out);
+		if (dot) {
+			stream_put_ident(out, t, (size_t)(dot - t));
+			fputc('.', out);
+			t = dot + 1;
+		}
+		stream_put_ident(out, t, strlen(t));
+	}
+	if (fclose(out) != 0) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+/*
+ * A reload changed the tables: list: the publication is set to it (ALTER
+ * PUBLICATION ... SET TABLE); the watcher then sees what was added or
+ * removed. A list cannot make a publication FOR ALL TABLES or the other way
+ * round: that needs the publication made again by hand.
+ */
+static void stream_source_reconcile_tables(struct stream *st)
+{
+	const struct config_stream *cs = st->cs;
+	bool same = cs->n_tables == st->reader.src_cfg.n_tables;
+	char **copy;
+	char *sql;
+
+	for (size_t i = 0; same && i < cs->n_tables; i++)
+		same = strcmp(cs->tables[i], st->reader.src_tables[i]) == 0;
+	if (same)
+		return;
+	if (!cs->n_tables || !st->reader.src_cfg.n_tables) {
+		log_warning("stream \"%s\": tables: changed between a list and none (FOR ALL TABLES); "
+			    "publication \"%s\" is left as it is: make it again by hand", st->name,
+			    st->reader.src_publication);
+		return;
+	}
+	copy = calloc(cs->n_tables, sizeof(char *));
+	for (size_t i = 0; copy && i < cs->n_tables; i++) {
+		if (!(copy[i] = strdup(cs->tables[i]))) {
+			while (i--)
+				free(copy[i]);
+			free(copy);
+			copy = NULL;
+		}
+	}
+	sql = copy ? stream_pubalter_sql(st->reader.src_publication, copy, cs->n_tables) : NULL;
+	if (!st->reader.pubalter)
+		st->reader.pubalter = pgquery_new(st->owner->base, st->reader.src_conninfo, st->name);
+	if (!sql || !st->reader.pubalter || pgquery_busy(st->reader.pubalter) ||
+	    !pgquery_run(st->reader.pubalter, sql, stream_pubalter_done, st)) {
+		log_error("stream \"%s\": could not set the tables of publication \"%s\" now (out of "
+			  "memory, or a change still running): reload again", st->name,
+			  st->reader.src_publication);
+		for (size_t i = 0; copy && i < cs->n_tables; i++)
+			free(copy[i]);
+		free(copy);
+		free(sql);
+		return;
+	}
+	free(sql);
+	for (size_t i = 0; i < st->reader.src_cfg.n_tables; i++)
+		free(st->reader.src_tables[i]);
+	free(st->reader.src_tables);
+	st->reader.src_tables = copy;
+	st->reader.src_cfg.tables = copy;
+	st->reader.src_cfg.n_tables = cs->n_tables;
+}
+
 void stream_source_reconfigure(struct stream *st)
 {
 	if (st->reader.spool_max != st->cs->spool_max) {
@@ -963,6 +1095,7 @@ void stream_source_reconfigure(struct stream *st)
 				source_resume_reading(st->reader.source);
 		}
 	}
+	stream_source_reconcile_tables(st);
 	schedule_update(st, true);
 }
 
@@ -1043,6 +1176,16 @@ bool stream_source_init(struct stream *st, const struct strait_config *cfg, size
 					       stream_sequences_changed, st);
 	if (!st->reader.seq_reader)
 		return false;
+	{
+		char what[160];
+
+		snprintf(what, sizeof(what), "stream \"%s\"", cs->name);
+		st->reader.pubwatch = pubwatch_new(s->base, st->reader.src_conninfo,
+						   st->reader.src_publication, STREAM_PUBWATCH_MS, what,
+						   stream_pub_changed, st);
+		if (!st->reader.pubwatch)
+			return false;
+	}
 	st->reader.src_cfg = (struct source_config){
 		.stream = st->name,
 		.conninfo = st->reader.src_conninfo,
@@ -1082,6 +1225,8 @@ void stream_source_fini(struct stream *st)
 	stream_verify_source_fini(st);
 	source_free(st->reader.source);
 	seq_reader_free(st->reader.seq_reader);
+	pubwatch_free(st->reader.pubwatch);
+	pgquery_free(st->reader.pubalter);
 	codec_free(st->sender.enc);
 	free(sender_buf);  /* the next frame packed, for any stream, allocates it again */
 	sender_buf = NULL;
@@ -1198,6 +1343,8 @@ void stream_source_status(const struct stream *st, struct json_out *j)
 	json_object_end(j);
 	stream_source_schedule_json(st, j);
 	stream_source_warnings_json(st, j);
+	if (st->reader.pubwatch)
+		pubwatch_status_json(st->reader.pubwatch, j);
 	if (st->reader.source)
 		source_status_json(st->reader.source, j);
 }

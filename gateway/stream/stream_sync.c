@@ -1171,6 +1171,12 @@ void streamsync_status_json(const struct streamsync *ss, struct json_out *j)
 			syncload_status_json(ss->load, j);
 	}
 	json_double(j, "elapsed_s", ss->started_ms ? (double)(end - ss->started_ms) / 1000.0 : 0.0);
+	if (ss->sink) {
+		double secs = ss->started_ms ? (double)(end - ss->started_ms) / 1000.0 : 0.0;
+
+		json_double(j, "rows_per_s", secs > 0 ? (double)ss->rows_loaded / secs : 0.0);
+		json_double(j, "bytes_per_s", secs > 0 ? (double)ss->bytes_raw / secs : 0.0);
+	}
 	json_string(j, "last_error", ss->last_error[0] ? ss->last_error : NULL);
 	json_object_end(j);
 }

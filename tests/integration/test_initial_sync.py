@@ -134,6 +134,10 @@ def test_pgbench_initial_sync_with_writes(tmp_path, pg_factory, straitd_factory)
         assert sink["last_error"] is None
         source = sync_status(onprem, "source")
         assert source["bytes_wire"] < source["bytes"]
+        # progress: every table read, nothing left, rates from the round
+        assert source["eta_s"] == 0 and source["biggest_left"] == [], source
+        assert source["rows_per_s"] > 0 and source["size_to_copy"] > 0, source
+        assert sink["rows_per_s"] > 0 and sink["bytes_per_s"] > 0, sink
     finally:
         if bench.poll() is None:
             bench.send_signal(signal.SIGALRM)

@@ -122,6 +122,9 @@ static void test_forget(void **state)
 	assert_contains(s, "DELETE FROM strait.sync_stream WHERE stream = 'app'");
 	assert_contains(s, "to_regclass('strait.sync_table') IS NOT NULL");
 	assert_contains(s, "roname = 'strait_app' OR pg_catalog.starts_with(roname, 'strait_app' || ':')");
+	/* the deletes commit under an origin of strait's, dropped by nobody */
+	assert_contains(s, "pg_replication_origin_session_setup('strait_:forget'); BEGIN; DO");
+	assert_contains(s, "COMMIT; SELECT pg_catalog.pg_replication_origin_session_reset(); SELECT count(");
 	free(s);
 }
 
