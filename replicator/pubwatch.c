@@ -88,6 +88,8 @@ static void pubwatch_result(void *arg, const PGresult *res, const char *err)
 	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK)
 		return;
 	rows = PQntuples(res);
+	if (rows == 1 && PQgetisnull(res, 0, 0))
+		return;              /* no publication yet: nothing to compare with */
 	next.v = calloc(rows ? (size_t)rows : 1, sizeof(char *));
 	if (!next.v)
 		goto oom;
@@ -151,8 +153,11 @@ struct pubwatch *pubwatch_new(struct event_base *base, const char *conninfo,
 	w->arg = arg;
 	w->interval_ms = interval_ms;
 	w->what = strdup(what);
+	/* a row of NULLs: the publication is not there yet (the source creates it) */
 	if (asprintf(&w->sql, "SELECT schemaname, tablename FROM pg_catalog.pg_publication_tables "
-		     "WHERE pubname = %s AND schemaname <> '" SYNCSTATE_SCHEMA "'", lit) < 0)
+		     "WHERE pubname = %s AND schemaname <> '" SYNCSTATE_SCHEMA "' UNION ALL "
+		     "SELECT NULL, NULL WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication "
+		     "WHERE pubname = %s)", lit, lit) < 0)
 		w->sql = NULL;
 	w->q = pgquery_new(base, conninfo, what);
 	w->timer = event_new(base, -1, EV_PERSIST, pubwatch_tick, w);

@@ -416,9 +416,6 @@ static bool sink_take(struct stream *st, const uint8_t *body, size_t len)
 {
 	char why[256] = "";
 
-	if (!st->sink.spill)
-		return sink_deliver(st, body, len) ||
-		       sink_spill_result(st, STREAMSPILL_REFUSED, why);
 	return sink_spill_result(st, streamspill_take(st->sink.spill, body, len, sink_spill_env(st),
 						      why, sizeof(why)), why);
 }
@@ -428,7 +425,8 @@ static void sink_spill_go_on(struct stream *st)
 {
 	char why[256] = "";
 
-	if (st->sink.spill && streamspill_busy(st->sink.spill) && st->sink.apply_ready && !st->sink.halted)
+	if (st->sink.spill && streamspill_busy(st->sink.spill) && st->sink.apply_ready &&
+	    !st->sink.halted)
 		(void)sink_spill_result(st, streamspill_run(st->sink.spill, sink_spill_env(st), why,
 							    sizeof(why)), why);
 }
@@ -542,7 +540,7 @@ bool stream_sink_init(struct stream *st, const struct strait_config *cfg, size_t
 			       APPLY_CONFLICT_ERROR,
 	};
 	struct streams *s = st->owner;
-	char *spill_dir, err[256];
+	char *spill_dir, err[256] = "out of memory";
 
 	st->role = STREAM_ROLE_SINK;
 	st->peer = strdup(cfg->sites[cs->from].name);
@@ -554,10 +552,12 @@ bool stream_sink_init(struct stream *st, const struct strait_config *cfg, size_t
 	if (asprintf(&spill_dir, "%s/spill/%s", cfg->state_dir, cs->name) < 0)
 		spill_dir = NULL;
 	st->sink.spill = spill_dir ? streamspill_new(spill_dir, err, sizeof(err)) : NULL;
-	if (!st->sink.spill)
-		log_error("stream \"%s\": %s; streamed transactions cannot be held", st->name,
-			  spill_dir ? err : "out of memory");
 	free(spill_dir);
+	if (!st->sink.spill) {
+		/* without it a streamed transaction could not be taken: not a stream to start */
+		log_error("stream \"%s\": %s", st->name, err);
+		return false;
+	}
 	if (!st->peer || !st->sink.sink_conninfo || !st->sink.dec || !st->sink.seq_writer || !st->sink.ack_event)
 		return false;
 	st->sink.apply = apply_new(s->base, &acfg, &cb, st);
