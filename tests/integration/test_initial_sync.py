@@ -1,6 +1,7 @@
 """Initial sync end to end: two sites on this host's loopback (tunnel backend
 none), a real PostgreSQL at each. The source has data, the target only the
-schema (strait does not copy DDL: the test pipes pg_dump --schema-only across);
+schema (strait does not copy DDL: the test copies it across as an operator
+would, schemacopy.py);
 straitd copies the tables in the slot's exported snapshot, loads them, and
 streams from the slot's consistent point, while pgbench writes meanwhile.
 
@@ -30,16 +31,9 @@ import pytest
 
 import harness
 from harness import wait_until
+from schemacopy import copy_schema
 
 PGBENCH_TABLES = ("pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history")
-
-
-def copy_schema(src, dst, dbname="postgres"):
-    """The source's schema (no data) into the target, as an operator would."""
-    dump = harness.run(["pg_dump", "-h", src.sockdir, "-p", str(src.port), "-U", "postgres",
-                        "--schema-only", "--no-publications", "--no-subscriptions", dbname])
-    harness.run(["psql", "-h", dst.sockdir, "-p", str(dst.port), "-U", "postgres", "-X", "-q",
-                 "-v", "ON_ERROR_STOP=1", dbname], input=dump.stdout)
 
 
 def start_pair(tmp_path, pg_factory, straitd_factory, seed, stream_extra=None, start=True,
