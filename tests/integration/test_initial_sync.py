@@ -30,6 +30,7 @@ import time
 import pytest
 
 import harness
+from conftest import default_versions
 from harness import wait_until
 from schemacopy import copy_schema
 
@@ -469,8 +470,13 @@ MALFORMED_ROUNDS = [
 def test_fake_source_malformed_sync_frames(tmp_path, pg_factory, straitd_factory):
     # eight streams into one server: each takes its apply origin and up to
     # three loader origins, and the README tells operators to raise
-    # max_replication_slots (10 by default) to four per stream for that many
-    dst = pg_factory("beta", settings={"max_replication_slots": 32})
+    # max_replication_slots (10 by default) to four per stream for that many,
+    # or on 18 max_active_replication_origins, which counts origins there
+    version = default_versions()[0] or 15
+    settings = {"max_replication_slots": 32}
+    if version >= 18:
+        settings["max_active_replication_origins"] = 32
+    dst = pg_factory("beta", settings=settings, version=version)
     rounds = {}                 # stream -> its rounds, in order
     for r in MALFORMED_ROUNDS:
         rounds.setdefault(r[0], []).append(r)
