@@ -1862,6 +1862,33 @@ static void apply_pump(struct apply *a)
 /* ---- results ---- */
 
 /* "(a, b)=(1, x)" for the row a change was looking for, into buf. */
+/*
+ * The column whose value the target refused: by the parameter the error's
+ * context names, else (PostgreSQL 13 names none) by the text its message
+ * quotes, matched against the change's values decoded again.
+ */
+static const char *apply_refused_column(struct apply *a, const struct apply_cmd *c,
+		const PGresult *res, const char *state)
+{
+	struct pgoutput_decoder d;
+	struct pgoutput_msg m;
+	struct apply_change_msg cm;
+	struct apply_sql_shape shape;
+	const char *col = loaderr_column(c->rel->map, c->params, c->nparams, state,
+					 PQresultErrorField(res, PG_DIAG_CONTEXT));
+
+	if (col || !c->params || !c->batch || !pgoutput_decoder_init(&d, 2) ||
+	    pgoutput_decode(&d, c->batch->data + c->off + 4, be32_load(c->batch->data + c->off),
+			    &m, a->cols, 2 * APPLY_MAX_COLS) != PGOUTPUT_OK ||
+	    (m.type != PGOUTPUT_INSERT && m.type != PGOUTPUT_UPDATE && m.type != PGOUTPUT_DELETE))
+		return col;
+	apply_change_unpack(&m, &cm, &shape);
+	/* an UPDATE that did not change its key sends no old row: the key is in the new one */
+	return loaderr_column_quoted(c->rel->map, c->params, c->nparams, cm.newtup,
+				     cm.oldtup ? cm.oldtup : cm.newtup, state,
+				     PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
+}
+
 static void apply_describe_key(struct apply *a, const struct apply_cmd *c, char *buf, size_t len)
 {
 	struct pgoutput_decoder d;
@@ -2032,8 +2059,7 @@ static bool apply_on_error(struct apply *a, struct apply_cmd *c, const PGresult 
 				lsn, apply_conflict_name(a->policy));
 		}
 		apply_describe_key(a, c, key, sizeof(key));
-		if ((col = loaderr_column(c->rel->map, c->params, c->nparams, state,
-					  PQresultErrorField(res, PG_DIAG_CONTEXT))))
+		if ((col = apply_refused_column(a, c, res, state)))
 			return apply_fail(a, "could not apply %s to target table \"%s\" (key %s, source "
 				"transaction %s): the target does not accept the value of column \"%s\": "
 				"%s", apply_kind_word((char)c->change), c->rel->display, key, lsn, col, err);

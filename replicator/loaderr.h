@@ -6,8 +6,11 @@
  * differ, a value the source wrote may not load: 17's infinite interval on
  * 16, 14's numeric Infinity on 13, or text that is not valid in the target
  * column's type. The server's error then says which parameter failed (its
- * context: "unnamed portal parameter $3 = '...'", PostgreSQL 13 and later),
+ * context: "unnamed portal parameter $3 = '...'", PostgreSQL 14 and later),
  * not which column; the statement's parameter list maps one to the other.
+ * PostgreSQL 13 names no parameter of a bind error, but its input functions
+ * quote the refused text in the message ("malformed range literal:
+ * \"{[1,3)}\""): the one parameter whose text that is names the column.
  */
 #ifndef STRAIT_LOADERR_H
 #define STRAIT_LOADERR_H
@@ -30,5 +33,14 @@ int loaderr_param(const char *context);
  */
 const char *loaderr_column(const struct relmap *m, const uint16_t *params, int nparams,
 		const char *sqlstate, const char *context);
+
+/*
+ * When the context names no parameter (PostgreSQL 13): the column of the
+ * one parameter whose text (from newtup, or oldtup for an old row's) the
+ * error's message quotes; NULL for none or more than one.
+ */
+const char *loaderr_column_quoted(const struct relmap *m, const uint16_t *params, int nparams,
+		const struct pgoutput_tuple *newtup, const struct pgoutput_tuple *oldtup,
+		const char *sqlstate, const char *message);
 
 #endif

@@ -33,6 +33,40 @@ def test_postgres_servers_are_logical_and_separate(pg_factory):
     assert a.sql("SELECT count(*) FROM t") == [(0,)]
 
 
+SCHEMA_CASES = """
+CREATE SCHEMA app;
+CREATE TYPE app.mood AS ENUM ('sad', 'ok');
+CREATE TABLE app.parent (id bigserial PRIMARY KEY, code text NOT NULL UNIQUE,
+    m app.mood DEFAULT 'ok', made timestamptz DEFAULT now());
+CREATE TABLE child (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    parent_id bigint REFERENCES app.parent ON DELETE CASCADE, n int CHECK (n > 0),
+    twice int GENERATED ALWAYS AS (n * 2) STORED, note varchar(20));
+CREATE INDEX child_note ON child (lower(note));
+CREATE TABLE nokey (a int, b text);
+ALTER TABLE nokey REPLICA IDENTITY FULL;
+CREATE TABLE byindex (a int NOT NULL, b int);
+CREATE UNIQUE INDEX byindex_a ON byindex (a);
+ALTER TABLE byindex REPLICA IDENTITY USING INDEX byindex_a;
+"""
+
+
+@pytest.mark.parametrize("versions", [(15, 15), (18, 13)], ids=["dump", "catalog"])
+def test_schema_copies_to_the_target(pg_factory, versions):
+    """schemacopy: pg_dump where Debian's client can (a source up to 15 onto
+    the same or newer), else DDL from the source's catalog (here 18 onto 13);
+    either way the target's schema reads back the same."""
+    from schemacopy import catalog_schema, copy_schema
+    src = pg_factory("src", version=versions[0])
+    dst = pg_factory("dst", version=versions[1])
+    harness.run(["psql", "-h", src.sockdir, "-p", str(src.port), "-U", "postgres", "-X", "-q",
+                 "-v", "ON_ERROR_STOP=1", "postgres"], input=SCHEMA_CASES)
+    copy_schema(src, dst)
+    assert catalog_schema(dst) == catalog_schema(src)
+    dst.sql("INSERT INTO app.parent (code) VALUES ('a')")
+    dst.sql("INSERT INTO child (parent_id, n) VALUES (1, 4)")
+    assert dst.sql("SELECT id, twice FROM child") == [(1, 8)]
+
+
 @requires_root
 def test_postgres_runs_unprivileged(pg_factory):
     pg = pg_factory("u")

@@ -1,6 +1,7 @@
 """Initial sync end to end: two sites on this host's loopback (tunnel backend
 none), a real PostgreSQL at each. The source has data, the target only the
-schema (strait does not copy DDL: the test pipes pg_dump --schema-only across);
+schema (strait does not copy DDL: the test copies it across as an operator
+would, schemacopy.py);
 straitd copies the tables in the slot's exported snapshot, loads them, and
 streams from the slot's consistent point, while pgbench writes meanwhile.
 
@@ -29,17 +30,11 @@ import time
 import pytest
 
 import harness
+from conftest import default_versions
 from harness import wait_until
+from schemacopy import copy_schema
 
 PGBENCH_TABLES = ("pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history")
-
-
-def copy_schema(src, dst, dbname="postgres"):
-    """The source's schema (no data) into the target, as an operator would."""
-    dump = harness.run(["pg_dump", "-h", src.sockdir, "-p", str(src.port), "-U", "postgres",
-                        "--schema-only", "--no-publications", "--no-subscriptions", dbname])
-    harness.run(["psql", "-h", dst.sockdir, "-p", str(dst.port), "-U", "postgres", "-X", "-q",
-                 "-v", "ON_ERROR_STOP=1", dbname], input=dump.stdout)
 
 
 def start_pair(tmp_path, pg_factory, straitd_factory, seed, stream_extra=None, start=True,
@@ -479,8 +474,13 @@ MALFORMED_ROUNDS = [
 def test_fake_source_malformed_sync_frames(tmp_path, pg_factory, straitd_factory):
     # eight streams into one server: each takes its apply origin and up to
     # three loader origins, and the README tells operators to raise
-    # max_replication_slots (10 by default) to four per stream for that many
-    dst = pg_factory("beta", settings={"max_replication_slots": 32})
+    # max_replication_slots (10 by default) to four per stream for that many,
+    # or on 18 max_active_replication_origins, which counts origins there
+    version = default_versions()[0] or 15
+    settings = {"max_replication_slots": 32}
+    if version >= 18:
+        settings["max_active_replication_origins"] = 32
+    dst = pg_factory("beta", settings=settings, version=version)
     rounds = {}                 # stream -> its rounds, in order
     for r in MALFORMED_ROUNDS:
         rounds.setdefault(r[0], []).append(r)

@@ -13,6 +13,7 @@ import time
 
 import harness
 from harness import wait_until
+from schemacopy import copy_schema
 from test_initial_sync import strait_origins, sync_start, sync_status, sync_tables
 
 SHAPES = (
@@ -85,9 +86,7 @@ def start_streams(tmp_path, pg_factory, straitd_factory, streams):
         psql(src, schema_sql(schemas, per_schema))
         src.sql(f"CREATE PUBLICATION strait_{name} FOR TABLES IN SCHEMA {', '.join(schemas)}")
         tables += tables_of(schemas, per_schema)
-    dump = harness.run(["pg_dump", "-h", src.sockdir, "-p", str(src.port), "-U", "postgres",
-                        "--schema-only", "--no-publications", "postgres"])
-    psql(dst, dump.stdout)
+    copy_schema(src, dst)
     cfg = [{"name": name, "from": "onprem", "to": "cloud", "publication": f"strait_{name}",
             "initial_sync": True} for name, _, _ in streams]
     cluster = harness.Cluster(tmp_path, harness.loopback_sites([src, dst]), cfg)

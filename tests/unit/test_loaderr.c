@@ -43,11 +43,53 @@ static void test_column_of_the_parameter(void **state)
 	assert_null(loaderr_column(&m, params, 3, NULL, ctx));
 }
 
+/* PostgreSQL 13: no parameter in the context; the message quotes the text */
+static void test_column_of_the_quoted_text(void **state)
+{
+	struct relmap_att atts[3] = {
+		{ .name = "id" }, { .name = "span" }, { .name = "note" },
+	};
+	struct relmap m = { .natts = 3, .atts = atts };
+	struct pgoutput_value nv[3] = {
+		{ PGOUTPUT_VALUE_TEXT, 1, (const uint8_t *)"2" },
+		{ PGOUTPUT_VALUE_TEXT, 13, (const uint8_t *)"{[1,3),[7,9)}" },
+		{ PGOUTPUT_VALUE_NULL, 0, NULL },
+	};
+	struct pgoutput_value ov[3] = {
+		{ PGOUTPUT_VALUE_TEXT, 3, (const uint8_t *)"abc" },
+		{ PGOUTPUT_VALUE_UNCHANGED, 0, NULL },
+		{ PGOUTPUT_VALUE_TEXT, 1, (const uint8_t *)"2" },
+	};
+	struct pgoutput_tuple newtup = { 3, nv }, oldtup = { 3, ov };
+	uint16_t insert[3] = { 0, 1, 2 };
+	uint16_t update[3] = { 1, 2, 0 | APPLY_SQL_PARAM_OLD };
+	const char *msg = "malformed range literal: \"{[1,3),[7,9)}\"";
+
+	(void)state;
+	assert_string_equal(loaderr_column_quoted(&m, insert, 3, &newtup, NULL, "22P02", msg),
+			    "span");
+	assert_string_equal(loaderr_column_quoted(&m, update, 3, &newtup, &oldtup, "22P02",
+			    "invalid input syntax for type integer: \"abc\""), "id");
+	/* a prefix of the quoted text is not it; nor is text the message does not quote */
+	assert_null(loaderr_column_quoted(&m, insert, 3, &newtup, NULL, "22P02",
+					  "malformed range literal: \"{[1,3),[7,9)}x\""));
+	assert_null(loaderr_column_quoted(&m, insert, 3, &newtup, NULL, "22P02",
+					  "value 2 out of range"));
+	/* the texts of two columns quoted: either could be meant */
+	assert_null(loaderr_column_quoted(&m, update, 3, &newtup, &oldtup, "22P02",
+					  "invalid: \"abc\" and \"{[1,3),[7,9)}\""));
+	/* not a data exception, no message, no statement */
+	assert_null(loaderr_column_quoted(&m, insert, 3, &newtup, NULL, "23505", msg));
+	assert_null(loaderr_column_quoted(&m, insert, 3, &newtup, NULL, "22P02", NULL));
+	assert_null(loaderr_column_quoted(&m, NULL, 0, &newtup, NULL, "22P02", msg));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_param_from_context),
 		cmocka_unit_test(test_column_of_the_parameter),
+		cmocka_unit_test(test_column_of_the_quoted_text),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
