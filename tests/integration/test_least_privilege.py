@@ -147,3 +147,37 @@ def test_superuser_only_step_fails_clearly(tmp_path, pg_factory, straitd_factory
     print(st)
     assert want in json.dumps(st), st
     assert not st["streaming"]
+
+
+def test_target_role_that_may_not_set_session_replication_role(tmp_path, pg_factory,
+                                                               straitd_factory):
+    """A target role without SET on session_replication_role (a managed
+    service that does not grant it, or PostgreSQL before 15): the stream
+    applies anyway, with the target's triggers running, and says so."""
+    src = pg_factory("onprem")
+    dst = pg_factory("cloud")
+    setup_roles(src, FENCE_BY_ALTER_SYSTEM)
+    setup_roles(dst, FENCE_BY_DATABASE)
+    dst.sql("REVOKE SET ON PARAMETER session_replication_role FROM strait")
+    # a trigger of the target's own: it runs on applied rows now
+    dst.sql("CREATE TABLE seen (id bigint)", dbname=DB)
+    dst.sql("ALTER TABLE seen OWNER TO strait", dbname=DB)
+    dst.sql("CREATE FUNCTION note() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$BEGIN INSERT INTO public.seen VALUES (NEW.id); RETURN NEW; END$$", dbname=DB)
+    dst.sql("CREATE TRIGGER note AFTER INSERT ON ledger FOR EACH ROW EXECUTE FUNCTION note()",
+            dbname=DB)
+    sites = harness.loopback_sites([src, dst])
+    for s, pg in zip(sites, (src, dst)):
+        s["database"] = pg.dsn(dbname=DB, user="strait")
+    stream = {"name": "app", "from": "onprem", "to": "cloud", "publication": "strait_app",
+              "initial_sync": False, "tables": ["public.ledger", "public.counter"]}
+    cluster = harness.Cluster(tmp_path, sites, [stream])
+    onprem = straitd_factory(cluster.path("onprem"), site="onprem")
+    cloud = straitd_factory(cluster.path("cloud"), site="cloud")
+    wait_streaming(onprem, timeout=30)
+    wait_until(lambda: sink_of(cloud) and sink_of(cloud)[0]["apply_ready"], 30, what="cloud's apply")
+    src.sql("INSERT INTO ledger SELECT g, 'streamed' FROM generate_series(1, 20) g", dbname=DB)
+    wait_until(lambda: equal(src, dst), 60, interval=0.5, what="the streamed rows")
+    assert dst.sql("SELECT count(*) FROM seen", dbname=DB)[0][0] == 20
+    assert "may not set session_replication_role" in cloud.log_text()
+    assert sink_of(cloud)[0]["apply"]["triggers_fire"] is True
