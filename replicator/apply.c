@@ -74,7 +74,9 @@
  * extra_float_digits 3. synchronous_commit is raised to local when it is off,
  * because committed() lets the source forget the transaction. The target role
  * needs superuser, or EXECUTE on the pg_replication_origin_* functions and
- * SET on session_replication_role (PostgreSQL 15's GRANT SET ON PARAMETER).
+ * SET on session_replication_role (PostgreSQL 15's GRANT SET ON PARAMETER);
+ * without that SET it applies with the target's triggers and foreign-key
+ * checks running, and says so (triggers_fire).
  * One origin, one session: a second engine on the same stream fails its
  * pg_replication_origin_session_setup() and stops.
  *
@@ -188,6 +190,7 @@ struct apply_dead {
 
 enum apply_cmd_kind {
 	CMD_SETUP,                   /* session set-up statement */
+	CMD_REPLICA_ROLE,            /* session_replication_role, set when the role may */
 	CMD_PROGRESS,                /* the origin's progress */
 	CMD_BEGIN,
 	CMD_CATALOG,                 /* a target table's description */
@@ -350,6 +353,7 @@ struct apply {
 	struct apply_counts totals;
 	char *last_error;
 	int server_version;          /* the target's, once connected (pgversion.h) */
+	bool triggers_fire;          /* session_replication_role could not be set: triggers run */
 	bool idle_notified;
 
 	/* a hold point (verify): no source transaction committing at or after it begins */
@@ -2033,6 +2037,7 @@ static bool apply_on_error(struct apply *a, struct apply_cmd *c, const PGresult 
 		return apply_fail(a, "lost the connection to the target: %s", err);
 	switch (c->kind) {
 	case CMD_SETUP:
+	case CMD_REPLICA_ROLE:
 	case CMD_PROGRESS:
 		/* out of origin slots (53400), or none configured (55000): name the setting */
 		if (state && (strcmp(state, "53400") == 0 || strcmp(state, "55000") == 0) &&
@@ -2104,6 +2109,23 @@ static void apply_set_running(struct apply *a)
 }
 
 /* Handles one result for the oldest command. False when the stream stopped. */
+/*
+ * Without session_replication_role = replica the target's own triggers and
+ * foreign-key checks run on every applied change: said once per stream, and
+ * in status (triggers_fire).
+ */
+static void apply_on_replica_role(struct apply *a, const char *value)
+{
+	bool fire = strcmp(value, "replica") != 0;
+
+	if (fire && !a->triggers_fire)
+		log_warning("stream \"%s\": the target role may not set session_replication_role "
+			"(it needs superuser, or on PostgreSQL 15 and later GRANT SET ON PARAMETER "
+			"session_replication_role): applying without it, so the target's triggers and "
+			"foreign-key checks run on every change (the source ran them already)", a->stream);
+	a->triggers_fire = fire;
+}
+
 static bool apply_on_result(struct apply *a, struct apply_cmd *c, const PGresult *res)
 {
 	ExecStatusType st = PQresultStatus(res);
@@ -2132,6 +2154,9 @@ static bool apply_on_result(struct apply *a, struct apply_cmd *c, const PGresult
 		return apply_on_error(a, c, res);
 
 	switch (c->kind) {
+	case CMD_REPLICA_ROLE:
+		apply_on_replica_role(a, PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "");
+		return true;
 	case CMD_PROGRESS:
 		v = PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : NULL;
 		a->resume_lsn = 0;
@@ -2248,13 +2273,26 @@ static bool apply_send_setup(struct apply *a)
 	/* The same session settings as PostgreSQL's own apply worker. */
 	if (!apply_send_query(a, CMD_SETUP,
 			"SELECT pg_catalog.set_config('search_path', '', false), "
-			"pg_catalog.set_config('session_replication_role', 'replica', false), "
 			"pg_catalog.set_config('datestyle', 'ISO', false), "
 			"pg_catalog.set_config('intervalstyle', 'postgres', false), "
 			"pg_catalog.set_config('extra_float_digits', '3', false), "
 			/* a fenced old primary that rejoined as a replica stays read-only for
 			 * applications, yet takes changes through strait */
 			"pg_catalog.set_config('default_transaction_read_only', 'off', false)", 0, NULL))
+		return false;
+	/*
+	 * A role that may not set session_replication_role (no superuser, no
+	 * GRANT SET ON PARAMETER, which PostgreSQL 15 brought) goes without:
+	 * the answer says which (apply_on_replica_role()).
+	 */
+	if (!apply_send_query(a, CMD_REPLICA_ROLE, a->server_version >= 150000 ?
+			"SELECT CASE WHEN (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) "
+			"OR pg_catalog.has_parameter_privilege('session_replication_role', 'SET') "
+			"THEN pg_catalog.set_config('session_replication_role', 'replica', false) "
+			"ELSE pg_catalog.current_setting('session_replication_role') END" :
+			"SELECT CASE WHEN (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) "
+			"THEN pg_catalog.set_config('session_replication_role', 'replica', false) "
+			"ELSE pg_catalog.current_setting('session_replication_role') END", 0, NULL))
 		return false;
 	/* An acknowledged commit must survive a crash of the target. */
 	if (!apply_send_query(a, CMD_SETUP,
@@ -2683,6 +2721,7 @@ void apply_status_json(const struct apply *a, struct json_out *j, const char *ke
 	json_string(j, "last_error", a->last_error);
 	if (a->server_version)
 		pgversion_json(j, "target_server", a->server_version, PGVERSION_TARGET);
+	json_bool(j, "triggers_fire", a->triggers_fire);
 	json_object_end(j);
 }
 

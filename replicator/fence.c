@@ -12,6 +12,12 @@
  * only signals the postmaster, so the check retries (a new connection each
  * time) for a short while before it reports a mismatch.
  *
+ * When ALTER SYSTEM is refused for want of privilege (managed services
+ * give no role that), the run falls back to ALTER DATABASE on the
+ * connection's database, which its owner may run: it needs no reload (new
+ * sessions read it at start), and only that database's sessions are ended,
+ * since the others are not fenced by it.
+ *
  * done() is called from a zero-delay event of the fence's own, outside any
  * libpq callback, so the owner may free the fence there.
  */
@@ -36,7 +42,7 @@
 enum fence_step {
 	STEP_CONNECT,
 	STEP_BEFORE,                 /* the value before */
-	STEP_ALTER,                  /* ALTER SYSTEM SET / RESET */
+	STEP_ALTER,                  /* ALTER SYSTEM (or DATABASE) SET / RESET */
 	STEP_RELOAD,
 	STEP_TERMINATE,
 	STEP_CHECK,                  /* fresh connection */
@@ -68,6 +74,7 @@ struct fence {
 	fence_done_fn done;
 	void *arg;
 	bool finished;
+	char *alter_db;              /* the fallback's statement, once ALTER SYSTEM was refused */
 
 	char *log;
 	size_t log_len;
@@ -168,9 +175,22 @@ static void fence_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
 /* The sessions a fence ends: every client but its own and strait's. */
 #define FENCE_SESSIONS "FROM pg_stat_activity s " \
-	"WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() " \
-	"AND NOT starts_with(coalesce(application_name, ''), '" FENCE_STRAIT_APP_PREFIX "') " \
-	"ORDER BY pid"
+	"LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.usesysid " \
+	"WHERE coalesce(backend_type, 'client backend') = 'client backend' AND pid <> pg_backend_pid() " \
+	"AND NOT starts_with(coalesce(application_name, ''), '" FENCE_STRAIT_APP_PREFIX "') "
+#define FENCE_SESSIONS_ORDER " ORDER BY pid"
+
+/*
+ * A session whose backend_type is hidden (another role's, without
+ * pg_read_all_stats) could be a walsender: listed, never ended.
+ * Whether this role may end the session (PostgreSQL's own rule): ending a
+ * superuser's needs superuser, another role's needs its privileges or
+ * pg_signal_backend. Asked first, so a session it may not end is listed
+ * (NULL) instead of failing the whole statement.
+ */
+#define FENCE_MAY_END "(coalesce(NOT r.rolsuper, false) OR (SELECT rolsuper FROM pg_catalog.pg_roles " \
+	"WHERE rolname = current_user)) AND (pg_catalog.pg_has_role(s.usesysid, 'USAGE') " \
+	"OR pg_catalog.pg_has_role('pg_signal_backend', 'USAGE'))"
 
 static const char *fence_sql(const struct fence *f)
 {
@@ -178,20 +198,27 @@ static const char *fence_sql(const struct fence *f)
 	case STEP_BEFORE:
 		return "SELECT current_setting('default_transaction_read_only')";
 	case STEP_ALTER:
+		if (f->alter_db)
+			return f->alter_db;
 		return f->op == FENCE_OP_FENCE ? "ALTER SYSTEM SET default_transaction_read_only = on"
 			: "ALTER SYSTEM RESET default_transaction_read_only";
 	case STEP_RELOAD:
 		return "SELECT pg_reload_conf()";
 	case STEP_TERMINATE:
 		/* waits up to 5 s for each to exit, so "ended" means gone */
-		if (PQserverVersion(pgasync_conn(f->main)) >= 140000)
-			return "SELECT pid, coalesce(datname, ''), coalesce(usename, ''), "
-			       "coalesce(application_name, ''), pg_terminate_backend(pid, 5000) "
-			       FENCE_SESSIONS;
+#define FENCE_END_SQL(END, WHERE) "SELECT pid, coalesce(datname, ''), coalesce(usename, ''), " \
+	"coalesce(application_name, ''), CASE WHEN backend_type IS NULL THEN NULL " \
+	"WHEN " FENCE_MAY_END " THEN " END " END, backend_type IS NULL " \
+	FENCE_SESSIONS WHERE FENCE_SESSIONS_ORDER
+#define FENCE_END_14 "pg_terminate_backend(pid, 5000)"
 		/* 13's has no timeout: wait until the session's transaction is over */
-		return "SELECT pid, coalesce(datname, ''), coalesce(usename, ''), "
-		       "coalesce(application_name, ''), " FENCE_TERMINATE_WAIT("s.pid") " "
-		       FENCE_SESSIONS;
+#define FENCE_END_13 FENCE_TERMINATE_WAIT("s.pid")
+#define FENCE_THIS_DB "AND datname = current_database()"
+		if (PQserverVersion(pgasync_conn(f->main)) >= 140000)
+			return f->alter_db ? FENCE_END_SQL(FENCE_END_14, FENCE_THIS_DB)
+				: FENCE_END_SQL(FENCE_END_14, "");
+		return f->alter_db ? FENCE_END_SQL(FENCE_END_13, FENCE_THIS_DB)
+			: FENCE_END_SQL(FENCE_END_13, "");
 	case STEP_CHECK:
 		return "SELECT current_setting('default_transaction_read_only'), pg_is_in_recovery()";
 	default:
@@ -212,7 +239,11 @@ static void fence_next(struct fence *f)
 		f->step = STEP_ALTER;
 		break;
 	case STEP_ALTER:
-		f->step = STEP_RELOAD;
+		/* a database's setting is read by each new session: nothing to reload */
+		if (!f->alter_db)
+			f->step = STEP_RELOAD;
+		else
+			f->step = f->op == FENCE_OP_FENCE ? STEP_TERMINATE : STEP_CHECK;
 		break;
 	case STEP_RELOAD:
 		f->step = f->op == FENCE_OP_FENCE ? STEP_TERMINATE : STEP_CHECK;
@@ -250,24 +281,35 @@ static void fence_log_before(struct fence *f, const PGresult *r)
 
 static void fence_log_terminated(struct fence *f, const PGresult *r)
 {
-	int n = PQntuples(r), failed = 0;
+	int n = PQntuples(r), failed = 0, refused = 0;
 
 	for (int i = 0; i < n; i++) {
-		bool ended = strcmp(PQgetvalue(r, i, 4), "t") == 0;
+		bool may = !PQgetisnull(r, i, 4);
+		bool ended = may && strcmp(PQgetvalue(r, i, 4), "t") == 0;
+		bool hidden = strcmp(PQgetvalue(r, i, 5), "t") == 0;
 
 		if (ended)
 			f->res.sessions_ended++;
-		else
+		else if (may)
 			failed++;
+		else
+			refused++;
 		fence_logf(f, "%s session %s (database \"%s\", user \"%s\", application \"%s\")",
-			   ended ? "ended" : "could not end within 5 s:", PQgetvalue(r, i, 0),
+			   ended ? "ended" : may ? "could not end within 5 s:"
+			   : hidden ? "cannot see what it is (needs pg_read_all_stats), not ended:"
+			   : "not allowed to end (needs superuser or pg_signal_backend):", PQgetvalue(r, i, 0),
 			   PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), PQgetvalue(r, i, 3));
 	}
-	fence_logf(f, "ended %u client session(s)%s", f->res.sessions_ended,
-		   n ? "" : " (none to end)");
+	fence_logf(f, "ended %u client session(s)%s%s", f->res.sessions_ended,
+		   n ? "" : " (none to end)", f->alter_db ? " of this database" : "");
+	f->res.sessions_left = (unsigned)(failed + refused);
 	if (failed)
 		fence_logf(f, "WARNING: %d session(s) did not exit within 5 s; they are read-only by default "
 			   "for new transactions, but may still be finishing one", failed);
+	if (refused)
+		fence_logf(f, "WARNING: %d session(s) could not be ended by this role and may go on writing: "
+			   "end them by hand, or give the role pg_signal_backend and pg_read_all_stats "
+			   "(a superuser's session needs a superuser)", refused);
 }
 
 /* The main connection's statement of the current step completed. */
@@ -278,7 +320,11 @@ static void fence_step_done(struct fence *f, const PGresult *r)
 		fence_log_before(f, r);
 		break;
 	case STEP_ALTER:
-		fence_logf(f, "%s: done (written to postgresql.auto.conf, kept across restarts)", fence_sql(f));
+		if (f->alter_db)
+			fence_logf(f, "%s: done (kept in the catalog for this database only, across restarts)",
+				   fence_sql(f));
+		else
+			fence_logf(f, "%s: done (written to postgresql.auto.conf, kept across restarts)", fence_sql(f));
 		break;
 	case STEP_RELOAD:
 		fence_logf(f, "SELECT pg_reload_conf(): %s", PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "?");
@@ -310,6 +356,40 @@ static void fence_main_connected(void *arg)
 	fence_next(f);
 }
 
+/*
+ * ALTER SYSTEM was refused for want of privilege: the same setting on the
+ * connection's database instead (its owner may), then on as before.
+ */
+static void fence_fall_back(struct fence *f)
+{
+	PGconn *c = pgasync_conn(f->main);
+	const char *db = PQdb(c);
+	char *ident = PQescapeIdentifier(c, db, strlen(db));
+	/* this session is read-only itself once the database is: unfencing asks for read-write */
+	const char *head = f->op == FENCE_OP_FENCE ? "" : "BEGIN READ WRITE; ";
+	const char *tail = f->op == FENCE_OP_FENCE ? "SET default_transaction_read_only = on"
+		: "RESET default_transaction_read_only; COMMIT";
+	size_t len;
+
+	fence_logf(f, "ALTER SYSTEM refused (%s): falling back to ALTER DATABASE, which fences "
+		   "database \"%s\" only", pgasync_statement_error(f->main), db);
+	f->res.method = "ALTER DATABASE";
+	if (!ident) {
+		fence_finish(f, "out of memory");
+		return;
+	}
+	len = strlen(head) + strlen("ALTER DATABASE  ") + strlen(ident) + strlen(tail) + 1;
+	f->alter_db = malloc(len);
+	if (f->alter_db)
+		snprintf(f->alter_db, len, "%sALTER DATABASE %s %s", head, ident, tail);
+	PQfreemem(ident);
+	if (!f->alter_db) {
+		fence_finish(f, "out of memory");
+		return;
+	}
+	pgasync_send(f->main, f->alter_db);    /* failed() follows a failure */
+}
+
 static void fence_main_input(void *arg)
 {
 	struct fence *f = arg;
@@ -326,12 +406,17 @@ static void fence_main_input(void *arg)
 		fence_finish(f, "unexpected COPY while %s", fence_step_names[f->step]);
 		break;
 	case PGASYNC_ERROR:
+		if (f->step == STEP_ALTER && !f->alter_db &&
+		    strcmp(pgasync_statement_sqlstate(f->main), "42501") == 0) {
+			fence_fall_back(f);
+			break;
+		}
 		if (f->step == STEP_TERMINATE)
 			fence_finish(f, "new sessions are read-only, but existing sessions could not be ended: %s",
 				     pgasync_statement_error(f->main));
 		else
-			fence_finish(f, "%s failed: %s", fence_step_names[f->step],
-				     pgasync_statement_error(f->main));
+			fence_finish(f, "%s failed: %s", f->step == STEP_ALTER && f->alter_db ? "ALTER DATABASE"
+				     : fence_step_names[f->step], pgasync_statement_error(f->main));
 		break;
 	}
 	PQclear(f->last);
@@ -399,9 +484,16 @@ static void fence_check_result(struct fence *f, const PGresult *r)
 		fence_logf(f, "the server is %s", on ? "fenced" : "not fenced");
 		fence_next(f);
 	} else if (on != want) {
-		fence_finish(f, "new sessions still see default_transaction_read_only = %s: a setting that "
-			     "takes precedence over ALTER SYSTEM (ALTER DATABASE/ROLE ... SET, %s) overrides it",
-			     on ? "on" : "off", want ? "a connection option" : "postgresql.conf or a connection option");
+		if (f->alter_db)
+			fence_finish(f, "new sessions still see default_transaction_read_only = %s: a setting that "
+				     "takes precedence over ALTER DATABASE (ALTER ROLE ... SET, %s) overrides it",
+				     on ? "on" : "off", want ? "a connection option"
+				     : "ALTER SYSTEM, postgresql.conf or a connection option");
+		else
+			fence_finish(f, "new sessions still see default_transaction_read_only = %s: a setting that "
+				     "takes precedence over ALTER SYSTEM (ALTER DATABASE/ROLE ... SET, %s) overrides it",
+				     on ? "on" : "off", want ? "a connection option"
+				     : "postgresql.conf or a connection option");
 	} else {
 		fence_logf(f, "the server is %s", on ? "fenced" : "unfenced");
 		fence_next(f);
@@ -480,6 +572,7 @@ struct fence *fence_start(struct event_base *base, const char *conninfo, enum fe
 	f->done = done;
 	f->arg = arg;
 	f->step = STEP_CONNECT;
+	f->res.method = "ALTER SYSTEM";
 	f->conninfo = strdup(conninfo);
 	f->ev_timeout = event_new(base, -1, 0, fence_timeout_cb, f);
 	f->ev_retry = event_new(base, -1, 0, fence_retry_cb, f);
@@ -518,6 +611,7 @@ void fence_free(struct fence *f)
 	if (f->ev_done)
 		event_free(f->ev_done);
 	free(f->conninfo);
+	free(f->alter_db);
 	free(f->log);
 	free(f);
 }

@@ -19,6 +19,20 @@
  * Unfence: ALTER SYSTEM RESET default_transaction_read_only, reload, and
  * the same check expecting off. Status: the check alone.
  *
+ * Managed services (RDS, Cloud SQL, Azure) refuse ALTER SYSTEM to every role
+ * they give out. When step 2 fails for want of privilege (SQLSTATE 42501),
+ * the run says so and uses ALTER DATABASE <its database> SET
+ * default_transaction_read_only = on instead (RESET to unfence), which the
+ * database's owner may run; no reload is needed, and step 4 ends only that
+ * database's sessions: the fence covers that database alone. Unfencing a
+ * database fenced so needs the same fallback (or ALTER DATABASE ... RESET
+ * by hand): ALTER SYSTEM RESET leaves the database's setting in place, and
+ * the check then fails and says so.
+ *
+ * Sessions this role may not end (a superuser's without superuser, another
+ * role's without pg_signal_backend) are listed and counted in
+ * sessions_left, with a warning, instead of failing the run.
+ *
  * Each run is idempotent (fencing a fenced server does the same steps and
  * succeeds), and the setting survives a restart of PostgreSQL: ALTER SYSTEM
  * writes postgresql.auto.conf.
@@ -30,9 +44,9 @@
  * application_name, which any client can set) is not ended. A role or
  * database setting (ALTER ROLE/DATABASE ... SET default_transaction_read_only
  * = off) overrides the server's value for new sessions: the check in step 5
- * then fails and says so. The role used needs superuser (ALTER SYSTEM,
- * ending other superusers' sessions), or ALTER SYSTEM on the parameter and
- * pg_signal_backend. Note that strait's connections only set
+ * then fails and says so. The role used needs superuser, or ALTER SYSTEM on
+ * the parameter, EXECUTE on pg_reload_conf() and pg_signal_backend, or (the
+ * fallback) ownership of the database and pg_signal_backend. Note that strait's connections only set
  * fallback_application_name (source, apply) or application_name
  * (initial sync): a connection string that names its own application_name
  * takes precedence, and such a session is ended like any other.
@@ -82,6 +96,8 @@ struct fence_result {
 	bool fenced;                 /* what it saw: read-only by default for new sessions */
 	bool in_recovery;            /* the server is a standby (read-only anyway) */
 	unsigned sessions_ended;     /* fence: sessions terminated */
+	unsigned sessions_left;      /* fence: sessions it could not end (listed in the log) */
+	const char *method;          /* "ALTER SYSTEM" or, when that was refused, "ALTER DATABASE" */
 };
 
 typedef void (*fence_done_fn)(void *arg, const struct fence_result *res);

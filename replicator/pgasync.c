@@ -36,6 +36,7 @@ struct pgasync {
 	char *what;
 	char error[512];
 	char stmt_error[512];
+	char stmt_sqlstate[6];
 };
 
 static void pgasync_read_cb(evutil_socket_t fd, short what, void *arg);
@@ -297,6 +298,7 @@ void pgasync_free(struct pgasync *a)
 bool pgasync_send(struct pgasync *a, const char *sql)
 {
 	a->stmt_error[0] = '\0';
+	a->stmt_sqlstate[0] = '\0';
 	if (!a->connected) {
 		pgasync_fail(a, "not connected");
 		return false;
@@ -333,6 +335,9 @@ enum pgasync_step pgasync_results(struct pgasync *a, PGresult **last)
 		default:
 			if (!a->stmt_error[0]) {
 				const char *msg = PQresultErrorMessage(res);
+				const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+				snprintf(a->stmt_sqlstate, sizeof(a->stmt_sqlstate), "%s", state ? state : "");
 
 				snprintf(a->stmt_error, sizeof(a->stmt_error), "%s",
 					 *msg ? msg : PQresStatus(st));
@@ -348,4 +353,9 @@ enum pgasync_step pgasync_results(struct pgasync *a, PGresult **last)
 const char *pgasync_statement_error(const struct pgasync *a)
 {
 	return a->stmt_error;
+}
+
+const char *pgasync_statement_sqlstate(const struct pgasync *a)
+{
+	return a->stmt_sqlstate;
 }

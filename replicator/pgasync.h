@@ -88,4 +88,7 @@ enum pgasync_step pgasync_results(struct pgasync *a, PGresult **last);
 /* The first failed statement's message since the last pgasync_send(), one line. */
 const char *pgasync_statement_error(const struct pgasync *a);
 
+/* That statement's SQLSTATE ("" when none came), e.g. "42501" for a missing privilege. */
+const char *pgasync_statement_sqlstate(const struct pgasync *a);
+
 #endif

@@ -158,18 +158,25 @@ static char *seq_reader_sql(const char *publication)
 		return NULL;
 	}
 	fprintf(out,
+		/* names joined to the catalog, not cast to regclass: a cast needs USAGE on
+		 * the schema, and the planner may apply it to rows of any schema
+		 * (pg_toast), which a role without superuser is refused */
 		"SELECT s.schemaname, s.sequencename, s.last_value "
 		"FROM pg_catalog.pg_sequences s "
+		"JOIN pg_catalog.pg_namespace sn ON sn.nspname = s.schemaname "
+		"JOIN pg_catalog.pg_class sc ON sc.relnamespace = sn.oid AND sc.relname = s.sequencename "
 		"WHERE s.last_value IS NOT NULL AND ("
 		"(EXISTS (SELECT 1 FROM pg_catalog.pg_publication p "
 		"WHERE p.pubname = %s AND p.puballtables) "
 		"AND s.schemaname NOT IN ('pg_catalog', 'information_schema')) "
 		"OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d "
+		"JOIN pg_catalog.pg_class tc ON tc.oid = d.refobjid "
+		"JOIN pg_catalog.pg_namespace tn ON tn.oid = tc.relnamespace "
 		"JOIN pg_catalog.pg_publication_tables pt ON pt.pubname = %s "
-		"AND d.refobjid = format('%%I.%%I', pt.schemaname, pt.tablename)::regclass "
+		"AND pt.schemaname = tn.nspname AND pt.tablename = tc.relname "
 		"WHERE d.classid = 'pg_catalog.pg_class'::regclass "
-		"AND d.objid = format('%%I.%%I', s.schemaname, s.sequencename)::regclass "
-		"AND d.deptype IN ('a', 'i'))) "
+		"AND d.refclassid = 'pg_catalog.pg_class'::regclass "
+		"AND d.objid = sc.oid AND d.deptype IN ('a', 'i'))) "
 		"ORDER BY 1, 2", lit, lit);
 	fclose(out);
 	free(lit);

@@ -897,10 +897,20 @@ static void source_setup_result(struct source *src, PGresult *res)
 
 	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
 		const char *hint = "";
+		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
 		if (src->step == SETUP_CREATE_SLOT)
 			hint = " (is wal_level logical and max_replication_slots large enough?)";
-		source_fail(src, "setup on source database failed while %s: %s%s",
-			    source_setup_step_names[src->step], PQresultErrorMessage(res), hint);
+		/* only a superuser may publish all tables: say what a lesser role can do */
+		else if (src->step == SETUP_CREATE_PUBLICATION && src->n_tables == 0 && state &&
+			 strcmp(state, "42501") == 0)
+			hint = " (a publication FOR ALL TABLES needs superuser: list the tables in "
+			       "streams[].tables, or have a superuser create the publication and "
+			       "ALTER PUBLICATION ... OWNER TO this role)";
+		const char *msg = PQresultErrorMessage(res);
+
+		source_fail(src, "setup on source database failed while %s: %.*s%s",
+			    source_setup_step_names[src->step], (int)strcspn(msg, "\n"), msg, hint);
 		return;
 	}
 	switch (src->step) {

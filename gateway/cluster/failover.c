@@ -429,6 +429,13 @@ int fo_site_index(const struct failover *f, const char *name)
 	return -1;
 }
 
+static void fo_seq_result(struct failover *f, const PGresult *res)
+{
+	if (PQntuples(res) == 1 && PQnfields(res) == 2 && *PQgetvalue(res, 0, 1))
+		fo_step(f, "WARNING: sequences not raised (this role lacks SELECT or UPDATE on them): %s",
+			PQgetvalue(res, 0, 1));
+}
+
 static void fo_slot_result(struct failover *f, const PGresult *res)
 {
 	uint64_t lsn;
@@ -523,14 +530,22 @@ static void fo_promote_sql(struct failover *f)
 		fo_fail(f, "out of memory");
 		return;
 	}
-	snprintf(what, sizeof(what), "raised every sequence by %" PRIu64 " (sequence_margin)",
-		 f->cfg->failover.sequence_margin);
-	if (!fo_add_sql(f, 0, NULL, what,
-			"%sSELECT count(pg_catalog.setval(pg_catalog.format('%%I.%%I', schemaname, "
-			"sequencename)::regclass, CASE WHEN increment_by > 0 THEN "
+	snprintf(what, sizeof(what), "raised every sequence by %" PRIu64 " (sequence_margin) that "
+		 "this role may read and update", f->cfg->failover.sequence_margin);
+	/* a role without superuser may lack a sequence: skipped and named, not a failed promotion;
+	 * joined by name, not cast to regclass (a cast needs USAGE on the schema) */
+	if (!fo_add_sql(f, 0, fo_seq_result, what,
+			"%sSELECT count(CASE WHEN m.ok THEN pg_catalog.setval(c.oid::pg_catalog.regclass, "
+			"CASE WHEN increment_by > 0 THEN "
 			"LEAST(max_value, COALESCE(last_value, start_value) + increment_by * %" PRIu64 ") "
 			"ELSE GREATEST(min_value, COALESCE(last_value, start_value) + increment_by * %"
-			PRIu64 ") END)) FROM pg_catalog.pg_sequences",
+			PRIu64 ") END) END), coalesce(string_agg(CASE WHEN NOT m.ok THEN "
+			"pg_catalog.format('%%I.%%I', s.schemaname, s.sequencename) END, ', '), '') "
+			"FROM pg_catalog.pg_sequences s "
+			"JOIN pg_catalog.pg_namespace n ON n.nspname = s.schemaname "
+			"JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = s.sequencename "
+			"CROSS JOIN LATERAL (SELECT pg_catalog.has_sequence_privilege(c.oid, 'UPDATE') "
+			"AND pg_catalog.has_sequence_privilege(c.oid, 'SELECT') AS ok) m",
 			fo_rw, f->cfg->failover.sequence_margin, f->cfg->failover.sequence_margin)) {
 		fo_fail(f, "out of memory");
 		return;

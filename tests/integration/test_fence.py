@@ -38,8 +38,8 @@ class Run:
         return f"Run(rc={self.rc}, stdout={self.out!r}, stderr={self.err[-3000:]!r})"
 
 
-def fence(pg, op, *args):
-    res = subprocess.run([DRIVER, *args, pg.dsn(), op], capture_output=True, text=True, timeout=120)
+def fence(pg, op, *args, dsn=None):
+    res = subprocess.run([DRIVER, *args, dsn or pg.dsn(), op], capture_output=True, text=True, timeout=120)
     return Run(res)
 
 
@@ -220,3 +220,74 @@ def test_fence_driver_usage():
     res = subprocess.run([DRIVER, "dbname=x", "explode"], capture_output=True, text=True)
     assert res.returncode == 2
     assert "usage" in res.stderr
+
+
+def test_fence_falls_back_to_alter_database(server):
+    """A role that owns its database but may not ALTER SYSTEM (a managed service's)."""
+    pg = server
+    pg.sql("CREATE ROLE app_owner LOGIN")
+    pg.sql("GRANT pg_signal_backend, pg_read_all_stats TO app_owner")
+    pg.sql("CREATE ROLE app_user LOGIN")
+    pg.sql("CREATE DATABASE appdb OWNER app_owner")
+    dsn = pg.dsn(dbname="appdb", user="app_owner")
+    owner = psycopg.connect(dsn, autocommit=True)
+    owner.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    owner.execute("GRANT INSERT ON t TO app_user")
+    owner.close()
+    in_txn = psycopg.connect(pg.dsn(dbname="appdb", user="app_user"), application_name="app_in_txn")
+    in_txn.execute("INSERT INTO t VALUES (1)")          # holds a lock, uncommitted
+    in_txn_pid = in_txn.info.backend_pid
+    other_db = psycopg.connect(pg.dsn(), autocommit=True, application_name="app_other_db")
+    try:
+        run = fence(pg, "fence", dsn=dsn)
+        assert run.rc == 0, run
+        assert "ALTER SYSTEM refused (ERROR:  permission denied to set parameter" in run.out, run
+        assert "falling back to ALTER DATABASE, which fences database \"appdb\" only" in run.out
+        assert "ALTER DATABASE \"appdb\" SET default_transaction_read_only = on: done" in run.out
+        assert "pg_reload_conf" not in run.out
+        assert f"ended session {in_txn_pid} (database \"appdb\"" in run.out
+        assert "ended 1 client session(s) of this database" in run.out
+        assert run.fields["fenced"] == 1 and run.fields["ended"] == 1 and run.fields["left"] == 0, run
+        # gone and holding nothing: the uncommitted row was rolled back
+        assert not backend_alive(pg, in_txn_pid)
+        assert pg.sql("SELECT count(*) FROM pg_locks WHERE pid = %s", (in_txn_pid,))[0][0] == 0
+        assert backend_alive(pg, other_db.info.backend_pid)
+        with psycopg.connect(dsn, autocommit=True) as c:
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+                c.execute("INSERT INTO t VALUES (2)")
+        # kept across a restart, like ALTER SYSTEM's
+        pg.restart()
+        assert fence(pg, "status", dsn=dsn).fields["fenced"] == 1
+        # the other databases are not fenced by it
+        assert pg.sql("SHOW default_transaction_read_only")[0][0] == "off"
+
+        run = fence(pg, "unfence", dsn=dsn)
+        assert run.rc == 0, run
+        assert "BEGIN READ WRITE; ALTER DATABASE \"appdb\" RESET default_transaction_read_only; COMMIT: done" in run.out, run
+        assert run.fields["fenced"] == 0, run
+        with psycopg.connect(dsn, autocommit=True) as c:
+            c.execute("INSERT INTO t VALUES (3)")
+            assert c.execute("SELECT array_agg(id) FROM t").fetchone()[0] == [3]
+    finally:
+        in_txn.close()
+        other_db.close()
+
+
+def test_fence_lists_sessions_it_may_not_end(server):
+    """Without pg_signal_backend, another role's session is listed, not a failed run."""
+    pg = server
+    pg.sql("CREATE ROLE app_owner LOGIN")
+    pg.sql("GRANT pg_read_all_stats TO app_owner")
+    pg.sql("CREATE DATABASE appdb OWNER app_owner")
+    dsn = pg.dsn(dbname="appdb", user="app_owner")
+    su = psycopg.connect(pg.dsn(dbname="appdb"), autocommit=True, application_name="admin")
+    try:
+        run = fence(pg, "fence", dsn=dsn)
+        assert run.rc == 0, run
+        assert (f"not allowed to end (needs superuser or pg_signal_backend): session "
+                f"{su.info.backend_pid} (database \"appdb\", user \"postgres\"") in run.out, run
+        assert "WARNING: 1 session(s) could not be ended by this role" in run.out
+        assert run.fields["left"] == 1 and run.fields["ended"] == 0, run
+        assert backend_alive(pg, su.info.backend_pid)
+    finally:
+        su.close()

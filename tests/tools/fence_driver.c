@@ -31,8 +31,8 @@ static void driver_done(void *arg, const struct fence_result *res)
 
 	fputs(res->log, stdout);
 	if (res->ok)
-		printf("result ok fenced=%d checked=%d ended=%u\n", res->fenced, res->checked,
-		       res->sessions_ended);
+		printf("result ok fenced=%d checked=%d ended=%u left=%u\n", res->fenced, res->checked,
+		       res->sessions_ended, res->sessions_left);
 	else
 		printf("result error %s\n", res->error);
 	fflush(stdout);
