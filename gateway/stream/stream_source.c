@@ -270,6 +270,9 @@ static void reader_ready(void *arg, uint64_t confirmed_lsn)
 	if (st->cs->durability == CONFIG_DURABILITY_REMOTE)
 		lag_acked(st->lag, confirmed_lsn, 0);  /* applied at the sink, at least */
 	st->reader.failures = 0;
+	/* the publication exists now: its tables are the stream's from here */
+	if (st->reader.pubwatch && !pubwatch_ready(st->reader.pubwatch))
+		pubwatch_poll_now(st->reader.pubwatch);
 	if (st->sync)
 		streamsync_source_ready(st->sync, st->reader.source);
 	reader_confirm(st);

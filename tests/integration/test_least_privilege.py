@@ -98,6 +98,9 @@ def test_full_scenario_without_superuser(tmp_path, pg_factory, straitd_factory):
     doc = json.loads(res.stdout)
     assert doc["streams"][0]["ok"], doc
 
+    # sequence values cross every few seconds, apart from the data: the counter's has
+    wait_until(lambda: dst.sql("SELECT last_value FROM counter_id_seq", dbname=DB)[0][0] >= 50,
+               30, interval=0.5, what="the counter's sequence value at cloud")
     # a planned switchover: onprem fences with ALTER SYSTEM, cloud unfences with ALTER DATABASE
     res = onprem.ctl("switchover", "--to", "cloud", check=False, timeout=120)
     print(res.stdout, res.stderr)
