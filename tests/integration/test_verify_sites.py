@@ -12,6 +12,8 @@ import statistics
 import threading
 import time
 
+import pytest
+
 import harness
 from harness import wait_until
 from test_initial_sync import pgbench_background
@@ -227,6 +229,7 @@ def big_schema(pg):
 
 
 @needs_root
+@pytest.mark.big
 def test_verify_of_a_million_rows_over_the_wan(tmp_path, netns_sites, pg_factory, straitd_factory):
     """Through the WireGuard tunnel: verifying 1,000,000 rows moves less than
     1% of the table's size on the veth, and a pgbench load keeps more than
