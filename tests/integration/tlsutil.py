@@ -94,12 +94,14 @@ def _yesterday():
     return t.strftime("%Y%m%d%H%M%SZ")
 
 
-def _sign_with_dates(ca, csr, cert, ext, directory, start, end):
-    """Signs csr with explicit validity dates through a throwaway `openssl ca` setup."""
-    cadir = os.path.join(directory, f".ca-{os.path.basename(cert)}")
+def _ca_setup(directory, tag, counter, extra):
+    """A throwaway `openssl ca` directory: an empty index, the counter file
+    (serial or crlnumber) at 1000, and a config with extra lines. Returns
+    (cadir, config path); the caller removes cadir."""
+    cadir = os.path.join(directory, tag)
     os.makedirs(cadir, exist_ok=True)
     open(os.path.join(cadir, "index.txt"), "w").close()
-    with open(os.path.join(cadir, "serial"), "w") as f:
+    with open(os.path.join(cadir, counter), "w") as f:
         f.write("1000\n")
     conf = os.path.join(cadir, "ca.cnf")
     with open(conf, "w") as f:
@@ -108,14 +110,17 @@ default_ca = test
 [test]
 dir = {cadir}
 database = {cadir}/index.txt
-serial = {cadir}/serial
-new_certs_dir = {cadir}
+{counter} = {cadir}/{counter}
 default_md = sha256
-policy = any
-unique_subject = no
-[any]
-commonName = supplied
-""")
+""" + extra)
+    return cadir, conf
+
+
+def _sign_with_dates(ca, csr, cert, ext, directory, start, end):
+    """Signs csr with explicit validity dates through a throwaway `openssl ca` setup."""
+    cadir, conf = _ca_setup(directory, f".ca-{os.path.basename(cert)}", "serial",
+                            "new_certs_dir = $dir\npolicy = any\nunique_subject = no\n"
+                            "[any]\ncommonName = supplied\n")
     _openssl("ca", "-batch", "-config", conf, "-cert", ca.cert, "-keyfile", ca.key,
              "-in", csr, "-out", cert, "-startdate", start, "-enddate", end,
              "-extfile", ext, "-notext")
@@ -136,22 +141,7 @@ def install_site_tls(ca, site_cert, host_dir):
 
 def make_crl(ca, revoked, directory, name="ca.crl"):
     """A CRL signed by ca that revokes the SiteCerts in revoked (may be empty)."""
-    cadir = os.path.join(directory, f".crl-{name}")
-    os.makedirs(cadir, exist_ok=True)
-    open(os.path.join(cadir, "index.txt"), "w").close()
-    with open(os.path.join(cadir, "crlnumber"), "w") as f:
-        f.write("1000\n")
-    conf = os.path.join(cadir, "ca.cnf")
-    with open(conf, "w") as f:
-        f.write(f"""[ca]
-default_ca = test
-[test]
-dir = {cadir}
-database = {cadir}/index.txt
-crlnumber = {cadir}/crlnumber
-default_md = sha256
-default_crl_days = 30
-""")
+    cadir, conf = _ca_setup(directory, f".crl-{name}", "crlnumber", "default_crl_days = 30\n")
     for cert in revoked:
         _openssl("ca", "-batch", "-config", conf, "-cert", ca.cert, "-keyfile", ca.key,
                  "-revoke", cert.cert)
