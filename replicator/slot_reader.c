@@ -124,6 +124,7 @@ struct source {
 	enum source_state state;
 	enum source_setup_step step;
 	PGconn *conn;
+	PGresult *partial;               /* the command's result so far: its end may come in a later read */
 	struct event *ev_read;
 	struct event *ev_write;
 	struct event *ev_timer;
@@ -213,6 +214,8 @@ static void source_close_conn(struct source *src)
 		event_free(src->ev_write);
 		src->ev_write = NULL;
 	}
+	PQclear(src->partial);
+	src->partial = NULL;
 	if (src->conn) {
 		PQfinish(src->conn);
 		src->conn = NULL;
@@ -988,8 +991,10 @@ static void source_read_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	switch (src->state) {
 	case SOURCE_SETUP:
-		if (!source_collect_results(src, &res))
+		if (!source_collect_results(src, &src->partial))
 			break;
+		res = src->partial;
+		src->partial = NULL;
 		if (!res) {
 			source_fail(src, "setup query returned nothing");
 			break;
@@ -1006,8 +1011,10 @@ static void source_read_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		break;
 	case SOURCE_STARTING:
-		if (!source_collect_results(src, &res))
+		if (!source_collect_results(src, &src->partial))
 			break;
+		res = src->partial;
+		src->partial = NULL;
 		if (!res || PQresultStatus(res) != PGRES_COPY_BOTH) {
 			source_fail(src, "could not start replication: %s",
 				    res ? PQresultErrorMessage(res) : "no answer");
