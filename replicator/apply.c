@@ -1731,7 +1731,11 @@ static enum apply_step apply_commit(struct apply *a, const struct pgoutput_msg *
 	if (!a->in_txn)
 		return apply_fail(a, "COMMIT of source transaction %s outside a transaction",
 			lsn_format(lsn, m->commit.commit_lsn)), STEP_FAIL;
-	if (m->commit.commit_lsn != a->txn_lsn || m->commit.end_lsn <= m->commit.commit_lsn)
+	/*
+	 * end_lsn == commit_lsn: a joining table's held changes (joinhold.h),
+	 * placed at the position the stream is at, moving it nowhere.
+	 */
+	if (m->commit.commit_lsn != a->txn_lsn || m->commit.end_lsn < m->commit.commit_lsn)
 		return apply_fail(a, "COMMIT (LSN %s) does not match BEGIN (LSN %s)",
 			lsn_format(lsn, m->commit.commit_lsn),
 			lsn_format(lsn2, a->txn_lsn)), STEP_FAIL;

@@ -52,6 +52,7 @@ enum loader_state {
 	LOADER_MIGRATE,
 	LOADER_MARK,
 	LOADER_FOLD,
+	LOADER_STATEMENT,
 	LOADER_PROLOGUE,
 	LOADER_COPY_START,
 	LOADER_COPYING,
@@ -69,6 +70,7 @@ static const char *const loader_state_names[] = {
 	[LOADER_MIGRATE] = "moving an older version's origins into the record",
 	[LOADER_MARK] = "recording the sync as done",
 	[LOADER_FOLD] = "folding the records streaming has passed",
+	[LOADER_STATEMENT] = "updating the record of joining tables",
 	[LOADER_PROLOGUE] = "starting the transaction",
 	[LOADER_COPY_START] = "starting COPY",
 	[LOADER_COPYING] = "copying",
@@ -115,6 +117,14 @@ struct syncload_loader {
 	bool flushing;           /* waiting for drained() */
 	bool put_pending;        /* last_put not yet reported taken */
 	uint64_t mark_lsn;
+	uint64_t stmt_tag;
+};
+
+/* A statement syncload_statement() queued. */
+struct syncload_stmt {
+	struct syncload_stmt *next;
+	uint64_t tag;
+	char sql[];
 };
 
 struct syncload {
@@ -132,6 +142,8 @@ struct syncload {
 	bool want_fold;
 	uint64_t fold_lsn;
 	char *migrate_sql;               /* an older version's record to move (query's answer) */
+	struct syncload_stmt *stmts;     /* syncload_statement()s, oldest first */
+	unsigned nconns;                 /* loaders it may open (syncload_use_origin()) */
 	struct event *ev_dispatch;
 
 	uint64_t bytes;
@@ -490,6 +502,14 @@ static bool syncload_take_statement(struct syncload *sl, struct syncload_loader 
 		sql = syncstate_fold_sql(sl->stream, l->mark_lsn);
 		next = LOADER_FOLD;
 		why = "streaming has passed the records";
+	} else if (sl->stmts) {
+		struct syncload_stmt *st = sl->stmts;
+
+		sl->stmts = st->next;
+		l->stmt_tag = st->tag;
+		(void)syncload_send(l, LOADER_STATEMENT, "a joining table's record", st->sql);
+		free(st);
+		return true;
 	} else {
 		return false;
 	}
@@ -523,7 +543,8 @@ static void syncload_dispatch(struct syncload *sl)
 			waiting = syncload_waiting(sl);
 		}
 	}
-	need = sl->want_query || sl->want_mark || sl->want_fold || sl->migrate_sql || waiting;
+	need = sl->want_query || sl->want_mark || sl->want_fold || sl->migrate_sql || sl->stmts ||
+	       waiting;
 	for (unsigned i = 0; need && i < SYNCLOAD_MAX_CONNS; i++) {
 		struct syncload_loader *l = &sl->loaders[i];
 
@@ -531,7 +552,7 @@ static void syncload_dispatch(struct syncload *sl)
 			      l->state == LOADER_SETUP))
 			return;      /* one on the way will take it */
 	}
-	for (unsigned i = 0; need && i < SYNCLOAD_MAX_CONNS; i++) {
+	for (unsigned i = 0; need && i < sl->nconns; i++) {
 		if (sl->loaders[i].pg)
 			continue;
 		if (!syncload_open_loader(sl, &sl->loaders[i]))
@@ -726,6 +747,9 @@ static void syncload_statement_failed(struct syncload_loader *l)
 	case LOADER_FOLD:
 		syncload_fail(sl, "could not fold the sync's record: %s", err);
 		return;
+	case LOADER_STATEMENT:
+		syncload_fail(sl, "could not update the record of joining tables: %s", err);
+		return;
 	default:
 		syncload_fail(sl, "could not load table %s: %s", l->job ? l->job->display : "?", err);
 		return;
@@ -916,6 +940,12 @@ static void syncload_loader_input(void *arg)
 	case LOADER_FOLD:
 		syncload_fold_done(l, res);
 		break;
+	case LOADER_STATEMENT:
+		syncload_set_state(l, LOADER_IDLE, "record updated");
+		if (l->sl->cb.statement)
+			l->sl->cb.statement(l->sl->arg, l->stmt_tag, res);
+		syncload_dispatch_soon(l->sl);
+		break;
 	case LOADER_PROLOGUE:
 		syncload_prologue_done(l, res);
 		break;
@@ -980,6 +1010,7 @@ struct syncload *syncload_new(struct event_base *base, const char *conninfo, con
 	sl->conninfo = strdup(conninfo);
 	sl->stream = strdup(stream);
 	sl->ev_dispatch = event_new(base, -1, 0, syncload_dispatch_cb, sl);
+	sl->nconns = SYNCLOAD_MAX_CONNS;
 	for (unsigned i = 0; i < SYNCLOAD_MAX_CONNS; i++) {
 		sl->loaders[i].sl = sl;
 		sl->loaders[i].id = i;
@@ -1004,7 +1035,36 @@ void syncload_free(struct syncload *sl)
 	free(sl->conninfo);
 	free(sl->stream);
 	free(sl->migrate_sql);
+	while (sl->stmts) {
+		struct syncload_stmt *next = sl->stmts->next;
+
+		free(sl->stmts);
+		sl->stmts = next;
+	}
 	free(sl);
+}
+
+void syncload_use_origin(struct syncload *sl, unsigned n)
+{
+	sl->nconns = 1;
+	sl->loaders[0].id = n;
+}
+
+bool syncload_statement(struct syncload *sl, const char *sql, uint64_t tag)
+{
+	size_t n = strlen(sql) + 1;
+	struct syncload_stmt *st = malloc(sizeof(*st) + n), **tail = &sl->stmts;
+
+	if (!st)
+		return false;
+	st->next = NULL;
+	st->tag = tag;
+	memcpy(st->sql, sql, n);
+	while (*tail)
+		tail = &(*tail)->next;
+	*tail = st;
+	syncload_dispatch_soon(sl);
+	return true;
 }
 
 void syncload_query(struct syncload *sl)
@@ -1140,7 +1200,7 @@ void syncload_abort(struct syncload *sl)
 
 bool syncload_idle(const struct syncload *sl)
 {
-	if (sl->jobs || sl->want_query || sl->want_mark || sl->want_fold || sl->migrate_sql)
+	if (sl->jobs || sl->want_query || sl->want_mark || sl->want_fold || sl->migrate_sql || sl->stmts)
 		return false;
 	for (unsigned i = 0; i < SYNCLOAD_MAX_CONNS; i++) {
 		const struct syncload_loader *l = &sl->loaders[i];

@@ -50,6 +50,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <libpq-fe.h>
 
 #define SYNCLOAD_MUSTCHECK __attribute__((warn_unused_result))
 /* Also the number of origins a stream's loaders take on the target (syncstate.h). */
@@ -80,6 +81,8 @@ struct syncload_callbacks {
 	void (*marked)(void *arg, uint64_t done_lsn);
 	/* syncload_fold() is done (may be NULL). */
 	void (*folded)(void *arg, uint64_t lsn);
+	/* A syncload_statement() committed; res is its last result (may be NULL: never called). */
+	void (*statement)(void *arg, uint64_t tag, const PGresult *res);
 	/* Something failed (logged): every load is dropped. */
 	void (*failed)(void *arg, const char *reason);
 };
@@ -88,6 +91,11 @@ struct syncload_callbacks {
 struct syncload *syncload_new(struct event_base *base, const char *conninfo, const char *stream,
 		const struct syncload_callbacks *cb, void *arg);
 void syncload_free(struct syncload *sl);
+/*
+ * One connection only, on the pool's origin n (before anything runs): a
+ * second user of the stream's pool beside one that keeps to the others.
+ */
+void syncload_use_origin(struct syncload *sl, unsigned n);
 
 /* Reads the recorded state (state() follows). */
 void syncload_query(struct syncload *sl);
@@ -114,6 +122,12 @@ void syncload_mark_done(struct syncload *sl, uint64_t lsn);
 /* Deletes the table records at or below lsn, which the stream has applied (folded() follows). */
 void syncload_fold(struct syncload *sl, uint64_t lsn);
 
+/*
+ * Runs sql (its own transaction, on a loader's session, so its writes carry
+ * the loader's strait_ origin) after what is queued; statement() follows, a
+ * failure fails everything as a load's would. False when out of memory.
+ */
+bool syncload_statement(struct syncload *sl, const char *sql, uint64_t tag) SYNCLOAD_MUSTCHECK;
 /* Whether nothing is queued, loading or rolling back. */
 bool syncload_idle(const struct syncload *sl);
 

@@ -39,7 +39,21 @@ static const char syncstate_tables_sql[] =
 	"IF pg_catalog.to_regclass('" SYNCSTATE_SCHEMA ".sync_stream') IS NULL THEN "
 	"CREATE TABLE " SYNCSTATE_SCHEMA ".sync_stream (stream text PRIMARY KEY, "
 	"start_lsn pg_lsn NOT NULL, done_at timestamptz NOT NULL DEFAULT pg_catalog.now()); "
-	"END IF; END$strait$; ";
+	"END IF; "
+	"IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = '"
+	SYNCSTATE_SCHEMA ".sync_stream'::regclass AND attname = 'members') THEN "
+	"ALTER TABLE " SYNCSTATE_SCHEMA ".sync_stream ADD COLUMN members boolean NOT NULL "
+	"DEFAULT false; END IF; "
+	"IF pg_catalog.to_regclass('" SYNCSTATE_SCHEMA ".sync_member') IS NULL THEN "
+	"CREATE TABLE " SYNCSTATE_SCHEMA ".sync_member (stream text NOT NULL, "
+	"schema_name text NOT NULL, table_name text NOT NULL, "
+	"PRIMARY KEY (stream, schema_name, table_name)); END IF; "
+	"IF pg_catalog.to_regclass('" SYNCSTATE_SCHEMA ".sync_join') IS NULL THEN "
+	"CREATE TABLE " SYNCSTATE_SCHEMA ".sync_join (stream text NOT NULL, "
+	"schema_name text NOT NULL, table_name text NOT NULL, "
+	"since timestamptz NOT NULL DEFAULT pg_catalog.now(), "
+	"PRIMARY KEY (stream, schema_name, table_name)); END IF; "
+	"END$strait$; ";
 
 /* Closes the stream (which sets *buf) and returns its text, or NULL (freed) when anything failed. */
 static char *syncstate_finish(FILE *out, char **buf, bool ok)
@@ -172,10 +186,14 @@ char *syncstate_done_sql(const char *stream, uint64_t lsn)
 {
 	char *lit = syncstate_literal(stream), *sql = NULL;
 
-	if (lit && asprintf(&sql, "INSERT INTO " SYNCSTATE_SCHEMA ".sync_stream (stream, start_lsn) "
-			"VALUES (%s, '" LSN_FMT "') ON CONFLICT (stream) DO UPDATE "
-			"SET start_lsn = EXCLUDED.start_lsn, done_at = EXCLUDED.done_at",
-			lit, LSN_ARGS(lsn)) < 0)
+	/* every table loaded is a member: a table the stream lacks is known from here on */
+	if (lit && asprintf(&sql, "INSERT INTO " SYNCSTATE_SCHEMA ".sync_member "
+			"SELECT stream, schema_name, table_name FROM " SYNCSTATE_SCHEMA ".sync_table "
+			"WHERE stream = %s ON CONFLICT DO NOTHING; "
+			"INSERT INTO " SYNCSTATE_SCHEMA ".sync_stream (stream, start_lsn, members) "
+			"VALUES (%s, '" LSN_FMT "', true) ON CONFLICT (stream) DO UPDATE "
+			"SET start_lsn = EXCLUDED.start_lsn, done_at = EXCLUDED.done_at, members = true",
+			lit, lit, LSN_ARGS(lsn)) < 0)
 		sql = NULL;
 	free(lit);
 	return sql;
@@ -254,16 +272,106 @@ char *syncstate_forget_sql(const char *stream)
 			"DELETE FROM " SYNCSTATE_SCHEMA ".sync_table WHERE stream = %s; END IF; "
 			"IF pg_catalog.to_regclass('" SYNCSTATE_SCHEMA ".sync_stream') IS NOT NULL THEN "
 			"DELETE FROM " SYNCSTATE_SCHEMA ".sync_stream WHERE stream = %s; END IF; "
+			"IF pg_catalog.to_regclass('" SYNCSTATE_SCHEMA ".sync_member') IS NOT NULL THEN "
+			"DELETE FROM " SYNCSTATE_SCHEMA ".sync_member WHERE stream = %s; "
+			"DELETE FROM " SYNCSTATE_SCHEMA ".sync_join WHERE stream = %s; END IF; "
 			"END$strait$; "
 			"COMMIT; "
 			"SELECT pg_catalog.pg_replication_origin_session_reset(); "
 			"SELECT count(pg_catalog.pg_replication_origin_drop(roname)) "
 			"FROM pg_catalog.pg_replication_origin WHERE roname = %s "
 			"OR pg_catalog.starts_with(roname, %s || ':')",
-			lit, lit, applylit, applylit) < 0)
+			lit, lit, lit, lit, applylit, applylit) < 0)
 		sql = NULL;
 	free(lit);
 	free(apply);
 	free(applylit);
 	return sql;
+}
+
+/* "stream, schema, table" as three literals, or NULL. */
+static char *syncstate_row_key(const char *stream, const char *schema, const char *table)
+{
+	char *a = syncstate_literal(stream), *b = syncstate_literal(schema);
+	char *c = syncstate_literal(table), *out = NULL;
+
+	if (a && b && c && asprintf(&out, "%s, %s, %s", a, b, c) < 0)
+		out = NULL;
+	free(a);
+	free(b);
+	free(c);
+	return out;
+}
+
+char *syncstate_members_sql(const char *stream)
+{
+	char *lit = syncstate_literal(stream), *sql = NULL;
+
+	if (lit && asprintf(&sql, "SELECT 'm', schema_name, table_name FROM " SYNCSTATE_SCHEMA
+			".sync_member WHERE stream = %s UNION ALL SELECT 'j', schema_name, table_name "
+			"FROM " SYNCSTATE_SCHEMA ".sync_join WHERE stream = %s UNION ALL "
+			"SELECT 's', members::text, NULL FROM " SYNCSTATE_SCHEMA ".sync_stream "
+			"WHERE stream = %s", lit, lit, lit) < 0)
+		sql = NULL;
+	free(lit);
+	return sql;
+}
+
+char *syncstate_join_begin_sql(const char *stream, const char *schema, const char *table)
+{
+	char *key = syncstate_row_key(stream, schema, table), *sql = NULL;
+
+	if (key && asprintf(&sql, "INSERT INTO " SYNCSTATE_SCHEMA ".sync_join (stream, schema_name, "
+			"table_name) VALUES (%s) ON CONFLICT DO NOTHING", key) < 0)
+		sql = NULL;
+	free(key);
+	return sql;
+}
+
+char *syncstate_join_end_sql(const char *stream, const char *schema, const char *table)
+{
+	char *key = syncstate_row_key(stream, schema, table), *sql = NULL;
+
+	if (key && asprintf(&sql, "BEGIN; DELETE FROM " SYNCSTATE_SCHEMA ".sync_join WHERE "
+			"(stream, schema_name, table_name) = (%s); INSERT INTO " SYNCSTATE_SCHEMA
+			".sync_member VALUES (%s) ON CONFLICT DO NOTHING; COMMIT", key, key) < 0)
+		sql = NULL;
+	free(key);
+	return sql;
+}
+
+char *syncstate_member_leave_sql(const char *stream, const char *schema, const char *table)
+{
+	char *key = syncstate_row_key(stream, schema, table), *sql = NULL;
+
+	if (key && asprintf(&sql, "BEGIN; DELETE FROM " SYNCSTATE_SCHEMA ".sync_member WHERE "
+			"(stream, schema_name, table_name) = (%s); DELETE FROM " SYNCSTATE_SCHEMA
+			".sync_join WHERE (stream, schema_name, table_name) = (%s); COMMIT", key, key) < 0)
+		sql = NULL;
+	free(key);
+	return sql;
+}
+
+char *syncstate_adopt_sql(const char *stream, const char *const *schemas,
+		const char *const *tables, size_t n)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+	bool ok;
+
+	if (!out)
+		return NULL;
+	ok = fputs("BEGIN; ", out) >= 0;
+	for (size_t i = 0; ok && i < n; i++) {
+		char *key = syncstate_row_key(stream, schemas[i], tables[i]);
+
+		ok = key && fprintf(out, "INSERT INTO " SYNCSTATE_SCHEMA ".sync_member VALUES (%s) "
+				    "ON CONFLICT DO NOTHING; ", key) >= 0;
+		free(key);
+	}
+	ok = ok && fputs("UPDATE " SYNCSTATE_SCHEMA ".sync_stream SET members = true WHERE stream = ",
+			 out) >= 0 &&
+	     syncstate_put_literal(out, stream) && fputs("; COMMIT", out) >= 0;
+	return syncstate_finish(out, &buf, ok);
 }

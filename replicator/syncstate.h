@@ -94,6 +94,35 @@ char *syncstate_migrate_sql(const char *stream, const struct syncstate_legacy_ta
 #define SYNCSTATE_FORGET_ORIGIN "strait_:forget"
 
 /*
+ * Tables that join later (DESIGN.md, "Tables that join later"):
+ *
+ *   strait.sync_member (stream, schema_name, table_name)
+ *       the tables the stream has: every table of the initial sync (written
+ *       with the done row) and every table that joined since; a table that
+ *       left the publication is deleted, so a return copies it again
+ *   strait.sync_join (stream, schema_name, table_name, since)
+ *       a table being copied while the others stream on, from before any of
+ *       its changes is held until its held changes are applied: a start that
+ *       finds it copies the table again
+ *   strait.sync_stream.members
+ *       true once sync_member is complete for the stream (false: a record
+ *       from before members were kept; the publication's tables are taken
+ *       as members once)
+ *
+ * The members query lists (kind, a, b): 'm' schema table, 'j' schema table,
+ * 's' members ("true"/"false"), NULL.
+ */
+char *syncstate_members_sql(const char *stream);
+char *syncstate_join_begin_sql(const char *stream, const char *schema, const char *table);
+/* The held changes are applied: a member from now on. */
+char *syncstate_join_end_sql(const char *stream, const char *schema, const char *table);
+/* The table left the publication. */
+char *syncstate_member_leave_sql(const char *stream, const char *schema, const char *table);
+/* An older record: these tables are the stream's members. */
+char *syncstate_adopt_sql(const char *stream, const char *const *schemas,
+		const char *const *tables, size_t n);
+
+/*
  * Everything strait keeps for the stream on this database: its rows in the
  * record (deleted under SYNCSTATE_FORGET_ORIGIN, so no reverse stream sends
  * the deletes on), its apply origin "strait_<stream>" and every

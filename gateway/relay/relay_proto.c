@@ -334,7 +334,7 @@ bool
 relay_proto_write_sync_head(struct wire_writer *w,
 		const struct relay_proto_sync *m)
 {
-	if ((m->flags & ~RELAY_SYNC_LAST) != 0) {
+	if ((m->flags & ~(RELAY_SYNC_LAST | RELAY_SYNC_JOIN)) != 0) {
 		w->failed = true;
 		return false;
 	}
@@ -368,7 +368,7 @@ relay_proto_read_sync(const uint8_t *p, size_t len, struct relay_proto_sync *out
 	NEED(wire_get_u32(&r, &out->chunk));
 	NEED(wire_get_u8(&r, &out->flags));
 	NEED(wire_get_u32(&r, &out->raw_len));
-	if ((out->flags & ~RELAY_SYNC_LAST) != 0)
+	if ((out->flags & ~(RELAY_SYNC_LAST | RELAY_SYNC_JOIN)) != 0)
 		return RELAY_PROTO_ERR_VALUE;
 	wire_get_rest(&r, &out->data, &out->data_len);
 	return RELAY_PROTO_OK;

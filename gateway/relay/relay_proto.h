@@ -232,6 +232,7 @@ enum relay_proto_status relay_proto_read_resume(const uint8_t *p, size_t len,
 /* ---- SYNC ---- */
 
 #define RELAY_SYNC_LAST 0x01u    /* last chunk of this table's copy */
+#define RELAY_SYNC_JOIN 0x02u    /* a table that joins a streaming stream (stream_join.h) */
 
 struct relay_proto_sync {
 	struct wire_str stream;

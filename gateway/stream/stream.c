@@ -24,6 +24,7 @@
 #include "gateway/stream/clock.h"
 #include "gateway/stream/lag.h"
 #include "gateway/stream/stream_int.h"
+#include "gateway/stream/stream_join.h"
 #include "gateway/stream/stream_sync.h"
 #include "replicator/apply.h"
 
@@ -126,6 +127,8 @@ static bool stream_init(struct streams *s, struct stream *st, const struct strai
 static void stream_fini(struct stream *st)
 {
 	/* the sync refers to the source: it goes first */
+	streamjoin_free(st->join);
+	st->join = NULL;
 	streamsync_free(st->sync);
 	st->sync = NULL;
 	if (st->role == STREAM_ROLE_SOURCE)
@@ -258,6 +261,8 @@ void streams_disconnected(struct streams *s, const char *peer)
 		struct stream *st = &s->v[i];
 		if (st->sync && strcmp(st->peer, peer) == 0)
 			streamsync_link_down(st->sync);
+		if (st->join && strcmp(st->peer, peer) == 0)
+			streamjoin_link_down(st->join);
 		if (st->role == STREAM_ROLE_SINK && strcmp(st->peer, peer) == 0) {
 			stream_verify_sink_stop(st, "the link to the source's site was lost");
 			stream_sink_link_down(st);
@@ -281,6 +286,9 @@ void streams_writable(struct streams *s, const char *peer)
 		if (st->role == STREAM_ROLE_SOURCE && strcmp(st->peer, peer) == 0 && st->sync &&
 		    !st->sender.sched.held)
 			streamsync_writable(st->sync);
+		if (st->role == STREAM_ROLE_SOURCE && strcmp(st->peer, peer) == 0 && st->join &&
+		    !st->sender.sched.held)
+			streamjoin_writable(st->join);
 	}
 }
 
@@ -301,6 +309,11 @@ static void stream_sync_frame(struct streams *s, const char *peer, const struct 
 	if (!st || !st->sync) {
 		log_warning("refused SYNC frame from \"%s\" for stream \"%.*s\": no initial sync of it "
 			    "with that site here", peer, (int)m.stream.len, m.stream.ptr);
+		return;
+	}
+	if (m.flags & RELAY_SYNC_JOIN) {
+		if (st->join)
+			streamjoin_frame(st->join, &m);
 		return;
 	}
 	streamsync_frame(st->sync, f, &m);
@@ -419,6 +432,8 @@ void streams_status_json(const struct streams *s, struct json_out *j)
 			stream_sink_status(st, j);
 		if (st->sync)
 			streamsync_status_json(st->sync, j);
+		if (st->join)
+			streamjoin_status_json(st->join, j);
 		json_string(j, "last_error", st->last_error[0] ? st->last_error : NULL);
 		json_object_end(j);
 	}

@@ -143,6 +143,7 @@ struct stream_sink_state {
 	struct msgjoin join;     /* the unfinished message of a batch that continues */
 	struct streamspill *spill; /* streamed transactions until their commit */
 	bool filter_failed;      /* the initial sync's filter refused a delivery */
+	bool join_refused;       /* a table joins: the delivery waits for its record */
 	uint64_t ack_lsn;        /* committed, to ACK */
 	int64_t ack_commit_time;
 	uint64_t ack_sent_lsn;
@@ -170,6 +171,7 @@ struct stream {
 	enum stream_role role;
 	const struct config_stream *cs; /* in the daemon's current config */
 	struct streamsync *sync; /* initial sync (initial_sync: true), else NULL */
+	struct streamjoin *join; /* tables that join later (with sync), else NULL */
 	struct lag *lag;         /* both sides: this end's view of the stream's lag */
 	struct event *retry;     /* source re-creation, or apply resume */
 	char last_error[512];

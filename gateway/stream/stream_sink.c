@@ -38,6 +38,7 @@
 #include "gateway/stream/codec.h"
 #include "gateway/stream/lag.h"
 #include "gateway/stream/stream_int.h"
+#include "gateway/stream/stream_join.h"
 #include "gateway/stream/stream_sync.h"
 #include "replicator/apply.h"
 #include "replicator/sequences.h"
@@ -91,6 +92,8 @@ static uint64_t sink_freed_total(const struct stream *st)
 	if (st->sink.spill)
 		freed += streamspill_consumed_bytes(st->sink.spill) -
 			 streamspill_replayed_bytes(st->sink.spill);
+	/* a joining table's held changes count as freed once on disk, as the spill's do */
+	freed += streamjoin_held_bytes(st->join) - streamjoin_replayed_bytes(st->join);
 	return freed;
 }
 
@@ -152,6 +155,8 @@ static bool sink_cut_partial(struct stream *st)
 	/* the source sends every open streamed transaction again from its start */
 	if (st->sink.spill)
 		streamspill_reset(st->sink.spill);
+	if (st->join)
+		streamjoin_restart(st->join);
 	if (!st->sink.apply || !apply_drop_partial(st->sink.apply))
 		return true;
 	st->sink.apply_ready = false;
@@ -197,6 +202,8 @@ bool stream_sink_hello_position(struct stream *st, struct relay_proto_position *
 	/* a stream that needs an initial sync round asks with RESUME once up */
 	if (st->sync && !streamsync_sink_hello(st->sync, &pos->received_lsn))
 		return false;
+	if (st->join && !streamjoin_sink_ready(st->join))
+		return false;       /* its resume() asks once it may */
 	sink_expect(st, pos->received_lsn);
 	return true;
 }
@@ -216,6 +223,8 @@ void stream_sink_send_resume(struct stream *st)
 	if (st->sync && !streamsync_sink_resume(st->sync, st->sink.want_generation + 1,
 						&resume.pos.received_lsn))
 		return;       /* the initial sync calls stream_sync_resume() when it is time */
+	if (st->join && resume.pos.received_lsn != 0 && !streamjoin_sink_ready(st->join))
+		return;       /* the join calls stream_sync_resume() when it may */
 	st->sink.want_generation++;
 	sink_expect(st, resume.pos.received_lsn);
 	resume.generation = st->sink.want_generation;
@@ -273,6 +282,7 @@ static void stream_apply_ready(void *arg, uint64_t resume_lsn)
 
 	st->sink.apply_ready = true;
 	st->sink.ack_sent_lsn = st->sink.ack_lsn = resume_lsn;
+	streamjoin_apply_restarted(st->join);
 	lag_acked(st->lag, resume_lsn, 0);
 	st->last_error[0] = '\0';
 	stream_sink_send_resume(st);
@@ -291,12 +301,18 @@ static void stream_apply_committed(void *arg, uint64_t end_lsn, int64_t commit_t
 	stream_verify_sink_progress(st);
 	if (st->sync)
 		streamsync_committed(st->sync, end_lsn);
+	if (st->join)
+		streamjoin_committed(st->join, end_lsn);
 	sink_spill_go_on(st);
 }
 
 /* The apply freed batches inside a large transaction: the source may send more. */
 static void stream_apply_released(void *arg)
 {
+	struct stream *st = arg;
+
+	if (st->join)
+		streamjoin_pump(st->join);
 	sink_ack_soon(arg);
 	sink_spill_go_on(arg);
 }
@@ -354,6 +370,16 @@ static bool sink_deliver(void *arg, const uint8_t *body, size_t len)
 		st->sink.filter_failed = true;
 		return false;
 	}
+	switch (st->join ? streamjoin_gate(st->join, body, len, &body, &len) : STREAMJOIN_PASS) {
+	case STREAMJOIN_PASS:
+		break;
+	case STREAMJOIN_REFUSE:
+		st->sink.join_refused = true;
+		return false;
+	case STREAMJOIN_BROKEN:
+		st->sink.filter_failed = true;
+		return false;
+	}
 	return len == 0 || apply_submit(st->sink.apply, body, len);
 }
 
@@ -392,7 +418,11 @@ static bool sink_spill_result(struct stream *st, enum streamspill_result r, cons
 	case STREAMSPILL_WAITING:
 		return true;
 	case STREAMSPILL_REFUSED:
-		if (st->sink.filter_failed) {
+		if (st->sink.join_refused) {
+			/* asked again once the joining table is recorded (streamjoin_sink_ready()) */
+			st->sink.join_refused = false;
+			stream_sink_send_resume(st);
+		} else if (st->sink.filter_failed) {
 			st->sink.filter_failed = false;
 			sink_halt(st, "a batch could not go through the initial sync's filter (logged)");
 		} else {
@@ -522,6 +552,36 @@ void stream_sink_batch(struct stream *st, const struct relay_proto_batch *b)
 	}
 }
 
+static bool sink_join_submit(void *arg, const uint8_t *body, size_t len)
+{
+	const struct stream *st = arg;
+
+	return apply_submit(st->sink.apply, body, len);
+}
+
+static size_t sink_join_pending(void *arg)
+{
+	const struct stream *st = arg;
+
+	return apply_pending_bytes(st->sink.apply);
+}
+
+/* Tables that join later: their held changes share the stream's spill directory. */
+static bool sink_join_init(struct stream *st, const char *state_dir)
+{
+	static struct streamjoin_env env = { sink_join_submit, sink_room, sink_received,
+					     sink_join_pending, stream_sync_resume, NULL };
+	char *dir;
+
+	env.arg = st;
+	if (asprintf(&dir, "%s/spill/%s", state_dir, st->name) < 0)
+		return false;
+	st->join = streamjoin_new_sink(st->owner->base, st->owner->relay, st->name, st->peer,
+				       st->sink.sink_conninfo, dir, &env);
+	free(dir);
+	return st->join != NULL;
+}
+
 bool stream_sink_init(struct stream *st, const struct strait_config *cfg, size_t self)
 {
 	static const struct apply_callbacks cb = {
@@ -566,6 +626,8 @@ bool stream_sink_init(struct stream *st, const struct strait_config *cfg, size_t
 	if (cs->initial_sync &&
 	    !(st->sync = streamsync_new_sink(s->base, s->relay, st->name, st->peer, target->database,
 					     cs->codec, stream_sync_resume, st)))
+		return false;
+	if (cs->initial_sync && !sink_join_init(st, cfg->state_dir))
 		return false;
 	return true;
 }

@@ -70,6 +70,7 @@
 #include "gateway/stream/relcache.h"
 #include "gateway/stream/spool.h"
 #include "gateway/stream/stream_int.h"
+#include "gateway/stream/stream_join.h"
 #include "gateway/stream/stream_sync.h"
 #include "replicator/pgquery.h"
 #include "replicator/pgversion.h"
@@ -1202,6 +1203,10 @@ bool stream_source_init(struct stream *st, const struct strait_config *cfg, size
 	    !(st->sync = streamsync_new_source(s->base, s->relay, st->name, st->peer, st->reader.src_conninfo,
 					       st->reader.src_publication, cs->codec, cs->compression_level,
 					       &st->reader.source)))
+		return false;
+	if (cs->initial_sync &&
+	    !(st->join = streamjoin_new_source(s->base, s->relay, st->name, st->peer,
+					       st->reader.src_conninfo, st->reader.src_publication)))
 		return false;
 	schedule_update(st, true);
 	event_add(st->sender.tick, &(struct timeval){ STREAM_TICK_MS / 1000, (STREAM_TICK_MS % 1000) * 1000 });
