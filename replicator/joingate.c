@@ -16,6 +16,7 @@ struct joingate_table {
 	char *schema;
 	char *table;
 	enum joingate_kind kind;
+	uint64_t left_lsn;           /* LEFT: from here on */
 };
 
 /* A relation seen in a Relation message. */
@@ -131,6 +132,17 @@ bool joingate_set(struct joingate *g, const char *schema, const char *table,
 	return true;
 }
 
+bool joingate_set_left(struct joingate *g, const char *schema, const char *table, uint64_t lsn)
+{
+	struct joingate_table *t;
+
+	if (!joingate_set(g, schema, table, JOINGATE_LEFT))
+		return false;
+	t = joingate_find(g, schema, table);
+	t->left_lsn = lsn;
+	return true;
+}
+
 enum joingate_kind joingate_kind_of(const struct joingate *g, const char *schema,
 		const char *table)
 {
@@ -147,6 +159,19 @@ void joingate_guard(struct joingate *g, bool on)
 bool joingate_guarded(const struct joingate *g)
 {
 	return g->guard;
+}
+
+size_t joingate_count(const struct joingate *g)
+{
+	return g->ntables;
+}
+
+enum joingate_kind joingate_at(const struct joingate *g, size_t i, const char **schema,
+		const char **table)
+{
+	*schema = g->tables[i].schema;
+	*table = g->tables[i].table;
+	return g->tables[i].kind;
 }
 
 size_t joingate_joining_count(const struct joingate *g)
@@ -226,12 +251,22 @@ oom:
 	return false;
 }
 
+/* The open transaction's commit LSN (its Begin's final_lsn). */
+static uint64_t joingate_final_lsn(const struct joingate *g)
+{
+	return g->begin_len >= 9 ? (uint64_t)be32_load(g->begin + 1) << 32 | be32_load(g->begin + 5) : 0;
+}
+
+/* A relation's kind for the open transaction: a table that left is a member before it left. */
 static enum joingate_kind joingate_rel_kind(const struct joingate *g, uint32_t oid)
 {
 	const struct joingate_rel *r = joingate_rel(g, oid);
 
 	if (!r || !r->t)
 		return g->guard ? JOINGATE_UNKNOWN_TABLE : JOINGATE_MEMBER;
+	if (r->t->kind == JOINGATE_LEFT)
+		return joingate_final_lsn(g) < r->t->left_lsn || !g->guard ? JOINGATE_MEMBER :
+		       JOINGATE_UNKNOWN_TABLE;
 	return r->t->kind;
 }
 

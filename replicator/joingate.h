@@ -10,7 +10,10 @@
  *   joining  its copy is under way: its changes are held — taken out of the
  *            batch and handed to hold(), which keeps them in order — and go
  *            to the apply after the copy is loaded (joinhold.h);
- *   unknown  neither: the first change of such a table stops the gate
+ *   left     out of the publication as of an LSN: a change whose transaction
+ *            commits before it passes (the last ones before the removal),
+ *            one at or after it is unknown's (the table came back);
+ *   unknown  none of these: the first change of such a table stops the gate
  *            (JOINGATE_UNKNOWN names the table), so no change of it is ever
  *            applied before its rows are there. The caller makes it joining
  *            and has the batch sent again.
@@ -44,6 +47,7 @@ enum joingate_kind {
 	JOINGATE_UNKNOWN_TABLE,
 	JOINGATE_MEMBER,
 	JOINGATE_JOINING,
+	JOINGATE_LEFT,           /* out of the publication from an LSN on (joingate_set_left()) */
 };
 
 /* One held message (a record's payload); false: could not keep it (the run fails). */
@@ -58,9 +62,16 @@ bool joingate_set(struct joingate *g, const char *schema, const char *table,
 		enum joingate_kind kind) JOINGATE_MUSTCHECK;
 enum joingate_kind joingate_kind_of(const struct joingate *g, const char *schema,
 		const char *table);
+/* The table is out of the publication as of lsn. */
+bool joingate_set_left(struct joingate *g, const char *schema, const char *table,
+		uint64_t lsn) JOINGATE_MUSTCHECK;
 /* On: unknown tables stop the gate. Off: they pass. */
 void joingate_guard(struct joingate *g, bool on);
 bool joingate_guarded(const struct joingate *g);
+/* The i-th table the gate knows (i < joingate_count()). */
+size_t joingate_count(const struct joingate *g);
+enum joingate_kind joingate_at(const struct joingate *g, size_t i, const char **schema,
+		const char **table);
 /* Tables joining now. */
 size_t joingate_joining_count(const struct joingate *g);
 /* Whether the stream is inside a source transaction (between two, held changes may go in). */

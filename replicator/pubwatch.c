@@ -17,6 +17,7 @@
 
 #include "common/json.h"
 #include "common/log.h"
+#include "common/lsn.h"
 #include "replicator/pgquery.h"
 #include "replicator/syncplan.h"
 #include "replicator/syncstate.h"
@@ -38,6 +39,8 @@ struct pubwatch {
 	struct pubwatch_list cur;    /* the last answer */
 	pubwatch_fn cb;
 	void *arg;
+	pubwatch_list_fn list_cb;
+	void *list_arg;
 };
 
 static void pubwatch_list_free(struct pubwatch_list *l)
@@ -76,6 +79,27 @@ static bool pubwatch_list_copy(struct pubwatch_list *dst, const struct pubwatch_
 	return true;
 }
 
+/* The whole answer to whoever wants it (pubwatch_on_list()). */
+static void pubwatch_give_list(struct pubwatch *w, const PGresult *res)
+{
+	int rows = PQntuples(res);
+	const char **schemas = calloc(rows ? (size_t)rows : 1, sizeof(char *));
+	const char **tables = calloc(rows ? (size_t)rows : 1, sizeof(char *));
+	uint64_t lsn = 0;
+
+	if (!schemas || !tables || !lsn_parse(PQgetvalue(res, 0, 2), &lsn)) {
+		log_error("%s: could not read the publication's tables", w->what);
+	} else {
+		for (int r = 0; r < rows; r++) {
+			schemas[r] = PQgetvalue(res, r, 0);
+			tables[r] = PQgetvalue(res, r, 1);
+		}
+		w->list_cb(w->list_arg, schemas, tables, (size_t)rows, lsn);
+	}
+	free(schemas);
+	free(tables);
+}
+
 static void pubwatch_result(void *arg, const PGresult *res, const char *err)
 {
 	struct pubwatch *w = arg;
@@ -90,6 +114,8 @@ static void pubwatch_result(void *arg, const PGresult *res, const char *err)
 	rows = PQntuples(res);
 	if (rows == 1 && PQgetisnull(res, 0, 0))
 		return;              /* no publication yet: nothing to compare with */
+	if (w->list_cb && rows > 0)  /* an empty answer has no position: nothing is given */
+		pubwatch_give_list(w, res);
 	next.v = calloc(rows ? (size_t)rows : 1, sizeof(char *));
 	if (!next.v)
 		goto oom;
@@ -154,9 +180,11 @@ struct pubwatch *pubwatch_new(struct event_base *base, const char *conninfo,
 	w->interval_ms = interval_ms;
 	w->what = strdup(what);
 	/* a row of NULLs: the publication is not there yet (the source creates it) */
-	if (asprintf(&w->sql, "SELECT schemaname, tablename FROM pg_catalog.pg_publication_tables "
+	/* the WAL position after the list: every change to it committed before there */
+	if (asprintf(&w->sql, "SELECT schemaname, tablename, pg_catalog.pg_current_wal_lsn()::text "
+		     "FROM pg_catalog.pg_publication_tables "
 		     "WHERE pubname = %s AND schemaname <> '" SYNCSTATE_SCHEMA "' UNION ALL "
-		     "SELECT NULL, NULL WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication "
+		     "SELECT NULL, NULL, NULL WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication "
 		     "WHERE pubname = %s)", lit, lit) < 0)
 		w->sql = NULL;
 	w->q = pgquery_new(base, conninfo, what);
@@ -188,6 +216,12 @@ void pubwatch_free(struct pubwatch *w)
 	free(w->sql);
 	free(w->what);
 	free(w);
+}
+
+void pubwatch_on_list(struct pubwatch *w, pubwatch_list_fn fn, void *arg)
+{
+	w->list_cb = fn;
+	w->list_arg = arg;
 }
 
 void pubwatch_poll_now(struct pubwatch *w)

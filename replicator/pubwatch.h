@@ -22,6 +22,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct event_base;
 struct json_out;
@@ -41,6 +42,14 @@ struct pubwatch *pubwatch_new(struct event_base *base, const char *conninfo,
 		const char *publication, unsigned interval_ms, const char *what, pubwatch_fn cb,
 		void *arg);
 void pubwatch_free(struct pubwatch *w);
+/*
+ * Every answer whole, as the server gave it (names unquoted), with the WAL
+ * position read after it: the list holds every change to the publication
+ * committed before that position. Valid during the call.
+ */
+typedef void (*pubwatch_list_fn)(void *arg, const char *const *schemas,
+		const char *const *tables, size_t n, uint64_t lsn);
+void pubwatch_on_list(struct pubwatch *w, pubwatch_list_fn fn, void *arg);
 
 /* Polls at the next loop pass (a reload may have changed the publication). */
 void pubwatch_poll_now(struct pubwatch *w);

@@ -48,6 +48,9 @@ static const char syncstate_tables_sql[] =
 	"CREATE TABLE " SYNCSTATE_SCHEMA ".sync_member (stream text NOT NULL, "
 	"schema_name text NOT NULL, table_name text NOT NULL, "
 	"PRIMARY KEY (stream, schema_name, table_name)); END IF; "
+	"IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = '"
+	SYNCSTATE_SCHEMA ".sync_member'::regclass AND attname = 'left_lsn') THEN "
+	"ALTER TABLE " SYNCSTATE_SCHEMA ".sync_member ADD COLUMN left_lsn pg_lsn; END IF; "
 	"IF pg_catalog.to_regclass('" SYNCSTATE_SCHEMA ".sync_join') IS NULL THEN "
 	"CREATE TABLE " SYNCSTATE_SCHEMA ".sync_join (stream text NOT NULL, "
 	"schema_name text NOT NULL, table_name text NOT NULL, "
@@ -307,11 +310,11 @@ char *syncstate_members_sql(const char *stream)
 {
 	char *lit = syncstate_literal(stream), *sql = NULL;
 
-	if (lit && asprintf(&sql, "SELECT 'm', schema_name, table_name FROM " SYNCSTATE_SCHEMA
-			".sync_member WHERE stream = %s UNION ALL SELECT 'j', schema_name, table_name "
-			"FROM " SYNCSTATE_SCHEMA ".sync_join WHERE stream = %s UNION ALL "
-			"SELECT 's', members::text, NULL FROM " SYNCSTATE_SCHEMA ".sync_stream "
-			"WHERE stream = %s", lit, lit, lit) < 0)
+	if (lit && asprintf(&sql, "SELECT 'm', schema_name, table_name, left_lsn::text FROM "
+			SYNCSTATE_SCHEMA ".sync_member WHERE stream = %s UNION ALL SELECT 'j', "
+			"schema_name, table_name, NULL FROM " SYNCSTATE_SCHEMA ".sync_join WHERE "
+			"stream = %s UNION ALL SELECT 's', members::text, NULL, NULL FROM "
+			SYNCSTATE_SCHEMA ".sync_stream WHERE stream = %s", lit, lit, lit) < 0)
 		sql = NULL;
 	free(lit);
 	return sql;
@@ -334,19 +337,22 @@ char *syncstate_join_end_sql(const char *stream, const char *schema, const char 
 
 	if (key && asprintf(&sql, "BEGIN; DELETE FROM " SYNCSTATE_SCHEMA ".sync_join WHERE "
 			"(stream, schema_name, table_name) = (%s); INSERT INTO " SYNCSTATE_SCHEMA
-			".sync_member VALUES (%s) ON CONFLICT DO NOTHING; COMMIT", key, key) < 0)
+			".sync_member VALUES (%s) ON CONFLICT (stream, schema_name, table_name) DO UPDATE "
+			"SET left_lsn = NULL; COMMIT", key, key) < 0)
 		sql = NULL;
 	free(key);
 	return sql;
 }
 
-char *syncstate_member_leave_sql(const char *stream, const char *schema, const char *table)
+char *syncstate_member_leave_sql(const char *stream, const char *schema, const char *table,
+		uint64_t lsn)
 {
 	char *key = syncstate_row_key(stream, schema, table), *sql = NULL;
 
-	if (key && asprintf(&sql, "BEGIN; DELETE FROM " SYNCSTATE_SCHEMA ".sync_member WHERE "
-			"(stream, schema_name, table_name) = (%s); DELETE FROM " SYNCSTATE_SCHEMA
-			".sync_join WHERE (stream, schema_name, table_name) = (%s); COMMIT", key, key) < 0)
+	if (key && asprintf(&sql, "BEGIN; INSERT INTO " SYNCSTATE_SCHEMA ".sync_member VALUES (%s, '"
+			LSN_FMT "') ON CONFLICT (stream, schema_name, table_name) DO UPDATE SET "
+			"left_lsn = EXCLUDED.left_lsn; DELETE FROM " SYNCSTATE_SCHEMA ".sync_join WHERE "
+			"(stream, schema_name, table_name) = (%s); COMMIT", key, LSN_ARGS(lsn), key) < 0)
 		sql = NULL;
 	free(key);
 	return sql;

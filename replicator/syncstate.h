@@ -96,10 +96,12 @@ char *syncstate_migrate_sql(const char *stream, const struct syncstate_legacy_ta
 /*
  * Tables that join later (DESIGN.md, "Tables that join later"):
  *
- *   strait.sync_member (stream, schema_name, table_name)
+ *   strait.sync_member (stream, schema_name, table_name, left_lsn)
  *       the tables the stream has: every table of the initial sync (written
- *       with the done row) and every table that joined since; a table that
- *       left the publication is deleted, so a return copies it again
+ *       with the done row) and every table that joined since; left_lsn is
+ *       set when the table left the publication (at or before that LSN), so
+ *       a change of it from there on, or its return to the list, copies it
+ *       again
  *   strait.sync_join (stream, schema_name, table_name, since)
  *       a table being copied while the others stream on, from before any of
  *       its changes is held until its held changes are applied: a start that
@@ -109,15 +111,16 @@ char *syncstate_migrate_sql(const char *stream, const struct syncstate_legacy_ta
  *       from before members were kept; the publication's tables are taken
  *       as members once)
  *
- * The members query lists (kind, a, b): 'm' schema table, 'j' schema table,
- * 's' members ("true"/"false"), NULL.
+ * The members query lists (kind, a, b, c): 'm' schema table left_lsn (NULL
+ * while in), 'j' schema table NULL, 's' members ("true"/"false") NULL NULL.
  */
 char *syncstate_members_sql(const char *stream);
 char *syncstate_join_begin_sql(const char *stream, const char *schema, const char *table);
 /* The held changes are applied: a member from now on. */
 char *syncstate_join_end_sql(const char *stream, const char *schema, const char *table);
-/* The table left the publication. */
-char *syncstate_member_leave_sql(const char *stream, const char *schema, const char *table);
+/* The table left the publication, as of lsn. */
+char *syncstate_member_leave_sql(const char *stream, const char *schema, const char *table,
+		uint64_t lsn);
 /* An older record: these tables are the stream's members. */
 char *syncstate_adopt_sql(const char *stream, const char *const *schemas,
 		const char *const *tables, size_t n);

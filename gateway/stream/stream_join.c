@@ -57,6 +57,8 @@ struct join_table {
 	uint64_t job;
 	uint32_t next_chunk;
 	uint64_t switch_lsn;     /* the apply's position when the gate took it in */
+	bool applied;            /* FINISHING: every held transaction is committed */
+	bool ending;             /* FINISHING: its member row is being written */
 	uint64_t rows;
 	int64_t since;
 };
@@ -64,7 +66,11 @@ struct join_table {
 enum join_state { JS_UNREAD, JS_READING, JS_READY };
 
 /* Statement tags. */
-enum { TAG_MEMBERS = 1, TAG_BEGIN, TAG_END, TAG_LEAVE };
+enum { TAG_MEMBERS = 1, TAG_BEGIN, TAG_END, TAG_LEAVE, TAG_ADOPT };
+
+/* The source resends an unchanged list this often. */
+#define STREAMJOIN_LIST_EVERY_S 60
+
 
 struct streamjoin {
 	struct event_base *base;
@@ -83,6 +89,8 @@ struct streamjoin {
 	char *copy_schema;
 	char *copy_table;
 	uint64_t copies;
+	char *list_sent;                    /* the list text last sent */
+	int64_t list_sent_at;
 
 	/* sink */
 	struct streamjoin_env env;
@@ -98,9 +106,16 @@ struct streamjoin {
 	uint64_t committed_lsn;
 	uint64_t joined;
 	bool replay_in_txn;                 /* a held transaction is half handed over */
+	struct syncplan_text list_text;     /* the publication's list, being collected */
+	uint32_t list_next_chunk;
+	struct syncplan adopting;           /* the list an older record takes as its members */
+	uint64_t left;
 	bool link_up;
 	char last_error[256];
 };
+
+static void join_adopted(struct streamjoin *j);
+static void join_start_over(struct streamjoin *j, struct join_table *t);
 
 static int64_t join_now(void)
 {
@@ -279,6 +294,49 @@ void streamjoin_writable(struct streamjoin *j)
 	synccopy_resume_reading(j->copy);
 }
 
+static bool join_list_changed(struct streamjoin *j, const struct syncplan_text *text)
+{
+	return !j->list_sent || strlen(j->list_sent) != text->len ||
+	       memcmp(j->list_sent, text->data, text->len) != 0 ||
+	       join_now() - j->list_sent_at >= STREAMJOIN_LIST_EVERY_S;
+}
+
+void streamjoin_source_list(struct streamjoin *j, const char *const *schemas,
+		const char *const *tables, size_t n, uint64_t lsn)
+{
+	struct syncplan list;
+	struct syncplan_text text = { 0 };
+	bool ok = true;
+	size_t off = 0;
+	uint32_t chunk = 0;
+
+	if (j->sink || !relay_is_up(j->relay, j->peer))
+		return;
+	syncplan_init(&list);
+	for (size_t i = 0; ok && i < n; i++)
+		ok = syncplan_add(&list, schemas[i], tables[i], false);
+	ok = ok && syncplan_encode(&list, &text) && syncplan_text_append(&text, "", 1);
+	syncplan_free(&list);
+	if (!ok || !join_list_changed(j, &text)) {
+		syncplan_text_free(&text);
+		return;
+	}
+	text.len--;          /* the NUL kept the copy below a string */
+	do {
+		size_t k = text.len - off > SYNCCOPY_CHUNK_BYTES ? SYNCCOPY_CHUNK_BYTES : text.len - off;
+
+		if (!join_send(j, SYNCPLAN_SCHEMA, STREAMJOIN_LIST_TABLE, lsn, chunk++, off + k == text.len,
+			       (const uint8_t *)text.data + off, k)) {
+			syncplan_text_free(&text);
+			return;
+		}
+		off += k;
+	} while (off < text.len);
+	free(j->list_sent);
+	j->list_sent = text.data;        /* NUL-terminated: see above */
+	j->list_sent_at = join_now();
+}
+
 /* ================================================================== sink */
 
 static struct join_table *join_find(const struct streamjoin *j, const char *schema,
@@ -386,6 +444,7 @@ static void join_ask(struct streamjoin *j)
 static void join_members_read(struct streamjoin *j, const PGresult *res)
 {
 	bool guard = false;
+	uint64_t left;
 
 	for (int r = 0; res && r < PQntuples(res); r++) {
 		const char *kind = PQgetvalue(res, r, 0), *a = PQgetvalue(res, r, 1);
@@ -393,7 +452,11 @@ static void join_members_read(struct streamjoin *j, const PGresult *res)
 
 		if (kind[0] == 's')
 			guard = strcmp(a, "true") == 0 || strcmp(a, "t") == 0;
-		else if (kind[0] == 'm' && !joingate_set(j->gate, a, b, JOINGATE_MEMBER))
+		else if (kind[0] == 'm' && PQgetisnull(res, r, 3) &&
+			 !joingate_set(j->gate, a, b, JOINGATE_MEMBER))
+			goto oom;
+		else if (kind[0] == 'm' && !PQgetisnull(res, r, 3) &&
+			 (!lsn_parse(PQgetvalue(res, r, 3), &left) || !joingate_set_left(j->gate, a, b, left)))
 			goto oom;
 		else if (kind[0] == 'j' && !join_find(j, a, b) && !join_add(j, a, b, JP_WAITING))
 			goto oom;
@@ -440,6 +503,9 @@ static void join_statement_done(void *arg, uint64_t tag, const PGresult *res)
 		if (t && t->phase == JP_FINISHING)
 			join_finished(j, t);
 		return;
+	case TAG_ADOPT:
+		join_adopted(j);
+		return;
 	default:
 		return;
 	}
@@ -481,6 +547,8 @@ static void join_load_failed(void *arg, const char *reason)
 	for (struct join_table *t = j->tables; t; t = t->next) {
 		if (t->phase == JP_ASKED || t->phase == JP_LOADING)
 			t->phase = JP_WAITING;
+		else if (t->phase == JP_REPLAYING || t->phase == JP_FINISHING)
+			join_start_over(j, t);   /* its member row may not be written: copied again */
 	}
 	if (j->state == JS_READING)
 		j->state = JS_UNREAD;
@@ -605,6 +673,7 @@ static void join_start_over(struct streamjoin *j, struct join_table *t)
 		log_error("stream \"%s\": cannot hold the changes of %s.%s: %s", j->stream, t->schema,
 			  t->table, err);
 	t->phase = JP_WAITING;
+	t->ending = t->applied = false;
 	j->replay_in_txn = false;
 	log_warning("stream \"%s\": the apply restarted while %s.%s was joining: copying it again",
 		    j->stream, t->schema, t->table);
@@ -618,6 +687,16 @@ void streamjoin_apply_restarted(struct streamjoin *j)
 		return;
 	join_start_over(j, t);
 	join_ask(j);
+}
+
+void streamjoin_idle(struct streamjoin *j)
+{
+	struct join_table *t = j->tables;
+
+	if (t && t->phase == JP_FINISHING && !j->replay_in_txn) {
+		t->applied = true;       /* everything handed over before is committed */
+		streamjoin_pump(j);
+	}
 }
 
 void streamjoin_committed(struct streamjoin *j, uint64_t lsn)
@@ -637,6 +716,8 @@ static void join_take_in(struct streamjoin *j, struct join_table *t)
 		return;
 	}
 	t->switch_lsn = j->env.received(j->env.arg);
+	/* nothing handed over: nothing to wait for; else a later commit or the apply's idle says */
+	t->applied = joinhold_replayed_count(t->hold) == 0;
 	t->phase = JP_FINISHING;
 }
 
@@ -676,12 +757,154 @@ void streamjoin_pump(struct streamjoin *j)
 		return;
 	if (t->phase == JP_REPLAYING)
 		join_replay(j, t);
-	if (t->phase == JP_FINISHING && t->switch_lsn &&
-	    (j->committed_lsn > t->switch_lsn || j->env.pending(j->env.arg) == 0)) {
-		t->switch_lsn = 0;       /* asked once */
+	if (t->phase == JP_FINISHING && !t->ending &&
+	    (t->applied || j->committed_lsn > t->switch_lsn)) {
+		t->ending = true;
 		if (!join_statement(j, syncstate_join_end_sql(j->stream, t->schema, t->table), TAG_END))
 			join_start_over(j, t);
 	}
+}
+
+/* ---- the publication's list ---- */
+
+/* An older record: the listed tables are the stream's, as they were before members were kept. */
+static void join_adopt(struct streamjoin *j, struct syncplan *list)
+{
+	const char **schemas = calloc(list->n + 1, sizeof(char *));
+	const char **tables = calloc(list->n + 1, sizeof(char *));
+
+	for (size_t i = 0; schemas && tables && i < list->n; i++) {
+		schemas[i] = list->tables[i].schema;
+		tables[i] = list->tables[i].table;
+	}
+	if (schemas && tables &&
+	    join_statement(j, syncstate_adopt_sql(j->stream, schemas, tables, list->n), TAG_ADOPT)) {
+		j->adopting = *list;
+		syncplan_init(list);
+	}
+	free(schemas);
+	free(tables);
+}
+
+static void join_adopted(struct streamjoin *j)
+{
+	for (size_t i = 0; i < j->adopting.n; i++) {
+		if (!joingate_set(j->gate, j->adopting.tables[i].schema, j->adopting.tables[i].table,
+				  JOINGATE_MEMBER)) {
+			log_error("stream \"%s\": out of memory taking the stream's tables", j->stream);
+			return;
+		}
+	}
+	log_info("stream \"%s\": the record predates the stream's members: the %zu tables the "
+		 "publication lists are taken as its members; tables that join later are watched",
+		 j->stream, j->adopting.n);
+	syncplan_free(&j->adopting);
+	joingate_guard(j->gate, true);
+}
+
+/* A member the publication does not list any more: out of the stream from lsn on. */
+static void join_leave(struct streamjoin *j, const char *schema, const char *table, uint64_t lsn)
+{
+	if (!joingate_set_left(j->gate, schema, table, lsn) ||
+	    !join_statement(j, syncstate_member_leave_sql(j->stream, schema, table, lsn), TAG_LEAVE)) {
+		log_error("stream \"%s\": out of memory noting that %s.%s left", j->stream, schema,
+			  table);
+		return;
+	}
+	j->left++;
+	log_info("stream \"%s\": %s.%s is no longer in the publication (as of " LSN_FMT "): its "
+		 "later changes are not applied, its rows stay; back in the publication, it is copied "
+		 "again", j->stream, schema, table, LSN_ARGS(lsn));
+}
+
+/* Members the list leaves out. */
+static bool join_mark_left(struct streamjoin *j, const struct syncplan_set *listed, uint64_t lsn)
+{
+	size_t n = joingate_count(j->gate), k = 0;
+	char **names = calloc(2 * n + 1, sizeof(char *));
+
+	if (!names)
+		return false;
+	/* collected first: join_leave() changes the gate's table array */
+	for (size_t i = 0; i < n; i++) {
+		const char *schema, *table;
+
+		if (joingate_at(j->gate, i, &schema, &table) != JOINGATE_MEMBER ||
+		    syncplan_set_get(listed, schema, strlen(schema), table, strlen(table)))
+			continue;
+		names[k++] = strdup(schema);
+		names[k++] = strdup(table);
+	}
+	for (size_t i = 0; i + 1 < k; i += 2)
+		if (names[i] && names[i + 1])
+			join_leave(j, names[i], names[i + 1], lsn);
+	for (size_t i = 0; i < k; i++)
+		free(names[i]);
+	free(names);
+	return true;
+}
+
+static void join_list(struct streamjoin *j, struct syncplan *list, uint64_t lsn)
+{
+	struct syncplan_set listed = { 0 };
+
+	if (j->state != JS_READY || j->adopting.n)
+		return;
+	if (!joingate_guarded(j->gate)) {
+		join_adopt(j, list);
+		return;
+	}
+	for (size_t i = 0; i < list->n; i++) {
+		const char *schema = list->tables[i].schema, *table = list->tables[i].table;
+
+		if (!syncplan_set_put(&listed, schema, strlen(schema), table, strlen(table), 0))
+			goto oom;
+		enum joingate_kind kind = joingate_kind_of(j->gate, schema, table);
+
+		if (kind != JOINGATE_UNKNOWN_TABLE && kind != JOINGATE_LEFT)
+			continue;
+		if (!join_add(j, schema, table, JP_RECORDING) ||
+		    !join_statement(j, syncstate_join_begin_sql(j->stream, schema, table), TAG_BEGIN))
+			goto oom;
+		log_info("stream \"%s\": the publication lists %s.%s, which the stream does not have: "
+			 "it joins", j->stream, schema, table);
+	}
+	if (!join_mark_left(j, &listed, lsn))
+		goto oom;
+	syncplan_set_free(&listed);
+	return;
+oom:
+	syncplan_set_free(&listed);
+	log_error("stream \"%s\": out of memory reading the publication's list", j->stream);
+}
+
+static void join_list_frame(struct streamjoin *j, const struct relay_proto_sync *m)
+{
+	struct syncplan list;
+	char err[256];
+
+	if (m->chunk == 0)
+		j->list_text.len = 0;
+	if (m->chunk != (m->chunk ? j->list_next_chunk : 0) || m->raw_len != m->data_len ||
+	    j->list_text.len + m->data_len > SYNCPLAN_MAX_TEXT ||
+	    !syncplan_text_append(&j->list_text, m->data, m->data_len)) {
+		log_error("stream \"%s\": refused a piece of the publication's list from \"%s\"",
+			  j->stream, j->peer);
+		j->list_next_chunk = 0;
+		return;
+	}
+	j->list_next_chunk = m->chunk + 1;
+	if (!(m->flags & RELAY_SYNC_LAST))
+		return;
+	j->list_next_chunk = 0;
+	syncplan_init(&list);
+	if (!syncplan_decode(j->list_text.data, j->list_text.len, &list, err, sizeof(err))) {
+		log_error("stream \"%s\": refused the publication's list from \"%s\": %s", j->stream,
+			  j->peer, err);
+		return;
+	}
+	join_list(j, &list, m->snapshot_lsn);
+	syncplan_free(&list);
 }
 
 /* ---- frames from the source ---- */
@@ -696,10 +919,7 @@ static void join_plan_frame(struct streamjoin *j, struct join_table *t,
 	if (m->chunk == STREAMJOIN_REFUSED_CHUNK) {
 		log_warning("stream \"%s\": %s.%s is not in the publication any more: not joining it",
 			    j->stream, t->schema, t->table);
-		if (!joingate_set(j->gate, t->schema, t->table, JOINGATE_UNKNOWN_TABLE))
-			log_error("stream \"%s\": out of memory", j->stream);
-		(void)join_statement(j, syncstate_member_leave_sql(j->stream, t->schema, t->table),
-				     TAG_LEAVE);
+		join_leave(j, t->schema, t->table, m->snapshot_lsn);
 		join_unlink(j, t);
 		join_ask(j);
 		return;
@@ -751,6 +971,10 @@ static void join_sink_frame(struct streamjoin *j, const struct relay_proto_sync 
 	struct join_table *t = j->tables;
 	bool plan = wire_str_eq(m->schema, SYNCPLAN_SCHEMA) && wire_str_eq(m->table, SYNCPLAN_TABLE);
 
+	if (wire_str_eq(m->schema, SYNCPLAN_SCHEMA) && wire_str_eq(m->table, STREAMJOIN_LIST_TABLE)) {
+		join_list_frame(j, m);
+		return;
+	}
 	if (!t || !j->load || (plan ? t->phase != JP_ASKED : t->phase != JP_LOADING))
 		return;      /* an old copy's */
 	if (plan) {
@@ -781,6 +1005,8 @@ void streamjoin_link_down(struct streamjoin *j)
 	j->link_up = false;
 	if (!j->sink) {
 		join_copy_end(j);
+		free(j->list_sent);      /* the next poll sends it again */
+		j->list_sent = NULL;
 		return;
 	}
 	if (j->tables && (j->tables->phase == JP_ASKED || j->tables->phase == JP_LOADING)) {
@@ -856,6 +1082,7 @@ struct streamjoin *streamjoin_new_sink(struct event_base *base, struct relay *re
 	j->env = *env;
 	j->spill_dir = strdup(spill_dir);
 	j->gate = joingate_new(join_hold_cb, j);
+	syncplan_init(&j->adopting);
 	if (!j->spill_dir || !j->gate) {
 		streamjoin_free(j);
 		return NULL;
@@ -873,6 +1100,9 @@ void streamjoin_free(struct streamjoin *j)
 	syncload_free(j->load);
 	while (j->tables)
 		join_unlink(j, j->tables);
+	syncplan_text_free(&j->list_text);
+	syncplan_free(&j->adopting);
+	free(j->list_sent);
 	joingate_free(j->gate);
 	if (j->ev_later)
 		event_free(j->ev_later);
@@ -906,6 +1136,7 @@ void streamjoin_status_json(const struct streamjoin *j, struct json_out *out)
 		return;
 	}
 	json_uint(out, "tables_joined", j->joined);
+	json_uint(out, "tables_left", j->left);
 	json_array_begin(out, "joining");
 	for (const struct join_table *t = j->tables; t; t = t->next) {
 		json_object_begin(out, NULL);

@@ -67,6 +67,20 @@ void streamjoin_link_down(struct streamjoin *j);
 /* The link drained (source): a paused copy goes on. */
 void streamjoin_writable(struct streamjoin *j);
 
+/* The pseudo-table of the publication's list (the source's, to the sink). */
+#define STREAMJOIN_LIST_TABLE "strait_publication"
+
+/*
+ * The source's publication lists these tables as of lsn (pubwatch.h): sent
+ * to the sink when the list changed, after the link came back, and once a
+ * minute, as SYNC frames of STREAMJOIN_LIST_TABLE in schema pg_catalog
+ * (syncplan.h's text, every table kept). The sink copies a listed table it
+ * does not have, and lets go of a member not listed once it has applied
+ * everything before lsn.
+ */
+void streamjoin_source_list(struct streamjoin *j, const char *const *schemas,
+		const char *const *tables, size_t n, uint64_t lsn);
+
 /* ---- sink ---- */
 
 /*
@@ -87,6 +101,8 @@ enum streamjoin_gate streamjoin_gate(struct streamjoin *j, const uint8_t *body, 
 void streamjoin_restart(struct streamjoin *j);
 /* The apply reconnected: a replay under way is lost with what it had not committed. */
 void streamjoin_apply_restarted(struct streamjoin *j);
+/* The apply has committed everything it was given. */
+void streamjoin_idle(struct streamjoin *j);
 /* The apply committed a source transaction ending at lsn. */
 void streamjoin_committed(struct streamjoin *j, uint64_t lsn);
 /* Hands held changes to the apply when it is between two source transactions. */

@@ -306,6 +306,14 @@ static void stream_apply_committed(void *arg, uint64_t end_lsn, int64_t commit_t
 	sink_spill_go_on(st);
 }
 
+static void stream_apply_idle(void *arg)
+{
+	struct stream *st = arg;
+
+	if (st->join)
+		streamjoin_idle(st->join);
+}
+
 /* The apply freed batches inside a large transaction: the source may send more. */
 static void stream_apply_released(void *arg)
 {
@@ -589,6 +597,7 @@ bool stream_sink_init(struct stream *st, const struct strait_config *cfg, size_t
 		.committed = stream_apply_committed,
 		.stopped = stream_apply_stopped,
 		.released = stream_apply_released,
+		.idle = stream_apply_idle,
 	};
 	const struct config_stream *cs = st->cs;
 	const struct config_site *target = &cfg->sites[self];

@@ -966,7 +966,11 @@ static void stream_pub_changed(void *arg, const struct pubwatch_change *changes,
 	struct stream *st = arg;
 
 	for (size_t i = 0; i < n; i++) {
-		if (changes[i].added)
+		if (changes[i].added && st->join)
+			log_info("stream \"%s\": table %s was added to publication \"%s\": it joins the "
+				 "stream (copied to \"%s\" with the rows it has)", st->name, changes[i].name,
+				 st->reader.src_publication, st->peer);
+		else if (changes[i].added)
 			log_warning("stream \"%s\": table %s was added to publication \"%s\": its changes "
 				    "stream from the addition on; the rows it had before are not copied",
 				    st->name, changes[i].name, st->reader.src_publication);
@@ -975,6 +979,16 @@ static void stream_pub_changed(void *arg, const struct pubwatch_change *changes,
 				    "changes are not applied any more", st->name, changes[i].name,
 				    st->reader.src_publication);
 	}
+}
+
+/* Every answer goes to the sink, which copies what joined and lets go of what left. */
+static void stream_pub_listed(void *arg, const char *const *schemas, const char *const *tables,
+		size_t n, uint64_t lsn)
+{
+	struct stream *st = arg;
+
+	if (st->join)
+		streamjoin_source_list(st->join, schemas, tables, n, lsn);
 }
 
 static void stream_pubalter_done(void *arg, const PGresult *res, const char *err)
@@ -1189,6 +1203,8 @@ bool stream_source_init(struct stream *st, const struct strait_config *cfg, size
 						   stream_pub_changed, st);
 		if (!st->reader.pubwatch)
 			return false;
+		if (cs->initial_sync)
+			pubwatch_on_list(st->reader.pubwatch, stream_pub_listed, st);
 	}
 	st->reader.src_cfg = (struct source_config){
 		.stream = st->name,
