@@ -826,9 +826,9 @@ static void syncload_prologue_done(struct syncload_loader *l, const PGresult *re
 		return;
 	}
 	if (nonempty)
-		log_notice("stream \"%s\": initial sync: target table %s has rows; %s it "
+		log_notice("stream \"%s\": initial sync: target table %s has rows; %s "
 			   "before the copy", sl->stream, job->display,
-			   referenced ? "deleting them (a foreign key references it)" : "truncating");
+			   referenced ? "deleting them (a foreign key references it)" : "truncating it");
 	(void)syncload_send(l, LOADER_COPY_START, "transaction open", sql);
 	free(sql);
 }
