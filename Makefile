@@ -214,7 +214,7 @@ bench: deps
 	$(Q)$(MAKE) --no-print-directory all tools
 	$(Q)STRAIT_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench.py --out $(BUILD)/bench
 
-# The initial sync at scale beside native's, 2 and 4 table-sync workers (root, ~10 min).
+# The initial sync at scale beside native's, 2 and 4 table-sync workers (root, ~18 min).
 bench-sync: deps
 	$(Q)$(MAKE) --no-print-directory all tools
 	$(Q)STRAIT_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench.py --reps 0 \
