@@ -66,7 +66,7 @@ TOOL_BINS  := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 # Objects of the sanitizer and tool builds are intermediate to make: keep them.
 .SECONDARY:
 
-.PHONY: all tools clean deps test check-layers unit fuzz-replay fuzz integration big matrix demo bench chaos install
+.PHONY: all tools clean deps test check-layers unit fuzz-replay fuzz integration big matrix demo bench bench-sync chaos install
 
 all: $(BUILD)/straitd $(BUILD)/straitctl
 
@@ -213,6 +213,12 @@ demo: deps
 bench: deps
 	$(Q)$(MAKE) --no-print-directory all tools
 	$(Q)STRAIT_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench.py --out $(BUILD)/bench
+
+# The initial sync at scale beside native's, 2 and 4 table-sync workers (root, ~18 min).
+bench-sync: deps
+	$(Q)$(MAKE) --no-print-directory all tools
+	$(Q)STRAIT_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench.py --reps 0 \
+		--phases manytables,bigtable --scale 1 --out $(BUILD)/bench-sync
 
 # Faults under a ledger load, round after round (root; CHAOS_ROUNDS, CHAOS_SEED).
 CHAOS_ROUNDS ?= 20

@@ -892,28 +892,50 @@ bool synccopy_snapshot_taken(const struct synccopy *sc)
  * counts its pg_relation_size(), one being read what it read so far (COPY
  * text runs close to the heap's size), capped at its size.
  */
-static void synccopy_progress_json(const struct synccopy *sc, struct json_out *j)
+static double synccopy_elapsed_s(const struct synccopy *sc)
 {
 	int64_t end = sc->finished_ms ? sc->finished_ms : synccopy_now_ms();
-	double secs = sc->started_ms ? (double)(end - sc->started_ms) / 1000.0 : 0.0;
-	uint64_t total = 0, done = 0;
-	unsigned listed = 0;
 
+	return sc->started_ms ? (double)(end - sc->started_ms) / 1000.0 : 0.0;
+}
+
+/* Heap bytes of the tables to copy, all of them and those read so far. */
+static void synccopy_size_done(const struct synccopy *sc, uint64_t *total, uint64_t *done)
+{
+	*total = *done = 0;
 	for (size_t i = 0; i < sc->plan.n; i++) {
 		const struct synccopy_info *info = &sc->info[i];
 
 		if (!sc->plan.tables[i].copy)
 			continue;
-		total += info->size;
-		done += info->done ? info->size : info->bytes < info->size ? info->bytes : info->size;
+		*total += info->size;
+		*done += info->done ? info->size : info->bytes < info->size ? info->bytes : info->size;
 	}
+}
+
+/* Seconds left at the rate so far; -1 before anything is read. */
+static double synccopy_eta_s(const struct synccopy *sc, uint64_t total, uint64_t done, double secs)
+{
+	if (sc->finished_ms || (total > 0 && done >= total))
+		return 0.0;
+	if (done > 0 && secs > 0)
+		return secs * (double)(total - done) / (double)done;
+	return -1.0;
+}
+
+static void synccopy_progress_json(const struct synccopy *sc, struct json_out *j)
+{
+	double secs = synccopy_elapsed_s(sc), eta;
+	uint64_t total, done;
+	unsigned listed = 0;
+
+	synccopy_size_done(sc, &total, &done);
 	json_uint(j, "size_to_copy", total);
 	json_double(j, "rows_per_s", secs > 0 ? (double)sc->rows / secs : 0.0);
 	json_double(j, "bytes_per_s", secs > 0 ? (double)sc->bytes / secs : 0.0);
-	if (sc->finished_ms || (total > 0 && done >= total))
-		json_double(j, "eta_s", 0.0);
-	else if (done > 0 && secs > 0)
-		json_double(j, "eta_s", secs * (double)(total - done) / (double)done);
+	eta = synccopy_eta_s(sc, total, done, secs);
+	if (eta >= 0)
+		json_double(j, "eta_s", eta);
 	else
 		json_null(j, "eta_s");
 	/* the plan is largest first: its first tables not done are the biggest left */
@@ -933,6 +955,20 @@ static void synccopy_progress_json(const struct synccopy *sc, struct json_out *j
 		listed++;
 	}
 	json_array_end(j);
+}
+
+void synccopy_progress(const struct synccopy *sc, struct synccopy_progress *out)
+{
+	uint64_t total, done;
+
+	synccopy_size_done(sc, &total, &done);
+	out->planned = sc->state == SYNCCOPY_COPYING || sc->state == SYNCCOPY_FINISHED;
+	out->tables_total = sc->plan.n;
+	out->tables_to_copy = sc->tables_copy;
+	out->tables_copied = sc->tables_done;
+	out->rows = sc->rows;
+	out->bytes = sc->bytes;
+	out->eta_s = synccopy_eta_s(sc, total, done, synccopy_elapsed_s(sc));
 }
 
 void synccopy_status_json(const struct synccopy *sc, struct json_out *j)

@@ -100,4 +100,16 @@ bool synccopy_snapshot_taken(const struct synccopy *sc);
  */
 void synccopy_status_json(const struct synccopy *sc, struct json_out *j);
 
+/* The round's figures, the same as status shows (for metrics). */
+struct synccopy_progress {
+	bool planned;                /* the tables are listed: the figures below hold */
+	size_t tables_total;         /* in the plan, copied or kept */
+	size_t tables_to_copy;
+	size_t tables_copied;        /* read in full */
+	uint64_t rows;               /* read so far */
+	uint64_t bytes;              /* COPY text read so far */
+	double eta_s;                /* seconds left reading, by heap size; -1 not known yet */
+};
+void synccopy_progress(const struct synccopy *sc, struct synccopy_progress *out);
+
 #endif

@@ -10,8 +10,9 @@
  * query of the recorded state, a migration of an older version's origins,
  * the "sync done" mark, a fold, or one table's load:
  *
- *   PROLOGUE  BEGIN, the table's record, does the table have rows?
- *   COPY_START  [TRUNCATE;] COPY ... FROM STDIN
+ *   PROLOGUE  BEGIN, the table's record, does the table have rows, does
+ *             another table's foreign key reference it?
+ *   COPY_START  [TRUNCATE; or DELETE;] COPY ... FROM STDIN
  *   COPYING   chunks from the job's queue, one at a time, each flushed
  *             before the next is put, so libpq's buffer stays small and
  *             "taken" means the bytes left for the target
@@ -272,7 +273,9 @@ static char *syncload_prologue_sql(struct syncload_loader *l)
 	if (lit && record && asprintf(&sql,
 			"BEGIN; %s; "
 			"SELECT c.relkind, CASE WHEN c.relkind = 'p' THEN EXISTS (SELECT 1 FROM %s) "
-			"ELSE EXISTS (SELECT 1 FROM ONLY %s) END "
+			"ELSE EXISTS (SELECT 1 FROM ONLY %s) END, "
+			"EXISTS (SELECT 1 FROM pg_catalog.pg_constraint f WHERE f.contype = 'f' "
+			"AND f.confrelid = c.oid AND f.conrelid <> c.oid) "
 			"FROM pg_catalog.pg_class c WHERE c.oid = %s::pg_catalog.regclass",
 			record, q, q, lit) < 0)
 		sql = NULL;
@@ -284,7 +287,22 @@ static char *syncload_prologue_sql(struct syncload_loader *l)
 	return sql;
 }
 
-static char *syncload_copy_sql(struct syncload_loader *l, char relkind, bool nonempty)
+/*
+ * How a target table with rows is emptied in its load's transaction:
+ * TRUNCATE, or DELETE when another table's foreign key references it, which
+ * PostgreSQL refuses to truncate alone. The session's replication role keeps
+ * the foreign keys' triggers from firing, and the referenced rows come back
+ * from the copy before the commit.
+ */
+static const char *syncload_clear_sql(char relkind, bool referenced)
+{
+	if (referenced)
+		return relkind == 'p' ? "DELETE FROM " : "DELETE FROM ONLY ";
+	return relkind == 'p' ? "TRUNCATE " : "TRUNCATE ONLY ";
+}
+
+static char *syncload_copy_sql(struct syncload_loader *l, char relkind, bool nonempty,
+		bool referenced)
 {
 	PGconn *conn = pgasync_conn(l->pg);
 	struct syncload_job *job = l->job;
@@ -294,7 +312,7 @@ static char *syncload_copy_sql(struct syncload_loader *l, char relkind, bool non
 	bool ok = s && t;
 
 	if (ok && nonempty) {
-		const char *head = relkind == 'p' ? "TRUNCATE " : "TRUNCATE ONLY ";
+		const char *head = syncload_clear_sql(relkind, referenced);
 
 		ok = syncplan_text_append(&sql, head, strlen(head)) &&
 		     syncplan_text_append(&sql, s, strlen(s)) && syncplan_text_append(&sql, ".", 1) &&
@@ -813,25 +831,28 @@ static void syncload_prologue_done(struct syncload_loader *l, const PGresult *re
 	struct syncload *sl = l->sl;
 	struct syncload_job *job = l->job;
 	char relkind;
-	bool nonempty;
+	bool nonempty, referenced;
 	char *sql;
 
 	if (syncload_rolled_back(l))
 		return;
-	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+	    PQnfields(res) != 3) {
 		syncload_fail(sl, "could not load table %s: target table not found", job->display);
 		return;
 	}
 	relkind = PQgetvalue(res, 0, 0)[0];
 	nonempty = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
-	sql = syncload_copy_sql(l, relkind, nonempty);
+	referenced = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+	sql = syncload_copy_sql(l, relkind, nonempty, referenced);
 	if (!sql) {
 		syncload_fail(sl, "out of memory");
 		return;
 	}
 	if (nonempty)
-		log_notice("stream \"%s\": initial sync: target table %s has rows; truncating it "
-			   "before the copy", sl->stream, job->display);
+		log_notice("stream \"%s\": initial sync: target table %s has rows; %s "
+			   "before the copy", sl->stream, job->display,
+			   referenced ? "deleting them (a foreign key references it)" : "truncating it");
 	(void)syncload_send(l, LOADER_COPY_START, "transaction open", sql);
 	free(sql);
 }

@@ -10,7 +10,9 @@
  *   INSERT INTO strait.sync_table (stream, schema, table, '<snapshot LSN>')
  *       (syncstate.h; it also gives the transaction its xid)
  *   TRUNCATE the table when it has rows (a copy that committed before the
- *       sink could tell the source, or rows an operator left)
+ *       sink could tell the source, or rows an operator left); DELETE them
+ *       instead when another table's foreign key references it (TRUNCATE
+ *       would be refused; the replication role keeps the keys' triggers quiet)
  *   COPY table (published columns) FROM STDIN  -- the chunks, in order
  *   COMMIT
  *

@@ -73,6 +73,18 @@ static void daemon_declare_metrics(struct metrics_writer *w)
 		  "worst disk warning for the stream: 0 none, 1 warning, 2 critical (slot WAL, pg_wal, spool disk)" },
 		{ "strait_stream_wan_bytes_total", METRICS_COUNTER,
 		  "estimated bytes the stream's batches cost on the WAN (what the rate limit counts)" },
+		{ "strait_initial_sync_running", METRICS_GAUGE,
+		  "1 from the sink's request for an initial-sync round until it streams (source side)" },
+		{ "strait_initial_sync_tables", METRICS_GAUGE,
+		  "tables in the initial-sync round's plan, copied or kept (source side)" },
+		{ "strait_initial_sync_tables_done", METRICS_GAUGE,
+		  "tables of the round's plan the target has or that were read in full (source side)" },
+		{ "strait_initial_sync_eta_seconds", METRICS_GAUGE,
+		  "estimated seconds left reading the round's tables, by heap size (source side)" },
+		{ "strait_initial_sync_rows_total", METRICS_COUNTER,
+		  "rows read by initial-sync copies since straitd started (source side)" },
+		{ "strait_initial_sync_bytes_total", METRICS_COUNTER,
+		  "COPY text bytes read by initial-sync copies since straitd started (source side)" },
 		{ "strait_verify_last_run_seconds", METRICS_GAUGE,
 		  "when the stream's last verify ended (Unix time)" },
 		{ "strait_verify_last_result", METRICS_GAUGE,
@@ -101,6 +113,23 @@ static void daemon_declare_metrics(struct metrics_writer *w)
 
 	for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++)
 		metrics_declare(w, families[i].name, families[i].type, families[i].help);
+}
+
+/* A source's initial sync: the round's figures once it has a plan. */
+static void daemon_collect_sync(struct metrics_writer *w, const char *stream,
+		const struct streamsync_figures *f)
+{
+	metrics_value(w, "strait_initial_sync_running", f->running, "stream", stream, NULL);
+	metrics_value(w, "strait_initial_sync_rows_total", (double)f->rows, "stream", stream, NULL);
+	metrics_value(w, "strait_initial_sync_bytes_total", (double)f->bytes, "stream", stream, NULL);
+	if (!f->round)
+		return;
+	metrics_value(w, "strait_initial_sync_tables", (double)f->tables_total, "stream", stream,
+		      NULL);
+	metrics_value(w, "strait_initial_sync_tables_done", (double)f->tables_done, "stream", stream,
+		      NULL);
+	if (f->eta_s >= 0)
+		metrics_value(w, "strait_initial_sync_eta_seconds", f->eta_s, "stream", stream, NULL);
 }
 
 static void daemon_collect_stream(void *arg, const struct stream_report *r)
@@ -140,6 +169,8 @@ static void daemon_collect_stream(void *arg, const struct stream_report *r)
 	metrics_value(w, "strait_disk_warning_level", r->warning_level, "stream", r->name, NULL);
 	metrics_value(w, "strait_stream_wan_bytes_total", (double)r->bytes_wan, "stream", r->name,
 		      NULL);
+	if (r->sync)
+		daemon_collect_sync(w, r->name, &r->sync_figures);
 }
 
 /*

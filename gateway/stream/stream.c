@@ -467,6 +467,9 @@ void streams_report(const struct streams *s, int64_t now_us,
 		} else {
 			r.state = stream_source_state(st);
 			stream_source_report(st, &r, now_us);
+			r.sync = st->sync != NULL;
+			if (r.sync)
+				streamsync_source_figures(st->sync, &r.sync_figures);
 		}
 		r.lag_bytes = lag_bytes(st->lag);
 		r.lag_seconds = lag_seconds(st->lag, now_us);

@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "gateway/cluster/role.h"
+#include "gateway/stream/stream_sync.h"
 
 struct event_base;
 struct frame;
@@ -127,6 +128,8 @@ struct stream_report {
 	uint64_t bytes_wan;          /* source: estimated WAN bytes of its batches */
 	int64_t slot_retained_bytes; /* source: WAL the slot holds back, -1 unknown */
 	int warning_level;           /* source: worst disk warning, 0 none, 1 warning, 2 critical */
+	bool sync;                   /* source: the stream has an initial sync; figures in sync_figures */
+	struct streamsync_figures sync_figures;
 };
 
 /* ---- for switchover and failover (gateway/cluster/failover.c) ---- */

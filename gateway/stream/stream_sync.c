@@ -135,6 +135,8 @@ struct streamsync {
 	unsigned failures;
 	bool retry_temporary;               /* retries take a snapshot of their own */
 	bool broken;                        /* a chunk could not be sent: fail from ev_later */
+	uint64_t rows_before;               /* rows and bytes read by the rounds before this one */
+	uint64_t bytes_before;
 
 	/* sink */
 	streamsync_resume_fn resume;
@@ -248,8 +250,21 @@ static bool streamsync_send(struct streamsync *ss, const char *schema, size_t sc
 
 /* ================================================================ source */
 
+/* The current copy goes: its rows and bytes stay in the stream's counters. */
+static void streamsync_count_copy(struct streamsync *ss)
+{
+	struct synccopy_progress p;
+
+	if (!ss->copy)
+		return;
+	synccopy_progress(ss->copy, &p);
+	ss->rows_before += p.rows;
+	ss->bytes_before += p.bytes;
+}
+
 static void streamsync_source_end_round(struct streamsync *ss)
 {
+	streamsync_count_copy(ss);
 	synccopy_free(ss->copy);
 	ss->copy = NULL;
 	event_del(ss->ev_retry);
@@ -347,6 +362,7 @@ static void streamsync_copy_failed(void *arg, const char *reason)
 
 	snprintf(ss->last_error, sizeof(ss->last_error), "%s", reason);
 	/* freed from the loop: we are inside one of its callbacks */
+	streamsync_count_copy(ss);
 	ss->copy_dead = ss->copy;
 	ss->copy = NULL;
 	ss->retry_temporary = true;
@@ -1002,6 +1018,7 @@ static void streamsync_later_cb(evutil_socket_t fd, short what, void *arg)
 	if (ss->broken && ss->copy) {
 		ss->broken = false;
 		/* as if the copy had failed: it could not hand its data over */
+		streamsync_count_copy(ss);
 		synccopy_free(ss->copy);
 		ss->copy = NULL;
 		ss->retry_temporary = true;
@@ -1137,6 +1154,21 @@ bool streamsync_in_progress(const struct streamsync *ss)
 	default:
 		return false;
 	}
+}
+
+void streamsync_source_figures(const struct streamsync *ss, struct streamsync_figures *out)
+{
+	struct synccopy_progress p = { .eta_s = -1.0 };
+
+	if (ss->copy)
+		synccopy_progress(ss->copy, &p);
+	out->running = streamsync_in_progress(ss);
+	out->round = p.planned;
+	out->tables_total = p.tables_total;
+	out->tables_done = p.tables_total - p.tables_to_copy + p.tables_copied;
+	out->eta_s = p.eta_s;
+	out->rows = ss->rows_before + p.rows;
+	out->bytes = ss->bytes_before + p.bytes;
 }
 
 void streamsync_status_json(const struct streamsync *ss, struct json_out *j)

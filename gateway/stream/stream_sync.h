@@ -137,6 +137,23 @@ bool streamsync_filter(struct streamsync *ss, const uint8_t *body, size_t len,
  */
 bool streamsync_in_progress(const struct streamsync *ss);
 
+/*
+ * The source's figures, for metrics: the current round's (or the last one's,
+ * kept until the next), and rows and bytes read by every round since the
+ * daemon started. The source has the plan and the tables' sizes; the sink's
+ * loads follow its reading within SYNCCOPY_WINDOW chunks per table.
+ */
+struct streamsync_figures {
+	bool running;                /* streamsync_in_progress() */
+	bool round;                  /* a round's plan is listed: tables and eta_s hold */
+	size_t tables_total;         /* the round's plan */
+	size_t tables_done;          /* kept (the target has them) or read in full */
+	double eta_s;                /* seconds left reading; -1 not known yet */
+	uint64_t rows;               /* every round's, since the daemon started */
+	uint64_t bytes;              /* COPY text, likewise */
+};
+void streamsync_source_figures(const struct streamsync *ss, struct streamsync_figures *out);
+
 /* Appends the "initial_sync" status object. */
 void streamsync_status_json(const struct streamsync *ss, struct json_out *j);
 

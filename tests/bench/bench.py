@@ -68,6 +68,7 @@ import benchlib  # noqa: E402
 from benchlib import (CpuLedger, LagSampler, PidCpu, Pgbench, harness, lsn_int,  # noqa: E402
                       peak_rss, reset_peak_rss, rss, cpu_seconds, children, wait_until)
 import report  # noqa: E402
+import syncscale  # noqa: E402
 
 SRC_DB = "bench"
 PUBLICATION = "bench_pub"
@@ -95,13 +96,18 @@ BIG_INSERT = ("INSERT INTO bench_big SELECT g, md5(g::text) || md5((g * 7)::text
 PROFILES = {
     # name: scale, repetitions, steady s, backlog s, thin s, rows of the
     # big transaction, phases (limit: seconds after which no new
-    # repetition starts)
+    # repetition starts); the initial sync at scale (syncscale.py, once
+    # after the repetitions): its repetitions, tables of manytables, rows
+    # of bigtable
     "full": dict(scale=20, reps=3, steady=30, backlog=60, thin=20, big_rows=2000000,
-                 limit=24 * 60, phases=("sync", "steady", "catchup", "thin", "bigtxn", "spool")),
+                 limit=24 * 60, phases=("sync", "steady", "catchup", "thin", "bigtxn", "spool"),
+                 sync_reps=1, sync_tables=2000, sync_big_rows=5000000),
     "quick": dict(scale=5, reps=1, steady=10, backlog=10, thin=10, big_rows=500000,
-                  limit=5 * 60, phases=("sync", "steady", "catchup", "thin", "bigtxn")),
+                  limit=5 * 60, phases=("sync", "steady", "catchup", "thin", "bigtxn"),
+                  sync_reps=1, sync_tables=200, sync_big_rows=500000),
     "smoke": dict(scale=1, reps=1, steady=5, backlog=5, thin=5, big_rows=2000000,
-                  limit=3 * 60, phases=("sync", "steady")),
+                  limit=3 * 60, phases=("sync", "steady"),
+                  sync_reps=1, sync_tables=20, sync_big_rows=100000),
 }
 
 
@@ -119,10 +125,12 @@ class Native:
     finished = False        # stopped and its results filed (Bench.finish)
     peak_before = {}        # straitd's VmHWM before a reset (none here)
 
-    def __init__(self, bench, rep):
+    def __init__(self, bench, rep, src_db=SRC_DB, publication=PUBLICATION):
         self.b = bench
         self.sub = f"bench_sub_{rep}"
         self.tgt_db = f"tgt_native_{rep}"
+        self.src_db = src_db
+        self.publication = publication
         self.streaming = None
 
     def origin(self):
@@ -131,8 +139,8 @@ class Native:
         return f"pg_{oid}"
 
     def start(self):
-        conn = (f"host={self.b.tunnel.addresses[0]} port={self.b.src.port} dbname={SRC_DB} "
-                f"user=postgres sslmode=require")
+        conn = (f"host={self.b.tunnel.addresses[0]} port={self.b.src.port} "
+                f"dbname={self.src_db} user=postgres sslmode=require")
         # A transaction larger than the walsender's logical_decoding_work_mem
         # is sent while it is still open (and applied by a parallel worker
         # from 16 on) instead of spilled to disk and sent after its commit.
@@ -140,7 +148,7 @@ class Native:
         version = int(self.b.dst.sql("SHOW server_version_num")[0][0])
         self.streaming = "parallel" if version >= 160000 else "on"
         self.b.dst.sql(f"CREATE SUBSCRIPTION {self.sub} CONNECTION '{conn}' "
-                       f"PUBLICATION {PUBLICATION} WITH (streaming = {self.streaming})",
+                       f"PUBLICATION {self.publication} WITH (streaming = {self.streaming})",
                        dbname=self.tgt_db)
 
     def wait_streaming(self, timeout):
@@ -193,10 +201,14 @@ class Strait:
     name = "strait"
     finished = False
 
-    def __init__(self, bench, rep, initial_sync=True):
+    def __init__(self, bench, rep, initial_sync=True, src_db=SRC_DB, publication=PUBLICATION,
+                 stream_extra=None):
         self.b = bench
         self.rep = rep
         self.initial_sync = initial_sync
+        self.src_db = src_db
+        self.publication = publication
+        self.stream_extra = stream_extra or {}
         self.tgt_db = f"tgt_strait_{rep}"
         # Replication origins belong to the whole target cluster, not to one
         # database: a second target database under the same stream name would
@@ -214,10 +226,11 @@ class Strait:
         base = os.path.join(b.work, f"strait-{self.rep}")
         os.makedirs(base)
         sites = harness.tunnel_sites([b.src, b.dst], b.pair.sites, names=("onprem", "cloud"))
-        sites[0]["database"] = b.src.dsn(SRC_DB)
+        sites[0]["database"] = b.src.dsn(self.src_db)
         sites[1]["database"] = b.dst.dsn(self.tgt_db)
-        stream = {"name": self.stream, "from": "onprem", "to": "cloud", "publication": PUBLICATION,
-                  "initial_sync": self.initial_sync}
+        stream = {"name": self.stream, "from": "onprem", "to": "cloud",
+                  "publication": self.publication, "initial_sync": self.initial_sync,
+                  **self.stream_extra}
         self.cluster = harness.Cluster(base, sites, [stream], backend="userspace",
                                        cluster="bench")
         for name, site in (("onprem", b.pair.sites[0]), ("cloud", b.pair.sites[1])):
@@ -315,7 +328,8 @@ class Bench:
     def __init__(self, args):
         self.args = args
         self.p = dict(PROFILES[args.profile])
-        for k in ("scale", "reps", "steady", "backlog", "thin", "big_rows"):
+        for k in ("scale", "reps", "steady", "backlog", "thin", "big_rows", "sync_reps",
+                  "sync_tables", "sync_big_rows"):
             v = getattr(args, k)
             if v is not None:
                 self.p[k] = v
@@ -329,6 +343,7 @@ class Bench:
         self.series = []               # (system, rep, phase, samples)
         self.skipped = []              # what the time limit left out, and why
         self.spool_result = None       # the spool phase (strait only, once)
+        self.sync_scale_result = None  # manytables and bigtable (syncscale.py, once)
         self.started = time.monotonic()
 
     # ---------------------------------------------------------------- budget
@@ -348,10 +363,12 @@ class Bench:
         system_s = sum(per[ph] for ph in phases) + 3
         run_s = 2 * system_s + catchup
         total = setup + p["reps"] * run_s
-        if "spool" in p["phases"]:
-            # once, strait only: writing 1 GiB, draining it
-            total += 75
+        once = 75 if "spool" in p["phases"] else 0   # strait only: writing 1 GiB, draining it
+        sync_scale = syncscale.estimate(p)
+        total += once + sync_scale
         self.run_estimate = run_s
+        # what runs after the repetitions: no repetition starts that would push it past the limit
+        self.after_reps_estimate = once + sync_scale
         lines = [f"budget ({self.args.profile}): scale {p['scale']}, {p['reps']} repetition(s), "
                  f"phases {', '.join(p['phases'])}, time limit {p['limit'] / 60:.1f} min",
                  f"  setup ~{setup:.0f}s; per repetition ~{run_s:.0f}s: "
@@ -359,6 +376,7 @@ class Bench:
                  + "(" + ", ".join(f"{ph} ~{per[ph]:.0f}s" for ph in phases)
                  + ")" + (f", catch-up of both ~{catchup:.0f}s" if catchup else "") + "; "
                  + ("spool (once) ~75s; " if "spool" in p["phases"] else "")
+                 + (f"initial sync at scale (once) ~{sync_scale:.0f}s; " if sync_scale else "")
                  + f"total ~{total / 60:.1f} min"]
         return total, lines
 
@@ -376,9 +394,11 @@ class Bench:
                                               "max_wal_size": "2GB",
                                               "checkpoint_timeout": "15min"})
         self._server_cert(self.src)
-        self.dst = harness.PgServer("bdst", netns=self.pair.sites[1].ns,
-                                    settings={"max_wal_size": "2GB",
-                                              "checkpoint_timeout": "15min"})
+        dst_settings = {"max_wal_size": "2GB", "checkpoint_timeout": "15min"}
+        if self.has_sync_scale():
+            # room for native's four table-sync workers beside its apply worker
+            dst_settings["max_logical_replication_workers"] = str(syncscale.NATIVE_MAX_WORKERS)
+        self.dst = harness.PgServer("bdst", netns=self.pair.sites[1].ns, settings=dst_settings)
         self.src.start()
         self.dst.start()
         self.ledger.add_root(self.src.pid)
@@ -974,7 +994,8 @@ class Bench:
         self.setup()
         log(f"veth offloads: {self.pair.offloads()}")
         for rep in range(self.p["reps"]):
-            left = self.p["limit"] - (time.monotonic() - self.started)
+            left = (self.p["limit"] - self.after_reps_estimate
+                    - (time.monotonic() - self.started))
             if rep > 0 and left < self.run_estimate:
                 self.skipped.append(f"repetitions {rep + 1}-{self.p['reps']}: "
                                     f"{left:.0f}s left of the time limit, "
@@ -987,8 +1008,13 @@ class Bench:
         if "bigtxn" in self.p["phases"]:
             # every system stopped: no target is left to need it
             self.src.sql("DROP TABLE IF EXISTS bench_big", dbname=SRC_DB)
+        if self.has_sync_scale():
+            self.sync_scale_result = syncscale.SyncScale(self, Native, Strait, log).run()
         if "spool" in self.p["phases"]:
             self.run_spool()
+
+    def has_sync_scale(self):
+        return any(ph in self.p["phases"] for ph in ("manytables", "bigtable"))
 
 
 def fmt(v, digits=2):
@@ -1016,7 +1042,14 @@ def main(argv=None):
     ap.add_argument("--big-rows", type=int, dest="big_rows",
                     help="rows of the bigtxn phase's one INSERT")
     ap.add_argument("--phases",
-                    help="comma-separated subset of sync,steady,catchup,thin,bigtxn,spool")
+                    help="comma-separated subset of sync,steady,catchup,thin,bigtxn,spool,"
+                         "manytables,bigtable")
+    ap.add_argument("--sync-reps", type=int, dest="sync_reps",
+                    help="repetitions of the manytables and bigtable phases")
+    ap.add_argument("--sync-tables", type=int, dest="sync_tables",
+                    help="tables of the manytables phase")
+    ap.add_argument("--sync-big-rows", type=int, dest="sync_big_rows",
+                    help="rows of the bigtable phase's table")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("bench: needs root (network namespaces, WireGuard, PostgreSQL user)",

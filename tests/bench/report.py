@@ -112,6 +112,7 @@ def rows(bench):
     out.append(Row("straitd CPU s per repetition, each daemon", "-", _cell(cpu, "", 2), "-",
                    "(report)", "-"))
     out += bigtxn_rows(bench)
+    out += sync_scale_rows(bench)
     out.append(spool_row(bench))
     if "thin" in p["phases"]:
         nv = _values(nat, "thin", "sustained_tps")
@@ -168,6 +169,57 @@ def bigtxn_rows(bench):
     out.append(Row(f"big transaction, {rows} rows: straitd peak RSS (MiB), larger daemon", "-",
                    _cell(peaks, "", 1), "-", "< 64 MiB", result))
     return out
+
+
+def _scale_name(bench, workload):
+    if workload == "manytables":
+        return f"initial sync, {bench.p['sync_tables']:,} tables"
+    return f"initial sync, one table of {bench.p['sync_big_rows']:,} rows"
+
+
+def sync_scale_rows(bench):
+    """manytables and bigtable: strait against native with each number of
+    table-sync workers, time to equal and WAN bytes."""
+    out = []
+    for workload, entry in (bench.sync_scale_result or {}).items():
+        runs = entry.get("runs", {})
+        done = lambda v: v.get("equal")            # noqa: E731
+        st = runs.get("strait", [])
+        for native in sorted(k for k in runs if k.startswith("native_w")):
+            nat, workers = runs[native], native[len("native_w"):]
+            for metric, key, scale, digits in (("time to equal (s)", "seconds", 1, 1),
+                                               ("WAN MiB, both ways", "wan_bytes", MIB, 1)):
+                nv = [r[key] / scale for r in nat if done(r)]
+                sv = [r[key] / scale for r in st if done(r)]
+                out.append(Row(f"{_scale_name(bench, workload)}: {metric}, native "
+                               f"{workers} sync workers", _cell(nv, "", digits),
+                               _cell(sv, "", digits), _rfmt(_ratio(_med(nv), _med(sv))),
+                               "(report)", "-" if nv and sv else "n/a"))
+    return out
+
+
+def sync_scale_lines(bench):
+    """Each run of manytables and bigtable, and what did not end equal."""
+    lines = []
+    for workload, entry in (bench.sync_scale_result or {}).items():
+        src = entry.get("source") or {}
+        head = f"  {_scale_name(bench, workload)}"
+        if src:
+            head += (f" ({src['tables']} tables, {src['rows']:,} rows, "
+                     f"{src['source_bytes'] / MIB:.0f} MiB at the source)")
+        lines.append(head + (f": {entry['error']}" if entry.get("error") else ":"))
+        for system, runs in entry.get("runs", {}).items():
+            for i, r in enumerate(runs):
+                if r.get("error"):
+                    lines.append(f"    {system:9} rep {i + 1}: {r['error']}")
+                    continue
+                secs = (f"{r['seconds']:.1f} s" if r["seconds"] is not None
+                        else f"not equal within {r['timeout_s']:.0f} s")
+                lines.append(f"    {system:9} rep {i + 1}: {secs}; veth to target "
+                             f"{r['wan_bytes_to_target'] / MIB:.1f} MiB, to source "
+                             f"{r['wan_bytes_to_source'] / MIB:.1f} MiB; equal {r['equal']}; "
+                             f"CPU bench {r['cpu']['ours']:.1f} s, other {r['cpu']['other']:.1f} s")
+    return lines
 
 
 def bigtxn_lines(bench):
@@ -399,6 +451,11 @@ def write(bench, out, failed=None):
     if bt:
         lines += ["", "big transaction (one INSERT, each system alone; commit to applied: from "
                   "the INSERT returning on the source until the target has every row):"] + bt
+    ss = sync_scale_lines(bench)
+    if ss:
+        lines += ["", "initial sync at scale (once after the repetitions, each system alone with "
+                  "a fresh target; time from its start until the target has every table's "
+                  "rows; native with 2 and with 4 table-sync workers):"] + ss
     sp = spool_lines(bench)
     if sp:
         lines += ["", "spool phase (strait only, once):"] + sp
@@ -431,7 +488,8 @@ def write(bench, out, failed=None):
     doc = {"profile": bench.args.profile, "parameters": {k: v for k, v in p.items()},
            "failed": failed, "table": [dict(zip(["metric", "native", "strait", "ratio", "target",
                                                  "result"], r.cols)) for r in rs],
-           "runs": bench.results, "spool": bench.spool_result, "lag_png": png,
+           "runs": bench.results, "spool": bench.spool_result,
+           "sync_scale": bench.sync_scale_result, "lag_png": png,
            "elapsed_s": time.monotonic() - bench.started}
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(doc, f, indent=2, default=str)

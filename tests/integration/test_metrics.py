@@ -423,3 +423,73 @@ def test_tunnel_handshake_metric(tmp_path, netns_sites, straitd_factory):
                       re.M)
         assert m, text
         assert abs(int(m.group(1)) - handshake(name)) <= 300
+
+
+SYNC_ROWS = {"wide": 400000, "mid": 3000, "few": 10, "none": 0}
+
+
+def sync_metrics(d):
+    samples, text = scrape(d)
+    names = ("running", "tables", "tables_done", "eta_seconds", "rows_total", "bytes_total")
+    return {n: samples.get((f"strait_initial_sync_{n}", frozenset({("stream", "app")})))
+            for n in names}, text
+
+
+def test_initial_sync_progress_metrics(tmp_path, pg_factory, straitd_factory):
+    """The source exports its initial sync's progress: tables in the plan and
+    done, rows and bytes read, time left, and whether a round runs — during
+    the copy (the sink stopped, so the source waits on its window) and once
+    the stream streams."""
+    src, dst = harness.on_each(pg_factory, ("onprem", "cloud"))
+    for pg in (src, dst):
+        for name in SYNC_ROWS:
+            pg.sql(f"CREATE TABLE {name} (id bigint PRIMARY KEY, v text)")
+    for name, n in SYNC_ROWS.items():
+        src.sql(f"INSERT INTO {name} SELECT g, repeat('x', 80) FROM generate_series(1, {n}) g")
+    src.sql("VACUUM ANALYZE")
+    stream = {"name": "app", "from": "onprem", "to": "cloud", "publication": "strait_app",
+              "initial_sync": True}
+    # heartbeats far apart: the sink stopped for a moment does not lose the link
+    cluster = harness.Cluster(tmp_path, harness.loopback_sites([src, dst]), [stream],
+                              extra={"failover": {"health_interval": "10s"}})
+    onprem = straitd_factory(cluster.path("onprem"), site="onprem")
+    cloud = straitd_factory(cluster.path("cloud"), site="cloud")
+
+    # the round runs: stop the sink so the copy waits for its acknowledgements
+    wait_until(lambda: (sync_metrics(onprem)[0]["rows_total"] or 0) > 0, 60, interval=0.02,
+               what="the copy to start")
+    cloud.signal(signal.SIGSTOP)
+    try:
+        def held():
+            m = sync_metrics(onprem)[0]
+            first = held.last
+            held.last = m["rows_total"]
+            return first == m["rows_total"]
+        held.last = None
+        wait_until(held, 30, interval=0.5, what="the copy to wait for the stopped sink")
+        m, text = sync_metrics(onprem)
+        promtool_check(text)
+        assert m["running"] == 1, m
+        assert m["tables"] == len(SYNC_ROWS), m
+        assert 0 <= m["tables_done"] < len(SYNC_ROWS), m
+        assert 0 < m["rows_total"] < sum(SYNC_ROWS.values()), m
+        assert m["bytes_total"] > 0, m
+        assert m["eta_seconds"] is None or m["eta_seconds"] > 0, m
+        # the sink exports none of these: the source has the figures
+        assert sync_metrics(onprem)[0]["running"] == 1
+    finally:
+        cloud.signal(signal.SIGCONT)
+
+    wait_until(lambda: sync_metrics(onprem)[0]["running"] == 0, 120, interval=0.2,
+               what="the initial sync to end")
+    assert harness.tables_equal(src, dst, list(SYNC_ROWS))
+    published = src.sql("SELECT count(*) FROM pg_publication_tables WHERE pubname = 'strait_app'")
+    m, text = sync_metrics(onprem)
+    promtool_check(text)
+    assert m["tables"] == published[0][0] == len(SYNC_ROWS), m
+    assert m["tables_done"] == m["tables"], m
+    assert m["rows_total"] == sum(SYNC_ROWS.values()), m
+    assert m["eta_seconds"] == 0, m
+    copy = next(r for r in onprem.status()["replication"] if r["role"] == "source")["initial_sync"]
+    assert m["bytes_total"] == copy["bytes"], (m, copy)
+    assert sync_metrics(cloud)[0]["running"] is None
