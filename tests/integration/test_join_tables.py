@@ -149,3 +149,23 @@ def test_table_removed_stops_and_comes_back_copied(tmp_path, pg_factory, straitd
     wait_equal(src, dst, ("a", "b"), timeout=60)
     src.sql("DELETE FROM b WHERE id > 1900")
     wait_equal(src, dst, ("b",), timeout=60)
+
+
+def test_record_from_before_members_takes_the_publication_list(tmp_path, pg_factory,
+                                                              straitd_factory):
+    """A target whose record predates strait.sync_member: the first list the
+    source sends becomes the stream's members (nothing copied for it), and
+    tables that join after that are copied."""
+    src, dst, onprem, cloud = start_pair(tmp_path, pg_factory, straitd_factory)
+    cloud.stop()
+    dst.sql("DELETE FROM strait.sync_member")
+    dst.sql("UPDATE strait.sync_stream SET members = false")
+    cloud.start()
+    wait_until(lambda: members(dst) == ["public.a", "public.b"], 60, interval=0.5,
+               what="the publication's tables to be taken as members")
+    assert "are taken as its members" in cloud.log_text()
+    src.sql("CREATE TABLE t (id int PRIMARY KEY, v text)")
+    dst.sql("CREATE TABLE t (id int PRIMARY KEY, v text)")
+    src.sql("INSERT INTO t SELECT g, 't' FROM generate_series(1, 1000) g")
+    wait_until(lambda: "public.t" in members(dst), 60, interval=0.5, what="t to join")
+    wait_equal(src, dst, ("a", "b", "t"), timeout=60)

@@ -95,6 +95,8 @@ def test_forget_stream(tmp_path, pg_factory, straitd_factory):
                what="the initial sync")
     wait_equal(src, dst, ("a", "b", "c"), timeout=60)
     assert sync_start(dst) is not None
+    members = "SELECT count(*) FROM strait.sync_member WHERE stream = 'app'"
+    assert dst.sql(members)[0][0] == 3
 
     # still in the config: refused, nothing touched
     res = cloud.ctl("forget-stream", "app", check=False)
@@ -118,6 +120,8 @@ def test_forget_stream(tmp_path, pg_factory, straitd_factory):
     assert "4 replication origins dropped" in res.stdout or "origins dropped" in res.stdout, res.stdout
     assert sync_start(dst) is None
     assert dst.sql("SELECT count(*) FROM strait.sync_table WHERE stream = 'app'")[0][0] == 0
+    assert dst.sql(members)[0][0] == 0
+    assert dst.sql("SELECT count(*) FROM strait.sync_join WHERE stream = 'app'")[0][0] == 0
     # the stream's origins are gone; forget-stream's own stays (see syncstate.h)
     assert strait_origins(dst) == ["strait_:forget"], strait_origins(dst)
 
