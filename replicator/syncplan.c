@@ -562,6 +562,80 @@ void syncplan_set_free(struct syncplan_set *s)
 	memset(s, 0, sizeof(*s));
 }
 
+/* ---- ranges loaded, per table ---- */
+
+static struct syncplan_ranges_entry *syncplan_ranges_find(const struct syncplan_ranges *r,
+		const char *schema, size_t schema_len, const char *table, size_t table_len)
+{
+	const struct syncplan_set_entry *e = syncplan_set_get(&r->index, schema, schema_len, table,
+							      table_len);
+
+	return e ? &r->v[e->value] : NULL;
+}
+
+bool syncplan_ranges_add(struct syncplan_ranges *r, const char *schema, size_t schema_len,
+		const char *table, size_t table_len, uint64_t lsn, uint32_t range, uint32_t ranges)
+{
+	struct syncplan_ranges_entry *e;
+
+	if (ranges < 2 || ranges > SYNCRANGE_MAX || range >= ranges)
+		return false;
+	e = syncplan_ranges_find(r, schema, schema_len, table, table_len);
+	if (!e) {
+		if (r->n == r->cap) {
+			size_t cap = r->cap ? r->cap * 2 : 16;
+			struct syncplan_ranges_entry *grown = realloc(r->v, cap * sizeof(*grown));
+
+			if (!grown)
+				return false;
+			r->v = grown;
+			r->cap = cap;
+		}
+		if (!syncplan_set_put(&r->index, schema, schema_len, table, table_len, r->n))
+			return false;
+		e = &r->v[r->n++];
+		memset(e, 0, sizeof(*e));
+	}
+	if (e->got.n != ranges || e->lsn != lsn) {
+		syncrange_set_free(&e->got);
+		if (!syncrange_set_init(&e->got, ranges))
+			return false;
+		e->lsn = lsn;
+	}
+	(void)syncrange_set_add(&e->got, range);
+	return true;
+}
+
+const struct syncplan_ranges_entry *syncplan_ranges_get(const struct syncplan_ranges *r,
+		const char *schema, size_t schema_len, const char *table, size_t table_len)
+{
+	const struct syncplan_ranges_entry *e = syncplan_ranges_find(r, schema, schema_len, table,
+								     table_len);
+
+	return e && e->got.n ? e : NULL;
+}
+
+void syncplan_ranges_drop(struct syncplan_ranges *r, const char *schema, size_t schema_len,
+		const char *table, size_t table_len)
+{
+	struct syncplan_ranges_entry *e = syncplan_ranges_find(r, schema, schema_len, table,
+							       table_len);
+
+	if (e) {
+		syncrange_set_free(&e->got);
+		e->lsn = 0;
+	}
+}
+
+void syncplan_ranges_free(struct syncplan_ranges *r)
+{
+	for (size_t i = 0; i < r->n; i++)
+		syncrange_set_free(&r->v[i].got);
+	free(r->v);
+	syncplan_set_free(&r->index);
+	memset(r, 0, sizeof(*r));
+}
+
 /* ---- origin names ---- */
 
 /* Whether quote_ident() leaves name alone: [a-z_][a-z0-9_$]* (keywords aside). */

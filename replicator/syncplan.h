@@ -141,6 +141,39 @@ const struct syncplan_set_entry *syncplan_set_get(const struct syncplan_set *s,
 /* Empties the set (keeps nothing). */
 void syncplan_set_free(struct syncplan_set *s);
 
+/* ---- ranges loaded, per table ---- */
+
+/* The ranges of one table loaded from one snapshot. */
+struct syncplan_ranges_entry {
+	uint64_t lsn;            /* the snapshot they come from */
+	struct syncrange_set got;    /* of got.n ranges; got.n 0: none (dropped) */
+};
+
+/* schema.table -> the ranges of it loaded (the sink's record, or what it told the source). */
+struct syncplan_ranges {
+	struct syncplan_set index;   /* value: an index into v */
+	struct syncplan_ranges_entry *v;
+	size_t n;
+	size_t cap;
+};
+
+/*
+ * Range `range` of `ranges` of schema.table is loaded from the snapshot at
+ * lsn. Ranges from another snapshot, or of another count, are forgotten
+ * (one copy replaces the other). False when out of memory or the numbers
+ * are off (ranges from 2 to SYNCRANGE_MAX, range below it).
+ */
+bool syncplan_ranges_add(struct syncplan_ranges *r, const char *schema, size_t schema_len,
+		const char *table, size_t table_len, uint64_t lsn, uint32_t range, uint32_t ranges)
+	SYNCPLAN_MUSTCHECK;
+/* The table's entry, or NULL when it has none. */
+const struct syncplan_ranges_entry *syncplan_ranges_get(const struct syncplan_ranges *r,
+		const char *schema, size_t schema_len, const char *table, size_t table_len);
+/* Forgets the table's ranges (it is loaded whole, or copied afresh). */
+void syncplan_ranges_drop(struct syncplan_ranges *r, const char *schema, size_t schema_len,
+		const char *table, size_t table_len);
+void syncplan_ranges_free(struct syncplan_ranges *r);
+
 /* ---- origin names ---- */
 
 /* "strait_<stream>:sync:<schema>.<table>"; malloc'd, NULL when out of memory. */

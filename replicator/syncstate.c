@@ -217,15 +217,24 @@ char *syncstate_range_record_sql(const char *stream, const char *schema, const c
 
 	if (!out)
 		return NULL;
-	ok = fputs("INSERT INTO " SYNCSTATE_SCHEMA ".sync_range (stream, schema_name, table_name, "
-		   "range_no, ranges, snapshot_lsn) VALUES (", out) >= 0 &&
+	/*
+	 * A range is loaded once per snapshot: a row for it from this snapshot
+	 * (committed, or committing beside: the insert waits for it) is left
+	 * alone, and then the cast of the message fails the load.
+	 */
+	ok = fputs("WITH recorded AS (INSERT INTO " SYNCSTATE_SCHEMA ".sync_range (stream, "
+		   "schema_name, table_name, range_no, ranges, snapshot_lsn) VALUES (", out) >= 0 &&
 	     syncstate_put_literal(out, stream) && fputs(", ", out) >= 0 &&
 	     syncstate_put_literal(out, schema) && fputs(", ", out) >= 0 &&
 	     syncstate_put_literal(out, table) &&
 	     fprintf(out, ", %" PRIu32 ", %" PRIu32 ", '" LSN_FMT "') ON CONFLICT (stream, "
 		     "schema_name, table_name, range_no) DO UPDATE SET ranges = EXCLUDED.ranges, "
-		     "snapshot_lsn = EXCLUDED.snapshot_lsn, loaded_at = EXCLUDED.loaded_at",
-		     range, ranges, LSN_ARGS(lsn)) >= 0;
+		     "snapshot_lsn = EXCLUDED.snapshot_lsn, loaded_at = EXCLUDED.loaded_at "
+		     "WHERE " SYNCSTATE_SCHEMA ".sync_range.snapshot_lsn <> EXCLUDED.snapshot_lsn OR "
+		     SYNCSTATE_SCHEMA ".sync_range.ranges <> EXCLUDED.ranges RETURNING 1) "
+		     "SELECT CASE WHEN EXISTS (SELECT 1 FROM recorded) THEN 0 ELSE ('range %" PRIu32
+		     " is loaded already from this snapshot' || (SELECT count(*) FROM recorded))"
+		     "::pg_catalog.int4 END", range, ranges, LSN_ARGS(lsn), range) >= 0;
 	return syncstate_finish(out, &buf, ok);
 }
 

@@ -95,6 +95,11 @@ void streamsync_free(struct streamsync *ss);
  */
 void streamsync_source_request(struct streamsync *ss, uint32_t generation, struct source *src);
 void streamsync_source_ready(struct streamsync *ss, struct source *src);
+/*
+ * The stream's sync_workers and sync_split_above (config.h), for the rounds
+ * started from now on.
+ */
+void streamsync_set_copy_limits(struct streamsync *ss, unsigned workers, uint64_t split_above);
 /* The sink resumes streaming (RESUME past 0): any round is over. */
 void streamsync_source_stop(struct streamsync *ss);
 /* The link drained: go on reading. */

@@ -248,6 +248,43 @@ static void test_sets(void **state)
 	assert_int_equal(s.n, 0);
 }
 
+static void test_ranges_book(void **state)
+{
+	struct syncplan_ranges r = { 0 };
+	const struct syncplan_ranges_entry *e;
+
+	(void)state;
+	assert_null(syncplan_ranges_get(&r, "public", 6, "big", 3));
+	assert_true(syncplan_ranges_add(&r, "public", 6, "big", 3, 0x100, 0, 4));
+	assert_true(syncplan_ranges_add(&r, "public", 6, "big", 3, 0x100, 3, 4));
+	assert_true(syncplan_ranges_add(&r, "public", 6, "big", 3, 0x100, 3, 4));
+	e = syncplan_ranges_get(&r, "public", 6, "big", 3);
+	assert_non_null(e);
+	assert_true(e->lsn == 0x100);
+	assert_int_equal(e->got.count, 2);
+	assert_true(syncrange_set_has(&e->got, 3));
+	/* another snapshot's range replaces the older copy's */
+	assert_true(syncplan_ranges_add(&r, "public", 6, "big", 3, 0x200, 1, 4));
+	e = syncplan_ranges_get(&r, "public", 6, "big", 3);
+	assert_true(e->lsn == 0x200);
+	assert_int_equal(e->got.count, 1);
+	/* and so does another count */
+	assert_true(syncplan_ranges_add(&r, "public", 6, "big", 3, 0x200, 5, 6));
+	e = syncplan_ranges_get(&r, "public", 6, "big", 3);
+	assert_int_equal(e->got.n, 6);
+	assert_int_equal(e->got.count, 1);
+	/* numbers that are off */
+	assert_false(syncplan_ranges_add(&r, "s", 1, "t", 1, 1, 2, 2));
+	assert_false(syncplan_ranges_add(&r, "s", 1, "t", 1, 1, 0, 1));
+	assert_false(syncplan_ranges_add(&r, "s", 1, "t", 1, 1, 0, SYNCRANGE_MAX + 1));
+	assert_null(syncplan_ranges_get(&r, "s", 1, "t", 1));
+	syncplan_ranges_drop(&r, "public", 6, "big", 3);
+	assert_null(syncplan_ranges_get(&r, "public", 6, "big", 3));
+	assert_true(syncplan_ranges_add(&r, "public", 6, "big", 3, 0x300, 0, 2));
+	assert_non_null(syncplan_ranges_get(&r, "public", 6, "big", 3));
+	syncplan_ranges_free(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -256,6 +293,7 @@ int main(void)
 		cmocka_unit_test(test_malformed_plans),
 		cmocka_unit_test(test_origin_names),
 		cmocka_unit_test(test_sets),
+		cmocka_unit_test(test_ranges_book),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

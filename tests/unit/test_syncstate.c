@@ -82,6 +82,9 @@ static void test_record_done_fold(void **state)
 	assert_contains(s, "INSERT INTO strait.sync_range (stream, schema_name, table_name, "
 			"range_no, ranges, snapshot_lsn) VALUES ('app', 'public', 'big', 7, 64, '1/28')");
 	assert_contains(s, "ON CONFLICT (stream, schema_name, table_name, range_no) DO UPDATE");
+	/* never twice from one snapshot */
+	assert_contains(s, "WHERE strait.sync_range.snapshot_lsn <> EXCLUDED.snapshot_lsn");
+	assert_contains(s, "'range 7 is loaded already from this snapshot'");
 	free(s);
 	s = syncstate_clear_sql("app", "public", "o'hara");
 	assert_string_equal(s, "DELETE FROM strait.sync_range WHERE stream = 'app' AND schema_name = "
