@@ -475,7 +475,7 @@ static bool streamsync_source_continue(struct streamsync *ss, uint32_t generatio
 	ss->finished_ms = 0;
 	ss->rounds++;
 	log_info("stream \"%s\": \"%s\" asks for an initial sync round (generation %u, it has %zu "
-		 "tables and ranges of %zu); going on in the held snapshot", ss->stream, ss->peer,
+		 "tables, and ranges of %zu others); going on in the held snapshot", ss->stream, ss->peer,
 		 generation, ss->round_have.n, ss->round_have_ranges.index.n);
 	synccopy_continue(ss->copy, generation);
 	streamsync_set_state(ss, SS_SOURCE_COPYING, "going on in the held snapshot");
@@ -933,9 +933,10 @@ static void streamsync_sink_data_frame(struct streamsync *ss, const struct frame
 	e = syncplan_set_get(&ss->plan_index, m->schema.ptr, m->schema.len, m->table.ptr, m->table.len);
 	if (!e || !ss->plan.tables[e->value].copy || m->ranges != ss->plan.tables[e->value].ranges ||
 	    (m->ranges && !syncrange_set_has(&ss->plan.tables[e->value].copied, m->range))) {
-		streamsync_sink_fail(ss, "refused SYNC frame from \"%s\": table \"%.*s\".\"%.*s\" (range "
-				     "%u of %u) is not copied in this round", ss->peer, (int)m->schema.len,
-				     m->schema.ptr, (int)m->table.len, m->table.ptr, m->range, m->ranges);
+		snprintf(err, sizeof(err), " (range %u of %u)", m->range, m->ranges);
+		streamsync_sink_fail(ss, "refused SYNC frame from \"%s\": table \"%.*s\".\"%.*s\"%s is "
+				     "not copied in this round", ss->peer, (int)m->schema.len,
+				     m->schema.ptr, (int)m->table.len, m->table.ptr, m->ranges ? err : "");
 		return;
 	}
 	t = &ss->plan.tables[e->value];
