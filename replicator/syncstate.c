@@ -166,16 +166,6 @@ char *syncstate_query_sql(const char *stream)
 	     fputs(" UNION ALL SELECT 'o', roname, NULL, "
 		   "pg_catalog.pg_replication_origin_progress(roname, true)::text, NULL, NULL "
 		   "FROM pg_catalog.pg_replication_origin WHERE roname = ", out) >= 0 &&
-	     syncstate_put_literal(out, apply) &&
-	     fputs("); SELECT 't', schema_name, table_name, snapshot_lsn::text FROM "
-		   SYNCSTATE_SCHEMA ".sync_table WHERE stream = ", out) >= 0 &&
-	     syncstate_put_literal(out, stream) &&
-	     fputs(" UNION ALL SELECT 's', NULL, NULL, start_lsn::text FROM " SYNCSTATE_SCHEMA
-		   ".sync_stream WHERE stream = ", out) >= 0 &&
-	     syncstate_put_literal(out, stream) &&
-	     fputs(" UNION ALL SELECT 'o', roname, NULL, "
-		   "pg_catalog.pg_replication_origin_progress(roname, true)::text "
-		   "FROM pg_catalog.pg_replication_origin WHERE roname = ", out) >= 0 &&
 	     syncstate_put_literal(out, legacy) &&
 	     fputs(" OR pg_catalog.starts_with(roname, ", out) >= 0 &&
 	     syncstate_put_literal(out, legacy) && fputs(" || ':')", out) >= 0;
