@@ -127,6 +127,13 @@ struct config_schedule_rule {
 	struct config_rate rate;
 };
 
+/*
+ * The most copies an initial sync runs at a time: the sink loads each on a
+ * connection of its own, and its loaders' pool (one replication origin each
+ * on the target) has this many.
+ */
+#define CONFIG_SYNC_WORKERS_MAX 3
+
 struct config_stream {
 	char *name;
 	size_t from;                 /* index into config.sites */
@@ -140,6 +147,8 @@ struct config_stream {
 	config_size spool_max;
 	enum config_conflict on_conflict;
 	bool initial_sync;
+	uint32_t sync_workers;       /* copies at a time, 1 to CONFIG_SYNC_WORKERS_MAX */
+	config_size sync_split_above; /* larger tables are copied in ranges; 0 = never */
 	enum config_stream_mode mode;
 	struct config_schedule_rule *schedule;  /* empty = unlimited at all times */
 	size_t n_schedule;

@@ -12,8 +12,13 @@
  *   importing every worker: session settings, BEGIN ISOLATION LEVEL
  *             REPEATABLE READ READ ONLY, SET TRANSACTION SNAPSHOT
  *   listing   worker 0 lists the publication's tables in the snapshot
- *   copying   each worker: COPY ... TO STDOUT, next table, ... then closes
- *   finished / failed
+ *   copying   each worker: COPY ... TO STDOUT, next table or range, ...
+ *   parked    the sink is gone: copies under way are read to their end and
+ *             dropped, the transactions stay open (synccopy_park())
+ *   finished  every table and range read; the workers stay in their
+ *             transactions, as the sink may still lose a range it had not
+ *             committed and ask for it in this snapshot
+ *   released / failed  every connection closed
  *
  * Session settings make the COPY text independent of the server's
  * configuration (DateStyle ISO, IntervalStyle postgres, extra_float_digits
@@ -28,6 +33,11 @@
  * connections and the relay get their turn. While it is held back its
  * socket is not watched (it would stay readable), and rows libpq already
  * holds are picked up by the kick that resumes it.
+ *
+ * Units. A table copied whole is one unit; a split one (syncrange.h) is one
+ * unit per range. Each round marks, per table, the units it copies (todo)
+ * and those read to their end (read); the workers take units in plan order
+ * from a cursor (next_table, next_unit), which a new round restarts.
  */
 #include "replicator/synccopy.h"
 
@@ -47,6 +57,7 @@
 #include "common/lsn.h"
 #include "replicator/pgasync.h"
 #include "replicator/replcmd.h"
+#include "replicator/syncrange.h"
 #include "replicator/syncstate.h"
 
 #define SYNCCOPY_BURST 16u
@@ -56,7 +67,9 @@ enum synccopy_state {
 	SYNCCOPY_IMPORTING,
 	SYNCCOPY_LISTING,
 	SYNCCOPY_COPYING,
+	SYNCCOPY_PARKED,
 	SYNCCOPY_FINISHED,
+	SYNCCOPY_RELEASED,
 	SYNCCOPY_FAILED,
 };
 
@@ -65,7 +78,9 @@ static const char *const synccopy_state_names[] = {
 	[SYNCCOPY_IMPORTING] = "importing the snapshot",
 	[SYNCCOPY_LISTING] = "listing tables",
 	[SYNCCOPY_COPYING] = "copying",
+	[SYNCCOPY_PARKED] = "holding the snapshot",
 	[SYNCCOPY_FINISHED] = "finished",
+	[SYNCCOPY_RELEASED] = "released",
 	[SYNCCOPY_FAILED] = "failed",
 };
 
@@ -73,11 +88,11 @@ enum worker_state {
 	WORKER_CONNECTING,
 	WORKER_IMPORTING,
 	WORKER_LISTING,
-	WORKER_IDLE,             /* snapshot imported, no table */
+	WORKER_IDLE,             /* snapshot imported, no table (its transaction stays open) */
 	WORKER_COPY_START,       /* COPY sent */
 	WORKER_COPYING,          /* reading rows */
 	WORKER_COPY_END,         /* rows read, waiting for the command's result */
-	WORKER_DONE,             /* no table left: connection closed */
+	WORKER_DONE,             /* released: connection closed */
 };
 
 static const char *const worker_state_names[] = {
@@ -95,7 +110,11 @@ static const char *const worker_state_names[] = {
 struct synccopy_info {
 	char relkind;
 	char *rowfilter;         /* NULL: none */
-	bool done;
+	bool done;               /* every unit of the round read */
+	uint32_t units;          /* its ranges, or 1 when copied whole */
+	uint64_t nblocks;        /* heap blocks when listed */
+	struct syncrange_set todo;   /* units copied in this round */
+	struct syncrange_set read;   /* ... and read to their end */
 	uint64_t rows;
 	uint64_t bytes;
 	uint64_t size;           /* pg_relation_size() when listed: for progress estimates */
@@ -109,6 +128,8 @@ struct synccopy_worker {
 	struct pgasync *pg;
 	enum worker_state state;
 	long table;              /* plan index, -1 when none */
+	uint32_t unit;           /* its range (0 for a whole table) */
+	bool discard;            /* the round was parked: rows read are dropped */
 	uint8_t *buf;            /* the chunk being filled */
 	size_t len;
 	uint32_t chunk;          /* chunks of the table handed over */
@@ -127,6 +148,8 @@ struct synccopy {
 	size_t chunk_bytes;
 	unsigned window;
 	unsigned nworkers;
+	uint64_t split_above;
+	int server_version;
 
 	enum synccopy_state state;
 	char snapshot[128];
@@ -135,18 +158,23 @@ struct synccopy {
 	char slot[64];
 	struct pgasync *repl;
 	struct event *ev_start;
+	struct event *ev_continue;
 
 	struct synccopy_worker workers[SYNCCOPY_MAX_WORKERS];
 	unsigned imported;
 	struct syncplan plan;
 	struct synccopy_info *info;
+	size_t ninfo;
 	size_t next_table;
+	uint32_t next_unit;
 	size_t tables_copy;
 	size_t tables_done;
 	bool paused;             /* the link is full */
 
 	uint64_t rows;
 	uint64_t bytes;
+	uint64_t bytes_dropped;  /* read after a park and thrown away */
+	unsigned rounds;
 	int64_t started_ms;
 	int64_t finished_ms;
 	char last_error[256];
@@ -331,7 +359,8 @@ static char *synccopy_listing_sql(struct synccopy_worker *w)
 	 */
 	if (asprintf(&sql,
 		     "SELECT pt.schemaname, pt.tablename, c.relkind, %s, a.attname, "
-		     "pg_catalog.pg_relation_size(c.oid) "
+		     "pg_catalog.pg_relation_size(c.oid), "
+		     "pg_catalog.current_setting('block_size')::bigint "
 		     "FROM pg_catalog.pg_publication_tables pt "
 		     "JOIN pg_catalog.pg_namespace n ON n.nspname = pt.schemaname "
 		     "JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename "
@@ -376,48 +405,111 @@ static void synccopy_imported(struct synccopy_worker *w)
 	}
 }
 
+/* A table of the listing (row r) into the plan, copied; false when out of memory. */
+static bool synccopy_add_listed(struct synccopy *sc, const PGresult *res, int r)
+{
+	struct synccopy_info *grown, *info;
+	uint64_t block_size;
+
+	if (!syncplan_add(&sc->plan, PQgetvalue(res, r, 0), PQgetvalue(res, r, 1), true))
+		return false;
+	grown = realloc(sc->info, sc->plan.n * sizeof(*grown));
+	if (!grown)
+		return false;
+	sc->info = grown;
+	info = &sc->info[sc->ninfo++];
+	memset(info, 0, sizeof(*info));
+	info->relkind = PQgetvalue(res, r, 2)[0];
+	info->size = strtoull(PQgetvalue(res, r, 5), NULL, 10);
+	block_size = strtoull(PQgetvalue(res, r, 6), NULL, 10);
+	info->nblocks = block_size ? info->size / block_size : 0;
+	if (!PQgetisnull(res, r, 3) && !(info->rowfilter = strdup(PQgetvalue(res, r, 3))))
+		return false;
+	/* row filters and partitioned roots stay whole; before 14 a range would scan it all */
+	info->units = 1;
+	if (info->relkind == 'r' && !info->rowfilter && syncrange_supported(sc->server_version))
+		info->units = syncrange_count(info->size, info->nblocks, sc->split_above);
+	return true;
+}
+
+/* Whether the sink lacks unit k of plan table i (and so this round copies it). */
+static bool synccopy_lacks(struct synccopy *sc, size_t i, uint32_t k)
+{
+	const struct syncplan_table *t = &sc->plan.tables[i];
+	uint32_t units = sc->info[i].units;
+
+	return units == 1 || !sc->cb.has_range ||
+	       !sc->cb.has_range(sc->arg, t->schema, t->table, sc->snapshot_lsn, k, units);
+}
+
+/*
+ * Marks each table of the plan for this round: kept (the sink has it), or
+ * copied whole, or copied in the ranges the sink lacks. False when out of
+ * memory.
+ */
+static bool synccopy_mark_plan(struct synccopy *sc)
+{
+	sc->plan.generation = sc->generation;
+	sc->tables_copy = sc->tables_done = 0;
+	sc->next_table = 0;
+	sc->next_unit = 0;
+	for (size_t i = 0; i < sc->plan.n; i++) {
+		struct syncplan_table *t = &sc->plan.tables[i];
+		struct synccopy_info *info = &sc->info[i];
+
+		syncrange_set_free(&t->copied);
+		syncrange_set_free(&info->todo);
+		syncrange_set_free(&info->read);
+		t->ranges = 0;
+		info->done = false;
+		if (!syncrange_set_init(&info->todo, info->units) ||
+		    !syncrange_set_init(&info->read, info->units))
+			return false;
+		t->copy = !sc->cb.has(sc->arg, t->schema, t->table);
+		for (uint32_t k = 0; t->copy && k < info->units; k++) {
+			if (synccopy_lacks(sc, i, k))
+				(void)syncrange_set_add(&info->todo, k);
+		}
+		t->copy = info->todo.count > 0;
+		if (!t->copy)
+			continue;
+		if (info->units > 1) {
+			t->ranges = info->units;
+			if (!syncrange_set_copy(&t->copied, &info->todo))
+				return false;
+		}
+		sc->tables_copy++;
+	}
+	return true;
+}
+
 /* Builds the plan from the listing (rows grouped per table, in order). */
 static bool synccopy_build_plan(struct synccopy *sc, const PGresult *res)
 {
 	int n = PQntuples(res);
 	const char *prev_s = NULL, *prev_t = NULL;
 
-	sc->plan.generation = sc->generation;
 	for (int r = 0; r < n; r++) {
 		const char *schema = PQgetvalue(res, r, 0), *table = PQgetvalue(res, r, 1);
 
 		if (!prev_s || strcmp(prev_s, schema) != 0 || strcmp(prev_t, table) != 0) {
-			bool copy = !sc->cb.has(sc->arg, schema, table);
-			struct synccopy_info *grown;
-
-			if (!syncplan_add(&sc->plan, schema, table, copy))
+			if (!synccopy_add_listed(sc, res, r))
 				return false;
-			grown = realloc(sc->info, sc->plan.n * sizeof(*grown));
-			if (!grown)
-				return false;
-			sc->info = grown;
-			memset(&sc->info[sc->plan.n - 1], 0, sizeof(*grown));
-			sc->info[sc->plan.n - 1].relkind = PQgetvalue(res, r, 2)[0];
-			sc->info[sc->plan.n - 1].size = strtoull(PQgetvalue(res, r, 5), NULL, 10);
-			if (!PQgetisnull(res, r, 3) &&
-			    !(sc->info[sc->plan.n - 1].rowfilter = strdup(PQgetvalue(res, r, 3))))
-				return false;
-			if (copy)
-				sc->tables_copy++;
 			prev_s = schema;
 			prev_t = table;
 		}
-		if (!PQgetisnull(res, r, 4) && sc->plan.tables[sc->plan.n - 1].copy &&
-		    !syncplan_add_column(&sc->plan, PQgetvalue(res, r, 4)))
+		/* every table's columns: a later round may copy a table this one keeps */
+		if (!PQgetisnull(res, r, 4) && !syncplan_add_column(&sc->plan, PQgetvalue(res, r, 4)))
 			return false;
 	}
-	return true;
+	return synccopy_mark_plan(sc);
 }
 
 static void synccopy_listed(struct synccopy_worker *w, const PGresult *res)
 {
 	struct synccopy *sc = w->sc;
 
+	sc->server_version = PQserverVersion(pgasync_conn(w->pg));
 	if (!synccopy_build_plan(sc, res)) {
 		synccopy_fail(sc, "out of memory");
 		return;
@@ -438,15 +530,58 @@ static void synccopy_check_finished(struct synccopy *sc)
 	if (sc->state != SYNCCOPY_COPYING || sc->tables_done < sc->tables_copy)
 		return;
 	for (unsigned i = 0; i < sc->nworkers; i++) {
-		if (sc->workers[i].state != WORKER_DONE)
+		if (sc->workers[i].table >= 0)
 			return;
 	}
 	sc->finished_ms = synccopy_now_ms();
 	log_notice("stream \"%s\": initial sync: read %zu tables, %" PRIu64 " rows, %" PRIu64
 		   " bytes in %.1f s", sc->stream, sc->tables_done, sc->rows, sc->bytes,
 		   (double)(sc->finished_ms - sc->started_ms) / 1000.0);
-	synccopy_set_state(sc, SYNCCOPY_FINISHED, "every table read");
+	synccopy_set_state(sc, SYNCCOPY_FINISHED, "every table read; the snapshot is held until "
+			   "the sink has loaded them");
 	sc->cb.finished(sc->arg);
+}
+
+/* " WHERE ctid ..." bounds of range k of a split table (the first and last open). */
+static bool synccopy_put_range(struct syncplan_text *sql, const struct synccopy_info *info,
+		uint32_t k)
+{
+	uint64_t first, end;
+	char bound[96];
+	int n = 0;
+
+	syncrange_bounds(info->nblocks, info->units, k, &first, &end);
+	if (k > 0)
+		n = snprintf(bound, sizeof(bound), " WHERE ctid >= '(%" PRIu64 ",0)'::pg_catalog.tid",
+			     first);
+	if (k + 1 < info->units)
+		n += snprintf(bound + n, sizeof(bound) - (size_t)n,
+			      "%s ctid < '(%" PRIu64 ",0)'::pg_catalog.tid", k > 0 ? " AND" : " WHERE",
+			      end);
+	return syncplan_text_append(sql, bound, (size_t)n);
+}
+
+/* "COPY (SELECT cols FROM [ONLY] s.t [WHERE ...])": a filter's rows, a partitioned root's, a range's. */
+static bool synccopy_put_select(struct syncplan_text *sql, const struct synccopy_info *info,
+		const struct syncplan_text *cols, const char *schema, const char *table, uint32_t unit)
+{
+	/* partitioned root (all its partitions), or rows a filter picks, or a range */
+	const char *from = info->relkind == 'p' ? " FROM " : " FROM ONLY ";
+	bool ok = syncplan_text_append(sql, "COPY (SELECT ", 13) &&
+		  (cols->len ? syncplan_text_append(sql, cols->data, cols->len) :
+			       syncplan_text_append(sql, "*", 1)) &&
+		  syncplan_text_append(sql, from, strlen(from)) &&
+		  syncplan_text_append(sql, schema, strlen(schema)) &&
+		  syncplan_text_append(sql, ".", 1) &&
+		  syncplan_text_append(sql, table, strlen(table));
+
+	if (ok && info->rowfilter)
+		ok = syncplan_text_append(sql, " WHERE (", 8) &&
+		     syncplan_text_append(sql, info->rowfilter, strlen(info->rowfilter)) &&
+		     syncplan_text_append(sql, ")", 1);
+	if (ok && info->units > 1)
+		ok = synccopy_put_range(sql, info, unit);
+	return ok && syncplan_text_append(sql, ")", 1);
 }
 
 static char *synccopy_copy_sql(struct synccopy_worker *w, long t)
@@ -469,7 +604,7 @@ static char *synccopy_copy_sql(struct synccopy_worker *w, long t)
 	}
 	if (!ok)
 		goto out;
-	if (info->relkind == 'r' && !info->rowfilter) {
+	if (info->relkind == 'r' && !info->rowfilter && info->units == 1) {
 		ok = syncplan_text_append(&sql, "COPY ", 5) &&
 		     syncplan_text_append(&sql, schema, strlen(schema)) &&
 		     syncplan_text_append(&sql, ".", 1) &&
@@ -479,21 +614,7 @@ static char *synccopy_copy_sql(struct synccopy_worker *w, long t)
 			     syncplan_text_append(&sql, cols.data, cols.len) &&
 			     syncplan_text_append(&sql, ")", 1);
 	} else {
-		/* partitioned root (all its partitions), or rows a filter picks */
-		const char *from = info->relkind == 'p' ? " FROM " : " FROM ONLY ";
-
-		ok = syncplan_text_append(&sql, "COPY (SELECT ", 13) &&
-		     (cols.len ? syncplan_text_append(&sql, cols.data, cols.len) :
-				 syncplan_text_append(&sql, "*", 1)) &&
-		     syncplan_text_append(&sql, from, strlen(from)) &&
-		     syncplan_text_append(&sql, schema, strlen(schema)) &&
-		     syncplan_text_append(&sql, ".", 1) &&
-		     syncplan_text_append(&sql, table, strlen(table));
-		if (ok && info->rowfilter)
-			ok = syncplan_text_append(&sql, " WHERE (", 8) &&
-			     syncplan_text_append(&sql, info->rowfilter, strlen(info->rowfilter)) &&
-			     syncplan_text_append(&sql, ")", 1);
-		ok = ok && syncplan_text_append(&sql, ")", 1);
+		ok = synccopy_put_select(&sql, info, &cols, schema, table, w->unit);
 	}
 	ok = ok && syncplan_text_append(&sql, " TO STDOUT", 10);
 out:
@@ -507,23 +628,57 @@ out:
 	return sql.data;
 }
 
-/* Gives an idle worker the next table, or closes it when none is left. */
+/* The next unit to copy, in plan order: false when none is left in this round. */
+static bool synccopy_next_unit(struct synccopy *sc, long *table, uint32_t *unit)
+{
+	while (sc->next_table < sc->plan.n) {
+		const struct synccopy_info *info = &sc->info[sc->next_table];
+
+		if (sc->plan.tables[sc->next_table].copy) {
+			while (sc->next_unit < info->units &&
+			       !syncrange_set_has(&info->todo, sc->next_unit))
+				sc->next_unit++;
+			if (sc->next_unit < info->units) {
+				*table = (long)sc->next_table;
+				*unit = sc->next_unit++;
+				return true;
+			}
+		}
+		sc->next_table++;
+		sc->next_unit = 0;
+	}
+	return false;
+}
+
+static void synccopy_log_unit(const struct synccopy_worker *w, const char *what)
+{
+	const struct synccopy *sc = w->sc;
+	char name[300];
+
+	synccopy_table_name(sc, w->table, name, sizeof(name));
+	if (sc->info[w->table].units > 1)
+		log_info("stream \"%s\": initial sync: %s %s range %" PRIu32 " of %" PRIu32
+			 " (worker %u)", sc->stream, what, name, w->unit, sc->info[w->table].units, w->id);
+	else
+		log_info("stream \"%s\": initial sync: %s %s (worker %u)", sc->stream, what, name, w->id);
+}
+
+/*
+ * Gives an idle worker the next table or range; with none left in the round
+ * it stays idle in its transaction (a later round may need the snapshot).
+ */
 static void synccopy_dispatch(struct synccopy_worker *w)
 {
 	struct synccopy *sc = w->sc;
 	char *sql;
 
-	while (sc->next_table < sc->plan.n && !sc->plan.tables[sc->next_table].copy)
-		sc->next_table++;
-	if (sc->next_table >= sc->plan.n) {
-		/* nothing left: the read-only transaction just goes with the connection */
-		pgasync_free(w->pg);
-		w->pg = NULL;
-		synccopy_worker_set_state(w, WORKER_DONE, "no table left");
+	if (sc->state != SYNCCOPY_COPYING)
+		return;
+	if (!synccopy_next_unit(sc, &w->table, &w->unit)) {
+		w->table = -1;
 		synccopy_check_finished(sc);
 		return;
 	}
-	w->table = (long)sc->next_table++;
 	w->len = 0;
 	w->chunk = 0;
 	w->acked = 0;
@@ -533,12 +688,7 @@ static void synccopy_dispatch(struct synccopy_worker *w)
 		synccopy_fail(sc, "out of memory");
 		return;
 	}
-	{
-		char name[300];
-
-		log_info("stream \"%s\": initial sync: copying %s (worker %u)", sc->stream,
-			 synccopy_table_name(sc, w->table, name, sizeof(name)), w->id);
-	}
+	synccopy_log_unit(w, "copying");
 	synccopy_worker_set_state(w, WORKER_COPY_START, "a table to copy");
 	if (pgasync_send(w->pg, sql))
 		pgasync_set_reading(w->pg, true);
@@ -549,8 +699,8 @@ static void synccopy_dispatch(struct synccopy_worker *w)
 static bool synccopy_emit(struct synccopy_worker *w, bool last)
 {
 	struct synccopy *sc = w->sc;
-	bool more = sc->cb.chunk(sc->arg, &sc->plan.tables[w->table], sc->snapshot_lsn, w->chunk,
-				 w->buf, w->len, last);
+	bool more = sc->cb.chunk(sc->arg, &sc->plan.tables[w->table], sc->snapshot_lsn, w->unit,
+				 w->chunk, w->buf, w->len, last);
 
 	w->chunk++;
 	w->len = 0;
@@ -570,19 +720,30 @@ static void synccopy_hold(struct synccopy_worker *w)
 	pgasync_set_reading(w->pg, false);
 }
 
-static void synccopy_table_done(struct synccopy_worker *w, const PGresult *res)
+/* The worker's COPY ended: its unit is read (or, parked, dropped); on to the next. */
+static void synccopy_unit_done(struct synccopy_worker *w)
 {
 	struct synccopy *sc = w->sc;
 	struct synccopy_info *info = &sc->info[w->table];
-	char name[300];
 
-	(void)res;
-	synccopy_emit(w, true);
-	info->done = true;
-	sc->tables_done++;
-	log_info("stream \"%s\": initial sync: read %s: %" PRIu64 " rows, %" PRIu64 " bytes",
-		 sc->stream, synccopy_table_name(sc, w->table, name, sizeof(name)), info->rows,
-		 info->bytes);
+	if (w->discard) {
+		w->discard = false;
+		synccopy_log_unit(w, "dropped the rest of");
+	} else {
+		synccopy_emit(w, true);
+		(void)syncrange_set_add(&info->read, w->unit);
+		if (info->units > 1)
+			synccopy_log_unit(w, "read");
+		if (info->read.count == info->todo.count) {
+			char name[300];
+
+			info->done = true;
+			sc->tables_done++;
+			log_info("stream \"%s\": initial sync: read %s: %" PRIu64 " rows, %" PRIu64 " bytes",
+				 sc->stream, synccopy_table_name(sc, w->table, name, sizeof(name)),
+				 info->rows, info->bytes);
+		}
+	}
 	w->table = -1;
 	synccopy_worker_set_state(w, WORKER_IDLE, "table read");
 	synccopy_dispatch(w);
@@ -593,12 +754,13 @@ static void synccopy_read_rows(struct synccopy_worker *w)
 	struct synccopy *sc = w->sc;
 	struct synccopy_info *info = &sc->info[w->table];
 	unsigned emitted = 0;
+	size_t dropped = 0;
 
 	for (;;) {
 		char *row = NULL;
 		int n;
 
-		if (sc->paused || synccopy_window_full(w)) {
+		if (!w->discard && (sc->paused || synccopy_window_full(w))) {
 			synccopy_hold(w);
 			return;
 		}
@@ -621,6 +783,17 @@ static void synccopy_read_rows(struct synccopy_worker *w)
 				      synccopy_table_name(sc, w->table, name, sizeof(name)),
 				      pgasync_error(w->pg));
 			return;
+		}
+		if (w->discard) {
+			/* parked: read to the end, so the transaction stays usable */
+			sc->bytes_dropped += (uint64_t)n;
+			dropped += (size_t)n;
+			PQfreemem(row);
+			if (dropped >= sc->chunk_bytes) {
+				dropped = 0;
+				emitted++;
+			}
+			continue;
 		}
 		info->rows++;
 		sc->rows++;
@@ -701,7 +874,7 @@ static void synccopy_worker_input(void *arg)
 				      step == PGASYNC_ERROR ? pgasync_statement_error(w->pg) : "no result");
 			break;
 		}
-		synccopy_table_done(w, res);
+		synccopy_unit_done(w);
 		break;
 	default:
 		break;
@@ -777,6 +950,8 @@ static void synccopy_start_cb(evutil_socket_t fd, short what, void *arg)
 		synccopy_fail(sc, "out of memory");
 }
 
+static void synccopy_continue_cb(evutil_socket_t fd, short what, void *arg);
+
 struct synccopy *synccopy_new(struct event_base *base, const struct synccopy_config *cfg,
 		const struct synccopy_callbacks *cb, void *arg)
 {
@@ -791,6 +966,7 @@ struct synccopy *synccopy_new(struct event_base *base, const struct synccopy_con
 	sc->chunk_bytes = cfg->chunk_bytes ? cfg->chunk_bytes : SYNCCOPY_CHUNK_BYTES;
 	sc->window = cfg->window ? cfg->window : SYNCCOPY_WINDOW;
 	sc->nworkers = cfg->workers ? cfg->workers : SYNCCOPY_WORKERS;
+	sc->split_above = cfg->split_above;
 	if (sc->nworkers > SYNCCOPY_MAX_WORKERS)
 		sc->nworkers = SYNCCOPY_MAX_WORKERS;
 	sc->state = SYNCCOPY_SNAPSHOT;
@@ -804,7 +980,8 @@ struct synccopy *synccopy_new(struct event_base *base, const struct synccopy_con
 		sc->snapshot_lsn = cfg->snapshot_lsn;
 	}
 	sc->ev_start = event_new(base, -1, 0, synccopy_start_cb, sc);
-	if (!sc->stream || !sc->conninfo || !sc->publication || !sc->ev_start)
+	sc->ev_continue = event_new(base, -1, 0, synccopy_continue_cb, sc);
+	if (!sc->stream || !sc->conninfo || !sc->publication || !sc->ev_start || !sc->ev_continue)
 		goto fail;
 	for (unsigned i = 0; i < sc->nworkers; i++) {
 		sc->workers[i].sc = sc;
@@ -827,10 +1004,15 @@ void synccopy_free(struct synccopy *sc)
 	synccopy_close_all(sc);
 	if (sc->ev_start)
 		event_free(sc->ev_start);
+	if (sc->ev_continue)
+		event_free(sc->ev_continue);
 	for (unsigned i = 0; i < sc->nworkers; i++)
 		free(sc->workers[i].buf);
-	for (size_t i = 0; sc->info && i < sc->plan.n; i++)
+	for (size_t i = 0; i < sc->ninfo; i++) {
 		free(sc->info[i].rowfilter);
+		syncrange_set_free(&sc->info[i].todo);
+		syncrange_set_free(&sc->info[i].read);
+	}
 	free(sc->info);
 	syncplan_free(&sc->plan);
 	free(sc->stream);
@@ -858,7 +1040,7 @@ void synccopy_resume_reading(struct synccopy *sc)
 }
 
 void synccopy_ack(struct synccopy *sc, const char *schema, size_t schema_len,
-		const char *table, size_t table_len, uint64_t lsn, uint32_t chunk)
+		const char *table, size_t table_len, uint64_t lsn, uint32_t range, uint32_t chunk)
 {
 	if (lsn != sc->snapshot_lsn)
 		return;       /* an older round's */
@@ -866,7 +1048,7 @@ void synccopy_ack(struct synccopy *sc, const char *schema, size_t schema_len,
 		struct synccopy_worker *w = &sc->workers[i];
 		const struct syncplan_table *t;
 
-		if (w->table < 0)
+		if (w->table < 0 || w->discard || w->unit != range)
 			continue;
 		t = &sc->plan.tables[w->table];
 		if (strlen(t->schema) != schema_len || memcmp(t->schema, schema, schema_len) != 0 ||
@@ -881,11 +1063,119 @@ void synccopy_ack(struct synccopy *sc, const char *schema, size_t schema_len,
 bool synccopy_snapshot_taken(const struct synccopy *sc)
 {
 	return sc->state == SYNCCOPY_LISTING || sc->state == SYNCCOPY_COPYING ||
-	       sc->state == SYNCCOPY_FINISHED;
+	       sc->state == SYNCCOPY_PARKED || sc->state == SYNCCOPY_FINISHED;
+}
+
+uint64_t synccopy_snapshot_lsn(const struct synccopy *sc)
+{
+	return sc->snapshot_lsn;
+}
+
+bool synccopy_park(struct synccopy *sc)
+{
+	if (sc->state != SYNCCOPY_COPYING && sc->state != SYNCCOPY_FINISHED &&
+	    sc->state != SYNCCOPY_PARKED)
+		return false;
+	for (unsigned i = 0; i < sc->nworkers; i++) {
+		struct synccopy_worker *w = &sc->workers[i];
+
+		if (w->table < 0 || w->discard)
+			continue;
+		/* its COPY runs on to the end, unseen: cancelling it would abort the transaction */
+		w->discard = true;
+		w->len = 0;
+		if (w->held && w->state == WORKER_COPYING) {
+			w->held = false;
+			pgasync_set_reading(w->pg, true);
+			pgasync_kick(w->pg);
+		}
+	}
+	sc->paused = false;
+	synccopy_set_state(sc, SYNCCOPY_PARKED, "the sink is gone; holding the snapshot");
+	return true;
+}
+
+void synccopy_continue(struct synccopy *sc, uint32_t generation)
+{
+	sc->generation = generation;
+	event_active(sc->ev_continue, EV_TIMEOUT, 0);
+}
+
+static void synccopy_continue_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct synccopy *sc = arg;
+	char lsn[LSN_BUF];
+
+	(void)fd;
+	(void)what;
+	if (sc->state != SYNCCOPY_PARKED)
+		return;
+	if (!synccopy_mark_plan(sc)) {
+		synccopy_fail(sc, "out of memory");
+		return;
+	}
+	sc->rounds++;
+	sc->finished_ms = 0;
+	lsn_format(lsn, sc->snapshot_lsn);
+	log_notice("stream \"%s\": initial sync: going on in the snapshot at %s: %zu tables to copy "
+		   "(the sink has the rest)", sc->stream, lsn, sc->tables_copy);
+	synccopy_set_state(sc, SYNCCOPY_COPYING, "a new round in the held snapshot");
+	sc->cb.planned(sc->arg, &sc->plan, sc->snapshot_lsn);
+	for (unsigned i = 0; i < sc->nworkers && sc->state == SYNCCOPY_COPYING; i++) {
+		if (sc->workers[i].state == WORKER_IDLE && sc->workers[i].table < 0)
+			synccopy_dispatch(&sc->workers[i]);
+	}
+	synccopy_check_finished(sc);
+}
+
+void synccopy_release(struct synccopy *sc)
+{
+	if (sc->state == SYNCCOPY_FAILED || sc->state == SYNCCOPY_RELEASED)
+		return;
+	synccopy_close_all(sc);
+	for (unsigned i = 0; i < sc->nworkers; i++) {
+		sc->workers[i].table = -1;
+		synccopy_worker_set_state(&sc->workers[i], WORKER_DONE, "released");
+	}
+	synccopy_set_state(sc, SYNCCOPY_RELEASED, "the snapshot is not needed any more");
 }
 
 /* The biggest tables still to copy, at most this many, in status. */
 #define SYNCCOPY_STATUS_BIGGEST 5
+
+/* A split table's ranges: how many, and how many the sink has or this round read. */
+static void synccopy_ranges_json(const struct synccopy_info *info, struct json_out *j)
+{
+	if (info->units < 2)
+		return;
+	json_uint(j, "ranges", info->units);
+	json_uint(j, "ranges_done", info->units - info->todo.count + info->read.count);
+}
+
+/* Every split table of the plan, with its ranges done of its ranges. */
+static void synccopy_split_json(const struct synccopy *sc, struct json_out *j)
+{
+	json_array_begin(j, "split_tables");
+	for (size_t i = 0; i < sc->plan.n; i++) {
+		char *name;
+
+		if (sc->info[i].units < 2)
+			continue;
+		name = syncplan_qualified(sc->plan.tables[i].schema, sc->plan.tables[i].table);
+		json_object_begin(j, NULL);
+		json_string(j, "table", name);
+		if (sc->plan.tables[i].copy) {
+			synccopy_ranges_json(&sc->info[i], j);
+		} else {
+			/* kept: the sink has it whole */
+			json_uint(j, "ranges", sc->info[i].units);
+			json_uint(j, "ranges_done", sc->info[i].units);
+		}
+		json_object_end(j);
+		free(name);
+	}
+	json_array_end(j);
+}
 
 /*
  * Rates and the time left. Progress is measured in heap size: a table done
@@ -908,6 +1198,12 @@ static void synccopy_size_done(const struct synccopy *sc, uint64_t *total, uint6
 
 		if (!sc->plan.tables[i].copy)
 			continue;
+		if (info->units > 1) {
+			/* the round's share of a split table, done by whole ranges */
+			*total += info->size / info->units * info->todo.count;
+			*done += info->size / info->units * info->read.count;
+			continue;
+		}
 		*total += info->size;
 		*done += info->done ? info->size : info->bytes < info->size ? info->bytes : info->size;
 	}
@@ -950,6 +1246,7 @@ static void synccopy_progress_json(const struct synccopy *sc, struct json_out *j
 		json_string(j, "table", name);
 		json_uint(j, "size", sc->info[i].size);
 		json_uint(j, "bytes_read", sc->info[i].bytes);
+		synccopy_ranges_json(&sc->info[i], j);
 		json_object_end(j);
 		free(name);
 		listed++;
@@ -984,7 +1281,10 @@ void synccopy_status_json(const struct synccopy *sc, struct json_out *j)
 	json_uint(j, "tables_copied", sc->tables_done);
 	json_uint(j, "rows", sc->rows);
 	json_uint(j, "bytes", sc->bytes);
+	json_uint(j, "bytes_dropped", sc->bytes_dropped);
+	json_uint(j, "copy_rounds", sc->rounds + 1);
 	synccopy_progress_json(sc, j);
+	synccopy_split_json(sc, j);
 	json_array_begin(j, "current");
 	for (unsigned i = 0; i < sc->nworkers; i++) {
 		const struct synccopy_worker *w = &sc->workers[i];
@@ -995,6 +1295,8 @@ void synccopy_status_json(const struct synccopy *sc, struct json_out *j)
 		name = syncplan_qualified(sc->plan.tables[w->table].schema, sc->plan.tables[w->table].table);
 		json_object_begin(j, NULL);
 		json_string(j, "table", name);
+		if (sc->info[w->table].units > 1)
+			json_uint(j, "range", w->unit);
 		json_uint(j, "rows", sc->info[w->table].rows);
 		json_uint(j, "bytes", sc->info[w->table].bytes);
 		json_uint(j, "chunks", w->chunk);

@@ -42,6 +42,7 @@
 #include "common/lsn.h"
 #include "replicator/pgasync.h"
 #include "replicator/syncplan.h"
+#include "replicator/syncrange.h"
 #include "replicator/syncstate.h"
 
 enum loader_state {
@@ -98,6 +99,9 @@ struct syncload_job {
 	char **columns;
 	size_t ncolumns;
 	uint64_t lsn;
+	uint32_t range;          /* of ranges; 0 of 0 for a whole table */
+	uint32_t ranges;
+	bool clear;              /* the first range of a fresh copy: clears earlier ones */
 	struct syncload_chunk *head;
 	struct syncload_chunk *tail;
 	size_t queued;           /* bytes waiting in the chunk queue */
@@ -253,9 +257,33 @@ static void syncload_start_job(struct syncload_loader *l, struct syncload_job *j
 {
 	l->job = job;
 	job->loader = l;
-	log_info("stream \"%s\": initial sync: loading %s (snapshot at " LSN_FMT ", connection %u)",
-		 l->sl->stream, job->display, LSN_ARGS(job->lsn), l->id);
+	if (job->ranges)
+		log_info("stream \"%s\": initial sync: loading %s range %" PRIu32 " of %" PRIu32
+			 " (snapshot at " LSN_FMT ", connection %u)", l->sl->stream, job->display,
+			 job->range, job->ranges, LSN_ARGS(job->lsn), l->id);
+	else
+		log_info("stream \"%s\": initial sync: loading %s (snapshot at " LSN_FMT
+			 ", connection %u)", l->sl->stream, job->display, LSN_ARGS(job->lsn), l->id);
 	syncload_prologue(l, job);
+}
+
+/* The job's record: the table's, or its range's (after clearing an earlier copy's). */
+static char *syncload_record_sql(const char *stream, const struct syncload_job *job)
+{
+	char *clear, *range, *both = NULL;
+
+	if (!job->ranges)
+		return syncstate_record_sql(stream, job->schema, job->table, job->lsn);
+	range = syncstate_range_record_sql(stream, job->schema, job->table, job->lsn, job->range,
+					   job->ranges);
+	if (!job->clear || !range)
+		return range;
+	clear = syncstate_clear_sql(stream, job->schema, job->table);
+	if (clear && asprintf(&both, "%s%s", clear, range) < 0)
+		both = NULL;
+	free(clear);
+	free(range);
+	return both;
 }
 
 static char *syncload_prologue_sql(struct syncload_loader *l)
@@ -263,8 +291,8 @@ static char *syncload_prologue_sql(struct syncload_loader *l)
 	PGconn *conn = pgasync_conn(l->pg);
 	struct syncload_job *job = l->job;
 	char *q = NULL, *lit = NULL, *sql = NULL;
-	/* the record goes in first: the table's rows and it commit together */
-	char *record = syncstate_record_sql(l->sl->stream, job->schema, job->table, job->lsn);
+	/* the record goes in first: the table's (or range's) rows and it commit together */
+	char *record = syncload_record_sql(l->sl->stream, job);
 	char *s = PQescapeIdentifier(conn, job->schema, strlen(job->schema));
 	char *t = PQescapeIdentifier(conn, job->table, strlen(job->table));
 
@@ -477,11 +505,28 @@ static bool syncload_open_loader(struct syncload *sl, struct syncload_loader *l)
 	return l->pg != NULL;
 }
 
-/* The first job no loader has taken, or NULL. */
+/*
+ * Whether job waits for the first range of a fresh copy of its table: that
+ * one clears the table (TRUNCATE) and the earlier copy's record, so no other
+ * range of the table may load before it commits.
+ */
+static bool syncload_behind_clear(const struct syncload *sl, const struct syncload_job *job)
+{
+	if (!job->ranges || job->clear)
+		return false;
+	for (const struct syncload_job *j = sl->jobs; j; j = j->next) {
+		if (j->clear && !j->aborted && strcmp(j->schema, job->schema) == 0 &&
+		    strcmp(j->table, job->table) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The first job no loader has taken and that may start, or NULL. */
 static struct syncload_job *syncload_waiting(struct syncload *sl)
 {
 	for (struct syncload_job *j = sl->jobs; j; j = j->next) {
-		if (!j->loader && !j->aborted)
+		if (!j->loader && !j->aborted && !syncload_behind_clear(sl, j))
 			return j;
 	}
 	return NULL;
@@ -686,6 +731,23 @@ static bool syncload_migrate(struct syncload *sl, const PGresult *res)
 	return ok;
 }
 
+/* Row r of the state query is a loaded range: into *out, unless its numbers are off. */
+static bool syncload_range_row(const PGresult *res, int r, uint64_t lsn,
+		struct syncload_loaded *out)
+{
+	long range, ranges;
+
+	if (PQgetisnull(res, r, 4) || PQgetisnull(res, r, 5))
+		return false;
+	range = strtol(PQgetvalue(res, r, 4), NULL, 10);
+	ranges = strtol(PQgetvalue(res, r, 5), NULL, 10);
+	if (ranges < 2 || ranges > (long)SYNCRANGE_MAX || range < 0 || range >= ranges)
+		return false;
+	*out = (struct syncload_loaded){ PQgetvalue(res, r, 1), PQgetvalue(res, r, 2), lsn,
+					 (uint32_t)range, (uint32_t)ranges };
+	return true;
+}
+
 static void syncload_state_result(struct syncload *sl, const PGresult *res)
 {
 	struct syncload_loaded *tables;
@@ -711,9 +773,15 @@ static void syncload_state_result(struct syncload *sl, const PGresult *res)
 			continue;
 		if (PQgetvalue(res, r, 0)[0] == 's')
 			done = lsn;
-		else
+		else if (PQgetvalue(res, r, 0)[0] == 't')
 			tables[n++] = (struct syncload_loaded){ PQgetvalue(res, r, 1),
-								PQgetvalue(res, r, 2), lsn };
+								PQgetvalue(res, r, 2), lsn, 0, 0 };
+		else if (!syncload_range_row(res, r, lsn, &tables[n]))
+			log_warning("stream \"%s\": initial sync: ignoring a malformed row of "
+				    SYNCSTATE_SCHEMA ".sync_range for table %s.%s", sl->stream,
+				    PQgetvalue(res, r, 1), PQgetvalue(res, r, 2));
+		else
+			n++;
 	}
 	sl->cb.state(sl->arg, tables, n, done);
 	free(tables);
@@ -842,7 +910,8 @@ static void syncload_prologue_done(struct syncload_loader *l, const PGresult *re
 		return;
 	}
 	relkind = PQgetvalue(res, 0, 0)[0];
-	nonempty = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+	/* other ranges of the table load beside this one: only a fresh copy's first clears it */
+	nonempty = strcmp(PQgetvalue(res, 0, 1), "t") == 0 && (!job->ranges || job->clear);
 	referenced = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
 	sql = syncload_copy_sql(l, relkind, nonempty, referenced);
 	if (!sql) {
@@ -894,15 +963,20 @@ static void syncload_committed(struct syncload_loader *l)
 {
 	struct syncload *sl = l->sl;
 	struct syncload_job *job = l->job;
-	struct syncload_loaded t = { job->schema, job->table, job->lsn };
+	struct syncload_loaded t = { job->schema, job->table, job->lsn, job->range, job->ranges };
 
 	/* the job leaves the books before the owner hears of it */
 	syncload_set_state(l, LOADER_IDLE, "table committed");
 	l->job = NULL;
 	job->loader = NULL;
 	syncload_job_unlink(sl, job);
-	log_info("stream \"%s\": initial sync: loaded %s: %" PRIu64 " rows, %" PRIu64 " bytes",
-		 sl->stream, job->display, job->rows, job->bytes);
+	if (job->ranges)
+		log_info("stream \"%s\": initial sync: loaded %s range %" PRIu32 " of %" PRIu32 ": %"
+			 PRIu64 " rows, %" PRIu64 " bytes", sl->stream, job->display, job->range,
+			 job->ranges, job->rows, job->bytes);
+	else
+		log_info("stream \"%s\": initial sync: loaded %s: %" PRIu64 " rows, %" PRIu64 " bytes",
+			 sl->stream, job->display, job->rows, job->bytes);
 	sl->cb.loaded(sl->arg, job->id, &t, job->rows);
 	syncload_job_free(job);
 	syncload_dispatch_soon(sl);
@@ -1120,6 +1194,14 @@ static struct syncload_job *syncload_find(struct syncload *sl, uint64_t id)
 uint64_t syncload_begin(struct syncload *sl, const char *schema, const char *table,
 		char *const *columns, size_t ncolumns, uint64_t lsn)
 {
+	const struct syncload_range whole = { 0, 0, false };
+
+	return syncload_begin_range(sl, schema, table, columns, ncolumns, lsn, &whole);
+}
+
+uint64_t syncload_begin_range(struct syncload *sl, const char *schema, const char *table,
+		char *const *columns, size_t ncolumns, uint64_t lsn, const struct syncload_range *r)
+{
 	struct syncload_job *job = calloc(1, sizeof(*job)), **tail;
 
 	if (!job)
@@ -1128,6 +1210,9 @@ uint64_t syncload_begin(struct syncload *sl, const char *schema, const char *tab
 	job->table = strdup(table);
 	job->display = syncplan_qualified(schema, table);
 	job->lsn = lsn;
+	job->range = r->range;
+	job->ranges = r->ranges;
+	job->clear = r->ranges && r->clear;
 	if (ncolumns && !(job->columns = calloc(ncolumns, sizeof(char *))))
 		goto oom;
 	for (size_t i = 0; i < ncolumns; i++) {
@@ -1239,7 +1324,12 @@ void syncload_status_json(const struct syncload *sl, struct json_out *j)
 	for (const struct syncload_job *job = sl->jobs; job; job = job->next) {
 		json_object_begin(j, NULL);
 		json_string(j, "table", job->display);
-		json_string(j, "state", job->loader ? loader_state_names[job->loader->state] : "queued");
+		if (job->ranges) {
+			json_uint(j, "range", job->range);
+			json_uint(j, "ranges", job->ranges);
+		}
+		json_string(j, "state", job->loader ? loader_state_names[job->loader->state] :
+			    syncload_behind_clear(sl, job) ? "waiting for the first range" : "queued");
 		json_uint(j, "rows", job->rows);
 		json_uint(j, "bytes", job->bytes);
 		json_uint(j, "queued_bytes", job->queued);

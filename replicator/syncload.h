@@ -18,7 +18,15 @@
  *
  * so the table's record says "loaded from the snapshot at LSN L" exactly
  * when its rows are committed: after a crash anywhere a table is either
- * loaded and recorded, or neither. syncload_query() reads the stream's
+ * loaded and recorded, or neither.
+ *
+ * A table copied in block ranges (syncrange.h) is loaded a range per job
+ * and transaction, several at once, each recording its range
+ * (strait.sync_range) and never truncating the table; only the first range
+ * of a fresh copy (clear) deletes an earlier copy's record and truncates
+ * the table when it has rows, and the table's other ranges wait until that
+ * one commits: ranges loading side by side insert rows only, so they do not
+ * conflict. syncload_query() reads the stream's
  * record (migrating an older version's per-table origins into it first),
  * syncload_mark_done() records the whole sync as loaded, syncload_fold()
  * deletes the table records streaming has passed.
@@ -67,17 +75,30 @@ struct syncload_loaded {
 	const char *schema;
 	const char *table;
 	uint64_t lsn;            /* the snapshot its copy was taken in */
+	uint32_t range;          /* a range of a table copied in ranges: which, of how many */
+	uint32_t ranges;         /* 0: the whole table */
+};
+
+/* Which part of a table a load is. */
+struct syncload_range {
+	uint32_t range;          /* below ranges */
+	uint32_t ranges;         /* 0: the whole table */
+	bool clear;              /* the first of a fresh copy: clears the table and its record */
 };
 
 struct syncload_callbacks {
 	/*
-	 * syncload_query()'s answer: the loaded tables and the stream-wide LSN
-	 * (0 when the sync is not recorded as complete). Valid during the call.
+	 * syncload_query()'s answer: the loaded tables and ranges (entries with
+	 * ranges set) and the stream-wide LSN (0 when the sync is not recorded
+	 * as complete). Valid during the call.
 	 */
 	void (*state)(void *arg, const struct syncload_loaded *tables, size_t n, uint64_t done_lsn);
 	/* Chunks up to `chunk` of the job went to the target (flow control). */
 	void (*taken)(void *arg, uint64_t job, uint32_t chunk);
-	/* The job's table is loaded and recorded (also after syncload_abort() when its COMMIT was under way). */
+	/*
+	 * The job's table (or range) is loaded and recorded (also after
+	 * syncload_abort() when its COMMIT was under way).
+	 */
 	void (*loaded)(void *arg, uint64_t job, const struct syncload_loaded *t, uint64_t rows);
 	/* syncload_mark_done() is recorded. */
 	void (*marked)(void *arg, uint64_t done_lsn);
@@ -110,6 +131,9 @@ void syncload_query(struct syncload *sl);
  */
 uint64_t syncload_begin(struct syncload *sl, const char *schema, const char *table,
 		char *const *columns, size_t ncolumns, uint64_t lsn);
+/* A range of a table copied in ranges (syncload_begin() is the whole table's). */
+uint64_t syncload_begin_range(struct syncload *sl, const char *schema, const char *table,
+		char *const *columns, size_t ncolumns, uint64_t lsn, const struct syncload_range *r);
 /* Chunk number `chunk` of the job's text (copied). */
 bool syncload_data(struct syncload *sl, uint64_t job, uint32_t chunk, const uint8_t *data,
 		size_t len) SYNCLOAD_MUSTCHECK;

@@ -14,6 +14,9 @@
 #define SYNCPLAN_ORIGIN_PREFIX "strait_"
 #define SYNCPLAN_ORIGIN_SUFFIX ":sync"
 
+#define SYNCPLAN_STR(x) #x
+#define SYNCPLAN_XSTR(x) SYNCPLAN_STR(x)
+
 void syncplan_init(struct syncplan *p)
 {
 	memset(p, 0, sizeof(*p));
@@ -26,6 +29,7 @@ static void syncplan_table_free(struct syncplan_table *t)
 	for (size_t i = 0; i < t->ncolumns; i++)
 		free(t->columns[i]);
 	free(t->columns);
+	syncrange_set_free(&t->copied);
 }
 
 void syncplan_free(struct syncplan *p)
@@ -81,6 +85,21 @@ bool syncplan_add_column(struct syncplan *p, const char *column)
 	}
 	t->columns = grown;
 	t->columns[t->ncolumns++] = copy;
+	return true;
+}
+
+bool syncplan_in_ranges(struct syncplan *p, uint32_t ranges)
+{
+	struct syncplan_table *t;
+
+	if (p->n == 0 || ranges < 2 || ranges > SYNCRANGE_MAX)
+		return false;
+	t = &p->tables[p->n - 1];
+	if (!t->copy || t->ranges)
+		return false;
+	if (!syncrange_set_init(&t->copied, ranges))
+		return false;
+	t->ranges = ranges;
 	return true;
 }
 
@@ -149,6 +168,19 @@ static bool syncplan_put_field(struct syncplan_text *out, const char *s, bool ta
 	return true;
 }
 
+/* A split table's range count and the list of those copied, as two fields. */
+static bool syncplan_put_ranges(struct syncplan_text *out, const struct syncplan_table *t)
+{
+	char num[16];
+	char *list = syncrange_set_format(&t->copied);
+	bool ok;
+
+	snprintf(num, sizeof(num), "%" PRIu32, t->ranges);
+	ok = list && syncplan_put_field(out, num, true) && syncplan_put_field(out, list, true);
+	free(list);
+	return ok;
+}
+
 bool syncplan_encode(const struct syncplan *p, struct syncplan_text *out)
 {
 	char head[64];
@@ -160,9 +192,10 @@ bool syncplan_encode(const struct syncplan *p, struct syncplan_text *out)
 	for (size_t i = 0; i < p->n; i++) {
 		const struct syncplan_table *t = &p->tables[i];
 
-		if (!syncplan_put_field(out, t->copy ? "c" : "k", false) ||
+		if (!syncplan_put_field(out, !t->copy ? "k" : t->ranges ? "r" : "c", false) ||
 		    !syncplan_put_field(out, t->schema, true) ||
-		    !syncplan_put_field(out, t->table, true))
+		    !syncplan_put_field(out, t->table, true) ||
+		    (t->copy && t->ranges && !syncplan_put_ranges(out, t)))
 			return false;
 		for (size_t c = 0; t->copy && c < t->ncolumns; c++)
 			if (!syncplan_put_field(out, t->columns[c], true))
@@ -246,7 +279,7 @@ static bool syncplan_split(const char *line, size_t len, const char **fields, si
 	return true;
 }
 
-#define SYNCPLAN_MAX_FIELDS (3 + SYNCPLAN_MAX_COLUMNS)
+#define SYNCPLAN_MAX_FIELDS (5 + SYNCPLAN_MAX_COLUMNS)
 
 /* One line of a plan, split at its tabs. */
 struct syncplan_line {
@@ -265,7 +298,7 @@ static bool syncplan_decode_header(const struct syncplan_line *ln, struct syncpl
 	char *end;
 
 	if (ln->nf != 3 || !syncplan_name_eq(SYNCPLAN_HEADER, ln->fields[0], ln->lens[0]) ||
-	    !syncplan_name_eq("1", ln->fields[1], ln->lens[1]))
+	    !syncplan_name_eq(SYNCPLAN_XSTR(SYNCPLAN_VERSION), ln->fields[1], ln->lens[1]))
 		return syncplan_fail(err, errlen, "not a version %d plan", SYNCPLAN_VERSION);
 	if (ln->lens[2] == 0 || ln->lens[2] >= sizeof(num))
 		return syncplan_fail(err, errlen, "bad generation");
@@ -278,11 +311,11 @@ static bool syncplan_decode_header(const struct syncplan_line *ln, struct syncpl
 	return true;
 }
 
-/* The columns of a copied table's line (its fields from the fourth on) onto the last table. */
-static bool syncplan_decode_columns(const struct syncplan_line *ln, struct syncplan *out,
-		bool *oom, char *err, size_t errlen)
+/* The columns of a copied table's line (its fields from first on) onto the last table. */
+static bool syncplan_decode_columns(const struct syncplan_line *ln, size_t first,
+		struct syncplan *out, bool *oom, char *err, size_t errlen)
 {
-	for (size_t i = 3; i < ln->nf; i++) {
+	for (size_t i = first; i < ln->nf; i++) {
 		char *col = NULL;
 		bool added;
 
@@ -305,17 +338,49 @@ static bool syncplan_decode_columns(const struct syncplan_line *ln, struct syncp
 	return true;
 }
 
-/* A table's line: c (copy, with columns) or k (keep), schema, table; seen holds those read. */
+/* An 'r' line's range count and list (its fourth and fifth fields) onto the last table. */
+static bool syncplan_decode_ranges(const struct syncplan_line *ln, struct syncplan *out,
+		char *err, size_t errlen)
+{
+	struct syncplan_table *t = &out->tables[out->n - 1];
+	uint32_t n = 0;
+
+	for (size_t i = 0; i < ln->lens[3]; i++) {
+		char c = ln->fields[3][i];
+
+		if (c < '0' || c > '9' || (i == 0 && c == '0') || n > SYNCRANGE_MAX)
+			return syncplan_fail(err, errlen, "line %zu: bad range count", ln->lineno);
+		n = n * 10 + (uint32_t)(c - '0');
+	}
+	if (n < 2 || n > SYNCRANGE_MAX)
+		return syncplan_fail(err, errlen, "line %zu: range count not from 2 to %u", ln->lineno,
+				     SYNCRANGE_MAX);
+	/* a list is at most SYNCRANGE_MAX bits: a failure is the text's */
+	if (!syncrange_set_parse(ln->fields[4], ln->lens[4], n, &t->copied))
+		return syncplan_fail(err, errlen, "line %zu: bad list of ranges", ln->lineno);
+	t->ranges = n;
+	return true;
+}
+
+/*
+ * A table's line: c (copy whole, with columns), r (copy in ranges, with the
+ * ranges and columns) or k (keep), schema, table; seen holds those read.
+ */
 static bool syncplan_decode_table(const struct syncplan_line *ln, struct syncplan *out,
 		struct syncplan_set *seen, bool *oom, char *err, size_t errlen)
 {
-	bool copy, added;
+	bool copy, ranged, added;
 	char *schema = NULL, *table = NULL;
 
-	if (ln->nf < 3 || ln->lens[0] != 1 || (ln->fields[0][0] != 'c' && ln->fields[0][0] != 'k'))
-		return syncplan_fail(err, errlen, "line %zu: expected c or k, schema and table",
+	if (ln->nf < 3 || ln->lens[0] != 1 || (ln->fields[0][0] != 'c' && ln->fields[0][0] != 'k' &&
+					       ln->fields[0][0] != 'r'))
+		return syncplan_fail(err, errlen, "line %zu: expected c, r or k, schema and table",
 				     ln->lineno);
-	copy = ln->fields[0][0] == 'c';
+	copy = ln->fields[0][0] != 'k';
+	ranged = ln->fields[0][0] == 'r';
+	if (ranged && ln->nf < 5)
+		return syncplan_fail(err, errlen, "line %zu: a table in ranges needs their count and list",
+				     ln->lineno);
 	if (!copy && ln->nf != 3)
 		return syncplan_fail(err, errlen, "line %zu: a kept table lists no columns", ln->lineno);
 	if (out->n >= SYNCPLAN_MAX_TABLES)
@@ -346,7 +411,12 @@ static bool syncplan_decode_table(const struct syncplan_line *ln, struct syncpla
 		*oom = true;
 		return false;
 	}
-	return syncplan_decode_columns(ln, out, oom, err, errlen);
+	if (ln->nf - (ranged ? 5 : 3) > SYNCPLAN_MAX_COLUMNS)
+		return syncplan_fail(err, errlen, "line %zu: more than %u columns", ln->lineno,
+				     SYNCPLAN_MAX_COLUMNS);
+	if (ranged && !syncplan_decode_ranges(ln, out, err, errlen))
+		return false;
+	return syncplan_decode_columns(ln, ranged ? 5 : 3, out, oom, err, errlen);
 }
 
 bool syncplan_decode(const char *text, size_t len, struct syncplan *out,
@@ -490,6 +560,80 @@ void syncplan_set_free(struct syncplan_set *s)
 	}
 	free(s->slots);
 	memset(s, 0, sizeof(*s));
+}
+
+/* ---- ranges loaded, per table ---- */
+
+static struct syncplan_ranges_entry *syncplan_ranges_find(const struct syncplan_ranges *r,
+		const char *schema, size_t schema_len, const char *table, size_t table_len)
+{
+	const struct syncplan_set_entry *e = syncplan_set_get(&r->index, schema, schema_len, table,
+							      table_len);
+
+	return e ? &r->v[e->value] : NULL;
+}
+
+bool syncplan_ranges_add(struct syncplan_ranges *r, const char *schema, size_t schema_len,
+		const char *table, size_t table_len, uint64_t lsn, uint32_t range, uint32_t ranges)
+{
+	struct syncplan_ranges_entry *e;
+
+	if (ranges < 2 || ranges > SYNCRANGE_MAX || range >= ranges)
+		return false;
+	e = syncplan_ranges_find(r, schema, schema_len, table, table_len);
+	if (!e) {
+		if (r->n == r->cap) {
+			size_t cap = r->cap ? r->cap * 2 : 16;
+			struct syncplan_ranges_entry *grown = realloc(r->v, cap * sizeof(*grown));
+
+			if (!grown)
+				return false;
+			r->v = grown;
+			r->cap = cap;
+		}
+		if (!syncplan_set_put(&r->index, schema, schema_len, table, table_len, r->n))
+			return false;
+		e = &r->v[r->n++];
+		memset(e, 0, sizeof(*e));
+	}
+	if (e->got.n != ranges || e->lsn != lsn) {
+		syncrange_set_free(&e->got);
+		if (!syncrange_set_init(&e->got, ranges))
+			return false;
+		e->lsn = lsn;
+	}
+	(void)syncrange_set_add(&e->got, range);
+	return true;
+}
+
+const struct syncplan_ranges_entry *syncplan_ranges_get(const struct syncplan_ranges *r,
+		const char *schema, size_t schema_len, const char *table, size_t table_len)
+{
+	const struct syncplan_ranges_entry *e = syncplan_ranges_find(r, schema, schema_len, table,
+								     table_len);
+
+	return e && e->got.n ? e : NULL;
+}
+
+void syncplan_ranges_drop(struct syncplan_ranges *r, const char *schema, size_t schema_len,
+		const char *table, size_t table_len)
+{
+	struct syncplan_ranges_entry *e = syncplan_ranges_find(r, schema, schema_len, table,
+							       table_len);
+
+	if (e) {
+		syncrange_set_free(&e->got);
+		e->lsn = 0;
+	}
+}
+
+void syncplan_ranges_free(struct syncplan_ranges *r)
+{
+	for (size_t i = 0; i < r->n; i++)
+		syncrange_set_free(&r->v[i].got);
+	free(r->v);
+	syncplan_set_free(&r->index);
+	memset(r, 0, sizeof(*r));
 }
 
 /* ---- origin names ---- */

@@ -9,9 +9,17 @@
  * so no real table can collide). Its text is UTF-8 lines, fields separated
  * by TAB, each field escaped like COPY's text format (\\ \t \n \r):
  *
- *   strait-sync-plan <TAB> 1 <TAB> <generation>
- *   c <TAB> schema <TAB> table [<TAB> column]...   copied in this round
+ *   strait-sync-plan <TAB> 2 <TAB> <generation>
+ *   c <TAB> schema <TAB> table [<TAB> column]...   copied whole in this round
+ *   r <TAB> schema <TAB> table <TAB> n <TAB> list [<TAB> column]...
+ *                                                  copied in n block ranges
+ *                                                  (syncrange.h); list: those
+ *                                                  copied in this round, as
+ *                                                  "0-3,7" — the sink has the
+ *                                                  others, from this snapshot
  *   k <TAB> schema <TAB> table                     the sink already has it
+ *
+ * Version 2 added the 'r' lines; a version 1 plan is refused.
  *
  * The generation is the sink's RESUME that asked for the round, so the sink
  * can tell this round's plan from an older one still in flight.
@@ -35,11 +43,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "replicator/syncrange.h"
+
 #define SYNCPLAN_MUSTCHECK __attribute__((warn_unused_result))
 
 #define SYNCPLAN_SCHEMA "pg_catalog"
 #define SYNCPLAN_TABLE "strait_sync_plan"
-#define SYNCPLAN_VERSION 1
+#define SYNCPLAN_VERSION 2
 /* Limits a plan from the peer is held to. */
 #define SYNCPLAN_MAX_TABLES 100000u
 #define SYNCPLAN_MAX_COLUMNS 1664u     /* PostgreSQL's MaxTupleAttributeNumber */
@@ -48,9 +58,11 @@
 struct syncplan_table {
 	char *schema;
 	char *table;
-	bool copy;               /* 'c': copied in this round; 'k': kept (the sink has it) */
+	bool copy;               /* 'c' or 'r': copied in this round; 'k': kept (the sink has it) */
 	char **columns;          /* only when copy */
 	size_t ncolumns;
+	uint32_t ranges;         /* 'r': copied in this many block ranges (at least 2); else 0 */
+	struct syncrange_set copied;   /* 'r': the ranges copied in this round (never empty) */
 };
 
 struct syncplan {
@@ -75,6 +87,12 @@ bool syncplan_add(struct syncplan *p, const char *schema, const char *table, boo
 	SYNCPLAN_MUSTCHECK;
 /* Appends a column to the last table added. */
 bool syncplan_add_column(struct syncplan *p, const char *column) SYNCPLAN_MUSTCHECK;
+/*
+ * The last table added (a copied one) is copied in `ranges` block ranges
+ * (2 to SYNCRANGE_MAX), none of them yet marked copied in this round: the
+ * caller adds them to its `copied` set.
+ */
+bool syncplan_in_ranges(struct syncplan *p, uint32_t ranges) SYNCPLAN_MUSTCHECK;
 
 /* Index of schema.table (lengths given: names from the wire), or -1. */
 long syncplan_find(const struct syncplan *p, const char *schema, size_t schema_len,
@@ -85,7 +103,8 @@ bool syncplan_encode(const struct syncplan *p, struct syncplan_text *out) SYNCPL
 /*
  * Parses a whole plan text into out (initialised and empty). Refuses a wrong
  * header or version, unknown actions, empty names, bad escapes, NUL bytes,
- * columns on a kept table, duplicate tables and anything over the limits.
+ * columns on a kept table, duplicate tables, a range count or list that is
+ * not canonical (syncrange.h) and anything over the limits.
  * On failure out is left empty.
  */
 bool syncplan_decode(const char *text, size_t len, struct syncplan *out,
@@ -121,6 +140,39 @@ const struct syncplan_set_entry *syncplan_set_get(const struct syncplan_set *s,
 		const char *schema, size_t schema_len, const char *table, size_t table_len);
 /* Empties the set (keeps nothing). */
 void syncplan_set_free(struct syncplan_set *s);
+
+/* ---- ranges loaded, per table ---- */
+
+/* The ranges of one table loaded from one snapshot. */
+struct syncplan_ranges_entry {
+	uint64_t lsn;            /* the snapshot they come from */
+	struct syncrange_set got;    /* of got.n ranges; got.n 0: none (dropped) */
+};
+
+/* schema.table -> the ranges of it loaded (the sink's record, or what it told the source). */
+struct syncplan_ranges {
+	struct syncplan_set index;   /* value: an index into v */
+	struct syncplan_ranges_entry *v;
+	size_t n;
+	size_t cap;
+};
+
+/*
+ * Range `range` of `ranges` of schema.table is loaded from the snapshot at
+ * lsn. Ranges from another snapshot, or of another count, are forgotten
+ * (one copy replaces the other). False when out of memory or the numbers
+ * are off (ranges from 2 to SYNCRANGE_MAX, range below it).
+ */
+bool syncplan_ranges_add(struct syncplan_ranges *r, const char *schema, size_t schema_len,
+		const char *table, size_t table_len, uint64_t lsn, uint32_t range, uint32_t ranges)
+	SYNCPLAN_MUSTCHECK;
+/* The table's entry, or NULL when it has none. */
+const struct syncplan_ranges_entry *syncplan_ranges_get(const struct syncplan_ranges *r,
+		const char *schema, size_t schema_len, const char *table, size_t table_len);
+/* Forgets the table's ranges (it is loaded whole, or copied afresh). */
+void syncplan_ranges_drop(struct syncplan_ranges *r, const char *schema, size_t schema_len,
+		const char *table, size_t table_len);
+void syncplan_ranges_free(struct syncplan_ranges *r);
 
 /* ---- origin names ---- */
 

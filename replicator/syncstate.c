@@ -56,7 +56,12 @@ static const char syncstate_tables_sql[] =
 	"schema_name text NOT NULL, table_name text NOT NULL, "
 	"since timestamptz NOT NULL DEFAULT pg_catalog.now(), "
 	"PRIMARY KEY (stream, schema_name, table_name)); END IF; "
-	"END$strait$; ";
+		"IF pg_catalog.to_regclass('" SYNCSTATE_SCHEMA ".sync_range') IS NULL THEN "
+	"CREATE TABLE " SYNCSTATE_SCHEMA ".sync_range (stream text NOT NULL, "
+	"schema_name text NOT NULL, table_name text NOT NULL, range_no integer NOT NULL, "
+	"ranges integer NOT NULL, snapshot_lsn pg_lsn NOT NULL, "
+	"loaded_at timestamptz NOT NULL DEFAULT pg_catalog.now(), "
+	"PRIMARY KEY (stream, schema_name, table_name, range_no)); END IF; END$strait$; ";
 
 /* Closes the stream (which sets *buf) and returns its text, or NULL (freed) when anything failed. */
 static char *syncstate_finish(FILE *out, char **buf, bool ok)
@@ -119,6 +124,30 @@ char *syncstate_session_sql(const char *stream, unsigned n)
 	return sql;
 }
 
+/* Deletes the stream's rows of a record table its apply origin has passed, once done. */
+static bool syncstate_put_query_fold(FILE *out, const char *record, const char *stream,
+		const char *apply)
+{
+	return fprintf(out, "DELETE FROM " SYNCSTATE_SCHEMA ".%s WHERE stream = ", record) > 0 &&
+	       syncstate_put_literal(out, stream) &&
+	       fputs(" AND EXISTS (SELECT 1 FROM " SYNCSTATE_SCHEMA ".sync_stream s WHERE s.stream = ",
+		     out) >= 0 &&
+	       syncstate_put_literal(out, stream) &&
+	       fputs(") AND snapshot_lsn <= (SELECT pg_catalog.pg_replication_origin_progress(roname, "
+		     "false) FROM pg_catalog.pg_replication_origin WHERE roname = ", out) >= 0 &&
+	       syncstate_put_literal(out, apply) && fputs("); ", out) >= 0;
+}
+
+/* "DELETE FROM strait.<record> WHERE" the table's rows "; ". */
+static bool syncstate_put_table_delete(FILE *out, const char *record, const char *stream,
+		const char *schema, const char *table)
+{
+	return fprintf(out, "DELETE FROM " SYNCSTATE_SCHEMA ".%s WHERE stream = ", record) > 0 &&
+	       syncstate_put_literal(out, stream) && fputs(" AND schema_name = ", out) >= 0 &&
+	       syncstate_put_literal(out, schema) && fputs(" AND table_name = ", out) >= 0 &&
+	       syncstate_put_literal(out, table) && fputs("; ", out) >= 0;
+}
+
 char *syncstate_query_sql(const char *stream)
 {
 	char *buf = NULL, *apply = NULL, *legacy = NULL;
@@ -139,22 +168,19 @@ char *syncstate_query_sql(const char *stream)
 		return NULL;
 	}
 	/* folded: streaming has passed them (a NULL progress folds nothing) */
-	ok = fputs("DELETE FROM " SYNCSTATE_SCHEMA ".sync_table WHERE stream = ", out) >= 0 &&
+	ok = syncstate_put_query_fold(out, "sync_table", stream, apply) &&
+	     syncstate_put_query_fold(out, "sync_range", stream, apply) &&
+	     fputs("SELECT 't', schema_name, table_name, snapshot_lsn::text, NULL::integer, "
+		   "NULL::integer FROM " SYNCSTATE_SCHEMA ".sync_table WHERE stream = ", out) >= 0 &&
 	     syncstate_put_literal(out, stream) &&
-	     fputs(" AND EXISTS (SELECT 1 FROM " SYNCSTATE_SCHEMA ".sync_stream s WHERE s.stream = ",
-		   out) >= 0 &&
+	     fputs(" UNION ALL SELECT 'r', schema_name, table_name, snapshot_lsn::text, range_no, "
+		   "ranges FROM " SYNCSTATE_SCHEMA ".sync_range WHERE stream = ", out) >= 0 &&
 	     syncstate_put_literal(out, stream) &&
-	     fputs(") AND snapshot_lsn <= (SELECT pg_catalog.pg_replication_origin_progress(roname, "
-		   "false) FROM pg_catalog.pg_replication_origin WHERE roname = ", out) >= 0 &&
-	     syncstate_put_literal(out, apply) &&
-	     fputs("); SELECT 't', schema_name, table_name, snapshot_lsn::text FROM "
-		   SYNCSTATE_SCHEMA ".sync_table WHERE stream = ", out) >= 0 &&
-	     syncstate_put_literal(out, stream) &&
-	     fputs(" UNION ALL SELECT 's', NULL, NULL, start_lsn::text FROM " SYNCSTATE_SCHEMA
-		   ".sync_stream WHERE stream = ", out) >= 0 &&
+	     fputs(" UNION ALL SELECT 's', NULL, NULL, start_lsn::text, NULL, NULL FROM "
+		   SYNCSTATE_SCHEMA ".sync_stream WHERE stream = ", out) >= 0 &&
 	     syncstate_put_literal(out, stream) &&
 	     fputs(" UNION ALL SELECT 'o', roname, NULL, "
-		   "pg_catalog.pg_replication_origin_progress(roname, true)::text "
+		   "pg_catalog.pg_replication_origin_progress(roname, true)::text, NULL, NULL "
 		   "FROM pg_catalog.pg_replication_origin WHERE roname = ", out) >= 0 &&
 	     syncstate_put_literal(out, legacy) &&
 	     fputs(" OR pg_catalog.starts_with(roname, ", out) >= 0 &&
@@ -174,7 +200,9 @@ char *syncstate_record_sql(const char *stream, const char *schema, const char *t
 
 	if (!out)
 		return NULL;
-	ok = fputs("INSERT INTO " SYNCSTATE_SCHEMA ".sync_table (stream, schema_name, table_name, "
+	/* ranges of an earlier copy of the table are over: this copy replaces them */
+	ok = syncstate_put_table_delete(out, "sync_range", stream, schema, table) &&
+	     fputs("INSERT INTO " SYNCSTATE_SCHEMA ".sync_table (stream, schema_name, table_name, "
 		   "snapshot_lsn) VALUES (", out) >= 0 &&
 	     syncstate_put_literal(out, stream) && fputs(", ", out) >= 0 &&
 	     syncstate_put_literal(out, schema) && fputs(", ", out) >= 0 &&
@@ -182,6 +210,51 @@ char *syncstate_record_sql(const char *stream, const char *schema, const char *t
 	     fprintf(out, ", '" LSN_FMT "') ON CONFLICT (stream, schema_name, table_name) DO UPDATE "
 		     "SET snapshot_lsn = EXCLUDED.snapshot_lsn, loaded_at = EXCLUDED.loaded_at",
 		     LSN_ARGS(lsn)) >= 0;
+	return syncstate_finish(out, &buf, ok);
+}
+
+char *syncstate_range_record_sql(const char *stream, const char *schema, const char *table,
+		uint64_t lsn, uint32_t range, uint32_t ranges)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+	bool ok;
+
+	if (!out)
+		return NULL;
+	/*
+	 * A range is loaded once per snapshot: a row for it from this snapshot
+	 * (committed, or committing beside: the insert waits for it) is left
+	 * alone, and then the cast of the message fails the load.
+	 */
+	ok = fputs("WITH recorded AS (INSERT INTO " SYNCSTATE_SCHEMA ".sync_range (stream, "
+		   "schema_name, table_name, range_no, ranges, snapshot_lsn) VALUES (", out) >= 0 &&
+	     syncstate_put_literal(out, stream) && fputs(", ", out) >= 0 &&
+	     syncstate_put_literal(out, schema) && fputs(", ", out) >= 0 &&
+	     syncstate_put_literal(out, table) &&
+	     fprintf(out, ", %" PRIu32 ", %" PRIu32 ", '" LSN_FMT "') ON CONFLICT (stream, "
+		     "schema_name, table_name, range_no) DO UPDATE SET ranges = EXCLUDED.ranges, "
+		     "snapshot_lsn = EXCLUDED.snapshot_lsn, loaded_at = EXCLUDED.loaded_at "
+		     "WHERE " SYNCSTATE_SCHEMA ".sync_range.snapshot_lsn <> EXCLUDED.snapshot_lsn OR "
+		     SYNCSTATE_SCHEMA ".sync_range.ranges <> EXCLUDED.ranges RETURNING 1) "
+		     "SELECT CASE WHEN EXISTS (SELECT 1 FROM recorded) THEN 0 ELSE ('range %" PRIu32
+		     " is loaded already from this snapshot' || (SELECT count(*) FROM recorded))"
+		     "::pg_catalog.int4 END", range, ranges, LSN_ARGS(lsn), range) >= 0;
+	return syncstate_finish(out, &buf, ok);
+}
+
+char *syncstate_clear_sql(const char *stream, const char *schema, const char *table)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+	bool ok;
+
+	if (!out)
+		return NULL;
+	ok = syncstate_put_table_delete(out, "sync_range", stream, schema, table) &&
+	     syncstate_put_table_delete(out, "sync_table", stream, schema, table);
 	return syncstate_finish(out, &buf, ok);
 }
 
@@ -207,7 +280,9 @@ char *syncstate_fold_sql(const char *stream, uint64_t lsn)
 	char *lit = syncstate_literal(stream), *sql = NULL;
 
 	if (lit && asprintf(&sql, "DELETE FROM " SYNCSTATE_SCHEMA ".sync_table WHERE stream = %s "
-			"AND snapshot_lsn <= '" LSN_FMT "'", lit, LSN_ARGS(lsn)) < 0)
+			"AND snapshot_lsn <= '" LSN_FMT "'; DELETE FROM " SYNCSTATE_SCHEMA ".sync_range "
+			"WHERE stream = %s AND snapshot_lsn <= '" LSN_FMT "'", lit, LSN_ARGS(lsn), lit,
+			LSN_ARGS(lsn)) < 0)
 		sql = NULL;
 	free(lit);
 	return sql;
@@ -278,13 +353,15 @@ char *syncstate_forget_sql(const char *stream)
 			"IF pg_catalog.to_regclass('" SYNCSTATE_SCHEMA ".sync_member') IS NOT NULL THEN "
 			"DELETE FROM " SYNCSTATE_SCHEMA ".sync_member WHERE stream = %s; "
 			"DELETE FROM " SYNCSTATE_SCHEMA ".sync_join WHERE stream = %s; END IF; "
+			"IF pg_catalog.to_regclass('" SYNCSTATE_SCHEMA ".sync_range') IS NOT NULL THEN "
+			"DELETE FROM " SYNCSTATE_SCHEMA ".sync_range WHERE stream = %s; END IF; "
 			"END$strait$; "
 			"COMMIT; "
 			"SELECT pg_catalog.pg_replication_origin_session_reset(); "
 			"SELECT count(pg_catalog.pg_replication_origin_drop(roname)) "
 			"FROM pg_catalog.pg_replication_origin WHERE roname = %s "
 			"OR pg_catalog.starts_with(roname, %s || ':')",
-			lit, lit, lit, lit, applylit, applylit) < 0)
+			lit, lit, lit, lit, lit, applylit, applylit) < 0)
 		sql = NULL;
 	free(lit);
 	free(apply);

@@ -15,6 +15,12 @@
  *       needs it then
  *   strait.sync_stream (stream, start_lsn, done_at)
  *       one row once every table is loaded: streaming starts at start_lsn
+ *   strait.sync_range  (stream, schema_name, table_name, range_no, ranges,
+ *                       snapshot_lsn, loaded_at)
+ *       one row per loaded range of a table copied in block ranges
+ *       (syncrange.h), written in the transaction of the range's COPY; the
+ *       table is loaded once all `ranges` rows are there with one
+ *       snapshot_lsn. Folded with the table rows.
  *
  * Neither grows the server's replication origins with the schema. Loaders
  * mark their writes with an origin of a fixed pool,
@@ -54,21 +60,36 @@ char *syncstate_session_sql(const char *stream, unsigned n);
 /*
  * Folds the records streaming has passed (the sync is done and the stream's
  * apply origin "strait_<stream>" is at or beyond their snapshot), then lists
- * what is recorded, one row per item, columns (kind, a, b, lsn text):
+ * what is recorded, one row per item, columns (kind, a, b, lsn text, range,
+ * ranges; the last two NULL but for 'r'):
  *   't', schema, table, snapshot LSN   a loaded table
+ *   'r', schema, table, snapshot LSN, range, ranges   a loaded range
  *   's', NULL, NULL, start LSN         the sync is done
  *   'o', origin name, NULL, progress   an origin of an older version (NULL: none)
  */
 char *syncstate_query_sql(const char *stream);
 
-/* In a load's transaction: the table is loaded from the snapshot at lsn. */
+/*
+ * In a load's transaction: the table is loaded from the snapshot at lsn (any
+ * range rows of an earlier copy of it are deleted).
+ */
 char *syncstate_record_sql(const char *stream, const char *schema, const char *table,
 		uint64_t lsn);
+
+/* In a range's load transaction: range `range` of `ranges` is loaded from the snapshot at lsn. */
+char *syncstate_range_record_sql(const char *stream, const char *schema, const char *table,
+		uint64_t lsn, uint32_t range, uint32_t ranges);
+
+/*
+ * In the transaction of the first range of a fresh copy of the table: every
+ * record of an earlier copy of it (ranges, or the whole table) is deleted.
+ */
+char *syncstate_clear_sql(const char *stream, const char *schema, const char *table);
 
 /* Its own transaction: every table is in, streaming starts at lsn. */
 char *syncstate_done_sql(const char *stream, uint64_t lsn);
 
-/* Deletes the table records at or below lsn (the stream has applied up to there). */
+/* Deletes the table and range records at or below lsn (the stream has applied up to there). */
 char *syncstate_fold_sql(const char *stream, uint64_t lsn);
 
 /* An older version's record, read from its origins. */

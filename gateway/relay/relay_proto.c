@@ -330,11 +330,18 @@ relay_proto_read_resume(const uint8_t *p, size_t len, struct relay_proto_resume_
 
 /* ---- SYNC ---- */
 
+/* A whole table (0 of 0), or one of at least two ranges. */
+static bool
+sync_range_ok(uint32_t ranges, uint32_t range)
+{
+	return ranges == 0 ? range == 0 : ranges >= 2 && range < ranges;
+}
+
 bool
 relay_proto_write_sync_head(struct wire_writer *w,
 		const struct relay_proto_sync *m)
 {
-	if ((m->flags & ~(RELAY_SYNC_LAST | RELAY_SYNC_JOIN)) != 0) {
+	if ((m->flags & ~(RELAY_SYNC_LAST | RELAY_SYNC_JOIN)) != 0 || !sync_range_ok(m->ranges, m->range)) {
 		w->failed = true;
 		return false;
 	}
@@ -342,6 +349,8 @@ relay_proto_write_sync_head(struct wire_writer *w,
 	put_str(w, m->schema, true);
 	put_str(w, m->table, true);
 	wire_put_u64(w, m->snapshot_lsn);
+	wire_put_u32(w, m->ranges);
+	wire_put_u32(w, m->range);
 	wire_put_u32(w, m->chunk);
 	wire_put_u8(w, m->flags);
 	wire_put_u32(w, m->raw_len);
@@ -365,10 +374,12 @@ relay_proto_read_sync(const uint8_t *p, size_t len, struct relay_proto_sync *out
 	TRY(get_str(&r, &out->schema, true));
 	TRY(get_str(&r, &out->table, true));
 	NEED(wire_get_u64(&r, &out->snapshot_lsn));
+	NEED(wire_get_u32(&r, &out->ranges));
+	NEED(wire_get_u32(&r, &out->range));
 	NEED(wire_get_u32(&r, &out->chunk));
 	NEED(wire_get_u8(&r, &out->flags));
 	NEED(wire_get_u32(&r, &out->raw_len));
-	if ((out->flags & ~(RELAY_SYNC_LAST | RELAY_SYNC_JOIN)) != 0)
+	if ((out->flags & ~(RELAY_SYNC_LAST | RELAY_SYNC_JOIN)) != 0 || !sync_range_ok(out->ranges, out->range))
 		return RELAY_PROTO_ERR_VALUE;
 	wire_get_rest(&r, &out->data, &out->data_len);
 	return RELAY_PROTO_OK;

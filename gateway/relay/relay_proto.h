@@ -20,7 +20,8 @@
  *   RESUME     str stream, u64 received_lsn, u64 committed_lsn,
  *              u64 queued_bytes, u32 generation
  *   SYNC       str stream, str schema, str table, u64 snapshot_lsn,
- *              u32 chunk, u8 sync_flags, u32 raw_len, data…
+ *              u32 ranges, u32 range, u32 chunk, u8 sync_flags, u32 raw_len,
+ *              data…
  *   SEQUENCES  str stream, u16 n, n × (str schema, str name, i64 value)
  *   GOODBYE    str reason
  *   FENCE      u16 n, n × (str stream, u64 applied_lsn)
@@ -78,9 +79,10 @@
 /*
  * Version of the message vocabulary, sent in HELLO (2: received and
  * committed positions; 3: batches that end inside a message, and ACKs that
- * free the send window inside a transaction).
+ * free the send window inside a transaction; 4: verify requests; 5: SYNC
+ * frames name a block range of a table copied in ranges).
  */
-#define RELAY_PROTO_VERSION 4
+#define RELAY_PROTO_VERSION 5
 
 /* Per-HELLO and per-SEQUENCES list limit (the count is a u16 on the wire). */
 #define RELAY_PROTO_MAX_LIST 65535u
@@ -239,11 +241,18 @@ struct relay_proto_sync {
 	struct wire_str schema;
 	struct wire_str table;
 	uint64_t snapshot_lsn;   /* consistent point of the snapshot the copy was taken in */
-	uint32_t chunk;          /* 0, 1, 2, ... per table */
+	uint32_t chunk;          /* 0, 1, 2, ... per table (or range) */
 	uint8_t flags;           /* RELAY_SYNC_*; unknown bits are refused */
 	uint32_t raw_len;
 	const uint8_t *data;
 	size_t data_len;
+	/*
+	 * A table copied in block ranges: how many, and which one this frame
+	 * is about (below ranges); 0 and 0 for a table copied whole. Chunks
+	 * count per range.
+	 */
+	uint32_t ranges;
+	uint32_t range;
 };
 
 bool relay_proto_write_sync(struct wire_writer *w,

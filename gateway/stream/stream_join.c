@@ -199,10 +199,11 @@ static void join_copy_planned(void *arg, const struct syncplan *plan, uint64_t l
 }
 
 static bool join_copy_chunk(void *arg, const struct syncplan_table *t, uint64_t lsn,
-		uint32_t chunk, const uint8_t *data, size_t len, bool last)
+		uint32_t range, uint32_t chunk, const uint8_t *data, size_t len, bool last)
 {
 	struct streamjoin *j = arg;
 
+	(void)range;         /* a joining table is copied whole (split_above 0) */
 	if (!join_send(j, t->schema, t->table, lsn, chunk, last, data, len)) {
 		join_copy_end(j);
 		return false;
@@ -280,7 +281,7 @@ static void join_source_frame(struct streamjoin *j, const struct relay_proto_syn
 	}
 	if (j->copy)
 		synccopy_ack(j->copy, m->schema.ptr, m->schema.len, m->table.ptr, m->table.len,
-			     m->snapshot_lsn, m->chunk);
+			     m->snapshot_lsn, 0, m->chunk);
 }
 
 void streamjoin_writable(struct streamjoin *j)

@@ -1113,6 +1113,8 @@ void stream_source_reconfigure(struct stream *st)
 				source_resume_reading(st->reader.source);
 		}
 	}
+	if (st->sync)
+		streamsync_set_copy_limits(st->sync, st->cs->sync_workers, st->cs->sync_split_above);
 	stream_source_reconcile_tables(st);
 	schedule_update(st, true);
 }
@@ -1224,6 +1226,8 @@ bool stream_source_init(struct stream *st, const struct strait_config *cfg, size
 	    !(st->join = streamjoin_new_source(s->base, s->relay, st->name, st->peer,
 					       st->reader.src_conninfo, st->reader.src_publication)))
 		return false;
+	if (st->sync)
+		streamsync_set_copy_limits(st->sync, cs->sync_workers, cs->sync_split_above);
 	schedule_update(st, true);
 	event_add(st->sender.tick, &(struct timeval){ STREAM_TICK_MS / 1000, (STREAM_TICK_MS % 1000) * 1000 });
 	if (mkdir(spool_root, 0700) != 0 && errno != EEXIST) {

@@ -55,8 +55,14 @@
 #include "replicator/syncfilter.h"
 #include "replicator/syncload.h"
 #include "replicator/syncplan.h"
+#include "replicator/syncrange.h"
 
 #define STREAMSYNC_BACKOFF_MIN_MS 1000u
+/* Every copy the source runs at once has a loader of its own at the sink. */
+_Static_assert(CONFIG_SYNC_WORKERS_MAX <= SYNCLOAD_MAX_CONNS &&
+	       CONFIG_SYNC_WORKERS_MAX <= SYNCCOPY_MAX_WORKERS, "sync_workers beyond the pools");
+/* How long the source keeps a copy's snapshot for a sink that went away. */
+#define STREAMSYNC_HOLD_MS (5u * 60u * 1000u)
 #define STREAMSYNC_BACKOFF_MAX_MS 30000u
 
 enum streamsync_state {
@@ -91,17 +97,26 @@ static const char *const streamsync_state_names[] = {
 	[SS_SINK_PAUSED] = "paused",
 };
 
-/* The sink's progress on one table of the plan. */
-struct streamsync_progress {
+/* The sink's progress on one copy of the round: a whole table, or one range of it. */
+struct streamsync_unit {
 	uint64_t job;            /* syncload job, 0 before the first chunk */
 	uint32_t next_chunk;
 	bool loaded;             /* committed in this round */
 };
 
-/* A load in flight: job id -> plan index. */
+/* The sink's progress on one table of the plan. */
+struct streamsync_progress {
+	struct streamsync_unit *units;   /* one per range, or one for a whole table */
+	uint32_t left;           /* units of the round not loaded yet */
+	bool fresh;              /* a split table copied afresh: its first load clears it */
+	bool cleared;            /* ... and that load is begun */
+};
+
+/* A load in flight: job id -> plan index and unit. */
 struct streamsync_active {
 	uint64_t job;
 	size_t table;
+	uint32_t unit;
 };
 
 struct streamsync {
@@ -132,6 +147,11 @@ struct streamsync {
 	struct synccopy *copy_dead;
 	struct syncplan_set have_pending;   /* "have" frames since the last round began */
 	struct syncplan_set round_have;     /* what the current round keeps */
+	struct syncplan_ranges have_ranges_pending;  /* ... of ranges */
+	struct syncplan_ranges round_have_ranges;
+	struct event *ev_hold;              /* a parked copy is let go at the end of its hold */
+	unsigned copy_workers;              /* config: copies at a time (0: synccopy's default) */
+	uint64_t split_above;               /* config: larger tables are copied in ranges */
 	unsigned failures;
 	bool retry_temporary;               /* retries take a snapshot of their own */
 	bool broken;                        /* a chunk could not be sent: fail from ev_later */
@@ -144,12 +164,14 @@ struct streamsync {
 	struct syncload *load;
 	bool load_dead;
 	struct syncplan_set done;           /* loaded tables -> their snapshot LSN */
+	struct syncplan_ranges ranges;      /* loaded ranges of tables not loaded whole */
 	uint64_t done_lsn;                  /* the stream-wide record: streaming starts here */
 	uint64_t fold_at;                   /* the highest table LSN recorded; 0: nothing to fold */
 	struct syncfilter *filter;
 	struct syncplan plan;
 	struct syncplan_set plan_index;     /* name -> plan index */
 	struct streamsync_progress *progress;
+	size_t nprogress;
 	uint64_t plan_lsn;
 	size_t tables_satisfied;            /* plan tables the target has */
 	size_t tables_loaded;               /* ... loaded in this round */
@@ -203,15 +225,38 @@ static bool streamsync_is_plan(struct wire_str schema, struct wire_str table)
  * Sends one SYNC frame; data goes through the sync encoder when compress is
  * set. False when the link is down or the frame could not be built (logged).
  */
+/* Which range of a table copied in ranges a frame is about (0 of 0: the whole table). */
+struct streamsync_part {
+	uint32_t range;
+	uint32_t ranges;
+};
+
+static bool streamsync_send_part(struct streamsync *ss, const char *schema, size_t schema_len,
+		const char *table, size_t table_len, uint64_t lsn, struct streamsync_part part,
+		uint32_t chunk, bool last, const uint8_t *data, size_t len, bool compress);
+
 static bool streamsync_send(struct streamsync *ss, const char *schema, size_t schema_len,
 		const char *table, size_t table_len, uint64_t lsn, uint32_t chunk, bool last,
 		const uint8_t *data, size_t len, bool compress)
+{
+	const struct streamsync_part whole = { 0, 0 };
+
+	return streamsync_send_part(ss, schema, schema_len, table, table_len, lsn, whole, chunk,
+				    last, data, len, compress);
+}
+
+/* A SYNC frame about one range of a table (or the whole, 0 of 0). */
+static bool streamsync_send_part(struct streamsync *ss, const char *schema, size_t schema_len,
+		const char *table, size_t table_len, uint64_t lsn, struct streamsync_part part,
+		uint32_t chunk, bool last, const uint8_t *data, size_t len, bool compress)
 {
 	struct relay_proto_sync m = {
 		.stream = relay_proto_str(ss->stream),
 		.schema = { schema, schema_len },
 		.table = { table, table_len },
 		.snapshot_lsn = lsn,
+		.range = part.range,
+		.ranges = part.ranges,
 		.chunk = chunk,
 		.flags = last ? RELAY_SYNC_LAST : 0,
 		.raw_len = (uint32_t)len,
@@ -268,6 +313,17 @@ static void streamsync_source_end_round(struct streamsync *ss)
 	synccopy_free(ss->copy);
 	ss->copy = NULL;
 	event_del(ss->ev_retry);
+	event_del(ss->ev_hold);
+}
+
+static bool streamsync_copy_has_range(void *arg, const char *schema, const char *table,
+		uint64_t lsn, uint32_t range, uint32_t ranges)
+{
+	struct streamsync *ss = arg;
+	const struct syncplan_ranges_entry *e = syncplan_ranges_get(&ss->round_have_ranges, schema,
+			strlen(schema), table, strlen(table));
+
+	return e && e->lsn == lsn && e->got.n == ranges && syncrange_set_has(&e->got, range);
 }
 
 static bool streamsync_copy_has(void *arg, const char *schema, const char *table)
@@ -316,13 +372,14 @@ static void streamsync_copy_planned(void *arg, const struct syncplan *plan, uint
 }
 
 static bool streamsync_copy_chunk(void *arg, const struct syncplan_table *t, uint64_t lsn,
-		uint32_t chunk, const uint8_t *data, size_t len, bool last)
+		uint32_t range, uint32_t chunk, const uint8_t *data, size_t len, bool last)
 {
 	struct streamsync *ss = arg;
+	const struct streamsync_part part = { t->ranges ? range : 0, t->ranges };
 
 	(void)fault_hit("source.sync_chunk");
-	if (!streamsync_send(ss, t->schema, strlen(t->schema), t->table, strlen(t->table), lsn, chunk,
-			     last, data, len, true)) {
+	if (!streamsync_send_part(ss, t->schema, strlen(t->schema), t->table, strlen(t->table), lsn,
+				  part, chunk, last, data, len, true)) {
 		if (ss->broken)
 			streamsync_later(ss);
 		return false;  /* link down: the round ends with it */
@@ -358,13 +415,21 @@ static unsigned streamsync_backoff(struct streamsync *ss)
 static void streamsync_copy_failed(void *arg, const char *reason)
 {
 	struct streamsync *ss = arg;
-	unsigned ms = streamsync_backoff(ss);
+	unsigned ms;
 
 	snprintf(ss->last_error, sizeof(ss->last_error), "%s", reason);
 	/* freed from the loop: we are inside one of its callbacks */
 	streamsync_count_copy(ss);
 	ss->copy_dead = ss->copy;
 	ss->copy = NULL;
+	streamsync_later(ss);
+	if (ss->state != SS_SOURCE_COPYING && ss->state != SS_SOURCE_SHIPPED) {
+		/* a held snapshot is lost: the next round takes a new one */
+		event_del(ss->ev_hold);
+		ss->retry_temporary = true;
+		return;
+	}
+	ms = streamsync_backoff(ss);
 	ss->retry_temporary = true;
 	streamsync_later(ss);
 	streamsync_set_state(ss, SS_SOURCE_RETRY, "the copy failed");
@@ -376,6 +441,7 @@ static void streamsync_source_start(struct streamsync *ss, struct source *src)
 {
 	static const struct synccopy_callbacks cb = {
 		.has = streamsync_copy_has,
+		.has_range = streamsync_copy_has_range,
 		.imported = streamsync_copy_imported,
 		.planned = streamsync_copy_planned,
 		.chunk = streamsync_copy_chunk,
@@ -387,6 +453,8 @@ static void streamsync_source_start(struct streamsync *ss, struct source *src)
 		.conninfo = ss->conninfo,
 		.publication = ss->publication,
 		.generation = ss->generation,
+		.workers = ss->copy_workers,
+		.split_above = ss->split_above,
 	};
 
 	if (src && !ss->retry_temporary)
@@ -406,14 +474,44 @@ static void streamsync_source_start(struct streamsync *ss, struct source *src)
 			     "taking a snapshot of its own");
 }
 
+/*
+ * A round in the snapshot a parked (or running) copy holds, copying what the
+ * sink lacks; false when there is none to go on in.
+ */
+static bool streamsync_source_continue(struct streamsync *ss, uint32_t generation)
+{
+	if (!ss->copy || !synccopy_park(ss->copy))
+		return false;
+	event_del(ss->ev_retry);
+	event_del(ss->ev_hold);
+	ss->generation = generation;
+	ss->failures = 0;
+	ss->last_error[0] = '\0';
+	ss->started_ms = streamsync_now_ms();
+	ss->finished_ms = 0;
+	ss->rounds++;
+	log_info("stream \"%s\": \"%s\" asks for an initial sync round (generation %u, it has %zu "
+		 "tables, and ranges of %zu others); going on in the held snapshot", ss->stream, ss->peer,
+		 generation, ss->round_have.n, ss->round_have_ranges.index.n);
+	synccopy_continue(ss->copy, generation);
+	streamsync_set_state(ss, SS_SOURCE_COPYING, "going on in the held snapshot");
+	return true;
+}
+
 void streamsync_source_request(struct streamsync *ss, uint32_t generation, struct source *src)
 {
 	struct syncplan_set empty = { 0 };
+	struct syncplan_ranges no_ranges = { 0 };
 
-	streamsync_source_end_round(ss);
 	syncplan_set_free(&ss->round_have);
 	ss->round_have = ss->have_pending;
 	ss->have_pending = empty;
+	syncplan_ranges_free(&ss->round_have_ranges);
+	ss->round_have_ranges = ss->have_ranges_pending;
+	ss->have_ranges_pending = no_ranges;
+	if (streamsync_source_continue(ss, generation))
+		return;
+	streamsync_source_end_round(ss);
 	ss->generation = generation;
 	ss->failures = 0;
 	ss->retry_temporary = false;
@@ -425,6 +523,12 @@ void streamsync_source_request(struct streamsync *ss, uint32_t generation, struc
 		streamsync_source_start(ss, src);
 }
 
+void streamsync_set_copy_limits(struct streamsync *ss, unsigned workers, uint64_t split_above)
+{
+	ss->copy_workers = workers;
+	ss->split_above = split_above;
+}
+
 void streamsync_source_ready(struct streamsync *ss, struct source *src)
 {
 	if (ss->state == SS_SOURCE_PENDING)
@@ -433,12 +537,15 @@ void streamsync_source_ready(struct streamsync *ss, struct source *src)
 
 void streamsync_source_stop(struct streamsync *ss)
 {
-	if (ss->sink || ss->state == SS_SOURCE_IDLE)
+	if (ss->sink)
 		return;
-	/* a finished copy holds no connection: kept for status until the next round */
-	if (ss->state != SS_SOURCE_SHIPPED)
-		streamsync_source_end_round(ss);
-	streamsync_set_state(ss, SS_SOURCE_IDLE, "the sink streams");
+	/* the sink has every table: the snapshot goes; the copy stays for status until the next round */
+	event_del(ss->ev_hold);
+	event_del(ss->ev_retry);
+	if (ss->copy)
+		synccopy_release(ss->copy);
+	if (ss->state != SS_SOURCE_IDLE)
+		streamsync_set_state(ss, SS_SOURCE_IDLE, "the sink streams");
 }
 
 void streamsync_writable(struct streamsync *ss)
@@ -452,12 +559,32 @@ void streamsync_writable(struct streamsync *ss)
 	synccopy_resume_reading(ss->copy);
 }
 
+/* "I have this range (from this snapshot)" from the sink. */
+static void streamsync_source_have_range(struct streamsync *ss, const struct relay_proto_sync *m)
+{
+	if (m->ranges > SYNCRANGE_MAX || ss->have_ranges_pending.n >= SYNCPLAN_MAX_TABLES) {
+		log_error("stream \"%s\": refused SYNC frame from \"%s\": a range beyond the limits",
+			  ss->stream, ss->peer);
+		return;
+	}
+	if (!syncplan_ranges_add(&ss->have_ranges_pending, m->schema.ptr, m->schema.len, m->table.ptr,
+				 m->table.len, m->snapshot_lsn, m->range, m->ranges) ||
+	    (ss->state != SS_SOURCE_IDLE &&
+	     !syncplan_ranges_add(&ss->round_have_ranges, m->schema.ptr, m->schema.len, m->table.ptr,
+				  m->table.len, m->snapshot_lsn, m->range, m->ranges)))
+		log_error("stream \"%s\": out of memory recording a loaded range", ss->stream);
+}
+
 /* A SYNC frame from the sink: "have" or an acknowledgement. */
 static void streamsync_source_frame(struct streamsync *ss, const struct relay_proto_sync *m)
 {
 	if (m->data_len != 0 || m->raw_len != 0 || streamsync_is_plan(m->schema, m->table)) {
 		log_error("stream \"%s\": refused SYNC frame from \"%s\": a sink sends no data or plan",
 			  ss->stream, ss->peer);
+		return;
+	}
+	if ((m->flags & RELAY_SYNC_LAST) && m->ranges) {
+		streamsync_source_have_range(ss, m);
 		return;
 	}
 	if (m->flags & RELAY_SYNC_LAST) {
@@ -476,7 +603,7 @@ static void streamsync_source_frame(struct streamsync *ss, const struct relay_pr
 	}
 	if (ss->copy)
 		synccopy_ack(ss->copy, m->schema.ptr, m->schema.len, m->table.ptr, m->table.len,
-			     m->snapshot_lsn, m->chunk);
+			     m->snapshot_lsn, m->range, m->chunk);
 }
 
 /* ================================================================== sink */
@@ -550,6 +677,67 @@ static void streamsync_check_complete(struct streamsync *ss)
 	syncload_mark_done(ss->load, start);
 }
 
+static void streamsync_progress_free(struct streamsync *ss)
+{
+	for (size_t i = 0; i < ss->nprogress; i++)
+		free(ss->progress[i].units);
+	free(ss->progress);
+	ss->progress = NULL;
+	ss->nprogress = 0;
+}
+
+/*
+ * Why a plan's split table cannot be taken (NULL: it can). Each range is
+ * either kept, and then the target has it from the plan's snapshot, or
+ * copied, and then it has not; a fresh copy (every range) of a table the
+ * target holds whole is refused too. Ranges from two snapshots never mix.
+ */
+static const char *streamsync_ranges_refusal(const struct streamsync *ss,
+		const struct syncplan_table *t)
+{
+	const struct syncplan_ranges_entry *e = syncplan_ranges_get(&ss->ranges, t->schema,
+			strlen(t->schema), t->table, strlen(t->table));
+	bool same = e && e->lsn == ss->plan_lsn && e->got.n == t->ranges;
+
+	if (syncplan_set_get(&ss->done, t->schema, strlen(t->schema), t->table, strlen(t->table)))
+		return "it copies a table the target has loaded";
+	for (uint32_t k = 0; k < t->ranges; k++) {
+		bool have = same && syncrange_set_has(&e->got, k);
+
+		if (have == syncrange_set_has(&t->copied, k))
+			return have ? "it copies a range the target has from this snapshot" :
+			       "it keeps a range the target has not loaded from this snapshot";
+	}
+	return NULL;
+}
+
+/* The sink's progress on copied table i of a new plan; false when the round ended (logged). */
+static bool streamsync_plan_progress(struct streamsync *ss, size_t i)
+{
+	const struct syncplan_table *t = &ss->plan.tables[i];
+	struct streamsync_progress *p = &ss->progress[i];
+	const char *why = t->ranges ? streamsync_ranges_refusal(ss, t) : NULL;
+
+	if (why) {
+		char *q = syncplan_qualified(t->schema, t->table);
+
+		streamsync_sink_fail(ss, "refused initial sync plan from \"%s\" for table %s: %s",
+				     ss->peer, q ? q : t->table, why);
+		free(q);
+		return false;
+	}
+	p->units = calloc(t->ranges ? t->ranges : 1, sizeof(*p->units));
+	if (!p->units) {
+		streamsync_sink_fail(ss, "initial sync: out of memory taking the plan");
+		return false;
+	}
+	p->left = t->ranges ? t->copied.count : 1;
+	p->fresh = t->ranges && t->copied.count == t->ranges;
+	for (uint32_t k = 0; k < t->ranges; k++)
+		p->units[k].loaded = !syncrange_set_has(&t->copied, k);
+	return true;
+}
+
 static void streamsync_accept_plan(struct streamsync *ss, struct syncplan *plan)
 {
 	if (ss->state == SS_SINK_LOADING) {
@@ -558,7 +746,7 @@ static void streamsync_accept_plan(struct streamsync *ss, struct syncplan *plan)
 	}
 	syncplan_free(&ss->plan);
 	syncplan_set_free(&ss->plan_index);
-	free(ss->progress);
+	streamsync_progress_free(ss);
 	ss->plan = *plan;
 	syncplan_init(plan);
 	ss->plan_lsn = ss->plan_frame_lsn;
@@ -569,6 +757,7 @@ static void streamsync_accept_plan(struct streamsync *ss, struct syncplan *plan)
 		streamsync_sink_fail(ss, "initial sync: out of memory taking the plan");
 		return;
 	}
+	ss->nprogress = ss->plan.n;
 	for (size_t i = 0; i < ss->plan.n; i++) {
 		const struct syncplan_table *t = &ss->plan.tables[i];
 
@@ -577,8 +766,11 @@ static void streamsync_accept_plan(struct streamsync *ss, struct syncplan *plan)
 			streamsync_sink_fail(ss, "initial sync: out of memory taking the plan");
 			return;
 		}
-		if (t->copy)
+		if (t->copy) {
+			if (!streamsync_plan_progress(ss, i))
+				return;
 			continue;
+		}
 		if (!syncplan_set_get(&ss->done, t->schema, strlen(t->schema), t->table, strlen(t->table))) {
 			char *q = syncplan_qualified(t->schema, t->table);
 
@@ -682,7 +874,7 @@ static void streamsync_sink_plan_frame(struct streamsync *ss, const struct frame
 	syncplan_free(&plan);
 }
 
-static bool streamsync_add_active(struct streamsync *ss, uint64_t job, size_t table)
+static bool streamsync_add_active(struct streamsync *ss, uint64_t job, size_t table, uint32_t unit)
 {
 	if (ss->nactive == ss->active_cap) {
 		size_t cap = ss->active_cap ? ss->active_cap * 2 : 8;
@@ -693,7 +885,7 @@ static bool streamsync_add_active(struct streamsync *ss, uint64_t job, size_t ta
 		ss->active = grown;
 		ss->active_cap = cap;
 	}
-	ss->active[ss->nactive++] = (struct streamsync_active){ job, table };
+	ss->active[ss->nactive++] = (struct streamsync_active){ job, table, unit };
 	return true;
 }
 
@@ -706,64 +898,108 @@ static long streamsync_find_active(const struct streamsync *ss, uint64_t job)
 	return -1;
 }
 
+/* Why a data frame does not fit the plan's copy of its table (NULL: it does). */
+static const char *streamsync_frame_refusal(const struct streamsync *ss,
+		const struct syncplan_table *t, const struct streamsync_unit *u,
+		const struct relay_proto_sync *m)
+{
+	if (m->snapshot_lsn != ss->plan_lsn)
+		return "snapshot LSN differs from the plan's";
+	if (u->loaded)
+		return t->ranges ? "range already loaded" : "table already loaded";
+	if (m->chunk != u->next_chunk || (u->job == 0 && m->chunk != 0))
+		return "chunk out of order";
+	return NULL;
+}
+
+/* A table's (or range's) first chunk: its load begins. False when out of memory. */
+static bool streamsync_begin_load(struct streamsync *ss, size_t table, uint32_t unit)
+{
+	const struct syncplan_table *t = &ss->plan.tables[table];
+	struct streamsync_progress *p = &ss->progress[table];
+	struct streamsync_unit *u = &p->units[unit];
+
+	if (t->ranges) {
+		/* a fresh copy's first range clears the table; the others wait for it to commit */
+		const struct syncload_range r = { unit, t->ranges, p->fresh && !p->cleared };
+
+		u->job = syncload_begin_range(ss->load, t->schema, t->table, t->columns, t->ncolumns,
+					      ss->plan_lsn, &r);
+		p->cleared = p->cleared || r.clear;
+	} else {
+		u->job = syncload_begin(ss->load, t->schema, t->table, t->columns, t->ncolumns,
+					ss->plan_lsn);
+	}
+	return u->job && streamsync_add_active(ss, u->job, table, unit);
+}
+
 static void streamsync_sink_data_frame(struct streamsync *ss, const struct frame *f,
 		const struct relay_proto_sync *m)
 {
 	const struct syncplan_set_entry *e;
-	struct streamsync_progress *p;
+	struct streamsync_unit *u;
 	const struct syncplan_table *t;
 	const uint8_t *data;
+	const char *why;
 	size_t len;
 	char err[256];
 
 	if (ss->state != SS_SINK_LOADING || ss->collecting)
 		return;       /* sent before the plan we wait for: an older round's */
 	e = syncplan_set_get(&ss->plan_index, m->schema.ptr, m->schema.len, m->table.ptr, m->table.len);
-	if (!e || !ss->plan.tables[e->value].copy) {
-		streamsync_sink_fail(ss, "refused SYNC frame from \"%s\": table \"%.*s\".\"%.*s\" is not "
-				     "copied in this round", ss->peer, (int)m->schema.len, m->schema.ptr,
-				     (int)m->table.len, m->table.ptr);
+	if (!e || !ss->plan.tables[e->value].copy || m->ranges != ss->plan.tables[e->value].ranges ||
+	    (m->ranges && !syncrange_set_has(&ss->plan.tables[e->value].copied, m->range))) {
+		snprintf(err, sizeof(err), " (range %u of %u)", m->range, m->ranges);
+		streamsync_sink_fail(ss, "refused SYNC frame from \"%s\": table \"%.*s\".\"%.*s\"%s is "
+				     "not copied in this round", ss->peer, (int)m->schema.len,
+				     m->schema.ptr, (int)m->table.len, m->table.ptr, m->ranges ? err : "");
 		return;
 	}
 	t = &ss->plan.tables[e->value];
-	p = &ss->progress[e->value];
-	if (m->snapshot_lsn != ss->plan_lsn || p->loaded || m->chunk != p->next_chunk ||
-	    (p->job == 0 && m->chunk != 0)) {
+	u = &ss->progress[e->value].units[m->range];
+	why = streamsync_frame_refusal(ss, t, u, m);
+	if (why || !streamsync_inflate(ss, f, m, &data, &len, err, sizeof(err))) {
 		char *q = syncplan_qualified(t->schema, t->table);
 
 		streamsync_sink_fail(ss, "refused SYNC frame from \"%s\" for table %s: %s", ss->peer,
-				     q ? q : t->table,
-				     m->snapshot_lsn != ss->plan_lsn ? "snapshot LSN differs from the plan's" :
-				     p->loaded ? "table already loaded" : "chunk out of order");
-		free(q);
-		return;
-	}
-	if (!streamsync_inflate(ss, f, m, &data, &len, err, sizeof(err))) {
-		char *q = syncplan_qualified(t->schema, t->table);
-
-		streamsync_sink_fail(ss, "refused SYNC frame from \"%s\" for table %s: %s", ss->peer,
-				     q ? q : t->table, err);
+				     q ? q : t->table, why ? why : err);
 		free(q);
 		return;
 	}
 	(void)fault_hit("sink.sync_chunk");
-	if (m->chunk == 0) {
-		p->job = syncload_begin(ss->load, t->schema, t->table, t->columns, t->ncolumns,
-					ss->plan_lsn);
-		if (!p->job || !streamsync_add_active(ss, p->job, (size_t)e->value)) {
-			streamsync_sink_fail(ss, "initial sync: out of memory starting a load");
-			return;
-		}
+	if (m->chunk == 0 && !streamsync_begin_load(ss, (size_t)e->value, m->range)) {
+		streamsync_sink_fail(ss, "initial sync: out of memory starting a load");
+		return;
 	}
-	if (!syncload_data(ss->load, p->job, m->chunk, data, len) ||
-	    ((m->flags & RELAY_SYNC_LAST) && !syncload_end(ss->load, p->job))) {
+	if (!syncload_data(ss->load, u->job, m->chunk, data, len) ||
+	    ((m->flags & RELAY_SYNC_LAST) && !syncload_end(ss->load, u->job))) {
 		streamsync_sink_fail(ss, "initial sync: out of memory queueing a chunk");
 		return;
 	}
-	p->next_chunk++;
+	u->next_chunk++;
 }
 
 /* ---- loader callbacks ---- */
+
+/* Tables whose every range is recorded, from one snapshot, are loaded. */
+static bool streamsync_ranges_complete(struct streamsync *ss)
+{
+	for (size_t i = 0; i < ss->ranges.index.cap; i++) {
+		const struct syncplan_set_entry *slot = &ss->ranges.index.slots[i];
+		const struct syncplan_ranges_entry *e;
+
+		if (!slot->schema)
+			continue;
+		e = &ss->ranges.v[slot->value];
+		if (!syncrange_set_full(&e->got))
+			continue;
+		if (!streamsync_record_done(ss, slot->schema, slot->table, e->lsn))
+			return false;
+		syncplan_ranges_drop(&ss->ranges, slot->schema, strlen(slot->schema), slot->table,
+				     strlen(slot->table));
+	}
+	return true;
+}
 
 static void streamsync_load_state(void *arg, const struct syncload_loaded *tables, size_t n,
 		uint64_t done_lsn)
@@ -772,12 +1008,21 @@ static void streamsync_load_state(void *arg, const struct syncload_loaded *table
 	char lsn[32];
 
 	syncplan_set_free(&ss->done);
+	syncplan_ranges_free(&ss->ranges);
 	ss->fold_at = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (!streamsync_record_done(ss, tables[i].schema, tables[i].table, tables[i].lsn)) {
+		const struct syncload_loaded *t = &tables[i];
+
+		if (t->ranges ? !syncplan_ranges_add(&ss->ranges, t->schema, strlen(t->schema), t->table,
+						     strlen(t->table), t->lsn, t->range, t->ranges) :
+		    !streamsync_record_done(ss, t->schema, t->table, t->lsn)) {
 			streamsync_sink_fail(ss, "initial sync: out of memory reading the target's state");
 			return;
 		}
+	}
+	if (!streamsync_ranges_complete(ss)) {
+		streamsync_sink_fail(ss, "initial sync: out of memory reading the target's state");
+		return;
 	}
 	ss->done_lsn = done_lsn;
 	if (done_lsn) {
@@ -803,8 +1048,27 @@ static void streamsync_load_taken(void *arg, uint64_t job, uint32_t chunk)
 	if (i < 0 || ss->state != SS_SINK_LOADING)
 		return;
 	t = &ss->plan.tables[ss->active[i].table];
-	(void)streamsync_send(ss, t->schema, strlen(t->schema), t->table, strlen(t->table),
-			      ss->plan_lsn, chunk, false, NULL, 0, false);
+	(void)streamsync_send_part(ss, t->schema, strlen(t->schema), t->table, strlen(t->table),
+				   ss->plan_lsn, (struct streamsync_part){ ss->active[i].unit, t->ranges },
+				   chunk, false, NULL, 0, false);
+}
+
+/* What the target has now, in memory and told to the source ("I have it"). */
+static bool streamsync_note_loaded(struct streamsync *ss, const struct syncload_loaded *t)
+{
+	if (!t->ranges) {
+		if (!streamsync_record_done(ss, t->schema, t->table, t->lsn))
+			return false;
+		streamsync_send_have(ss, t->schema, t->table, t->lsn);
+		return true;
+	}
+	if (!syncplan_ranges_add(&ss->ranges, t->schema, strlen(t->schema), t->table,
+				 strlen(t->table), t->lsn, t->range, t->ranges))
+		return false;
+	(void)streamsync_send_part(ss, t->schema, strlen(t->schema), t->table, strlen(t->table),
+				   t->lsn, (struct streamsync_part){ t->range, t->ranges }, 0, true,
+				   NULL, 0, false);
+	return true;
 }
 
 static void streamsync_load_loaded(void *arg, uint64_t job, const struct syncload_loaded *t,
@@ -812,20 +1076,33 @@ static void streamsync_load_loaded(void *arg, uint64_t job, const struct syncloa
 {
 	struct streamsync *ss = arg;
 	long i = streamsync_find_active(ss, job);
+	struct streamsync_progress *p;
+	const struct syncplan_table *pt;
 
 	/* true whichever round it belonged to: the target has it */
-	if (!streamsync_record_done(ss, t->schema, t->table, t->lsn)) {
+	if (!streamsync_note_loaded(ss, t)) {
 		streamsync_sink_fail(ss, "initial sync: out of memory recording a loaded table");
 		return;
 	}
-	streamsync_send_have(ss, t->schema, t->table, t->lsn);
 	if (i < 0 || ss->state != SS_SINK_LOADING)
 		return;
-	ss->progress[ss->active[i].table].loaded = true;
+	pt = &ss->plan.tables[ss->active[i].table];
+	p = &ss->progress[ss->active[i].table];
+	p->units[ss->active[i].unit].loaded = true;
 	ss->active[i] = ss->active[--ss->nactive];
+	ss->rows_loaded += rows;
+	if (--p->left > 0)
+		return;
+	if (pt->ranges) {
+		/* every range is in, from the plan's snapshot: the table is loaded */
+		if (!streamsync_ranges_complete(ss)) {
+			streamsync_sink_fail(ss, "initial sync: out of memory recording a loaded table");
+			return;
+		}
+		streamsync_send_have(ss, pt->schema, pt->table, ss->plan_lsn);
+	}
 	ss->tables_satisfied++;
 	ss->tables_loaded++;
-	ss->rows_loaded += rows;
 	streamsync_check_complete(ss);
 }
 
@@ -853,6 +1130,28 @@ static void streamsync_load_failed(void *arg, const char *reason)
 	log_warning("stream \"%s\": initial sync paused; asking for a new round in %u s", ss->stream,
 		    STREAMSYNC_RETRY_MS / 1000);
 	streamsync_retry_in(ss, STREAMSYNC_RETRY_MS);
+}
+
+/* "I have this range" for every range the target holds of a table not loaded whole. */
+static bool streamsync_send_have_ranges(struct streamsync *ss)
+{
+	for (size_t i = 0; i < ss->ranges.index.cap; i++) {
+		const struct syncplan_set_entry *slot = &ss->ranges.index.slots[i];
+		const struct syncplan_ranges_entry *e;
+
+		if (!slot->schema)
+			continue;
+		e = &ss->ranges.v[slot->value];
+		for (uint32_t k = 0; k < e->got.n; k++) {
+			if (syncrange_set_has(&e->got, k) &&
+			    !streamsync_send_part(ss, slot->schema, strlen(slot->schema), slot->table,
+						  strlen(slot->table), e->lsn,
+						  (struct streamsync_part){ k, e->got.n }, 0, true, NULL, 0,
+						  false))
+				return false;
+		}
+	}
+	return true;
 }
 
 bool streamsync_sink_resume(struct streamsync *ss, uint32_t generation, uint64_t *lsn)
@@ -885,6 +1184,8 @@ bool streamsync_sink_resume(struct streamsync *ss, uint32_t generation, uint64_t
 						  strlen(e->table), e->value, 0, true, NULL, 0, false))
 			return false;     /* the link went down: the next one asks again */
 	}
+	if (!streamsync_send_have_ranges(ss))
+		return false;
 	ss->generation = generation;
 	ss->collecting = false;
 	streamsync_set_state(ss, SS_SINK_WAIT_PLAN, "asked the source for a round");
@@ -974,14 +1275,51 @@ void streamsync_frame(struct streamsync *ss, const struct frame *f, const struct
 		streamsync_sink_data_frame(ss, f, m);
 }
 
+/*
+ * The source's end of a lost link: a copy under way keeps its snapshot for
+ * STREAMSYNC_HOLD_MS, so the sink's next round goes on in it.
+ */
+static void streamsync_source_link_down(struct streamsync *ss)
+{
+	bool copying = ss->state == SS_SOURCE_COPYING || ss->state == SS_SOURCE_SHIPPED;
+
+	syncplan_set_free(&ss->have_pending);
+	syncplan_set_free(&ss->round_have);
+	syncplan_ranges_free(&ss->have_ranges_pending);
+	syncplan_ranges_free(&ss->round_have_ranges);
+	if (copying && ss->copy && synccopy_park(ss->copy)) {
+		event_del(ss->ev_retry);
+		event_add(ss->ev_hold, &(struct timeval){ STREAMSYNC_HOLD_MS / 1000, 0 });
+		log_notice("stream \"%s\": initial sync: the link is down; the copy's snapshot is held "
+			   "for %u s (it holds back the source's xmin meanwhile)", ss->stream,
+			   STREAMSYNC_HOLD_MS / 1000);
+	} else if (ss->state != SS_SOURCE_IDLE) {
+		streamsync_source_end_round(ss);
+	}
+	if (ss->state != SS_SOURCE_IDLE)
+		streamsync_set_state(ss, SS_SOURCE_IDLE, "the link is down");
+}
+
+/* The sink did not come back for the held snapshot: let it go. */
+static void streamsync_hold_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct streamsync *ss = arg;
+
+	(void)fd;
+	(void)what;
+	if (ss->state != SS_SOURCE_IDLE || !ss->copy)
+		return;
+	log_notice("stream \"%s\": initial sync: the sink did not come back within %u s; releasing "
+		   "the copy's snapshot (a later round copies its tables again)", ss->stream,
+		   STREAMSYNC_HOLD_MS / 1000);
+	synccopy_free(ss->copy);
+	ss->copy = NULL;
+}
+
 void streamsync_link_down(struct streamsync *ss)
 {
 	if (!ss->sink) {
-		streamsync_source_end_round(ss);
-		syncplan_set_free(&ss->have_pending);
-		syncplan_set_free(&ss->round_have);
-		if (ss->state != SS_SOURCE_IDLE)
-			streamsync_set_state(ss, SS_SOURCE_IDLE, "the link is down");
+		streamsync_source_link_down(ss);
 		return;
 	}
 	if (ss->state == SS_SINK_WAIT_PLAN || ss->state == SS_SINK_LOADING) {
@@ -1054,7 +1392,9 @@ static struct streamsync *streamsync_new(struct event_base *base, struct relay *
 	syncplan_init(&ss->plan);
 	ss->ev_retry = event_new(base, -1, 0, streamsync_retry_cb, ss);
 	ss->ev_later = event_new(base, -1, 0, streamsync_later_cb, ss);
-	if (!ss->stream || !ss->peer || !ss->conninfo || !ss->ev_retry || !ss->ev_later) {
+	ss->ev_hold = event_new(base, -1, 0, streamsync_hold_cb, ss);
+	if (!ss->stream || !ss->peer || !ss->conninfo || !ss->ev_retry || !ss->ev_later ||
+	    !ss->ev_hold) {
 		streamsync_free(ss);
 		return NULL;
 	}
@@ -1120,13 +1460,18 @@ void streamsync_free(struct streamsync *ss)
 		event_free(ss->ev_retry);
 	if (ss->ev_later)
 		event_free(ss->ev_later);
+	if (ss->ev_hold)
+		event_free(ss->ev_hold);
+	syncplan_ranges_free(&ss->have_ranges_pending);
+	syncplan_ranges_free(&ss->round_have_ranges);
+	syncplan_ranges_free(&ss->ranges);
 	syncplan_set_free(&ss->have_pending);
 	syncplan_set_free(&ss->round_have);
 	syncplan_set_free(&ss->done);
 	syncplan_set_free(&ss->plan_index);
 	syncplan_free(&ss->plan);
 	syncplan_text_free(&ss->plan_text);
-	free(ss->progress);
+	streamsync_progress_free(ss);
 	free(ss->active);
 	wire_writer_free(&ss->out);
 	free(ss->stream);

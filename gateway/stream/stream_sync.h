@@ -10,14 +10,17 @@
  * named otherwise):
  *
  *   K  one frame per table the target has loaded: schema, table, its
- *      snapshot LSN, flag LAST, no data ("I have it")
+ *      snapshot LSN, flag LAST, no data ("I have it"); and one per range
+ *      loaded of a table copied in ranges and not loaded whole yet (the
+ *      same, with range k of n)
  *   K  RESUME lsn 0, generation g: "run a copy round"
  *   S  plan: pseudo-table pg_catalog.strait_sync_plan, the round's snapshot
  *      LSN, chunks 0.. (LAST on the final one), data: syncplan.h's text
  *      with generation g, listing every published table as copied ('c')
  *      or kept ('k': K said it has it)
- *   S  per copied table: chunks 0, 1, ... of its COPY text, LAST on the
- *      final one, two tables interleaved at a time
+ *   S  per copied table (or range of a split table): chunks 0, 1, ... of
+ *      its COPY text, LAST on the final one, sync_workers interleaved at a
+ *      time
  *   K  per chunk that went into the target: schema, table, LSN, chunk
  *      number, no flag, no data (an acknowledgement: S reads a table no
  *      further than SYNCCOPY_WINDOW chunks ahead of it)
@@ -38,7 +41,10 @@
  * plan that does not parse) is logged with its reason and ends the round at
  * the sink: loads in progress roll back, loaded tables stay, and a new round
  * is asked for after STREAMSYNC_RETRY_MS. A lost link ends the round on both
- * sides the same way. A round the source cannot finish (its database went
+ * sides the same way, except that the source keeps the round's snapshot
+ * (synccopy_park()) for STREAMSYNC_HOLD_MS: the next round goes on in it and
+ * copies only the tables and ranges the sink lacks (DESIGN.md, "Large tables
+ * in ranges"). A round the source cannot finish (its database went
  * away) is retried by the source with backoff, under the same generation:
  * the sink takes a new plan of its current generation as a fresh start.
  *
@@ -95,6 +101,11 @@ void streamsync_free(struct streamsync *ss);
  */
 void streamsync_source_request(struct streamsync *ss, uint32_t generation, struct source *src);
 void streamsync_source_ready(struct streamsync *ss, struct source *src);
+/*
+ * The stream's sync_workers and sync_split_above (config.h), for the rounds
+ * started from now on.
+ */
+void streamsync_set_copy_limits(struct streamsync *ss, unsigned workers, uint64_t split_above);
 /* The sink resumes streaming (RESUME past 0): any round is over. */
 void streamsync_source_stop(struct streamsync *ss);
 /* The link drained: go on reading. */

@@ -5,8 +5,9 @@
  * (replicator/syncfilter.c).
  *
  * Beyond "no crash, no leak": an accepted plan encodes to a text that
- * decodes to the same plan, and encodes to the same text again; a parsed
- * origin name is written back to a name that parses to the same table
+ * decodes to the same plan (ranges included), and encodes to the same text
+ * again; a parsed origin name is written back to a name that parses to the
+ * same table
  * (quotes may be dropped where none are needed); the filter's output
  * no longer than its input and, for a well-framed input, holds a subset of
  * its records in order.
@@ -41,6 +42,11 @@ static void fuzz_plan(const uint8_t *data, size_t size)
 		CHECK(strcmp(p.tables[i].table, q.tables[i].table) == 0);
 		CHECK(p.tables[i].copy == q.tables[i].copy);
 		CHECK(p.tables[i].ncolumns == q.tables[i].ncolumns);
+		CHECK(p.tables[i].ranges == q.tables[i].ranges);
+		CHECK(p.tables[i].copied.count == q.tables[i].copied.count);
+		for (uint32_t k = 0; k < p.tables[i].ranges; k++)
+			CHECK(syncrange_set_has(&p.tables[i].copied, k) ==
+			      syncrange_set_has(&q.tables[i].copied, k));
 		for (size_t c = 0; c < p.tables[i].ncolumns; c++)
 			CHECK(strcmp(p.tables[i].columns[c], q.tables[i].columns[c]) == 0);
 	}

@@ -83,9 +83,9 @@ def wire_str(s):
 
 
 def hello_payload(cluster, site, streams=()):
-    """HELLO (protocol 4): per stream its received and committed positions
+    """HELLO (protocol 5): per stream its received and committed positions
     and the bytes queued at the sink."""
-    out = struct.pack(">H", 4) + wire_str(cluster) + wire_str(site)
+    out = struct.pack(">H", 5) + wire_str(cluster) + wire_str(site)
     out += struct.pack(">H", len(streams))
     for name, lsn in streams:
         out += wire_str(name) + struct.pack(">QQQ", lsn, lsn, 0)
@@ -461,7 +461,7 @@ def test_hello_exchange_and_status(cluster_factory):
     assert b["peers"][0]["direction"] == "accept" and b["peers"][0]["state"] == "up"
     # The dialer leaves from its own tunnel address.
     assert b["peers"][0]["remote"].startswith(c.addr["alpha"] + ":")
-    alpha.wait_log(r'relay site "beta" at .*: hello -> up: HELLO from "beta" \(protocol 4, '
+    alpha.wait_log(r'relay site "beta" at .*: hello -> up: HELLO from "beta" \(protocol 5, '
                    r'epoch 3, 2 streams\)')
 
 

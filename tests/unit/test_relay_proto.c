@@ -384,7 +384,7 @@ test_sync(void **state)
 	struct wire_writer w;
 	struct relay_proto_sync s = {
 		S("orders"), S("Weird Schema"), S("Mixed Case"), UINT64_C(0x5000028),
-		7, RELAY_SYNC_LAST, 11, (const uint8_t *)"1\tx\n2\ty\n", 8,
+		7, RELAY_SYNC_LAST, 11, (const uint8_t *)"1\tx\n2\ty\n", 8, 12, 11,
 	};
 	struct relay_proto_sync out;
 	size_t head;
@@ -398,6 +398,8 @@ test_sync(void **state)
 	assert_true(str_is(out.table, "Mixed Case"));
 	assert_true(out.snapshot_lsn == UINT64_C(0x5000028));
 	assert_int_equal(out.chunk, 7);
+	assert_int_equal(out.ranges, 12);
+	assert_int_equal(out.range, 11);
 	assert_int_equal(out.flags, RELAY_SYNC_LAST);
 	assert_int_equal(out.raw_len, 11);
 	assert_int_equal(out.data_len, 8);
@@ -415,6 +417,24 @@ test_sync(void **state)
 	wire_writer_reset(&w);
 	assert_false(relay_proto_write_sync(&w, &s));
 	s.flags = 0;
+	/* A range beyond the count, a count of one, a range of a whole table. */
+	s.range = 12;
+	wire_writer_reset(&w);
+	assert_false(relay_proto_write_sync(&w, &s));
+	s.ranges = 1;
+	s.range = 0;
+	wire_writer_reset(&w);
+	assert_false(relay_proto_write_sync(&w, &s));
+	s.ranges = 0;
+	s.range = 3;
+	wire_writer_reset(&w);
+	assert_false(relay_proto_write_sync(&w, &s));
+	s.range = 0;
+	wire_writer_reset(&w);
+	assert_true(relay_proto_write_sync(&w, &s));
+	w.data[head - 10] = 2;       /* the range's low byte: 2 of 0 */
+	assert_int_equal(relay_proto_read_sync(w.data, w.len, &out),
+		RELAY_PROTO_ERR_VALUE);
 	s.table = S("");
 	wire_writer_reset(&w);
 	assert_false(relay_proto_write_sync_head(&w, &s));

@@ -50,6 +50,7 @@ static void test_loader_origins(void **state)
 	s = syncstate_session_sql("app", 0);
 	assert_contains(s, "CREATE TABLE strait.sync_table");
 	assert_contains(s, "CREATE TABLE strait.sync_stream");
+	assert_contains(s, "CREATE TABLE strait.sync_range");
 	assert_contains(s, "pg_advisory_xact_lock(");
 	assert_contains(s, "pg_replication_origin_session_setup('strait_app:load0')");
 	/* the origin is created before the session takes it */
@@ -73,13 +74,36 @@ static void test_record_done_fold(void **state)
 	free(s);
 	s = syncstate_fold_sql("app", 0x2000000ull);
 	assert_string_equal(s, "DELETE FROM strait.sync_table WHERE stream = 'app' "
-			    "AND snapshot_lsn <= '0/2000000'");
+			    "AND snapshot_lsn <= '0/2000000'; DELETE FROM strait.sync_range "
+			    "WHERE stream = 'app' AND snapshot_lsn <= '0/2000000'");
+	free(s);
+	/* a range's record, and the clearing of an earlier copy's */
+	s = syncstate_range_record_sql("app", "public", "big", 0x100000028ull, 7, 64);
+	assert_contains(s, "INSERT INTO strait.sync_range (stream, schema_name, table_name, "
+			"range_no, ranges, snapshot_lsn) VALUES ('app', 'public', 'big', 7, 64, '1/28')");
+	assert_contains(s, "ON CONFLICT (stream, schema_name, table_name, range_no) DO UPDATE");
+	/* never twice from one snapshot */
+	assert_contains(s, "WHERE strait.sync_range.snapshot_lsn <> EXCLUDED.snapshot_lsn");
+	assert_contains(s, "'range 7 is loaded already from this snapshot'");
+	free(s);
+	s = syncstate_clear_sql("app", "public", "o'hara");
+	assert_string_equal(s, "DELETE FROM strait.sync_range WHERE stream = 'app' AND schema_name = "
+			    "'public' AND table_name = 'o''hara'; DELETE FROM strait.sync_table WHERE "
+			    "stream = 'app' AND schema_name = 'public' AND table_name = 'o''hara'; ");
+	free(s);
+	/* a whole table's record replaces its ranges */
+	s = syncstate_record_sql("app", "public", "big", 0x28ull);
+	assert_true(strstr(s, "DELETE FROM strait.sync_range WHERE stream = 'app' AND schema_name = "
+			   "'public' AND table_name = 'big'; ") == s);
 	free(s);
 	/* the query folds by the apply origin, once the sync is done, then lists */
 	s = syncstate_query_sql("app");
 	assert_contains(s, "DELETE FROM strait.sync_table WHERE stream = 'app' AND EXISTS");
 	assert_contains(s, "WHERE roname = 'strait_app')");
 	assert_contains(s, "starts_with(roname, 'strait_app:sync' || ':')");
+	assert_contains(s, "DELETE FROM strait.sync_range WHERE stream = 'app' AND EXISTS");
+	assert_contains(s, "UNION ALL SELECT 'r', schema_name, table_name, snapshot_lsn::text, "
+			"range_no, ranges FROM strait.sync_range WHERE stream = 'app'");
 	assert_true(strstr(s, "DELETE") < strstr(s, "SELECT 't'"));
 	free(s);
 }
@@ -120,6 +144,7 @@ static void test_forget(void **state)
 	s = syncstate_forget_sql("app");
 	assert_contains(s, "DELETE FROM strait.sync_table WHERE stream = 'app'");
 	assert_contains(s, "DELETE FROM strait.sync_stream WHERE stream = 'app'");
+	assert_contains(s, "DELETE FROM strait.sync_range WHERE stream = 'app'");
 	assert_contains(s, "to_regclass('strait.sync_table') IS NOT NULL");
 	assert_contains(s, "roname = 'strait_app' OR pg_catalog.starts_with(roname, 'strait_app' || ':')");
 	/* the deletes commit under an origin of strait's, dropped by nobody */
