@@ -17,6 +17,7 @@ struct joingate_table {
 	char *table;
 	enum joingate_kind kind;
 	uint64_t left_lsn;           /* LEFT: from here on */
+	bool txn_held;               /* its Begin is held in the open transaction */
 };
 
 /* A relation seen in a Relation message. */
@@ -30,6 +31,12 @@ struct joingate_rel {
 	bool sent_in_txn;            /* already held in the open transaction */
 };
 
+/* A relation as it was before the body: the second pass starts from there. */
+struct joingate_undo {
+	size_t i;
+	struct joingate_rel was;
+};
+
 struct joingate {
 	joingate_hold_fn hold;
 	void *arg;
@@ -39,6 +46,10 @@ struct joingate {
 	size_t ntables;
 	struct joingate_rel *rels;
 	size_t nrels;
+	struct joingate_undo *undo;  /* the first pass's replaced relations */
+	size_t nundo;
+	size_t nrels_run;            /* relations known before the body */
+	bool keep_undo;              /* in the first pass */
 
 	bool in_txn;
 	uint8_t begin[64];           /* the open transaction's Begin */
@@ -84,6 +95,7 @@ void joingate_free(struct joingate *g)
 		free(g->rels[i].msg);
 	}
 	free(g->rels);
+	free(g->undo);
 	free(g->buf);
 	free(g);
 }
@@ -119,6 +131,8 @@ bool joingate_set(struct joingate *g, const char *schema, const char *table,
 		t->schema = strdup(schema);
 		t->table = strdup(table);
 		t->kind = kind;
+		t->left_lsn = 0;
+		t->txn_held = false;
 		if (!t->schema || !t->table) {
 			free(t->schema);
 			free(t->table);
@@ -215,6 +229,62 @@ static struct joingate_rel *joingate_rel(const struct joingate *g, uint32_t oid)
 	return NULL;
 }
 
+static bool joingate_undone(const struct joingate *g, size_t i)
+{
+	for (size_t k = 0; k < g->nundo; k++)
+		if (g->undo[k].i == i)
+			return true;
+	return false;
+}
+
+/* In the first pass, a relation known before the body keeps its former self in undo. */
+static bool joingate_save(struct joingate *g, struct joingate_rel *r)
+{
+	size_t i = (size_t)(r - g->rels);
+	struct joingate_undo *grown;
+
+	if (!g->keep_undo || i >= g->nrels_run || joingate_undone(g, i))
+		return true;
+	grown = realloc(g->undo, (g->nundo + 1) * sizeof(*grown));
+	if (!grown)
+		return false;
+	g->undo = grown;
+	g->undo[g->nundo].i = i;
+	g->undo[g->nundo++].was = *r;
+	r->schema = r->table = NULL;
+	r->msg = NULL;
+	return true;
+}
+
+static void joingate_rel_clear(struct joingate_rel *r)
+{
+	free(r->schema);
+	free(r->table);
+	free(r->msg);
+}
+
+/* After the first pass: the relations before the body are forgotten (kept) or back (!kept). */
+static void joingate_undo_end(struct joingate *g, bool kept)
+{
+	if (!kept) {
+		for (size_t i = g->nrels_run; i < g->nrels; i++)
+			joingate_rel_clear(&g->rels[i]);
+		g->nrels = g->nrels_run;
+	}
+	for (size_t k = 0; k < g->nundo; k++) {
+		struct joingate_rel *r = &g->rels[g->undo[k].i];
+
+		if (kept) {
+			joingate_rel_clear(&g->undo[k].was);
+		} else {
+			joingate_rel_clear(r);
+			*r = g->undo[k].was;
+		}
+	}
+	g->nundo = 0;
+	g->keep_undo = false;
+}
+
 static bool joingate_learn(struct joingate *g, const uint8_t *msg, uint32_t len,
 		const struct pgoutput_msg *m)
 {
@@ -222,7 +292,7 @@ static bool joingate_learn(struct joingate *g, const uint8_t *msg, uint32_t len,
 	uint8_t *copy = malloc(len);
 	char *schema = strdup(m->relation.nspname), *table = strdup(m->relation.relname);
 
-	if (!copy || !schema || !table)
+	if (!copy || !schema || !table || (r && !joingate_save(g, r)))
 		goto oom;
 	if (!r) {
 		grown = realloc(g->rels, (g->nrels + 1) * sizeof(*grown));
@@ -233,9 +303,7 @@ static bool joingate_learn(struct joingate *g, const uint8_t *msg, uint32_t len,
 		memset(r, 0, sizeof(*r));
 		r->oid = m->relation.oid;
 	}
-	free(r->schema);
-	free(r->table);
-	free(r->msg);
+	joingate_rel_clear(r);
 	memcpy(copy, msg, len);
 	r->schema = schema;
 	r->table = table;
@@ -299,11 +367,16 @@ static bool joingate_hold(struct joingate *g, struct joingate_rel *r, const uint
 		uint32_t len)
 {
 	if (!g->begin_held) {
-		if (!g->hold(g->arg, r->schema, r->table, g->begin, g->begin_len))
-			return false;
 		g->begin_held = true;
+		for (size_t i = 0; i < g->ntables; i++)
+			g->tables[i].txn_held = false;
 		for (size_t i = 0; i < g->nrels; i++)
 			g->rels[i].sent_in_txn = false;
+	}
+	if (!r->t->txn_held) {
+		if (!g->hold(g->arg, r->schema, r->table, g->begin, g->begin_len))
+			return false;
+		r->t->txn_held = true;
 	}
 	if (!r->sent_in_txn) {
 		if (!g->hold(g->arg, r->schema, r->table, r->msg, r->len))
@@ -312,6 +385,19 @@ static bool joingate_hold(struct joingate *g, struct joingate_rel *r, const uint
 	}
 	g->held++;
 	return g->hold(g->arg, r->schema, r->table, msg, len);
+}
+
+/* The Commit, to each table whose Begin the open transaction held. */
+static bool joingate_hold_commit(struct joingate *g, const uint8_t *msg, uint32_t len)
+{
+	for (size_t i = 0; i < g->ntables; i++) {
+		if (!g->tables[i].txn_held)
+			continue;
+		g->tables[i].txn_held = false;
+		if (!g->hold(g->arg, g->tables[i].schema, g->tables[i].table, msg, len))
+			return false;
+	}
+	return true;
 }
 
 /* ---- the two passes ---- */
@@ -480,6 +566,8 @@ static int joingate_gate(struct joingate *g, const uint8_t *msg, uint32_t len, c
 		size_t errlen)
 {
 	struct joingate_rel *r;
+	struct pgoutput_msg m;
+	enum pgoutput_status st;
 
 	switch (msg[0]) {
 	case PGOUTPUT_BEGIN:
@@ -493,12 +581,22 @@ static int joingate_gate(struct joingate *g, const uint8_t *msg, uint32_t len, c
 		g->begin_held = false;
 		break;
 	case PGOUTPUT_COMMIT:
-		if (g->begin_held && !g->hold(g->arg, NULL, NULL, msg, len)) {
+		if (g->begin_held && !joingate_hold_commit(g, msg, len)) {
 			snprintf(err, errlen, "out of memory holding a change");
 			return VISIT_FAIL;
 		}
 		g->in_txn = false;
 		g->begin_held = false;
+		break;
+	case PGOUTPUT_RELATION:
+		/* learnt again where it stands: the changes before it keep the former one */
+		st = pgoutput_decode(&g->dec, msg, len, &m, NULL, 0);
+		if (st != PGOUTPUT_OK)
+			return joingate_malformed(msg, st, err, errlen);
+		if (!joingate_learn(g, msg, len, &m)) {
+			snprintf(err, errlen, "out of memory");
+			return VISIT_FAIL;
+		}
 		break;
 	case PGOUTPUT_INSERT:
 	case PGOUTPUT_UPDATE:
@@ -538,20 +636,24 @@ enum joingate_result joingate_run(struct joingate *g, const uint8_t *body, size_
 	*out = body;
 	*out_len = len;
 	memcpy(begin, g->begin, sizeof(begin));
+	g->nrels_run = g->nrels;
+	g->keep_undo = true;
 	v = joingate_walk(g, body, len, joingate_scan, err, errlen);
-	if (v == VISIT_FAIL)
-		return JOINGATE_BROKEN;
-	if (v == VISIT_STOP) {
-		*out_len = 0;
-		return JOINGATE_UNKNOWN;
+	if (v == VISIT_FAIL || (v == VISIT_NEXT && joingate_joining_count(g) == 0)) {
+		/* nothing to take out: pass 1 kept the transaction's state */
+		joingate_undo_end(g, true);
+		return v == VISIT_FAIL ? JOINGATE_BROKEN : JOINGATE_OK;
 	}
-	if (joingate_joining_count(g) == 0)
-		return JOINGATE_OK;    /* nothing to take out: pass 1 kept the transaction's state */
-	/* pass 2 walks the body again from the state it began in */
+	/* the transaction's state as the body found it: pass 2 walks it again from there */
+	joingate_undo_end(g, v == VISIT_STOP);
 	g->in_txn = in_txn;
 	g->begin_held = begin_held;
 	g->begin_len = begin_len;
 	memcpy(g->begin, begin, sizeof(begin));
+	if (v == VISIT_STOP) {
+		*out_len = 0;
+		return JOINGATE_UNKNOWN;
+	}
 	g->len = 0;
 	if (joingate_walk(g, body, len, joingate_gate, err, errlen) != VISIT_NEXT)
 		return JOINGATE_BROKEN;

@@ -20,10 +20,11 @@
  * Until joingate_guard() is on (the target's record of members is known),
  * unknown tables pass as members do.
  *
- * The held messages form whole transactions of their own: the Begin of each
- * transaction that changed a joining table, the latest Relation message of
- * that table (first in each such transaction), its changes in order, and the
- * Commit. A Truncate naming joining and other tables is split in two.
+ * The held messages form whole transactions of their own, each joining
+ * table's apart: the Begin of each transaction that changed the table, its
+ * latest Relation message (first in each such transaction, again after a new
+ * one), its changes in order, and the Commit; hold() names the table for
+ * every message. A Truncate naming joining and other tables is split in two.
  *
  * Input and output are batch bodies as apply.h defines them (u32 length +
  * pgoutput message records, no streamed transactions); a transaction may

@@ -167,6 +167,10 @@ bool joinhold_append(struct joinhold *h, const uint8_t *msg, size_t len, char *e
 		snprintf(err, errlen, "held %c message outside a transaction", msg[0]);
 		return false;
 	}
+	if (msg[0] == 'C' && len != MSG_COMMIT_LEN) {
+		snprintf(err, errlen, "malformed Commit message: %zu bytes", len);
+		return false;
+	}
 	if (h->skipping) {
 		if (msg[0] == 'C')
 			h->in_txn = h->skipping = false;
@@ -177,10 +181,6 @@ bool joinhold_append(struct joinhold *h, const uint8_t *msg, size_t len, char *e
 		return false;
 	if (msg[0] != 'C')
 		return true;
-	if (len != MSG_COMMIT_LEN) {
-		snprintf(err, errlen, "malformed Commit message: %zu bytes", len);
-		return false;
-	}
 	if (!hold_flush(h, err, errlen))
 		return false;
 	h->in_txn = false;
@@ -268,6 +268,14 @@ static bool hold_body_add(uint8_t **body, size_t *len, size_t *cap, const uint8_
 	return true;
 }
 
+/* Whether the record is skipped with its transaction (the Begin decides). */
+static bool hold_skips(const struct joinhold *h, const uint8_t *rec, uint32_t mlen)
+{
+	if (rec[4] == 'B' && mlen == MSG_BEGIN_LEN)
+		return hold_be64(rec + 5) < h->from_lsn;
+	return h->r_skip;
+}
+
 /* One kept message into the piece (rewritten), or skipped with its transaction. */
 static bool hold_take(struct joinhold *h, uint64_t at_lsn, const uint8_t *rec, uint32_t mlen,
 		uint8_t **body, size_t *len, size_t *cap)
@@ -319,6 +327,8 @@ enum joinhold_next joinhold_next(struct joinhold *h, uint64_t at_lsn, uint8_t **
 				snprintf(err, errlen, "%s: empty record", h->path);
 			goto fail;
 		}
+		if (*len > 0 && *len + 4 + (size_t)mlen > JOINHOLD_BODY_BYTES && !hold_skips(h, rec, mlen))
+			break;
 		if (!hold_take(h, at_lsn, rec, mlen, body, len, &cap)) {
 			snprintf(err, errlen, "out of memory");
 			goto fail;
