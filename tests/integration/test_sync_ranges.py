@@ -104,22 +104,33 @@ def test_table_copied_in_ranges(tmp_path, pg_factory, straitd_factory):
     rows = 200000
     src, dst, onprem, cloud, _ = start_pair(
         tmp_path, pg_factory, straitd_factory, seed_wide(rows),
-        stream_extra={"sync_workers": 3, "sync_split_above": "2MB"})
-    seen = []
+        stream_extra={"sync_workers": 3, "sync_split_above": "2MB"}, start=False)
+    # The target's table is locked until status has shown the copy under way:
+    # the range loads wait on it, whatever the machine's speed.
+    lock = dst.connect()          # autocommit: the lock's transaction is explicit
+    lock.execute("BEGIN")
+    lock.execute("LOCK TABLE big IN SHARE MODE")
+    onprem.start()
+    cloud.start()
 
-    def done():
-        source = sync_status(onprem, "source")
-        entry = split_big(source)
-        if entry:
-            seen.append((entry["ranges_done"], entry["ranges"]))
-        return sync_status(cloud, "sink")["state"] == "done"
-    wait_until(done, 180, interval=0.05, what="the initial sync")
+    def ranges_loading():
+        loading = sync_status(cloud, "sink").get("loading", [])
+        return [e for e in loading if e["table"].endswith("big") and "range" in e]
+    under_way = wait_until(ranges_loading, 120, interval=0.2, what="range loads under way")
+    source_entry = wait_until(lambda: split_big(sync_status(onprem, "source")), 60,
+                              what="the split table in the source's status")
+    lock.execute("ROLLBACK")
+    lock.close()
+    assert all(e["ranges"] == under_way[0]["ranges"] for e in under_way), under_way
+    assert sync_status(cloud, "sink")["state"] != "done"
+    wait_until(lambda: sync_status(cloud, "sink")["state"] == "done", 180, interval=0.2,
+               what="the initial sync")
     wait_equal(src, dst, ["big", "small"])
 
-    ranges = seen[-1][1]
-    assert ranges > 4, seen
-    assert seen[-1] == (ranges, ranges), seen
-    assert any(d < ranges for d, _ in seen), seen      # status showed it under way
+    final = split_big(sync_status(onprem, "source"))
+    ranges = final["ranges"]
+    assert ranges > 4 and source_entry["ranges"] == ranges, (source_entry, final)
+    assert (final["ranges_done"], ranges) == (ranges, ranges), final
     loads = range_loads(cloud)
     assert sorted(loads) == [(k, ranges) for k in range(ranges)], loads
     assert "initial sync: loading public.small (snapshot" in cloud.log_text()

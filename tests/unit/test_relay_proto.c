@@ -409,8 +409,11 @@ test_sync(void **state)
 		assert_int_equal(relay_proto_read_sync(w.data, cut, &out),
 			RELAY_PROTO_ERR_TRUNCATED);
 
-	/* Unknown flag bits. */
-	w.data[head - 5] = 0x02;
+	/* A joining table's frame; unknown flag bits. */
+	w.data[head - 5] = RELAY_SYNC_JOIN | RELAY_SYNC_LAST;
+	assert_int_equal(relay_proto_read_sync(w.data, w.len, &out), RELAY_PROTO_OK);
+	assert_int_equal(out.flags, RELAY_SYNC_JOIN | RELAY_SYNC_LAST);
+	w.data[head - 5] = 0x04;
 	assert_int_equal(relay_proto_read_sync(w.data, w.len, &out),
 		RELAY_PROTO_ERR_VALUE);
 	s.flags = 0x80;

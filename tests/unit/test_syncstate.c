@@ -59,6 +59,37 @@ static void test_loader_origins(void **state)
 	free(s);
 }
 
+static void test_members_and_joins(void **state)
+{
+	const char *schemas[] = { "public", "x" }, *tables[] = { "a", "q'" };
+	char *s;
+
+	(void)state;
+	s = syncstate_members_sql("o'k");
+	assert_contains(s, "FROM strait.sync_member WHERE stream = 'o''k'");
+	assert_contains(s, "SELECT 'j', schema_name, table_name, NULL FROM strait.sync_join");
+	assert_contains(s, "SELECT 's', members::text, NULL, NULL FROM strait.sync_stream");
+	free(s);
+	s = syncstate_join_begin_sql("app", "public", "t");
+	assert_string_equal(s, "INSERT INTO strait.sync_join (stream, schema_name, table_name) "
+			"VALUES ('app', 'public', 't') ON CONFLICT DO NOTHING");
+	free(s);
+	/* the join row goes and the member row comes (or comes back) in one transaction */
+	s = syncstate_join_end_sql("app", "public", "t");
+	assert_contains(s, "BEGIN; DELETE FROM strait.sync_join WHERE (stream, schema_name, "
+			"table_name) = ('app', 'public', 't'); ");
+	assert_contains(s, "DO UPDATE SET left_lsn = NULL; COMMIT");
+	free(s);
+	s = syncstate_member_leave_sql("app", "public", "t", 0x16B3748ull);
+	assert_contains(s, "VALUES ('app', 'public', 't', '0/16B3748') ON CONFLICT");
+	assert_contains(s, "SET left_lsn = EXCLUDED.left_lsn; DELETE FROM strait.sync_join");
+	free(s);
+	s = syncstate_adopt_sql("app", schemas, tables, 2);
+	assert_contains(s, "INSERT INTO strait.sync_member VALUES ('app', 'x', 'q''') ON CONFLICT");
+	assert_contains(s, "UPDATE strait.sync_stream SET members = true WHERE stream = 'app'; COMMIT");
+	free(s);
+}
+
 static void test_record_done_fold(void **state)
 {
 	char *s;
@@ -70,7 +101,11 @@ static void test_record_done_fold(void **state)
 	assert_contains(s, "ON CONFLICT (stream, schema_name, table_name) DO UPDATE");
 	free(s);
 	s = syncstate_done_sql("app", 0x16B3748ull);
-	assert_contains(s, "INSERT INTO strait.sync_stream (stream, start_lsn) VALUES ('app', '0/16B3748')");
+	/* every loaded table becomes a member in the done row's transaction */
+	assert_contains(s, "INSERT INTO strait.sync_member SELECT stream, schema_name, table_name "
+			"FROM strait.sync_table WHERE stream = 'app' ON CONFLICT DO NOTHING; ");
+	assert_contains(s, "INSERT INTO strait.sync_stream (stream, start_lsn, members) VALUES "
+			"('app', '0/16B3748', true)");
 	free(s);
 	s = syncstate_fold_sql("app", 0x2000000ull);
 	assert_string_equal(s, "DELETE FROM strait.sync_table WHERE stream = 'app' "
@@ -159,6 +194,7 @@ int main(void)
 		cmocka_unit_test(test_literals),
 		cmocka_unit_test(test_loader_origins),
 		cmocka_unit_test(test_record_done_fold),
+		cmocka_unit_test(test_members_and_joins),
 		cmocka_unit_test(test_migration),
 		cmocka_unit_test(test_forget),
 	};
