@@ -16,8 +16,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/json_value.h"
 #include "config/config.h"
 #include "gateway/daemon/control.h"
+#include "gateway/daemon/status_text.h"
 #include "tunnel/wgkey.h"
 
 struct ctl_globals {
@@ -83,29 +85,41 @@ static char *ctl_socket_path(struct ctl_globals *g)
 }
 
 /*
+ * Sends one request to straitd: 0 with *ok and *body (the caller frees it),
+ * or an exit code when there was no reply (1: no socket, 3: unreachable),
+ * said on stderr.
+ */
+static int ctl_request(struct ctl_globals *g, int argc, char **argv, bool *ok, char **body)
+{
+	char err[512], *path = ctl_socket_path(g);
+	int code = 0;
+
+	if (!path)
+		return 1;
+	if (control_call(path, argc, argv, ok, body, err, sizeof(err)) < 0) {
+		fprintf(stderr, "straitctl: %s\n", err);
+		code = 3;
+	}
+	free(path);
+	return code;
+}
+
+/*
  * Sends one request to straitd and prints its reply: on stdout, or on stderr
  * when the daemon said no (unless the reply is a document for a script,
  * which goes to stdout either way). Exit code 0, 1 or 3 (unreachable).
  */
 static int ctl_call_out(struct ctl_globals *g, int argc, char **argv, bool always_stdout)
 {
-	char err[512], *body = NULL, *path;
+	char *body = NULL;
 	bool ok = false;
-	int code;
+	int code = ctl_request(g, argc, argv, &ok, &body);
 
-	path = ctl_socket_path(g);
-	if (!path)
-		return 1;
-	if (control_call(path, argc, argv, &ok, &body, err, sizeof(err)) < 0) {
-		fprintf(stderr, "straitctl: %s\n", err);
-		free(path);
-		return 3;
-	}
+	if (code != 0)
+		return code;
 	fputs(body, ok || always_stdout ? stdout : stderr);
-	code = ok ? 0 : 1;
 	free(body);
-	free(path);
-	return code;
+	return ok ? 0 : 1;
 }
 
 static int ctl_call(struct ctl_globals *g, int argc, char **argv)
@@ -113,20 +127,74 @@ static int ctl_call(struct ctl_globals *g, int argc, char **argv)
 	return ctl_call_out(g, argc, argv, false);
 }
 
-static int ctl_status(struct ctl_globals *g, int argc, char **argv)
+/*
+ * Asks for the JSON document of command and prints it as render makes it:
+ * the compact tables of status and schedule. A refusal goes to stderr as
+ * the daemon wrote it.
+ */
+static int ctl_call_table(struct ctl_globals *g, const char *command,
+		char *(*render)(const struct json_value *doc))
 {
-	char *req[2] = { "status", "--json" };
-	bool json = false;
+	char *req[2] = { (char *)command, "--json" }, *body = NULL, *text = NULL, err[128];
+	struct json_value *doc = NULL;
+	bool ok = false;
+	int code = ctl_request(g, 2, req, &ok, &body);
 
-	if (ctl_wants_help("status", argc, argv))
+	if (code != 0)
+		return code;
+	if (!ok) {
+		fputs(body, stderr);
+		free(body);
+		return 1;
+	}
+	doc = json_parse(body, err, sizeof(err));
+	if (doc)
+		text = render(doc);
+	if (text)
+		code = fputs(text, stdout) < 0;
+	else if (doc)
+		fprintf(stderr, "straitctl %s: out of memory\n", command);
+	else
+		fprintf(stderr, "straitctl %s: the daemon's reply does not read as JSON (%s)\n",
+			command, err);
+	if (!text)
+		code = 1;
+	free(text);
+	json_value_free(doc);
+	free(body);
+	return code;
+}
+
+/*
+ * status and schedule [--json | --verbose]: a compact table by default, the
+ * daemon's outline of every field with --verbose, its JSON with --json.
+ */
+static int ctl_status_like(struct ctl_globals *g, const char *name, int argc, char **argv,
+		char *(*render)(const struct json_value *doc))
+{
+	char *req[2] = { (char *)name, "--json" };
+	bool json = false, verbose = false;
+
+	if (ctl_wants_help(name, argc, argv))
 		return 0;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0)
 			json = true;
+		else if (strcmp(argv[i], "--verbose") == 0 || strcmp(argv[i], "-v") == 0)
+			verbose = true;
 		else
-			return ctl_bad_usage("status", "unexpected argument");
+			return ctl_bad_usage(name, "unexpected argument");
 	}
-	return ctl_call(g, json ? 2 : 1, req);
+	if (json && verbose)
+		return ctl_bad_usage(name, "--json and --verbose do not go together");
+	if (json || verbose)
+		return ctl_call(g, json ? 2 : 1, req);
+	return ctl_call_table(g, name, render);
+}
+
+static int ctl_status(struct ctl_globals *g, int argc, char **argv)
+{
+	return ctl_status_like(g, "status", argc, argv, status_text_status);
 }
 
 /* A refresh interval in seconds: a number from 0.1 to 86400. */
@@ -260,18 +328,7 @@ static int ctl_sync_now(struct ctl_globals *g, int argc, char **argv)
 
 static int ctl_schedule(struct ctl_globals *g, int argc, char **argv)
 {
-	char *req[2] = { "schedule", "--json" };
-	bool json = false;
-
-	if (ctl_wants_help("schedule", argc, argv))
-		return 0;
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--json") == 0)
-			json = true;
-		else
-			return ctl_bad_usage("schedule", "unexpected argument");
-	}
-	return ctl_call(g, json ? 2 : 1, req);
+	return ctl_status_like(g, "schedule", argc, argv, status_text_schedule);
 }
 
 static int ctl_check_config(struct ctl_globals *g, int argc, char **argv)
@@ -487,18 +544,22 @@ static int ctl_verify(struct ctl_globals *g, int argc, char **argv)
 static int ctl_help(struct ctl_globals *g, int argc, char **argv);
 
 static const struct ctl_command ctl_commands[] = {
-	{ "status", ctl_status, "[--json]",
-	  "Show the site, its peers and its streams as the running straitd sees them.",
-	  "  --json    print one JSON document instead of the outline\n" },
+	{ "status", ctl_status, "[--verbose | --json]",
+	  "Show the site, its peers and its streams as the running straitd sees them:\n"
+	  "a line per site (role, epoch, link, tunnel handshake age, health) and a\n"
+	  "line per stream and direction (state, lag, rate and rule, spool, warnings).",
+	  "  -v, --verbose   print every field, as an indented outline\n"
+	  "  --json          print one JSON document (every field, for scripts)\n" },
 	{ "lag", ctl_lag, "[--json] [--watch [SECONDS]] [--count N]",
 	  "Show each stream's replication lag (bytes and seconds) and state.",
 	  "  --json             print one JSON document per refresh\n"
 	  "  --watch [SECONDS]  refresh every SECONDS (default 2) until interrupted\n"
 	  "  --count N          stop after N refreshes (implies --watch)\n" },
-	{ "schedule", ctl_schedule, "[--json]",
+	{ "schedule", ctl_schedule, "[--verbose | --json]",
 	  "Show each stream this site sends: the schedule rule in force, its rate,\n"
-	  "whether it is held, and when that changes next.",
-	  "  --json    print one JSON document instead of the outline\n" },
+	  "whether it is held, and when that changes next; a line per stream.",
+	  "  -v, --verbose   print every field, as an indented outline\n"
+	  "  --json          print one JSON document (every field, for scripts)\n" },
 	{ "sync-now", ctl_sync_now, "STREAM [--for DURATION]",
 	  "Open a one-off window on a stream this site sends: it goes unlimited now,\n"
 	  "whatever its schedule or batch windows say, until its spool is drained\n"

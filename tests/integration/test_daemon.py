@@ -35,7 +35,7 @@ def test_starts_as_named_site_and_reports_status(tmp_path, straitd_factory):
     assert st["streams"][0] == {"name": "app", "from": "onprem", "to": "cloud",
                                 "publication": "strait_app", "mode": "live"}
     assert st["tunnel"]["backend"] == "none"
-    text = d.ctl("status").stdout
+    text = d.ctl("status", "--verbose").stdout
     assert "site: cloud" in text and "cluster: acme-dr" in text
     assert "- name: app" in text
     # the state directory is created private to the daemon
@@ -56,6 +56,7 @@ def test_status_and_lag_of_many_streams(tmp_path, straitd_factory):
         repl = d.status()["replication"]
         assert sorted(r["stream"] for r in repl) == [f"s{i:02d}" for i in range(20)]
         assert "s19" in d.ctl("lag").stdout
+        assert "s19" in d.ctl("status").stdout
     assert d.alive()
     text = d.log_text()
     assert "AddressSanitizer" not in text and "runtime error:" not in text

@@ -211,7 +211,7 @@ def test_role_and_epoch_persist_across_restart(tmp_path, straitd_factory):
     st = again.status()
     assert st["role"] == "replica" and st["epoch"] == 4
     assert st["relay"]["epoch"] == 4
-    text = again.ctl("status").stdout
+    text = again.ctl("status", "--verbose").stdout
     assert "role: replica" in text and "epoch: 4" in text
     assert check(again, "/primary")[0] == 503
     samples, _ = scrape(again)

@@ -298,6 +298,7 @@ def test_no_secrets_in_logs_status_config_or_metrics(open_base, pg_factory, stra
     for name, d in daemons.items():
         path, cfg = cluster.host(name)
         outputs[f"{name} status"] = d.ctl("status").stdout
+        outputs[f"{name} status --verbose"] = d.ctl("status", "--verbose").stdout
         outputs[f"{name} status --json"] = d.ctl("status", "--json").stdout
         outputs[f"{name} lag"] = d.ctl("lag", check=False).stdout
         outputs[f"{name} check-config --print"] = run([harness.STRAITCTL, "check-config",

@@ -9,6 +9,7 @@ deadlines (harness.wait_until), never bare sleeps.
 
 import itertools
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -299,8 +300,11 @@ def test_two_sites_carry_50_mib(tmp_path, netns_sites, straitd_factory):
     peer = peers_of(a)["site1"]
     assert peer["tx_bytes"] > 50 * 1024 * 1024
 
-    text = a.ctl("status").stdout
+    text = a.ctl("status", "--verbose").stdout
     assert "state: up" in text and "site1" in text
+    # the compact table: site1's tunnel handshake, by its age
+    row = next(l for l in a.ctl("status").stdout.splitlines() if l.startswith("site1 "))
+    assert re.search(r"  \d+(\.\d)? [smhd] ago  ", row), row
 
 
 def test_three_sites_full_mesh(tmp_path, netns_sites, straitd_factory):
@@ -331,7 +335,9 @@ def test_wrong_public_key_gets_no_handshake(tmp_path, netns_sites, straitd_facto
     assert peer["public_key"] == wrong
     assert peer["last_handshake"] is None and peer["rx_bytes"] == 0
     assert "public_key" in peer["problem"] and "site1" in peer["problem"]
-    assert "no handshake yet" in a.ctl("status").stdout
+    assert "no handshake yet" in a.ctl("status", "--verbose").stdout
+    row = next(l for l in a.ctl("status").stdout.splitlines() if l.startswith("site1 "))
+    assert "  never  " in row and "public_key" in row, row
     # The other side hears nothing it can accept either.
     other = peers_of(b)["site0"]
     assert other["last_handshake"] is None and other["state"].startswith("no handshake")
