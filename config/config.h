@@ -134,10 +134,16 @@ struct config_schedule_rule {
  */
 #define CONFIG_SYNC_WORKERS_MAX 3
 
+/* A site index that names no site: a destination without a relay. */
+#define CONFIG_SITE_NONE SIZE_MAX
+
 struct config_stream {
 	char *name;
 	size_t from;                 /* index into config.sites */
-	size_t to;                   /* index into config.sites */
+	size_t *to;                  /* destinations, indexes into config.sites; n_to >= 1 */
+	size_t n_to;
+	size_t *via;                 /* per destination: the site that relays it, or CONFIG_SITE_NONE */
+	config_msec retain;          /* how long a replica keeps applied batches for its siblings */
 	char *publication;
 	char **tables;               /* "schema.table"; NULL/0 = FOR ALL TABLES */
 	size_t n_tables;
@@ -249,6 +255,12 @@ void config_print_reference(FILE *out);
 
 /* Index of the site called name, or -1. */
 int config_site_index(const struct strait_config *cfg, const char *name);
+
+/*
+ * The destination of a stream that has one, as every stream of a config that
+ * config_load_*() accepts does in this version: to[0]. n_to must be >= 1.
+ */
+size_t config_stream_to(const struct config_stream *cs);
 
 /*
  * Print diagnostics as:

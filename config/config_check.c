@@ -1,8 +1,9 @@
 /*
  * config_check.c — the checks no single value can make: site and stream names
  * (they become slot and file names), one primary that every stream comes
- * from, streams between two different existing sites, distinct tunnel
- * addresses in one subnet, distinct public keys, batch mode and its windows.
+ * from, streams between different existing sites (config_route.c), distinct
+ * tunnel addresses in one subnet, distinct public keys, batch mode and its
+ * windows; and the limits of this version's data path.
  *
  * Each check skips values that were already refused (config_where_ok), so one
  * mistake gives one message, and every message points at the key it is about.
@@ -185,8 +186,8 @@ static void check_stream(struct config_ctx *ctx, const struct strait_config *cfg
 {
 	const struct config_stream *st = &cfg->streams[i];
 	char base[CONFIG_KEY_MAX], path[CONFIG_KEY_MAX + 16], from[CONFIG_KEY_MAX + 16];
-	char to[CONFIG_KEY_MAX + 16], windows[CONFIG_KEY_MAX + 16];
-	bool from_ok, to_ok;
+	char windows[CONFIG_KEY_MAX + 16];
+	bool from_ok;
 
 	snprintf(base, sizeof(base), "streams[%zu]", i);
 	snprintf(path, sizeof(path), "%s.name", base);
@@ -200,11 +201,8 @@ static void check_stream(struct config_ctx *ctx, const struct strait_config *cfg
 		}
 	}
 	snprintf(from, sizeof(from), "%s.from", base);
-	snprintf(to, sizeof(to), "%s.to", base);
 	from_ok = config_where_ok(ctx->src, from) && st->from < cfg->n_sites;
-	to_ok = config_where_ok(ctx->src, to) && st->to < cfg->n_sites;
-	if (from_ok && to_ok && st->from == st->to)
-		config_error_at(ctx, to, "stream goes from site \"%s\" to itself", cfg->sites[st->to].name);
+	config_check_route(ctx, cfg, i);
 	if (from_ok && primary != SIZE_MAX && st->from != primary)
 		config_error_at(ctx, from, "site \"%s\" is not the primary (site \"%s\" is; a stream "
 				"comes from the primary)", cfg->sites[st->from].name, cfg->sites[primary].name);
@@ -231,6 +229,47 @@ static void check_windows_mode(struct config_ctx *ctx, const struct strait_confi
 		config_error_at(ctx, windows, "windows apply only to mode batch (this stream is live)");
 }
 
+/* True when streams[i] names a relay in via, whether or not it was accepted. */
+static bool stream_has_via(const struct config_ctx *ctx, const struct strait_config *cfg, size_t i)
+{
+	char key[CONFIG_KEY_MAX + 80];
+
+	for (size_t s = 0; s < cfg->n_sites; s++) {
+		if (!cfg->sites[s].name)
+			continue;
+		snprintf(key, sizeof(key), "streams[%zu].via.%s", i, cfg->sites[s].name);
+		if (config_where_find(ctx->src, key))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * This version's data path reads a stream on its source and sends it straight
+ * to one site, which applies it. The contract takes more (to: a list, via),
+ * and everything above checks it whole; this is the one place that refuses
+ * what the data path cannot run yet. It goes when streams fan out and relay.
+ */
+static void check_this_version_runs(struct config_ctx *ctx, const struct strait_config *cfg,
+		size_t i)
+{
+	const struct config_stream *st = &cfg->streams[i];
+	char key[CONFIG_KEY_MAX];
+
+	if (ctx->contract_only)
+		return;
+	if (st->n_to > 1) {
+		snprintf(key, sizeof(key), "streams[%zu].to", i);
+		config_error_at(ctx, key, "this version replicates a stream to one site, direct: "
+				"%zu destinations are not supported yet (list one site)", st->n_to);
+	}
+	if (stream_has_via(ctx, cfg, i)) {
+		snprintf(key, sizeof(key), "streams[%zu].via", i);
+		config_error_at(ctx, key, "this version replicates a stream to one site, direct: "
+				"relays (via) are not supported yet");
+	}
+}
+
 void config_check_all(struct config_ctx *ctx, struct strait_config *cfg)
 {
 	size_t primary = check_sites(ctx, cfg);
@@ -238,5 +277,6 @@ void config_check_all(struct config_ctx *ctx, struct strait_config *cfg)
 	for (size_t i = 0; i < cfg->n_streams; i++) {
 		check_stream(ctx, cfg, i, primary);
 		check_windows_mode(ctx, cfg, i);
+		check_this_version_runs(ctx, cfg, i);
 	}
 }

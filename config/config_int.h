@@ -107,6 +107,7 @@ struct config_ctx {
 	unsigned n_errors;
 	bool oom;
 	bool sites_ok;               /* "sites" was a usable mapping: resolve references */
+	bool contract_only;          /* check the contract, not this version's limits */
 	struct strait_config *cfg;
 };
 
@@ -148,6 +149,8 @@ enum config_type {
 	CT_KEY,
 	CT_CONNINFO,
 	CT_SITEREF,                  /* a site's name, stored as its index (size_t) */
+	CT_SITELIST,                 /* a stream's to: a site name or a list of them (config_route.c) */
+	CT_VIA,                      /* a stream's via: destination -> relay site (config_route.c) */
 	CT_GROUP,                    /* a system group that exists on this host, char * (NULL = none) */
 };
 
@@ -208,6 +211,9 @@ const char *config_type_name(enum config_type type);
  */
 bool config_type_set(struct config_ctx *ctx, const struct config_key *key, void *base,
 		const char *text, char *err, size_t errlen);
+/* A site's name as its index into ctx's sites; err as config_type_set's. */
+bool config_parse_siteref(struct config_ctx *ctx, const char *text, size_t *out,
+		char *err, size_t errlen);
 /* Writes the value as a YAML scalar (quoted when needed). */
 void config_type_format(FILE *out, const struct config_key *key, const void *base,
 		const struct strait_config *cfg);
@@ -250,8 +256,33 @@ void config_conninfo_print(FILE *out, const char *text);
 /* text as a YAML scalar: plain when that is unambiguous, else double-quoted. */
 void config_print_scalar(FILE *out, const char *text);
 
+/* ---- a stream's destinations and relays (config_route.c) ---- */
+
+/*
+ * streams[].to and streams[].via, whose values are not one scalar each: to is
+ * a site or a list of sites, via a mapping over those sites. Both fill the
+ * stream's parallel arrays to[] and via[], allocated and freed together with
+ * to; an entry that was refused holds CONFIG_SITE_NONE.
+ */
+void config_walk_to(struct config_ctx *ctx, struct config_stream *st,
+		const struct config_node *value, const char *path);
+void config_walk_via(struct config_ctx *ctx, struct config_stream *st,
+		const struct config_node *value, const char *path);
+void config_format_to(FILE *out, const struct config_stream *st, const struct strait_config *cfg);
+void config_format_via(FILE *out, const struct config_stream *st, const struct strait_config *cfg);
+void config_route_free(struct config_stream *st);
+/* Cross-checks of streams[i]'s destinations and relays against each other and from. */
+void config_check_route(struct config_ctx *ctx, const struct strait_config *cfg, size_t i);
+
 /* ---- cross-checks (config_check.c) ---- */
 
 void config_check_all(struct config_ctx *ctx, struct strait_config *cfg);
+
+/*
+ * config_load_buffer() without this version's limits on streams (one
+ * destination, no relay): the whole contract, for tests and the fuzzer.
+ */
+struct strait_config *config_load_contract(const char *name, const char *text, size_t len,
+		struct config_diags *diags);
 
 #endif

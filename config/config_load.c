@@ -269,6 +269,12 @@ static void walk_value(struct config_ctx *ctx, const struct config_key *key, voi
 	case CT_TABLES:
 		walk_scalars(ctx, key, base, value, path);
 		return;
+	case CT_SITELIST:
+		config_walk_to(ctx, base, value, path);
+		return;
+	case CT_VIA:
+		config_walk_via(ctx, base, value, path);
+		return;
 	default:
 		break;
 	}
@@ -387,14 +393,15 @@ void config_free(struct strait_config *cfg)
 	free(cfg);
 }
 
-struct strait_config *config_load_buffer(const char *name, const char *text, size_t len,
-		struct config_diags *diags)
+static struct strait_config *load_buffer(const char *name, const char *text, size_t len,
+		struct config_diags *diags, bool contract_only)
 {
 	struct config_ctx ctx;
 	struct config_node *root = NULL;
 	struct strait_config *cfg = NULL;
 
 	memset(&ctx, 0, sizeof(ctx));
+	ctx.contract_only = contract_only;
 	ctx.file = name ? name : "<config>";
 	ctx.diags = diags;
 	ctx.first_diag = diags ? diags->count : 0;
@@ -451,6 +458,18 @@ out:
 		return NULL;
 	}
 	return cfg;
+}
+
+struct strait_config *config_load_buffer(const char *name, const char *text, size_t len,
+		struct config_diags *diags)
+{
+	return load_buffer(name, text, len, diags, false);
+}
+
+struct strait_config *config_load_contract(const char *name, const char *text, size_t len,
+		struct config_diags *diags)
+{
+	return load_buffer(name, text, len, diags, true);
 }
 
 struct strait_config *config_load_file(const char *path, struct config_diags *diags)

@@ -104,8 +104,14 @@ const struct config_key config_keys[] = {
 	  .doc = "unique name of the stream (1 to 63 of a-z, 0-9, _ and -, starting with a letter)" },
 	{ "streams[].from", CT_SITEREF, STREAM(from), .required = true, .reload = true,
 	  .doc = "the site the stream comes from: the primary at bootstrap" },
-	{ "streams[].to", CT_SITEREF, STREAM(to), .required = true, .reload = true,
-	  .doc = "the site the stream goes to, not the one it comes from" },
+	{ "streams[].to", CT_SITELIST, STREAM(to), .required = true, .reload = true,
+	  .doc = "the site the stream goes to, or a list of sites (fan-out); never the one it comes from" },
+	{ "streams[].via", CT_VIA, STREAM(via), .reload = true,
+	  .doc = "destination: relay, where relay is another destination, fed direct, whose straitd "
+		 "passes the stream on; none: every destination direct from the source" },
+	{ "streams[].retain", CT_DURATION, STREAM(retain), .def = "1h", .reload = true,
+	  .doc = "how long each replica keeps the batches it applied, for its siblings after a "
+		 "failover; 0s: none" },
 	{ "streams[].publication", CT_PGNAME, STREAM(publication), .required = true, .reload = true,
 	  .doc = "publication on the source (lowercase identifier); created if missing" },
 	{ "streams[].tables", CT_TABLES, STREAM(tables), COUNT(struct config_stream, n_tables),
@@ -285,6 +291,10 @@ const char *config_type_name(enum config_type type)
 		return "a connection string";
 	case CT_SITEREF:
 		return "a site name";
+	case CT_SITELIST:
+		return "a site name or a list of site names";
+	case CT_VIA:
+		return "a mapping of destinations to relays";
 	case CT_GROUP:
 		return "a group name";
 	}
@@ -306,6 +316,10 @@ static const char *bare_type_name(const struct config_key *key)
 		return "list of tables";
 	if (key->type == CT_SECTION)
 		return "section";
+	if (key->type == CT_SITELIST)
+		return "site name or list of site names";
+	if (key->type == CT_VIA)
+		return "map of destination to relay site";
 	return strchr(name, ' ') + 1;
 }
 

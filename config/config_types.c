@@ -4,7 +4,9 @@
  * wrong), print a field back as YAML, free a field, fill in defaults.
  *
  * Fields are reached through the schema table's offsets into the struct of the
- * key's scope; this file is the only place that casts them to their C types.
+ * key's scope; this file is the only place that casts them to their C types,
+ * but for a stream's to and via: two keys over one pair of parallel arrays,
+ * handled whole by config_route.c.
  */
 #include "config/config_int.h"
 
@@ -258,7 +260,7 @@ static bool set_key(uint8_t *field, const char *text, char *err, size_t errlen)
 	return false;
 }
 
-static bool set_siteref(struct config_ctx *ctx, size_t *field, const char *text,
+bool config_parse_siteref(struct config_ctx *ctx, const char *text, size_t *out,
 		char *err, size_t errlen)
 {
 	const struct strait_config *cfg = ctx ? ctx->cfg : NULL;
@@ -273,7 +275,7 @@ static bool set_siteref(struct config_ctx *ctx, size_t *field, const char *text,
 	}
 	i = config_site_index(cfg, text);
 	if (i >= 0) {
-		*field = (size_t)i;
+		*out = (size_t)i;
 		return true;
 	}
 	for (size_t s = 0; s < cfg->n_sites && n < 16; s++)
@@ -449,7 +451,7 @@ bool config_type_set(struct config_ctx *ctx, const struct config_key *key, void 
 			return false;
 		return set_string(field, text, err, errlen);
 	case CT_SITEREF:
-		return set_siteref(ctx, field, text, err, errlen);
+		return config_parse_siteref(ctx, text, field, err, errlen);
 	case CT_GROUP:
 		return set_group(field, text, err, errlen);
 	case CT_SECTION:
@@ -458,6 +460,8 @@ bool config_type_set(struct config_ctx *ctx, const struct config_key *key, void 
 	case CT_SCHEDULE:
 	case CT_WINDOWS:
 	case CT_TABLES:
+	case CT_SITELIST:
+	case CT_VIA:
 		break;
 	}
 	snprintf(err, errlen, "expected %s", config_type_name(key->type));
@@ -596,6 +600,12 @@ void config_type_format(FILE *out, const struct config_key *key, const void *bas
 	case CT_SITEREF:
 		format_siteref(out, field, cfg);
 		return;
+	case CT_SITELIST:
+		config_format_to(out, base, cfg);
+		return;
+	case CT_VIA:
+		config_format_via(out, base, cfg);
+		return;
 	case CT_SECTION:
 	case CT_SITES:
 	case CT_STREAMS:
@@ -638,6 +648,9 @@ void config_type_free(const struct config_key *key, void *base)
 		*n = 0;
 		break;
 	}
+	case CT_SITELIST:
+		config_route_free(base);  /* to[] and the via[] beside it */
+		break;
 	case CT_WINDOWS:
 	case CT_SCHEDULE:
 		free(*(void **)field);

@@ -418,7 +418,9 @@ const char fo_rw[] = "SET default_transaction_read_only = off; ";
 /* The streams between this site and peer (configured either way). */
 bool fo_stream_with(const struct failover *f, const struct config_stream *cs, size_t peer)
 {
-	return (cs->from == f->self && cs->to == peer) || (cs->from == peer && cs->to == f->self);
+	size_t to = config_stream_to(cs);
+
+	return (cs->from == f->self && to == peer) || (cs->from == peer && to == f->self);
 }
 
 int fo_site_index(const struct failover *f, const char *name)
@@ -658,8 +660,8 @@ const char *fo_old_primary(const struct failover *f)
 		const struct config_stream *cs = &f->cfg->streams[i];
 
 		if (cs->from == f->self)
-			return f->cfg->sites[cs->to].name;
-		if (cs->to == f->self)
+			return f->cfg->sites[config_stream_to(cs)].name;
+		if (config_stream_to(cs) == f->self)
 			return f->cfg->sites[cs->from].name;
 	}
 	for (size_t i = 0; i < f->cfg->n_sites; i++)

@@ -168,7 +168,7 @@ void daemon_status_json(struct daemon *d, struct json_out *j)
 		json_object_begin(j, NULL);
 		json_string(j, "name", s->name);
 		json_string(j, "from", cfg->sites[s->from].name);
-		json_string(j, "to", cfg->sites[s->to].name);
+		json_string(j, "to", cfg->sites[config_stream_to(s)].name);
 		json_string(j, "publication", s->publication);
 		json_string(j, "mode", s->mode == CONFIG_MODE_BATCH ? "batch" : "live");
 		json_object_end(j);

@@ -66,6 +66,12 @@ void stream_schedule_retry(struct stream *st, unsigned ms)
 
 /* ----------------------------------------------------------------- setup */
 
+/* A view's one destination: its to[] and via[], which a role change may turn. */
+struct stream_dest {
+	size_t to;
+	size_t via;
+};
+
 /*
  * struct streams with what only this file needs: each stream's view of its
  * config entry, with from and to as the site's role makes them (a stream
@@ -75,6 +81,7 @@ void stream_schedule_retry(struct stream *st, unsigned ms)
 struct streams_box {
 	struct streams s;            /* first: a struct streams * is a box */
 	struct config_stream *views; /* one per stream, st->cs points here */
+	struct stream_dest *dests;   /* one per view: what its to and via point at */
 	size_t self;
 	enum role_kind role;
 	bool by_config;              /* streams_new(): the config's direction */
@@ -85,30 +92,44 @@ static struct streams_box *streams_box(const struct streams *s)
 	return (struct streams_box *)(void *)s;
 }
 
+/* The view goes to site to, direct; its to and via point into dest, not the config. */
+static void view_dest(struct config_stream *view, struct stream_dest *dest, size_t to)
+{
+	dest->to = to;
+	dest->via = CONFIG_SITE_NONE;
+	view->to = &dest->to;
+	view->via = &dest->via;
+	view->n_to = 1;
+}
+
 /* The config entry as it runs now; false when this site has no part in it. */
 static bool stream_view(const struct streams_box *b, const struct config_stream *cs,
-		struct config_stream *view)
+		struct config_stream *view, struct stream_dest *dest)
 {
-	size_t src, dst;
+	size_t src, dst, to = config_stream_to(cs);
 
 	*view = *cs;
+	view_dest(view, dest, to);
 	if (b->by_config) {
 		src = cs->from;
-		dst = cs->to;
+		dst = to;
 		if (src != b->self && dst != b->self)
 			return false;
-	} else if (!failover_stream_ends(cs->from, cs->to, b->self, b->role, &src, &dst)) {
+	} else if (!failover_stream_ends(cs->from, to, b->self, b->role, &src, &dst)) {
 		return false;
 	}
 	view->from = src;
-	view->to = dst;
+	dest->to = dst;
 	return true;
 }
 
 static bool stream_init(struct streams *s, struct stream *st, const struct strait_config *cfg,
-		size_t self, struct config_stream *view, const struct config_stream *cs)
+		size_t self, size_t i)
 {
-	bool mine = stream_view(streams_box(s), cs, view);
+	struct streams_box *b = streams_box(s);
+	struct config_stream *view = &b->views[i];
+	const struct config_stream *cs = &cfg->streams[i];
+	bool mine = stream_view(b, cs, view, &b->dests[i]);
 
 	st->owner = s;
 	st->cs = view;
@@ -119,7 +140,7 @@ static bool stream_init(struct streams *s, struct stream *st, const struct strai
 		return false;
 	if (mine && view->from == self)
 		return stream_source_init(st, cfg, self);
-	if (mine && view->to == self)
+	if (mine && config_stream_to(view) == self)
 		return stream_sink_init(st, cfg, self);
 	return true;
 }
@@ -159,11 +180,12 @@ static struct streams *streams_make(struct event_base *base, const struct strait
 	wire_writer_init_heap(&s->out, FRAME_MAX_PAYLOAD);
 	s->v = calloc(cfg->n_streams ? cfg->n_streams : 1, sizeof(*s->v));
 	b->views = calloc(cfg->n_streams ? cfg->n_streams : 1, sizeof(*b->views));
-	if (!s->v || !b->views)
+	b->dests = calloc(cfg->n_streams ? cfg->n_streams : 1, sizeof(*b->dests));
+	if (!s->v || !b->views || !b->dests)
 		goto oom;
 	for (size_t i = 0; i < cfg->n_streams; i++) {
 		s->n++;
-		if (!stream_init(s, &s->v[i], cfg, self_site, &b->views[i], &cfg->streams[i]))
+		if (!stream_init(s, &s->v[i], cfg, self_site, i))
 			goto oom;
 	}
 	return s;
@@ -196,6 +218,7 @@ void streams_free(struct streams *s)
 		stream_fini(&s->v[i]);
 	free(s->v);
 	free(b->views);
+	free(b->dests);
 	wire_writer_free(&s->out);
 	free(b);
 }
@@ -535,11 +558,11 @@ void streams_reconfigure(struct streams *s, const struct strait_config *cfg)
 				continue;
 			/* the direction stays what it was until the role changes */
 			{
-				size_t from = b->views[i].from, to = b->views[i].to;
+				size_t from = b->views[i].from, to = b->dests[i].to;
 
 				b->views[i] = cfg->streams[k];
 				b->views[i].from = from;
-				b->views[i].to = to;
+				view_dest(&b->views[i], &b->dests[i], to);
 			}
 			st->cs = &b->views[i];
 			if (st->role == STREAM_ROLE_SOURCE)

@@ -1158,7 +1158,7 @@ bool stream_source_init(struct stream *st, const struct strait_config *cfg, size
 	char spool_root[4096];
 
 	st->role = STREAM_ROLE_SOURCE;
-	st->peer = strdup(cfg->sites[cs->to].name);
+	st->peer = strdup(cfg->sites[config_stream_to(cs)].name);
 	st->reader.src_conninfo = strdup(cfg->sites[self].database);
 	st->reader.src_publication = strdup(cs->publication);
 	st->sender.enc = codec_new_encoder(cs->codec, cs->compression_level);

@@ -126,6 +126,25 @@ def test_check_config_reports_errors_with_line_and_column(tmp_path):
     assert "^" in res.stderr
 
 
+FAN_OUT = os.path.join(harness.REPO, "tests", "configs", "bad", "53-fan-out-this-version.yaml")
+
+
+def test_check_config_refuses_what_this_version_does_not_run():
+    """Several destinations and relays are in the contract; this version refuses them at their keys."""
+    res = run([STRAITCTL, "check-config", FAN_OUT], check=False)
+    assert res.returncode == 1
+    assert ":32:9: error: streams[0].to: this version replicates a stream to one site, direct" \
+        in res.stderr
+    assert ":33:10: error: streams[0].via: this version replicates a stream to one site, direct" \
+        in res.stderr
+
+
+def test_straitd_refuses_to_start_with_several_destinations():
+    res = run([STRAITD, "--config", FAN_OUT, "--site", "west"], check=False)
+    assert res.returncode == 1
+    assert "streams[0].to: this version replicates a stream to one site, direct" in res.stderr
+
+
 def test_check_config_missing_file(tmp_path):
     res = run([STRAITCTL, "check-config", str(tmp_path / "absent.yaml")], check=False)
     assert res.returncode == 1 and "absent.yaml" in res.stderr

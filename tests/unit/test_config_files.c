@@ -264,7 +264,11 @@ static void test_example_values(void **state)
 	archive = &cfg->streams[1];
 	assert_string_equal(app->name, "app");
 	assert_int_equal(app->from, (size_t)onprem);
-	assert_int_equal(app->to, (size_t)cloud);
+	assert_int_equal(app->n_to, 1);
+	assert_int_equal(app->to[0], (size_t)cloud);
+	assert_int_equal(config_stream_to(app), (size_t)cloud);
+	assert_true(app->via[0] == CONFIG_SITE_NONE);
+	assert_int_equal(app->retain, 3600000);
 	assert_string_equal(app->publication, "strait_app");
 	assert_int_equal(app->n_tables, 0);
 	assert_int_equal(app->codec, CONFIG_CODEC_ZSTD);
