@@ -162,10 +162,16 @@ fuzz: $(FUZZ_BINS)
 		$$f -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
 			$(BUILD)/fuzz/new-$$name $$corpus 2>&1 | tail -n 12; done
 
+# Tests run in PYTEST_WORKERS processes (pytest-xdist): most of a test's time
+# is spent waiting on servers and links, so two share this 2-core machine
+# well; the harness hands out ports, namespaces and interface names that
+# several runs at once never share. PYTEST_WORKERS=1 runs them one by one.
+PYTEST_WORKERS ?= 2
+PYTEST_PAR = $(if $(filter-out 0 1,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist load)
 integration: all tools $(SAN_PROGS)
 	$(Q)STRAIT_BUILD=$(abspath $(BUILD))/asan STRAIT_PLAIN_BUILD=$(abspath $(BUILD)) \
 		ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
-		$(PYTHON) -m pytest -q -p no:cacheprovider --durations=15 -m "$(PYTEST_MARK)" \
+		$(PYTHON) -m pytest -q -p no:cacheprovider --durations=15 -m "$(PYTEST_MARK)" $(PYTEST_PAR) \
 		$(PYTEST_ARGS) tests/integration
 
 # The replication, initial sync and failover suites once per pair of server
@@ -187,7 +193,7 @@ matrix: all tools $(SAN_PROGS)
 # The integration tests too large for make test (values near PostgreSQL's 1 GB limit).
 PYTEST_MARK ?= not big
 big:
-	$(Q)$(MAKE) --no-print-directory integration PYTEST_MARK=big
+	$(Q)$(MAKE) --no-print-directory integration PYTEST_MARK=big PYTEST_WORKERS=1
 
 # The layering rule (DESIGN.md, "Build and layout"): the checker's own
 # self-test, then every include of the tree.

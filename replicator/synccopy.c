@@ -1259,7 +1259,9 @@ void synccopy_progress(const struct synccopy *sc, struct synccopy_progress *out)
 	uint64_t total, done;
 
 	synccopy_size_done(sc, &total, &done);
-	out->planned = sc->state == SYNCCOPY_COPYING || sc->state == SYNCCOPY_FINISHED;
+	/* a finished round's snapshot is released once the sink streams: its figures stay */
+	out->planned = sc->state == SYNCCOPY_COPYING || sc->state == SYNCCOPY_FINISHED ||
+		       (sc->state == SYNCCOPY_RELEASED && sc->plan.n > 0);
 	out->tables_total = sc->plan.n;
 	out->tables_to_copy = sc->tables_copy;
 	out->tables_copied = sc->tables_done;

@@ -12,7 +12,7 @@ here=$(dirname "$0")
 PACKAGES="make gcc clang libclang-rt-14-dev pkg-config
 libpq-dev libssl-dev libzstd-dev libevent-dev libyaml-dev libmnl-dev libcmocka-dev
 postgresql-15 postgresql-client-15 wireguard-go wireguard-tools iproute2 iputils-ping ethtool
-openssl procps tzdata python3 python3-pytest python3-psycopg python3-yaml gnuplot-nox curl git
+openssl procps tzdata python3 python3-pytest python3-pytest-xdist python3-psycopg python3-yaml gnuplot-nox curl git
 build-essential binutils universal-ctags debhelper dpkg-dev lintian rpm rpmlint systemd man-db prometheus
 nodejs
 apt coreutils dash dpkg findutils gzip libc-bin passwd sed tar util-linux"

@@ -210,8 +210,11 @@ def test_user():
         try:
             pwd.getpwnam(TEST_USER)
         except KeyError:
-            run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                 TEST_USER])
+            # another test process (pytest -n) may be creating it right now
+            res = run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                       TEST_USER], check=False)
+            if res.returncode != 0:
+                pwd.getpwnam(TEST_USER)      # it exists now, or the failure stands
     return TEST_USER
 
 

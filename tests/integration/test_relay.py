@@ -445,7 +445,7 @@ def test_hello_exchange_and_status(cluster_factory):
 
     # alpha sorts lower, so it dials; beta's HELLO carries its resume positions.
     line = alpha.wait_event("connected beta ")
-    assert "epoch=3" in line and "version=4" in line
+    assert "epoch=3" in line and "version=5" in line
     assert "streams=app:0/16B3A28,audit:0/7" in line
     assert beta.wait_event("connected alpha ").endswith("streams=")
     # Heartbeats flow both ways with the sender's role.

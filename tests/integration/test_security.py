@@ -117,7 +117,7 @@ def test_control_group_members_only(open_base, accounts, straitd_factory):
     for user in (member, primary):
         res = ctl_as(user, d, "status")
         assert res.returncode == 0, res.stderr
-        assert "site: onprem" in res.stdout
+        assert "site onprem, role primary" in res.stdout, res.stdout
 
     # the file mode keeps an outsider out (the kernel refuses connect())...
     res = ctl_as(outsider, d, "status")
