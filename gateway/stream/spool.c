@@ -5,9 +5,11 @@
  * NOTES
  * Memory. The records stay on disk. In memory there is one summary per
  * segment (struct seg: size, record count, the commit LSNs at its ends, the
- * end of its last whole transaction) and one read buffer: a window of the
- * segment under the cursor, read ahead WINDOW bytes at a time and grown to
- * hold the largest record read, shrunk again afterwards. Totals (bytes,
+ * end of its last whole transaction) and a read buffer per cursor: a window
+ * of the segment under it, read ahead WINDOW bytes at a time and grown to
+ * hold the largest record read, shrunk again afterwards. Recovery and
+ * release read with a reader of the spool's own, freed after each use, so
+ * that they never touch a window a cursor's body points into. Totals (bytes,
  * records, oldest) are sums over the summaries, so they cannot drift.
  *
  * Durability order. Appends go to the last segment only, through an O_APPEND
@@ -29,9 +31,10 @@
  * removes segments from the head, and after a crash any subset of those
  * removals may have reached the disk — all of them were acknowledged anyway.
  *
- * The reader has its own O_RDONLY descriptor and reads only up to the size
+ * Each reader has its own O_RDONLY descriptor and reads only up to the size
  * the summary records, never further: a failed partial append beyond it is
- * invisible, and a segment still being appended reads fine.
+ * invisible, and a segment still being appended reads fine. Removing a
+ * segment closes every descriptor on it.
  *
  * The floor. spool_release() writes the new floor (temporary file, fsync,
  * rename, directory fsync) before it unlinks the first segment, so a crash
@@ -51,11 +54,12 @@
  * spool_open() counts them durable: a crash may have left appended pages
  * that no fsync covered, readable from the page cache but not on disk.
  *
- * The cursor's prev (where the record at the cursor continues from) is
- * kept with it: set by seeking (the commit LSN of the record before, at
- * least the floor), advanced by each record read that ends a transaction.
- * Cutting an incomplete tail leaves it as it is: the records cut end no
- * transaction.
+ * A cursor's prev (where the record at the cursor continues from) is kept
+ * with it: set by seeking (the commit LSN of the record before, at least
+ * the floor), advanced by each record read that ends a transaction. Cutting
+ * an incomplete tail leaves it as it is: the records cut end no transaction.
+ * The spool lists its cursors (the default one too) to move them when a
+ * release or a cut takes their place away.
  *
  * Fault points (test builds, common/fault.h): "source.spool_append" fails an
  * append as a failed write, "source.spool_fsync" fails spool_sync() as a
@@ -117,6 +121,25 @@ struct seg {
 	int64_t first_spooled_at;    /* the first record's spooled_at_us */
 };
 
+/* A read descriptor with its window: file bytes [win_off, win_off + win_len) of segment seq. */
+struct reader {
+	int fd;                      /* -1: none open */
+	uint64_t seq;
+	uint8_t *buf;
+	size_t bufcap;
+	uint64_t win_off;
+	size_t win_len;
+};
+
+struct spool_cursor {
+	struct spool *sp;
+	struct spool_cursor *next;   /* in sp->cursors */
+	struct reader rd;            /* its own: a read never moves another cursor's window */
+	uint64_t seq;                /* the record at the cursor: segment and offset in it */
+	uint64_t off;
+	uint64_t prev;               /* where that record continues from */
+};
+
 struct spool {
 	char *dir;
 	int dirfd;                   /* for fsync and the lock */
@@ -130,16 +153,9 @@ struct spool {
 	uint64_t wfd_seq;
 	bool dir_dirty;              /* a segment was created or removed since the last sync */
 
-	int rfd;                     /* the segment being read, or -1 */
-	uint64_t rfd_seq;
-	uint8_t *buf;                /* window on rfd: file bytes [win_off, win_off + win_len) */
-	size_t bufcap;
-	uint64_t win_off;
-	size_t win_len;
-
-	uint64_t cur_seq;            /* the cursor: segment and offset in it */
-	uint64_t cur_off;
-	uint64_t cur_prev;           /* where the record at the cursor continues from */
+	struct reader scan;          /* recovery's and release's reads; freed after each */
+	struct spool_cursor *cur;    /* the default cursor (spool_seek(), spool_read()) */
+	struct spool_cursor *cursors;  /* every cursor, the default one included */
 	struct spool_pos last_pos;   /* the record appended last */
 
 	uint64_t end_lsn;            /* both at least the floor */
@@ -430,45 +446,62 @@ seg_add_record(struct seg *s, const struct spool_meta *m, uint64_t total)
 /* --- reading ---------------------------------------------------------- */
 
 static void
-reader_close(struct spool *sp)
+reader_init(struct reader *r)
 {
-	if (sp->rfd >= 0)
-		close(sp->rfd);
-	sp->rfd = -1;
-	sp->win_len = 0;
+	memset(r, 0, sizeof(*r));
+	r->fd = -1;
+}
+
+/* Closes the descriptor; the buffer (and a body read into it) stays. */
+static void
+reader_close(struct reader *r)
+{
+	if (r->fd >= 0)
+		close(r->fd);
+	r->fd = -1;
+	r->win_len = 0;
+}
+
+static void
+reader_free(struct reader *r)
+{
+	reader_close(r);
+	free(r->buf);
+	r->buf = NULL;
+	r->bufcap = 0;
 }
 
 static bool
-reader_open(struct spool *sp, uint64_t seq, char *err, size_t errlen)
+reader_open(const struct spool *sp, struct reader *r, uint64_t seq, char *err, size_t errlen)
 {
 	char path[PATH_MAX];
 
-	if (sp->rfd >= 0 && sp->rfd_seq == seq)
+	if (r->fd >= 0 && r->seq == seq)
 		return true;
-	reader_close(sp);
+	reader_close(r);
 	seg_path(sp, seq, path);
-	sp->rfd = open(path, O_RDONLY | O_CLOEXEC);
-	if (sp->rfd < 0) {
+	r->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (r->fd < 0) {
 		seg_syserr(sp, seq, "open", err, errlen);
 		return false;
 	}
-	sp->rfd_seq = seq;
+	r->seq = seq;
 	return true;
 }
 
 /*
- * Points *p at file bytes [off, off + need) of the open reader segment,
- * reading ahead up to limit. need <= limit - off.
+ * Points *p at file bytes [off, off + need) of r's open segment, reading
+ * ahead up to limit. need <= limit - off.
  */
 static bool
-window(struct spool *sp, uint64_t off, size_t need, uint64_t limit, const uint8_t **p,
-		char *err, size_t errlen)
+window(const struct spool *sp, struct reader *r, uint64_t off, size_t need, uint64_t limit,
+		const uint8_t **p, char *err, size_t errlen)
 {
 	size_t want, newcap, got = 0;
 
-	if (sp->win_len > 0 && off >= sp->win_off && off - sp->win_off <= sp->win_len &&
-	    need <= sp->win_len - (off - sp->win_off)) {
-		*p = sp->buf + (off - sp->win_off);
+	if (r->win_len > 0 && off >= r->win_off && off - r->win_off <= r->win_len &&
+	    need <= r->win_len - (off - r->win_off)) {
+		*p = r->buf + (off - r->win_off);
 		return true;
 	}
 	want = need > WINDOW ? need : WINDOW;
@@ -476,51 +509,51 @@ window(struct spool *sp, uint64_t off, size_t need, uint64_t limit, const uint8_
 		want = (size_t)(limit - off);
 	newcap = want > WINDOW ? want : WINDOW;
 	/* Grow for a big record; shrink back after one, so its memory is not kept. */
-	if (newcap > sp->bufcap || (sp->bufcap > 4 * WINDOW && newcap == WINDOW)) {
-		uint8_t *nb = realloc(sp->buf, newcap);
+	if (newcap > r->bufcap || (r->bufcap > 4 * WINDOW && newcap == WINDOW)) {
+		uint8_t *nb = realloc(r->buf, newcap);
 
 		if (nb == NULL) {
 			set_err(err, errlen, "out of memory reading a record of %zu bytes", need);
 			return false;
 		}
-		sp->buf = nb;
-		sp->bufcap = newcap;
+		r->buf = nb;
+		r->bufcap = newcap;
 	}
-	sp->win_len = 0;
+	r->win_len = 0;
 	while (got < want) {
-		ssize_t n = pread(sp->rfd, sp->buf + got, want - got, (off_t)(off + got));
+		ssize_t n = pread(r->fd, r->buf + got, want - got, (off_t)(off + got));
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			seg_syserr(sp, sp->rfd_seq, "read", err, errlen);
+			seg_syserr(sp, r->seq, "read", err, errlen);
 			return false;
 		}
 		if (n == 0) {
 			char path[PATH_MAX];
 
-			seg_path(sp, sp->rfd_seq, path);
+			seg_path(sp, r->seq, path);
 			set_err(err, errlen, "could not read \"%s\": file ends at %" PRIu64
 				", expected %" PRIu64 " bytes", path, off + got, limit);
 			return false;
 		}
 		got += (size_t)n;
 	}
-	sp->win_off = off;
-	sp->win_len = want;
-	*p = sp->buf;
+	r->win_off = off;
+	r->win_len = want;
+	*p = r->buf;
 	return true;
 }
 
 /*
- * Reads the record at off of the open reader segment, whose valid bytes end
- * at limit. On READ_TORN and READ_BAD, why says what is wrong (without the
+ * Reads the record at off of r's open segment, whose valid bytes end at
+ * limit. On READ_TORN and READ_BAD, why says what is wrong (without the
  * segment's name); on READ_IOERR err has the message.
  */
 static enum read_status
-read_record(struct spool *sp, uint64_t off, uint64_t limit, struct spool_meta *m,
-		const uint8_t **body, size_t *body_len, uint64_t *total, char why[WHY_LEN],
-		char *err, size_t errlen)
+read_record(const struct spool *sp, struct reader *r, uint64_t off, uint64_t limit,
+		struct spool_meta *m, const uint8_t **body, size_t *body_len, uint64_t *total,
+		char why[WHY_LEN], char *err, size_t errlen)
 {
 	uint64_t avail = limit - off;
 	const uint8_t *p;
@@ -533,7 +566,7 @@ read_record(struct spool *sp, uint64_t off, uint64_t limit, struct spool_meta *m
 		set_err(why, WHY_LEN, "record header cut short (%" PRIu64 " bytes left)", avail);
 		return READ_TORN;
 	}
-	if (!window(sp, off, avail < REC_HDR ? (size_t)avail : REC_HDR, limit, &p, err, errlen))
+	if (!window(sp, r, off, avail < REC_HDR ? (size_t)avail : REC_HDR, limit, &p, err, errlen))
 		return READ_IOERR;
 	rlen = get_le32(p);
 	if (!length_valid(rlen)) {
@@ -545,7 +578,7 @@ read_record(struct spool *sp, uint64_t off, uint64_t limit, struct spool_meta *m
 			(uint64_t)REC_HDR + rlen, avail);
 		return READ_TORN;
 	}
-	if (!window(sp, off, REC_HDR + (size_t)rlen, limit, &p, err, errlen))
+	if (!window(sp, r, off, REC_HDR + (size_t)rlen, limit, &p, err, errlen))
 		return READ_IOERR;
 	n = spool_parse_record(p, REC_HDR + (size_t)rlen, m, body, body_len);
 	if (n <= 0) {
@@ -556,9 +589,10 @@ read_record(struct spool *sp, uint64_t off, uint64_t limit, struct spool_meta *m
 	return READ_OK;
 }
 
-/* Checks the header of the open reader segment (file_size bytes long). */
+/* Checks the header of r's open segment (file_size bytes long). */
 static enum read_status
-check_header(struct spool *sp, uint64_t file_size, char why[WHY_LEN], char *err, size_t errlen)
+check_header(const struct spool *sp, struct reader *r, uint64_t file_size, char why[WHY_LEN],
+		char *err, size_t errlen)
 {
 	const uint8_t *p;
 	uint32_t version;
@@ -567,7 +601,7 @@ check_header(struct spool *sp, uint64_t file_size, char why[WHY_LEN], char *err,
 		set_err(why, WHY_LEN, "segment header cut short (%" PRIu64 " bytes)", file_size);
 		return READ_TORN;
 	}
-	if (!window(sp, 0, SEG_HDR, file_size, &p, err, errlen))
+	if (!window(sp, r, 0, SEG_HDR, file_size, &p, err, errlen))
 		return READ_IOERR;
 	if (memcmp(p, SEG_MAGIC, SEG_MAGIC_LEN) != 0) {
 		set_err(why, WHY_LEN, "bad segment magic");
@@ -590,8 +624,8 @@ check_header(struct spool *sp, uint64_t file_size, char why[WHY_LEN], char *err,
  * along the spool: the last segment with one in range holds the record.
  */
 static bool
-locate(struct spool *sp, uint64_t lsn, uint64_t *seq, uint64_t *off, uint64_t *prev,
-		char *err, size_t errlen)
+locate(const struct spool *sp, struct reader *r, uint64_t lsn, uint64_t *seq, uint64_t *off,
+		uint64_t *prev, char *err, size_t errlen)
 {
 	const struct seg *s = NULL;
 	uint64_t pos, at;
@@ -611,7 +645,7 @@ locate(struct spool *sp, uint64_t lsn, uint64_t *seq, uint64_t *off, uint64_t *p
 		*prev = s->last_commit_end;
 		return true;
 	}
-	if (!reader_open(sp, s->seq, err, errlen))
+	if (!reader_open(sp, r, s->seq, err, errlen))
 		return false;
 	pos = SEG_HDR;
 	for (at = SEG_HDR; at < s->size;) {
@@ -620,7 +654,7 @@ locate(struct spool *sp, uint64_t lsn, uint64_t *seq, uint64_t *off, uint64_t *p
 		size_t blen;
 		uint64_t total;
 		char why[WHY_LEN];
-		enum read_status rs = read_record(sp, at, s->size, &m, &body, &blen, &total,
+		enum read_status rs = read_record(sp, r, at, s->size, &m, &body, &blen, &total,
 			why, err, errlen);
 
 		if (rs != READ_OK) {
@@ -644,18 +678,43 @@ locate(struct spool *sp, uint64_t lsn, uint64_t *seq, uint64_t *off, uint64_t *p
 	return true;
 }
 
-/* Moves the cursor to the oldest record held that the floor does not cover. */
-static bool
-cursor_to_oldest(struct spool *sp, char *err, size_t errlen)
+static void
+cursor_set(struct spool_cursor *c, uint64_t seq, uint64_t off, uint64_t prev)
 {
-	uint64_t seq, off, prev;
+	c->seq = seq;
+	c->off = off;
+	c->prev = prev;
+}
 
-	if (!locate(sp, sp->floor, &seq, &off, &prev, err, errlen))
+/* Where the oldest record held that the floor does not cover is, read through r. */
+static bool
+oldest_pos(const struct spool *sp, struct reader *r, uint64_t *seq, uint64_t *off,
+		char *err, size_t errlen)
+{
+	uint64_t prev;
+
+	return locate(sp, r, sp->floor, seq, off, &prev, err, errlen);
+}
+
+/* Moves c to the oldest record held that the floor does not cover (reading with its reader). */
+static bool
+cursor_to_oldest(struct spool_cursor *c, char *err, size_t errlen)
+{
+	uint64_t seq, off;
+
+	if (!oldest_pos(c->sp, &c->rd, &seq, &off, err, errlen))
 		return false;
-	sp->cur_seq = seq;
-	sp->cur_off = off;
-	sp->cur_prev = sp->floor;
+	cursor_set(c, seq, off, c->sp->floor);
 	return true;
+}
+
+/* Drops every window: what they show may be cut and written again. */
+static void
+readers_forget(struct spool *sp)
+{
+	sp->scan.win_len = 0;
+	for (struct spool_cursor *c = sp->cursors; c != NULL; c = c->next)
+		c->rd.win_len = 0;
 }
 
 /* --- removing and cutting --------------------------------------------- */
@@ -671,8 +730,16 @@ remove_segment(struct spool *sp, size_t idx, char *err, size_t errlen)
 		close(sp->wfd);
 		sp->wfd = -1;
 	}
-	if (sp->rfd >= 0 && sp->rfd_seq == seq)
-		reader_close(sp);
+	/*
+	 * No reader keeps the file open: Linux would go on reading an unlinked
+	 * file, but what was released is not to be read. Their buffers (a body
+	 * a cursor returned) stay.
+	 */
+	if (sp->scan.fd >= 0 && sp->scan.seq == seq)
+		reader_close(&sp->scan);
+	for (struct spool_cursor *c = sp->cursors; c != NULL; c = c->next)
+		if (c->rd.fd >= 0 && c->rd.seq == seq)
+			reader_close(&c->rd);
 	seg_path(sp, seq, path);
 	if (unlink(path) < 0 && errno != ENOENT) {
 		seg_syserr(sp, seq, "remove", err, errlen);
@@ -722,7 +789,7 @@ truncate_file(struct spool *sp, uint64_t seq, uint64_t size, char *err, size_t e
  * Keeps segments [0, keep) and cuts the last kept one back to its last record
  * that ends a transaction (keep is 0 or such a segment's index + 1). Later
  * segments go first, then the directory is fsynced, then the truncation (see
- * NOTES). The read window is dropped: truncated bytes may be written again.
+ * NOTES). The read windows are dropped: truncated bytes may be written again.
  */
 static bool
 cut_tail(struct spool *sp, size_t keep, char *err, size_t errlen)
@@ -730,7 +797,7 @@ cut_tail(struct spool *sp, size_t keep, char *err, size_t errlen)
 	struct seg *s;
 	bool removed = false;
 
-	sp->win_len = 0;
+	readers_forget(sp);
 	while (sp->nsegs > keep) {
 		if (!remove_segment(sp, sp->nsegs - 1, err, errlen))
 			return false;
@@ -975,7 +1042,7 @@ scan_records(struct spool *sp, struct seg *s, const char *name, struct spool_rec
 		size_t blen;
 		uint64_t total;
 
-		rs = read_record(sp, off, s->file_size, &m, &body, &blen, &total, why,
+		rs = read_record(sp, &sp->scan, off, s->file_size, &m, &body, &blen, &total, why,
 			err, errlen);
 		if (rs == READ_END)
 			return READ_OK;
@@ -1012,9 +1079,9 @@ recover_scan(struct spool *sp, const uint64_t *seqs, size_t n, struct spool_reco
 			set_err(err, errlen, "out of memory recovering spool \"%s\"", sp->dir);
 			return false;
 		}
-		if (!reader_open(sp, s->seq, err, errlen))
+		if (!reader_open(sp, &sp->scan, s->seq, err, errlen))
 			return false;
-		if (fstat(sp->rfd, &st) < 0) {
+		if (fstat(sp->scan.fd, &st) < 0) {
 			seg_syserr(sp, s->seq, "stat", err, errlen);
 			return false;
 		}
@@ -1025,7 +1092,7 @@ recover_scan(struct spool *sp, const uint64_t *seqs, size_t n, struct spool_reco
 			continue;
 		}
 		seg_name(s->seq, name);
-		rs = check_header(sp, s->file_size, why, err, errlen);
+		rs = check_header(sp, &sp->scan, s->file_size, why, err, errlen);
 		if (rs == READ_IOERR)
 			return false;
 		if (rs != READ_OK) {
@@ -1041,7 +1108,7 @@ recover_scan(struct spool *sp, const uint64_t *seqs, size_t n, struct spool_reco
 			*damaged = i;
 		*scanned += s->records;
 	}
-	reader_close(sp);
+	reader_free(&sp->scan);
 	return true;
 }
 
@@ -1069,14 +1136,14 @@ static bool
 recover_sync(struct spool *sp, char *err, size_t errlen)
 {
 	for (size_t i = 0; i < sp->nsegs; i++) {
-		if (!reader_open(sp, sp->segs[i].seq, err, errlen))
+		if (!reader_open(sp, &sp->scan, sp->segs[i].seq, err, errlen))
 			return false;
-		if (spool_fsync(sp, sp->rfd) < 0) {
+		if (spool_fsync(sp, sp->scan.fd) < 0) {
 			seg_syserr(sp, sp->segs[i].seq, "fsync", err, errlen);
 			return false;
 		}
 	}
-	reader_close(sp);
+	reader_free(&sp->scan);
 	return sync_dir(sp, err, errlen);
 }
 
@@ -1148,7 +1215,8 @@ spool_open(const char *dir, uint64_t segment_bytes, struct spool_recovery *rec,
 		set_err(err, errlen, "out of memory opening spool \"%s\"", dir);
 		return NULL;
 	}
-	sp->dirfd = sp->wfd = sp->rfd = -1;
+	sp->dirfd = sp->wfd = -1;
+	reader_init(&sp->scan);
 	sp->segment_bytes = segment_bytes ? segment_bytes : DEFAULT_SEGMENT_BYTES;
 	sp->next_seq = 1;
 
@@ -1179,7 +1247,8 @@ spool_open(const char *dir, uint64_t segment_bytes, struct spool_recovery *rec,
 		goto fail;
 	free(seqs);
 	seqs = NULL;
-	if (!cursor_to_oldest(sp, err, errlen))
+	sp->cur = spool_cursor_new(sp, err, errlen);
+	if (sp->cur == NULL)
 		goto fail;
 	return sp;
 fail:
@@ -1196,10 +1265,11 @@ spool_close(struct spool *sp)
 		return;
 	if (sp->wfd >= 0)
 		close(sp->wfd);
-	reader_close(sp);
+	while (sp->cursors != NULL)
+		spool_cursor_free(sp->cursors);
+	reader_free(&sp->scan);
 	if (sp->dirfd >= 0)
 		close(sp->dirfd);
-	free(sp->buf);
 	free(sp->segs);
 	free(sp->dir);
 	free(sp);
@@ -1357,22 +1427,19 @@ spool_sync(struct spool *sp, char *err, size_t errlen)
 bool
 spool_truncate_incomplete(struct spool *sp, char *err, size_t errlen)
 {
-	struct seg *last;
+	const struct seg *last;
 
 	if (!check_usable(sp, err, errlen))
 		return false;
 	if (!cut_tail(sp, complete_prefix(sp), err, errlen))
 		return fail_spool(sp, err);
-	/* Clamp the cursor to the new end (its prev stays: see NOTES). */
-	if (sp->nsegs == 0) {
-		if (!cursor_to_oldest(sp, err, errlen))
-			return fail_spool(sp, err);
-		return true;
-	}
-	last = &sp->segs[sp->nsegs - 1];
-	if (sp->cur_seq > last->seq || (sp->cur_seq == last->seq && sp->cur_off > last->size)) {
-		sp->cur_seq = last->seq;
-		sp->cur_off = last->size;
+	/* Clamp the cursors to the new end (their prev stays: see NOTES). */
+	last = sp->nsegs > 0 ? &sp->segs[sp->nsegs - 1] : NULL;
+	for (struct spool_cursor *c = sp->cursors; c != NULL; c = c->next) {
+		if (last == NULL)
+			cursor_set(c, sp->next_seq, SEG_HDR, sp->floor);  /* where nothing is held */
+		else if (c->seq > last->seq || (c->seq == last->seq && c->off > last->size))
+			cursor_set(c, last->seq, last->size, c->prev);
 	}
 	return true;
 }
@@ -1423,8 +1490,38 @@ spool_set_floor(struct spool *sp, uint64_t lsn, char *err, size_t errlen)
 		return fail_spool(sp, err);
 	sp->end_lsn = max_u64(sp->end_lsn, lsn);
 	sp->durable_lsn = max_u64(sp->durable_lsn, lsn);
-	/* no record before the cursor ends a transaction: it continues from the floor */
-	sp->cur_prev = lsn;
+	/* no record before a cursor ends a transaction: each continues from the floor */
+	for (struct spool_cursor *c = sp->cursors; c != NULL; c = c->next)
+		c->prev = lsn;
+	return true;
+}
+
+/*
+ * Moves the cursors in removed segments to the oldest record the floor does
+ * not cover (or the next one made). Every sink acknowledged what they skip
+ * (the caller releases at the lowest acknowledgement), so no sender needs
+ * it; a sink that did not would see the jump in prev. The spool's own reader
+ * finds the place: no cursor's window (a body it returned) is touched.
+ */
+static bool
+cursors_past_release(struct spool *sp, char *err, size_t errlen)
+{
+	uint64_t seq = 0, off = 0;
+	bool found = false;
+
+	for (struct spool_cursor *c = sp->cursors; c != NULL; c = c->next) {
+		if (sp->nsegs > 0 && c->seq >= sp->segs[0].seq)
+			continue;
+		if (!found) {
+			bool ok = oldest_pos(sp, &sp->scan, &seq, &off, err, errlen);
+
+			reader_free(&sp->scan);
+			if (!ok)
+				return false;
+			found = true;
+		}
+		cursor_set(c, seq, off, sp->floor);
+	}
 	return true;
 }
 
@@ -1465,16 +1562,9 @@ spool_release_keep(struct spool *sp, uint64_t acked_lsn, const struct spool_pos 
 			return -1;
 		}
 	}
-	/*
-	 * The sink acknowledged what the cursor skips here, so the sender does
-	 * not need it: on to the oldest record the floor does not cover (or the
-	 * next one made).
-	 */
-	if (sp->nsegs == 0 || sp->cur_seq < sp->segs[0].seq) {
-		if (!cursor_to_oldest(sp, err, errlen)) {
-			fail_spool(sp, err);
-			return -1;
-		}
+	if (!cursors_past_release(sp, err, errlen)) {
+		fail_spool(sp, err);
+		return -1;
 	}
 	return removed;
 }
@@ -1508,27 +1598,74 @@ spool_oldest_us(const struct spool *sp)
 	return 0;
 }
 
-uint64_t
-spool_unread_bytes(const struct spool *sp)
+struct spool_pos
+spool_last_pos(const struct spool *sp)
 {
+	return sp->last_pos;
+}
+
+/* --- cursors -------------------------------------------------------- */
+
+struct spool_cursor *
+spool_cursor_new(struct spool *sp, char *err, size_t errlen)
+{
+	struct spool_cursor *c = calloc(1, sizeof(*c));
+
+	if (c == NULL) {
+		set_err(err, errlen, "out of memory making a cursor on spool \"%s\"", sp->dir);
+		return NULL;
+	}
+	c->sp = sp;
+	reader_init(&c->rd);
+	if (!cursor_to_oldest(c, err, errlen)) {
+		reader_free(&c->rd);
+		free(c);
+		return NULL;
+	}
+	c->next = sp->cursors;
+	sp->cursors = c;
+	return c;
+}
+
+void
+spool_cursor_free(struct spool_cursor *c)
+{
+	struct spool_cursor **pp;
+
+	if (c == NULL)
+		return;
+	for (pp = &c->sp->cursors; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	}
+	reader_free(&c->rd);
+	free(c);
+}
+
+uint64_t
+spool_cursor_unread_bytes(const struct spool_cursor *c)
+{
+	const struct spool *sp = c->sp;
 	uint64_t b = 0;
 
 	for (size_t i = 0; i < sp->nsegs; i++) {
 		const struct seg *s = &sp->segs[i];
 
-		if (s->seq > sp->cur_seq)
+		if (s->seq > c->seq)
 			b += s->size - SEG_HDR;
-		else if (s->seq == sp->cur_seq && s->size > sp->cur_off)
-			b += s->size - sp->cur_off;
+		else if (s->seq == c->seq && s->size > c->off)
+			b += s->size - c->off;
 	}
 	return b;
 }
 
-/* --- the cursor ------------------------------------------------------- */
-
 enum spool_seek_result
-spool_seek(struct spool *sp, uint64_t resume_lsn, uint64_t *prev_lsn, char *err, size_t errlen)
+spool_cursor_seek(struct spool_cursor *c, uint64_t resume_lsn, uint64_t *prev_lsn,
+		char *err, size_t errlen)
 {
+	const struct spool *sp = c->sp;
 	uint64_t seq, off, prev;
 
 	if (resume_lsn != 0 && resume_lsn < sp->floor) {
@@ -1538,25 +1675,24 @@ spool_seek(struct spool *sp, uint64_t resume_lsn, uint64_t *prev_lsn, char *err,
 		return SPOOL_SEEK_GAP;
 	}
 	/* 0: the sink has nothing, served from the oldest record the floor does not cover */
-	if (!locate(sp, max_u64(resume_lsn, sp->floor), &seq, &off, &prev, err, errlen))
+	if (!locate(sp, &c->rd, max_u64(resume_lsn, sp->floor), &seq, &off, &prev, err, errlen))
 		return SPOOL_SEEK_ERROR;
-	sp->cur_seq = seq;
-	sp->cur_off = off;
-	sp->cur_prev = max_u64(prev, sp->floor);
+	cursor_set(c, seq, off, max_u64(prev, sp->floor));
 	if (prev_lsn != NULL)
-		*prev_lsn = sp->cur_prev;
+		*prev_lsn = c->prev;
 	return SPOOL_SEEK_OK;
 }
 
 /* Where a record at pos continues from: the last transaction end before it, or the floor. */
 static bool
-prev_of(struct spool *sp, const struct seg *s, uint64_t pos, uint64_t *prev, char *err, size_t errlen)
+prev_of(const struct spool *sp, struct reader *r, const struct seg *s, uint64_t pos,
+		uint64_t *prev, char *err, size_t errlen)
 {
 	*prev = 0;
 	for (const struct seg *e = sp->segs; e < s; e++)
 		if (e->last_commit_end != 0)
 			*prev = e->last_commit_end;
-	if (!reader_open(sp, s->seq, err, errlen))
+	if (!reader_open(sp, r, s->seq, err, errlen))
 		return false;
 	for (uint64_t at = SEG_HDR; at < pos;) {
 		struct spool_meta m;
@@ -1564,7 +1700,8 @@ prev_of(struct spool *sp, const struct seg *s, uint64_t pos, uint64_t *prev, cha
 		size_t blen;
 		uint64_t total;
 		char why[WHY_LEN];
-		enum read_status rs = read_record(sp, at, s->size, &m, &body, &blen, &total, why, err, errlen);
+		enum read_status rs = read_record(sp, r, at, s->size, &m, &body, &blen, &total, why,
+			err, errlen);
 
 		if (rs != READ_OK) {
 			if (rs != READ_IOERR)
@@ -1580,11 +1717,11 @@ prev_of(struct spool *sp, const struct seg *s, uint64_t pos, uint64_t *prev, cha
 }
 
 enum spool_seek_result
-spool_seek_from(struct spool *sp, uint64_t resume_lsn, const struct spool_pos *from,
+spool_cursor_seek_from(struct spool_cursor *c, uint64_t resume_lsn, const struct spool_pos *from,
 		uint64_t *prev_lsn, char *err, size_t errlen)
 {
-	enum spool_seek_result r = spool_seek(sp, resume_lsn, prev_lsn, err, errlen);
-	const struct seg *s = from ? seg_find(sp, from->seq) : NULL;
+	enum spool_seek_result r = spool_cursor_seek(c, resume_lsn, prev_lsn, err, errlen);
+	const struct seg *s = from ? seg_find(c->sp, from->seq) : NULL;
 	uint64_t prev;
 
 	if (r != SPOOL_SEEK_OK || !from)
@@ -1594,67 +1731,94 @@ spool_seek_from(struct spool *sp, uint64_t resume_lsn, const struct spool_pos *f
 			"no longer holds it", from->seq, from->off);
 		return SPOOL_SEEK_GAP;
 	}
-	if (from->seq > sp->cur_seq || (from->seq == sp->cur_seq && from->off >= sp->cur_off))
+	if (from->seq > c->seq || (from->seq == c->seq && from->off >= c->off))
 		return r;  /* the cursor is at or before it already */
-	if (!prev_of(sp, s, from->off, &prev, err, errlen))
+	if (!prev_of(c->sp, &c->rd, s, from->off, &prev, err, errlen))
 		return SPOOL_SEEK_ERROR;
-	sp->cur_seq = from->seq;
-	sp->cur_off = from->off;
-	sp->cur_prev = prev;
+	cursor_set(c, from->seq, from->off, prev);
 	if (prev_lsn != NULL)
 		*prev_lsn = prev;
 	return SPOOL_SEEK_OK;
 }
 
-struct spool_pos
-spool_last_pos(const struct spool *sp)
-{
-	return sp->last_pos;
-}
-
 int
-spool_read(struct spool *sp, struct spool_meta *meta, const uint8_t **body, size_t *len,
-		char *err, size_t errlen)
+spool_cursor_read(struct spool_cursor *c, struct spool_meta *meta, const uint8_t **body,
+		size_t *len, char *err, size_t errlen)
 {
+	const struct spool *sp = c->sp;
+
 	for (;;) {
-		const struct seg *s = seg_find(sp, sp->cur_seq);
+		const struct seg *s = seg_find(sp, c->seq);
 		enum read_status rs;
 		uint64_t total;
 		char why[WHY_LEN];
 
 		if (s == NULL)
 			return 0;        /* past the end: the next segment is not made yet */
-		if (sp->cur_off >= s->size) {
+		if (c->off >= s->size) {
 			size_t next = (size_t)(s - sp->segs) + 1;
 
 			if (next >= sp->nsegs)
 				return 0;
-			sp->cur_seq = sp->segs[next].seq;
-			sp->cur_off = SEG_HDR;
+			c->seq = sp->segs[next].seq;
+			c->off = SEG_HDR;
 			continue;
 		}
-		if (!reader_open(sp, s->seq, err, errlen))
+		if (!reader_open(sp, &c->rd, s->seq, err, errlen))
 			return -1;
-		rs = read_record(sp, sp->cur_off, s->size, meta, body, len, &total, why, err, errlen);
+		rs = read_record(sp, &c->rd, c->off, s->size, meta, body, len, &total, why, err, errlen);
 		if (rs == READ_OK) {
-			sp->cur_off += total;
+			c->off += total;
 			if (meta->commit_end_lsn != 0)
-				sp->cur_prev = meta->commit_end_lsn;
+				c->prev = meta->commit_end_lsn;
 			return 1;
 		}
 		if (rs != READ_IOERR) {
 			char path[PATH_MAX];
 
 			seg_path(sp, s->seq, path);
-			set_err(err, errlen, "spool segment \"%s\" at %" PRIu64 ": %s", path,
-				sp->cur_off, why);
+			set_err(err, errlen, "spool segment \"%s\" at %" PRIu64 ": %s", path, c->off, why);
 		}
 		return -1;
 	}
 }
 
 uint64_t
+spool_cursor_prev(const struct spool_cursor *c)
+{
+	return c->prev;
+}
+
+/* --- the default cursor ------------------------------------------------ */
+
+uint64_t
+spool_unread_bytes(const struct spool *sp)
+{
+	return spool_cursor_unread_bytes(sp->cur);
+}
+
+enum spool_seek_result
+spool_seek(struct spool *sp, uint64_t resume_lsn, uint64_t *prev_lsn, char *err, size_t errlen)
+{
+	return spool_cursor_seek(sp->cur, resume_lsn, prev_lsn, err, errlen);
+}
+
+enum spool_seek_result
+spool_seek_from(struct spool *sp, uint64_t resume_lsn, const struct spool_pos *from,
+		uint64_t *prev_lsn, char *err, size_t errlen)
+{
+	return spool_cursor_seek_from(sp->cur, resume_lsn, from, prev_lsn, err, errlen);
+}
+
+int
+spool_read(struct spool *sp, struct spool_meta *meta, const uint8_t **body, size_t *len,
+		char *err, size_t errlen)
+{
+	return spool_cursor_read(sp->cur, meta, body, len, err, errlen);
+}
+
+uint64_t
 spool_cursor_prev_lsn(const struct spool *sp)
 {
-	return sp->cur_prev;
+	return sp->cur->prev;
 }

@@ -50,10 +50,21 @@
  * drops it when the source restarts in the middle of a transaction. The source
  * then reads it again from the slot, which never confirmed it.
  *
- * One reader cursor (the sender): spool_seek() positions it for a resume
- * position, spool_read() returns records in order, spool_cursor_prev_lsn()
- * says where the record at the cursor continues from. Appending never moves
- * it.
+ * Cursors. A cursor reads the records in order: spool_cursor_seek()
+ * positions it for a resume position, spool_cursor_read() returns records,
+ * spool_cursor_prev() says where the record at the cursor continues from.
+ * A spool has several, independent of each other (one sender per
+ * destination site reading what one slot read): each has its own file
+ * descriptor and read window, and only its own calls move it. Appending
+ * never moves one. The cursor functions that take the spool (spool_seek(),
+ * spool_seek_from(), spool_read(), spool_cursor_prev_lsn(),
+ * spool_unread_bytes()) use its default cursor, which spool_open() makes
+ * and spool_close() frees. Releasing is by acknowledged LSN, for the
+ * spool as a whole: with several senders the caller releases at the lowest
+ * acknowledgement of their sinks (and keeps what the earliest reach-back
+ * needs), so every record a release removes is one every sink has. A cursor
+ * in a segment that goes moves on (see spool_release()); no cursor reads
+ * what was released, and none keeps a removed segment open.
  *
  * Not thread-safe; plain blocking file I/O (fsync included).
  */
@@ -120,6 +131,7 @@ struct spool_recovery {
  */
 struct spool *spool_open(const char *dir, uint64_t segment_bytes, struct spool_recovery *rec,
 		char *err, size_t errlen);
+/* Closes the spool and frees its cursors, spool_cursor_new()'s too. */
 void spool_close(struct spool *sp);
 
 /*
@@ -147,8 +159,8 @@ bool spool_fsync_failed(const struct spool *sp);
 
 /*
  * Drops the records after the last one that ends a transaction (see above),
- * durably. A cursor past the new end moves to it, so what is appended next is
- * read next.
+ * durably. Every cursor past the new end moves to it, so what is appended
+ * next is read next.
  */
 bool spool_truncate_incomplete(struct spool *sp, char *err, size_t errlen);
 
@@ -183,9 +195,12 @@ bool spool_set_floor(struct spool *sp, uint64_t lsn, char *err, size_t errlen);
  * segments hold (in whole or in part) ends. Returns the number of segments
  * removed, or -1 on an I/O error (message in err; the spool is then failed,
  * like after an append error; segments already removed stay removed, the
- * floor covers them). A cursor in a removed segment moves to the oldest
+ * floor covers them). Every cursor in a removed segment moves to the oldest
  * record held that the floor does not cover (the sink has what it skips:
- * every record skipped ends at or before acked_lsn), its prev to the floor.
+ * every record skipped ends at or before acked_lsn), its prev to the floor;
+ * its next read goes on from there, and a sink that lacks what was skipped
+ * sees the jump (the prev of what it gets is above what it has) and seeks
+ * again, which is then SPOOL_SEEK_GAP. What a cursor read last stays valid.
  * spool_end_lsn() and spool_durable_lsn() keep their values, or rise to the
  * floor (the sink may acknowledge records not fsynced yet).
  */
@@ -252,6 +267,41 @@ int spool_read(struct spool *sp, struct spool_meta *meta, const uint8_t **body, 
  * spool_read() to stamp the record read.
  */
 uint64_t spool_cursor_prev_lsn(const struct spool *sp);
+
+/*
+ * Cursors of one's own (see above). Each function does for cursor c what
+ * the function of the default cursor without "cursor_" in its name does,
+ * as documented there (spool_cursor_prev(): spool_cursor_prev_lsn()).
+ */
+struct spool_cursor;
+
+/*
+ * A new cursor at the oldest record held that the floor does not cover (as
+ * after spool_cursor_seek(c, 0)), or at the end of an empty spool; its
+ * prev is the floor. NULL when out of memory or on an I/O error (err says).
+ * Free it with spool_cursor_free() (NULL: nothing) before or with
+ * spool_close(), which frees every cursor still there.
+ */
+struct spool_cursor *spool_cursor_new(struct spool *sp, char *err, size_t errlen);
+void spool_cursor_free(struct spool_cursor *c);
+
+enum spool_seek_result spool_cursor_seek(struct spool_cursor *c, uint64_t resume_lsn,
+		uint64_t *prev_lsn, char *err, size_t errlen);
+enum spool_seek_result spool_cursor_seek_from(struct spool_cursor *c, uint64_t resume_lsn,
+		const struct spool_pos *from, uint64_t *prev_lsn, char *err, size_t errlen);
+
+/*
+ * The body it returns lies in c's own buffer: valid until c's next
+ * spool_cursor_seek(), spool_cursor_seek_from(), spool_cursor_read() or
+ * spool_cursor_free(), or spool_close(). Other cursors' calls, appending,
+ * syncing, releasing (even the record's segment) and cutting an incomplete
+ * tail leave it as it is.
+ */
+int spool_cursor_read(struct spool_cursor *c, struct spool_meta *meta, const uint8_t **body,
+		size_t *len, char *err, size_t errlen);
+
+uint64_t spool_cursor_prev(const struct spool_cursor *c);
+uint64_t spool_cursor_unread_bytes(const struct spool_cursor *c);
 
 /* Bytes on disk (segment headers included), records, and the oldest record's spooled_at_us (0 when empty). */
 uint64_t spool_bytes(const struct spool *sp);
