@@ -7,6 +7,7 @@
  */
 #include "gateway/stream/joinhold.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -68,6 +69,23 @@ static bool hold_fail(char *err, size_t errlen, const struct joinhold *h, const 
 {
 	snprintf(err, errlen, "%s %s: %s", what, h->path, strerror(errno));
 	return false;
+}
+
+void joinhold_clean(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+
+	if (!d)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		size_t len = strlen(e->d_name);
+
+		if (len > 10 && strncmp(e->d_name, "join-", 5) == 0 &&
+		    strcmp(e->d_name + len - 5, ".hold") == 0)
+			(void)unlinkat(dirfd(d), e->d_name, 0);
+	}
+	closedir(d);
 }
 
 struct joinhold *joinhold_new(const char *dir, unsigned n, char *err, size_t errlen)

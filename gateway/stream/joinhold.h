@@ -36,6 +36,8 @@
 
 struct joinhold;
 
+/* Removes every hold file a previous process left in dir (never trusted across a restart). */
+void joinhold_clean(const char *dir);
 /* Creates (empty) the file "join-<n>.hold" in dir; NULL on failure (err says). */
 struct joinhold *joinhold_new(const char *dir, unsigned n, char *err, size_t errlen);
 /* Closes and removes the file. */

@@ -1084,6 +1084,7 @@ struct streamjoin *streamjoin_new_sink(struct event_base *base, struct relay *re
 	j->spill_dir = strdup(spill_dir);
 	j->gate = joingate_new(join_hold_cb, j);
 	syncplan_init(&j->adopting);
+	joinhold_clean(spill_dir);
 	if (!j->spill_dir || !j->gate) {
 		streamjoin_free(j);
 		return NULL;

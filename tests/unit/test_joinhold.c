@@ -591,6 +591,32 @@ static void test_free_removes_the_file(void **state)
 	joinhold_free(NULL);
 }
 
+/* What a previous process left: its hold files go, anything else stays. */
+static void test_clean_removes_only_hold_files(void **state)
+{
+	struct fixture *f = *state;
+	const char *names[] = { "join-12.hold", "join-x.hold", "7.spill", "join-3.holdx", "join.hold" };
+	const bool gone[] = { true, true, false, false, false };
+	char path[128];
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		FILE *fp;
+
+		snprintf(path, sizeof(path), "%s/%s", f->dir, names[i]);
+		fp = fopen(path, "w");
+		assert_non_null(fp);
+		fclose(fp);
+	}
+	joinhold_clean(f->dir);
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", f->dir, names[i]);
+		assert_int_equal(access(path, F_OK) == 0, !gone[i]);
+		if (!gone[i])
+			(void)unlink(path);
+	}
+	joinhold_clean("/nonexistent-strait-dir");      /* nothing there: nothing done */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -608,6 +634,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_outside_a_transaction_refused, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_free_removes_the_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_clean_removes_only_hold_files, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
