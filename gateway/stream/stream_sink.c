@@ -87,14 +87,20 @@ void stream_sink_sequences(struct stream *st, const struct relay_proto_sequences
  */
 static uint64_t sink_freed_total(const struct stream *st)
 {
-	uint64_t freed = st->sink.apply ? apply_released_bytes(st->sink.apply) : 0;
+	uint64_t freed = st->sink.apply ? apply_released_bytes(st->sink.apply) : 0, replayed = 0;
 
-	if (st->sink.spill)
-		freed += streamspill_consumed_bytes(st->sink.spill) -
-			 streamspill_replayed_bytes(st->sink.spill);
+	if (st->sink.spill) {
+		freed += streamspill_consumed_bytes(st->sink.spill);
+		replayed += streamspill_replayed_bytes(st->sink.spill);
+	}
 	/* a joining table's held changes count as freed once on disk, as the spill's do */
-	freed += streamjoin_held_bytes(st->join) - streamjoin_replayed_bytes(st->join);
-	return freed;
+	freed += streamjoin_held_bytes(st->join);
+	replayed += streamjoin_replayed_bytes(st->join);
+	/*
+	 * A replay hands over more than it took in (a held change gets its
+	 * Begin, Relation and Commit again) before the apply frees it: never below 0.
+	 */
+	return freed > replayed ? freed - replayed : 0;
 }
 
 /*
