@@ -43,9 +43,11 @@ struct joingate {
 	bool guard;
 
 	struct joingate_table *tables;
+	size_t tables_cap;           /* grown by doubling: relations point into the array */
 	size_t ntables;
 	struct joingate_rel *rels;
 	size_t nrels;
+	size_t last_rel;             /* the relation looked up last: changes come in runs */
 	struct joingate_undo *undo;  /* the first pass's replaced relations */
 	size_t nundo;
 	size_t nrels_run;            /* relations known before the body */
@@ -113,6 +115,7 @@ bool joingate_set(struct joingate *g, const char *schema, const char *table,
 		enum joingate_kind kind)
 {
 	struct joingate_table *t = joingate_find(g, schema, table), *grown;
+	bool moved = false;
 
 	if (t && kind != JOINGATE_UNKNOWN_TABLE) {
 		t->kind = kind;
@@ -122,11 +125,18 @@ bool joingate_set(struct joingate *g, const char *schema, const char *table,
 		free(t->schema);
 		free(t->table);
 		*t = g->tables[--g->ntables];
+		moved = true;             /* the last table took its place */
 	} else if (kind != JOINGATE_UNKNOWN_TABLE) {
-		grown = realloc(g->tables, (g->ntables + 1) * sizeof(*grown));
-		if (!grown)
-			return false;
-		g->tables = grown;
+		if (g->ntables == g->tables_cap) {
+			size_t cap = g->tables_cap ? 2 * g->tables_cap : 64;
+
+			grown = realloc(g->tables, cap * sizeof(*grown));
+			if (!grown)
+				return false;
+			moved = grown != g->tables;
+			g->tables = grown;
+			g->tables_cap = cap;
+		}
 		t = &g->tables[g->ntables];
 		t->schema = strdup(schema);
 		t->table = strdup(table);
@@ -140,9 +150,14 @@ bool joingate_set(struct joingate *g, const char *schema, const char *table,
 		}
 		g->ntables++;
 	}
-	/* the array may have moved: every relation is looked up again */
+	/*
+	 * Relations point into the array: when it moved, every one is looked up
+	 * again (rarely: it doubles), else only those of this name.
+	 */
 	for (size_t i = 0; i < g->nrels; i++)
-		g->rels[i].t = joingate_find(g, g->rels[i].schema, g->rels[i].table);
+		if (moved || (strcmp(g->rels[i].schema, schema) == 0 &&
+			      strcmp(g->rels[i].table, table) == 0))
+			g->rels[i].t = joingate_find(g, g->rels[i].schema, g->rels[i].table);
 	return true;
 }
 
@@ -221,11 +236,16 @@ uint64_t joingate_held(const struct joingate *g)
 
 /* ---- relations ---- */
 
-static struct joingate_rel *joingate_rel(const struct joingate *g, uint32_t oid)
+static struct joingate_rel *joingate_rel(struct joingate *g, uint32_t oid)
 {
-	for (size_t i = 0; i < g->nrels; i++)
-		if (g->rels[i].oid == oid)
+	if (g->last_rel < g->nrels && g->rels[g->last_rel].oid == oid)
+		return &g->rels[g->last_rel];
+	for (size_t i = 0; i < g->nrels; i++) {
+		if (g->rels[i].oid == oid) {
+			g->last_rel = i;
 			return &g->rels[i];
+		}
+	}
 	return NULL;
 }
 
@@ -326,7 +346,7 @@ static uint64_t joingate_final_lsn(const struct joingate *g)
 }
 
 /* A relation's kind for the open transaction: a table that left is a member before it left. */
-static enum joingate_kind joingate_rel_kind(const struct joingate *g, uint32_t oid)
+static enum joingate_kind joingate_rel_kind(struct joingate *g, uint32_t oid)
 {
 	const struct joingate_rel *r = joingate_rel(g, oid);
 
