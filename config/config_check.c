@@ -246,26 +246,20 @@ static bool stream_has_via(const struct config_ctx *ctx, const struct strait_con
 
 /*
  * This version's data path reads a stream on its source and sends it straight
- * to one site, which applies it. The contract takes more (to: a list, via),
- * and everything above checks it whole; this is the one place that refuses
- * what the data path cannot run yet. It goes when streams fan out and relay.
+ * to each destination, which applies it. The contract takes more (via), and
+ * everything above checks it whole; this is the one place that refuses what
+ * the data path cannot run yet. It goes when streams relay.
  */
 static void check_this_version_runs(struct config_ctx *ctx, const struct strait_config *cfg,
 		size_t i)
 {
-	const struct config_stream *st = &cfg->streams[i];
 	char key[CONFIG_KEY_MAX];
 
 	if (ctx->contract_only)
 		return;
-	if (st->n_to > 1) {
-		snprintf(key, sizeof(key), "streams[%zu].to", i);
-		config_error_at(ctx, key, "this version replicates a stream to one site, direct: "
-				"%zu destinations are not supported yet (list one site)", st->n_to);
-	}
 	if (stream_has_via(ctx, cfg, i)) {
 		snprintf(key, sizeof(key), "streams[%zu].via", i);
-		config_error_at(ctx, key, "this version replicates a stream to one site, direct: "
+		config_error_at(ctx, key, "this version sends a stream straight to each destination: "
 				"relays (via) are not supported yet");
 	}
 }

@@ -53,27 +53,38 @@
 
 /* ------------------------------------------------------------ pure parts */
 
-bool failover_stream_ends(size_t from, size_t to, size_t self, enum role_kind role,
-		size_t *src, size_t *dst)
+size_t failover_stream_ends(size_t from, const size_t *to, size_t n_to, size_t self,
+		enum role_kind role, size_t *src, size_t *dst)
 {
-	size_t other;
+	size_t n = 0, ends = 1;
+	bool mine = from == self;
 
-	if (self != from && self != to)
-		return false;
-	other = self == from ? to : from;
-	switch (role) {
-	case ROLE_PRIMARY:
-		*src = self;
-		*dst = other;
-		return true;
-	case ROLE_REPLICA:
-		*src = other;
-		*dst = self;
-		return true;
-	case ROLE_FENCED:
-		break;
+	for (size_t i = 0; i < n_to; i++) {
+		mine = mine || to[i] == self;
+		ends += to[i] != from;
 	}
-	return false;
+	if (!mine || role == ROLE_FENCED)
+		return 0;
+	if (role == ROLE_PRIMARY) {
+		*src = self;
+		if (from != self)
+			dst[n++] = from;
+		for (size_t i = 0; i < n_to; i++)
+			if (to[i] != self && to[i] != from)
+				dst[n++] = to[i];
+		return n;
+	}
+	if (from != self) {
+		*src = from;
+	} else if (ends == 2) {
+		for (size_t i = 0; i < n_to; i++)
+			if (to[i] != self)
+				*src = to[i];
+	} else {
+		return 0;
+	}
+	dst[0] = self;
+	return 1;
 }
 
 void fo_time_text(int64_t us, char *buf, size_t len)

@@ -88,12 +88,19 @@ void failover_stepped_down(struct failover *f, const char *peer);
 /* ---- pure parts, for tests ---- */
 
 /*
- * A stream configured between from and to, at site self whose role is role:
- * where it runs from (*src) and to (*dst). False when self is neither end or
- * is fenced (the stream does not run here).
+ * A stream configured from site from to sites to[0..n_to), at site self
+ * whose role is role: where it runs from now (*src) and to (dst[], at most
+ * n_to + 1 entries); returns how many destinations dst holds here: every
+ * other end when self is the source (a primary sends to every end of the
+ * stream, the configured source too when it is a replica now), 1 (self)
+ * when self receives it, 0 when it does not run here (self is no end, is
+ * fenced, or is a replica that does not know which end sends: the
+ * configured source of a stream of more than two ends).
+ * A replica receives from the configured source, or from the other end of a
+ * two-ended stream when it is the configured source itself.
  */
-bool failover_stream_ends(size_t from, size_t to, size_t self, enum role_kind role,
-		size_t *src, size_t *dst);
+size_t failover_stream_ends(size_t from, const size_t *to, size_t n_to, size_t self,
+		enum role_kind role, size_t *src, size_t *dst);
 
 /* What the target of a failover knows of what it lacks. */
 struct failover_lag {

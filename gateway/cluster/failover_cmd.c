@@ -87,6 +87,25 @@ static bool fo_parse(struct control_request *req, int argc, char **argv, const c
 	return true;
 }
 
+/*
+ * This version moves the primary between the two ends of two-site streams
+ * only: with a stream sent to several sites, the replicas that are not the
+ * new primary would go on waiting for the old one. False (answered) then.
+ */
+static bool fo_two_sites_only(struct failover *f, struct control_request *req, const char *cmd)
+{
+	for (size_t i = 0; i < f->cfg->n_streams; i++) {
+		const struct config_stream *cs = &f->cfg->streams[i];
+
+		if (cs->n_to > 1) {
+			fo_refuse(req, "stream %s goes to %zu sites: this version runs %s only between "
+				  "the two sites of two-site streams", cs->name, cs->n_to, cmd);
+			return false;
+		}
+	}
+	return true;
+}
+
 void failover_cmd_switchover(struct failover *f, struct control_request *req, int argc,
 		char **argv)
 {
@@ -94,7 +113,7 @@ void failover_cmd_switchover(struct failover *f, struct control_request *req, in
 	int target;
 
 	if (!fo_parse(req, argc, argv, &to, NULL, NULL, NULL, "switchover --to SITE") ||
-	    fo_busy(f, req))
+	    fo_busy(f, req) || !fo_two_sites_only(f, req, "switchover"))
 		return;
 	target = fo_site_index(f, to);
 	if (target < 0) {
@@ -142,6 +161,8 @@ void failover_cmd_failover(struct failover *f, struct control_request *req, int 
 		fo_dry_run(f, req, force, json);
 		return;
 	}
+	if (!fo_two_sites_only(f, req, "failover"))
+		return;
 	if (role_current(f->role) == ROLE_PRIMARY) {
 		fo_refuse(req, "site %s is the primary already", self);
 		return;
@@ -167,7 +188,7 @@ void failover_cmd_rejoin(struct failover *f, struct control_request *req, int ar
 		fo_refuse(req, "usage: rejoin SITE");
 		return;
 	}
-	if (fo_busy(f, req))
+	if (fo_busy(f, req) || !fo_two_sites_only(f, req, "rejoin"))
 		return;
 	if (fo_site_index(f, argv[1]) < 0) {
 		fo_refuse(req, "no site named %s", argv[1]);

@@ -116,61 +116,78 @@ static void daemon_declare_metrics(struct metrics_writer *w)
 }
 
 /* A source's initial sync: the round's figures once it has a plan. */
-static void daemon_collect_sync(struct metrics_writer *w, const char *stream,
+static void daemon_collect_sync(struct metrics_writer *w, const char *stream, const char *to,
 		const struct streamsync_figures *f)
 {
-	metrics_value(w, "strait_initial_sync_running", f->running, "stream", stream, NULL);
-	metrics_value(w, "strait_initial_sync_rows_total", (double)f->rows, "stream", stream, NULL);
-	metrics_value(w, "strait_initial_sync_bytes_total", (double)f->bytes, "stream", stream, NULL);
+	metrics_value(w, "strait_initial_sync_running", f->running, "stream", stream, "to", to,
+		      NULL);
+	metrics_value(w, "strait_initial_sync_rows_total", (double)f->rows, "stream", stream, "to",
+		      to, NULL);
+	metrics_value(w, "strait_initial_sync_bytes_total", (double)f->bytes, "stream", stream, "to",
+		      to, NULL);
 	if (!f->round)
 		return;
 	metrics_value(w, "strait_initial_sync_tables", (double)f->tables_total, "stream", stream,
-		      NULL);
+		      "to", to, NULL);
 	metrics_value(w, "strait_initial_sync_tables_done", (double)f->tables_done, "stream", stream,
-		      NULL);
+		      "to", to, NULL);
 	if (f->eta_s >= 0)
-		metrics_value(w, "strait_initial_sync_eta_seconds", f->eta_s, "stream", stream, NULL);
+		metrics_value(w, "strait_initial_sync_eta_seconds", f->eta_s, "stream", stream, "to",
+			      to, NULL);
 }
 
-static void daemon_collect_stream(void *arg, const struct stream_report *r)
+/* What the stream's one reader has, whatever the destination: once per stream. */
+static void daemon_collect_reader(struct metrics_writer *w, const struct stream_report *r)
 {
-	struct metrics_writer *w = arg;
-
-	metrics_value(w, "strait_stream_info", 1, "stream", r->name,
-		      "role", r->sink ? "sink" : "source", "peer", r->peer, NULL);
-	for (size_t i = 0; i < daemon_n_stream_states; i++)
-		metrics_value(w, "strait_stream_state", strcmp(r->state, daemon_stream_states[i]) == 0,
-			      "stream", r->name, "state", daemon_stream_states[i], NULL);
-	metrics_value(w, "strait_stream_lag_bytes", (double)r->lag_bytes, "stream", r->name, NULL);
-	metrics_value(w, "strait_stream_lag_seconds", r->lag_seconds, "stream", r->name, NULL);
-	metrics_value(w, "strait_stream_applied_lsn", (double)r->applied_lsn, "stream", r->name,
-		      NULL);
-	metrics_value(w, "strait_stream_batches_total", (double)r->batches, "stream", r->name,
-		      NULL);
-	if (r->sink)
-		return;
-	metrics_value(w, "strait_stream_bytes_raw_total", (double)r->bytes_raw, "stream", r->name,
-		      NULL);
-	metrics_value(w, "strait_stream_bytes_compressed_total", (double)r->bytes_compressed,
-		      "stream", r->name, NULL);
 	metrics_value(w, "strait_spool_bytes", (double)r->spool_bytes, "stream", r->name, NULL);
 	metrics_value(w, "strait_spool_max_bytes", (double)r->spool_max_bytes, "stream", r->name,
 		      NULL);
 	metrics_value(w, "strait_spool_records", (double)r->spool_records, "stream", r->name, NULL);
 	metrics_value(w, "strait_spool_oldest_record_age_seconds", r->spool_oldest_age, "stream",
 		      r->name, NULL);
-	metrics_value(w, "strait_stream_held", r->held, "stream", r->name, NULL);
-	metrics_value(w, "strait_stream_rate_limit_bytes_per_second",
-		      r->rate_unlimited ? INFINITY : (double)r->rate, "stream", r->name, NULL);
-	metrics_value(w, "strait_stream_schedule_rule", r->rule, "stream", r->name, NULL);
 	if (r->slot_retained_bytes >= 0)
 		metrics_value(w, "strait_slot_retained_bytes", (double)r->slot_retained_bytes, "stream",
 			      r->name, NULL);
 	metrics_value(w, "strait_disk_warning_level", r->warning_level, "stream", r->name, NULL);
-	metrics_value(w, "strait_stream_wan_bytes_total", (double)r->bytes_wan, "stream", r->name,
+}
+
+/*
+ * One stream to one destination, as the source or that destination sees it:
+ * labelled by stream and to (the destination site) on both sides, so that
+ * both views of one destination share their labels.
+ */
+static void daemon_collect_stream(void *arg, const struct stream_report *r)
+{
+	struct metrics_writer *w = arg;
+	const char *n = r->name, *t = r->to;
+
+	metrics_value(w, "strait_stream_info", 1, "stream", n,
+		      "role", r->sink ? "sink" : "source", "peer", r->peer, NULL);
+	for (size_t i = 0; i < daemon_n_stream_states; i++)
+		metrics_value(w, "strait_stream_state", strcmp(r->state, daemon_stream_states[i]) == 0,
+			      "stream", n, "to", t, "state", daemon_stream_states[i], NULL);
+	metrics_value(w, "strait_stream_lag_bytes", (double)r->lag_bytes, "stream", n, "to", t, NULL);
+	metrics_value(w, "strait_stream_lag_seconds", r->lag_seconds, "stream", n, "to", t, NULL);
+	metrics_value(w, "strait_stream_applied_lsn", (double)r->applied_lsn, "stream", n, "to", t,
+		      NULL);
+	metrics_value(w, "strait_stream_batches_total", (double)r->batches, "stream", n, "to", t,
+		      NULL);
+	if (r->sink)
+		return;
+	metrics_value(w, "strait_stream_bytes_raw_total", (double)r->bytes_raw, "stream", n, "to", t,
+		      NULL);
+	metrics_value(w, "strait_stream_bytes_compressed_total", (double)r->bytes_compressed,
+		      "stream", n, "to", t, NULL);
+	if (r->reader)
+		daemon_collect_reader(w, r);
+	metrics_value(w, "strait_stream_held", r->held, "stream", n, "to", t, NULL);
+	metrics_value(w, "strait_stream_rate_limit_bytes_per_second",
+		      r->rate_unlimited ? INFINITY : (double)r->rate, "stream", n, "to", t, NULL);
+	metrics_value(w, "strait_stream_schedule_rule", r->rule, "stream", n, "to", t, NULL);
+	metrics_value(w, "strait_stream_wan_bytes_total", (double)r->bytes_wan, "stream", n, "to", t,
 		      NULL);
 	if (r->sync)
-		daemon_collect_sync(w, r->name, &r->sync_figures);
+		daemon_collect_sync(w, n, t, &r->sync_figures);
 }
 
 /*

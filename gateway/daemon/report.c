@@ -169,6 +169,10 @@ void daemon_status_json(struct daemon *d, struct json_out *j)
 		json_string(j, "name", s->name);
 		json_string(j, "from", cfg->sites[s->from].name);
 		json_string(j, "to", cfg->sites[config_stream_to(s)].name);
+		json_array_begin(j, "destinations");
+		for (size_t k = 0; k < s->n_to; k++)
+			json_string(j, NULL, cfg->sites[s->to[k]].name);
+		json_array_end(j);
 		json_string(j, "publication", s->publication);
 		json_string(j, "mode", s->mode == CONFIG_MODE_BATCH ? "batch" : "live");
 		json_object_end(j);

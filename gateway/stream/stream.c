@@ -102,35 +102,45 @@ static void view_dest(struct config_stream *view, struct stream_dest *dest, size
 	view->n_to = 1;
 }
 
-/* The config entry as it runs now; false when this site has no part in it. */
-static bool stream_view(const struct streams_box *b, const struct config_stream *cs,
-		struct config_stream *view, struct stream_dest *dest)
+/*
+ * Where the config entry runs now: its source (*src) and its destinations
+ * (dst, room for n_to + 1); 0 when this site has no part in it.
+ */
+static size_t stream_ends(const struct streams_box *b, const struct config_stream *cs, size_t *src,
+		size_t *dst)
 {
-	size_t src, dst, to = config_stream_to(cs);
+	enum role_kind role = b->role;
 
-	*view = *cs;
-	view_dest(view, dest, to);
-	if (b->by_config) {
-		src = cs->from;
-		dst = to;
-		if (src != b->self && dst != b->self)
-			return false;
-	} else if (!failover_stream_ends(cs->from, to, b->self, b->role, &src, &dst)) {
-		return false;
-	}
-	view->from = src;
-	dest->to = dst;
-	return true;
+	if (b->by_config)
+		role = cs->from == b->self ? ROLE_PRIMARY : ROLE_REPLICA;
+	return failover_stream_ends(cs->from, cs->to, cs->n_to, b->self, role, src, dst);
 }
 
-static bool stream_init(struct streams *s, struct stream *st, const struct strait_config *cfg,
-		size_t self, size_t i)
+/* How many struct streams the config entry makes here: one per destination it sends to, else one. */
+static size_t stream_count(const struct streams_box *b, const struct config_stream *cs)
+{
+	size_t src, *dst = calloc(cs->n_to + 1, sizeof(*dst)), n;
+
+	if (!dst)
+		return 1;
+	n = stream_ends(b, cs, &src, dst);
+	free(dst);
+	return n && src == b->self ? n : 1;
+}
+
+/*
+ * One struct stream: the config entry's view from src to dst (role none when
+ * this site is neither). A source's destinations share the lead's reader.
+ */
+static bool stream_init(struct streams *s, struct stream *st, const struct config_stream *cs,
+		size_t k, size_t src, size_t dst, struct stream *lead)
 {
 	struct streams_box *b = streams_box(s);
-	struct config_stream *view = &b->views[i];
-	const struct config_stream *cs = &cfg->streams[i];
-	bool mine = stream_view(b, cs, view, &b->dests[i]);
+	struct config_stream *view = &b->views[k];
 
+	*view = *cs;
+	view_dest(view, &b->dests[k], dst);
+	view->from = src;
 	st->owner = s;
 	st->cs = view;
 	st->name = strdup(cs->name);
@@ -138,11 +148,43 @@ static bool stream_init(struct streams *s, struct stream *st, const struct strai
 	st->lag = lag_new(0);
 	if (!st->name || !st->retry || !st->lag)
 		return false;
-	if (mine && view->from == self)
-		return stream_source_init(st, cfg, self);
-	if (mine && config_stream_to(view) == self)
-		return stream_sink_init(st, cfg, self);
+	if (src == b->self && src != CONFIG_SITE_NONE) {
+		st->lead = lead ? lead : st;
+		st->reader = &st->lead->own_reader;
+		for (struct stream *d = st->lead; d != st; d = d->next_dest)
+			if (!d->next_dest)
+				d->next_dest = st;
+		return stream_source_init(st, s->cfg, b->self);
+	}
+	if (dst == b->self)
+		return stream_sink_init(st, s->cfg, b->self);
 	return true;
+}
+
+/* The config entry's struct streams, from s->v[*k] on; *k moves past them. */
+static bool stream_make(struct streams *s, const struct config_stream *cs, size_t *k)
+{
+	struct streams_box *b = streams_box(s);
+	size_t src = CONFIG_SITE_NONE, n, *dst = calloc(cs->n_to + 1, sizeof(*dst));
+	struct stream *lead = NULL;
+	bool ok = dst != NULL;
+
+	n = ok ? stream_ends(b, cs, &src, dst) : 0;
+	if (!n) {
+		src = CONFIG_SITE_NONE;
+		n = 1;
+	}
+	for (size_t i = 0; ok && i < n; i++) {
+		struct stream *st = &s->v[*k];
+
+		s->n++;
+		ok = stream_init(s, st, cs, (*k)++, src, src != CONFIG_SITE_NONE ? dst[i] : CONFIG_SITE_NONE,
+				 lead);
+		if (!lead && st->role == STREAM_ROLE_SOURCE)
+			lead = st;
+	}
+	free(dst);
+	return ok;
 }
 
 static void stream_fini(struct stream *st)
@@ -168,6 +210,7 @@ static struct streams *streams_make(struct event_base *base, const struct strait
 {
 	struct streams_box *b = calloc(1, sizeof(*b));
 	struct streams *s = b ? &b->s : NULL;
+	size_t total = 0, k = 0;
 
 	if (!b)
 		goto oom;
@@ -178,16 +221,16 @@ static struct streams *streams_make(struct event_base *base, const struct strait
 	s->relay = relay;
 	s->cfg = cfg;
 	wire_writer_init_heap(&s->out, FRAME_MAX_PAYLOAD);
-	s->v = calloc(cfg->n_streams ? cfg->n_streams : 1, sizeof(*s->v));
-	b->views = calloc(cfg->n_streams ? cfg->n_streams : 1, sizeof(*b->views));
-	b->dests = calloc(cfg->n_streams ? cfg->n_streams : 1, sizeof(*b->dests));
+	for (size_t i = 0; i < cfg->n_streams; i++)
+		total += stream_count(b, &cfg->streams[i]);
+	s->v = calloc(total ? total : 1, sizeof(*s->v));
+	b->views = calloc(total ? total : 1, sizeof(*b->views));
+	b->dests = calloc(total ? total : 1, sizeof(*b->dests));
 	if (!s->v || !b->views || !b->dests)
 		goto oom;
-	for (size_t i = 0; i < cfg->n_streams; i++) {
-		s->n++;
-		if (!stream_init(s, &s->v[i], cfg, self_site, i))
+	for (size_t i = 0; i < cfg->n_streams; i++)
+		if (!stream_make(s, &cfg->streams[i], &k))
 			goto oom;
-	}
 	return s;
 oom:
 	log_error("out of memory setting up streams");
@@ -214,7 +257,8 @@ void streams_free(struct streams *s)
 	if (!s)
 		return;
 	b = streams_box(s);
-	for (size_t i = 0; i < s->n; i++)
+	/* last first: a source's other destinations go before the lead that holds their reader */
+	for (size_t i = s->n; i-- > 0;)
 		stream_fini(&s->v[i]);
 	free(s->v);
 	free(b->views);
@@ -476,6 +520,7 @@ void streams_report(const struct streams *s, int64_t now_us,
 		if (st->role == STREAM_ROLE_NONE)
 			continue;
 		r.sink = st->role == STREAM_ROLE_SINK;
+		r.to = r.sink ? s->cfg->sites[streams_box(s)->self].name : st->peer;
 		if (r.sink) {
 			if (!st->sink.apply || apply_is_stopped(st->sink.apply) || st->sink.halted)
 				r.state = "error";
@@ -514,6 +559,8 @@ bool streams_sync_now(struct streams *s, const char *name, uint64_t for_seconds,
 		size_t msglen)
 {
 	struct stream *st = streams_source_named(s, name);
+	size_t used = 0;
+	bool ok = true;
 
 	if (!st) {
 		for (size_t i = 0; i < s->cfg->n_streams; i++) {
@@ -527,7 +574,12 @@ bool streams_sync_now(struct streams *s, const char *name, uint64_t for_seconds,
 		snprintf(msg, msglen, "no stream named %s\n", name);
 		return false;
 	}
-	return stream_source_sync_now(st, for_seconds, msg, msglen);
+	/* every destination of the stream: one line each */
+	for (struct stream *d = st; d && used < msglen; d = d->next_dest) {
+		ok = stream_source_sync_now(d, for_seconds, msg + used, msglen - used) && ok;
+		used += strlen(msg + used);
+	}
+	return ok;
 }
 
 void streams_schedule_json(const struct streams *s, struct json_out *j)
@@ -641,7 +693,7 @@ size_t streams_sent_names(const struct streams *s, const char **names, size_t ma
 	size_t n = 0;
 
 	for (size_t i = 0; i < s->n; i++)
-		if (s->v[i].role == STREAM_ROLE_SOURCE && n < max)
+		if (s->v[i].role == STREAM_ROLE_SOURCE && s->v[i].lead == &s->v[i] && n < max)
 			names[n++] = s->v[i].name;
 	return n;
 }
@@ -654,8 +706,8 @@ bool streams_verify_info(const struct streams *s, const char *name, struct strea
 		return false;
 	*out = (struct streams_verify_info){
 		.peer = st->peer,
-		.conninfo = st->reader.src_conninfo,
-		.publication = st->reader.src_publication,
+		.conninfo = st->reader->src_conninfo,
+		.publication = st->reader->src_publication,
 		.link_up = relay_is_up(s->relay, st->peer),
 		.held = st->sender.sched.held,
 		.syncing = st->sync && streamsync_in_progress(st->sync),

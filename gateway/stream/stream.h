@@ -109,7 +109,9 @@ bool streams_verify_arm_mark(struct streams *s, const char *name, uint64_t job, 
 struct stream_report {
 	const char *name;            /* strings valid during the callback only */
 	const char *peer;            /* the site at the other end */
+	const char *to;              /* the destination site: peer at a source, this site at a sink */
 	bool sink;                   /* this site receives the stream (else it sends it) */
+	bool reader;                 /* source: the first destination, which reports the spool, slot and disk */
 	const char *state;           /* one of STREAM_STATES */
 	uint64_t applied_lsn;        /* last source commit applied at the sink, as this end knows it */
 	uint64_t lag_bytes;

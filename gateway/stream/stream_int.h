@@ -40,6 +40,7 @@ struct seq_reader;
 struct seq_writer;
 struct source;
 struct spool;
+struct spool_cursor;
 struct slotwatch;
 struct relcache;
 struct streamsync;
@@ -87,10 +88,12 @@ struct stream_reader {
 	struct pgquery *pubalter;   /* a reloaded tables: list, set on the publication */
 	struct slotwatch *slotwatch; /* the slot's retained WAL, for disk warnings */
 	int warn_level;          /* worst disk warning logged last (enum diskwarn_level) */
+	bool spool_broken;       /* an fsync failed: the spool is never trusted again */
 };
 
 /* ---- source: sender (spool → link) ---- */
 struct stream_sender {
+	struct spool_cursor *cursor; /* this destination's place in the reader's spool, or NULL */
 	struct codec *enc;
 	bool have_resume;        /* the sink said where to go on, on this link */
 	uint64_t resume_lsn;
@@ -98,7 +101,6 @@ struct stream_sender {
 	uint32_t send_seq;       /* the next batch's seq in this generation */
 	bool gap;                /* the sink asked for what the spool no longer holds: stopped */
 	bool oversized;          /* a batch too big for a relay frame: stopped until a resume */
-	bool spool_broken;       /* an fsync failed: the spool is never trusted again */
 	bool sending;            /* the spool cursor serves the current resume */
 	struct event *pump_event; /* send more: token bucket refilled, or kicked */
 	struct event *tick;      /* once a second: schedule, sync-now, warnings */
@@ -176,7 +178,15 @@ struct stream {
 	struct event *retry;     /* source re-creation, or apply resume */
 	char last_error[512];
 
-	struct stream_reader reader;     /* source: the reader, slot → spool */
+	/*
+	 * A source sends to one destination per struct stream. The destinations
+	 * of one stream share one reader (one slot, one spool): the lead, the
+	 * first of them, holds it; every destination's reader points there.
+	 */
+	struct stream *lead;             /* source: the destination holding the reader */
+	struct stream *next_dest;        /* source: the lead's next destination, or NULL */
+	struct stream_reader *reader;    /* source: the lead's own_reader */
+	struct stream_reader own_reader; /* source, the lead only: slot → spool */
 	struct stream_sender sender;     /* source: the sender, spool → link */
 	struct stream_sink_state sink;   /* sink */
 	struct stream_mark mark;         /* source: a verify's MARK (stream_verify.c) */

@@ -103,9 +103,27 @@
 static void reader_make(struct stream *st);
 static void sender_kick(struct stream *st);
 
+/* Every destination of st's stream, the lead first (they share its reader). */
+#define FOR_EACH_DEST(d, st) for (struct stream *d = (st)->lead; d; d = d->next_dest)
+
 static uint64_t max_u64(uint64_t a, uint64_t b)
 {
 	return a > b ? a : b;
+}
+
+/*
+ * What every destination has committed: the spool releases and (durability
+ * remote) the slot is confirmed no further, so a destination that is away
+ * finds everything it lacks when it comes back.
+ */
+static uint64_t reader_acked_by_all(const struct stream *st)
+{
+	uint64_t lsn = UINT64_MAX;
+
+	FOR_EACH_DEST(d, st)
+		if (d->sender.acked_lsn < lsn)
+			lsn = d->sender.acked_lsn;
+	return lsn;
 }
 
 /* ---------------------------------------------------------------- reader */
@@ -113,34 +131,38 @@ static uint64_t max_u64(uint64_t a, uint64_t b)
 /* Tells the slot what the durability mode allows. */
 static void reader_confirm(struct stream *st)
 {
-	uint64_t lsn = st->sender.acked_lsn;
+	uint64_t lsn = reader_acked_by_all(st);
 
-	if (st->cs->durability == CONFIG_DURABILITY_SPOOL && st->reader.spool)
-		lsn = max_u64(lsn, spool_durable_lsn(st->reader.spool));
-	if (lsn > st->reader.confirmed_lsn && st->reader.source && source_is_ready(st->reader.source)) {
+	if (st->cs->durability == CONFIG_DURABILITY_SPOOL && st->reader->spool)
+		lsn = max_u64(lsn, spool_durable_lsn(st->reader->spool));
+	if (lsn > st->reader->confirmed_lsn && st->reader->source && source_is_ready(st->reader->source)) {
 		(void)fault_hit("source.slot_confirm");
-		source_confirm(st->reader.source, lsn);
-		st->reader.confirmed_lsn = lsn;
+		source_confirm(st->reader->source, lsn);
+		st->reader->confirmed_lsn = lsn;
 	}
 }
 
 static void reader_fail_spool(struct stream *st, const char *err)
 {
-	st->sender.spool_broken = st->sender.spool_broken ||
-				  (st->reader.spool && spool_fsync_failed(st->reader.spool));
-	if (st->sender.spool_broken)
+	st->reader->spool_broken = st->reader->spool_broken ||
+				  (st->reader->spool && spool_fsync_failed(st->reader->spool));
+	if (st->reader->spool_broken)
 		log_error("stream \"%s\": spool: %s; an fsync failed, so what is spooled cannot be "
 			  "trusted: the stream stops (the slot keeps what was not durably spooled); "
 			  "fix the disk and restart straitd", st->name, err);
 	else
 		log_error("stream \"%s\": spool: %s", st->name, err);
-	snprintf(st->last_error, sizeof(st->last_error), "spool: %s", err);
-	spool_close(st->reader.spool);
-	st->reader.spool = NULL;
-	st->sender.sending = false;
+	/* closing frees every destination's cursor */
+	FOR_EACH_DEST(d, st) {
+		snprintf(d->last_error, sizeof(d->last_error), "spool: %s", err);
+		d->sender.cursor = NULL;
+		d->sender.sending = false;
+	}
+	spool_close(st->reader->spool);
+	st->reader->spool = NULL;
 	/* the source restarts from the slot once the spool reopens */
-	if (!st->sender.spool_broken)
-		stream_schedule_retry(st, STREAM_RETRY_MAX_MS);
+	if (!st->reader->spool_broken)
+		stream_schedule_retry(st->lead, STREAM_RETRY_MAX_MS);
 }
 
 static void reader_sync_cb(evutil_socket_t fd, short what, void *arg)
@@ -150,9 +172,9 @@ static void reader_sync_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (!st->reader.spool)
+	if (!st->reader->spool)
 		return;
-	if (!spool_sync(st->reader.spool, err, sizeof(err))) {
+	if (!spool_sync(st->reader->spool, err, sizeof(err))) {
 		reader_fail_spool(st, err);
 		return;
 	}
@@ -175,44 +197,47 @@ static bool reader_batch(void *arg, const uint8_t *body, size_t len,
 	size_t rec_len;
 	char err[256];
 
-	if (!st->reader.spool)
+	if (!st->reader->spool)
 		return false;
 	/* a sink may resume at any record: each carries the Relation messages it uses */
-	if (!relcache_complete(st->reader.relcache, body, len, info->lead, info->continues, &rec, &rec_len))
+	if (!relcache_complete(st->reader->relcache, body, len, info->lead, info->continues, &rec, &rec_len))
 		log_warning("stream \"%s\": a batch at " LSN_FMT " is not a sequence of messages; "
 			    "spooled as it is",
 			    st->name, LSN_ARGS(info->first_lsn));
-	if (!spool_append(st->reader.spool, &meta, rec, rec_len, err, sizeof(err))) {
+	if (!spool_append(st->reader->spool, &meta, rec, rec_len, err, sizeof(err))) {
 		reader_fail_spool(st, err);
 		return false;
 	}
-	if (!reachback_record(st->reader.reach, spool_last_pos(st->reader.spool), info->commit_end_lsn,
+	if (!reachback_record(st->reader->reach, spool_last_pos(st->reader->spool), info->commit_end_lsn,
 			      info->batch_no, info->starts_stream, info->open_since)) {
 		reader_fail_spool(st, "out of memory noting a streamed transaction");
 		return false;
 	}
-	st->reader.bytes_spooled += len;
-	st->reader.txn_open = info->commit_end_lsn == 0;
-	if (info->commit_end_lsn)
-		lag_commit_sent(st->lag, info->commit_end_lsn, info->commit_time);
+	st->reader->bytes_spooled += len;
+	st->reader->txn_open = info->commit_end_lsn == 0;
+	FOR_EACH_DEST(d, st)
+		if (info->commit_end_lsn)
+			lag_commit_sent(d->lag, info->commit_end_lsn, info->commit_time);
 	if (st->cs->durability == CONFIG_DURABILITY_SPOOL &&
-	    !event_pending(st->reader.sync_event, EV_TIMEOUT, NULL))
-		event_active(st->reader.sync_event, EV_TIMEOUT, 0);
-	sender_kick(st);
+	    !event_pending(st->reader->sync_event, EV_TIMEOUT, NULL))
+		event_active(st->reader->sync_event, EV_TIMEOUT, 0);
+	FOR_EACH_DEST(d, st)
+		sender_kick(d);
 	/*
 	 * The cap applies at transaction ends: the sink commits only whole
 	 * transactions, so a spool stopped in the middle of one would never be
 	 * acknowledged and never drain. It may exceed spool_max by one transaction.
 	 */
-	if (spool_bytes(st->reader.spool) >= st->reader.spool_max && !st->reader.txn_open) {
-		if (!st->reader.spool_full)
+	if (spool_bytes(st->reader->spool) >= st->reader->spool_max && !st->reader->txn_open) {
+		if (!st->reader->spool_full)
 			log_warning("stream \"%s\": the spool is full (%" PRIu64 " of %" PRIu64
 				    " bytes): reading stops, the slot holds WAL until the sink catches up",
-				    st->name, spool_bytes(st->reader.spool), st->reader.spool_max);
-		st->reader.spool_full = true;
+				    st->name, spool_bytes(st->reader->spool), st->reader->spool_max);
+		st->reader->spool_full = true;
 	}
-	lag_set_pending(st->lag, st->reader.txn_open || st->reader.spool_full);
-	return !st->reader.spool_full;
+	FOR_EACH_DEST(d, st)
+		lag_set_pending(d->lag, st->reader->txn_open || st->reader->spool_full);
+	return !st->reader->spool_full;
 }
 
 /*
@@ -229,29 +254,30 @@ static void reader_spool_void(struct stream *st)
 	struct spool_meta meta = { .spooled_at_us = clock_wall_us() };
 	char err[256];
 
-	reachback_new_connection(st->reader.reach);
-	(void)relcache_complete(st->reader.relcache, body, sizeof(body), 0, false, &rec, &rec_len);
-	if (!spool_append(st->reader.spool, &meta, body, sizeof(body), err, sizeof(err)) ||
-	    !reachback_record(st->reader.reach, spool_last_pos(st->reader.spool), 0, 0, false, 0)) {
+	reachback_new_connection(st->reader->reach);
+	(void)relcache_complete(st->reader->relcache, body, sizeof(body), 0, false, &rec, &rec_len);
+	if (!spool_append(st->reader->spool, &meta, body, sizeof(body), err, sizeof(err)) ||
+	    !reachback_record(st->reader->reach, spool_last_pos(st->reader->spool), 0, 0, false, 0)) {
 		reader_fail_spool(st, err);
 		return;
 	}
 	/* like a block: cut again when the reader stops before a commit follows */
-	st->reader.txn_open = true;
+	st->reader->txn_open = true;
 }
 
 static void reader_try_start(struct stream *st)
 {
 	uint64_t snap_lsn;
 
-	if (st->reader.reading || !st->reader.source || !source_is_ready(st->reader.source) || !st->reader.spool ||
-	    st->reader.spool_full)
+	st = st->lead;
+	if (st->reader->reading || !st->reader->source || !source_is_ready(st->reader->source) || !st->reader->spool ||
+	    st->reader->spool_full)
 		return;
 	/* the copy imports a new slot's snapshot first (see the notes) */
-	if (st->sync && source_exported_snapshot(st->reader.source, &snap_lsn))
+	if (st->sync && source_exported_snapshot(st->reader->source, &snap_lsn))
 		return;
-	if (source_start(st->reader.source, spool_end_lsn(st->reader.spool))) {
-		st->reader.reading = true;
+	if (source_start(st->reader->source, spool_end_lsn(st->reader->spool))) {
+		st->reader->reading = true;
 		reader_spool_void(st);
 	}
 }
@@ -261,21 +287,23 @@ static void reader_ready(void *arg, uint64_t confirmed_lsn)
 	struct stream *st = arg;
 	char err[256];
 
-	st->reader.confirmed_lsn = confirmed_lsn;
+	st->reader->confirmed_lsn = confirmed_lsn;
 	/* an empty spool continues from where the slot is: nothing before it can be sent */
-	if (st->reader.spool && spool_records(st->reader.spool) == 0 &&
-	    !spool_set_floor(st->reader.spool, confirmed_lsn, err, sizeof(err))) {
+	if (st->reader->spool && spool_records(st->reader->spool) == 0 &&
+	    !spool_set_floor(st->reader->spool, confirmed_lsn, err, sizeof(err))) {
 		reader_fail_spool(st, err);
 		return;
 	}
-	if (st->cs->durability == CONFIG_DURABILITY_REMOTE)
-		lag_acked(st->lag, confirmed_lsn, 0);  /* applied at the sink, at least */
-	st->reader.failures = 0;
+	FOR_EACH_DEST(d, st)
+		if (st->cs->durability == CONFIG_DURABILITY_REMOTE)
+			lag_acked(d->lag, confirmed_lsn, 0);  /* applied at every sink, at least */
+	st->reader->failures = 0;
 	/* the publication exists now: its tables are the stream's from here */
-	if (st->reader.pubwatch && !pubwatch_ready(st->reader.pubwatch))
-		pubwatch_poll_now(st->reader.pubwatch);
-	if (st->sync)
-		streamsync_source_ready(st->sync, st->reader.source);
+	if (st->reader->pubwatch && !pubwatch_ready(st->reader->pubwatch))
+		pubwatch_poll_now(st->reader->pubwatch);
+	FOR_EACH_DEST(d, st)
+		if (d->sync)
+			streamsync_source_ready(d->sync, st->reader->source);
 	reader_confirm(st);
 	reader_try_start(st);
 }
@@ -289,10 +317,12 @@ static void reader_wal(void *arg, uint64_t wal_end, int64_t server_time_us)
 	 * Caught up, the slot's flush position follows the server's (unrelated
 	 * WAL): so does what counts as applied, as PostgreSQL's view of the slot.
 	 */
-	if (lag_caught_up(st->lag) && st->reader.source && source_reported_flush(st->reader.source))
-		lag_acked(st->lag, source_reported_flush(st->reader.source), 0);
-	lag_wal_position(st->lag, wal_end);
-	stream_verify_mark_check(st, false);
+	FOR_EACH_DEST(d, st) {
+		if (lag_caught_up(d->lag) && st->reader->source && source_reported_flush(st->reader->source))
+			lag_acked(d->lag, source_reported_flush(st->reader->source), 0);
+		lag_wal_position(d->lag, wal_end);
+		stream_verify_mark_check(d, false);
+	}
 }
 
 /* The source failed; it may not be freed inside its own callback: retry from a timer. */
@@ -302,19 +332,20 @@ static void reader_stopped(void *arg, const char *reason)
 	unsigned ms = STREAM_RETRY_MIN_MS;
 	char err[256];
 
-	snprintf(st->last_error, sizeof(st->last_error), "%s", reason);
-	st->reader.reading = false;
-	if (st->reader.txn_open && st->reader.spool) {
+	FOR_EACH_DEST(d, st)
+		snprintf(d->last_error, sizeof(d->last_error), "%s", reason);
+	st->reader->reading = false;
+	if (st->reader->txn_open && st->reader->spool) {
 		/* read again whole from the slot */
-		if (!spool_truncate_incomplete(st->reader.spool, err, sizeof(err)))
+		if (!spool_truncate_incomplete(st->reader->spool, err, sizeof(err)))
 			reader_fail_spool(st, err);
-		st->reader.txn_open = false;
+		st->reader->txn_open = false;
 	}
-	for (unsigned i = 0; i < st->reader.failures && ms < STREAM_RETRY_MAX_MS; i++)
+	for (unsigned i = 0; i < st->reader->failures && ms < STREAM_RETRY_MAX_MS; i++)
 		ms *= 2;
 	if (ms > STREAM_RETRY_MAX_MS)
 		ms = STREAM_RETRY_MAX_MS;
-	st->reader.failures++;
+	st->reader->failures++;
 	stream_schedule_retry(st, ms);
 }
 
@@ -327,10 +358,10 @@ static void reader_make(struct stream *st)
 		.stopped = reader_stopped,
 	};
 
-	st->reader.reading = false;
-	st->reader.confirmed_lsn = 0;
-	st->reader.source = source_new(st->owner->base, &st->reader.src_cfg, &cb, st);
-	if (!st->reader.source) {
+	st->reader->reading = false;
+	st->reader->confirmed_lsn = 0;
+	st->reader->source = source_new(st->owner->base, &st->reader->src_cfg, &cb, st);
+	if (!st->reader->source) {
 		log_error("stream \"%s\": out of memory creating the source", st->name);
 		stream_schedule_retry(st, STREAM_RETRY_MAX_MS);
 	}
@@ -339,23 +370,23 @@ static void reader_make(struct stream *st)
 static bool reader_open_spool(struct stream *st)
 {
 	struct spool_recovery rec;
-	uint64_t seg = st->reader.spool_max / 16;
+	uint64_t seg = st->reader->spool_max / 16;
 	char err[256];
 
 	if (seg < STREAM_SEGMENT_MIN)
 		seg = STREAM_SEGMENT_MIN;
 	if (seg > STREAM_SEGMENT_MAX)
 		seg = STREAM_SEGMENT_MAX;
-	st->reader.spool = spool_open(st->reader.spool_dir, seg, &rec, err, sizeof(err));
-	if (!st->reader.spool && rec.fsync_failed) {
-		st->sender.spool_broken = true;
+	st->reader->spool = spool_open(st->reader->spool_dir, seg, &rec, err, sizeof(err));
+	if (!st->reader->spool && rec.fsync_failed) {
+		st->reader->spool_broken = true;
 		log_error("stream \"%s\": %s; an fsync failed, so what is spooled cannot be trusted: "
 			  "the stream stops (the slot keeps what was not durably spooled); fix the disk "
 			  "and restart straitd", st->name, err);
 		snprintf(st->last_error, sizeof(st->last_error), "spool: %s", err);
 		return false;
 	}
-	if (!st->reader.spool) {
+	if (!st->reader->spool) {
 		log_error("stream \"%s\": %s", st->name, err);
 		snprintf(st->last_error, sizeof(st->last_error), "spool: %s", err);
 		return false;
@@ -367,21 +398,22 @@ static bool reader_open_spool(struct stream *st)
 			    rec.torn ? rec.detail : "");
 	if (rec.records)
 		log_info("stream \"%s\": spool holds %" PRIu64 " records (%" PRIu64 " bytes) up to " LSN_FMT,
-			 st->name, rec.records, rec.bytes, LSN_ARGS(spool_end_lsn(st->reader.spool)));
-	st->reader.spool_full = spool_bytes(st->reader.spool) >= st->reader.spool_max;
+			 st->name, rec.records, rec.bytes, LSN_ARGS(spool_end_lsn(st->reader->spool)));
+	st->reader->spool_full = spool_bytes(st->reader->spool) >= st->reader->spool_max;
 	return true;
 }
 
 /* The retry timer: a failed source (or spool) is made anew. */
 void stream_source_retry(struct stream *st)
 {
-	if (st->sender.spool_broken)
+	st = st->lead;
+	if (st->reader->spool_broken)
 		return;
-	source_free(st->reader.source);
-	st->reader.source = NULL;
-	st->reader.reading = false;
-	if (!st->reader.spool && !reader_open_spool(st)) {
-		if (!st->sender.spool_broken)
+	source_free(st->reader->source);
+	st->reader->source = NULL;
+	st->reader->reading = false;
+	if (!st->reader->spool && !reader_open_spool(st)) {
+		if (!st->reader->spool_broken)
 			stream_schedule_retry(st, STREAM_RETRY_MAX_MS);
 		return;
 	}
@@ -428,6 +460,12 @@ struct sender_frame {
 static uint8_t *sender_buf;
 static size_t sender_buf_cap;
 
+/* Spooled bytes this destination has not been sent yet. */
+static uint64_t sender_unread(const struct stream *st)
+{
+	return st->sender.cursor ? spool_cursor_unread_bytes(st->sender.cursor) : 0;
+}
+
 /* Sends at the next loop pass, whatever is unread. */
 static void sender_now(struct stream *st)
 {
@@ -444,7 +482,7 @@ static void sender_kick(struct stream *st)
 
 	if (!st->sender.sending)
 		return;
-	if (st->reader.spool && spool_unread_bytes(st->reader.spool) >= STREAM_COALESCE_BYTES &&
+	if (sender_unread(st) >= STREAM_COALESCE_BYTES &&
 	    token_bucket_ready(&st->sender.bucket, clock_mono_us()))
 		sender_now(st);
 	else if (!event_pending(st->sender.pump_event, EV_TIMEOUT, NULL))
@@ -579,12 +617,12 @@ static int sender_fill(struct stream *st, struct sender_frame *f, size_t *sent, 
 	/* a frame sent on the way may close the window or end the slice: the caller looks again */
 	while (f->len < STREAM_FRAME_RAW && *sent < STREAM_PUMP_SLICE &&
 	       (window_open(st) || st->sender.window_mid_msg)) {
-		uint64_t prev = spool_cursor_prev_lsn(st->reader.spool);
+		uint64_t prev = spool_cursor_prev(st->sender.cursor);
 		struct spool_meta meta;
 		const uint8_t *body;
 		size_t len;
 		char err[256];
-		int r = spool_read(st->reader.spool, &meta, &body, &len, err, sizeof(err));
+		int r = spool_cursor_read(st->sender.cursor, &meta, &body, &len, err, sizeof(err));
 
 		if (r == 0) {
 			*more = false;
@@ -624,7 +662,7 @@ static void sender_pump(struct stream *st)
 	size_t sent = 0;
 	bool more = true;
 
-	while (more && st->sender.sending && st->reader.spool && !st->sender.sched.held &&
+	while (more && st->sender.sending && st->sender.cursor && !st->sender.sched.held &&
 	       relay_is_up(s->relay, st->peer)) {
 		int64_t now = clock_mono_us(), wait;
 		int r;
@@ -689,14 +727,14 @@ void stream_source_resume_at(struct stream *st, const struct relay_proto_positio
 	if (st->sync && lsn == 0) {
 		/* the sink asks for a copy round; it says where to stream once loaded */
 		st->sender.have_resume = false;
-		streamsync_source_request(st->sync, generation, st->reader.source);
+		streamsync_source_request(st->sync, generation, st->reader->source);
 		return;
 	}
 	if (st->sync)
 		streamsync_source_stop(st->sync);
 	/* no copy needs a new slot's snapshot now: let the reader start */
-	if (st->reader.source && source_exported_snapshot(st->reader.source, &snap_lsn))
-		source_release_snapshot(st->reader.source);
+	if (st->reader->source && source_exported_snapshot(st->reader->source, &snap_lsn))
+		source_release_snapshot(st->reader->source);
 	st->sender.have_resume = true;
 	st->sender.resume_lsn = lsn;
 	st->sender.generation = generation;
@@ -707,11 +745,16 @@ void stream_source_resume_at(struct stream *st, const struct relay_proto_positio
 	/* committed is the only acknowledgement: received is where to send from */
 	stream_source_ack(st, &(struct relay_proto_ack){ .committed_lsn = pos->committed_lsn });
 	reader_try_start(st);
-	if (!st->reader.spool)
+	if (!st->reader->spool)
 		return;
+	if (!st->sender.cursor && !(st->sender.cursor = spool_cursor_new(st->reader->spool, err, sizeof(err)))) {
+		reader_fail_spool(st, err);
+		return;
+	}
 	/* streamed transactions open there go again from their first block */
-	switch (spool_seek_from(st->reader.spool, lsn, reachback_at(st->reader.reach, lsn, &from) ? &from : NULL,
-				&prev, err, sizeof(err))) {
+	switch (spool_cursor_seek_from(st->sender.cursor, lsn,
+				       reachback_at(st->reader->reach, lsn, &from) ? &from : NULL,
+				       &prev, err, sizeof(err))) {
 	case SPOOL_SEEK_OK:
 		break;
 	case SPOOL_SEEK_GAP:
@@ -734,6 +777,7 @@ void stream_source_resume_at(struct stream *st, const struct relay_proto_positio
 
 void stream_source_ack(struct stream *st, const struct relay_proto_ack *ack)
 {
+	uint64_t all;
 	char err[256];
 
 	lag_acked(st->lag, ack->committed_lsn, ack->commit_time_us);
@@ -744,24 +788,26 @@ void stream_source_ack(struct stream *st, const struct relay_proto_ack *ack)
 	if (ack->commit_time_us)
 		st->sender.acked_commit_time = ack->commit_time_us;
 	(void)fault_hit("source.ack_received");
-	if (st->reader.spool) {
+	all = reader_acked_by_all(st);
+	if (st->reader->spool) {
 		struct spool_pos keep;
-		bool keeping = reachback_at(st->reader.reach, st->sender.acked_lsn, &keep);
+		bool keeping = reachback_at(st->reader->reach, all, &keep);
 
-		reachback_release(st->reader.reach, st->sender.acked_lsn);
-		if (spool_release_keep(st->reader.spool, st->sender.acked_lsn, keeping ? &keep : NULL,
+		reachback_release(st->reader->reach, all);
+		if (spool_release_keep(st->reader->spool, all, keeping ? &keep : NULL,
 				       err, sizeof(err)) < 0) {
 			reader_fail_spool(st, err);
 			return;
 		}
-		if (st->reader.spool_full && spool_bytes(st->reader.spool) < st->reader.spool_max) {
-			st->reader.spool_full = false;
+		if (st->reader->spool_full && spool_bytes(st->reader->spool) < st->reader->spool_max) {
+			st->reader->spool_full = false;
 			log_info("stream \"%s\": the spool has room again (%" PRIu64 " of %" PRIu64
-				 " bytes): reading goes on", st->name, spool_bytes(st->reader.spool),
-				 st->reader.spool_max);
-			lag_set_pending(st->lag, st->reader.txn_open);
-			if (st->reader.reading && st->reader.source)
-				source_resume_reading(st->reader.source);
+				 " bytes): reading goes on", st->name, spool_bytes(st->reader->spool),
+				 st->reader->spool_max);
+			FOR_EACH_DEST(d, st)
+				lag_set_pending(d->lag, st->reader->txn_open);
+			if (st->reader->reading && st->reader->source)
+				source_resume_reading(st->reader->source);
 			else
 				reader_try_start(st);
 		}
@@ -771,7 +817,7 @@ void stream_source_ack(struct stream *st, const struct relay_proto_ack *ack)
 
 void stream_source_link_up(struct stream *st)
 {
-	seq_reader_resend_all(st->reader.seq_reader);
+	seq_reader_resend_all(st->reader->seq_reader);
 }
 
 void stream_source_link_down(struct stream *st)
@@ -796,9 +842,9 @@ static void stream_warnings(const struct stream *st, struct diskwarn_list *l)
 
 	memset(l, 0, sizeof(*l));
 	source_slot_name(st->name, slot, sizeof(slot));
-	diskwarn_slot(st->reader.slotwatch ? slotwatch_last(st->reader.slotwatch) : NULL, slot, l);
-	if (!diskwarn_spool(st->owner->cfg->state_dir, st->reader.spool ? spool_bytes(st->reader.spool) : 0,
-			    st->reader.spool_max, l, err, sizeof(err)))
+	diskwarn_slot(st->reader->slotwatch ? slotwatch_last(st->reader->slotwatch) : NULL, slot, l);
+	if (!diskwarn_spool(st->owner->cfg->state_dir, st->reader->spool ? spool_bytes(st->reader->spool) : 0,
+			    st->reader->spool_max, l, err, sizeof(err)))
 		log_debug("stream \"%s\": %s", st->name, err);
 }
 
@@ -810,7 +856,7 @@ static void stream_warnings_check(struct stream *st)
 
 	stream_warnings(st, &l);
 	worst = diskwarn_worst(&l);
-	if ((int)worst == st->reader.warn_level)
+	if ((int)worst == st->reader->warn_level)
 		return;
 	for (size_t i = 0; i < l.n; i++) {
 		if (l.w[i].level == DISKWARN_CRITICAL)
@@ -820,12 +866,12 @@ static void stream_warnings_check(struct stream *st)
 	}
 	if (worst == DISKWARN_NONE)
 		log_info("stream \"%s\": no disk warnings any more", st->name);
-	st->reader.warn_level = (int)worst;
+	st->reader->warn_level = (int)worst;
 }
 
 void stream_source_warnings_json(const struct stream *st, struct json_out *j)
 {
-	const struct slot_sample *smp = st->reader.slotwatch ? slotwatch_last(st->reader.slotwatch) : NULL;
+	const struct slot_sample *smp = st->reader->slotwatch ? slotwatch_last(st->reader->slotwatch) : NULL;
 	struct diskwarn_list l;
 
 	stream_warnings(st, &l);
@@ -901,7 +947,7 @@ static void schedule_update(struct stream *st, bool force)
 				 clock_mono_us());
 	}
 	if (st->sender.sched.held && !next.held)
-		seq_reader_resend_all(st->reader.seq_reader);
+		seq_reader_resend_all(st->reader->seq_reader);
 	st->sender.sched = next;
 	/* nothing changes within the horizon: look again in an hour */
 	st->sender.sched_recheck = next.next_change ? next.next_change : now + 3600;
@@ -919,8 +965,8 @@ static void source_tick_cb(evutil_socket_t fd, short what, void *arg)
 	 * sync-now without --for closes once everything spooled has gone out and
 	 * been applied, two ticks in a row (the reader may be a moment behind).
 	 */
-	if (st->sender.one_off_drain && st->reader.spool && spool_unread_bytes(st->reader.spool) == 0 &&
-	    !st->reader.txn_open && st->sender.sending && lag_bytes(st->lag) == 0)
+	if (st->sender.one_off_drain && st->reader->spool && sender_unread(st) == 0 &&
+	    !st->reader->txn_open && st->sender.sending && lag_bytes(st->lag) == 0)
 		st->sender.drained_ticks++;
 	else
 		st->sender.drained_ticks = 0;
@@ -946,12 +992,11 @@ bool stream_source_sync_now(struct stream *st, uint64_t for_seconds, char *msg, 
 	st->sender.one_off_until = now + (time_t)(for_seconds ? for_seconds : STREAM_DRAIN_MAX_S);
 	schedule_update(st, true);
 	if (st->sender.one_off_drain)
-		snprintf(msg, msglen, "stream %s: sending now, unlimited, until its spool is drained "
-			 "(%" PRIu64 " bytes to send)\n", st->name,
-			 st->reader.spool ? spool_unread_bytes(st->reader.spool) : 0);
+		snprintf(msg, msglen, "stream %s to %s: sending now, unlimited, until its spool is "
+			 "drained (%" PRIu64 " bytes to send)\n", st->name, st->peer, sender_unread(st));
 	else
-		snprintf(msg, msglen, "stream %s: sending now, unlimited, for %" PRIu64 " s\n",
-			 st->name, for_seconds);
+		snprintf(msg, msglen, "stream %s to %s: sending now, unlimited, for %" PRIu64 " s\n",
+			 st->name, st->peer, for_seconds);
 	if (st->sender.one_off_drain)
 		log_info("stream \"%s\": sync-now: sending until the spool is drained", st->name);
 	else
@@ -968,16 +1013,16 @@ static void stream_pub_changed(void *arg, const struct pubwatch_change *changes,
 	for (size_t i = 0; i < n; i++) {
 		if (changes[i].added && st->join)
 			log_info("stream \"%s\": table %s was added to publication \"%s\": it joins the "
-				 "stream (copied to \"%s\" with the rows it has)", st->name, changes[i].name,
-				 st->reader.src_publication, st->peer);
+				 "stream (copied to every destination with the rows it has)", st->name,
+				 changes[i].name, st->reader->src_publication);
 		else if (changes[i].added)
 			log_warning("stream \"%s\": table %s was added to publication \"%s\": its changes "
 				    "stream from the addition on; the rows it had before are not copied",
-				    st->name, changes[i].name, st->reader.src_publication);
+				    st->name, changes[i].name, st->reader->src_publication);
 		else
 			log_warning("stream \"%s\": table %s is no longer in publication \"%s\": its "
 				    "changes are not applied any more", st->name, changes[i].name,
-				    st->reader.src_publication);
+				    st->reader->src_publication);
 	}
 }
 
@@ -987,8 +1032,9 @@ static void stream_pub_listed(void *arg, const char *const *schemas, const char 
 {
 	struct stream *st = arg;
 
-	if (st->join)
-		streamjoin_source_list(st->join, schemas, tables, n, lsn);
+	FOR_EACH_DEST(d, st)
+		if (d->join)
+			streamjoin_source_list(d->join, schemas, tables, n, lsn);
 }
 
 static void stream_pubalter_done(void *arg, const PGresult *res, const char *err)
@@ -997,12 +1043,12 @@ static void stream_pubalter_done(void *arg, const PGresult *res, const char *err
 
 	if (res && PQresultStatus(res) == PGRES_COMMAND_OK)
 		log_notice("stream \"%s\": publication \"%s\" now lists the configured tables", st->name,
-			   st->reader.src_publication);
+			   st->reader->src_publication);
 	else
 		log_error("stream \"%s\": could not set the tables of publication \"%s\": %s", st->name,
-			  st->reader.src_publication, err ? err : "no answer");
-	if (st->reader.pubwatch)
-		pubwatch_poll_now(st->reader.pubwatch);
+			  st->reader->src_publication, err ? err : "no answer");
+	if (st->reader->pubwatch)
+		pubwatch_poll_now(st->reader->pubwatch);
 }
 
 /* name[0..len) as a quoted identifier. */
@@ -1056,18 +1102,20 @@ static char *stream_pubalter_sql(const char *publication, char *const *tables, s
 static void stream_source_reconcile_tables(struct stream *st)
 {
 	const struct config_stream *cs = st->cs;
-	bool same = cs->n_tables == st->reader.src_cfg.n_tables;
+	bool same = cs->n_tables == st->reader->src_cfg.n_tables;
 	char **copy;
 	char *sql;
 
+	if (st != st->lead)
+		return;  /* the lead's reader owns the publication */
 	for (size_t i = 0; same && i < cs->n_tables; i++)
-		same = strcmp(cs->tables[i], st->reader.src_tables[i]) == 0;
+		same = strcmp(cs->tables[i], st->reader->src_tables[i]) == 0;
 	if (same)
 		return;
-	if (!cs->n_tables || !st->reader.src_cfg.n_tables) {
+	if (!cs->n_tables || !st->reader->src_cfg.n_tables) {
 		log_warning("stream \"%s\": tables: changed between a list and none (FOR ALL TABLES); "
 			    "publication \"%s\" is left as it is: make it again by hand", st->name,
-			    st->reader.src_publication);
+			    st->reader->src_publication);
 		return;
 	}
 	copy = calloc(cs->n_tables, sizeof(char *));
@@ -1079,14 +1127,14 @@ static void stream_source_reconcile_tables(struct stream *st)
 			copy = NULL;
 		}
 	}
-	sql = copy ? stream_pubalter_sql(st->reader.src_publication, copy, cs->n_tables) : NULL;
-	if (!st->reader.pubalter)
-		st->reader.pubalter = pgquery_new(st->owner->base, st->reader.src_conninfo, st->name);
-	if (!sql || !st->reader.pubalter || pgquery_busy(st->reader.pubalter) ||
-	    !pgquery_run(st->reader.pubalter, sql, stream_pubalter_done, st)) {
+	sql = copy ? stream_pubalter_sql(st->reader->src_publication, copy, cs->n_tables) : NULL;
+	if (!st->reader->pubalter)
+		st->reader->pubalter = pgquery_new(st->owner->base, st->reader->src_conninfo, st->name);
+	if (!sql || !st->reader->pubalter || pgquery_busy(st->reader->pubalter) ||
+	    !pgquery_run(st->reader->pubalter, sql, stream_pubalter_done, st)) {
 		log_error("stream \"%s\": could not set the tables of publication \"%s\" now (out of "
 			  "memory, or a change still running): reload again", st->name,
-			  st->reader.src_publication);
+			  st->reader->src_publication);
 		for (size_t i = 0; copy && i < cs->n_tables; i++)
 			free(copy[i]);
 		free(copy);
@@ -1094,23 +1142,23 @@ static void stream_source_reconcile_tables(struct stream *st)
 		return;
 	}
 	free(sql);
-	for (size_t i = 0; i < st->reader.src_cfg.n_tables; i++)
-		free(st->reader.src_tables[i]);
-	free(st->reader.src_tables);
-	st->reader.src_tables = copy;
-	st->reader.src_cfg.tables = copy;
-	st->reader.src_cfg.n_tables = cs->n_tables;
+	for (size_t i = 0; i < st->reader->src_cfg.n_tables; i++)
+		free(st->reader->src_tables[i]);
+	free(st->reader->src_tables);
+	st->reader->src_tables = copy;
+	st->reader->src_cfg.tables = copy;
+	st->reader->src_cfg.n_tables = cs->n_tables;
 }
 
 void stream_source_reconfigure(struct stream *st)
 {
-	if (st->reader.spool_max != st->cs->spool_max) {
-		st->reader.spool_max = st->cs->spool_max;
-		if (st->reader.spool_full && st->reader.spool &&
-		    spool_bytes(st->reader.spool) < st->reader.spool_max) {
-			st->reader.spool_full = false;
-			if (st->reader.reading && st->reader.source)
-				source_resume_reading(st->reader.source);
+	if (st->reader->spool_max != st->cs->spool_max) {
+		st->reader->spool_max = st->cs->spool_max;
+		if (st->reader->spool_full && st->reader->spool &&
+		    spool_bytes(st->reader->spool) < st->reader->spool_max) {
+			st->reader->spool_full = false;
+			if (st->reader->reading && st->reader->source)
+				source_resume_reading(st->reader->source);
 		}
 	}
 	if (st->sync)
@@ -1121,17 +1169,14 @@ void stream_source_reconfigure(struct stream *st)
 
 /* --------------------------------------------------------------- sequences */
 
-static void stream_sequences_changed(void *arg, const struct seq_value *seqs, size_t n)
+/* The values to one destination; false when they must go again in full. */
+static bool stream_sequences_send(struct stream *st, const struct seq_value *seqs, size_t n)
 {
 	static struct relay_proto_sequence list[STREAM_MAX_SEQUENCES];
-	struct stream *st = arg;
 	struct relay_proto_sequences m = { .stream = relay_proto_str(st->name), .seqs = list };
 
-	if (!relay_is_up(st->owner->relay, st->peer) || st->sender.sched.held) {
-		/* sent in full once the link is back, or the stream may send again */
-		seq_reader_resend_all(st->reader.seq_reader);
-		return;
-	}
+	if (!relay_is_up(st->owner->relay, st->peer) || st->sender.sched.held)
+		return false;  /* sent in full once the link is back, or the stream may send again */
 	for (size_t done = 0; done < n; done += m.nseqs) {
 		m.nseqs = n - done < STREAM_MAX_SEQUENCES ? n - done : STREAM_MAX_SEQUENCES;
 		for (size_t i = 0; i < m.nseqs; i++) {
@@ -1141,157 +1186,197 @@ static void stream_sequences_changed(void *arg, const struct seq_value *seqs, si
 		}
 		wire_writer_reset(&st->owner->out);
 		if (!relay_proto_write_sequences(&st->owner->out, &m) ||
-		    !stream_send(st, FRAME_SEQUENCES, 0)) {
-			seq_reader_resend_all(st->reader.seq_reader);
-			return;
-		}
+		    !stream_send(st, FRAME_SEQUENCES, 0))
+			return false;
 		st->sender.sequence_frames++;
 	}
+	return true;
+}
+
+/*
+ * Changed values go to every destination; one that could not take them gets
+ * them all again later (the others then hear the same values twice, which
+ * sets nothing new).
+ */
+static void stream_sequences_changed(void *arg, const struct seq_value *seqs, size_t n)
+{
+	struct stream *st = arg;
+	bool all = true;
+
+	FOR_EACH_DEST(d, st)
+		all = stream_sequences_send(d, seqs, n) && all;
+	if (!all)
+		seq_reader_resend_all(st->reader->seq_reader);
 }
 
 /* ------------------------------------------------------------------ setup */
 
-bool stream_source_init(struct stream *st, const struct strait_config *cfg, size_t self)
+/* The lead's reader: slot, spool, sequences and the publication's watchers. */
+static bool reader_init(struct stream *st, const struct strait_config *cfg, size_t self)
 {
 	const struct config_stream *cs = st->cs;
 	struct streams *s = st->owner;
-	char spool_root[4096];
+	char slot[128], what[160];
 
-	st->role = STREAM_ROLE_SOURCE;
-	st->peer = strdup(cfg->sites[config_stream_to(cs)].name);
-	st->reader.src_conninfo = strdup(cfg->sites[self].database);
-	st->reader.src_publication = strdup(cs->publication);
-	st->sender.enc = codec_new_encoder(cs->codec, cs->compression_level);
-	st->reader.sync_event = event_new(s->base, -1, 0, reader_sync_cb, st);
-	st->sender.pump_event = event_new(s->base, -1, 0, sender_pump_cb, st);
-	st->sender.tick = event_new(s->base, -1, 0, source_tick_cb, st);
-	st->reader.relcache = relcache_new();
-	st->reader.reach = reachback_new();
-	{
-		char slot[128], what[160];
-
-		source_slot_name(cs->name, slot, sizeof(slot));
-		snprintf(what, sizeof(what), "stream \"%s\"", cs->name);
-		st->reader.slotwatch = slotwatch_new(s->base, cfg->sites[self].database, slot,
+	st->reader->src_conninfo = strdup(cfg->sites[self].database);
+	st->reader->src_publication = strdup(cs->publication);
+	st->reader->sync_event = event_new(s->base, -1, 0, reader_sync_cb, st);
+	st->reader->relcache = relcache_new();
+	st->reader->reach = reachback_new();
+	source_slot_name(cs->name, slot, sizeof(slot));
+	snprintf(what, sizeof(what), "stream \"%s\"", cs->name);
+	st->reader->slotwatch = slotwatch_new(s->base, cfg->sites[self].database, slot,
 					      STREAM_SLOTWATCH_MS, what, NULL, NULL);
-	}
-	st->reader.spool_max = cs->spool_max;
-	snprintf(spool_root, sizeof(spool_root), "%s/spool", cfg->state_dir);
-	if (asprintf(&st->reader.spool_dir, "%s/%s", spool_root, cs->name) < 0)
-		st->reader.spool_dir = NULL;
-	if (!st->peer || !st->reader.src_conninfo || !st->reader.src_publication || !st->sender.enc ||
-	    !st->reader.sync_event || !st->sender.pump_event || !st->sender.tick || !st->reader.spool_dir ||
-	    !st->reader.relcache || !st->reader.reach || !st->reader.slotwatch)
+	st->reader->spool_max = cs->spool_max;
+	if (asprintf(&st->reader->spool_dir, "%s/spool/%s", cfg->state_dir, cs->name) < 0)
+		st->reader->spool_dir = NULL;
+	if (!st->reader->src_conninfo || !st->reader->src_publication || !st->reader->sync_event ||
+	    !st->reader->spool_dir || !st->reader->relcache || !st->reader->reach ||
+	    !st->reader->slotwatch)
 		return false;
 	if (cs->n_tables) {
-		st->reader.src_tables = calloc(cs->n_tables, sizeof(char *));
-		if (!st->reader.src_tables)
+		st->reader->src_tables = calloc(cs->n_tables, sizeof(char *));
+		if (!st->reader->src_tables)
 			return false;
 		for (size_t i = 0; i < cs->n_tables; i++)
-			if (!(st->reader.src_tables[i] = strdup(cs->tables[i])))
+			if (!(st->reader->src_tables[i] = strdup(cs->tables[i])))
 				return false;
 	}
-	st->reader.seq_reader = seq_reader_new(s->base, st->reader.src_conninfo, st->name,
-					       st->reader.src_publication, STREAM_SEQUENCE_POLL_MS,
+	st->reader->seq_reader = seq_reader_new(s->base, st->reader->src_conninfo, st->name,
+					       st->reader->src_publication, STREAM_SEQUENCE_POLL_MS,
 					       stream_sequences_changed, st);
-	if (!st->reader.seq_reader)
+	st->reader->pubwatch = pubwatch_new(s->base, st->reader->src_conninfo,
+					   st->reader->src_publication, STREAM_PUBWATCH_MS, what,
+					   stream_pub_changed, st);
+	if (!st->reader->seq_reader || !st->reader->pubwatch)
 		return false;
-	{
-		char what[160];
-
-		snprintf(what, sizeof(what), "stream \"%s\"", cs->name);
-		st->reader.pubwatch = pubwatch_new(s->base, st->reader.src_conninfo,
-						   st->reader.src_publication, STREAM_PUBWATCH_MS, what,
-						   stream_pub_changed, st);
-		if (!st->reader.pubwatch)
-			return false;
-		if (cs->initial_sync)
-			pubwatch_on_list(st->reader.pubwatch, stream_pub_listed, st);
-	}
-	st->reader.src_cfg = (struct source_config){
+	if (cs->initial_sync)
+		pubwatch_on_list(st->reader->pubwatch, stream_pub_listed, st);
+	st->reader->src_cfg = (struct source_config){
 		.stream = st->name,
-		.conninfo = st->reader.src_conninfo,
-		.publication = st->reader.src_publication,
-		.tables = st->reader.src_tables,
+		.conninfo = st->reader->src_conninfo,
+		.publication = st->reader->src_publication,
+		.tables = st->reader->src_tables,
 		.n_tables = cs->n_tables,
 		.batch_max_bytes = STREAM_BATCH_MAX,
 		.export_snapshot = cs->initial_sync,
 	};
-	if (cs->initial_sync &&
-	    !(st->sync = streamsync_new_source(s->base, s->relay, st->name, st->peer, st->reader.src_conninfo,
-					       st->reader.src_publication, cs->codec, cs->compression_level,
-					       &st->reader.source)))
-		return false;
-	if (cs->initial_sync &&
-	    !(st->join = streamjoin_new_source(s->base, s->relay, st->name, st->peer,
-					       st->reader.src_conninfo, st->reader.src_publication)))
-		return false;
-	if (st->sync)
-		streamsync_set_copy_limits(st->sync, cs->sync_workers, cs->sync_split_above);
-	schedule_update(st, true);
-	event_add(st->sender.tick, &(struct timeval){ STREAM_TICK_MS / 1000, (STREAM_TICK_MS % 1000) * 1000 });
+	return true;
+}
+
+/* The lead's reader starts: its spool opened (made first), then the source. */
+static void reader_start(struct stream *st, const struct strait_config *cfg)
+{
+	char spool_root[4096];
+
+	snprintf(spool_root, sizeof(spool_root), "%s/spool", cfg->state_dir);
 	if (mkdir(spool_root, 0700) != 0 && errno != EEXIST) {
 		log_error("stream \"%s\": cannot create \"%s\": %s", st->name, spool_root, strerror(errno));
 		snprintf(st->last_error, sizeof(st->last_error), "cannot create %.300s: %s", spool_root,
 			 strerror(errno));
 		stream_schedule_retry(st, STREAM_RETRY_MAX_MS);
-		return true;
+		return;
 	}
 	if (!reader_open_spool(st)) {
-		if (!st->sender.spool_broken)
+		if (!st->reader->spool_broken)
 			stream_schedule_retry(st, STREAM_RETRY_MAX_MS);
-		return true;
+		return;
 	}
 	reader_make(st);
+}
+
+bool stream_source_init(struct stream *st, const struct strait_config *cfg, size_t self)
+{
+	const struct config_stream *cs = st->cs;
+	struct streams *s = st->owner;
+	bool lead = st->lead == st;
+
+	st->role = STREAM_ROLE_SOURCE;
+	st->peer = strdup(cfg->sites[config_stream_to(cs)].name);
+	st->sender.enc = codec_new_encoder(cs->codec, cs->compression_level);
+	st->sender.pump_event = event_new(s->base, -1, 0, sender_pump_cb, st);
+	st->sender.tick = event_new(s->base, -1, 0, source_tick_cb, st);
+	if (!st->peer || !st->sender.enc || !st->sender.pump_event || !st->sender.tick)
+		return false;
+	if (lead && !reader_init(st, cfg, self))
+		return false;
+	/* every destination has an initial sync and joining tables of its own */
+	if (cs->initial_sync &&
+	    !(st->sync = streamsync_new_source(s->base, s->relay, st->name, st->peer, st->reader->src_conninfo,
+					       st->reader->src_publication, cs->codec, cs->compression_level,
+					       &st->reader->source)))
+		return false;
+	if (cs->initial_sync &&
+	    !(st->join = streamjoin_new_source(s->base, s->relay, st->name, st->peer,
+					       st->reader->src_conninfo, st->reader->src_publication)))
+		return false;
+	if (st->sync)
+		streamsync_set_copy_limits(st->sync, cs->sync_workers, cs->sync_split_above);
+	schedule_update(st, true);
+	event_add(st->sender.tick, &(struct timeval){ STREAM_TICK_MS / 1000, (STREAM_TICK_MS % 1000) * 1000 });
+	if (lead)
+		reader_start(st, cfg);
 	return true;
+}
+
+/* The lead's reader goes (after every other destination: streams_free() frees them last first). */
+static void reader_fini(struct stream *st)
+{
+	char err[256];
+
+	source_free(st->reader->source);
+	st->reader->source = NULL;
+	seq_reader_free(st->reader->seq_reader);
+	pubwatch_free(st->reader->pubwatch);
+	pgquery_free(st->reader->pubalter);
+	if (st->reader->spool && st->cs->durability == CONFIG_DURABILITY_SPOOL &&
+	    !spool_sync(st->reader->spool, err, sizeof(err)))
+		log_error("stream \"%s\": spool: %s", st->name, err);
+	spool_close(st->reader->spool);
+	st->reader->spool = NULL;
+	relcache_free(st->reader->relcache);
+	reachback_free(st->reader->reach);
+	slotwatch_free(st->reader->slotwatch);
+	if (st->reader->sync_event)
+		event_free(st->reader->sync_event);
+	if (st->reader->src_tables) {
+		for (size_t i = 0; i < st->reader->src_cfg.n_tables; i++)
+			free(st->reader->src_tables[i]);
+		free(st->reader->src_tables);
+	}
+	free(st->reader->spool_dir);
+	free(st->reader->src_conninfo);
+	free(st->reader->src_publication);
 }
 
 void stream_source_fini(struct stream *st)
 {
-	char err[256];
-
 	stream_verify_source_fini(st);
-	source_free(st->reader.source);
-	seq_reader_free(st->reader.seq_reader);
-	pubwatch_free(st->reader.pubwatch);
-	pgquery_free(st->reader.pubalter);
 	codec_free(st->sender.enc);
 	free(sender_buf);  /* the next frame packed, for any stream, allocates it again */
 	sender_buf = NULL;
 	sender_buf_cap = 0;
-	if (st->reader.spool && st->cs->durability == CONFIG_DURABILITY_SPOOL &&
-	    !spool_sync(st->reader.spool, err, sizeof(err)))
-		log_error("stream \"%s\": spool: %s", st->name, err);
-	spool_close(st->reader.spool);
-	relcache_free(st->reader.relcache);
-	reachback_free(st->reader.reach);
-	slotwatch_free(st->reader.slotwatch);
-	if (st->reader.sync_event)
-		event_free(st->reader.sync_event);
+	if (st->reader->spool)
+		spool_cursor_free(st->sender.cursor);
+	st->sender.cursor = NULL;
 	if (st->sender.pump_event)
 		event_free(st->sender.pump_event);
 	if (st->sender.tick)
 		event_free(st->sender.tick);
-	if (st->reader.src_tables) {
-		for (size_t i = 0; i < st->reader.src_cfg.n_tables; i++)
-			free(st->reader.src_tables[i]);
-		free(st->reader.src_tables);
-	}
-	free(st->reader.spool_dir);
-	free(st->reader.src_conninfo);
-	free(st->reader.src_publication);
+	if (st->lead == st)
+		reader_fini(st);
 }
 
 /* ----------------------------------------------------------------- status */
 
 const char *stream_source_state(const struct stream *st)
 {
-	if (!st->reader.spool || st->sender.gap || st->sender.oversized ||
-	    (st->last_error[0] && !(st->reader.source && source_is_ready(st->reader.source))))
+	if (!st->reader->spool || st->sender.gap || st->sender.oversized ||
+	    (st->last_error[0] && !(st->reader->source && source_is_ready(st->reader->source))))
 		return "error";
 	if (st->sync && streamsync_in_progress(st->sync))
 		return "syncing";
-	if (st->reader.spool_full)
+	if (st->reader->spool_full)
 		return "backpressure";
 	if (st->sender.sched.held)
 		return "held";
@@ -1340,10 +1425,10 @@ void stream_source_status(const struct stream *st, struct json_out *j)
 {
 	int64_t now = clock_wall_us();
 
-	json_bool(j, "reading", st->reader.reading);
+	json_bool(j, "reading", st->reader->reading);
 	json_bool(j, "streaming", st->sender.sending);
 	json_lsn(j, "acked_lsn", st->sender.acked_lsn);
-	json_lsn(j, "confirmed_lsn", st->reader.confirmed_lsn);
+	json_lsn(j, "confirmed_lsn", st->reader->confirmed_lsn);
 	json_uint(j, "batches_sent", st->sender.batches_sent);
 	json_uint(j, "bytes_raw", st->sender.bytes_raw);
 	json_uint(j, "bytes_wire", st->sender.bytes_wire);
@@ -1351,50 +1436,51 @@ void stream_source_status(const struct stream *st, struct json_out *j)
 	json_uint(j, "sequence_frames", st->sender.sequence_frames);
 	json_object_begin(j, "spool");
 	json_string(j, "durability", st->cs->durability == CONFIG_DURABILITY_SPOOL ? "spool" : "remote");
-	json_uint(j, "bytes", st->reader.spool ? spool_bytes(st->reader.spool) : 0);
-	json_uint(j, "max_bytes", st->reader.spool_max);
-	json_uint(j, "records", st->reader.spool ? spool_records(st->reader.spool) : 0);
-	json_uint(j, "unsent_bytes", st->reader.spool ? spool_unread_bytes(st->reader.spool) : 0);
+	json_uint(j, "bytes", st->reader->spool ? spool_bytes(st->reader->spool) : 0);
+	json_uint(j, "max_bytes", st->reader->spool_max);
+	json_uint(j, "records", st->reader->spool ? spool_records(st->reader->spool) : 0);
+	json_uint(j, "unsent_bytes", sender_unread(st));
 	json_uint(j, "unacked_bytes", st->sender.window_sent > st->sender.window_freed ?
 				      st->sender.window_sent - st->sender.window_freed : 0);
-	if (st->reader.spool && spool_oldest_us(st->reader.spool))
+	if (st->reader->spool && spool_oldest_us(st->reader->spool))
 		json_double(j, "oldest_record_age_seconds",
-			    (double)(now - spool_oldest_us(st->reader.spool)) / 1e6);
+			    (double)(now - spool_oldest_us(st->reader->spool)) / 1e6);
 	else
 		json_null(j, "oldest_record_age_seconds");
-	json_lsn(j, "end_lsn", st->reader.spool ? spool_end_lsn(st->reader.spool) : 0);
-	json_lsn(j, "floor_lsn", st->reader.spool ? spool_floor_lsn(st->reader.spool) : 0);
-	json_lsn(j, "durable_lsn", st->reader.spool ? spool_durable_lsn(st->reader.spool) : 0);
-	json_bool(j, "full", st->reader.spool_full);
-	json_string(j, "reason", st->reader.spool_full ? "spool_max reached: reading stopped, the slot holds WAL"
+	json_lsn(j, "end_lsn", st->reader->spool ? spool_end_lsn(st->reader->spool) : 0);
+	json_lsn(j, "floor_lsn", st->reader->spool ? spool_floor_lsn(st->reader->spool) : 0);
+	json_lsn(j, "durable_lsn", st->reader->spool ? spool_durable_lsn(st->reader->spool) : 0);
+	json_bool(j, "full", st->reader->spool_full);
+	json_string(j, "reason", st->reader->spool_full ? "spool_max reached: reading stopped, the slot holds WAL"
 						: NULL);
 	json_object_end(j);
 	stream_source_schedule_json(st, j);
 	stream_source_warnings_json(st, j);
-	if (st->reader.pubwatch)
-		pubwatch_status_json(st->reader.pubwatch, j);
-	if (st->reader.source)
-		source_status_json(st->reader.source, j);
+	if (st->reader->pubwatch)
+		pubwatch_status_json(st->reader->pubwatch, j);
+	if (st->reader->source)
+		source_status_json(st->reader->source, j);
 }
 
 void stream_source_report(const struct stream *st, struct stream_report *r, int64_t now_us)
 {
+	r->reader = st->lead == st;
 	r->applied_lsn = st->sender.acked_lsn;
 	r->batches = st->sender.batches_sent;
 	r->bytes_raw = st->sender.bytes_raw;
 	r->bytes_compressed = st->sender.bytes_wire;
-	r->spool_bytes = st->reader.spool ? spool_bytes(st->reader.spool) : 0;
-	r->spool_max_bytes = st->reader.spool_max;
-	r->spool_records = st->reader.spool ? spool_records(st->reader.spool) : 0;
-	r->spool_oldest_age = st->reader.spool && spool_oldest_us(st->reader.spool) ?
-		(double)(now_us - spool_oldest_us(st->reader.spool)) / 1e6 : 0;
+	r->spool_bytes = st->reader->spool ? spool_bytes(st->reader->spool) : 0;
+	r->spool_max_bytes = st->reader->spool_max;
+	r->spool_records = st->reader->spool ? spool_records(st->reader->spool) : 0;
+	r->spool_oldest_age = st->reader->spool && spool_oldest_us(st->reader->spool) ?
+		(double)(now_us - spool_oldest_us(st->reader->spool)) / 1e6 : 0;
 	r->held = st->sender.sched.held;
 	r->rate_unlimited = !st->sender.sched.held && st->sender.sched.rate.unlimited;
 	r->rate = st->sender.sched.held ? 0 : st->sender.sched.rate.bytes_per_sec;
 	r->rule = st->sender.sched.rule;
 	r->bytes_wan = st->sender.bytes_charged;
 	{
-		const struct slot_sample *smp = st->reader.slotwatch ? slotwatch_last(st->reader.slotwatch) : NULL;
+		const struct slot_sample *smp = st->reader->slotwatch ? slotwatch_last(st->reader->slotwatch) : NULL;
 		struct diskwarn_list l;
 
 		r->slot_retained_bytes = smp && smp->retained_known ? (int64_t)smp->retained_bytes : -1;

@@ -448,17 +448,17 @@ void stream_verify_mark_check(struct stream *st, bool ask)
 	if (!st->mark.mark_armed)
 		return;
 	if (!st->mark.mark_captured) {
-		uint64_t before = st->reader.source ? source_handed_over_before(st->reader.source) : 0;
+		uint64_t before = st->reader->source ? source_handed_over_before(st->reader->source) : 0;
 
 		if (before < st->mark.mark_lsn) {
-			if (ask && st->reader.source && st->reader.reading)
-				source_request_position(st->reader.source);
+			if (ask && st->reader->source && st->reader->reading)
+				source_request_position(st->reader->source);
 			return;
 		}
 		st->mark.mark_captured = true;
 	}
 	/* everything spooled went to the sink's current resume */
-	if (!st->sender.sending || !st->reader.spool || spool_unread_bytes(st->reader.spool) != 0 ||
+	if (!st->sender.sending || !st->sender.cursor || spool_cursor_unread_bytes(st->sender.cursor) != 0 ||
 	    !relay_is_up(st->owner->relay, st->peer))
 		return;
 	sv_send(st, st->mark.mark_job, RELAY_VERIFY_MARK, true, 0, st->mark.mark_lsn, st->sender.generation, "");

@@ -126,23 +126,30 @@ def test_check_config_reports_errors_with_line_and_column(tmp_path):
     assert "^" in res.stderr
 
 
-FAN_OUT = os.path.join(harness.REPO, "tests", "configs", "bad", "53-fan-out-this-version.yaml")
+VIA = os.path.join(harness.REPO, "tests", "configs", "bad", "53-via-this-version.yaml")
 
 
 def test_check_config_refuses_what_this_version_does_not_run():
-    """Several destinations and relays are in the contract; this version refuses them at their keys."""
-    res = run([STRAITCTL, "check-config", FAN_OUT], check=False)
+    """Relays are in the contract; this version refuses them at their key (fan-out it runs)."""
+    res = run([STRAITCTL, "check-config", VIA], check=False)
     assert res.returncode == 1
-    assert ":32:9: error: streams[0].to: this version replicates a stream to one site, direct" \
-        in res.stderr
-    assert ":33:10: error: streams[0].via: this version replicates a stream to one site, direct" \
-        in res.stderr
+    assert ":33:10: error: streams[0].via: this version sends a stream straight to each " \
+        "destination: relays (via) are not supported yet" in res.stderr
+    assert "streams[0].to" not in res.stderr
 
 
-def test_straitd_refuses_to_start_with_several_destinations():
-    res = run([STRAITD, "--config", FAN_OUT, "--site", "west"], check=False)
+def test_straitd_refuses_to_start_with_a_relay():
+    res = run([STRAITD, "--config", VIA, "--site", "west"], check=False)
     assert res.returncode == 1
-    assert "streams[0].to: this version replicates a stream to one site, direct" in res.stderr
+    assert "streams[0].via: this version sends a stream straight to each destination" in res.stderr
+
+
+def test_check_config_takes_several_destinations(tmp_path):
+    text = open(VIA).read()
+    assert "    via: { north: west }\n" in text
+    path = tmp_path / "fan-out.yaml"
+    path.write_text(text.replace("    via: { north: west }\n", ""))
+    run([STRAITCTL, "check-config", str(path)])
 
 
 def test_check_config_missing_file(tmp_path):

@@ -116,13 +116,13 @@ def test_metrics_parse_and_name_what_the_alert_rules_use(tmp_path, straitd_facto
             assert value(samples, "strait_site_role", role=r) == (r == role)
         assert value(samples, "strait_site_epoch") == 1
         assert value(samples, "strait_peer_epoch", peer=peer) == 1
-        states = {s: value(samples, "strait_stream_state", stream="app", state=s)
+        states = {s: value(samples, "strait_stream_state", stream="app", to="cloud", state=s)
                   for s in ("starting", "syncing", "streaming", "held", "backpressure",
                             "error", "stopped")}
         assert sum(states.values()) == 1, states
         for metric in ("strait_stream_lag_bytes", "strait_stream_lag_seconds",
                        "strait_stream_applied_lsn"):
-            assert value(samples, metric, stream="app") >= 0
+            assert value(samples, metric, stream="app", to="cloud") >= 0
         assert value(samples, "strait_relay_up", peer=peer) == 1
         assert value(samples, "strait_relay_connects_total", peer=peer) >= 1
         assert value(samples, "strait_relay_bytes_sent_total", peer=peer) > 0
@@ -133,11 +133,12 @@ def test_metrics_parse_and_name_what_the_alert_rules_use(tmp_path, straitd_facto
     samples, _ = scrape(d["onprem"])
     assert value(samples, "strait_spool_bytes", stream="app") == 0
     assert value(samples, "strait_spool_max_bytes", stream="app") == 10 * 1024 ** 3
-    assert value(samples, "strait_stream_held", stream="app") == 0
-    assert value(samples, "strait_stream_rate_limit_bytes_per_second", stream="app") == float("inf")
+    assert value(samples, "strait_stream_held", stream="app", to="cloud") == 0
+    assert value(samples, "strait_stream_rate_limit_bytes_per_second", stream="app",
+                 to="cloud") == float("inf")
     assert value(samples, "strait_disk_warning_level", stream="app") == 0
-    assert ("strait_stream_bytes_raw_total", frozenset({("stream", "app")})) in samples
-    assert ("strait_stream_bytes_compressed_total", frozenset({("stream", "app")})) in samples
+    for metric in ("strait_stream_bytes_raw_total", "strait_stream_bytes_compressed_total"):
+        assert (metric, frozenset({("stream", "app"), ("to", "cloud")})) in samples
     assert value(samples, "strait_stream_info", stream="app", role="source", peer="cloud") == 1
     samples, _ = scrape(d["cloud"])
     assert value(samples, "strait_stream_info", stream="app", role="sink", peer="onprem") == 1
@@ -322,12 +323,12 @@ def test_replica_checks_with_a_real_stream(tmp_path, pg_factory, straitd_factory
     assert check(cloud, "/replica?lag=16XB")[0] == 400
     samples, text = scrape(cloud)
     promtool_check(text)
-    assert value(samples, "strait_stream_state", stream="app", state="streaming") == 1
-    assert value(samples, "strait_stream_applied_lsn", stream="app") > 0
+    assert value(samples, "strait_stream_state", stream="app", to="cloud", state="streaming") == 1
+    assert value(samples, "strait_stream_applied_lsn", stream="app", to="cloud") > 0
     samples, _ = scrape(onprem)
-    assert value(samples, "strait_stream_bytes_raw_total", stream="app") > \
-        value(samples, "strait_stream_bytes_compressed_total", stream="app") > 0
-    assert value(samples, "strait_stream_applied_lsn", stream="app") > 0
+    assert value(samples, "strait_stream_bytes_raw_total", stream="app", to="cloud") > \
+        value(samples, "strait_stream_bytes_compressed_total", stream="app", to="cloud") > 0
+    assert value(samples, "strait_stream_applied_lsn", stream="app", to="cloud") > 0
 
     # the target goes away: the sink stops, and the replica is not healthy,
     # whatever the threshold
@@ -338,7 +339,7 @@ def test_replica_checks_with_a_real_stream(tmp_path, pg_factory, straitd_factory
     status, body = check(cloud, "/replica")
     assert "stopped" in body["reason"]
     samples, _ = scrape(cloud)
-    assert value(samples, "strait_stream_state", stream="app", state="error") == 1
+    assert value(samples, "strait_stream_state", stream="app", to="cloud", state="error") == 1
     assert check(cloud, "/health")[0] == 200
     dst.start()
     wait_equal(src, dst, ["t"], timeout=60)
@@ -347,8 +348,8 @@ def test_replica_checks_with_a_real_stream(tmp_path, pg_factory, straitd_factory
 
 def lag_metrics(d):
     samples, _ = scrape(d)
-    return (value(samples, "strait_stream_lag_bytes", stream="app"),
-            value(samples, "strait_stream_lag_seconds", stream="app"))
+    return (value(samples, "strait_stream_lag_bytes", stream="app", to="cloud"),
+            value(samples, "strait_stream_lag_seconds", stream="app", to="cloud"))
 
 
 def test_lag_follows_postgres(tmp_path, pg_factory, straitd_factory):
@@ -431,7 +432,8 @@ SYNC_ROWS = {"wide": 400000, "mid": 3000, "few": 10, "none": 0}
 def sync_metrics(d):
     samples, text = scrape(d)
     names = ("running", "tables", "tables_done", "eta_seconds", "rows_total", "bytes_total")
-    return {n: samples.get((f"strait_initial_sync_{n}", frozenset({("stream", "app")})))
+    labels = frozenset({("stream", "app"), ("to", "cloud")})
+    return {n: samples.get((f"strait_initial_sync_{n}", labels))
             for n in names}, text
 
 

@@ -372,27 +372,32 @@ tests:
   - interval: 1m
     input_series:
       # Two sites see the same stream 20MiB and 60s behind.
-      - series: 'strait_stream_lag_bytes{instance="onprem",job="strait",stream="app"}'
+      - series: 'strait_stream_lag_bytes{instance="onprem",job="strait",to="cloud",stream="app"}'
         values: '20971520x30'
-      - series: 'strait_stream_lag_bytes{instance="cloud",job="strait",stream="app"}'
+      - series: 'strait_stream_lag_bytes{instance="cloud",job="strait",to="cloud",stream="app"}'
         values: '20971520x30'
-      - series: 'strait_stream_lag_seconds{instance="cloud",job="strait",stream="app"}'
+      - series: 'strait_stream_lag_seconds{instance="cloud",job="strait",to="cloud",stream="app"}'
         values: '60x30'
       # app applies nothing; held is held by its schedule; moving applies.
-      - series: 'strait_stream_applied_lsn{instance="cloud",job="strait",stream="app"}'
+      - series: 'strait_stream_applied_lsn{instance="cloud",job="strait",to="cloud",stream="app"}'
         values: '1000x30'
-      - series: 'strait_stream_lag_bytes{instance="cloud",job="strait",stream="held"}'
+      - series: 'strait_stream_lag_bytes{instance="cloud",job="strait",to="cloud",stream="held"}'
         values: '10x30'
-      - series: 'strait_stream_applied_lsn{instance="cloud",job="strait",stream="held"}'
+      - series: 'strait_stream_applied_lsn{instance="cloud",job="strait",to="cloud",stream="held"}'
         values: '1000x30'
-      - series: 'strait_stream_state{instance="cloud",job="strait",stream="held",state="held"}'
+      - series: 'strait_stream_state{instance="cloud",job="strait",to="cloud",stream="held",state="held"}'
         values: '1x30'
-      - series: 'strait_stream_lag_bytes{instance="cloud",job="strait",stream="moving"}'
+      - series: 'strait_stream_lag_bytes{instance="cloud",job="strait",to="cloud",stream="moving"}'
         values: '10x30'
-      - series: 'strait_stream_applied_lsn{instance="cloud",job="strait",stream="moving"}'
+      - series: 'strait_stream_applied_lsn{instance="cloud",job="strait",to="cloud",stream="moving"}'
         values: '1000+100x30'
-      - series: 'strait_stream_state{instance="cloud",job="strait",stream="moving",state="error"}'
+      - series: 'strait_stream_state{instance="cloud",job="strait",to="cloud",stream="moving",state="error"}'
         values: '1x30'
+      # fan: one stream to two sites, dc2 20MiB behind, cloud caught up
+      - series: 'strait_stream_lag_bytes{instance="onprem",job="strait",to="dc2",stream="fan"}'
+        values: '20971520x30'
+      - series: 'strait_stream_lag_bytes{instance="onprem",job="strait",to="cloud",stream="fan"}'
+        values: '0x30'
       - series: 'strait_spool_bytes{instance="onprem",job="strait",stream="app"}'
         values: '9x30'
       - series: 'strait_spool_max_bytes{instance="onprem",job="strait",stream="app"}'
@@ -421,19 +426,20 @@ tests:
       - eval_time: 20m
         alertname: StraitStreamLagBytesHigh
         exp_alerts:
-          - exp_labels: {stream: app, severity: warning}
+          - exp_labels: {stream: app, to: cloud, severity: warning}
+          - exp_labels: {stream: fan, to: dc2, severity: warning}
       - eval_time: 20m
         alertname: StraitStreamLagSecondsHigh
         exp_alerts:
-          - exp_labels: {stream: app, severity: warning}
+          - exp_labels: {stream: app, to: cloud, severity: warning}
       - eval_time: 20m
         alertname: StraitStreamStalled
         exp_alerts:
-          - exp_labels: {instance: cloud, stream: app, severity: critical}
+          - exp_labels: {instance: cloud, stream: app, to: cloud, severity: critical}
       - eval_time: 20m
         alertname: StraitStreamFailed
         exp_alerts:
-          - exp_labels: {instance: cloud, job: strait, stream: moving, state: error,
+          - exp_labels: {instance: cloud, job: strait, stream: moving, to: cloud, state: error,
                          severity: critical}
       - eval_time: 20m
         alertname: StraitSpoolNearlyFull

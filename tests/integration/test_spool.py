@@ -217,8 +217,8 @@ def test_batch_stream_waits_for_its_window(tmp_path, netns_sites, pg_factory, st
     assert held["spool"]["records"] > 0 and held["batches_sent"] == 0
     assert dst.sql("SELECT count(*) FROM bulk")[0][0] == 0
     m = harness_metrics(onprem)
-    assert 'strait_stream_held{stream="app"} 1' in m
-    assert 'strait_stream_state{stream="app",state="held"} 1' in m
+    assert 'strait_stream_held{stream="app",to="cloud"} 1' in m
+    assert 'strait_stream_state{stream="app",to="cloud",state="held"} 1' in m
     set_clock(onprem, local_time(2026, 11, 30, 1, 0, 1))
     wait_equal(src, dst)
     wait_until(lambda: source_status(onprem)["spool"]["bytes"] == 0, 30,
@@ -295,7 +295,7 @@ def test_spool_max_stops_reading_and_resumes(tmp_path, pg_factory, straitd_facto
     assert st["spool"]["bytes"] <= 2 * MiB + 512 * 1024
     lag = json.loads(onprem.ctl("lag", "--json").stdout)
     assert lag["lag"][0]["state"] == "backpressure"
-    assert 'strait_stream_state{stream="app",state="backpressure"} 1' in harness_metrics(onprem)
+    assert 'strait_stream_state{stream="app",to="cloud",state="backpressure"} 1' in harness_metrics(onprem)
     confirmed = slot_confirmed(src)
     time.sleep(3)
     assert slot_confirmed(src) == confirmed, "the slot moved while reading was stopped"

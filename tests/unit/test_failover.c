@@ -24,31 +24,67 @@
 static void
 test_stream_ends(void **state)
 {
-	size_t src = 99, dst = 99;
+	const size_t one[] = { 1 };
+	size_t src = 99, dst[4] = { 99, 99, 99, 99 };
 
 	(void)state;
 	/* configured from 0 to 1 */
-	assert_true(failover_stream_ends(0, 1, 0, ROLE_PRIMARY, &src, &dst));
+	assert_int_equal(failover_stream_ends(0, one, 1, 0, ROLE_PRIMARY, &src, dst), 1);
 	assert_int_equal(src, 0);
-	assert_int_equal(dst, 1);
-	assert_true(failover_stream_ends(0, 1, 1, ROLE_REPLICA, &src, &dst));
+	assert_int_equal(dst[0], 1);
+	assert_int_equal(failover_stream_ends(0, one, 1, 1, ROLE_REPLICA, &src, dst), 1);
 	assert_int_equal(src, 0);
-	assert_int_equal(dst, 1);
+	assert_int_equal(dst[0], 1);
 	/* after a switchover: site 1 is primary, the stream runs back */
-	assert_true(failover_stream_ends(0, 1, 1, ROLE_PRIMARY, &src, &dst));
+	assert_int_equal(failover_stream_ends(0, one, 1, 1, ROLE_PRIMARY, &src, dst), 1);
 	assert_int_equal(src, 1);
-	assert_int_equal(dst, 0);
-	assert_true(failover_stream_ends(0, 1, 0, ROLE_REPLICA, &src, &dst));
+	assert_int_equal(dst[0], 0);
+	assert_int_equal(failover_stream_ends(0, one, 1, 0, ROLE_REPLICA, &src, dst), 1);
 	assert_int_equal(src, 1);
-	assert_int_equal(dst, 0);
+	assert_int_equal(dst[0], 0);
 	/* fenced: nothing runs; a site that is no end: nothing */
-	src = dst = 99;
-	assert_false(failover_stream_ends(0, 1, 0, ROLE_FENCED, &src, &dst));
-	assert_false(failover_stream_ends(0, 1, 1, ROLE_FENCED, &src, &dst));
-	assert_false(failover_stream_ends(0, 1, 2, ROLE_PRIMARY, &src, &dst));
-	assert_false(failover_stream_ends(0, 1, 2, ROLE_REPLICA, &src, &dst));
+	src = dst[0] = 99;
+	assert_int_equal(failover_stream_ends(0, one, 1, 0, ROLE_FENCED, &src, dst), 0);
+	assert_int_equal(failover_stream_ends(0, one, 1, 1, ROLE_FENCED, &src, dst), 0);
+	assert_int_equal(failover_stream_ends(0, one, 1, 2, ROLE_PRIMARY, &src, dst), 0);
+	assert_int_equal(failover_stream_ends(0, one, 1, 2, ROLE_REPLICA, &src, dst), 0);
 	assert_int_equal(src, 99);
-	assert_int_equal(dst, 99);
+	assert_int_equal(dst[0], 99);
+}
+
+static void
+test_stream_ends_fan_out(void **state)
+{
+	const size_t two[] = { 1, 2 };
+	size_t src = 99, dst[4] = { 99, 99, 99, 99 };
+
+	(void)state;
+	/* from 0 to 1 and 2: the primary sends to both, each replica receives from it */
+	assert_int_equal(failover_stream_ends(0, two, 2, 0, ROLE_PRIMARY, &src, dst), 2);
+	assert_int_equal(src, 0);
+	assert_int_equal(dst[0], 1);
+	assert_int_equal(dst[1], 2);
+	assert_int_equal(failover_stream_ends(0, two, 2, 2, ROLE_REPLICA, &src, dst), 1);
+	assert_int_equal(src, 0);
+	assert_int_equal(dst[0], 2);
+	/* site 2 promoted: it sends to the configured source and to the other replica */
+	assert_int_equal(failover_stream_ends(0, two, 2, 2, ROLE_PRIMARY, &src, dst), 2);
+	assert_int_equal(src, 2);
+	assert_int_equal(dst[0], 0);
+	assert_int_equal(dst[1], 1);
+	/* the configured source as a replica of three ends cannot tell which end sends */
+	src = 99;
+	assert_int_equal(failover_stream_ends(0, two, 2, 0, ROLE_REPLICA, &src, dst), 0);
+	assert_int_equal(src, 99);
+	/* a site listed twice counts once */
+	{
+		const size_t dup[] = { 1, 0 };
+
+		assert_int_equal(failover_stream_ends(0, dup, 2, 0, ROLE_PRIMARY, &src, dst), 1);
+		assert_int_equal(dst[0], 1);
+		assert_int_equal(failover_stream_ends(0, dup, 2, 0, ROLE_REPLICA, &src, dst), 1);
+		assert_int_equal(src, 1);
+	}
 }
 
 /* ---- the lag gate ---- */
@@ -574,6 +610,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_stream_ends),
+		cmocka_unit_test(test_stream_ends_fan_out),
 		cmocka_unit_test(test_gate),
 		cmocka_unit_test(test_durations),
 		cmocka_unit_test(test_readiness_go),

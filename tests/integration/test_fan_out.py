@@ -1,0 +1,152 @@
+"""One stream to several sites (to: a list): three namespace sites on one
+bridge joined by real WireGuard tunnels, aws the primary and azure and onprem
+its replicas. The primary's slot is read once and spooled once; each
+destination has its own sender, position and lag, and nothing leaves the
+spool or the slot before every destination has committed it."""
+
+import json
+import threading
+import time
+
+import pytest
+
+import harness
+from harness import table_dump, wait_until
+
+pytestmark = pytest.mark.skipif(not harness.IS_ROOT, reason="needs root (namespaces, WireGuard)")
+
+PGBENCH_TABLES = ("pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history")
+NAMES = ("aws", "azure", "onprem")
+
+
+def sources(d):
+    """The source side's entries of status, by destination."""
+    return {r["peer"]: r for r in d.status()["replication"] if r["role"] == "source"}
+
+
+def sink(d):
+    return next(r for r in d.status()["replication"] if r["role"] == "sink")
+
+
+def tpcb_balanced(pg):
+    rows = pg.sql("SELECT (SELECT sum(abalance) FROM pgbench_accounts), "
+                  "(SELECT sum(bbalance) FROM pgbench_branches), "
+                  "(SELECT sum(tbalance) FROM pgbench_tellers), "
+                  "(SELECT coalesce(sum(delta), 0) FROM pgbench_history)")[0]
+    return len(set(rows)) == 1
+
+
+def equal(src, dst):
+    return all(table_dump(src, t) == table_dump(dst, t) for t in PGBENCH_TABLES)
+
+
+def slot_confirmed(pg, slot="strait_app"):
+    rows = pg.sql("SELECT confirmed_flush_lsn - '0/0'::pg_lsn FROM pg_replication_slots "
+                  "WHERE slot_name = %s", (slot,))
+    return int(rows[0][0]) if rows and rows[0][0] is not None else 0
+
+
+def lsn_int(text):
+    hi, lo = text.split("/")
+    return (int(hi, 16) << 32) | int(lo, 16)
+
+
+def metrics(d):
+    cfg = harness.yaml.safe_load(open(d.config_path))
+    host, port = cfg["metrics"]["listen"].rsplit(":", 1)
+    cmd = ["ip", "netns", "exec", d.netns, "/usr/bin/python3", "-c",
+           "import sys,urllib.request;"
+           f"sys.stdout.write(urllib.request.urlopen('http://{host}:{port}/metrics').read().decode())"]
+    return harness.run(cmd).stdout
+
+
+def metric(text, name, **labels):
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{want}}} "):
+            return float(line.split()[-1])
+    return None
+
+
+def three_sites(tmp_path, netns_sites, pg_factory, straitd_factory, **stream_keys):
+    """aws with pgbench data, azure and onprem with its tables empty; one
+    stream from aws to both. Returns (pgs, daemons, sites), each by name."""
+    ns = netns_sites(3)
+    pgs = dict(zip(NAMES, harness.on_each(pg_factory, NAMES)))
+    pgs["aws"].pgbench("-i", "-s", "2", "-q")
+    for name in ("azure", "onprem"):
+        pgs[name].pgbench("-i", "-I", "dtp", "-s", "2", "-q")
+    sites = harness.tunnel_sites([pgs[n] for n in NAMES], ns, names=NAMES)
+    stream = dict({"name": "app", "from": "aws", "to": ["azure", "onprem"],
+                   "publication": "strait_app"}, **stream_keys)
+    cluster = harness.Cluster(tmp_path, sites, [stream], backend="userspace")
+    daemons = {n: straitd_factory(cluster.path(n), site=n, netns=ns[i].ns)
+               for i, n in enumerate(NAMES)}
+    return pgs, daemons, dict(zip(NAMES, ns))
+
+
+def test_fan_out_under_load_and_a_replica_cut_off(tmp_path, netns_sites, pg_factory,
+                                                  straitd_factory):
+    """Both replicas are copied and then follow a pgbench load; while azure is
+    cut off, onprem keeps applying, the slot stays at what azure committed
+    (durability remote), the spool keeps azure's batches, and status and
+    metrics show the lag per destination; azure then catches up from the
+    spool and both replicas equal the primary."""
+    pgs, d, ns = three_sites(tmp_path, netns_sites, pg_factory, straitd_factory,
+                             durability="remote")
+    aws, azure, onprem = pgs["aws"], pgs["azure"], pgs["onprem"]
+
+    def both_streaming():
+        s = sources(d["aws"])
+        return set(s) == {"azure", "onprem"} and all(r["streaming"] for r in s.values())
+    wait_until(both_streaming, 120, interval=0.5, what="the stream to both replicas")
+    wait_until(lambda: equal(aws, azure) and equal(aws, onprem), 120, interval=0.5,
+               what="both replicas copied")
+    # one slot, one spool on the primary
+    assert aws.sql("SELECT count(*) FROM pg_replication_slots")[0][0] == 1
+
+    load = threading.Thread(target=aws.pgbench, args=("-c", "2", "-T", "20", "-n"))
+    load.start()
+    try:
+        time.sleep(3)
+        ns["azure"].set_wan(False)
+        wait_until(lambda: not sources(d["aws"])["azure"]["link_up"], 60, interval=0.2,
+                   what="the primary to see azure gone")
+        cut_at = sources(d["aws"])["azure"]["acked_lsn"]
+        # onprem goes on while azure is away
+        before = lsn_int(sources(d["aws"])["onprem"]["acked_lsn"])
+        wait_until(lambda: lsn_int(sources(d["aws"])["onprem"]["acked_lsn"]) > before + 100000,
+                   60, interval=0.2, what="onprem to go on applying")
+        # the slot holds at what azure committed; the spool keeps what it lacks
+        assert slot_confirmed(aws) <= lsn_int(cut_at)
+        s = sources(d["aws"])
+        assert s["azure"]["spool"]["records"] > 0
+        assert s["azure"]["spool"]["floor_lsn"] == s["onprem"]["spool"]["floor_lsn"]
+        assert lsn_int(s["azure"]["spool"]["floor_lsn"]) <= lsn_int(cut_at)
+        lag = json.loads(d["aws"].ctl("lag", "--json").stdout)["lag"]
+        by_peer = {r["peer"]: r for r in lag}
+        assert by_peer["azure"]["lag_bytes"] > 0
+        text = metrics(d["aws"])
+        assert metric(text, "strait_stream_lag_bytes", stream="app", to="azure") > 0
+        assert metric(text, "strait_spool_bytes", stream="app") > 0
+        table = d["aws"].ctl("status").stdout
+        assert "-> azure" in table and "-> onprem" in table, table
+    finally:
+        load.join()
+    # onprem is level with the primary while azure is still cut off
+    wait_until(lambda: equal(aws, onprem), 60, interval=0.5, what="onprem equal")
+    assert slot_confirmed(aws) <= lsn_int(cut_at)
+    assert not equal(aws, azure)
+
+    ns["azure"].set_wan(True)
+    wait_until(lambda: equal(aws, azure), 120, interval=0.5, what="azure to catch up")
+    assert tpcb_balanced(azure) and tpcb_balanced(onprem)
+    # everything committed everywhere: the slot and the spool move on
+    wait_until(lambda: slot_confirmed(aws) > lsn_int(cut_at), 30, interval=0.2,
+               what="the slot to move on")
+    wait_until(lambda: sources(d["aws"])["azure"]["spool"]["records"] <= 2, 30, interval=0.2,
+               what="the spool to be released")
+    text = metrics(d["aws"])
+    for to in ("azure", "onprem"):
+        assert metric(text, "strait_stream_lag_bytes", stream="app", to=to) is not None
+    assert metric(metrics(d["azure"]), "strait_stream_lag_bytes", stream="app", to="azure") is not None
