@@ -241,6 +241,20 @@ void json_lsn(struct json_out *j, const char *key, uint64_t lsn)
 	json_string(j, key, lsn_format(text, lsn));
 }
 
+void json_raw(struct json_out *j, const char *key, const char *value)
+{
+	size_t n = strlen(value);
+
+	if (j->text) {
+		j->failed = true;
+		return;
+	}
+	while (n > 0 && value[n - 1] == '\n')
+		n--;
+	json_member(j, key);
+	json_put(j, value, n);
+}
+
 char *json_finish(struct json_out *j, size_t *len)
 {
 	char *doc;

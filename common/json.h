@@ -42,6 +42,12 @@ void json_bool(struct json_out *j, const char *key, bool value);
 void json_null(struct json_out *j, const char *key);
 /* A PostgreSQL LSN as PostgreSQL prints it: "16/B374D848". */
 void json_lsn(struct json_out *j, const char *key, uint64_t lsn);
+/*
+ * A whole JSON value written as it is (a document another writer made, a
+ * trailing newline left out): the caller vouches for it. JSON form only; in
+ * the outline form it fails the writer.
+ */
+void json_raw(struct json_out *j, const char *key, const char *value);
 
 /* Returns the NUL-terminated document (caller frees), or NULL on failure. */
 char *json_finish(struct json_out *j, size_t *len);

@@ -54,13 +54,14 @@
 /* ------------------------------------------------------------ pure parts */
 
 size_t failover_stream_ends(size_t from, const size_t *to, size_t n_to, size_t self,
-		enum role_kind role, size_t *src, size_t *dst)
+		enum role_kind role, size_t primary, size_t *src, size_t *dst)
 {
 	size_t n = 0, ends = 1;
-	bool mine = from == self;
+	bool mine = from == self, primary_end = primary == from;
 
 	for (size_t i = 0; i < n_to; i++) {
 		mine = mine || to[i] == self;
+		primary_end = primary_end || to[i] == primary;
 		ends += to[i] != from;
 	}
 	if (!mine || role == ROLE_FENCED)
@@ -74,7 +75,9 @@ size_t failover_stream_ends(size_t from, const size_t *to, size_t n_to, size_t s
 				dst[n++] = to[i];
 		return n;
 	}
-	if (from != self) {
+	if (primary_end && primary != self) {
+		*src = primary;
+	} else if (from != self) {
 		*src = from;
 	} else if (ends == 2) {
 		for (size_t i = 0; i < n_to; i++)
@@ -426,12 +429,35 @@ static bool fo_append_table(FILE *out, const char *name)
 
 const char fo_rw[] = "SET default_transaction_read_only = off; ";
 
-/* The streams between this site and peer (configured either way). */
+bool fo_stream_end(const struct config_stream *cs, size_t site)
+{
+	if (cs->from == site)
+		return true;
+	for (size_t i = 0; i < cs->n_to; i++)
+		if (cs->to[i] == site)
+			return true;
+	return false;
+}
+
+/* The streams between this site and peer: both are ends of it (whichever way it runs now). */
 bool fo_stream_with(const struct failover *f, const struct config_stream *cs, size_t peer)
 {
-	size_t to = config_stream_to(cs);
+	return peer != f->self && fo_stream_end(cs, f->self) && fo_stream_end(cs, peer);
+}
 
-	return (cs->from == f->self && to == peer) || (cs->from == peer && to == f->self);
+size_t fo_stream_peers(const struct failover *f, size_t *sites, size_t max)
+{
+	size_t n = 0;
+
+	for (size_t p = 0; p < f->cfg->n_sites && n < max; p++) {
+		for (size_t i = 0; i < f->cfg->n_streams; i++) {
+			if (fo_stream_with(f, &f->cfg->streams[i], p)) {
+				sites[n++] = p;
+				break;
+			}
+		}
+	}
+	return n;
 }
 
 int fo_site_index(const struct failover *f, const char *name)
@@ -530,16 +556,41 @@ out:
 
 static void fo_promoted(struct failover *f);
 
+bool fo_add_end_apply_sessions(struct failover *f)
+{
+	/* a closed apply connection whose backend waits on a lock lingers, holding its xid */
+	return fo_add_sql(f, 0, NULL, "ended this site's leftover apply sessions, if any",
+			  "SELECT count(" FENCE_TERMINATE_WAIT("a.pid") ") FROM "
+			  "pg_catalog.pg_stat_activity a WHERE application_name = 'strait-apply' "
+			  "AND pid <> pg_catalog.pg_backend_pid()");
+}
+
+bool fo_add_origin_at(struct failover *f, const char *stream, uint64_t lsn)
+{
+	char slot[128], what[256], text[32], *slotlit;
+	bool ok;
+
+	source_slot_name(stream, slot, sizeof(slot));
+	slotlit = fo_quote(slot, '\'');
+	lsn_format(text, lsn);
+	snprintf(what, sizeof(what), "origin %s set to %s (stream %s resumes there)", slot, text,
+		 stream);
+	ok = slotlit &&
+	     fo_add_sql(f, 0, NULL, what,
+			"%sSELECT pg_catalog.pg_replication_origin_create(%s) WHERE NOT EXISTS "
+			"(SELECT 1 FROM pg_catalog.pg_replication_origin WHERE roname = %s); "
+			"SELECT pg_catalog.pg_replication_origin_advance(%s, '%s')", fo_rw,
+			slotlit, slotlit, slotlit, text);
+	free(slotlit);
+	return ok;
+}
+
 static void fo_promote_sql(struct failover *f)
 {
 	int peer = fo_site_index(f, f->peer);
 	char what[128];
 
-	/* a closed apply connection whose backend waits on a lock lingers, holding its xid */
-	if (!fo_add_sql(f, 0, NULL, "ended this site's leftover apply sessions, if any",
-			"SELECT count(" FENCE_TERMINATE_WAIT("a.pid") ") FROM "
-			"pg_catalog.pg_stat_activity a WHERE application_name = 'strait-apply' "
-			"AND pid <> pg_catalog.pg_backend_pid()")) {
+	if (!fo_add_end_apply_sessions(f)) {
 		fo_fail(f, "out of memory");
 		return;
 	}
@@ -580,7 +631,7 @@ static void fo_promoted(struct failover *f)
 	char reason[128];
 
 	snprintf(reason, sizeof(reason), "%s to this site", f->answer_peer ? "switchover" : "failover");
-	if (!role_set(f->role, ROLE_PRIMARY, f->new_epoch, reason)) {
+	if (!role_set(f->role, ROLE_PRIMARY, f->new_epoch, f->cfg->sites[f->self].name, reason)) {
 		fo_fail(f, "could not record the new role (see the log)");
 		return;
 	}
@@ -591,6 +642,8 @@ static void fo_promoted(struct failover *f)
 	f->ops.rebuild(f->arg);
 	fo_step(f, "streams run from site %s now", f->cfg->sites[f->self].name);
 	if (f->answer_peer) {
+		/* first: the old primary's answer then shows which replicas were told */
+		fo_send_follow(f);
 		fo_send_promote_ack(f, f->peer, true, NULL);
 		fo_record_duration(f, FAILOVER_CHANGE_PROMOTION, fo_elapsed(f));
 		fo_end(f, true, "promoted in %.2f s", fo_elapsed(f));
@@ -646,7 +699,7 @@ void fo_fail(struct failover *f, const char *why)
 	fo_step(f, "failed: %s", why);
 	if (f->op == FO_PROMOTE && f->answer_peer)
 		fo_send_promote_ack(f, f->peer, false, why);
-	if (f->op == FO_PROMOTE && f->streams_stopped) {
+	if ((f->op == FO_PROMOTE || f->op == FO_FOLLOW) && f->streams_stopped) {
 		f->streams_stopped = false;
 		f->ops.rebuild(f->arg);
 		fo_step(f, "the streams run again as before");

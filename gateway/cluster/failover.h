@@ -94,13 +94,14 @@ void failover_stepped_down(struct failover *f, const char *peer);
  * other end when self is the source (a primary sends to every end of the
  * stream, the configured source too when it is a replica now), 1 (self)
  * when self receives it, 0 when it does not run here (self is no end, is
- * fenced, or is a replica that does not know which end sends: the
- * configured source of a stream of more than two ends).
- * A replica receives from the configured source, or from the other end of a
- * two-ended stream when it is the configured source itself.
+ * fenced, or is a replica that does not know which end sends).
+ * A replica receives from primary (the site it knows is primary) when that
+ * is another end of the stream; not knowing (CONFIG_SITE_NONE), from the
+ * configured source, or from the other end of a two-ended stream when it is
+ * the configured source itself.
  */
 size_t failover_stream_ends(size_t from, const size_t *to, size_t n_to, size_t self,
-		enum role_kind role, size_t *src, size_t *dst);
+		enum role_kind role, size_t primary, size_t *src, size_t *dst);
 
 /* What the target of a failover knows of what it lacks. */
 struct failover_lag {

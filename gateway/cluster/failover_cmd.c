@@ -29,6 +29,8 @@ const char *fo_op_name(enum fo_op op)
 		return "rejoin";
 	case FO_DRY_RUN:
 		return "failover dry run";
+	case FO_FOLLOW:
+		return "change of primary";
 	case FO_NONE:
 		break;
 	}
@@ -106,6 +108,35 @@ static bool fo_two_sites_only(struct failover *f, struct control_request *req, c
 	return true;
 }
 
+/*
+ * Every replica of this site's streams is drained before the switchover, so
+ * that each takes the new primary's streams where they start, with no copy:
+ * all must be reachable, and the target must be one of them. False (answered)
+ * otherwise.
+ */
+static bool fo_switch_all_reachable(struct failover *f, struct control_request *req,
+		const char *to)
+{
+	size_t sites[FO_MAX_PEERS], n = fo_stream_peers(f, sites, FO_MAX_PEERS);
+	bool target = false;
+
+	for (size_t i = 0; i < n; i++) {
+		const char *name = f->cfg->sites[sites[i]].name;
+
+		target = target || strcmp(name, to) == 0;
+		if (!relay_is_up(f->relay, name)) {
+			fo_refuse(req, "site %s, a replica of this site's streams, is not reachable (the "
+				  "relay link is down): a switchover brings every replica along; bring "
+				  "it back first", name);
+			return false;
+		}
+	}
+	if (n && !target)
+		fo_refuse(req, "site %s receives none of this site's streams: it cannot take them over",
+			  to);
+	return target || !n;
+}
+
 void failover_cmd_switchover(struct failover *f, struct control_request *req, int argc,
 		char **argv)
 {
@@ -113,7 +144,7 @@ void failover_cmd_switchover(struct failover *f, struct control_request *req, in
 	int target;
 
 	if (!fo_parse(req, argc, argv, &to, NULL, NULL, NULL, "switchover --to SITE") ||
-	    fo_busy(f, req) || !fo_two_sites_only(f, req, "switchover"))
+	    fo_busy(f, req))
 		return;
 	target = fo_site_index(f, to);
 	if (target < 0) {
@@ -126,7 +157,7 @@ void failover_cmd_switchover(struct failover *f, struct control_request *req, in
 		return;
 	}
 	if ((size_t)target == f->self) {
-		fo_refuse(req, "site %s is this site: run switchover on the primary", to);
+		fo_refuse(req, "site %s is the primary already", to);
 		return;
 	}
 	if (!relay_is_up(f->relay, to)) {
@@ -134,6 +165,8 @@ void failover_cmd_switchover(struct failover *f, struct control_request *req, in
 			  "both sites; see failover", to);
 		return;
 	}
+	if (!fo_switch_all_reachable(f, req, to))
+		return;
 	fo_switch_start(f, req, to);
 }
 

@@ -45,6 +45,7 @@ enum fo_op {
 	FO_STEP_DOWN,            /* fencing this site's database after a higher epoch */
 	FO_REJOIN,               /* this fenced site becomes the primary's replica */
 	FO_DRY_RUN,              /* failover --dry-run: asking this site's database */
+	FO_FOLLOW,               /* this replica takes the streams from a new primary */
 };
 
 struct fo_sql {
@@ -151,12 +152,20 @@ extern const char fo_rw[];
 /* failover.c: sites, streams and what this site knows of its peers */
 void fo_time_text(int64_t us, char *buf, size_t len);
 bool fo_stream_with(const struct failover *f, const struct config_stream *cs, size_t peer);
+/* Whether site is an end of the stream (its source or one of its destinations). */
+bool fo_stream_end(const struct config_stream *cs, size_t site);
+/* The other sites that share a stream with this one, into sites[] (at most max); how many. */
+size_t fo_stream_peers(const struct failover *f, size_t *sites, size_t max);
 int fo_site_index(const struct failover *f, const char *name);
 const char *fo_old_primary(const struct failover *f);
 const struct fo_peer *fo_find_peer(const struct failover *f, const char *name);
 void fo_known_lag(const struct failover *f, const char *peer, struct failover_lag *lag);
 
 /* failover.c: promotion and failover */
+/* Queues the end of this site's leftover apply sessions; false when out of memory. */
+bool fo_add_end_apply_sessions(struct failover *f);
+/* Queues stream's origin (created if missing) set to lsn, either way; false when out of memory. */
+bool fo_add_origin_at(struct failover *f, const char *stream, uint64_t lsn);
 void fo_promote(struct failover *f);
 /* failover --to (this site, checked by failover_cmd_failover()) from old. */
 void fo_failover_start(struct failover *f, struct control_request *req, const char *old,
@@ -167,6 +176,10 @@ void fo_failover_start(struct failover *f, struct control_request *req, const ch
 void fo_switch_start(struct failover *f, struct control_request *req, const char *to);
 /* PROMOTE_ACK ok: point the origins at the new slots, drop our slots, become replica. */
 void fo_switch_acked(struct failover *f, const struct relay_proto_promote_ack *ack);
+/* A PROMOTE_ACK to a replica from the new primary of a switchover: take its streams. */
+void fo_follow_start(struct failover *f, const char *peer, const struct relay_proto_promote_ack *ack);
+/* The new primary of a switchover tells the other replicas where its streams start. */
+void fo_send_follow(struct failover *f);
 /* The primary was unfenced again after a failed switchover. */
 void fo_switch_unfenced(struct failover *f);
 /* Removes a stream's spool (it served the old direction). */

@@ -187,6 +187,12 @@ static void fo_on_promote_ack(struct failover *f, const char *peer, const struct
 			  relay_proto_status_str(ps));
 		return;
 	}
+	/* a replica hears the new primary of another site's switchover */
+	if (f->op == FO_NONE && ack.ok && role_current(f->role) == ROLE_REPLICA &&
+	    ack.epoch >= role_epoch(f->role) && strcmp(role_primary(f->role), peer) != 0) {
+		fo_follow_start(f, peer, &ack);
+		return;
+	}
 	if (f->op != FO_SWITCHOVER || strcmp(peer, f->peer) != 0 || !f->new_epoch) {
 		log_warning("PROMOTE_ACK from \"%s\" that no switchover here waits for", peer);
 		return;

@@ -37,7 +37,8 @@ static const struct fo_slot *fo_applied_of(const struct failover *f, const char 
 
 static void fo_rejoin_done(struct failover *f)
 {
-	if (!role_set(f->role, ROLE_REPLICA, role_epoch(f->role), "rejoin as a replica")) {
+	if (!role_set(f->role, ROLE_REPLICA, role_epoch(f->role), f->fence_from,
+		      "rejoin as a replica")) {
 		fo_end(f, false, "could not record the new role (see the log)");
 		return;
 	}

@@ -63,8 +63,9 @@ bool role_state_format(const struct role_state *st, char *buf, size_t len)
 	int n = snprintf(buf, len,
 			 "# strait site role and cluster epoch: written by straitd, "
 			 "do not edit while it runs\n"
-			 "format=%d\ncluster=%s\nsite=%s\nrole=%s\nepoch=%" PRIu64 "\n",
-			 ROLE_FORMAT_VERSION, st->cluster, st->site, role_name(st->role), st->epoch);
+			 "format=%d\ncluster=%s\nsite=%s\nrole=%s\nepoch=%" PRIu64 "\n%s%s%s",
+			 ROLE_FORMAT_VERSION, st->cluster, st->site, role_name(st->role), st->epoch,
+			 st->primary[0] ? "primary=" : "", st->primary, st->primary[0] ? "\n" : "");
 
 	return n > 0 && (size_t)n < len;
 }
@@ -112,9 +113,11 @@ static bool role_parse_u64(const char *s, size_t n, uint64_t *out)
 	return true;
 }
 
-enum role_key { RK_FORMAT, RK_CLUSTER, RK_SITE, RK_ROLE, RK_EPOCH, RK_COUNT };
+/* primary is optional (the last key): unknown when it is missing */
+enum role_key { RK_FORMAT, RK_CLUSTER, RK_SITE, RK_ROLE, RK_EPOCH, RK_PRIMARY, RK_COUNT };
 
-static const char *const role_keys[RK_COUNT] = { "format", "cluster", "site", "role", "epoch" };
+static const char *const role_keys[RK_COUNT] = { "format", "cluster", "site", "role", "epoch",
+						 "primary" };
 
 static bool role_parse_name_value(const char *v, size_t n, char *out, int line, const char *key,
 		char *err, size_t errlen)
@@ -164,6 +167,9 @@ static bool role_set_value(struct role_state *st, enum role_key k, const char *v
 					     err, errlen);
 	case RK_SITE:
 		return role_parse_name_value(vs, (size_t)(ve - vs), st->site, line, "site",
+					     err, errlen);
+	case RK_PRIMARY:
+		return role_parse_name_value(vs, (size_t)(ve - vs), st->primary, line, "primary",
 					     err, errlen);
 	case RK_ROLE: {
 		char name[16] = "";
@@ -244,7 +250,7 @@ bool role_state_parse(const char *text, size_t len, struct role_state *out,
 		if (!role_set_value(&st, (enum role_key)k, vs, ve, line, err, errlen))
 			return false;
 	}
-	for (size_t k = 0; k < RK_COUNT; k++) {
+	for (size_t k = 0; k < RK_PRIMARY; k++) {
 		if (!seen[k]) {
 			role_err(err, errlen, "%s is missing", role_keys[k]);
 			return false;
@@ -383,7 +389,7 @@ static bool role_copy_name(char *dst, const char *src)
 }
 
 struct role *role_load(const char *state_dir, const char *cluster, const char *site,
-		const char *initial_role)
+		const char *initial_role, const char *initial_primary)
 {
 	struct role *r = calloc(1, sizeof(*r));
 	char err[512], *path = NULL, *tmp = NULL;
@@ -415,7 +421,8 @@ struct role *role_load(const char *state_dir, const char *cluster, const char *s
 			 path);
 	} else {
 		memset(&st, 0, sizeof(st));
-		if (!role_copy_name(st.cluster, cluster) || !role_copy_name(st.site, site)) {
+		if (!role_copy_name(st.cluster, cluster) || !role_copy_name(st.site, site) ||
+		    (initial_primary && !role_copy_name(st.primary, initial_primary))) {
 			log_error("could not create state file \"%s\": invalid cluster or site name",
 				  path);
 			goto fail;
@@ -468,11 +475,23 @@ bool role_persisted(const struct role *r)
 	return r->persisted;
 }
 
-bool role_set(struct role *r, enum role_kind role, uint64_t epoch, const char *reason)
+const char *role_primary(const struct role *r)
+{
+	return r->st.primary;
+}
+
+bool role_set(struct role *r, enum role_kind role, uint64_t epoch, const char *primary,
+		const char *reason)
 {
 	struct role_state next = r->st;
 	char err[512];
 
+	next.primary[0] = '\0';
+	if (primary && !role_copy_name(next.primary, primary)) {
+		log_error("could not make this site %s at epoch %" PRIu64 ": invalid primary \"%s\"",
+			  role_name(role), epoch, primary);
+		return false;
+	}
 	if (epoch < r->st.epoch) {
 		log_error("could not make this site %s at epoch %" PRIu64 ": the epoch is %" PRIu64
 			  " already", role_name(role), epoch, r->st.epoch);
@@ -503,6 +522,7 @@ bool role_heard_epoch(struct role *r, const char *peer, uint64_t epoch)
 	next.epoch = epoch;
 	if (r->st.role == ROLE_PRIMARY) {
 		next.role = ROLE_FENCED;
+		next.primary[0] = '\0';
 		log_warning("site \"%s\" is at epoch %" PRIu64 ", higher than this site's %" PRIu64
 			    ": another site is primary now; stepping down from primary to fenced",
 			    peer, epoch, r->st.epoch);

@@ -19,7 +19,12 @@
  *   site=onprem
  *   role=primary
  *   epoch=7
+ *   primary=onprem
  *
+ * primary names the site this one takes the streams from (itself when it is
+ * the primary); it is missing when that is not known (a stepped-down
+ * primary, a file from before it was kept), and the streams then run as the
+ * configuration's from and to say (failover_stream_ends()).
  * It is replaced atomically (write STATE_DIR/role.tmp, fsync, rename, fsync
  * the directory); a failed fsync is fatal (log_fatal), since nothing can be
  * known about what reached the disk. A file that does not parse, names
@@ -69,21 +74,24 @@ struct role;
  * the file is refused or cannot be written.
  */
 struct role *role_load(const char *state_dir, const char *cluster, const char *site,
-		const char *initial_role);
+		const char *initial_role, const char *initial_primary);
 void role_free(struct role *r);
 
 enum role_kind role_current(const struct role *r);
 uint64_t role_epoch(const struct role *r);
 /* False when the last change could not be written (the site runs on, unhealthy). */
 bool role_persisted(const struct role *r);
+/* The primary this site knows of ("": not known). */
+const char *role_primary(const struct role *r);
 
 /*
- * Sets role and epoch, persisting them before it returns. epoch must be at
- * least the current one. Returns false (logged, nothing changed) when epoch
- * is lower or the file cannot be written. reason is for the log.
+ * Sets role, epoch and the primary (NULL: not known), persisting them before
+ * it returns. epoch must be at least the current one. Returns false (logged,
+ * nothing changed) when epoch is lower or the file cannot be written. reason
+ * is for the log.
  */
-bool role_set(struct role *r, enum role_kind role, uint64_t epoch, const char *reason)
-	ROLE_MUSTCHECK;
+bool role_set(struct role *r, enum role_kind role, uint64_t epoch, const char *primary,
+		const char *reason) ROLE_MUSTCHECK;
 
 /*
  * A frame from peer carried epoch. A higher epoch than ours is recorded and a
@@ -101,6 +109,7 @@ struct role_state {
 	char site[ROLE_NAME_MAX + 1];
 	enum role_kind role;
 	uint64_t epoch;
+	char primary[ROLE_NAME_MAX + 1]; /* "": not known */
 };
 
 /* The file's text; false when buf is too small. */

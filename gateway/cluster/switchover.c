@@ -75,22 +75,52 @@ static void fo_switch_send_promote(struct failover *f)
 	fo_arm(f, FO_PROMOTE_TIMEOUT_MS, fo_switch_promote_timeout);
 }
 
+/* The first replica of this site's streams not drained yet (NULL: all are); *down when its link is. */
+static const char *fo_switch_undrained(struct failover *f, struct streams *s, bool *down)
+{
+	size_t sites[FO_MAX_PEERS], n = fo_stream_peers(f, sites, FO_MAX_PEERS);
+
+	*down = false;
+	if (!n) {
+		*down = !relay_is_up(f->relay, f->peer);
+		return *down || !(s && streams_drained(s, f->peer, f->drain_lsn)) ? f->peer : NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const char *name = f->cfg->sites[sites[i]].name;
+
+		*down = !relay_is_up(f->relay, name);
+		if (*down || !(s && streams_drained(s, name, f->drain_lsn)))
+			return name;
+	}
+	return NULL;
+}
+
 static void fo_switch_drain_poll(struct failover *f)
 {
 	struct streams *s = f->ops.streams(f->arg);
+	size_t sites[FO_MAX_PEERS], n = fo_stream_peers(f, sites, FO_MAX_PEERS);
+	bool down;
+	const char *waiting = fo_switch_undrained(f, s, &down);
+	char why[160];
 
-	if (!relay_is_up(f->relay, f->peer)) {
-		fo_fail(f, "the link to the target went down while draining");
+	if (down) {
+		snprintf(why, sizeof(why), "the link to site %s went down while draining", waiting);
+		fo_fail(f, why);
 		return;
 	}
-	if (s && streams_drained(s, f->peer, f->drain_lsn)) {
-		fo_step(f, "drained: site %s applied everything up to " LSN_FMT " (lag 0)", f->peer,
-			LSN_ARGS(f->drain_lsn));
+	if (!waiting) {
+		for (size_t i = 0; i < n; i++)
+			fo_step(f, "drained: site %s applied everything up to " LSN_FMT " (lag 0)",
+				f->cfg->sites[sites[i]].name, LSN_ARGS(f->drain_lsn));
+		if (!n)
+			fo_step(f, "drained: site %s applied everything up to " LSN_FMT " (lag 0)",
+				f->peer, LSN_ARGS(f->drain_lsn));
 		fo_switch_send_promote(f);
 		return;
 	}
 	if (fo_now_ms() > f->deadline_ms) {
-		fo_fail(f, "the streams did not drain in time");
+		snprintf(why, sizeof(why), "the streams to site %s did not drain in time", waiting);
+		fo_fail(f, why);
 		return;
 	}
 	fo_arm(f, FO_DRAIN_POLL_MS, fo_switch_drain_poll);
@@ -146,7 +176,8 @@ static void fo_switch_replica(struct failover *f)
 	for (size_t i = 0; i < f->cfg->n_streams; i++)
 		if (peer >= 0 && fo_stream_with(f, &f->cfg->streams[i], (size_t)peer))
 			fo_remove_spool(f, f->cfg->streams[i].name);
-	if (!role_set(f->role, ROLE_REPLICA, f->new_epoch, "switchover: replica of the new primary")) {
+	if (!role_set(f->role, ROLE_REPLICA, f->new_epoch, f->peer,
+		      "switchover: replica of the new primary")) {
 		fo_end(f, false, "could not record the new role (see the log)");
 		return;
 	}
@@ -164,32 +195,20 @@ void fo_switch_acked(struct failover *f, const struct relay_proto_promote_ack *a
 	fo_step(f, "site %s promoted itself at epoch %" PRIu64, f->peer, ack->epoch);
 	f->new_epoch = ack->epoch;
 	for (size_t i = 0; i < ack->nstreams; i++) {
-		char *name = wire_str_dup(ack->streams[i].stream), slot[128], what[256], lsn[32];
+		char *name = wire_str_dup(ack->streams[i].stream), slot[128], what[256];
 		char *slotlit;
 
-		if (!name) {
+		if (!name || !fo_add_origin_at(f, name, ack->streams[i].lsn)) {
+			free(name);
 			fo_end(f, false, "out of memory");
 			return;
 		}
 		source_slot_name(name, slot, sizeof(slot));
 		slotlit = fo_quote(slot, '\'');
-		lsn_format(lsn, ack->streams[i].lsn);
-		snprintf(what, sizeof(what), "origin %s set to %s (stream %s resumes there)", slot, lsn,
-			 name);
-		if (!slotlit ||
-		    !fo_add_sql(f, 0, NULL, what,
-				"%sSELECT pg_catalog.pg_replication_origin_create(%s) WHERE NOT EXISTS "
-				"(SELECT 1 FROM pg_catalog.pg_replication_origin WHERE roname = %s); "
-				"SELECT pg_catalog.pg_replication_origin_advance(%s, '%s')", fo_rw,
-				slotlit, slotlit, slotlit, lsn)) {
-			free(slotlit);
-			free(name);
-			fo_end(f, false, "out of memory");
-			return;
-		}
 		snprintf(what, sizeof(what), "dropped slot %s of the old direction", slot);
 		/* our walsender may take a moment to go once the source is closed */
-		if (!fo_add_sql(f, 50, NULL, what,
+		if (!slotlit ||
+		    !fo_add_sql(f, 50, NULL, what,
 				"SELECT pg_catalog.pg_terminate_backend(active_pid) FROM "
 				"pg_catalog.pg_replication_slots WHERE slot_name = %s AND active; "
 				"SELECT pg_catalog.pg_drop_replication_slot(slot_name) FROM "
@@ -203,6 +222,77 @@ void fo_switch_acked(struct failover *f, const struct relay_proto_promote_ack *a
 		free(name);
 	}
 	f->steps_next = fo_switch_replica;
+	fo_steps_run(f);
+}
+
+/* ------------------------------------------------ the other replicas follow */
+
+void fo_send_follow(struct failover *f)
+{
+	size_t sites[FO_MAX_PEERS], n = fo_stream_peers(f, sites, FO_MAX_PEERS);
+
+	for (size_t i = 0; i < n; i++) {
+		const char *name = f->cfg->sites[sites[i]].name;
+
+		if (strcmp(name, f->peer) == 0)
+			continue;
+		if (!relay_is_up(f->relay, name)) {
+			fo_step(f, "WARNING: site %s is not reachable: it does not know where the streams "
+				"of site %s start", name, f->cfg->sites[f->self].name);
+			continue;
+		}
+		fo_send_promote_ack(f, name, true, NULL);
+		fo_step(f, "told site %s where the streams start: it follows site %s", name,
+			f->cfg->sites[f->self].name);
+	}
+}
+
+static void fo_follow_done(struct failover *f)
+{
+	if (!role_set(f->role, ROLE_REPLICA, f->new_epoch, f->peer, "following the new primary")) {
+		fo_fail(f, "could not record the new primary (see the log)");
+		return;
+	}
+	f->streams_stopped = false;
+	f->ops.rebuild(f->arg);
+	fo_end(f, true, "site %s takes the streams from site %s at epoch %" PRIu64 " (%.2f s)",
+	       f->cfg->sites[f->self].name, f->peer, f->new_epoch, fo_elapsed(f));
+}
+
+/*
+ * The old primary drained this replica before the switchover, so it has
+ * every transaction the new primary has: its origins move to where the new
+ * primary's slots start, as the old primary's do, and nothing is copied.
+ * The sinks stop first (an origin in use cannot be moved).
+ */
+void fo_follow_start(struct failover *f, const char *peer, const struct relay_proto_promote_ack *ack)
+{
+	int p = fo_site_index(f, peer);
+
+	fo_begin(f, FO_FOLLOW, NULL, peer);
+	f->new_epoch = ack->epoch;
+	fo_step(f, "site %s is primary at epoch %" PRIu64 " after a switchover: site %s takes its "
+		"streams", peer, ack->epoch, f->cfg->sites[f->self].name);
+	f->ops.stop(f->arg);
+	f->streams_stopped = true;
+	if (!fo_add_end_apply_sessions(f)) {
+		fo_fail(f, "out of memory");
+		return;
+	}
+	for (size_t i = 0; p >= 0 && i < ack->nstreams; i++) {
+		for (size_t k = 0; k < f->cfg->n_streams; k++) {
+			const struct config_stream *cs = &f->cfg->streams[k];
+
+			if (!wire_str_eq(ack->streams[i].stream, cs->name) ||
+			    !fo_stream_with(f, cs, (size_t)p))
+				continue;
+			if (!fo_add_origin_at(f, cs->name, ack->streams[i].lsn)) {
+				fo_fail(f, "out of memory");
+				return;
+			}
+		}
+	}
+	f->steps_next = fo_follow_done;
 	fo_steps_run(f);
 }
 

@@ -36,16 +36,22 @@ static void daemon_cmd_status(struct control_request *req, int argc, char **argv
 {
 	struct daemon *d = arg;
 	struct json_out j;
-	bool as_json = false;
+	bool as_json = false, cluster = false;
 	char *doc;
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0) {
 			as_json = true;
+		} else if (strcmp(argv[i], "--cluster") == 0 && !control_request_remote(req)) {
+			cluster = true;
 		} else {
-			control_reply(req, false, "usage: status [--json]\n");
+			control_reply(req, false, "usage: status [--json | --cluster]\n");
 			return;
 		}
+	}
+	if (cluster) {
+		daemon_status_cluster(d, req);   /* JSON: straitctl makes the table */
+		return;
 	}
 	if (as_json)
 		json_init(&j);
@@ -243,6 +249,8 @@ static void daemon_cmd_switchover(struct control_request *req, int argc, char **
 		control_reply(req, false, "a single site has nothing to switch over to\n");
 		return;
 	}
+	if (daemon_forward_switchover(d, req, argc, argv))
+		return;
 	failover_cmd_switchover(d->failover, req, argc, argv);
 }
 

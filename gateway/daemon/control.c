@@ -56,12 +56,16 @@ struct control_request {
 	struct control_request *next;
 	char *line;
 	char *argv[CONTROL_MAX_ARGS + 1];
+	control_reply_fn reply_fn;         /* a request from elsewhere: its answer goes here */
+	void *reply_arg;
 };
 
 static void control_unlink_pending(struct control_request *req)
 {
 	struct control_request **p;
 
+	if (!req->srv)
+		return;
 	for (p = &req->srv->pending; *p; p = &(*p)->next) {
 		if (*p == req) {
 			*p = req->next;
@@ -108,6 +112,11 @@ void control_reply(struct control_request *req, bool ok, const char *body)
 
 	control_unlink_pending(req);
 	req->dispatched = false;
+	if (req->reply_fn) {
+		req->reply_fn(req->reply_arg, ok, body);
+		control_request_free(req);
+		return;
+	}
 	if (!req->bev) {
 		control_request_free(req);
 		return;
@@ -171,6 +180,59 @@ static void control_dispatch(struct control_request *req)
 		snprintf(msg, sizeof(msg), "unknown command \"%.64s\"\n", req->argv[0]);
 		control_reply(req, false, msg);
 	}
+}
+
+struct control_request *control_request_new(int argc, char *const *argv, control_reply_fn fn,
+		void *arg)
+{
+	struct control_request *req;
+	size_t len = 0, at = 0;
+
+	if (argc < 1 || argc > CONTROL_MAX_ARGS)
+		return NULL;
+	for (int i = 0; i < argc; i++)
+		len += strlen(argv[i]) + 1;
+	req = calloc(1, sizeof(*req));
+	if (!req || !(req->line = malloc(len))) {
+		free(req);
+		return NULL;
+	}
+	for (int i = 0; i < argc; i++) {
+		req->argv[i] = req->line + at;
+		memcpy(req->line + at, argv[i], strlen(argv[i]) + 1);
+		at += strlen(argv[i]) + 1;
+	}
+	req->argv[argc] = NULL;
+	req->reply_fn = fn;
+	req->reply_arg = arg;
+	return req;
+}
+
+bool control_request_run(struct control_request *req, const struct control_command *commands,
+		void *arg)
+{
+	int argc = 0;
+
+	while (req->argv[argc])
+		argc++;
+	for (const struct control_command *cmd = commands; cmd->name; cmd++) {
+		if (strcmp(cmd->name, req->argv[0]) == 0) {
+			req->dispatched = true;
+			cmd->handler(req, argc, req->argv, arg);
+			return true;
+		}
+	}
+	return false;
+}
+
+void control_request_drop(struct control_request *req)
+{
+	control_request_free(req);
+}
+
+bool control_request_remote(const struct control_request *req)
+{
+	return req->reply_fn != NULL;
 }
 
 static void control_read_cb(struct bufferevent *bev, void *ctx)

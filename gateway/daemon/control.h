@@ -58,6 +58,25 @@ void control_close(struct control_server *srv);
 void control_reply(struct control_request *req, bool ok, const char *body);
 
 /*
+ * Requests that come from elsewhere than the socket (a command a peer site
+ * asked for over the relay): control_request_new() copies argv (at most
+ * CONTROL_MAX_ARGS words; NULL when out of memory or out of range), and
+ * control_reply() hands the answer to fn(arg, ok, body) instead of a client,
+ * then frees the request. control_request_run() gives it to the handler of
+ * its argv[0] in commands (which then owns it until it replies); false, the
+ * request still the caller's, when no command has that name.
+ * control_request_drop() frees one that was never run.
+ */
+typedef void (*control_reply_fn)(void *arg, bool ok, const char *body);
+struct control_request *control_request_new(int argc, char *const *argv, control_reply_fn fn,
+		void *arg);
+bool control_request_run(struct control_request *req, const struct control_command *commands,
+		void *arg);
+void control_request_drop(struct control_request *req);
+/* Whether req came from elsewhere than the socket (control_request_new()). */
+bool control_request_remote(const struct control_request *req);
+
+/*
  * Client side, for straitctl: sends argv as one request and reads the whole
  * reply. Returns 0 with *ok and *body (caller frees) set, or -1 with a message
  * in err.

@@ -41,6 +41,7 @@
 #include "gateway/cluster/failover.h"
 #include "gateway/cluster/role.h"
 #include "gateway/daemon/control.h"
+#include "gateway/daemon/forward.h"
 #include "gateway/daemon/identity.h"
 #include "gateway/daemon/metrics.h"
 #include "gateway/daemon/sdnotify.h"
@@ -156,6 +157,24 @@ static void daemon_signal_cb(evutil_socket_t sig, short what, void *arg)
 	sdnotify_send("STOPPING=1");
 	event_base_loopexit(d->base, NULL);
 }
+const char *daemon_config_primary(const struct strait_config *cfg)
+{
+	for (size_t i = 0; i < cfg->n_sites; i++)
+		if (cfg->sites[i].role && strcmp(cfg->sites[i].role, "primary") == 0)
+			return cfg->sites[i].name;
+	return NULL;
+}
+
+size_t daemon_primary_site(const struct daemon *d)
+{
+	const char *name = role_primary(d->role);
+
+	for (size_t i = 0; name[0] && i < d->cfg->n_sites; i++)
+		if (strcmp(d->cfg->sites[i].name, name) == 0)
+			return i;
+	return CONFIG_SITE_NONE;
+}
+
 
 static bool daemon_start(struct daemon *d, const struct daemon_options *opts)
 {
@@ -189,7 +208,7 @@ static bool daemon_start(struct daemon *d, const struct daemon_options *opts)
 	if (!daemon_make_state_dir(d->cfg->state_dir))
 		return false;
 	d->role = role_load(d->cfg->state_dir, d->cfg->cluster, d->site_name,
-			    d->cfg->sites[self].role);
+			    d->cfg->sites[self].role, daemon_config_primary(d->cfg));
 	if (!d->role)
 		return false;
 
@@ -216,7 +235,7 @@ static bool daemon_start(struct daemon *d, const struct daemon_options *opts)
 			return false;
 		relay_set_epoch(d->relay, role_epoch(d->role));
 		d->streams = streams_new_role(d->base, d->cfg, d->self, d->relay,
-					      role_current(d->role));
+					      role_current(d->role), daemon_primary_site(d));
 		if (!d->streams)
 			return false;
 		d->verify = verify_service_new(d->base, d->cfg);
@@ -229,6 +248,9 @@ static bool daemon_start(struct daemon *d, const struct daemon_options *opts)
 			return false;
 		if (role_current(d->role) == ROLE_FENCED)
 			failover_stepped_down(d->failover, NULL);
+		d->forward = forward_new(d->base, d->relay, daemon_commands, d);
+		if (!d->forward)
+			return false;
 	}
 
 	d->control = control_listen_group(d->base, d->cfg->control.socket,
@@ -247,6 +269,7 @@ static bool daemon_start(struct daemon *d, const struct daemon_options *opts)
 static void daemon_teardown(struct daemon *d)
 {
 	metrics_stop(d->metrics);
+	forward_free(d->forward);     /* calls to peers end: their commands are answered */
 	failover_free(d->failover);   /* answers a command still running */
 	verify_service_free(d->verify);   /* cancels a verify, answering its command */
 	daemon_forget_free(d);

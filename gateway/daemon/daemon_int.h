@@ -56,6 +56,7 @@ struct daemon {
 	struct metrics_server *metrics;
 	struct role *role;
 	struct failover *failover;   /* switchover, failover, stepping down */
+	struct forward *forward;     /* commands run at other sites, and theirs here */
 	struct verify_service *verify; /* verify command and periodic verifies */
 	struct pgquery *forget_q;    /* forget-stream's connection to this site's database */
 	struct control_request *forget_req;  /* the forget-stream command it answers */
@@ -77,6 +78,23 @@ static inline const char *daemon_site_role(const struct daemon *d)
 {
 	return role_name(role_current(d->role));
 }
+
+/* The site the config makes primary at bootstrap (NULL: none). */
+const char *daemon_config_primary(const struct strait_config *cfg);
+/* The site this one knows is primary now (itself when it is), or CONFIG_SITE_NONE. */
+size_t daemon_primary_site(const struct daemon *d);
+
+/* ---- remote.c ---- */
+
+/*
+ * switchover typed at a site that is not the primary: run at the primary
+ * when it is known and its link is up (the answer comes from there). False,
+ * req untouched, when this site runs it itself (or refuses it).
+ */
+bool daemon_forward_switchover(struct daemon *d, struct control_request *req, int argc,
+		char **argv);
+/* status --cluster: every site's status (each asked over the relay) in one JSON document. */
+void daemon_status_cluster(struct daemon *d, struct control_request *req);
 
 /* ---- relay_dispatch.c ---- */
 

@@ -24,6 +24,7 @@
 #include "config/config.h"
 #include "gateway/cluster/failover.h"
 #include "gateway/cluster/role.h"
+#include "gateway/daemon/forward.h"
 #include "gateway/relay/relay.h"
 #include "gateway/stream/stream.h"
 #include "gateway/verify/verify_service.h"
@@ -71,7 +72,8 @@ static void daemon_rebuild_streams(struct daemon *d)
 		return;
 	verify_service_set_streams(d->verify, NULL);
 	streams_free(d->streams);
-	d->streams = streams_new_role(d->base, d->cfg, d->self, d->relay, role_current(d->role));
+	d->streams = streams_new_role(d->base, d->cfg, d->self, d->relay, role_current(d->role),
+				      daemon_primary_site(d));
 	if (d->streams)
 		verify_service_set_streams(d->verify, d->streams);
 	if (!d->streams) {
@@ -101,7 +103,8 @@ static void daemon_failover_stop(void *arg)
 
 	verify_service_set_streams(d->verify, NULL);
 	streams_free(d->streams);
-	d->streams = streams_new_role(d->base, d->cfg, d->self, d->relay, ROLE_FENCED);
+	d->streams = streams_new_role(d->base, d->cfg, d->self, d->relay, ROLE_FENCED,
+				      CONFIG_SITE_NONE);
 	if (d->streams)
 		verify_service_set_streams(d->verify, d->streams);
 }
@@ -191,6 +194,11 @@ static void daemon_relay_frame(void *arg, const char *peer, const struct frame *
 			failover_frame(d->failover, peer, f);
 		return;
 	}
+	if (f->type == FRAME_COMMAND || f->type == FRAME_COMMAND_REPLY) {
+		if (d->forward)
+			forward_frame(d->forward, peer, f);
+		return;
+	}
 	if (d->streams)
 		streams_frame(d->streams, peer, f);
 }
@@ -208,6 +216,8 @@ static void daemon_relay_disconnected(void *arg, const char *peer, const char *r
 	struct daemon *d = arg;
 
 	(void)reason;
+	if (d->forward)
+		forward_link_down(d->forward, peer);
 	if (d->streams)
 		streams_disconnected(d->streams, peer);
 }

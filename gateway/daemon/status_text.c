@@ -6,7 +6,7 @@
  * Pure functions of the JSON tree: no clock, no I/O but the memory stream
  * the text is built in. A stream's row joins its "replication" entry (what
  * the stream reports) with its "lag" entry (the state and lag that `lag`
- * shows), matched by stream name and role.
+ * shows), matched by stream name, role and peer.
  */
 #include "gateway/daemon/status_text.h"
 
@@ -351,7 +351,8 @@ static void rate_cell(char *buf, size_t len, const struct json_value *sched)
 static bool stream_row(struct text_table *t, const struct json_value *doc,
 		const struct json_value *r)
 {
-	const char *name = json_get_string(r, "stream"), *role = json_get_string(r, "role");
+	const char *name = json_get_string(r, "stream"), *role = json_get_string(r, "role"),
+		   *to = json_get_string(r, "peer");
 	bool sink = role && strcmp(role, "sink") == 0;
 	const struct json_value *lag = NULL, *lags = json_get(doc, "lag");
 	char peer[CELL + 4], bytes[CELL], secs[CELL], rate[CELL * 2], spool[CELL];
@@ -361,9 +362,11 @@ static bool stream_row(struct text_table *t, const struct json_value *doc,
 	for (size_t i = 0; !lag && i < json_len(lags); i++) {
 		const struct json_value *l = json_at(lags, i);
 
-		if (name && role && json_get_string(l, "stream") && json_get_string(l, "role") &&
-		    strcmp(json_get_string(l, "stream"), name) == 0 &&
-		    strcmp(json_get_string(l, "role"), role) == 0)
+		/* a stream sent to several sites has a lag per destination */
+		if (name && role && to && json_get_string(l, "stream") && json_get_string(l, "role") &&
+		    json_get_string(l, "peer") && strcmp(json_get_string(l, "stream"), name) == 0 &&
+		    strcmp(json_get_string(l, "role"), role) == 0 &&
+		    strcmp(json_get_string(l, "peer"), to) == 0)
 			lag = l;
 	}
 	state = stream_state(r, lag);
@@ -473,5 +476,83 @@ char *status_text_schedule(const struct json_value *doc)
 	fprintf(out, "site %s\n", str_or_dash(doc, "site"));
 	ok = print_table(out, schedule_columns, N_OF(schedule_columns), json_get(doc, "streams"),
 			 "no streams sent from this site", schedule_row, doc);
+	return finish(out, &text, ok);
+}
+
+/* ---- status --cluster ---- */
+
+static const struct text_table_column cluster_columns[] = {
+	{ "SITE", 0, false, false },
+	{ "ROLE", 0, false, false },
+	{ "EPOCH", 0, true, false },
+	{ "STREAM", 0, false, false },
+	{ "PEER", 0, false, false },
+	{ "STATE", 0, false, false },
+	{ "LAG", 0, true, false },
+	{ "LAG_TIME", 0, true, false },
+	{ "APPLIED_LSN", 0, false, false },
+	{ "NOTES", 0, false, false },
+};
+
+/* One site's rows: its role and epoch on the first, one row per stream it sends or receives. */
+static bool cluster_site_rows(struct text_table *t, const struct json_value *site,
+		const char *asked_at)
+{
+	const struct json_value *st = json_get(site, "status"), *lags;
+	const char *name = str_or_dash(site, "site");
+	char epoch[CELL], note[NOTES];
+	bool ok = true;
+
+	if (st && st->type != JSON_OBJECT)
+		st = NULL;
+	lags = json_get(st, "lag");
+	snprintf(epoch, sizeof(epoch), "-");
+	if (json_get(st, "epoch"))
+		snprintf(epoch, sizeof(epoch), "%.0f", json_get_number(st, "epoch", 0));
+	if (!st)
+		snprintf(note, sizeof(note), "unreachable: %s", str_or_dash(site, "error"));
+	else
+		snprintf(note, sizeof(note), "%s", asked_at && strcmp(asked_at, name) == 0 ? "this site" : "-");
+	if (json_len(lags) == 0)
+		return text_table_row(t, (const char *const[]){ name, st ? str_or_dash(st, "role") : "-",
+						epoch, "-", "-", "-", "-", "-", "-", note });
+	for (size_t i = 0; ok && i < json_len(lags); i++) {
+		const struct json_value *l = json_at(lags, i);
+		const char *role = json_get_string(l, "role");
+		char peer[CELL + 4], bytes[CELL], secs[CELL];
+
+		snprintf(peer, sizeof(peer), "%s %s", role && strcmp(role, "sink") == 0 ? "<-" : "->",
+			 str_or_dash(l, "peer"));
+		status_text_bytes(bytes, sizeof(bytes), json_get_number(l, "lag_bytes", 0));
+		status_text_duration(secs, sizeof(secs), json_get_number(l, "lag_seconds", 0));
+		ok = text_table_row(t, (const char *const[]){ i ? "" : name,
+						i ? "" : str_or_dash(st, "role"), i ? "" : epoch,
+						str_or_dash(l, "stream"), peer, str_or_dash(l, "state"),
+						bytes, secs, str_or_dash(l, "applied_lsn"),
+						i ? "" : note });
+	}
+	return ok;
+}
+
+char *status_text_cluster(const struct json_value *doc)
+{
+	const struct json_value *sites = json_get(doc, "sites");
+	char *text = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&text, &len);
+	struct text_table *t;
+	bool ok;
+
+	if (!out)
+		return NULL;
+	fprintf(out, "cluster %s, as seen from site %s\n\n", str_or_dash(doc, "cluster"),
+		str_or_dash(doc, "asked_at"));
+	t = text_table_new(cluster_columns, N_OF(cluster_columns));
+	ok = t != NULL;
+	for (size_t i = 0; ok && i < json_len(sites); i++)
+		ok = cluster_site_rows(t, json_at(sites, i), json_get_string(doc, "asked_at"));
+	if (ok)
+		text_table_print(t, out);
+	text_table_free(t);
 	return finish(out, &text, ok);
 }

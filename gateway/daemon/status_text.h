@@ -32,5 +32,11 @@ void status_text_rate(char *buf, size_t len, const struct json_value *schedule);
 char *status_text_status(const struct json_value *doc);
 /* `schedule`: a table of the streams this site sends. NULL when out of memory. */
 char *status_text_schedule(const struct json_value *doc);
+/*
+ * `status --cluster`: a table of every site (role, epoch) and each stream it
+ * sends or receives (peer, state, lag, applied LSN), as that site reports
+ * them; an unreachable site says why. NULL when out of memory.
+ */
+char *status_text_cluster(const struct json_value *doc);
 
 #endif

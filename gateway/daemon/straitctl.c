@@ -128,17 +128,17 @@ static int ctl_call(struct ctl_globals *g, int argc, char **argv)
 }
 
 /*
- * Asks for the JSON document of command and prints it as render makes it:
- * the compact tables of status and schedule. A refusal goes to stderr as
- * the daemon wrote it.
+ * Sends req (a request for a JSON document) and prints the reply as render
+ * makes it: the compact tables of status, status --cluster and schedule. A
+ * refusal goes to stderr as the daemon wrote it.
  */
-static int ctl_call_table(struct ctl_globals *g, const char *command,
+static int ctl_call_table_req(struct ctl_globals *g, const char *command, int argc, char **req,
 		char *(*render)(const struct json_value *doc))
 {
-	char *req[2] = { (char *)command, "--json" }, *body = NULL, *text = NULL, err[128];
+	char *body = NULL, *text = NULL, err[128];
 	struct json_value *doc = NULL;
 	bool ok = false;
-	int code = ctl_request(g, 2, req, &ok, &body);
+	int code = ctl_request(g, argc, req, &ok, &body);
 
 	if (code != 0)
 		return code;
@@ -165,6 +165,15 @@ static int ctl_call_table(struct ctl_globals *g, const char *command,
 	return code;
 }
 
+/* command --json as a table. */
+static int ctl_call_table(struct ctl_globals *g, const char *command,
+		char *(*render)(const struct json_value *doc))
+{
+	char *req[2] = { (char *)command, "--json" };
+
+	return ctl_call_table_req(g, command, 2, req, render);
+}
+
 /*
  * status and schedule [--json | --verbose]: a compact table by default, the
  * daemon's outline of every field with --verbose, its JSON with --json.
@@ -173,7 +182,7 @@ static int ctl_status_like(struct ctl_globals *g, const char *name, int argc, ch
 		char *(*render)(const struct json_value *doc))
 {
 	char *req[2] = { (char *)name, "--json" };
-	bool json = false, verbose = false;
+	bool json = false, verbose = false, cluster = false;
 
 	if (ctl_wants_help(name, argc, argv))
 		return 0;
@@ -182,11 +191,20 @@ static int ctl_status_like(struct ctl_globals *g, const char *name, int argc, ch
 			json = true;
 		else if (strcmp(argv[i], "--verbose") == 0 || strcmp(argv[i], "-v") == 0)
 			verbose = true;
+		else if (strcmp(argv[i], "--cluster") == 0 && strcmp(name, "status") == 0)
+			cluster = true;
 		else
 			return ctl_bad_usage(name, "unexpected argument");
 	}
 	if (json && verbose)
 		return ctl_bad_usage(name, "--json and --verbose do not go together");
+	if (cluster && verbose)
+		return ctl_bad_usage(name, "--cluster and --verbose do not go together");
+	if (cluster) {
+		req[1] = "--cluster";
+		return json ? ctl_call(g, 2, req) : ctl_call_table_req(g, name, 2, req,
+									 status_text_cluster);
+	}
 	if (json || verbose)
 		return ctl_call(g, json ? 2 : 1, req);
 	return ctl_call_table(g, name, render);
@@ -544,7 +562,7 @@ static int ctl_verify(struct ctl_globals *g, int argc, char **argv)
 static int ctl_help(struct ctl_globals *g, int argc, char **argv);
 
 static const struct ctl_command ctl_commands[] = {
-	{ "status", ctl_status, "[--verbose | --json]",
+	{ "status", ctl_status, "[--verbose | --json] [--cluster]",
 	  "Show the site, its peers and its streams as the running straitd sees them:\n"
 	  "a line per site (role, epoch, link, tunnel handshake age, health) and a\n"
 	  "line per stream and direction (state, lag, rate and rule, spool, warnings).",

@@ -82,8 +82,15 @@ static int text_table_width(const struct text_table *t, size_t c)
 static void text_table_line(const struct text_table *t, const int *widths,
 			    const char *const *cells, FILE *out)
 {
-	for (size_t c = 0; c < t->n_cols; c++) {
-		if (c + 1 == t->n_cols)
+	size_t last = t->n_cols - 1;
+
+	/* empty cells at the end are left out, so no line ends in spaces */
+	while (last > 0 && !cells[last][0])
+		last--;
+	for (size_t c = 0; c <= last; c++) {
+		if (c == last && t->cols[c].right)
+			fprintf(out, "%*s\n", widths[c], cells[c]);
+		else if (c == last)
 			fprintf(out, "%s\n", cells[c]);
 		else if (t->cols[c].right)
 			fprintf(out, "%*s  ", widths[c], cells[c]);

@@ -7,7 +7,8 @@
  * whether the width may grow. A column that may grow is as wide as its
  * header, its declared width and its widest cell; a fixed one is exactly its
  * declared width (a longer cell overflows it, as printf's widths do). The
- * last column is written as is, never padded, so no line ends in spaces.
+ * last column is written as is, never padded, and empty cells at the end of
+ * a row are left out, so no line ends in spaces.
  * Cells are copied when a row is added. Nothing is written until
  * text_table_print(), which writes the header line and every row.
  */

@@ -38,6 +38,8 @@ frame_type_valid(unsigned t)
 	case FRAME_PROMOTE:
 	case FRAME_PROMOTE_ACK:
 	case FRAME_VERIFY:
+	case FRAME_COMMAND:
+	case FRAME_COMMAND_REPLY:
 		return true;
 	default:
 		return false;
@@ -61,6 +63,8 @@ frame_type_name(unsigned t)
 	case FRAME_PROMOTE:     return "PROMOTE";
 	case FRAME_PROMOTE_ACK: return "PROMOTE_ACK";
 	case FRAME_VERIFY:      return "VERIFY";
+	case FRAME_COMMAND:     return "COMMAND";
+	case FRAME_COMMAND_REPLY: return "COMMAND_REPLY";
 	default:                return "unknown";
 	}
 }

@@ -68,7 +68,9 @@ enum frame_type {
 	FRAME_PROMOTE     = 0x12,  /* become primary at the given epoch */
 	FRAME_PROMOTE_ACK = 0x13,  /* promoted */
 	FRAME_VERIFY      = 0x14,  /* a step of a cross-site verify (relay_proto.h) */
-	/* 0x14..0x1f reserved for failover; everything else is unknown. */
+	FRAME_COMMAND     = 0x15,  /* a control command run at the receiving site */
+	FRAME_COMMAND_REPLY = 0x16, /* its answer */
+	/* 0x17..0x1f reserved for failover; everything else is unknown. */
 };
 
 /* The payload of a BATCH or SYNC frame carries compressed data (zstd). */

@@ -647,3 +647,70 @@ relay_proto_read_verify(const uint8_t *p, size_t len, struct relay_proto_verify 
 	out->values_len = r.pos - start;
 	return at_end(&r);
 }
+
+/* ---- COMMAND ---- */
+
+bool
+relay_proto_write_command(struct wire_writer *w, const struct relay_proto_command *m)
+{
+	if (m->argc == 0 || m->argc > RELAY_COMMAND_MAX_ARGS || m->argv[0].len == 0) {
+		w->failed = true;
+		return false;
+	}
+	wire_put_u32(w, m->id);
+	wire_put_u8(w, (uint8_t)m->argc);
+	for (size_t i = 0; i < m->argc; i++)
+		put_str(w, m->argv[i], false);
+	return wire_writer_ok(w);
+}
+
+enum relay_proto_status
+relay_proto_read_command(const uint8_t *p, size_t len, struct relay_proto_command *out)
+{
+	struct wire_reader r;
+	uint8_t n;
+
+	wire_reader_init(&r, p, len);
+	NEED(wire_get_u32(&r, &out->id));
+	NEED(wire_get_u8(&r, &n));
+	if (n == 0 || n > RELAY_COMMAND_MAX_ARGS)
+		return RELAY_PROTO_ERR_VALUE;
+	for (size_t i = 0; i < n; i++)
+		TRY(get_str(&r, &out->argv[i], i == 0));
+	out->argc = n;
+	return at_end(&r);
+}
+
+/* ---- COMMAND_REPLY ---- */
+
+bool
+relay_proto_write_command_reply(struct wire_writer *w, const struct relay_proto_command_reply *m)
+{
+	if (m->ok > 1 || (m->body_len && memchr(m->body, '\0', m->body_len))) {
+		w->failed = true;
+		return false;
+	}
+	wire_put_u32(w, m->id);
+	wire_put_u8(w, m->ok);
+	if (m->body_len)
+		wire_put_bytes(w, m->body, m->body_len);
+	return wire_writer_ok(w);
+}
+
+enum relay_proto_status
+relay_proto_read_command_reply(const uint8_t *p, size_t len, struct relay_proto_command_reply *out)
+{
+	struct wire_reader r;
+	const uint8_t *rest;
+
+	wire_reader_init(&r, p, len);
+	NEED(wire_get_u32(&r, &out->id));
+	NEED(wire_get_u8(&r, &out->ok));
+	if (out->ok > 1)
+		return RELAY_PROTO_ERR_VALUE;
+	wire_get_rest(&r, &rest, &out->body_len);
+	if (out->body_len && memchr(rest, '\0', out->body_len))
+		return RELAY_PROTO_ERR_STRING;
+	out->body = (const char *)rest;
+	return RELAY_PROTO_OK;
+}

@@ -419,4 +419,37 @@ enum relay_proto_status relay_proto_read_verify(const uint8_t *p, size_t len,
 /* The next value from a reader over out->values (NULL value: *value NULL). */
 bool relay_proto_verify_value(struct wire_reader *r, const char **value, uint32_t *len);
 
+/* ---- COMMAND and COMMAND_REPLY ---- */
+
+/*
+ * A control command (straitctl's words, argv[0] the command) a site asks a
+ * peer to run, and the peer's answer: the same id, ok 0 or 1, and the reply
+ * body (text or JSON, no NUL byte; may be empty). Which commands a site runs
+ * for a peer is its own decision (gateway/daemon/forward.c).
+ */
+#define RELAY_COMMAND_MAX_ARGS 32
+
+struct relay_proto_command {
+	uint32_t id;
+	struct wire_str argv[RELAY_COMMAND_MAX_ARGS];
+	size_t argc;                          /* 1..RELAY_COMMAND_MAX_ARGS */
+};
+
+bool relay_proto_write_command(struct wire_writer *w,
+		const struct relay_proto_command *m) WIRE_MUSTCHECK;
+enum relay_proto_status relay_proto_read_command(const uint8_t *p, size_t len,
+		struct relay_proto_command *out);
+
+struct relay_proto_command_reply {
+	uint32_t id;
+	uint8_t ok;
+	const char *body;                     /* body_len bytes, not NUL-terminated */
+	size_t body_len;
+};
+
+bool relay_proto_write_command_reply(struct wire_writer *w,
+		const struct relay_proto_command_reply *m) WIRE_MUSTCHECK;
+enum relay_proto_status relay_proto_read_command_reply(const uint8_t *p, size_t len,
+		struct relay_proto_command_reply *out);
+
 #endif

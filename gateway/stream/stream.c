@@ -84,6 +84,7 @@ struct streams_box {
 	struct stream_dest *dests;   /* one per view: what its to and via point at */
 	size_t self;
 	enum role_kind role;
+	size_t primary;              /* the site this one knows is primary, or CONFIG_SITE_NONE */
 	bool by_config;              /* streams_new(): the config's direction */
 };
 
@@ -113,7 +114,8 @@ static size_t stream_ends(const struct streams_box *b, const struct config_strea
 
 	if (b->by_config)
 		role = cs->from == b->self ? ROLE_PRIMARY : ROLE_REPLICA;
-	return failover_stream_ends(cs->from, cs->to, cs->n_to, b->self, role, src, dst);
+	return failover_stream_ends(cs->from, cs->to, cs->n_to, b->self, role,
+				    b->by_config ? cs->from : b->primary, src, dst);
 }
 
 /* How many struct streams the config entry makes here: one per destination it sends to, else one. */
@@ -206,7 +208,7 @@ static void stream_fini(struct stream *st)
 }
 
 static struct streams *streams_make(struct event_base *base, const struct strait_config *cfg,
-		size_t self_site, struct relay *relay, enum role_kind role, bool by_config)
+		size_t self_site, struct relay *relay, enum role_kind role, size_t primary, bool by_config)
 {
 	struct streams_box *b = calloc(1, sizeof(*b));
 	struct streams *s = b ? &b->s : NULL;
@@ -216,6 +218,7 @@ static struct streams *streams_make(struct event_base *base, const struct strait
 		goto oom;
 	b->self = self_site;
 	b->role = role;
+	b->primary = primary;
 	b->by_config = by_config;
 	s->base = base;
 	s->relay = relay;
@@ -241,13 +244,13 @@ oom:
 struct streams *streams_new(struct event_base *base, const struct strait_config *cfg,
 		size_t self_site, struct relay *relay)
 {
-	return streams_make(base, cfg, self_site, relay, ROLE_PRIMARY, true);
+	return streams_make(base, cfg, self_site, relay, ROLE_PRIMARY, self_site, true);
 }
 
 struct streams *streams_new_role(struct event_base *base, const struct strait_config *cfg,
-		size_t self_site, struct relay *relay, enum role_kind site_role)
+		size_t self_site, struct relay *relay, enum role_kind site_role, size_t primary)
 {
-	return streams_make(base, cfg, self_site, relay, site_role, false);
+	return streams_make(base, cfg, self_site, relay, site_role, primary, false);
 }
 
 void streams_free(struct streams *s)

@@ -39,15 +39,16 @@ struct streams;
 /*
  * NULL when out of memory (logged). Each stream runs from the site that is
  * primary now: as primary this site is the source of every stream it is an
- * end of (toward the other end), as replica the sink, as fenced neither
- * (site_role). streams_new() is
+ * end of (toward every other end), as replica the sink (from primary, the
+ * site it knows is primary, CONFIG_SITE_NONE when it does not), as fenced
+ * neither (site_role; failover_stream_ends()). streams_new() is
  * streams_new_role() as the config's from/to say (this site is the source of
  * what comes from it).
  */
 struct streams *streams_new(struct event_base *base, const struct strait_config *cfg,
 		size_t self_site, struct relay *relay);
 struct streams *streams_new_role(struct event_base *base, const struct strait_config *cfg,
-		size_t self_site, struct relay *relay, enum role_kind site_role);
+		size_t self_site, struct relay *relay, enum role_kind site_role, size_t primary);
 void streams_free(struct streams *s);
 
 /* Relay callbacks, forwarded by the daemon. */

@@ -149,6 +149,8 @@ payload_readers(const uint8_t *p, size_t len)
 	struct relay_proto_fence fence;
 	struct relay_proto_promote promote;
 	struct relay_proto_promote_ack pack;
+	struct relay_proto_command cmd;
+	struct relay_proto_command_reply creply;
 	struct wire_writer w;
 
 	wire_writer_init_heap(&w, FRAME_MAX_PAYLOAD);
@@ -218,6 +220,21 @@ payload_readers(const uint8_t *p, size_t len)
 			check_str(res[i].stream, p, len);
 		wire_writer_reset(&w);
 		CHECK(relay_proto_write_fence(&w, &fence));
+		check_same(&w, p, len);
+	}
+	if (relay_proto_read_command(p, len, &cmd) == RELAY_PROTO_OK) {
+		CHECK(cmd.argc >= 1 && cmd.argc <= RELAY_COMMAND_MAX_ARGS && cmd.argv[0].len > 0);
+		for (size_t i = 0; i < cmd.argc; i++)
+			check_str(cmd.argv[i], p, len);
+		wire_writer_reset(&w);
+		CHECK(relay_proto_write_command(&w, &cmd));
+		check_same(&w, p, len);
+	}
+	if (relay_proto_read_command_reply(p, len, &creply) == RELAY_PROTO_OK) {
+		CHECK(creply.ok <= 1);
+		check_inside((const uint8_t *)creply.body, creply.body_len, p, len);
+		wire_writer_reset(&w);
+		CHECK(relay_proto_write_command_reply(&w, &creply));
 		check_same(&w, p, len);
 	}
 	if (relay_proto_read_promote(p, len, &promote) == RELAY_PROTO_OK) {

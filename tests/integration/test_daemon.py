@@ -33,7 +33,8 @@ def test_starts_as_named_site_and_reports_status(tmp_path, straitd_factory):
     assert st["pid"] == d.pid
     assert {s["name"]: s["self"] for s in st["sites"]} == {"onprem": False, "cloud": True}
     assert st["streams"][0] == {"name": "app", "from": "onprem", "to": "cloud",
-                                "publication": "strait_app", "mode": "live"}
+                                "destinations": ["cloud"], "publication": "strait_app",
+                                "mode": "live"}
     assert st["tunnel"]["backend"] == "none"
     text = d.ctl("status", "--verbose").stdout
     assert "site: cloud" in text and "cluster: acme-dr" in text

@@ -83,11 +83,14 @@ def test_failover_is_refused_while_the_primary_is_reachable(tmp_path, pg_factory
     assert res.returncode == 0, res
     assert "is reachable now" in res.stdout and "a failover now is refused" in res.stdout
     assert "switchover is the lossless choice" in res.stdout
-    # failover runs on the site that takes over; switchover on the primary
+    # failover runs on the site that takes over; switchover at the primary, where a
+    # replica forwards it
     res = onprem.ctl("failover", "--to", "cloud", check=False)
     assert res.returncode == 1 and "run failover on the site that takes over" in res.stderr
-    res = cloud.ctl("switchover", "--to", "cloud", check=False)
-    assert res.returncode == 1 and "not the primary" in res.stderr
+    res = cloud.ctl("switchover", "--to", "onprem", check=False)
+    assert res.returncode == 1, res
+    assert res.stderr == ("site onprem (the primary) answers:\n"
+                          "site onprem is the primary already\n"), res.stderr
     res = cloud.ctl("failover", "--to", "nowhere", check=False)
     assert res.returncode == 1 and "no site named nowhere" in res.stderr
     assert cloud.ctl("failover", check=False).returncode == 2

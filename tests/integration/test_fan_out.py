@@ -68,14 +68,23 @@ def metric(text, name, **labels):
     return None
 
 
-def three_sites(tmp_path, netns_sites, pg_factory, straitd_factory, **stream_keys):
-    """aws with pgbench data, azure and onprem with its tables empty; one
-    stream from aws to both. Returns (pgs, daemons, sites), each by name."""
+def pgbench_schema(pg, primary):
+    """pgbench's tables, filled at the primary only."""
+    if primary:
+        pg.pgbench("-i", "-s", "2", "-q")
+    else:
+        pg.pgbench("-i", "-I", "dtp", "-s", "2", "-q")
+
+
+def three_sites(tmp_path, netns_sites, pg_factory, straitd_factory, schema=pgbench_schema,
+                **stream_keys):
+    """Three namespace sites joined by WireGuard, aws the primary; schema(pg,
+    primary) makes each database's tables; one stream from aws to azure and
+    onprem. Returns (pgs, daemons, sites), each by name."""
     ns = netns_sites(3)
     pgs = dict(zip(NAMES, harness.on_each(pg_factory, NAMES)))
-    pgs["aws"].pgbench("-i", "-s", "2", "-q")
-    for name in ("azure", "onprem"):
-        pgs[name].pgbench("-i", "-I", "dtp", "-s", "2", "-q")
+    for name in NAMES:
+        schema(pgs[name], name == "aws")
     sites = harness.tunnel_sites([pgs[n] for n in NAMES], ns, names=NAMES)
     stream = dict({"name": "app", "from": "aws", "to": ["azure", "onprem"],
                    "publication": "strait_app"}, **stream_keys)

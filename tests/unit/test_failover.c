@@ -13,6 +13,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "config/config.h"
 #include "gateway/cluster/failover.h"
 #include "gateway/relay/frame.h"
 #include "gateway/relay/relay_proto.h"
@@ -29,25 +30,25 @@ test_stream_ends(void **state)
 
 	(void)state;
 	/* configured from 0 to 1 */
-	assert_int_equal(failover_stream_ends(0, one, 1, 0, ROLE_PRIMARY, &src, dst), 1);
+	assert_int_equal(failover_stream_ends(0, one, 1, 0, ROLE_PRIMARY, CONFIG_SITE_NONE, &src, dst), 1);
 	assert_int_equal(src, 0);
 	assert_int_equal(dst[0], 1);
-	assert_int_equal(failover_stream_ends(0, one, 1, 1, ROLE_REPLICA, &src, dst), 1);
+	assert_int_equal(failover_stream_ends(0, one, 1, 1, ROLE_REPLICA, CONFIG_SITE_NONE, &src, dst), 1);
 	assert_int_equal(src, 0);
 	assert_int_equal(dst[0], 1);
 	/* after a switchover: site 1 is primary, the stream runs back */
-	assert_int_equal(failover_stream_ends(0, one, 1, 1, ROLE_PRIMARY, &src, dst), 1);
+	assert_int_equal(failover_stream_ends(0, one, 1, 1, ROLE_PRIMARY, CONFIG_SITE_NONE, &src, dst), 1);
 	assert_int_equal(src, 1);
 	assert_int_equal(dst[0], 0);
-	assert_int_equal(failover_stream_ends(0, one, 1, 0, ROLE_REPLICA, &src, dst), 1);
+	assert_int_equal(failover_stream_ends(0, one, 1, 0, ROLE_REPLICA, CONFIG_SITE_NONE, &src, dst), 1);
 	assert_int_equal(src, 1);
 	assert_int_equal(dst[0], 0);
 	/* fenced: nothing runs; a site that is no end: nothing */
 	src = dst[0] = 99;
-	assert_int_equal(failover_stream_ends(0, one, 1, 0, ROLE_FENCED, &src, dst), 0);
-	assert_int_equal(failover_stream_ends(0, one, 1, 1, ROLE_FENCED, &src, dst), 0);
-	assert_int_equal(failover_stream_ends(0, one, 1, 2, ROLE_PRIMARY, &src, dst), 0);
-	assert_int_equal(failover_stream_ends(0, one, 1, 2, ROLE_REPLICA, &src, dst), 0);
+	assert_int_equal(failover_stream_ends(0, one, 1, 0, ROLE_FENCED, CONFIG_SITE_NONE, &src, dst), 0);
+	assert_int_equal(failover_stream_ends(0, one, 1, 1, ROLE_FENCED, CONFIG_SITE_NONE, &src, dst), 0);
+	assert_int_equal(failover_stream_ends(0, one, 1, 2, ROLE_PRIMARY, CONFIG_SITE_NONE, &src, dst), 0);
+	assert_int_equal(failover_stream_ends(0, one, 1, 2, ROLE_REPLICA, CONFIG_SITE_NONE, &src, dst), 0);
 	assert_int_equal(src, 99);
 	assert_int_equal(dst[0], 99);
 }
@@ -60,29 +61,39 @@ test_stream_ends_fan_out(void **state)
 
 	(void)state;
 	/* from 0 to 1 and 2: the primary sends to both, each replica receives from it */
-	assert_int_equal(failover_stream_ends(0, two, 2, 0, ROLE_PRIMARY, &src, dst), 2);
+	assert_int_equal(failover_stream_ends(0, two, 2, 0, ROLE_PRIMARY, CONFIG_SITE_NONE, &src, dst), 2);
 	assert_int_equal(src, 0);
 	assert_int_equal(dst[0], 1);
 	assert_int_equal(dst[1], 2);
-	assert_int_equal(failover_stream_ends(0, two, 2, 2, ROLE_REPLICA, &src, dst), 1);
+	assert_int_equal(failover_stream_ends(0, two, 2, 2, ROLE_REPLICA, CONFIG_SITE_NONE, &src, dst), 1);
 	assert_int_equal(src, 0);
 	assert_int_equal(dst[0], 2);
 	/* site 2 promoted: it sends to the configured source and to the other replica */
-	assert_int_equal(failover_stream_ends(0, two, 2, 2, ROLE_PRIMARY, &src, dst), 2);
+	assert_int_equal(failover_stream_ends(0, two, 2, 2, ROLE_PRIMARY, CONFIG_SITE_NONE, &src, dst), 2);
 	assert_int_equal(src, 2);
 	assert_int_equal(dst[0], 0);
 	assert_int_equal(dst[1], 1);
+	/* told which site is primary, a replica receives from it */
+	assert_int_equal(failover_stream_ends(0, two, 2, 1, ROLE_REPLICA, 2, &src, dst), 1);
+	assert_int_equal(src, 2);
+	assert_int_equal(failover_stream_ends(0, two, 2, 0, ROLE_REPLICA, 1, &src, dst), 1);
+	assert_int_equal(src, 1);
+	/* a primary that is no end of the stream, or this site itself, is not taken */
+	assert_int_equal(failover_stream_ends(0, two, 2, 1, ROLE_REPLICA, 3, &src, dst), 1);
+	assert_int_equal(src, 0);
+	assert_int_equal(failover_stream_ends(0, two, 2, 1, ROLE_REPLICA, 1, &src, dst), 1);
+	assert_int_equal(src, 0);
 	/* the configured source as a replica of three ends cannot tell which end sends */
 	src = 99;
-	assert_int_equal(failover_stream_ends(0, two, 2, 0, ROLE_REPLICA, &src, dst), 0);
+	assert_int_equal(failover_stream_ends(0, two, 2, 0, ROLE_REPLICA, CONFIG_SITE_NONE, &src, dst), 0);
 	assert_int_equal(src, 99);
 	/* a site listed twice counts once */
 	{
 		const size_t dup[] = { 1, 0 };
 
-		assert_int_equal(failover_stream_ends(0, dup, 2, 0, ROLE_PRIMARY, &src, dst), 1);
+		assert_int_equal(failover_stream_ends(0, dup, 2, 0, ROLE_PRIMARY, CONFIG_SITE_NONE, &src, dst), 1);
 		assert_int_equal(dst[0], 1);
-		assert_int_equal(failover_stream_ends(0, dup, 2, 0, ROLE_REPLICA, &src, dst), 1);
+		assert_int_equal(failover_stream_ends(0, dup, 2, 0, ROLE_REPLICA, CONFIG_SITE_NONE, &src, dst), 1);
 		assert_int_equal(src, 1);
 	}
 }

@@ -18,7 +18,7 @@
 static const enum frame_type all_types[] = {
 	FRAME_HELLO, FRAME_BATCH, FRAME_SYNC, FRAME_SEQUENCES, FRAME_ACK,
 	FRAME_HEARTBEAT, FRAME_GOODBYE, FRAME_RESUME, FRAME_FENCE, FRAME_FENCE_ACK,
-	FRAME_PROMOTE, FRAME_PROMOTE_ACK, FRAME_VERIFY,
+	FRAME_PROMOTE, FRAME_PROMOTE_ACK, FRAME_VERIFY, FRAME_COMMAND, FRAME_COMMAND_REPLY,
 };
 #define NTYPES (sizeof(all_types) / sizeof(all_types[0]))
 
@@ -175,7 +175,7 @@ test_header_errors_early(void **state)
 		{ 4, 2, FRAME_ERR_VERSION },
 		{ 5, 0x00, FRAME_ERR_TYPE },
 		{ 5, 0x09, FRAME_ERR_TYPE },
-		{ 5, 0x15, FRAME_ERR_TYPE },
+		{ 5, 0x17, FRAME_ERR_TYPE },
 		{ 5, 0x1f, FRAME_ERR_TYPE },
 		{ 5, 'B', FRAME_ERR_TYPE },
 		{ 5, 0xff, FRAME_ERR_TYPE },

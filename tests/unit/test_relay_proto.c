@@ -499,6 +499,63 @@ test_goodbye(void **state)
 }
 
 static void
+test_command(void **state)
+{
+	uint8_t buf[256];
+	struct wire_writer w;
+	struct relay_proto_command m = { .id = 7, .argc = 3 }, out;
+	struct relay_proto_command_reply r = { .id = 7, .ok = 1, .body = "done\n", .body_len = 5 }, rout;
+
+	(void)state;
+	m.argv[0] = S("switchover");
+	m.argv[1] = S("--to");
+	m.argv[2] = S("azure");
+	wire_writer_init(&w, buf, sizeof(buf));
+	assert_true(relay_proto_write_command(&w, &m));
+	assert_int_equal(relay_proto_read_command(buf, w.len, &out), RELAY_PROTO_OK);
+	assert_int_equal(out.id, 7);
+	assert_int_equal(out.argc, 3);
+	assert_true(str_is(out.argv[0], "switchover"));
+	assert_true(str_is(out.argv[2], "azure"));
+	/* every cut is refused, as is a count of 0 or over the limit, or an empty command */
+	for (size_t len = 0; len < w.len; len++)
+		assert_int_not_equal(relay_proto_read_command(buf, len, &out), RELAY_PROTO_OK);
+	buf[4] = 0;
+	assert_int_equal(relay_proto_read_command(buf, w.len, &out), RELAY_PROTO_ERR_VALUE);
+	buf[4] = RELAY_COMMAND_MAX_ARGS + 1;
+	assert_int_equal(relay_proto_read_command(buf, w.len, &out), RELAY_PROTO_ERR_VALUE);
+	m.argv[0] = S("");
+	wire_writer_init(&w, buf, sizeof(buf));
+	assert_false(relay_proto_write_command(&w, &m));
+	m.argc = 0;
+	wire_writer_init(&w, buf, sizeof(buf));
+	assert_false(relay_proto_write_command(&w, &m));
+
+	wire_writer_init(&w, buf, sizeof(buf));
+	assert_true(relay_proto_write_command_reply(&w, &r));
+	assert_int_equal(relay_proto_read_command_reply(buf, w.len, &rout), RELAY_PROTO_OK);
+	assert_int_equal(rout.id, 7);
+	assert_int_equal(rout.ok, 1);
+	assert_int_equal(rout.body_len, 5);
+	assert_memory_equal(rout.body, "done\n", 5);
+	/* an empty body; ok beyond 1; a NUL in the body */
+	r.body_len = 0;
+	wire_writer_init(&w, buf, sizeof(buf));
+	assert_true(relay_proto_write_command_reply(&w, &r));
+	assert_int_equal(relay_proto_read_command_reply(buf, w.len, &rout), RELAY_PROTO_OK);
+	assert_int_equal(rout.body_len, 0);
+	buf[4] = 2;
+	assert_int_equal(relay_proto_read_command_reply(buf, w.len, &rout), RELAY_PROTO_ERR_VALUE);
+	assert_int_equal(relay_proto_read_command_reply(buf, 4, &rout), RELAY_PROTO_ERR_TRUNCATED);
+	r.body = "a\0b";
+	r.body_len = 3;
+	wire_writer_init(&w, buf, sizeof(buf));
+	assert_false(relay_proto_write_command_reply(&w, &r));
+	memcpy(buf, "\0\0\0\7\1a\0b", 8);
+	assert_int_equal(relay_proto_read_command_reply(buf, 8, &rout), RELAY_PROTO_ERR_STRING);
+}
+
+static void
 test_status_strings(void **state)
 {
 	(void)state;
@@ -580,6 +637,7 @@ main(void)
 		cmocka_unit_test(test_sequences),
 		cmocka_unit_test(test_goodbye),
 		cmocka_unit_test(test_verify),
+		cmocka_unit_test(test_command),
 		cmocka_unit_test(test_status_strings),
 	};
 

@@ -93,6 +93,9 @@ static void test_role_names(void **state)
 	assert_false(role_parse_name("", &r));
 }
 
+static void expect_refused(const char *text, const char *message);
+#define GOOD_HEAD "format=1\ncluster=acme-dr\nsite=onprem\n"
+
 static void test_role_text_round_trip(void **state)
 {
 	struct role_state st = sample(ROLE_FENCED, UINT64_MAX), back;
@@ -114,6 +117,17 @@ static void test_role_text_round_trip(void **state)
 	assert_true(role_state_parse(edited, strlen(edited), &back, err, sizeof(err)));
 	assert_int_equal(back.role, ROLE_REPLICA);
 	assert_true(back.epoch == 12);
+	assert_string_equal(back.primary, "");
+	/* the primary, when known, round-trips; given twice it is refused */
+	snprintf(st.primary, sizeof(st.primary), "cloud");
+	assert_true(role_state_format(&st, text, sizeof(text)));
+	assert_non_null(strstr(text, "\nprimary=cloud\n"));
+	assert_true(role_state_parse(text, strlen(text), &back, err, sizeof(err)));
+	assert_string_equal(back.primary, "cloud");
+	expect_refused(GOOD_HEAD "role=replica\nepoch=2\nprimary=a\nprimary=b\n",
+		       "line 7: primary given twice");
+	expect_refused(GOOD_HEAD "role=replica\nepoch=2\nprimary=\n",
+		       "line 6: primary must have 1 to 63 characters");
 }
 
 static void expect_refused(const char *text, const char *message)
@@ -125,8 +139,6 @@ static void expect_refused(const char *text, const char *message)
 	if (!strstr(err, message))
 		fail_msg("\"%s\" does not say \"%s\"", err, message);
 }
-
-#define GOOD_HEAD "format=1\ncluster=acme-dr\nsite=onprem\n"
 
 static void test_role_corrupt_texts_are_refused(void **state)
 {
@@ -197,7 +209,7 @@ static void test_role_corrupt_file_is_refused(void **state)
 	assert_non_null(strstr(err, "is corrupt: line 5: invalid epoch \"banana\""));
 	assert_non_null(strstr(err, f->path));
 	/* and role_load() refuses to start from it */
-	assert_null(role_load(f->dir, "acme-dr", "onprem", "primary"));
+	assert_null(role_load(f->dir, "acme-dr", "onprem", "primary", "onprem"));
 	/* the file is left for the operator to look at */
 	assert_non_null(strstr(read_file(f->path), "banana"));
 }
@@ -207,28 +219,36 @@ static void test_role_load_first_start_and_restart(void **state)
 	struct fixture *f = *state;
 	struct role *r;
 
-	r = role_load(f->dir, "acme-dr", "onprem", "primary");
+	r = role_load(f->dir, "acme-dr", "onprem", "primary", "onprem");
 	assert_non_null(r);
 	assert_int_equal(role_current(r), ROLE_PRIMARY);
 	assert_true(role_epoch(r) == 1);
 	assert_true(role_persisted(r));
-	assert_non_null(strstr(read_file(f->path), "site=onprem\nrole=primary\nepoch=1\n"));
-	assert_true(role_set(r, ROLE_REPLICA, 5, "test"));
+	assert_non_null(strstr(read_file(f->path),
+			       "site=onprem\nrole=primary\nepoch=1\nprimary=onprem\n"));
+	assert_string_equal(role_primary(r), "onprem");
+	assert_true(role_set(r, ROLE_REPLICA, 5, "cloud", "test"));
+	assert_string_equal(role_primary(r), "cloud");
 	/* the epoch never goes back */
-	assert_false(role_set(r, ROLE_PRIMARY, 4, "test"));
+	assert_false(role_set(r, ROLE_PRIMARY, 4, "onprem", "test"));
 	assert_int_equal(role_current(r), ROLE_REPLICA);
 	role_free(r);
 
 	/* a restart reads what was persisted, not the config's role */
-	r = role_load(f->dir, "acme-dr", "onprem", "primary");
+	r = role_load(f->dir, "acme-dr", "onprem", "primary", "onprem");
 	assert_non_null(r);
 	assert_int_equal(role_current(r), ROLE_REPLICA);
 	assert_true(role_epoch(r) == 5);
+	assert_string_equal(role_primary(r), "cloud");
+	/* not knowing the primary is kept too */
+	assert_true(role_set(r, ROLE_REPLICA, 5, NULL, "test"));
+	assert_string_equal(role_primary(r), "");
+	assert_null(strstr(read_file(f->path), "primary="));
 	role_free(r);
 
 	/* a state directory of another site or cluster is refused */
-	assert_null(role_load(f->dir, "acme-dr", "cloud", "replica"));
-	assert_null(role_load(f->dir, "other", "onprem", "primary"));
+	assert_null(role_load(f->dir, "acme-dr", "cloud", "replica", "onprem"));
+	assert_null(role_load(f->dir, "other", "onprem", "primary", "onprem"));
 }
 
 static void test_role_stale_temporary_file_is_ignored(void **state)
@@ -241,7 +261,7 @@ static void test_role_stale_temporary_file_is_ignored(void **state)
 	assert_true(role_state_write(f->dir, &st, err, sizeof(err)));
 	/* a crash between write and rename leaves a half-written temporary file */
 	write_file(f->tmp, "format=1\ncluster=acme-dr\nsi");
-	r = role_load(f->dir, "acme-dr", "onprem", "replica");
+	r = role_load(f->dir, "acme-dr", "onprem", "replica", "cloud");
 	assert_non_null(r);
 	assert_int_equal(role_current(r), ROLE_PRIMARY);
 	assert_true(role_epoch(r) == 9);
@@ -252,7 +272,7 @@ static void test_role_stale_temporary_file_is_ignored(void **state)
 static void test_role_steps_down_on_a_higher_epoch(void **state)
 {
 	struct fixture *f = *state;
-	struct role *r = role_load(f->dir, "acme-dr", "onprem", "primary");
+	struct role *r = role_load(f->dir, "acme-dr", "onprem", "primary", "onprem");
 
 	assert_non_null(r);
 	/* lower or equal epochs change nothing */
@@ -263,6 +283,7 @@ static void test_role_steps_down_on_a_higher_epoch(void **state)
 	assert_true(role_heard_epoch(r, "cloud", 7));
 	assert_int_equal(role_current(r), ROLE_FENCED);
 	assert_true(role_epoch(r) == 7);
+	assert_string_equal(role_primary(r), "");
 	assert_true(role_persisted(r));
 	assert_non_null(strstr(read_file(f->path), "role=fenced\nepoch=7\n"));
 	/* fenced stays fenced at a still higher epoch */
@@ -272,10 +293,11 @@ static void test_role_steps_down_on_a_higher_epoch(void **state)
 
 	/* a replica takes the epoch and stays a replica */
 	assert_int_equal(unlink(f->path), 0);
-	r = role_load(f->dir, "acme-dr", "onprem", "replica");
+	r = role_load(f->dir, "acme-dr", "onprem", "replica", "cloud");
 	assert_true(role_heard_epoch(r, "cloud", 3));
 	assert_int_equal(role_current(r), ROLE_REPLICA);
 	assert_true(role_epoch(r) == 3);
+	assert_string_equal(role_primary(r), "cloud");
 	role_free(r);
 	role_free(NULL);
 }

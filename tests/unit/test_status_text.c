@@ -37,8 +37,8 @@ static const char status_doc[] =
 		"   \"last_error\":null},"
 		"  {\"stream\":\"rev\",\"role\":\"sink\",\"peer\":\"edge\",\"link_up\":false,\"halted\":true,"
 		"   \"apply\":{\"last_error\":\"duplicate key value violates unique constraint\"},\"last_error\":null}],"
-		" \"lag\":[{\"stream\":\"app\",\"role\":\"source\",\"state\":\"syncing\",\"lag_bytes\":1300000,\"lag_seconds\":75.2},"
-		"        {\"stream\":\"rev\",\"role\":\"sink\",\"state\":\"error\",\"lag_bytes\":0,\"lag_seconds\":0}],"
+		" \"lag\":[{\"stream\":\"app\",\"role\":\"source\",\"peer\":\"cloud\",\"state\":\"syncing\",\"lag_bytes\":1300000,\"lag_seconds\":75.2},"
+		"        {\"stream\":\"rev\",\"role\":\"sink\",\"peer\":\"edge\",\"state\":\"error\",\"lag_bytes\":0,\"lag_seconds\":0}],"
 		" \"relay\":{\"listen_error\":null,\"peers\":[{\"site\":\"cloud\",\"state\":\"up\",\"last_error\":null},"
 		"          {\"site\":\"edge\",\"state\":\"backoff\",\"last_error\":\"connection refused\"}]},"
 		" \"tunnel\":{\"backend\":\"kernel\",\"peers\":[{\"site\":\"cloud\",\"handshake_age_seconds\":12},"
@@ -130,6 +130,67 @@ static void test_status_tables(void **state)
 	json_value_free(v);
 }
 
+/* A stream sent to two sites: a row per destination, each with its own lag. */
+static void test_status_fan_out(void **state)
+{
+	struct json_value *v = parse(
+		"{\"site\":\"aws\",\"role\":\"primary\",\"epoch\":2,"
+		" \"sites\":[{\"name\":\"aws\",\"role\":\"primary\",\"epoch\":2,\"self\":true}],"
+		" \"replication\":[{\"stream\":\"app\",\"role\":\"source\",\"peer\":\"azure\"},"
+		"                 {\"stream\":\"app\",\"role\":\"source\",\"peer\":\"onprem\"}],"
+		" \"lag\":[{\"stream\":\"app\",\"role\":\"source\",\"peer\":\"onprem\",\"state\":\"streaming\","
+		"          \"lag_bytes\":0,\"lag_seconds\":0},"
+		"        {\"stream\":\"app\",\"role\":\"source\",\"peer\":\"azure\",\"state\":\"starting\","
+		"          \"lag_bytes\":2048,\"lag_seconds\":12}]}");
+	char *text = status_text_status(v);
+
+	(void)state;
+	assert_non_null(text);
+	assert_non_null(strstr(text, "app     -> azure   starting   2.0 KiB      12 s"));
+	assert_non_null(strstr(text, "app     -> onprem  streaming      0 B     0.0 s"));
+	free(text);
+	json_value_free(v);
+}
+
+static void test_cluster_table(void **state)
+{
+	struct json_value *v = parse(
+		"{\"cluster\":\"acme-dr\",\"asked_at\":\"azure\",\"sites\":["
+		" {\"site\":\"aws\",\"reachable\":true,\"error\":null,\"status\":{\"role\":\"primary\",\"epoch\":4,"
+		"  \"lag\":[{\"stream\":\"app\",\"role\":\"source\",\"peer\":\"azure\",\"state\":\"streaming\","
+		"            \"lag_bytes\":0,\"lag_seconds\":0,\"applied_lsn\":\"0/3000060\"},"
+		"           {\"stream\":\"app\",\"role\":\"source\",\"peer\":\"onprem\",\"state\":\"streaming\","
+		"            \"lag_bytes\":4096,\"lag_seconds\":1.5,\"applied_lsn\":\"0/2FFF000\"}]}},"
+		" {\"site\":\"azure\",\"reachable\":true,\"error\":null,\"status\":{\"role\":\"replica\",\"epoch\":4,"
+		"  \"lag\":[{\"stream\":\"app\",\"role\":\"sink\",\"peer\":\"aws\",\"state\":\"streaming\","
+		"            \"lag_bytes\":0,\"lag_seconds\":0,\"applied_lsn\":\"0/3000060\"}]}},"
+		" {\"site\":\"onprem\",\"reachable\":false,"
+		"  \"error\":\"site onprem is not reachable (the relay link is down)\",\"status\":null}]}");
+	char *text = status_text_cluster(v);
+
+	(void)state;
+	assert_non_null(text);
+	assert_string_equal(text,
+		"cluster acme-dr, as seen from site azure\n"
+		"\n"
+		"SITE    ROLE     EPOCH  STREAM  PEER       STATE          LAG  LAG_TIME  APPLIED_LSN  NOTES\n"
+		"aws     primary      4  app     -> azure   streaming      0 B     0.0 s  0/3000060    -\n"
+		"                        app     -> onprem  streaming  4.0 KiB     1.5 s  0/2FFF000\n"
+		"azure   replica      4  app     <- aws     streaming      0 B     0.0 s  0/3000060    this site\n"
+		"onprem  -            -  -       -          -                -         -  -            "
+		"unreachable: site onprem is not reachable (the relay link is down)\n");
+	free(text);
+	json_value_free(v);
+	/* nothing to show: still a header */
+	v = parse("{}");
+	text = status_text_cluster(v);
+	assert_non_null(text);
+	assert_string_equal(text, "cluster -, as seen from site -\n\n"
+			    "SITE  ROLE  EPOCH  STREAM  PEER  STATE  LAG  LAG_TIME  APPLIED_LSN  NOTES\n");
+	free(text);
+	json_value_free(v);
+}
+
 static void test_status_of_a_sparse_document(void **state)
 {
 	struct json_value *v = parse("{\"site\":\"x\",\"sites\":[{\"name\":\"x\",\"self\":true}],"
@@ -194,6 +255,8 @@ int main(void)
 		cmocka_unit_test(test_duration),
 		cmocka_unit_test(test_rate),
 		cmocka_unit_test(test_status_tables),
+		cmocka_unit_test(test_status_fan_out),
+		cmocka_unit_test(test_cluster_table),
 		cmocka_unit_test(test_status_of_a_sparse_document),
 		cmocka_unit_test(test_schedule_table),
 	};

@@ -45,7 +45,7 @@ static void test_widths(void **state)
 	doc = render(t);
 	assert_string_equal(doc, "NAME     N  LAST\n"
 				 "alpha    1  x\n"
-				 "b      12345  \n");
+				 "b      12345\n");
 	free(doc);
 	text_table_free(t);
 }
