@@ -694,9 +694,24 @@ void fo_promote(struct failover *f)
 	fo_promote_apply_poll(f);
 }
 
+/* A stepped-down site whose database could not be fenced tries again until it is. */
+static void fo_step_down_retry(struct failover *f)
+{
+	if (f->op == FO_NONE && role_current(f->role) == ROLE_FENCED)
+		failover_stepped_down(f, NULL);
+}
+
 void fo_fail(struct failover *f, const char *why)
 {
 	fo_step(f, "failed: %s", why);
+	if (f->op == FO_STEP_DOWN) {
+		f->fence_holds = false;
+		fo_end(f, false, "could not fence this site's database (%s): trying again in %d s; "
+		       "it takes no writes through strait meanwhile, but applications may still write",
+		       why, FO_FENCE_RETRY_MS / 1000);
+		fo_arm(f, FO_FENCE_RETRY_MS, fo_step_down_retry);
+		return;
+	}
 	if (f->op == FO_PROMOTE && f->answer_peer)
 		fo_send_promote_ack(f, f->peer, false, why);
 	if ((f->op == FO_PROMOTE || f->op == FO_FOLLOW) && f->streams_stopped) {
@@ -719,7 +734,11 @@ void fo_fail(struct failover *f, const char *why)
 
 const char *fo_old_primary(const struct failover *f)
 {
-	/* the other end of this site's streams */
+	const char *known = role_primary(f->role);
+
+	/* the primary this site follows, else the other end of its streams */
+	if (known[0] && strcmp(known, f->cfg->sites[f->self].name) != 0)
+		return known;
 	for (size_t i = 0; i < f->cfg->n_streams; i++) {
 		const struct config_stream *cs = &f->cfg->streams[i];
 
@@ -824,8 +843,14 @@ void fo_failover_start(struct failover *f, struct control_request *req, const ch
 
 static void fo_step_down_done(struct failover *f)
 {
+	f->fence_holds = true;
 	fo_end(f, true, "site %s is fenced: its database is read-only for applications",
 	       f->cfg->sites[f->self].name);
+}
+
+bool failover_fence_holds(const struct failover *f)
+{
+	return f->fence_holds;
 }
 
 void failover_stepped_down(struct failover *f, const char *peer)

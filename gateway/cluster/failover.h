@@ -85,6 +85,12 @@ void failover_heartbeat(struct failover *f, const char *peer,
  */
 void failover_stepped_down(struct failover *f, const char *peer);
 
+/*
+ * A fenced site: whether its database was fenced since it stepped down (false
+ * while fencing is retried, and before the first attempt ends).
+ */
+bool failover_fence_holds(const struct failover *f);
+
 /* ---- pure parts, for tests ---- */
 
 /*

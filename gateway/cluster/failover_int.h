@@ -34,6 +34,7 @@ struct relay_proto_promote_ack;
 #define FO_DRAIN_TIMEOUT_MS  60000
 #define FO_PROMOTE_TIMEOUT_MS 60000
 #define FO_RETRY_MS          200
+#define FO_FENCE_RETRY_MS    5000
 #define FO_MAX_STREAMS       64
 #define FO_MAX_PEERS         16
 #define FO_DRY_DB_TIMEOUT_MS 5000
@@ -88,6 +89,7 @@ struct failover {
 	bool unfence_on_fail;    /* switchover: the primary was fenced by us */
 	bool force;              /* failover --force */
 	bool streams_stopped;    /* promotion: the streams are stopped, rebuild on failure */
+	bool fence_holds;        /* stepped down: the database was fenced (else it is retried) */
 
 	struct fence *fence;
 	void (*fence_next)(struct failover *f);

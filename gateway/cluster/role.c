@@ -540,3 +540,30 @@ bool role_heard_epoch(struct role *r, const char *peer, uint64_t epoch)
 	}
 	return true;
 }
+
+bool role_claim_wins(const char *a, const char *b)
+{
+	return strcmp(a, b) < 0;
+}
+
+bool role_heard_primary(struct role *r, const char *peer, uint64_t epoch)
+{
+	struct role_state next = r->st;
+	char err[512];
+
+	if (r->st.role != ROLE_PRIMARY || epoch != r->st.epoch ||
+	    !role_claim_wins(peer, r->st.site) || !role_copy_name(next.primary, peer))
+		return false;
+	next.role = ROLE_FENCED;
+	log_warning("site \"%s\" is primary at epoch %" PRIu64 " too; its name sorts before \"%s\", "
+		    "so it stays primary: stepping down from primary to fenced", peer, epoch,
+		    r->st.site);
+	r->st = next;
+	if (role_state_write(r->dir, &next, err, sizeof(err))) {
+		r->persisted = true;
+	} else {
+		log_error("could not persist the step-down at epoch %" PRIu64 ": %s", epoch, err);
+		r->persisted = false;
+	}
+	return true;
+}

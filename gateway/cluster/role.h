@@ -102,7 +102,20 @@ bool role_set(struct role *r, enum role_kind role, uint64_t epoch, const char *p
  */
 bool role_heard_epoch(struct role *r, const char *peer, uint64_t epoch);
 
+/*
+ * A peer claims primary (its HEARTBEAT) at epoch. Two primaries at one epoch
+ * (failovers at two sites at once) are resolved by name: the site whose name
+ * sorts first (byte order, role_claim_wins()) stays primary, and the other
+ * steps down to fenced when it hears it, recording that site as the primary.
+ * Returns true when this site stepped down (logged, persisted as
+ * role_heard_epoch() does).
+ */
+bool role_heard_primary(struct role *r, const char *peer, uint64_t epoch);
+
 /* ---- pure and file parts, for tests ---- */
+
+/* Whether site a's claim to be primary wins over site b's at the same epoch. */
+bool role_claim_wins(const char *a, const char *b);
 
 struct role_state {
 	char cluster[ROLE_NAME_MAX + 1];

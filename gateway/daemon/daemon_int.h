@@ -41,6 +41,7 @@ struct daemon_peer {
 	uint8_t role;                /* enum relay_role of its last HEARTBEAT */
 	uint64_t epoch;              /* in its last frame's header */
 	time_t heard_at;
+	time_t stale_logged_at;      /* when a frame of a lower epoch from it was last logged */
 };
 
 struct daemon {

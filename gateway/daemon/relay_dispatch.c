@@ -16,6 +16,7 @@
  */
 #include "gateway/daemon/daemon_int.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -25,6 +26,7 @@
 #include "gateway/cluster/failover.h"
 #include "gateway/cluster/role.h"
 #include "gateway/daemon/forward.h"
+#include "gateway/relay/frame.h"
 #include "gateway/relay/relay.h"
 #include "gateway/stream/stream.h"
 #include "gateway/verify/verify_service.h"
@@ -174,6 +176,43 @@ static void daemon_relay_connected(void *arg, const char *peer, uint64_t epoch,
 		streams_connected(d->streams, peer, hello);
 }
 
+/*
+ * Frames that carry data or change roles are refused from a site at a lower
+ * epoch than this one: it has not heard of the newer primary yet (it will,
+ * from this site's frames), and what it sends may be what a deposed primary
+ * took. Heartbeats, HELLO, ACK, RESUME and FENCE still pass, so it learns.
+ */
+static bool daemon_refuse_stale(struct daemon *d, const char *peer, const struct frame *f)
+{
+	struct daemon_peer *p;
+	time_t now;
+
+	if (f->epoch >= role_epoch(d->role))
+		return false;
+	switch (f->type) {
+	case FRAME_BATCH:
+	case FRAME_SYNC:
+	case FRAME_SEQUENCES:
+	case FRAME_VERIFY:
+	case FRAME_PROMOTE:
+	case FRAME_PROMOTE_ACK:
+	case FRAME_COMMAND:
+		break;
+	default:
+		return false;
+	}
+	p = daemon_peer(d, peer);
+	now = time(NULL);
+	if (!p || now - p->stale_logged_at >= 10) {
+		log_warning("refused %s from site \"%s\" at epoch %" PRIu64 ", lower than this site's "
+			    "%" PRIu64 " (it has not heard of the newer primary yet)",
+			    frame_type_name(f->type), peer, f->epoch, role_epoch(d->role));
+		if (p)
+			p->stale_logged_at = now;
+	}
+	return true;
+}
+
 static void daemon_relay_frame(void *arg, const char *peer, const struct frame *f)
 {
 	struct daemon *d = arg;
@@ -186,9 +225,17 @@ static void daemon_relay_frame(void *arg, const char *peer, const struct frame *
 
 		if (p)
 			p->role = hb.role;
+		/* two primaries at one epoch: one name wins, the other site steps down */
+		if (hb.role == RELAY_ROLE_PRIMARY && role_heard_primary(d->role, peer, f->epoch)) {
+			daemon_rebuild_streams(d);
+			if (d->failover)
+				failover_stepped_down(d->failover, peer);
+		}
 		if (d->failover)
 			failover_heartbeat(d->failover, peer, &hb);
 	}
+	if (daemon_refuse_stale(d, peer, f))
+		return;
 	if (f->type == FRAME_FENCE || f->type == FRAME_PROMOTE || f->type == FRAME_PROMOTE_ACK) {
 		if (d->failover)
 			failover_frame(d->failover, peer, f);

@@ -19,6 +19,7 @@
 #include "common/json.h"
 #include "common/lsn.h"
 #include "config/config.h"
+#include "gateway/cluster/failover.h"
 #include "gateway/cluster/role.h"
 #include "gateway/relay/relay.h"
 #include "gateway/stream/stream.h"
@@ -123,6 +124,9 @@ void daemon_status_json(struct daemon *d, struct json_out *j)
 	json_string(j, "site", d->site_name);
 	json_string(j, "role", daemon_site_role(d));
 	json_uint(j, "epoch", role_epoch(d->role));
+	json_string(j, "primary", role_primary(d->role)[0] ? role_primary(d->role) : NULL);
+	if (role_current(d->role) == ROLE_FENCED)
+		json_bool(j, "database_fenced", d->failover && failover_fence_holds(d->failover));
 	if (!role_persisted(d->role))
 		json_string(j, "role_error", "the role state could not be written (see the log)");
 	json_string(j, "version", STRAIT_VERSION);

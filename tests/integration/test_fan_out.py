@@ -159,3 +159,66 @@ def test_fan_out_under_load_and_a_replica_cut_off(tmp_path, netns_sites, pg_fact
     for to in ("azure", "onprem"):
         assert metric(text, "strait_stream_lag_bytes", stream="app", to=to) is not None
     assert metric(metrics(d["azure"]), "strait_stream_lag_bytes", stream="app", to="azure") is not None
+
+
+def test_fan_out_source_killed_while_a_replica_is_away(tmp_path, pg_factory, straitd_factory):
+    """kill -9 of the primary's straitd while azure's straitd is down and a
+    writer commits throughout: onprem goes on after the restart, the spool
+    keeps what azure lacks across it, and azure, back last, gets every
+    committed id exactly once (three sites on this host's loopback)."""
+    import psycopg
+    pgs = dict(zip(NAMES, harness.on_each(pg_factory, NAMES)))
+    for pg in pgs.values():
+        pg.sql("CREATE TABLE ledger (id bigint PRIMARY KEY, at text NOT NULL)")
+    stream = {"name": "app", "from": "aws", "to": ["azure", "onprem"],
+              "publication": "strait_app", "initial_sync": False}
+    cluster = harness.Cluster(tmp_path, harness.loopback_sites([pgs[n] for n in NAMES], NAMES),
+                              [stream])
+    d = {n: straitd_factory(cluster.path(n), site=n) for n in NAMES}
+    wait_until(lambda: all(r["streaming"] for r in sources(d["aws"]).values()) and
+               len(sources(d["aws"])) == 2, 60, interval=0.2, what="both destinations")
+    committed, stop = [], threading.Event()
+
+    def writer():
+        i = 0
+        with pgs["aws"].connect() as conn:
+            while not stop.is_set():
+                i += 1
+                try:
+                    conn.execute("INSERT INTO ledger VALUES (%s, 'aws')", (i,))
+                    committed.append(i)
+                except psycopg.Error:
+                    time.sleep(0.05)
+
+    def ids(pg):
+        return [r[0] for r in pg.sql("SELECT id FROM ledger ORDER BY id")]
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        wait_until(lambda: len(committed) > 300, 30, what="writes")
+        d["azure"].kill()
+        at_cut = len(committed)
+        wait_until(lambda: len(committed) > at_cut + 500, 30, what="writes while azure is away")
+        d["aws"].kill()
+        time.sleep(1)
+        d["aws"].start()
+        wait_until(lambda: sources(d["aws"])["onprem"]["streaming"], 60, interval=0.2,
+                   what="onprem streaming again")
+        before = len(committed)
+        wait_until(lambda: len(committed) > before + 500, 30, what="writes after the restart")
+        wait_until(lambda: ids(pgs["onprem"])[-1:] and ids(pgs["onprem"])[-1] >= committed[before],
+                   60, interval=0.2, what="onprem to apply after the restart")
+        s = sources(d["aws"])["azure"]
+        assert s["spool"]["records"] > 0 and not s["link_up"]
+    finally:
+        stop.set()
+        t.join()
+    d["azure"].start()
+    want = sorted(committed)
+    for n in ("onprem", "azure"):
+        wait_until(lambda: ids(pgs[n])[-1:] == want[-1:], 90, interval=0.5,
+                   what=f"{n} to catch up")
+        got = ids(pgs[n])
+        assert set(want) <= set(got), sorted(set(want) - set(got))[:20]
+        assert got == sorted(ids(pgs["aws"]))

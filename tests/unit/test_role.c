@@ -302,6 +302,34 @@ static void test_role_steps_down_on_a_higher_epoch(void **state)
 	role_free(NULL);
 }
 
+static void test_role_two_primaries_at_one_epoch(void **state)
+{
+	struct fixture *f = *state;
+	struct role *r;
+
+	(void)state;
+	assert_true(role_claim_wins("cloud", "onprem"));
+	assert_false(role_claim_wins("onprem", "cloud"));
+	assert_false(role_claim_wins("onprem", "onprem"));
+	r = role_load(f->dir, "acme-dr", "onprem", "primary", "onprem");
+	assert_non_null(r);
+	assert_true(role_set(r, ROLE_PRIMARY, 4, "onprem", "test"));
+	/* a claim at another epoch, or from a name that sorts after ours, changes nothing */
+	assert_false(role_heard_primary(r, "cloud", 3));
+	assert_false(role_heard_primary(r, "cloud", 5));
+	assert_false(role_heard_primary(r, "zeta", 4));
+	assert_int_equal(role_current(r), ROLE_PRIMARY);
+	/* cloud sorts first: onprem steps down, at the same epoch, and knows who is primary */
+	assert_true(role_heard_primary(r, "cloud", 4));
+	assert_int_equal(role_current(r), ROLE_FENCED);
+	assert_true(role_epoch(r) == 4);
+	assert_string_equal(role_primary(r), "cloud");
+	assert_non_null(strstr(read_file(f->path), "role=fenced\nepoch=4\nprimary=cloud\n"));
+	/* a fenced site hears it again: nothing more */
+	assert_false(role_heard_primary(r, "cloud", 4));
+	role_free(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -314,6 +342,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_role_stale_temporary_file_is_ignored, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_role_steps_down_on_a_higher_epoch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_role_two_primaries_at_one_epoch, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
