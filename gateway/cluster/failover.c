@@ -848,6 +848,17 @@ static void fo_step_down_done(struct failover *f)
 	       f->cfg->sites[f->self].name);
 }
 
+const char *failover_old_primary(const struct failover *f)
+{
+	return fo_old_primary(f);
+}
+
+void failover_set_positions(struct failover *f, const struct failover_position *v, size_t n)
+{
+	f->n_positions = n < FAILOVER_MAX_POSITIONS ? n : FAILOVER_MAX_POSITIONS;
+	memcpy(f->positions, v, f->n_positions * sizeof(*v));
+}
+
 bool failover_fence_holds(const struct failover *f)
 {
 	return f->fence_holds;

@@ -57,6 +57,7 @@ struct failover_ops {
 };
 
 struct failover;
+struct failover_position;
 
 /* NULL when out of memory (logged). */
 struct failover *failover_new(struct event_base *base, const struct strait_config *cfg,
@@ -84,6 +85,17 @@ void failover_heartbeat(struct failover *f, const char *peer,
  * when the role is fenced (peer NULL).
  */
 void failover_stepped_down(struct failover *f, const char *peer);
+
+/*
+ * The site a failover here would take over from (the primary this site
+ * follows, else the other end of its streams); NULL when there is none.
+ */
+const char *failover_old_primary(const struct failover *f);
+/*
+ * The other replicas' positions, for the next failover --dry-run (copied;
+ * it forgets them once it reported).
+ */
+void failover_set_positions(struct failover *f, const struct failover_position *v, size_t n);
 
 /*
  * A fenced site: whether its database was fenced since it stepped down (false
@@ -169,6 +181,16 @@ bool failover_durations_expected(const struct failover_durations *d, enum failov
 		double *seconds, int64_t *at);
 
 /* What a dry run found out; failover_readiness() turns it into the report. */
+/* Where another replica of the old primary's streams is (failover --dry-run). */
+struct failover_position {
+	char site[64];
+	bool known;                     /* it answered */
+	uint64_t applied_lsn;           /* the lowest over the streams from the old primary */
+	char why[160];                  /* when not known */
+};
+
+#define FAILOVER_MAX_POSITIONS 16
+
 struct failover_facts {
 	const char *site;               /* this site, the one that would take over */
 	const char *old_primary;
@@ -194,6 +216,11 @@ struct failover_facts {
 	uint64_t sequence_margin;
 	const char *metrics_listen;     /* NULL: no health endpoints */
 	const struct failover_durations *durations; /* NULL: none measured */
+	/* streams of more than two sites: this site's position and the other replicas' */
+	bool many_sites;
+	uint64_t applied_lsn;           /* this site's, the lowest over the streams (0: none) */
+	const struct failover_position *positions;
+	size_t n_positions;
 };
 
 enum failover_check_id {
@@ -206,6 +233,7 @@ enum failover_check_id {
 	FAILOVER_CHECK_HEALTH,
 	FAILOVER_CHECK_LOSS,
 	FAILOVER_CHECK_DURATION,
+	FAILOVER_CHECK_SIBLINGS,
 	FAILOVER_CHECKS,
 };
 

@@ -121,6 +121,8 @@ struct failover {
 	/* failover --dry-run: its own connection, so a stale answer is never mistaken */
 	struct pgquery *q_dry;
 	bool dry_json;
+	struct failover_position positions[FAILOVER_MAX_POSITIONS]; /* the other replicas' */
+	size_t n_positions;
 };
 
 /* failover.c: the log */

@@ -17,6 +17,7 @@
 
 #include "common/json.h"
 #include "common/log.h"
+#include "common/lsn.h"
 #include "config/config.h"
 #include "gateway/cluster/failover_int.h"
 #include "gateway/daemon/control.h"
@@ -207,6 +208,45 @@ static void fo_check_duration(const struct failover_facts *in, struct failover_r
 		 "(30 s at most)" : "");
 }
 
+/* The position of every replica of a stream of more than two sites, and which is ahead. */
+static void fo_check_siblings(const struct failover_facts *in, struct failover_readiness *out)
+{
+	char text[sizeof(out->checks[0].detail)], lsn[32];
+	const char *best = in->site;
+	uint64_t top = in->applied_lsn;
+	size_t used = 0;
+	int n;
+
+	if (!in->many_sites)
+		return;
+	for (size_t i = 0; i < in->n_positions; i++) {
+		if (in->positions[i].known && in->positions[i].applied_lsn > top) {
+			top = in->positions[i].applied_lsn;
+			best = in->positions[i].site;
+		}
+	}
+	lsn_format(lsn, in->applied_lsn);
+	n = snprintf(text, sizeof(text), "%s %s (this site%s)", in->site, lsn,
+		     best == in->site ? ", the most caught up" : "");
+	used = n > 0 ? (size_t)n : 0;
+	for (size_t i = 0; i < in->n_positions && used < sizeof(text); i++) {
+		const struct failover_position *p = &in->positions[i];
+
+		lsn_format(lsn, p->applied_lsn);
+		if (p->known)
+			n = snprintf(text + used, sizeof(text) - used, ", %s %s%s", p->site, lsn,
+				     best == p->site ? " (the most caught up)" : "");
+		else
+			n = snprintf(text + used, sizeof(text) - used, ", %s unknown (%s)", p->site,
+				     p->why);
+		used += n > 0 ? (size_t)n : 0;
+	}
+	/* a failover here cannot bring the other replicas along yet */
+	fo_check(out, FAILOVER_CHECK_SIBLINGS, "replicas", true, false,
+		 "applied of the old primary's streams: %s; this version fails over only streams "
+		 "of two sites", text);
+}
+
 void failover_readiness(const struct failover_facts *in, struct failover_readiness *out)
 {
 	char failed[256] = "";
@@ -229,7 +269,8 @@ void failover_readiness(const struct failover_facts *in, struct failover_readine
 		fo_check_health(in, out);
 		fo_check_loss(in, out);
 		fo_check_duration(in, out);
-		out->n = FAILOVER_CHECKS;
+		fo_check_siblings(in, out);
+		out->n = in->many_sites ? FAILOVER_CHECKS : FAILOVER_CHECK_SIBLINGS;
 	}
 	for (size_t i = 0; i < out->n; i++) {
 		const struct failover_check *c = &out->checks[i];
@@ -252,6 +293,15 @@ void failover_readiness(const struct failover_facts *in, struct failover_readine
 	else
 		snprintf(out->verdict, sizeof(out->verdict), "go: a failover to site %s would go "
 			 "through", in->site);
+}
+
+/* Whether one of this site's streams has more than two sites. */
+static bool fo_many_sites(const struct failover *f)
+{
+	for (size_t i = 0; i < f->cfg->n_streams; i++)
+		if (fo_stream_end(&f->cfg->streams[i], f->self) && f->cfg->streams[i].n_to > 1)
+			return true;
+	return false;
 }
 
 /* What the dry run learnt from this site's database. */
@@ -393,6 +443,15 @@ static void fo_dry_report(struct failover *f, const struct fo_dry_db *db)
 			       &ds);
 	in.streams_in = ds.n;
 	in.stream_states = ds.states[0] ? ds.states : NULL;
+	in.many_sites = fo_many_sites(f);
+	if (in.many_sites && s) {
+		struct streams_peer_lag pl;
+
+		streams_peer_lag(s, f->peer, 0, &pl);
+		in.applied_lsn = pl.applied_lsn;
+		in.positions = f->positions;
+		in.n_positions = f->n_positions;
+	}
 	in.heard_old = p && p->heard_at > 0;
 	in.heard_ago_s = in.heard_old ? difftime(time(NULL), p->heard_at) : 0;
 	if (db) {
@@ -415,6 +474,7 @@ static void fo_dry_report(struct failover *f, const struct fo_dry_db *db)
 	}
 	failover_readiness(&in, &r);
 	body = f->dry_json ? fo_dry_json(f, &in, &r) : fo_dry_text(f, &in, &r);
+	f->n_positions = 0;
 	log_notice("failover dry run to site %s: %s", in.site, r.verdict);
 	f->op = FO_NONE;
 	fo_arm(f, 0, fo_dry_close);

@@ -262,6 +262,8 @@ static void daemon_cmd_failover(struct control_request *req, int argc, char **ar
 		control_reply(req, false, "a single site has nothing to fail over to\n");
 		return;
 	}
+	if (daemon_dry_run_positions(d, req, argc, argv))
+		return;
 	failover_cmd_failover(d->failover, req, argc, argv);
 }
 

@@ -94,6 +94,14 @@ size_t daemon_primary_site(const struct daemon *d);
  */
 bool daemon_forward_switchover(struct daemon *d, struct control_request *req, int argc,
 		char **argv);
+/*
+ * failover --dry-run at a replica of a stream of more than two sites: the
+ * other replicas' positions are asked for first (lag --json over the relay),
+ * then the dry run runs with them. False, req untouched, when there is
+ * nothing to ask.
+ */
+bool daemon_dry_run_positions(struct daemon *d, struct control_request *req, int argc,
+		char **argv);
 /* status --cluster: every site's status (each asked over the relay) in one JSON document. */
 void daemon_status_cluster(struct daemon *d, struct control_request *req);
 

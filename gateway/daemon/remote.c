@@ -14,8 +14,11 @@
 #include <string.h>
 
 #include "common/json.h"
+#include "common/json_value.h"
 #include "common/log.h"
+#include "common/lsn.h"
 #include "config/config.h"
+#include "gateway/cluster/failover.h"
 #include "gateway/cluster/role.h"
 #include "gateway/daemon/control.h"
 #include "gateway/daemon/forward.h"
@@ -199,4 +202,116 @@ void daemon_status_cluster(struct daemon *d, struct control_request *req)
 	g->sites[d->self].reachable = true;
 	if (--g->waiting == 0)
 		cluster_reply(g);
+}
+
+/* ---------------------------------------------- failover --dry-run, N sites */
+
+struct position_gather {
+	struct daemon *d;
+	struct control_request *req;
+	int argc;
+	char **argv;                 /* the request's own words */
+	char old[64];                /* the primary a failover would take over from */
+	size_t waiting;
+	struct failover_position v[FAILOVER_MAX_POSITIONS];
+	size_t n;
+};
+
+static void position_finish(struct position_gather *g)
+{
+	failover_set_positions(g->d->failover, g->v, g->n);
+	failover_cmd_failover(g->d->failover, g->req, g->argc, g->argv);
+	free(g);
+}
+
+/* The lowest applied LSN of the streams a sibling's `lag --json` says it receives from old. */
+static bool position_of(const char *body, const char *old, uint64_t *lsn)
+{
+	char err[128];
+	struct json_value *doc = json_parse(body, err, sizeof(err));
+	const struct json_value *lag = json_get(doc, "lag");
+	bool found = false;
+
+	for (size_t i = 0; i < json_len(lag); i++) {
+		const struct json_value *r = json_at(lag, i);
+		const char *role = json_get_string(r, "role"), *peer = json_get_string(r, "peer"),
+			   *text = json_get_string(r, "applied_lsn");
+		uint64_t v;
+
+		if (!role || !peer || !text || strcmp(role, "sink") != 0 || strcmp(peer, old) != 0 ||
+		    !lsn_parse(text, &v))
+			continue;
+		if (!found || v < *lsn)
+			*lsn = v;
+		found = true;
+	}
+	json_value_free(doc);
+	return found;
+}
+
+static void position_done(void *arg, const char *peer, bool answered, bool ok, const char *body)
+{
+	struct position_gather *g = arg;
+
+	for (size_t i = 0; i < g->n; i++) {
+		struct failover_position *p = &g->v[i];
+		size_t n;
+
+		if (strcmp(p->site, peer) != 0)
+			continue;
+		p->known = answered && ok && position_of(body, g->old, &p->applied_lsn);
+		if (!p->known) {
+			snprintf(p->why, sizeof(p->why), "%s", answered && ok ?
+				 "it receives no stream from the old primary" : body);
+			n = strlen(p->why);
+			if (n && p->why[n - 1] == '\n')
+				p->why[n - 1] = '\0';
+		}
+	}
+	if (--g->waiting == 0)
+		position_finish(g);
+}
+
+bool daemon_dry_run_positions(struct daemon *d, struct control_request *req, int argc,
+		char **argv)
+{
+	static char *const ask[] = { "lag", "--json" };
+	struct position_gather *g;
+	const char *old;
+	bool dry = false;
+
+	for (int i = 1; i < argc; i++)
+		dry = dry || strcmp(argv[i], "--dry-run") == 0;
+	if (!dry || !d->failover || !d->forward || control_request_remote(req) ||
+	    !(old = failover_old_primary(d->failover)) || !(g = calloc(1, sizeof(*g))))
+		return false;
+	*g = (struct position_gather){ .d = d, .req = req, .argc = argc, .argv = argv };
+	snprintf(g->old, sizeof(g->old), "%s", old);
+	/* the other ends of this site's streams of more than two sites */
+	for (size_t s = 0; s < d->cfg->n_sites && g->n < FAILOVER_MAX_POSITIONS; s++) {
+		bool sibling = false;
+
+		for (size_t i = 0; i < d->cfg->n_streams; i++) {
+			const struct config_stream *cs = &d->cfg->streams[i];
+			bool ends_here = cs->from == d->self, ends_there = cs->from == s;
+
+			for (size_t k = 0; k < cs->n_to; k++) {
+				ends_here = ends_here || cs->to[k] == d->self;
+				ends_there = ends_there || cs->to[k] == s;
+			}
+			sibling = sibling || (cs->n_to > 1 && ends_here && ends_there);
+		}
+		if (sibling && s != d->self && strcmp(d->cfg->sites[s].name, g->old) != 0)
+			snprintf(g->v[g->n++].site, sizeof(g->v[0].site), "%s", d->cfg->sites[s].name);
+	}
+	if (!g->n) {
+		free(g);
+		return false;
+	}
+	g->waiting = g->n + 1;
+	for (size_t i = 0; i < g->n; i++)
+		forward_call(d->forward, g->v[i].site, 2, ask, REMOTE_STATUS_MS, position_done, g);
+	if (--g->waiting == 0)
+		position_finish(g);
+	return true;
 }

@@ -222,3 +222,44 @@ def test_fan_out_source_killed_while_a_replica_is_away(tmp_path, pg_factory, str
         got = ids(pgs[n])
         assert set(want) <= set(got), sorted(set(want) - set(got))[:20]
         assert got == sorted(ids(pgs["aws"]))
+
+
+def test_failover_dry_run_lists_every_replica(tmp_path, pg_factory, straitd_factory):
+    """The primary's straitd is gone and onprem is behind azure (its target
+    was down while azure applied more): failover --dry-run at either replica
+    lists both positions and names azure the most caught up (three sites on
+    this host's loopback)."""
+    pgs = dict(zip(NAMES, harness.on_each(pg_factory, NAMES)))
+    for pg in pgs.values():
+        pg.sql("CREATE TABLE ledger (id bigint PRIMARY KEY)")
+    stream = {"name": "app", "from": "aws", "to": ["azure", "onprem"],
+              "publication": "strait_app", "initial_sync": False}
+    cluster = harness.Cluster(tmp_path, harness.loopback_sites([pgs[n] for n in NAMES], NAMES),
+                              [stream])
+    d = {n: straitd_factory(cluster.path(n), site=n) for n in NAMES}
+    wait_until(lambda: len(sources(d["aws"])) == 2 and
+               all(r["streaming"] for r in sources(d["aws"]).values()), 60, interval=0.2,
+               what="both destinations")
+
+    def count(n):
+        return pgs[n].sql("SELECT count(*) FROM ledger")[0][0]
+
+    pgs["aws"].sql("INSERT INTO ledger SELECT generate_series(1, 100)")
+    wait_until(lambda: count("azure") == 100 and count("onprem") == 100, 30, what="both applied")
+    pgs["onprem"].stop()
+    pgs["aws"].sql("INSERT INTO ledger SELECT generate_series(101, 200)")
+    wait_until(lambda: count("azure") == 200, 30, what="azure ahead")
+    d["aws"].kill()
+    for here in ("azure", "onprem"):
+        res = d[here].ctl("failover", "--to", here, "--dry-run", check=False)
+        out = res.stdout + res.stderr
+        print(out)
+        line = next(l for l in out.splitlines() if " replicas " in l)
+        assert res.returncode == 1 and "no-go" in line, out
+        assert "azure 0/" in line and "onprem 0/" in line
+        if here == "azure":
+            assert "(this site, the most caught up)" in line, line
+        else:
+            assert "(this site)" in line and "(the most caught up)" in line.split("azure")[1], line
+        assert "this version fails over only streams of two sites" in line
+    pgs["onprem"].start()

@@ -254,6 +254,36 @@ assert_detail(const struct failover_readiness *r, const char *name, bool ok, con
 			 c->detail, ok, text);
 }
 
+/* A stream of three sites: every replica's position, the most caught up named; no-go for now. */
+static void
+test_readiness_siblings(void **state)
+{
+	struct failover_facts in = ready_facts();
+	struct failover_position pos[2] = {
+		{ .site = "edge", .known = true, .applied_lsn = 0x3000100 },
+		{ .site = "dc2", .known = false, .why = "site dc2 is not reachable" },
+	};
+	struct failover_readiness r;
+
+	(void)state;
+	in.many_sites = true;
+	in.applied_lsn = 0x2F00000;
+	in.positions = pos;
+	in.n_positions = 2;
+	failover_readiness(&in, &r);
+	assert_int_equal(r.n, FAILOVER_CHECKS);
+	assert_false(r.go);
+	assert_detail(&r, "replicas", false, "applied of the old primary's streams: cloud 0/2F00000 "
+		      "(this site), edge 0/3000100 (the most caught up), dc2 unknown (site dc2 is "
+		      "not reachable); this version fails over only streams of two sites");
+	assert_non_null(strstr(r.verdict, "no-go"));
+	/* this site ahead */
+	in.applied_lsn = 0x3000200;
+	failover_readiness(&in, &r);
+	assert_detail(&r, "replicas", false, "cloud 0/3000200 (this site, the most caught up), "
+		      "edge 0/3000100, dc2 unknown");
+}
+
 static void
 test_readiness_go(void **state)
 {
@@ -265,7 +295,8 @@ test_readiness_go(void **state)
 	/* the primary is reachable: ready, and the verdict says switchover is the way now */
 	failover_readiness(&in, &r);
 	assert_true(r.go);
-	assert_int_equal(r.n, FAILOVER_CHECKS);
+	assert_int_equal(r.n, FAILOVER_CHECK_SIBLINGS);
+	assert_null(check_of(&r, "replicas"));
 	assert_non_null(strstr(r.verdict, "go: a failover to site cloud would go through if site "
 				"onprem were lost now"));
 	assert_non_null(strstr(r.verdict, "switchover is the lossless choice"));
@@ -625,6 +656,7 @@ main(void)
 		cmocka_unit_test(test_gate),
 		cmocka_unit_test(test_durations),
 		cmocka_unit_test(test_readiness_go),
+		cmocka_unit_test(test_readiness_siblings),
 		cmocka_unit_test(test_readiness_no_go),
 		cmocka_unit_test(test_promote),
 		cmocka_unit_test(test_promote_ack),
