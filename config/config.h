@@ -257,10 +257,15 @@ void config_print_reference(FILE *out);
 int config_site_index(const struct strait_config *cfg, const char *name);
 
 /*
- * The destination of a stream that has one, as every stream of a config that
- * config_load_*() accepts does in this version: to[0]. n_to must be >= 1.
+ * A stream's first destination, to[0] (n_to must be >= 1): the one
+ * destination of each of the gateway's per-destination views of a stream.
  */
 size_t config_stream_to(const struct config_stream *cs);
+/*
+ * Whether a and b have the same streams going the same ways: the same names,
+ * each from the same site to the same sites (by name, in any order).
+ */
+bool config_routes_equal(const struct strait_config *a, const struct strait_config *b);
 
 /*
  * Print diagnostics as:

@@ -22,6 +22,36 @@ size_t config_stream_to(const struct config_stream *cs)
 	return cs->to[0];
 }
 
+/* Whether site name is among cs's destinations in cfg. */
+static bool route_has(const struct strait_config *cfg, const struct config_stream *cs,
+		const char *name)
+{
+	for (size_t i = 0; i < cs->n_to; i++)
+		if (strcmp(cfg->sites[cs->to[i]].name, name) == 0)
+			return true;
+	return false;
+}
+
+bool config_routes_equal(const struct strait_config *a, const struct strait_config *b)
+{
+	if (a->n_streams != b->n_streams)
+		return false;
+	for (size_t i = 0; i < a->n_streams; i++) {
+		const struct config_stream *x = &a->streams[i], *y = NULL;
+
+		for (size_t k = 0; !y && k < b->n_streams; k++)
+			if (strcmp(b->streams[k].name, x->name) == 0)
+				y = &b->streams[k];
+		if (!y || x->n_to != y->n_to ||
+		    strcmp(a->sites[x->from].name, b->sites[y->from].name) != 0)
+			return false;
+		for (size_t k = 0; k < x->n_to; k++)
+			if (!route_has(b, y, a->sites[x->to[k]].name))
+				return false;
+	}
+	return true;
+}
+
 void config_route_free(struct config_stream *st)
 {
 	free(st->to);

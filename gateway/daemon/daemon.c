@@ -88,6 +88,7 @@ char *daemon_reload(struct daemon *d)
 	struct config_diags diags = { 0 };
 	struct strait_config *next;
 	char *reason = NULL;
+	bool rebuild;
 	int self;
 
 	log_info("reloading configuration from \"%s\"", d->cfg->path);
@@ -119,6 +120,7 @@ char *daemon_reload(struct daemon *d)
 		config_free(next);
 		goto out;
 	}
+	rebuild = !config_routes_equal(d->cfg, next);
 	if (d->streams)
 		streams_reconfigure(d->streams, next);
 	if (d->verify)
@@ -130,6 +132,11 @@ char *daemon_reload(struct daemon *d)
 	d->self = (size_t)self;
 	d->loaded_at = time(NULL);
 	log_info("configuration reloaded");
+	if (rebuild) {
+		/* a stream or destination came or went: every stream is set up anew */
+		log_notice("the streams or their destinations changed: the streams start again");
+		daemon_rebuild_streams(d);
+	}
 out:
 	if (reason) {
 		log_error("reload refused: the old configuration stays in force");

@@ -111,6 +111,13 @@ void daemon_status_cluster(struct daemon *d, struct control_request *req);
 extern const struct relay_callbacks daemon_relay_callbacks;
 extern const struct failover_ops daemon_failover_ops;
 
+/*
+ * The streams set up anew for the site's role and config (a role change, a
+ * reload that adds or removes streams or destinations); links already up
+ * are handed to them at once.
+ */
+void daemon_rebuild_streams(struct daemon *d);
+
 /* What the named peer last said about itself; NULL until it was heard. */
 struct daemon_peer *daemon_find_peer(const struct daemon *d, const char *name);
 

@@ -66,7 +66,7 @@ static struct daemon_peer *daemon_peer(struct daemon *d, const char *name)
  * already up get the streams' link-up at once; the sinks ask to resume when
  * their apply is ready.
  */
-static void daemon_rebuild_streams(struct daemon *d)
+void daemon_rebuild_streams(struct daemon *d)
 {
 	struct relay_proto_hello none = { 0 };
 

@@ -263,3 +263,37 @@ def test_failover_dry_run_lists_every_replica(tmp_path, pg_factory, straitd_fact
             assert "(this site)" in line and "(the most caught up)" in line.split("azure")[1], line
         assert "this version fails over only streams of two sites" in line
     pgs["onprem"].start()
+
+
+def test_reload_adds_a_destination(tmp_path, pg_factory, straitd_factory):
+    """A stream to azure only gets onprem as a second destination by a
+    reload of every site's config: onprem is copied and then follows,
+    azure keeps streaming (three sites on this host's loopback)."""
+    pgs = dict(zip(NAMES, harness.on_each(pg_factory, NAMES)))
+    for pg in pgs.values():
+        pg.sql("CREATE TABLE ledger (id bigint PRIMARY KEY)")
+    stream = {"name": "app", "from": "aws", "to": "azure", "publication": "strait_app"}
+    cluster = harness.Cluster(tmp_path, harness.loopback_sites([pgs[n] for n in NAMES], NAMES),
+                              [stream])
+    d = {n: straitd_factory(cluster.path(n), site=n) for n in NAMES}
+    wait_until(lambda: sources(d["aws"]).get("azure", {}).get("streaming"), 60, interval=0.2,
+               what="the stream to azure")
+
+    def count(n):
+        return pgs[n].sql("SELECT count(*) FROM ledger")[0][0]
+
+    pgs["aws"].sql("INSERT INTO ledger SELECT generate_series(1, 1000)")
+    wait_until(lambda: count("azure") == 1000, 30, what="azure applied")
+    assert count("onprem") == 0
+    for n in NAMES:
+        cfg = cluster.host(n)[1]
+        cfg["streams"][0]["to"] = ["azure", "onprem"]
+        cluster.update(n, cfg)
+        d[n].reload()
+    wait_until(lambda: set(sources(d["aws"])) == {"azure", "onprem"}, 30, interval=0.2,
+               what="the new destination at the source")
+    pgs["aws"].sql("INSERT INTO ledger SELECT generate_series(1001, 1500)")
+    for n in ("azure", "onprem"):
+        wait_until(lambda: count(n) == 1500, 60, interval=0.2, what=f"{n} equal")
+    assert "the streams or their destinations changed" in d["aws"].log_text()
+    assert pgs["aws"].sql("SELECT count(*) FROM pg_replication_slots")[0][0] == 1

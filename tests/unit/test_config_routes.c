@@ -380,6 +380,31 @@ static void test_this_version_refuses(void **state)
 	config_diags_free(&diags);
 }
 
+/* Whether a reload changes where the streams go. */
+static void test_routes_equal(void **state)
+{
+	struct strait_config *one = good("    to: b\n", false), *same = good("    to: [b]\n", false),
+			     *two = good("    to: [b, c]\n", false),
+			     *two_again = good("    to: [c, b]\n", false),
+			     *other = good("    to: [b, d]\n", false),
+			     *more = good("    to: b\n  - name: rev\n    from: a\n    to: c\n"
+					  "    publication: app\n", false);
+
+	(void)state;
+	assert_true(config_routes_equal(one, same));
+	assert_true(config_routes_equal(two, two_again));
+	assert_false(config_routes_equal(one, two));
+	assert_false(config_routes_equal(two, other));
+	assert_false(config_routes_equal(one, more));
+	assert_false(config_routes_equal(more, one));
+	config_free(one);
+	config_free(same);
+	config_free(two);
+	config_free(two_again);
+	config_free(other);
+	config_free(more);
+}
+
 /* Stream names stay unique whatever the streams' destinations. */
 static void test_duplicate_stream_name(void **state)
 {
@@ -403,6 +428,7 @@ int main(void)
 		cmocka_unit_test(test_route_errors_at_once),
 		cmocka_unit_test(test_this_version_refuses),
 		cmocka_unit_test(test_duplicate_stream_name),
+		cmocka_unit_test(test_routes_equal),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
