@@ -226,13 +226,16 @@ bench-sync: deps
 	$(Q)STRAIT_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench.py --reps 0 \
 		--phases manytables,bigtable --scale 1 --out $(BUILD)/bench-sync
 
-# Faults under a ledger load, round after round (root; CHAOS_ROUNDS, CHAOS_SEED).
+# Faults under a ledger load, round after round (root; CHAOS_ROUNDS, CHAOS_SEED;
+# CHAOS_SITES=3: one stream to two sites).
 CHAOS_ROUNDS ?= 20
 CHAOS_SEED ?=
+CHAOS_SITES ?= 2
 chaos: deps
 	$(Q)$(MAKE) --no-print-directory all tools $(SAN_PROGS)
 	$(Q)STRAIT_BUILD=$(abspath $(BUILD))/asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
-		$(PYTHON) tests/chaos/chaos.py --rounds $(CHAOS_ROUNDS) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
+		$(PYTHON) tests/chaos/chaos.py --rounds $(CHAOS_ROUNDS) --sites $(CHAOS_SITES) \
+		$(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
 
 clean:
 	rm -rf $(BUILD)

@@ -11,13 +11,16 @@ rate with both ends restarted inside it). After each round the target must
 converge to exactly the source: every ledger id once, the same balances,
 the same sorted table contents.
 
-    make chaos [CHAOS_ROUNDS=20] [CHAOS_SEED=N]
+    make chaos [CHAOS_ROUNDS=20] [CHAOS_SEED=N] [CHAOS_SITES=3]
 
 Two sites in network namespaces joined by a bridge, straitd at each with a
 userspace WireGuard tunnel (wireguard-go), a PostgreSQL server per site; all
 set up once and reused by every round, and removed by pid at the end (also on
 failure and Ctrl-C). A round's fault plan depends only on the seed and the
-round number, so a failing seed replays the same faults.
+round number, so a failing seed replays the same faults. With three sites the
+stream goes from onprem to cloud and edge (fan-out): the daemon and link
+faults strike any site, the target's faults strike cloud, and both targets
+must converge.
 """
 
 import argparse
@@ -53,32 +56,35 @@ def log(msg):
 class World:
     """Everything a run sets up once: namespaces, servers, cluster, daemons."""
 
-    names = ("onprem", "cloud")
-
-    def __init__(self, workdir, large_rows=faults.LARGE_ROWS):
+    def __init__(self, workdir, large_rows=faults.LARGE_ROWS, n_sites=2):
+        self.names = ("onprem", "cloud", "edge")[:n_sites]
         self.workdir = workdir
         self.large_rows = large_rows      # rows of a large transaction fault; 0: none
         self.bulk_rows = 0                # rows the large transactions committed
         self.ledger = None                # the load, which some faults pause
         self.net = None
         self.src = self.dst = None
+        self.dsts = []                    # every target; dst is the first
         self.daemons = {}
         self.cluster = None
         self.sites = []
 
     def setup(self):
         harness.test_user()
-        self.net = harness.SiteNetwork(2, tag=f"c{os.getpid() % 10000}")
+        self.net = harness.SiteNetwork(len(self.names), tag=f"c{os.getpid() % 10000}")
         self.sites = self.net.sites
         self.src = harness.PgServer("chaos-onprem")
-        self.dst = harness.PgServer("chaos-cloud")
-        for pg in (self.src, self.dst):
+        self.dsts = [harness.PgServer(f"chaos-{name}") for name in self.names[1:]]
+        self.dst = self.dsts[0]
+        for pg in [self.src] + self.dsts:
             pg.start()
             create_schema(pg)
-        stream = {"name": "app", "from": "onprem", "to": "cloud", "publication": "strait_app",
+        to = list(self.names[1:]) if len(self.names) > 2 else "cloud"
+        stream = {"name": "app", "from": "onprem", "to": to, "publication": "strait_app",
                   "initial_sync": False, "schedule": [{"rate": "unlimited"}]}
         self.cluster = harness.Cluster(self.workdir,
-                                       harness.tunnel_sites([self.src, self.dst], self.sites),
+                                       harness.tunnel_sites([self.src] + self.dsts, self.sites,
+                                                            names=self.names),
                                        [stream], backend="userspace")
         for name in self.names:
             self.daemons[name] = harness.Straitd(self.cluster.path(name), site=name,
@@ -93,9 +99,9 @@ class World:
         self.daemons[name].start(timeout=45)
 
     def streaming(self):
-        st = next(r for r in self.daemons["onprem"].status()["replication"]
-                  if r["role"] == "source")
-        return st.get("link_up") and st.get("streaming")
+        sts = [r for r in self.daemons["onprem"].status()["replication"] if r["role"] == "source"]
+        return len(sts) == len(self.names) - 1 and all(st.get("link_up") and st.get("streaming")
+                                                        for st in sts)
 
     def set_schedule(self, rules):
         for name in self.names:
@@ -105,12 +111,12 @@ class World:
 
     def logs(self):
         out = [d.logfile for d in self.daemons.values()]
-        out += [pg.logfile for pg in (self.src, self.dst) if pg]
+        out += [pg.logfile for pg in [self.src] + self.dsts if pg]
         return out
 
     def keep_logs(self, dest):
         """Copies the servers' logs next to the daemons' (servers' dirs go)."""
-        for pg in (self.src, self.dst):
+        for pg in [self.src] + self.dsts:
             if pg and os.path.exists(pg.logfile):
                 shutil.copy(pg.logfile, os.path.join(dest, f"{pg.name}.postgres.log"))
 
@@ -127,7 +133,7 @@ class World:
 
     def cleanup(self):
         self.stop_daemons()
-        for pg in (self.src, self.dst):
+        for pg in [self.src] + self.dsts:
             if pg:
                 pg.cleanup()
         if self.net:
@@ -195,18 +201,18 @@ def wait_converged(world, timeout):
     sorted dumps once a cheap fingerprint agrees."""
     t0 = time.monotonic()
 
-    def same():
-        if fingerprint(world.src) != fingerprint(world.dst):
+    def same_as(dst):
+        if fingerprint(world.src) != fingerprint(dst):
             return False
-        return (all(table_dump(world.src, t) == table_dump(world.dst, t) for t in TABLES) and
-                all(table_digest(world.src, t) == table_digest(world.dst, t)
-                    for t in DIGEST_TABLES))
+        return (all(table_dump(world.src, t) == table_dump(dst, t) for t in TABLES) and
+                all(table_digest(world.src, t) == table_digest(dst, t) for t in DIGEST_TABLES))
     try:
-        wait_until(same, timeout, interval=0.25, what="the target to equal the source")
+        wait_until(lambda: all(same_as(dst) for dst in world.dsts), timeout, interval=0.25,
+                   what="every target to equal the source")
     except TimeoutError:
-        src, dst = fingerprint(world.src), fingerprint(world.dst)
+        src, dst = fingerprint(world.src), [fingerprint(d) for d in world.dsts]
         raise ChaosFailure(f"no convergence within {timeout:.0f}s: source (rows, sum of ids, "
-                           f"balances, bulk rows, sum of their ids) {src}, target {dst}")
+                           f"balances, bulk rows, sum of their ids) {src}, targets {dst}")
     return time.monotonic() - t0
 
 
@@ -214,7 +220,6 @@ def check_ledger(world, ledger):
     """What the writers know against the source, then the target against both."""
     found, lost = ledger.resolve_unknown()
     src_ids = {r[0] for r in world.src.sql("SELECT id FROM ledger")}
-    dst_ids = {r[0] for r in world.dst.sql("SELECT id FROM ledger")}
     missing = ledger.committed - src_ids
     if missing:
         raise ChaosFailure(f"{len(missing)} committed ids missing on the source itself "
@@ -223,11 +228,13 @@ def check_ledger(world, ledger):
     if extra:
         raise ChaosFailure(f"{len(extra)} ids on the source that no writer committed "
                            f"(e.g. {sorted(extra)[:5]})")
-    if dst_ids != src_ids:
-        raise ChaosFailure(f"target ledger differs: {len(src_ids - dst_ids)} lost "
-                           f"(e.g. {sorted(src_ids - dst_ids)[:5]}), {len(dst_ids - src_ids)} extra "
-                           f"(e.g. {sorted(dst_ids - src_ids)[:5]})")
-    for pg, where in ((world.src, "source"), (world.dst, "target")):
+    for dst in world.dsts:
+        dst_ids = {r[0] for r in dst.sql("SELECT id FROM ledger")}
+        if dst_ids != src_ids:
+            raise ChaosFailure(f"target {dst.name} ledger differs: {len(src_ids - dst_ids)} lost "
+                               f"(e.g. {sorted(src_ids - dst_ids)[:5]}), "
+                               f"{len(dst_ids - src_ids)} extra (e.g. {sorted(dst_ids - src_ids)[:5]})")
+    for pg, where in [(world.src, "source")] + [(d, f"target {d.name}") for d in world.dsts]:
         total = pg.sql("SELECT sum(balance) FROM accounts")[0][0]
         if total != ACCOUNTS * INITIAL_BALANCE:
             raise ChaosFailure(f"sum of balances on the {where} is {total}, "
@@ -329,15 +336,17 @@ def main(argv=None):
     ap.add_argument("--workdir", default=None, help="where configs and logs go")
     ap.add_argument("--large-rows", type=int, default=faults.LARGE_ROWS,
                     help="rows of the large transaction fault (0: never drawn)")
+    ap.add_argument("--sites", type=int, choices=(2, 3), default=2,
+                    help="3: the stream fans out from onprem to cloud and edge")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         log("chaos: needs root (network namespaces, tunnels)")
         return 2
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**9)
-    log(f"chaos: seed {seed}, {args.rounds} rounds, straitd {harness.STRAITD}")
+    log(f"chaos: seed {seed}, {args.rounds} rounds, {args.sites} sites, straitd {harness.STRAITD}")
     workdir = args.workdir or tempfile.mkdtemp(prefix="strait-chaos-")
     os.makedirs(workdir, exist_ok=True)
-    world = World(workdir, large_rows=args.large_rows)
+    world = World(workdir, large_rows=args.large_rows, n_sites=args.sites)
 
     def on_term(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")

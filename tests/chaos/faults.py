@@ -450,11 +450,12 @@ def make_fault(world, rng):
         return LargeTransactionRestarts(world, rng, world.large_rows)
     choices = [
         lambda: KillStraitd(world, rng, "onprem"),
-        lambda: KillStraitd(world, rng, "cloud"),
-        lambda: WanDown(world, rng, rng.randrange(2)),
+        lambda: KillStraitd(world, rng, world.names[1] if len(world.names) == 2
+                            else rng.choice(world.names[1:])),
+        lambda: WanDown(world, rng, rng.randrange(len(world.names))),
         lambda: RestartPg(world, rng, "target", rng.choice(["fast", "immediate"])),
         lambda: RestartPg(world, rng, "source", rng.choice(["fast", "immediate"])),
-        lambda: KillWireguardGo(world, rng, rng.choice(["onprem", "cloud"])),
+        lambda: KillWireguardGo(world, rng, rng.choice(world.names)),
         lambda: HoldStream(world, rng),
         lambda: LockTarget(world, rng),
         lambda: SlowTarget(world, rng),
