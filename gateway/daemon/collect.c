@@ -228,14 +228,16 @@ static void daemon_collect_tunnel(const struct daemon *d, struct metrics_writer 
 static void daemon_collect_verify(void *arg, const struct verify_service_last *l)
 {
 	struct metrics_writer *w = arg;
+	const char *n = l->stream, *t = l->to;
 
-	metrics_value(w, "strait_verify_last_run_seconds", l->finished, "stream", l->stream, NULL);
-	metrics_value(w, "strait_verify_last_result", !l->ok ? -1 : l->equal ? 1 : 0, "stream",
-		      l->stream, NULL);
-	metrics_value(w, "strait_verify_last_differences", (double)l->differences, "stream", l->stream,
+	metrics_value(w, "strait_verify_last_run_seconds", l->finished, "stream", n, "to", t, NULL);
+	metrics_value(w, "strait_verify_last_result", !l->ok ? -1 : l->equal ? 1 : 0, "stream", n,
+		      "to", t, NULL);
+	metrics_value(w, "strait_verify_last_differences", (double)l->differences, "stream", n,
+		      "to", t, NULL);
+	metrics_value(w, "strait_verify_last_rows", (double)l->rows, "stream", n, "to", t, NULL);
+	metrics_value(w, "strait_verify_last_duration_seconds", l->seconds, "stream", n, "to", t,
 		      NULL);
-	metrics_value(w, "strait_verify_last_rows", (double)l->rows, "stream", l->stream, NULL);
-	metrics_value(w, "strait_verify_last_duration_seconds", l->seconds, "stream", l->stream, NULL);
 }
 
 static void daemon_collect(void *arg, struct metrics_writer *w)

@@ -701,9 +701,39 @@ size_t streams_sent_names(const struct streams *s, const char **names, size_t ma
 	return n;
 }
 
-bool streams_verify_info(const struct streams *s, const char *name, struct streams_verify_info *out)
+size_t streams_sent_targets(const struct streams *s, const char *name, const char **names,
+		const char **peers, size_t max)
 {
-	const struct stream *st = streams_source_named((struct streams *)s, name);
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->n && n < max; i++) {
+		const struct stream *st = &s->v[i];
+
+		if (st->role != STREAM_ROLE_SOURCE || (name && strcmp(st->name, name) != 0))
+			continue;
+		names[n] = st->name;
+		peers[n++] = st->peer;
+	}
+	return n;
+}
+
+/* The source of stream name toward peer (NULL: its first destination). */
+static struct stream *streams_source_to(const struct streams *s, const char *name, const char *peer)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		struct stream *st = &s->v[i];
+
+		if (st->role == STREAM_ROLE_SOURCE && strcmp(st->name, name) == 0 &&
+		    (!peer || strcmp(st->peer, peer) == 0))
+			return st;
+	}
+	return NULL;
+}
+
+bool streams_verify_info(const struct streams *s, const char *name, const char *peer,
+		struct streams_verify_info *out)
+{
+	const struct stream *st = streams_source_to(s, name, peer);
 
 	if (!st)
 		return false;
@@ -718,10 +748,10 @@ bool streams_verify_info(const struct streams *s, const char *name, struct strea
 	return true;
 }
 
-bool streams_verify_send(struct streams *s, const char *name, const struct relay_proto_verify *head,
-			 const char *const *values, const size_t *lens)
+bool streams_verify_send(struct streams *s, const char *name, const char *peer,
+		const struct relay_proto_verify *head, const char *const *values, const size_t *lens)
 {
-	struct stream *st = streams_source_named(s, name);
+	struct stream *st = streams_source_to(s, name, peer);
 
 	if (!st)
 		return false;
@@ -738,9 +768,10 @@ bool streams_verify_send(struct streams *s, const char *name, const struct relay
 	return true;
 }
 
-bool streams_verify_arm_mark(struct streams *s, const char *name, uint64_t job, uint64_t lsn)
+bool streams_verify_arm_mark(struct streams *s, const char *name, const char *peer, uint64_t job,
+		uint64_t lsn)
 {
-	struct stream *st = streams_source_named(s, name);
+	struct stream *st = streams_source_to(s, name, peer);
 
 	return st && stream_verify_arm_mark(st, job, lsn);
 }

@@ -80,11 +80,18 @@ void streams_status_json(const struct streams *s, struct json_out *j);
 /* ---- for verify (gateway/verify/verify_job.c), on the site that sends a stream ---- */
 
 struct relay_proto_verify;
-/* A VERIFY frame from the sink's site of a stream this site sends. */
-typedef void (*streams_verify_fn)(void *arg, const char *stream, const struct relay_proto_verify *m);
+/* A VERIFY frame from the sink's site (peer) of a stream this site sends. */
+typedef void (*streams_verify_fn)(void *arg, const char *stream, const char *peer,
+		const struct relay_proto_verify *m);
 void streams_set_verify_handler(struct streams *s, streams_verify_fn fn, void *arg);
-/* The names of the streams this site sends now (valid until the streams change). */
+/* The names of the streams this site sends now, once each (valid until the streams change). */
 size_t streams_sent_names(const struct streams *s, const char **names, size_t max);
+/*
+ * Each stream this site sends now and each of its destinations: names[i]
+ * to peers[i] (name filters by stream name, NULL: every stream); how many.
+ */
+size_t streams_sent_targets(const struct streams *s, const char *name, const char **names,
+		const char **peers, size_t max);
 
 struct streams_verify_info {
 	const char *peer;            /* strings valid until the streams change */
@@ -94,13 +101,18 @@ struct streams_verify_info {
 	bool held;                   /* the schedule holds it now */
 	bool syncing;                /* its initial sync runs */
 };
-/* False when this site does not send a stream of that name. */
-bool streams_verify_info(const struct streams *s, const char *name, struct streams_verify_info *out);
-/* Sends a VERIFY frame on the stream's link (values: head->nvalues, NULL for SQL NULL). */
-bool streams_verify_send(struct streams *s, const char *name, const struct relay_proto_verify *head,
-			 const char *const *values, const size_t *lens);
-/* Sends MARK(job, lsn) once everything before lsn went to the sink. */
-bool streams_verify_arm_mark(struct streams *s, const char *name, uint64_t job, uint64_t lsn);
+/*
+ * The stream name as sent to peer (NULL: its first destination). False when
+ * this site does not send a stream of that name there.
+ */
+bool streams_verify_info(const struct streams *s, const char *name, const char *peer,
+		struct streams_verify_info *out);
+/* Sends a VERIFY frame on the stream's link to peer (values: head->nvalues, NULL for SQL NULL). */
+bool streams_verify_send(struct streams *s, const char *name, const char *peer,
+		const struct relay_proto_verify *head, const char *const *values, const size_t *lens);
+/* Sends MARK(job, lsn) to peer once everything before lsn went to it. */
+bool streams_verify_arm_mark(struct streams *s, const char *name, const char *peer, uint64_t job,
+		uint64_t lsn);
 
 /* ---- per-stream report: state, lag and counters, for metrics and health ---- */
 

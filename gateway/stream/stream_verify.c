@@ -501,5 +501,5 @@ void stream_verify_frame(struct stream *st, const struct relay_proto_verify *m)
 	if (st->role == STREAM_ROLE_SINK)
 		stream_verify_sink_frame(st, m);
 	else if (st->role == STREAM_ROLE_SOURCE && st->owner->verify_frame)
-		st->owner->verify_frame(st->owner->verify_arg, st->name, m);
+		st->owner->verify_frame(st->owner->verify_arg, st->name, st->peer, m);
 }

@@ -28,6 +28,7 @@
 #include "replicator/verify.h"
 
 #define VJ_DEFAULT_WAIT_S 120
+#define VJ_MAX_TARGETS 256       /* streams times destinations in one run */
 #define VJ_QUERY_WAIT_S 600      /* one target query (a whole multiset table) */
 #define VJ_ATTEMPTS 5            /* snapshots tried when the target passed the point */
 #define VJ_LOCK_TIMEOUT "10s"
@@ -60,6 +61,7 @@ enum vj_call_kind {
 struct vj_call {
 	enum vj_call_kind kind;
 	const char *stream;
+	const char *to;                         /* the destination site */
 	const struct relay_proto_verify *head;  /* SEND */
 	const char *const *values;
 	const size_t *lens;
@@ -80,8 +82,9 @@ struct verify_job {
 	verify_job_done_fn done;
 	void *arg;
 
-	/* the request, copied */
+	/* the request, copied: each stream and destination compared */
 	char **stream_names;
+	char **stream_peers;
 	size_t nstreams;
 	char **tables;
 	size_t ntables;
@@ -108,6 +111,7 @@ struct verify_job {
 	/* the thread's */
 	uint32_t seq;
 	const char *cur_stream;
+	const char *cur_peer;
 	uint64_t link_bytes;
 	struct verify_job_outcome out;
 	struct json_out json;
@@ -207,8 +211,8 @@ static struct vj_frame *vj_wait(struct verify_job *j, uint8_t op, uint32_t seq, 
 static bool vj_send(struct verify_job *j, struct relay_proto_verify *head, const char *const *values,
 		    const size_t *lens)
 {
-	struct vj_call c = { .kind = VJ_CALL_SEND, .stream = j->cur_stream, .head = head,
-			     .values = values, .lens = lens };
+	struct vj_call c = { .kind = VJ_CALL_SEND, .stream = j->cur_stream, .to = j->cur_peer,
+			     .head = head, .values = values, .lens = lens };
 	size_t bytes = 96 + head->text.len + head->schema.len + head->table.len;
 
 	head->stream = relay_proto_str(j->cur_stream);
@@ -415,7 +419,7 @@ static bool vj_meet(struct verify_job *j, PGconn *locker, PGconn *snap, const st
 	struct apply_sql_buf b;
 	PGresult *res = NULL;
 	struct relay_proto_verify hold = { .op = RELAY_VERIFY_HOLD, .ok = 1, .text = relay_proto_str("") };
-	struct vj_call arm = { .kind = VJ_CALL_ARM, .stream = j->cur_stream };
+	struct vj_call arm = { .kind = VJ_CALL_ARM, .stream = j->cur_stream, .to = j->cur_peer };
 	struct vj_frame *f;
 	bool locked;
 
@@ -617,9 +621,10 @@ static void vj_stream_report(struct verify_job *j, struct verify_job_stream *out
 	json_object_end(&j->json);
 }
 
-static void vj_stream(struct verify_job *j, const char *name, struct verify_job_stream *out)
+static void vj_stream(struct verify_job *j, const char *name, const char *peer,
+		struct verify_job_stream *out)
 {
-	struct vj_call info = { .kind = VJ_CALL_INFO, .stream = name };
+	struct vj_call info = { .kind = VJ_CALL_INFO, .stream = name, .to = peer };
 	struct vj_meeting m = { .j = j };
 	struct timespec t0;
 	PGconn *locker = NULL, *snap = NULL;
@@ -629,10 +634,13 @@ static void vj_stream(struct verify_job *j, const char *name, struct verify_job_
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	j->cur_stream = name;
+	j->cur_peer = peer;
 	j->link_bytes = 0;
 	out->stream = strdup(name);
+	out->to = strdup(peer);
 	json_object_begin(&j->json, NULL);
 	json_string(&j->json, "stream", name);
+	json_string(&j->json, "to", peer);
 	fprintf(j->text_f, "stream %s", name);
 	if (!vj_stream_ready(j, name, &info, err, sizeof(err)))
 		goto done;
@@ -680,7 +688,7 @@ static void *vj_thread(void *arg)
 	o->ok = true;
 	o->equal = true;
 	for (size_t i = 0; i < o->nstreams; i++) {
-		vj_stream(j, j->stream_names[i], &o->streams[i]);
+		vj_stream(j, j->stream_names[i], j->stream_peers[i], &o->streams[i]);
 		o->ok &= o->streams[i].ok;
 		o->equal &= o->streams[i].equal;
 	}
@@ -709,7 +717,7 @@ static void vj_do_call(struct verify_job *j, struct vj_call *c)
 
 	switch (c->kind) {
 	case VJ_CALL_INFO:
-		c->result = streams_verify_info(j->streams, c->stream, &info);
+		c->result = streams_verify_info(j->streams, c->stream, c->to, &info);
 		if (c->result) {
 			c->peer = strdup(info.peer);
 			c->conninfo = strdup(info.conninfo);
@@ -721,10 +729,11 @@ static void vj_do_call(struct verify_job *j, struct vj_call *c)
 		}
 		return;
 	case VJ_CALL_SEND:
-		c->result = streams_verify_send(j->streams, c->stream, c->head, c->values, c->lens);
+		c->result = streams_verify_send(j->streams, c->stream, c->to, c->head, c->values,
+						c->lens);
 		return;
 	case VJ_CALL_ARM:
-		c->result = streams_verify_arm_mark(j->streams, c->stream, j->job_id, c->lsn);
+		c->result = streams_verify_arm_mark(j->streams, c->stream, c->to, j->job_id, c->lsn);
 		return;
 	}
 }
@@ -763,13 +772,15 @@ static void vj_wake_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-void verify_job_frame(struct verify_job *j, const char *stream, const struct relay_proto_verify *m)
+void verify_job_frame(struct verify_job *j, const char *stream, const char *peer,
+		const struct relay_proto_verify *m)
 {
 	struct vj_frame *f;
 
 	(void)stream;
 	pthread_mutex_lock(&j->mu);
-	if (m->job != j->job_id || j->finished) {
+	/* the job's id is the attempt's, and one destination at a time is compared */
+	if (m->job != j->job_id || j->finished || !j->cur_peer || strcmp(peer, j->cur_peer) != 0) {
 		pthread_mutex_unlock(&j->mu);
 		return;
 	}
@@ -811,8 +822,8 @@ struct verify_job *verify_job_start(struct event_base *base, struct streams *str
 		char *err, size_t errlen)
 {
 	struct verify_job *j = calloc(1, sizeof(*j));
-	const char *names[256];
-	size_t n;
+	const char *names[VJ_MAX_TARGETS], *peers[VJ_MAX_TARGETS];
+	size_t n = 0;
 
 	if (!j)
 		goto oom;
@@ -826,32 +837,34 @@ struct verify_job *verify_job_start(struct event_base *base, struct streams *str
 	j->inbox_tail = &j->inbox;
 	pthread_mutex_init(&j->mu, NULL);
 	pthread_cond_init(&j->cv, NULL);
-	if (rq->nstreams) {
-		n = rq->nstreams;
-	} else {
-		n = streams_sent_names(streams, names, sizeof(names) / sizeof(names[0]));
-		if (n == 0) {
-			snprintf(err, errlen, "this site sends no stream now (verify runs on the site a stream "
-				 "comes from: the primary)");
-			verify_job_free(j);
-			return NULL;
-		}
-	}
-	j->stream_names = calloc(n, sizeof(char *));
-	j->out.streams = calloc(n, sizeof(*j->out.streams));
-	if (!j->stream_names || !j->out.streams)
-		goto oom;
-	for (size_t i = 0; i < n; i++) {
-		struct streams_verify_info info;
-		const char *name = rq->nstreams ? rq->streams[i] : names[i];
+	/* every destination of each stream asked for (or of every stream this site sends) */
+	for (size_t i = 0; i < (rq->nstreams ? rq->nstreams : 1) && n < VJ_MAX_TARGETS; i++) {
+		const char *name = rq->nstreams ? rq->streams[i] : NULL;
+		size_t got = streams_sent_targets(streams, name, names + n, peers + n,
+						  VJ_MAX_TARGETS - n);
 
-		if (!streams_verify_info(streams, name, &info)) {
+		if (got == 0 && name) {
 			snprintf(err, errlen, "this site does not send a stream named %s (verify runs on the "
 				 "site a stream comes from: the primary)", name);
 			verify_job_free(j);
 			return NULL;
 		}
-		if (!(j->stream_names[i] = vj_dup_name(name)))
+		n += got;
+	}
+	if (n == 0) {
+		snprintf(err, errlen, "this site sends no stream now (verify runs on the site a stream "
+			 "comes from: the primary)");
+		verify_job_free(j);
+		return NULL;
+	}
+	j->stream_names = calloc(n, sizeof(char *));
+	j->stream_peers = calloc(n, sizeof(char *));
+	j->out.streams = calloc(n, sizeof(*j->out.streams));
+	if (!j->stream_names || !j->stream_peers || !j->out.streams)
+		goto oom;
+	for (size_t i = 0; i < n; i++) {
+		if (!(j->stream_names[i] = vj_dup_name(names[i])) ||
+		    !(j->stream_peers[i] = vj_dup_name(peers[i])))
 			goto oom;
 		j->nstreams++;
 	}
@@ -914,14 +927,18 @@ void verify_job_free(struct verify_job *j)
 		j->inbox = f->next;
 		vj_frame_free(f);
 	}
-	for (size_t i = 0; i < j->nstreams; i++)
+	for (size_t i = 0; i < j->nstreams; i++) {
 		free(j->stream_names[i]);
+		free(j->stream_peers[i]);
+	}
 	free(j->stream_names);
+	free(j->stream_peers);
 	for (size_t i = 0; i < j->ntables; i++)
 		free(j->tables[i]);
 	free(j->tables);
 	for (size_t i = 0; j->out.streams && i < j->out.nstreams; i++) {
 		free(j->out.streams[i].stream);
+		free(j->out.streams[i].to);
 		free(j->out.streams[i].error);
 	}
 	free(j->out.streams);

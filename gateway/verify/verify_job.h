@@ -49,6 +49,7 @@ struct verify_job_request {
 /* Per stream, what status and metrics keep of the last run. */
 struct verify_job_stream {
 	char *stream;
+	char *to;                    /* the destination site compared */
 	bool ok;                     /* compared (not failed) */
 	bool equal;
 	char *error;                 /* when !ok */
@@ -78,7 +79,8 @@ struct verify_job *verify_job_start(struct event_base *base, struct streams *str
 		const struct verify_job_request *rq, verify_job_done_fn done, void *arg,
 		char *err, size_t errlen);
 /* A VERIFY frame from the sink's site of one of the job's streams. */
-void verify_job_frame(struct verify_job *j, const char *stream, const struct relay_proto_verify *m);
+void verify_job_frame(struct verify_job *j, const char *stream, const char *peer,
+		const struct relay_proto_verify *m);
 void verify_job_free(struct verify_job *j);
 
 #endif

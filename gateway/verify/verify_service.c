@@ -23,7 +23,11 @@
 #define VS_TICK_S 5
 #define VS_MAX_NAMES 32
 
-/* A stream's last result (its stream and error strings owned here). */
+/*
+ * A stream's last result at one destination (its strings owned here); the
+ * entry of a stream without a destination (to NULL) only keeps when its
+ * last verify started, for the periodic schedule.
+ */
 struct vs_last {
 	struct verify_job_stream r;
 	time_t attempted;            /* last start, for the periodic schedule */
@@ -45,12 +49,18 @@ struct verify_service {
 	time_t since;                /* periodic verifies count from here at first */
 };
 
-static struct vs_last *vs_last_of(struct verify_service *vs, const char *stream, bool create)
+static bool vs_same_to(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static struct vs_last *vs_last_of(struct verify_service *vs, const char *stream, const char *to,
+		bool create)
 {
 	struct vs_last *grown;
 
 	for (size_t i = 0; i < vs->nlast; i++)
-		if (strcmp(vs->last[i].r.stream, stream) == 0)
+		if (strcmp(vs->last[i].r.stream, stream) == 0 && vs_same_to(vs->last[i].r.to, to))
 			return &vs->last[i];
 	if (!create)
 		return NULL;
@@ -61,6 +71,10 @@ static struct vs_last *vs_last_of(struct verify_service *vs, const char *stream,
 	memset(&vs->last[vs->nlast], 0, sizeof(vs->last[0]));
 	if (!(vs->last[vs->nlast].r.stream = strdup(stream)))
 		return NULL;
+	if (to && !(vs->last[vs->nlast].r.to = strdup(to))) {
+		free(vs->last[vs->nlast].r.stream);
+		return NULL;
+	}
 	return &vs->last[vs->nlast++];
 }
 
@@ -80,23 +94,25 @@ static void vs_done(void *arg, const struct verify_job_outcome *o)
 
 	for (size_t i = 0; i < o->nstreams; i++) {
 		const struct verify_job_stream *s = &o->streams[i];
-		struct vs_last *l = s->stream ? vs_last_of(vs, s->stream, true) : NULL;
-		char *own_stream;
+		struct vs_last *l = s->stream && s->to ? vs_last_of(vs, s->stream, s->to, true) : NULL;
+		char *own_stream, *own_to;
 
 		if (!l)
 			continue;
 		own_stream = l->r.stream;
+		own_to = l->r.to;
 		free(l->r.error);
 		l->r = *s;
 		l->r.stream = own_stream;
+		l->r.to = own_to;
 		l->r.error = s->error ? strdup(s->error) : NULL;
 		if (s->ok && !s->equal)
-			log_warning("verify: stream \"%s\" differs from its target: %" PRIu64 " key%s "
-				    "(straitctl verify --stream %s names them)", s->stream, s->differences,
-				    s->differences == 1 ? "" : "s", s->stream);
+			log_warning("verify: stream \"%s\" differs from its target at site \"%s\": %" PRIu64
+				    " key%s (straitctl verify --stream %s names them)", s->stream, s->to,
+				    s->differences, s->differences == 1 ? "" : "s", s->stream);
 		else if (!s->ok)
-			log_warning("verify: stream \"%s\" could not be compared: %s", s->stream,
-				    s->error ? s->error : "failed");
+			log_warning("verify: stream \"%s\" to site \"%s\" could not be compared: %s",
+				    s->stream, s->to, s->error ? s->error : "failed");
 	}
 	if (vs->req) {
 		const char *body = vs->req_json ? o->json : o->text;
@@ -120,7 +136,7 @@ static bool vs_start(struct verify_service *vs, const struct verify_job_request 
 	if (!vs->job)
 		return false;
 	for (size_t i = 0; i < rq->nstreams; i++) {
-		struct vs_last *l = vs_last_of(vs, rq->streams[i], true);
+		struct vs_last *l = vs_last_of(vs, rq->streams[i], NULL, true);
 
 		if (l)
 			l->attempted = time(NULL);
@@ -151,7 +167,7 @@ static void vs_tick_cb(evutil_socket_t fd, short what, void *arg)
 	n = streams_sent_names(vs->streams, names, VS_MAX_NAMES);
 	for (size_t i = 0; i < n; i++) {
 		const struct config_stream *cs = vs_config_stream(vs, names[i]);
-		struct vs_last *l = vs_last_of(vs, names[i], false);
+		struct vs_last *l = vs_last_of(vs, names[i], NULL, false);
 		time_t from = l && l->attempted ? l->attempted : vs->since;
 		struct verify_job_request rq = { .streams = &names[i], .nstreams = 1 };
 		char err[512];
@@ -163,7 +179,7 @@ static void vs_tick_cb(evutil_socket_t fd, short what, void *arg)
 		vs->periodic = true;
 		if (!vs_start(vs, &rq, err, sizeof(err))) {
 			log_warning("verify: periodic verify of stream \"%s\" did not start: %s", names[i], err);
-			if ((l = vs_last_of(vs, names[i], true)))
+			if ((l = vs_last_of(vs, names[i], NULL, true)))
 				l->attempted = now;
 		}
 		return;
@@ -216,18 +232,20 @@ void verify_service_free(struct verify_service *vs)
 		event_free(vs->reap);
 	for (size_t i = 0; i < vs->nlast; i++) {
 		free(vs->last[i].r.stream);
+		free(vs->last[i].r.to);
 		free(vs->last[i].r.error);
 	}
 	free(vs->last);
 	free(vs);
 }
 
-static void vs_frame(void *arg, const char *stream, const struct relay_proto_verify *m)
+static void vs_frame(void *arg, const char *stream, const char *peer,
+		const struct relay_proto_verify *m)
 {
 	struct verify_service *vs = arg;
 
 	if (vs->job)
-		verify_job_frame(vs->job, stream, m);
+		verify_job_frame(vs->job, stream, peer, m);
 }
 
 void verify_service_set_streams(struct verify_service *vs, struct streams *streams)
@@ -319,6 +337,7 @@ void verify_service_status_json(const struct verify_service *vs, struct json_out
 			continue;
 		json_object_begin(j, NULL);
 		json_string(j, "stream", l->stream);
+		json_string(j, "to", l->to);
 		json_string(j, "result", !l->ok ? "failed" : l->equal ? "equal" : "different");
 		json_string(j, "error", l->error);
 		json_lsn(j, "lsn", l->lsn);
@@ -339,7 +358,7 @@ void verify_service_each(const struct verify_service *vs,
 	for (size_t i = 0; i < vs->nlast; i++) {
 		const struct verify_job_stream *l = &vs->last[i].r;
 		struct verify_service_last out = {
-			.stream = l->stream, .ok = l->ok, .equal = l->equal,
+			.stream = l->stream, .to = l->to, .ok = l->ok, .equal = l->equal,
 			.finished = (double)l->finished_us / 1e6, .seconds = l->seconds, .rows = l->rows,
 			.differences = l->differences, .link_bytes = l->link_bytes,
 		};

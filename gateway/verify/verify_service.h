@@ -39,6 +39,7 @@ void verify_service_status_json(const struct verify_service *vs, struct json_out
 /* Each stream's last result, for metrics. */
 struct verify_service_last {
 	const char *stream;
+	const char *to;              /* the destination site */
 	bool ok;
 	bool equal;
 	double finished;             /* Unix time */

@@ -52,9 +52,9 @@ def tables_of(doc):
     return {t["table"]: t for t in doc["streams"][0]["tables"]}
 
 
-def metric(d, name, stream):
-    """One sample of a stream's metric family from /metrics."""
-    prefix = f'{name}{{stream="{stream}"}} '
+def metric(d, name, stream, to="cloud"):
+    """One sample of a stream's metric family (at one destination) from /metrics."""
+    prefix = f'{name}{{stream="{stream}",to="{to}"}} '
     for line in harness_metrics(d).splitlines():
         if line.startswith(prefix):
             return float(line[len(prefix):])
