@@ -71,6 +71,8 @@ static void daemon_declare_metrics(struct metrics_writer *w)
 		  "WAL the stream's slot holds back on the source (pg_current_wal_lsn - restart_lsn)" },
 		{ "strait_disk_warning_level", METRICS_GAUGE,
 		  "worst disk warning for the stream: 0 none, 1 warning, 2 critical (slot WAL, pg_wal, spool disk)" },
+		{ "strait_stream_compression_level", METRICS_GAUGE,
+		  "the zstd level the stream's sender uses now, by what limits it (0: not compressed)" },
 		{ "strait_stream_wan_bytes_total", METRICS_COUNTER,
 		  "estimated bytes the stream's batches cost on the WAN (what the rate limit counts)" },
 		{ "strait_initial_sync_running", METRICS_GAUGE,
@@ -185,6 +187,8 @@ static void daemon_collect_stream(void *arg, const struct stream_report *r)
 		      r->rate_unlimited ? INFINITY : (double)r->rate, "stream", n, "to", t, NULL);
 	metrics_value(w, "strait_stream_schedule_rule", r->rule, "stream", n, "to", t, NULL);
 	metrics_value(w, "strait_stream_wan_bytes_total", (double)r->bytes_wan, "stream", n, "to", t,
+		      NULL);
+	metrics_value(w, "strait_stream_compression_level", r->compression_level, "stream", n, "to", t,
 		      NULL);
 	if (r->sync)
 		daemon_collect_sync(w, n, t, &r->sync_figures);

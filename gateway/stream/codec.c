@@ -27,6 +27,7 @@ struct codec {
 	const uint8_t *view;   /* for "none": the input itself, no copy */
 	uint64_t bytes_in;
 	uint64_t bytes_out;
+	int level;             /* an encoder's zstd level now */
 };
 
 /* Makes room for at least more bytes after len. */
@@ -181,7 +182,22 @@ struct codec *codec_new_encoder(enum config_codec kind, int level)
 		codec_free(c);
 		return NULL;
 	}
+	c->level = level;
 	return c;
+}
+
+bool codec_set_level(struct codec *c, int level)
+{
+	/* the level (not the window) may change inside a frame: the next block uses it */
+	if (!c->cctx || ZSTD_isError(ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_compressionLevel, level)))
+		return false;
+	c->level = level;
+	return true;
+}
+
+int codec_level(const struct codec *c)
+{
+	return c->cctx ? c->level : 0;
 }
 
 struct codec *codec_new_decoder(enum config_codec kind)

@@ -46,6 +46,14 @@ void codec_reset(struct codec *c);
 bool codec_run(struct codec *c, const uint8_t *in, size_t len, size_t max_out,
 		const uint8_t **out, size_t *out_len, char *err, size_t errlen) CODEC_MUSTCHECK;
 
+/*
+ * An encoder's zstd level: set for the batches encoded from now on (the
+ * decoder needs nothing); false for a decoder or codec none. codec_level()
+ * is the level in force (0: not compressing).
+ */
+bool codec_set_level(struct codec *c, int level);
+int codec_level(const struct codec *c);
+
 /* Bytes in and out since creation, for metrics. */
 uint64_t codec_bytes_in(const struct codec *c);
 uint64_t codec_bytes_out(const struct codec *c);

@@ -141,6 +141,7 @@ struct stream_report {
 	uint64_t rate;               /* source: bytes per second in force (when limited) */
 	int rule;                    /* source: the schedule rule in force, -1 none */
 	uint64_t bytes_wan;          /* source: estimated WAN bytes of its batches */
+	int compression_level;       /* source: the zstd level in force (0: not compressed) */
 	int64_t slot_retained_bytes; /* source: WAL the slot holds back, -1 unknown */
 	int warning_level;           /* source: worst disk warning, 0 none, 1 warning, 2 critical */
 	bool sync;                   /* source: the stream has an initial sync; figures in sync_figures */

@@ -16,6 +16,7 @@
 #include "config/config.h"
 #include "gateway/relay/frame.h"
 #include "gateway/relay/wire.h"
+#include "gateway/stream/complevel.h"
 #include "gateway/stream/msgjoin.h"
 #include "gateway/stream/reachback.h"
 #include "gateway/stream/streamspill.h"
@@ -95,6 +96,9 @@ struct stream_reader {
 struct stream_sender {
 	struct spool_cursor *cursor; /* this destination's place in the reader's spool, or NULL */
 	struct codec *enc;
+	struct complevel level;  /* the zstd level by what limits the sender (complevel.h) */
+	uint64_t compress_ns;    /* spent compressing since the last tick */
+	bool limited;            /* waited on the link, the rate or the window since the last tick */
 	bool have_resume;        /* the sink said where to go on, on this link */
 	uint64_t resume_lsn;
 	uint32_t generation;     /* of the resume being served; stamped on batches */

@@ -564,10 +564,16 @@ static bool sender_batch(struct stream *st, struct sender_frame *f, const uint8_
 	size_t wire_len;
 	char err[256];
 
+	int64_t t0;
+	bool coded;
+
 	if (!fr.records)
 		return true;
 	*f = (struct sender_frame){ 0 };
-	if (!codec_run(st->sender.enc, body, fr.len, SIZE_MAX, &wire, &wire_len, err, sizeof(err))) {
+	t0 = clock_mono_us();
+	coded = codec_run(st->sender.enc, body, fr.len, SIZE_MAX, &wire, &wire_len, err, sizeof(err));
+	st->sender.compress_ns += (uint64_t)(clock_mono_us() - t0) * 1000u;
+	if (!coded) {
 		log_error("stream \"%s\": %s", st->name, err);
 		return false;
 	}
@@ -667,12 +673,17 @@ static void sender_pump(struct stream *st)
 		int64_t now = clock_mono_us(), wait;
 		int r;
 
-		if (relay_output_pending(s->relay, st->peer) >= RELAY_OUTPUT_HIGH)
+		if (relay_output_pending(s->relay, st->peer) >= RELAY_OUTPUT_HIGH) {
+			st->sender.limited = true;
 			return;       /* writable() goes on */
+		}
 		/* the sink applies whole messages only: one is never cut by the window */
-		if (!window_open(st) && !st->sender.window_mid_msg)
+		if (!window_open(st) && !st->sender.window_mid_msg) {
+			st->sender.limited = true;
 			return;       /* an ACK goes on */
+		}
 		if (!token_bucket_ready(&st->sender.bucket, now)) {
+			st->sender.limited = true;
 			wait = token_bucket_wait_us(&st->sender.bucket, now);
 			if (wait > 0)
 				event_add(st->sender.pump_event,
@@ -955,6 +966,28 @@ static void schedule_update(struct stream *st, bool force)
 		sender_kick(st);
 }
 
+/*
+ * Once a tick: the zstd level follows what limits this destination's sender
+ * (complevel.h): the link or the rate with a backlog, or the CPU.
+ */
+static void sender_adapt_level(struct stream *st)
+{
+	double busy = (double)st->sender.compress_ns / (STREAM_TICK_MS * 1e6);
+	int next;
+
+	if (!codec_compresses(st->sender.enc))
+		return;
+	next = complevel_tick(&st->sender.level, sender_unread(st),
+			      st->sender.limited && !st->sender.sched.held, busy);
+	st->sender.compress_ns = 0;
+	st->sender.limited = false;
+	if (next == codec_level(st->sender.enc))
+		return;
+	if (codec_set_level(st->sender.enc, next))
+		log_info("stream \"%s\" to \"%s\": zstd level %d (%s)", st->name, st->peer, next,
+			 complevel_reason(&st->sender.level));
+}
+
 static void source_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct stream *st = arg;
@@ -981,6 +1014,7 @@ static void source_tick_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	reader_try_start(st);
 	stream_warnings_check(st);
+	sender_adapt_level(st);
 	event_add(st->sender.tick, &(struct timeval){ STREAM_TICK_MS / 1000, (STREAM_TICK_MS % 1000) * 1000 });
 }
 
@@ -1294,6 +1328,7 @@ bool stream_source_init(struct stream *st, const struct strait_config *cfg, size
 	st->role = STREAM_ROLE_SOURCE;
 	st->peer = strdup(cfg->sites[config_stream_to(cs)].name);
 	st->sender.enc = codec_new_encoder(cs->codec, cs->compression_level);
+	complevel_init(&st->sender.level, cs->compression_level);
 	st->sender.pump_event = event_new(s->base, -1, 0, sender_pump_cb, st);
 	st->sender.tick = event_new(s->base, -1, 0, source_tick_cb, st);
 	if (!st->peer || !st->sender.enc || !st->sender.pump_event || !st->sender.tick)
@@ -1434,6 +1469,12 @@ void stream_source_status(const struct stream *st, struct json_out *j)
 	json_uint(j, "bytes_wire", st->sender.bytes_wire);
 	json_uint(j, "bytes_wan_estimate", st->sender.bytes_charged);
 	json_uint(j, "sequence_frames", st->sender.sequence_frames);
+	json_object_begin(j, "compression");
+	json_int(j, "level", codec_level(st->sender.enc));
+	json_int(j, "configured_level", st->sender.level.base);
+	json_string(j, "why", codec_compresses(st->sender.enc) ?
+			      complevel_reason(&st->sender.level) : "not compressed");
+	json_object_end(j);
 	json_object_begin(j, "spool");
 	json_string(j, "durability", st->cs->durability == CONFIG_DURABILITY_SPOOL ? "spool" : "remote");
 	json_uint(j, "bytes", st->reader->spool ? spool_bytes(st->reader->spool) : 0);
@@ -1465,6 +1506,7 @@ void stream_source_status(const struct stream *st, struct json_out *j)
 void stream_source_report(const struct stream *st, struct stream_report *r, int64_t now_us)
 {
 	r->reader = st->lead == st;
+	r->compression_level = codec_level(st->sender.enc);
 	r->applied_lsn = st->sender.acked_lsn;
 	r->batches = st->sender.batches_sent;
 	r->bytes_raw = st->sender.bytes_raw;
