@@ -266,6 +266,8 @@ size_t config_stream_to(const struct config_stream *cs);
  * each from the same site to the same sites (by name, in any order).
  */
 bool config_routes_equal(const struct strait_config *a, const struct strait_config *b);
+/* Whether site is an end of the stream: its source or one of its destinations. */
+bool config_stream_end(const struct config_stream *cs, size_t site);
 
 /*
  * Print diagnostics as:

@@ -22,6 +22,16 @@ size_t config_stream_to(const struct config_stream *cs)
 	return cs->to[0];
 }
 
+bool config_stream_end(const struct config_stream *cs, size_t site)
+{
+	if (cs->from == site)
+		return true;
+	for (size_t i = 0; i < cs->n_to; i++)
+		if (cs->to[i] == site)
+			return true;
+	return false;
+}
+
 /* Whether site name is among cs's destinations in cfg. */
 static bool route_has(const struct strait_config *cfg, const struct config_stream *cs,
 		const char *name)

@@ -429,20 +429,18 @@ static bool fo_append_table(FILE *out, const char *name)
 
 const char fo_rw[] = "SET default_transaction_read_only = off; ";
 
-bool fo_stream_end(const struct config_stream *cs, size_t site)
-{
-	if (cs->from == site)
-		return true;
-	for (size_t i = 0; i < cs->n_to; i++)
-		if (cs->to[i] == site)
-			return true;
-	return false;
-}
-
 /* The streams between this site and peer: both are ends of it (whichever way it runs now). */
 bool fo_stream_with(const struct failover *f, const struct config_stream *cs, size_t peer)
 {
-	return peer != f->self && fo_stream_end(cs, f->self) && fo_stream_end(cs, peer);
+	return peer != f->self && config_stream_end(cs, f->self) && config_stream_end(cs, peer);
+}
+
+bool fo_many_sites(const struct failover *f)
+{
+	for (size_t i = 0; i < f->cfg->n_streams; i++)
+		if (config_stream_end(&f->cfg->streams[i], f->self) && f->cfg->streams[i].n_to > 1)
+			return true;
+	return false;
 }
 
 size_t fo_stream_peers(const struct failover *f, size_t *sites, size_t max)

@@ -96,10 +96,12 @@ static bool fo_parse(struct control_request *req, int argc, char **argv, const c
  */
 static bool fo_two_sites_only(struct failover *f, struct control_request *req, const char *cmd)
 {
+	if (!fo_many_sites(f))
+		return true;
 	for (size_t i = 0; i < f->cfg->n_streams; i++) {
 		const struct config_stream *cs = &f->cfg->streams[i];
 
-		if (cs->n_to > 1) {
+		if (cs->n_to > 1 && config_stream_end(cs, f->self)) {
 			fo_refuse(req, "stream %s goes to %zu sites: this version runs %s only between "
 				  "the two sites of two-site streams", cs->name, cs->n_to, cmd);
 			return false;

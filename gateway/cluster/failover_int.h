@@ -156,8 +156,8 @@ extern const char fo_rw[];
 /* failover.c: sites, streams and what this site knows of its peers */
 void fo_time_text(int64_t us, char *buf, size_t len);
 bool fo_stream_with(const struct failover *f, const struct config_stream *cs, size_t peer);
-/* Whether site is an end of the stream (its source or one of its destinations). */
-bool fo_stream_end(const struct config_stream *cs, size_t site);
+/* Whether one of this site's streams goes to more than one site. */
+bool fo_many_sites(const struct failover *f);
 /* The other sites that share a stream with this one, into sites[] (at most max); how many. */
 size_t fo_stream_peers(const struct failover *f, size_t *sites, size_t max);
 int fo_site_index(const struct failover *f, const char *name);

@@ -295,15 +295,6 @@ void failover_readiness(const struct failover_facts *in, struct failover_readine
 			 "through", in->site);
 }
 
-/* Whether one of this site's streams has more than two sites. */
-static bool fo_many_sites(const struct failover *f)
-{
-	for (size_t i = 0; i < f->cfg->n_streams; i++)
-		if (fo_stream_end(&f->cfg->streams[i], f->self) && f->cfg->streams[i].n_to > 1)
-			return true;
-	return false;
-}
-
 /* What the dry run learnt from this site's database. */
 struct fo_dry_db {
 	char error[512];         /* empty when it answered */

@@ -293,13 +293,9 @@ bool daemon_dry_run_positions(struct daemon *d, struct control_request *req, int
 
 		for (size_t i = 0; i < d->cfg->n_streams; i++) {
 			const struct config_stream *cs = &d->cfg->streams[i];
-			bool ends_here = cs->from == d->self, ends_there = cs->from == s;
 
-			for (size_t k = 0; k < cs->n_to; k++) {
-				ends_here = ends_here || cs->to[k] == d->self;
-				ends_there = ends_there || cs->to[k] == s;
-			}
-			sibling = sibling || (cs->n_to > 1 && ends_here && ends_there);
+			sibling = sibling || (cs->n_to > 1 && config_stream_end(cs, d->self) &&
+					      config_stream_end(cs, s));
 		}
 		if (sibling && s != d->self && strcmp(d->cfg->sites[s].name, g->old) != 0)
 			snprintf(g->v[g->n++].site, sizeof(g->v[0].site), "%s", d->cfg->sites[s].name);

@@ -550,18 +550,23 @@ void streams_report(const struct streams *s, int64_t now_us,
 
 /* -------------------------------------------------------------- schedule */
 
-static struct stream *streams_source_named(struct streams *s, const char *name)
+/* The source of stream name toward peer (NULL: its first destination). */
+static struct stream *streams_source_to(const struct streams *s, const char *name, const char *peer)
 {
-	for (size_t i = 0; i < s->n; i++)
-		if (s->v[i].role == STREAM_ROLE_SOURCE && strcmp(s->v[i].name, name) == 0)
-			return &s->v[i];
+	for (size_t i = 0; i < s->n; i++) {
+		struct stream *st = &s->v[i];
+
+		if (st->role == STREAM_ROLE_SOURCE && strcmp(st->name, name) == 0 &&
+		    (!peer || strcmp(st->peer, peer) == 0))
+			return st;
+	}
 	return NULL;
 }
 
 bool streams_sync_now(struct streams *s, const char *name, uint64_t for_seconds, char *msg,
 		size_t msglen)
 {
-	struct stream *st = streams_source_named(s, name);
+	struct stream *st = streams_source_to(s, name, NULL);
 	size_t used = 0;
 	bool ok = true;
 
@@ -715,19 +720,6 @@ size_t streams_sent_targets(const struct streams *s, const char *name, const cha
 		peers[n++] = st->peer;
 	}
 	return n;
-}
-
-/* The source of stream name toward peer (NULL: its first destination). */
-static struct stream *streams_source_to(const struct streams *s, const char *name, const char *peer)
-{
-	for (size_t i = 0; i < s->n; i++) {
-		struct stream *st = &s->v[i];
-
-		if (st->role == STREAM_ROLE_SOURCE && strcmp(st->name, name) == 0 &&
-		    (!peer || strcmp(st->peer, peer) == 0))
-			return st;
-	}
-	return NULL;
 }
 
 bool streams_verify_info(const struct streams *s, const char *name, const char *peer,

@@ -69,8 +69,8 @@ bool streams_sync_now(struct streams *s, const char *name, uint64_t for_seconds,
 void streams_schedule_json(const struct streams *s, struct json_out *j);
 /*
  * The daemon took a new config (cfg stays valid until the next call): streams
- * pick up their schedule, windows, durability and spool_max. Streams added
- * or removed need a restart.
+ * pick up their schedule, windows, durability and spool_max. Streams or
+ * destinations added or removed are the daemon's to rebuild (its reload does).
  */
 void streams_reconfigure(struct streams *s, const struct strait_config *cfg);
 

@@ -28,6 +28,16 @@ def write_role(cluster, site, role_name, epoch, primary=None):
         f.write(text)
 
 
+def ledger_pair(tmp_path, pg_factory):
+    """onprem and cloud with the ledger table, a stream between them; nothing started."""
+    src, dst = pg_factory("onprem"), pg_factory("cloud")
+    for pg in (src, dst):
+        ledger_schema(pg)
+    stream = {"name": "app", "from": "onprem", "to": "cloud", "publication": "strait_app",
+              "initial_sync": False}
+    return src, dst, harness.Cluster(tmp_path, harness.loopback_sites([src, dst]), [stream])
+
+
 def read_only(pg):
     return pg.sql("SHOW default_transaction_read_only")[0][0] == "on"
 
@@ -36,12 +46,7 @@ def test_two_primaries_at_one_epoch_leave_one(tmp_path, pg_factory, straitd_fact
     """Both sites start as primary at epoch 3 (two failovers at once leave
     that): once they hear each other, cloud (its name sorts first) stays
     primary and onprem steps down to fenced and fences its database."""
-    src, dst = pg_factory("onprem"), pg_factory("cloud")
-    for pg in (src, dst):
-        ledger_schema(pg)
-    stream = {"name": "app", "from": "onprem", "to": "cloud", "publication": "strait_app",
-              "initial_sync": False}
-    cluster = harness.Cluster(tmp_path, harness.loopback_sites([src, dst]), [stream])
+    src, dst, cluster = ledger_pair(tmp_path, pg_factory)
     for site in ("onprem", "cloud"):
         write_role(cluster, site, "primary", 3, site)
     onprem = straitd_factory(cluster.path("onprem"), site="onprem")
@@ -90,12 +95,7 @@ def test_step_down_fences_once_the_database_is_back(tmp_path, pg_factory, strait
     """onprem, primary at epoch 1, hears cloud at epoch 2 while its own
     database is down: it steps down at once and fences the database as soon
     as it can, retrying until then."""
-    src, dst = pg_factory("onprem"), pg_factory("cloud")
-    for pg in (src, dst):
-        ledger_schema(pg)
-    stream = {"name": "app", "from": "onprem", "to": "cloud", "publication": "strait_app",
-              "initial_sync": False}
-    cluster = harness.Cluster(tmp_path, harness.loopback_sites([src, dst]), [stream])
+    src, dst, cluster = ledger_pair(tmp_path, pg_factory)
     write_role(cluster, "cloud", "primary", 2, "cloud")
     src.stop()
     onprem = straitd_factory(cluster.path("onprem"), site="onprem")

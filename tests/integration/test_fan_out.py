@@ -12,6 +12,8 @@ import pytest
 
 import harness
 from harness import table_dump, wait_until
+from test_replication import tpcb_balanced
+from test_spool import harness_metrics as metrics
 
 pytestmark = pytest.mark.skipif(not harness.IS_ROOT, reason="needs root (namespaces, WireGuard)")
 
@@ -22,18 +24,6 @@ NAMES = ("aws", "azure", "onprem")
 def sources(d):
     """The source side's entries of status, by destination."""
     return {r["peer"]: r for r in d.status()["replication"] if r["role"] == "source"}
-
-
-def sink(d):
-    return next(r for r in d.status()["replication"] if r["role"] == "sink")
-
-
-def tpcb_balanced(pg):
-    rows = pg.sql("SELECT (SELECT sum(abalance) FROM pgbench_accounts), "
-                  "(SELECT sum(bbalance) FROM pgbench_branches), "
-                  "(SELECT sum(tbalance) FROM pgbench_tellers), "
-                  "(SELECT coalesce(sum(delta), 0) FROM pgbench_history)")[0]
-    return len(set(rows)) == 1
 
 
 def equal(src, dst):
@@ -51,14 +41,23 @@ def lsn_int(text):
     return (int(hi, 16) << 32) | int(lo, 16)
 
 
-def metrics(d):
-    cfg = harness.yaml.safe_load(open(d.config_path))
-    host, port = cfg["metrics"]["listen"].rsplit(":", 1)
-    cmd = ["/usr/bin/python3", "-c", "import sys,urllib.request;"
-           f"sys.stdout.write(urllib.request.urlopen('http://{host}:{port}/metrics').read().decode())"]
-    if d.netns:
-        cmd = ["ip", "netns", "exec", d.netns] + cmd
-    return harness.run(cmd).stdout
+def loopback_three(pg_factory, straitd_factory, tmp_path, table_sql, to=("azure", "onprem"),
+                   **stream_keys):
+    """aws, azure and onprem on this host's loopback, table_sql run at each,
+    one stream from aws to `to`; waits until aws streams to every
+    destination. Returns (pgs, daemons, cluster), the first two by name."""
+    pgs = dict(zip(NAMES, harness.on_each(pg_factory, NAMES)))
+    for pg in pgs.values():
+        pg.sql(table_sql)
+    stream = dict({"name": "app", "from": "aws", "to": list(to) if len(to) > 1 else to[0],
+                   "publication": "strait_app", "initial_sync": False}, **stream_keys)
+    cluster = harness.Cluster(tmp_path, harness.loopback_sites([pgs[n] for n in NAMES], NAMES),
+                              [stream])
+    d = {n: straitd_factory(cluster.path(n), site=n) for n in NAMES}
+    wait_until(lambda: set(sources(d["aws"])) == set(to) and
+               all(r["streaming"] for r in sources(d["aws"]).values()), 60, interval=0.2,
+               what="the stream to every destination")
+    return pgs, d, cluster
 
 
 def metric(text, name, **labels):
@@ -168,16 +167,8 @@ def test_fan_out_source_killed_while_a_replica_is_away(tmp_path, pg_factory, str
     keeps what azure lacks across it, and azure, back last, gets every
     committed id exactly once (three sites on this host's loopback)."""
     import psycopg
-    pgs = dict(zip(NAMES, harness.on_each(pg_factory, NAMES)))
-    for pg in pgs.values():
-        pg.sql("CREATE TABLE ledger (id bigint PRIMARY KEY, at text NOT NULL)")
-    stream = {"name": "app", "from": "aws", "to": ["azure", "onprem"],
-              "publication": "strait_app", "initial_sync": False}
-    cluster = harness.Cluster(tmp_path, harness.loopback_sites([pgs[n] for n in NAMES], NAMES),
-                              [stream])
-    d = {n: straitd_factory(cluster.path(n), site=n) for n in NAMES}
-    wait_until(lambda: all(r["streaming"] for r in sources(d["aws"]).values()) and
-               len(sources(d["aws"])) == 2, 60, interval=0.2, what="both destinations")
+    pgs, d, _ = loopback_three(pg_factory, straitd_factory, tmp_path,
+                            "CREATE TABLE ledger (id bigint PRIMARY KEY, at text NOT NULL)")
     committed, stop = [], threading.Event()
 
     def writer():
@@ -230,17 +221,8 @@ def test_failover_dry_run_lists_every_replica(tmp_path, pg_factory, straitd_fact
     was down while azure applied more): failover --dry-run at either replica
     lists both positions and names azure the most caught up (three sites on
     this host's loopback)."""
-    pgs = dict(zip(NAMES, harness.on_each(pg_factory, NAMES)))
-    for pg in pgs.values():
-        pg.sql("CREATE TABLE ledger (id bigint PRIMARY KEY)")
-    stream = {"name": "app", "from": "aws", "to": ["azure", "onprem"],
-              "publication": "strait_app", "initial_sync": False}
-    cluster = harness.Cluster(tmp_path, harness.loopback_sites([pgs[n] for n in NAMES], NAMES),
-                              [stream])
-    d = {n: straitd_factory(cluster.path(n), site=n) for n in NAMES}
-    wait_until(lambda: len(sources(d["aws"])) == 2 and
-               all(r["streaming"] for r in sources(d["aws"]).values()), 60, interval=0.2,
-               what="both destinations")
+    pgs, d, _ = loopback_three(pg_factory, straitd_factory, tmp_path,
+                            "CREATE TABLE ledger (id bigint PRIMARY KEY)")
 
     def count(n):
         return pgs[n].sql("SELECT count(*) FROM ledger")[0][0]
@@ -270,15 +252,9 @@ def test_reload_adds_a_destination(tmp_path, pg_factory, straitd_factory):
     """A stream to azure only gets onprem as a second destination by a
     reload of every site's config: onprem is copied and then follows,
     azure keeps streaming (three sites on this host's loopback)."""
-    pgs = dict(zip(NAMES, harness.on_each(pg_factory, NAMES)))
-    for pg in pgs.values():
-        pg.sql("CREATE TABLE ledger (id bigint PRIMARY KEY)")
-    stream = {"name": "app", "from": "aws", "to": "azure", "publication": "strait_app"}
-    cluster = harness.Cluster(tmp_path, harness.loopback_sites([pgs[n] for n in NAMES], NAMES),
-                              [stream])
-    d = {n: straitd_factory(cluster.path(n), site=n) for n in NAMES}
-    wait_until(lambda: sources(d["aws"]).get("azure", {}).get("streaming"), 60, interval=0.2,
-               what="the stream to azure")
+    pgs, d, cluster = loopback_three(pg_factory, straitd_factory, tmp_path,
+                                     "CREATE TABLE ledger (id bigint PRIMARY KEY)",
+                                     to=("azure",), initial_sync=True)
 
     def count(n):
         return pgs[n].sql("SELECT count(*) FROM ledger")[0][0]
@@ -304,17 +280,8 @@ def test_verify_compares_every_destination(tmp_path, pg_factory, straitd_factory
     """verify compares each destination of a fan-out stream on its own: a
     row changed behind strait's back at onprem is found there and azure
     still verifies equal, in the report, its JSON and the metrics."""
-    pgs = dict(zip(NAMES, harness.on_each(pg_factory, NAMES)))
-    for pg in pgs.values():
-        pg.sql("CREATE TABLE t (id int PRIMARY KEY, v text)")
-    stream = {"name": "app", "from": "aws", "to": ["azure", "onprem"],
-              "publication": "strait_app", "initial_sync": False}
-    cluster = harness.Cluster(tmp_path, harness.loopback_sites([pgs[n] for n in NAMES], NAMES),
-                              [stream])
-    d = {n: straitd_factory(cluster.path(n), site=n) for n in NAMES}
-    wait_until(lambda: len(sources(d["aws"])) == 2 and
-               all(r["streaming"] for r in sources(d["aws"]).values()), 60, interval=0.2,
-               what="both destinations")
+    pgs, d, _ = loopback_three(pg_factory, straitd_factory, tmp_path,
+                            "CREATE TABLE t (id int PRIMARY KEY, v text)")
     pgs["aws"].sql("INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 500) g")
     for n in ("azure", "onprem"):
         wait_until(lambda: pgs[n].sql("SELECT count(*) FROM t")[0][0] == 500, 30,
