@@ -26,6 +26,7 @@ const char *const fault_points[] = {
 	"source.spool_fsync",        /* inside spool_sync(), before fsync */
 	"source.slot_confirm",       /* before the slot is told a new confirmed position */
 	"source.sync_chunk",         /* an initial-sync chunk read, before it is sent */
+	"failover.claims_sent",      /* a failover asked the other replicas, before any answer */
 	NULL,
 };
 

@@ -216,6 +216,11 @@ void fo_begin(struct failover *f, enum fo_op op, struct control_request *req,
 	f->force = false;
 	f->streams_stopped = false;
 	f->n_slots = 0;
+	f->claimed = false;
+	f->n_claim_wait = 0;
+	f->lv_n = 0;
+	f->n_follow = 0;
+	f->catching_up = false;
 	clock_gettime(CLOCK_MONOTONIC, &f->started);
 }
 
@@ -243,6 +248,9 @@ void fo_end(struct failover *f, bool ok, const char *fmt, ...)
 	}
 	fo_clear_steps(f);
 	event_del(f->timer);
+	/* a level or a follow that ends early: its catch-up ends too, untold */
+	if ((f->op == FO_PROMOTE || f->op == FO_FOLLOW) && f->ops.streams(f->arg))
+		streams_catchup_cancel(f->ops.streams(f->arg));
 	/* a rejoin's reader (fo_end is never called from inside a running peek) */
 	lostxacts_peek_free(f->peek);
 	f->peek = NULL;
@@ -647,6 +655,8 @@ static void fo_promoted(struct failover *f)
 		fo_end(f, true, "promoted in %.2f s", fo_elapsed(f));
 		return;
 	}
+	/* the other replicas of the old primary level with this site and follow it */
+	fo_send_follow(f);
 	fo_record_duration(f, FAILOVER_CHANGE_FAILOVER, fo_elapsed(f));
 	fo_end(f, true, "failover done in %.2f s", fo_elapsed(f));
 }
@@ -658,7 +668,12 @@ static void fo_promoted(struct failover *f)
  */
 static void fo_promote_stop(struct failover *f, const char *why)
 {
+	struct streams *s = f->ops.streams(f->arg);
+
 	fo_step(f, "%s", why);
+	/* what a sibling gets from this site's retained batches once it is primary */
+	if (s)
+		streams_retain_seal(s);
 	f->ops.stop(f->arg);
 	f->streams_stopped = true;
 	fo_step(f, "stopped the streams from site %s", f->peer);
@@ -828,6 +843,10 @@ void fo_failover_start(struct failover *f, struct control_request *req, const ch
 	}
 	f->new_epoch = role_epoch(f->role) + 1;
 	f->force = force;
+	if (fo_many_sites(f)) {
+		fo_level_start(f, old);
+		return;
+	}
 	fo_promote(f);
 }
 

@@ -90,27 +90,6 @@ static bool fo_parse(struct control_request *req, int argc, char **argv, const c
 }
 
 /*
- * This version moves the primary between the two ends of two-site streams
- * only: with a stream sent to several sites, the replicas that are not the
- * new primary would go on waiting for the old one. False (answered) then.
- */
-static bool fo_two_sites_only(struct failover *f, struct control_request *req, const char *cmd)
-{
-	if (!fo_many_sites(f))
-		return true;
-	for (size_t i = 0; i < f->cfg->n_streams; i++) {
-		const struct config_stream *cs = &f->cfg->streams[i];
-
-		if (cs->n_to > 1 && config_stream_end(cs, f->self)) {
-			fo_refuse(req, "stream %s goes to %zu sites: this version runs %s only between "
-				  "the two sites of two-site streams", cs->name, cs->n_to, cmd);
-			return false;
-		}
-	}
-	return true;
-}
-
-/*
  * Every replica of this site's streams is drained before the switchover, so
  * that each takes the new primary's streams where they start, with no copy:
  * all must be reachable, and the target must be one of them. False (answered)
@@ -196,8 +175,6 @@ void failover_cmd_failover(struct failover *f, struct control_request *req, int 
 		fo_dry_run(f, req, force, json);
 		return;
 	}
-	if (!fo_two_sites_only(f, req, "failover"))
-		return;
 	if (role_current(f->role) == ROLE_PRIMARY) {
 		fo_refuse(req, "site %s is the primary already", self);
 		return;
@@ -223,7 +200,7 @@ void failover_cmd_rejoin(struct failover *f, struct control_request *req, int ar
 		fo_refuse(req, "usage: rejoin SITE");
 		return;
 	}
-	if (fo_busy(f, req) || !fo_two_sites_only(f, req, "rejoin"))
+	if (fo_busy(f, req))
 		return;
 	if (fo_site_index(f, argv[1]) < 0) {
 		fo_refuse(req, "no site named %s", argv[1]);

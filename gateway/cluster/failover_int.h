@@ -25,6 +25,7 @@
 
 struct config_stream;
 struct fence;
+struct frame;
 struct lostxacts;
 struct lostxacts_peek;
 struct pgquery;
@@ -123,6 +124,16 @@ struct failover {
 	bool dry_json;
 	struct failover_position positions[FAILOVER_MAX_POSITIONS]; /* the other replicas' */
 	size_t n_positions;
+	/* failover among three or more sites (level.c) */
+	char claim_wait[FO_MAX_PEERS][64]; /* siblings whose answer to CLAIM is awaited */
+	size_t n_claim_wait;
+	bool claimed;            /* every sibling answered: another failover is told no */
+	size_t lv_sites[FO_MAX_PEERS]; /* the reachable siblings, taken from in turn */
+	size_t lv_n;
+	size_t lv_stream, lv_sibling; /* the level's place: config stream, sibling (follow: follow_at) */
+	bool catching_up;        /* a streams_catchup() of ours runs */
+	struct fo_slot follow_at[FO_MAX_STREAMS]; /* follow: where the new primary's slots start */
+	size_t n_follow;
 };
 
 /* failover.c: the log */
@@ -188,6 +199,16 @@ void fo_send_follow(struct failover *f);
 void fo_switch_unfenced(struct failover *f);
 /* Removes a stream's spool (it served the old direction). */
 void fo_remove_spool(struct failover *f, const char *stream);
+
+/* switchover.c: the follow's second half, once level (origins to the slots, role, streams) */
+void fo_follow_move(struct failover *f);
+
+/* level.c: failover among three or more sites */
+/* Claim, then level this site with the reachable siblings, then fo_promote(). */
+void fo_level_start(struct failover *f, const char *old);
+void fo_claim_frame(struct failover *f, const char *peer, const struct frame *fr);
+/* A follow with siblings: level with the new primary first, then fo_follow_move(). */
+void fo_follow_level(struct failover *f);
 
 /* rejoin.c: rejoin (checked by failover_cmd_rejoin()) */
 void fo_rejoin_start(struct failover *f, struct control_request *req);

@@ -220,6 +220,8 @@ void failover_frame(struct failover *f, const char *peer, const struct frame *fr
 		fo_on_promote(f, peer, fr);
 	else if (fr->type == FRAME_PROMOTE_ACK)
 		fo_on_promote_ack(f, peer, fr);
+	else if (fr->type == FRAME_CLAIM || fr->type == FRAME_CLAIM_REPLY)
+		fo_claim_frame(f, peer, fr);
 }
 
 void failover_heartbeat(struct failover *f, const char *peer, const struct relay_proto_heartbeat *hb)

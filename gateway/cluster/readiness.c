@@ -215,6 +215,7 @@ static void fo_check_siblings(const struct failover_facts *in, struct failover_r
 	const char *best = in->site;
 	uint64_t top = in->applied_lsn;
 	size_t used = 0;
+	bool unknown = false;
 	int n;
 
 	if (!in->many_sites)
@@ -239,12 +240,14 @@ static void fo_check_siblings(const struct failover_facts *in, struct failover_r
 		else
 			n = snprintf(text + used, sizeof(text) - used, ", %s unknown (%s)", p->site,
 				     p->why);
+		unknown = unknown || !p->known;
 		used += n > 0 ? (size_t)n : 0;
 	}
-	/* a failover here cannot bring the other replicas along yet */
-	fo_check(out, FAILOVER_CHECK_SIBLINGS, "replicas", true, false,
-		 "applied of the old primary's streams: %s; this version fails over only streams "
-		 "of two sites", text);
+	/* a failover takes what the reachable ones applied beyond this site first (level.c) */
+	fo_check(out, FAILOVER_CHECK_SIBLINGS, "replicas", true, true,
+		 "applied of the old primary's streams: %s; a failover here first takes from each "
+		 "reachable replica what it applied beyond this site%s", text, unknown ?
+		 "; one not reachable that holds more is fenced and must rejoin" : "");
 }
 
 void failover_readiness(const struct failover_facts *in, struct failover_readiness *out)

@@ -260,10 +260,11 @@ static void fo_follow_done(struct failover *f)
 }
 
 /*
- * The old primary drained this replica before the switchover, so it has
- * every transaction the new primary has: its origins move to where the new
- * primary's slots start, as the old primary's do, and nothing is copied.
- * The sinks stop first (an origin in use cannot be moved).
+ * A replica hears a new primary. Once it holds exactly the transactions the
+ * new primary held when it took over (a switchover drained both; after a
+ * failover it takes what it lacks from the new primary's retained batches,
+ * level.c), its origins move to where the new primary's slots start, as the
+ * old primary's do, and nothing is copied.
  */
 void fo_follow_start(struct failover *f, const char *peer, const struct relay_proto_promote_ack *ack)
 {
@@ -271,25 +272,39 @@ void fo_follow_start(struct failover *f, const char *peer, const struct relay_pr
 
 	fo_begin(f, FO_FOLLOW, NULL, peer);
 	f->new_epoch = ack->epoch;
-	fo_step(f, "site %s is primary at epoch %" PRIu64 " after a switchover: site %s takes its "
-		"streams", peer, ack->epoch, f->cfg->sites[f->self].name);
+	fo_step(f, "site %s is primary at epoch %" PRIu64 ": site %s takes its streams", peer,
+		ack->epoch, f->cfg->sites[f->self].name);
+	f->n_follow = 0;
+	for (size_t i = 0; p >= 0 && i < ack->nstreams && f->n_follow < FO_MAX_STREAMS; i++) {
+		for (size_t k = 0; k < f->cfg->n_streams; k++) {
+			const struct config_stream *cs = &f->cfg->streams[k];
+			struct fo_slot *at = &f->follow_at[f->n_follow];
+
+			if (!wire_str_eq(ack->streams[i].stream, cs->name) ||
+			    !fo_stream_with(f, cs, (size_t)p))
+				continue;
+			snprintf(at->stream, sizeof(at->stream), "%s", cs->name);
+			at->lsn = ack->streams[i].lsn;
+			f->n_follow++;
+		}
+	}
+	/* after a failover the replicas may stand apart: level with the new primary first */
+	fo_follow_level(f);
+}
+
+/* The sinks stop first: an origin in use cannot be moved. */
+void fo_follow_move(struct failover *f)
+{
 	f->ops.stop(f->arg);
 	f->streams_stopped = true;
 	if (!fo_add_end_apply_sessions(f)) {
 		fo_fail(f, "out of memory");
 		return;
 	}
-	for (size_t i = 0; p >= 0 && i < ack->nstreams; i++) {
-		for (size_t k = 0; k < f->cfg->n_streams; k++) {
-			const struct config_stream *cs = &f->cfg->streams[k];
-
-			if (!wire_str_eq(ack->streams[i].stream, cs->name) ||
-			    !fo_stream_with(f, cs, (size_t)p))
-				continue;
-			if (!fo_add_origin_at(f, cs->name, ack->streams[i].lsn)) {
-				fo_fail(f, "out of memory");
-				return;
-			}
+	for (size_t i = 0; i < f->n_follow; i++) {
+		if (!fo_add_origin_at(f, f->follow_at[i].stream, f->follow_at[i].lsn)) {
+			fo_fail(f, "out of memory");
+			return;
 		}
 	}
 	f->steps_next = fo_follow_done;

@@ -197,6 +197,8 @@ static bool daemon_refuse_stale(struct daemon *d, const char *peer, const struct
 	case FRAME_PROMOTE:
 	case FRAME_PROMOTE_ACK:
 	case FRAME_COMMAND:
+	case FRAME_CLAIM:
+	case FRAME_CATCHUP_BATCH:
 		break;
 	default:
 		return false;
@@ -236,7 +238,8 @@ static void daemon_relay_frame(void *arg, const char *peer, const struct frame *
 	}
 	if (daemon_refuse_stale(d, peer, f))
 		return;
-	if (f->type == FRAME_FENCE || f->type == FRAME_PROMOTE || f->type == FRAME_PROMOTE_ACK) {
+	if (f->type == FRAME_FENCE || f->type == FRAME_PROMOTE || f->type == FRAME_PROMOTE_ACK ||
+	    f->type == FRAME_CLAIM || f->type == FRAME_CLAIM_REPLY) {
 		if (d->failover)
 			failover_frame(d->failover, peer, f);
 		return;

@@ -33,6 +33,10 @@ frame_type_valid(unsigned t)
 	case FRAME_HEARTBEAT:
 	case FRAME_GOODBYE:
 	case FRAME_RESUME:
+	case FRAME_CATCHUP:
+	case FRAME_CATCHUP_REPLY:
+	case FRAME_CATCHUP_BATCH:
+	case FRAME_CATCHUP_ACK:
 	case FRAME_FENCE:
 	case FRAME_FENCE_ACK:
 	case FRAME_PROMOTE:
@@ -40,6 +44,8 @@ frame_type_valid(unsigned t)
 	case FRAME_VERIFY:
 	case FRAME_COMMAND:
 	case FRAME_COMMAND_REPLY:
+	case FRAME_CLAIM:
+	case FRAME_CLAIM_REPLY:
 		return true;
 	default:
 		return false;
@@ -58,6 +64,10 @@ frame_type_name(unsigned t)
 	case FRAME_HEARTBEAT:   return "HEARTBEAT";
 	case FRAME_GOODBYE:     return "GOODBYE";
 	case FRAME_RESUME:      return "RESUME";
+	case FRAME_CATCHUP:     return "CATCHUP";
+	case FRAME_CATCHUP_REPLY: return "CATCHUP_REPLY";
+	case FRAME_CATCHUP_BATCH: return "CATCHUP_BATCH";
+	case FRAME_CATCHUP_ACK: return "CATCHUP_ACK";
 	case FRAME_FENCE:       return "FENCE";
 	case FRAME_FENCE_ACK:   return "FENCE_ACK";
 	case FRAME_PROMOTE:     return "PROMOTE";
@@ -65,6 +75,8 @@ frame_type_name(unsigned t)
 	case FRAME_VERIFY:      return "VERIFY";
 	case FRAME_COMMAND:     return "COMMAND";
 	case FRAME_COMMAND_REPLY: return "COMMAND_REPLY";
+	case FRAME_CLAIM:       return "CLAIM";
+	case FRAME_CLAIM_REPLY: return "CLAIM_REPLY";
 	default:                return "unknown";
 	}
 }

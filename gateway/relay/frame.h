@@ -61,7 +61,11 @@ enum frame_type {
 	FRAME_HEARTBEAT   = 0x06,  /* WAL position, time, role, health */
 	FRAME_GOODBYE     = 0x07,  /* the sender closes the link, with a reason */
 	FRAME_RESUME      = 0x08,  /* sink to source: (re)start a stream at an LSN */
-	/* 0x09..0x0f reserved for replication. */
+	FRAME_CATCHUP     = 0x09,  /* a replica asks a sibling for the primary's batches it retained */
+	FRAME_CATCHUP_REPLY = 0x0a, /* what the sibling applied and can serve, or why not */
+	FRAME_CATCHUP_BATCH = 0x0b, /* a retained batch (a BATCH's payload) */
+	FRAME_CATCHUP_ACK = 0x0c,  /* the asking replica applied and freed (an ACK's payload) */
+	/* 0x0d..0x0f reserved for replication. */
 	/* Failover: 0x10..0x1f. Payloads belong to the failover code. */
 	FRAME_FENCE       = 0x10,  /* become read-only: a higher epoch took over */
 	FRAME_FENCE_ACK   = 0x11,  /* fenced, with the final WAL position */
@@ -70,7 +74,9 @@ enum frame_type {
 	FRAME_VERIFY      = 0x14,  /* a step of a cross-site verify (relay_proto.h) */
 	FRAME_COMMAND     = 0x15,  /* a control command run at the receiving site */
 	FRAME_COMMAND_REPLY = 0x16, /* its answer */
-	/* 0x17..0x1f reserved for failover; everything else is unknown. */
+	FRAME_CLAIM       = 0x17,  /* a replica is failing over: may it? (level.c) */
+	FRAME_CLAIM_REPLY = 0x18,  /* yes, or no and why */
+	/* 0x19..0x1f reserved for failover; everything else is unknown. */
 };
 
 /* The payload of a BATCH or SYNC frame carries compressed data (zstd). */

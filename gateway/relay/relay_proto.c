@@ -328,6 +328,66 @@ relay_proto_read_resume(const uint8_t *p, size_t len, struct relay_proto_resume_
 	return at_end(&r);
 }
 
+/* ---- CATCHUP and CATCHUP_REPLY ---- */
+
+bool
+relay_proto_write_catchup(struct wire_writer *w, const struct relay_proto_catchup *m)
+{
+	put_str(w, m->stream, true);
+	put_str(w, m->source, true);
+	wire_put_u64(w, m->after_lsn);
+	wire_put_u32(w, m->generation);
+	return wire_writer_ok(w);
+}
+
+enum relay_proto_status
+relay_proto_read_catchup(const uint8_t *p, size_t len, struct relay_proto_catchup *out)
+{
+	struct wire_reader r;
+
+	wire_reader_init(&r, p, len);
+	TRY(get_str(&r, &out->stream, true));
+	TRY(get_str(&r, &out->source, true));
+	NEED(wire_get_u64(&r, &out->after_lsn));
+	NEED(wire_get_u32(&r, &out->generation));
+	return at_end(&r);
+}
+
+bool
+relay_proto_write_catchup_reply(struct wire_writer *w, const struct relay_proto_catchup_reply *m)
+{
+	if (m->ok > 1) {
+		w->failed = true;
+		return false;
+	}
+	put_str(w, m->stream, true);
+	wire_put_u32(w, m->generation);
+	wire_put_u8(w, m->ok);
+	wire_put_u64(w, m->applied_lsn);
+	wire_put_u64(w, m->floor_lsn);
+	wire_put_u64(w, m->end_lsn);
+	put_str(w, m->message, false);
+	return wire_writer_ok(w);
+}
+
+enum relay_proto_status
+relay_proto_read_catchup_reply(const uint8_t *p, size_t len, struct relay_proto_catchup_reply *out)
+{
+	struct wire_reader r;
+
+	wire_reader_init(&r, p, len);
+	TRY(get_str(&r, &out->stream, true));
+	NEED(wire_get_u32(&r, &out->generation));
+	NEED(wire_get_u8(&r, &out->ok));
+	NEED(wire_get_u64(&r, &out->applied_lsn));
+	NEED(wire_get_u64(&r, &out->floor_lsn));
+	NEED(wire_get_u64(&r, &out->end_lsn));
+	TRY(get_str(&r, &out->message, false));
+	if (out->ok > 1)
+		return RELAY_PROTO_ERR_VALUE;
+	return at_end(&r);
+}
+
 /* ---- SYNC ---- */
 
 /* A whole table (0 of 0), or one of at least two ranges. */

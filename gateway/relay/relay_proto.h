@@ -231,6 +231,50 @@ bool relay_proto_write_resume(struct wire_writer *w,
 enum relay_proto_status relay_proto_read_resume(const uint8_t *p, size_t len,
 		struct relay_proto_resume_req *out);
 
+/* ---- CATCHUP and CATCHUP_REPLY (sibling catch-up) ---- */
+
+/*
+ * A replica asks a sibling for the transactions of stream that the sibling
+ * applied from site source and retained, after after_lsn (the asker's
+ * received position, in source's LSNs). generation is stamped on the
+ * CATCHUP_BATCH frames that answer it (their payload is a BATCH's); the
+ * asker frees the sibling's send window with CATCHUP_ACK (an ACK's payload).
+ */
+struct relay_proto_catchup {
+	struct wire_str stream;
+	struct wire_str source;
+	uint64_t after_lsn;
+	uint32_t generation;
+};
+
+bool relay_proto_write_catchup(struct wire_writer *w,
+		const struct relay_proto_catchup *m) WIRE_MUSTCHECK;
+enum relay_proto_status relay_proto_read_catchup(const uint8_t *p, size_t len,
+		struct relay_proto_catchup *out);
+
+/*
+ * The sibling's answer: ok 1 with applied_lsn (the end of the last
+ * transaction of source it applied: batches go up to it and no further)
+ * and the retained range (floor_lsn, end_lsn]; batches follow when the
+ * asker is behind and the range covers what it lacks. ok 0: nothing is
+ * served, message says why (no retained batches of that source, a gap).
+ * ok other than 0 or 1 is refused (VALUE).
+ */
+struct relay_proto_catchup_reply {
+	struct wire_str stream;
+	uint32_t generation;
+	uint8_t ok;
+	uint64_t applied_lsn;
+	uint64_t floor_lsn;
+	uint64_t end_lsn;
+	struct wire_str message;
+};
+
+bool relay_proto_write_catchup_reply(struct wire_writer *w,
+		const struct relay_proto_catchup_reply *m) WIRE_MUSTCHECK;
+enum relay_proto_status relay_proto_read_catchup_reply(const uint8_t *p, size_t len,
+		struct relay_proto_catchup_reply *out);
+
 /* ---- SYNC ---- */
 
 #define RELAY_SYNC_LAST 0x01u    /* last chunk of this table's copy */

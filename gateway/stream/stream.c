@@ -23,6 +23,7 @@
 #include "gateway/relay/wire.h"
 #include "gateway/stream/clock.h"
 #include "gateway/stream/lag.h"
+#include "gateway/stream/retain_serve.h"
 #include "gateway/stream/stream_int.h"
 #include "gateway/stream/stream_join.h"
 #include "gateway/stream/stream_sync.h"
@@ -30,10 +31,23 @@
 
 bool stream_send(struct stream *st, enum frame_type type, uint8_t flags)
 {
+	return stream_send_to(st, st->peer, type, flags);
+}
+
+bool stream_send_to(struct stream *st, const char *site, enum frame_type type, uint8_t flags)
+{
 	struct streams *s = st->owner;
 
 	return wire_writer_ok(&s->out) &&
-	       relay_send(s->relay, st->peer, type, flags, s->out.data, s->out.len);
+	       relay_send(s->relay, site, type, flags, s->out.data, s->out.len);
+}
+
+struct stream *streams_sink_named(struct streams *s, struct wire_str name)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (s->v[i].role == STREAM_ROLE_SINK && wire_str_eq(name, s->v[i].name))
+			return &s->v[i];
+	return NULL;
 }
 
 uint64_t stream_charge(struct stream *st, int64_t now_us)
@@ -145,6 +159,8 @@ static bool stream_init(struct streams *s, struct stream *st, const struct confi
 	view->from = src;
 	st->owner = s;
 	st->cs = view;
+	/* the view has one destination: whether the stream has more is the entry's */
+	st->siblings = cs->n_to > 1;
 	st->name = strdup(cs->name);
 	st->retry = event_new(s->base, -1, 0, stream_retry_cb, st);
 	st->lag = lag_new(0);
@@ -207,6 +223,40 @@ static void stream_fini(struct stream *st)
 	free(st->name);
 }
 
+/* What the server of retained batches needs of a sink (retain_serve.h). */
+static bool streams_sink_retain(void *arg, const char *stream, struct retain **retain,
+		uint64_t *committed_lsn)
+{
+	struct stream *st = streams_sink_named(arg, relay_proto_str(stream));
+
+	if (!st)
+		return false;
+	/* before its apply connects, what it committed is not known */
+	*retain = st->sink.apply_ready ? st->sink.retain : NULL;
+	*committed_lsn = st->sink.apply_ready ? st->sink.ack_lsn : 0;
+	return true;
+}
+
+void streams_retain_seal(struct streams *s)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		struct stream *st = &s->v[i];
+		char *dir, err[256];
+
+		/* only a stream with siblings is ever asked */
+		if (st->role != STREAM_ROLE_SINK || !st->sink.apply_ready || !st->siblings ||
+		    !(dir = retain_serve_dir(s->cfg, st->name)))
+			continue;
+		if (!retain_serve_seal(dir, st->peer, st->sink.ack_lsn, err, sizeof(err)))
+			log_error("stream \"%s\": recording what was applied beside the retained batches: %s; "
+				  "no sibling can catch up from this site", st->name, err);
+		else
+			log_info("stream \"%s\": retained batches of \"%s\" sealed at " LSN_FMT, st->name,
+				 st->peer, LSN_ARGS(st->sink.ack_lsn));
+		free(dir);
+	}
+}
+
 static struct streams *streams_make(struct event_base *base, const struct strait_config *cfg,
 		size_t self_site, struct relay *relay, enum role_kind role, size_t primary, bool by_config)
 {
@@ -224,6 +274,8 @@ static struct streams *streams_make(struct event_base *base, const struct strait
 	s->relay = relay;
 	s->cfg = cfg;
 	wire_writer_init_heap(&s->out, FRAME_MAX_PAYLOAD);
+	if (!(s->serve = retain_serve_new(relay, cfg, streams_sink_retain, s)))
+		goto oom;
 	for (size_t i = 0; i < cfg->n_streams; i++)
 		total += stream_count(b, &cfg->streams[i]);
 	s->v = calloc(total ? total : 1, sizeof(*s->v));
@@ -260,6 +312,8 @@ void streams_free(struct streams *s)
 	if (!s)
 		return;
 	b = streams_box(s);
+	retain_serve_free(s->serve);
+	s->serve = NULL;
 	/* last first: a source's other destinations go before the lead that holds their reader */
 	for (size_t i = s->n; i-- > 0;)
 		stream_fini(&s->v[i]);
@@ -333,7 +387,10 @@ void streams_disconnected(struct streams *s, const char *peer)
 			streamsync_link_down(st->sync);
 		if (st->join && strcmp(st->peer, peer) == 0)
 			streamjoin_link_down(st->join);
-		if (st->role == STREAM_ROLE_SINK && strcmp(st->peer, peer) == 0) {
+		if (st->role == STREAM_ROLE_SINK)
+			stream_catchup_link_down(st, peer);
+		/* while a sibling serves it, what the apply holds came from the sibling */
+		if (st->role == STREAM_ROLE_SINK && strcmp(st->peer, peer) == 0 && !st->sink.catchup) {
 			stream_verify_sink_stop(st, "the link to the source's site was lost");
 			stream_sink_link_down(st);
 		}
@@ -341,10 +398,12 @@ void streams_disconnected(struct streams *s, const char *peer)
 			continue;
 		stream_source_link_down(st);
 	}
+	retain_serve_link_down(s->serve, peer);
 }
 
 void streams_writable(struct streams *s, const char *peer)
 {
+	retain_serve_writable(s->serve, peer);
 	/* live streams first, then initial-sync copies */
 	for (size_t i = 0; i < s->n; i++) {
 		struct stream *st = &s->v[i];
@@ -387,6 +446,41 @@ static void stream_sync_frame(struct streams *s, const char *peer, const struct 
 		return;
 	}
 	streamsync_frame(st->sync, f, &m);
+}
+
+/*
+ * Sibling catch-up: an ask or its ACK for this site's retained batches
+ * (retain_serve.c), or an answer or batch for a sink that catches up
+ * (stream_catchup.c).
+ */
+static void streams_catchup_frame(struct streams *s, const char *peer, const struct frame *f)
+{
+	struct relay_proto_catchup_reply reply;
+	struct relay_proto_batch batch;
+	struct stream *st;
+	bool ok;
+
+	if (f->type == FRAME_CATCHUP || f->type == FRAME_CATCHUP_ACK) {
+		retain_serve_frame(s->serve, peer, f);
+		return;
+	}
+	ok = f->type == FRAME_CATCHUP_BATCH
+	     ? relay_proto_read_batch(f->payload, f->payload_len, &batch) == RELAY_PROTO_OK
+	     : relay_proto_read_catchup_reply(f->payload, f->payload_len, &reply) == RELAY_PROTO_OK;
+	if (!ok) {
+		log_error("refused malformed %s from \"%s\"", frame_type_name(f->type), peer);
+		return;
+	}
+	st = streams_sink_named(s, f->type == FRAME_CATCHUP_BATCH ? batch.stream : reply.stream);
+	if (!st || !st->sink.catchup || strcmp(stream_sink_upstream(st), peer) != 0) {
+		log_warning("%s from \"%s\" that no catch-up here waits for", frame_type_name(f->type),
+			    peer);
+		return;
+	}
+	if (f->type == FRAME_CATCHUP_BATCH)
+		stream_sink_batch(st, &batch);
+	else
+		stream_catchup_reply(st, peer, f);
 }
 
 void streams_frame(struct streams *s, const char *peer, const struct frame *f)
@@ -463,6 +557,12 @@ void streams_frame(struct streams *s, const char *peer, const struct frame *f)
 		stream_verify_frame(st, &m);
 		return;
 	}
+	case FRAME_CATCHUP:
+	case FRAME_CATCHUP_ACK:
+	case FRAME_CATCHUP_REPLY:
+	case FRAME_CATCHUP_BATCH:
+		streams_catchup_frame(s, peer, f);
+		return;
 	case FRAME_RESUME:
 		if (relay_proto_read_resume(f->payload, f->payload_len, &resume) != RELAY_PROTO_OK) {
 			log_error("malformed RESUME from \"%s\"", peer);
@@ -611,6 +711,7 @@ void streams_reconfigure(struct streams *s, const struct strait_config *cfg)
 	struct streams_box *b = streams_box(s);
 
 	s->cfg = cfg;
+	retain_serve_reconfigure(s->serve, cfg);
 	for (size_t i = 0; i < s->n; i++) {
 		struct stream *st = &s->v[i];
 		for (size_t k = 0; k < cfg->n_streams; k++) {

@@ -114,6 +114,43 @@ bool streams_verify_send(struct streams *s, const char *name, const char *peer,
 bool streams_verify_arm_mark(struct streams *s, const char *name, const char *peer, uint64_t job,
 		uint64_t lsn);
 
+/* ---- a failover among three or more sites: replicas brought level from each other ---- */
+
+enum streams_catchup_result {
+	STREAMS_CATCHUP_LEVEL,       /* this site had applied everything the sibling had */
+	STREAMS_CATCHUP_TAKEN,       /* it took what it lacked from the sibling and applied it */
+	STREAMS_CATCHUP_AHEAD,       /* it holds transactions beyond what the sibling applied */
+	STREAMS_CATCHUP_FAILED,      /* the sibling could not serve, or no progress (msg says) */
+};
+
+/*
+ * applied_lsn: what the sibling applied (0 when it never said). msg: one
+ * line for the operator. Called once, from the event loop on its own (the
+ * streams may be freed in it); never after streams_catchup_cancel() — a
+ * report already on its way still comes, see there.
+ */
+typedef void (*streams_catchup_fn)(void *arg, const char *stream,
+		enum streams_catchup_result result, uint64_t applied_lsn, const char *msg);
+/*
+ * The sink of stream name takes, from site from, the transactions of its
+ * source that from applied and this site lacks (from's retained batches,
+ * stream_catchup.c); fn says how it went. False (err says) when this site
+ * does not receive the stream or it is catching up already.
+ */
+bool streams_catchup(struct streams *s, const char *name, const char *from, streams_catchup_fn fn,
+		void *arg, char *err, size_t errlen);
+/*
+ * Every catch-up under way ends, untold. One that ended just before may
+ * still report: the caller ignores a report it no longer waits for.
+ */
+void streams_catchup_cancel(struct streams *s);
+/*
+ * Before the streams stop for a promotion: each sink records, beside its
+ * retained batches, what it applied, so that a sibling served after this
+ * site became primary gets that and no more.
+ */
+void streams_retain_seal(struct streams *s);
+
 /* ---- per-stream report: state, lag and counters, for metrics and health ---- */
 
 /* Stream states, as strait_stream_state{state} names them. */

@@ -26,6 +26,7 @@
 #include "replicator/slot_reader.h"
 
 struct apply;
+struct frame;
 struct codec;
 struct event;
 struct event_base;
@@ -132,6 +133,9 @@ struct stream_sender {
 };
 
 /* ---- sink ---- */
+struct retain;
+struct stream_catchup;
+
 struct stream_sink_state {
 	struct seq_writer *seq_writer;
 	struct apply *apply;
@@ -159,6 +163,11 @@ struct stream_sink_state {
 	uint64_t batches_received;
 	char *sink_conninfo;     /* the target database */
 	struct stream_verify *verify; /* the verify being answered (stream_verify.c), or NULL */
+	/* the source's transactions as applied, kept for siblings (retain.h), or NULL */
+	struct retain *retain;
+	struct event *retain_event; /* fsync what was retained, once per loop pass */
+	int64_t retain_trimmed_at; /* µs, monotonic */
+	struct stream_catchup *catchup; /* taking a sibling's retained batches (stream_catchup.c), or NULL */
 };
 
 /* ---- source: a verify's MARK (stream_verify.c) ---- */
@@ -176,6 +185,7 @@ struct stream {
 	char *peer;              /* the site at the other end */
 	enum stream_role role;
 	const struct config_stream *cs; /* in the daemon's current config */
+	bool siblings;           /* the stream has more than one destination */
 	struct streamsync *sync; /* initial sync (initial_sync: true), else NULL */
 	struct streamjoin *join; /* tables that join later (with sync), else NULL */
 	struct lag *lag;         /* both sides: this end's view of the stream's lag */
@@ -205,10 +215,15 @@ struct streams {
 	struct wire_writer out;  /* frame payloads, reused */
 	streams_verify_fn verify_frame; /* VERIFY frames for a stream this site sends */
 	void *verify_arg;
+	struct retain_serve *serve; /* siblings taking this site's retained batches */
 };
 
 /* stream.c */
 bool stream_send(struct stream *st, enum frame_type type, uint8_t flags);
+/* As stream_send(), to another site than the stream's peer. */
+bool stream_send_to(struct stream *st, const char *site, enum frame_type type, uint8_t flags);
+/* The sink of stream name here, whoever it takes it from; NULL: none. */
+struct stream *streams_sink_named(struct streams *s, struct wire_str name);
 /* Charges the stream's rate (and its WAN estimate) for the frame just sent from
  * its owner's writer at the frame's estimated WAN cost; returns that cost. */
 uint64_t stream_charge(struct stream *st, int64_t now_us);
@@ -258,5 +273,21 @@ void stream_sink_ask_again(struct stream *st, const char *why);
 /* The link to the source dropped: an unfinished transaction is cut from the queue. */
 void stream_sink_link_down(struct stream *st);
 void stream_sink_status(const struct stream *st, struct json_out *j);
+/* The positions to ask with now (cuts an unfinished transaction); false: the apply is not ready. */
+bool stream_sink_position(struct stream *st, struct relay_proto_position *pos);
+/* A new generation starts: what its first batch must continue from. */
+void stream_sink_expect(struct stream *st, uint64_t asked_lsn);
+
+/* stream_catchup.c: this sink takes a sibling's retained batches (stream.h: streams_catchup()) */
+/* The apply is ready, or a batch was refused: ask (again) in a new generation. */
+void stream_catchup_ask(struct stream *st);
+void stream_catchup_reply(struct stream *st, const char *peer, const struct frame *f);
+/* The apply committed: done once it reached what the sibling applied. */
+void stream_catchup_committed(struct stream *st);
+/* The link to peer dropped. */
+void stream_catchup_link_down(struct stream *st, const char *peer);
+void stream_catchup_free(struct stream *st);
+/* Where the sink's frames (ACK) go now: the sibling while catching up, else the peer. */
+const char *stream_sink_upstream(const struct stream *st);
 
 #endif

@@ -21,11 +21,14 @@
  * count against the source's send window (each new link does not add a
  * window's worth to the sink's memory).
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <sys/stat.h>
 
 #include <event2/event.h>
 
@@ -36,7 +39,11 @@
 #include "gateway/relay/relay.h"
 #include "gateway/relay/relay_proto.h"
 #include "gateway/stream/codec.h"
+#include "gateway/stream/clock.h"
 #include "gateway/stream/lag.h"
+#include "gateway/stream/retain.h"
+#include "gateway/stream/retain_serve.h"
+#include "gateway/stream/spool.h"
 #include "gateway/stream/stream_int.h"
 #include "gateway/stream/stream_join.h"
 #include "gateway/stream/stream_sync.h"
@@ -55,6 +62,109 @@
 #define STREAM_RESENDS_MAX 3
 
 static void sink_spill_go_on(struct stream *st);
+
+/* ------------------------------------------------------------ retained batches */
+
+/*
+ * What the apply takes is kept for the stream's other destinations (retain.h):
+ * after the primary is lost, a sibling that is behind takes it from here.
+ * Retaining is a service to the siblings, never a reason to stop applying: a
+ * retain that fails is closed (its siblings are told it has nothing) and the
+ * stream goes on.
+ */
+#define SINK_RETAIN_TRIM_US (10 * 1000000LL)
+
+static void sink_retain_stop(struct stream *st, const char *err)
+{
+	log_error("stream \"%s\": retained batches: %s; this site keeps none for its siblings "
+		  "until the stream starts again", st->name, err);
+	retain_serve_forget(st->owner->serve, st->sink.retain);
+	retain_close(st->sink.retain);
+	st->sink.retain = NULL;
+}
+
+static void sink_retain_sync_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct stream *st = arg;
+	char err[256];
+
+	(void)fd;
+	(void)what;
+	if (st->sink.retain && !retain_sync(st->sink.retain, err, sizeof(err)))
+		sink_retain_stop(st, err);
+}
+
+static void sink_retain_take(struct stream *st, const uint8_t *body, size_t len)
+{
+	struct timespec ts;
+	char err[256];
+
+	if (!st->sink.retain)
+		return;
+	/* what an initial sync's filter lets through is not the whole stream */
+	if (st->sync && streamsync_in_progress(st->sync))
+		return;
+	/* the apply committed what was never retained (a copy, a start): it starts over there */
+	if (retain_end_lsn(st->sink.retain) < st->sink.ack_lsn &&
+	    !retain_resume(st->sink.retain, st->sink.ack_lsn, err, sizeof(err))) {
+		sink_retain_stop(st, err);
+		return;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (!retain_take(st->sink.retain, body, len, (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000,
+			 err, sizeof(err))) {
+		sink_retain_stop(st, err);
+		return;
+	}
+	/* durable at the end of this loop pass, before the apply's commit comes back */
+	event_active(st->sink.retain_event, EV_TIMEOUT, 0);
+}
+
+static void sink_retain_trim(struct stream *st)
+{
+	int64_t mono = clock_mono_us();
+	struct timespec ts;
+	char err[256];
+
+	if (mono - st->sink.retain_trimmed_at < SINK_RETAIN_TRIM_US)
+		return;
+	st->sink.retain_trimmed_at = mono;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (retain_trim(st->sink.retain, (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000,
+			(int64_t)st->cs->retain * 1000, st->cs->spool_max, err, sizeof(err)) < 0)
+		sink_retain_stop(st, err);
+}
+
+/* STATE_DIR/retain/<stream>, for streams with siblings and a retain time. */
+static void sink_retain_open(struct stream *st, const struct strait_config *cfg)
+{
+	char *dir = NULL, err[256];
+
+	if (!st->siblings || st->cs->retain == 0)
+		return;
+	if (asprintf(&dir, "%s/retain", cfg->state_dir) < 0 ||
+	    (mkdir(dir, 0700) != 0 && errno != EEXIST)) {
+		log_error("stream \"%s\": retained batches: cannot make %s: %s", st->name,
+			  dir ? dir : "a directory", strerror(errno));
+		free(dir);
+		return;
+	}
+	free(dir);
+	if (asprintf(&dir, "%s/retain/%s", cfg->state_dir, st->name) < 0)
+		return;
+	st->sink.retain = retain_open(dir, st->peer, err, sizeof(err));
+	if (!st->sink.retain)
+		log_error("stream \"%s\": retained batches in %s: %s; none kept for the siblings",
+			  st->name, dir, err);
+	else
+		retain_serve_unseal(dir);     /* the running sink says what it applied */
+	free(dir);
+	st->sink.retain_event = event_new(st->owner->base, -1, 0, sink_retain_sync_cb, st);
+	if (!st->sink.retain_event) {
+		retain_close(st->sink.retain);
+		st->sink.retain = NULL;
+	}
+}
 
 void stream_sink_sequences(struct stream *st, const struct relay_proto_sequences *m)
 {
@@ -140,7 +250,8 @@ static void stream_ack_cb(evutil_socket_t fd, short what, void *arg)
 		.released_bytes = released,
 	};
 	wire_writer_reset(&st->owner->out);
-	if (relay_proto_write_ack(&st->owner->out, &ack) && stream_send(st, FRAME_ACK, 0)) {
+	if (relay_proto_write_ack(&st->owner->out, &ack) &&
+	    stream_send_to(st, stream_sink_upstream(st), st->sink.catchup ? FRAME_CATCHUP_ACK : FRAME_ACK, 0)) {
 		bool committed = st->sink.ack_lsn > st->sink.ack_sent_lsn;
 
 		st->sink.ack_sent_lsn = st->sink.ack_lsn;
@@ -157,7 +268,11 @@ static void stream_ack_cb(evutil_socket_t fd, short what, void *arg)
  */
 static bool sink_cut_partial(struct stream *st)
 {
+	char err[256];
+
 	msgjoin_reset(&st->sink.join);
+	if (st->sink.retain && !retain_cut(st->sink.retain, err, sizeof(err)))
+		sink_retain_stop(st, err);
 	/* the source sends every open streamed transaction again from its start */
 	if (st->sink.spill)
 		streamspill_reset(st->sink.spill);
@@ -169,8 +284,7 @@ static bool sink_cut_partial(struct stream *st)
 	return false;
 }
 
-/* The positions to ask with now; false when the apply is not ready to ask. */
-static bool sink_position(struct stream *st, struct relay_proto_position *pos)
+bool stream_sink_position(struct stream *st, struct relay_proto_position *pos)
 {
 	if (!st->sink.apply_ready || !sink_cut_partial(st))
 		return false;
@@ -186,8 +300,7 @@ static bool sink_position(struct stream *st, struct relay_proto_position *pos)
 	return true;
 }
 
-/* A new generation starts: what its first batch must continue from. */
-static void sink_expect(struct stream *st, uint64_t asked_lsn)
+void stream_sink_expect(struct stream *st, uint64_t asked_lsn)
 {
 	st->sink.asked_lsn = asked_lsn;
 	st->sink.expect_seq = 0;
@@ -203,14 +316,15 @@ static void sink_expect(struct stream *st, uint64_t asked_lsn)
 
 bool stream_sink_hello_position(struct stream *st, struct relay_proto_position *pos)
 {
-	if (st->sink.halted || !sink_position(st, pos))
+	/* while it takes a sibling's batches, the primary's would only be dropped */
+	if (st->sink.halted || st->sink.catchup || !stream_sink_position(st, pos))
 		return false;
 	/* a stream that needs an initial sync round asks with RESUME once up */
 	if (st->sync && !streamsync_sink_hello(st->sync, &pos->received_lsn))
 		return false;
 	if (st->join && !streamjoin_sink_ready(st->join))
 		return false;       /* its resume() asks once it may */
-	sink_expect(st, pos->received_lsn);
+	stream_sink_expect(st, pos->received_lsn);
 	return true;
 }
 
@@ -222,9 +336,13 @@ void stream_sink_send_resume(struct stream *st)
 {
 	struct relay_proto_resume_req resume;
 
+	if (st->sink.catchup) {
+		stream_catchup_ask(st);
+		return;
+	}
 	if (!relay_is_up(st->owner->relay, st->peer) || st->sink.halted)
 		return;       /* the next HELLO (or the retry) carries it */
-	if (!sink_position(st, &resume.pos))
+	if (!stream_sink_position(st, &resume.pos))
 		return;       /* the apply is not ready: its ready() asks */
 	if (st->sync && !streamsync_sink_resume(st->sync, st->sink.want_generation + 1,
 						&resume.pos.received_lsn))
@@ -232,7 +350,7 @@ void stream_sink_send_resume(struct stream *st)
 	if (st->join && resume.pos.received_lsn != 0 && !streamjoin_sink_ready(st->join))
 		return;       /* the join calls stream_sync_resume() when it may */
 	st->sink.want_generation++;
-	sink_expect(st, resume.pos.received_lsn);
+	stream_sink_expect(st, resume.pos.received_lsn);
 	resume.generation = st->sink.want_generation;
 	wire_writer_reset(&st->owner->out);
 	if (relay_proto_write_resume(&st->owner->out, &resume) && stream_send(st, FRAME_RESUME, 0))
@@ -286,8 +404,12 @@ static void stream_apply_ready(void *arg, uint64_t resume_lsn)
 {
 	struct stream *st = arg;
 
+	char err[256];
+
 	st->sink.apply_ready = true;
 	st->sink.ack_sent_lsn = st->sink.ack_lsn = resume_lsn;
+	if (st->sink.retain && !retain_resume(st->sink.retain, resume_lsn, err, sizeof(err)))
+		sink_retain_stop(st, err);
 	streamjoin_apply_restarted(st->join);
 	lag_acked(st->lag, resume_lsn, 0);
 	st->last_error[0] = '\0';
@@ -309,6 +431,10 @@ static void stream_apply_committed(void *arg, uint64_t end_lsn, int64_t commit_t
 		streamsync_committed(st->sync, end_lsn);
 	if (st->join)
 		streamjoin_committed(st->join, end_lsn);
+	if (st->sink.retain)
+		sink_retain_trim(st);
+	if (st->sink.catchup)
+		stream_catchup_committed(st);
 	sink_spill_go_on(st);
 }
 
@@ -394,7 +520,12 @@ static bool sink_deliver(void *arg, const uint8_t *body, size_t len)
 		st->sink.filter_failed = true;
 		return false;
 	}
-	return len == 0 || apply_submit(st->sink.apply, body, len);
+	if (len == 0)
+		return true;
+	if (!apply_submit(st->sink.apply, body, len))
+		return false;
+	sink_retain_take(st, body, len);
+	return true;
 }
 
 /* A replay hands the apply more only while it holds less than this. */
@@ -644,12 +775,21 @@ bool stream_sink_init(struct stream *st, const struct strait_config *cfg, size_t
 		return false;
 	if (cs->initial_sync && !sink_join_init(st, cfg->state_dir))
 		return false;
+	sink_retain_open(st, cfg);
 	return true;
 }
 
 void stream_sink_fini(struct stream *st)
 {
 	stream_verify_sink_stop(st, "the stream stopped here");
+	stream_catchup_free(st);
+	if (st->sink.retain_event) {
+		event_free(st->sink.retain_event);
+		st->sink.retain_event = NULL;
+	}
+	retain_serve_forget(st->owner->serve, st->sink.retain);
+	retain_close(st->sink.retain);
+	st->sink.retain = NULL;
 	free(st->sink.sink_conninfo);
 	st->sink.sink_conninfo = NULL;
 	seq_writer_free(st->sink.seq_writer);
@@ -679,6 +819,13 @@ void stream_sink_status(const struct stream *st, struct json_out *j)
 		json_uint(j, "spilled_bytes", streamspill_spilled_bytes(st->sink.spill));
 		json_uint(j, "committed", streamspill_committed_count(st->sink.spill));
 		json_uint(j, "aborted", streamspill_aborted_count(st->sink.spill));
+		json_object_end(j);
+	}
+	if (st->sink.retain && retain_spool(st->sink.retain)) {
+		json_object_begin(j, "retained");
+		json_lsn(j, "floor_lsn", retain_floor_lsn(st->sink.retain));
+		json_lsn(j, "end_lsn", retain_end_lsn(st->sink.retain));
+		json_uint(j, "bytes", spool_bytes(retain_spool(st->sink.retain)));
 		json_object_end(j);
 	}
 	if (st->sink.apply)

@@ -272,16 +272,23 @@ test_readiness_siblings(void **state)
 	in.n_positions = 2;
 	failover_readiness(&in, &r);
 	assert_int_equal(r.n, FAILOVER_CHECKS);
-	assert_false(r.go);
-	assert_detail(&r, "replicas", false, "applied of the old primary's streams: cloud 0/2F00000 "
+	assert_true(r.go);
+	assert_detail(&r, "replicas", true, "applied of the old primary's streams: cloud 0/2F00000 "
 		      "(this site), edge 0/3000100 (the most caught up), dc2 unknown (site dc2 is "
-		      "not reachable); this version fails over only streams of two sites");
-	assert_non_null(strstr(r.verdict, "no-go"));
+		      "not reachable); a failover here first takes from each reachable replica what "
+		      "it applied beyond this site; one not reachable that holds more is fenced and "
+		      "must rejoin");
+	assert_null(strstr(r.verdict, "no-go"));
 	/* this site ahead */
 	in.applied_lsn = 0x3000200;
 	failover_readiness(&in, &r);
-	assert_detail(&r, "replicas", false, "cloud 0/3000200 (this site, the most caught up), "
+	assert_detail(&r, "replicas", true, "cloud 0/3000200 (this site, the most caught up), "
 		      "edge 0/3000100, dc2 unknown");
+	/* every one known: nothing about the unreachable */
+	pos[1].known = true;
+	pos[1].applied_lsn = 0x1000;
+	failover_readiness(&in, &r);
+	assert_null(strstr(check_of(&r, "replicas")->detail, "not reachable"));
 }
 
 static void

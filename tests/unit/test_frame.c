@@ -17,8 +17,10 @@
 
 static const enum frame_type all_types[] = {
 	FRAME_HELLO, FRAME_BATCH, FRAME_SYNC, FRAME_SEQUENCES, FRAME_ACK,
-	FRAME_HEARTBEAT, FRAME_GOODBYE, FRAME_RESUME, FRAME_FENCE, FRAME_FENCE_ACK,
+	FRAME_HEARTBEAT, FRAME_GOODBYE, FRAME_RESUME, FRAME_CATCHUP, FRAME_CATCHUP_REPLY, FRAME_CATCHUP_BATCH,
+	FRAME_CATCHUP_ACK, FRAME_FENCE, FRAME_FENCE_ACK,
 	FRAME_PROMOTE, FRAME_PROMOTE_ACK, FRAME_VERIFY, FRAME_COMMAND, FRAME_COMMAND_REPLY,
+	FRAME_CLAIM, FRAME_CLAIM_REPLY,
 };
 #define NTYPES (sizeof(all_types) / sizeof(all_types[0]))
 
@@ -79,7 +81,7 @@ test_round_trip_all_types(void **state)
 	(void)state;
 	wire_writer_init_heap(&w, 1 << 20);
 	for (size_t i = 0; i < NTYPES; i++) {
-		uint8_t payload[128];
+		uint8_t payload[256];
 		struct frame f;
 		size_t len = i * 9;
 
@@ -174,8 +176,8 @@ test_header_errors_early(void **state)
 		{ 4, 0, FRAME_ERR_VERSION },
 		{ 4, 2, FRAME_ERR_VERSION },
 		{ 5, 0x00, FRAME_ERR_TYPE },
-		{ 5, 0x09, FRAME_ERR_TYPE },
-		{ 5, 0x17, FRAME_ERR_TYPE },
+		{ 5, 0x0d, FRAME_ERR_TYPE },
+		{ 5, 0x19, FRAME_ERR_TYPE },
 		{ 5, 0x1f, FRAME_ERR_TYPE },
 		{ 5, 'B', FRAME_ERR_TYPE },
 		{ 5, 0xff, FRAME_ERR_TYPE },
@@ -315,7 +317,7 @@ test_encoder_refusals(void **state)
 
 	(void)state;
 	memset(hdr, 0xEE, sizeof(hdr));
-	assert_false(frame_encode_header(hdr, (enum frame_type)0x09, 0, 0, NULL, 0));
+	assert_false(frame_encode_header(hdr, (enum frame_type)0x0d, 0, 0, NULL, 0));
 	assert_false(frame_encode_header(hdr, FRAME_ACK, 0x04, 0, NULL, 0));
 	assert_int_equal(hdr[0], 0xEE);        /* untouched */
 

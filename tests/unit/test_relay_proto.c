@@ -277,6 +277,58 @@ test_resume(void **state)
 }
 
 static void
+test_catchup(void **state)
+{
+	struct relay_proto_catchup m = { S("orders"), S("aws"), 0x1234567890ull, 7 }, out;
+	struct relay_proto_catchup_reply rm = {
+		S("orders"), 7, 1, 0x3000, 0x1000, 0x3100, S(""),
+	}, rout;
+	struct wire_writer w;
+
+	(void)state;
+	wire_writer_init_heap(&w, 1 << 16);
+	assert_true(relay_proto_write_catchup(&w, &m));
+	assert_int_equal(relay_proto_read_catchup(w.data, w.len, &out), RELAY_PROTO_OK);
+	assert_true(str_is(out.stream, "orders"));
+	assert_true(str_is(out.source, "aws"));
+	assert_true(out.after_lsn == 0x1234567890ull);
+	assert_int_equal(out.generation, 7);
+	for (size_t cut = 0; cut < w.len; cut++)
+		assert_int_not_equal(relay_proto_read_catchup(w.data, cut, &out), RELAY_PROTO_OK);
+	assert_true(wire_put_u8(&w, 0));
+	assert_int_equal(relay_proto_read_catchup(w.data, w.len, &out), RELAY_PROTO_ERR_TRAILING);
+	/* a source is a site's name: never empty */
+	m.source = S("");
+	wire_writer_reset(&w);
+	assert_false(relay_proto_write_catchup(&w, &m));
+
+	wire_writer_reset(&w);
+	assert_true(relay_proto_write_catchup_reply(&w, &rm));
+	assert_int_equal(relay_proto_read_catchup_reply(w.data, w.len, &rout), RELAY_PROTO_OK);
+	assert_true(str_is(rout.stream, "orders"));
+	assert_int_equal(rout.generation, 7);
+	assert_int_equal(rout.ok, 1);
+	assert_true(rout.applied_lsn == 0x3000 && rout.floor_lsn == 0x1000 && rout.end_lsn == 0x3100);
+	assert_int_equal(rout.message.len, 0);
+	for (size_t cut = 0; cut < w.len; cut++)
+		assert_int_not_equal(relay_proto_read_catchup_reply(w.data, cut, &rout), RELAY_PROTO_OK);
+	/* ok is 0 or 1 */
+	rm.ok = 2;
+	wire_writer_reset(&w);
+	assert_false(relay_proto_write_catchup_reply(&w, &rm));
+	rm.ok = 0;
+	rm.message = S("no retained batches of site aws");
+	wire_writer_reset(&w);
+	assert_true(relay_proto_write_catchup_reply(&w, &rm));
+	w.data[2 + 6 + 4] = 2;       /* after the stream (u16 length, "orders") and the generation */
+	assert_int_equal(relay_proto_read_catchup_reply(w.data, w.len, &rout), RELAY_PROTO_ERR_VALUE);
+	w.data[2 + 6 + 4] = 0;
+	assert_int_equal(relay_proto_read_catchup_reply(w.data, w.len, &rout), RELAY_PROTO_OK);
+	assert_true(str_is(rout.message, "no retained batches of site aws"));
+	wire_writer_free(&w);
+}
+
+static void
 test_batch(void **state)
 {
 	struct wire_writer w;
@@ -633,6 +685,7 @@ main(void)
 		cmocka_unit_test(test_heartbeat),
 		cmocka_unit_test(test_batch),
 		cmocka_unit_test(test_resume),
+		cmocka_unit_test(test_catchup),
 		cmocka_unit_test(test_sync),
 		cmocka_unit_test(test_sequences),
 		cmocka_unit_test(test_goodbye),
