@@ -642,6 +642,8 @@ static void fo_promoted(struct failover *f)
 		return;
 	}
 	relay_set_epoch(f->relay, f->new_epoch);
+	memcpy(f->starts, f->slots, f->n_slots * sizeof(f->slots[0]));
+	f->n_starts = f->n_slots;
 	fo_step(f, "site %s is primary at epoch %" PRIu64, f->cfg->sites[f->self].name,
 		f->new_epoch);
 	f->streams_stopped = false;

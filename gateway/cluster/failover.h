@@ -77,7 +77,7 @@ void failover_cmd_rejoin(struct failover *f, struct control_request *req, int ar
 
 /* Relay: PROMOTE and PROMOTE_ACK frames, and what peers say in HEARTBEATs. */
 void failover_frame(struct failover *f, const char *peer, const struct frame *fr);
-void failover_heartbeat(struct failover *f, const char *peer,
+void failover_heartbeat(struct failover *f, const char *peer, uint64_t epoch,
 		const struct relay_proto_heartbeat *hb);
 /*
  * This site heard a higher epoch from peer and stepped down to fenced (the

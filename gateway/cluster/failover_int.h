@@ -67,6 +67,7 @@ struct fo_peer {
 	uint64_t pending_wal;    /* from its last HEARTBEAT (0: caught up) */
 	time_t heard_at;
 	time_t fence_sent_at;    /* primary: when FENCE last went to this fenced peer */
+	time_t follow_asked_at;  /* replica: when FOLLOW_REQ last went to this new primary */
 };
 
 struct failover {
@@ -134,6 +135,9 @@ struct failover {
 	bool catching_up;        /* a streams_catchup() of ours runs */
 	struct fo_slot follow_at[FO_MAX_STREAMS]; /* follow: where the new primary's slots start */
 	size_t n_follow;
+	/* primary: where its slots started when it was promoted (FOLLOW_REQ); this process only */
+	struct fo_slot starts[FO_MAX_STREAMS];
+	size_t n_starts;
 };
 
 /* failover.c: the log */

@@ -42,9 +42,13 @@ void fo_send_promote_ack(struct failover *f, const char *peer, bool ok, const ch
 
 	if (ack.message.len > 8000)
 		ack.message.len = 8000;
-	for (size_t i = 0; ok && i < f->n_slots; i++) {
-		streams[i].stream = relay_proto_str(f->slots[i].stream);
-		streams[i].lsn = f->slots[i].lsn;
+	/* during a promotion its slots; later (FOLLOW_REQ) where they started */
+	const struct fo_slot *slots = f->n_slots ? f->slots : f->starts;
+	size_t n = f->n_slots ? f->n_slots : f->n_starts;
+
+	for (size_t i = 0; ok && i < n; i++) {
+		streams[i].stream = relay_proto_str(slots[i].stream);
+		streams[i].lsn = slots[i].lsn;
 		ack.nstreams++;
 	}
 	wire_writer_init(&w, buf, sizeof(buf));
@@ -212,6 +216,24 @@ static void fo_on_promote_ack(struct failover *f, const char *peer, const struct
 	fo_switch_acked(f, &ack);
 }
 
+/*
+ * A replica that was away when a new primary took over (it never got its
+ * PROMOTE_ACK) asks where its streams start; the answer makes it follow.
+ */
+static void fo_on_follow_req(struct failover *f, const char *peer)
+{
+	if (role_current(f->role) != ROLE_PRIMARY)
+		return;
+	if (!f->n_starts) {
+		log_warning("site \"%s\" asks where this site's streams start, which this process does "
+			    "not know (it was promoted before straitd started): run rejoin on it", peer);
+		return;
+	}
+	log_notice("site \"%s\" follows another primary: telling it where this site's streams start",
+		   peer);
+	fo_send_promote_ack(f, peer, true, NULL);
+}
+
 void failover_frame(struct failover *f, const char *peer, const struct frame *fr)
 {
 	if (fr->type == FRAME_FENCE)
@@ -222,9 +244,35 @@ void failover_frame(struct failover *f, const char *peer, const struct frame *fr
 		fo_on_promote_ack(f, peer, fr);
 	else if (fr->type == FRAME_CLAIM || fr->type == FRAME_CLAIM_REPLY)
 		fo_claim_frame(f, peer, fr);
+	else if (fr->type == FRAME_FOLLOW_REQ)
+		fo_on_follow_req(f, peer);
 }
 
-void failover_heartbeat(struct failover *f, const char *peer, const struct relay_proto_heartbeat *hb)
+/* A replica hears a primary it does not follow, at its own epoch: it asks where to follow it from. */
+static void fo_ask_follow(struct failover *f, struct fo_peer *p, uint64_t epoch)
+{
+	/* a role file that names no primary (an older one) follows the config: nothing to ask */
+	if (role_current(f->role) != ROLE_REPLICA || f->op != FO_NONE || epoch < role_epoch(f->role) ||
+	    !role_primary(f->role)[0] || strcmp(role_primary(f->role), p->name) == 0 ||
+	    p->heard_at - p->follow_asked_at < 5)
+		return;
+	p->follow_asked_at = p->heard_at;
+	log_notice("site \"%s\" is primary at epoch %" PRIu64 ", not site \"%s\": asking it where its "
+		   "streams start", p->name, epoch, role_primary(f->role));
+	{
+		uint8_t buf[256];
+		struct wire_writer w;
+
+		wire_writer_init(&w, buf, sizeof(buf));
+		if (!relay_proto_write_promote(&w, &(struct relay_proto_promote){
+			.epoch = epoch, .reason = relay_proto_str("follow") }) ||
+		    !relay_send(f->relay, p->name, FRAME_FOLLOW_REQ, 0, w.data, w.len))
+			log_warning("could not ask site \"%s\" where its streams start", p->name);
+	}
+}
+
+void failover_heartbeat(struct failover *f, const char *peer, uint64_t epoch,
+		const struct relay_proto_heartbeat *hb)
 {
 	struct fo_peer *p = NULL;
 
@@ -239,6 +287,8 @@ void failover_heartbeat(struct failover *f, const char *peer, const struct relay
 		return;
 	p->pending_wal = hb->wal_lsn;
 	p->heard_at = time(NULL);
+	if (hb->role == RELAY_ROLE_PRIMARY)
+		fo_ask_follow(f, p, epoch);
 	/* a fenced old primary learns what we applied of it, for its rejoin */
 	if (hb->role == RELAY_ROLE_FENCED && role_current(f->role) == ROLE_PRIMARY &&
 	    p->heard_at - p->fence_sent_at >= 5) {

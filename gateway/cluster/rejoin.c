@@ -26,6 +26,8 @@
 #include "replicator/syncstate.h"
 
 static void fo_rejoin_next_stream(struct failover *f);
+static bool fo_rejoin_read_dir(struct failover *f, const struct config_stream *cs,
+		uint64_t after_lsn, const char *kind);
 
 static const struct fo_slot *fo_applied_of(const struct failover *f, const char *stream)
 {
@@ -114,16 +116,32 @@ static void fo_rejoin_peeked(void *arg, const char *err, uint64_t messages)
 	struct failover *f = arg;
 	const struct config_stream *cs = &f->cfg->streams[f->rj_i];
 	struct lostxacts_stats st;
-	char path[4096], why[4600], stamp[32];
+	char path[4096], why[4600], stamp[32], from[64];
 	time_t now = time(NULL);
+	bool no_slot = false;
 	struct tm tm;
 	FILE *out;
 
 	lostxacts_peek_free(f->peek);
 	f->peek = NULL;
 	if (err && strstr(err, "does not exist")) {
-		fo_step(f, "stream %s: no slot here, nothing to read (%s)", cs->name, err);
-		goto next;
+		const struct fo_slot *ap = fo_applied_of(f, cs->name);
+
+		/*
+		 * No slot: this site was a replica (fenced because it applied more
+		 * than the primary it would have followed); what it applied beyond
+		 * is in its retained batches.
+		 */
+		fo_step(f, "stream %s: no slot here (%s)", cs->name, err);
+		if (!fo_rejoin_read_dir(f, cs, ap ? ap->lsn : 0, "retain")) {
+			fo_end(f, false, "could not read the retained batches of stream %s", cs->name);
+			return;
+		}
+		lostxacts_get_stats(f->lx, &st);
+		if (st.kept == 0)
+			goto next;
+		no_slot = true;
+		err = NULL;
 	}
 	if (err) {
 		snprintf(why, sizeof(why), "could not read the slot of stream %s: %s", cs->name, err);
@@ -147,9 +165,13 @@ static void fo_rejoin_peeked(void *arg, const char *err, uint64_t messages)
 		return;
 	}
 	lostxacts_get_stats(f->lx, &st);
-	fo_step(f, "stream %s: read %" PRIu64 " messages from the slot; %" PRIu64 " transactions "
-		"(%" PRIu64 " statements) committed here never reached site %s: written to %s",
-		cs->name, messages, st.kept, st.statements, f->peer, path);
+	if (no_slot)
+		snprintf(from, sizeof(from), "from the retained batches");
+	else
+		snprintf(from, sizeof(from), "read %" PRIu64 " messages from the slot", messages);
+	fo_step(f, "stream %s: %s; %" PRIu64 " transactions (%" PRIu64 " statements) committed here "
+		"never reached site %s: written to %s", cs->name, from, st.kept, st.statements, f->peer,
+		path);
 next:
 	lostxacts_free(f->lx);
 	f->lx = NULL;
@@ -162,9 +184,10 @@ next:
  * durability spool the slot is confirmed once spooled, e.g. by a restarted
  * old primary that read its slot before it heard the new epoch): feed every
  * record after what the primary applied; the slot's overlap is deduplicated.
+ * A replica's retained batches (kind "retain") are read the same way.
  */
-static bool fo_rejoin_read_spool(struct failover *f, const struct config_stream *cs,
-		uint64_t after_lsn)
+static bool fo_rejoin_read_dir(struct failover *f, const struct config_stream *cs,
+		uint64_t after_lsn, const char *kind)
 {
 	char dir[4096], err[512];
 	struct spool *sp;
@@ -173,22 +196,22 @@ static bool fo_rejoin_read_spool(struct failover *f, const struct config_stream 
 	enum spool_seek_result seek;
 	bool ok = true;
 
-	snprintf(dir, sizeof(dir), "%s/spool/%s", f->cfg->state_dir, cs->name);
+	snprintf(dir, sizeof(dir), "%s/%s/%s", f->cfg->state_dir, kind, cs->name);
 	if (stat(dir, &st) != 0)
 		return true;
 	sp = spool_open(dir, 0, NULL, err, sizeof(err));
 	if (!sp) {
-		fo_step(f, "stream %s: could not open its spool: %s", cs->name, err);
+		fo_step(f, "stream %s: could not open its %s: %s", cs->name, kind, err);
 		return false;
 	}
 	seek = spool_seek(sp, after_lsn, &prev, err, sizeof(err));
 	if (seek == SPOOL_SEEK_GAP) {
 		/* released records were committed there: what is left is after them */
-		fo_step(f, "stream %s: %s; reading what the spool holds", cs->name, err);
+		fo_step(f, "stream %s: %s; reading what its %s holds", cs->name, err, kind);
 		seek = spool_seek(sp, 0, &prev, err, sizeof(err));
 	}
 	if (seek != SPOOL_SEEK_OK) {
-		fo_step(f, "stream %s: could not read its spool: %s", cs->name, err);
+		fo_step(f, "stream %s: could not read its %s: %s", cs->name, kind, err);
 		spool_close(sp);
 		return false;
 	}
@@ -201,17 +224,17 @@ static bool fo_rejoin_read_spool(struct failover *f, const struct config_stream 
 		if (r == 0)
 			break;
 		if (r < 0) {
-			fo_step(f, "stream %s: could not read its spool: %s", cs->name, err);
+			fo_step(f, "stream %s: could not read its %s: %s", cs->name, kind, err);
 			ok = false;
 			break;
 		}
 		records++;
 		if (!lostxacts_feed_batch(f->lx, body, len, err, sizeof(err)))
-			fo_step(f, "stream %s: a spool record does not decode: %s", cs->name, err);
+			fo_step(f, "stream %s: a %s record does not decode: %s", cs->name, kind, err);
 	}
 	spool_close(sp);
 	if (ok)
-		fo_step(f, "stream %s: read %" PRIu64 " records from its spool", cs->name, records);
+		fo_step(f, "stream %s: read %" PRIu64 " records from its %s", cs->name, records, kind);
 	return ok;
 }
 
@@ -240,7 +263,7 @@ static void fo_rejoin_next_stream(struct failover *f)
 			lostxacts_free(f->lx);
 			f->lx = NULL;
 		}
-		if (f->lx && !fo_rejoin_read_spool(f, cs, opt.after_lsn)) {
+		if (f->lx && !fo_rejoin_read_dir(f, cs, opt.after_lsn, "spool")) {
 			fo_end(f, false, "could not read the spool of stream %s", cs->name);
 			return;
 		}

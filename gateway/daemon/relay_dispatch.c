@@ -234,12 +234,12 @@ static void daemon_relay_frame(void *arg, const char *peer, const struct frame *
 				failover_stepped_down(d->failover, peer);
 		}
 		if (d->failover)
-			failover_heartbeat(d->failover, peer, &hb);
+			failover_heartbeat(d->failover, peer, f->epoch, &hb);
 	}
 	if (daemon_refuse_stale(d, peer, f))
 		return;
 	if (f->type == FRAME_FENCE || f->type == FRAME_PROMOTE || f->type == FRAME_PROMOTE_ACK ||
-	    f->type == FRAME_CLAIM || f->type == FRAME_CLAIM_REPLY) {
+	    f->type == FRAME_CLAIM || f->type == FRAME_CLAIM_REPLY || f->type == FRAME_FOLLOW_REQ) {
 		if (d->failover)
 			failover_frame(d->failover, peer, f);
 		return;

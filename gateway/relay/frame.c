@@ -46,6 +46,7 @@ frame_type_valid(unsigned t)
 	case FRAME_COMMAND_REPLY:
 	case FRAME_CLAIM:
 	case FRAME_CLAIM_REPLY:
+	case FRAME_FOLLOW_REQ:
 		return true;
 	default:
 		return false;
@@ -77,6 +78,7 @@ frame_type_name(unsigned t)
 	case FRAME_COMMAND_REPLY: return "COMMAND_REPLY";
 	case FRAME_CLAIM:       return "CLAIM";
 	case FRAME_CLAIM_REPLY: return "CLAIM_REPLY";
+	case FRAME_FOLLOW_REQ:  return "FOLLOW_REQ";
 	default:                return "unknown";
 	}
 }

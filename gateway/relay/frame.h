@@ -76,7 +76,8 @@ enum frame_type {
 	FRAME_COMMAND_REPLY = 0x16, /* its answer */
 	FRAME_CLAIM       = 0x17,  /* a replica is failing over: may it? (level.c) */
 	FRAME_CLAIM_REPLY = 0x18,  /* yes, or no and why */
-	/* 0x19..0x1f reserved for failover; everything else is unknown. */
+	FRAME_FOLLOW_REQ  = 0x19,  /* a replica of an old primary: where do your streams start? */
+	/* 0x1a..0x1f reserved for failover; everything else is unknown. */
 };
 
 /* The payload of a BATCH or SYNC frame carries compressed data (zstd). */

@@ -188,3 +188,76 @@ def test_two_failovers_at_once_leave_one_primary(tmp_path, netns_sites, pg_facto
     assert copy_rounds(d[winner]) == 0
     for site in ("azure", "onprem"):
         assert "fault point failover.claims_sent: stall" in d[site].log_text()
+
+
+@pytest.mark.parametrize("late", ["behind", "ahead"])
+def test_a_replica_away_at_the_failover_follows_later_or_is_fenced(late, tmp_path, netns_sites,
+                                                                    pg_factory, straitd_factory):
+    """Every site cut off (azure first, so onprem is ahead), then one replica
+    fails over alone; the other comes back later and asks the new primary
+    where its streams start. Behind: it takes what it lacks and follows.
+    Ahead: it cannot follow without losing what only it applied: it is
+    fenced, and its rejoin report (from its retained batches) holds exactly
+    those transactions before it is re-seeded."""
+    target, away = ("onprem", "azure") if late == "behind" else ("azure", "onprem")
+    pgs, d, ns = three_sites(tmp_path, netns_sites, pg_factory, straitd_factory,
+                             schema=ledger_schema)
+    wait_until(lambda: set(sources(d["aws"])) == {"azure", "onprem"} and
+               all(r["streaming"] for r in sources(d["aws"]).values()), 120, interval=0.5,
+               what="the stream to both replicas")
+    w = Writer(pgs["aws"])
+    try:
+        w.wait_more(200, "ledger writes")
+        ns["azure"].set_wan(False)
+        w.wait_more(300, "writes while azure is away")
+        wait_until(lambda: len(ledger_ids(pgs["onprem"])) > len(ledger_ids(pgs["azure"])) + 200,
+                   60, interval=0.2, what="onprem ahead of azure")
+        ns["onprem"].set_wan(False)
+        ns["aws"].set_wan(False)
+        w.wait_more(100, "writes only aws has")
+    finally:
+        w.halt()
+    held = {n: ledger_ids(pgs[n]) for n in ("azure", "onprem")}
+    ns[target].set_wan(True)
+    wait_until(lambda: not link_up(d[target], away) and not link_up(d[target], "aws"), 60,
+               interval=0.2, what=f"{target} alone")
+    res = d[target].ctl("failover", "--to", target, timeout=200)
+    print(res.stdout)
+    assert f"site {away}, another replica, is not reachable" in res.stdout
+    assert "failover done in" in res.stdout
+    pgs[target].sql("INSERT INTO ledger VALUES (3000001, 'new primary')")
+
+    ns[away].set_wan(True)
+    if late == "behind":
+        wait_until(lambda: role(d[away]) == "replica" and d[away].status()["primary"] == target,
+                   60, interval=0.2, what=f"{away} to follow {target}")
+        log = d[away].log_text()
+        assert f"is primary at epoch 2, not site \"aws\": asking it where its streams start" in log
+        assert f"stream app: took from site {target} what this site lacked" in log
+        wait_until(lambda: ledger_ids(pgs[away]) == ledger_ids(pgs[target]), 60, interval=0.5,
+                   what=f"{away} level with {target}")
+        assert 3000001 in ledger_ids(pgs[away])
+        assert copy_rounds(d[target]) == 0
+        return
+    wait_until(lambda: role(d[away]) == "fenced", 60, interval=0.2, what=f"{away} fenced")
+    assert d[away].status()["primary"] == target
+    log = d[away].log_text()
+    assert f"site {away} cannot follow site {target} without losing what only it applied" in log
+    wait_until(lambda: d[away].status()["database_fenced"], 30, what=f"{away}'s database fenced")
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        pgs[away].sql("INSERT INTO ledger VALUES (-1, 'no')")
+    wait_until(lambda: "(the primary) applied" in d[away].log_text(), 60, interval=0.2,
+               what="the primary's FENCE")
+    res = d[away].ctl("rejoin", away, timeout=200)
+    print(res.stdout)
+    assert "no slot here" in res.stdout and "records from its retain" in res.stdout, res.stdout
+    m = re.search(r"(\d+) transactions \((\d+) statements\) committed here never "
+                  r"reached site (\w+): written to (\S+)", res.stdout)
+    assert m and m.group(3) == target, res.stdout
+    with open(m.group(4)) as f:
+        lost = {int(x) for x in re.findall(r"VALUES \('(\d+)'", f.read())}
+    assert lost == set(held[away]) - set(held[target]), \
+        sorted(lost ^ (set(held[away]) - set(held[target])))[:20]
+    wait_until(lambda: ledger_ids(pgs[away]) == ledger_ids(pgs[target]), 120, interval=0.5,
+               what=f"{away} re-seeded from {target}")
+    assert not lost & set(ledger_ids(pgs[target]))
