@@ -906,6 +906,24 @@ void failover_stepped_down(struct failover *f, const char *peer)
 	fo_fence(f, FENCE_OP_FENCE, fo_step_down_done);
 }
 
+static void fo_unfenced(struct failover *f)
+{
+	f->fence_holds = false;
+	fo_end(f, true, "site %s's database takes writes again", f->cfg->sites[f->self].name);
+}
+
+void failover_unfence(struct failover *f, const char *why)
+{
+	if (f->op != FO_NONE) {
+		fo_end(f, false, "%s: the %s ends", why, fo_op_name(f->op));
+		fence_free(f->fence);
+		f->fence = NULL;
+	}
+	fo_begin(f, FO_UNFENCE, NULL, NULL);
+	fo_step(f, "%s: unfencing this site's database", why);
+	fo_fence(f, FENCE_OP_UNFENCE, fo_unfenced);
+}
+
 /* ------------------------------------------------------------------ object */
 
 struct failover *failover_new(struct event_base *base, const struct strait_config *cfg,

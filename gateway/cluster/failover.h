@@ -98,6 +98,13 @@ const char *failover_old_primary(const struct failover *f);
 void failover_set_positions(struct failover *f, const struct failover_position *v, size_t n);
 
 /*
+ * A site fenced at start (its state directory was lost) learned from its
+ * peers that it keeps or takes back a role that writes: unfence its database
+ * (why goes into the log).
+ */
+void failover_unfence(struct failover *f, const char *why);
+
+/*
  * A fenced site: whether its database was fenced since it stepped down (false
  * while fencing is retried, and before the first attempt ends).
  */

@@ -31,6 +31,8 @@ const char *fo_op_name(enum fo_op op)
 		return "failover dry run";
 	case FO_FOLLOW:
 		return "change of primary";
+	case FO_UNFENCE:
+		return "unfencing";
 	case FO_NONE:
 		break;
 	}

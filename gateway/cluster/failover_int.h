@@ -48,6 +48,7 @@ enum fo_op {
 	FO_REJOIN,               /* this fenced site becomes the primary's replica */
 	FO_DRY_RUN,              /* failover --dry-run: asking this site's database */
 	FO_FOLLOW,               /* this replica takes the streams from a new primary */
+	FO_UNFENCE,              /* a site fenced at start takes its role back (lost state) */
 };
 
 struct fo_sql {

@@ -183,6 +183,31 @@ size_t daemon_primary_site(const struct daemon *d)
 }
 
 
+/* How often a fenced site that knows no primary asks its peers. */
+#define DAEMON_LOST_ASK_S 5
+
+static void daemon_lost_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	daemon_lost_tick(arg);
+}
+
+/* The role file; a site whose file was lost starts fenced (lost.c). */
+static bool daemon_load_role(struct daemon *d, size_t self)
+{
+	bool lost = daemon_state_lost(d->cfg, self);
+
+	d->role = role_load(d->cfg->state_dir, d->cfg->cluster, d->site_name,
+			    d->cfg->sites[self].role, daemon_config_primary(d->cfg));
+	if (!d->role)
+		return false;
+	/* never the config's role on trust: a failover may have happened meanwhile */
+	return !lost || role_set(d->role, ROLE_FENCED, role_epoch(d->role), NULL,
+				 "state directory lost (no role file, but the database shows strait "
+				 "ran here): fenced until the peers say who is primary");
+}
+
 static bool daemon_start(struct daemon *d, const struct daemon_options *opts)
 {
 	static const int sigs[] = { SIGHUP, SIGTERM, SIGINT };
@@ -214,9 +239,7 @@ static bool daemon_start(struct daemon *d, const struct daemon_options *opts)
 
 	if (!daemon_make_state_dir(d->cfg->state_dir))
 		return false;
-	d->role = role_load(d->cfg->state_dir, d->cfg->cluster, d->site_name,
-			    d->cfg->sites[self].role, daemon_config_primary(d->cfg));
-	if (!d->role)
+	if (!daemon_load_role(d, (size_t)self))
 		return false;
 
 	d->base = event_base_new();
@@ -258,6 +281,10 @@ static bool daemon_start(struct daemon *d, const struct daemon_options *opts)
 		d->forward = forward_new(d->base, d->relay, daemon_commands, d);
 		if (!d->forward)
 			return false;
+		d->lost_timer = event_new(d->base, -1, EV_PERSIST, daemon_lost_cb, d);
+		if (!d->lost_timer ||
+		    event_add(d->lost_timer, &(struct timeval){ DAEMON_LOST_ASK_S, 0 }) < 0)
+			return false;
 	}
 
 	d->control = control_listen_group(d->base, d->cfg->control.socket,
@@ -276,6 +303,8 @@ static bool daemon_start(struct daemon *d, const struct daemon_options *opts)
 static void daemon_teardown(struct daemon *d)
 {
 	metrics_stop(d->metrics);
+	if (d->lost_timer)
+		event_free(d->lost_timer);
 	forward_free(d->forward);     /* calls to peers end: their commands are answered */
 	failover_free(d->failover);   /* answers a command still running */
 	verify_service_free(d->verify);   /* cancels a verify, answering its command */

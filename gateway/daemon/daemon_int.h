@@ -64,6 +64,7 @@ struct daemon {
 	struct daemon_peer *peers;
 	size_t n_peers;
 	struct event *signals[3];
+	struct event *lost_timer;    /* fenced, no primary known: ask the peers (lost.c) */
 	time_t started_at;
 	time_t loaded_at;
 	unsigned reloads;
@@ -84,6 +85,13 @@ static inline const char *daemon_site_role(const struct daemon *d)
 const char *daemon_config_primary(const struct strait_config *cfg);
 /* The site this one knows is primary now (itself when it is), or CONFIG_SITE_NONE. */
 size_t daemon_primary_site(const struct daemon *d);
+
+/* ---- lost.c: a site whose state directory was lost ---- */
+
+/* At start, before the role is loaded: no role file, but the database shows strait ran here. */
+bool daemon_state_lost(const struct strait_config *cfg, size_t self);
+/* Every few seconds: fenced and knowing no primary, ask the peers and take the role they show. */
+void daemon_lost_tick(struct daemon *d);
 
 /* ---- remote.c ---- */
 

@@ -225,6 +225,10 @@ static void daemon_relay_frame(void *arg, const char *peer, const struct frame *
 	    relay_proto_read_heartbeat(f->payload, f->payload_len, &hb) == RELAY_PROTO_OK) {
 		struct daemon_peer *p = daemon_peer(d, peer);
 
+		/* a site that takes the primary role back set its streams up anew: they wait for us */
+		if (p && p->role != hb.role && p->role != RELAY_ROLE_UNKNOWN &&
+		    hb.role == RELAY_ROLE_PRIMARY && d->streams)
+			streams_peer_became_primary(d->streams, peer);
 		if (p)
 			p->role = hb.role;
 		/* two primaries at one epoch: one name wins, the other site steps down */

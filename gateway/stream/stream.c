@@ -401,6 +401,16 @@ void streams_disconnected(struct streams *s, const char *peer)
 	retain_serve_link_down(s->serve, peer);
 }
 
+void streams_peer_became_primary(struct streams *s, const char *peer)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		struct stream *st = &s->v[i];
+
+		if (st->role == STREAM_ROLE_SINK && strcmp(st->peer, peer) == 0 && st->sink.apply_ready)
+			stream_sink_send_resume(st);
+	}
+}
+
 void streams_writable(struct streams *s, const char *peer)
 {
 	retain_serve_writable(s->serve, peer);

@@ -57,6 +57,12 @@ void streams_connected(struct streams *s, const char *peer, const struct relay_p
 void streams_frame(struct streams *s, const char *peer, const struct frame *f);
 void streams_writable(struct streams *s, const char *peer);
 void streams_disconnected(struct streams *s, const char *peer);
+/*
+ * peer began to claim primary (its heartbeats said otherwise before): its
+ * streams were set up anew there and wait to be told where to resume, so
+ * every sink of a stream from it asks (RESUME).
+ */
+void streams_peer_became_primary(struct streams *s, const char *peer);
 
 /*
  * sync-now: opens a one-off window on a stream this site sends, for
