@@ -229,41 +229,6 @@ static void check_windows_mode(struct config_ctx *ctx, const struct strait_confi
 		config_error_at(ctx, windows, "windows apply only to mode batch (this stream is live)");
 }
 
-/* True when streams[i] names a relay in via, whether or not it was accepted. */
-static bool stream_has_via(const struct config_ctx *ctx, const struct strait_config *cfg, size_t i)
-{
-	char key[CONFIG_KEY_MAX + 80];
-
-	for (size_t s = 0; s < cfg->n_sites; s++) {
-		if (!cfg->sites[s].name)
-			continue;
-		snprintf(key, sizeof(key), "streams[%zu].via.%s", i, cfg->sites[s].name);
-		if (config_where_find(ctx->src, key))
-			return true;
-	}
-	return false;
-}
-
-/*
- * This version's data path reads a stream on its source and sends it straight
- * to each destination, which applies it. The contract takes more (via), and
- * everything above checks it whole; this is the one place that refuses what
- * the data path cannot run yet. It goes when streams relay.
- */
-static void check_this_version_runs(struct config_ctx *ctx, const struct strait_config *cfg,
-		size_t i)
-{
-	char key[CONFIG_KEY_MAX];
-
-	if (ctx->contract_only)
-		return;
-	if (stream_has_via(ctx, cfg, i)) {
-		snprintf(key, sizeof(key), "streams[%zu].via", i);
-		config_error_at(ctx, key, "this version sends a stream straight to each destination: "
-				"relays (via) are not supported yet");
-	}
-}
-
 void config_check_all(struct config_ctx *ctx, struct strait_config *cfg)
 {
 	size_t primary = check_sites(ctx, cfg);
@@ -271,6 +236,5 @@ void config_check_all(struct config_ctx *ctx, struct strait_config *cfg)
 	for (size_t i = 0; i < cfg->n_streams; i++) {
 		check_stream(ctx, cfg, i, primary);
 		check_windows_mode(ctx, cfg, i);
-		check_this_version_runs(ctx, cfg, i);
 	}
 }

@@ -333,10 +333,15 @@ relay_proto_read_resume(const uint8_t *p, size_t len, struct relay_proto_resume_
 bool
 relay_proto_write_catchup(struct wire_writer *w, const struct relay_proto_catchup *m)
 {
+	if (m->flags & ~RELAY_CATCHUP_FLAGS_KNOWN) {
+		w->failed = true;
+		return false;
+	}
 	put_str(w, m->stream, true);
 	put_str(w, m->source, true);
 	wire_put_u64(w, m->after_lsn);
 	wire_put_u32(w, m->generation);
+	wire_put_u8(w, m->flags);
 	return wire_writer_ok(w);
 }
 
@@ -350,6 +355,9 @@ relay_proto_read_catchup(const uint8_t *p, size_t len, struct relay_proto_catchu
 	TRY(get_str(&r, &out->source, true));
 	NEED(wire_get_u64(&r, &out->after_lsn));
 	NEED(wire_get_u32(&r, &out->generation));
+	NEED(wire_get_u8(&r, &out->flags));
+	if (out->flags & ~RELAY_CATCHUP_FLAGS_KNOWN)
+		return RELAY_PROTO_ERR_VALUE;
 	return at_end(&r);
 }
 

@@ -240,11 +240,22 @@ enum relay_proto_status relay_proto_read_resume(const uint8_t *p, size_t len,
  * CATCHUP_BATCH frames that answer it (their payload is a BATCH's); the
  * asker frees the sibling's send window with CATCHUP_ACK (an ACK's payload).
  */
+/*
+ * FOLLOW: a destination relayed through the sibling (streams[].via): it
+ * keeps sending as it applies more, never past what it fsynced. PROBE: the
+ * answer only, no batch (a relayed destination asks whether the relay
+ * retains before it starts its copy).
+ */
+#define RELAY_CATCHUP_FOLLOW 0x01u
+#define RELAY_CATCHUP_PROBE  0x02u
+#define RELAY_CATCHUP_FLAGS_KNOWN (RELAY_CATCHUP_FOLLOW | RELAY_CATCHUP_PROBE)
+
 struct relay_proto_catchup {
 	struct wire_str stream;
 	struct wire_str source;
 	uint64_t after_lsn;
 	uint32_t generation;
+	uint8_t flags;           /* RELAY_CATCHUP_* */
 };
 
 bool relay_proto_write_catchup(struct wire_writer *w,

@@ -817,7 +817,7 @@ static int64_t cutoff_us(int64_t now_us, int64_t keep_us)
 }
 
 int retain_trim(struct retain *r, int64_t now_us, int64_t keep_us, uint64_t max_bytes,
-		char *err, size_t errlen)
+		uint64_t hold_lsn, char *err, size_t errlen)
 {
 	int64_t cutoff = cutoff_us(now_us, keep_us);
 	size_t next = 0;
@@ -826,7 +826,7 @@ int retain_trim(struct retain *r, int64_t now_us, int64_t keep_us, uint64_t max_
 	if (!retain_ready(r, err, errlen))
 		return -1;
 	note_open_mark(r, now_us);
-	while (next < r->ncps && r->cps[next].at_us < cutoff)
+	while (next < r->ncps && r->cps[next].at_us < cutoff && r->cps[next].lsn <= hold_lsn)
 		next++;
 	if (next > 0 && (removed = release_at(r, r->cps[next - 1].lsn, err, errlen)) < 0)
 		return -1;

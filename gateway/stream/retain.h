@@ -116,10 +116,12 @@ bool retain_sync(struct retain *r, char *err, size_t errlen) RETAIN_MUSTCHECK;
  * appended, at most one a second and one per segment, RETAIN_CHECKPOINTS at
  * most (every other one dropped when full); records found on disk by
  * retain_open() count as appended at the first now_us given after it (kept
- * longer, never shorter). Returns the segments removed, -1 on an I/O error.
+ * longer, never shorter). Age never releases past hold_lsn (UINT64_MAX:
+ * nothing held): what a site this one relays to has not committed yet;
+ * max_bytes does. Returns the segments removed, -1 on an I/O error.
  */
 int retain_trim(struct retain *r, int64_t now_us, int64_t keep_us, uint64_t max_bytes,
-		char *err, size_t errlen) RETAIN_MUSTCHECK;
+		uint64_t hold_lsn, char *err, size_t errlen) RETAIN_MUSTCHECK;
 
 /*
  * The spool, for readers (spool_cursor_new() on it); NULL while reopening it

@@ -20,6 +20,7 @@
 #include "gateway/relay/relay.h"
 #include "gateway/relay/relay_proto.h"
 #include "gateway/relay/wire.h"
+#include "gateway/stream/clock.h"
 #include "gateway/stream/codec.h"
 #include "gateway/stream/retain.h"
 #include "gateway/stream/spool.h"
@@ -42,7 +43,19 @@ struct serve_session {
 	uint64_t window_sent;
 	uint64_t window_freed;
 	uint64_t batches;
+	bool follow;                 /* a relayed destination: goes on as more is fsynced */
 };
+
+/* What a relayed destination committed: the relay keeps what follows. */
+struct serve_hold {
+	char stream[64];
+	char peer[64];
+	uint64_t lsn;
+	int64_t written_ms;          /* monotonic, when its file was last written */
+};
+
+#define SERVE_HOLDS 64
+#define SERVE_HOLD_WRITE_MS 1000
 
 struct retain_serve {
 	struct relay *relay;
@@ -51,6 +64,8 @@ struct retain_serve {
 	void *arg;
 	struct serve_session *sessions;
 	struct wire_writer out;
+	struct serve_hold holds[SERVE_HOLDS];
+	size_t n_holds;
 };
 
 struct retain_serve *retain_serve_new(struct relay *relay, const struct strait_config *cfg,
@@ -292,7 +307,7 @@ static bool session_send(struct retain_serve *srv, struct serve_session *ss, con
 
 /*
  * One retained record: whole, its part up to the cap, or nothing (it goes
- * past the cap). 1: sent, go on; 0: the cap is reached; -1: sending failed.
+ * past the cap). 1: sent, go on; 0: the cap is reached; -2: sending failed.
  */
 static int session_record(struct retain_serve *srv, struct serve_session *ss,
 		const struct spool_meta *meta, const uint8_t *body, size_t len, uint64_t prev)
@@ -305,16 +320,16 @@ static int session_record(struct retain_serve *srv, struct serve_session *ss,
 		if (meta->first_lsn && meta->first_lsn >= ss->cap)
 			return 0;
 		return session_send(srv, ss, body, len, prev, 0, 0,
-				    meta->flags & SPOOL_FLAG_CONTINUES) ? 1 : -1;
+				    meta->flags & SPOOL_FLAG_CONTINUES) ? 1 : -2;
 	}
 	if (meta->commit_end_lsn <= ss->cap) {
 		if (!session_send(srv, ss, body, len, prev, meta->first_lsn, meta->commit_end_lsn, false))
-			return -1;
+			return -2;
 		return meta->commit_end_lsn < ss->cap;
 	}
 	keep = body_prefix_upto(body, len, ss->cap, &last);
 	if (keep && !session_send(srv, ss, body, keep, prev, meta->first_lsn, last, false))
-		return -1;
+		return -2;
 	return 0;
 }
 
@@ -330,7 +345,8 @@ static void session_pump(struct retain_serve *srv, struct serve_session *ss)
 	}
 	while (relay_is_up(srv->relay, ss->peer) &&
 	       relay_output_pending(srv->relay, ss->peer) < RELAY_OUTPUT_HIGH &&
-	       ss->window_sent - ss->window_freed < SERVE_WINDOW) {
+	       ss->window_sent - ss->window_freed < SERVE_WINDOW &&
+	       (!ss->follow || spool_cursor_prev(ss->cursor) < spool_durable_lsn(retain_spool(ss->retain)))) {
 		uint64_t prev = spool_cursor_prev(ss->cursor);
 		struct spool_meta meta;
 		const uint8_t *body;
@@ -338,16 +354,117 @@ static void session_pump(struct retain_serve *srv, struct serve_session *ss)
 		char err[256];
 		int r = spool_cursor_read(ss->cursor, &meta, &body, &len, err, sizeof(err));
 
+		if (r == 0 && ss->follow)
+			return;       /* more comes: retain_serve_kick() */
 		if (r < 0)
 			log_error("stream \"%s\": serving site \"%s\": %s; it stops", ss->stream, ss->peer, err);
-		if (r <= 0 || (r = session_record(srv, ss, &meta, body, len, prev)) == 0) {
+		if (r > 0)
+			r = ss->follow ? (session_send(srv, ss, body, len, prev, meta.first_lsn,
+						       meta.commit_end_lsn, meta.flags & SPOOL_FLAG_CONTINUES) ? 1 : -2)
+				       : session_record(srv, ss, &meta, body, len, prev);
+		if (r == -2)
+			return;       /* the link: writable() or a new CATCHUP goes on */
+		if (r <= 0) {
 			log_info("stream \"%s\": served site \"%s\" %" PRIu64 " retained batches up to "
 				 LSN_FMT, ss->stream, ss->peer, ss->batches, LSN_ARGS(ss->cap));
 			sessions_drop(srv, drop_session, ss);
 			return;
 		}
-		if (r < 0)
-			return;       /* the link: writable() or a new CATCHUP goes on */
+	}
+}
+
+/* ------------------------------------------------------------ holds */
+
+static struct serve_hold *hold_find(struct retain_serve *srv, const char *stream, const char *peer)
+{
+	for (size_t i = 0; i < srv->n_holds; i++)
+		if (strcmp(srv->holds[i].stream, stream) == 0 && strcmp(srv->holds[i].peer, peer) == 0)
+			return &srv->holds[i];
+	return NULL;
+}
+
+/* dir/hold-PEER: what peer committed, as text; written in place of the old one, no fsync (an
+ * older value holds more, never less). */
+static void hold_write(struct retain_serve *srv, const struct serve_hold *h)
+{
+	char *dir = retain_serve_dir(srv->cfg, h->stream), path[4096], tmp[4200];
+	FILE *f;
+
+	if (!dir)
+		return;
+	snprintf(path, sizeof(path), "%s/hold-%s", dir, h->peer);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	free(dir);
+	if (!(f = fopen(tmp, "we")))
+		return;
+	if (fprintf(f, "%" PRIu64 "\n", h->lsn) < 0 || fclose(f) != 0 || rename(tmp, path) != 0)
+		log_warning("could not record what site \"%s\" committed of stream \"%s\": %s", h->peer,
+			    h->stream, strerror(errno));
+}
+
+/* The hold of peer on stream, from memory or its file (0: nothing known, everything held). */
+static struct serve_hold *hold_get(struct retain_serve *srv, const char *stream, const char *peer)
+{
+	struct serve_hold *h = hold_find(srv, stream, peer);
+	char *dir, path[4096], line[64];
+	FILE *f;
+
+	if (h || srv->n_holds == SERVE_HOLDS)
+		return h;
+	h = &srv->holds[srv->n_holds++];
+	*h = (struct serve_hold){ 0 };
+	snprintf(h->stream, sizeof(h->stream), "%s", stream);
+	snprintf(h->peer, sizeof(h->peer), "%s", peer);
+	if (!(dir = retain_serve_dir(srv->cfg, stream)))
+		return h;
+	snprintf(path, sizeof(path), "%s/hold-%s", dir, peer);
+	free(dir);
+	if ((f = fopen(path, "re"))) {
+		if (!fgets(line, sizeof(line), f) || sscanf(line, "%" SCNu64, &h->lsn) != 1)
+			h->lsn = 0;
+		fclose(f);
+	}
+	return h;
+}
+
+static void hold_note(struct retain_serve *srv, const char *stream, const char *peer, uint64_t lsn)
+{
+	struct serve_hold *h = hold_get(srv, stream, peer);
+	int64_t now = clock_mono_us() / 1000;
+
+	if (!h || lsn <= h->lsn)
+		return;
+	h->lsn = lsn;
+	if (now - h->written_ms >= SERVE_HOLD_WRITE_MS) {
+		h->written_ms = now;
+		hold_write(srv, h);
+	}
+}
+
+uint64_t retain_serve_hold(struct retain_serve *srv, const char *stream, const char *const *peers,
+		size_t n)
+{
+	uint64_t lsn = UINT64_MAX;
+
+	for (size_t i = 0; srv && i < n; i++) {
+		struct serve_hold *h = hold_get(srv, stream, peers[i]);
+
+		if (!h || h->lsn < lsn)
+			lsn = h ? h->lsn : 0;
+	}
+	return lsn;
+}
+
+void retain_serve_kick(struct retain_serve *srv, const char *stream)
+{
+	struct serve_session *ss, *next;
+
+	if (!srv)
+		return;
+	for (ss = srv->sessions; ss; ss = next) {
+		next = ss->next;
+		if (ss->follow && strcmp(ss->stream, stream) == 0)
+			session_pump(srv, ss);
 	}
 }
 
@@ -447,7 +564,7 @@ static bool serve_start(struct retain_serve *srv, struct serve_session *ss,
 			 "at " LSN_FMT, LSN_ARGS(retain_floor_lsn(ss->retain)), LSN_ARGS(m->after_lsn));
 		return false;
 	}
-	if (end < ss->cap) {
+	if (!ss->follow && end < ss->cap) {
 		snprintf(msg, msglen, "it retains up to " LSN_FMT " only, but applied up to " LSN_FMT,
 			 LSN_ARGS(end), LSN_ARGS(ss->cap));
 		return false;
@@ -488,17 +605,23 @@ static void serve_request(struct retain_serve *srv, const char *peer, const stru
 	if (ss && ss->retain) {
 		r.floor_lsn = retain_floor_lsn(ss->retain);
 		r.end_lsn = retain_end_lsn(ss->retain);
-		r.ok = m->after_lsn >= ss->cap || serve_start(srv, ss, m, msg, sizeof(msg));
+		ss->follow = m->flags & RELAY_CATCHUP_FOLLOW;
+		r.ok = (m->flags & RELAY_CATCHUP_PROBE) ||
+		       (!ss->follow && m->after_lsn >= ss->cap) ||
+		       serve_start(srv, ss, m, msg, sizeof(msg));
 	}
 	if (!r.ok)
 		r.message = relay_proto_str(msg);
-	log_info("stream \"%.*s\": site \"%s\" asks for what this site applied from \"%s\" after "
-		 LSN_FMT ": %s", (int)m->stream.len, m->stream.ptr, peer, source ? source : "?",
-		 LSN_ARGS(m->after_lsn), !r.ok ? msg : m->after_lsn >= r.applied_lsn ? "nothing to send"
-		 : "serving it");
+	log_info("stream \"%.*s\": site \"%s\" asks %s \"%s\" after " LSN_FMT ": %s",
+		 (int)m->stream.len, m->stream.ptr, peer, (m->flags & RELAY_CATCHUP_PROBE) ?
+		 "whether this site retains the transactions of" : (m->flags & RELAY_CATCHUP_FOLLOW) ?
+		 "for the batches this site relays from" : "for what this site applied from",
+		 source ? source : "?", LSN_ARGS(m->after_lsn), !r.ok ? msg :
+		 (m->flags & RELAY_CATCHUP_PROBE) ? "it does" : (ss->follow ? "relaying them" :
+		 m->after_lsn >= r.applied_lsn ? "nothing to send" : "serving it"));
 	serve_reply(srv, peer, m, &r);
 	free(source);
-	if (!r.ok || m->after_lsn >= ss->cap) {
+	if (!r.ok || (m->flags & RELAY_CATCHUP_PROBE) || (!ss->follow && m->after_lsn >= ss->cap)) {
 		if (ss)
 			session_free(ss);
 		return;
@@ -516,6 +639,8 @@ static void serve_ack(struct retain_serve *srv, const char *peer, const struct r
 			continue;
 		if (a->released_bytes > ss->window_freed)
 			ss->window_freed = a->released_bytes;
+		if (ss->follow)
+			hold_note(srv, ss->stream, peer, a->committed_lsn);
 		session_pump(srv, ss);
 		return;
 	}

@@ -50,6 +50,18 @@ void retain_serve_link_down(struct retain_serve *srv, const char *peer);
 /* A sink's retain is closing: the sessions reading it end. */
 void retain_serve_forget(struct retain_serve *srv, const struct retain *retain);
 
+/*
+ * Relayed destinations (streams[].via, CATCHUP with FOLLOW): the session
+ * stays after what was fsynced, and retain_serve_kick() goes on once more
+ * is; what each destination committed (its CATCHUP_ACKs) is kept, in
+ * STATE_DIR/retain/<stream>/hold-<site> too, and retain_serve_hold() gives
+ * the lowest over peers (0 for one never heard: everything is held), which
+ * the retained batches keep against their age.
+ */
+void retain_serve_kick(struct retain_serve *srv, const char *stream);
+uint64_t retain_serve_hold(struct retain_serve *srv, const char *stream, const char *const *peers,
+		size_t n);
+
 /* STATE_DIR/retain/<stream>: a new string, NULL when out of memory. */
 char *retain_serve_dir(const struct strait_config *cfg, const char *stream);
 /*

@@ -145,6 +145,20 @@ static size_t stream_count(const struct streams_box *b, const struct config_stre
 }
 
 /*
+ * The site the entry's batches reach dst through now (streams[].via), or
+ * CONFIG_SITE_NONE: direct. A relay that is the source now (it took over)
+ * or the destination itself relays nothing.
+ */
+static size_t stream_relay_site(const struct config_stream *cs, size_t src, size_t dst)
+{
+	for (size_t i = 0; cs->via && i < cs->n_to; i++)
+		if (cs->to[i] == dst && cs->via[i] != CONFIG_SITE_NONE && cs->via[i] != src &&
+		    cs->via[i] != dst)
+			return cs->via[i];
+	return CONFIG_SITE_NONE;
+}
+
+/*
  * One struct stream: the config entry's view from src to dst (role none when
  * this site is neither). A source's destinations share the lead's reader.
  */
@@ -161,6 +175,10 @@ static bool stream_init(struct streams *s, struct stream *st, const struct confi
 	st->cs = view;
 	/* the view has one destination: whether the stream has more is the entry's */
 	st->siblings = cs->n_to > 1;
+	if (src != CONFIG_SITE_NONE && dst != CONFIG_SITE_NONE &&
+	    stream_relay_site(cs, src, dst) != CONFIG_SITE_NONE &&
+	    !(st->relay = strdup(s->cfg->sites[stream_relay_site(cs, src, dst)].name)))
+		return false;
 	st->name = strdup(cs->name);
 	st->retry = event_new(s->base, -1, 0, stream_retry_cb, st);
 	st->lag = lag_new(0);
@@ -220,7 +238,37 @@ static void stream_fini(struct stream *st)
 	if (st->retry)
 		event_free(st->retry);
 	free(st->peer);
+	free(st->relay);
 	free(st->name);
+}
+
+/* The destinations this site relays st's batches to now (streams[].via); how many, at most max. */
+static size_t streams_relayed(const struct streams *s, const struct stream *st, const char **peers,
+		size_t max)
+{
+	const struct streams_box *b = streams_box(s);
+	int src = config_site_index(s->cfg, st->peer);
+	size_t n = 0;
+
+	for (size_t k = 0; k < s->cfg->n_streams; k++) {
+		const struct config_stream *cs = &s->cfg->streams[k];
+
+		if (strcmp(cs->name, st->name) != 0 || !cs->via)
+			continue;
+		for (size_t i = 0; i < cs->n_to && n < max; i++)
+			if (cs->via[i] == b->self && cs->to[i] != b->self && (int)cs->to[i] != src)
+				peers[n++] = s->cfg->sites[cs->to[i]].name;
+	}
+	return n;
+}
+
+uint64_t streams_relay_hold(struct streams *s, const struct stream *st, bool *relays)
+{
+	const char *peers[64];
+	size_t n = streams_relayed(s, st, peers, 64);
+
+	*relays = n > 0;
+	return n ? retain_serve_hold(s->serve, st->name, peers, n) : UINT64_MAX;
 }
 
 /* What the server of retained batches needs of a sink (retain_serve.h). */
@@ -231,8 +279,10 @@ static bool streams_sink_retain(void *arg, const char *stream, struct retain **r
 
 	if (!st)
 		return false;
-	/* before its apply connects, what it committed is not known */
-	*retain = st->sink.apply_ready ? st->sink.retain : NULL;
+	/* before its apply connects, what it committed is not known; while its own copy
+	 * runs, it retains nothing yet */
+	*retain = st->sink.apply_ready && !(st->sync && streamsync_in_progress(st->sync))
+		  ? st->sink.retain : NULL;
 	*committed_lsn = st->sink.apply_ready ? st->sink.ack_lsn : 0;
 	return true;
 }
@@ -358,8 +408,15 @@ void streams_connected(struct streams *s, const char *peer, const struct relay_p
 {
 	for (size_t i = 0; i < s->n; i++) {
 		struct stream *st = &s->v[i];
+
+		/* a sink that takes its batches from this site (its relay) asks it now */
+		if (st->role == STREAM_ROLE_SINK && st->sink.catchup && st->sink.apply_ready &&
+		    strcmp(stream_sink_upstream(st), peer) == 0)
+			stream_sink_send_resume(st);
 		if (strcmp(st->peer ? st->peer : "", peer) != 0)
 			continue;
+		if (st->role == STREAM_ROLE_SINK && st->sink.catchup)
+			continue;      /* its batches come from elsewhere: the generation is the relay's */
 		if (st->role == STREAM_ROLE_SINK) {
 			/* our HELLO asked for generation 0 of this link */
 			st->sink.want_generation = 0;
@@ -630,7 +687,8 @@ void streams_report(const struct streams *s, int64_t now_us,
 		const struct stream *st = &s->v[i];
 		struct stream_report r = { .name = st->name, .peer = st->peer, .rule = -1 };
 
-		if (st->role == STREAM_ROLE_NONE)
+		/* a relayed destination reports itself; the source sends it nothing */
+		if (st->role == STREAM_ROLE_NONE || (st->role == STREAM_ROLE_SOURCE && st->relay))
 			continue;
 		r.sink = st->role == STREAM_ROLE_SINK;
 		r.to = r.sink ? s->cfg->sites[streams_box(s)->self].name : st->peer;
@@ -778,7 +836,7 @@ uint64_t streams_peer_pending_wal(const struct streams *s, const char *peer)
 	for (size_t i = 0; i < s->n; i++) {
 		const struct stream *st = &s->v[i];
 
-		if (st->role != STREAM_ROLE_SOURCE || strcmp(st->peer, peer) != 0)
+		if (st->role != STREAM_ROLE_SOURCE || st->relay || strcmp(st->peer, peer) != 0)
 			continue;
 		if (lag_bytes(st->lag) > 0 && lag_wal_lsn(st->lag) > wal)
 			wal = lag_wal_lsn(st->lag);
@@ -791,7 +849,8 @@ bool streams_drained(const struct streams *s, const char *peer, uint64_t upto)
 	for (size_t i = 0; i < s->n; i++) {
 		const struct stream *st = &s->v[i];
 
-		if (st->role != STREAM_ROLE_SOURCE || strcmp(st->peer, peer) != 0)
+		/* a relayed destination levels with the new primary when it follows it */
+		if (st->role != STREAM_ROLE_SOURCE || st->relay || strcmp(st->peer, peer) != 0)
 			continue;
 		if (lag_wal_lsn(st->lag) < upto || !lag_caught_up(st->lag))
 			return false;
@@ -825,7 +884,8 @@ size_t streams_sent_targets(const struct streams *s, const char *name, const cha
 	for (size_t i = 0; i < s->n && n < max; i++) {
 		const struct stream *st = &s->v[i];
 
-		if (st->role != STREAM_ROLE_SOURCE || (name && strcmp(st->name, name) != 0))
+		/* a relayed destination's batches do not go from here: no MARK could follow them */
+		if (st->role != STREAM_ROLE_SOURCE || st->relay || (name && strcmp(st->name, name) != 0))
 			continue;
 		names[n] = st->name;
 		peers[n++] = st->peer;

@@ -186,6 +186,11 @@ struct stream {
 	enum stream_role role;
 	const struct config_stream *cs; /* in the daemon's current config */
 	bool siblings;           /* the stream has more than one destination */
+	/*
+	 * streams[].via: the site the batches go through (a source's destination
+	 * gets them from it; a sink takes them from it); NULL: direct.
+	 */
+	char *relay;
 	struct streamsync *sync; /* initial sync (initial_sync: true), else NULL */
 	struct streamjoin *join; /* tables that join later (with sync), else NULL */
 	struct lag *lag;         /* both sides: this end's view of the stream's lag */
@@ -222,6 +227,11 @@ struct streams {
 bool stream_send(struct stream *st, enum frame_type type, uint8_t flags);
 /* As stream_send(), to another site than the stream's peer. */
 bool stream_send_to(struct stream *st, const char *site, enum frame_type type, uint8_t flags);
+/*
+ * A sink that relays its batches to other destinations (streams[].via):
+ * *relays, and the lowest position they committed (UINT64_MAX: relays none).
+ */
+uint64_t streams_relay_hold(struct streams *s, const struct stream *st, bool *relays);
 /* The sink of stream name here, whoever it takes it from; NULL: none. */
 struct stream *streams_sink_named(struct streams *s, struct wire_str name);
 /* Charges the stream's rate (and its WAN estimate) for the frame just sent from
@@ -289,5 +299,11 @@ void stream_catchup_link_down(struct stream *st, const char *peer);
 void stream_catchup_free(struct stream *st);
 /* Where the sink's frames (ACK) go now: the sibling while catching up, else the peer. */
 const char *stream_sink_upstream(const struct stream *st);
+/* A relayed sink (st->relay): takes the relay's batches for good. False when out of memory. */
+bool stream_relay_start(struct stream *st);
+/* stream_sink_send_resume() of a sink that takes a sibling's batches (relayed or catching up). */
+void stream_relay_resume(struct stream *st);
+/* stream_sink.c: RESUME to the source itself (a relayed sink's copy round). */
+void stream_sink_resume_source(struct stream *st);
 
 #endif

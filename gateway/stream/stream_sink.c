@@ -92,11 +92,14 @@ static void sink_retain_sync_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (st->sink.retain && !retain_sync(st->sink.retain, err, sizeof(err)))
 		sink_retain_stop(st, err);
+	else if (st->sink.retain)
+		retain_serve_kick(st->owner->serve, st->name);   /* relayed destinations go on */
 }
 
 static void sink_retain_take(struct stream *st, const uint8_t *body, size_t len)
 {
 	struct timespec ts;
+	uint64_t from;
 	char err[256];
 
 	if (!st->sink.retain)
@@ -104,9 +107,15 @@ static void sink_retain_take(struct stream *st, const uint8_t *body, size_t len)
 	/* what an initial sync's filter lets through is not the whole stream */
 	if (st->sync && streamsync_in_progress(st->sync))
 		return;
-	/* the apply committed what was never retained (a copy, a start): it starts over there */
-	if (retain_end_lsn(st->sink.retain) < st->sink.ack_lsn &&
-	    !retain_resume(st->sink.retain, st->sink.ack_lsn, err, sizeof(err))) {
+	/*
+	 * What comes continues from where this generation was asked, and the
+	 * apply committed up to ack_lsn: what the retained batches lack below
+	 * either (a copy, a start, a lost tail) they never had. They start over
+	 * there, so a sibling asking below gets a gap, never a hole.
+	 */
+	from = st->sink.asked_lsn > st->sink.ack_lsn ? st->sink.asked_lsn : st->sink.ack_lsn;
+	if (retain_end_lsn(st->sink.retain) < from &&
+	    !retain_resume(st->sink.retain, from, err, sizeof(err))) {
 		sink_retain_stop(st, err);
 		return;
 	}
@@ -124,14 +133,17 @@ static void sink_retain_trim(struct stream *st)
 {
 	int64_t mono = clock_mono_us();
 	struct timespec ts;
+	uint64_t hold;
+	bool relays;
 	char err[256];
 
 	if (mono - st->sink.retain_trimmed_at < SINK_RETAIN_TRIM_US)
 		return;
+	hold = streams_relay_hold(st->owner, st, &relays);
 	st->sink.retain_trimmed_at = mono;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	if (retain_trim(st->sink.retain, (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000,
-			(int64_t)st->cs->retain * 1000, st->cs->spool_max, err, sizeof(err)) < 0)
+			(int64_t)st->cs->retain * 1000, st->cs->spool_max, hold, err, sizeof(err)) < 0)
 		sink_retain_stop(st, err);
 }
 
@@ -139,8 +151,11 @@ static void sink_retain_trim(struct stream *st)
 static void sink_retain_open(struct stream *st, const struct strait_config *cfg)
 {
 	char *dir = NULL, err[256];
+	bool relays;
 
-	if (!st->siblings || st->cs->retain == 0)
+	(void)streams_relay_hold(st->owner, st, &relays);
+	/* a relay keeps what its destinations lack, whatever retain says */
+	if (!st->siblings || (st->cs->retain == 0 && !relays))
 		return;
 	if (asprintf(&dir, "%s/retain", cfg->state_dir) < 0 ||
 	    (mkdir(dir, 0700) != 0 && errno != EEXIST)) {
@@ -334,12 +349,17 @@ bool stream_sink_hello_position(struct stream *st, struct relay_proto_position *
  */
 void stream_sink_send_resume(struct stream *st)
 {
-	struct relay_proto_resume_req resume;
-
 	if (st->sink.catchup) {
-		stream_catchup_ask(st);
+		stream_relay_resume(st);
 		return;
 	}
+	stream_sink_resume_source(st);
+}
+
+void stream_sink_resume_source(struct stream *st)
+{
+	struct relay_proto_resume_req resume;
+
 	if (!relay_is_up(st->owner->relay, st->peer) || st->sink.halted)
 		return;       /* the next HELLO (or the retry) carries it */
 	if (!stream_sink_position(st, &resume.pos))
@@ -776,6 +796,8 @@ bool stream_sink_init(struct stream *st, const struct strait_config *cfg, size_t
 	if (cs->initial_sync && !sink_join_init(st, cfg->state_dir))
 		return false;
 	sink_retain_open(st, cfg);
+	if (st->relay && !stream_relay_start(st))
+		return false;
 	return true;
 }
 
@@ -806,6 +828,7 @@ void stream_sink_fini(struct stream *st)
 void stream_sink_status(const struct stream *st, struct json_out *j)
 {
 	json_bool(j, "apply_ready", st->sink.apply_ready);
+	json_string(j, "relay", st->relay);
 	json_bool(j, "halted", st->sink.halted);
 	json_lsn(j, "received_lsn", st->sink.apply ? apply_received_lsn(st->sink.apply) : 0);
 	json_lsn(j, "committed_lsn", st->sink.ack_lsn);

@@ -120,8 +120,9 @@ static uint64_t reader_acked_by_all(const struct stream *st)
 {
 	uint64_t lsn = UINT64_MAX;
 
+	/* a relayed destination: its relay keeps what it lacks (retained batches) */
 	FOR_EACH_DEST(d, st)
-		if (d->sender.acked_lsn < lsn)
+		if (!d->relay && d->sender.acked_lsn < lsn)
 			lsn = d->sender.acked_lsn;
 	return lsn;
 }
@@ -746,6 +747,11 @@ void stream_source_resume_at(struct stream *st, const struct relay_proto_positio
 	/* no copy needs a new slot's snapshot now: let the reader start */
 	if (st->reader->source && source_exported_snapshot(st->reader->source, &snap_lsn))
 		source_release_snapshot(st->reader->source);
+	if (st->relay) {
+		log_info("stream \"%s\": \"%s\" takes its batches from \"%s\" (via): nothing is sent "
+			 "from here", st->name, st->peer, st->relay);
+		return;
+	}
 	st->sender.have_resume = true;
 	st->sender.resume_lsn = lsn;
 	st->sender.generation = generation;
@@ -1406,6 +1412,8 @@ void stream_source_fini(struct stream *st)
 
 const char *stream_source_state(const struct stream *st)
 {
+	if (st->relay)
+		return "relayed";
 	if (!st->reader->spool || st->sender.gap || st->sender.oversized ||
 	    (st->last_error[0] && !(st->reader->source && source_is_ready(st->reader->source))))
 		return "error";
@@ -1462,6 +1470,7 @@ void stream_source_status(const struct stream *st, struct json_out *j)
 
 	json_bool(j, "reading", st->reader->reading);
 	json_bool(j, "streaming", st->sender.sending);
+	json_string(j, "relayed_by", st->relay);
 	json_lsn(j, "acked_lsn", st->sender.acked_lsn);
 	json_lsn(j, "confirmed_lsn", st->reader->confirmed_lsn);
 	json_uint(j, "batches_sent", st->sender.batches_sent);

@@ -126,25 +126,12 @@ def test_check_config_reports_errors_with_line_and_column(tmp_path):
     assert "^" in res.stderr
 
 
-VIA = os.path.join(harness.REPO, "tests", "configs", "bad", "53-via-this-version.yaml")
+VIA = os.path.join(harness.REPO, "tests", "configs", "good", "relay.yaml")
 
 
-def test_check_config_refuses_what_this_version_does_not_run():
-    """Relays are in the contract; this version refuses them at their key (fan-out it runs)."""
-    res = run([STRAITCTL, "check-config", VIA], check=False)
-    assert res.returncode == 1
-    assert ":33:10: error: streams[0].via: this version sends a stream straight to each " \
-        "destination: relays (via) are not supported yet" in res.stderr
-    assert "streams[0].to" not in res.stderr
-
-
-def test_straitd_refuses_to_start_with_a_relay():
-    res = run([STRAITD, "--config", VIA, "--site", "west"], check=False)
-    assert res.returncode == 1
-    assert "streams[0].via: this version sends a stream straight to each destination" in res.stderr
-
-
-def test_check_config_takes_several_destinations(tmp_path):
+def test_check_config_takes_a_relay_and_several_destinations(tmp_path):
+    """A stream sent to several sites, one of them through another (via)."""
+    run([STRAITCTL, "check-config", VIA])
     text = open(VIA).read()
     assert "    via: { north: west }\n" in text
     path = tmp_path / "fan-out.yaml"

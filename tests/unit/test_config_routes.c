@@ -350,33 +350,33 @@ static void test_route_errors_at_once(void **state)
 	config_diags_free(&diags);
 }
 
-/* What the contract takes and this version's data path does not run: relays. Fan-out runs. */
-static void test_this_version_refuses(void **state)
+/* Fan-out and relays load; a relay's contract errors are reported at their key. */
+static void test_fan_out_and_relays_load(void **state)
 {
-	static const char *const fan_out[] = {
+	static const char *const routes[] = {
 		"    to: [b, c]\n",
 		"    to:\n      - b\n      - c\n      - d\n",
-	};
-	static const struct want via = {
-		"    to: [b, c]\n    via: { c: b }\n", 2, 10, "streams[0].via",
-		"this version sends a stream straight to each destination: relays (via) are not "
-		"supported yet",
+		"    to: [b, c]\n    via: { c: b }\n",
 	};
 	struct config_diags diags = { 0 };
 	struct strait_config *cfg;
 
 	(void)state;
-	for (size_t i = 0; i < N(fan_out); i++) {
-		cfg = good(fan_out[i], false);
+	for (size_t i = 0; i < N(routes); i++) {
+		cfg = good(routes[i], false);
 		assert_true(cfg->streams[0].n_to >= 2);
 		config_free(cfg);
 	}
-	refused(&via, false);
-	cfg = good(via.route, true);
+	cfg = good(routes[2], false);
+	for (size_t i = 0; i < cfg->streams[0].n_to; i++) {
+		if (strcmp(cfg->sites[cfg->streams[0].to[i]].name, "c") == 0)
+			assert_string_equal(cfg->sites[cfg->streams[0].via[i]].name, "b");
+		else
+			assert_int_equal(cfg->streams[0].via[i], CONFIG_SITE_NONE);
+	}
 	config_free(cfg);
-	/* A contract error and the refusal are reported together. */
 	assert_null(load("    to: [b, c]\n    via: { c: c }\n", false, &diags));
-	assert_int_equal(diags.count, 2);
+	assert_int_equal(diags.count, 1);
 	config_diags_free(&diags);
 }
 
@@ -426,7 +426,7 @@ int main(void)
 		cmocka_unit_test(test_retain),
 		cmocka_unit_test(test_route_errors),
 		cmocka_unit_test(test_route_errors_at_once),
-		cmocka_unit_test(test_this_version_refuses),
+		cmocka_unit_test(test_fan_out_and_relays_load),
 		cmocka_unit_test(test_duplicate_stream_name),
 		cmocka_unit_test(test_routes_equal),
 	};

@@ -279,7 +279,8 @@ test_resume(void **state)
 static void
 test_catchup(void **state)
 {
-	struct relay_proto_catchup m = { S("orders"), S("aws"), 0x1234567890ull, 7 }, out;
+	struct relay_proto_catchup m = { S("orders"), S("aws"), 0x1234567890ull, 7,
+					 RELAY_CATCHUP_FOLLOW }, out;
 	struct relay_proto_catchup_reply rm = {
 		S("orders"), 7, 1, 0x3000, 0x1000, 0x3100, S(""),
 	}, rout;
@@ -293,8 +294,20 @@ test_catchup(void **state)
 	assert_true(str_is(out.source, "aws"));
 	assert_true(out.after_lsn == 0x1234567890ull);
 	assert_int_equal(out.generation, 7);
+	assert_int_equal(out.flags, RELAY_CATCHUP_FOLLOW);
 	for (size_t cut = 0; cut < w.len; cut++)
 		assert_int_not_equal(relay_proto_read_catchup(w.data, cut, &out), RELAY_PROTO_OK);
+	/* an unknown flag is refused both ways */
+	w.data[w.len - 1] = 0x04;
+	assert_int_equal(relay_proto_read_catchup(w.data, w.len, &out), RELAY_PROTO_ERR_VALUE);
+	w.data[w.len - 1] = RELAY_CATCHUP_PROBE;
+	assert_int_equal(relay_proto_read_catchup(w.data, w.len, &out), RELAY_PROTO_OK);
+	m.flags = 0x80;
+	wire_writer_reset(&w);
+	assert_false(relay_proto_write_catchup(&w, &m));
+	m.flags = 0;
+	wire_writer_reset(&w);
+	assert_true(relay_proto_write_catchup(&w, &m));
 	assert_true(wire_put_u8(&w, 0));
 	assert_int_equal(relay_proto_read_catchup(w.data, w.len, &out), RELAY_PROTO_ERR_TRAILING);
 	/* a source is a site's name: never empty */

@@ -240,7 +240,7 @@ static void resume(struct retain *r, uint64_t applied_lsn)
 static int trim(struct retain *r, int64_t now_us, int64_t keep_us, uint64_t max_bytes)
 {
 	char err[512] = "";
-	int n = retain_trim(r, now_us, keep_us, max_bytes, err, sizeof(err));
+	int n = retain_trim(r, now_us, keep_us, max_bytes, UINT64_MAX, err, sizeof(err));
 
 	if (n < 0)
 		fail_msg("retain_trim: %s", err);
@@ -876,6 +876,28 @@ static void test_trim_by_age(void **state)
 	retain_close(r);
 }
 
+/* What a relayed site has not committed is held against age, not against size. */
+static void test_trim_holds_for_a_relayed_site(void **state)
+{
+	struct fx *f = *state;
+	struct retain *r = open_retain(f, "primary-a");
+	char err[512] = "";
+
+	resume(r, txn_end(0));
+	take_mib_records(r, 1, 40);
+	/* everything is old, but the site relayed to committed up to T20 only */
+	assert_int_equal(retain_trim(r, T0 + 1000 * SEC, 25 * SEC, 0, txn_end(20), err, sizeof(err)), 1);
+	assert_int_equal(retain_floor_lsn(r), txn_end(15));
+	assert_int_equal(retain_trim(r, T0 + 1000 * SEC, 25 * SEC, 0, txn_end(29), err, sizeof(err)), 0);
+	assert_int_equal(retain_trim(r, T0 + 1000 * SEC, 25 * SEC, 0, txn_end(30), err, sizeof(err)), 1);
+	assert_int_equal(retain_floor_lsn(r), txn_end(30));
+	/* spool_max still bounds it */
+	assert_int_equal(retain_trim(r, T0 + 1000 * SEC, 25 * SEC, 5 * MIB, txn_end(30), err,
+				     sizeof(err)), 1);
+	assert_int_equal(spool_records(retain_spool(r)), 0);
+	retain_close(r);
+}
+
 static void test_trim_by_size(void **state)
 {
 	struct fx *f = *state;
@@ -1016,6 +1038,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reopen_keeps_the_same_source_and_empties_another,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_trim_by_age, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_trim_holds_for_a_relayed_site, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_trim_by_size, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_trim_by_size_within_one_second, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_checkpoints_thinned_when_full, setup, teardown),
