@@ -28,6 +28,17 @@ static const char *lostrole_primary(const struct lostrole_answer *a, size_t n, u
 	return claimed ? claimed : named;
 }
 
+/* Every peer answered, fenced and knowing no primary: they all lost their state too. */
+static bool lostrole_all_lost(const struct lostrole_answer *a, size_t n, size_t peers)
+{
+	if (n < peers || n == 0)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (a[i].role != ROLE_FENCED || (a[i].primary && a[i].primary[0]))
+			return false;
+	return true;
+}
+
 void lostrole_decide(const char *self, const char *config_primary, size_t peers,
 		const struct lostrole_answer *answers, size_t n, struct lostrole_decision *out)
 {
@@ -36,7 +47,13 @@ void lostrole_decide(const char *self, const char *config_primary, size_t peers,
 
 	*out = (struct lostrole_decision){ .action = LOSTROLE_WAIT, .epoch = epoch,
 					   .primary = primary };
-	if (!n) {
+	if (config_primary && lostrole_all_lost(answers, n, peers)) {
+		/* nothing is known anywhere: the config's roles, as at a first start */
+		out->action = strcmp(self, config_primary) == 0 ? LOSTROLE_PRIMARY : LOSTROLE_REPLICA;
+		out->primary = out->action == LOSTROLE_PRIMARY ? self : config_primary;
+		snprintf(out->why, sizeof(out->why), "every peer lost its state too: the configured "
+			 "roles (site %s primary)", config_primary);
+	} else if (!n) {
 		snprintf(out->why, sizeof(out->why), "no peer answered yet");
 	} else if (!primary) {
 		snprintf(out->why, sizeof(out->why), "no peer names a primary at epoch %" PRIu64, epoch);

@@ -17,6 +17,9 @@
  *    before (its origins are in S's LSNs);
  *  - any other S: fenced, following S, for a rejoin (what its origins point
  *    at, or whether its slot still counts, cannot be known);
+ *  - every peer answered, each fenced and knowing no primary: they all lost
+ *    their state, nothing is known anywhere: the config's roles, as at a
+ *    first start;
  *  - nobody answered, or no primary is named: wait and ask again.
  */
 #ifndef STRAIT_LOSTROLE_H

@@ -42,8 +42,8 @@ static int lost_traces(const char *conninfo)
 	int found = -1;
 
 	if (PQstatus(conn) != CONNECTION_OK) {
-		log_warning("could not ask this site's database whether strait ran here before: %s",
-			    PQerrorMessage(conn));
+		log_warning("could not ask this site's database whether strait ran here before: %.*s",
+			    (int)strcspn(PQerrorMessage(conn), "\n"), PQerrorMessage(conn));
 		PQfinish(conn);
 		return -1;
 	}
@@ -53,8 +53,8 @@ static int lost_traces(const char *conninfo)
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
 		found = strcmp(PQgetvalue(res, 0, 0), "0") != 0;
 	else
-		log_warning("could not ask this site's database whether strait ran here before: %s",
-			    PQerrorMessage(conn));
+		log_warning("could not ask this site's database whether strait ran here before: %.*s",
+			    (int)strcspn(PQerrorMessage(conn), "\n"), PQerrorMessage(conn));
 	PQclear(res);
 	PQfinish(conn);
 	return found;

@@ -116,6 +116,35 @@ test_the_highest_epoch_decides(void **state)
 	assert_true(d.epoch == 4);
 }
 
+static void
+test_every_site_lost_its_state(void **state)
+{
+	const struct lostrole_answer a[] = {
+		{ "cloud", ROLE_FENCED, 1, "" },
+		{ "edge", ROLE_FENCED, 1, "" },
+	};
+	struct lostrole_decision d;
+
+	(void)state;
+	decide("onprem", 2, a, 2, &d);
+	assert_int_equal(d.action, LOSTROLE_PRIMARY);
+	assert_string_equal(d.primary, "onprem");
+	assert_string_equal(d.why, "every peer lost its state too: the configured roles (site onprem "
+			    "primary)");
+	decide("cloud", 2, a + 1, 1, &d);
+	assert_int_equal(d.action, LOSTROLE_WAIT);       /* one has not answered */
+	{
+		const struct lostrole_answer b[] = {
+			{ "onprem", ROLE_FENCED, 1, "" },
+			{ "edge", ROLE_FENCED, 1, "" },
+		};
+
+		decide("cloud", 2, b, 2, &d);
+		assert_int_equal(d.action, LOSTROLE_REPLICA);
+		assert_string_equal(d.primary, "onprem");
+	}
+}
+
 int
 main(void)
 {
@@ -125,6 +154,7 @@ main(void)
 		cmocka_unit_test(test_a_replica_follows_only_when_nothing_changed),
 		cmocka_unit_test(test_the_config_primary_after_a_failover_is_fenced),
 		cmocka_unit_test(test_the_highest_epoch_decides),
+		cmocka_unit_test(test_every_site_lost_its_state),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
