@@ -328,6 +328,8 @@ static const char *stream_state(const struct json_value *r, const struct json_va
 
 	if (json_get_bool(r, "halted", false))
 		return "halted";
+	if (json_get_string(r, "relayed_by"))
+		return "relayed";
 	if (sync && strcmp(sync, "paused") == 0)
 		return "paused";
 	return str_or_dash(lag, "state");

@@ -137,7 +137,9 @@ static void test_status_fan_out(void **state)
 		"{\"site\":\"aws\",\"role\":\"primary\",\"epoch\":2,"
 		" \"sites\":[{\"name\":\"aws\",\"role\":\"primary\",\"epoch\":2,\"self\":true}],"
 		" \"replication\":[{\"stream\":\"app\",\"role\":\"source\",\"peer\":\"azure\"},"
-		"                 {\"stream\":\"app\",\"role\":\"source\",\"peer\":\"onprem\"}],"
+		"                 {\"stream\":\"app\",\"role\":\"source\",\"peer\":\"onprem\"},"
+		"                 {\"stream\":\"app\",\"role\":\"source\",\"peer\":\"edge\","
+		"                  \"relayed_by\":\"azure\"}],"
 		" \"lag\":[{\"stream\":\"app\",\"role\":\"source\",\"peer\":\"onprem\",\"state\":\"streaming\","
 		"          \"lag_bytes\":0,\"lag_seconds\":0},"
 		"        {\"stream\":\"app\",\"role\":\"source\",\"peer\":\"azure\",\"state\":\"starting\","
@@ -148,6 +150,8 @@ static void test_status_fan_out(void **state)
 	assert_non_null(text);
 	assert_non_null(strstr(text, "app     -> azure   starting   2.0 KiB      12 s"));
 	assert_non_null(strstr(text, "app     -> onprem  streaming      0 B     0.0 s"));
+	/* a destination fed through another one (via): no lag of its own here */
+	assert_non_null(strstr(text, "app     -> edge    relayed          -         -"));
 	free(text);
 	json_value_free(v);
 }
