@@ -248,8 +248,10 @@ void stream_catchup_committed(struct stream *st)
 {
 	struct stream_catchup *c = st->sink.catchup;
 
-	if (c->follow)
+	if (c->follow) {
+		c->progress_at_ms = now_ms();
 		return;
+	}
 	if (st->sink.ack_lsn > c->progress_lsn) {
 		c->progress_lsn = st->sink.ack_lsn;
 		c->progress_at_ms = now_ms();
@@ -358,8 +360,15 @@ static void catchup_tick_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (c->follow) {
-		/* relayed: ask again after a refusal or a lost link, never give up */
-		if (!c->asked && now - c->asked_at_ms >= CATCHUP_RELAY_RETRY_MS && st->sink.apply_ready)
+		/*
+		 * relayed: ask again after a refusal or a lost link, never give up;
+		 * and after a quiet spell, in case the relay dropped the session
+		 * (its streams were set up anew): a new ask replaces the old one
+		 */
+		if (st->sink.apply_ready &&
+		    ((!c->asked && now - c->asked_at_ms >= CATCHUP_RELAY_RETRY_MS) ||
+		     (c->asked && now - c->progress_at_ms >= CATCHUP_STALL_MS &&
+		      now - c->asked_at_ms >= CATCHUP_STALL_MS)))
 			stream_sink_send_resume(st);
 	} else if (!c->asked) {
 		stream_catchup_ask(st);

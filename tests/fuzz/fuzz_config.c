@@ -36,16 +36,20 @@ static char *print_to_string(const struct strait_config *cfg)
 	return text;
 }
 
-/* A loaded config's streams name sites that exist, one relay at most per destination. */
-static void check_routes(const struct strait_config *cfg, bool contract)
+/*
+ * A loaded config's streams name sites that exist, one relay at most per
+ * destination, never the destination itself nor the source.
+ */
+static void check_routes(const struct strait_config *cfg)
 {
 	for (size_t i = 0; i < cfg->n_streams; i++) {
 		const struct config_stream *st = &cfg->streams[i];
 
-		CHECK(st->from < cfg->n_sites && st->n_to >= 1 && (contract || st->n_to == 1));
+		CHECK(st->from < cfg->n_sites && st->n_to >= 1);
 		for (size_t k = 0; k < st->n_to; k++) {
 			CHECK(st->to[k] < cfg->n_sites && st->to[k] != st->from);
-			CHECK(st->via[k] == CONFIG_SITE_NONE || (contract && st->via[k] < cfg->n_sites));
+			CHECK(st->via[k] == CONFIG_SITE_NONE ||
+			      (st->via[k] < cfg->n_sites && st->via[k] != st->to[k] && st->via[k] != st->from));
 		}
 	}
 }
@@ -80,7 +84,7 @@ static bool one_load(const uint8_t *data, size_t size, bool contract)
 		return false;
 	}
 	CHECK(diags.count == 0);
-	check_routes(cfg, contract);
+	check_routes(cfg);
 
 	printed = print_to_string(cfg);
 	again = load("printed.yaml", printed, strlen(printed), &diags, contract);

@@ -151,6 +151,8 @@ payload_readers(const uint8_t *p, size_t len)
 	struct relay_proto_promote_ack pack;
 	struct relay_proto_command cmd;
 	struct relay_proto_command_reply creply;
+	struct relay_proto_catchup catchup;
+	struct relay_proto_catchup_reply creply2;
 	struct wire_writer w;
 
 	wire_writer_init_heap(&w, FRAME_MAX_PAYLOAD);
@@ -235,6 +237,22 @@ payload_readers(const uint8_t *p, size_t len)
 		check_inside((const uint8_t *)creply.body, creply.body_len, p, len);
 		wire_writer_reset(&w);
 		CHECK(relay_proto_write_command_reply(&w, &creply));
+		check_same(&w, p, len);
+	}
+	if (relay_proto_read_catchup(p, len, &catchup) == RELAY_PROTO_OK) {
+		check_str(catchup.stream, p, len);
+		check_str(catchup.source, p, len);
+		CHECK(!(catchup.flags & ~RELAY_CATCHUP_FLAGS_KNOWN));
+		wire_writer_reset(&w);
+		CHECK(relay_proto_write_catchup(&w, &catchup));
+		check_same(&w, p, len);
+	}
+	if (relay_proto_read_catchup_reply(p, len, &creply2) == RELAY_PROTO_OK) {
+		check_str(creply2.stream, p, len);
+		check_str(creply2.message, p, len);
+		CHECK(creply2.ok <= 1);
+		wire_writer_reset(&w);
+		CHECK(relay_proto_write_catchup_reply(&w, &creply2));
 		check_same(&w, p, len);
 	}
 	if (relay_proto_read_promote(p, len, &promote) == RELAY_PROTO_OK) {
