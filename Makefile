@@ -227,15 +227,17 @@ bench-sync: deps
 		--phases manytables,bigtable --scale 1 --out $(BUILD)/bench-sync
 
 # Faults under a ledger load, round after round (root; CHAOS_ROUNDS, CHAOS_SEED;
-# CHAOS_SITES=3: one stream to two sites).
+# CHAOS_SITES=3: one stream to two sites; CHAOS_VIA=1 with it: the second
+# through the first, streams[].via).
 CHAOS_ROUNDS ?= 20
 CHAOS_SEED ?=
 CHAOS_SITES ?= 2
+CHAOS_VIA ?=
 chaos: deps
 	$(Q)$(MAKE) --no-print-directory all tools $(SAN_PROGS)
 	$(Q)STRAIT_BUILD=$(abspath $(BUILD))/asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 		$(PYTHON) tests/chaos/chaos.py --rounds $(CHAOS_ROUNDS) --sites $(CHAOS_SITES) \
-		$(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
+		$(if $(CHAOS_VIA),--via) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
 
 clean:
 	rm -rf $(BUILD)

@@ -62,6 +62,7 @@
 #define STREAM_RESENDS_MAX 3
 
 static void sink_spill_go_on(struct stream *st);
+static void sink_ack_soon(struct stream *st);
 
 /* ------------------------------------------------------------ retained batches */
 
@@ -73,6 +74,17 @@ static void sink_spill_go_on(struct stream *st);
  * stream goes on.
  */
 #define SINK_RETAIN_TRIM_US (10 * 1000000LL)
+
+/*
+ * The retained batches, while they follow the stream (not during an initial
+ * sync round, whose filter passes part of it); NULL otherwise.
+ */
+static struct spool *sink_retain_live(const struct stream *st)
+{
+	if (!st->sink.retain || (st->sync && streamsync_in_progress(st->sync)))
+		return NULL;
+	return retain_spool(st->sink.retain);
+}
 
 static void sink_retain_stop(struct stream *st, const char *err)
 {
@@ -92,8 +104,10 @@ static void sink_retain_sync_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (st->sink.retain && !retain_sync(st->sink.retain, err, sizeof(err)))
 		sink_retain_stop(st, err);
-	else if (st->sink.retain)
+	else if (st->sink.retain) {
 		retain_serve_kick(st->owner->serve, st->name);   /* relayed destinations go on */
+		sink_ack_soon(st);       /* what waited for the fsync may be acknowledged now */
+	}
 }
 
 static void sink_retain_take(struct stream *st, const uint8_t *body, size_t len)
@@ -108,12 +122,11 @@ static void sink_retain_take(struct stream *st, const uint8_t *body, size_t len)
 	if (st->sync && streamsync_in_progress(st->sync))
 		return;
 	/*
-	 * What comes continues from where this generation was asked, and the
-	 * apply committed up to ack_lsn: what the retained batches lack below
-	 * either (a copy, a start, a lost tail) they never had. They start over
-	 * there, so a sibling asking below gets a gap, never a hole.
+	 * What comes continues from where this generation was asked: what the
+	 * retained batches lack below it (a copy, a start) they never get. They
+	 * start over there, so a sibling asking below gets a gap, never a hole.
 	 */
-	from = st->sink.asked_lsn > st->sink.ack_lsn ? st->sink.asked_lsn : st->sink.ack_lsn;
+	from = st->sink.asked_lsn;
 	if (retain_end_lsn(st->sink.retain) < from &&
 	    !retain_resume(st->sink.retain, from, err, sizeof(err))) {
 		sink_retain_stop(st, err);
@@ -250,16 +263,25 @@ static void stream_ack_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct stream *st = arg;
 	struct relay_proto_ack ack;
-	uint64_t released;
+	uint64_t released, committed;
 
 	(void)fd;
 	(void)what;
 	released = sink_released(st);
-	if (st->sink.ack_lsn <= st->sink.ack_sent_lsn && released <= st->sink.released_sent)
+	/*
+	 * Never past what the retained batches hold durably: the source keeps
+	 * what this site's siblings and relayed destinations could still need
+	 * from it, and a crash between a commit here and the fsync there is
+	 * made good from the source (stream_sink_position()).
+	 */
+	committed = st->sink.ack_lsn;
+	if (sink_retain_live(st) && spool_durable_lsn(sink_retain_live(st)) < committed)
+		committed = spool_durable_lsn(sink_retain_live(st));
+	if (committed <= st->sink.ack_sent_lsn && released <= st->sink.released_sent)
 		return;
 	ack = (struct relay_proto_ack){
 		.stream = relay_proto_str(st->name),
-		.committed_lsn = st->sink.ack_lsn,
+		.committed_lsn = committed,
 		.commit_time_us = st->sink.ack_commit_time,
 		.generation = st->sink.want_generation,
 		.released_bytes = released,
@@ -267,11 +289,11 @@ static void stream_ack_cb(evutil_socket_t fd, short what, void *arg)
 	wire_writer_reset(&st->owner->out);
 	if (relay_proto_write_ack(&st->owner->out, &ack) &&
 	    stream_send_to(st, stream_sink_upstream(st), st->sink.catchup ? FRAME_CATCHUP_ACK : FRAME_ACK, 0)) {
-		bool committed = st->sink.ack_lsn > st->sink.ack_sent_lsn;
+		bool moved = committed > st->sink.ack_sent_lsn;
 
-		st->sink.ack_sent_lsn = st->sink.ack_lsn;
+		st->sink.ack_sent_lsn = committed;
 		st->sink.released_sent = released;
-		if (committed)
+		if (moved)
 			(void)fault_hit("sink.ack_sent");
 	}
 }
@@ -312,6 +334,18 @@ bool stream_sink_position(struct stream *st, struct relay_proto_position *pos)
 	/* committed never passes received on the wire */
 	if (pos->received_lsn < pos->committed_lsn)
 		pos->received_lsn = pos->committed_lsn;
+	/*
+	 * The retained batches lost their tail (a crash before their fsync, the
+	 * apply's commit was durable): ask from their end, so they get it again;
+	 * the apply skips what it has. 0: they never held anything, nothing to
+	 * make good (and 0 would ask for a copy).
+	 */
+	if (sink_retain_live(st) && retain_end_lsn(st->sink.retain) > 0 &&
+	    retain_end_lsn(st->sink.retain) < pos->received_lsn) {
+		pos->received_lsn = retain_end_lsn(st->sink.retain);
+		if (pos->committed_lsn > pos->received_lsn)
+			pos->committed_lsn = pos->received_lsn;
+	}
 	return true;
 }
 
@@ -428,8 +462,14 @@ static void stream_apply_ready(void *arg, uint64_t resume_lsn)
 
 	st->sink.apply_ready = true;
 	st->sink.ack_sent_lsn = st->sink.ack_lsn = resume_lsn;
-	if (st->sink.retain && !retain_resume(st->sink.retain, resume_lsn, err, sizeof(err)))
-		sink_retain_stop(st, err);
+	/* retained batches that lost their tail keep what they have: the resume makes it good */
+	if (st->sink.retain) {
+		uint64_t end = retain_end_lsn(st->sink.retain);
+
+		if (!retain_resume(st->sink.retain, end > 0 && end < resume_lsn ? end : resume_lsn,
+				   err, sizeof(err)))
+			sink_retain_stop(st, err);
+	}
 	streamjoin_apply_restarted(st->join);
 	lag_acked(st->lag, resume_lsn, 0);
 	st->last_error[0] = '\0';
@@ -502,6 +542,26 @@ void stream_sink_retry(struct stream *st)
 		if (!apply_resume(st->sink.apply))
 			stream_schedule_retry(st, STREAM_APPLY_RETRY_MS);
 	}
+}
+
+/*
+ * A resume asked below what the apply committed, to make good the retained
+ * batches' lost tail, and the source no longer has it: the apply misses
+ * nothing (it has everything up to ack_lsn), only the retained batches, which
+ * start over at prev. True when that is the case (logged).
+ */
+static bool sink_retain_hole(struct stream *st, uint64_t prev)
+{
+	char err[256];
+
+	if (!sink_retain_live(st) || prev > st->sink.ack_lsn)
+		return false;
+	log_warning("stream \"%s\": \"%s\" no longer holds what the retained batches lost (after "
+		    LSN_FMT "): they start over at " LSN_FMT ", a sibling below it gets a gap",
+		    st->name, st->peer, LSN_ARGS(st->sink.asked_lsn), LSN_ARGS(prev));
+	if (!retain_resume(st->sink.retain, prev, err, sizeof(err)))
+		sink_retain_stop(st, err);
+	return true;
 }
 
 /* Whether b follows what came before in its generation; why not into why. */
@@ -661,10 +721,12 @@ void stream_sink_batch(struct stream *st, const struct relay_proto_batch *b)
 	if (st->sink.halted || !st->sink.apply_ready || b->generation != st->sink.want_generation)
 		return;       /* halted, paused, or sent before our last RESUME: asked for again */
 	(void)fault_hit("sink.batch_received");
-	if (b->seq == 0 && st->sink.asked_lsn && b->prev_lsn > st->sink.asked_lsn) {
+	if (b->seq == 0 && st->sink.asked_lsn && b->prev_lsn > st->sink.asked_lsn &&
+	    !sink_retain_hole(st, b->prev_lsn)) {
 		/*
 		 * The source has nothing between what was asked for and where it
-		 * sends from (asked 0: the sink has nothing, any start will do).
+		 * sends from (asked 0: the sink has nothing, any start will do),
+		 * and the apply lacks it too.
 		 */
 		snprintf(why, sizeof(why), "gap: asked \"%s\" to resume after " LSN_FMT " but its first "
 			 "batch continues from " LSN_FMT, st->peer, LSN_ARGS(st->sink.asked_lsn),

@@ -56,8 +56,9 @@ def log(msg):
 class World:
     """Everything a run sets up once: namespaces, servers, cluster, daemons."""
 
-    def __init__(self, workdir, large_rows=faults.LARGE_ROWS, n_sites=2):
+    def __init__(self, workdir, large_rows=faults.LARGE_ROWS, n_sites=2, via=False):
         self.names = ("onprem", "cloud", "edge")[:n_sites]
+        self.via = via                    # edge's copy goes through cloud (three sites)
         self.workdir = workdir
         self.large_rows = large_rows      # rows of a large transaction fault; 0: none
         self.bulk_rows = 0                # rows the large transactions committed
@@ -82,6 +83,8 @@ class World:
         to = list(self.names[1:]) if len(self.names) > 2 else "cloud"
         stream = {"name": "app", "from": "onprem", "to": to, "publication": "strait_app",
                   "initial_sync": False, "schedule": [{"rate": "unlimited"}]}
+        if self.via:
+            stream["via"] = {"edge": "cloud"}
         self.cluster = harness.Cluster(self.workdir,
                                        harness.tunnel_sites([self.src] + self.dsts, self.sites,
                                                             names=self.names),
@@ -100,8 +103,8 @@ class World:
 
     def streaming(self):
         sts = [r for r in self.daemons["onprem"].status()["replication"] if r["role"] == "source"]
-        return len(sts) == len(self.names) - 1 and all(st.get("link_up") and st.get("streaming")
-                                                        for st in sts)
+        return len(sts) == len(self.names) - 1 and all(
+            st.get("link_up") and (st.get("streaming") or st.get("relayed_by")) for st in sts)
 
     def set_schedule(self, rules):
         for name in self.names:
@@ -338,15 +341,21 @@ def main(argv=None):
                     help="rows of the large transaction fault (0: never drawn)")
     ap.add_argument("--sites", type=int, choices=(2, 3), default=2,
                     help="3: the stream fans out from onprem to cloud and edge")
+    ap.add_argument("--via", action="store_true",
+                    help="with --sites 3: edge's copy goes through cloud (streams[].via)")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         log("chaos: needs root (network namespaces, tunnels)")
         return 2
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**9)
-    log(f"chaos: seed {seed}, {args.rounds} rounds, {args.sites} sites, straitd {harness.STRAITD}")
+    log(f"chaos: seed {seed}, {args.rounds} rounds, {args.sites} sites"
+        f"{' (edge through cloud)' if args.via else ''}, straitd {harness.STRAITD}")
     workdir = args.workdir or tempfile.mkdtemp(prefix="strait-chaos-")
     os.makedirs(workdir, exist_ok=True)
-    world = World(workdir, large_rows=args.large_rows, n_sites=args.sites)
+    if args.via and args.sites != 3:
+        log("chaos: --via needs --sites 3")
+        return 2
+    world = World(workdir, large_rows=args.large_rows, n_sites=args.sites, via=args.via)
 
     def on_term(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
