@@ -41,7 +41,7 @@ def test_a_relayed_replica_costs_the_primary_one_copy(tmp_path, netns_sites, pg_
     assert "-> onprem" in d["aws"].ctl("status").stdout
 
     before = {p: sent_to(d["aws"], p) for p in ("azure", "onprem")}
-    aws.pgbench("-c", "2", "-T", "15", "-n")
+    aws.pgbench("-c", "2", "-T", "8", "-n")
     wait_until(lambda: equal(aws, azure) and equal(aws, onprem), 120, interval=0.5,
                what="both replicas level after the load")
     cost = {p: sent_to(d["aws"], p) - before[p] for p in ("azure", "onprem")}
@@ -55,7 +55,7 @@ def test_a_relayed_replica_costs_the_primary_one_copy(tmp_path, netns_sites, pg_
 
     # onprem away: azure keeps what it lacks, and it catches up through azure
     ns["onprem"].set_wan(False)
-    load = threading.Thread(target=aws.pgbench, args=("-c", "2", "-T", "10", "-n"))
+    load = threading.Thread(target=aws.pgbench, args=("-c", "2", "-T", "5", "-n"))
     load.start()
     load.join()
     wait_until(lambda: equal(aws, azure), 60, interval=0.5, what="azure level")
