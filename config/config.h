@@ -182,6 +182,10 @@ struct config_control {
 	char *group;                 /* members may use the socket (0660); NULL = owner-only */
 };
 
+struct config_hooks {
+	char *on_role_change;        /* run with ROLE SITE EPOCH after each change; NULL = none */
+};
+
 /* Private to config/: the file's text and where each key sits, for diagnostics. */
 struct config_source;
 
@@ -200,6 +204,7 @@ struct strait_config {
 	struct config_failover failover;
 	struct config_metrics metrics;
 	struct config_control control;
+	struct config_hooks hooks;
 	struct config_source *source; /* private; NULL in a config built by hand */
 };
 

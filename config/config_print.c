@@ -67,6 +67,25 @@ void config_print_scalar(FILE *out, const char *text)
 	fputc('"', out);
 }
 
+/* An optional value that was not given and has no default: left out. */
+static bool print_absent(const struct config_key *k, const void *base)
+{
+	return (k->type == CT_GROUP || (k->type == CT_PATH && !k->required && !k->def)) &&
+	       !*(char *const *)((const char *)base + k->offset);
+}
+
+/* A section whose every key is left out (hooks with none set): left out too. */
+static bool print_section_empty(const struct config_key *section, const void *base)
+{
+	for (size_t i = 0; i < config_n_keys; i++) {
+		const struct config_key *k = &config_keys[i];
+
+		if (config_schema_is_child(k, section->path) && !print_absent(k, base))
+			return false;
+	}
+	return true;
+}
+
 /* Indentation; the first line of a list item carries the "- ". */
 static void lead(FILE *out, int indent, bool *dash)
 {
@@ -136,8 +155,7 @@ static void print_map(FILE *out, const struct strait_config *cfg, const char *pr
 		/* An optional value that was not given (a rule's hours) stays out. */
 		if (k->type == CT_WINDOW && k->has_aux && !*(const bool *)((const char *)base + k->aux))
 			continue;
-		if ((k->type == CT_GROUP || (k->type == CT_PATH && !k->required && !k->def)) &&
-		    !*(char *const *)((const char *)base + k->offset))
+		if (print_absent(k, base) || (k->type == CT_SECTION && print_section_empty(k, base)))
 			continue;
 		lead(out, indent, &dash);
 		fprintf(out, "%s:", config_schema_name(k));

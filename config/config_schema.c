@@ -188,6 +188,12 @@ const struct config_key config_keys[] = {
 	{ "metrics.listen", CT_LISTEN, ROOT(metrics.listen), .def = "127.0.0.1:9543",
 	  .doc = "host:port of /metrics, /health, /primary and /replica; off turns it off" },
 
+	{ "hooks", CT_SECTION, .scope = CS_ROOT, .reload = true,
+	  .doc = "operator programs straitd runs on events" },
+	{ "hooks.on_role_change", CT_PATH, ROOT(hooks.on_role_change), .reload = true,
+	  .doc = "run after this site's role or epoch changes, with the new role, the site and the "
+		 "epoch as arguments (DNS or a load balancer can follow); none: nothing runs" },
+
 	{ "control", CT_SECTION, .scope = CS_ROOT, .reload = true,
 	  .doc = "the control socket straitctl talks to" },
 	{ "control.socket", CT_PATH, ROOT(control.socket), .def = "/run/strait/control.sock",

@@ -30,7 +30,22 @@ struct role {
 	char *dir;
 	struct role_state st;
 	bool persisted;
+	role_change_fn on_change;
+	void *on_change_arg;
 };
+
+void role_on_change(struct role *r, role_change_fn fn, void *arg)
+{
+	r->on_change = fn;
+	r->on_change_arg = arg;
+}
+
+/* After the state moved from before: tell the observer when the role or the epoch changed. */
+static void role_changed(struct role *r, const struct role_state *before)
+{
+	if (r->on_change && (before->role != r->st.role || before->epoch != r->st.epoch))
+		r->on_change(r->on_change_arg, r->st.role, r->st.epoch);
+}
 
 static const char *const role_names[] = {
 	[ROLE_PRIMARY] = "primary",
@@ -507,14 +522,19 @@ bool role_set(struct role *r, enum role_kind role, uint64_t epoch, const char *p
 	log_notice("role %s at epoch %" PRIu64 " -> %s at epoch %" PRIu64 " (%s)",
 		   role_name(r->st.role), r->st.epoch, role_name(role), epoch,
 		   reason ? reason : "no reason given");
-	r->st = next;
-	r->persisted = true;
+	{
+		struct role_state before = r->st;
+
+		r->st = next;
+		r->persisted = true;
+		role_changed(r, &before);
+	}
 	return true;
 }
 
 bool role_heard_epoch(struct role *r, const char *peer, uint64_t epoch)
 {
-	struct role_state next = r->st;
+	struct role_state next = r->st, before;
 	char err[512];
 
 	if (epoch <= r->st.epoch)
@@ -531,6 +551,7 @@ bool role_heard_epoch(struct role *r, const char *peer, uint64_t epoch)
 			   ": taking it, staying %s", peer, epoch, r->st.epoch,
 			   role_name(r->st.role));
 	}
+	before = r->st;
 	r->st = next;
 	if (role_state_write(r->dir, &next, err, sizeof(err))) {
 		r->persisted = true;
@@ -538,6 +559,7 @@ bool role_heard_epoch(struct role *r, const char *peer, uint64_t epoch)
 		log_error("could not persist the step-down to epoch %" PRIu64 ": %s", epoch, err);
 		r->persisted = false;
 	}
+	role_changed(r, &before);
 	return true;
 }
 
@@ -548,7 +570,7 @@ bool role_claim_wins(const char *a, const char *b)
 
 bool role_heard_primary(struct role *r, const char *peer, uint64_t epoch)
 {
-	struct role_state next = r->st;
+	struct role_state next = r->st, before;
 	char err[512];
 
 	if (r->st.role != ROLE_PRIMARY || epoch != r->st.epoch ||
@@ -558,6 +580,7 @@ bool role_heard_primary(struct role *r, const char *peer, uint64_t epoch)
 	log_warning("site \"%s\" is primary at epoch %" PRIu64 " too; its name sorts before \"%s\", "
 		    "so it stays primary: stepping down from primary to fenced", peer, epoch,
 		    r->st.site);
+	before = r->st;
 	r->st = next;
 	if (role_state_write(r->dir, &next, err, sizeof(err))) {
 		r->persisted = true;
@@ -565,5 +588,6 @@ bool role_heard_primary(struct role *r, const char *peer, uint64_t epoch)
 		log_error("could not persist the step-down at epoch %" PRIu64 ": %s", epoch, err);
 		r->persisted = false;
 	}
+	role_changed(r, &before);
 	return true;
 }

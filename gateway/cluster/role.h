@@ -85,6 +85,14 @@ bool role_persisted(const struct role *r);
 const char *role_primary(const struct role *r);
 
 /*
+ * Called after every change of the role or the epoch (role_set(), or a step
+ * down on a higher epoch or a tie), once the state is in memory (persisted
+ * or not: the log says). Not at role_load(). fn NULL: none.
+ */
+typedef void (*role_change_fn)(void *arg, enum role_kind role, uint64_t epoch);
+void role_on_change(struct role *r, role_change_fn fn, void *arg);
+
+/*
  * Sets role, epoch and the primary (NULL: not known), persisting them before
  * it returns. epoch must be at least the current one. Returns false (logged,
  * nothing changed) when epoch is lower or the file cannot be written. reason

@@ -42,6 +42,7 @@
 #include "gateway/cluster/role.h"
 #include "gateway/daemon/control.h"
 #include "gateway/daemon/forward.h"
+#include "gateway/daemon/hooks.h"
 #include "gateway/daemon/identity.h"
 #include "gateway/daemon/metrics.h"
 #include "gateway/daemon/sdnotify.h"
@@ -193,6 +194,15 @@ static void daemon_lost_cb(evutil_socket_t fd, short what, void *arg)
 	daemon_lost_tick(arg);
 }
 
+/* hooks.on_role_change, with the new role, this site and the epoch. */
+static void daemon_role_changed(void *arg, enum role_kind role, uint64_t epoch)
+{
+	struct daemon *d = arg;
+
+	hooks_role_change(d->hooks, d->cfg->hooks.on_role_change, role_name(role), d->site_name,
+			  epoch);
+}
+
 /* The role file; a site whose file was lost starts fenced (lost.c). */
 static bool daemon_load_role(struct daemon *d, size_t self)
 {
@@ -247,6 +257,9 @@ static bool daemon_start(struct daemon *d, const struct daemon_options *opts)
 		log_error("could not create event loop");
 		return false;
 	}
+	if (!(d->hooks = hooks_new(d->base)))
+		return false;
+	role_on_change(d->role, daemon_role_changed, d);
 	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
 		d->signals[i] = evsignal_new(d->base, sigs[i], daemon_signal_cb, d);
 		if (!d->signals[i] || event_add(d->signals[i], NULL) < 0) {
@@ -317,6 +330,9 @@ static void daemon_teardown(struct daemon *d)
 		if (d->signals[i])
 			event_free(d->signals[i]);
 	}
+	if (d->role)
+		role_on_change(d->role, NULL, NULL);
+	hooks_free(d->hooks);
 	if (d->base)
 		event_base_free(d->base);
 	config_free(d->cfg);

@@ -65,6 +65,7 @@ struct daemon {
 	size_t n_peers;
 	struct event *signals[3];
 	struct event *lost_timer;    /* fenced, no primary known: ask the peers (lost.c) */
+	struct hooks *hooks;         /* hooks.on_role_change runs */
 	time_t started_at;
 	time_t loaded_at;
 	unsigned reloads;
