@@ -107,7 +107,6 @@ struct config_ctx {
 	unsigned n_errors;
 	bool oom;
 	bool sites_ok;               /* "sites" was a usable mapping: resolve references */
-	bool contract_only;          /* check the contract, not this version's limits */
 	struct strait_config *cfg;
 };
 
@@ -278,11 +277,5 @@ void config_check_route(struct config_ctx *ctx, const struct strait_config *cfg,
 
 void config_check_all(struct config_ctx *ctx, struct strait_config *cfg);
 
-/*
- * config_load_buffer() without this version's limits on streams (one
- * destination, no relay): the whole contract, for tests and the fuzzer.
- */
-struct strait_config *config_load_contract(const char *name, const char *text, size_t len,
-		struct config_diags *diags);
 
 #endif

@@ -394,14 +394,13 @@ void config_free(struct strait_config *cfg)
 }
 
 static struct strait_config *load_buffer(const char *name, const char *text, size_t len,
-		struct config_diags *diags, bool contract_only)
+		struct config_diags *diags)
 {
 	struct config_ctx ctx;
 	struct config_node *root = NULL;
 	struct strait_config *cfg = NULL;
 
 	memset(&ctx, 0, sizeof(ctx));
-	ctx.contract_only = contract_only;
 	ctx.file = name ? name : "<config>";
 	ctx.diags = diags;
 	ctx.first_diag = diags ? diags->count : 0;
@@ -463,13 +462,7 @@ out:
 struct strait_config *config_load_buffer(const char *name, const char *text, size_t len,
 		struct config_diags *diags)
 {
-	return load_buffer(name, text, len, diags, false);
-}
-
-struct strait_config *config_load_contract(const char *name, const char *text, size_t len,
-		struct config_diags *diags)
-{
-	return load_buffer(name, text, len, diags, true);
+	return load_buffer(name, text, len, diags);
 }
 
 struct strait_config *config_load_file(const char *path, struct config_diags *diags)

@@ -79,7 +79,7 @@ struct lost_ask {
 	struct daemon *d;
 	size_t waiting;
 	struct lostrole_answer answers[64];
-	char *docs[64];
+	char *sites[64];          /* the answering sites' names (answers point here) */
 	struct json_value *values[64];
 	size_t n;
 };
@@ -136,7 +136,7 @@ static void lost_decide(struct lost_ask *a)
 	}
 	for (size_t i = 0; i < a->n; i++) {
 		json_value_free(a->values[i]);
-		free(a->docs[i]);
+		free(a->sites[i]);
 	}
 	free(a);
 }
@@ -151,8 +151,8 @@ static void lost_answer(void *arg, const char *peer, bool answered, bool ok, con
 		struct lostrole_answer *an = &a->answers[a->n];
 
 		a->values[a->n] = v;
-		a->docs[a->n] = strdup(peer);
-		an->site = a->docs[a->n] ? a->docs[a->n] : "";
+		a->sites[a->n] = strdup(peer);
+		an->site = a->sites[a->n] ? a->sites[a->n] : "";
 		an->role = lost_role_of(json_get_string(v, "role"));
 		an->epoch = (uint64_t)json_get_number(v, "epoch", 0);
 		an->primary = json_get_string(v, "primary") ? json_get_string(v, "primary") : "";

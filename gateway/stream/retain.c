@@ -47,6 +47,7 @@
 #define SOURCE_FILE "source"
 #define SOURCE_TMP  "source.tmp"
 #define SOURCE_MAX  255             /* longest source name */
+#define SEAL_FILE   "applied"
 #define BUF_KEEP    (1u * 1024u * 1024u)  /* a record buffer this big or smaller is kept */
 #define USEC_PER_SEC INT64_C(1000000)
 
@@ -136,18 +137,18 @@ static bool sync_dir(const char *dir, char *err, size_t errlen)
 	return ok;
 }
 
-/* Replaces the source file durably: a temporary file, fsynced, renamed, the directory fsynced. */
-static bool write_source(const char *dir, const char *source, char *err, size_t errlen)
+/* Replaces dir/name with text durably: a temporary file, fsynced, renamed, the directory fsynced. */
+static bool write_text(const char *dir, const char *name, const char *text, char *err, size_t errlen)
 {
 	char path[PATH_MAX], tmp[PATH_MAX];
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/%s", dir, SOURCE_FILE);
-	snprintf(tmp, sizeof(tmp), "%s/%s", dir, SOURCE_TMP);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	snprintf(tmp, sizeof(tmp), "%s/%s.tmp", dir, name);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return fail(err, errlen, "could not create \"%s\": %s", tmp, strerror(errno));
-	if (!write_all(fd, source, strlen(source)) || !write_all(fd, "\n", 1)) {
+	if (!write_all(fd, text, strlen(text))) {
 		fail(err, errlen, "could not write \"%s\": %s", tmp, strerror(errno));
 		close(fd);
 		return false;
@@ -165,15 +166,42 @@ static bool write_source(const char *dir, const char *source, char *err, size_t 
 	return sync_dir(dir, err, errlen);
 }
 
-/* The name in the source file into out (newline stripped); *found false when there is none. */
-static bool read_source(const char *dir, char *out, size_t outlen, bool *found, char *err,
-		size_t errlen)
+/* dir and its parent (STATE_DIR/retain), mode 0700 when made. */
+static bool make_dirs(const char *dir, char *err, size_t errlen)
+{
+	char parent[PATH_MAX];
+	char *slash;
+
+	snprintf(parent, sizeof(parent), "%s", dir);
+	slash = strrchr(parent, '/');
+	if (slash && slash != parent) {
+		*slash = '\0';
+		if (mkdir(parent, 0700) < 0 && errno != EEXIST)
+			return fail(err, errlen, "could not create directory \"%s\": %s", parent,
+				    strerror(errno));
+	}
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		return fail(err, errlen, "could not create directory \"%s\": %s", dir, strerror(errno));
+	return true;
+}
+
+static bool write_source(const char *dir, const char *source, char *err, size_t errlen)
+{
+	char text[SOURCE_MAX + 2];
+
+	snprintf(text, sizeof(text), "%s\n", source);
+	return write_text(dir, SOURCE_FILE, text, err, errlen);
+}
+
+/* dir/name into out (a last newline stripped); *found false when there is none. */
+static bool read_text(const char *dir, const char *name, char *out, size_t outlen, bool *found,
+		char *err, size_t errlen)
 {
 	char path[PATH_MAX];
 	size_t got = 0;
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/%s", dir, SOURCE_FILE);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	*found = false;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 && errno == ENOENT)
@@ -365,11 +393,9 @@ struct retain *retain_open(const char *dir, const char *source, char *err, size_
 		fail(err, errlen, "out of memory opening retained batches \"%s\"", dir);
 		goto failed;
 	}
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-		fail(err, errlen, "could not create directory \"%s\": %s", dir, strerror(errno));
+	if (!make_dirs(dir, err, errlen))
 		goto failed;
-	}
-	if (!read_source(dir, found, sizeof(found), &have, err, errlen))
+	if (!read_text(dir, SOURCE_FILE, found, sizeof(found), &have, err, errlen))
 		goto failed;
 	/* LSNs of another server mean nothing here */
 	r->must_empty = !have || strcmp(found, source) != 0;
@@ -384,6 +410,47 @@ struct retain *retain_open(const char *dir, const char *source, char *err, size_
 failed:
 	retain_close(r);
 	return NULL;
+}
+
+/* --- what lives beside the spool, read and written without opening it --- */
+
+bool retain_dir_source(const char *dir, char *out, size_t outlen)
+{
+	bool have = false;
+
+	return read_text(dir, SOURCE_FILE, out, outlen, &have, NULL, 0) && have;
+}
+
+bool retain_seal(const char *dir, const char *source, uint64_t applied_lsn, char *err,
+		size_t errlen)
+{
+	char text[SOURCE_MAX + 64];
+
+	if (!make_dirs(dir, err, errlen))
+		return false;
+	snprintf(text, sizeof(text), "source=%s\napplied=%" PRIu64 "\n", source, applied_lsn);
+	return write_text(dir, SEAL_FILE, text, err, errlen);
+}
+
+bool retain_sealed(const char *dir, const char *source, uint64_t *applied_lsn)
+{
+	char text[SOURCE_MAX + 64], *nl;
+	size_t n = strlen(source);
+	bool have = false;
+
+	if (!read_text(dir, SEAL_FILE, text, sizeof(text), &have, NULL, 0) || !have ||
+	    strncmp(text, "source=", 7) != 0 || strncmp(text + 7, source, n) != 0 ||
+	    !(nl = strchr(text + 7, '\n')) || nl != text + 7 + n)
+		return false;
+	return sscanf(nl + 1, "applied=%" SCNu64, applied_lsn) == 1;
+}
+
+void retain_unseal(const char *dir)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, SEAL_FILE);
+	(void)unlink(path);
 }
 
 void retain_close(struct retain *r)

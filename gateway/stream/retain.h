@@ -66,8 +66,8 @@ struct spool;
 #define RETAIN_CHECKPOINTS 4096u
 
 /*
- * Opens or creates the retained batches in dir (parents must exist; made
- * 0700). source: the site whose LSNs the records carry (the primary the sink
+ * Opens or creates the retained batches in dir (it and its parent made
+ * 0700 when missing). source: the site whose LSNs the records carry (the primary the sink
  * takes the stream from). A directory whose "source" file names another site,
  * or has none, is emptied first: LSNs of another server mean nothing here.
  * The spool's recovery drops a torn or unfinished tail. NULL on failure.
@@ -140,5 +140,23 @@ uint64_t retain_floor_lsn(const struct retain *r);
 
 /* The source site whose LSNs it holds, as given to retain_open(). */
 const char *retain_source(const struct retain *r);
+
+/*
+ * Beside the spool, read and written without opening it (a reader must not
+ * empty a directory of another source, as retain_open() would):
+ * retain_dir_source() gives the source its "source" file names (false: none).
+ * The seal, dir/applied ("source=SITE", "applied=LSN"), is what this site
+ * applied of SITE's transactions when its sink stopped for good (a
+ * promotion): a sibling served from here then gets that and no more.
+ * retain_seal() makes dir if missing (a stream that keeps no batches still
+ * says where it stands) and writes it durably; retain_sealed() reads it for
+ * source (false: none, or another source's); retain_unseal() removes it
+ * (a running sink says what it applied itself).
+ */
+bool retain_dir_source(const char *dir, char *out, size_t outlen);
+bool retain_seal(const char *dir, const char *source, uint64_t applied_lsn, char *err,
+		size_t errlen);
+bool retain_sealed(const char *dir, const char *source, uint64_t *applied_lsn);
+void retain_unseal(const char *dir);
 
 #endif

@@ -4,14 +4,11 @@
 #include "gateway/stream/retain_serve.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include <sys/stat.h>
 
 #include "common/log.h"
 #include "common/lsn.h"
@@ -175,69 +172,6 @@ char *retain_serve_dir(const struct strait_config *cfg, const char *stream)
 	char *dir;
 
 	return asprintf(&dir, "%s/retain/%s", cfg->state_dir, stream) < 0 ? NULL : dir;
-}
-
-bool retain_serve_seal(const char *dir, const char *source, uint64_t applied_lsn, char *err,
-		size_t errlen)
-{
-	char path[4096], tmp[4096], text[256];
-	int fd, n = snprintf(text, sizeof(text), "source=%s\napplied=%" PRIu64 "\n", source,
-			     applied_lsn);
-	bool ok;
-
-	snprintf(path, sizeof(path), "%s/applied", dir);
-	snprintf(tmp, sizeof(tmp), "%s/applied.tmp", dir);
-	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
-		return false;
-	}
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
-		return false;
-	}
-	ok = write(fd, text, (size_t)n) == n && fsync(fd) == 0;
-	if (!ok)
-		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
-	close(fd);
-	if (ok && rename(tmp, path) != 0) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		ok = false;
-	}
-	if (ok && (fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
-		(void)fsync(fd);
-		close(fd);
-	}
-	return ok;
-}
-
-void retain_serve_unseal(const char *dir)
-{
-	char path[4096];
-
-	snprintf(path, sizeof(path), "%s/applied", dir);
-	(void)unlink(path);
-}
-
-/* The sealed position of source's LSNs, or false when there is none. */
-static bool seal_read(const char *dir, const char *source, uint64_t *applied)
-{
-	char path[4096], line[256], held[256] = "";
-	bool have = false;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/applied", dir);
-	if (!(f = fopen(path, "re")))
-		return false;
-	while (fgets(line, sizeof(line), f)) {
-		line[strcspn(line, "\n")] = '\0';
-		if (strncmp(line, "source=", 7) == 0)
-			snprintf(held, sizeof(held), "%s", line + 7);
-		else if (sscanf(line, "applied=%" SCNu64, applied) == 1)
-			have = true;
-	}
-	fclose(f);
-	return have && strcmp(held, source) == 0;
 }
 
 /* ------------------------------------------------------------ sending */
@@ -480,22 +414,6 @@ static void serve_reply(struct retain_serve *srv, const char *peer, const struct
 			    m->stream.ptr, peer);
 }
 
-/* The source whose LSNs the retained batches in dir hold ("" when unknown). */
-static void retained_source(const char *dir, char *out, size_t outlen)
-{
-	char path[4096];
-	FILE *f;
-
-	out[0] = '\0';
-	snprintf(path, sizeof(path), "%s/source", dir);
-	if ((f = fopen(path, "re"))) {
-		if (!fgets(out, (int)outlen, f))
-			out[0] = '\0';
-		fclose(f);
-	}
-	out[strcspn(out, "\n")] = '\0';
-}
-
 /*
  * What this site applied of source's transactions on stream (0: not known)
  * and its retained batches of them: its sink's, or (no sink: it was
@@ -526,11 +444,11 @@ static struct retain *serve_find(struct retain_serve *srv, const char *stream, c
 		snprintf(msg, msglen, "out of memory");
 		return NULL;
 	}
-	if (!seal_read(dir, source, applied)) {
+	if (!retain_sealed(dir, source, applied)) {
 		*applied = 0;
 		snprintf(msg, msglen, "it does not know what it applied of site %s on stream %s", source,
 			 stream);
-	} else if (retained_source(dir, held, sizeof(held)), strcmp(held, source) != 0) {
+	} else if (!retain_dir_source(dir, held, sizeof(held)) || strcmp(held, source) != 0) {
 		snprintf(msg, msglen, "no retained batches of site %s for stream %s here", source, stream);
 	} else if (!(r = retain_open(dir, source, err, sizeof(err)))) {
 		snprintf(msg, msglen, "retained batches: %s", err);

@@ -12,7 +12,7 @@
  * commit before). CATCHUP_ACK frees the send window, as ACK does for a
  * source. What this site applied is its sink's committed position, or, when
  * it has no sink of the stream (it became primary), the position recorded
- * when its streams stopped for the promotion (retain_serve_seal()).
+ * when its streams stopped for the promotion (retain_seal()).
  *
  * One session per asking site and stream; a new CATCHUP replaces it.
  */
@@ -64,14 +64,4 @@ uint64_t retain_serve_hold(struct retain_serve *srv, const char *stream, const c
 
 /* STATE_DIR/retain/<stream>: a new string, NULL when out of memory. */
 char *retain_serve_dir(const struct strait_config *cfg, const char *stream);
-/*
- * Records applied_lsn as what this site applied of source's transactions
- * (see above), in dir/applied (dir is made if missing: a stream that keeps no
- * batches still says where it stands).
- */
-bool retain_serve_seal(const char *dir, const char *source, uint64_t applied_lsn, char *err,
-		size_t errlen);
-/* Forgets it: a running sink says what it applied itself. */
-void retain_serve_unseal(const char *dir);
-
 #endif

@@ -23,6 +23,7 @@
 #include "gateway/relay/wire.h"
 #include "gateway/stream/clock.h"
 #include "gateway/stream/lag.h"
+#include "gateway/stream/retain.h"
 #include "gateway/stream/retain_serve.h"
 #include "gateway/stream/stream_int.h"
 #include "gateway/stream/stream_join.h"
@@ -297,7 +298,7 @@ void streams_retain_seal(struct streams *s)
 		if (st->role != STREAM_ROLE_SINK || !st->sink.apply_ready || !st->siblings ||
 		    !(dir = retain_serve_dir(s->cfg, st->name)))
 			continue;
-		if (!retain_serve_seal(dir, st->peer, st->sink.ack_lsn, err, sizeof(err)))
+		if (!retain_seal(dir, st->peer, st->sink.ack_lsn, err, sizeof(err)))
 			log_error("stream \"%s\": recording what was applied beside the retained batches: %s; "
 				  "no sibling can catch up from this site", st->name, err);
 		else

@@ -21,14 +21,11 @@
  * count against the source's send window (each new link does not add a
  * window's worth to the sink's memory).
  */
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#include <sys/stat.h>
 
 #include <event2/event.h>
 
@@ -84,6 +81,17 @@ static struct spool *sink_retain_live(const struct stream *st)
 	if (!st->sink.retain || (st->sync && streamsync_in_progress(st->sync)))
 		return NULL;
 	return retain_spool(st->sink.retain);
+}
+
+/*
+ * What this sink may claim to hold at most: what its retained batches hold
+ * on disk (they follow the stream), else anything (UINT64_MAX).
+ */
+static uint64_t sink_retain_bound(const struct stream *st)
+{
+	struct spool *sp = sink_retain_live(st);
+
+	return sp ? spool_durable_lsn(sp) : UINT64_MAX;
 }
 
 static void sink_retain_stop(struct stream *st, const char *err)
@@ -170,22 +178,14 @@ static void sink_retain_open(struct stream *st, const struct strait_config *cfg)
 	/* a relay keeps what its destinations lack, whatever retain says */
 	if (!st->siblings || (st->cs->retain == 0 && !relays))
 		return;
-	if (asprintf(&dir, "%s/retain", cfg->state_dir) < 0 ||
-	    (mkdir(dir, 0700) != 0 && errno != EEXIST)) {
-		log_error("stream \"%s\": retained batches: cannot make %s: %s", st->name,
-			  dir ? dir : "a directory", strerror(errno));
-		free(dir);
-		return;
-	}
-	free(dir);
-	if (asprintf(&dir, "%s/retain/%s", cfg->state_dir, st->name) < 0)
+	if (!(dir = retain_serve_dir(cfg, st->name)))
 		return;
 	st->sink.retain = retain_open(dir, st->peer, err, sizeof(err));
 	if (!st->sink.retain)
 		log_error("stream \"%s\": retained batches in %s: %s; none kept for the siblings",
 			  st->name, dir, err);
 	else
-		retain_serve_unseal(dir);     /* the running sink says what it applied */
+		retain_unseal(dir);     /* the running sink says what it applied */
 	free(dir);
 	st->sink.retain_event = event_new(st->owner->base, -1, 0, sink_retain_sync_cb, st);
 	if (!st->sink.retain_event) {
@@ -274,9 +274,7 @@ static void stream_ack_cb(evutil_socket_t fd, short what, void *arg)
 	 * from it, and a crash between a commit here and the fsync there is
 	 * made good from the source (stream_sink_position()).
 	 */
-	committed = st->sink.ack_lsn;
-	if (sink_retain_live(st) && spool_durable_lsn(sink_retain_live(st)) < committed)
-		committed = spool_durable_lsn(sink_retain_live(st));
+	committed = st->sink.ack_lsn < sink_retain_bound(st) ? st->sink.ack_lsn : sink_retain_bound(st);
 	if (committed <= st->sink.ack_sent_lsn && released <= st->sink.released_sent)
 		return;
 	ack = (struct relay_proto_ack){
@@ -340,9 +338,8 @@ bool stream_sink_position(struct stream *st, struct relay_proto_position *pos)
 	 * the apply skips what it has. 0: they never held anything, nothing to
 	 * make good (and 0 would ask for a copy).
 	 */
-	if (sink_retain_live(st) && retain_end_lsn(st->sink.retain) > 0 &&
-	    retain_end_lsn(st->sink.retain) < pos->received_lsn) {
-		pos->received_lsn = retain_end_lsn(st->sink.retain);
+	if (sink_retain_bound(st) > 0 && sink_retain_bound(st) < pos->received_lsn) {
+		pos->received_lsn = sink_retain_bound(st);
 		if (pos->committed_lsn > pos->received_lsn)
 			pos->committed_lsn = pos->received_lsn;
 	}

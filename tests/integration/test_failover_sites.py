@@ -61,11 +61,18 @@ class Writer:
         self.thread.join()
 
 
-def replicas_apart(tmp_path, netns_sites, pg_factory, straitd_factory, env=None):
-    """Streams to both replicas, then azure is cut off while aws commits
-    (onprem goes ahead), then aws is cut off while it still commits, then
-    azure is back: azure and onprem reach each other, not aws. Returns
-    (pgs, daemons, namespaces, writer) with the writer stopped."""
+def count(pg):
+    return pg.sql("SELECT count(*) FROM ledger")[0][0]
+
+
+BULK = (50000001, 50200000)     # one large transaction (about 60 MB of changes)
+
+
+def cut_in_turn(tmp_path, netns_sites, pg_factory, straitd_factory, env=None, alone=False):
+    """Streams to both replicas, then azure is cut off while aws commits the
+    writer's transactions and one large transaction (onprem goes ahead by
+    both), then aws is cut off (alone: onprem too) while it still commits.
+    Returns (pgs, daemons, namespaces, writer) with the writer stopped."""
     pgs, d, ns = three_sites(tmp_path, netns_sites, pg_factory, straitd_factory,
                              schema=ledger_schema, env=env)
     wait_until(lambda: set(sources(d["aws"])) == {"azure", "onprem"} and
@@ -77,15 +84,26 @@ def replicas_apart(tmp_path, netns_sites, pg_factory, straitd_factory, env=None)
         ns["azure"].set_wan(False)
         wait_until(lambda: not sources(d["aws"])["azure"]["link_up"], 60, interval=0.2,
                    what="the primary to see azure gone")
+        pgs["aws"].sql("INSERT INTO ledger SELECT g, 'bulk ' || repeat('x', 200) "
+                       "FROM generate_series(%s, %s) g", BULK)
         w.wait_more(300, "writes while azure is away")
-        wait_until(lambda: len(ledger_ids(pgs["onprem"])) > len(ledger_ids(pgs["azure"])) + 200,
-                   60, interval=0.2, what="onprem ahead of azure")
+        wait_until(lambda: count(pgs["onprem"]) > count(pgs["azure"]) + BULK[1] - BULK[0] + 200,
+                   120, interval=0.5, what="onprem ahead of azure")
         ns["aws"].set_wan(False)
-        wait_until(lambda: not link_up(d["onprem"], "aws"), 60, interval=0.2,
-                   what="onprem to see aws gone")
+        if alone:
+            ns["onprem"].set_wan(False)
+        else:
+            wait_until(lambda: not link_up(d["onprem"], "aws"), 60, interval=0.2,
+                       what="onprem to see aws gone")
         w.wait_more(100, "writes only aws has")
     finally:
         w.halt()
+    return pgs, d, ns, w
+
+
+def replicas_apart(tmp_path, netns_sites, pg_factory, straitd_factory, env=None):
+    """cut_in_turn(), then azure is back: azure and onprem reach each other, not aws."""
+    pgs, d, ns, w = cut_in_turn(tmp_path, netns_sites, pg_factory, straitd_factory, env=env)
     ns["azure"].set_wan(True)
     wait_until(lambda: link_up(d["azure"], "onprem") and link_up(d["onprem"], "azure"), 60,
                interval=0.2, what="azure and onprem to reach each other")
@@ -103,6 +121,7 @@ def test_failover_brings_the_replicas_level(target, tmp_path, netns_sites, pg_fa
     other = "onprem" if target == "azure" else "azure"
     most = ledger_ids(pgs["onprem"])
     assert len(most) > len(ledger_ids(pgs["azure"])) + 200
+    assert BULK[1] in most and BULK[1] not in ledger_ids(pgs["azure"])
     t0 = time.monotonic()
     res = d[target].ctl("failover", "--to", target, timeout=200)
     print(f"failover to {target}: {time.monotonic() - t0:.2f} s\n{res.stdout}")
@@ -200,23 +219,7 @@ def test_a_replica_away_at_the_failover_follows_later_or_is_fenced(late, tmp_pat
     fenced, and its rejoin report (from its retained batches) holds exactly
     those transactions before it is re-seeded."""
     target, away = ("onprem", "azure") if late == "behind" else ("azure", "onprem")
-    pgs, d, ns = three_sites(tmp_path, netns_sites, pg_factory, straitd_factory,
-                             schema=ledger_schema)
-    wait_until(lambda: set(sources(d["aws"])) == {"azure", "onprem"} and
-               all(r["streaming"] for r in sources(d["aws"]).values()), 120, interval=0.5,
-               what="the stream to both replicas")
-    w = Writer(pgs["aws"])
-    try:
-        w.wait_more(200, "ledger writes")
-        ns["azure"].set_wan(False)
-        w.wait_more(300, "writes while azure is away")
-        wait_until(lambda: len(ledger_ids(pgs["onprem"])) > len(ledger_ids(pgs["azure"])) + 200,
-                   60, interval=0.2, what="onprem ahead of azure")
-        ns["onprem"].set_wan(False)
-        ns["aws"].set_wan(False)
-        w.wait_more(100, "writes only aws has")
-    finally:
-        w.halt()
+    pgs, d, ns, w = cut_in_turn(tmp_path, netns_sites, pg_factory, straitd_factory, alone=True)
     held = {n: ledger_ids(pgs[n]) for n in ("azure", "onprem")}
     ns[target].set_wan(True)
     wait_until(lambda: not link_up(d[target], away) and not link_up(d[target], "aws"), 60,

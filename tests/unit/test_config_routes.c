@@ -1,11 +1,7 @@
 /*
  * test_config_routes.c — where a stream goes: streams[].to as one site (the
  * two-site form) or a list of sites, streams[].via, streams[].retain, every
- * error of their checks at its line, column and key, and the refusal of what
- * this version's data path does not run (several destinations, relays).
- *
- * The contract is checked with config_load_contract(), which leaves out that
- * refusal; config_load_buffer() adds it.
+ * error of their checks at its line, column and key.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -66,15 +62,13 @@ static int route_line(int n)
 	return lines + n;
 }
 
-/* header + route, loaded by the contract alone or as this version does. */
-static struct strait_config *load(const char *route, bool contract, struct config_diags *diags)
+/* header + route, loaded. */
+static struct strait_config *load(const char *route, struct config_diags *diags)
 {
 	char text[4096];
 	int n = snprintf(text, sizeof(text), "%s%s", header, route);
 
 	assert_true(n > 0 && (size_t)n < sizeof(text));
-	if (contract)
-		return config_load_contract("routes.yaml", text, (size_t)n, diags);
 	return config_load_buffer("routes.yaml", text, (size_t)n, diags);
 }
 
@@ -90,11 +84,11 @@ static char *diags_text(const struct config_diags *diags)
 	return text;
 }
 
-/* route loads (under the contract, or also as this version runs). */
-static struct strait_config *good(const char *route, bool contract)
+/* route loads. */
+static struct strait_config *good(const char *route)
 {
 	struct config_diags diags = { 0 };
-	struct strait_config *cfg = load(route, contract, &diags);
+	struct strait_config *cfg = load(route, &diags);
 	char *text = diags_text(&diags);
 
 	if (!cfg || diags.count > 0)
@@ -122,10 +116,10 @@ static void expect_diag(const struct config_diag *d, const struct want *w)
 }
 
 /* route is refused with exactly the one error w. */
-static void refused(const struct want *w, bool contract)
+static void refused(const struct want *w)
 {
 	struct config_diags diags = { 0 };
-	struct strait_config *cfg = load(w->route, contract, &diags);
+	struct strait_config *cfg = load(w->route, &diags);
 	char *text = diags_text(&diags);
 
 	if (cfg || diags.count != 1)
@@ -146,7 +140,7 @@ static int site(const struct strait_config *cfg, const char *name)
 /* The two-site form: one site as a scalar, as this version runs it. */
 static void test_to_scalar(void **state)
 {
-	struct strait_config *cfg = good("    to: b\n", false);
+	struct strait_config *cfg = good("    to: b\n");
 	const struct config_stream *st = &cfg->streams[0];
 
 	(void)state;
@@ -170,7 +164,7 @@ static char *print_text(const struct strait_config *cfg)
 	return text;
 }
 
-/* cfg prints with want in it, and the print loads back (contract) and prints the same. */
+/* cfg prints with want in it, and the print loads back and prints the same. */
 static void prints(const struct strait_config *cfg, const char *want)
 {
 	struct config_diags diags = { 0 };
@@ -179,7 +173,7 @@ static void prints(const struct strait_config *cfg, const char *want)
 
 	if (!strstr(printed, want))
 		fail_msg("print lacks \"%s\":\n%s", want, printed);
-	again = config_load_contract("printed.yaml", printed, strlen(printed), &diags);
+	again = config_load_buffer("printed.yaml", printed, strlen(printed), &diags);
 	assert_non_null(again);
 	again_text = print_text(again);
 	assert_string_equal(printed, again_text);
@@ -199,7 +193,7 @@ static void test_to_list(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < N(lists); i++) {
-		cfg = good(lists[i], true);
+		cfg = good(lists[i]);
 		assert_int_equal(cfg->streams[0].n_to, 3);
 		assert_int_equal(cfg->streams[0].to[0], site(cfg, "b"));
 		assert_int_equal(cfg->streams[0].to[1], site(cfg, "c"));
@@ -210,7 +204,7 @@ static void test_to_list(void **state)
 		config_free(cfg);
 	}
 	/* A list of one site is the two-site form and runs; it prints as a scalar. */
-	cfg = good("    to: [c]\n", false);
+	cfg = good("    to: [c]\n");
 	assert_int_equal(cfg->streams[0].n_to, 1);
 	assert_int_equal(config_stream_to(&cfg->streams[0]), site(cfg, "c"));
 	prints(cfg, "    to: c\n    via: {}\n    retain: 1h\n");
@@ -223,7 +217,7 @@ static void test_via(void **state)
 	const struct config_stream *st;
 
 	(void)state;
-	cfg = good("    to: [b, c, d]\n    via: { d: b, c: b }\n", true);
+	cfg = good("    to: [b, c, d]\n    via: { d: b, c: b }\n");
 	st = &cfg->streams[0];
 	assert_true(st->via[0] == CONFIG_SITE_NONE);
 	assert_int_equal(st->via[1], site(cfg, "b"));
@@ -232,15 +226,15 @@ static void test_via(void **state)
 	prints(cfg, "    to: [b, c, d]\n    via: {c: b, d: b}\n");
 	config_free(cfg);
 
-	cfg = good("    to: [b, c]\n    via:\n      c: b\n", true);
+	cfg = good("    to: [b, c]\n    via:\n      c: b\n");
 	assert_int_equal(cfg->streams[0].via[1], site(cfg, "b"));
 	config_free(cfg);
 
 	/* Empty: every destination direct, and this version runs it. */
-	cfg = good("    to: b\n    via: {}\n", false);
+	cfg = good("    to: b\n    via: {}\n");
 	assert_true(cfg->streams[0].via[0] == CONFIG_SITE_NONE);
 	config_free(cfg);
-	cfg = good("    to: b\n    via:\n", false);
+	cfg = good("    to: b\n    via:\n");
 	assert_true(cfg->streams[0].via[0] == CONFIG_SITE_NONE);
 	config_free(cfg);
 }
@@ -265,13 +259,13 @@ static void test_retain(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < N(cases); i++) {
-		struct strait_config *cfg = good(cases[i].text, false);
+		struct strait_config *cfg = good(cases[i].text);
 
 		assert_true(cfg->streams[0].retain == cases[i].want);
 		config_free(cfg);
 	}
 	for (size_t i = 0; i < N(bad); i++)
-		refused(&bad[i], false);
+		refused(&bad[i]);
 }
 
 /* Every check of to and via, each alone, where it points. */
@@ -324,7 +318,7 @@ static void test_route_errors(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < N(cases); i++)
-		refused(&cases[i], true);
+		refused(&cases[i]);
 }
 
 /* Several errors of one stream come out together, in the file's order. */
@@ -339,7 +333,7 @@ static void test_route_errors_at_once(void **state)
 	struct config_diags diags = { 0 };
 
 	(void)state;
-	assert_null(load("    to: [b, a, xyz, b]\n", true, &diags));
+	assert_null(load("    to: [b, a, xyz, b]\n", &diags));
 	assert_int_equal(diags.count, N(wants));
 	for (size_t i = 0; i < N(wants); i++) {
 		struct want w = wants[i];
@@ -363,11 +357,11 @@ static void test_fan_out_and_relays_load(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < N(routes); i++) {
-		cfg = good(routes[i], false);
+		cfg = good(routes[i]);
 		assert_true(cfg->streams[0].n_to >= 2);
 		config_free(cfg);
 	}
-	cfg = good(routes[2], false);
+	cfg = good(routes[2]);
 	for (size_t i = 0; i < cfg->streams[0].n_to; i++) {
 		if (strcmp(cfg->sites[cfg->streams[0].to[i]].name, "c") == 0)
 			assert_string_equal(cfg->sites[cfg->streams[0].via[i]].name, "b");
@@ -375,7 +369,7 @@ static void test_fan_out_and_relays_load(void **state)
 			assert_int_equal(cfg->streams[0].via[i], CONFIG_SITE_NONE);
 	}
 	config_free(cfg);
-	assert_null(load("    to: [b, c]\n    via: { c: c }\n", false, &diags));
+	assert_null(load("    to: [b, c]\n    via: { c: c }\n", &diags));
 	assert_int_equal(diags.count, 1);
 	config_diags_free(&diags);
 }
@@ -383,12 +377,12 @@ static void test_fan_out_and_relays_load(void **state)
 /* Whether a reload changes where the streams go. */
 static void test_routes_equal(void **state)
 {
-	struct strait_config *one = good("    to: b\n", false), *same = good("    to: [b]\n", false),
-			     *two = good("    to: [b, c]\n", false),
-			     *two_again = good("    to: [c, b]\n", false),
-			     *other = good("    to: [b, d]\n", false),
+	struct strait_config *one = good("    to: b\n"), *same = good("    to: [b]\n"),
+			     *two = good("    to: [b, c]\n"),
+			     *two_again = good("    to: [c, b]\n"),
+			     *other = good("    to: [b, d]\n"),
 			     *more = good("    to: b\n  - name: rev\n    from: a\n    to: c\n"
-					  "    publication: app\n", false);
+					  "    publication: app\n");
 
 	(void)state;
 	assert_true(config_routes_equal(one, same));
@@ -414,7 +408,7 @@ static void test_duplicate_stream_name(void **state)
 	};
 
 	(void)state;
-	refused(&w, true);
+	refused(&w);
 }
 
 int main(void)
