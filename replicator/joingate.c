@@ -462,12 +462,21 @@ static int joingate_malformed(const uint8_t *msg, enum pgoutput_status st, char 
 	return VISIT_FAIL;
 }
 
-static int joingate_stop_unknown(struct joingate *g, uint32_t oid)
+/*
+ * A change of a table the stream does not have stops the gate; one of a
+ * relation no Relation message described is a gap in the stream: broken.
+ */
+static int joingate_stop_unknown(struct joingate *g, uint32_t oid, char *err, size_t errlen)
 {
 	const struct joingate_rel *r = joingate_rel(g, oid);
 
-	g->unknown_schema = r ? r->schema : "?";
-	g->unknown_table = r ? r->table : "?";
+	if (!r) {
+		snprintf(err, errlen, "a change of relation %u, which no Relation message described "
+			 "(a gap in the stream)", oid);
+		return VISIT_FAIL;
+	}
+	g->unknown_schema = r->schema;
+	g->unknown_table = r->table;
 	return VISIT_STOP;
 }
 
@@ -506,7 +515,7 @@ static int joingate_scan(struct joingate *g, const uint8_t *msg, uint32_t len, c
 		if (len < 5)
 			return joingate_malformed(msg, PGOUTPUT_ERR_TRUNCATED, err, errlen);
 		if (joingate_rel_kind(g, be32_load(msg + 1)) == JOINGATE_UNKNOWN_TABLE)
-			return joingate_stop_unknown(g, be32_load(msg + 1));
+			return joingate_stop_unknown(g, be32_load(msg + 1), err, errlen);
 		return VISIT_NEXT;
 	case PGOUTPUT_TRUNCATE:
 		st = pgoutput_decode(&g->dec, msg, len, &m, NULL, 0);
@@ -514,7 +523,7 @@ static int joingate_scan(struct joingate *g, const uint8_t *msg, uint32_t len, c
 			return joingate_malformed(msg, st, err, errlen);
 		for (uint32_t i = 0; i < m.truncate.nrelids; i++)
 			if (joingate_rel_kind(g, pgoutput_truncate_relid(&m, i)) == JOINGATE_UNKNOWN_TABLE)
-				return joingate_stop_unknown(g, pgoutput_truncate_relid(&m, i));
+				return joingate_stop_unknown(g, pgoutput_truncate_relid(&m, i), err, errlen);
 		return VISIT_NEXT;
 	default:
 		return VISIT_NEXT;

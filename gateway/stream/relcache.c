@@ -5,6 +5,13 @@
  * An open-addressing table keyed by OID (never 0 in PostgreSQL) that only
  * grows; a relation's entry is replaced when a new Relation message for it
  * goes by.
+ *
+ * Inside a streamed transaction pgoutput sends the Relation messages it uses
+ * with the transaction's xid, and once that transaction commits it counts
+ * them as sent: later transactions carry none. So the Relation messages of a
+ * streamed block are kept aside per xid (in their unstreamed form) and join
+ * the table at its Stream Commit; a Stream Abort of the whole transaction
+ * drops them, as pgoutput then sends them again.
  */
 #include "gateway/stream/relcache.h"
 
@@ -21,6 +28,14 @@ struct relcache_entry {
 	uint64_t seen;           /* batch counter when it was last defined or prefixed */
 };
 
+/* A Relation message of an open streamed transaction. */
+struct relcache_pending {
+	uint32_t xid;
+	uint32_t relid;
+	uint8_t *msg;            /* unstreamed: the type byte, then what followed the xid */
+	size_t len;
+};
+
 struct relcache {
 	struct relcache_entry *v;
 	size_t cap;              /* a power of two */
@@ -31,6 +46,11 @@ struct relcache {
 	size_t type_at;          /* type byte is at this offset of the next body */
 	uint8_t *out;
 	size_t out_cap;
+	struct relcache_pending *pend;
+	size_t n_pend;
+	size_t cap_pend;
+	uint8_t *carry;          /* a block's message cut between bodies, from its length on */
+	size_t carry_len;
 };
 
 /* An output buffer this big or smaller is kept for the next batch. */
@@ -65,6 +85,10 @@ void relcache_free(struct relcache *rc)
 		return;
 	for (size_t i = 0; i < rc->cap; i++)
 		free(rc->v[i].msg);
+	for (size_t i = 0; i < rc->n_pend; i++)
+		free(rc->pend[i].msg);
+	free(rc->pend);
+	free(rc->carry);
 	free(rc->v);
 	free(rc->out);
 	free(rc);
@@ -152,6 +176,69 @@ static bool relcache_need(struct relcache *rc, uint32_t relid, uint64_t batch, s
 	return true;
 }
 
+/* A streamed block's Relation message ('R', xid, relid, ...): kept aside for its xid. */
+static bool relcache_pend(struct relcache *rc, const uint8_t *m, size_t mlen)
+{
+	uint32_t xid = be32_load(m + 1), relid = be32_load(m + 5);
+	struct relcache_pending *p = NULL;
+	uint8_t *copy = malloc(mlen - 4);
+
+	if (!copy)
+		return false;
+	copy[0] = 'R';
+	memcpy(copy + 1, m + 5, mlen - 5);
+	for (size_t i = 0; i < rc->n_pend && !p; i++)
+		if (rc->pend[i].xid == xid && rc->pend[i].relid == relid)
+			p = &rc->pend[i];
+	if (!p) {
+		if (rc->n_pend == rc->cap_pend) {
+			size_t cap = rc->cap_pend ? rc->cap_pend * 2 : 8;
+			struct relcache_pending *v = realloc(rc->pend, cap * sizeof(*v));
+
+			if (!v) {
+				free(copy);
+				return false;
+			}
+			rc->pend = v;
+			rc->cap_pend = cap;
+		}
+		p = &rc->pend[rc->n_pend++];
+		p->msg = NULL;
+	}
+	free(p->msg);
+	*p = (struct relcache_pending){ .xid = xid, .relid = relid, .msg = copy, .len = mlen - 4 };
+	return true;
+}
+
+/*
+ * A streamed transaction ends: at its commit its Relation messages join the
+ * table (not stamped with a batch: a later change in this body still gets
+ * one in front); at its abort they go. xid 0: every one goes (a new source
+ * connection streams open transactions again from their start).
+ */
+static bool relcache_stream_end(struct relcache *rc, uint32_t xid, bool commit)
+{
+	bool ok = true;
+	size_t kept = 0;
+
+	for (size_t i = 0; i < rc->n_pend; i++) {
+		struct relcache_pending *p = &rc->pend[i];
+
+		if (xid != 0 && p->xid != xid) {
+			rc->pend[kept++] = *p;
+			continue;
+		}
+		if (commit && ok) {
+			ok = relcache_learn(rc, p->relid, p->msg, p->len);
+			if (ok)
+				relcache_slot(rc->v, rc->cap, p->relid)->seen = 0;
+		}
+		free(p->msg);
+	}
+	rc->n_pend = kept;
+	return ok;
+}
+
 /* A message of this type begins: streamed blocks open and close. */
 static void relcache_block_state(struct relcache *rc, uint8_t type)
 {
@@ -163,9 +250,10 @@ static void relcache_block_state(struct relcache *rc, uint8_t type)
 
 /*
  * Learns a whole message, or notes the relations a change needs; false when
- * out of memory. A streamed block is left alone: pgoutput sends each
- * streamed transaction the Relation messages it uses inside it, and the
- * sink gets all of its blocks whenever it gets its commit.
+ * out of memory. A streamed block needs nothing in front (pgoutput sends
+ * each streamed transaction the Relation messages it uses inside it, and the
+ * sink gets all of its blocks whenever it gets its commit); its Relation
+ * messages count from its Stream Commit on.
  */
 static bool relcache_message(struct relcache *rc, const uint8_t *m, size_t mlen, uint64_t batch,
 		size_t *prefix)
@@ -173,8 +261,16 @@ static bool relcache_message(struct relcache *rc, const uint8_t *m, size_t mlen,
 	bool was_in_block = rc->in_block;
 
 	relcache_block_state(rc, m[0]);
+	if (m[0] == STREAMSPILL_MSG_VOID)
+		return relcache_stream_end(rc, 0, false);
+	if (was_in_block && rc->in_block)
+		return m[0] == 'R' && mlen >= 9 ? relcache_pend(rc, m, mlen) : true;
 	if (was_in_block || rc->in_block)
 		return true;
+	if (m[0] == 'c' && mlen >= 5)
+		return relcache_stream_end(rc, be32_load(m + 1), true);
+	if (m[0] == 'A' && mlen >= 9 && be32_load(m + 1) == be32_load(m + 5))
+		return relcache_stream_end(rc, be32_load(m + 1), false);
 	if (m[0] == 'R' && mlen >= 5)
 		return relcache_learn(rc, be32_load(m + 1), m, mlen);
 	if ((m[0] == 'I' || m[0] == 'U' || m[0] == 'D') && mlen >= 5)
@@ -188,6 +284,49 @@ static bool relcache_message(struct relcache *rc, const uint8_t *m, size_t mlen,
 				return false;
 	}
 	return true;
+}
+
+/* The longest Relation message kept while it is cut between bodies. */
+#define RELCACHE_CARRY_MAX (16u * 1024u * 1024u)
+
+static bool carry_append(struct relcache *rc, const uint8_t *p, size_t n)
+{
+	uint8_t *c = realloc(rc->carry, rc->carry_len + n);
+
+	if (!c)
+		return false;
+	memcpy(c + rc->carry_len, p, n);
+	rc->carry = c;
+	rc->carry_len += n;
+	return true;
+}
+
+/*
+ * The first lead bytes of a body go on with the message the last body
+ * ended in: taken into the carry while it may be a block's Relation
+ * message, which is kept aside once whole. False when out of memory.
+ */
+static bool carry_take(struct relcache *rc, const uint8_t *body, size_t lead)
+{
+	size_t used = 0, want;
+
+	while (rc->carry_len < 5 && used < lead)
+		if (!carry_append(rc, body + used++, 1))
+			return false;
+	if (rc->carry_len < 5)
+		return true;            /* still no type byte: the next body has it */
+	want = 4 + (size_t)be32_load(rc->carry);
+	if (rc->carry[4] != 'R' || want > RELCACHE_CARRY_MAX || want < rc->carry_len) {
+		rc->carry_len = 0;      /* not a Relation message: nothing to keep */
+		return true;
+	}
+	if (!carry_append(rc, body + used, lead - used < want - rc->carry_len ?
+					 lead - used : want - rc->carry_len))
+		return false;
+	if (rc->carry_len < want)
+		return true;
+	rc->carry_len = 0;
+	return want - 4 < 9 || relcache_pend(rc, rc->carry + 4, want - 4);
 }
 
 bool relcache_complete(struct relcache *rc, const uint8_t *body, size_t len, size_t lead,
@@ -205,6 +344,10 @@ bool relcache_complete(struct relcache *rc, const uint8_t *body, size_t len, siz
 		rc->out_cap = 0;
 	}
 	if (lead > len)
+		return false;
+	if (rc->carry_len && lead == 0)
+		rc->carry_len = 0;      /* the message it was cut from never went on */
+	else if (rc->carry_len && !carry_take(rc, body, lead))
 		return false;
 	if (rc->type_pending && rc->type_at < lead)
 		relcache_block_state(rc, body[rc->type_at]);
@@ -235,6 +378,10 @@ bool relcache_complete(struct relcache *rc, const uint8_t *body, size_t len, siz
 			if (have >= 5 && (m[0] == 'I' || m[0] == 'U' || m[0] == 'D') && !rc->in_block &&
 			    !relcache_need(rc, be32_load(m + 1), batch, &prefix))
 				return false;
+			/* a block's Relation message cut here is kept whole by the next body */
+			if (rc->in_block && (have == 0 || m[0] == 'R') &&
+			    !carry_append(rc, body + off, len - off))
+				return false;
 			if (have > 0)
 				relcache_block_state(rc, m[0]);
 			off = len;
@@ -250,6 +397,8 @@ bool relcache_complete(struct relcache *rc, const uint8_t *body, size_t len, siz
 		/* the body ends inside a message's length: its type byte comes next */
 		rc->type_pending = true;
 		rc->type_at = 4 - (len - off);
+		if (rc->in_block && !carry_append(rc, body + off, len - off))
+			return false;
 	}
 	if (prefix == 0)
 		return true;

@@ -179,3 +179,29 @@ def test_killed_while_the_commit_is_applied(tmp_path, pg_factory, straitd_factor
     src.sql("INSERT INTO small VALUES (1, 'after')")
     wait_equal(src, dst, "after killing the sink during the replay")
     assert_no_sanitizer_reports(onprem, cloud)
+
+
+def test_a_table_first_changed_by_a_streamed_transaction(tmp_path, pg_factory, straitd_factory):
+    """pgoutput describes a table once per connection, and a streamed
+    transaction that commits counts: the transactions after it carry no
+    Relation message for the tables it described. A sink killed after them
+    resumes there and still applies later changes of those tables (every
+    spooled record carries the descriptions it uses)."""
+    src, dst, onprem, cloud = streaming_source(tmp_path, pg_factory, straitd_factory)
+    with src.connect() as conn:
+        conn.autocommit = False
+        with conn.cursor() as cur:
+            for i in range(3):
+                insert_step(cur, 1 + i * STEP)
+        conn.commit()
+    wait_equal(src, dst, "after the streamed transaction")
+    assert streamed(cloud)["committed"] >= 1
+    src.sql("UPDATE big SET body = 'after' WHERE id = 1")
+    wait_until(lambda: dst.sql("SELECT body FROM big WHERE id = 1")[0][0] == "after", 60,
+               interval=0.2, what="the update at the target")
+    restart(cloud, how="kill")
+    src.sql("UPDATE big SET body = 'resumed' WHERE id = 2")
+    src.sql("DELETE FROM big WHERE id = 3")
+    wait_equal(src, dst, "after the restart")
+    sink = sink_status(cloud)
+    assert sink["last_error"] is None and sink["apply"]["last_error"] is None, tail(cloud)

@@ -476,12 +476,18 @@ static void test_guard_stops_at_unknown(void **state)
 	assert_int_equal(joingate_held(g), 2);
 	holds_clear(&h);
 
-	/* a change of a relation no Relation message named */
+	/* a change of a relation no Relation message named: a gap, never a table to join */
 	b.len = 0;
 	begin(&b, 0x200);
 	delete(&b, 77777, "1");
 	commit(&b, 0x200);
-	run_unknown(g, &b, "?", "?");
+	{
+		char err[256] = "";
+
+		assert_int_equal(joingate_run(g, b.data, b.len, &out, &len, err, sizeof(err)),
+				 JOINGATE_BROKEN);
+		assert_non_null(strstr(err, "relation 77777, which no Relation message described"));
+	}
 	assert_int_equal(h.n, 0);
 	joingate_free(g);
 }

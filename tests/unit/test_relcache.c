@@ -255,6 +255,95 @@ static void test_streamed_blocks_are_left_alone(void **state)
 	relcache_free(rc);
 }
 
+/* Stream Commit ('c', xid, ...) or Stream Abort ('A', xid, subxid) of xid 0x3039. */
+static void add_stream_end(struct body *b, char kind, uint32_t subxid)
+{
+	uint8_t m[] = { (uint8_t)kind, 0, 0, 0x30, 0x39, (uint8_t)(subxid >> 24),
+			(uint8_t)(subxid >> 16), (uint8_t)(subxid >> 8), (uint8_t)subxid, 0, 0 };
+	add(b, m, sizeof(m));
+}
+
+/* The relation OIDs and versions put in front of a body that changes relid. */
+static size_t prefix_for(struct relcache *rc, uint32_t relid, uint32_t *ids, uint8_t *ver)
+{
+	struct body b = { 0 };
+	const uint8_t *out;
+	size_t out_len;
+
+	add_simple(&b, 'B');
+	add_change(&b, 'U', relid);
+	add_simple(&b, 'C');
+	assert_true(relcache_complete(rc, b.b, b.len, 0, false, &out, &out_len));
+	return rels_of(out, out_len, ids, ver);
+}
+
+static void test_a_streamed_transaction_defines_at_its_commit(void **state)
+{
+	struct relcache *rc = relcache_new();
+	struct body b1 = { 0 }, b2 = { 0 }, b3 = { 0 };
+	uint8_t start[] = { 'S', 0, 0, 0x30, 0x39, 1 }, stop[] = { 'E' };
+	const uint8_t *out;
+	size_t out_len, cut;
+	uint32_t ids[8];
+	uint8_t ver[8];
+
+	(void)state;
+	/* pgoutput sends no Relation message after a streamed commit that sent one */
+	add(&b1, start, sizeof(start));
+	add_streamed(&b1, 'R', 100);
+	add_streamed(&b1, 'I', 100);
+	add(&b1, stop, sizeof(stop));
+	assert_true(relcache_complete(rc, b1.b, b1.len, 0, false, &out, &out_len));
+	assert_int_equal(relcache_count(rc), 0);    /* not before its commit */
+	add_stream_end(&b2, 'c', 0);
+	assert_true(relcache_complete(rc, b2.b, b2.len, 0, false, &out, &out_len));
+	assert_int_equal(relcache_count(rc), 1);
+	assert_int_equal(prefix_for(rc, 100, ids, ver), 1);
+	assert_int_equal(ids[0], 100);
+	assert_int_equal(ver[0], 9);
+
+	/* an aborted streamed transaction's definitions go (pgoutput sends them again) */
+	b1.len = 0;
+	add(&b1, start, sizeof(start));
+	add_streamed(&b1, 'R', 300);
+	add(&b1, stop, sizeof(stop));
+	add_stream_end(&b1, 'A', 0x77);             /* a subtransaction's abort: kept */
+	assert_true(relcache_complete(rc, b1.b, b1.len, 0, false, &out, &out_len));
+	b2.len = 0;
+	add_stream_end(&b2, 'A', 0x3039);
+	add_stream_end(&b2, 'c', 0);
+	assert_true(relcache_complete(rc, b2.b, b2.len, 0, false, &out, &out_len));
+	assert_int_equal(prefix_for(rc, 300, ids, ver), 0);
+
+	/* a block's Relation message cut between two pieces is kept whole */
+	b3.len = 0;
+	add(&b3, start, sizeof(start));
+	cut = b3.len + 6;                             /* inside the next message's xid */
+	add_streamed(&b3, 'R', 200);
+	add(&b3, stop, sizeof(stop));
+	assert_true(relcache_complete(rc, b3.b, cut, 0, true, &out, &out_len));
+	assert_true(relcache_complete(rc, b3.b + cut, b3.len - cut, 11 + 4 - 6, false, &out,
+				      &out_len));
+	b2.len = 0;
+	add_stream_end(&b2, 'c', 0);
+	assert_true(relcache_complete(rc, b2.b, b2.len, 0, false, &out, &out_len));
+	assert_int_equal(prefix_for(rc, 200, ids, ver), 1);
+	assert_int_equal(ids[0], 200);
+
+	/* ... also when the cut falls inside its length */
+	b3.len = 0;
+	add(&b3, start, sizeof(start));
+	cut = b3.len + 2;
+	add_streamed(&b3, 'R', 400);
+	add(&b3, stop, sizeof(stop));
+	assert_true(relcache_complete(rc, b3.b, cut, 0, true, &out, &out_len));
+	assert_true(relcache_complete(rc, b3.b + cut, b3.len - cut, 11 + 4 - 2, false, &out,
+				      &out_len));
+	assert_true(relcache_complete(rc, b2.b, b2.len, 0, false, &out, &out_len));
+	assert_int_equal(prefix_for(rc, 400, ids, ver), 1);
+	relcache_free(rc);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -264,6 +353,7 @@ int main(void)
 		cmocka_unit_test(test_many_relations_and_malformed_bodies),
 		cmocka_unit_test(test_pieces_of_a_large_batch),
 		cmocka_unit_test(test_streamed_blocks_are_left_alone),
+		cmocka_unit_test(test_a_streamed_transaction_defines_at_its_commit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
