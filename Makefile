@@ -46,7 +46,7 @@ endif
 
 # The layers (DESIGN.md, "Build and layout"): config and common at the bottom,
 # tunnel and replicator on them, the gateway's folders on top.
-GATEWAY    := relay stream cluster verify daemon
+GATEWAY    := relay stream cluster verify witness daemon
 MODULES    := common config tunnel replicator $(addprefix gateway/,$(GATEWAY))
 # The two programs' main()s live in the daemon's folder.
 MAIN_DIR   := gateway/daemon

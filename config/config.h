@@ -64,11 +64,11 @@ struct config_endpoint {
 
 struct config_site {
 	char *name;
-	char *role;                  /* "primary" | "replica": the initial role */
+	char *role;                  /* "primary" | "replica" | "witness": the initial role */
 	struct config_endpoint endpoint;
 	struct config_cidr tunnel_address;
 	uint8_t public_key[WG_KEY_LEN];
-	char *database;              /* libpq connection string, validated */
+	char *database;              /* libpq connection string, validated; NULL at a witness */
 	int line;                    /* where the site is declared, for messages */
 };
 
@@ -165,7 +165,17 @@ struct config_stream {
 	int line;
 };
 
+enum config_failover_mode {
+	CONFIG_FAILOVER_MANUAL,
+	CONFIG_FAILOVER_AUTOMATIC,
+};
+
 struct config_failover {
+	enum config_failover_mode mode;
+	char **etcd;                 /* the witness's client URLs ("http://host:port") */
+	size_t n_etcd;
+	config_msec ttl;             /* the primary's lease on the witness */
+	config_msec cooldown;        /* least time between two automatic failovers */
 	config_size max_lag_bytes;
 	config_msec max_lag_seconds;
 	config_msec health_interval;
@@ -185,6 +195,9 @@ struct config_control {
 struct config_hooks {
 	char *on_role_change;        /* run with ROLE SITE EPOCH after each change; NULL = none */
 };
+
+/* A site with role witness: etcd and a straitd, no database, no stream. */
+bool config_site_is_witness(const struct config_site *site);
 
 /* Private to config/: the file's text and where each key sits, for diagnostics. */
 struct config_source;

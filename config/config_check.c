@@ -3,7 +3,8 @@
  * (they become slot and file names), one primary that every stream comes
  * from, streams between different existing sites (config_route.c), distinct
  * tunnel addresses in one subnet, distinct public keys, batch mode and its
- * windows; and the limits of this version's data path.
+ * windows, a database at every site but a witness, which no stream touches,
+ * and the witness's etcd with automatic failover.
  *
  * Each check skips values that were already refused (config_where_ok), so one
  * mistake gives one message, and every message points at the key it is about.
@@ -22,6 +23,31 @@ int config_site_index(const struct strait_config *cfg, const char *name)
 		if (cfg->sites[i].name && strcmp(cfg->sites[i].name, name) == 0)
 			return (int)i;
 	return -1;
+}
+
+bool config_site_is_witness(const struct config_site *site)
+{
+	return site && site->role && strcmp(site->role, "witness") == 0;
+}
+
+/* A database at every site but a witness; none at a witness. */
+static void check_database(struct config_ctx *ctx, const struct config_site *s)
+{
+	char path[CONFIG_KEY_MAX];
+
+	snprintf(path, sizeof(path), "sites.%s.database", s->name);
+	if (config_site_is_witness(s) && config_where_find(ctx->src, path))
+		config_error_at(ctx, path, "site \"%s\" is a witness: it has no database (etcd and "
+				"straitd alone run there)", s->name);
+	if (!config_site_is_witness(s) && !s->database && !config_where_find(ctx->src, path)) {
+		char site[CONFIG_KEY_MAX];
+		const struct config_where *w;
+
+		snprintf(site, sizeof(site), "sites.%s", s->name);
+		w = config_where_find(ctx->src, site);
+		config_error(ctx, w ? w->line : 0, w ? w->column : 0, path,
+			     "missing required key \"database\"");
+	}
 }
 
 /* Bytes of a CIDR address with the host bits cleared (host = false) or kept alone. */
@@ -174,6 +200,7 @@ static size_t check_sites(struct config_ctx *ctx, const struct strait_config *cf
 		}
 		check_address(ctx, cfg, i, flags, &ref);
 		check_key(ctx, cfg, i, flags);
+		check_database(ctx, s);
 	}
 	free(flags);
 	if (primary == SIZE_MAX && roles_ok)
@@ -229,6 +256,37 @@ static void check_windows_mode(struct config_ctx *ctx, const struct strait_confi
 		config_error_at(ctx, windows, "windows apply only to mode batch (this stream is live)");
 }
 
+/* A stream from, to or via a witness: refused at the key that names it. */
+static void check_no_witness(struct config_ctx *ctx, const struct strait_config *cfg, size_t i)
+{
+	const struct config_stream *st = &cfg->streams[i];
+	char path[CONFIG_KEY_MAX];
+	const char *key = NULL;
+	size_t site = SIZE_MAX;
+
+	for (size_t t = 0; t < st->n_to && !key; t++) {
+		if (st->to[t] < cfg->n_sites && config_site_is_witness(&cfg->sites[st->to[t]]))
+			key = "to", site = st->to[t];
+		else if (st->via && st->via[t] < cfg->n_sites &&
+			 config_site_is_witness(&cfg->sites[st->via[t]]))
+			key = "via", site = st->via[t];
+	}
+	if (!key)
+		return;
+	snprintf(path, sizeof(path), "streams[%zu].%s", i, key);
+	config_error_at(ctx, path, "site \"%s\" is a witness: no stream goes to or through it",
+			cfg->sites[site].name);
+}
+
+static void check_automatic(struct config_ctx *ctx, const struct strait_config *cfg)
+{
+	if (cfg->failover.mode != CONFIG_FAILOVER_AUTOMATIC || cfg->failover.n_etcd > 0 ||
+	    !config_where_ok(ctx->src, "failover.mode") || config_where_find(ctx->src, "failover.etcd"))
+		return;
+	config_error_at(ctx, "failover.mode", "mode automatic needs failover.etcd, the client URLs "
+			"of the etcd cluster that witnesses the primary");
+}
+
 void config_check_all(struct config_ctx *ctx, struct strait_config *cfg)
 {
 	size_t primary = check_sites(ctx, cfg);
@@ -236,5 +294,7 @@ void config_check_all(struct config_ctx *ctx, struct strait_config *cfg)
 	for (size_t i = 0; i < cfg->n_streams; i++) {
 		check_stream(ctx, cfg, i, primary);
 		check_windows_mode(ctx, cfg, i);
+		check_no_witness(ctx, cfg, i);
 	}
+	check_automatic(ctx, cfg);
 }

@@ -128,6 +128,7 @@ enum config_type {
 	CT_SCHEDULE,                 /* sequence of schedule rules */
 	CT_WINDOWS,                  /* sequence of hour windows */
 	CT_TABLES,                   /* sequence of table names */
+	CT_URLS,                     /* sequence of http://host:port URLs */
 	/* scalars */
 	CT_NAME,                     /* [a-z][a-z0-9_-]{0,62}, char * */
 	CT_PGNAME,                   /* lowercase PostgreSQL identifier, char * */
@@ -233,6 +234,8 @@ bool config_parse_window_why(const char *text, struct config_window *out, const 
 /* Decoded length of strict, padded base64 text, or -1 when it is not base64. */
 int config_base64_len(const char *text);
 bool config_valid_hostname(const char *text);
+/* http://host:port (etcd's client URLs); false with the reason in err. */
+bool config_valid_http_url(const char *text, char *err, size_t errlen);
 
 /* ---- names (config_names.c) ---- */
 

@@ -222,16 +222,21 @@ static void walk_scalars(struct config_ctx *ctx, const struct config_key *key, v
 			config_error(ctx, item->line, item->column, item_path, "%s", err);
 			continue;
 		}
-		if (!config_valid_table(item->value)) {
+		if (key->type == CT_TABLES && !config_valid_table(item->value)) {
 			config_error(ctx, item->line, item->column, item_path,
 					"invalid table name \"%.60s\" (use table or schema.table, "
 					"lowercase or in double quotes)", item->value);
 			continue;
 		}
+		if (key->type == CT_URLS && !config_valid_http_url(item->value, err, sizeof(err))) {
+			config_error(ctx, item->line, item->column, item_path, "%s", err);
+			continue;
+		}
 		for (size_t j = 0; j < *count; j++) {
 			if (strcmp(tables[j], item->value) == 0) {
 				config_error(ctx, item->line, item->column, item_path,
-						"table \"%.60s\" is listed twice", item->value);
+						"%s \"%.60s\" is listed twice",
+						key->type == CT_URLS ? "URL" : "table", item->value);
 				goto next;
 			}
 		}
@@ -267,6 +272,7 @@ static void walk_value(struct config_ctx *ctx, const struct config_key *key, voi
 		return;
 	case CT_WINDOWS:
 	case CT_TABLES:
+	case CT_URLS:
 		walk_scalars(ctx, key, base, value, path);
 		return;
 	case CT_SITELIST:

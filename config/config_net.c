@@ -228,3 +228,33 @@ bool config_parse_wg_key(const char *text, uint8_t out[WG_KEY_LEN])
 	explicit_bzero(key, sizeof(key));
 	return true;
 }
+
+/*
+ * An etcd client URL: http://host:port, a trailing slash allowed. https is
+ * refused: etcd is reached over the tunnel, which WireGuard encrypts.
+ */
+bool config_valid_http_url(const char *text, char *err, size_t errlen)
+{
+	struct config_endpoint ep;
+	char rest[300];
+	size_t n;
+
+	if (strncmp(text, "https://", 8) == 0) {
+		snprintf(err, errlen, "https is not supported in \"%.60s\": give etcd's client URL on "
+			 "the tunnel (http://<tunnel address>:2379), which WireGuard encrypts", text);
+		return false;
+	}
+	n = strncmp(text, "http://", 7) == 0 ? strlen(text + 7) : 0;
+	if (n > 0 && n < sizeof(rest)) {
+		memcpy(rest, text + 7, n + 1);
+		if (rest[n - 1] == '/')
+			rest[n - 1] = '\0';
+		if (config_parse_endpoint(rest, &ep)) {
+			free(ep.host);
+			return true;
+		}
+	}
+	snprintf(err, errlen, "invalid URL \"%.60s\" (use http://host:port, such as "
+		 "http://10.77.0.4:2379)", text);
+	return false;
+}

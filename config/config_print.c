@@ -70,7 +70,8 @@ void config_print_scalar(FILE *out, const char *text)
 /* An optional value that was not given and has no default: left out. */
 static bool print_absent(const struct config_key *k, const void *base)
 {
-	return (k->type == CT_GROUP || (k->type == CT_PATH && !k->required && !k->def)) &&
+	return (k->type == CT_GROUP ||
+		((k->type == CT_PATH || k->type == CT_CONNINFO) && !k->required && !k->def)) &&
 	       !*(char *const *)((const char *)base + k->offset);
 }
 
@@ -182,6 +183,7 @@ static void print_map(FILE *out, const struct strait_config *cfg, const char *pr
 			break;
 		case CT_WINDOWS:
 		case CT_TABLES:
+		case CT_URLS:
 			print_scalars(out, k, base, indent);
 			break;
 		default:

@@ -12,9 +12,11 @@
  *
  * Decisions recorded here (and in the doc lines):
  * - required: cluster, sites, each site's endpoint, tunnel_address, public_key
- *   and database, the tls section (ca, cert, key: the relay link is always TLS),
- *   each stream's name, from, to and publication, each schedule rule's rate;
+ *   and database (a witness has none: config_check.c), the tls section (ca,
+ *   cert, key: the relay link is always TLS), each stream's name, from, to and
+ *   publication, each schedule rule's rate, failover.etcd with mode automatic;
  * - not reloadable (a restart is needed): cluster, private_key_file, state_dir,
+ *   failover.mode, failover.etcd, failover.ttl,
  *   tunnel.backend, tunnel.interface, relay.port, metrics.listen,
  *   control.socket, control.group;
  * - roles: exactly one site is the primary, and every stream comes from it (the
@@ -25,13 +27,14 @@
 #include <stddef.h>
 #include <string.h>
 
-static const char *const roles[] = { "primary", "replica", NULL };
+static const char *const roles[] = { "primary", "replica", "witness", NULL };
 /* The order of each list is its enum's order. */
 static const char *const backends[] = { "auto", "kernel", "userspace", "none", NULL };
 static const char *const codecs[] = { "zstd", "none", NULL };
 static const char *const durabilities[] = { "spool", "remote", NULL };
 static const char *const conflicts[] = { "error", "source_wins", "target_wins", NULL };
 static const char *const modes[] = { "live", "batch", NULL };
+static const char *const failover_modes[] = { "manual", "automatic", NULL };
 
 #define ROOT(f) .scope = CS_ROOT, .offset = offsetof(struct strait_config, f)
 #define SITE(f) .scope = CS_SITE, .offset = offsetof(struct config_site, f)
@@ -52,7 +55,8 @@ const struct config_key config_keys[] = {
 	  .doc = "every site by name: 1 to 63 of a-z, 0-9, _ and -, starting with a letter" },
 	{ "sites.<name>.role", CT_CHOICE, SITE(role), .def = "replica", .reload = true,
 	  .choices = roles,
-	  .doc = "role at bootstrap; exactly one site is primary (the state directory keeps the current one)" },
+	  .doc = "role at bootstrap; exactly one site is primary (the state directory keeps the current "
+		 "one); witness: a site of etcd and straitd alone, no database, no stream" },
 	{ "sites.<name>.endpoint", CT_ENDPOINT, SITE(endpoint), .required = true, .reload = true,
 	  .doc = "host:port or [v6]:port where the site's WireGuard listens; DNS names are allowed" },
 	{ "sites.<name>.tunnel_address", CT_CIDR, SITE(tunnel_address), .required = true,
@@ -60,8 +64,9 @@ const struct config_key config_keys[] = {
 	  .doc = "the site's address on the tunnel with its prefix; one subnet for all sites, distinct addresses" },
 	{ "sites.<name>.public_key", CT_KEY, SITE(public_key), .required = true, .reload = true,
 	  .doc = "the site's WireGuard public key (base64, as wg pubkey prints it); distinct per site" },
-	{ "sites.<name>.database", CT_CONNINFO, SITE(database), .required = true, .reload = true,
-	  .doc = "libpq connection string of the site's PostgreSQL; keep passwords in a .pgpass file" },
+	{ "sites.<name>.database", CT_CONNINFO, SITE(database), .reload = true,
+	  .doc = "libpq connection string of the site's PostgreSQL; keep passwords in a .pgpass file; "
+		 "required, except at a witness, which has none" },
 
 	{ "tunnel", CT_SECTION, .scope = CS_ROOT, .reload = true,
 	  .doc = "the WireGuard tunnel between the sites" },
@@ -166,7 +171,18 @@ const struct config_key config_keys[] = {
 	  .doc = "rows per second each side reads at most during a verify; 0: no limit" },
 
 	{ "failover", CT_SECTION, .scope = CS_ROOT, .reload = true,
-	  .doc = "limits of failover and switchover" },
+	  .doc = "limits of failover and switchover, and automatic failover" },
+	{ "failover.mode", CT_ENUM, ROOT(failover.mode), .def = "manual", .choices = failover_modes,
+	  .doc = "manual (an operator types failover) or automatic (the witness, etcd, decides)" },
+	{ "failover.etcd", CT_URLS, ROOT(failover.etcd), COUNT(struct strait_config, failover.n_etcd),
+	  .doc = "client URLs (http://host:port) of the etcd cluster that witnesses the primary; "
+		 "required with mode automatic" },
+	{ "failover.ttl", CT_DURATION, ROOT(failover.ttl), .def = "10s", .min = 2000, .max = 300000,
+	  .doc = "the primary's lease on the witness (2s to 5m): renewed every third of it, the "
+		 "database fenced when not renewed for two thirds, a replica takes over once it ends" },
+	{ "failover.cooldown", CT_DURATION, ROOT(failover.cooldown), .def = "5m", .reload = true,
+	  .max = 86400000,
+	  .doc = "least time between two automatic failovers (no flapping); 0s: none" },
 	{ "failover.max_lag_bytes", CT_SIZE, ROOT(failover.max_lag_bytes), .def = "16MiB",
 	  .reload = true,
 	  .doc = "failover is refused (without --force) when the last known lag is larger" },
@@ -260,6 +276,7 @@ const char *config_type_name(enum config_type type)
 	case CT_SCHEDULE:
 	case CT_WINDOWS:
 	case CT_TABLES:
+	case CT_URLS:
 		return "a sequence";
 	case CT_NAME:
 		return "a name";
@@ -320,6 +337,8 @@ static const char *bare_type_name(const struct config_key *key)
 		return "list of windows";
 	if (key->type == CT_TABLES)
 		return "list of tables";
+	if (key->type == CT_URLS)
+		return "list of URLs";
 	if (key->type == CT_SECTION)
 		return "section";
 	if (key->type == CT_SITELIST)

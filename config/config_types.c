@@ -460,6 +460,7 @@ bool config_type_set(struct config_ctx *ctx, const struct config_key *key, void 
 	case CT_SCHEDULE:
 	case CT_WINDOWS:
 	case CT_TABLES:
+	case CT_URLS:
 	case CT_SITELIST:
 	case CT_VIA:
 		break;
@@ -612,6 +613,7 @@ void config_type_format(FILE *out, const struct config_key *key, const void *bas
 	case CT_SCHEDULE:
 	case CT_WINDOWS:
 	case CT_TABLES:
+	case CT_URLS:
 		return;
 	}
 	config_print_scalar(out, buf);
@@ -637,7 +639,8 @@ void config_type_free(const struct config_key *key, void *base)
 		free(((struct config_endpoint *)field)->host);
 		((struct config_endpoint *)field)->host = NULL;
 		break;
-	case CT_TABLES: {
+	case CT_TABLES:
+	case CT_URLS: {
 		char **tables = *(char ***)field;
 		size_t *n = (size_t *)((char *)base + key->aux);
 
