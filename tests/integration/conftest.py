@@ -44,6 +44,20 @@ def _audit_programs(event, args):
 sys.addaudithook(_audit_programs)
 
 
+# The longest tests go first: two workers that take the rest as they free up
+# end at about the same time, instead of one running a long test alone at
+# the end of the run.
+LONG_FIRST = ("test_sync_scale.py", "test_spool.py", "test_failover_sites.py",
+              "test_chaos.py", "test_relay_via.py", "test_fan_out.py", "test_noloss.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        name = os.path.basename(str(item.fspath))
+        return LONG_FIRST.index(name) if name in LONG_FIRST else len(LONG_FIRST)
+    items.sort(key=rank)      # stable: the rest keep their order
+
+
 def pytest_sessionfinish(session):
     if _unlisted:
         session.exitstatus = 1
@@ -123,8 +137,27 @@ def plain_build(monkeypatch):
     return build
 
 
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call":
+        item.call_failed = rep.failed
+
+
+def print_log_tails(daemons, lines=60):
+    """The end of each daemon's log, for the report of a test that failed."""
+    for d in daemons:
+        try:
+            tail = d.log_text().splitlines()[-lines:]
+        except OSError:
+            continue
+        print(f"---- the last {len(tail)} lines of {d.site or d.config_path}'s log")
+        print("\n".join(tail))
+
+
 @pytest.fixture
-def straitd_factory():
+def straitd_factory(request):
     """straitd_factory(config_path, site=None, netns=None, args=(), start=True) -> Straitd."""
     daemons = []
 
@@ -136,6 +169,8 @@ def straitd_factory():
         return d
 
     yield make
+    if getattr(request.node, "call_failed", False):
+        print_log_tails(daemons)
     for d in daemons:
         if d.alive():
             try:
