@@ -250,8 +250,16 @@ bool config_valid_http_url(const char *text, char *err, size_t errlen)
 		if (rest[n - 1] == '/')
 			rest[n - 1] = '\0';
 		if (config_parse_endpoint(rest, &ep)) {
+			uint8_t addr[16];
+			bool ip = inet_pton(AF_INET, ep.host, addr) == 1 ||
+				  inet_pton(AF_INET6, ep.host, addr) == 1;
+
 			free(ep.host);
-			return true;
+			if (ip)
+				return true;
+			snprintf(err, errlen, "\"%.60s\" names a host: give etcd's address (a tunnel "
+				 "address, such as http://10.77.0.4:2379); names are not resolved", text);
+			return false;
 		}
 	}
 	snprintf(err, errlen, "invalid URL \"%.60s\" (use http://host:port, such as "

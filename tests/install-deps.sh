@@ -14,7 +14,7 @@ libpq-dev libssl-dev libzstd-dev libevent-dev libyaml-dev libmnl-dev libcmocka-d
 postgresql-15 postgresql-client-15 wireguard-go wireguard-tools iproute2 iputils-ping ethtool
 openssl procps tzdata python3 python3-pytest python3-pytest-xdist python3-psycopg python3-yaml gnuplot-nox curl git
 build-essential binutils universal-ctags debhelper dpkg-dev lintian rpm rpmlint systemd man-db prometheus
-nodejs
+nodejs etcd-server
 apt coreutils dash dpkg findutils gzip libc-bin passwd sed tar util-linux"
 
 missing=""
@@ -42,4 +42,16 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 # shellcheck disable=SC2086
 apt-get install -y -q --no-install-recommends $missing
+
+# Installing etcd-server starts and enables a system etcd on the default
+# ports; the tests run members of their own, so one installed here goes
+# (one that was installed before is left as its owner set it up)
+case " $missing " in
+*" etcd-server "*)
+	if [ -d /run/systemd/system ]; then
+		systemctl disable --now etcd || true
+	fi
+	;;
+esac
+
 exec /usr/bin/python3 "$here/fetch_postgres.py"

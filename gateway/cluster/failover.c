@@ -809,19 +809,20 @@ void fo_known_lag(const struct failover *f, const char *peer, struct failover_la
 	}
 }
 
-void fo_failover_start(struct failover *f, struct control_request *req, const char *old,
-		bool force)
+static void fo_failover_go(struct failover *f, const char *old, bool force, uint64_t auto_epoch)
 {
 	const char *self = f->cfg->sites[f->self].name;
 	bool gate_ok, reachable;
 	struct failover_lag lag;
 	char gate[512];
 
-	fo_begin(f, FO_PROMOTE, req, old);
-	fo_step(f, "failover to site %s from site %s at epoch %" PRIu64, self, old,
-		role_epoch(f->role));
+	fo_step(f, "%sfailover to site %s from site %s at epoch %" PRIu64,
+		auto_epoch ? "automatic " : "", self, old, role_epoch(f->role));
 	reachable = relay_is_up(f->relay, old);
-	if (reachable)
+	if (reachable && auto_epoch)
+		fo_step(f, "site %s is reachable, but its lease on the witness ended: it fenced its "
+			"database first, and steps down when it hears epoch %" PRIu64, old, auto_epoch);
+	else if (reachable)
 		fo_step(f, "site %s is reachable (its relay link is up): it would be asked to fence "
 			"itself; a failover is refused while it is, use switchover", old);
 	else
@@ -833,7 +834,7 @@ void fo_failover_start(struct failover *f, struct control_request *req, const ch
 	fo_step(f, "%s", gate);
 	if (!lag.known)
 		fo_step(f, "warning: this site receives no stream from site %s", old);
-	if (reachable) {
+	if (reachable && !auto_epoch) {
 		fo_end(f, false, "refused: site %s is reachable; run switchover on it to hand over "
 		       "without loss", old);
 		return;
@@ -843,13 +844,68 @@ void fo_failover_start(struct failover *f, struct control_request *req, const ch
 		       "failover.max_lag_seconds; --force fails over anyway, losing it");
 		return;
 	}
-	f->new_epoch = role_epoch(f->role) + 1;
+	if (auto_epoch && auto_epoch <= role_epoch(f->role)) {
+		fo_end(f, false, "refused: the witness gave epoch %" PRIu64 ", not above this site's "
+		       "%" PRIu64, auto_epoch, role_epoch(f->role));
+		return;
+	}
+	f->new_epoch = auto_epoch ? auto_epoch : role_epoch(f->role) + 1;
 	f->force = force;
 	if (fo_many_sites(f)) {
 		fo_level_start(f, old);
 		return;
 	}
 	fo_promote(f);
+}
+
+void fo_failover_start(struct failover *f, struct control_request *req, const char *old,
+		bool force)
+{
+	fo_begin(f, FO_PROMOTE, req, old);
+	fo_failover_go(f, old, force, 0);
+}
+
+bool failover_auto_ready(const struct failover *f, char *why, size_t len, uint64_t *applied)
+{
+	const char *old = fo_old_primary(f);
+	struct streams *s = f->ops.streams(f->arg);
+	struct streams_peer_lag pl = { 0 };
+	struct failover_lag lag;
+
+	*applied = 0;
+	if (role_current(f->role) != ROLE_REPLICA || !old) {
+		snprintf(why, len, "site %s is %s, not a replica", f->cfg->sites[f->self].name,
+			 role_name(role_current(f->role)));
+		return false;
+	}
+	if (f->op != FO_NONE) {
+		snprintf(why, len, "a %s is in progress", fo_op_name(f->op));
+		return false;
+	}
+	fo_known_lag(f, old, &lag);
+	if (s)
+		streams_peer_lag(s, old, 0, &pl);
+	*applied = pl.applied_lsn;
+	if (!lag.known) {
+		snprintf(why, len, "this site receives no stream from site %s", old);
+		return false;
+	}
+	return failover_gate(&lag, f->cfg->failover.max_lag_bytes,
+			     (uint64_t)f->cfg->failover.max_lag_seconds, false, why, len);
+}
+
+bool failover_auto_start(struct failover *f, uint64_t epoch, control_reply_fn done, void *arg)
+{
+	static char *const argv[] = { "failover", NULL };
+	const char *old = fo_old_primary(f);
+	struct control_request *req;
+
+	if (f->op != FO_NONE || role_current(f->role) != ROLE_REPLICA || !old ||
+	    !(req = control_request_new(1, argv, done, arg)))
+		return false;
+	fo_begin(f, FO_PROMOTE, req, old);
+	fo_failover_go(f, old, false, epoch);
+	return true;
 }
 
 /* ---------------------------------------------------------------- dry run */

@@ -41,6 +41,7 @@
 #include <stdint.h>
 
 #include "gateway/cluster/role.h"
+#include "gateway/daemon/control.h"
 
 struct control_request;
 struct event_base;
@@ -96,6 +97,22 @@ const char *failover_old_primary(const struct failover *f);
  * it forgets them once it reported).
  */
 void failover_set_positions(struct failover *f, const struct failover_position *v, size_t n);
+
+/*
+ * Automatic failover (gateway/witness): whether this replica passes the lag
+ * gate for a failover from the primary it follows now (why gets the gate's
+ * line, or what stops it), and the lowest position it applied of that
+ * primary's streams, to compare with other candidates.
+ */
+bool failover_auto_ready(const struct failover *f, char *why, size_t len, uint64_t *applied);
+/*
+ * This replica won the witness's election for epoch: the promotion of
+ * failover --to this site, at that epoch, with the lag gate again; the old
+ * primary may be reachable (its lease ended, so it fenced its database
+ * first). done(arg, ok, output) comes once, from the loop. False (nothing
+ * started) when another operation runs or this site is no replica.
+ */
+bool failover_auto_start(struct failover *f, uint64_t epoch, control_reply_fn done, void *arg);
 
 /*
  * A site fenced at start (its state directory was lost) learned from its

@@ -91,6 +91,7 @@ struct failover {
 	bool answer_peer;        /* promotion asked by PROMOTE: answer PROMOTE_ACK */
 	bool unfence_on_fail;    /* switchover: the primary was fenced by us */
 	bool force;              /* failover --force */
+	uint64_t auto_epoch;     /* automatic failover: the epoch the witness gave; 0: typed */
 	bool streams_stopped;    /* promotion: the streams are stopped, rebuild on failure */
 	bool fence_holds;        /* stepped down: the database was fenced (else it is retried) */
 

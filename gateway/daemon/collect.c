@@ -22,99 +22,131 @@
 #include "gateway/relay/relay.h"
 #include "gateway/stream/stream.h"
 #include "gateway/verify/verify_service.h"
+#include "gateway/witness/witness.h"
 #include "tunnel/tunnel.h"
+
+static void daemon_collect_witness(const struct daemon *d, struct metrics_writer *w)
+{
+	struct witness_metrics m;
+
+	witness_metrics(d->witness, &m);
+	metrics_value(w, "strait_witness_reachable", m.reachable, NULL);
+	metrics_value(w, "strait_witness_paused", m.paused, NULL);
+	metrics_value(w, "strait_witness_holds_lease", m.holds, NULL);
+	metrics_value(w, "strait_witness_self_fenced", m.self_fenced, NULL);
+	if (m.lease_age_s >= 0)
+		metrics_value(w, "strait_witness_lease_age_seconds", m.lease_age_s, NULL);
+	metrics_value(w, "strait_auto_failover_blocked", m.blocked, NULL);
+	metrics_value(w, "strait_auto_failovers_total", (double)m.automatic_failovers, NULL);
+}
+
+/* Every family straitd serves, declared even before its first sample. */
+static const struct {
+	const char *name;
+	enum metrics_type type;
+	const char *help;
+} daemon_families[] = {
+	{ "strait_up", METRICS_GAUGE, "1 while straitd serves" },
+	{ "strait_build_info", METRICS_GAUGE, "straitd's version, as a label (value 1)" },
+	{ "strait_start_time_seconds", METRICS_GAUGE, "when straitd started (Unix time)" },
+	{ "strait_site_role", METRICS_GAUGE,
+	  "1 for this site's current role (primary, replica, fenced), else 0" },
+	{ "strait_site_epoch", METRICS_GAUGE, "this site's cluster epoch" },
+	{ "strait_config_reloads_total", METRICS_COUNTER, "configuration reloads that took" },
+	{ "strait_config_reload_failures_total", METRICS_COUNTER,
+	  "configuration reloads refused" },
+	{ "strait_stream_info", METRICS_GAUGE,
+	  "1 per stream this site sends (role source) or receives (role sink), with its peer" },
+	{ "strait_stream_state", METRICS_GAUGE, "1 for the stream's current state, else 0" },
+	{ "strait_stream_lag_bytes", METRICS_GAUGE,
+	  "WAL bytes published at the source and not yet applied at the sink "
+	  "(0 when nothing is pending)" },
+	{ "strait_stream_lag_seconds", METRICS_GAUGE,
+	  "age of the oldest commit not yet applied at the sink (0 when caught up)" },
+	{ "strait_stream_applied_lsn", METRICS_GAUGE,
+	  "last source LSN applied and committed at the sink, as this site knows it" },
+	{ "strait_stream_batches_total", METRICS_COUNTER,
+	  "batches sent (source) or received (sink)" },
+	{ "strait_stream_bytes_raw_total", METRICS_COUNTER,
+	  "batch bytes sent before compression" },
+	{ "strait_stream_bytes_compressed_total", METRICS_COUNTER,
+	  "batch bytes sent after compression" },
+	{ "strait_spool_bytes", METRICS_GAUGE, "bytes in the stream's spool (source side)" },
+	{ "strait_spool_max_bytes", METRICS_GAUGE, "the stream's spool cap (0: no spool)" },
+	{ "strait_spool_records", METRICS_GAUGE, "records (batches) in the stream's spool" },
+	{ "strait_spool_oldest_record_age_seconds", METRICS_GAUGE,
+	  "age of the oldest record in the stream's spool (0: empty)" },
+	{ "strait_stream_held", METRICS_GAUGE,
+	  "1 while the schedule holds the stream (rate 0, or outside its batch windows)" },
+	{ "strait_stream_rate_limit_bytes_per_second", METRICS_GAUGE,
+	  "the rate the schedule allows now (+Inf: unlimited, 0: held)" },
+	{ "strait_stream_schedule_rule", METRICS_GAUGE,
+	  "index of the schedule rule in force (-1: none matches)" },
+	{ "strait_slot_retained_bytes", METRICS_GAUGE,
+	  "WAL the stream's slot holds back on the source (pg_current_wal_lsn - restart_lsn)" },
+	{ "strait_disk_warning_level", METRICS_GAUGE,
+	  "worst disk warning for the stream: 0 none, 1 warning, 2 critical (slot WAL, pg_wal, spool disk)" },
+	{ "strait_stream_compression_level", METRICS_GAUGE,
+	  "the zstd level the stream's sender uses now, by what limits it (0: not compressed)" },
+	{ "strait_stream_wan_bytes_total", METRICS_COUNTER,
+	  "estimated bytes the stream's batches cost on the WAN (what the rate limit counts)" },
+	{ "strait_initial_sync_running", METRICS_GAUGE,
+	  "1 from the sink's request for an initial-sync round until it streams (source side)" },
+	{ "strait_initial_sync_tables", METRICS_GAUGE,
+	  "tables in the initial-sync round's plan, copied or kept (source side)" },
+	{ "strait_initial_sync_tables_done", METRICS_GAUGE,
+	  "tables of the round's plan the target has or that were read in full (source side)" },
+	{ "strait_initial_sync_eta_seconds", METRICS_GAUGE,
+	  "estimated seconds left reading the round's tables, by heap size (source side)" },
+	{ "strait_initial_sync_rows_total", METRICS_COUNTER,
+	  "rows read by initial-sync copies since straitd started (source side)" },
+	{ "strait_initial_sync_bytes_total", METRICS_COUNTER,
+	  "COPY text bytes read by initial-sync copies since straitd started (source side)" },
+	{ "strait_verify_last_run_seconds", METRICS_GAUGE,
+	  "when the stream's last verify ended (Unix time)" },
+	{ "strait_verify_last_result", METRICS_GAUGE,
+	  "the stream's last verify: 1 equal, 0 different, -1 could not compare" },
+	{ "strait_verify_last_differences", METRICS_GAUGE,
+	  "keys missing, extra or changed at the target in the stream's last verify" },
+	{ "strait_verify_last_rows", METRICS_GAUGE, "source rows compared by the stream's last verify" },
+	{ "strait_verify_last_duration_seconds", METRICS_GAUGE, "how long the stream's last verify took" },
+	{ "strait_witness_reachable", METRICS_GAUGE,
+	  "1 while etcd, the witness of automatic failover, answers this site" },
+	{ "strait_witness_paused", METRICS_GAUGE, "1 while automatic failover is paused" },
+	{ "strait_witness_holds_lease", METRICS_GAUGE,
+	  "1 while this site, the primary, holds the witness's leader key" },
+	{ "strait_witness_self_fenced", METRICS_GAUGE,
+	  "1 while this site fenced its database for want of the witness's lease" },
+	{ "strait_witness_lease_age_seconds", METRICS_GAUGE,
+	  "seconds since the primary's lease was last renewed (absent when it holds none)" },
+	{ "strait_auto_failover_blocked", METRICS_GAUGE,
+	  "1 while the primary's lease has ended and this replica will not promote itself "
+	  "(the lag gate refuses it)" },
+	{ "strait_auto_failovers_total", METRICS_COUNTER,
+	  "automatic failovers this site won and promoted itself in" },
+	{ "strait_relay_up", METRICS_GAUGE, "1 while the relay link to the peer site is up" },
+	{ "strait_relay_connects_total", METRICS_COUNTER, "times the relay link came up" },
+	{ "strait_relay_connect_failures_total", METRICS_COUNTER,
+	  "relay connections closed before coming up, or refused" },
+	{ "strait_relay_bytes_sent_total", METRICS_COUNTER,
+	  "frame bytes sent to the peer site (before TLS)" },
+	{ "strait_relay_bytes_received_total", METRICS_COUNTER,
+	  "frame bytes received from the peer site (after TLS)" },
+	{ "strait_relay_frames_sent_total", METRICS_COUNTER, "frames sent to the peer site" },
+	{ "strait_relay_frames_received_total", METRICS_COUNTER,
+	  "frames received from the peer site" },
+	{ "strait_relay_output_pending_bytes", METRICS_GAUGE,
+	  "frame bytes queued to the peer site and not yet sent" },
+	{ "strait_peer_epoch", METRICS_GAUGE, "the epoch the peer site last sent" },
+	{ "strait_tunnel_last_handshake_seconds", METRICS_GAUGE,
+	  "Unix time of the latest WireGuard handshake with the peer site (0: never)" },
+};
 
 static void daemon_declare_metrics(struct metrics_writer *w)
 {
-	static const struct {
-		const char *name;
-		enum metrics_type type;
-		const char *help;
-	} families[] = {
-		{ "strait_up", METRICS_GAUGE, "1 while straitd serves" },
-		{ "strait_build_info", METRICS_GAUGE, "straitd's version, as a label (value 1)" },
-		{ "strait_start_time_seconds", METRICS_GAUGE, "when straitd started (Unix time)" },
-		{ "strait_site_role", METRICS_GAUGE,
-		  "1 for this site's current role (primary, replica, fenced), else 0" },
-		{ "strait_site_epoch", METRICS_GAUGE, "this site's cluster epoch" },
-		{ "strait_config_reloads_total", METRICS_COUNTER, "configuration reloads that took" },
-		{ "strait_config_reload_failures_total", METRICS_COUNTER,
-		  "configuration reloads refused" },
-		{ "strait_stream_info", METRICS_GAUGE,
-		  "1 per stream this site sends (role source) or receives (role sink), with its peer" },
-		{ "strait_stream_state", METRICS_GAUGE, "1 for the stream's current state, else 0" },
-		{ "strait_stream_lag_bytes", METRICS_GAUGE,
-		  "WAL bytes published at the source and not yet applied at the sink "
-		  "(0 when nothing is pending)" },
-		{ "strait_stream_lag_seconds", METRICS_GAUGE,
-		  "age of the oldest commit not yet applied at the sink (0 when caught up)" },
-		{ "strait_stream_applied_lsn", METRICS_GAUGE,
-		  "last source LSN applied and committed at the sink, as this site knows it" },
-		{ "strait_stream_batches_total", METRICS_COUNTER,
-		  "batches sent (source) or received (sink)" },
-		{ "strait_stream_bytes_raw_total", METRICS_COUNTER,
-		  "batch bytes sent before compression" },
-		{ "strait_stream_bytes_compressed_total", METRICS_COUNTER,
-		  "batch bytes sent after compression" },
-		{ "strait_spool_bytes", METRICS_GAUGE, "bytes in the stream's spool (source side)" },
-		{ "strait_spool_max_bytes", METRICS_GAUGE, "the stream's spool cap (0: no spool)" },
-		{ "strait_spool_records", METRICS_GAUGE, "records (batches) in the stream's spool" },
-		{ "strait_spool_oldest_record_age_seconds", METRICS_GAUGE,
-		  "age of the oldest record in the stream's spool (0: empty)" },
-		{ "strait_stream_held", METRICS_GAUGE,
-		  "1 while the schedule holds the stream (rate 0, or outside its batch windows)" },
-		{ "strait_stream_rate_limit_bytes_per_second", METRICS_GAUGE,
-		  "the rate the schedule allows now (+Inf: unlimited, 0: held)" },
-		{ "strait_stream_schedule_rule", METRICS_GAUGE,
-		  "index of the schedule rule in force (-1: none matches)" },
-		{ "strait_slot_retained_bytes", METRICS_GAUGE,
-		  "WAL the stream's slot holds back on the source (pg_current_wal_lsn - restart_lsn)" },
-		{ "strait_disk_warning_level", METRICS_GAUGE,
-		  "worst disk warning for the stream: 0 none, 1 warning, 2 critical (slot WAL, pg_wal, spool disk)" },
-		{ "strait_stream_compression_level", METRICS_GAUGE,
-		  "the zstd level the stream's sender uses now, by what limits it (0: not compressed)" },
-		{ "strait_stream_wan_bytes_total", METRICS_COUNTER,
-		  "estimated bytes the stream's batches cost on the WAN (what the rate limit counts)" },
-		{ "strait_initial_sync_running", METRICS_GAUGE,
-		  "1 from the sink's request for an initial-sync round until it streams (source side)" },
-		{ "strait_initial_sync_tables", METRICS_GAUGE,
-		  "tables in the initial-sync round's plan, copied or kept (source side)" },
-		{ "strait_initial_sync_tables_done", METRICS_GAUGE,
-		  "tables of the round's plan the target has or that were read in full (source side)" },
-		{ "strait_initial_sync_eta_seconds", METRICS_GAUGE,
-		  "estimated seconds left reading the round's tables, by heap size (source side)" },
-		{ "strait_initial_sync_rows_total", METRICS_COUNTER,
-		  "rows read by initial-sync copies since straitd started (source side)" },
-		{ "strait_initial_sync_bytes_total", METRICS_COUNTER,
-		  "COPY text bytes read by initial-sync copies since straitd started (source side)" },
-		{ "strait_verify_last_run_seconds", METRICS_GAUGE,
-		  "when the stream's last verify ended (Unix time)" },
-		{ "strait_verify_last_result", METRICS_GAUGE,
-		  "the stream's last verify: 1 equal, 0 different, -1 could not compare" },
-		{ "strait_verify_last_differences", METRICS_GAUGE,
-		  "keys missing, extra or changed at the target in the stream's last verify" },
-		{ "strait_verify_last_rows", METRICS_GAUGE, "source rows compared by the stream's last verify" },
-		{ "strait_verify_last_duration_seconds", METRICS_GAUGE, "how long the stream's last verify took" },
-		{ "strait_relay_up", METRICS_GAUGE, "1 while the relay link to the peer site is up" },
-		{ "strait_relay_connects_total", METRICS_COUNTER, "times the relay link came up" },
-		{ "strait_relay_connect_failures_total", METRICS_COUNTER,
-		  "relay connections closed before coming up, or refused" },
-		{ "strait_relay_bytes_sent_total", METRICS_COUNTER,
-		  "frame bytes sent to the peer site (before TLS)" },
-		{ "strait_relay_bytes_received_total", METRICS_COUNTER,
-		  "frame bytes received from the peer site (after TLS)" },
-		{ "strait_relay_frames_sent_total", METRICS_COUNTER, "frames sent to the peer site" },
-		{ "strait_relay_frames_received_total", METRICS_COUNTER,
-		  "frames received from the peer site" },
-		{ "strait_relay_output_pending_bytes", METRICS_GAUGE,
-		  "frame bytes queued to the peer site and not yet sent" },
-		{ "strait_peer_epoch", METRICS_GAUGE, "the epoch the peer site last sent" },
-		{ "strait_tunnel_last_handshake_seconds", METRICS_GAUGE,
-		  "Unix time of the latest WireGuard handshake with the peer site (0: never)" },
-	};
-
-	for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++)
-		metrics_declare(w, families[i].name, families[i].type, families[i].help);
+	for (size_t i = 0; i < sizeof(daemon_families) / sizeof(daemon_families[0]); i++)
+		metrics_declare(w, daemon_families[i].name, daemon_families[i].type,
+				daemon_families[i].help);
 }
 
 /* A source's initial sync: the round's figures once it has a plan. */
@@ -288,6 +320,8 @@ static void daemon_collect(void *arg, struct metrics_writer *w)
 	}
 	if (d->tunnel)
 		daemon_collect_tunnel(d, w);
+	if (d->witness)
+		daemon_collect_witness(d, w);
 }
 
 static void daemon_health_stream(void *arg, const struct stream_report *r)

@@ -29,6 +29,7 @@
 #include "gateway/stream/clock.h"
 #include "gateway/stream/stream.h"
 #include "gateway/verify/verify_service.h"
+#include "gateway/witness/witness.h"
 #include "replicator/pgquery.h"
 #include "replicator/syncstate.h"
 
@@ -372,7 +373,35 @@ static void daemon_cmd_reload(struct control_request *req, int argc, char **argv
 	free(reason);
 }
 
+/* pause-auto, resume-auto: automatic failover held for maintenance, for the whole cluster. */
+static void daemon_cmd_pause_auto(struct control_request *req, int argc, char **argv, void *arg)
+{
+	struct daemon *d = arg;
+	bool pause = strcmp(argv[0], "pause-auto") == 0;
+
+	if (argc != 1) {
+		control_reply(req, false, pause ? "usage: pause-auto\n" : "usage: resume-auto\n");
+		return;
+	}
+	if (!d->witness) {
+		control_reply(req, false, "automatic failover is off here (failover.mode manual, or "
+			      "no failover.etcd): there is nothing to pause\n");
+		return;
+	}
+	witness_cmd_pause(d->witness, req, pause);
+}
+
+const struct control_command daemon_witness_commands[] = {
+	{ "status", daemon_cmd_status },
+	{ "ping", daemon_cmd_ping },
+	{ "pause-auto", daemon_cmd_pause_auto },
+	{ "resume-auto", daemon_cmd_pause_auto },
+	{ NULL, NULL },
+};
+
 const struct control_command daemon_commands[] = {
+	{ "pause-auto", daemon_cmd_pause_auto },
+	{ "resume-auto", daemon_cmd_pause_auto },
 	{ "status", daemon_cmd_status },
 	{ "lag", daemon_cmd_lag },
 	{ "ping", daemon_cmd_ping },

@@ -50,6 +50,7 @@
 #include "gateway/stream/clock.h"
 #include "gateway/stream/stream.h"
 #include "gateway/verify/verify_service.h"
+#include "gateway/witness/witness.h"
 #include "tunnel/tunnel.h"
 
 /* Logs every diagnostic line at error level (the file's own format). */
@@ -128,6 +129,7 @@ char *daemon_reload(struct daemon *d)
 		verify_service_reconfigure(d->verify, next);
 	if (d->failover)
 		failover_reconfigure(d->failover, next);
+	witness_reconfigure(d->witness, next);
 	config_free(d->cfg);
 	d->cfg = next;
 	d->self = (size_t)self;
@@ -201,6 +203,23 @@ static void daemon_role_changed(void *arg, enum role_kind role, uint64_t epoch)
 
 	hooks_role_change(d->hooks, d->cfg->hooks.on_role_change, role_name(role), d->site_name,
 			  epoch);
+	witness_role_changed(d->witness);
+}
+
+/* A witness site: the tunnel (etcd's members talk over it), status and the pause commands. */
+static bool daemon_start_witness(struct daemon *d)
+{
+	log_info("site \"%s\" is a witness: no database, no stream; straitd keeps the tunnel "
+		 "up and reports what etcd says", d->site_name);
+	d->tunnel = tunnel_start(d->base, d->cfg, d->self, d->keep_tunnel);
+	if (!d->tunnel)
+		return false;
+	if (d->cfg->failover.n_etcd && !(d->witness = witness_new(d->base, d->cfg, d->self, NULL,
+								    NULL)))
+		return false;
+	d->control = control_listen_group(d->base, d->cfg->control.socket,
+			d->cfg->control.group, daemon_witness_commands, d);
+	return d->control != NULL;
 }
 
 /* The role file; a site whose file was lost starts fenced (lost.c). */
@@ -249,14 +268,16 @@ static bool daemon_start(struct daemon *d, const struct daemon_options *opts)
 
 	if (!daemon_make_state_dir(d->cfg->state_dir))
 		return false;
-	if (!daemon_load_role(d, (size_t)self))
-		return false;
-
 	d->base = event_base_new();
 	if (!d->base) {
 		log_error("could not create event loop");
 		return false;
 	}
+	if (config_site_is_witness(&d->cfg->sites[self]))
+		return daemon_start_witness(d);
+	if (!daemon_load_role(d, (size_t)self))
+		return false;
+
 	if (!(d->hooks = hooks_new(d->base)))
 		return false;
 	role_on_change(d->role, daemon_role_changed, d);
@@ -291,6 +312,9 @@ static bool daemon_start(struct daemon *d, const struct daemon_options *opts)
 			return false;
 		if (role_current(d->role) == ROLE_FENCED)
 			failover_stepped_down(d->failover, NULL);
+		if (d->cfg->failover.mode == CONFIG_FAILOVER_AUTOMATIC &&
+		    !(d->witness = witness_new(d->base, d->cfg, d->self, d->role, d->failover)))
+			return false;
 		d->forward = forward_new(d->base, d->relay, daemon_commands, d);
 		if (!d->forward)
 			return false;
@@ -319,6 +343,7 @@ static void daemon_teardown(struct daemon *d)
 	if (d->lost_timer)
 		event_free(d->lost_timer);
 	forward_free(d->forward);     /* calls to peers end: their commands are answered */
+	witness_free(d->witness);     /* before the failover its election may have started */
 	failover_free(d->failover);   /* answers a command still running */
 	verify_service_free(d->verify);   /* cancels a verify, answering its command */
 	daemon_forget_free(d);

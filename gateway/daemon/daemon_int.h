@@ -66,6 +66,7 @@ struct daemon {
 	struct event *signals[3];
 	struct event *lost_timer;    /* fenced, no primary known: ask the peers (lost.c) */
 	struct hooks *hooks;         /* hooks.on_role_change runs */
+	struct witness *witness;     /* failover.mode automatic; at a witness site, its status */
 	time_t started_at;
 	time_t loaded_at;
 	unsigned reloads;
@@ -139,6 +140,8 @@ char *daemon_reload(struct daemon *d);
 
 /* The control commands, ended by { NULL, NULL }; arg is the struct daemon. */
 extern const struct control_command daemon_commands[];
+/* Those of a witness site (status, ping, pause-auto, resume-auto). */
+extern const struct control_command daemon_witness_commands[];
 
 /* ---- collect.c ---- */
 

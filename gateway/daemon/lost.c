@@ -127,10 +127,13 @@ static void lost_decide(struct lost_ask *a)
 {
 	struct daemon *d = a->d;
 	struct lostrole_decision dec;
+	size_t peers = 0;
 
+	for (size_t i = 0; i < d->cfg->n_sites; i++)
+		peers += i != d->self && !config_site_is_witness(&d->cfg->sites[i]);
 	/* a role learned meanwhile (a peer's frames, a command) stands */
 	if (role_current(d->role) == ROLE_FENCED && !role_primary(d->role)[0]) {
-		lostrole_decide(d->site_name, daemon_config_primary(d->cfg), d->cfg->n_sites - 1,
+		lostrole_decide(d->site_name, daemon_config_primary(d->cfg), peers,
 				a->answers, a->n, &dec);
 		lost_apply(d, &dec);
 	}

@@ -189,11 +189,13 @@ void daemon_status_cluster(struct daemon *d, struct control_request *req)
 	g->waiting = 1;
 	for (size_t i = 0; i < d->cfg->n_sites; i++) {
 		g->sites[i].name = d->cfg->sites[i].name;
-		if (i != d->self && d->forward)
+		if (config_site_is_witness(&d->cfg->sites[i]))
+			g->sites[i].error = strdup("a witness: etcd speaks for it (see \"witness\")");
+		else if (i != d->self && d->forward)
 			g->waiting++;
 	}
 	for (size_t i = 0; i < d->cfg->n_sites; i++)
-		if (i != d->self && d->forward)
+		if (i != d->self && d->forward && !config_site_is_witness(&d->cfg->sites[i]))
 			forward_call(d->forward, d->cfg->sites[i].name, 2, ask, REMOTE_STATUS_MS,
 				     cluster_site_done, g);
 	json_init(&j);

@@ -24,6 +24,7 @@
 #include "gateway/relay/relay.h"
 #include "gateway/stream/stream.h"
 #include "gateway/verify/verify_service.h"
+#include "gateway/witness/witness.h"
 #include "tunnel/tunnel.h"
 
 const char *const daemon_stream_states[] = { STREAM_STATES };
@@ -114,11 +115,44 @@ void daemon_lag_json(const struct daemon_rows *rows, struct json_out *j)
 	json_array_end(j);
 }
 
+/* The witness as this site sees it (automatic failover), or the mode alone. */
+static void daemon_witness_json(const struct daemon *d, struct json_out *j)
+{
+	if (d->witness) {
+		witness_status_json(d->witness, j);
+		return;
+	}
+	json_object_begin(j, "witness");
+	json_string(j, "mode", d->cfg->failover.mode == CONFIG_FAILOVER_AUTOMATIC ? "automatic" :
+		    "manual");
+	json_object_end(j);
+}
+
+/* A witness site's status: no role, no stream; the tunnel and what etcd says. */
+static void daemon_witness_site_json(struct daemon *d, struct json_out *j)
+{
+	json_object_begin(j, NULL);
+	json_string(j, "cluster", d->cfg->cluster);
+	json_string(j, "site", d->site_name);
+	json_string(j, "role", "witness");
+	json_string(j, "version", STRAIT_VERSION);
+	json_int(j, "pid", (int64_t)getpid());
+	json_int(j, "uptime_seconds", (int64_t)(time(NULL) - d->started_at));
+	if (d->tunnel)
+		tunnel_status_json(d->tunnel, j);
+	daemon_witness_json(d, j);
+	json_object_end(j);
+}
+
 void daemon_status_json(struct daemon *d, struct json_out *j)
 {
 	const struct strait_config *cfg = d->cfg;
 	time_t now = time(NULL);
 
+	if (!d->role) {
+		daemon_witness_site_json(d, j);
+		return;
+	}
 	json_object_begin(j, NULL);
 	json_string(j, "cluster", cfg->cluster);
 	json_string(j, "site", d->site_name);
@@ -198,5 +232,6 @@ void daemon_status_json(struct daemon *d, struct json_out *j)
 		relay_status_json(d->relay, j, "relay");
 	if (d->tunnel)
 		tunnel_status_json(d->tunnel, j);
+	daemon_witness_json(d, j);
 	json_object_end(j);
 }

@@ -313,6 +313,18 @@ static int ctl_reload(struct ctl_globals *g, int argc, char **argv)
 	return ctl_call(g, 1, req);
 }
 
+/* pause-auto, resume-auto: no arguments. */
+static int ctl_pause_auto(struct ctl_globals *g, int argc, char **argv)
+{
+	char *req[1] = { argv[0] };
+
+	if (ctl_wants_help(argv[0], argc, argv))
+		return 0;
+	if (argc > 1)
+		return ctl_bad_usage(argv[0], "unexpected argument");
+	return ctl_call(g, 1, req);
+}
+
 static int ctl_sync_now(struct ctl_globals *g, int argc, char **argv)
 {
 	char secs[32], *req[3] = { "sync-now", NULL, NULL };
@@ -603,6 +615,13 @@ static const struct ctl_command ctl_commands[] = {
 	  "              primary lost now, 1 when not\n"
 	  "  --json      with --dry-run: the report as one JSON document, on\n"
 	  "              standard output whatever the verdict\n" },
+	{ "pause-auto", ctl_pause_auto, "",
+	  "Pause automatic failover (failover.mode automatic) for every site of the\n"
+	  "cluster, for maintenance: no replica promotes itself and the primary does\n"
+	  "not fence itself when the witness is away. Switchover and failover still\n"
+	  "run when typed. Kept by the witness (etcd) until resume-auto.", "" },
+	{ "resume-auto", ctl_pause_auto, "",
+	  "End a pause-auto: automatic failover is on again for every site.", "" },
 	{ "rejoin", ctl_rejoin, "SITE",
 	  "Run on a fenced old primary SITE: write the transactions it committed\n"
 	  "that never reached the new primary to a SQL file in the state directory,\n"

@@ -1689,8 +1689,8 @@ static bool relay_apply(struct relay *relay, const struct strait_config *cfg,
 		const char *name = cfg->sites[i].name;
 		struct relay_peer *p;
 
-		if (i == self)
-			continue;
+		if (i == self || config_site_is_witness(&cfg->sites[i]))
+			continue;       /* a witness runs no relay: etcd alone speaks for it */
 		p = relay_find_peer(relay, name);
 		if (p == NULL) {
 			p = relay_peer_new(relay, name);
@@ -1713,7 +1713,7 @@ static bool relay_apply(struct relay *relay, const struct strait_config *cfg,
 		struct relay_peer *p;
 		bool is_new = false;
 
-		if (i == self)
+		if (i == self || config_site_is_witness(&cfg->sites[i]))
 			continue;
 		p = relay_find_peer(relay, cfg->sites[i].name);
 		for (size_t k = 0; k < nfresh && !is_new; k++)

@@ -1,0 +1,319 @@
+"""Automatic failover with etcd as the witness (failover.mode automatic):
+aws the primary and azure its replica in namespace sites joined by real
+WireGuard tunnels, a witness site (tiebreak) running etcd and a straitd
+with no database. Every server runs on PostgreSQL's defaults except
+wal_level.
+
+Throughout, a probe writes to both databases every 100 ms, as an
+application would, on a fresh session each time; azure's database is
+read-only for applications while it is a replica (as the operator keeps a
+replica), and a promotion lifts that. The probe must never see both accept
+writes at the same moment."""
+
+import os
+import re
+import subprocess
+import threading
+import time
+
+import psycopg
+import pytest
+
+import etcd
+import harness
+from harness import wait_until
+from test_failover import ledger_ids, ledger_schema
+from test_spool import harness_metrics
+
+pytestmark = pytest.mark.skipif(not harness.IS_ROOT, reason="needs root (namespaces, WireGuard)")
+
+NAMES = ("aws", "azure", "tiebreak")
+TTL_S = 4
+
+
+def status(d):
+    return d.status()
+
+
+def role(d):
+    return d.status()["role"]
+
+
+def witness(d):
+    return d.status()["witness"]
+
+
+class Probe:
+    """Writes a row to each database every 100 ms on a fresh session; keeps
+    the monotonic times at which each accepted one."""
+
+    def __init__(self, pgs):
+        self.pgs, self.ok = pgs, {name: [] for name in pgs}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def write(self, name, n):
+        try:
+            with psycopg.connect(self.pgs[name].dsn(), connect_timeout=2, autocommit=True) as c:
+                c.execute("INSERT INTO probe VALUES (%s, %s)", (name, n))
+            self.ok[name].append(time.monotonic())
+        except psycopg.Error:
+            pass
+
+    def run(self):
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            for name in self.pgs:
+                self.write(name, n)
+            time.sleep(0.1)
+
+    def halt(self):
+        self.stop.set()
+        self.thread.join(30)
+
+    def after(self, name, t):
+        return [x for x in self.ok[name] if x >= t]
+
+    def assert_never_both(self):
+        """Every write the old primary took is before the first the new one took."""
+        first_new = min(self.ok["azure"]) if self.ok["azure"] else None
+        assert first_new is not None, "azure never took a write"
+        late = [t for t in self.ok["aws"] if t >= first_new]
+        assert not late, f"aws took {len(late)} writes after azure took its first"
+
+
+def probe_schema(pg, primary):
+    ledger_schema(pg)
+    pg.sql("CREATE TABLE probe (site text, n bigint, PRIMARY KEY (site, n))")
+
+
+def witness_world(tmp_path, netns_sites, pg_factory, straitd_factory, failover=None,
+                  stream=None, witness_daemon=False):
+    """aws and azure with a stream of ledger, etcd (one member) at tiebreak,
+    every site's straitd in automatic mode with an on_role_change hook.
+    Returns (pgs, daemons, namespaces, etcd cluster, hook log path)."""
+    ns = dict(zip(NAMES, netns_sites(3)))
+    pgs = dict(zip(NAMES[:2], harness.on_each(pg_factory, NAMES[:2])))
+    for name, pg in pgs.items():
+        probe_schema(pg, name == "aws")
+    # a replica's database is read-only for applications; a promotion lifts it
+    pgs["azure"].sql("ALTER SYSTEM SET default_transaction_read_only = on")
+    pgs["azure"].sql("SELECT pg_reload_conf()")
+    members = etcd.EtcdCluster(os.path.join(str(tmp_path), "etcd"),
+                               [("w1", ns["tiebreak"].ns, ns["tiebreak"].wan_ip)])
+    members.start()
+    sites = harness.tunnel_sites([pgs["aws"], pgs["azure"], None],
+                                 [ns[n] for n in NAMES], names=NAMES)
+    sites[2]["role"] = "witness"
+    del sites[2]["database"]
+    hook = os.path.join(str(tmp_path), "hook.sh")
+    hook_log = os.path.join(str(tmp_path), "hook.log")
+    with open(hook, "w") as f:
+        f.write(f"#!/bin/sh\necho \"$@\" >> {hook_log}\n")
+    os.chmod(hook, 0o755)
+    fo = dict({"mode": "automatic", "etcd": members.client_urls, "ttl": f"{TTL_S}s",
+               "cooldown": "10m"}, **(failover or {}))
+    st = dict({"name": "app", "from": "aws", "to": "azure", "publication": "strait_app",
+               "tables": ["ledger"], "initial_sync": False}, **(stream or {}))
+    cluster = harness.Cluster(tmp_path, sites, [st], backend="userspace",
+                              extra={"failover": fo, "hooks": {"on_role_change": hook}})
+    names = NAMES if witness_daemon else NAMES[:2]
+    daemons = {n: straitd_factory(cluster.path(n), site=n, netns=ns[n].ns) for n in names}
+    wait_until(lambda: witness(daemons["aws"])["holds_lease"], 60, interval=0.2,
+               what="aws to hold the witness's lease")
+    wait_until(lambda: any(r["role"] == "sink" and r["apply_ready"]
+                           for r in daemons["azure"].status()["replication"]), 60,
+               interval=0.2, what="azure's apply")
+    return pgs, daemons, ns, members, hook_log
+
+
+@pytest.fixture
+def etcd_clusters():
+    """Every EtcdCluster a test made is cleaned up (by pid) at teardown."""
+    made = []
+    yield made
+    for c in made:
+        c.cleanup()
+
+
+def hook_lines(path):
+    try:
+        with open(path) as f:
+            return [line.split() for line in f.read().splitlines()]
+    except FileNotFoundError:
+        return []
+
+
+def commit_ledger(pg, first, n):
+    for i in range(first, first + n):
+        pg.sql("INSERT INTO ledger VALUES (%s, 'aws')", (i,))
+
+
+def cut_and_promote(pgs, d, cut, ns):
+    """Cuts (cut()), measures from the cut to azure's first write taken by
+    the probe; returns the seconds."""
+    probe = Probe(pgs)
+    try:
+        wait_until(lambda: probe.ok["aws"], 10, what="the probe's first write at aws")
+        assert not probe.ok["azure"], "azure took a write as a replica"
+        t_cut = time.monotonic()
+        cut()
+        wait_until(lambda: role(d["azure"]) == "primary", TTL_S + 30, interval=0.1,
+                   what="azure to promote itself")
+        wait_until(lambda: probe.after("azure", t_cut), 30, interval=0.05,
+                   what="azure to take writes")
+        took = probe.after("azure", t_cut)[0] - t_cut
+        time.sleep(1)
+    finally:
+        probe.halt()
+    probe.assert_never_both()
+    return took
+
+
+def test_primary_cut_off_from_everything(tmp_path, netns_sites, pg_factory, straitd_factory,
+                                         etcd_clusters):
+    """aws loses every link: it fences itself before its lease ends, azure
+    wins the election and promotes itself within the ttl and a few seconds,
+    with what it had applied; the hook runs at both; aws, back, steps down."""
+    pgs, d, ns, members, hook_log = witness_world(tmp_path, netns_sites, pg_factory,
+                                                  straitd_factory, witness_daemon=True)
+    etcd_clusters.append(members)
+    w = d["tiebreak"].status()
+    assert w["role"] == "witness" and w["witness"]["reachable"], w
+    wait_until(lambda: witness(d["azure"])["primary"] == "aws", 30, interval=0.2,
+               what="azure to see aws hold the lease")
+    commit_ledger(pgs["aws"], 1, 50)
+    wait_until(lambda: len(ledger_ids(pgs["azure"])) == 50, 60, interval=0.2,
+               what="the ledger at azure")
+    took = cut_and_promote(pgs, d, lambda: ns["aws"].set_wan(False), ns)
+    print(f"\ncut-off to azure taking writes: {took:.2f} s (ttl {TTL_S} s)")
+    assert took < TTL_S + 10
+    assert "fencing this site's database before a replica can take over" in d["aws"].log_text()
+    assert "won the election for epoch 2" in d["azure"].log_text()
+    assert ledger_ids(pgs["azure"]) == set(range(1, 51))
+    assert status(d["azure"])["epoch"] == 2
+    wa = witness(d["azure"])
+    assert wa["holds_lease"] and wa["automatic_failovers"] == 1, wa
+    ww = witness(d["tiebreak"])
+    wait_until(lambda: witness(d["tiebreak"])["primary"] == "azure", 30, interval=0.2,
+               what="the witness site to see azure hold the lease")
+    assert ww["members"] and ww["members"][0]["name"] == "w1", ww
+    # aws comes back: it hears epoch 2 and steps down (its database stays fenced)
+    ns["aws"].set_wan(True)
+    wait_until(lambda: role(d["aws"]) == "fenced", 60, interval=0.2, what="aws to step down")
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        pgs["aws"].sql("INSERT INTO ledger VALUES (-1, 'no')")
+    wait_until(lambda: ["primary", "azure", "2"] in hook_lines(hook_log) and
+               ["fenced", "aws", "2"] in hook_lines(hook_log), 30, interval=0.2,
+               what="on_role_change at both sites")
+
+
+def test_primary_cut_off_from_the_witness_only(tmp_path, netns_sites, pg_factory,
+                                               straitd_factory, etcd_clusters):
+    """aws loses the witness but not azure: it fences itself first (its
+    database turns read-only while its stream still carries what it
+    committed), then azure promotes itself with all of it; aws hears epoch 2
+    over the link and steps down."""
+    pgs, d, ns, members, hook_log = witness_world(tmp_path, netns_sites, pg_factory,
+                                                  straitd_factory)
+    etcd_clusters.append(members)
+    commit_ledger(pgs["aws"], 1, 20)
+
+    def cut():
+        ns["aws"].run(["ip", "route", "add", "blackhole", f"{ns['tiebreak'].wan_ip}/32"])
+        ns["tiebreak"].run(["ip", "route", "add", "blackhole", f"{ns['aws'].wan_ip}/32"])
+    took = cut_and_promote(pgs, d, cut, ns)
+    print(f"\ncut from the witness to azure taking writes: {took:.2f} s (ttl {TTL_S} s)")
+    log = d["aws"].log_text()
+    assert "fencing this site's database before a replica can take over" in log
+    assert "is reachable, but its lease on the witness ended" in d["azure"].log_text()
+    wait_until(lambda: role(d["aws"]) == "fenced", 60, interval=0.2, what="aws to step down")
+    assert ledger_ids(pgs["azure"]) == set(range(1, 21))
+
+
+def test_witness_down_nobody_promotes(tmp_path, netns_sites, pg_factory, straitd_factory,
+                                      etcd_clusters):
+    """etcd gone (no quorum anywhere): azure never promotes itself; aws,
+    which cannot reach a majority, fences itself (it cannot tell this from
+    being cut off). etcd back: aws holds the lease again and unfences."""
+    pgs, d, ns, members, hook_log = witness_world(tmp_path, netns_sites, pg_factory,
+                                                  straitd_factory)
+    etcd_clusters.append(members)
+    members.stop_member("w1")
+    wait_until(lambda: witness(d["aws"])["self_fenced"], TTL_S + 10, interval=0.2,
+               what="aws to fence itself")
+    wait_until(lambda: status(d["aws"]).get("witness", {}).get("self_fenced"), 5)
+    wait_until(lambda: _read_only(pgs["aws"]), 30, interval=0.2, what="aws read-only")
+    time.sleep(TTL_S * 2)
+    assert role(d["azure"]) == "replica" and role(d["aws"]) == "primary"
+    assert not witness(d["azure"])["reachable"]
+    members.start_member("w1")
+    wait_until(lambda: witness(d["aws"])["holds_lease"] and not witness(d["aws"])["self_fenced"],
+               60, interval=0.2, what="aws to hold the lease again")
+    wait_until(lambda: not _read_only(pgs["aws"]), 30, interval=0.2, what="aws writable again")
+    assert role(d["azure"]) == "replica"
+
+
+def _read_only(pg):
+    try:
+        with psycopg.connect(pg.dsn(), connect_timeout=2, autocommit=True) as c:
+            c.execute("INSERT INTO probe VALUES ('check', 0) ON CONFLICT DO NOTHING")
+        return False
+    except psycopg.errors.ReadOnlySqlTransaction:
+        return True
+
+
+def test_a_lagging_replica_does_not_promote_itself(tmp_path, netns_sites, pg_factory,
+                                                   straitd_factory, etcd_clusters):
+    """azure's apply blocked behind a lock while aws commits more than
+    failover.max_lag_bytes: aws cut off, azure refuses to run for primary
+    and says why in status, log and metrics; the shipped alert rule fires on
+    that metric."""
+    pgs, d, ns, members, hook_log = witness_world(
+        tmp_path, netns_sites, pg_factory, straitd_factory, failover={"max_lag_bytes": "64kB"})
+    etcd_clusters.append(members)
+    blocker = pgs["azure"].connect()
+    blocker.autocommit = False
+    blocker.execute("LOCK TABLE ledger IN SHARE MODE")
+    try:
+        pgs["aws"].sql("INSERT INTO ledger SELECT g, repeat('x', 500) "
+                       "FROM generate_series(1, 2000) g")
+        wait_until(lambda: d["azure"].status()["lag"][0]["lag_bytes"] > 64 * 1024, 60,
+                   interval=0.2, what="azure to know it lags")
+        ns["aws"].set_wan(False)
+        wait_until(lambda: witness(d["azure"])["blocked"], TTL_S + 20, interval=0.2,
+                   what="azure to refuse to promote itself")
+        time.sleep(TTL_S)
+        assert role(d["azure"]) == "replica"
+        w = witness(d["azure"])
+        assert "lag over the limits" in (w["blocked_why"] or ""), w
+        assert "does not promote itself" in d["azure"].log_text()
+        text = harness_metrics(d["azure"])
+        assert "strait_auto_failover_blocked 1" in text, text
+        assert_alert_fires(tmp_path, text, "StraitAutoFailoverBlocked")
+    finally:
+        blocker.close()
+
+
+def assert_alert_fires(tmp_path, metrics_text, alert):
+    """promtool evaluates the shipped rules on the value the daemon serves."""
+    value = re.search(r"^strait_auto_failover_blocked (\S+)$", metrics_text, re.M).group(1)
+    rules = os.path.join(harness.REPO, "packaging", "prometheus", "strait-alerts.yml")
+    with open(rules) as f:
+        rule = next(r for g in harness.yaml.safe_load(f)["groups"] for r in g["rules"]
+                    if r.get("alert") == alert)
+    notes = {k: v.replace("{{ $labels.instance }}", "azure")
+             for k, v in rule["annotations"].items()}
+    test = {"rule_files": [rules], "evaluation_interval": "30s", "tests": [{
+        "interval": "30s",
+        "input_series": [{"series": 'strait_auto_failover_blocked{instance="azure", '
+                                    'job="strait"}', "values": f"{value}x10"}],
+        "alert_rule_test": [{"eval_time": "2m", "alertname": alert, "exp_alerts": [{
+            "exp_labels": {"severity": "critical", "instance": "azure", "job": "strait"},
+            "exp_annotations": notes}]}]}]}
+    path = os.path.join(str(tmp_path), "alert-test.yml")
+    harness.write_config(path, test)
+    res = subprocess.run(["promtool", "test", "rules", path], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
