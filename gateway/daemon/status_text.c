@@ -417,6 +417,44 @@ static bool print_table(FILE *out, const struct text_table_column *cols, size_t 
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 
+/* The witness of automatic failover: etcd's members, who holds the lease, and why not. */
+static void witness_lines(FILE *out, const struct json_value *w)
+{
+	const struct json_value *members = json_get(w, "members");
+	const char *primary = json_get_string(w, "primary");
+	double age = json_get_number(w, "lease_age_s", -1);
+
+	if (!w || strcmp(str_or_dash(w, "mode"), "automatic") != 0)
+		return;
+	fputs("\nwitness (automatic failover): etcd", out);
+	for (size_t i = 0; i < json_len(members); i++)
+		fprintf(out, "%s%s%s", i ? ", " : " members ", str_or_dash(json_at(members, i), "name"),
+			json_get_bool(json_at(members, i), "leader", false) ? " (leader)" : "");
+	if (json_get_bool(w, "reachable", false))
+		fputs("; reachable\n", out);
+	else
+		fprintf(out, "; not reachable: %s\n", str_or_dash(w, "error"));
+	if (primary && age >= 0)
+		fprintf(out, "  primary %s at epoch %.0f holds the lease: renewed %.1f s ago (ttl %.0f s)\n",
+			primary, json_get_number(w, "primary_epoch", 0), age,
+			json_get_number(w, "lease_ttl_s", 0));
+	else if (primary)
+		fprintf(out, "  primary %s at epoch %.0f holds the lease (read %.1f s ago)\n", primary,
+			json_get_number(w, "primary_epoch", 0),
+			json_get_number(w, "primary_seen_s_ago", 0));
+	else
+		fputs("  no site holds the lease\n", out);
+	if (json_get_bool(w, "paused", false))
+		fputs("  paused (straitctl resume-auto ends it)\n", out);
+	if (json_get_bool(w, "self_fenced", false))
+		fputs("  this site fenced its database: it could not renew its lease\n", out);
+	if (json_get_bool(w, "blocked", false))
+		fprintf(out, "  this site will not promote itself: %s\n", str_or_dash(w, "blocked_why"));
+	else if (json_get_string(w, "holding") && !primary)
+		fprintf(out, "  this site does not run for primary now: %s\n",
+			json_get_string(w, "holding"));
+}
+
 char *status_text_status(const struct json_value *doc)
 {
 	char *text = NULL, up[CELL];
@@ -435,6 +473,7 @@ char *status_text_status(const struct json_value *doc)
 	fputc('\n', out);
 	ok = ok && print_table(out, stream_columns, N_OF(stream_columns),
 			       json_get(doc, "replication"), "no streams at this site", stream_row, doc);
+	witness_lines(out, json_get(doc, "witness"));
 	return finish(out, &text, ok);
 }
 

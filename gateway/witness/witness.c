@@ -83,6 +83,8 @@ void witness_read_keys(struct witness *w, const struct etcd_reply *rep)
 	w->epoch_kv = 0;
 	w->epoch_rev = 0;
 	w->paused = false;
+	w->last_auto_s = 0;
+	w->last_auto_site[0] = '\0';
 	w->n_candidates = 0;
 	for (size_t i = 0; i < rep->n_kvs; i++) {
 		const struct etcd_kv *kv = &rep->kvs[i];

@@ -317,3 +317,52 @@ def assert_alert_fires(tmp_path, metrics_text, alert):
     harness.write_config(path, test)
     res = subprocess.run(["promtool", "test", "rules", path], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+ETCD_DRIVER = os.path.join(harness.BUILD, "tools", "etcd_driver")
+
+
+def etcd_cmd(ns, members, *args):
+    """A command of tests/tools/etcd_driver against the witness, from the witness site."""
+    return ns["tiebreak"].run([ETCD_DRIVER, *members.client_urls, "--", *args]).stdout
+
+
+def test_pause_switchover_and_cooldown(tmp_path, netns_sites, pg_factory, straitd_factory,
+                                       etcd_clusters):
+    """pause-auto holds automatic failover for every site: a switchover still
+    runs and moves the lease; the new primary cut off neither fences itself
+    nor is replaced. resume-auto: still no failover while the last automatic
+    one is within failover.cooldown (as etcd records it); once that record
+    goes, the replica takes over."""
+    pgs, d, ns, members, hook_log = witness_world(tmp_path, netns_sites, pg_factory,
+                                                  straitd_factory)
+    etcd_clusters.append(members)
+    out = d["azure"].ctl("pause-auto").stdout
+    assert "automatic failover is paused for every site" in out, out
+    wait_until(lambda: witness(d["aws"])["paused"], 10, interval=0.2, what="aws to see the pause")
+    d["aws"].ctl("switchover", "--to", "azure", timeout=120)
+    wait_until(lambda: witness(d["azure"])["holds_lease"], 30, interval=0.2,
+               what="azure, the new primary, to hold the lease")
+    assert role(d["aws"]) == "replica" and not witness(d["aws"])["holds_lease"]
+    # paused: azure cut off is not replaced, and does not fence itself
+    ns["azure"].set_wan(False)
+    time.sleep(TTL_S * 2.5)
+    assert role(d["aws"]) == "replica" and role(d["azure"]) == "primary"
+    assert not witness(d["azure"])["self_fenced"] and not _read_only(pgs["azure"])
+    ns["azure"].set_wan(True)
+    wait_until(lambda: witness(d["azure"])["holds_lease"], 30, interval=0.2,
+               what="azure to hold the lease again")
+    # a recent automatic failover (as the winner records it) keeps the next one back
+    key = "/strait/acme-dr/last_automatic"
+    etcd_cmd(ns, members, "put", key, f"{int(time.time())} elsewhere")
+    out = d["aws"].ctl("resume-auto").stdout
+    assert "on again" in out, out
+    ns["azure"].set_wan(False)
+    wait_until(lambda: "failover.cooldown" in (witness(d["aws"])["holding"] or ""),
+               TTL_S * 4, interval=0.2, what="aws to hold back for the cooldown")
+    assert role(d["aws"]) == "replica"
+    etcd_cmd(ns, members, "delete", key)
+    wait_until(lambda: role(d["aws"]) == "primary", TTL_S * 4, interval=0.2,
+               what="aws to take over once the cooldown record is gone")
+    assert witness(d["aws"])["automatic_failovers"] == 1
+    assert status(d["aws"])["epoch"] == 3

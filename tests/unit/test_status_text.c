@@ -221,6 +221,35 @@ static void test_status_of_a_sparse_document(void **state)
 	json_value_free(v);
 }
 
+static void test_status_shows_the_witness(void **state)
+{
+	struct json_value *v = parse(
+		"{\"site\":\"aws\",\"witness\":{\"mode\":\"automatic\",\"reachable\":true,"
+		"\"members\":[{\"name\":\"w1\",\"leader\":false},{\"name\":\"w2\",\"leader\":true}],"
+		"\"primary\":\"aws\",\"primary_epoch\":3,\"lease_age_s\":1.25,\"lease_ttl_s\":10}}");
+	char *text = status_text_status(v);
+
+	(void)state;
+	assert_non_null(text);
+	assert_non_null(strstr(text, "\nwitness (automatic failover): etcd members w1, w2 (leader); "
+				     "reachable\n  primary aws at epoch 3 holds the lease: renewed 1.2 s ago "
+				     "(ttl 10 s)\n"));
+	free(text);
+	json_value_free(v);
+	v = parse("{\"witness\":{\"mode\":\"automatic\",\"reachable\":false,\"error\":\"down\","
+		  "\"blocked\":true,\"blocked_why\":\"lag over the limits\",\"paused\":true}}");
+	text = status_text_status(v);
+	assert_non_null(strstr(text, "etcd; not reachable: down\n  no site holds the lease\n  paused"));
+	assert_non_null(strstr(text, "this site will not promote itself: lag over the limits\n"));
+	free(text);
+	json_value_free(v);
+	v = parse("{\"witness\":{\"mode\":\"manual\"}}");
+	text = status_text_status(v);
+	assert_null(strstr(text, "witness"));
+	free(text);
+	json_value_free(v);
+}
+
 static void test_schedule_table(void **state)
 {
 	struct json_value *v = parse(
@@ -263,6 +292,7 @@ int main(void)
 		cmocka_unit_test(test_cluster_table),
 		cmocka_unit_test(test_status_of_a_sparse_document),
 		cmocka_unit_test(test_schedule_table),
+		cmocka_unit_test(test_status_shows_the_witness),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
