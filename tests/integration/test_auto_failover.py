@@ -90,10 +90,11 @@ def probe_schema(pg, primary):
 
 
 def witness_world(tmp_path, netns_sites, pg_factory, straitd_factory, failover=None,
-                  stream=None, witness_daemon=False):
-    """aws and azure with a stream of ledger, etcd (one member) at tiebreak,
-    every site's straitd in automatic mode with an on_role_change hook.
-    Returns (pgs, daemons, namespaces, etcd cluster, hook log path)."""
+                  stream=None, witness_daemon=False, member_sites=("tiebreak",)):
+    """aws and azure with a stream of ledger, etcd at tiebreak (or a member
+    at each of member_sites), every site's straitd in automatic mode with an
+    on_role_change hook. Returns (pgs, daemons, namespaces, etcd cluster,
+    hook log path)."""
     ns = dict(zip(NAMES, netns_sites(3)))
     pgs = dict(zip(NAMES[:2], harness.on_each(pg_factory, NAMES[:2])))
     for name, pg in pgs.items():
@@ -102,7 +103,8 @@ def witness_world(tmp_path, netns_sites, pg_factory, straitd_factory, failover=N
     pgs["azure"].sql("ALTER SYSTEM SET default_transaction_read_only = on")
     pgs["azure"].sql("SELECT pg_reload_conf()")
     members = etcd.EtcdCluster(os.path.join(str(tmp_path), "etcd"),
-                               [("w1", ns["tiebreak"].ns, ns["tiebreak"].wan_ip)])
+                               [(f"w{i + 1}", ns[site].ns, ns[site].wan_ip)
+                                for i, site in enumerate(member_sites)])
     members.start()
     sites = harness.tunnel_sites([pgs["aws"], pgs["azure"], None],
                                  [ns[n] for n in NAMES], names=NAMES)
@@ -366,3 +368,28 @@ def test_pause_switchover_and_cooldown(tmp_path, netns_sites, pg_factory, strait
                what="aws to take over once the cooldown record is gone")
     assert witness(d["aws"])["automatic_failovers"] == 1
     assert status(d["aws"])["epoch"] == 3
+
+
+def test_witness_site_down_with_a_member_at_each_site(tmp_path, netns_sites, pg_factory,
+                                                      straitd_factory, etcd_clusters):
+    """One etcd member per site (the typical deployment): the witness site
+    down leaves aws and azure a majority, so aws keeps its lease and its
+    database takes writes, and nobody promotes; with aws then cut off from
+    azure too, aws is alone without a majority and fences itself, and
+    azure, without one either, does not promote."""
+    pgs, d, ns, members, hook_log = witness_world(tmp_path, netns_sites, pg_factory,
+                                                  straitd_factory, member_sites=NAMES)
+    etcd_clusters.append(members)
+    wait_until(lambda: len(witness(d["aws"])["members"]) == 3, 30, interval=0.2,
+               what="aws to list the three members")
+    members.stop_member("w3")
+    time.sleep(TTL_S * 2.5)
+    assert witness(d["aws"])["holds_lease"] and not witness(d["aws"])["self_fenced"]
+    assert not _read_only(pgs["aws"])
+    assert role(d["azure"]) == "replica"
+    ns["aws"].set_wan(False)
+    wait_until(lambda: witness(d["aws"])["self_fenced"], TTL_S + 15, interval=0.2,
+               what="aws, alone, to fence itself")
+    wait_until(lambda: _read_only(pgs["aws"]), 30, interval=0.2, what="aws read-only")
+    time.sleep(TTL_S * 2)
+    assert role(d["azure"]) == "replica", "azure promoted without a majority"
