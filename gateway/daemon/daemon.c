@@ -343,8 +343,8 @@ static void daemon_teardown(struct daemon *d)
 	if (d->lost_timer)
 		event_free(d->lost_timer);
 	forward_free(d->forward);     /* calls to peers end: their commands are answered */
-	witness_free(d->witness);     /* before the failover its election may have started */
-	failover_free(d->failover);   /* answers a command still running */
+	failover_free(d->failover);   /* answers a command still running (an automatic one too) */
+	witness_free(d->witness);
 	verify_service_free(d->verify);   /* cancels a verify, answering its command */
 	daemon_forget_free(d);
 	control_close(d->control);

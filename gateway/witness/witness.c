@@ -302,6 +302,18 @@ static void primary_step(struct witness *w)
 
 /* ---- the tick ---- */
 
+/* A promotion under way keeps the lease the election put the leader key on. */
+static void promoting_renewed(void *arg, const struct etcd_result *r)
+{
+	struct witness *w = arg;
+
+	w->busy = false;
+	if (!r->ok)
+		witness_failed(w, r);
+	else if (r->reply.ttl <= 0)
+		log_error("witness: the lease ended during the promotion: the leader key is gone");
+}
+
 static void witness_observe_read(void *arg, const struct etcd_result *r)
 {
 	struct witness *w = arg;
@@ -351,6 +363,8 @@ static void witness_step(struct witness *w)
 	w->was_primary = role == ROLE_PRIMARY;
 	if (role == ROLE_PRIMARY)
 		primary_step(w);
+	else if (role == ROLE_REPLICA && w->promoting && w->lease)
+		w->busy = etcd_lease_keepalive(w->etcd, w->lease, promoting_renewed, w);
 	else if (role == ROLE_REPLICA && !w->promoting)
 		witness_replica_step(w);
 	else
