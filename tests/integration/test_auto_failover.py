@@ -198,10 +198,13 @@ def test_primary_cut_off_from_everything(tmp_path, netns_sites, pg_factory, stra
     assert status(d["azure"])["epoch"] == 2
     wa = witness(d["azure"])
     assert wa["holds_lease"] and wa["automatic_failovers"] == 1, wa
-    ww = witness(d["tiebreak"])
     wait_until(lambda: witness(d["tiebreak"])["primary"] == "azure", 30, interval=0.2,
                what="the witness site to see azure hold the lease")
+    ww = witness(d["tiebreak"])
     assert ww["members"] and ww["members"][0]["name"] == "w1", ww
+    text = d["azure"].ctl("status").stdout
+    assert re.search(r"witness \(automatic failover\): etcd members w1 \(leader\); reachable\n"
+                     r"  primary azure at epoch 2 holds the lease: renewed [\d.]+ s ago", text), text
     # aws comes back: it hears epoch 2 and steps down (its database stays fenced)
     ns["aws"].set_wan(True)
     wait_until(lambda: role(d["aws"]) == "fenced", 60, interval=0.2, what="aws to step down")
@@ -393,3 +396,59 @@ def test_witness_site_down_with_a_member_at_each_site(tmp_path, netns_sites, pg_
     wait_until(lambda: _read_only(pgs["aws"]), 30, interval=0.2, what="aws read-only")
     time.sleep(TTL_S * 2)
     assert role(d["azure"]) == "replica", "azure promoted without a majority"
+
+
+def test_three_sites_the_most_caught_up_takes_over(tmp_path, netns_sites, pg_factory,
+                                                   straitd_factory, etcd_clusters):
+    """aws sends to azure and onprem; azure's apply is held behind a lock, so
+    onprem applied more when aws is cut off. Both run for primary; onprem,
+    the most caught up, wins, brings azure level (azure takes what it lacks
+    from onprem's retained batches, no copy) and azure follows it."""
+    names = ("aws", "azure", "onprem")
+    ns = netns_sites(4)
+    pgs = dict(zip(names, harness.on_each(pg_factory, names)))
+    for name, pg in pgs.items():
+        probe_schema(pg, name == "aws")
+    members = etcd.EtcdCluster(os.path.join(str(tmp_path), "etcd"),
+                               [("w1", ns[3].ns, ns[3].wan_ip)])
+    etcd_clusters.append(members)
+    members.start()
+    sites = harness.tunnel_sites([pgs[n] for n in names], ns[:3], names=names)
+    fo = {"mode": "automatic", "etcd": members.client_urls, "ttl": f"{TTL_S}s"}
+    st = {"name": "app", "from": "aws", "to": ["azure", "onprem"], "publication": "strait_app",
+          "tables": ["ledger"], "initial_sync": False}
+    cluster = harness.Cluster(tmp_path, sites, [st], backend="userspace", extra={"failover": fo})
+    d = {n: straitd_factory(cluster.path(n), site=n, netns=ns[i].ns)
+         for i, n in enumerate(names)}
+    wait_until(lambda: witness(d["aws"])["holds_lease"], 60, interval=0.2,
+               what="aws to hold the lease")
+    wait_until(lambda: all(any(r["role"] == "sink" and r["apply_ready"]
+                               for r in d[n].status()["replication"])
+                           for n in ("azure", "onprem")), 60, interval=0.2,
+               what="both replicas' apply")
+    commit_ledger(pgs["aws"], 1, 50)
+    wait_until(lambda: len(ledger_ids(pgs["azure"])) == 50 == len(ledger_ids(pgs["onprem"])),
+               60, interval=0.2, what="the ledger at both replicas")
+    blocker = pgs["azure"].connect()
+    blocker.autocommit = False
+    blocker.execute("LOCK TABLE ledger IN SHARE MODE")
+    try:
+        commit_ledger(pgs["aws"], 51, 100)
+        wait_until(lambda: len(ledger_ids(pgs["onprem"])) == 150, 60, interval=0.2,
+                   what="onprem ahead")
+        ns[0].set_wan(False)
+        wait_until(lambda: role(d["onprem"]) == "primary", TTL_S + 60, interval=0.2,
+                   what="onprem to promote itself")
+    finally:
+        blocker.close()
+    assert "won the election for epoch 2" in d["onprem"].log_text()
+    assert role(d["azure"]) != "primary"
+    wait_until(lambda: role(d["azure"]) == "replica" and d["azure"].status()["primary"] == "onprem",
+               60, interval=0.2, what="azure to follow onprem")
+    wait_until(lambda: ledger_ids(pgs["azure"]) == set(range(1, 151)), 60, interval=0.5,
+               what="azure level with onprem")
+    assert ledger_ids(pgs["onprem"]) == set(range(1, 151))
+    pgs["onprem"].sql("INSERT INTO ledger VALUES (1000, 'onprem')")
+    wait_until(lambda: 1000 in ledger_ids(pgs["azure"]), 60, interval=0.5,
+               what="onprem's write at azure")
+    assert d["onprem"].log_text().count("asks for an initial sync round") == 0
