@@ -57,7 +57,10 @@ class Run:
         return [l[len("stopped "):] for l in self.lines if l.startswith("stopped ")]
 
     def __repr__(self):
-        return f"Run(rc={self.rc}, stdout={self.out[-3000:]!r}, stderr={self.err[-3000:]!r})"
+        # the errors first: pytest shortens a long message from its middle
+        errors = [l for l in self.err.splitlines() if " error: " in l or " warning: " in l]
+        return (f"Run(rc={self.rc}, errors={errors[-8:]!r}, stdout={self.out[-3000:]!r}, "
+                f"stderr={self.err[-3000:]!r})")
 
 
 class Db:
