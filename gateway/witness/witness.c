@@ -210,21 +210,31 @@ static void witness_arm_deadline(struct witness *w)
 
 static void primary_keys_read(void *arg, const struct etcd_result *r);
 
-/* The key says who is primary: this site (good), or another (fenced at once). */
-static void primary_check_keys(struct witness *w)
+/*
+ * The keys say who is primary: this site (it holds the key), nobody (it may
+ * take it), or another site, or an epoch above this site's (given to a
+ * replica that won an election, even if its promotion failed): fenced at
+ * once, never taken back. False in that last case.
+ */
+static bool primary_check_keys(struct witness *w)
 {
 	const char *self = w->cfg->sites[w->self].name;
 	char why[256];
 
-	if (w->leader[0] && strcmp(w->leader, self) != 0 && w->leader_epoch >= role_epoch(w->role)) {
+	w->holds = false;
+	if (w->leader[0] && strcmp(w->leader, self) != 0 && w->leader_epoch >= role_epoch(w->role))
 		snprintf(why, sizeof(why), "the witness names site %s primary at epoch %" PRIu64,
 			 w->leader, w->leader_epoch);
-		w->holds = false;
-		witness_fence(w, true, why);
-		return;
+	else if (w->epoch_kv > role_epoch(w->role))
+		snprintf(why, sizeof(why), "the witness gave epoch %" PRIu64 " to another site "
+			 "(this site's is %" PRIu64 ")", w->epoch_kv, role_epoch(w->role));
+	else {
+		w->holds = strcmp(w->leader, self) == 0 && w->leader_epoch == role_epoch(w->role) &&
+			   w->leader_lease == w->lease;
+		return true;
 	}
-	w->holds = strcmp(w->leader, self) == 0 && w->leader_epoch == role_epoch(w->role) &&
-		   w->leader_lease == w->lease;
+	witness_fence(w, true, why);
+	return false;
 }
 
 static void primary_renewed(void *arg, const struct etcd_result *r)
@@ -259,7 +269,8 @@ static void primary_keys_read(void *arg, const struct etcd_result *r)
 		return;
 	}
 	witness_read_keys(w, &r->reply);
-	primary_check_keys(w);
+	if (!primary_check_keys(w))
+		return;
 	if (!w->holds) {
 		witness_acquire(w);
 		return;
@@ -282,7 +293,7 @@ static void primary_granted(void *arg, const struct etcd_result *r)
 	witness_answered(w);
 	w->lease = r->reply.lease_id;
 	w->renew_sent_ms = w->grant_sent_ms;
-	witness_acquire(w);
+	w->busy = etcd_get(w->etcd, w->prefix, true, primary_keys_read, w);
 }
 
 static void primary_step(struct witness *w)
@@ -292,12 +303,11 @@ static void primary_step(struct witness *w)
 		w->busy = etcd_lease_grant(w->etcd, witness_ttl_s(w), primary_granted, w);
 		return;
 	}
-	if (!w->holds) {
-		witness_acquire(w);
-		return;
-	}
 	w->renew_sent_ms = witness_now_ms();
-	w->busy = etcd_lease_keepalive(w->etcd, w->lease, primary_renewed, w);
+	if (!w->holds)     /* the keys first: the key is taken only when they allow it */
+		w->busy = etcd_get(w->etcd, w->prefix, true, primary_keys_read, w);
+	else
+		w->busy = etcd_lease_keepalive(w->etcd, w->lease, primary_renewed, w);
 }
 
 /* ---- the tick ---- */

@@ -36,24 +36,28 @@ static void acquired(void *arg, const struct etcd_result *r);
 
 /*
  * One transaction: the leader key absent (or still holding value: this
- * site's own from before, or a primary's of a lower epoch) → this site's,
- * with its lease, and the epoch key with it.
+ * site's own from before, or a primary's of a lower epoch) and the epoch
+ * key as last read (no election since) → this site's, with its lease, and
+ * the epoch key with it.
  */
 static void acquire_txn(struct witness *w, const char *value, size_t value_len)
 {
 	char leader_key[160], epoch_key[160], mine[96], epoch[24];
-	struct etcd_compare cmp = { .key = leader_key, .target = ETCD_CMP_CREATE, .number = 0 };
+	struct etcd_compare cmp[2] = {
+		{ .key = leader_key, .target = ETCD_CMP_CREATE, .number = 0 },
+		{ .key = epoch_key, .target = ETCD_CMP_MOD, .number = w->epoch_rev },
+	};
 	struct etcd_op ok[2], fail = { .type = ETCD_OP_RANGE, .key = leader_key };
-	struct etcd_txn txn = { &cmp, 1, ok, 2, &fail, 1 };
+	struct etcd_txn txn = { cmp, 2, ok, 2, &fail, 1 };
 
 	witness_key(w, "leader", leader_key, sizeof(leader_key));
 	witness_key(w, "epoch", epoch_key, sizeof(epoch_key));
 	snprintf(mine, sizeof(mine), "%s %" PRIu64, self_name(w), role_epoch(w->role));
 	snprintf(epoch, sizeof(epoch), "%" PRIu64, role_epoch(w->role));
 	if (value) {
-		cmp.target = ETCD_CMP_VALUE;
-		cmp.value = value;
-		cmp.value_len = value_len;
+		cmp[0].target = ETCD_CMP_VALUE;
+		cmp[0].value = value;
+		cmp[0].value_len = value_len;
 	}
 	ok[0] = (struct etcd_op){ .type = ETCD_OP_PUT, .key = leader_key, .value = mine,
 				  .value_len = strlen(mine), .lease = w->lease };
