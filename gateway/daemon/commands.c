@@ -394,6 +394,7 @@ static void daemon_cmd_pause_auto(struct control_request *req, int argc, char **
 const struct control_command daemon_witness_commands[] = {
 	{ "status", daemon_cmd_status },
 	{ "ping", daemon_cmd_ping },
+	{ "reload", daemon_cmd_reload },
 	{ "pause-auto", daemon_cmd_pause_auto },
 	{ "resume-auto", daemon_cmd_pause_auto },
 	{ NULL, NULL },

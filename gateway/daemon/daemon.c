@@ -135,7 +135,7 @@ char *daemon_reload(struct daemon *d)
 	d->self = (size_t)self;
 	d->loaded_at = time(NULL);
 	log_info("configuration reloaded");
-	if (rebuild) {
+	if (rebuild && d->role) {
 		/* a stream or destination came or went: every stream is set up anew */
 		log_notice("the streams or their destinations changed: the streams start again");
 		daemon_rebuild_streams(d);

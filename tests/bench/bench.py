@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """make bench: strait against PostgreSQL's native logical replication, side
-by side in one run.
+by side in one run, on a clean link and on WANs as they are: thin, far and
+lossy.
 
 Two network namespaces joined by one veth pair (offloads off), a PostgreSQL
 server in each (source in site a, target in site b). Native replication is a
@@ -20,8 +21,19 @@ repetitions, so a drift of the shared machine hits both alike):
   catchup  the link held (native: subscription disabled; strait: a schedule
            rule rate 0) while pgbench runs BACKLOG s, then released: rows
            applied per second until the target has everything
-  thin     the veth limited to 10 Mbit/s each way (tc tbf), pgbench -c 4 for
-           THIN s: the transactions per second that arrive at the target
+  thin     the veth limited to 2 Mbit/s each way (tc tbf): the lag under a
+           fixed offered load both systems carry (pgbench -R THIN_RATE for
+           THIN s), then pgbench -c 4 unthrottled for THIN s: the
+           transactions per second that arrive at the target
+  thin512  the same at 512 kbit/s (the fixed load scaled down with the link)
+  far      both tunnels through the delay relay (tests/tools/udp_impair,
+           60 ms each way: 120 ms round trip), both systems at once: the lag
+           under pgbench -R WAN_RATE for WAN s, then the catch-up after a
+           hold of HOLD s under the same load
+  lossy    the same at 30 ms each way (60 ms round trip) and 1% loss each way
+  farsync  the initial sync over the far link: with it in the run, it is
+           how each system starts in every repetition (the clean sync is
+           then a start of its own, stopped once measured)
   bigtxn   one INSERT of BIG_ROWS rows (2,000,000 in the full profile, about
            190 MB of pgoutput changes): seconds from its commit (the
            statement returns on the source) until the target has every row,
@@ -29,12 +41,16 @@ repetitions, so a drift of the shared machine hits both alike):
            subscription streams large transactions: streaming = on, or
            parallel on PostgreSQL 16 and later)
 
-in this order: the first system's sync, steady, thin and bigtxn; the
-second's sync; the catch-up of both from one load (both held, one pgbench
-run, then the first released and its drain timed, then the second: the same
-rows, drained while nothing else works); the first stops; the second's
-steady, thin and bigtxn.
-Only the catch-up has both systems set up at once.
+The clean phases (sync, steady, catchup, bigtxn) run in the first
+CLEAN_REPS repetitions only, the WAN phases in every one. In a repetition:
+the first system's start (its clean sync, then the far-link sync), steady,
+thin, thin512 and bigtxn; the second's start; both side by side, the
+catch-up (one load for the two: both held, one pgbench run, then the first
+released and its drain timed, then the second: the same rows, drained while
+nothing else works), far and lossy; the first stops; the second's steady,
+thin, thin512 and bigtxn. Only these joint phases have both systems set up
+at once: the thin links are each system's alone, as tc shapes the whole
+veth.
 
 and once, after the repetitions, for strait alone:
 
@@ -49,7 +65,9 @@ WAL position sampled every 50 ms against the target's replication origin
 transaction). Every phase records the CPU the rest of the machine used.
 
 Output: a table on stdout and in OUT/results.txt, every number in
-OUT/results.json, the lag over time in OUT/lag.png.
+OUT/results.json, the lag over time in OUT/lag.png (steady, catch-up) and
+OUT/lag-PHASE.png (each WAN phase, both systems on one chart), the headline
+ratios in OUT/ratios.png.
 """
 
 import argparse
@@ -93,20 +111,45 @@ BIG_DDL = "CREATE TABLE bench_big (id bigint PRIMARY KEY, payload text)"
 BIG_INSERT = ("INSERT INTO bench_big SELECT g, md5(g::text) || md5((g * 7)::text) "
               "FROM generate_series(1, {rows}) g")
 
+# The thin links: tc tbf on both veth ends (the rate each way). The fixed
+# offered load of their lag measurement is THIN_RATE tps at 2 Mbit/s, scaled
+# with the link: native sends ~1,400 B a transaction when nothing queues,
+# so 100 tps fill about half of 2 Mbit/s.
+THIN_LINKS = {"thin": {"rate": "2mbit", "bps": 2000000, "label": "2 Mbit/s"},
+              "thin512": {"rate": "512kbit", "bps": 512000, "label": "512 kbit/s"}}
+THIN_REFERENCE_BPS = 2000000
+# The impaired links: udp_impair's delay (half the round trip) and loss,
+# each way. farsync uses far's.
+WAN_LINKS = {"far": {"delay_ms": 60, "loss_pct": 0, "label": "120 ms RTT"},
+             "lossy": {"delay_ms": 30, "loss_pct": 1, "label": "60 ms RTT, 1% loss each way"}}
+STRAIT_PORT = 51820        # strait's WireGuard port (harness.tunnel_sites); native's is 51821
+# strait's tunnel MTU when its config names the relay: the relay listens on
+# site a's own address, and the route to it (loopback) would give 65,536;
+# 1420 is what strait computes for the 1500-byte veth without the relay
+STRAIT_MTU = 1420
+
 PROFILES = {
-    # name: scale, repetitions, steady s, backlog s, thin s, rows of the
-    # big transaction, phases (limit: seconds after which no new
-    # repetition starts); the initial sync at scale (syncscale.py, once
-    # after the repetitions): its repetitions, tables of manytables, rows
-    # of bigtable
-    "full": dict(scale=20, reps=3, steady=30, backlog=60, thin=20, big_rows=2000000,
-                 limit=24 * 60, phases=("sync", "steady", "catchup", "thin", "bigtxn", "spool"),
+    # name: scale, repetitions, repetitions of the clean phases (sync,
+    # steady, catchup, bigtxn: the first clean_reps), steady s, backlog s,
+    # seconds of each thin window, the thin links' fixed load (tps at 2
+    # Mbit/s), the far and lossy lag window (s) and its fixed load (tps),
+    # their hold (s, under the same load), rows of the big transaction,
+    # phases (limit: seconds after which no new repetition starts); the
+    # initial sync at scale (syncscale.py, once after the repetitions): its
+    # repetitions, tables of manytables, rows of bigtable
+    "full": dict(scale=20, reps=3, clean_reps=1, steady=30, backlog=60, thin=10, thin_rate=100,
+                 wan=15, wan_rate=100, hold=60, big_rows=2000000, limit=24 * 60,
+                 phases=("sync", "steady", "catchup", "thin", "thin512", "far", "lossy",
+                         "farsync", "bigtxn", "spool"),
                  sync_reps=1, sync_tables=2000, sync_big_rows=5000000),
-    "quick": dict(scale=5, reps=1, steady=10, backlog=10, thin=10, big_rows=500000,
-                  limit=5 * 60, phases=("sync", "steady", "catchup", "thin", "bigtxn"),
+    "quick": dict(scale=5, reps=1, clean_reps=1, steady=10, backlog=10, thin=5, thin_rate=100,
+                  wan=8, wan_rate=100, hold=15, big_rows=500000, limit=8 * 60,
+                  phases=("sync", "steady", "catchup", "thin", "thin512", "far", "lossy",
+                          "farsync", "bigtxn"),
                   sync_reps=1, sync_tables=200, sync_big_rows=500000),
-    "smoke": dict(scale=1, reps=1, steady=5, backlog=5, thin=5, big_rows=2000000,
-                  limit=3 * 60, phases=("sync", "steady"),
+    "smoke": dict(scale=1, reps=1, clean_reps=1, steady=5, backlog=5, thin=5, thin_rate=100,
+                  wan=5, wan_rate=100, hold=5, big_rows=2000000, limit=3 * 60,
+                  phases=("sync", "steady"),
                   sync_reps=1, sync_tables=20, sync_big_rows=100000),
 }
 
@@ -173,6 +216,17 @@ class Native:
         return {"walsender": [self.walsender_pid()], "apply": [self.apply_pid()],
                 "wireguard-go": self.b.tunnel.pids}
 
+    @property
+    def port(self):
+        return self.b.tunnel.port
+
+    def path(self):
+        return self.b.tunnel.path()
+
+    def start_through(self, imp):
+        """The tunnel is up before the subscription: moved through the relay now."""
+        imp.route(self.path())
+
     def link_stats(self):
         return {}
 
@@ -188,6 +242,10 @@ class Native:
         """Held, a disabled subscription has no process that works."""
         return 0.0
 
+    def after_release(self, timeout):
+        """An enabled subscription holds nothing open."""
+        return 0.0
+
     def daemons(self):
         return {}
 
@@ -200,10 +258,12 @@ class Strait:
 
     name = "strait"
     finished = False
+    port = STRAIT_PORT
 
     def __init__(self, bench, rep, initial_sync=True, src_db=SRC_DB, publication=PUBLICATION,
                  stream_extra=None):
         self.b = bench
+        self.endpoints = None   # (site a's, site b's) when started through a relay
         self.rep = rep
         self.initial_sync = initial_sync
         self.src_db = src_db
@@ -231,13 +291,34 @@ class Strait:
         stream = {"name": self.stream, "from": "onprem", "to": "cloud",
                   "publication": self.publication, "initial_sync": self.initial_sync,
                   **self.stream_extra}
+        if self.endpoints:
+            for site, endpoint in zip(sites, self.endpoints):
+                site["endpoint"] = endpoint
         self.cluster = harness.Cluster(base, sites, [stream], backend="userspace",
                                        cluster="bench")
+        if self.endpoints:
+            for name in ("onprem", "cloud"):
+                cfg = self.cluster.host(name)[1]
+                cfg["tunnel"]["mtu"] = STRAIT_MTU
+                self.cluster.update(name, cfg)
         for name, site in (("onprem", b.pair.sites[0]), ("cloud", b.pair.sites[1])):
             d = harness.Straitd(self.cluster.path(name), site=name, netns=site.ns,
                                 log_level="info")
             self.d[name] = d
             d.start(timeout=30)
+
+    def start_through(self, imp):
+        """The daemons are not started yet: their config will name the
+        relay's addresses, so the tunnel's first packet already crosses it."""
+        self.endpoints = imp.endpoints(self.port)
+
+    def path(self):
+        names = ("onprem", "cloud")
+        cfgs = [self.cluster.host(n)[1] for n in names]
+        return benchlib.WgPath("strait", [c["tunnel"]["interface"] for c in cfgs],
+                               [self.cluster.keys[n][1] for n in names], self.port,
+                               [c["sites"][n]["tunnel_address"].split("/")[0]
+                                for c, n in zip(cfgs, names)])
 
     def stream_status(self, site, role):
         return next(r for r in self.d[site].status()["replication"] if r["role"] == role)
@@ -300,6 +381,20 @@ class Strait:
             log(f"  strait's reader still reading after {timeout}s")
         return time.monotonic() - t0
 
+    def after_release(self, timeout):
+        """Seconds until the sync-now window of the release has closed:
+        strait closes it once everything is applied, two ticks (1 s) in a
+        row. A load that starts before keeps it open, and while it is open a
+        rate-0 rule does not hold: a later hold would not hold."""
+        t0 = time.monotonic()
+        try:
+            wait_until(lambda: not self.stream_status("onprem", "source")["schedule"]
+                       ["sync_now_until_drained"], timeout, 0.2,
+                       what="strait's sync-now window to close")
+        except TimeoutError:
+            log(f"  strait's sync-now window still open after {timeout}s")
+        return time.monotonic() - t0
+
     def daemons(self):
         return {name: d.pid for name, d in self.d.items() if d.alive()}
 
@@ -328,8 +423,8 @@ class Bench:
     def __init__(self, args):
         self.args = args
         self.p = dict(PROFILES[args.profile])
-        for k in ("scale", "reps", "steady", "backlog", "thin", "big_rows", "sync_reps",
-                  "sync_tables", "sync_big_rows"):
+        for k in ("scale", "reps", "clean_reps", "steady", "backlog", "thin", "thin_rate", "wan",
+                  "wan_rate", "hold", "big_rows", "sync_reps", "sync_tables", "sync_big_rows"):
             v = getattr(args, k)
             if v is not None:
                 self.p[k] = v
@@ -344,38 +439,63 @@ class Bench:
         self.skipped = []              # what the time limit left out, and why
         self.spool_result = None       # the spool phase (strait only, once)
         self.sync_scale_result = None  # manytables and bigtable (syncscale.py, once)
+        self.impairments = []          # every relay started, stopped again by cleanup()
+        self.thin_links, self.wan_links = THIN_LINKS, WAN_LINKS   # for the report
         self.started = time.monotonic()
 
     # ---------------------------------------------------------------- budget
     def budget(self):
+        """Seconds the run should take, and the lines that say how: the
+        time limit is checked against it before each repetition."""
         p = self.p
-        # from runs on a shared 2-core machine; native's sync is the slower
-        # one. Sync (which every repetition runs: it starts the system),
-        # steady, thin and bigtxn are each system's own, with a start and
-        # stop; the catch-up is one for both: the load, native's drain (the
-        # longer), strait's. bigtxn: the INSERT (~16 s for 2,000,000 rows),
-        # the apply (~60 s, both systems alike), the TRUNCATE
-        per = {"sync": 4 + 0.8 * p["scale"], "steady": p["steady"] + 2, "thin": p["thin"] + 2,
-               "bigtxn": 5 + p["big_rows"] / 25000}
-        phases = ("sync",) + tuple(ph for ph in p["phases"] if ph in per and ph != "sync")
-        catchup = p["backlog"] * 1.8 + 5 if "catchup" in p["phases"] else 0
+        ph = p["phases"]
+        # from runs on a shared 2-core machine; each estimate is the mean of
+        # the two systems. Each system's own phases, with a start and stop:
+        # the sync (native's is the slower one: at scale 20 ~18 s over the
+        # far link, strait ~9 s; the clean sync, when the far one is the
+        # start, pays a start and stop more), steady, the thin links (two
+        # windows each, then native's backlog drains on the clean veth),
+        # bigtxn (the INSERT, ~16 s for 2,000,000 rows; the apply, ~60 s,
+        # both systems alike; the TRUNCATE). The joint phases are one for
+        # both: the catch-up (the load, native's drain, the longer, then
+        # strait's); far and lossy (the relay and a ping each way, the lag
+        # window, the hold and the two drains of its fixed load's backlog,
+        # a few seconds each)
+        sync = 4 + 0.8 * p["scale"]
+        per = {"sync": sync + (5 if "farsync" in ph else 0), "farsync": 3 + 0.7 * p["scale"],
+               "steady": p["steady"] + 2, "thin": 2 * p["thin"] + 4,
+               "thin512": 2 * p["thin"] + 5, "bigtxn": 5 + p["big_rows"] / 25000}
+        joint = {"catchup": p["backlog"] * 1.8 + 5,
+                 "far": 10 + p["wan"] + p["hold"], "lossy": 10 + p["wan"] + p["hold"]}
+        start = "farsync" if "farsync" in ph else "sync"
+        every = [start] + [x for x in ("thin", "thin512") if x in ph]
+        clean = [x for x in ("sync", "steady", "bigtxn") if x in ph and x != start]
+        both = [x for x in ("far", "lossy") if x in ph]
+        clean_both = ["catchup"] if "catchup" in ph else []
+        wan_rep = 2 * (sum(per[x] for x in every) + 3) + sum(joint[x] for x in both)
+        clean_extra = 2 * sum(per[x] for x in clean) + sum(joint[x] for x in clean_both)
+        clean_reps = min(p["clean_reps"], p["reps"])
         setup = 10 + 0.5 * p["scale"]
-        system_s = sum(per[ph] for ph in phases) + 3
-        run_s = 2 * system_s + catchup
-        total = setup + p["reps"] * run_s
-        once = 75 if "spool" in p["phases"] else 0   # strait only: writing 1 GiB, draining it
+        once = 75 if "spool" in ph else 0   # strait only: writing 1 GiB, draining it
         sync_scale = syncscale.estimate(p)
-        total += once + sync_scale
-        self.run_estimate = run_s
+        total = setup + p["reps"] * wan_rep + clean_reps * clean_extra + once + sync_scale
+        self.rep_estimates = [wan_rep + (clean_extra if rep < clean_reps else 0)
+                              for rep in range(p["reps"])]
         # what runs after the repetitions: no repetition starts that would push it past the limit
         self.after_reps_estimate = once + sync_scale
+
+        def parts(names, table):
+            return ", ".join(f"{x} ~{table[x]:.0f}s" for x in names)
         lines = [f"budget ({self.args.profile}): scale {p['scale']}, {p['reps']} repetition(s), "
-                 f"phases {', '.join(p['phases'])}, time limit {p['limit'] / 60:.1f} min",
-                 f"  setup ~{setup:.0f}s; per repetition ~{run_s:.0f}s: "
-                 f"per system ~{system_s:.0f}s "
-                 + "(" + ", ".join(f"{ph} ~{per[ph]:.0f}s" for ph in phases)
-                 + ")" + (f", catch-up of both ~{catchup:.0f}s" if catchup else "") + "; "
-                 + ("spool (once) ~75s; " if "spool" in p["phases"] else "")
+                 f"the clean phases in {clean_reps} of them, phases {', '.join(ph)}, "
+                 f"time limit {p['limit'] / 60:.1f} min",
+                 f"  setup ~{setup:.0f}s; every repetition ~{wan_rep:.0f}s: per system "
+                 f"({parts(every, per)})" + (f", both at once ({parts(both, joint)})"
+                                             if both else ""),
+                 f"  the clean repetitions ~{clean_extra:.0f}s more: per system "
+                 f"({parts(clean, per)})" + (f", both at once ({parts(clean_both, joint)})"
+                                             if clean_both else ""),
+                 "  " + ("spool (once) ~75s; " if once else "")
                  + (f"initial sync at scale (once) ~{sync_scale:.0f}s; " if sync_scale else "")
                  + f"total ~{total / 60:.1f} min"]
         return total, lines
@@ -426,6 +546,11 @@ class Bench:
             f.write(f"ssl_cert_file = '{cert}'\nssl_key_file = '{key}'\n")
 
     def cleanup(self):
+        for imp in self.impairments:       # left running by a failure: stopped by its pid
+            try:
+                imp.stop()
+            except Exception as exc:
+                log(f"  stopping the relay: {exc}")
         for pg in (self.src, self.dst):
             if pg:
                 pg.cleanup()
@@ -551,12 +676,13 @@ class Bench:
                 "replication_cpu_per_1k_txn": rcpu / txns * 1000 if txns else None,
                 "cpu": cpu}
 
-    def phase_catchup(self, systems, rep):
-        """One backlog for every system: all held, pgbench for BACKLOG s,
-        then released one after the other, each drain measured alone while
-        the others stay held (their backlog is the same rows: nothing is
-        written once the load ends). Returns {system name: result}."""
-        b = self.p["backlog"]
+    def phase_catchup(self, systems, rep, phase="catchup", seconds=None, rate=None):
+        """One backlog for every system: all held, pgbench for seconds
+        (BACKLOG s unless given; unthrottled, or at rate tps), then released
+        one after the other, each drain measured alone while the others stay
+        held (their backlog is the same rows: nothing is written once the
+        load ends). Returns {system name: result}."""
+        b = seconds or self.p["backlog"]
         out = {}
         snap = self.ledger.snapshot()
         held = []
@@ -571,7 +697,7 @@ class Bench:
         lsn0 = self.src.sql("SELECT pg_current_wal_insert_lsn()::text")[0][0]
         before = {s.name: self.history_counts(s) for s in held}
         lags = {s.name: self.sampler(s) for s in held}
-        bench = Pgbench(self.src, SRC_DB, 4, b)
+        bench = Pgbench(self.src, SRC_DB, 4, b, rate=rate)
         try:
             probe = min(3.0, b / 2)
             time.sleep(probe)    # the load runs; is anything getting through?
@@ -592,6 +718,7 @@ class Bench:
                 bench.wait(timeout=b + 60)
             for s in live:       # done before any drain is measured
                 self.wait_caught_up(s, 60)
+                s.after_release(30)
             if not held:
                 return self._catchup_cpu(out, snap)
             load_end = time.monotonic()
@@ -612,9 +739,10 @@ class Bench:
                 drain = self.wait_caught_up(s, max(60, 4 * b), interval=0.05)
                 end = time.monotonic()
                 samples = lags[s.name].stop()
-                self.series.append((s.name, rep, "catchup", samples))
+                self.series.append((s.name, rep, phase, samples))
                 cpu = CpuLedger.add(load_cpu, CpuLedger.delta(dsnap, self.ledger.snapshot()))
                 r = out[s.name] = {"supported": True, "timed_out": drain is None,
+                                   "held_s": b, "load_rate": rate,
                                    "backlog_txns": backlog_txns,
                                    "backlog_rows": backlog_txns * CHANGES_PER_TXN,
                                    "backlog_wal_bytes": lsn_int(lsn1) - lsn_int(lsn0),
@@ -628,6 +756,8 @@ class Bench:
                     drain_s = end - rel
                     r.update(drain_s=drain_s, rows_per_s=backlog_txns * CHANGES_PER_TXN / drain_s
                              if drain_s else None)
+            for s in held:       # nothing the release opened is left for a later hold
+                out[s.name]["release_closed_s"] = s.after_release(30)
             return out
         finally:             # an error on the way leaves nothing running
             bench.kill()
@@ -640,41 +770,141 @@ class Bench:
             r["cpu"] = cpu
         return out
 
-    def phase_thin(self, sysobj, rep):
-        w = self.p["thin"]
-        self.wait_caught_up(sysobj, 30)
-        self.pair.shape("10mbit")
+    def thin_rate(self, phase):
+        """The thin link's fixed offered load: THIN_RATE scaled with the link."""
+        return max(1, round(self.p["thin_rate"] * THIN_LINKS[phase]["bps"] / THIN_REFERENCE_BPS))
+
+    def lag_load(self, systems, rep, phase, seconds, rate):
+        """pgbench -R rate for seconds, the lag of every system sampled
+        (each caught up first), then a bounded wait for each to have every
+        transaction. Returns {system name: result}."""
+        for s in systems:
+            self.wait_caught_up(s, 60)
+        snap = self.ledger.snapshot()
+        before = {s.name: self.history_counts(s) for s in systems}
+        lags = {s.name: self.sampler(s) for s in systems}
+        bench = Pgbench(self.src, SRC_DB, 4, seconds, rate=rate)
         try:
+            bench.wait(timeout=seconds + 60)
+            load_end = time.monotonic()
+            drains = {s.name: self.wait_caught_up(s, 30 + seconds) for s in systems}
+        finally:             # an error on the way leaves nothing running
+            bench.kill()
+            for lag in lags.values():
+                lag.stop()
+        cpu = CpuLedger.delta(snap, self.ledger.snapshot())
+        out = {}
+        for s in systems:
+            lag = lags[s.name]
+            self.series.append((s.name, rep, phase, lag.samples))
+            window = lag.window(0, load_end - lag.t0)
+            s1, t1 = self.history_counts(s)
+            out[s.name] = {"rate": rate, "seconds": seconds, "pgbench_tps": bench.tps(),
+                           "transactions": s1 - before[s.name][0], "drain_s": drains[s.name],
+                           "lag_p50": benchlib.median(window),
+                           "lag_p99": benchlib.quantile(window, 0.99),
+                           "lag_max": max(window) if window else None,
+                           "lag_samples": len(window), "lag_error": lag.error, "cpu": cpu}
+        return out
+
+    def phase_thin(self, sysobj, rep, phase):
+        """A thin link, tc tbf on both veth ends: the lag under a fixed
+        offered load the link carries for both systems, then pgbench
+        unthrottled for THIN s: the rate the system sustains with bounded
+        lag. What arrives is counted over the second half of that window,
+        once the link's queue is full and an adaptive sender (strait's
+        compression level) has settled. The backlog a link-bound system has
+        after it drains on the clean veth before the phase ends (not timed)."""
+        link = THIN_LINKS[phase]
+        w = self.p["thin"]
+        self.wait_caught_up(sysobj, 60)
+        self.pair.shape(link["rate"])
+        lag = bench = None
+        try:
+            fixed = self.lag_load([sysobj], rep, f"{phase}-fixed", w,
+                                  self.thin_rate(phase))[sysobj.name]
             snap = self.ledger.snapshot()
-            c0 = self.pair.counters()
-            s0, t0c = self.history_counts(sysobj)
+            s0, _ = self.history_counts(sysobj)
             lag = self.sampler(sysobj)
-            bench = Pgbench(self.src, SRC_DB, 4, w).wait(timeout=w + 60)
-            s1, t1c = self.history_counts(sysobj)
-            c1 = self.pair.counters()
-            end = time.monotonic() - lag.t0
-            samples = lag.stop()
+            bench = Pgbench(self.src, SRC_DB, 4, w)
+            time.sleep(w / 2)
+            tm, (_, tmc), cm = time.monotonic(), self.history_counts(sysobj), self.pair.counters()
+            bench.wait(timeout=w + 60)
+            t1, (s1, t1c), c1 = time.monotonic(), self.history_counts(sysobj), self.pair.counters()
+            end = t1 - lag.t0
             cpu = CpuLedger.delta(snap, self.ledger.snapshot())
         finally:
+            if bench:
+                bench.kill()
+            if lag:
+                lag.stop()
             self.pair.unshape()
-        self.series.append((sysobj.name, rep, "thin", samples))
+        drain = self.wait_caught_up(sysobj, 120)
+        self.series.append((sysobj.name, rep, f"{phase}-sustained", lag.samples))
         tail = lag.window(end - 2.0, end + 1.0)
         lag_end = max(tail) if tail else None
-        arrived = (t1c - t0c) / w
+        arrived = (t1c - tmc) / (t1 - tm)
         offered = (s1 - s0) / w
-        # lag that stays small means the link kept up with all pgbench offered:
-        # the sustainable rate is at least that; else it is what arrived
-        bounded = lag_end is not None and lag_end < 2.0
-        # bytes per arrived transaction on the thin link, and what 10 Mbit/s
-        # each way would carry at that cost (the busier direction decides)
-        busier = max(c1[0] - c0[0], c1[1] - c0[1])
-        per_txn = busier / (t1c - t0c) if t1c > t0c else None
-        return {"offered_tps": offered, "arrived_tps": arrived, "lag_end_s": lag_end,
-                "pgbench_tps": bench.tps(),
+        # lag that stays small (under a tenth of the window, at most 2 s)
+        # means the link kept up with all pgbench offered: the sustainable
+        # rate is at least that; else it is what arrived
+        bounded = lag_end is not None and lag_end < min(2.0, 0.1 * w)
+        # bytes per arrived transaction on the thin link, and what the link
+        # carries each way at that cost (the busier direction decides)
+        busier = max(c1[0] - cm[0], c1[1] - cm[1])
+        per_txn = busier / (t1c - tmc) if t1c > tmc else None
+        return {"link": link["rate"], "offered_tps": offered, "arrived_tps": arrived,
+                "lag_end_s": lag_end, "pgbench_tps": bench.tps(), "drain_after_s": drain,
                 "busier_direction_bytes_per_txn": per_txn,
-                "link_capacity_estimate_tps": 10e6 / 8 / per_txn if per_txn else None,
+                "link_capacity_estimate_tps": link["bps"] / 8 / per_txn if per_txn else None,
                 "bounded": bounded, "sustained_tps": offered if bounded else arrived,
-                "cpu": cpu}
+                "fixed": fixed, "cpu": CpuLedger.add(fixed["cpu"], cpu)}
+
+    def impairment(self, link, rep, ports):
+        """A relay with the impairment of link (WAN_LINKS) for the tunnels
+        of ports, kept for cleanup() until it is stopped."""
+        spec = WAN_LINKS[link]
+        imp = benchlib.Impairment(self.pair, ports, self.work, delay_ms=spec["delay_ms"],
+                                  loss_pct=spec["loss_pct"], seed=rep + 1,
+                                  tag=f"{link}-r{rep + 1}")
+        self.impairments.append(imp)
+        return imp
+
+    def phase_farsync(self, sysobj, rep, target_ddl=None):
+        """The initial sync over the far link: the relay carries the tunnel
+        before the system starts (native's is moved through it; strait's
+        config names it), so its first packet already crosses it. The
+        round trip a ping sees is measured after, outside the timing."""
+        imp = self.impairment("far", rep, [sysobj.port])
+        try:
+            sysobj.start_through(imp)
+            r = self.phase_sync(sysobj, target_ddl)
+            imp.route(sysobj.path())        # checked, and pointed back by stop()
+            r["rtt_ms"] = imp.rtt_ms(sysobj.path())
+        finally:
+            stats = imp.stop()
+        r.update(relay=stats, **imp.settings)
+        return r
+
+    def phase_wan(self, systems, rep, link):
+        """far or lossy for every system at once, through one relay: the
+        lag under pgbench -R WAN_RATE for WAN s, then the catch-up after a
+        hold of HOLD s under the same load. Returns {system name: (lag
+        result, catch-up result)}."""
+        imp = self.impairment(link, rep, [s.port for s in systems])
+        try:
+            rtt = {}
+            for s in systems:
+                imp.route(s.path())
+                rtt[s.name] = imp.rtt_ms(s.path())
+            lag = self.lag_load(systems, rep, link, self.p["wan"], self.p["wan_rate"])
+            got = self.phase_catchup(systems, rep, f"{link}_catchup", self.p["hold"],
+                                     self.p["wan_rate"])
+        finally:
+            stats = imp.stop()
+        for s in systems:
+            lag[s.name].update(rtt_ms=rtt[s.name], relay=stats, **imp.settings)
+        return {s.name: (lag[s.name], got[s.name]) for s in systems}
 
     def phase_bigtxn(self, sysobj):
         """One INSERT of big_rows rows in one transaction: seconds from its
@@ -887,71 +1117,109 @@ class Bench:
         res["sync"] = self.phase_sync(sysobj, BIG_DDL if "bigtxn" in self.p["phases"] else None)
         log(f"  {sysobj.name} sync {fmt(res['sync']['seconds'])}s")
 
-    def run_measures(self, sysobj, res, rep):
-        """The phases each system has alone: steady and thin."""
-        if "steady" in self.p["phases"]:
+    def run_start(self, sysobj, res, rep, clean):
+        """Starts a system with its initial sync: over the far link when the
+        run has farsync, after (in a clean repetition) the clean sync as a
+        start of its own, stopped once measured; else the clean sync."""
+        if "farsync" not in self.p["phases"]:
+            self.run_sync(sysobj, res)
+            return
+        if clean and "sync" in self.p["phases"]:
+            probe = type(sysobj)(self, f"{rep}s")
+            try:
+                self.run_sync(probe, res)
+            except Exception:
+                self.save_logs(probe, f"r{rep + 1}-sync")
+                raise
+            finally:
+                self.stop_system(probe)
+        r = res["farsync"] = self.phase_farsync(
+            sysobj, rep, BIG_DDL if "bigtxn" in self.p["phases"] else None)
+        log(f"  {sysobj.name} sync over the far link ({fmt(r['rtt_ms'], 0)} ms ping) "
+            f"{fmt(r['seconds'])}s")
+
+    def run_measures(self, sysobj, res, rep, clean):
+        """The phases each system has alone: steady (clean repetitions), the
+        thin links, bigtxn (clean repetitions)."""
+        ph = self.p["phases"]
+        if clean and "steady" in ph:
             r = res["steady"] = self.phase_steady(sysobj, rep)
             log(f"  {sysobj.name} steady: {r['transactions']} txn, {fmt(r['tps'])} tps, "
                 f"{fmt(r['bytes_per_txn'])} B/txn, lag p50 {fmt(r['lag_p50'])}s "
                 f"p99 {fmt(r['lag_p99'])}s")
-        if "thin" in self.p["phases"]:
-            r = res["thin"] = self.phase_thin(sysobj, rep)
-            log(f"  {sysobj.name} thin WAN: offered {fmt(r['offered_tps'])} tps, arrived "
-                f"{fmt(r['arrived_tps'])} tps, lag at end {fmt(r['lag_end_s'])}s")
-        if "bigtxn" in self.p["phases"]:
+        for phase in (x for x in THIN_LINKS if x in ph):
+            r = res[phase] = self.phase_thin(sysobj, rep, phase)
+            f = r["fixed"]
+            log(f"  {sysobj.name} {THIN_LINKS[phase]['label']}: at {f['rate']} tps lag p50 "
+                f"{fmt(f['lag_p50'], 3)}s p99 {fmt(f['lag_p99'], 3)}s; unthrottled offered "
+                f"{fmt(r['offered_tps'])} tps, arrived {fmt(r['arrived_tps'])} tps, lag at end "
+                f"{fmt(r['lag_end_s'])}s")
+        if clean and "bigtxn" in ph:
             r = res["bigtxn"] = self.phase_bigtxn(sysobj)
             peak = max((v for v in r["peak_rss"].values() if v), default=None)
             log(f"  {sysobj.name} big transaction: {r['rows']} rows inserted in "
                 f"{fmt(r['insert_s'])}s, applied {fmt(r['commit_to_applied_s'])}s after the "
                 f"commit" + (f"; straitd peak RSS {peak / MIB:.1f} MiB" if peak else ""))
 
-    def run_catchup(self, runs, rep):
-        """The catch-up of every system of runs that has not failed."""
+    def joint_phases(self, clean):
+        """The phases both systems have at once, in this repetition."""
+        return [ph for ph in ("catchup", "far", "lossy")
+                if ph in self.p["phases"] and (clean or ph != "catchup")]
+
+    def run_joint(self, runs, rep, phase):
+        """A joint phase (catchup, far, lossy) of every system of runs that
+        has not failed. A failure ends the repetition for all of them (each
+        is released first): the phase leaves them in no known state."""
         ok = [(s, r) for s, r in runs if "error" not in r]
         if not ok:
             return
-        log(f"  catch-up: {' and '.join(s.name for s, _ in ok)} held "
-            f"{self.p['backlog']}s under one load, released one after the other")
+        names = " and ".join(s.name for s, _ in ok)
         try:
-            got = self.phase_catchup([s for s, _ in ok], rep)
+            if phase == "catchup":
+                log(f"  catch-up: {names} held {self.p['backlog']}s under one load, "
+                    "released one after the other")
+                got = {k: (None, v) for k, v in self.phase_catchup([s for s, _ in ok],
+                                                                   rep).items()}
+            else:
+                log(f"  {phase} WAN ({WAN_LINKS[phase]['label']}): {names} at "
+                    f"{self.p['wan_rate']} tps for {self.p['wan']}s, then held "
+                    f"{self.p['hold']}s under that load, released one after the other")
+                got = self.phase_wan([s for s, _ in ok], rep, phase)
         except Exception as exc:
             for s, r in ok:
-                r["error"] = f"catch-up: {type(exc).__name__}: {exc}"
+                r["error"] = f"{phase}: {type(exc).__name__}: {exc}"
                 try:
                     s.release()
                 except Exception:
                     pass
-            log(f"  catch-up failed: {type(exc).__name__}: {exc}")
+            log(f"  {phase} failed: {type(exc).__name__}: {exc}")
             traceback.print_exc()
             return
+        key, what = (("catchup", "catch-up") if phase == "catchup"
+                     else (f"{phase}_catchup", f"{phase} catch-up"))
         for s, r in ok:
-            c = r["catchup"] = got[s.name]
+            lag, c = got[s.name]
+            if lag:
+                r[phase] = lag
+                log(f"  {s.name} {phase}: {fmt(lag['rtt_ms'], 0)} ms ping; at {lag['rate']} "
+                    f"tps lag p50 {fmt(lag['lag_p50'], 3)}s p99 {fmt(lag['lag_p99'], 3)}s")
+            r[key] = c
             if c.get("supported"):
-                log(f"  {s.name} catch-up (released {c['released']}, "
+                log(f"  {s.name} {what} (released {c['released']}, "
                     f"{fmt(c['released_after_load_s'], 1)}s after the load): "
                     f"{c['backlog_txns']} txn backlog, drained in {fmt(c['drain_s'])}s, "
                     f"{fmt(c['rows_per_s'])} rows/s")
             else:
-                log(f"  {s.name} catch-up: n/a ({c['why']})")
+                log(f"  {s.name} {what}: n/a ({c['why']})")
 
-    def finish(self, sysobj, res):
-        """Stops a system, drops its target and files its results (once)."""
-        if sysobj.finished:
-            return
-        sysobj.finished = True
-        if "error" in res and isinstance(sysobj, Strait):
-            for d in sysobj.d.values():      # the daemons' side of the story
-                if os.path.exists(d.logfile):
-                    shutil.copy(d.logfile, os.path.join(
-                        self.out, f"straitd-r{res['rep'] + 1}-{d.site}.log"))
-        d = sysobj.daemons()
-        # the peak of the whole repetition: the bigtxn phase resets VmHWM and
-        # keeps the peak from before
-        res["straitd"] = {name: {"peak_rss": max((v for v in (peak_rss(pid),
-                                                             sysobj.peak_before.get(name))
-                                                  if v), default=None),
-                                 "cpu_s": cpu_seconds(pid)}
-                          for name, pid in d.items()}
+    def save_logs(self, sysobj, tag):
+        """A failed strait's daemon logs, kept in the output directory."""
+        for d in getattr(sysobj, "d", {}).values():
+            if os.path.exists(d.logfile):
+                shutil.copy(d.logfile, os.path.join(self.out, f"straitd-{tag}-{d.site}.log"))
+
+    def stop_system(self, sysobj):
+        """Stops a system and drops its target database."""
         try:
             sysobj.stop()
         except Exception as exc:
@@ -960,29 +1228,49 @@ class Bench:
             self.dst.sql(f'DROP DATABASE IF EXISTS "{sysobj.tgt_db}" WITH (FORCE)')
         except Exception as exc:
             log(f"  dropping {sysobj.tgt_db}: {exc}")
+
+    def finish(self, sysobj, res):
+        """Stops a system, drops its target and files its results (once)."""
+        if sysobj.finished:
+            return
+        sysobj.finished = True
+        if "error" in res:
+            self.save_logs(sysobj, f"r{res['rep'] + 1}")   # the daemons' side of the story
+        d = sysobj.daemons()
+        # the peak of the whole repetition: the bigtxn phase resets VmHWM and
+        # keeps the peak from before
+        res["straitd"] = {name: {"peak_rss": max((v for v in (peak_rss(pid),
+                                                             sysobj.peak_before.get(name))
+                                                  if v), default=None),
+                                 "cpu_s": cpu_seconds(pid)}
+                          for name, pid in d.items()}
+        self.stop_system(sysobj)
         self.results[sysobj.name].append(res)
 
     def run_rep(self, rep):
-        """One repetition: the first system's sync, steady and thin; the
-        second's sync; then, both side by side, one catch-up load for the
-        two; the first stops; the second's steady and thin. Only the
-        catch-up has both systems at work at once, and there one drains
-        while the other is held."""
+        """One repetition: the first system's start (its syncs), steady,
+        thin links and bigtxn; the second's start; then, both side by side,
+        the joint phases (catch-up, far, lossy); the first stops; the
+        second's steady, thin links and bigtxn. Only the joint phases have
+        both systems at work at once. In a repetition past CLEAN_REPS only
+        the far-link sync, the thin links, far and lossy run."""
         order = (Native, Strait) if rep % 2 == 0 else (Strait, Native)
-        runs = [(cls(self, rep), {"rep": rep}) for cls in order]
+        clean = rep < self.p["clean_reps"]
+        runs = [(cls(self, rep), {"rep": rep, "clean": clean}) for cls in order]
         (first, r1), (second, r2) = runs
-        joint = "catchup" in self.p["phases"]
+        joint = self.joint_phases(clean)
         try:
-            log(f"rep {rep + 1}: {first.name}, then {second.name}")
-            self.attempt(first, r1, lambda: self.run_sync(first, r1))
-            self.attempt(first, r1, lambda: self.run_measures(first, r1, rep))
+            log(f"rep {rep + 1}: {first.name}, then {second.name}"
+                + ("" if clean else " (the WAN phases only)"))
+            self.attempt(first, r1, lambda: self.run_start(first, r1, rep, clean))
+            self.attempt(first, r1, lambda: self.run_measures(first, r1, rep, clean))
             if not joint or "error" in r1:
                 self.finish(first, r1)
-            self.attempt(second, r2, lambda: self.run_sync(second, r2))
-            if joint:
-                self.run_catchup([(s, r) for s, r in runs if not s.finished], rep)
-                self.finish(first, r1)
-            self.attempt(second, r2, lambda: self.run_measures(second, r2, rep))
+            self.attempt(second, r2, lambda: self.run_start(second, r2, rep, clean))
+            for phase in joint:
+                self.run_joint([(s, r) for s, r in runs if not s.finished], rep, phase)
+            self.finish(first, r1)
+            self.attempt(second, r2, lambda: self.run_measures(second, r2, rep, clean))
         finally:
             for s, r in runs:
                 self.finish(s, r)
@@ -996,10 +1284,10 @@ class Bench:
         for rep in range(self.p["reps"]):
             left = (self.p["limit"] - self.after_reps_estimate
                     - (time.monotonic() - self.started))
-            if rep > 0 and left < self.run_estimate:
+            need = self.rep_estimates[rep]
+            if rep > 0 and left < need:
                 self.skipped.append(f"repetitions {rep + 1}-{self.p['reps']}: "
-                                    f"{left:.0f}s left of the time limit, "
-                                    f"~{self.run_estimate:.0f}s needed")
+                                    f"{left:.0f}s left of the time limit, ~{need:.0f}s needed")
                 log(f"skipping {self.skipped[-1]}")
                 break
             self.run_rep(rep)
@@ -1030,20 +1318,28 @@ def main(argv=None):
     ap.add_argument("--out", default="build/bench", help="directory for results and plot")
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--quick", dest="profile", action="store_const", const="quick",
-                   help="one short repetition of every phase (~3 minutes)")
+                   help="one short repetition of every phase but spool (~6 minutes)")
     g.add_argument("--smoke", dest="profile", action="store_const", const="smoke",
                    help="one very short repetition of sync and steady (a test of the script)")
     ap.set_defaults(profile="full")
-    ap.add_argument("--scale", type=int, help="pgbench scale of the initial sync")
+    ap.add_argument("--scale", type=int, help="pgbench scale of the initial syncs")
     ap.add_argument("--reps", type=int, help="repetitions of each phase")
+    ap.add_argument("--clean-reps", type=int, dest="clean_reps",
+                    help="repetitions with the clean phases (sync, steady, catchup, bigtxn)")
     ap.add_argument("--steady", type=int, help="seconds of pgbench in the steady phase")
     ap.add_argument("--backlog", type=int, help="seconds the link is held in catch-up")
-    ap.add_argument("--thin", type=int, help="seconds of pgbench over the thin WAN")
+    ap.add_argument("--thin", type=int, help="seconds of each pgbench window on a thin link")
+    ap.add_argument("--thin-rate", type=int, dest="thin_rate",
+                    help="fixed offered load on the thin links (tps at 2 Mbit/s, scaled)")
+    ap.add_argument("--wan", type=int, help="seconds of the far and lossy lag windows")
+    ap.add_argument("--wan-rate", type=int, dest="wan_rate",
+                    help="fixed offered load on the far and lossy links (tps)")
+    ap.add_argument("--hold", type=int, help="seconds the far and lossy links are held")
     ap.add_argument("--big-rows", type=int, dest="big_rows",
                     help="rows of the bigtxn phase's one INSERT")
     ap.add_argument("--phases",
-                    help="comma-separated subset of sync,steady,catchup,thin,bigtxn,spool,"
-                         "manytables,bigtable")
+                    help="comma-separated subset of sync,steady,catchup,thin,thin512,far,lossy,"
+                         "farsync,bigtxn,spool,manytables,bigtable")
     ap.add_argument("--sync-reps", type=int, dest="sync_reps",
                     help="repetitions of the manytables and bigtable phases")
     ap.add_argument("--sync-tables", type=int, dest="sync_tables",
@@ -1059,6 +1355,14 @@ def main(argv=None):
         if not os.access(path, os.X_OK):
             print(f"bench: {path} is missing: run make first", file=sys.stderr)
             return 2
+    phases = set(args.phases.split(",") if args.phases else PROFILES[args.profile]["phases"])
+    unknown = phases - set(PROFILES["full"]["phases"]) - {"manytables", "bigtable"}
+    if unknown:
+        print(f"bench: unknown phases: {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    if phases & {"far", "lossy", "farsync"} and not os.access(benchlib.IMPAIR_TOOL, os.X_OK):
+        print(f"bench: {benchlib.IMPAIR_TOOL} is missing: run make tools first", file=sys.stderr)
+        return 2
     os.makedirs(args.out, exist_ok=True)
     bench = Bench(args)
     # SIGTERM unwinds like Ctrl-C, so cleanup() runs

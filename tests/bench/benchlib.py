@@ -1,6 +1,8 @@
 """Infrastructure of the benchmark (tests/bench/bench.py): the two sites and
 the veth pair between them, the WireGuard tunnel native replication runs
-through, CPU and memory bookkeeping from /proc, the lag sampler and pgbench.
+through, the impaired WAN (a delay and loss relay any of the tunnels can be
+moved through), CPU and memory bookkeeping from /proc, the lag sampler and
+pgbench.
 
 Everything that runs PostgreSQL or straitd comes from the integration
 harness (tests/integration/harness.py); this module adds only what a
@@ -12,7 +14,9 @@ which are file system objects and reach into the namespaces without a
 network.
 """
 
+import json
 import os
+import select
 import statistics
 import subprocess
 import sys
@@ -26,6 +30,7 @@ import harness  # noqa: E402
 from harness import children, run, wait_until  # noqa: E402,F401
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+IMPAIR_TOOL = os.path.join(harness.BUILD, "tools", "udp_impair")   # make tools
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -99,6 +104,7 @@ class WgTunnel:
         self.procs = []
         self.ifnames = []
         self.addresses = []
+        self.port = port
         keys = []
         for i in range(2):
             priv = run(["wg", "genkey"]).stdout.strip()
@@ -108,6 +114,7 @@ class WgTunnel:
             with os.fdopen(fd, "w") as f:
                 f.write(priv + "\n")
             keys.append((path, pub))
+        self.pubkeys = [pub for _, pub in keys]
         env = dict(os.environ, WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD="1")
         for i, site in enumerate(pair.sites):
             # UAPI sockets are shared by all namespaces: a name of our own
@@ -138,6 +145,9 @@ class WgTunnel:
     def pids(self):
         return [p.pid for p in self.procs if p.poll() is None]
 
+    def path(self):
+        return WgPath("native", self.ifnames, self.pubkeys, self.port, self.addresses)
+
     def cleanup(self):
         for p in self.procs:
             if p.poll() is None:
@@ -148,6 +158,176 @@ class WgTunnel:
                     p.kill()
                     p.wait()
         self.procs = []
+
+
+# --------------------------------------------------------------------------
+# An impaired WAN: tests/tools/udp_impair carries the tunnels between the sites
+
+class WgPath:
+    """One WireGuard tunnel between the two sites of a VethPair: each end's
+    interface and public key, and tunnel address (site a first), and the
+    UDP port both ends listen on."""
+
+    def __init__(self, name, ifnames, pubkeys, port, addresses):
+        self.name = name
+        self.ifnames = list(ifnames)
+        self.pubkeys = list(pubkeys)
+        self.port = port
+        self.addresses = list(addresses)
+
+
+class Impairment:
+    """udp_impair in site a, on site a's veth address, with a delay, jitter
+    and loss each way (the kernel has no netem), for the tunnels of the
+    given ports.
+
+    For each port it listens on two ports of its own: one stands for site b
+    (site a's WireGuard sends there, the relay forwards across the veth to
+    site b), the other for site a (site b's WireGuard sends there across the
+    veth, the relay forwards to site a over loopback). Every datagram goes
+    through the relay once and crosses the veth once, so the veth's counters
+    and its qdisc see what they see without it, and the delay and the loss
+    apply once each way. route() points both ends of a running tunnel at the
+    relay with `wg set` (WireGuard roams to the address a packet comes from,
+    so once both ends send to the relay, every packet goes through it);
+    endpoints() gives the same addresses for a config, for a tunnel not
+    started yet. stop() stops the relay first, so nothing it still holds
+    arrives late and lures an end back to it, then points the ends straight
+    at each other again. Everything waits a bounded time; the relay is our
+    child, stopped by its pid."""
+
+    BASE_PORT = 40000
+    READY_S = 10
+
+    def __init__(self, pair, ports, workdir, delay_ms=0, jitter_ms=0, loss_pct=0, seed=1,
+                 tag="wan"):
+        self.pair = pair
+        self.settings = {"delay_ms": delay_ms, "jitter_ms": jitter_ms, "loss_pct": loss_pct,
+                         "seed": seed}
+        a, b = pair.sites
+        self.relay_ends = {}     # port: (stands for site a, stands for site b)
+        maps = []
+        for k, port in enumerate(ports):
+            for_b = f"{a.wan_ip}:{self.BASE_PORT + 2 * k}"
+            for_a = f"{a.wan_ip}:{self.BASE_PORT + 2 * k + 1}"
+            maps += ["--map", f"{for_b}={b.wan_ip}:{port}", "--map", f"{for_a}={a.wan_ip}:{port}"]
+            self.relay_ends[port] = (for_a, for_b)
+        self.routed = {}         # path name: WgPath, to point back at each other
+        self.stats = None
+        self.ended = False
+        cmd = [IMPAIR_TOOL] + maps + ["--delay", str(delay_ms), "--jitter", str(jitter_ms),
+                                      "--loss", str(loss_pct), "--seed", str(seed)]
+        self.logfile = os.path.join(workdir, f"udp_impair-{tag}.log")
+        err = open(self.logfile, "a")
+        self.proc = a.popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+        err.close()
+        ready, _, _ = select.select([self.proc.stdout], [], [], self.READY_S)
+        line = self.proc.stdout.readline().strip() if ready else ""
+        if line != "ready":
+            self._end()
+            with open(self.logfile) as f:
+                raise harness.HarnessError(f"udp_impair did not start within {self.READY_S}s: "
+                                           f"{line!r} {f.read()[-2000:]}")
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc.poll() is None else None
+
+    def endpoints(self, port):
+        """(site a's endpoint, site b's endpoint) as the relay stands for
+        them: what each site's config gives as the other's address reaches
+        it through the relay."""
+        return self.relay_ends[port]
+
+    def _peer_endpoint(self, i, path):
+        out = self.pair.sites[i].run(["wg", "show", path.ifnames[i], "endpoints"]).stdout
+        for line in out.splitlines():
+            key, _, ep = line.partition("\t")
+            if key == path.pubkeys[1 - i]:
+                return ep.strip()
+        return None
+
+    def _set(self, path, ends):
+        """Site i's peer endpoint to ends[i]."""
+        for i, site in enumerate(self.pair.sites):
+            site.run(["wg", "set", path.ifnames[i], "peer", path.pubkeys[1 - i],
+                      "endpoint", ends[i]])
+
+    def _via_relay(self, path):
+        """Both ends send to the relay: site a to its own veth address (the
+        relay's), site b to an address of site a other than its WireGuard
+        port."""
+        a, b = self.pair.sites
+        ep_a, ep_b = self._peer_endpoint(0, path), self._peer_endpoint(1, path)
+        return (ep_a is not None and ep_a.startswith(a.wan_ip + ":")
+                and ep_b is not None and ep_b.startswith(a.wan_ip + ":")
+                and ep_b != f"{a.wan_ip}:{path.port}")
+
+    def _direct(self, path):
+        a, b = self.pair.sites
+        return (self._peer_endpoint(0, path) == f"{b.wan_ip}:{path.port}"
+                and self._peer_endpoint(1, path) == f"{a.wan_ip}:{path.port}")
+
+    def route(self, path, timeout=15):
+        """Moves a running tunnel through the relay (a tunnel whose config
+        already names the relay is only checked). A packet one end sent
+        straight before the other was moved can make it roam back: each try
+        sets both and checks 0.3 s later that both still send to the relay."""
+        for_a, for_b = self.relay_ends[path.port]
+
+        def moved():
+            if not self._via_relay(path):
+                self._set(path, (for_b, for_a))
+                time.sleep(0.3)
+            return self._via_relay(path)
+        self.routed[path.name] = path
+        wait_until(moved, timeout, 0.2, what=f"{path.name}'s tunnel to go through the relay")
+
+    def rtt_ms(self, path, timeout=20):
+        """The smallest round trip of a few pings through a tunnel (site b to
+        site a's tunnel address), in ms: the impairment, as the tunnel sees it."""
+        def ping():
+            res = self.pair.sites[1].run(["ping", "-q", "-c", "3", "-i", "0.2", "-W", "2",
+                                          path.addresses[0]], check=False)
+            line = next((l for l in res.stdout.splitlines() if "min/avg/max" in l), None)
+            return float(line.split("=")[1].split("/")[0]) if line else None
+        return wait_until(ping, timeout, 0.5, what=f"a ping through {path.name}'s tunnel")
+
+    def _end(self):
+        """Stops the relay (SIGTERM: it prints its statistics and exits)."""
+        if self.ended:
+            return
+        self.ended = True
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            out, _ = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        lines = [line for line in (out or "").splitlines() if line.startswith("{")]
+        if lines:
+            self.stats = json.loads(lines[-1])
+
+    def stop(self, timeout=15):
+        """Stops the relay, points the routed tunnels' ends straight at each
+        other again and returns the relay's statistics (None when it printed
+        none). Safe to call twice."""
+        self._end()
+        a, b = self.pair.sites
+        for path in list(self.routed.values()):
+            if not all(os.path.exists(f"/var/run/wireguard/{i}.sock") for i in path.ifnames):
+                del self.routed[path.name]      # a tunnel stopped since: nothing to point back
+                continue
+            direct = (f"{b.wan_ip}:{path.port}", f"{a.wan_ip}:{path.port}")
+
+            def back():
+                if not self._direct(path):
+                    self._set(path, direct)
+                return self._direct(path)
+            wait_until(back, timeout, 0.2, what=f"{path.name}'s tunnel to go straight again")
+            del self.routed[path.name]
+        return self.stats
 
 
 # --------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """The bench's output: the comparison table (stdout and OUT/results.txt),
-every measured number (OUT/results.json) and the lag over time (OUT/lag.png,
-drawn by gnuplot from OUT/lag-*.dat).
+every measured number (OUT/results.json), the lag over time (OUT/lag.png for
+the clean link, OUT/lag-PHASE.png for each WAN phase, both systems on one
+chart, drawn by gnuplot from OUT/lag-*.dat) and the headline ratios as a bar
+chart (OUT/ratios.png).
 
 Each row gives the median over the repetitions with [min-max], the ratio
 strait / native of the medians, the target and whether it was met. Nothing
@@ -13,15 +15,28 @@ import subprocess
 import time
 
 MIB = 1024 * 1024
+# The targets of the WAN phases: strait's sustained tps on each thin link as
+# a multiple of native's; its catch-up rate on the far and lossy links
+THIN_TARGETS = {"thin": 5, "thin512": 12}
+CATCHUP_TARGET = 1.5
+# A chart per WAN phase: its lag series (bench.series), one panel each
+WAN_PLOTS = {"thin": ("thin-fixed", "thin-sustained"),
+             "thin512": ("thin512-fixed", "thin512-sustained"),
+             "far": ("far", "far_catchup"), "lossy": ("lossy", "lossy_catchup")}
+COLORS = {"native": ["#1f4e9c", "#4a7fd1", "#8fb3ea"],
+          "strait": ["#b3261e", "#e0533f", "#f29b8c"]}
 
 
 def _values(runs, phase, key, cond=None):
+    """The phase's value of key (a dotted path into the phase's result)
+    in each run that has it, and passes cond."""
     out = []
     for r in runs:
         v = (r.get(phase) or {})
         if cond and not cond(v):
             continue
-        v = v.get(key)
+        for part in key.split("."):
+            v = (v or {}).get(part)
         if v is not None:
             out.append(v)
     return out
@@ -58,23 +73,39 @@ def _rfmt(r):
     return "n/a" if r is None else f"{r:.2f}"
 
 
-def rows(bench):
+def _compare(bench, metric, phase, key, unit, digits, target, test, cond=None, why_na=None):
+    """A row of native against strait: median [min-max] of key in phase,
+    the ratio of the medians, and test(native, strait, ratio) as met or
+    MISSED (None: a number to report, no target)."""
     nat, st = bench.results["native"], bench.results["strait"]
+    nv, sv = _values(nat, phase, key, cond), _values(st, phase, key, cond)
+    nm, sm = _med(nv), _med(sv)
+    r = _ratio(nm, sm)
+    if nm is None or sm is None:
+        result = why_na or "n/a"
+    elif test is None:
+        result = "-"
+    else:
+        result = "met" if test(nm, sm, r) else "MISSED"
+    return Row(metric, _cell(nv, unit, digits), _cell(sv, unit, digits), _rfmt(r), target,
+               result)
+
+
+def _catchup_na(bench, phase):
+    """Why a catch-up row has no strait number, if strait's hold never held."""
+    st = bench.results["strait"]
+    if st and not any((r.get(phase) or {}).get("supported") for r in st):
+        return "n/a (not supported yet)"
+    return None
+
+
+def rows(bench):
+    st = bench.results["strait"]
     p = bench.p
     out = []
 
-    def compare(metric, phase, key, unit, digits, target, test, cond=None, why_na=None):
-        nv, sv = _values(nat, phase, key, cond), _values(st, phase, key, cond)
-        nm, sm = _med(nv), _med(sv)
-        r = _ratio(nm, sm)
-        if nm is None or sm is None:
-            result = why_na or "n/a"
-        elif test is None:
-            result = "-"
-        else:
-            result = "met" if test(nm, sm, r) else "MISSED"
-        out.append(Row(metric, _cell(nv, unit, digits), _cell(sv, unit, digits), _rfmt(r),
-                       target, result))
+    def compare(*args, **kw):
+        out.append(_compare(bench, *args, **kw))
 
     if "steady" in p["phases"]:
         compare(f"WAN bytes/txn, both ways (pgbench -c 4 -T {p['steady']})", "steady",
@@ -83,10 +114,7 @@ def rows(bench):
         compare(f"initial sync, pgbench -i -s {p['scale']} (s)", "sync", "seconds", "", 2,
                 "strait <= native", lambda n, s, r: s <= n)
     if "catchup" in p["phases"]:
-        supported = [r.get("catchup", {}).get("supported") for r in st]
-        why = None
-        if st and not any(supported):
-            why = "n/a (not supported yet)"
+        why = _catchup_na(bench, "catchup")
         compare(f"catch-up after {p['backlog']}s held (rows/s)", "catchup", "rows_per_s", "", 0,
                 "strait >= 1.5x", lambda n, s, r: r >= 1.5,
                 cond=lambda v: v.get("supported") and not v.get("timed_out"), why_na=why)
@@ -114,37 +142,138 @@ def rows(bench):
     out += bigtxn_rows(bench)
     out += sync_scale_rows(bench)
     out.append(spool_row(bench))
-    if "thin" in p["phases"]:
-        nv = _values(nat, "thin", "sustained_tps")
-        sv = _values(st, "thin", "sustained_tps")
+    out += wan_rows(bench)
+    return out
 
-        def lower_bound(runs):
-            return any((r.get("thin") or {}).get("bounded") for r in runs)
-        def cell(runs, vals):
-            if not vals:
-                return "n/a"
-            c = _cell(vals, "", 0)
-            if lower_bound(runs):
-                est = _med(_values(runs, "thin", "link_capacity_estimate_tps"))
-                c = ">=" + c + (f" (link ~{est:.0f})" if est else "")
-            return c
-        ncell, scell = cell(nat, nv), cell(st, sv)
-        if not nv or not sv:
-            verdict = "n/a"
-        elif lower_bound(nat) and lower_bound(st):
-            # two lower bounds: only the load generator was measured
-            verdict = "inconclusive: neither link-bound"
-        elif lower_bound(st) and _med(sv) >= _med(nv):
-            verdict = "met"
-        else:
-            verdict = "met" if _med(sv) >= _med(nv) else "MISSED"
-        out.append(Row("10 Mbit/s WAN: sustained tps (lag bounded)", ncell, scell,
-                       _rfmt(_ratio(_med(nv), _med(sv))), "strait >= native", verdict))
-        ne = _values(nat, "thin", "link_capacity_estimate_tps")
-        se = _values(st, "thin", "link_capacity_estimate_tps")
-        out.append(Row("10 Mbit/s WAN: tps the link carries at the measured B/txn",
-                       _cell(ne, "", 0), _cell(se, "", 0), _rfmt(_ratio(_med(ne), _med(se))),
-                       "(estimate)", "-"))
+
+def thin_rows(bench, phase):
+    """A thin link: the sustained tps against its target, what the link
+    carries at the measured bytes per transaction, the lag at the fixed load.
+
+    A sustained rate whose lag stayed bounded is a lower bound (pgbench
+    offered no more on this machine): a ratio with strait's lower bound
+    over native's link-bound rate is a lower bound too, met if it reaches
+    the target and inconclusive if not; the other way round it is an upper
+    bound, MISSED if under the target."""
+    nat, st = bench.results["native"], bench.results["strait"]
+    label = f"{bench.thin_links[phase]['label']} WAN"
+    k = THIN_TARGETS[phase]
+    nv, sv = _values(nat, phase, "sustained_tps"), _values(st, phase, "sustained_tps")
+
+    def lower_bound(runs):
+        return any((r.get(phase) or {}).get("bounded") for r in runs)
+
+    def cell(runs, vals):
+        if not vals:
+            return "n/a"
+        c = _cell(vals, "", 0)
+        if lower_bound(runs):
+            est = _med(_values(runs, phase, "link_capacity_estimate_tps"))
+            c = ">=" + c + (f" (link ~{est:.0f})" if est else "")
+        return c
+    r = _ratio(_med(nv), _med(sv))
+    ratio = _rfmt(r)
+    nlow, slow = lower_bound(nat), lower_bound(st)
+    if r is None:
+        verdict = "n/a"
+    elif nlow and slow:
+        verdict = "inconclusive: neither link-bound"
+    elif slow:
+        ratio = ">=" + ratio
+        verdict = "met" if r >= k else "inconclusive: strait not link-bound"
+    elif nlow:
+        ratio = "<=" + ratio
+        verdict = "MISSED" if r < k else "inconclusive: native not link-bound"
+    else:
+        verdict = "met" if r >= k else "MISSED"
+    out = [Row(f"{label}: sustained tps (lag bounded)", cell(nat, nv), cell(st, sv), ratio,
+               f"strait >= {k}x", verdict)]
+    ne = _values(nat, phase, "link_capacity_estimate_tps")
+    se = _values(st, phase, "link_capacity_estimate_tps")
+    out.append(Row(f"{label}: tps the link carries at the measured B/txn", _cell(ne, "", 0),
+                   _cell(se, "", 0), _rfmt(_ratio(_med(ne), _med(se))), "(estimate)", "-"))
+    rate = bench.thin_rate(phase)
+    for q in ("p50", "p99"):
+        out.append(_compare(bench, f"{label}: lag {q} at {rate} tps (s)", phase,
+                            f"fixed.lag_{q}", "", 3, "(report)", None))
+    return out
+
+
+def impaired_rows(bench, phase):
+    """far or lossy: the lag at the fixed load (p99 against native's) and
+    the catch-up after the hold."""
+    p = bench.p
+    label = f"{phase} WAN ({bench.wan_links[phase]['label']})"
+    key = f"{phase}_catchup"
+    why = _catchup_na(bench, key)
+    out = [_compare(bench, f"{label}: lag p50 at {p['wan_rate']} tps (s)", phase, "lag_p50",
+                    "", 3, "(report)", None),
+           _compare(bench, f"{label}: lag p99 at {p['wan_rate']} tps (s)", phase, "lag_p99",
+                    "", 3, "strait <= native", lambda n, s, r: s <= n),
+           _compare(bench, f"{label}: catch-up after {p['hold']}s held at {p['wan_rate']} tps "
+                    "(rows/s)", key, "rows_per_s", "", 0, f"strait >= {CATCHUP_TARGET}x",
+                    lambda n, s, r: r >= CATCHUP_TARGET,
+                    cond=lambda v: v.get("supported") and not v.get("timed_out"), why_na=why)]
+    if why:
+        out[-1].cols[2] = why
+    return out
+
+
+def wan_rows(bench):
+    """The rows of the WAN phases the run has: thin, thin512, far, lossy,
+    farsync."""
+    ph = bench.p["phases"]
+    out = []
+    for phase in ("thin", "thin512"):
+        if phase in ph:
+            out += thin_rows(bench, phase)
+    for phase in ("far", "lossy"):
+        if phase in ph:
+            out += impaired_rows(bench, phase)
+    if "farsync" in ph:
+        out.append(_compare(bench, f"far WAN ({bench.wan_links['far']['label']}): initial "
+                            f"sync, pgbench -i -s {bench.p['scale']} (s)", "farsync", "seconds",
+                            "", 2, "strait <= native", lambda n, s, r: s <= n))
+    return out
+
+
+def headlines(bench):
+    """Every targeted comparison of the run as strait's advantage, the way
+    round where more is better (tps and catch-up rates: strait / native;
+    bytes, lag and sync time: native / strait), with its target: (label,
+    advantage, target, bound), bound ">=" when strait's thin-link rate
+    was not link-bound and native's was (the ratio is a lower bound)."""
+    nat, st = bench.results["native"], bench.results["strait"]
+    ph = bench.p["phases"]
+    done = lambda v: v.get("supported") and not v.get("timed_out")   # noqa: E731
+    specs = []     # label, phase, key, more is better, target, cond
+    if "steady" in ph:
+        specs += [("bytes/txn", "steady", "bytes_per_txn", False, 1 / 0.15, None),
+                  ("lag p99", "steady", "lag_p99", False, 1, None)]
+    if "sync" in ph:
+        specs.append(("sync", "sync", "seconds", False, 1, None))
+    if "catchup" in ph:
+        specs.append(("catch-up", "catchup", "rows_per_s", True, CATCHUP_TARGET, done))
+    for phase in ("thin", "thin512"):
+        if phase in ph:
+            specs.append((f"{bench.thin_links[phase]['label']} tps", phase, "sustained_tps",
+                          True, THIN_TARGETS[phase], None))
+    for phase in ("far", "lossy"):
+        if phase in ph:
+            specs += [(f"{phase} lag p99", phase, "lag_p99", False, 1, None),
+                      (f"{phase} catch-up", f"{phase}_catchup", "rows_per_s", True,
+                       CATCHUP_TARGET, done)]
+    if "farsync" in ph:
+        specs.append(("far sync", "farsync", "seconds", False, 1, None))
+    def bounded(runs, phase):
+        return any((r.get(phase) or {}).get("bounded") for r in runs)
+    out = []
+    for label, phase, key, more, target, cond in specs:
+        n, s = _med(_values(nat, phase, key, cond)), _med(_values(st, phase, key, cond))
+        adv = _ratio(n, s) if more else _ratio(s, n)
+        bound = ">=" if bounded(st, phase) and not bounded(nat, phase) else ""
+        if adv:
+            out.append((label, adv, target, bound))
     return out
 
 
@@ -288,13 +417,14 @@ def spool_lines(bench):
     return lines
 
 
-def catchup_lines(bench):
-    """Each repetition's catch-up: one load for both systems, drained one
-    after the other, so the order and the waits are on record."""
+def catchup_lines(bench, key="catchup"):
+    """Each repetition's catch-up (key: catchup, far_catchup or
+    lossy_catchup): one load for both systems, drained one after the
+    other, so the order and the waits are on record."""
     reps = {}
     for system in ("native", "strait"):
         for r in bench.results[system]:
-            c = r.get("catchup") or {}
+            c = r.get(key) or {}
             if c.get("supported"):
                 reps.setdefault(r["rep"], []).append((c["released"], system, c))
     lines = []
@@ -312,11 +442,67 @@ def catchup_lines(bench):
     return lines
 
 
+def _f(v, digits=3):
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def _relay(stats):
+    """The relay's statistics in a few words."""
+    if not stats:
+        return "relay: no statistics"
+    lost = stats["dropped_loss"] / stats["received"] * 100 if stats["received"] else 0
+    return (f"relay: {stats['received']} datagrams, {stats['dropped_loss']} dropped for loss "
+            f"({lost:.2f}%), {stats['dropped_queue']} for its queue")
+
+
+def wan_lines(bench):
+    """Each repetition's WAN phases: what the thin links carried, the
+    round trip and the loss the relay made, the far-link syncs."""
+    lines = []
+    for phase, link in bench.thin_links.items():
+        for system in ("native", "strait"):
+            for r in bench.results[system]:
+                t = r.get(phase)
+                if not t:
+                    continue
+                f = t["fixed"]
+                per = t.get("busier_direction_bytes_per_txn")
+                lines.append(f"  {link['label']:10} {system:6} rep {r['rep'] + 1}: at {f['rate']} "
+                             f"tps ({f['transactions']} txn) lag p50 {_f(f['lag_p50'])} s, p99 "
+                             f"{_f(f['lag_p99'])} s, max {_f(f['lag_max'])} s; unthrottled: "
+                             f"offered {t['offered_tps']:.0f} tps, arrived "
+                             f"{t['arrived_tps']:.0f} tps, lag at the end {_f(t['lag_end_s'], 1)} s"
+                             + (f", {per:.0f} B/txn the busier way" if per else ""))
+    for phase in bench.wan_links:
+        for system in ("native", "strait"):
+            for r in bench.results[system]:
+                w = r.get(phase)
+                if not w:
+                    continue
+                lines.append(f"  {phase:10} {system:6} rep {r['rep'] + 1}: ping "
+                             f"{_f(w['rtt_ms'], 0)} ms; at {w['rate']} tps ({w['transactions']} "
+                             f"txn) lag p50 {_f(w['lag_p50'])} s, p99 {_f(w['lag_p99'])} s, max "
+                             f"{_f(w['lag_max'])} s; {_relay(w.get('relay'))} (both tunnels, "
+                             "the whole phase)")
+        cu = catchup_lines(bench, f"{phase}_catchup")
+        if cu:
+            lines += [f"  {phase} catch-up:"] + ["  " + line for line in cu]
+    for system in ("native", "strait"):
+        for r in bench.results[system]:
+            fs = r.get("farsync")
+            if fs:
+                lines.append(f"  far sync   {system:6} rep {r['rep'] + 1}: "
+                             f"{_f(fs['seconds'], 2)} s; ping {_f(fs['rtt_ms'], 0)} ms after it; "
+                             f"{_relay(fs.get('relay'))}")
+    return lines
+
+
 def noise_rows(bench):
     """CPU used by processes other than the bench's, per phase (median s)."""
     lines = []
     for system in ("native", "strait"):
-        for phase in ("sync", "steady", "catchup", "thin", "bigtxn"):
+        for phase in ("sync", "farsync", "steady", "catchup", "thin", "thin512", "far",
+                      "far_catchup", "lossy", "lossy_catchup", "bigtxn"):
             vals = [(r.get(phase) or {}).get("cpu") for r in bench.results[system]]
             vals = [v for v in vals if v]
             if not vals:
@@ -324,7 +510,7 @@ def noise_rows(bench):
             other = [v["other"] for v in vals]
             ours = [v["ours"] for v in vals]
             wall = [v["wall"] for v in vals]
-            lines.append(f"  {system:6} {phase:8} wall {_cell(wall, 's', 1):>22}   "
+            lines.append(f"  {system:6} {phase:13} wall {_cell(wall, 's', 1):>22}   "
                          f"bench CPU {_cell(ours, 's', 1):>22}   other CPU {_cell(other, 's', 1):>22}")
     return lines
 
@@ -377,54 +563,116 @@ def table(rs):
     return "\n".join([line(head), sep] + [line(r.cols) for r in rs])
 
 
-def plot(bench, out):
-    """lag-<system>-<phase>-r<rep>.dat and lag.png; returns the PNG path or None."""
+def _lag_plot(bench, out, name, panels):
+    """One PNG of lag over time, a panel per (series phase, title), every
+    system and repetition in each (native blue, strait red, a shade per
+    repetition); the samples go to lag-<system>-<phase>-r<rep>.dat. The
+    PNG's path, or None when there was nothing to draw or gnuplot failed."""
     files = []
     for system, rep, phase, samples in bench.series:
-        if phase not in ("steady", "catchup"):
+        if phase not in dict(panels):
             continue
         path = os.path.join(out, f"lag-{system}-{phase}-r{rep + 1}.dat")
         with open(path, "w") as f:
             for t, v in samples:
                 f.write(f"{t:.3f} {v:.4f}\n")
         files.append((system, rep, phase, path))
-    if not files:
+    panels = [(ph, title) for ph, title in panels if any(f[2] == ph for f in files)]
+    if not panels:
         return None
-    png = os.path.join(out, "lag.png")
-    colors = {"native": ["#1f4e9c", "#4a7fd1", "#8fb3ea"],
-              "strait": ["#b3261e", "#e0533f", "#f29b8c"]}
-    phases = [ph for ph in ("steady", "catchup") if any(f[2] == ph for f in files)]
-    script = [f"set terminal pngcairo size 1100,{420 * len(phases)} font 'sans,10'",
-              f"set output '{png}'", f"set multiplot layout {len(phases)},1",
+    png = os.path.join(out, name)
+    script = [f"set terminal pngcairo size 1100,{420 * len(panels)} font 'sans,10'",
+              f"set output '{png}'", f"set multiplot layout {len(panels)},1",
               "set grid", "set xlabel 'seconds since the phase started'",
               "set ylabel 'lag (s)'", "set key top left"]
-    titles = {"steady": f"lag under pgbench -c 4 -T {bench.p['steady']} (sampled every 250 ms)",
-              "catchup": f"catch-up: both links held {bench.p['backlog']} s under one load, "
-                         "then released one after the other"}
-    for ph in phases:
-        plots = []
-        for system, rep, phase, path in files:
-            if phase != ph:
-                continue
-            c = colors[system][rep % 3]
-            plots.append(f"'{path}' using 1:2 with lines lw 1.5 lc rgb '{c}' "
-                         f"title '{system} rep {rep + 1}'")
-        script.append(f"set title \"{titles[ph]}\"")
+    for ph, title in panels:
+        plots = [f"'{path}' using 1:2 with lines lw 1.5 lc rgb '{COLORS[system][rep % 3]}' "
+                 f"title '{system} rep {rep + 1}'"
+                 for system, rep, phase, path in files if phase == ph]
+        script.append(f"set title \"{title}\"")
         script.append("plot " + ", ".join(plots))
     script.append("unset multiplot")
-    gp = os.path.join(out, "lag.gnuplot")
+    gp = os.path.join(out, os.path.splitext(name)[0] + ".gnuplot")
     with open(gp, "w") as f:
         f.write("\n".join(script) + "\n")
     res = subprocess.run(["gnuplot", gp], capture_output=True, text=True)
-    if res.returncode != 0:
+    return png if res.returncode == 0 else None
+
+
+def plot(bench, out):
+    """lag.png: the clean link's steady phase and catch-up."""
+    p = bench.p
+    return _lag_plot(bench, out, "lag.png", [
+        ("steady", f"lag under pgbench -c 4 -T {p['steady']} (sampled every 250 ms)"),
+        ("catchup", f"catch-up: both links held {p['backlog']} s under one load, "
+                    "then released one after the other")])
+
+
+def wan_plots(bench, out):
+    """lag-<phase>.png for each WAN phase of the run: {phase: path}."""
+    p = bench.p
+    titles = {}
+    for phase, link in bench.thin_links.items():
+        titles[f"{phase}-fixed"] = (f"{link['label']} (tc tbf each way): lag at a fixed "
+                                    f"{bench.thin_rate(phase)} tps")
+        titles[f"{phase}-sustained"] = (f"{link['label']}: lag under pgbench -c 4 unthrottled "
+                                        f"for {p['thin']} s (rising: the link is the limit)")
+    for phase, link in bench.wan_links.items():
+        titles[phase] = (f"{phase} WAN ({link['label']}), both systems at once: lag at "
+                         f"{p['wan_rate']} tps")
+        titles[f"{phase}_catchup"] = (f"{phase} WAN: both held {p['hold']} s under "
+                                      f"{p['wan_rate']} tps, then released one after the other")
+    pngs = {}
+    for phase, series in WAN_PLOTS.items():
+        if phase in p["phases"]:
+            pngs[phase] = _lag_plot(bench, out, f"lag-{phase}.png",
+                                    [(s, titles[s]) for s in series])
+    return pngs
+
+
+def ratio_plot(bench, out):
+    """ratios.png: the headline ratios as bars (strait's advantage, more
+    is better, log scale): green where the target is met, red where it is
+    missed, grey where a lower bound falls short of it (inconclusive);
+    each target a mark. Its path or None."""
+    heads = headlines(bench)
+    if not heads:
         return None
-    return png
+    dat = os.path.join(out, "ratios.dat")
+    with open(dat, "w") as f:
+        for label, adv, target, bound in heads:
+            color = 0x2e7d32 if adv >= target else (0x9e9e9e if bound else 0xb3261e)
+            label += f" ({bound})" if bound else ""
+            f.write(f"\"{label}\" {adv:.4f} {target:.4f} {color}\n")
+    values = [v for h in heads for v in h[1:3]]
+    png = os.path.join(out, "ratios.png")
+    script = [f"set terminal pngcairo size {max(760, 100 * len(heads))},560 font 'sans,10'",
+              f"set output '{png}'", "set logscale y", "set grid ytics",
+              f"set yrange [{min(values + [1]) / 1.6}:{max(values) * 1.6}]",
+              "set style fill solid 0.75 border -1", "set boxwidth 0.6",
+              "set xtics rotate by -30 scale 0", "set key top left",
+              "set ylabel \"strait's advantage (x)\"",
+              "set title \"headline ratios, medians of the runs, more is better\\n"
+              "tps and catch-up: strait/native; bytes, lag, sync time: native/strait\\n"
+              "green: target met; red: missed; grey: a lower bound (>=) short of it\"",
+              f"set xrange [-0.6:{len(heads) - 0.4}]",
+              f"plot '{dat}' using 0:2:4:xtic(1) with boxes lc rgb variable notitle, "
+              f"'' using 0:2:(sprintf('%.2f', $2)) with labels offset 0,0.8 notitle, "
+              f"'' using 0:3 with points pt 9 ps 2 lc rgb 'black' title 'target', "
+              f"1 with lines dt 2 lc rgb '#555555' title 'parity'"]
+    gp = os.path.join(out, "ratios.gnuplot")
+    with open(gp, "w") as f:
+        f.write("\n".join(script) + "\n")
+    res = subprocess.run(["gnuplot", gp], capture_output=True, text=True)
+    return png if res.returncode == 0 else None
 
 
 def write(bench, out, failed=None):
     os.makedirs(out, exist_ok=True)
     rs = rows(bench)
     png = plot(bench, out)
+    pngs = wan_plots(bench, out)
+    ratios_png = ratio_plot(bench, out)
     p = bench.p
     lines = [f"strait vs native logical replication — {time.strftime('%Y-%m-%d %H:%M:%S')}, "
              f"profile {bench.args.profile}, {p['reps']} repetition(s), "
@@ -435,7 +683,14 @@ def write(bench, out, failed=None):
              "replication origin against the source's WAL position sampled every 50 ms); strait's "
              "initial sync time includes starting both straitd and their tunnel, native's tunnel "
              "is up before; sustained tps marked >= was not limited by the link (lag stayed "
-             "under 2 s), so it measures pgbench on this machine, not the link", ""]
+             "under 2 s, on the thin links under a tenth of the window), so it measures pgbench "
+             "on this machine, not the link"
+             + ("; the clean phases (sync, steady, catchup, bigtxn) ran in "
+                f"{min(p['clean_reps'], p['reps'])} of the repetitions, the WAN phases in each; "
+                "thin links: tc tbf on both veth ends, each system alone; far and lossy: both "
+                "tunnels through tests/tools/udp_impair (delay and loss each way), both systems "
+                "at once; farsync: the far link from the system's start"
+                if set(WAN_PLOTS) & set(p["phases"]) or "farsync" in p["phases"] else ""), ""]
     lines.append("CPU during each phase (bench = our servers, daemons, tunnels and pgbench; "
                  "other = the rest of the machine):")
     lines += noise_rows(bench)
@@ -459,19 +714,32 @@ def write(bench, out, failed=None):
     sp = spool_lines(bench)
     if sp:
         lines += ["", "spool phase (strait only, once):"] + sp
+    wl = wan_lines(bench)
+    if wl:
+        lines += ["", "WAN phases, each repetition (catch-ups: both held under the fixed load, "
+                  "released one after the other):"] + wl
     errors = [f"  {s} rep {r['rep'] + 1}: {r['error']}" for s in ("native", "strait")
               for r in bench.results[s] if r.get("error")]
     for s in ("native", "strait"):
         for r in bench.results[s]:
-            lag_err = (r.get("steady") or {}).get("lag_error")
-            if lag_err:
-                errors.append(f"  {s} rep {r['rep'] + 1}: lag sampler: {lag_err}")
-            c = r.get("catchup") or {}
-            if c and not c.get("supported"):
-                errors.append(f"  {s} rep {r['rep'] + 1}: catch-up not measured: {c.get('why')}")
-            elif c.get("timed_out"):
-                errors.append(f"  {s} rep {r['rep'] + 1}: catch-up did not finish in time "
-                              "(rate is what was applied)")
+            for phase, lag_err in (("steady", (r.get("steady") or {}).get("lag_error")),
+                                   ("thin", ((r.get("thin") or {}).get("fixed") or {})
+                                    .get("lag_error")),
+                                   ("thin512", ((r.get("thin512") or {}).get("fixed") or {})
+                                    .get("lag_error")),
+                                   ("far", (r.get("far") or {}).get("lag_error")),
+                                   ("lossy", (r.get("lossy") or {}).get("lag_error"))):
+                if lag_err:
+                    errors.append(f"  {s} rep {r['rep'] + 1}: {phase} lag sampler: {lag_err}")
+            for key in ("catchup", "far_catchup", "lossy_catchup"):
+                c = r.get(key) or {}
+                name = key.replace("_", " ").replace("catchup", "catch-up")
+                if c and not c.get("supported"):
+                    errors.append(f"  {s} rep {r['rep'] + 1}: {name} not measured: "
+                                  f"{c.get('why')}")
+                elif c.get("timed_out"):
+                    errors.append(f"  {s} rep {r['rep'] + 1}: {name} did not finish in time "
+                                  "(rate is what was applied)")
             if (r.get("bigtxn") or {}).get("timed_out"):
                 errors.append(f"  {s} rep {r['rep'] + 1}: the big transaction was not applied "
                               f"within {r['bigtxn']['timeout_s']:.0f} s")
@@ -480,8 +748,13 @@ def write(bench, out, failed=None):
         lines += ["", "notes:"] + errors
     if failed:
         lines += ["", f"THE BENCH DID NOT FINISH: {failed}"]
-    lines += ["", f"lag plot: {png}" if png else "lag plot: not drawn (no samples or gnuplot failed)",
-              f"elapsed: {(time.monotonic() - bench.started) / 60:.1f} min"]
+    lines += [""] + [f"{what}: {path}" if path else
+                     f"{what}: not drawn (no samples or gnuplot failed)"
+                     for what, path in ([("lag plot", png)] if {"steady", "catchup"}
+                                        & set(p["phases"]) else [])
+                     + [(f"lag plot, {phase}", path) for phase, path in pngs.items()]
+                     + ([("headline ratios", ratios_png)] if headlines(bench) else [])]
+    lines.append(f"elapsed: {(time.monotonic() - bench.started) / 60:.1f} min")
     text = "\n".join(lines)
     with open(os.path.join(out, "results.txt"), "w") as f:
         f.write(text + "\n")
@@ -489,7 +762,8 @@ def write(bench, out, failed=None):
            "failed": failed, "table": [dict(zip(["metric", "native", "strait", "ratio", "target",
                                                  "result"], r.cols)) for r in rs],
            "runs": bench.results, "spool": bench.spool_result,
-           "sync_scale": bench.sync_scale_result, "lag_png": png,
+           "sync_scale": bench.sync_scale_result, "lag_png": png, "wan_pngs": pngs,
+           "ratios_png": ratios_png,
            "elapsed_s": time.monotonic() - bench.started}
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(doc, f, indent=2, default=str)

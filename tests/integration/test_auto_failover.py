@@ -182,8 +182,14 @@ def test_primary_cut_off_from_everything(tmp_path, netns_sites, pg_factory, stra
     pgs, d, ns, members, hook_log = witness_world(tmp_path, netns_sites, pg_factory,
                                                   straitd_factory, witness_daemon=True)
     etcd_clusters.append(members)
+    wait_until(lambda: witness(d["tiebreak"])["reachable"], 30, interval=0.2,
+               what="the witness site's straitd to reach etcd")
     w = d["tiebreak"].status()
-    assert w["role"] == "witness" and w["witness"]["reachable"], w
+    assert w["role"] == "witness" and "replication" not in w, w
+    assert "witness (automatic failover)" in d["tiebreak"].ctl("status").stdout
+    d["tiebreak"].ctl("reload")
+    cl = d["aws"].ctl("status", "--cluster", "--json").stdout
+    assert "a witness: etcd speaks for it" in cl, cl
     wait_until(lambda: witness(d["azure"])["primary"] == "aws", 30, interval=0.2,
                what="azure to see aws hold the lease")
     commit_ledger(pgs["aws"], 1, 50)
