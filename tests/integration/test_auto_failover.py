@@ -458,3 +458,37 @@ def test_three_sites_the_most_caught_up_takes_over(tmp_path, netns_sites, pg_fac
     wait_until(lambda: 1000 in ledger_ids(pgs["azure"]), 60, interval=0.5,
                what="onprem's write at azure")
     assert d["onprem"].log_text().count("asks for an initial sync round") == 0
+
+
+def test_cut_off_inside_a_large_transaction_and_the_replica_restarted(
+        tmp_path, netns_sites, pg_factory, straitd_factory, etcd_clusters):
+    """Faults together: aws cut off while a transaction larger than
+    logical_decoding_work_mem is open (azure holds part of it on disk) and
+    azure's straitd killed -9 right after the cut. azure, back, still wins
+    the election once the lease ends and promotes itself with every
+    transaction aws committed before the cut and nothing of the open one;
+    the probe never sees both databases take writes."""
+    pgs, d, ns, members, hook_log = witness_world(tmp_path, netns_sites, pg_factory,
+                                                  straitd_factory)
+    etcd_clusters.append(members)
+    commit_ledger(pgs["aws"], 1, 30)
+    wait_until(lambda: len(ledger_ids(pgs["azure"])) == 30, 60, interval=0.2,
+               what="the ledger at azure")
+    big = pgs["aws"].connect()
+    big.autocommit = False
+    big.execute("INSERT INTO ledger SELECT g, repeat('x', 300) FROM generate_series(100, 300099) g")
+    wait_until(lambda: any(r["role"] == "sink" and (r.get("streamed") or {}).get("open")
+                           for r in d["azure"].status()["replication"]), 60, interval=0.2,
+               what="the open transaction's blocks at azure")
+
+    def cut():
+        ns["aws"].set_wan(False)
+        d["azure"].kill()
+        d["azure"].start(timeout=30)
+    try:
+        took = cut_and_promote(pgs, d, cut, ns)
+    finally:
+        big.close()       # rolled back at aws: it never committed
+    print(f"\ncut-off with a restart to azure taking writes: {took:.2f} s (ttl {TTL_S} s)")
+    assert ledger_ids(pgs["azure"]) == set(range(1, 31))
+    assert status(d["azure"])["epoch"] == 2
