@@ -42,10 +42,11 @@ void witness_failed(struct witness *w, const struct etcd_result *r)
 	snprintf(w->error, sizeof(w->error), "%s", r->error ? r->error : "no answer");
 }
 
-static void witness_answered(struct witness *w)
+void witness_answered(struct witness *w)
 {
 	if (!w->reachable)
-		log_notice("witness: etcd answers again");
+		log_notice("witness: etcd answers%s", w->ever_answered ? " again" : "");
+	w->ever_answered = true;
 	w->reachable = true;
 	w->error[0] = '\0';
 }
@@ -77,6 +78,7 @@ void witness_read_keys(struct witness *w, const struct etcd_reply *rep)
 {
 	size_t plen = strlen(w->prefix);
 
+	witness_answered(w);
 	w->leader[0] = '\0';
 	w->leader_epoch = 0;
 	w->leader_lease = 0;
@@ -320,7 +322,9 @@ static void promoting_renewed(void *arg, const struct etcd_result *r)
 	w->busy = false;
 	if (!r->ok)
 		witness_failed(w, r);
-	else if (r->reply.ttl <= 0)
+	else
+		witness_answered(w);
+	if (r->ok && r->reply.ttl <= 0)
 		log_error("witness: the lease ended during the promotion: the leader key is gone");
 }
 
@@ -433,9 +437,9 @@ struct witness *witness_new(struct event_base *base, const struct strait_config 
 		return NULL;
 	}
 	*w = (struct witness){ .base = base, .cfg = cfg, .self = self, .role = role,
-			       .failover = failover, .reachable = true };
+			       .failover = failover };
 	snprintf(w->prefix, sizeof(w->prefix), "/strait/%s/", cfg->cluster);
-	snprintf(w->error, sizeof(w->error), "not asked yet");
+	snprintf(w->error, sizeof(w->error), "no answer yet");
 	w->reachable = false;
 	w->etcd = etcd_new(base, (const char *const *)cfg->failover.etcd, cfg->failover.n_etcd,
 			   attempt_ms, err, sizeof(err));

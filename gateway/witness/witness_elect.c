@@ -79,6 +79,7 @@ static void acquired(void *arg, const struct etcd_result *r)
 		witness_failed(w, r);
 		return;
 	}
+	witness_answered(w);
 	if (r->reply.succeeded) {
 		if (!w->holds)
 			log_notice("witness: site %s holds the leader key at epoch %" PRIu64, self_name(w),
@@ -156,6 +157,7 @@ static void elected(void *arg, const struct etcd_result *r)
 		witness_failed(w, r);
 		return;
 	}
+	witness_answered(w);
 	if (!r->reply.succeeded) {
 		log_info("witness: another site took the leader key first");
 		witness_release_candidacy(w);
@@ -223,6 +225,7 @@ static void candidacy_put(void *arg, const struct etcd_result *r)
 		witness_failed(w, r);
 		return;
 	}
+	witness_answered(w);
 	w->candidate = true;
 	w->candidate_ms = witness_now_ms();
 	log_notice("witness: the primary's lease ended: site %s runs for primary (applied %"
@@ -239,6 +242,7 @@ static void candidacy_leased(void *arg, const struct etcd_result *r)
 		witness_failed(w, r);
 		return;
 	}
+	witness_answered(w);
 	if (r->reply.ttl <= 0) {
 		w->lease = 0;                 /* the keepalive found it gone: a new one next tick */
 		w->candidate = false;
@@ -290,6 +294,7 @@ static void replica_read(void *arg, const struct etcd_result *r)
 		witness_failed(w, r);
 		return;
 	}
+	witness_answered(w);
 	witness_read_keys(w, &r->reply);
 	if (replica_holds_back(w)) {
 		w->blocked = false;

@@ -47,6 +47,7 @@ struct witness {
 
 	/* etcd */
 	bool reachable;
+	bool ever_answered;
 	char error[512];
 	struct witness_member *members;
 	size_t n_members;
@@ -98,6 +99,8 @@ int64_t witness_now_ms(void);
 int64_t witness_ttl_s(const struct witness *w);
 void witness_key(const struct witness *w, const char *name, char *buf, size_t len);
 void witness_failed(struct witness *w, const struct etcd_result *r);
+/* etcd answered: reachable again (logged once). */
+void witness_answered(struct witness *w);
 bool witness_parse_leader(const char *v, size_t len, char *site, size_t site_len,
 		uint64_t *epoch);
 void witness_read_keys(struct witness *w, const struct etcd_reply *rep);
