@@ -591,9 +591,12 @@ def test_reload_removes_and_adds_peers(cluster_factory):
     # The other link is untouched.
     send_and_check(alpha, gamma, 20, 1000)
 
-    # Back in the config: beta's next attempt gets through.
+    # Back in the config: beta's next attempt gets through (beta sends once its
+    # own side of the link is up, which may be a moment after gamma's)
+    at_b = beta.mark()
     gamma.cmd(f"reload {c.config_path('gamma')}")
     gamma.wait_event("connected beta ", since=at_g, timeout=40)
+    beta.wait_event("connected gamma ", since=at_b, timeout=40)
     send_and_check(beta, gamma, 20, 1000)
 
     # A reload whose TLS files do not load changes nothing.
