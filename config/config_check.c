@@ -261,21 +261,18 @@ static void check_no_witness(struct config_ctx *ctx, const struct strait_config 
 {
 	const struct config_stream *st = &cfg->streams[i];
 	char path[CONFIG_KEY_MAX];
-	const char *key = NULL;
-	size_t site = SIZE_MAX;
+	for (size_t t = 0; t < st->n_to; t++) {
+		bool to = st->to[t] < cfg->n_sites && config_site_is_witness(&cfg->sites[st->to[t]]);
+		bool via = st->via && st->via[t] < cfg->n_sites &&
+			   config_site_is_witness(&cfg->sites[st->via[t]]);
 
-	for (size_t t = 0; t < st->n_to && !key; t++) {
-		if (st->to[t] < cfg->n_sites && config_site_is_witness(&cfg->sites[st->to[t]]))
-			key = "to", site = st->to[t];
-		else if (st->via && st->via[t] < cfg->n_sites &&
-			 config_site_is_witness(&cfg->sites[st->via[t]]))
-			key = "via", site = st->via[t];
-	}
-	if (!key)
+		if (!to && !via)
+			continue;
+		snprintf(path, sizeof(path), "streams[%zu].%s", i, to ? "to" : "via");
+		config_error_at(ctx, path, "site \"%s\" is a witness: no stream goes to or through it",
+				cfg->sites[to ? st->to[t] : st->via[t]].name);
 		return;
-	snprintf(path, sizeof(path), "streams[%zu].%s", i, key);
-	config_error_at(ctx, path, "site \"%s\" is a witness: no stream goes to or through it",
-			cfg->sites[site].name);
+	}
 }
 
 static void check_automatic(struct config_ctx *ctx, const struct strait_config *cfg)

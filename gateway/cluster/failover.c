@@ -793,6 +793,7 @@ void fo_known_lag(const struct failover *f, const char *peer, struct failover_la
 	lag->lag_bytes = pl.lag_bytes;
 	lag->lag_seconds = pl.lag_seconds;
 	lag->last_applied_time_us = pl.last_applied_time_us;
+	lag->applied_lsn = pl.applied_lsn;
 	lag->known = pl.streams > 0;
 	/* what the peer said it had read and we had not applied */
 	if (p && p->pending_wal > pl.applied_lsn) {
@@ -868,8 +869,6 @@ void fo_failover_start(struct failover *f, struct control_request *req, const ch
 bool failover_auto_ready(const struct failover *f, char *why, size_t len, uint64_t *applied)
 {
 	const char *old = fo_old_primary(f);
-	struct streams *s = f->ops.streams(f->arg);
-	struct streams_peer_lag pl = { 0 };
 	struct failover_lag lag;
 
 	*applied = 0;
@@ -883,9 +882,7 @@ bool failover_auto_ready(const struct failover *f, char *why, size_t len, uint64
 		return false;
 	}
 	fo_known_lag(f, old, &lag);
-	if (s)
-		streams_peer_lag(s, old, 0, &pl);
-	*applied = pl.applied_lsn;
+	*applied = lag.applied_lsn;
 	if (!lag.known) {
 		snprintf(why, len, "this site receives no stream from site %s", old);
 		return false;

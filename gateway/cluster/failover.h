@@ -150,6 +150,7 @@ struct failover_lag {
 	uint64_t lag_bytes;          /* received or reported, not applied */
 	double lag_seconds;          /* age of the oldest commit not applied */
 	int64_t last_applied_time_us; /* commit time of the last applied transaction, 0 unknown */
+	uint64_t applied_lsn;        /* the lowest applied over the streams from it, 0 unknown */
 	bool known;                  /* the site ever heard of the streams' position */
 };
 

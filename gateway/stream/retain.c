@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "common/be32.h"
+#include "common/dirs.h"
 #include "common/log.h"
 #include "common/lsn.h"
 #include "gateway/stream/relcache.h"
@@ -125,18 +126,6 @@ static bool sync_dir_fd(int dfd, const char *dir, char *err, size_t errlen)
 	return true;
 }
 
-static bool sync_dir(const char *dir, char *err, size_t errlen)
-{
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	bool ok;
-
-	if (dfd < 0)
-		return fail(err, errlen, "could not open directory \"%s\": %s", dir, strerror(errno));
-	ok = sync_dir_fd(dfd, dir, err, errlen);
-	close(dfd);
-	return ok;
-}
-
 /* Replaces dir/name with text durably: a temporary file, fsynced, renamed, the directory fsynced. */
 static bool write_text(const char *dir, const char *name, const char *text, char *err, size_t errlen)
 {
@@ -163,26 +152,7 @@ static bool write_text(const char *dir, const char *name, const char *text, char
 	if (rename(tmp, path) < 0)
 		return fail(err, errlen, "could not rename \"%s\" to \"%s\": %s", tmp, path,
 			    strerror(errno));
-	return sync_dir(dir, err, errlen);
-}
-
-/* dir and its parent (STATE_DIR/retain), mode 0700 when made. */
-static bool make_dirs(const char *dir, char *err, size_t errlen)
-{
-	char parent[PATH_MAX];
-	char *slash;
-
-	snprintf(parent, sizeof(parent), "%s", dir);
-	slash = strrchr(parent, '/');
-	if (slash && slash != parent) {
-		*slash = '\0';
-		if (mkdir(parent, 0700) < 0 && errno != EEXIST)
-			return fail(err, errlen, "could not create directory \"%s\": %s", parent,
-				    strerror(errno));
-	}
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-		return fail(err, errlen, "could not create directory \"%s\": %s", dir, strerror(errno));
-	return true;
+	return dirs_sync(dir, err, errlen);
 }
 
 static bool write_source(const char *dir, const char *source, char *err, size_t errlen)
@@ -393,7 +363,7 @@ struct retain *retain_open(const char *dir, const char *source, char *err, size_
 		fail(err, errlen, "out of memory opening retained batches \"%s\"", dir);
 		goto failed;
 	}
-	if (!make_dirs(dir, err, errlen))
+	if (!dirs_make(dir, err, errlen))
 		goto failed;
 	if (!read_text(dir, SOURCE_FILE, found, sizeof(found), &have, err, errlen))
 		goto failed;
@@ -426,7 +396,7 @@ bool retain_seal(const char *dir, const char *source, uint64_t applied_lsn, char
 {
 	char text[SOURCE_MAX + 64];
 
-	if (!make_dirs(dir, err, errlen))
+	if (!dirs_make(dir, err, errlen))
 		return false;
 	snprintf(text, sizeof(text), "source=%s\napplied=%" PRIu64 "\n", source, applied_lsn);
 	return write_text(dir, SEAL_FILE, text, err, errlen);

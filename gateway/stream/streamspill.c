@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "common/be32.h"
+#include "common/dirs.h"
 
 #define SPILL_SUFFIX ".spill"
 #define SPILL_WBUF (256u * 1024u)
@@ -157,32 +158,11 @@ static bool spill_clean_dir(const char *dir, char *err, size_t errlen)
 	return true;
 }
 
-static bool spill_mkdirs(const char *dir, char *err, size_t errlen)
-{
-	char parent[PATH_MAX];
-	char *slash;
-
-	snprintf(parent, sizeof(parent), "%s", dir);
-	slash = strrchr(parent, '/');
-	if (slash && slash != parent) {
-		*slash = '\0';
-		if (mkdir(parent, 0700) < 0 && errno != EEXIST) {
-			spill_err(err, errlen, "cannot create \"%s\": %s", parent, strerror(errno));
-			return false;
-		}
-	}
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-		spill_err(err, errlen, "cannot create \"%s\": %s", dir, strerror(errno));
-		return false;
-	}
-	return true;
-}
-
 struct streamspill *streamspill_new(const char *dir, char *err, size_t errlen)
 {
 	struct streamspill *ss;
 
-	if (!spill_mkdirs(dir, err, errlen) || !spill_clean_dir(dir, err, errlen))
+	if (!dirs_make(dir, err, errlen) || !spill_clean_dir(dir, err, errlen))
 		return NULL;
 	ss = calloc(1, sizeof(*ss));
 	if (ss)

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/dirs.h"
 #include "common/log.h"
 #include "config/config.h"
 #include "gateway/cluster/role.h"
@@ -34,7 +35,7 @@ void witness_key(const struct witness *w, const char *name, char *buf, size_t le
 	snprintf(buf, len, "%s%s", w->prefix, name);
 }
 
-void witness_failed(struct witness *w, const struct etcd_result *r)
+static void witness_failed(struct witness *w, const struct etcd_result *r)
 {
 	if (w->reachable || strcmp(w->error, r->error ? r->error : "") != 0)
 		log_warning("witness: %s", r->error ? r->error : "no answer");
@@ -42,13 +43,27 @@ void witness_failed(struct witness *w, const struct etcd_result *r)
 	snprintf(w->error, sizeof(w->error), "%s", r->error ? r->error : "no answer");
 }
 
-void witness_answered(struct witness *w)
+static void witness_answered(struct witness *w)
 {
 	if (!w->reachable)
 		log_notice("witness: etcd answers%s", w->ever_answered ? " again" : "");
 	w->ever_answered = true;
 	w->reachable = true;
 	w->error[0] = '\0';
+}
+
+/* The tick's request came back: the witness, or NULL (noted) when it failed. */
+struct witness *witness_reply(void *arg, const struct etcd_result *r)
+{
+	struct witness *w = arg;
+
+	w->busy = false;
+	if (!r->ok) {
+		witness_failed(w, r);
+		return NULL;
+	}
+	witness_answered(w);
+	return w;
 }
 
 /* ---- what the keys say ---- */
@@ -78,7 +93,6 @@ void witness_read_keys(struct witness *w, const struct etcd_reply *rep)
 {
 	size_t plen = strlen(w->prefix);
 
-	witness_answered(w);
 	w->leader[0] = '\0';
 	w->leader_epoch = 0;
 	w->leader_lease = 0;
@@ -120,22 +134,30 @@ void witness_read_keys(struct witness *w, const struct etcd_reply *rep)
 
 /* ---- the primary's fence ---- */
 
+/*
+ * STATE_DIR/witness-fenced: made before the fence runs and gone once the
+ * unfence is done, its directory fsynced either way, so that a restart
+ * knows the database is fenced by the witness (unfenced with the lease).
+ */
 static void witness_fence_file(struct witness *w, bool present)
 {
-	char path[4096];
-	int fd;
+	char path[4096], err[512];
+	int fd = -1;
+	bool ok;
 
 	snprintf(path, sizeof(path), "%s/%s", w->cfg->state_dir, WITNESS_FENCED_FILE);
-	if (!present) {
-		if (unlink(path) < 0 && errno != ENOENT)
-			log_warning("witness: could not remove \"%s\": %s", path, strerror(errno));
-		return;
-	}
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0 || fsync(fd) < 0)
-		log_warning("witness: could not write \"%s\": %s", path, strerror(errno));
+	if (!present)
+		ok = unlink(path) == 0 || errno == ENOENT;
+	else
+		ok = (fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) >= 0 &&
+		     fsync(fd) == 0;
+	if (!ok)
+		log_warning("witness: could not %s \"%s\": %s", present ? "write" : "remove", path,
+			    strerror(errno));
 	if (fd >= 0)
 		close(fd);
+	if (ok && !dirs_sync(w->cfg->state_dir, err, sizeof(err)))
+		log_warning("witness: %s", err);
 }
 
 static void witness_fence_done(void *arg, const struct fence_result *res)
@@ -241,14 +263,10 @@ static bool primary_check_keys(struct witness *w)
 
 static void primary_renewed(void *arg, const struct etcd_result *r)
 {
-	struct witness *w = arg;
+	struct witness *w = witness_reply(arg, r);
 
-	w->busy = false;
-	if (!r->ok) {
-		witness_failed(w, r);
+	if (!w)
 		return;
-	}
-	witness_answered(w);
 	if (r->reply.ttl <= 0) {
 		log_warning("witness: this site's lease ended at etcd: taking a new one");
 		w->lease = 0;
@@ -256,20 +274,15 @@ static void primary_renewed(void *arg, const struct etcd_result *r)
 		witness_tick_now(w);
 		return;
 	}
-	w->busy = true;
-	if (!etcd_get(w->etcd, w->prefix, true, primary_keys_read, w))
-		w->busy = false;
+	w->busy = etcd_get(w->etcd, w->prefix, true, primary_keys_read, w);
 }
 
 static void primary_keys_read(void *arg, const struct etcd_result *r)
 {
-	struct witness *w = arg;
+	struct witness *w = witness_reply(arg, r);
 
-	w->busy = false;
-	if (!r->ok) {
-		witness_failed(w, r);
+	if (!w)
 		return;
-	}
 	witness_read_keys(w, &r->reply);
 	if (!primary_check_keys(w))
 		return;
@@ -285,14 +298,10 @@ static void primary_keys_read(void *arg, const struct etcd_result *r)
 
 static void primary_granted(void *arg, const struct etcd_result *r)
 {
-	struct witness *w = arg;
+	struct witness *w = witness_reply(arg, r);
 
-	w->busy = false;
-	if (!r->ok) {
-		witness_failed(w, r);
+	if (!w)
 		return;
-	}
-	witness_answered(w);
 	w->lease = r->reply.lease_id;
 	w->renew_sent_ms = w->grant_sent_ms;
 	w->busy = etcd_get(w->etcd, w->prefix, true, primary_keys_read, w);
@@ -317,27 +326,18 @@ static void primary_step(struct witness *w)
 /* A promotion under way keeps the lease the election put the leader key on. */
 static void promoting_renewed(void *arg, const struct etcd_result *r)
 {
-	struct witness *w = arg;
+	struct witness *w = witness_reply(arg, r);
 
-	w->busy = false;
-	if (!r->ok)
-		witness_failed(w, r);
-	else
-		witness_answered(w);
-	if (r->ok && r->reply.ttl <= 0)
+	if (w && r->reply.ttl <= 0)
 		log_error("witness: the lease ended during the promotion: the leader key is gone");
 }
 
 static void witness_observe_read(void *arg, const struct etcd_result *r)
 {
-	struct witness *w = arg;
+	struct witness *w = witness_reply(arg, r);
 
-	w->busy = false;
-	if (!r->ok) {
-		witness_failed(w, r);
+	if (!w)
 		return;
-	}
-	witness_answered(w);
 	witness_read_keys(w, &r->reply);
 }
 

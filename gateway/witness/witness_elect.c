@@ -69,17 +69,13 @@ static void acquire_txn(struct witness *w, const char *value, size_t value_len)
 
 static void acquired(void *arg, const struct etcd_result *r)
 {
-	struct witness *w = arg;
+	struct witness *w = witness_reply(arg, r);
 	char site[64], why[256];
 	uint64_t epoch;
 	const struct etcd_kv *kv;
 
-	w->busy = false;
-	if (!r->ok) {
-		witness_failed(w, r);
+	if (!w)
 		return;
-	}
-	witness_answered(w);
 	if (r->reply.succeeded) {
 		if (!w->holds)
 			log_notice("witness: site %s holds the leader key at epoch %" PRIu64, self_name(w),
@@ -149,15 +145,11 @@ static void auto_done(void *arg, bool ok, const char *body)
 
 static void elected(void *arg, const struct etcd_result *r)
 {
-	struct witness *w = arg;
+	struct witness *w = witness_reply(arg, r);
 	uint64_t epoch = w->epoch_kv + 1;
 
-	w->busy = false;
-	if (!r->ok) {
-		witness_failed(w, r);
+	if (!w)
 		return;
-	}
-	witness_answered(w);
 	if (!r->reply.succeeded) {
 		log_info("witness: another site took the leader key first");
 		witness_release_candidacy(w);
@@ -218,14 +210,10 @@ static bool best_candidate(const struct witness *w)
 
 static void candidacy_put(void *arg, const struct etcd_result *r)
 {
-	struct witness *w = arg;
+	struct witness *w = witness_reply(arg, r);
 
-	w->busy = false;
-	if (!r->ok) {
-		witness_failed(w, r);
+	if (!w)
 		return;
-	}
-	witness_answered(w);
 	w->candidate = true;
 	w->candidate_ms = witness_now_ms();
 	log_notice("witness: the primary's lease ended: site %s runs for primary (applied %"
@@ -234,15 +222,11 @@ static void candidacy_put(void *arg, const struct etcd_result *r)
 
 static void candidacy_leased(void *arg, const struct etcd_result *r)
 {
-	struct witness *w = arg;
+	struct witness *w = witness_reply(arg, r);
 	char key[160], value[24];
 
-	w->busy = false;
-	if (!r->ok) {
-		witness_failed(w, r);
+	if (!w)
 		return;
-	}
-	witness_answered(w);
 	if (r->reply.ttl <= 0) {
 		w->lease = 0;                 /* the keepalive found it gone: a new one next tick */
 		w->candidate = false;
@@ -286,15 +270,11 @@ static bool replica_holds_back(struct witness *w)
 
 static void replica_read(void *arg, const struct etcd_result *r)
 {
-	struct witness *w = arg;
+	struct witness *w = witness_reply(arg, r);
 	char why[512];
 
-	w->busy = false;
-	if (!r->ok) {
-		witness_failed(w, r);
+	if (!w)
 		return;
-	}
-	witness_answered(w);
 	witness_read_keys(w, &r->reply);
 	if (replica_holds_back(w)) {
 		w->blocked = false;

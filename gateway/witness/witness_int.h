@@ -98,9 +98,11 @@ struct witness {
 int64_t witness_now_ms(void);
 int64_t witness_ttl_s(const struct witness *w);
 void witness_key(const struct witness *w, const char *name, char *buf, size_t len);
-void witness_failed(struct witness *w, const struct etcd_result *r);
-/* etcd answered: reachable again (logged once). */
-void witness_answered(struct witness *w);
+/*
+ * The start of every reply callback: the tick's request is over; the
+ * witness, or NULL (the failure noted, reachable false) when it failed.
+ */
+struct witness *witness_reply(void *arg, const struct etcd_result *r);
 bool witness_parse_leader(const char *v, size_t len, char *site, size_t site_len,
 		uint64_t *epoch);
 void witness_read_keys(struct witness *w, const struct etcd_reply *rep);

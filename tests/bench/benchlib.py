@@ -14,9 +14,7 @@ which are file system objects and reach into the namespaces without a
 network.
 """
 
-import json
 import os
-import select
 import statistics
 import subprocess
 import sys
@@ -27,10 +25,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 
 import harness  # noqa: E402
+import impair  # noqa: E402
 from harness import children, run, wait_until  # noqa: E402,F401
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-IMPAIR_TOOL = os.path.join(harness.BUILD, "tools", "udp_impair")   # make tools
+IMPAIR_TOOL = impair.TOOL   # make tools
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -197,7 +196,6 @@ class Impairment:
     child, stopped by its pid."""
 
     BASE_PORT = 40000
-    READY_S = 10
 
     def __init__(self, pair, ports, workdir, delay_ms=0, jitter_ms=0, loss_pct=0, seed=1,
                  tag="wan"):
@@ -210,28 +208,17 @@ class Impairment:
         for k, port in enumerate(ports):
             for_b = f"{a.wan_ip}:{self.BASE_PORT + 2 * k}"
             for_a = f"{a.wan_ip}:{self.BASE_PORT + 2 * k + 1}"
-            maps += ["--map", f"{for_b}={b.wan_ip}:{port}", "--map", f"{for_a}={a.wan_ip}:{port}"]
+            maps += [(for_b, f"{b.wan_ip}:{port}"), (for_a, f"{a.wan_ip}:{port}")]
             self.relay_ends[port] = (for_a, for_b)
         self.routed = {}         # path name: WgPath, to point back at each other
         self.stats = None
-        self.ended = False
-        cmd = [IMPAIR_TOOL] + maps + ["--delay", str(delay_ms), "--jitter", str(jitter_ms),
-                                      "--loss", str(loss_pct), "--seed", str(seed)]
-        self.logfile = os.path.join(workdir, f"udp_impair-{tag}.log")
-        err = open(self.logfile, "a")
-        self.proc = a.popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
-        err.close()
-        ready, _, _ = select.select([self.proc.stdout], [], [], self.READY_S)
-        line = self.proc.stdout.readline().strip() if ready else ""
-        if line != "ready":
-            self._end()
-            with open(self.logfile) as f:
-                raise harness.HarnessError(f"udp_impair did not start within {self.READY_S}s: "
-                                           f"{line!r} {f.read()[-2000:]}")
+        self.relay = impair.ImpairProcess(
+            a.ns, maps, delay_ms=delay_ms, jitter_ms=jitter_ms, loss_pct=loss_pct, seed=seed,
+            logfile=os.path.join(workdir, f"udp_impair-{tag}.log"))
 
     @property
     def pid(self):
-        return self.proc.pid if self.proc.poll() is None else None
+        return self.relay.pid
 
     def endpoints(self, port):
         """(site a's endpoint, site b's endpoint) as the relay stands for
@@ -293,27 +280,11 @@ class Impairment:
             return float(line.split("=")[1].split("/")[0]) if line else None
         return wait_until(ping, timeout, 0.5, what=f"a ping through {path.name}'s tunnel")
 
-    def _end(self):
-        """Stops the relay (SIGTERM: it prints its statistics and exits)."""
-        if self.ended:
-            return
-        self.ended = True
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            out, _ = self.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, _ = self.proc.communicate()
-        lines = [line for line in (out or "").splitlines() if line.startswith("{")]
-        if lines:
-            self.stats = json.loads(lines[-1])
-
     def stop(self, timeout=15):
         """Stops the relay, points the routed tunnels' ends straight at each
         other again and returns the relay's statistics (None when it printed
         none). Safe to call twice."""
-        self._end()
+        self.stats = self.relay.stop()
         a, b = self.pair.sites
         for path in list(self.routed.values()):
             if not all(os.path.exists(f"/var/run/wireguard/{i}.sock") for i in path.ifnames):

@@ -17,7 +17,9 @@ between the sites, in both directions, crosses the relay.
 
 import json
 import os
+import select
 import subprocess
+import tempfile
 
 import harness
 
@@ -25,6 +27,59 @@ RELAY_IP = harness.WAN_PREFIX + "254"
 RELAY_BASE_PORT = 40000
 WG_PORT = 51820
 TOOL = os.path.join(harness.BUILD, "tools", "udp_impair")
+
+
+class ImpairProcess:
+    """One udp_impair process inside namespace ns: maps is a list of
+    (listen, dest) host:port pairs. It is waited for ("ready", at most
+    READY_S) and stopped by its pid (SIGTERM: it prints its statistics as
+    JSON). Its stderr goes to logfile, or to a temporary file."""
+
+    READY_S = 10
+
+    def __init__(self, ns, maps, delay_ms=0, jitter_ms=0, loss_pct=0, reorder_pct=0, seed=1,
+                 logfile=None):
+        self.stats = None
+        self.stopped = False
+        self.err = open(logfile, "a+") if logfile else tempfile.TemporaryFile(mode="w+")
+        cmd = ["ip", "netns", "exec", ns, TOOL]
+        for listen, dest in maps:
+            cmd += ["--map", f"{listen}={dest}"]
+        cmd += ["--delay", str(delay_ms), "--jitter", str(jitter_ms), "--loss", str(loss_pct),
+                "--reorder", str(reorder_pct), "--seed", str(seed)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.err, text=True)
+        ready, _, _ = select.select([self.proc.stdout], [], [], self.READY_S)
+        line = self.proc.stdout.readline().strip() if ready else ""
+        if line != "ready":
+            self.stop()
+            raise harness.HarnessError(f"udp_impair did not start within {self.READY_S}s: "
+                                       f"{line!r} {self.log_tail()}")
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc.poll() is None else None
+
+    def log_tail(self, chars=2000):
+        self.err.flush()
+        self.err.seek(0)
+        return self.err.read()[-chars:]
+
+    def stop(self):
+        """Stops it (once); its statistics as a dict, None when it printed none."""
+        if self.stopped:
+            return self.stats
+        self.stopped = True
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            out, _ = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        lines = [line for line in (out or "").splitlines() if line.startswith("{")]
+        if lines:
+            self.stats = json.loads(lines[-1])
+        return self.stats
 
 
 class Relay:
@@ -38,20 +93,12 @@ class Relay:
         for i, site in enumerate(net_sites):
             port = RELAY_BASE_PORT + i
             self.endpoints[site.ns] = f"{RELAY_IP}:{port}"
-            maps += ["--map", f"{RELAY_IP}:{port}={site.wan_ip}:{WG_PORT}"]
+            maps.append((f"{RELAY_IP}:{port}", f"{site.wan_ip}:{WG_PORT}"))
         # the bridge gets an address, so the relay is reachable from every site
         harness.run(["ip", "netns", "exec", self.hub, "ip", "addr", "replace",
                      f"{RELAY_IP}/24", "dev", "br0"])
-        cmd = [TOOL] + maps + ["--delay", str(delay_ms), "--jitter", str(jitter_ms),
-                               "--loss", str(loss_pct), "--reorder", str(reorder_pct),
-                               "--seed", str(seed)]
-        self.proc = subprocess.Popen(["ip", "netns", "exec", self.hub] + cmd,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline().strip()
-        if line != "ready":
-            self.proc.kill()
-            _, err = self.proc.communicate()
-            raise harness.HarnessError(f"udp_impair did not start: {line!r} {err}")
+        self.proc = ImpairProcess(self.hub, maps, delay_ms=delay_ms, jitter_ms=jitter_ms,
+                                  loss_pct=loss_pct, reorder_pct=reorder_pct, seed=seed)
         self.stats = None
 
     def endpoint(self, site):
@@ -60,17 +107,10 @@ class Relay:
 
     def stop(self):
         """Stops the relay; its statistics as a dict (also kept in .stats)."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                out, err = self.proc.communicate(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                out, err = self.proc.communicate()
-            lines = [l for l in out.splitlines() if l.startswith("{")]
-            if not lines:
-                raise harness.HarnessError(f"udp_impair printed no statistics: {err}")
-            self.stats = json.loads(lines[-1])
+        self.stats = self.proc.stop()
+        if self.stats is None:
+            raise harness.HarnessError(f"udp_impair printed no statistics: "
+                                       f"{self.proc.log_tail()}")
         return self.stats
 
 
