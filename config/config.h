@@ -134,6 +134,12 @@ struct config_schedule_rule {
  */
 #define CONFIG_SYNC_WORKERS_MAX 3
 
+/*
+ * The most target sessions a stream's sink applies with side by side
+ * (parallel apply): each holds a replication origin on the target.
+ */
+#define CONFIG_APPLY_WORKERS_MAX 16
+
 /* A site index that names no site: a destination without a relay. */
 #define CONFIG_SITE_NONE SIZE_MAX
 
@@ -152,6 +158,7 @@ struct config_stream {
 	enum config_durability durability;
 	config_size spool_max;
 	enum config_conflict on_conflict;
+	uint32_t apply_workers;      /* target sessions applying side by side, 1 to CONFIG_APPLY_WORKERS_MAX */
 	bool initial_sync;
 	uint32_t sync_workers;       /* copies at a time, 1 to CONFIG_SYNC_WORKERS_MAX */
 	config_size sync_split_above; /* larger tables are copied in ranges; 0 = never */

@@ -16,7 +16,7 @@
  *   cert, key: the relay link is always TLS), each stream's name, from, to and
  *   publication, each schedule rule's rate, failover.etcd with mode automatic;
  * - not reloadable (a restart is needed): cluster, private_key_file, state_dir,
- *   failover.mode, failover.etcd, failover.ttl,
+ *   failover.mode, failover.etcd, failover.ttl, streams[].apply_workers,
  *   tunnel.backend, tunnel.interface, relay.port, metrics.listen,
  *   control.socket, control.group;
  * - roles: exactly one site is the primary, and every stream comes from it (the
@@ -139,6 +139,10 @@ const struct config_key config_keys[] = {
 	{ "streams[].on_conflict", CT_ENUM, STREAM(on_conflict), .def = "error", .reload = true,
 	  .choices = conflicts,
 	  .doc = "on a duplicate key or missing row: error (stop the stream), source_wins or target_wins" },
+	{ "streams[].apply_workers", CT_INT, STREAM(apply_workers), .def = "1",
+	  .int_kind = CI_U32, .min = 1, .max = CONFIG_APPLY_WORKERS_MAX,
+	  .doc = "target sessions applying independent transactions side by side, each with a "
+		 "replication origin; commits keep the source's order (1: one session)" },
 	{ "streams[].initial_sync", CT_BOOL, STREAM(initial_sync), .def = "true", .reload = true,
 	  .doc = "copy the tables before streaming changes" },
 	{ "streams[].sync_workers", CT_INT, STREAM(sync_workers), .def = "2", .reload = true,

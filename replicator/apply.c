@@ -107,6 +107,7 @@
 #include "common/log.h"
 #include "common/lsn.h"
 #include "replicator/apply_sql.h"
+#include "replicator/applypar.h"
 #include "replicator/loaderr.h"
 #include "replicator/pgoutput.h"
 #include "replicator/pgversion.h"
@@ -200,6 +201,8 @@ enum apply_cmd_kind {
 	CMD_ORIGIN,                  /* pg_replication_origin_xact_setup() */
 	CMD_COMMIT,
 	CMD_SYNC,
+	CMD_LOCK,                    /* a worker's segment takes its advisory lock */
+	CMD_CHAIN,                   /* a worker's segment waits for the previous one */
 };
 
 enum apply_sync_kind {
@@ -221,6 +224,7 @@ struct apply_cmd {
 	size_t off;
 	const uint16_t *params;      /* CHANGE, prepared: its statement's parameters (loaderr.h) */
 	int nparams;
+	bool ends_txn;               /* a worker's: the last change of its source transaction */
 };
 
 enum apply_group_state {
@@ -260,6 +264,15 @@ struct apply_group {
 	int64_t last_commit_time;    /* PostgreSQL µs */
 	uint64_t end_off;            /* stream offset just after its last Commit */
 	struct apply_counts counts;  /* added to the totals at commit */
+	uint64_t seg;                /* a worker's: its segment (struct apply_segment) */
+	const char *prev_origin;
+	uint64_t prev_end_lsn;
+};
+
+/* A worker's queued segment: it starts with the Begin at stream offset start. */
+struct apply_segpos {
+	uint64_t start;
+	struct apply_segment seg;
 };
 
 /* A source commit to report once its group commits. */
@@ -279,6 +292,7 @@ struct apply_ring {
 };
 
 struct apply {
+	struct applypar *par;        /* workers > 1: the parallel engine does everything */
 	struct event_base *base;
 	char *conninfo;
 	char *stream;
@@ -356,6 +370,16 @@ struct apply {
 	bool triggers_fire;          /* session_replication_role could not be set: triggers run */
 	bool idle_notified;
 
+	/* a worker of parallel apply (apply_new_worker()); worker.arg NULL: not one */
+	struct apply_worker worker;
+	struct apply_ring segs;      /* struct apply_segpos, in stream order */
+	struct apply_segment cur_seg; /* the segment the next group belongs to (seq 0: none) */
+	bool waiting_gate;           /* a group waits for may_commit() */
+	uint64_t gate_group;
+	uint64_t pushed;             /* commands sent so far */
+	uint64_t popped;             /* ... and done with */
+	uint64_t txn_last_cmd;       /* the open transaction's last change: its pushed count */
+
 	/* a hold point (verify): no source transaction committing at or after it begins */
 	uint64_t hold_lsn;           /* 0: none */
 	bool hold_blocked;           /* the next transaction is at or after hold_lsn */
@@ -364,6 +388,7 @@ struct apply {
 
 static void apply_pump(struct apply *a);
 static void apply_kick(struct apply *a);
+static bool apply_gate_retry(struct apply *a);
 
 /* ---- small helpers ---- */
 
@@ -609,6 +634,7 @@ static void apply_pop_cmd(struct apply *a)
 	apply_rel_unref(c->rel);
 	c->rel = NULL;
 	apply_ring_pop(&a->cmds);
+	a->popped++;
 }
 
 /* ---- teardown, failure ---- */
@@ -621,6 +647,9 @@ static void apply_clear_inflight(struct apply *a)
 	a->acks.count = a->acks.head = 0;
 	a->waiting_catalog = 0;
 	a->waiting_check = false;
+	a->waiting_gate = false;
+	a->segs.count = a->segs.head = 0;
+	a->cur_seg = (struct apply_segment){ 0 };
 	a->unflushed = 0;
 	a->out_blocked = false;
 }
@@ -806,6 +835,7 @@ static struct apply_cmd *apply_push_cmd(struct apply *a, enum apply_cmd_kind kin
 		return NULL;
 	}
 	*c = (struct apply_cmd){ .kind = (uint8_t)kind };
+	a->pushed++;
 	if (kind != CMD_SYNC)
 		a->unflushed++;
 	return c;
@@ -919,9 +949,88 @@ static struct apply_group *apply_group_open(struct apply *a)
 		apply_fail(a, "out of memory");
 		return NULL;
 	}
-	g->id = ++a->next_group;
-	g->state = GROUP_OPEN;
+	*g = (struct apply_group){ .id = ++a->next_group, .state = GROUP_OPEN };
+	if (a->worker.arg) {
+		g->seg = a->cur_seg.seq;
+		g->prev_origin = a->cur_seg.prev_origin;
+		g->prev_end_lsn = a->cur_seg.prev_end_lsn;
+	}
 	return g;
+}
+
+/* ---- a worker's segments (apply.h: parallel apply) ---- */
+
+/* The segment's number as its advisory lock's second key. */
+static void apply_seg_key(uint64_t seg, char *buf, size_t len)
+{
+	snprintf(buf, len, "%" PRId32, (int32_t)(uint32_t)seg);
+}
+
+/* A segment's first statement after BEGIN: its lock, held until it commits. */
+static bool apply_worker_lock(struct apply *a, struct apply_group *g)
+{
+	char cls[16], key[16];
+	const char *params[2] = { cls, key };
+	struct apply_cmd *c;
+
+	snprintf(cls, sizeof(cls), "%" PRId32, a->worker.lock_class);
+	apply_seg_key(g->seg, key, sizeof(key));
+	if (!PQsendQueryPrepared(a->conn, "strait_seg_lock", 2, params, NULL, NULL, 0))
+		return apply_send_failed(a, "a segment's lock");
+	if (!(c = apply_push_cmd(a, CMD_LOCK)))
+		return false;
+	c->group = g->id;
+	return true;
+}
+
+/*
+ * Before a segment's commit: wait for the previous segment's lock (it is
+ * held until that one ends) and check that its origin moved past it, so a
+ * previous segment that rolled back makes this one fail instead of
+ * committing over a hole. The ELSE arm raises the error; it reads a
+ * setting so that the planner cannot evaluate it ahead.
+ */
+static bool apply_worker_chain(struct apply *a, struct apply_group *g)
+{
+	char cls[16], key[16], lsn[LSN_BUF];
+	const char *params[4] = { cls, key, g->prev_origin, lsn };
+	struct apply_cmd *c;
+
+	if (!g->prev_origin)
+		return true;
+	snprintf(cls, sizeof(cls), "%" PRId32, a->worker.lock_class);
+	apply_seg_key(g->seg - 1, key, sizeof(key));
+	lsn_format(lsn, g->prev_end_lsn);
+	if (!PQsendQueryPrepared(a->conn, "strait_seg_chain", 4, params, NULL, NULL, 0))
+		return apply_send_failed(a, "a segment's wait for the previous one");
+	if (!(c = apply_push_cmd(a, CMD_CHAIN)))
+		return false;
+	c->group = g->id;
+	return true;
+}
+
+/* The statements a worker prepares once per session. */
+static bool apply_worker_prepare(struct apply *a)
+{
+	static const struct { const char *name, *sql; int n; } stmts[] = {
+		{ "strait_seg_lock", "SELECT pg_catalog.pg_advisory_xact_lock($1::pg_catalog.int4, "
+		  "$2::pg_catalog.int4)", 2 },
+		{ "strait_seg_chain", "SELECT CASE WHEN pg_catalog.pg_replication_origin_progress($3, false) "
+		  ">= $4::pg_catalog.pg_lsn THEN true ELSE ('the previous segment (origin ' || $3 || ') "
+		  "did not commit' || pg_catalog.current_setting('application_name'))::pg_catalog.bool END "
+		  "FROM (SELECT pg_catalog.pg_advisory_xact_lock_shared($1::pg_catalog.int4, "
+		  "$2::pg_catalog.int4) OFFSET 0) l", 4 },
+		{ "strait_seg_origin", "SELECT pg_catalog.pg_replication_origin_xact_setup($1, $2), "
+		  "pg_catalog.txid_current(), pg_catalog.set_config('synchronous_commit', $3, true)", 3 },
+	};
+
+	for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
+		if (!PQsendPrepare(a->conn, stmts[i].name, stmts[i].sql, stmts[i].n, NULL))
+			return apply_send_failed(a, "a statement to prepare");
+		if (!apply_push_cmd(a, CMD_SETUP))
+			return false;
+	}
+	return true;
 }
 
 static bool apply_group_begin(struct apply *a, struct apply_group *g)
@@ -937,20 +1046,38 @@ static bool apply_group_begin(struct apply *a, struct apply_group *g)
 		return false;
 	c->group = g->id;
 	g->begun = true;
-	return true;
+	return !a->worker.arg || apply_worker_lock(a, g);
 }
 
 static bool apply_send_commit(struct apply *a, struct apply_group *g)
 {
 	char lsn[LSN_BUF], ts[APPLY_SQL_TIME_LEN];
-	const char *params[2] = { lsn, ts };
+	const char *params[3] = { lsn, ts, NULL };
 	struct apply_cmd *c;
+	bool sync = false;
+	int sent;
 
+	if (a->worker.arg) {
+		if (!a->worker.may_commit(a->worker.arg, g->seg, &sync)) {
+			a->waiting_gate = true;
+			a->gate_group = g->id;
+			g->state = GROUP_CHECKING;   /* closed: apply_gate_open() commits it */
+			return true;
+		}
+		a->waiting_gate = false;
+		if (!apply_worker_chain(a, g))
+			return false;
+		params[2] = sync ? "local" : "off";
+	}
 	lsn_format(lsn, g->last_end_lsn);
 	apply_sql_format_time(ts, g->last_commit_time);
-	if (!PQsendQueryParams(a->conn,
+	if (a->worker.arg)
+		sent = PQsendQueryPrepared(a->conn, "strait_seg_origin", 3, params, NULL, NULL, 0);
+	else
+		sent = PQsendQueryParams(a->conn,
 			"SELECT pg_catalog.pg_replication_origin_xact_setup($1, $2), "
-			"pg_catalog.txid_current()", 2, NULL, params, NULL, NULL, 0))
+			"pg_catalog.txid_current()", 2, NULL, params, NULL, NULL, 0);
+	if (!sent)
 		return apply_send_failed(a, "the origin position");
 	if (!(c = apply_push_cmd(a, CMD_ORIGIN)))
 		return false;
@@ -1055,6 +1182,8 @@ static void apply_retire(struct apply *a)
 			if (a->cb.committed)
 				a->cb.committed(a->cb_arg, ack.end_lsn, a->last_commit_time_us);
 		}
+		if (a->worker.arg && done.nreal)
+			a->worker.seg_committed(a->worker.arg, done.seg);
 	}
 	if (!any)
 		return;
@@ -1478,6 +1607,7 @@ static void apply_change_booked(struct apply *a, struct apply_cmd *c, struct app
 	b->refs++;
 	c->off = off;
 	a->txn_sent = true;
+	a->txn_last_cmd = a->pushed;
 	g->nchanges++;
 	if (a->policy == APPLY_CONFLICT_ERROR && st->sql.outcome == APPLY_SQL_ZERO_IS_CONFLICT)
 		g->needs_check = true;
@@ -1630,6 +1760,7 @@ static enum apply_step apply_truncate(struct apply *a, const struct pgoutput_msg
 	((struct apply_cmd *)apply_ring_tail(&a->cmds))->txn_lsn = a->txn_lsn;
 	((struct apply_cmd *)apply_ring_tail(&a->cmds))->group = g->id;
 	a->txn_sent = true;
+	a->txn_last_cmd = a->pushed;
 	g->nchanges++;
 	g->counts.truncated++;
 	return STEP_DONE;
@@ -1680,6 +1811,49 @@ static enum apply_step apply_interrupted(struct apply *a, const struct pgoutput_
 	return STEP_FAIL;
 }
 
+/*
+ * A worker at a Begin: a new segment closes the open group first; then the
+ * coordinator says whether the transaction may begin (what it depends on
+ * holds its rows already).
+ */
+static enum apply_step apply_worker_begin(struct apply *a, const struct pgoutput_msg *m,
+		uint64_t pos)
+{
+	struct apply_segpos *s = a->segs.count ? apply_ring_at(&a->segs, 0) : NULL;
+
+	if (s && s->start == pos) {
+		struct apply_group *g = apply_ring_tail(&a->groups);
+
+		if (g && g->state == GROUP_OPEN && g->ntxns && !apply_close_group(a))
+			return STEP_FAIL;
+		if (a->waiting_check || a->waiting_gate)
+			return STEP_WAIT;
+		a->cur_seg = s->seg;
+		apply_ring_pop(&a->segs);
+	}
+	if (!a->cur_seg.seq)
+		return apply_fail(a, "source transaction %s is in no segment",
+			lsn_format((char[LSN_BUF]){ 0 }, m->begin.final_lsn)), STEP_FAIL;
+	if (m->begin.final_lsn >= a->skip_before &&
+	    !a->worker.may_begin(a->worker.arg, m->begin.final_lsn))
+		return STEP_WAIT;
+	return STEP_DONE;
+}
+
+/* A worker decoded a transaction's Commit: executed() once its last change has its result. */
+static void apply_worker_txn_sent(struct apply *a, uint64_t commit_lsn)
+{
+	if (a->txn_last_cmd > a->popped) {
+		struct apply_cmd *c = apply_ring_at(&a->cmds, (size_t)(a->txn_last_cmd - 1 - a->popped));
+
+		if (!c->got) {
+			c->ends_txn = true;
+			return;
+		}
+	}
+	a->worker.executed(a->worker.arg, commit_lsn);
+}
+
 static enum apply_step apply_begin(struct apply *a, const struct pgoutput_msg *m, uint64_t pos)
 {
 	struct apply_group *g = apply_ring_tail(&a->groups);
@@ -1689,6 +1863,12 @@ static enum apply_step apply_begin(struct apply *a, const struct pgoutput_msg *m
 		enum apply_step st = apply_interrupted(a, m, pos);
 
 		if (st != STEP_DONE_AGAIN)
+			return st;
+	}
+	if (a->worker.arg) {
+		enum apply_step st = apply_worker_begin(a, m, pos);
+
+		if (st != STEP_DONE)
 			return st;
 	}
 	/* At a hold point the open group commits and nothing after it begins. */
@@ -1710,6 +1890,7 @@ static enum apply_step apply_begin(struct apply *a, const struct pgoutput_msg *m
 		(void)fault_hit("sink.before_apply");
 	a->in_txn = true;
 	a->txn_sent = false;
+	a->txn_last_cmd = 0;
 	a->txn_start = pos;
 	a->txn_lsn = m->begin.final_lsn;
 	a->txn_skip = m->begin.final_lsn < a->skip_before;
@@ -1762,6 +1943,8 @@ static enum apply_step apply_commit(struct apply *a, const struct pgoutput_msg *
 		g->last_commit_time = m->commit.commit_time;
 		if (m->commit.end_lsn > a->skip_before)
 			a->skip_before = m->commit.end_lsn;
+		if (a->worker.arg)
+			apply_worker_txn_sent(a, m->commit.commit_lsn);
 	}
 	a->txn_skip = false;
 	if (g->nchanges >= a->group_max_changes || g->ntxns >= a->group_max_txns)
@@ -1829,8 +2012,8 @@ static void apply_pump(struct apply *a)
 {
 	if (a->state != APPLY_RUNNING)
 		return;
-	while (!a->out_blocked && !a->waiting_catalog && !a->waiting_check && !a->hold_blocked &&
-			a->cmds.count < APPLY_MAX_INFLIGHT) {
+	while (!a->out_blocked && !a->waiting_catalog && !a->waiting_check && !a->waiting_gate &&
+			!a->hold_blocked && a->cmds.count < APPLY_MAX_INFLIGHT) {
 		struct apply_pos p = a->cur, next;
 		enum apply_step step;
 
@@ -2081,6 +2264,11 @@ static bool apply_on_error(struct apply *a, struct apply_cmd *c, const PGresult 
 	case CMD_ORIGIN:
 		return apply_fail(a, "could not record the origin position for origin \"%s\": %s",
 			a->origin, err);
+	case CMD_LOCK:
+		return apply_fail(a, "could not take a segment's lock on the target: %s", err);
+	case CMD_CHAIN:
+		return apply_fail(a, "rolled back a segment: the one before it, applied by another "
+			"session, did not commit (source order is kept): %s", err);
 	case CMD_BEGIN:
 	case CMD_COMMIT:
 	case CMD_SYNC:
@@ -2173,6 +2361,11 @@ static bool apply_on_result(struct apply *a, struct apply_cmd *c, const PGresult
 		return apply_on_catalog(a, c, res);
 	case CMD_CHANGE:
 		return apply_on_change(a, c, res);
+	case CMD_LOCK:
+		g = apply_group_find(a, c->group);
+		if (g)
+			a->worker.started(a->worker.arg, g->seg);
+		return true;
 	case CMD_COMMIT:
 		if (strcmp(PQcmdStatus((PGresult *)res), "COMMIT") != 0)
 			return apply_fail(a, "target transaction did not commit (%s)",
@@ -2194,7 +2387,8 @@ static void apply_read_results(struct apply *a)
 	while (a->conn && a->cmds.count) {
 		struct apply_cmd *c = apply_ring_at(&a->cmds, 0);
 		PGresult *res;
-		bool ok;
+		uint64_t txn_lsn;
+		bool ok, ends_txn;
 
 		if (PQisBusy(a->conn))
 			return;
@@ -2214,10 +2408,14 @@ static void apply_read_results(struct apply *a)
 			return;
 		}
 		c->got = true;
+		ends_txn = c->ends_txn;
+		txn_lsn = c->txn_lsn;
 		ok = apply_on_result(a, c, res);
 		PQclear(res);
 		if (!ok)
 			return;
+		if (ends_txn)
+			a->worker.executed(a->worker.arg, txn_lsn);
 		/* A sync has no NULL after it. The ring may have moved: look again. */
 		c = apply_ring_at(&a->cmds, 0);
 		if (c->kind == CMD_SYNC && c->got)
@@ -2273,6 +2471,7 @@ static void apply_on_write(evutil_socket_t fd, short what, void *arg)
 static bool apply_send_setup(struct apply *a)
 {
 	const char *origin[1] = { a->origin };
+	const char *stream_origin[1] = { a->worker.arg ? a->worker.stream_origin : a->origin };
 
 	/* The same session settings as PostgreSQL's own apply worker. */
 	if (!apply_send_query(a, CMD_SETUP,
@@ -2298,8 +2497,13 @@ static bool apply_send_setup(struct apply *a)
 			"THEN pg_catalog.set_config('session_replication_role', 'replica', false) "
 			"ELSE pg_catalog.current_setting('session_replication_role') END", 0, NULL))
 		return false;
-	/* An acknowledged commit must survive a crash of the target. */
-	if (!apply_send_query(a, CMD_SETUP,
+	/*
+	 * An acknowledged commit must survive a crash of the target. A worker
+	 * commits without waiting for the WAL: its coordinator acknowledges only
+	 * up to a segment that committed with a flush.
+	 */
+	if (!apply_send_query(a, CMD_SETUP, a->worker.arg ?
+			"SELECT pg_catalog.set_config('synchronous_commit', 'off', false)" :
 			"SELECT pg_catalog.set_config('synchronous_commit', 'local', false) "
 			"WHERE pg_catalog.current_setting('synchronous_commit') = 'off'", 0, NULL))
 		return false;
@@ -2312,8 +2516,24 @@ static bool apply_send_setup(struct apply *a)
 	if (!apply_send_query(a, CMD_SETUP,
 			"SELECT pg_catalog.pg_replication_origin_session_setup($1)", 1, origin))
 		return false;
+	if (a->worker.arg && !apply_worker_prepare(a))
+		return false;
+	/*
+	 * Where to resume: the highest position of the stream's origin and its
+	 * parallel workers' (a worker commits ahead of the others, and a worker
+	 * count lowered since leaves origins behind), read once a commit that
+	 * waits for the WAL flush has made every earlier commit durable (a
+	 * worker's own are not flushed when they return).
+	 */
+	if (!apply_send_query(a, CMD_SETUP, "BEGIN", 0, NULL) ||
+	    !apply_send_query(a, CMD_SETUP, "SELECT pg_catalog.set_config('synchronous_commit', "
+			"'local', true), pg_catalog.txid_current()", 0, NULL) ||
+	    !apply_send_query(a, CMD_SETUP, "COMMIT", 0, NULL))
+		return false;
 	if (!apply_send_query(a, CMD_PROGRESS,
-			"SELECT pg_catalog.pg_replication_origin_session_progress(true)", 0, NULL))
+			"SELECT pg_catalog.max(pg_catalog.pg_replication_origin_progress(roname, false)) "
+			"FROM pg_catalog.pg_replication_origin WHERE roname = $1 OR "
+			"pg_catalog.starts_with(roname, $1 || ':apply:')", 1, stream_origin))
 		return false;
 	if (!apply_send_sync(a, SYNC_SETUP_DONE, 0))
 		return false;
@@ -2430,7 +2650,7 @@ static void apply_on_kick(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (a->state == APPLY_CONNECTING && !a->conn)
 		apply_connect(a);
-	else if (a->state == APPLY_RUNNING)
+	else if (a->state == APPLY_RUNNING && apply_gate_retry(a))
 		apply_pump(a);
 }
 
@@ -2441,8 +2661,8 @@ static void apply_kick(struct apply *a)
 
 /* ---- API ---- */
 
-struct apply *apply_new(struct event_base *base, const struct apply_config *cfg,
-		const struct apply_callbacks *cb, void *cb_arg)
+static struct apply *apply_new_session(struct event_base *base, const struct apply_config *cfg,
+		const char *origin, const struct apply_callbacks *cb, void *cb_arg)
 {
 	struct apply *a;
 
@@ -2456,12 +2676,21 @@ struct apply *apply_new(struct event_base *base, const struct apply_config *cfg,
 	a->base = base;
 	a->conninfo = strdup(cfg->conninfo);
 	a->stream = strdup(cfg->stream);
-	if (asprintf(&a->origin, "strait_%s", cfg->stream) < 0)
+	if (origin)
+		a->origin = strdup(origin);
+	else if (asprintf(&a->origin, "strait_%s", cfg->stream) < 0)
 		a->origin = NULL;
+	if (cfg->worker) {
+		a->worker = *cfg->worker;
+		a->group_max_changes = a->group_max_txns = SIZE_MAX;  /* segments bound groups */
+	}
 	a->policy = cfg->on_conflict;
-	a->group_max_changes = cfg->group_max_changes ? cfg->group_max_changes
-		: APPLY_DEFAULT_GROUP_CHANGES;
-	a->group_max_txns = cfg->group_max_txns ? cfg->group_max_txns : APPLY_DEFAULT_GROUP_TXNS;
+	if (!a->group_max_changes)
+		a->group_max_changes = cfg->group_max_changes ? cfg->group_max_changes
+			: APPLY_DEFAULT_GROUP_CHANGES;
+	if (!a->group_max_txns)
+		a->group_max_txns = cfg->group_max_txns ? cfg->group_max_txns
+			: APPLY_DEFAULT_GROUP_TXNS;
 	a->connect_timeout_s = cfg->connect_timeout_s ? cfg->connect_timeout_s
 		: APPLY_DEFAULT_CONNECT_TIMEOUT;
 	if (cb)
@@ -2480,7 +2709,8 @@ struct apply *apply_new(struct event_base *base, const struct apply_config *cfg,
 			!a->ev_timeout || !pgoutput_decoder_init(&a->dec, 2) ||
 			!apply_ring_init(&a->cmds, sizeof(struct apply_cmd)) ||
 			!apply_ring_init(&a->groups, sizeof(struct apply_group)) ||
-			!apply_ring_init(&a->acks, sizeof(struct apply_ack)))
+			!apply_ring_init(&a->acks, sizeof(struct apply_ack)) ||
+			!apply_ring_init(&a->segs, sizeof(struct apply_segpos)))
 		goto oom;
 	a->state = APPLY_CONNECTING;
 	apply_kick(a);
@@ -2491,8 +2721,99 @@ oom:
 	return NULL;
 }
 
+struct apply *apply_new(struct event_base *base, const struct apply_config *cfg,
+		const struct apply_callbacks *cb, void *cb_arg)
+{
+	struct apply *a;
+
+	if (cfg->workers <= 1 || cfg->worker)
+		return apply_new_session(base, cfg, NULL, cb, cb_arg);
+	a = calloc(1, sizeof(*a));
+	if (!a || !(a->par = applypar_new(base, cfg, cb, cb_arg))) {
+		log_error("apply: could not start stream \"%s\"", cfg->stream);
+		free(a);
+		return NULL;
+	}
+	return a;
+}
+
+struct apply *apply_new_worker(struct event_base *base, const struct apply_config *cfg,
+		const char *origin, const struct apply_callbacks *cb, void *cb_arg)
+{
+	if (!cfg->worker || !origin)
+		return NULL;
+	return apply_new_session(base, cfg, origin, cb, cb_arg);
+}
+
+bool apply_submit_segment(struct apply *a, const struct apply_segment *seg,
+		const uint8_t *body, size_t len)
+{
+	struct apply_segpos *s;
+	uint64_t start = a->submitted;
+	size_t off = 0;
+
+	if (!a->worker.arg || !seg->seq)
+		return false;
+	/* it starts at its first Begin (Relation messages it needs may come before) */
+	while (off + 4 < len && body[off + 4] != PGOUTPUT_BEGIN)
+		off += 4 + (size_t)be32_load(body + off);
+	start += off;
+	if (!apply_submit(a, body, len))
+		return false;
+	s = apply_ring_push(&a->segs);
+	if (!s) {
+		log_error("stream \"%s\": could not queue a segment: out of memory", a->stream);
+		return false;
+	}
+	s->start = start;
+	s->seg = *seg;
+	return true;
+}
+
+void apply_gate_open(struct apply *a)
+{
+	/* from the kick, never inside a hook of this or another engine */
+	if (a->state == APPLY_RUNNING)
+		apply_kick(a);
+}
+
+/* A group waiting at its commit gate asks again (apply_gate_open()). */
+static bool apply_gate_retry(struct apply *a)
+{
+	struct apply_group *g;
+
+	if (!a->waiting_gate)
+		return true;
+	g = apply_group_find(a, a->gate_group);
+	a->waiting_gate = false;
+	if (g && g->state == GROUP_CHECKING && !apply_send_commit(a, g))
+		return false;
+	return true;
+}
+
+void apply_totals(const struct apply *a, struct apply_totals *t)
+{
+	*t = (struct apply_totals){
+		.txns = a->totals.txns,
+		.skipped = a->totals.skipped,
+		.target_txns = a->target_txns,
+		.inserted = a->totals.inserted,
+		.updated = a->totals.updated,
+		.deleted = a->totals.deleted,
+		.truncated = a->totals.truncated,
+		.insert_exists = a->totals.conflicts[CONFLICT_INSERT_EXISTS],
+		.update_missing = a->totals.conflicts[CONFLICT_UPDATE_MISSING],
+		.delete_missing = a->totals.conflicts[CONFLICT_DELETE_MISSING],
+		.inflight = a->cmds.count,
+		.server_version = a->server_version,
+		.triggers_fire = a->triggers_fire,
+	};
+}
+
 bool apply_submit(struct apply *a, const uint8_t *body, size_t len)
 {
+	if (a->par)
+		return applypar_submit(a->par, body, len);
 	struct pgoutput_decoder commits;
 	struct pgoutput_msg m;
 	struct apply_batch *b;
@@ -2556,16 +2877,22 @@ bool apply_submit(struct apply *a, const uint8_t *body, size_t len)
 
 size_t apply_pending_bytes(const struct apply *a)
 {
+	if (a->par)
+		return applypar_pending_bytes(a->par);
 	return a->held;
 }
 
 uint64_t apply_released_bytes(const struct apply *a)
 {
+	if (a->par)
+		return applypar_released_bytes(a->par);
 	return a->released;
 }
 
 uint64_t apply_received_lsn(const struct apply *a)
 {
+	if (a->par)
+		return applypar_received_lsn(a->par);
 	uint64_t lsn = a->applied_lsn > a->resume_lsn ? a->applied_lsn : a->resume_lsn;
 
 	return a->whole_lsn > lsn ? a->whole_lsn : lsn;
@@ -2582,6 +2909,8 @@ static void apply_pos_clamp(struct apply_pos *p, struct apply_batch *cut_b, uint
 
 bool apply_drop_partial(struct apply *a)
 {
+	if (a->par)
+		return applypar_drop_partial(a->par);
 	uint64_t cut = a->whole_off, cur = apply_pos_offset(a, &a->cur);
 	struct apply_batch *b, *keep = NULL;
 	bool rewind;
@@ -2639,6 +2968,8 @@ bool apply_drop_partial(struct apply *a)
 
 bool apply_resume(struct apply *a)
 {
+	if (a->par)
+		return applypar_resume(a->par);
 	if (a->state != APPLY_STOPPED)
 		return false;
 	apply_set_state(a, APPLY_CONNECTING, "resumed");
@@ -2648,11 +2979,15 @@ bool apply_resume(struct apply *a)
 
 bool apply_is_stopped(const struct apply *a)
 {
+	if (a->par)
+		return applypar_is_stopped(a->par);
 	return a->state == APPLY_STOPPED;
 }
 
 bool apply_hold_at(struct apply *a, uint64_t lsn)
 {
+	if (a->par)
+		return applypar_hold_at(a->par, lsn);
 	if (lsn == 0 || a->max_begun_lsn >= lsn || a->applied_lsn > lsn ||
 	    (a->in_txn && !a->txn_skip && a->txn_lsn >= lsn))
 		return false;
@@ -2663,6 +2998,8 @@ bool apply_hold_at(struct apply *a, uint64_t lsn)
 
 enum apply_hold apply_hold_state(const struct apply *a)
 {
+	if (a->par)
+		return applypar_hold_state(a->par);
 	struct apply_pos p = a->cur;
 
 	if (!a->hold_lsn || a->state != APPLY_RUNNING || a->groups.count || a->in_txn ||
@@ -2675,6 +3012,10 @@ enum apply_hold apply_hold_state(const struct apply *a)
 
 void apply_hold_release(struct apply *a)
 {
+	if (a->par) {
+		applypar_hold_release(a->par);
+		return;
+	}
 	bool was_blocked = a->hold_blocked;
 
 	a->hold_lsn = 0;
@@ -2685,11 +3026,17 @@ void apply_hold_release(struct apply *a)
 
 uint64_t apply_applied_lsn(const struct apply *a)
 {
+	if (a->par)
+		return applypar_applied_lsn(a->par);
 	return a->applied_lsn;
 }
 
 void apply_status_json(const struct apply *a, struct json_out *j, const char *key)
 {
+	if (a->par) {
+		applypar_status_json(a->par, j, key);
+		return;
+	}
 	char lsn[LSN_BUF];
 	uint64_t conflicts = 0;
 
@@ -2733,6 +3080,11 @@ void apply_free(struct apply *a)
 {
 	if (!a)
 		return;
+	if (a->par) {
+		applypar_free(a->par);
+		free(a);
+		return;
+	}
 	apply_disconnect(a);
 	while (a->head) {
 		struct apply_batch *b = a->head;
@@ -2752,6 +3104,7 @@ void apply_free(struct apply *a)
 	free(a->cmds.items);
 	free(a->groups.items);
 	free(a->acks.items);
+	free(a->segs.items);
 	free(a->cols);
 	free(a->shape_key);
 	free(a->set_codes);

@@ -69,6 +69,13 @@ struct apply_config {
 	size_t group_max_changes;
 	size_t group_max_txns;
 	unsigned connect_timeout_s;  /* 0: 30 seconds */
+	/*
+	 * Target sessions applying independent source transactions side by side
+	 * (applypar.h); 0 or 1: one session, every transaction after the other.
+	 */
+	unsigned workers;
+	/* For applypar.c only: this engine is one of its workers (see below). */
+	const struct apply_worker *worker;
 };
 
 struct apply_callbacks {
@@ -164,6 +171,77 @@ void apply_status_json(const struct apply *a, struct json_out *j, const char *ke
 
 /* Closes the connection (rolling back what is not committed) and frees everything. */
 void apply_free(struct apply *a);
+
+/*
+ * ---- an engine as a worker of parallel apply (applypar.c only) ----
+ *
+ * A worker applies "segments": runs of whole source transactions that are
+ * consecutive in the source's commit order, each in one target transaction,
+ * on its own session and replication origin. Its session commits
+ * asynchronously (the coordinator makes a segment now and then flush the
+ * WAL, and acknowledges only what is flushed). Each segment takes an
+ * advisory lock (lock_class, its number) when it begins and, before it
+ * commits, waits for the previous segment's lock and checks that segment's
+ * origin really moved past it: the target itself keeps the commit order,
+ * without a round trip through the daemon, and a previous segment that
+ * rolled back makes this one roll back too.
+ *
+ * The hooks run from the worker's event callbacks (arg is the worker's own):
+ *   may_begin(commit_lsn)  may the source transaction committing at commit_lsn
+ *                          begin now? (false: it waits until apply_gate_open())
+ *   executed(commit_lsn)   every change of it has its result (its row locks are held)
+ *   started(seg)           segment seg holds its lock
+ *   may_commit(seg, sync)  may seg commit now? *sync: with a WAL flush
+ *                          (false: it waits until apply_gate_open())
+ *   seg_committed(seg)     seg committed
+ */
+struct apply_worker {
+	const char *stream_origin;   /* the stream's origin: the resume point is the highest
+					of it and its workers' ("<it>:apply:<n>") */
+	int32_t lock_class;
+	bool (*may_begin)(void *arg, uint64_t commit_lsn);
+	void (*executed)(void *arg, uint64_t commit_lsn);
+	void (*started)(void *arg, uint64_t seg);
+	bool (*may_commit)(void *arg, uint64_t seg, bool *sync);
+	void (*seg_committed)(void *arg, uint64_t seg);
+	void *arg;
+};
+
+struct apply_segment {
+	uint64_t seq;                /* the coordinator's numbering, from 1 */
+	const char *prev_origin;     /* the origin that commits the previous segment (the
+					string outlives the segment); NULL: nothing to wait for */
+	uint64_t prev_end_lsn;       /* that segment's last source transaction's end */
+};
+
+/*
+ * A worker's engine: origin is its own ("<stream origin>:apply:<n>", or the
+ * stream's for worker 0). NULL when out of memory (logged).
+ */
+struct apply *apply_new_worker(struct event_base *base, const struct apply_config *cfg,
+		const char *origin, const struct apply_callbacks *cb, void *cb_arg) APPLY_MUSTCHECK;
+/* Queues one segment: whole transactions, or the start of one large one. */
+bool apply_submit_segment(struct apply *a, const struct apply_segment *seg,
+		const uint8_t *body, size_t len) APPLY_MUSTCHECK;
+/* A hook said wait: ask it again. */
+void apply_gate_open(struct apply *a);
+/* What an engine applied, for the coordinator's status. */
+struct apply_totals {
+	uint64_t txns;
+	uint64_t skipped;
+	uint64_t target_txns;
+	uint64_t inserted;
+	uint64_t updated;
+	uint64_t deleted;
+	uint64_t truncated;
+	uint64_t insert_exists;      /* conflicts */
+	uint64_t update_missing;
+	uint64_t delete_missing;
+	size_t inflight;             /* commands awaiting their results */
+	int server_version;
+	bool triggers_fire;
+};
+void apply_totals(const struct apply *a, struct apply_totals *t);
 
 /* "error", "source_wins", "target_wins"; parse returns false when unknown. */
 const char *apply_conflict_name(enum apply_conflict c);

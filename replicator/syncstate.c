@@ -133,9 +133,12 @@ static bool syncstate_put_query_fold(FILE *out, const char *record, const char *
 	       fputs(" AND EXISTS (SELECT 1 FROM " SYNCSTATE_SCHEMA ".sync_stream s WHERE s.stream = ",
 		     out) >= 0 &&
 	       syncstate_put_literal(out, stream) &&
-	       fputs(") AND snapshot_lsn <= (SELECT pg_catalog.pg_replication_origin_progress(roname, "
-		     "false) FROM pg_catalog.pg_replication_origin WHERE roname = ", out) >= 0 &&
-	       syncstate_put_literal(out, apply) && fputs("); ", out) >= 0;
+	       fputs(") AND snapshot_lsn <= (SELECT pg_catalog.max("
+		     "pg_catalog.pg_replication_origin_progress(roname, false)) FROM "
+		     "pg_catalog.pg_replication_origin WHERE roname = ", out) >= 0 &&
+	       syncstate_put_literal(out, apply) &&
+	       fputs(" OR pg_catalog.starts_with(roname, ", out) >= 0 &&
+	       syncstate_put_literal(out, apply) && fputs(" || ':apply:')); ", out) >= 0;
 }
 
 /* "DELETE FROM strait.<record> WHERE" the table's rows "; ". */

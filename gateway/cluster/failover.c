@@ -581,12 +581,19 @@ bool fo_add_origin_at(struct failover *f, const char *stream, uint64_t lsn)
 	lsn_format(text, lsn);
 	snprintf(what, sizeof(what), "origin %s set to %s (stream %s resumes there)", slot, text,
 		 stream);
+	/*
+	 * The parallel apply workers' origins hold positions of the old source:
+	 * they go, or the highest of them would be taken for the resume point.
+	 */
 	ok = slotlit &&
 	     fo_add_sql(f, 0, NULL, what,
 			"%sSELECT pg_catalog.pg_replication_origin_create(%s) WHERE NOT EXISTS "
 			"(SELECT 1 FROM pg_catalog.pg_replication_origin WHERE roname = %s); "
-			"SELECT pg_catalog.pg_replication_origin_advance(%s, '%s')", fo_rw,
-			slotlit, slotlit, slotlit, text);
+			"SELECT pg_catalog.pg_replication_origin_advance(%s, '%s'); "
+			"SELECT count(pg_catalog.pg_replication_origin_drop(roname)) FROM "
+			"pg_catalog.pg_replication_origin WHERE "
+			"pg_catalog.starts_with(roname, %s || ':apply:')", fo_rw,
+			slotlit, slotlit, slotlit, text, slotlit);
 	free(slotlit);
 	return ok;
 }

@@ -94,9 +94,11 @@ static void fo_send_fence(struct failover *f, const char *peer)
 	out = open_memstream(&sql, &len);
 	if (!out)
 		return;
-	fprintf(out, "SELECT v.name, COALESCE((SELECT pg_catalog.pg_replication_origin_progress("
-		"roname, false) FROM pg_catalog.pg_replication_origin WHERE roname = v.origin), "
-		"'0/0')::text FROM (VALUES ");
+	/* the stream's origin and its parallel apply workers': the highest is where it is */
+	fprintf(out, "SELECT v.name, COALESCE((SELECT pg_catalog.max("
+		"pg_catalog.pg_replication_origin_progress(roname, false)) FROM "
+		"pg_catalog.pg_replication_origin WHERE roname = v.origin OR "
+		"pg_catalog.starts_with(roname, v.origin || ':apply:')), '0/0')::text FROM (VALUES ");
 	for (size_t i = 0; i < f->cfg->n_streams; i++) {
 		const struct config_stream *cs = &f->cfg->streams[i];
 		char slot[128], *a, *b;

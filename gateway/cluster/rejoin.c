@@ -77,12 +77,14 @@ static void fo_rejoin_cleanup(struct failover *f)
 			fo_end(f, false, "out of memory");
 			return;
 		}
-		snprintf(what, sizeof(what), "dropped origins %s and %s:* (the initial sync starts over)",
-			 slot, sync);
+		snprintf(what, sizeof(what), "dropped origins %s, %s:* and %s:apply:* (the initial "
+			 "sync starts over)", slot, sync, slot);
 		if (!fo_add_sql(f, 0, NULL, what,
 				"%sSELECT count(pg_catalog.pg_replication_origin_drop(roname)) FROM "
 				"pg_catalog.pg_replication_origin WHERE roname = %s OR "
-				"pg_catalog.left(roname, %zu) = %s", fo_rw, slotlit, strlen(sync), synclit)) {
+				"pg_catalog.left(roname, %zu) = %s OR "
+				"pg_catalog.starts_with(roname, %s || ':apply:')", fo_rw, slotlit,
+				strlen(sync), synclit, slotlit)) {
 			free(slotlit);
 			free(synclit);
 			fo_end(f, false, "out of memory");

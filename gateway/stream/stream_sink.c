@@ -823,6 +823,7 @@ bool stream_sink_init(struct stream *st, const struct strait_config *cfg, size_t
 		.on_conflict = cs->on_conflict == CONFIG_CONFLICT_SOURCE_WINS ? APPLY_CONFLICT_SOURCE_WINS :
 			       cs->on_conflict == CONFIG_CONFLICT_TARGET_WINS ? APPLY_CONFLICT_TARGET_WINS :
 			       APPLY_CONFLICT_ERROR,
+		.workers = cs->apply_workers,
 	};
 	struct streams *s = st->owner;
 	char *spill_dir, err[256] = "out of memory";

@@ -53,6 +53,7 @@ struct driver {
 	struct timespec started;
 	bool timing;
 	bool failed;                 /* a submit was refused: exit 1 whatever comes */
+	uint64_t input_end;          /* the last Commit's end LSN in the input */
 };
 
 static double driver_elapsed(const struct driver *d)
@@ -74,22 +75,54 @@ static uint32_t driver_be32(const uint8_t *p)
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-/*
- * Submits the input in batches of whole transactions. Broken framing is not
- * checked here: the rest of the input goes in one batch for the engine to refuse.
- */
-static bool driver_submit(struct driver *d)
+/* The end LSN of a Commit message (pgoutput: 'C', flags, commit LSN, end LSN, time). */
+static uint64_t driver_commit_end(const uint8_t *msg, uint32_t len)
 {
-	size_t off = 0, start = 0, txns = 0;
+	uint64_t v = 0;
+
+	if (len < 18)
+		return 0;
+	for (int i = 10; i < 18; i++)
+		v = v << 8 | msg[i];
+	return v;
+}
+
+/*
+ * Submits the input in batches of whole transactions, as a source sends
+ * them after the sink asked to resume after `after` (0: everything): the
+ * transactions ending at or before it are left out, but the Relation
+ * messages in them go first (a source describes its relations again on a
+ * new start). Broken framing is not checked here: the rest of the input
+ * goes in one batch for the engine to refuse.
+ */
+static bool driver_submit(struct driver *d, uint64_t after)
+{
+	size_t off = 0, start = 0, txns = 0, begin = 0;
+	bool skipping = after > 0;
 
 	while (off < d->input_len) {
 		uint32_t n;
+		const uint8_t *m = d->input + off + 4;
 
 		if (d->input_len - off < 4 || (n = driver_be32(d->input + off)) > d->input_len - off - 4) {
 			off = d->input_len;
 			break;
 		}
-		if (n > 0 && d->input[off + 4] == 'C')
+		if (skipping) {
+			if (n > 0 && m[0] == 'B')
+				begin = off;
+			if (n > 0 && m[0] == 'R' && !apply_submit(d->apply, d->input + off, 4 + (size_t)n))
+				return false;
+			if (n > 0 && m[0] == 'C' && driver_commit_end(m, n) > after) {
+				skipping = false;
+				off = start = begin;
+				continue;
+			}
+			off += 4 + (size_t)n;
+			start = off;
+			continue;
+		}
+		if (n > 0 && m[0] == 'C')
 			txns++;
 		off += 4 + (size_t)n;
 		if (txns == d->txns_per_batch) {
@@ -129,9 +162,12 @@ static void driver_on_ready(void *arg, uint64_t resume_lsn)
 		clock_gettime(CLOCK_MONOTONIC, &d->started);
 		d->timing = true;
 	}
-	if (!d->submitted) {
+	/* the first time everything; after a stop what the engine no longer holds */
+	if (!d->submitted || apply_received_lsn(d->apply) < d->input_end) {
+		uint64_t after = d->submitted ? apply_received_lsn(d->apply) : 0;
+
 		d->submitted = true;
-		if (!driver_submit(d)) {
+		if (!driver_submit(d, after)) {
 			d->failed = true;
 			event_base_loopbreak(d->base);
 		}
@@ -223,6 +259,15 @@ static bool driver_read_input(struct driver *d, const char *path)
 		fprintf(stderr, "apply_driver: could not read \"%s\"\n", path);
 	if (f != stdin)
 		fclose(f);
+	for (size_t off = 0; ok && off + 4 <= d->input_len; ) {
+		uint32_t n = driver_be32(d->input + off);
+
+		if (n > d->input_len - off - 4)
+			break;
+		if (n > 0 && d->input[off + 4] == 'C')
+			d->input_end = driver_commit_end(d->input + off + 4, n);
+		off += 4 + (size_t)n;
+	}
 	return ok;
 }
 
@@ -237,6 +282,7 @@ static void driver_usage(FILE *out)
 		"  -b, --txns-per-batch N     transactions per submitted batch (default 100)\n"
 		"      --group-changes N      changes per target transaction\n"
 		"      --group-txns N         source transactions per target transaction\n"
+		"      --workers N            target sessions applying side by side (1: one)\n"
 		"      --exit-after N         _exit(3) right after the Nth commit\n"
 		"      --resume-file PATH     when stopped, wait for PATH, then resume\n"
 		"  -l, --log-level LEVEL      debug, info (default), notice, warning, error\n"
@@ -253,6 +299,7 @@ int main(int argc, char **argv)
 		{ "txns-per-batch", required_argument, NULL, 'b' },
 		{ "group-changes", required_argument, NULL, 'G' },
 		{ "group-txns", required_argument, NULL, 'T' },
+		{ "workers", required_argument, NULL, 'w' },
 		{ "exit-after", required_argument, NULL, 'x' },
 		{ "resume-file", required_argument, NULL, 'r' },
 		{ "log-level", required_argument, NULL, 'l' },
@@ -298,6 +345,9 @@ int main(int argc, char **argv)
 			break;
 		case 'T':
 			cfg.group_max_txns = strtoul(optarg, NULL, 10);
+			break;
+		case 'w':
+			cfg.workers = (unsigned)strtoul(optarg, NULL, 10);
 			break;
 		case 'x':
 			d.exit_after = strtoul(optarg, NULL, 10);

@@ -131,10 +131,14 @@ static void test_record_done_fold(void **state)
 	assert_true(strstr(s, "DELETE FROM strait.sync_range WHERE stream = 'app' AND schema_name = "
 			   "'public' AND table_name = 'big'; ") == s);
 	free(s);
-	/* the query folds by the apply origin, once the sync is done, then lists */
+	/*
+	 * The query folds by the apply origin (the highest of it and its
+	 * parallel workers'), once the sync is done, then lists.
+	 */
 	s = syncstate_query_sql("app");
 	assert_contains(s, "DELETE FROM strait.sync_table WHERE stream = 'app' AND EXISTS");
-	assert_contains(s, "WHERE roname = 'strait_app')");
+	assert_contains(s, "WHERE roname = 'strait_app' OR "
+			"pg_catalog.starts_with(roname, 'strait_app' || ':apply:'))");
 	assert_contains(s, "starts_with(roname, 'strait_app:sync' || ':')");
 	assert_contains(s, "DELETE FROM strait.sync_range WHERE stream = 'app' AND EXISTS");
 	assert_contains(s, "UNION ALL SELECT 'r', schema_name, table_name, snapshot_lsn::text, "
