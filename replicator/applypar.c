@@ -1009,6 +1009,9 @@ static void par_running(struct applypar *p)
 	if (p->whole_lsn < resume)
 		p->whole_lsn = resume;
 	p->state = PAR_RUNNING;
+	/* running again: the error that stopped it is in the log */
+	free(p->last_error);
+	p->last_error = NULL;
 	p->last_sync_us = par_now_us();
 	log_info("stream \"%s\": applying with %u sessions side by side, from " LSN_FMT,
 		 p->stream, p->nworkers, LSN_ARGS(resume));

@@ -141,16 +141,16 @@ PROFILES = {
                  wan=15, wan_rate=100, hold=60, big_rows=2000000, limit=24 * 60,
                  phases=("sync", "steady", "catchup", "thin", "thin512", "far", "lossy",
                          "farsync", "bigtxn", "spool"),
-                 sync_reps=1, sync_tables=2000, sync_big_rows=5000000),
+                 sync_reps=1, sync_tables=2000, sync_big_rows=5000000, apply_workers=2),
     "quick": dict(scale=5, reps=1, clean_reps=1, steady=10, backlog=10, thin=5, thin_rate=100,
                   wan=8, wan_rate=100, hold=15, big_rows=500000, limit=8 * 60,
                   phases=("sync", "steady", "catchup", "thin", "thin512", "far", "lossy",
                           "farsync", "bigtxn"),
-                  sync_reps=1, sync_tables=200, sync_big_rows=500000),
+                  sync_reps=1, sync_tables=200, sync_big_rows=500000, apply_workers=2),
     "smoke": dict(scale=1, reps=1, clean_reps=1, steady=5, backlog=5, thin=5, thin_rate=100,
                   wan=5, wan_rate=100, hold=5, big_rows=2000000, limit=3 * 60,
                   phases=("sync", "steady"),
-                  sync_reps=1, sync_tables=20, sync_big_rows=100000),
+                  sync_reps=1, sync_tables=20, sync_big_rows=100000, apply_workers=2),
 }
 
 
@@ -268,7 +268,8 @@ class Strait:
         self.initial_sync = initial_sync
         self.src_db = src_db
         self.publication = publication
-        self.stream_extra = stream_extra or {}
+        # the sink's parallel apply (streams[].apply_workers)
+        self.stream_extra = {"apply_workers": bench.p["apply_workers"], **(stream_extra or {})}
         self.tgt_db = f"tgt_strait_{rep}"
         # Replication origins belong to the whole target cluster, not to one
         # database: a second target database under the same stream name would
@@ -424,7 +425,8 @@ class Bench:
         self.args = args
         self.p = dict(PROFILES[args.profile])
         for k in ("scale", "reps", "clean_reps", "steady", "backlog", "thin", "thin_rate", "wan",
-                  "wan_rate", "hold", "big_rows", "sync_reps", "sync_tables", "sync_big_rows"):
+                  "wan_rate", "hold", "big_rows", "sync_reps", "sync_tables", "sync_big_rows",
+                  "apply_workers"):
             v = getattr(args, k)
             if v is not None:
                 self.p[k] = v
@@ -947,8 +949,7 @@ class Bench:
                     # past lsn0: count(*), a scan of the whole table, runs
                     # from then on only, so polling does not compete with the
                     # apply it waits for
-                    row = dc.execute("SELECT remote_lsn::text FROM pg_replication_origin_status "
-                                     "WHERE external_id = %s", (origin,)).fetchone()
+                    row = dc.execute(benchlib.ORIGIN_POSITION_SQL, (origin, origin)).fetchone()
                     if row and row[0] and lsn_int(row[0]) > lsn0:
                         counts += 1
                         if dc.execute("SELECT count(*) FROM bench_big").fetchone()[0] >= n:
@@ -1337,6 +1338,8 @@ def main(argv=None):
     ap.add_argument("--hold", type=int, help="seconds the far and lossy links are held")
     ap.add_argument("--big-rows", type=int, dest="big_rows",
                     help="rows of the bigtxn phase's one INSERT")
+    ap.add_argument("--apply-workers", type=int, dest="apply_workers",
+                    help="strait's target sessions applying side by side (streams[].apply_workers)")
     ap.add_argument("--phases",
                     help="comma-separated subset of sync,steady,catchup,thin,thin512,far,lossy,"
                          "farsync,bigtxn,spool,manytables,bigtable")

@@ -436,6 +436,12 @@ class PidCpu:
 
 
 # --------------------------------------------------------------------------
+# Where a system's apply is on the target: its replication origin, or with
+# strait's parallel apply the highest of the stream's origin and its workers'.
+ORIGIN_POSITION_SQL = ("SELECT max(remote_lsn)::text FROM pg_replication_origin_status "
+                       "WHERE external_id = %s OR starts_with(external_id, %s || ':apply:')")
+
+
 # Lag, measured the same way for both: the target's replication origin
 # against a history of the source's WAL position
 
@@ -484,8 +490,7 @@ class LagSampler:
                     history.append((now, lsn_int(lsn)))
                     if now >= next_lag:
                         next_lag += self.period
-                        row = dc.execute("SELECT remote_lsn::text FROM pg_replication_origin_status "
-                                         "WHERE external_id = %s", (self.origin,)).fetchone()
+                        row = dc.execute(ORIGIN_POSITION_SQL, (self.origin, self.origin)).fetchone()
                         t = time.monotonic()
                         applied = lsn_int(row[0]) if row and row[0] else 0
                         lag = 0.0
