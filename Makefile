@@ -228,15 +228,18 @@ bench-sync: deps
 
 # Faults under a ledger load, round after round (root; CHAOS_ROUNDS, CHAOS_SEED;
 # CHAOS_SITES=3: one stream to two sites; CHAOS_VIA=1 with it: the second
-# through the first, streams[].via).
+# through the first, streams[].via; CHAOS_APPLY_WORKERS: the sinks' parallel
+# apply, 1 for one session).
 CHAOS_ROUNDS ?= 20
 CHAOS_SEED ?=
 CHAOS_SITES ?= 2
 CHAOS_VIA ?=
+CHAOS_APPLY_WORKERS ?= 3
 chaos: deps
 	$(Q)$(MAKE) --no-print-directory all tools $(SAN_PROGS)
 	$(Q)STRAIT_BUILD=$(abspath $(BUILD))/asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 		$(PYTHON) tests/chaos/chaos.py --rounds $(CHAOS_ROUNDS) --sites $(CHAOS_SITES) \
+		--apply-workers $(CHAOS_APPLY_WORKERS) \
 		$(if $(CHAOS_VIA),--via) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
 
 clean:

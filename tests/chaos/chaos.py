@@ -11,7 +11,10 @@ rate with both ends restarted inside it). After each round the target must
 converge to exactly the source: every ledger id once, the same balances,
 the same sorted table contents.
 
-    make chaos [CHAOS_ROUNDS=20] [CHAOS_SEED=N] [CHAOS_SITES=3]
+    make chaos [CHAOS_ROUNDS=20] [CHAOS_SEED=N] [CHAOS_SITES=3] [CHAOS_APPLY_WORKERS=1]
+
+The sinks apply with three sessions side by side (streams[].apply_workers)
+unless told otherwise.
 
 Two sites in network namespaces joined by a bridge, straitd at each with a
 userspace WireGuard tunnel (wireguard-go), a PostgreSQL server per site; all
@@ -47,6 +50,7 @@ from ledger import ACCOUNTS, INITIAL_BALANCE, Ledger, create_schema  # noqa: E40
 SANITIZER_PATTERNS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 TABLES = ("ledger", "accounts")       # compared as sorted dumps
 DIGEST_TABLES = ("bulk",)             # large: compared by a digest computed in PostgreSQL
+APPLY_WORKERS = 3                     # the faults strike a parallel apply
 
 
 def log(msg):
@@ -56,8 +60,10 @@ def log(msg):
 class World:
     """Everything a run sets up once: namespaces, servers, cluster, daemons."""
 
-    def __init__(self, workdir, large_rows=faults.LARGE_ROWS, n_sites=2, via=False):
+    def __init__(self, workdir, large_rows=faults.LARGE_ROWS, n_sites=2, via=False,
+                 apply_workers=APPLY_WORKERS):
         self.names = ("onprem", "cloud", "edge")[:n_sites]
+        self.apply_workers = apply_workers  # the sinks' parallel apply
         self.via = via                    # edge's copy goes through cloud (three sites)
         self.workdir = workdir
         self.large_rows = large_rows      # rows of a large transaction fault; 0: none
@@ -82,7 +88,8 @@ class World:
             create_schema(pg)
         to = list(self.names[1:]) if len(self.names) > 2 else "cloud"
         stream = {"name": "app", "from": "onprem", "to": to, "publication": "strait_app",
-                  "initial_sync": False, "schedule": [{"rate": "unlimited"}]}
+                  "initial_sync": False, "schedule": [{"rate": "unlimited"}],
+                  "apply_workers": self.apply_workers}
         if self.via:
             stream["via"] = {"edge": "cloud"}
         self.cluster = harness.Cluster(self.workdir,
@@ -343,19 +350,23 @@ def main(argv=None):
                     help="3: the stream fans out from onprem to cloud and edge")
     ap.add_argument("--via", action="store_true",
                     help="with --sites 3: edge's copy goes through cloud (streams[].via)")
+    ap.add_argument("--apply-workers", type=int, default=APPLY_WORKERS,
+                    help="the sinks' target sessions applying side by side (1: one)")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         log("chaos: needs root (network namespaces, tunnels)")
         return 2
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**9)
     log(f"chaos: seed {seed}, {args.rounds} rounds, {args.sites} sites"
-        f"{' (edge through cloud)' if args.via else ''}, straitd {harness.STRAITD}")
+        f"{' (edge through cloud)' if args.via else ''}, {args.apply_workers} apply sessions "
+        f"per sink, straitd {harness.STRAITD}")
     workdir = args.workdir or tempfile.mkdtemp(prefix="strait-chaos-")
     os.makedirs(workdir, exist_ok=True)
     if args.via and args.sites != 3:
         log("chaos: --via needs --sites 3")
         return 2
-    world = World(workdir, large_rows=args.large_rows, n_sites=args.sites, via=args.via)
+    world = World(workdir, large_rows=args.large_rows, n_sites=args.sites, via=args.via,
+                  apply_workers=args.apply_workers)
 
     def on_term(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
