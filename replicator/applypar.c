@@ -63,6 +63,17 @@
 #define PAR_SYNC_TXNS 2000                  /* a flushing commit at least this often ... */
 #define PAR_SYNC_US 50000                   /* ... and this often (µs) */
 #define PAR_FAILED_WAIT_S 10                /* for what precedes a failure to commit */
+/*
+ * Hot rows: when more than this share of recent segments writes a row an
+ * earlier segment still holds uncommitted (one such transaction holds up
+ * the rest of its segment until that one commits), sessions side by side
+ * would only wait on each other's row locks: the segments go to one
+ * session, in one-session groups, until that share falls again.
+ */
+#define PAR_HOT_SHARE 0.5
+#define PAR_HOT_WEIGHT 0.1                  /* of each segment in the running share */
+#define PAR_ONE_SEG_TXNS 200                /* a segment then: apply.c's group bounds */
+#define PAR_ONE_SEG_CHANGES 5000
 
 /* A Relation message kept as a record (u32 length, message), one per version. */
 struct par_rel {
@@ -154,6 +165,8 @@ struct applypar {
 	unsigned connect_timeout_s;
 	size_t seg_txns;             /* a segment's bounds (group_max_txns, _changes) */
 	size_t seg_changes;
+	size_t one_txns;             /* ... with one session */
+	size_t one_changes;
 	int32_t lock_class;
 	struct apply_callbacks cb;
 	void *cb_arg;
@@ -215,6 +228,9 @@ struct applypar {
 	size_t held;                 /* bytes parsed, not dealt */
 	uint64_t released_gone;      /* released by workers that ended */
 	struct apply_totals gone;    /* what workers that ended applied */
+	double hot;                  /* running share of segments meeting an earlier segment's rows */
+	bool seg_met;                /* the segment being dealt does */
+	uint64_t one_session_segments;
 	uint64_t segments;
 	uint64_t flushes;
 	uint64_t waits;
@@ -691,18 +707,34 @@ static bool par_pending_elsewhere(const struct applypar *p, uint64_t seq, int w)
 	return o && o->worker >= 0 && o->worker != w && !o->executed;
 }
 
-/* t goes to worker w: what it must wait for, and its keys recorded as its own. */
-static bool par_txn_deal(struct applypar *p, struct par_txn *t, int w)
+/* Whether seq is a transaction of a segment before seg that has not committed yet. */
+static bool par_held_before(const struct applypar *p, uint64_t seq, uint64_t seg)
 {
+	struct par_txn *o = seq ? par_txn_at(p, seq) : NULL;
+	struct par_seg *s;
+
+	if (!o || o->worker < 0 || o->seg >= seg)
+		return false;
+	s = par_fifo_get(&p->segs, o->seg);
+	return s && !s->committed;
+}
+
+/* t goes to worker w in segment seg: what it must wait for, and its keys recorded as its own. */
+static bool par_txn_deal(struct applypar *p, struct par_txn *t, int w, uint64_t seg)
+{
+	bool met = false;
+
 	t->worker = w;
 	for (size_t i = 0; i < t->nkeys; i++) {
 		uint64_t prev;
 
 		if (!writeset_put(&p->writes, t->keys[i], t->seq, &prev))
 			return false;
+		met |= par_held_before(p, prev, seg);
 		if (par_pending_elsewhere(p, prev, w) && !par_txn_depends(t, prev))
 			return false;
 	}
+	p->seg_met |= met;
 	if (t->barrier || t->large) {
 		for (unsigned v = 0; v < p->nworkers; v++)
 			if (par_pending_elsewhere(p, p->w[v].last_txn, w) &&
@@ -764,9 +796,14 @@ static bool par_all_committed(const struct applypar *p)
 	return !s || s->committed;
 }
 
-/* Deals the next segment to worker w: transactions from next_deal on. */
-static bool par_deal_segment(struct applypar *p, int w)
+/*
+ * Deals the next segment to worker w: transactions from next_deal on, up to
+ * a segment's bounds, or with one (hot rows, or after a failure) a group's.
+ */
+static bool par_deal_segment(struct applypar *p, int w, bool one)
 {
+	size_t max_txns = one ? p->one_txns : p->seg_txns;
+	size_t max_changes = one ? p->one_changes : p->seg_changes;
 	struct par_worker *wk = &p->w[w];
 	struct par_seg *s = calloc(1, sizeof(*s));
 	struct apply_segment seg = { .seq = p->next_seg };
@@ -774,7 +811,7 @@ static bool par_deal_segment(struct applypar *p, int w)
 	size_t len = 0, cap = 0, changes = 0;
 	bool ok = s != NULL;
 
-	while (ok && s->ntxns < p->seg_txns && changes < p->seg_changes && len < PAR_SEG_BYTES) {
+	while (ok && s->ntxns < max_txns && changes < max_changes && len < 4 * PAR_SEG_BYTES) {
 		struct par_txn *t = par_txn_at(p, p->next_deal);
 
 		if (!t || !(t->complete || t->large) ||
@@ -783,7 +820,7 @@ static bool par_deal_segment(struct applypar *p, int w)
 		/* a large one goes alone */
 		if (t->large && s->ntxns)
 			break;
-		ok = par_txn_deal(p, t, w) && par_body_add(wk, t, &body, &len, &cap);
+		ok = par_txn_deal(p, t, w, seg.seq) && par_body_add(wk, t, &body, &len, &cap);
 		if (!ok)
 			break;
 		t->seg = seg.seq;
@@ -802,6 +839,9 @@ static bool par_deal_segment(struct applypar *p, int w)
 			break;
 		}
 	}
+	if (s && s->ntxns)
+		p->hot += PAR_HOT_WEIGHT * ((p->seg_met ? 1.0 : 0.0) - p->hot);
+	p->seg_met = false;
 	if (!ok || !s->ntxns) {
 		free(body);
 		free(s);
@@ -825,6 +865,7 @@ static bool par_deal_segment(struct applypar *p, int w)
 	p->prev_seg_end = s->end_lsn;
 	wk->segs++;
 	p->segments++;
+	p->one_session_segments += one;
 	return true;
 }
 
@@ -833,6 +874,7 @@ static void par_deal(struct applypar *p)
 {
 	while (p->state == PAR_RUNNING && !p->failing && !p->failed_seg && !p->streaming) {
 		struct par_txn *t = par_txn_at(p, p->next_deal);
+		bool one;
 		int w;
 
 		p->hold_blocked = t && p->hold_lsn && t->commit_lsn >= p->hold_lsn;
@@ -841,14 +883,17 @@ static void par_deal(struct applypar *p)
 		/* a large one waits for everything before it to commit */
 		if (t->large && !par_all_committed(p))
 			return;
-		w = t->large || t->end_lsn <= p->serial_until ? 0 : (int)p->turn;
+		/* one session: a large one, after a failure, or while rows are hot */
+		one = t->large || t->end_lsn <= p->serial_until || p->hot > PAR_HOT_SHARE;
+		w = t->large ? 0 : one ? (p->prev_seg_worker >= 0 ? p->prev_seg_worker : 0)
+			: (int)p->turn;
 		if (p->w[w].segs >= PAR_AHEAD)
 			return;
-		if (!par_deal_segment(p, w)) {
+		if (!par_deal_segment(p, w, one)) {
 			par_fail(p, false, "out of memory");
 			return;
 		}
-		if (w == (int)p->turn)
+		if (!one && w == (int)p->turn)
 			p->turn = (p->turn + 1) % p->nworkers;
 	}
 }
@@ -1305,6 +1350,10 @@ struct applypar *applypar_new(struct event_base *base, const struct apply_config
 		cfg->group_max_txns : PAR_SEG_TXNS;
 	p->seg_changes = cfg->group_max_changes && cfg->group_max_changes < PAR_SEG_CHANGES ?
 		cfg->group_max_changes : PAR_SEG_CHANGES;
+	p->one_txns = cfg->group_max_txns && cfg->group_max_txns < PAR_ONE_SEG_TXNS ?
+		cfg->group_max_txns : PAR_ONE_SEG_TXNS;
+	p->one_changes = cfg->group_max_changes && cfg->group_max_changes < PAR_ONE_SEG_CHANGES ?
+		cfg->group_max_changes : PAR_ONE_SEG_CHANGES;
 	p->nworkers = cfg->workers > APPLYPAR_WORKERS_MAX ? APPLYPAR_WORKERS_MAX : cfg->workers;
 	if (cb)
 		p->cb = *cb;
@@ -1545,6 +1594,8 @@ void applypar_status_json(const struct applypar *p, struct json_out *j, const ch
 	json_object_begin(j, "parallel");
 	json_uint(j, "workers", p->nworkers);
 	json_uint(j, "segments", p->segments);
+	json_uint(j, "one_session_segments", p->one_session_segments);
+	json_double(j, "hot_share", p->hot);
 	json_uint(j, "flushing_commits", p->flushes);
 	json_uint(j, "waits", p->waits);
 	json_lsn(j, "one_session_until", p->serial_until);

@@ -137,17 +137,20 @@ PROFILES = {
     # phases (limit: seconds after which no new repetition starts); the
     # initial sync at scale (syncscale.py, once after the repetitions): its
     # repetitions, tables of manytables, rows of bigtable
-    "full": dict(scale=20, reps=3, clean_reps=1, steady=30, backlog=60, thin=10, thin_rate=100,
+    "full": dict(scale=20, reps=3, clean_reps=1, steady=30, backlog=60, catchup_reps=5,
+                 catchup_txns=300000, thin=10, thin_rate=100,
                  wan=15, wan_rate=100, hold=60, big_rows=2000000, limit=24 * 60,
                  phases=("sync", "steady", "catchup", "thin", "thin512", "far", "lossy",
                          "farsync", "bigtxn", "spool"),
                  sync_reps=1, sync_tables=2000, sync_big_rows=5000000, apply_workers=2),
-    "quick": dict(scale=5, reps=1, clean_reps=1, steady=10, backlog=10, thin=5, thin_rate=100,
+    "quick": dict(scale=5, reps=1, clean_reps=1, steady=10, backlog=10, catchup_reps=1,
+                  catchup_txns=30000, thin=5, thin_rate=100,
                   wan=8, wan_rate=100, hold=15, big_rows=500000, limit=8 * 60,
                   phases=("sync", "steady", "catchup", "thin", "thin512", "far", "lossy",
                           "farsync", "bigtxn"),
                   sync_reps=1, sync_tables=200, sync_big_rows=500000, apply_workers=2),
-    "smoke": dict(scale=1, reps=1, clean_reps=1, steady=5, backlog=5, thin=5, thin_rate=100,
+    "smoke": dict(scale=1, reps=1, clean_reps=1, steady=5, backlog=5, catchup_reps=1,
+                  catchup_txns=5000, thin=5, thin_rate=100,
                   wan=5, wan_rate=100, hold=5, big_rows=2000000, limit=3 * 60,
                   phases=("sync", "steady"),
                   sync_reps=1, sync_tables=20, sync_big_rows=100000, apply_workers=2),
@@ -215,6 +218,12 @@ class Native:
     def replication_pids(self):
         return {"walsender": [self.walsender_pid()], "apply": [self.apply_pid()],
                 "wireguard-go": self.b.tunnel.pids}
+
+    def target_apply_cpu(self):
+        """CPU seconds the apply used on the target so far: the apply worker
+        (disabling the subscription ends it: a release starts a new one)."""
+        pid = self.apply_pid()
+        return (cpu_seconds(pid) or 0.0) if pid else 0.0
 
     @property
     def port(self):
@@ -339,6 +348,14 @@ class Strait:
             "AND application_name = 'strait-apply'", (self.tgt_db,))]
         return pids
 
+    def target_apply_cpu(self):
+        """CPU seconds the apply used on the target so far: the sink's
+        straitd and its target sessions."""
+        pids = [self.d["cloud"].pid] + [r[0] for r in self.b.dst.sql(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s "
+            "AND application_name = 'strait-apply'", (self.tgt_db,))]
+        return sum(cpu_seconds(p) or 0.0 for p in pids)
+
     def link_stats(self):
         """The source's counters of the stream: batches and their bytes."""
         st = self.stream_status("onprem", "source")
@@ -426,7 +443,7 @@ class Bench:
         self.p = dict(PROFILES[args.profile])
         for k in ("scale", "reps", "clean_reps", "steady", "backlog", "thin", "thin_rate", "wan",
                   "wan_rate", "hold", "big_rows", "sync_reps", "sync_tables", "sync_big_rows",
-                  "apply_workers"):
+                  "apply_workers", "catchup_reps", "catchup_txns"):
             v = getattr(args, k)
             if v is not None:
                 self.p[k] = v
@@ -440,6 +457,8 @@ class Bench:
         self.series = []               # (system, rep, phase, samples)
         self.skipped = []              # what the time limit left out, and why
         self.spool_result = None       # the spool phase (strait only, once)
+        self.catchup_results = {"native": [], "strait": []}   # the catch-up runs, once
+        self.catchup_error = None
         self.sync_scale_result = None  # manytables and bigtable (syncscale.py, once)
         self.impairments = []          # every relay started, stopped again by cleanup()
         self.thin_links, self.wan_links = THIN_LINKS, WAN_LINKS   # for the report
@@ -467,24 +486,27 @@ class Bench:
         per = {"sync": sync + (5 if "farsync" in ph else 0), "farsync": 3 + 0.7 * p["scale"],
                "steady": p["steady"] + 2, "thin": 2 * p["thin"] + 4,
                "thin512": 2 * p["thin"] + 5, "bigtxn": 5 + p["big_rows"] / 25000}
-        joint = {"catchup": p["backlog"] * 1.8 + 5,
-                 "far": 10 + p["wan"] + p["hold"], "lossy": 10 + p["wan"] + p["hold"]}
+        joint = {"far": 10 + p["wan"] + p["hold"], "lossy": 10 + p["wan"] + p["hold"]}
         start = "farsync" if "farsync" in ph else "sync"
         every = [start] + [x for x in ("thin", "thin512") if x in ph]
         clean = [x for x in ("sync", "steady", "bigtxn") if x in ph and x != start]
         both = [x for x in ("far", "lossy") if x in ph]
-        clean_both = ["catchup"] if "catchup" in ph else []
         wan_rep = 2 * (sum(per[x] for x in every) + 3) + sum(joint[x] for x in both)
-        clean_extra = 2 * sum(per[x] for x in clean) + sum(joint[x] for x in clean_both)
+        clean_extra = 2 * sum(per[x] for x in clean)
+        # the catch-up, once: two syncs, then each run's backlog (~10,000
+        # transactions a second), native's drain (~10,000 a second), strait's
+        catchup = (2 * sync + p["catchup_reps"] * (p["catchup_txns"] * (1 / 10000 + 1 / 10000
+                   + 1 / 20000) + 15)) if "catchup" in ph else 0
         clean_reps = min(p["clean_reps"], p["reps"])
         setup = 10 + 0.5 * p["scale"]
         once = 75 if "spool" in ph else 0   # strait only: writing 1 GiB, draining it
         sync_scale = syncscale.estimate(p)
-        total = setup + p["reps"] * wan_rep + clean_reps * clean_extra + once + sync_scale
+        total = (setup + p["reps"] * wan_rep + clean_reps * clean_extra + catchup + once +
+                 sync_scale)
         self.rep_estimates = [wan_rep + (clean_extra if rep < clean_reps else 0)
                               for rep in range(p["reps"])]
         # what runs after the repetitions: no repetition starts that would push it past the limit
-        self.after_reps_estimate = once + sync_scale
+        self.after_reps_estimate = catchup + once + sync_scale
 
         def parts(names, table):
             return ", ".join(f"{x} ~{table[x]:.0f}s" for x in names)
@@ -495,9 +517,10 @@ class Bench:
                  f"({parts(every, per)})" + (f", both at once ({parts(both, joint)})"
                                              if both else ""),
                  f"  the clean repetitions ~{clean_extra:.0f}s more: per system "
-                 f"({parts(clean, per)})" + (f", both at once ({parts(clean_both, joint)})"
-                                             if clean_both else ""),
-                 "  " + ("spool (once) ~75s; " if once else "")
+                 f"({parts(clean, per)})",
+                 "  " + (f"catch-up ({p['catchup_reps']} runs, once) ~{catchup:.0f}s; "
+                         if catchup else "")
+                 + ("spool (once) ~75s; " if once else "")
                  + (f"initial sync at scale (once) ~{sync_scale:.0f}s; " if sync_scale else "")
                  + f"total ~{total / 60:.1f} min"]
         return total, lines
@@ -678,12 +701,14 @@ class Bench:
                 "replication_cpu_per_1k_txn": rcpu / txns * 1000 if txns else None,
                 "cpu": cpu}
 
-    def phase_catchup(self, systems, rep, phase="catchup", seconds=None, rate=None):
+    def phase_catchup(self, systems, rep, phase="catchup", seconds=None, rate=None, txns=None):
         """One backlog for every system: all held, pgbench for seconds
-        (BACKLOG s unless given; unthrottled, or at rate tps), then released
-        one after the other, each drain measured alone while the others stay
-        held (their backlog is the same rows: nothing is written once the
-        load ends). Returns {system name: result}."""
+        (BACKLOG s unless given; unthrottled, or at rate tps) or, with txns,
+        that many tpcb-like transactions from the backlog generator, then
+        released one after the other, each drain measured alone while the
+        others stay held (their backlog is the same rows: nothing is written
+        once the load ends), with the CPU its apply used on the target.
+        Returns {system name: result}."""
         b = seconds or self.p["backlog"]
         out = {}
         snap = self.ledger.snapshot()
@@ -699,7 +724,8 @@ class Bench:
         lsn0 = self.src.sql("SELECT pg_current_wal_insert_lsn()::text")[0][0]
         before = {s.name: self.history_counts(s) for s in held}
         lags = {s.name: self.sampler(s) for s in held}
-        bench = Pgbench(self.src, SRC_DB, 4, b, rate=rate)
+        bench = (benchlib.Backlog(self.src, SRC_DB, txns, self.p["scale"]) if txns
+                 else Pgbench(self.src, SRC_DB, 4, b, rate=rate))
         try:
             probe = min(3.0, b / 2)
             time.sleep(probe)    # the load runs; is anything getting through?
@@ -717,7 +743,7 @@ class Bench:
             if not held:
                 bench.kill()
             else:
-                bench.wait(timeout=b + 60)
+                bench.wait(timeout=b + 60 if not txns else 1800)
             for s in live:       # done before any drain is measured
                 self.wait_caught_up(s, 60)
                 s.after_release(30)
@@ -736,10 +762,12 @@ class Bench:
                 settle = sum(o.settle(60) for o in held[i + 1:])
                 backlog_txns, t2c = backlog[s.name]
                 dsnap = self.ledger.snapshot()
+                cpu0 = s.target_apply_cpu()
                 rel = time.monotonic()
                 s.release()
-                drain = self.wait_caught_up(s, max(60, 4 * b), interval=0.05)
+                drain = self.wait_caught_up(s, max(60, 4 * b, backlog_txns / 1000), interval=0.05)
                 end = time.monotonic()
+                apply_cpu = s.target_apply_cpu() - cpu0
                 samples = lags[s.name].stop()
                 self.series.append((s.name, rep, phase, samples))
                 cpu = CpuLedger.add(load_cpu, CpuLedger.delta(dsnap, self.ledger.snapshot()))
@@ -750,7 +778,10 @@ class Bench:
                                    "backlog_wal_bytes": lsn_int(lsn1) - lsn_int(lsn0),
                                    "load_tps": bench.tps(), "released": i + 1,
                                    "released_after_load_s": rel - load_end,
-                                   "others_settled_s": settle, "cpu": cpu}
+                                   "others_settled_s": settle, "cpu": cpu,
+                                   "apply_cpu_s": apply_cpu,
+                                   "apply_cpu_per_1000_txns": apply_cpu * 1000 / backlog_txns
+                                   if backlog_txns else None}
                 if drain is None:
                     _, t3c = self.history_counts(s)
                     r.update(drain_s=None, rows_per_s=(t3c - t2c) * CHANGES_PER_TXN / (end - rel))
@@ -1164,8 +1195,7 @@ class Bench:
 
     def joint_phases(self, clean):
         """The phases both systems have at once, in this repetition."""
-        return [ph for ph in ("catchup", "far", "lossy")
-                if ph in self.p["phases"] and (clean or ph != "catchup")]
+        return [ph for ph in ("far", "lossy") if ph in self.p["phases"]]
 
     def run_joint(self, runs, rep, phase):
         """A joint phase (catchup, far, lossy) of every system of runs that
@@ -1294,6 +1324,10 @@ class Bench:
             self.run_rep(rep)
             log(f"elapsed {(time.monotonic() - self.started) / 60:.1f} min "
                 f"(budget {total / 60:.1f} min)")
+        if "catchup" in self.p["phases"]:
+            self.run_catchup()
+            log(f"elapsed {(time.monotonic() - self.started) / 60:.1f} min "
+                f"(budget {total / 60:.1f} min)")
         if "bigtxn" in self.p["phases"]:
             # every system stopped: no target is left to need it
             self.src.sql("DROP TABLE IF EXISTS bench_big", dbname=SRC_DB)
@@ -1301,6 +1335,42 @@ class Bench:
             self.sync_scale_result = syncscale.SyncScale(self, Native, Strait, log).run()
         if "spool" in self.p["phases"]:
             self.run_spool()
+
+    def run_catchup(self):
+        """The catch-up figure, once after the repetitions: both systems set
+        up (their initial syncs), then CATCHUP_REPS times both held while the
+        backlog generator commits CATCHUP_TXNS tpcb-like transactions, and
+        each released alone (which goes first alternates) and its drain
+        timed, with the CPU its apply used on the target."""
+        systems = [Native(self, "cu"), Strait(self, "cu")]
+        started = []
+        try:
+            for s in systems:
+                res = {}
+                self.run_sync(s, res)
+                started.append(s)
+            for i in range(self.p["catchup_reps"]):
+                order = systems if i % 2 == 0 else systems[::-1]
+                log(f"  catch-up {i + 1}/{self.p['catchup_reps']}: "
+                    f"{' and '.join(s.name for s in order)} held while "
+                    f"{self.p['catchup_txns']} transactions commit, released one after the other")
+                got = self.phase_catchup(order, i, txns=self.p["catchup_txns"])
+                for s in systems:
+                    c = dict(got.get(s.name) or {"supported": False, "why": "not measured"},
+                             rep=i)
+                    self.catchup_results[s.name].append(c)
+                    if c.get("supported"):
+                        log(f"  {s.name} catch-up (released {c['released']}): "
+                            f"{c['backlog_txns']} txn drained in {fmt(c['drain_s'])}s, "
+                            f"{fmt(c['rows_per_s'])} rows/s, apply CPU "
+                            f"{fmt(c['apply_cpu_per_1000_txns'])}s per 1,000 txn")
+        except Exception as exc:
+            log(f"  catch-up failed: {type(exc).__name__}: {exc}")
+            traceback.print_exc()
+            self.catchup_error = f"{type(exc).__name__}: {exc}"
+        finally:
+            for s in started:
+                self.stop_system(s)
 
     def has_sync_scale(self):
         return any(ph in self.p["phases"] for ph in ("manytables", "bigtable"))
@@ -1338,6 +1408,10 @@ def main(argv=None):
     ap.add_argument("--hold", type=int, help="seconds the far and lossy links are held")
     ap.add_argument("--big-rows", type=int, dest="big_rows",
                     help="rows of the bigtxn phase's one INSERT")
+    ap.add_argument("--catchup-reps", type=int, dest="catchup_reps",
+                    help="runs of the catch-up (after the repetitions)")
+    ap.add_argument("--catchup-txns", type=int, dest="catchup_txns",
+                    help="transactions of each catch-up's backlog")
     ap.add_argument("--apply-workers", type=int, dest="apply_workers",
                     help="strait's target sessions applying side by side (streams[].apply_workers)")
     ap.add_argument("--phases",

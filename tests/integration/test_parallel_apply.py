@@ -5,11 +5,12 @@ host's loopback, real PostgreSQL servers on default settings, straitd at
 each; the backlog is built by a lock on the target that holds the apply
 back, so what follows is a catch-up.
 
-- Many independent transactions (accounts picked at random) and a hot row
-  (every transaction moves one counter and logs the value it saw): both
-  end equal (the counter's last value would be older if any of its updates
-  had been applied out of order), and the independent load was applied by
-  more than one session.
+- Many independent transactions (accounts picked at random): equal, and
+  applied by more than one session side by side. A hot row (every
+  transaction moves one counter and logs the value it saw): equal (the
+  counter's last value would be older if any of its updates had been
+  applied out of order), and dealt to one session, since sessions side by
+  side would only wait on each other's row locks.
 - kill -9 of the sink's straitd, and an immediate stop of the target
   PostgreSQL (what its WAL had not flushed is gone), in the middle of a
   parallel catch-up: equal, nothing twice (every transaction inserts a row
@@ -32,7 +33,7 @@ from test_noloss import (assert_no_sanitizer_reports, lsn_int, sink_status, star
                          wait_sink_ready, wait_streaming)
 
 WORKERS = 3
-ACCOUNTS = 5000
+ACCOUNTS = 200000           # rows picked at random: rarely one a segment in flight holds
 TABLES = ("acct", "ledger", "hot", "hotlog")
 
 
@@ -120,13 +121,13 @@ def end_lsn(pg):
     return lsn_int(pg.sql("SELECT pg_current_wal_insert_lsn()::text")[0][0])
 
 
-def backlog(src, dst, cloud, seconds):
+def backlog(src, dst, cloud, seconds, **load_kw):
     """The load runs for seconds while a lock on the target holds the apply
     back; returns the source's WAL position after the load, and the lock's
     connection (still holding: the caller releases it)."""
     locker = psycopg.connect(dst.dsn(), autocommit=False)
     locker.execute("LOCK TABLE " + ", ".join(TABLES) + " IN ACCESS EXCLUSIVE MODE")
-    load = Load(src).start()
+    load = Load(src, **load_kw).start()
     time.sleep(seconds)
     load.stop()
     end = end_lsn(src)
@@ -153,12 +154,12 @@ def check_clean(cloud):
     return sink
 
 
-def test_independent_and_hot_rows_end_equal(tmp_path, pg_factory, straitd_factory):
+def test_independent_rows_apply_side_by_side(tmp_path, pg_factory, straitd_factory):
     src, dst, onprem, cloud, _ = start_pair(tmp_path, pg_factory, straitd_factory, schema,
                                             {"apply_workers": WORKERS})
     wait_streaming(onprem)
     wait_sink_ready(cloud)
-    end, locker, txns = backlog(src, dst, cloud, 6)
+    end, locker, txns = backlog(src, dst, cloud, 6, independent=4, hot=0)
     locker.rollback()
     locker.close()
     wait_equal(src, dst, (onprem, cloud))
@@ -166,13 +167,33 @@ def test_independent_and_hot_rows_end_equal(tmp_path, pg_factory, straitd_factor
     par = sink["apply"]["parallel"]
     assert par["workers"] == WORKERS
     assert par["segments"] > 1
-    # more than one session applied the independent transactions
+    # more than one session applied the independent transactions, side by side
     assert origins_moved(dst) >= 2, dst.sql("SELECT * FROM pg_replication_origin_status")
-    # the hot counter's log is whole and in order on the target too
-    n = dst.sql("SELECT n FROM hot")[0][0]
-    assert dst.sql("SELECT count(*), min(n), max(n) FROM hotlog")[0] == (n, 1, n)
+    assert par["one_session_segments"] < par["segments"] / 2, par
     print(f"\n{txns} transactions; {par['segments']} segments, {par['waits']} waits, "
           f"{par['flushing_commits']} flushing commits")
+    assert_no_sanitizer_reports(onprem, cloud)
+
+
+def test_hot_rows_go_to_one_session(tmp_path, pg_factory, straitd_factory):
+    """Every transaction moves the one counter: sessions side by side would
+    only wait on each other's row locks, so the segments go to one session
+    (in one-session groups) and the result is the same."""
+    src, dst, onprem, cloud, _ = start_pair(tmp_path, pg_factory, straitd_factory, schema,
+                                            {"apply_workers": WORKERS})
+    wait_streaming(onprem)
+    wait_sink_ready(cloud)
+    end, locker, txns = backlog(src, dst, cloud, 5, independent=0, hot=3)
+    locker.rollback()
+    locker.close()
+    wait_equal(src, dst, (onprem, cloud))
+    par = check_clean(cloud)["apply"]["parallel"]
+    assert par["hot_share"] > 0.3, par
+    assert par["one_session_segments"] > par["segments"] / 2, par
+    # the counter's log is whole and in order on the target too
+    n = dst.sql("SELECT n FROM hot")[0][0]
+    assert n == txns
+    assert dst.sql("SELECT count(*), min(n), max(n) FROM hotlog")[0] == (n, 1, n)
     assert_no_sanitizer_reports(onprem, cloud)
 
 
