@@ -18,9 +18,14 @@ repetitions, so a drift of the shared machine hits both alike):
   steady   pgbench -c 4 -T STEADY: bytes on the veth (both directions) per
            transaction, lag sampled every 250 ms, CPU of the replication
            processes
-  catchup  the link held (native: subscription disabled; strait: a schedule
-           rule rate 0) while pgbench runs BACKLOG s, then released: rows
-           applied per second until the target has everything
+  catchup  once after the repetitions, CATCHUP_REPS times: both systems
+           held (native: subscription disabled; strait: a schedule rule
+           rate 0) while CATCHUP_TXNS tpcb-like transactions commit
+           (generated inside the source server: benchlib.Backlog), then
+           each released alone, the order alternating: rows applied per
+           second until the target has everything, and the CPU the apply
+           used on the target per 1,000 transactions (native's apply
+           worker; strait's sink straitd and its target sessions)
   thin     the veth limited to 2 Mbit/s each way (tc tbf): the lag under a
            fixed offered load both systems carry (pgbench -R THIN_RATE for
            THIN s), then pgbench -c 4 unthrottled for THIN s: the
@@ -41,8 +46,8 @@ repetitions, so a drift of the shared machine hits both alike):
            subscription streams large transactions: streaming = on, or
            parallel on PostgreSQL 16 and later)
 
-The clean phases (sync, steady, catchup, bigtxn) run in the first
-CLEAN_REPS repetitions only, the WAN phases in every one. In a repetition:
+The clean phases (sync, steady, bigtxn) run in the first CLEAN_REPS
+repetitions only, the WAN phases in every one. In a repetition:
 the first system's start (its clean sync, then the far-link sync), steady,
 thin, thin512 and bigtxn; the second's start; both side by side, the
 catch-up (one load for the two: both held, one pgbench run, then the first
