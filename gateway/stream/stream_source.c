@@ -1333,7 +1333,7 @@ bool stream_source_init(struct stream *st, const struct strait_config *cfg, size
 
 	st->role = STREAM_ROLE_SOURCE;
 	st->peer = strdup(cfg->sites[config_stream_to(cs)].name);
-	st->sender.enc = codec_new_encoder(cs->codec, cs->compression_level);
+	st->sender.enc = codec_new_encoder(cs->codec, cs->compression_level, CODEC_CONTENT_PGOUTPUT);
 	complevel_init(&st->sender.level, cs->compression_level);
 	st->sender.pump_event = event_new(s->base, -1, 0, sender_pump_cb, st);
 	st->sender.tick = event_new(s->base, -1, 0, source_tick_cb, st);
