@@ -133,6 +133,8 @@ struct relay_conn {
 	time_t up_since;             /* wall clock, for status */
 	size_t need;                 /* bytes the frame being received needs in all */
 	bool throttled;              /* output reached RELAY_OUTPUT_HIGH */
+	bool wake_asked;             /* a producer waits for the output to drain to wake_pending */
+	size_t wake_pending;
 	bool half_closed;            /* CLOSING: GOODBYE flushed, our side shut down */
 	bool over_limit_logged;
 	struct relay_counters n;
@@ -676,6 +678,33 @@ void relay_wait_drain(struct relay *relay, const char *peer)
 		p->conn->throttled = true;
 }
 
+bool relay_output_position(const struct relay *relay, const char *peer, uint64_t *queued,
+		uint64_t *drained)
+{
+	struct relay_peer *p = relay_find_peer(relay, peer);
+
+	*queued = *drained = 0;
+	if (p == NULL || p->conn == NULL || p->conn->state != RELAY_STATE_UP)
+		return false;
+	/* every frame of the link went into the output buffer, which TLS drains in order */
+	*queued = p->conn->n.bytes_sent;
+	*drained = *queued - evbuffer_get_length(bufferevent_get_output(p->conn->bev));
+	return true;
+}
+
+void relay_wait_output(struct relay *relay, const char *peer, size_t pending)
+{
+	struct relay_peer *p = relay_find_peer(relay, peer);
+	struct relay_conn *c = p != NULL ? p->conn : NULL;
+
+	if (c == NULL || c->state != RELAY_STATE_UP)
+		return;
+	/* the highest mark asked for wakes every producer; one that needs less asks again */
+	if (!c->wake_asked || pending > c->wake_pending)
+		c->wake_pending = pending;
+	c->wake_asked = true;
+}
+
 bool relay_is_up(const struct relay *relay, const char *peer)
 {
 	struct relay_peer *p = relay_find_peer(relay, peer);
@@ -932,6 +961,7 @@ static void relay_conn_write_cb(struct bufferevent *bev, void *arg)
 	struct relay_conn *c = arg;
 	struct relay *relay = c->relay;
 	size_t pending = evbuffer_get_length(bufferevent_get_output(bev));
+	bool wake = false;
 
 	if (c->state == RELAY_STATE_CLOSING) {
 		/*
@@ -948,11 +978,18 @@ static void relay_conn_write_cb(struct bufferevent *bev, void *arg)
 		}
 		return;
 	}
-	if (c->state == RELAY_STATE_UP && c->throttled && pending <= RELAY_OUTPUT_LOW) {
-		c->throttled = false;
-		if (relay->cb.writable != NULL)
-			relay->cb.writable(relay->arg, c->peer->name);
+	if (c->state != RELAY_STATE_UP)
+		return;
+	if (c->wake_asked && pending <= c->wake_pending) {
+		c->wake_asked = false;
+		wake = true;
 	}
+	if (c->throttled && pending <= RELAY_OUTPUT_LOW) {
+		c->throttled = false;
+		wake = true;
+	}
+	if (wake && relay->cb.writable != NULL)
+		relay->cb.writable(relay->arg, c->peer->name);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1093,8 +1130,10 @@ static void relay_conn_start_tls(struct relay_conn *c, enum bufferevent_ssl_stat
 	(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	/*
 	 * Keep unsent data in our queue rather than in the kernel's: what waits
-	 * there can still be ordered (live batches before initial-sync copies);
-	 * data in flight is not limited by it, so throughput is not either.
+	 * there can still be ordered (live batches before initial-sync copies)
+	 * and is seen (a stream's sender waits, and compresses harder, when it
+	 * backs up); data in flight is not limited by it, so throughput is not
+	 * either.
 	 */
 	(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &notsent, sizeof(notsent));
 	c->bev = bufferevent_openssl_socket_new(relay->base, c->fd, ssl, how,
