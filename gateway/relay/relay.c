@@ -61,6 +61,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -69,6 +70,7 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/listener.h>
+#include <linux/sockios.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
@@ -690,6 +692,19 @@ bool relay_output_position(const struct relay *relay, const char *peer, uint64_t
 	*queued = p->conn->n.bytes_sent;
 	*drained = *queued - evbuffer_get_length(bufferevent_get_output(p->conn->bev));
 	return true;
+}
+
+size_t relay_output_unsent(const struct relay *relay, const char *peer)
+{
+	struct relay_peer *p = relay_find_peer(relay, peer);
+	int kernel = 0;
+
+	if (p == NULL || p->conn == NULL || p->conn->state != RELAY_STATE_UP)
+		return 0;
+	/* what TCP has not sent yet (TLS records: a little more than the frames in them) */
+	if (ioctl(bufferevent_getfd(p->conn->bev), SIOCOUTQNSD, &kernel) != 0 || kernel < 0)
+		kernel = 0;
+	return evbuffer_get_length(bufferevent_get_output(p->conn->bev)) + (size_t)kernel;
 }
 
 void relay_wait_output(struct relay *relay, const char *peer, size_t pending)

@@ -198,6 +198,14 @@ bool relay_output_position(const struct relay *relay, const char *peer, uint64_t
 		uint64_t *drained);
 
 /*
+ * What waits for the link to peer to send it: the output buffer and what the
+ * kernel holds unsent (at most its TCP_NOTSENT_LOWAT, and in TLS records);
+ * data in flight is not counted. On a link that keeps up it is near 0;
+ * what stays there tells the link is the limit. 0 when the link is not up.
+ */
+size_t relay_output_unsent(const struct relay *relay, const char *peer);
+
+/*
  * Asks for the writable callback once the output to peer has drained to at
  * most pending bytes (once: ask again to wait again). Above RELAY_OUTPUT_LOW
  * the callback comes at RELAY_OUTPUT_LOW.

@@ -41,11 +41,19 @@ void complevel_init(struct complevel *p, int base)
 	*p = (struct complevel){ .base = base, .level = base };
 }
 
-/* Bytes are scarce: the sender mostly waited on its link or rate, with a backlog to send. */
+/*
+ * Bytes are scarce: the sender mostly waited on its link or rate with a
+ * backlog to send, or what went out waits in the link's queue.
+ */
 static bool complevel_bytes_scarce(const struct complevel_sample *s)
 {
-	return s->wait_share >= COMPLEVEL_WAIT_SHARE && s->backlog >= COMPLEVEL_BACKLOG_MIN &&
-	       (double)s->backlog >= (double)s->sent * COMPLEVEL_BACKLOG_SECONDS;
+	bool sender_held = s->wait_share >= COMPLEVEL_WAIT_SHARE &&
+			   s->backlog >= COMPLEVEL_BACKLOG_MIN &&
+			   (double)s->backlog >= (double)s->sent * COMPLEVEL_BACKLOG_SECONDS;
+	bool link_behind = s->link_backlog >= COMPLEVEL_LINK_BACKLOG_MIN &&
+			   (double)s->link_backlog >= (double)s->link_sent * COMPLEVEL_BACKLOG_SECONDS;
+
+	return sender_held || link_behind;
 }
 
 /* A step back toward the configured level, never past it. */
@@ -66,7 +74,8 @@ static int complevel_toward_base(const struct complevel *p)
 
 int complevel_tick(struct complevel *p, const struct complevel_sample *s)
 {
-	p->calm = s->backlog < COMPLEVEL_BACKLOG_MIN ? p->calm + 1 : 0;
+	p->calm = s->backlog < COMPLEVEL_BACKLOG_MIN && s->link_backlog < COMPLEVEL_LINK_BACKLOG_MIN ?
+		  p->calm + 1 : 0;
 	if (p->retry)
 		p->retry--;
 	if (s->busy_share > COMPLEVEL_BUSY_SHARE) {

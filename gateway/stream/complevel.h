@@ -2,8 +2,11 @@
  * complevel.h — the zstd level a stream's sender uses, by what limits it.
  *
  * When the sender spends most of a tick waiting on its link or its rate
- * while a backlog waits to be sent, bytes are what is scarce: each such tick
- * raises the level a step (more CPU per byte, fewer bytes). When compressing
+ * while a backlog waits to be sent, or what it sent waits a quarter second
+ * or more in the link's own queue (its output buffer and the kernel's
+ * unsent bytes, which fill before the sender has to wait), bytes are what is
+ * scarce: each such tick raises the level a step (more CPU per byte, fewer
+ * bytes). When compressing
  * takes most of the tick, the CPU is what is scarce: a step down at once,
  * and no step up for COMPLEVEL_RETRY_TICKS. When the backlog is gone for a
  * while, the level goes back a step toward the configured one. The steps
@@ -27,7 +30,9 @@
  */
 #define COMPLEVEL_BACKLOG_MIN (64u * 1024u)
 #define COMPLEVEL_BACKLOG_SECONDS 0.25
-/* Below COMPLEVEL_BACKLOG_MIN for COMPLEVEL_CALM_TICKS ticks, the level goes back toward the base. */
+/* The link's queue behind by this much, and a quarter second of what the stream sent on it. */
+#define COMPLEVEL_LINK_BACKLOG_MIN (16u * 1024u)
+/* Below both minimums for COMPLEVEL_CALM_TICKS ticks, the level goes back toward the base. */
 #define COMPLEVEL_CALM_TICKS 5
 /* Compressing more than this share of a tick means the CPU is the limit. */
 #define COMPLEVEL_BUSY_SHARE 0.5
@@ -47,6 +52,8 @@ struct complevel_sample {
 	uint64_t sent;               /* raw bytes sent during the tick */
 	double wait_share;           /* share of the tick spent waiting on the link or the rate */
 	double busy_share;           /* share of the tick spent compressing */
+	uint64_t link_backlog;       /* bytes waiting in the link's queue at the tick (relay.h) */
+	uint64_t link_sent;          /* bytes the stream sent on the link during the tick */
 };
 
 void complevel_init(struct complevel *p, int base);

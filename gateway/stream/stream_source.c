@@ -1043,11 +1043,15 @@ static void sender_adapt_level(struct stream *st)
 		st->sender.waited_us += (uint64_t)(now - st->sender.wait_since);
 		st->sender.wait_since = now;
 	}
-	if (st->sender.sending && !st->sender.sched.held)
+	if (st->sender.sending && !st->sender.sched.held) {
 		smp.wait_share = (double)st->sender.waited_us / (STREAM_TICK_MS * 1e3);
+		smp.link_backlog = relay_output_unsent(st->owner->relay, st->peer);
+		smp.link_sent = st->sender.bytes_wire - st->sender.wire_at_tick;
+	}
 	st->sender.compress_ns = 0;
 	st->sender.waited_us = 0;
 	st->sender.raw_at_tick = st->sender.bytes_raw;
+	st->sender.wire_at_tick = st->sender.bytes_wire;
 	if (!codec_compresses(st->sender.enc))
 		return;
 	next = complevel_tick(&st->sender.level, &smp);

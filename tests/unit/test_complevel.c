@@ -1,9 +1,10 @@
 /*
  * test_complevel.c — the zstd level by what limits a stream: up a step each
  * tick while the sender mostly waits on its link or rate with a backlog
- * (a quarter second of sending or more), down at once when the CPU is the
- * limit and not up again for a while, back to the configured level once
- * nothing waits; never beyond 1 and 19.
+ * (a quarter second of sending or more), or while what it sent waits in the
+ * link's queue; down at once when the CPU is the limit and not up again for
+ * a while, back to the configured level once nothing waits; never beyond 1
+ * and 19.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,13 +16,14 @@
 
 #define BIG (8u * 1024u * 1024u)
 
-static const struct complevel_sample link_bound = { BIG, 1024 * 1024, 0.9, 0.1 };
-static const struct complevel_sample cpu_bound = { BIG, 1024 * 1024, 0.9, 0.9 };
-static const struct complevel_sample idle = { 0, 0, 0, 0 };
+/* backlog, sent, wait share, busy share, the link's queue, sent on the link */
+static const struct complevel_sample link_bound = { BIG, 1024 * 1024, 0.9, 0.1, 0, 0 };
+static const struct complevel_sample cpu_bound = { BIG, 1024 * 1024, 0.9, 0.9, 0, 0 };
+static const struct complevel_sample idle = { 0, 0, 0, 0, 0, 0 };
 
 static int tick(struct complevel *p, uint64_t backlog, uint64_t sent, double wait, double busy)
 {
-	const struct complevel_sample s = { backlog, sent, wait, busy };
+	const struct complevel_sample s = { backlog, sent, wait, busy, 0, 0 };
 
 	return complevel_tick(p, &s);
 }
@@ -54,6 +56,34 @@ static void test_bytes_not_scarce_stays(void **state)
 		assert_int_equal(tick(&p, 200000, 1000000, 1.0, 0.1), 3);
 	}
 	assert_int_equal(tick(&p, 250000, 1000000, 1.0, 0.1), 6);
+}
+
+/* The sender keeps up with the link's queue, but what it sent waits there: the link is behind. */
+static void test_link_queue_behind_raises(void **state)
+{
+	struct complevel_sample s = { 0, 700000, 0, 0.05, 20000, 60000 };
+	struct complevel p;
+
+	(void)state;
+	complevel_init(&p, 3);
+	assert_int_equal(complevel_tick(&p, &s), 6);
+	assert_int_equal(complevel_tick(&p, &s), 9);
+	/* less than a quarter second of what went out, or little: the link keeps up */
+	s.link_backlog = 14000;
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(complevel_tick(&p, &s), 9);
+	s.link_backlog = 20000;
+	s.link_sent = 100000;
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(complevel_tick(&p, &s), 9);
+	/* not calm while the link's queue holds that much: the level stays */
+	s.link_backlog = 17000;
+	for (int i = 0; i < 3 * COMPLEVEL_CALM_TICKS; i++)
+		assert_int_equal(complevel_tick(&p, &s), 9);
+	s.link_backlog = 0;
+	for (int i = 0; i < COMPLEVEL_CALM_TICKS - 1; i++)
+		assert_int_equal(complevel_tick(&p, &s), 9);
+	assert_int_equal(complevel_tick(&p, &s), 6);
 }
 
 static void test_cpu_bound_goes_down_at_once_and_waits(void **state)
@@ -123,6 +153,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_link_bound_climbs_a_step_a_tick),
 		cmocka_unit_test(test_bytes_not_scarce_stays),
+		cmocka_unit_test(test_link_queue_behind_raises),
 		cmocka_unit_test(test_cpu_bound_goes_down_at_once_and_waits),
 		cmocka_unit_test(test_back_to_the_configured_level),
 	};
