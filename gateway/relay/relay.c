@@ -1145,10 +1145,8 @@ static void relay_conn_start_tls(struct relay_conn *c, enum bufferevent_ssl_stat
 	(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	/*
 	 * Keep unsent data in our queue rather than in the kernel's: what waits
-	 * there can still be ordered (live batches before initial-sync copies)
-	 * and is seen (a stream's sender waits, and compresses harder, when it
-	 * backs up); data in flight is not limited by it, so throughput is not
-	 * either.
+	 * there can still be ordered (live batches before initial-sync copies);
+	 * data in flight is not limited by it, so throughput is not either.
 	 */
 	(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &notsent, sizeof(notsent));
 	c->bev = bufferevent_openssl_socket_new(relay->base, c->fd, ssl, how,
