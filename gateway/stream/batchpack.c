@@ -577,8 +577,8 @@ static bool unpack_commit(struct unpacker *u)
 	    !read_varint(u, &time))
 		return false;
 	commit_lsn = bp->begin_lsn + unzz64(commit_lsn);
-	return emit(u, head, 2) && emit_be64(u, commit_lsn) && emit_be64(u, commit_lsn + unzz64(end_lsn)) &&
-	       emit_be64(u, bp->time + unzz64(time));
+	return emit(u, head, 2) && emit_be64(u, commit_lsn) &&
+	       emit_be64(u, commit_lsn + unzz64(end_lsn)) && emit_be64(u, bp->time + unzz64(time));
 }
 
 static bool unpack_relation(struct unpacker *u)
