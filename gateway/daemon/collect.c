@@ -71,6 +71,8 @@ static const struct {
 	  "batch bytes sent before compression" },
 	{ "strait_stream_bytes_compressed_total", METRICS_COUNTER,
 	  "batch bytes sent after compression" },
+	{ "strait_stream_bytes_packed_total", METRICS_COUNTER,
+	  "batch bytes sent as zstd took them: pgoutput messages packed, before compression" },
 	{ "strait_spool_bytes", METRICS_GAUGE, "bytes in the stream's spool (source side)" },
 	{ "strait_spool_max_bytes", METRICS_GAUGE, "the stream's spool cap (0: no spool)" },
 	{ "strait_spool_records", METRICS_GAUGE, "records (batches) in the stream's spool" },
@@ -211,6 +213,8 @@ static void daemon_collect_stream(void *arg, const struct stream_report *r)
 	metrics_value(w, "strait_stream_bytes_raw_total", (double)r->bytes_raw, "stream", n, "to", t,
 		      NULL);
 	metrics_value(w, "strait_stream_bytes_compressed_total", (double)r->bytes_compressed,
+		      "stream", n, "to", t, NULL);
+	metrics_value(w, "strait_stream_bytes_packed_total", (double)r->bytes_packed,
 		      "stream", n, "to", t, NULL);
 	if (r->reader)
 		daemon_collect_reader(w, r);

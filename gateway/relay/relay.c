@@ -61,6 +61,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -69,6 +70,7 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/listener.h>
+#include <linux/sockios.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
@@ -133,6 +135,8 @@ struct relay_conn {
 	time_t up_since;             /* wall clock, for status */
 	size_t need;                 /* bytes the frame being received needs in all */
 	bool throttled;              /* output reached RELAY_OUTPUT_HIGH */
+	bool wake_asked;             /* a producer waits for the output to drain to wake_pending */
+	size_t wake_pending;
 	bool half_closed;            /* CLOSING: GOODBYE flushed, our side shut down */
 	bool over_limit_logged;
 	struct relay_counters n;
@@ -676,6 +680,46 @@ void relay_wait_drain(struct relay *relay, const char *peer)
 		p->conn->throttled = true;
 }
 
+bool relay_output_position(const struct relay *relay, const char *peer, uint64_t *queued,
+		uint64_t *drained)
+{
+	struct relay_peer *p = relay_find_peer(relay, peer);
+
+	*queued = *drained = 0;
+	if (p == NULL || p->conn == NULL || p->conn->state != RELAY_STATE_UP)
+		return false;
+	/* every frame of the link went into the output buffer, which TLS drains in order */
+	*queued = p->conn->n.bytes_sent;
+	*drained = *queued - evbuffer_get_length(bufferevent_get_output(p->conn->bev));
+	return true;
+}
+
+size_t relay_output_unsent(const struct relay *relay, const char *peer)
+{
+	struct relay_peer *p = relay_find_peer(relay, peer);
+	int kernel = 0;
+
+	if (p == NULL || p->conn == NULL || p->conn->state != RELAY_STATE_UP)
+		return 0;
+	/* what TCP has not sent yet (TLS records: a little more than the frames in them) */
+	if (ioctl(bufferevent_getfd(p->conn->bev), SIOCOUTQNSD, &kernel) != 0 || kernel < 0)
+		kernel = 0;
+	return evbuffer_get_length(bufferevent_get_output(p->conn->bev)) + (size_t)kernel;
+}
+
+void relay_wait_output(struct relay *relay, const char *peer, size_t pending)
+{
+	struct relay_peer *p = relay_find_peer(relay, peer);
+	struct relay_conn *c = p != NULL ? p->conn : NULL;
+
+	if (c == NULL || c->state != RELAY_STATE_UP)
+		return;
+	/* the highest mark asked for wakes every producer; one that needs less asks again */
+	if (!c->wake_asked || pending > c->wake_pending)
+		c->wake_pending = pending;
+	c->wake_asked = true;
+}
+
 bool relay_is_up(const struct relay *relay, const char *peer)
 {
 	struct relay_peer *p = relay_find_peer(relay, peer);
@@ -932,6 +976,7 @@ static void relay_conn_write_cb(struct bufferevent *bev, void *arg)
 	struct relay_conn *c = arg;
 	struct relay *relay = c->relay;
 	size_t pending = evbuffer_get_length(bufferevent_get_output(bev));
+	bool wake = false;
 
 	if (c->state == RELAY_STATE_CLOSING) {
 		/*
@@ -948,11 +993,18 @@ static void relay_conn_write_cb(struct bufferevent *bev, void *arg)
 		}
 		return;
 	}
-	if (c->state == RELAY_STATE_UP && c->throttled && pending <= RELAY_OUTPUT_LOW) {
-		c->throttled = false;
-		if (relay->cb.writable != NULL)
-			relay->cb.writable(relay->arg, c->peer->name);
+	if (c->state != RELAY_STATE_UP)
+		return;
+	if (c->wake_asked && pending <= c->wake_pending) {
+		c->wake_asked = false;
+		wake = true;
 	}
+	if (c->throttled && pending <= RELAY_OUTPUT_LOW) {
+		c->throttled = false;
+		wake = true;
+	}
+	if (wake && relay->cb.writable != NULL)
+		relay->cb.writable(relay->arg, c->peer->name);
 }
 
 /* ------------------------------------------------------------------ */

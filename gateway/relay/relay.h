@@ -46,7 +46,9 @@
  * Backpressure: relay_send() queues into the link's output buffer.
  * Producers check relay_output_pending() and stop at RELAY_OUTPUT_HIGH; once
  * they have pushed it to that mark, the writable callback fires when it has
- * drained to RELAY_OUTPUT_LOW. Heartbeats are never held back.
+ * drained to RELAY_OUTPUT_LOW. A producer that keeps less queued (a live
+ * stream on a slow link: relay_output_position()) asks for the callback at
+ * its own mark with relay_wait_output(). Heartbeats are never held back.
  *
  * Events: nothing here blocks. Callbacks are never called from inside
  * relay_new(), relay_reconfigure() or relay_send(); they run from the event
@@ -120,7 +122,10 @@ struct relay_callbacks {
 	 * valid during the call only.
 	 */
 	void (*frame)(void *arg, const char *peer, const struct frame *f);
-	/* The output to peer drained to RELAY_OUTPUT_LOW after reaching RELAY_OUTPUT_HIGH. */
+	/*
+	 * The output to peer drained to RELAY_OUTPUT_LOW after reaching
+	 * RELAY_OUTPUT_HIGH, or to what relay_wait_output() asked for.
+	 */
 	void (*writable)(void *arg, const char *peer);
 	/* A link that was up (connected was called) is gone; reason is for humans. */
 	void (*disconnected)(void *arg, const char *peer, const char *reason);
@@ -181,6 +186,31 @@ size_t relay_output_pending(const struct relay *relay, const char *peer);
  * initial-sync copy, which leaves the deep end of the queue to live streams).
  */
 void relay_wait_drain(struct relay *relay, const char *peer);
+
+/*
+ * The output to peer as positions in the bytes of frames queued on the link
+ * since it came up: *queued where the last one ends, *drained how much has
+ * left the output buffer for TLS. A producer that notes *queued after its
+ * frame knows how much waits ahead of it, itself included (relay_wait_output()
+ * until that is little enough). False, both 0, when the link is not up.
+ */
+bool relay_output_position(const struct relay *relay, const char *peer, uint64_t *queued,
+		uint64_t *drained);
+
+/*
+ * What waits for the link to peer to send it: the output buffer and what the
+ * kernel holds unsent (at most its TCP_NOTSENT_LOWAT, and in TLS records);
+ * data in flight is not counted. On a link that keeps up it is near 0;
+ * what stays there tells the link is the limit. 0 when the link is not up.
+ */
+size_t relay_output_unsent(const struct relay *relay, const char *peer);
+
+/*
+ * Asks for the writable callback once the output to peer has drained to at
+ * most pending bytes (once: ask again to wait again). Above RELAY_OUTPUT_LOW
+ * the callback comes at RELAY_OUTPUT_LOW.
+ */
+void relay_wait_output(struct relay *relay, const char *peer, size_t pending);
 
 /* Whether the link to peer is up. */
 bool relay_is_up(const struct relay *relay, const char *peer);

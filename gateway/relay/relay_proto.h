@@ -34,8 +34,9 @@
  *              u32 nvalues, nvalues × (u8 null, u32 len, bytes)
  *
  * BATCH and SYNC data is opaque here: pgoutput messages (BATCH) or COPY text
- * (SYNC), zstd-compressed when the frame has FRAME_FLAG_COMPRESSED. raw_len
- * is its size once decompressed, so the receiver can refuse an oversized
+ * (SYNC), zstd-compressed when the frame has FRAME_FLAG_COMPRESSED (in the
+ * stream's codec, gateway/stream/codec.h). raw_len is its size once
+ * decompressed (and unpacked), so the receiver can refuse an oversized
  * batch before inflating it. A message larger than a frame travels in
  * pieces: a BATCH with RELAY_BATCH_CONTINUES ends inside a message, which
  * the next BATCH of the generation goes on with.
@@ -80,9 +81,12 @@
  * Version of the message vocabulary, sent in HELLO (2: received and
  * committed positions; 3: batches that end inside a message, and ACKs that
  * free the send window inside a transaction; 4: verify requests; 5: SYNC
- * frames name a block range of a table copied in ranges).
+ * frames name a block range of a table copied in ranges; 6: compressed
+ * BATCH, SYNC and CATCHUP_BATCH data starts each batch with its form byte
+ * and may pack pgoutput messages, and zstd frames have at most a 1 MiB
+ * window: codec.h).
  */
-#define RELAY_PROTO_VERSION 5
+#define RELAY_PROTO_VERSION 6
 
 /* Per-HELLO and per-SEQUENCES list limit (the count is a u16 on the wire). */
 #define RELAY_PROTO_MAX_LIST 65535u

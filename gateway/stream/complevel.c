@@ -16,50 +16,84 @@ static unsigned complevel_step_of(int level)
 	return i;
 }
 
+/* The next step below level (level itself at the bottom). */
+static int complevel_below(int level)
+{
+	unsigned at = complevel_step_of(level);
+
+	if (complevel_steps[at] >= level && at > 0)
+		at--;
+	return complevel_steps[at] < level ? complevel_steps[at] : level;
+}
+
+/* The next step above level (level itself at the top). */
+static int complevel_above(int level)
+{
+	unsigned at = complevel_step_of(level);
+
+	if (complevel_steps[at] <= level && at + 1 < COMPLEVEL_NSTEPS)
+		at++;
+	return complevel_steps[at] > level ? complevel_steps[at] : level;
+}
+
 void complevel_init(struct complevel *p, int base)
 {
 	*p = (struct complevel){ .base = base, .level = base };
 }
 
-static int complevel_move(struct complevel *p, int to)
+/*
+ * Bytes are scarce: the sender mostly waited on its link or rate with a
+ * backlog to send, or what went out waits in the link's queue.
+ */
+static bool complevel_bytes_scarce(const struct complevel_sample *s)
 {
-	if (to != p->level) {
-		p->level = to;
-		p->hold = COMPLEVEL_HOLD_TICKS;
+	bool sender_held = s->wait_share >= COMPLEVEL_WAIT_SHARE &&
+			   s->backlog >= COMPLEVEL_BACKLOG_MIN &&
+			   (double)s->backlog >= (double)s->sent * COMPLEVEL_BACKLOG_SECONDS;
+	bool link_behind = s->link_backlog >= COMPLEVEL_LINK_BACKLOG_MIN &&
+			   (double)s->link_backlog >= (double)s->link_sent * COMPLEVEL_BACKLOG_SECONDS;
+
+	return sender_held || link_behind;
+}
+
+/* A step back toward the configured level, never past it. */
+static int complevel_toward_base(const struct complevel *p)
+{
+	if (p->level > p->base) {
+		int next = complevel_below(p->level);
+
+		return next < p->base ? p->base : next;
+	}
+	if (p->level < p->base) {
+		int next = complevel_above(p->level);
+
+		return next > p->base ? p->base : next;
 	}
 	return p->level;
 }
 
-int complevel_tick(struct complevel *p, uint64_t backlog, bool limited, double busy_share)
+int complevel_tick(struct complevel *p, const struct complevel_sample *s)
 {
-	unsigned at = complevel_step_of(p->level);
-
-	p->calm = backlog < COMPLEVEL_BACKLOG_LOW ? p->calm + 1 : 0;
-	if (p->hold) {
-		p->hold--;
-		return p->level;
+	p->calm = s->backlog < COMPLEVEL_BACKLOG_MIN && s->link_backlog < COMPLEVEL_LINK_BACKLOG_MIN ?
+		  p->calm + 1 : 0;
+	if (p->retry)
+		p->retry--;
+	if (s->busy_share > COMPLEVEL_BUSY_SHARE) {
+		/* the CPU is the limit: spend less of it per byte, now */
+		if (complevel_below(p->level) != p->level)
+			p->retry = COMPLEVEL_RETRY_TICKS;
+		return p->level = complevel_below(p->level);
 	}
-	if (busy_share > COMPLEVEL_BUSY_SHARE) {
-		/* the CPU is the limit: spend less of it per byte */
-		if (complevel_steps[at] >= p->level && at > 0)
-			at--;
-		return complevel_move(p, complevel_steps[at] < p->level ? complevel_steps[at] : p->level);
-	}
-	if (limited && backlog >= COMPLEVEL_BACKLOG_HIGH) {
+	if (complevel_bytes_scarce(s)) {
 		/* the link or the rate is the limit: spend CPU to send fewer bytes */
-		if (complevel_steps[at] <= p->level && at + 1 < COMPLEVEL_NSTEPS)
-			at++;
-		return complevel_move(p, complevel_steps[at] > p->level ? complevel_steps[at] : p->level);
+		if (!p->retry)
+			p->level = complevel_above(p->level);
+		return p->level;
 	}
 	if (p->calm >= COMPLEVEL_CALM_TICKS && p->level != p->base) {
 		/* nothing waits any more: a step back toward the configured level */
-		int next = p->level > p->base ? complevel_steps[at > 0 ? at - 1 : 0]
-					      : complevel_steps[at + 1 < COMPLEVEL_NSTEPS ? at + 1 : at];
-
-		if ((p->level > p->base && next < p->base) || (p->level < p->base && next > p->base))
-			next = p->base;
 		p->calm = 0;
-		return complevel_move(p, next);
+		p->level = complevel_toward_base(p);
 	}
 	return p->level;
 }

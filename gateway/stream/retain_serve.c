@@ -492,7 +492,7 @@ static bool serve_start(struct retain_serve *srv, struct serve_session *ss,
 		return false;
 	}
 	ss->retain_gen = retain_generation(ss->retain);
-	if (!cs || !(ss->enc = codec_new_encoder(cs->codec, cs->compression_level)) ||
+	if (!cs || !(ss->enc = codec_new_encoder(cs->codec, cs->compression_level, CODEC_CONTENT_PGOUTPUT)) ||
 	    !(ss->cursor = spool_cursor_new(sp, err, sizeof(err)))) {
 		snprintf(msg, msglen, "%s", cs ? "out of memory" : "no such stream here");
 		return false;

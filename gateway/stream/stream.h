@@ -175,6 +175,7 @@ struct stream_report {
 	uint64_t batches;            /* sent (source) or received (sink) */
 	uint64_t bytes_raw;          /* source: batch bytes before compression */
 	uint64_t bytes_compressed;   /* source: the same after compression */
+	uint64_t bytes_packed;       /* source: what zstd took (pgoutput packed, codec.h) */
 	uint64_t spool_bytes;        /* source: bytes in the spool */
 	uint64_t spool_max_bytes;    /* source: the spool's cap */
 	uint64_t spool_records;      /* source: records in the spool */

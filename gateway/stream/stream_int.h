@@ -99,7 +99,11 @@ struct stream_sender {
 	struct codec *enc;
 	struct complevel level;  /* the zstd level by what limits the sender (complevel.h) */
 	uint64_t compress_ns;    /* spent compressing since the last tick */
-	bool limited;            /* waited on the link, the rate or the window since the last tick */
+	int64_t wait_since;      /* waiting on the link or the rate since (monotonic us; 0: not) */
+	uint64_t waited_us;      /* waited on them since the last tick */
+	uint64_t raw_at_tick;    /* bytes_raw at the last tick */
+	uint64_t wire_at_tick;   /* bytes_wire at the last tick */
+	uint64_t queued_end;     /* where its last frame ends in the link's output (relay.h) */
 	bool have_resume;        /* the sink said where to go on, on this link */
 	uint64_t resume_lsn;
 	uint32_t generation;     /* of the resume being served; stamped on batches */

@@ -439,6 +439,17 @@ void stream_source_retry(struct stream *st)
  */
 #define STREAM_COALESCE_DELAY_US 30000
 #define STREAM_COALESCE_BYTES (64u * 1024u)
+/*
+ * A short queue. A destination sends while its last frame is less than this
+ * from leaving the link's output buffer (with whatever went between its
+ * frames; not what others queued after it): on a slow link the backlog
+ * waits in the spool rather than compressed in a queue of seconds, so the
+ * next frames go packed bigger and at the zstd level of the moment they
+ * leave (complevel.h), and the time spent waiting tells the link is the
+ * limit. What the kernel holds unsent (the relay's TCP_NOTSENT_LOWAT) keeps
+ * a fast link busy meanwhile.
+ */
+#define STREAM_LINK_QUEUE (64u * 1024u)
 /* A frame holds at most this (raw), or one larger record alone. */
 #define STREAM_FRAME_RAW STREAM_BATCH_MAX
 
@@ -554,6 +565,41 @@ static void window_freed(struct stream *st, const struct relay_proto_ack *ack)
 		sender_kick(st);
 }
 
+/* The sender waits on its link or its rate from now (the level's measure of what limits it). */
+static void sender_wait_begin(struct stream *st, int64_t now)
+{
+	if (!st->sender.wait_since)
+		st->sender.wait_since = now;
+}
+
+static void sender_wait_end(struct stream *st, int64_t now)
+{
+	if (st->sender.wait_since) {
+		st->sender.waited_us += (uint64_t)(now - st->sender.wait_since);
+		st->sender.wait_since = 0;
+	}
+}
+
+/*
+ * Whether the link still holds STREAM_LINK_QUEUE bytes or more up to this
+ * destination's last frame; if so, writable() is asked for once less does.
+ */
+static bool sender_link_full(struct stream *st)
+{
+	uint64_t queued, drained, ahead;
+
+	if (!relay_output_position(st->owner->relay, st->peer, &queued, &drained) ||
+	    st->sender.queued_end <= drained)
+		return false;
+	ahead = st->sender.queued_end - drained;
+	if (ahead < STREAM_LINK_QUEUE)
+		return false;
+	/* drained past queued_end - STREAM_LINK_QUEUE: what is queued now, less that */
+	relay_wait_output(st->owner->relay, st->peer,
+			  (size_t)(queued - drained - (ahead - STREAM_LINK_QUEUE) - 1));
+	return true;
+}
+
 /* Sends frame f, whose records are body, as one BATCH and empties it; false when the link went down. */
 static bool sender_batch(struct stream *st, struct sender_frame *f, const uint8_t *body,
 		int64_t now_us)
@@ -563,8 +609,8 @@ static bool sender_batch(struct stream *st, struct sender_frame *f, const uint8_
 	struct relay_proto_batch b;
 	const uint8_t *wire;
 	size_t wire_len;
+	uint64_t drained;
 	char err[256];
-
 	int64_t t0;
 	bool coded;
 
@@ -603,6 +649,7 @@ static bool sender_batch(struct stream *st, struct sender_frame *f, const uint8_
 	}
 	if (!stream_send(st, FRAME_BATCH, codec_compresses(st->sender.enc) ? FRAME_FLAG_COMPRESSED : 0))
 		return false;  /* the next HELLO says where to go on */
+	(void)relay_output_position(s->relay, st->peer, &st->sender.queued_end, &drained);
 	stream_charge(st, now_us);
 	st->sender.window_sent += fr.len;
 	st->sender.window_mid_msg = fr.continues;
@@ -621,9 +668,12 @@ static bool sender_batch(struct stream *st, struct sender_frame *f, const uint8_
 static int sender_fill(struct stream *st, struct sender_frame *f, size_t *sent, bool *more,
 		int64_t now_us)
 {
-	/* a frame sent on the way may close the window or end the slice: the caller looks again */
+	/*
+	 * A frame sent on the way may close the window, end the slice or fill
+	 * the link's queue: the caller looks again.
+	 */
 	while (f->len < STREAM_FRAME_RAW && *sent < STREAM_PUMP_SLICE &&
-	       (window_open(st) || st->sender.window_mid_msg)) {
+	       (window_open(st) || st->sender.window_mid_msg) && (f->records || !sender_link_full(st))) {
 		uint64_t prev = spool_cursor_prev(st->sender.cursor);
 		struct spool_meta meta;
 		const uint8_t *body;
@@ -674,23 +724,23 @@ static void sender_pump(struct stream *st)
 		int64_t now = clock_mono_us(), wait;
 		int r;
 
-		if (relay_output_pending(s->relay, st->peer) >= RELAY_OUTPUT_HIGH) {
-			st->sender.limited = true;
+		if (relay_output_pending(s->relay, st->peer) >= RELAY_OUTPUT_HIGH || sender_link_full(st)) {
+			sender_wait_begin(st, now);
 			return;       /* writable() goes on */
 		}
+		sender_wait_end(st, now);
 		/* the sink applies whole messages only: one is never cut by the window */
-		if (!window_open(st) && !st->sender.window_mid_msg) {
-			st->sender.limited = true;
-			return;       /* an ACK goes on */
-		}
+		if (!window_open(st) && !st->sender.window_mid_msg)
+			return;       /* an ACK goes on (the sink's pace: no reason for the level) */
 		if (!token_bucket_ready(&st->sender.bucket, now)) {
-			st->sender.limited = true;
+			sender_wait_begin(st, now);
 			wait = token_bucket_wait_us(&st->sender.bucket, now);
 			if (wait > 0)
 				event_add(st->sender.pump_event,
 					  &(struct timeval){ wait / 1000000, wait % 1000000 });
 			return;
 		}
+		sender_wait_end(st, now);
 		if (sent >= STREAM_PUMP_SLICE) {
 			sender_now(st);
 			return;
@@ -757,6 +807,7 @@ void stream_source_resume_at(struct stream *st, const struct relay_proto_positio
 	st->sender.generation = generation;
 	st->sender.send_seq = 0;
 	st->sender.oversized = false;
+	st->sender.queued_end = 0;   /* a new link counts from 0; on the same one nothing of ours waits */
 	/* what the sink holds counts against the window until its ACKs free it */
 	window_reset(st, pos->queued_bytes);
 	/* committed is the only acknowledgement: received is where to send from */
@@ -842,6 +893,7 @@ void stream_source_link_down(struct stream *st)
 	/* the reader goes on into the spool; the next HELLO says where to send from */
 	st->sender.have_resume = false;
 	st->sender.sending = false;
+	st->sender.wait_since = 0;
 }
 
 void stream_source_writable(struct stream *st)
@@ -978,15 +1030,31 @@ static void schedule_update(struct stream *st, bool force)
  */
 static void sender_adapt_level(struct stream *st)
 {
-	double busy = (double)st->sender.compress_ns / (STREAM_TICK_MS * 1e6);
+	int64_t now = clock_mono_us();
+	struct complevel_sample smp = {
+		.backlog = sender_unread(st),
+		.sent = st->sender.bytes_raw - st->sender.raw_at_tick,
+		.busy_share = (double)st->sender.compress_ns / (STREAM_TICK_MS * 1e6),
+	};
 	int next;
 
+	/* a wait that goes on counts up to now, and on into the next tick */
+	if (st->sender.wait_since) {
+		st->sender.waited_us += (uint64_t)(now - st->sender.wait_since);
+		st->sender.wait_since = now;
+	}
+	if (st->sender.sending && !st->sender.sched.held) {
+		smp.wait_share = (double)st->sender.waited_us / (STREAM_TICK_MS * 1e3);
+		smp.link_backlog = relay_output_unsent(st->owner->relay, st->peer);
+		smp.link_sent = st->sender.bytes_wire - st->sender.wire_at_tick;
+	}
+	st->sender.compress_ns = 0;
+	st->sender.waited_us = 0;
+	st->sender.raw_at_tick = st->sender.bytes_raw;
+	st->sender.wire_at_tick = st->sender.bytes_wire;
 	if (!codec_compresses(st->sender.enc))
 		return;
-	next = complevel_tick(&st->sender.level, sender_unread(st),
-			      st->sender.limited && !st->sender.sched.held, busy);
-	st->sender.compress_ns = 0;
-	st->sender.limited = false;
+	next = complevel_tick(&st->sender.level, &smp);
 	if (next == codec_level(st->sender.enc))
 		return;
 	if (codec_set_level(st->sender.enc, next))
@@ -1333,7 +1401,7 @@ bool stream_source_init(struct stream *st, const struct strait_config *cfg, size
 
 	st->role = STREAM_ROLE_SOURCE;
 	st->peer = strdup(cfg->sites[config_stream_to(cs)].name);
-	st->sender.enc = codec_new_encoder(cs->codec, cs->compression_level);
+	st->sender.enc = codec_new_encoder(cs->codec, cs->compression_level, CODEC_CONTENT_PGOUTPUT);
 	complevel_init(&st->sender.level, cs->compression_level);
 	st->sender.pump_event = event_new(s->base, -1, 0, sender_pump_cb, st);
 	st->sender.tick = event_new(s->base, -1, 0, source_tick_cb, st);
@@ -1476,6 +1544,9 @@ void stream_source_status(const struct stream *st, struct json_out *j)
 	json_uint(j, "batches_sent", st->sender.batches_sent);
 	json_uint(j, "bytes_raw", st->sender.bytes_raw);
 	json_uint(j, "bytes_wire", st->sender.bytes_wire);
+	/* what zstd took: pgoutput messages packed (codec.h), or the batches as they are */
+	json_string(j, "packing", codec_packs(st->sender.enc) ? "pgoutput" : "none");
+	json_uint(j, "bytes_packed", codec_bytes_packed(st->sender.enc));
 	json_uint(j, "bytes_wan_estimate", st->sender.bytes_charged);
 	json_uint(j, "sequence_frames", st->sender.sequence_frames);
 	json_object_begin(j, "compression");
@@ -1520,6 +1591,7 @@ void stream_source_report(const struct stream *st, struct stream_report *r, int6
 	r->batches = st->sender.batches_sent;
 	r->bytes_raw = st->sender.bytes_raw;
 	r->bytes_compressed = st->sender.bytes_wire;
+	r->bytes_packed = codec_bytes_packed(st->sender.enc);
 	r->spool_bytes = st->reader->spool ? spool_bytes(st->reader->spool) : 0;
 	r->spool_max_bytes = st->reader->spool_max;
 	r->spool_records = st->reader->spool ? spool_records(st->reader->spool) : 0;

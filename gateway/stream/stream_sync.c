@@ -1412,7 +1412,7 @@ struct streamsync *streamsync_new_source(struct event_base *base, struct relay *
 	ss->state = SS_SOURCE_IDLE;
 	ss->sourcep = source;
 	ss->publication = strdup(publication);
-	ss->codec = codec_new_encoder(codec, level);
+	ss->codec = codec_new_encoder(codec, level, CODEC_CONTENT_OPAQUE);
 	if (!ss->publication || !ss->codec)
 		goto oom;
 	return ss;

@@ -1,8 +1,10 @@
 /*
- * test_complevel.c — the zstd level by what limits a stream: up a step a
- * tick while the link or the rate holds a backlog back, down when the CPU
- * is the limit, back to the configured level once nothing waits; one change
- * and then a pause, never beyond 1 and 19.
+ * test_complevel.c — the zstd level by what limits a stream: up a step each
+ * tick while the sender mostly waits on its link or rate with a backlog
+ * (a quarter second of sending or more), or while what it sent waits in the
+ * link's queue; down at once when the CPU is the limit and not up again for
+ * a while, back to the configured level once nothing waits; never beyond 1
+ * and 19.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,122 +16,145 @@
 
 #define BIG (8u * 1024u * 1024u)
 
-/* Ticks until the level changes (at most n); the level then. */
-static int tick_until_change(struct complevel *p, uint64_t backlog, bool limited, double busy,
-		unsigned n)
-{
-	int from = p->level;
+/* backlog, sent, wait share, busy share, the link's queue, sent on the link */
+static const struct complevel_sample link_bound = { BIG, 1024 * 1024, 0.9, 0.1, 0, 0 };
+static const struct complevel_sample cpu_bound = { BIG, 1024 * 1024, 0.9, 0.9, 0, 0 };
+static const struct complevel_sample idle = { 0, 0, 0, 0, 0, 0 };
 
-	for (unsigned i = 0; i < n; i++)
-		if (complevel_tick(p, backlog, limited, busy) != from)
-			break;
-	return p->level;
+static int tick(struct complevel *p, uint64_t backlog, uint64_t sent, double wait, double busy)
+{
+	const struct complevel_sample s = { backlog, sent, wait, busy, 0, 0 };
+
+	return complevel_tick(p, &s);
 }
 
-static void test_link_bound_climbs_to_19(void **state)
+static void test_link_bound_climbs_a_step_a_tick(void **state)
 {
+	static const int expect[] = { 6, 9, 12, 15, 19, 19, 19 };
 	struct complevel p;
-	int seen[8], n = 0;
 
 	(void)state;
 	complevel_init(&p, 3);
 	assert_string_equal(complevel_reason(&p), "configured");
-	while (p.level < 19 && n < 8)
-		seen[n++] = tick_until_change(&p, BIG, true, 0.1, 10);
-	assert_int_equal(n, 5);
-	assert_int_equal(seen[0], 6);
-	assert_int_equal(seen[1], 9);
-	assert_int_equal(seen[4], 19);
+	for (size_t i = 0; i < sizeof(expect) / sizeof(expect[0]); i++)
+		assert_int_equal(complevel_tick(&p, &link_bound), expect[i]);
 	assert_string_equal(complevel_reason(&p), "link or rate bound");
-	/* it stays at the top */
-	for (int i = 0; i < 20; i++)
-		assert_int_equal(complevel_tick(&p, BIG, true, 0.1), 19);
 }
 
-static void test_a_change_then_a_pause(void **state)
-{
-	struct complevel p;
-
-	(void)state;
-	complevel_init(&p, 3);
-	assert_int_equal(complevel_tick(&p, BIG, true, 0), 6);
-	for (unsigned i = 0; i < COMPLEVEL_HOLD_TICKS; i++)
-		assert_int_equal(complevel_tick(&p, BIG, true, 0), 6);
-	assert_int_equal(complevel_tick(&p, BIG, true, 0), 9);
-}
-
-static void test_not_limited_or_small_backlog_stays(void **state)
+static void test_bytes_not_scarce_stays(void **state)
 {
 	struct complevel p;
 
 	(void)state;
 	complevel_init(&p, 3);
 	for (int i = 0; i < 30; i++) {
-		assert_int_equal(complevel_tick(&p, BIG, false, 0.1), 3);      /* sender not held */
-		assert_int_equal(complevel_tick(&p, 100000, true, 0.1), 3);   /* little waits */
+		/* the sender hardly waited: the link keeps up */
+		assert_int_equal(tick(&p, BIG, 1024 * 1024, 0.3, 0.1), 3);
+		/* little waits */
+		assert_int_equal(tick(&p, COMPLEVEL_BACKLOG_MIN - 1, 1000, 1.0, 0.1), 3);
+		/* less than a quarter second of what goes out: the link catches up */
+		assert_int_equal(tick(&p, 200000, 1000000, 1.0, 0.1), 3);
 	}
+	assert_int_equal(tick(&p, 250000, 1000000, 1.0, 0.1), 6);
 }
 
-static void test_cpu_bound_goes_down_to_1(void **state)
+/* The sender keeps up with the link's queue, but what it sent waits there: the link is behind. */
+static void test_link_queue_behind_raises(void **state)
 {
+	struct complevel_sample s = { 0, 700000, 0, 0.05, 20000, 60000 };
 	struct complevel p;
 
 	(void)state;
-	complevel_init(&p, 9);
-	assert_int_equal(tick_until_change(&p, BIG, true, 0.9, 10), 6);
-	assert_int_equal(tick_until_change(&p, BIG, true, 0.9, 10), 3);
-	assert_int_equal(tick_until_change(&p, BIG, true, 0.9, 10), 1);
-	assert_string_equal(complevel_reason(&p), "CPU bound");
-	for (int i = 0; i < 10; i++)
-		assert_int_equal(complevel_tick(&p, BIG, true, 0.9), 1);
+	complevel_init(&p, 3);
+	assert_int_equal(complevel_tick(&p, &s), 6);
+	assert_int_equal(complevel_tick(&p, &s), 9);
+	/* less than a quarter second of what went out, or little: the link keeps up */
+	s.link_backlog = 14000;
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(complevel_tick(&p, &s), 9);
+	s.link_backlog = 20000;
+	s.link_sent = 100000;
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(complevel_tick(&p, &s), 9);
+	/* not calm while the link's queue holds that much: the level stays */
+	s.link_backlog = 17000;
+	for (int i = 0; i < 3 * COMPLEVEL_CALM_TICKS; i++)
+		assert_int_equal(complevel_tick(&p, &s), 9);
+	s.link_backlog = 0;
+	for (int i = 0; i < COMPLEVEL_CALM_TICKS - 1; i++)
+		assert_int_equal(complevel_tick(&p, &s), 9);
+	assert_int_equal(complevel_tick(&p, &s), 6);
 }
 
-static void test_back_to_the_configured_level(void **state)
+static void test_cpu_bound_goes_down_at_once_and_waits(void **state)
 {
 	struct complevel p;
 	unsigned ticks = 0;
 
 	(void)state;
-	complevel_init(&p, 3);
-	while (p.level < 12)
-		complevel_tick(&p, BIG, true, 0);
-	/* the backlog is gone: a step back after a few calm ticks, down to 3 and no lower */
-	while (p.level != 3 && ticks < 100) {
-		complevel_tick(&p, 0, false, 0);
+	complevel_init(&p, 9);
+	assert_int_equal(complevel_tick(&p, &link_bound), 12);
+	/* right after a step up */
+	assert_int_equal(complevel_tick(&p, &cpu_bound), 9);
+	/* link bound again: not up before the retry is over */
+	while (complevel_tick(&p, &link_bound) == 9)
+		ticks++;
+	assert_int_equal(ticks, COMPLEVEL_RETRY_TICKS - 1);
+	assert_int_equal(p.level, 12);
+	/* all the way down to 1, a step a tick */
+	assert_int_equal(complevel_tick(&p, &cpu_bound), 9);
+	assert_int_equal(complevel_tick(&p, &cpu_bound), 6);
+	assert_int_equal(complevel_tick(&p, &cpu_bound), 3);
+	assert_int_equal(complevel_tick(&p, &cpu_bound), 1);
+	assert_string_equal(complevel_reason(&p), "CPU bound");
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(complevel_tick(&p, &cpu_bound), 1);
+}
+
+/* Ticks until the level is to (at most 100). */
+static unsigned ticks_to(struct complevel *p, int to, const struct complevel_sample *s)
+{
+	unsigned ticks = 0;
+
+	while (p->level != to && ticks < 100) {
+		complevel_tick(p, s);
 		ticks++;
 	}
+	return ticks;
+}
+
+static void test_back_to_the_configured_level(void **state)
+{
+	struct complevel p;
+
+	(void)state;
+	complevel_init(&p, 3);
+	while (p.level < 12)
+		complevel_tick(&p, &link_bound);
+	/* the backlog is gone: a step back after a few calm ticks, down to 3 and no lower */
+	assert_true(ticks_to(&p, 3, &idle) >= 3 * COMPLEVEL_CALM_TICKS);
 	assert_int_equal(p.level, 3);
-	assert_true(ticks >= 3 * COMPLEVEL_CALM_TICKS);
 	for (int i = 0; i < 20; i++)
-		assert_int_equal(complevel_tick(&p, 0, false, 0), 3);
+		assert_int_equal(complevel_tick(&p, &idle), 3);
 	/* from below, after the CPU was the limit: up to the configured level */
 	complevel_init(&p, 6);
 	while (p.level > 1)
-		complevel_tick(&p, BIG, true, 0.9);
-	ticks = 0;
-	while (p.level != 6 && ticks < 100) {
-		complevel_tick(&p, 0, false, 0);
-		ticks++;
-	}
-	assert_int_equal(p.level, 6);
+		complevel_tick(&p, &cpu_bound);
+	assert_true(ticks_to(&p, 6, &idle) < 100);
 	/* an odd configured level is kept as it is */
 	complevel_init(&p, 4);
-	assert_int_equal(complevel_tick(&p, BIG, true, 0), 6);
-	ticks = 0;
-	while (p.level != 4 && ticks < 100) {
-		complevel_tick(&p, 0, false, 0);
-		ticks++;
-	}
+	assert_int_equal(complevel_tick(&p, &link_bound), 6);
+	assert_true(ticks_to(&p, 4, &idle) < 100);
 	assert_int_equal(p.level, 4);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_link_bound_climbs_to_19),
-		cmocka_unit_test(test_a_change_then_a_pause),
-		cmocka_unit_test(test_not_limited_or_small_backlog_stays),
-		cmocka_unit_test(test_cpu_bound_goes_down_to_1),
+		cmocka_unit_test(test_link_bound_climbs_a_step_a_tick),
+		cmocka_unit_test(test_bytes_not_scarce_stays),
+		cmocka_unit_test(test_link_queue_behind_raises),
+		cmocka_unit_test(test_cpu_bound_goes_down_at_once_and_waits),
 		cmocka_unit_test(test_back_to_the_configured_level),
 	};
 

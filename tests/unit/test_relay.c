@@ -107,6 +107,8 @@ struct pair {
 	unsigned heartbeats[2];
 	uint8_t heartbeat_role[2];
 	unsigned writable[2];
+	size_t pending_at_writable[2];     /* output queued when writable came */
+	unsigned writable_before;
 };
 
 static const char *const site_names[2] = { "cloud", "onprem" };
@@ -184,6 +186,7 @@ static void cb_writable(void *arg, const char *peer)
 	struct pair *p = arg;
 
 	p->writable[side_of(peer)]++;
+	p->pending_at_writable[side_of(peer)] = relay_output_pending(p->relay[side_of(peer)], peer);
 }
 
 static const struct relay_callbacks callbacks = {
@@ -281,6 +284,37 @@ static bool drained(struct pair *p)
 	return relay_output_pending(p->relay[0], "onprem") == 0 && p->batches[1] >= 200 + 40;
 }
 
+static bool woken_again(struct pair *p)
+{
+	return p->writable[0] > p->writable_before;
+}
+
+/*
+ * A producer's own mark: where its frames end in the output, and writable
+ * once the output has drained to the mark it asked for.
+ */
+static void check_output_mark(struct pair *p)
+{
+	uint64_t queued, drained, queued2, drained2;
+	uint8_t *chunk = calloc(1, 256 * 1024);
+
+	assert_non_null(chunk);
+	assert_true(relay_output_position(p->relay[0], "onprem", &queued, &drained));
+	assert_true(queued >= drained);
+	for (int n = 0; n < 6; n++)
+		assert_true(relay_send(p->relay[0], "onprem", FRAME_BATCH, 0, chunk, 256 * 1024));
+	free(chunk);
+	assert_true(relay_output_position(p->relay[0], "onprem", &queued2, &drained2));
+	assert_int_equal(queued2 - queued, 6 * (FRAME_HEADER_SIZE + 256 * 1024));
+	assert_int_equal(queued2 - drained2, relay_output_pending(p->relay[0], "onprem"));
+	p->writable_before = p->writable[0];
+	relay_wait_output(p->relay[0], "onprem", 64 * 1024);
+	assert_true(run_until(p, woken_again, 20000));
+	assert_true(p->pending_at_writable[0] <= 64 * 1024);
+	assert_false(relay_output_position(p->relay[0], "nowhere", &queued, &drained));
+	assert_int_equal(queued, 0);
+}
+
 static bool cloud_dropped(struct pair *p)
 {
 	return p->disconnected[0] > 0 && p->disconnected[1] > 0;
@@ -355,12 +389,14 @@ static void test_link_in_process(void **state)
 	free(big);
 	assert_true(run_until(p, drained, 20000));
 	assert_true(p->writable[0] >= 1);
+	check_output_mark(p);
 
 	assert_true(relay_peer_stats(p->relay[0], "onprem", &st));
 	assert_true(st.up);
 	assert_int_equal(st.connects, 1);
-	assert_true(st.frames_sent >= 240);
-	assert_true(st.bytes_sent >= 240 * FRAME_HEADER_SIZE + 2000 + 40u * 1024 * 1024);
+	assert_true(st.frames_sent >= 246);
+	assert_true(st.bytes_sent >= 246 * FRAME_HEADER_SIZE + 2000 + 40u * 1024 * 1024 +
+		    6u * 256 * 1024);
 	assert_false(relay_peer_stats(p->relay[0], "nowhere", &st));
 
 	json_init(&j);
