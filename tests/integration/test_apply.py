@@ -876,7 +876,7 @@ def test_connection_loss_then_resume(pair, tmp_path):
     exactly_once_tables(src, dst)
     st = Stream(src, dst, "lost", tmp_path)
     # sessions side by side apply 2,000 before the loss: more, so it comes mid-stream
-    n = 2000 if dst.workers == 1 else 20000
+    n = 2000 if dst.workers == 1 else 8000
     small_transactions(src, n)
     st.fetch()
 
