@@ -23,6 +23,19 @@ import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("STRAIT_BUILD", os.path.join(REPO, "build"))
+
+
+def _relay_proto_version():
+    """The relay protocol's version, as gateway/relay/relay_proto.h says:
+    the tests that speak the protocol by hand speak this one."""
+    with open(os.path.join(REPO, "gateway", "relay", "relay_proto.h")) as f:
+        for line in f:
+            if line.startswith("#define RELAY_PROTO_VERSION "):
+                return int(line.split()[2])
+    raise RuntimeError("RELAY_PROTO_VERSION not found in relay_proto.h")
+
+
+RELAY_PROTO_VERSION = _relay_proto_version()
 STRAITD = os.path.join(BUILD, "straitd")
 STRAITCTL = os.path.join(BUILD, "straitctl")
 PG_BIN = "/usr/lib/postgresql/15/bin"

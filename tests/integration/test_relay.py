@@ -83,9 +83,9 @@ def wire_str(s):
 
 
 def hello_payload(cluster, site, streams=()):
-    """HELLO (protocol 6): per stream its received and committed positions
-    and the bytes queued at the sink."""
-    out = struct.pack(">H", 6) + wire_str(cluster) + wire_str(site)
+    """HELLO (the relay protocol's version): per stream its received and
+    committed positions and the bytes queued at the sink."""
+    out = struct.pack(">H", harness.RELAY_PROTO_VERSION) + wire_str(cluster) + wire_str(site)
     out += struct.pack(">H", len(streams))
     for name, lsn in streams:
         out += wire_str(name) + struct.pack(">QQQ", lsn, lsn, 0)
@@ -445,7 +445,7 @@ def test_hello_exchange_and_status(cluster_factory):
 
     # alpha sorts lower, so it dials; beta's HELLO carries its resume positions.
     line = alpha.wait_event("connected beta ")
-    assert "epoch=3" in line and "version=6" in line
+    assert "epoch=3" in line and f"version={harness.RELAY_PROTO_VERSION}" in line
     assert "streams=app:0/16B3A28,audit:0/7" in line
     assert beta.wait_event("connected alpha ").endswith("streams=")
     # Heartbeats flow both ways with the sender's role.
@@ -461,8 +461,8 @@ def test_hello_exchange_and_status(cluster_factory):
     assert b["peers"][0]["direction"] == "accept" and b["peers"][0]["state"] == "up"
     # The dialer leaves from its own tunnel address.
     assert b["peers"][0]["remote"].startswith(c.addr["alpha"] + ":")
-    alpha.wait_log(r'relay site "beta" at .*: hello -> up: HELLO from "beta" \(protocol 6, '
-                   r'epoch 3, 2 streams\)')
+    alpha.wait_log(r'relay site "beta" at .*: hello -> up: HELLO from "beta" '
+                   rf'\(protocol {harness.RELAY_PROTO_VERSION}, epoch 3, 2 streams\)')
 
 
 def test_frames_cross_intact(cluster_factory):

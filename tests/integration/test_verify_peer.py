@@ -143,7 +143,8 @@ class FakeSource:
 
 
 def hello(cluster_name):
-    return (struct.pack(">H", 5) + wire_str(cluster_name) + wire_str("onprem")
+    return (struct.pack(">H", harness.RELAY_PROTO_VERSION) + wire_str(cluster_name)
+            + wire_str("onprem")
             + struct.pack(">H", 1) + wire_str("app") + struct.pack(">QQQ", 0, 0, 0))
 
 
