@@ -171,6 +171,10 @@ def kill_sink_and_resume(tmp_path, pg_factory, straitd_factory, rows, split_abov
         first_lsn = sync_status(onprem, "source")["snapshot_lsn"]
 
         cloud.kill()
+        # a load whose COMMIT was on its way still commits: count once its session ended
+        wait_until(lambda: dst.sql("SELECT count(*) FROM pg_stat_activity WHERE "
+                                   "application_name IN ('strait_sync', 'strait-apply')")[0][0]
+                   == 0, 60, interval=0.1, what="the killed sink's target sessions to end")
         begun = len(range_loads(cloud))
         kept = recorded_ranges(dst)
         sent_before = sync_status(onprem, "source")["bytes"]
