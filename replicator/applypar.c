@@ -834,6 +834,9 @@ static bool par_deal_segment(struct applypar *p, int w, bool one)
 		changes += t->nchanges;
 		p->next_deal++;
 		if (t->large) {
+			log_info("stream \"%s\": source transaction " LSN_FMT " holds over %u MiB: "
+				 "session %d applies it alone%s", p->stream, LSN_ARGS(t->commit_lsn),
+				 PAR_LARGE_BYTES >> 20, w, t->complete ? "" : ", as it arrives");
 			if (!t->complete)
 				p->streaming = t;
 			break;

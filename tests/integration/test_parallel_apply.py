@@ -15,6 +15,8 @@ back, so what follows is a catch-up.
   PostgreSQL (what its WAL had not flushed is gone), in the middle of a
   parallel catch-up: equal, nothing twice (every transaction inserts a row
   under a primary key, and a second copy would stop the stream).
+- A transaction over 4 MiB among small ones goes to one session alone, also
+  with the sink's straitd killed while it streams.
 - A unique key outside the replica identity, which parallelism may apply in
   the wrong order: the stream stops once, applies what was in flight one
   session after the other, and goes on.
@@ -194,6 +196,35 @@ def test_hot_rows_go_to_one_session(tmp_path, pg_factory, straitd_factory):
     n = dst.sql("SELECT n FROM hot")[0][0]
     assert n == txns
     assert dst.sql("SELECT count(*), min(n), max(n) FROM hotlog")[0] == (n, 1, n)
+    assert_no_sanitizer_reports(onprem, cloud)
+
+
+def test_large_transaction_goes_alone(tmp_path, pg_factory, straitd_factory):
+    """A transaction larger than the coordinator holds (over 4 MiB of
+    changes) among small ones: it waits for everything before it to commit,
+    goes to one session as it arrives, and what follows waits for it; the
+    sink's straitd killed while it streams changes nothing of the end."""
+    src, dst, onprem, cloud, _ = start_pair(tmp_path, pg_factory, straitd_factory, schema,
+                                            {"apply_workers": WORKERS})
+    wait_streaming(onprem)
+    wait_sink_ready(cloud)
+    load = Load(src, independent=2, hot=1).start()
+    try:
+        time.sleep(1)
+        src.sql("INSERT INTO ledger SELECT g, 1, 1 FROM generate_series(1000000000, "
+                "1000150000) g")
+        wait_until(lambda: lsn_int(sink_status(cloud)["received_lsn"]) > 0, 30, interval=0.1,
+                   what="the sink to receive")
+        cloud.kill()
+        cloud.env = {}
+        cloud.start(timeout=30)
+        time.sleep(1)
+    finally:
+        load.stop()
+    wait_equal(src, dst, (onprem, cloud))
+    check_clean(cloud)
+    assert dst.sql("SELECT count(*) FROM ledger WHERE id >= 1000000000")[0][0] == 150001
+    assert "applies it alone" in cloud.log_text(), tail(cloud)
     assert_no_sanitizer_reports(onprem, cloud)
 
 
