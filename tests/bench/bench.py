@@ -144,7 +144,7 @@ PROFILES = {
     # repetitions, tables of manytables, rows of bigtable
     "full": dict(scale=20, reps=3, clean_reps=1, steady=30, backlog=60, catchup_reps=5,
                  catchup_txns=300000, thin=10, thin_rate=100,
-                 wan=15, wan_rate=100, hold=60, big_rows=2000000, limit=24 * 60,
+                 wan=15, wan_rate=100, hold=60, big_rows=2000000, limit=28 * 60,
                  phases=("sync", "steady", "catchup", "thin", "thin512", "far", "lossy",
                          "farsync", "bigtxn", "spool"),
                  sync_reps=1, sync_tables=2000, sync_big_rows=5000000, apply_workers=2),
