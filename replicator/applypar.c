@@ -398,13 +398,15 @@ static bool par_txn_append(struct applypar *p, struct par_txn *t, const uint8_t 
 	return true;
 }
 
+/*
+ * A key twice is harmless (the second finds the transaction itself), so
+ * none is looked for: a transaction of 100,000 rows would scan its keys
+ * 100,000 times.
+ */
 static bool par_txn_add_key(struct par_txn *t, uint64_t key)
 {
 	void *keys = t->keys;
 
-	for (size_t i = 0; i < t->nkeys; i++)
-		if (t->keys[i] == key)
-			return true;
 	if (!par_grow(&keys, &t->capkeys, t->nkeys + 1, sizeof(*t->keys)))
 		return false;
 	t->keys = keys;
@@ -486,6 +488,8 @@ static bool par_change_keys(struct applypar *p, struct par_txn *t, const struct 
 	}
 	if (!par_txn_needs(p, t, relid))
 		return false;
+	if (t->large)
+		return true;         /* a barrier: what it writes orders nothing */
 	rel = pgoutput_relcache_get(&p->rels, relid);
 	for (int i = 0; i < 2; i++) {
 		bool any;
