@@ -92,6 +92,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <time.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -119,6 +120,8 @@
 #define APPLY_DEFAULT_GROUP_CHANGES 5000
 #define APPLY_DEFAULT_GROUP_TXNS 200
 #define APPLY_DEFAULT_CONNECT_TIMEOUT 30
+#define APPLY_ORIGIN_BUSY_RETRY_MS 50     /* reconnect while an ending backend holds the origin */
+#define APPLY_ORIGIN_BUSY_WAIT_MS 10000   /* then it is another process's: stop */
 #define APPLY_HOLD_BYTES (8u * 1024u * 1024u) /* uncommitted bytes held before some are freed */
 #define APPLY_LARGE_COMMAND (16u * 1024u * 1024u) /* sent in blocking mode (apply_set_blocking) */
 #define APPLY_KEY_VALUE_MAX 64          /* bytes of a key value shown in messages */
@@ -311,6 +314,8 @@ struct apply {
 	struct event *ev_write;      /* connected: while PQflush has more to send */
 	struct event *ev_kick;       /* deferred work */
 	struct event *ev_timeout;    /* connecting */
+	struct event *ev_retry;      /* reconnecting while the origin is still held */
+	uint64_t origin_busy_since;  /* monotonic ms of the first "origin in use" (0: none) */
 	bool out_blocked;            /* PQflush could not send everything */
 	unsigned unflushed;          /* commands sent since the last Sync / flush request */
 	unsigned stmt_seq;
@@ -670,6 +675,8 @@ static void apply_disconnect(struct apply *a)
 	}
 	if (a->ev_timeout)
 		evtimer_del(a->ev_timeout);
+	if (a->ev_retry)
+		evtimer_del(a->ev_retry);
 	if (a->conn) {
 		PQfinish(a->conn);
 		a->conn = NULL;
@@ -2213,6 +2220,40 @@ static bool apply_on_change(struct apply *a, struct apply_cmd *c, const PGresult
 	return true;
 }
 
+static uint64_t apply_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/*
+ * The origin is active in another backend. Right after this engine closed a
+ * connection (a rewind, a lost session) that is usually its own previous
+ * backend, still exiting: PostgreSQL releases the origin only as the backend
+ * ends. Reconnect shortly, for APPLY_ORIGIN_BUSY_WAIT_MS at most; past that
+ * another process applies to this origin, and the caller stops with the
+ * error. Returns true when a retry was scheduled (the connection is closed).
+ */
+static bool apply_retry_origin_busy(struct apply *a, const char *err)
+{
+	struct timeval tv = { 0, APPLY_ORIGIN_BUSY_RETRY_MS * 1000 };
+	uint64_t now = apply_now_ms();
+
+	if (!a->origin_busy_since) {
+		a->origin_busy_since = now;
+		log_notice("stream \"%s\": %s; waiting up to %d s for that session to end",
+			a->stream, err, APPLY_ORIGIN_BUSY_WAIT_MS / 1000);
+	} else if (now - a->origin_busy_since >= APPLY_ORIGIN_BUSY_WAIT_MS) {
+		return false;
+	}
+	apply_rewind(a);
+	apply_set_state(a, APPLY_CONNECTING, "the origin is still held by an ending session");
+	evtimer_add(a->ev_retry, &tv);
+	return true;
+}
+
 static bool apply_on_error(struct apply *a, struct apply_cmd *c, const PGresult *res)
 {
 	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE), *col;
@@ -2226,6 +2267,9 @@ static bool apply_on_error(struct apply *a, struct apply_cmd *c, const PGresult 
 	case CMD_SETUP:
 	case CMD_REPLICA_ROLE:
 	case CMD_PROGRESS:
+		if (state && strcmp(state, "55006") == 0 && strstr(err, "replication origin") &&
+				apply_retry_origin_busy(a, err))
+			return false;
 		/* out of origin slots (53400), or none configured (55000): name the setting */
 		if (state && (strcmp(state, "53400") == 0 || strcmp(state, "55000") == 0) &&
 				strstr(err, "replication origin"))
@@ -2331,6 +2375,7 @@ static bool apply_on_result(struct apply *a, struct apply_cmd *c, const PGresult
 			return apply_fail(a, "unexpected result from the target: %s where a "
 				"pipeline sync was due", PQresStatus(st));
 		if (c->change == SYNC_SETUP_DONE) {
+			a->origin_busy_since = 0;
 			apply_set_running(a);
 		} else if (c->change == SYNC_CHECK) {
 			g = apply_group_find(a, c->group);
@@ -2659,6 +2704,16 @@ static void apply_kick(struct apply *a)
 	event_active(a->ev_kick, 0, 0);
 }
 
+static void apply_on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct apply *a = arg;
+
+	(void)fd;
+	(void)what;
+	if (a->state == APPLY_CONNECTING && !a->conn)
+		apply_connect(a);
+}
+
 /* ---- API ---- */
 
 static struct apply *apply_new_session(struct event_base *base, const struct apply_config *cfg,
@@ -2704,9 +2759,10 @@ static struct apply *apply_new_session(struct event_base *base, const struct app
 	a->values = calloc(2 * APPLY_MAX_COLS, sizeof(*a->values));
 	a->ev_kick = event_new(base, -1, 0, apply_on_kick, a);
 	a->ev_timeout = evtimer_new(base, apply_on_timeout, a);
+	a->ev_retry = evtimer_new(base, apply_on_retry, a);
 	if (!a->conninfo || !a->stream || !a->origin || !a->cols || !a->shape_key ||
 			!a->set_codes || !a->where_codes || !a->values || !a->ev_kick ||
-			!a->ev_timeout || !pgoutput_decoder_init(&a->dec, 2) ||
+			!a->ev_timeout || !a->ev_retry || !pgoutput_decoder_init(&a->dec, 2) ||
 			!apply_ring_init(&a->cmds, sizeof(struct apply_cmd)) ||
 			!apply_ring_init(&a->groups, sizeof(struct apply_group)) ||
 			!apply_ring_init(&a->acks, sizeof(struct apply_ack)) ||
@@ -3101,6 +3157,8 @@ void apply_free(struct apply *a)
 		event_free(a->ev_kick);
 	if (a->ev_timeout)
 		event_free(a->ev_timeout);
+	if (a->ev_retry)
+		event_free(a->ev_retry);
 	free(a->cmds.items);
 	free(a->groups.items);
 	free(a->acks.items);

@@ -11,6 +11,7 @@ with sorted COPY output.
 
 import json
 import os
+import time
 import signal
 import struct
 import subprocess
@@ -903,6 +904,56 @@ def test_connection_loss_then_resume(pair, tmp_path):
     assert proc.returncode == 0, proc.stderr.read()
     assert stops and stops[0].startswith("stopped lost the connection to the target: "), stops
     assert_exactly_once(src, dst, n)
+
+
+def hold_origin(dst, origin):
+    """A session of another process that holds the origin until closed."""
+    conn = dst.connect()
+    conn.autocommit = True
+    conn.execute("SELECT pg_replication_origin_create(%s) WHERE NOT EXISTS "
+                 "(SELECT 1 FROM pg_replication_origin WHERE roname = %s)", (origin, origin))
+    conn.execute("SELECT pg_replication_origin_session_setup(%s)", (origin,))
+    return conn
+
+
+def test_origin_held_by_an_ending_session_is_waited_for(pair, tmp_path):
+    """The previous backend still holds the origin as the engine connects again."""
+    src, dst = pair
+    exactly_once_tables(src, dst)
+    st = Stream(src, dst, "held", tmp_path)
+    small_transactions(src, 50)
+    st.fetch()
+    holder = hold_origin(dst, f"strait_{st.name}")
+    try:
+        proc = st.popen()
+        time.sleep(1.5)
+        assert proc.poll() is None, proc.stderr.read()
+    finally:
+        holder.close()
+    out, err = proc.communicate(timeout=120)
+    run = Run(proc.returncode, out, err)
+    assert run.rc == 0, run
+    assert run.stopped == [], run
+    assert "is already active for PID" in run.err      # it met the origin held, and waited
+    assert_exactly_once(src, dst, 50)
+
+
+def test_origin_held_by_another_process_stops_with_its_error(pair, tmp_path):
+    src, dst = pair
+    exactly_once_tables(src, dst)
+    st = Stream(src, dst, "taken", tmp_path)
+    small_transactions(src, 5)
+    st.fetch()
+    holder = hold_origin(dst, f"strait_{st.name}")
+    try:
+        run = st.run(timeout=120)
+    finally:
+        holder.close()
+    assert run.rc != 0
+    assert len(run.stopped) == 1, run
+    assert "could not set up the target session" in run.stopped[0]
+    assert "is already active for PID" in run.stopped[0]
+    assert dst.sql("SELECT count(*) FROM log") == [(0,)]
 
 
 def test_partitioned_target(pair, tmp_path):
