@@ -28,7 +28,8 @@ repetitions, so a drift of the shared machine hits both alike):
            worker; strait's sink straitd and its target sessions)
   thin     the veth limited to 2 Mbit/s each way (tc tbf): the lag under a
            fixed offered load both systems carry (pgbench -R THIN_RATE for
-           THIN s), then pgbench -c 4 unthrottled for THIN s: the
+           THIN s), then for THIN s a load generated inside the source
+           server at more than the target needs (THIN_LINKS' offer): the
            transactions per second that arrive at the target
   thin512  the same at 512 kbit/s (the fixed load scaled down with the link)
   far      both tunnels through the delay relay (tests/tools/udp_impair,
@@ -120,8 +121,13 @@ BIG_INSERT = ("INSERT INTO bench_big SELECT g, md5(g::text) || md5((g * 7)::text
 # offered load of their lag measurement is THIN_RATE tps at 2 Mbit/s, scaled
 # with the link: native sends ~1,400 B a transaction when nothing queues,
 # so 100 tps fill about half of 2 Mbit/s.
-THIN_LINKS = {"thin": {"rate": "2mbit", "bps": 2000000, "label": "2 Mbit/s"},
-              "thin512": {"rate": "512kbit", "bps": 512000, "label": "512 kbit/s"}}
+# offer: the unthrottled window's load (tps, generated inside the source
+# server): twice what strait must carry to meet the link's target against
+# native's link-bound rate (about 350 tps at 2 Mbit/s, 85 at 512 kbit/s),
+# and more than strait's link carries at 512 kbit/s
+THIN_LINKS = {"thin": {"rate": "2mbit", "bps": 2000000, "label": "2 Mbit/s", "offer": 3500},
+              "thin512": {"rate": "512kbit", "bps": 512000, "label": "512 kbit/s",
+                          "offer": 2000}}
 THIN_REFERENCE_BPS = 2000000
 # The impaired links: udp_impair's delay (half the round trip) and loss,
 # each way. farsync uses far's.
@@ -847,9 +853,9 @@ class Bench:
 
     def phase_thin(self, sysobj, rep, phase):
         """A thin link, tc tbf on both veth ends: the lag under a fixed
-        offered load the link carries for both systems, then pgbench
-        unthrottled for THIN s: the rate the system sustains with bounded
-        lag. What arrives is counted over the second half of that window,
+        offered load the link carries for both systems, then the link's
+        offer (PacedLoad) for THIN s: the rate the system sustains with
+        bounded lag. What arrives is counted over the second half of that window,
         once the link's queue is full and an adaptive sender (strait's
         compression level) has settled. The backlog a link-bound system has
         after it drains on the clean veth before the phase ends (not timed)."""
@@ -864,7 +870,7 @@ class Bench:
             snap = self.ledger.snapshot()
             s0, _ = self.history_counts(sysobj)
             lag = self.sampler(sysobj)
-            bench = Pgbench(self.src, SRC_DB, 4, w)
+            bench = benchlib.PacedLoad(self.src, SRC_DB, w, link["offer"], self.p["scale"])
             time.sleep(w / 2)
             tm, (_, tmc), cm = time.monotonic(), self.history_counts(sysobj), self.pair.counters()
             bench.wait(timeout=w + 60)
@@ -1188,7 +1194,7 @@ class Bench:
             r = res[phase] = self.phase_thin(sysobj, rep, phase)
             f = r["fixed"]
             log(f"  {sysobj.name} {THIN_LINKS[phase]['label']}: at {f['rate']} tps lag p50 "
-                f"{fmt(f['lag_p50'], 3)}s p99 {fmt(f['lag_p99'], 3)}s; unthrottled offered "
+                f"{fmt(f['lag_p50'], 3)}s p99 {fmt(f['lag_p99'], 3)}s; offered "
                 f"{fmt(r['offered_tps'])} tps, arrived {fmt(r['arrived_tps'])} tps, lag at end "
                 f"{fmt(r['lag_end_s'])}s")
         if clean and "bigtxn" in ph:

@@ -168,8 +168,8 @@ def thin_rows(bench, phase):
     """A thin link: the sustained tps against its target, what the link
     carries at the measured bytes per transaction, the lag at the fixed load.
 
-    A sustained rate whose lag stayed bounded is a lower bound (pgbench
-    offered no more on this machine): a ratio with strait's lower bound
+    A sustained rate whose lag stayed bounded is a lower bound (the load
+    offered no more): a ratio with strait's lower bound
     over native's link-bound rate is a lower bound too, met if it reaches
     the target and inconclusive if not; the other way round it is an upper
     bound, MISSED if under the target."""
@@ -491,7 +491,7 @@ def wan_lines(bench):
                 per = t.get("busier_direction_bytes_per_txn")
                 lines.append(f"  {link['label']:10} {system:6} rep {r['rep'] + 1}: at {f['rate']} "
                              f"tps ({f['transactions']} txn) lag p50 {_f(f['lag_p50'])} s, p99 "
-                             f"{_f(f['lag_p99'])} s, max {_f(f['lag_max'])} s; unthrottled: "
+                             f"{_f(f['lag_p99'])} s, max {_f(f['lag_max'])} s; then: "
                              f"offered {t['offered_tps']:.0f} tps, arrived "
                              f"{t['arrived_tps']:.0f} tps, lag at the end {_f(t['lag_end_s'], 1)} s"
                              + (f", {per:.0f} B/txn the busier way" if per else ""))
@@ -637,7 +637,7 @@ def wan_plots(bench, out):
     for phase, link in bench.thin_links.items():
         titles[f"{phase}-fixed"] = (f"{link['label']} (tc tbf each way): lag at a fixed "
                                     f"{bench.thin_rate(phase)} tps")
-        titles[f"{phase}-sustained"] = (f"{link['label']}: lag under pgbench -c 4 unthrottled "
+        titles[f"{phase}-sustained"] = (f"{link['label']}: lag under {link['offer']} tps "
                                         f"for {p['thin']} s (rising: the link is the limit)")
     for phase, link in bench.wan_links.items():
         titles[phase] = (f"{phase} WAN ({link['label']}), both systems at once: lag at "
@@ -705,8 +705,8 @@ def write(bench, out, failed=None):
              "replication origin against the source's WAL position sampled every 50 ms); strait's "
              "initial sync time includes starting both straitd and their tunnel, native's tunnel "
              "is up before; sustained tps marked >= was not limited by the link (lag stayed "
-             "under 2 s, on the thin links under a tenth of the window), so it measures pgbench "
-             "on this machine, not the link"
+             "under 2 s, on the thin links under a tenth of the window), so it measures the load "
+             "offered, not the link"
              + ("; the clean phases (sync, steady, catchup, bigtxn) ran in "
                 f"{min(p['clean_reps'], p['reps'])} of the repetitions, the WAN phases in each; "
                 "thin links: tc tbf on both veth ends, each system alone; far and lossy: both "
