@@ -71,7 +71,8 @@
  * replica (ordinary triggers and foreign-key triggers do not fire: the
  * source already ran them, and a cascade on the target would make the
  * source's own cascaded deletes miss), DateStyle ISO, IntervalStyle postgres,
- * extra_float_digits 3. synchronous_commit is raised to local when it is off,
+ * extra_float_digits 3, enable_seqscan off (a change finds its row through
+ * the key's index). synchronous_commit is raised to local when it is off,
  * because committed() lets the source forget the transaction. The target role
  * needs superuser, or EXECUTE on the pg_replication_origin_* functions and
  * SET on session_replication_role (PostgreSQL 15's GRANT SET ON PARAMETER);
@@ -2551,6 +2552,16 @@ static bool apply_send_setup(struct apply *a)
 			"SELECT pg_catalog.set_config('synchronous_commit', 'off', false)" :
 			"SELECT pg_catalog.set_config('synchronous_commit', 'local', false) "
 			"WHERE pg_catalog.current_setting('synchronous_commit') = 'off'", 0, NULL))
+		return false;
+	/*
+	 * A change finds its row by key, as PostgreSQL's own apply does through
+	 * the key's index. The planner would scan a small table whole (its
+	 * statistics say a page or two), and a table whose few rows are updated
+	 * all the time (a branch's balance) fills those pages with dead versions
+	 * every such scan reads again; an index scan reaches the live one.
+	 */
+	if (!apply_send_query(a, CMD_SETUP,
+			"SELECT pg_catalog.set_config('enable_seqscan', 'off', false)", 0, NULL))
 		return false;
 	if (!apply_send_query(a, CMD_SETUP,
 			"SELECT pg_catalog.pg_replication_origin_create($1) WHERE NOT EXISTS "

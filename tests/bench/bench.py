@@ -150,7 +150,7 @@ PROFILES = {
     # repetitions, tables of manytables, rows of bigtable
     "full": dict(scale=20, reps=3, clean_reps=1, steady=30, backlog=60, catchup_reps=5,
                  catchup_txns=300000, thin=10, thin_rate=100,
-                 wan=15, wan_rate=100, hold=60, big_rows=2000000, limit=28 * 60,
+                 wan=15, wan_rate=100, hold=60, big_rows=2000000, limit=25 * 60,
                  phases=("sync", "steady", "catchup", "thin", "thin512", "far", "lossy",
                          "farsync", "bigtxn", "spool"),
                  sync_reps=1, sync_tables=2000, sync_big_rows=5000000, apply_workers=2),
@@ -504,10 +504,11 @@ class Bench:
         both = [x for x in ("far", "lossy") if x in ph]
         wan_rep = 2 * (sum(per[x] for x in every) + 3) + sum(joint[x] for x in both)
         clean_extra = 2 * sum(per[x] for x in clean)
-        # the catch-up, once: two syncs, then each run's backlog (~10,000
-        # transactions a second), native's drain (~10,000 a second), strait's
-        catchup = (2 * sync + p["catchup_reps"] * (p["catchup_txns"] * (1 / 10000 + 1 / 10000
-                   + 1 / 20000) + 15)) if "catchup" in ph else 0
+        # the catch-up, once: two syncs, then each run's vacuum, backlog
+        # (~14,000 transactions a second), native's drain (~11,000 a second),
+        # strait's (~16,000), checkpoints
+        catchup = (2 * sync + p["catchup_reps"] * (p["catchup_txns"] * (1 / 14000 + 1 / 11000
+                   + 1 / 16000) + 15)) if "catchup" in ph else 0
         clean_reps = min(p["clean_reps"], p["reps"])
         setup = 10 + 0.5 * p["scale"]
         once = 75 if "spool" in ph else 0   # strait only: writing 1 GiB, draining it
@@ -768,9 +769,15 @@ class Bench:
                 s2, t2c = self.history_counts(s)
                 backlog[s.name] = (s2 - t2c, t2c)
             for i, s in enumerate(held):
-                # the systems still held: their readers done, so this drain has
-                # the machine to itself
-                settle = sum(o.settle(60) for o in held[i + 1:])
+                # every held system's reader done (strait's source reads the
+                # slot into its spool while held: the outage outlasted the
+                # load, for the first released as for the second), so this
+                # drain has the machine to itself; and a checkpoint, so that
+                # neither drain pays for the WAL of the load or of the other
+                # drain (a checkpoint falling inside the second drain made it
+                # ~35% slower, whichever system it was)
+                settle = sum(o.settle(60) for o in held[i:])
+                self.checkpoint()
                 backlog_txns, t2c = backlog[s.name]
                 dsnap = self.ledger.snapshot()
                 cpu0 = s.target_apply_cpu()
@@ -1019,6 +1026,13 @@ class Bench:
                 log(f"  {sysobj.name}: bench_big not emptied at the target within 60s")
         self.checkpoint()
         return r
+
+    def vacuum(self, src_dbs, dst_dbs):
+        """VACUUM ANALYZE of the given databases on each server, outside the
+        timed part."""
+        for pg, dbs in ((self.src, src_dbs), (self.dst, dst_dbs)):
+            for db in dbs:
+                pg.sql("VACUUM ANALYZE", dbname=db)
 
     def checkpoint(self):
         """A CHECKPOINT on both servers, outside the timed part: the big
@@ -1362,6 +1376,10 @@ class Bench:
                 started.append(s)
             for i in range(self.p["catchup_reps"]):
                 order = systems if i % 2 == 0 else systems[::-1]
+                # each run from tables as a maintained database has them: the
+                # previous run's 300,000 updates of 20 branch rows leave dead
+                # versions autovacuum may or may not have reached by now
+                self.vacuum([SRC_DB], [s.tgt_db for s in systems])
                 log(f"  catch-up {i + 1}/{self.p['catchup_reps']}: "
                     f"{' and '.join(s.name for s in order)} held while "
                     f"{self.p['catchup_txns']} transactions commit, released one after the other")

@@ -906,6 +906,37 @@ def test_connection_loss_then_resume(pair, tmp_path):
     assert_exactly_once(src, dst, n)
 
 
+def test_changes_find_their_rows_through_the_key_index(pair, tmp_path):
+    """A small table's rows updated over and over (a branch's balance): each
+    change reaches its row through the primary key's index, as PostgreSQL's
+    own apply does, never by scanning the table and its dead versions."""
+    src, dst = pair
+    both(src, dst, "CREATE TABLE branch (id int PRIMARY KEY, balance bigint, note text)")
+    src.sql("INSERT INTO branch SELECT g, 0, 'n' FROM generate_series(1, 20) g")
+    dst.sql("INSERT INTO branch SELECT g, 0, 'n' FROM generate_series(1, 20) g")
+    dst.sql("ANALYZE branch")                     # the planner sees one page
+    st = Stream(src, dst, "idx", tmp_path)
+    with src.connect() as conn:
+        for i in range(600):
+            with conn.transaction():
+                conn.execute("UPDATE branch SET balance = balance + %s WHERE id = %s",
+                             (i, 1 + i % 20))
+        conn.execute("DELETE FROM branch WHERE id = 20")
+    st.fetch()
+    before = dst.sql("SELECT coalesce(seq_scan, 0), coalesce(idx_scan, 0) "
+                     "FROM pg_stat_user_tables WHERE relname = 'branch'")[0]
+    run = st.run()
+    assert run.rc == 0, run
+    # the driver's sessions have ended: their counts are in the statistics
+    harness.wait_until(lambda: dst.sql(
+        "SELECT coalesce(idx_scan, 0) FROM pg_stat_user_tables WHERE relname = 'branch'")[0][0]
+        >= before[1] + 601, timeout=30, what="the apply's index scans to be counted")
+    after = dst.sql("SELECT coalesce(seq_scan, 0) FROM pg_stat_user_tables "
+                    "WHERE relname = 'branch'")[0][0]
+    assert after == before[0], f"the apply scanned branch whole {after - before[0]} times"
+    assert_same(src, dst, "branch")
+
+
 def hold_origin(dst, origin):
     """A session of another process that holds the origin until closed."""
     conn = dst.connect()
