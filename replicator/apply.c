@@ -117,10 +117,12 @@
 
 #define APPLY_MAX_COLS 1664             /* PostgreSQL's MaxTupleAttributeNumber */
 #define APPLY_MAX_INFLIGHT 16384        /* commands awaiting their results */
+#define APPLY_FLUSH_BYTES (256u * 1024u) /* the pump flushes after this much */
 #define APPLY_MAX_SHAPES 128            /* prepared statements per relation */
 #define APPLY_DEFAULT_GROUP_CHANGES 5000
 #define APPLY_DEFAULT_GROUP_TXNS 200
 #define APPLY_DEFAULT_CONNECT_TIMEOUT 30
+#define APPLY_ORIGIN_PREFIX "strait_"
 #define APPLY_ORIGIN_BUSY_RETRY_MS 50     /* reconnect while an ending backend holds the origin */
 #define APPLY_ORIGIN_BUSY_WAIT_MS 10000   /* then it is another process's: stop */
 #define APPLY_HOLD_BYTES (8u * 1024u * 1024u) /* uncommitted bytes held before some are freed */
@@ -318,6 +320,7 @@ struct apply {
 	struct event *ev_retry;      /* reconnecting while the origin is still held */
 	uint64_t origin_busy_since;  /* monotonic ms of the first "origin in use" (0: none) */
 	bool out_blocked;            /* PQflush could not send everything */
+	size_t out_since_flush;      /* record bytes the pump handled since its last flush */
 	unsigned unflushed;          /* commands sent since the last Sync / flush request */
 	unsigned stmt_seq;
 
@@ -2015,6 +2018,19 @@ static bool apply_is_dead(const struct apply *a, uint64_t pos)
 	return false;
 }
 
+/*
+ * Results libpq holds that no read event will announce. When the socket
+ * does not take all it sends, libpq reads what the target sent meanwhile
+ * into its own buffer (so that neither side waits on the other): the
+ * socket is then empty, and a result that came in that way, such as the
+ * commit of a segment another session waits for, would wait for the next
+ * byte from the target, which may never come.
+ */
+static bool apply_results_buffered(struct apply *a)
+{
+	return a->conn && a->cmds.count && !PQisBusy(a->conn);
+}
+
 /* Decodes and sends until the queue runs dry or something must be waited for. */
 static void apply_pump(struct apply *a)
 {
@@ -2049,11 +2065,24 @@ static void apply_pump(struct apply *a)
 			a->cur = p;          /* not consumed; p is not before done, so alive */
 			break;
 		}
+		/*
+		 * Sent a while: what the socket does not take stays in libpq's
+		 * buffer, so stop once it is full rather than copy the whole queue
+		 * there (megabytes per session with large values side by side).
+		 */
+		a->out_since_flush += next.off - p.off;
+		if (a->out_since_flush >= APPLY_FLUSH_BYTES) {
+			a->out_since_flush = 0;
+			if (!apply_flush(a))
+				return;
+		}
 	}
 	if (a->state != APPLY_RUNNING)
 		return;
 	if (!apply_flush(a))
 		return;
+	if (apply_results_buffered(a))
+		apply_kick(a);
 	apply_forget(a);
 	apply_check_idle(a);
 }
@@ -2510,7 +2539,9 @@ static void apply_on_write(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (!apply_flush(a))
 		return;
-	if (!a->out_blocked)
+	/* what libpq read while it could not send (see apply_results_buffered()) */
+	apply_read_results(a);
+	if (a->conn && !a->out_blocked && a->state == APPLY_RUNNING)
 		apply_pump(a);
 }
 
@@ -2704,9 +2735,16 @@ static void apply_on_kick(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (a->state == APPLY_CONNECTING && !a->conn)
+	if (a->state == APPLY_CONNECTING && !a->conn) {
 		apply_connect(a);
-	else if (a->state == APPLY_RUNNING && apply_gate_retry(a))
+		return;
+	}
+	if (apply_results_buffered(a)) {
+		apply_read_results(a);
+		if (!a->conn)
+			return;
+	}
+	if (a->state == APPLY_RUNNING && apply_gate_retry(a))
 		apply_pump(a);
 }
 
@@ -2727,6 +2765,11 @@ static void apply_on_retry(evutil_socket_t fd, short what, void *arg)
 
 /* ---- API ---- */
 
+void apply_origin_name(const char *stream, char *out, size_t outlen)
+{
+	snprintf(out, outlen, APPLY_ORIGIN_PREFIX "%s", stream);
+}
+
 static struct apply *apply_new_session(struct event_base *base, const struct apply_config *cfg,
 		const char *origin, const struct apply_callbacks *cb, void *cb_arg)
 {
@@ -2744,7 +2787,7 @@ static struct apply *apply_new_session(struct event_base *base, const struct app
 	a->stream = strdup(cfg->stream);
 	if (origin)
 		a->origin = strdup(origin);
-	else if (asprintf(&a->origin, "strait_%s", cfg->stream) < 0)
+	else if (asprintf(&a->origin, APPLY_ORIGIN_PREFIX "%s", cfg->stream) < 0)
 		a->origin = NULL;
 	if (cfg->worker) {
 		a->worker = *cfg->worker;

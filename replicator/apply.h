@@ -96,6 +96,13 @@ struct apply_callbacks {
 };
 
 /*
+ * The replication origin a stream's apply advances on its target: "strait_"
+ * and the stream name as written ('-' stays; its slot name turns it into
+ * '_', see source_slot_name()). Parallel sessions add ":apply:<n>".
+ */
+void apply_origin_name(const char *stream, char *out, size_t outlen);
+
+/*
  * Starts an engine; it connects from the event loop. The config's strings are
  * copied. NULL when out of memory or the config is invalid (logged).
  */

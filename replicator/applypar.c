@@ -1372,8 +1372,12 @@ struct applypar *applypar_new(struct event_base *base, const struct apply_config
 	h = writeset_hash_finish(writeset_hash_add(writeset_hash_start(), cfg->stream,
 						   strlen(cfg->stream)));
 	p->lock_class = (int32_t)(uint32_t)h;
-	if (asprintf(&p->stream_origin, "strait_%s", cfg->stream) < 0)
-		p->stream_origin = NULL;
+	{
+		char origin[160];
+
+		apply_origin_name(cfg->stream, origin, sizeof(origin));
+		p->stream_origin = strdup(origin);
+	}
 	pgoutput_relcache_init(&p->rels, par_rel_unref);
 	writeset_init(&p->writes);
 	p->cols = calloc(2 * PAR_MAX_COLS, sizeof(*p->cols));

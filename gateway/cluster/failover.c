@@ -46,6 +46,7 @@
 #include "gateway/daemon/control.h"
 #include "gateway/relay/relay.h"
 #include "gateway/stream/stream.h"
+#include "replicator/apply.h"
 #include "replicator/fence.h"
 #include "replicator/lostxacts.h"
 #include "replicator/pgquery.h"
@@ -573,10 +574,11 @@ bool fo_add_end_apply_sessions(struct failover *f)
 
 bool fo_add_origin_at(struct failover *f, const char *stream, uint64_t lsn)
 {
-	char slot[128], what[256], text[32], *slotlit;
+	char slot[160], what[256], text[32], *slotlit;
 	bool ok;
 
-	source_slot_name(stream, slot, sizeof(slot));
+	/* the apply's origin: the stream's name as written, unlike its slot's */
+	apply_origin_name(stream, slot, sizeof(slot));
 	slotlit = fo_quote(slot, '\'');
 	lsn_format(text, lsn);
 	snprintf(what, sizeof(what), "origin %s set to %s (stream %s resumes there)", slot, text,

@@ -25,6 +25,7 @@
 #include "gateway/relay/relay.h"
 #include "gateway/relay/relay_proto.h"
 #include "gateway/relay/wire.h"
+#include "replicator/apply.h"
 #include "replicator/pgquery.h"
 #include "replicator/slot_reader.h"
 
@@ -101,13 +102,13 @@ static void fo_send_fence(struct failover *f, const char *peer)
 		"pg_catalog.starts_with(roname, v.origin || ':apply:')), '0/0')::text FROM (VALUES ");
 	for (size_t i = 0; i < f->cfg->n_streams; i++) {
 		const struct config_stream *cs = &f->cfg->streams[i];
-		char slot[128], *a, *b;
+		char origin[160], *a, *b;
 
 		if (!fo_stream_with(f, cs, (size_t)p))
 			continue;
-		source_slot_name(cs->name, slot, sizeof(slot));
+		apply_origin_name(cs->name, origin, sizeof(origin));
 		a = fo_quote(cs->name, '\'');
-		b = fo_quote(slot, '\'');
+		b = fo_quote(origin, '\'');
 		if (a && b)
 			fprintf(out, "%s(%s, %s)", any ? ", " : "", a, b);
 		any = any || (a && b);

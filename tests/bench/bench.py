@@ -236,6 +236,10 @@ class Native:
         pid = self.apply_pid()
         return (cpu_seconds(pid) or 0.0) if pid else 0.0
 
+    def apply_parallel(self):
+        """One apply worker: nothing dealt side by side."""
+        return None
+
     @property
     def port(self):
         return self.b.tunnel.port
@@ -367,6 +371,13 @@ class Strait:
             "AND application_name = 'strait-apply'", (self.tgt_db,))]
         return sum(cpu_seconds(p) or 0.0 for p in pids)
 
+    def apply_parallel(self):
+        """The sink's parallel apply counters (status apply.parallel)."""
+        try:
+            return self.stream_status("cloud", "sink")["apply"].get("parallel")
+        except (harness.HarnessError, KeyError, StopIteration):
+            return None
+
     def link_stats(self):
         """The source's counters of the stream: batches and their bytes."""
         st = self.stream_status("onprem", "source")
@@ -487,17 +498,17 @@ class Bench:
         # far link, strait ~9 s; the clean sync, when the far one is the
         # start, pays a start and stop more), steady, the thin links (two
         # windows each, then native's backlog drains on the clean veth),
-        # bigtxn (the INSERT, ~16 s for 2,000,000 rows; the apply, ~60 s,
-        # both systems alike; the TRUNCATE). The joint phases are one for
+        # bigtxn (the INSERT, 7-10 s for 2,000,000 rows; the apply, 10-12 s
+        # after it, both systems alike; the TRUNCATE). The joint phases are one for
         # both: the catch-up (the load, native's drain, the longer, then
         # strait's); far and lossy (the relay and a ping each way, the lag
         # window, the hold and the two drains of its fixed load's backlog,
         # a few seconds each)
         sync = 4 + 0.8 * p["scale"]
-        per = {"sync": sync + (5 if "farsync" in ph else 0), "farsync": 3 + 0.7 * p["scale"],
-               "steady": p["steady"] + 2, "thin": 2 * p["thin"] + 4,
-               "thin512": 2 * p["thin"] + 5, "bigtxn": 5 + p["big_rows"] / 25000}
-        joint = {"far": 10 + p["wan"] + p["hold"], "lossy": 10 + p["wan"] + p["hold"]}
+        per = {"sync": sync + (5 if "farsync" in ph else 0), "farsync": 3 + 0.55 * p["scale"],
+               "steady": p["steady"] + 2, "thin": 2 * p["thin"] + 1,
+               "thin512": 2 * p["thin"] + 1, "bigtxn": 5 + p["big_rows"] / 100000}
+        joint = {"far": 5 + p["wan"] + p["hold"], "lossy": 5 + p["wan"] + p["hold"]}
         start = "farsync" if "farsync" in ph else "sync"
         every = [start] + [x for x in ("thin", "thin512") if x in ph]
         clean = [x for x in ("sync", "steady", "bigtxn") if x in ph and x != start]
@@ -505,13 +516,13 @@ class Bench:
         wan_rep = 2 * (sum(per[x] for x in every) + 3) + sum(joint[x] for x in both)
         clean_extra = 2 * sum(per[x] for x in clean)
         # the catch-up, once: two syncs, then each run's vacuum, backlog
-        # (~14,000 transactions a second), native's drain (~11,000 a second),
-        # strait's (~16,000), checkpoints
-        catchup = (2 * sync + p["catchup_reps"] * (p["catchup_txns"] * (1 / 14000 + 1 / 11000
+        # (~20,000 transactions a second once vacuumed), native's drain
+        # (~10,000 a second), strait's (~16,000), checkpoints
+        catchup = (2 * sync + p["catchup_reps"] * (p["catchup_txns"] * (1 / 20000 + 1 / 10000
                    + 1 / 16000) + 15)) if "catchup" in ph else 0
         clean_reps = min(p["clean_reps"], p["reps"])
         setup = 10 + 0.5 * p["scale"]
-        once = 75 if "spool" in ph else 0   # strait only: writing 1 GiB, draining it
+        once = 45 if "spool" in ph else 0   # strait only: writing 1 GiB, draining it
         sync_scale = syncscale.estimate(p)
         total = (setup + p["reps"] * wan_rep + clean_reps * clean_extra + catchup + once +
                  sync_scale)
@@ -532,7 +543,7 @@ class Bench:
                  f"({parts(clean, per)})",
                  "  " + (f"catch-up ({p['catchup_reps']} runs, once) ~{catchup:.0f}s; "
                          if catchup else "")
-                 + ("spool (once) ~75s; " if once else "")
+                 + ("spool (once) ~45s; " if once else "")
                  + (f"initial sync at scale (once) ~{sync_scale:.0f}s; " if sync_scale else "")
                  + f"total ~{total / 60:.1f} min"]
         return total, lines
@@ -780,12 +791,14 @@ class Bench:
                 self.checkpoint()
                 backlog_txns, t2c = backlog[s.name]
                 dsnap = self.ledger.snapshot()
+                par0 = s.apply_parallel()
                 cpu0 = s.target_apply_cpu()
                 rel = time.monotonic()
                 s.release()
                 drain = self.wait_caught_up(s, max(60, 4 * b, backlog_txns / 1000), interval=0.05)
                 end = time.monotonic()
                 apply_cpu = s.target_apply_cpu() - cpu0
+                par1 = s.apply_parallel()
                 samples = lags[s.name].stop()
                 self.series.append((s.name, rep, phase, samples))
                 cpu = CpuLedger.add(load_cpu, CpuLedger.delta(dsnap, self.ledger.snapshot()))
@@ -799,7 +812,8 @@ class Bench:
                                    "others_settled_s": settle, "cpu": cpu,
                                    "apply_cpu_s": apply_cpu,
                                    "apply_cpu_per_1000_txns": apply_cpu * 1000 / backlog_txns
-                                   if backlog_txns else None}
+                                   if backlog_txns else None,
+                                   "parallel": parallel_delta(par0, par1)}
                 if drain is None:
                     _, t3c = self.history_counts(s)
                     r.update(drain_s=None, rows_per_s=(t3c - t2c) * CHANGES_PER_TXN / (end - rel))
@@ -1403,6 +1417,17 @@ class Bench:
 
     def has_sync_scale(self):
         return any(ph in self.p["phases"] for ph in ("manytables", "bigtable"))
+
+
+def parallel_delta(before, after):
+    """Segments strait's parallel apply dealt over a drain: side by side
+    and to one session (hot rows), and its share of hot segments at the end."""
+    if not before or not after:
+        return None
+    segs = after["segments"] - before["segments"]
+    one = after["one_session_segments"] - before["one_session_segments"]
+    return {"workers": after["workers"], "segments": segs, "one_session_segments": one,
+            "side_by_side_segments": segs - one, "hot_share": after["hot_share"]}
 
 
 def fmt(v, digits=2):

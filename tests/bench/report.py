@@ -452,10 +452,14 @@ def catchup_lines(bench, key="catchup"):
         for released, system, c in sorted(reps[rep]):
             drain = f"{c['drain_s']:.1f} s" if c.get("drain_s") is not None else "did not finish"
             cpu = c.get("apply_cpu_per_1000_txns")
+            par = c.get("parallel")
             parts.append(f"{system} released {released}{'st' if released == 1 else 'nd'} "
                          f"({c['released_after_load_s']:.1f} s after the load), drained in "
                          f"{drain} ({c['rows_per_s']:.0f} rows/s"
                          + (f", apply CPU {cpu:.2f} s per 1,000 txn" if cpu is not None else "")
+                         + (f", {par['workers']} apply sessions: {par['side_by_side_segments']} "
+                            f"of {par['segments']} segments side by side, the rest on one "
+                            f"session (hot rows)" if par else "")
                          + ")")
         c0 = reps[rep][0][2]
         lines.append(f"  rep {rep + 1}: {c0['backlog_txns']} txn ({c0['backlog_rows']} rows, "

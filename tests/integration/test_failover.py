@@ -53,13 +53,13 @@ def source_of(d):
 
 
 def pair(tmp_path, pg_factory, straitd_factory, failover=None, schema=ledger_schema,
-         initial_sync=False):
+         initial_sync=False, name="app"):
     """Like test_replication.start_pair, with a failover section in the config."""
     src = pg_factory("onprem")
     dst = pg_factory("cloud")
     for pg in (src, dst):
         schema(pg)
-    stream = {"name": "app", "from": "onprem", "to": "cloud", "publication": "strait_app",
+    stream = {"name": name, "from": "onprem", "to": "cloud", "publication": "strait_app",
               "initial_sync": initial_sync}
     extra = {"failover": failover} if failover else None
     cluster = harness.Cluster(tmp_path, harness.loopback_sites([src, dst]), [stream], extra=extra)
@@ -297,8 +297,10 @@ def test_switchover_under_pgbench_loses_nothing(tmp_path, pg_factory, straitd_fa
 
 
 def test_rejoin_writes_the_lost_transactions_and_reseeds(tmp_path, pg_factory, straitd_factory):
+    # a '-' in the name: its slot is strait_app_dr, the apply's origin strait_app-dr, and
+    # what the primary says it applied (the origin) must be read under the latter
     src, dst, onprem, cloud, cluster = pair(tmp_path, pg_factory, straitd_factory,
-                                            initial_sync=True)
+                                            initial_sync=True, name="app-dr")
     for i in range(1, 51):
         src.sql("INSERT INTO ledger VALUES (%s, 'onprem')", (i,))
     wait_equal(src, dst, ("ledger",))

@@ -298,3 +298,44 @@ def test_unique_key_outside_the_identity_stops_then_goes_on(tmp_path, pg_factory
                what="the later rows")
     assert table_dump(dst, "users") == table_dump(src, "users")
     assert_no_sanitizer_reports(onprem, cloud)
+
+
+def bulk_schema(pg):
+    pg.sql("CREATE TABLE bulk (id bigserial PRIMARY KEY, payload text); "
+           "ALTER TABLE bulk ALTER payload SET STORAGE EXTERNAL")
+
+
+def test_transactions_of_a_segment_each_with_large_values(tmp_path, pg_factory, straitd_factory):
+    """Transactions of about a segment's size each (16 values of 64 KiB), a
+    backlog of many times the sink's window: every one applied, in order."""
+    src, dst, onprem, cloud, _ = start_pair(tmp_path, pg_factory, straitd_factory, bulk_schema,
+                                            {"apply_workers": 2})
+    wait_streaming(onprem)
+    wait_sink_ready(cloud)
+    n = 96                               # 96 MiB: six times the sink's window
+    locker = psycopg.connect(dst.dsn(), autocommit=False)   # holds the apply back
+    locker.execute("LOCK TABLE bulk IN ACCESS EXCLUSIVE MODE")
+    try:
+        with src.connect() as conn:
+            conn.autocommit = True
+            conn.execute("CREATE TEMP TABLE pool AS SELECT k, (SELECT string_agg(md5(k::text "
+                         "|| ':' || i::text), '') FROM generate_series(1, 2048) i) AS chunk "
+                         "FROM generate_series(0, 63) k")
+            for j in range(n):
+                lo = (j * 16) % 64
+                conn.execute("INSERT INTO bulk (payload) SELECT chunk FROM pool "
+                             "WHERE k >= %s AND k < %s", (lo, lo + 16))
+        wait_until(lambda: sink_status(cloud)["apply"].get("pending_bytes", 0) > 8 << 20, 60,
+                   interval=0.2, what="the backlog to reach the sink")
+    finally:
+        locker.rollback()
+        locker.close()
+    try:
+        wait_until(lambda: dst.sql("SELECT count(*) FROM bulk")[0][0] == n * 16, 120,
+                   interval=0.5, what="every large transaction to be applied")
+    except TimeoutError:
+        pytest.fail(f"{dst.sql('SELECT count(*) FROM bulk')[0][0]} of {n * 16} rows; "
+                    f"sink {sink_status(cloud)['apply']}\n{tail(cloud)}")
+    assert table_dump(src, "bulk") == table_dump(dst, "bulk")
+    check_clean(cloud)
+    assert_no_sanitizer_reports(onprem, cloud)
