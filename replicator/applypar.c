@@ -93,6 +93,7 @@ struct par_txn {
 	bool barrier;
 	bool large;                  /* not held: goes to worker 0 as it comes */
 	bool executed;
+	bool creates;                /* inserts a keyed row (or moves one to a new key) */
 	int worker;                  /* -1: not dealt */
 	uint64_t seg;
 	uint8_t *data;               /* its records; freed once dealt */
@@ -106,7 +107,7 @@ struct par_txn {
 	size_t nneeds;
 	struct par_rel **defines;    /* Relation messages inside it */
 	size_t ndefines;
-	uint64_t *deps;              /* transactions it waits to be executed */
+	uint64_t *deps;              /* transactions it waits for (par_pending_elsewhere()) */
 	size_t ndeps;
 };
 
@@ -505,6 +506,9 @@ static bool par_change_keys(struct applypar *p, struct par_txn *t, const struct 
 		/* a row without a key (REPLICA IDENTITY NOTHING) can only be inserted: nothing to order */
 		if (any && !par_txn_add_key(t, key))
 			return false;
+		/* a new row, or a row under a new key (an UPDATE that carries its old key) */
+		if (any && i == 0 && (m->type == PGOUTPUT_INSERT || tups[1]))
+			t->creates = true;
 	}
 	return true;
 }
@@ -704,11 +708,28 @@ static bool par_txn_depends(struct par_txn *t, uint64_t seq)
 }
 
 /* Whether seq is a transaction on another worker than w that has not executed yet. */
+/*
+ * Whether a transaction of another worker still keeps one that writes a
+ * key after it from beginning. Its changes executed, the rows it updated or
+ * deleted are locked, and a later change of them waits on the target until
+ * it commits. A row it inserted is different: invisible to other sessions
+ * until it commits, an UPDATE or DELETE of it there would find nothing (a
+ * conflict, or under target_wins a change skipped). So a transaction that
+ * creates a keyed row holds the ones after it until its segment committed.
+ */
 static bool par_pending_elsewhere(const struct applypar *p, uint64_t seq, int w)
 {
 	struct par_txn *o = seq ? par_txn_at(p, seq) : NULL;
+	struct par_seg *s;
 
-	return o && o->worker >= 0 && o->worker != w && !o->executed;
+	if (!o || o->worker < 0 || o->worker == w)
+		return false;
+	if (!o->executed)
+		return true;
+	if (!o->creates)
+		return false;
+	s = par_fifo_get(&p->segs, o->seg);
+	return s && !s->committed;
 }
 
 /* Whether seq is a transaction of a segment before seg that has not committed yet. */
@@ -1041,6 +1062,13 @@ static void par_seg_committed(void *arg, uint64_t seg)
 	}
 	if (durable)
 		par_durable(p, durable);
+	/* a worker may wait for a row this segment inserted (par_pending_elsewhere()) */
+	for (unsigned i = 0; i < p->nworkers; i++) {
+		if (p->w[i].waiting && p->w[i].a) {
+			p->w[i].waiting = false;
+			apply_gate_open(p->w[i].a);
+		}
+	}
 	par_check_failed(p);
 	if (!p->failing)
 		par_deal(p);

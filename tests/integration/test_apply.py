@@ -16,6 +16,7 @@ import signal
 import struct
 import subprocess
 
+import psycopg
 import pytest
 
 import harness
@@ -935,6 +936,43 @@ def test_changes_find_their_rows_through_the_key_index(pair, tmp_path):
                     "WHERE relname = 'branch'")[0][0]
     assert after == before[0], f"the apply scanned branch whole {after - before[0]} times"
     assert_same(src, dst, "branch")
+
+
+def test_update_of_a_row_inserted_by_a_segment_not_yet_committed(pair, tmp_path):
+    """A row inserted in one segment and updated by the next: with sessions
+    side by side the update must wait until the insert committed (a row not
+    committed is invisible to another session: the UPDATE would find
+    nothing and, under target_wins, be skipped)."""
+    src, dst = pair
+    both(src, dst, "CREATE TABLE tally (id int PRIMARY KEY, n int); "
+                   "CREATE TABLE blocker (i int PRIMARY KEY)")
+    st = Stream(src, dst, "ins", tmp_path)
+    with src.connect() as conn:
+        conn.execute("INSERT INTO tally VALUES (1, 0)")
+        conn.commit()
+        for i in range(31):                   # the rest of the first segment
+            conn.execute("INSERT INTO blocker VALUES (%s)", (i,))
+            conn.commit()
+        for i in range(32):                   # the next one: on another session
+            conn.execute("UPDATE tally SET n = n + 1 WHERE id = 1")
+            conn.commit()
+    st.fetch()
+    # the first segment inserts the row, then waits for this lock: the row
+    # stays uncommitted while the next segment is dealt
+    locker = psycopg.connect(dst.dsn(), autocommit=False)
+    locker.execute("LOCK TABLE blocker IN ACCESS EXCLUSIVE MODE")
+    try:
+        proc = st.popen(policy="target_wins")
+        time.sleep(2)
+    finally:
+        locker.rollback()
+        locker.close()
+    out, err = proc.communicate(timeout=120)
+    run = Run(proc.returncode, out, err)
+    assert run.rc == 0, run
+    assert dst.sql("SELECT n FROM tally") == [(32,)], run
+    assert run.status["conflicts"]["total"] == 0, run
+    assert_same(src, dst, "blocker")
 
 
 def hold_origin(dst, origin):
