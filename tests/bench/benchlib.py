@@ -554,12 +554,7 @@ def median(values):
 # a backlog of hundreds of thousands in a fraction of the time clients take
 # (no round trip per statement, no WAL flush per commit: the session runs
 # with synchronous_commit off; what replication sees is the same).
-BACKLOG_PROC = """
-CREATE OR REPLACE PROCEDURE bench_backlog(n int, scale int) LANGUAGE plpgsql AS $$
-DECLARE
-  v_aid int; v_bid int; v_tid int; v_delta int; v_bal int;
-BEGIN
-  FOR i IN 1..n LOOP
+TPCB_TXN = """\
     v_aid := 1 + floor(random() * 100000 * scale)::int;
     v_bid := 1 + floor(random() * scale)::int;
     v_tid := 1 + floor(random() * 10 * scale)::int;
@@ -571,8 +566,15 @@ BEGIN
     INSERT INTO pgbench_history (tid, bid, aid, delta, mtime)
       VALUES (v_tid, v_bid, v_aid, v_delta, CURRENT_TIMESTAMP);
     COMMIT;
-  END LOOP;
-END $$"""
+"""
+BACKLOG_PROC = """
+CREATE OR REPLACE PROCEDURE bench_backlog(n int, scale int) LANGUAGE plpgsql AS $$
+DECLARE
+  v_aid int; v_bid int; v_tid int; v_delta int; v_bal int;
+BEGIN
+  FOR i IN 1..n LOOP
+{txn}  END LOOP;
+END $$""".format(txn=TPCB_TXN)
 
 
 class Backlog:
@@ -624,18 +626,7 @@ DECLARE
   ahead float8;
 BEGIN
   WHILE clock_timestamp() < t0 + secs * interval '1 second' LOOP
-    v_aid := 1 + floor(random() * 100000 * scale)::int;
-    v_bid := 1 + floor(random() * scale)::int;
-    v_tid := 1 + floor(random() * 10 * scale)::int;
-    v_delta := floor(random() * 10001)::int - 5000;
-    UPDATE pgbench_accounts SET abalance = abalance + v_delta WHERE aid = v_aid;
-    SELECT abalance INTO v_bal FROM pgbench_accounts WHERE aid = v_aid;
-    UPDATE pgbench_tellers SET tbalance = tbalance + v_delta WHERE tid = v_tid;
-    UPDATE pgbench_branches SET bbalance = bbalance + v_delta WHERE bid = v_bid;
-    INSERT INTO pgbench_history (tid, bid, aid, delta, mtime)
-      VALUES (v_tid, v_bid, v_aid, v_delta, CURRENT_TIMESTAMP);
-    COMMIT;
-    n := n + 1;
+{txn}    n := n + 1;
     IF n % 8 = 0 THEN
       ahead := n / rate - extract(epoch FROM clock_timestamp() - t0);
       IF ahead > 0 THEN
@@ -644,7 +635,7 @@ BEGIN
     END IF;
   END LOOP;
   RAISE NOTICE 'bench_paced committed %', n;
-END $$"""
+END $$""".replace("{txn}", TPCB_TXN)
 
 
 class PacedLoad:
