@@ -27,7 +27,6 @@
 #include "gateway/relay/wire.h"
 #include "replicator/apply.h"
 #include "replicator/pgquery.h"
-#include "replicator/slot_reader.h"
 
 void fo_send_promote_ack(struct failover *f, const char *peer, bool ok, const char *why)
 {
