@@ -227,6 +227,7 @@ void fo_begin(struct failover *f, enum fo_op op, struct control_request *req,
 
 void fo_end(struct failover *f, bool ok, const char *fmt, ...)
 {
+	enum fo_op ended = f->op;
 	char last[1024];
 	va_list ap;
 
@@ -263,6 +264,8 @@ void fo_end(struct failover *f, bool ok, const char *fmt, ...)
 		f->q_dry = NULL;
 	}
 	f->op = FO_NONE;
+	if (ended == FO_STEP_DOWN)
+		fo_after_step_down(f);
 }
 
 /* -------------------------------------------------- the async building blocks */
@@ -994,8 +997,11 @@ struct failover *failover_new(struct event_base *base, const struct strait_confi
 {
 	struct failover *f = calloc(1, sizeof(*f));
 
-	if (!f || !(f->timer = event_new(base, -1, 0, fo_timer_cb, f))) {
+	if (!f || !(f->timer = event_new(base, -1, 0, fo_timer_cb, f)) ||
+	    !(f->rejoin_ev = event_new(base, -1, 0, fo_rejoin_resume_cb, f))) {
 		log_error("out of memory setting up failover");
+		if (f && f->timer)
+			event_free(f->timer);
 		free(f);
 		return NULL;
 	}
@@ -1030,6 +1036,9 @@ void failover_free(struct failover *f)
 		control_reply(f->req, false, "straitd is stopping: the operation was interrupted\n");
 		f->req = NULL;
 	}
+	if (f->rejoin_waiting)
+		control_reply(f->rejoin_waiting, false,
+			      "straitd is stopping: the rejoin did not start\n");
 	fence_free(f->fence);
 	lostxacts_peek_free(f->peek);
 	lostxacts_free(f->lx);
@@ -1038,6 +1047,7 @@ void failover_free(struct failover *f)
 	pgquery_free(f->q_dry);
 	fo_clear_steps(f);
 	event_free(f->timer);
+	event_free(f->rejoin_ev);
 	free(f->log);
 	free(f);
 }

@@ -11,6 +11,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <event2/event.h>
+
+#include "common/log.h"
 #include "config/config.h"
 #include "gateway/cluster/failover_int.h"
 #include "gateway/daemon/control.h"
@@ -202,6 +205,22 @@ void failover_cmd_rejoin(struct failover *f, struct control_request *req, int ar
 		fo_refuse(req, "usage: rejoin SITE");
 		return;
 	}
+	/*
+	 * A site turns fenced the moment it hears a higher epoch; fencing its
+	 * database takes a moment more (longer when sessions are slow to end).
+	 * The rejoin needs that step-down done: it waits for it instead of
+	 * refusing what the status just invited.
+	 */
+	if (f->op == FO_STEP_DOWN) {
+		if (f->rejoin_waiting) {
+			fo_refuse(req, "another rejoin already waits for the step-down to end");
+			return;
+		}
+		f->rejoin_waiting = req;
+		snprintf(f->rejoin_site, sizeof(f->rejoin_site), "%s", argv[1]);
+		log_info("rejoin: waiting for the step-down to fence this site's database first");
+		return;
+	}
 	if (fo_busy(f, req))
 		return;
 	if (fo_site_index(f, argv[1]) < 0) {
@@ -234,4 +253,30 @@ void failover_cmd_rejoin(struct failover *f, struct control_request *req, int ar
 		}
 	}
 	fo_rejoin_start(f, req);
+}
+
+void fo_after_step_down(struct failover *f)
+{
+	if (f->rejoin_waiting)
+		event_active(f->rejoin_ev, EV_TIMEOUT, 1);
+}
+
+void fo_rejoin_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct failover *f = arg;
+	struct control_request *req = f->rejoin_waiting;
+	char *argv[] = { "rejoin", f->rejoin_site, NULL };
+
+	(void)fd;
+	(void)what;
+	if (!req || f->op == FO_STEP_DOWN)
+		return;              /* another step-down began: it waits on */
+	f->rejoin_waiting = NULL;
+	if (role_current(f->role) == ROLE_FENCED && !f->fence_holds) {
+		fo_refuse(req, "the step-down could not fence this site's database (the log says "
+			  "why; it is tried again): the rejoin did not start; run it again once the "
+			  "database is fenced");
+		return;
+	}
+	failover_cmd_rejoin(f, req, 2, argv);
 }

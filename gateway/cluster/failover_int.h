@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include <event2/util.h>
 #include <libpq-fe.h>
 
 #include "gateway/cluster/failover.h"
@@ -140,6 +141,10 @@ struct failover {
 	/* primary: where its slots started when it was promoted (FOLLOW_REQ); this process only */
 	struct fo_slot starts[FO_MAX_STREAMS];
 	size_t n_starts;
+	/* a rejoin typed while the step-down still fences the database waits for it */
+	struct control_request *rejoin_waiting;
+	char rejoin_site[64];
+	struct event *rejoin_ev;
 };
 
 /* failover.c: the log */
@@ -237,5 +242,12 @@ const char *fo_op_name(enum fo_op op);
 /* Answers req with an error (a newline added). */
 void fo_refuse(struct control_request *req, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/*
+ * A step-down ended (fo_end()): a rejoin that waited for it runs its checks
+ * now, from the loop (never inside the operation that just ended).
+ */
+void fo_after_step_down(struct failover *f);
+/* The event fo_after_step_down() fires (made by failover_new()). */
+void fo_rejoin_resume_cb(evutil_socket_t fd, short what, void *arg);
 
 #endif

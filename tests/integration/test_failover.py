@@ -6,7 +6,9 @@ writes that never cross, and when straitd comes back it hears the new
 primary's higher epoch and fences its database before anything else."""
 
 import http.client
+import os
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -347,3 +349,45 @@ def test_rejoin_writes_the_lost_transactions_and_reseeds(tmp_path, pg_factory, s
     # a second rejoin is refused: the site is not fenced any more
     res = again.ctl("rejoin", "onprem", check=False)
     assert res.returncode == 1 and "not fenced" in res.stderr
+
+
+def test_rejoin_typed_while_the_step_down_fences_waits_for_it(tmp_path, pg_factory,
+                                                              straitd_factory):
+    """The site shows fenced the moment it hears the higher epoch, while its
+    step-down still fences the database: here a stopped client session holds
+    the fence 5 s (pg_terminate_backend's wait). A rejoin typed then waits for
+    the step-down and goes through, instead of "another step-down is in
+    progress"."""
+    src, dst, onprem, cloud, cluster = pair(tmp_path, pg_factory, straitd_factory,
+                                            initial_sync=True)
+    for i in range(1, 21):
+        src.sql("INSERT INTO ledger VALUES (%s, 'onprem')", (i,))
+    wait_equal(src, dst, ("ledger",))
+    onprem.kill()
+    src.sql("INSERT INTO ledger VALUES (21, 'onprem-cut-off')")
+    wait_until(lambda: "not reachable" in cloud.ctl("failover", "--to", "cloud", "--dry-run",
+                                                    check=False).stdout, 30,
+               what="onprem to be seen down")
+    cloud.ctl("failover", "--to", "cloud")
+    slow = src.connect()
+    pid = slow.execute("SELECT pg_backend_pid()").fetchone()[0]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        again = straitd_factory(cluster.path("onprem"), site="onprem")
+        wait_until(lambda: role(again) == "fenced" and
+                   "(the primary) applied" in again.log_text(), 30, interval=0.1,
+                   what="onprem to step down and hear the primary")
+        res = again.ctl("rejoin", "onprem", timeout=120)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        slow.close()
+    log = again.log_text()
+    assert "rejoin: waiting for the step-down to fence this site's database first" in log, log
+    assert log.index("rejoin: waiting for the step-down") < log.index(
+        "site onprem is fenced: its database is read-only for applications")
+    assert "rejoin done in" in res.stdout, res.stdout
+    assert re.search(r"1 transactions \(1 statements\) committed here never reached site cloud",
+                     res.stdout), res.stdout
+    wait_until(lambda: ledger_ids(src) == ledger_ids(dst), 60, interval=0.5,
+               what="onprem to converge")
+    assert role(again) == "replica"
