@@ -16,6 +16,7 @@
 #include "config/config.h"
 #include "gateway/relay/frame.h"
 #include "gateway/relay/wire.h"
+#include "gateway/stream/coalesce.h"
 #include "gateway/stream/complevel.h"
 #include "gateway/stream/msgjoin.h"
 #include "gateway/stream/reachback.h"
@@ -112,6 +113,7 @@ struct stream_sender {
 	bool oversized;          /* a batch too big for a relay frame: stopped until a resume */
 	bool sending;            /* the spool cursor serves the current resume */
 	struct event *pump_event; /* send more: token bucket refilled, or kicked */
+	struct coalesce coalesce; /* what waits to be packed, and until when (coalesce.h) */
 	struct event *tick;      /* once a second: schedule, sync-now, warnings */
 	struct schedule_state sched;
 	unsigned sched_clock_gen;

@@ -424,20 +424,11 @@ void stream_source_retry(struct stream *st)
 /* ---------------------------------------------------------------- sender */
 
 /*
- * Coalescing. Under load the reader spools a record every millisecond or
- * so, each with the one to three transactions the walsender had sent. A
- * BATCH frame per record cost a WAN packet of headers (Ethernet, outer
- * IP/UDP, WireGuard, inner IP/TCP, TLS record, frame and batch header: some
- * 200 B) for as many bytes of compressed data, and an ACK came back for each.
- * So a frame carries every unread record (up to STREAM_FRAME_RAW), and a
- * small one waits STREAM_COALESCE_DELAY_US from the first record that went
- * unsent: the delay is latency added to every transaction, and what it buys
- * is full packets. Shorter delays cost bytes quickly (more frames, more
- * ACKs); longer ones save little more, since full packets keep their
- * headers. A backlog of STREAM_COALESCE_BYTES goes at once, and so does
- * the spool when the sink resumes.
+ * Coalescing (coalesce.h): a frame carries every unread record (up to
+ * STREAM_FRAME_RAW) and waits while records keep coming. A backlog of
+ * STREAM_COALESCE_BYTES goes at once, and so does the spool when the sink
+ * resumes.
  */
-#define STREAM_COALESCE_DELAY_US 30000
 #define STREAM_COALESCE_BYTES (64u * 1024u)
 /*
  * A short queue. A destination sends while its last frame is less than this
@@ -484,21 +475,27 @@ static void sender_now(struct stream *st)
 	if (!st->sender.sending)
 		return;
 	event_del(st->sender.pump_event);  /* a coalescing or token-bucket wait: looked at again */
+	coalesce_sent(&st->sender.coalesce);
 	event_active(st->sender.pump_event, EV_TIMEOUT, 0);
 }
 
 /* Something was spooled or may go now: send once enough waits, or after the delay. */
 static void sender_kick(struct stream *st)
 {
-	struct timeval delay = { 0, STREAM_COALESCE_DELAY_US };
+	int64_t now = clock_mono_us(), wait;
 
 	if (!st->sender.sending)
 		return;
-	if (sender_unread(st) >= STREAM_COALESCE_BYTES &&
-	    token_bucket_ready(&st->sender.bucket, clock_mono_us()))
+	if (sender_unread(st) >= STREAM_COALESCE_BYTES && token_bucket_ready(&st->sender.bucket, now)) {
 		sender_now(st);
-	else if (!event_pending(st->sender.pump_event, EV_TIMEOUT, NULL))
-		event_add(st->sender.pump_event, &delay);
+		return;
+	}
+	/* a wait on the rate is not brought forward */
+	if (!coalesce_waiting(&st->sender.coalesce) &&
+	    event_pending(st->sender.pump_event, EV_TIMEOUT, NULL))
+		return;
+	wait = coalesce_note(&st->sender.coalesce, now) - now;
+	event_add(st->sender.pump_event, &(struct timeval){ wait / 1000000, wait % 1000000 });
 }
 
 /*
@@ -718,6 +715,8 @@ static void sender_pump(struct stream *st)
 	struct sender_frame f = { 0 };
 	size_t sent = 0;
 	bool more = true;
+
+	coalesce_sent(&st->sender.coalesce);   /* what waits goes now, or waits on the link or rate */
 
 	while (more && st->sender.sending && st->sender.cursor && !st->sender.sched.held &&
 	       relay_is_up(s->relay, st->peer)) {
