@@ -139,6 +139,11 @@ static const struct {
 	  "frames received from the peer site" },
 	{ "strait_relay_output_pending_bytes", METRICS_GAUGE,
 	  "frame bytes queued to the peer site and not yet sent" },
+	{ "strait_relay_losing_packets", METRICS_GAUGE,
+	  "1 while the link's TCP retransmitted within the last 30 s (batches are then followed "
+	  "by probe packets)" },
+	{ "strait_relay_loss_probes_sent_total", METRICS_COUNTER,
+	  "probe frames sent after batches on a link that loses packets" },
 	{ "strait_peer_epoch", METRICS_GAUGE, "the epoch the peer site last sent" },
 	{ "strait_tunnel_last_handshake_seconds", METRICS_GAUGE,
 	  "Unix time of the latest WireGuard handshake with the peer site (0: never)" },
@@ -318,6 +323,9 @@ static void daemon_collect(void *arg, struct metrics_writer *w)
 		metrics_value(w, "strait_relay_frames_received_total", (double)st.frames_received,
 			      "peer", peer, NULL);
 		metrics_value(w, "strait_relay_output_pending_bytes", (double)st.output_pending,
+			      "peer", peer, NULL);
+		metrics_value(w, "strait_relay_losing_packets", st.losing_packets, "peer", peer, NULL);
+		metrics_value(w, "strait_relay_loss_probes_sent_total", (double)st.probes_sent,
 			      "peer", peer, NULL);
 		if (p)
 			metrics_value(w, "strait_peer_epoch", (double)p->epoch, "peer", peer, NULL);

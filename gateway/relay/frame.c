@@ -47,6 +47,7 @@ frame_type_valid(unsigned t)
 	case FRAME_CLAIM:
 	case FRAME_CLAIM_REPLY:
 	case FRAME_FOLLOW_REQ:
+	case FRAME_PROBE:
 		return true;
 	default:
 		return false;
@@ -79,6 +80,7 @@ frame_type_name(unsigned t)
 	case FRAME_CLAIM:       return "CLAIM";
 	case FRAME_CLAIM_REPLY: return "CLAIM_REPLY";
 	case FRAME_FOLLOW_REQ:  return "FOLLOW_REQ";
+	case FRAME_PROBE:       return "PROBE";
 	default:                return "unknown";
 	}
 }

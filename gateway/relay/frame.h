@@ -77,6 +77,7 @@ enum frame_type {
 	FRAME_CLAIM       = 0x17,  /* a replica is failing over: may it? (level.c) */
 	FRAME_CLAIM_REPLY = 0x18,  /* yes, or no and why */
 	FRAME_FOLLOW_REQ  = 0x19,  /* a replica of an old primary: where do your streams start? */
+	FRAME_PROBE       = 0x20,  /* empty, dropped: a packet behind a batch on a lossy link (lossprobe.h) */
 	/* 0x1a..0x1f reserved for failover; everything else is unknown. */
 };
 

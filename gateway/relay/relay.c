@@ -75,6 +75,7 @@
 #include <openssl/ssl.h>
 
 #include "common/log.h"
+#include "gateway/relay/lossprobe.h"
 #include "gateway/relay/tls.h"
 
 #define RELAY_ADDR_LEN    64       /* "[ipv6]:port" */
@@ -110,6 +111,7 @@ struct relay_counters {
 	uint64_t bytes_received;
 	uint64_t frames_sent;
 	uint64_t frames_received;
+	uint64_t probes_sent;        /* PROBE frames (lossprobe.h), among frames_sent */
 };
 
 struct relay_peer;
@@ -140,6 +142,8 @@ struct relay_conn {
 	bool half_closed;            /* CLOSING: GOODBYE flushed, our side shut down */
 	bool over_limit_logged;
 	struct relay_counters n;
+	struct loss_probe lp;        /* is the link losing packets; probes owed (lossprobe.h) */
+	struct event *probe_ev;      /* the next probe */
 	struct relay_conn *next;     /* relay->conns; kept when dead (see NOTES) */
 	struct relay_conn *next_dead;
 };
@@ -318,6 +322,7 @@ static void relay_counters_add(struct relay_counters *to, const struct relay_cou
 	to->bytes_received += from->bytes_received;
 	to->frames_sent += from->frames_sent;
 	to->frames_received += from->frames_received;
+	to->probes_sent += from->probes_sent;
 }
 
 /* Names c in log lines: "site "b" at 127.0.0.2:7543" or "connection from 127.0.0.1:40110". */
@@ -383,6 +388,8 @@ static void relay_flush_notes(struct relay *relay)
 
 static void relay_conn_release_events(struct relay_conn *c)
 {
+	if (c->probe_ev != NULL)
+		event_del(c->probe_ev);
 	if (c->connect_ev != NULL)
 		event_del(c->connect_ev);
 	if (c->bev != NULL) {
@@ -603,6 +610,60 @@ static void relay_conn_send_hello(struct relay_conn *c)
 		relay_conn_close(c, LOG_LEVEL_ERROR, "could not send HELLO (%zu streams)", h.nstreams);
 }
 
+/* The probe timer: the next probe once the output has taken the batch (lossprobe.h). */
+static void relay_conn_probe_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay_conn *c = arg;
+	bool again = false;
+
+	(void)fd;
+	(void)what;
+	if (c->state != RELAY_STATE_UP)
+		return;
+	if (loss_probe_due(&c->lp, evbuffer_get_length(bufferevent_get_output(c->bev)) == 0,
+			   &again)) {
+		if (!relay_conn_write_frame(c, FRAME_PROBE, 0, NULL, 0)) {
+			relay_conn_close(c, LOG_LEVEL_ERROR, "could not send PROBE");
+			return;
+		}
+		c->n.probes_sent++;
+	}
+	if (again)
+		event_add(c->probe_ev, &(struct timeval){ 0, LOSS_PROBE_GAP_US });
+}
+
+/* A batch went on c: probes follow it while the link loses packets. */
+static void relay_conn_batch_sent(struct relay_conn *c)
+{
+	if (c->probe_ev != NULL && loss_probe_after_batch(&c->lp, relay_now_ms()))
+		event_add(c->probe_ev, &(struct timeval){ 0, LOSS_PROBE_GAP_US });
+}
+
+/* Once a tick: whether the link's TCP retransmitted lately (lossprobe.h). */
+static void relay_conn_watch_loss(struct relay_conn *c)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	evutil_socket_t fd = bufferevent_getfd(c->bev);
+
+	memset(&ti, 0, sizeof(ti));
+	if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
+		return;
+	if (!c->lp.started) {
+		loss_probe_start(&c->lp, ti.tcpi_total_retrans);
+		return;
+	}
+	if (!loss_probe_observe(&c->lp, ti.tcpi_total_retrans, relay_now_ms()))
+		return;
+	if (loss_probe_losing(&c->lp, relay_now_ms()))
+		log_info("relay %s: the link loses packets (%u retransmitted): each batch is followed "
+			 "by %d small probe packets, so a lost one is found a round trip later",
+			 c->label, ti.tcpi_total_retrans, LOSS_PROBE_COUNT);
+	else
+		log_info("relay %s: no packet lost for %u s: no more probes", c->label,
+			 LOSS_PROBE_MEMORY_MS / 1000);
+}
+
 static void relay_conn_send_heartbeat(struct relay_conn *c)
 {
 	struct relay *relay = c->relay;
@@ -659,6 +720,9 @@ bool relay_send(struct relay *relay, const char *peer, enum frame_type type, uin
 		relay->in_api--;
 		return false;
 	}
+	/* the frames whose delivery the replicas' lag is made of */
+	if (type == FRAME_BATCH || type == FRAME_CATCHUP_BATCH)
+		relay_conn_batch_sent(c);
 	return true;
 }
 
@@ -906,6 +970,12 @@ static void relay_conn_dispatch(struct relay_conn *c, const struct frame *f)
 		relay_conn_fail(c, "second HELLO");
 		return;
 	}
+	if (f->type == FRAME_PROBE) {
+		if (f->payload_len != 0)
+			relay_conn_fail(c, "invalid PROBE: %u bytes of payload (it has none)",
+					f->payload_len);
+		return;          /* it only had to arrive */
+	}
 	if (f->type == FRAME_HEARTBEAT) {
 		st = relay_proto_read_heartbeat(f->payload, f->payload_len, &hb);
 		if (st != RELAY_PROTO_OK) {
@@ -1149,6 +1219,12 @@ static void relay_conn_start_tls(struct relay_conn *c, enum bufferevent_ssl_stat
 	 * data in flight is not limited by it, so throughput is not either.
 	 */
 	(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &notsent, sizeof(notsent));
+	c->probe_ev = evtimer_new(relay->base, relay_conn_probe_cb, c);
+	if (c->probe_ev == NULL) {
+		SSL_free(ssl);
+		relay_conn_close(c, LOG_LEVEL_ERROR, "could not create a timer: out of memory");
+		return;
+	}
 	c->bev = bufferevent_openssl_socket_new(relay->base, c->fd, ssl, how,
 			BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	if (c->bev == NULL) {
@@ -1489,6 +1565,7 @@ static void relay_tick_cb(evutil_socket_t fd, short what, void *arg)
 					relay_state_names[c->state]);
 			break;
 		case RELAY_STATE_UP:
+			relay_conn_watch_loss(c);
 			if (!beat)
 				break;
 			/*
@@ -1521,6 +1598,8 @@ static void relay_tick_cb(evutil_socket_t fd, short what, void *arg)
 
 static void relay_conn_free(struct relay_conn *c)
 {
+	if (c->probe_ev != NULL)
+		event_free(c->probe_ev);
 	if (c->connect_ev != NULL)
 		event_free(c->connect_ev);
 	if (c->bev != NULL)
@@ -1883,6 +1962,9 @@ bool relay_peer_stats(const struct relay *relay, const char *peer, struct relay_
 	out->bytes_received = n.bytes_received;
 	out->frames_sent = n.frames_sent;
 	out->frames_received = n.frames_received;
+	out->probes_sent = n.probes_sent;
+	out->losing_packets = p->conn != NULL && p->conn->state == RELAY_STATE_UP &&
+		loss_probe_losing(&p->conn->lp, relay_now_ms());
 	out->connects = p->connects;
 	out->failures = p->failures;
 	out->up = p->conn != NULL && p->conn->state == RELAY_STATE_UP;
@@ -1927,6 +2009,9 @@ void relay_status_json(const struct relay *relay, struct json_out *j, const char
 		json_uint(j, "bytes_received", n.bytes_received);
 		json_uint(j, "frames_sent", n.frames_sent);
 		json_uint(j, "frames_received", n.frames_received);
+		json_bool(j, "losing_packets", c != NULL && c->state == RELAY_STATE_UP &&
+			  loss_probe_losing(&c->lp, now));
+		json_uint(j, "loss_probes_sent", n.probes_sent);
 		json_uint(j, "output_pending", c != NULL && c->state == RELAY_STATE_UP ?
 			evbuffer_get_length(bufferevent_get_output(c->bev)) : 0);
 		json_uint(j, "connects", p->connects);

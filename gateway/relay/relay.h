@@ -137,6 +137,8 @@ struct relay_stats {
 	uint64_t bytes_received;
 	uint64_t frames_sent;
 	uint64_t frames_received;
+	uint64_t probes_sent;        /* PROBE frames after batches on a lossy link (lossprobe.h) */
+	bool losing_packets;         /* its TCP retransmitted within the last 30 s */
 	uint64_t connects;           /* times the link came up */
 	uint64_t failures;           /* connections closed before coming up, or refused */
 	size_t output_pending;       /* bytes queued now */

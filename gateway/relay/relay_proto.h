@@ -84,9 +84,9 @@
  * frames name a block range of a table copied in ranges; 6: compressed
  * BATCH, SYNC and CATCHUP_BATCH data starts each batch with its form byte
  * and may pack pgoutput messages, and zstd frames have at most a 1 MiB
- * window: codec.h).
+ * window: codec.h; 7: PROBE frames, empty, dropped: lossprobe.h).
  */
-#define RELAY_PROTO_VERSION 6
+#define RELAY_PROTO_VERSION 7
 
 /* Per-HELLO and per-SEQUENCES list limit (the count is a u16 on the wire). */
 #define RELAY_PROTO_MAX_LIST 65535u

@@ -45,6 +45,7 @@ pytestmark = pytest.mark.skipif(not os.access(DRIVER, os.X_OK),
 # Frames, as gateway/relay/frame.h defines them, for the fake peers
 
 FRAME_HELLO, FRAME_BATCH, FRAME_HEARTBEAT, FRAME_GOODBYE = 0x01, 0x02, 0x06, 0x07
+FRAME_PROBE = 0x20
 FRAME_MAX_PAYLOAD = 16 * 1024 * 1024
 
 
@@ -849,6 +850,11 @@ BAD_PEERS = {
     "bad-heartbeat": (HELLO + frame(FRAME_HEARTBEAT, b"\x01\x02"),
                       r"up -> closing: invalid HEARTBEAT: "),
     "garbage-after-hello": (HELLO + b"\x00" * 64, r"up -> closing: invalid frame: bad magic"),
+    "bad-probe": (HELLO + frame(FRAME_PROBE, b"\x01"),
+                  r"up -> closing: invalid PROBE: 1 bytes of payload \(it has none\)"),
+    # empty PROBEs are dropped: the link goes on to the frame after them
+    "probes-then-bad-heartbeat": (HELLO + frame(FRAME_PROBE) * 3 + frame(FRAME_HEARTBEAT, b"\x01"),
+                                  r"up -> closing: invalid HEARTBEAT: "),
     # zeta sorts after gamma, so gamma dials zeta: zeta dialing in is refused.
     "wrong-direction": (frame(FRAME_HELLO, hello_payload(CLUSTER, "zeta")),
                         r'hello -> closing: site "zeta" dialed, but "gamma" dials it '

@@ -68,6 +68,11 @@ def test_replication_converges_over_a_lossy_slow_wan(tmp_path, netns_sites, pg_f
         wait_until(same, 60, interval=0.5, what="the target to equal the source")
         converged = time.monotonic()
         assert tpcb_balanced(dst)
+        # the source saw its link lose packets and followed its batches with
+        # probes (lossprobe.h), which the sink dropped: the link stayed up
+        link = {p["site"]: p for p in onprem.status()["relay"]["peers"]}["cloud"]
+        assert link["losing_packets"] and link["loss_probes_sent"] > 0, link
+        assert link["reconnects"] == 0, link
     finally:
         stats = relay.stop()
     print(f"\n{TRANSACTIONS} transactions over 100 ms +-10 ms each way, 2 % loss each way: "
@@ -76,6 +81,8 @@ def test_replication_converges_over_a_lossy_slow_wan(tmp_path, netns_sites, pg_f
     print(f"relay: {stats['received']} datagrams, {stats['dropped_loss']} dropped (loss), "
           f"{stats['dropped_queue']} dropped (queue), {stats['delayed']} delayed, "
           f"{stats['reordered']} reordered, {stats['bytes']} bytes forwarded")
+    print(f"loss probes: {link['loss_probes_sent']} sent by onprem after "
+          f"{link['frames_sent']} frames in all")
     # the impairment was real: the path was slow and datagrams were lost
     assert rtt is not None and rtt >= 170, rtt
     assert stats["dropped_loss"] > 0 and stats["delayed"] > 0
