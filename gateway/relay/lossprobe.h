@@ -13,8 +13,8 @@
  *
  * So while the link is losing packets (its TCP retransmitted within
  * LOSS_PROBE_MEMORY_MS), every batch frame is followed, once the link's
- * output has taken it, by LOSS_PROBE_COUNT empty PROBE frames
- * LOSS_PROBE_GAP_US apart: each its own small packet (about 160 B on the
+ * output has taken it, by LOSS_PROBE_COUNT empty PROBE frames (the first
+ * at once, then LOSS_PROBE_GAP_US apart): each its own small packet (about 160 B on the
  * WAN with WireGuard, TCP and TLS), which the peer drops. A batch sent
  * meanwhile becomes the tail and is owed the probes instead. A clean link
  * never sees one.

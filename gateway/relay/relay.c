@@ -632,14 +632,7 @@ static void relay_conn_probe_cb(evutil_socket_t fd, short what, void *arg)
 		event_add(c->probe_ev, &(struct timeval){ 0, LOSS_PROBE_GAP_US });
 }
 
-/* A batch went on c: probes follow it while the link loses packets. */
-static void relay_conn_batch_sent(struct relay_conn *c)
-{
-	if (c->probe_ev != NULL && loss_probe_after_batch(&c->lp, relay_now_ms()))
-		event_add(c->probe_ev, &(struct timeval){ 0, LOSS_PROBE_GAP_US });
-}
-
-/* Once a tick: whether the link's TCP retransmitted lately (lossprobe.h). */
+/* Whether the link's TCP retransmitted lately (lossprobe.h): every tick, and before a batch. */
 static void relay_conn_watch_loss(struct relay_conn *c)
 {
 	struct tcp_info ti;
@@ -662,6 +655,22 @@ static void relay_conn_watch_loss(struct relay_conn *c)
 	else
 		log_info("relay %s: no packet lost for %u s: no more probes", c->label,
 			 LOSS_PROBE_MEMORY_MS / 1000);
+}
+
+/*
+ * A batch went on c: probes follow it while the link loses packets, the
+ * first at the next loop pass once the output took the batch. A link not
+ * known to lose is looked at first, so the first loss is not left
+ * unprobed until the tick.
+ */
+static void relay_conn_batch_sent(struct relay_conn *c)
+{
+	if (c->probe_ev == NULL)
+		return;
+	if (!loss_probe_losing(&c->lp, relay_now_ms()))
+		relay_conn_watch_loss(c);
+	if (loss_probe_after_batch(&c->lp, relay_now_ms()))
+		event_add(c->probe_ev, &(struct timeval){ 0, 0 });
 }
 
 static void relay_conn_send_heartbeat(struct relay_conn *c)

@@ -873,7 +873,12 @@ class Bench:
                            "lag_p50": benchlib.median(window),
                            "lag_p99": benchlib.quantile(window, 0.99),
                            "lag_max": max(window) if window else None,
-                           "lag_samples": len(window), "lag_error": lag.error, "cpu": cpu}
+                           "lag_samples": len(window),
+                           # p99 moves in steps of the 50 ms sampling: how many
+                           # samples were past one and two steps says more
+                           "lag_over_50ms": sum(1 for v in window if v >= 0.05),
+                           "lag_over_100ms": sum(1 for v in window if v >= 0.1),
+                           "lag_error": lag.error, "cpu": cpu}
         return out
 
     def phase_thin(self, sysobj, rep, phase):

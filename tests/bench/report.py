@@ -436,6 +436,14 @@ def spool_lines(bench):
     return lines
 
 
+def _over(w):
+    """How many lag samples were 50 ms and 100 ms or more behind, of all."""
+    if w.get("lag_over_50ms") is None:
+        return "samples behind n/a"
+    return (f"samples >= 50 ms {w['lag_over_50ms']}, >= 100 ms {w['lag_over_100ms']} "
+            f"of {w['lag_samples']}")
+
+
 def catchup_lines(bench, key="catchup"):
     """Each repetition's catch-up (key: catchup, far_catchup or
     lossy_catchup): one load for both systems, drained one after the
@@ -508,8 +516,8 @@ def wan_lines(bench):
                 lines.append(f"  {phase:10} {system:6} rep {r['rep'] + 1}: ping "
                              f"{_f(w['rtt_ms'], 0)} ms; at {w['rate']} tps ({w['transactions']} "
                              f"txn) lag p50 {_f(w['lag_p50'])} s, p99 {_f(w['lag_p99'])} s, max "
-                             f"{_f(w['lag_max'])} s; {_relay(w.get('relay'))} (both tunnels, "
-                             "the whole phase)")
+                             f"{_f(w['lag_max'])} s, {_over(w)}; {_relay(w.get('relay'))} "
+                             "(both tunnels, the whole phase)")
         cu = catchup_lines(bench, f"{phase}_catchup")
         if cu:
             lines += [f"  {phase} catch-up:"] + ["  " + line for line in cu]
