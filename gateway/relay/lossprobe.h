@@ -12,8 +12,10 @@
  * On a lossy link that tail made strait's lag p99 worse than native's.
  *
  * So while the link is losing packets (its TCP retransmitted within
- * LOSS_PROBE_MEMORY_MS), every batch frame is followed, once the link's
- * output has taken it, by LOSS_PROBE_COUNT empty PROBE frames (the first
+ * LOSS_PROBE_MEMORY_MS), every batch frame is followed, once the link has
+ * sent it (our output empty, nothing unsent in TCP: a probe behind unsent
+ * bytes would ride in their segments, bytes for nothing on a busy or
+ * rate-bound link), by LOSS_PROBE_COUNT empty PROBE frames (the first
  * at once, then LOSS_PROBE_GAP_US apart): each its own small packet (about 160 B on the
  * WAN with WireGuard, TCP and TLS), which the peer drops. A batch sent
  * meanwhile becomes the tail and is owed the probes instead. A clean link

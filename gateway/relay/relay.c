@@ -610,7 +610,22 @@ static void relay_conn_send_hello(struct relay_conn *c)
 		relay_conn_close(c, LOG_LEVEL_ERROR, "could not send HELLO (%zu streams)", h.nstreams);
 }
 
-/* The probe timer: the next probe once the output has taken the batch (lossprobe.h). */
+/*
+ * Whether everything queued on c has left for the network: our output is
+ * empty and TCP holds nothing unsent. Only then is a probe a packet of its
+ * own; behind unsent bytes it would ride in their segments (a busy or
+ * rate-bound link), costing bytes and finding nothing.
+ */
+static bool relay_conn_all_sent(struct relay_conn *c)
+{
+	int kernel = 0;
+
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) != 0)
+		return false;
+	return ioctl(bufferevent_getfd(c->bev), SIOCOUTQNSD, &kernel) == 0 && kernel == 0;
+}
+
+/* The probe timer: the next probe once the link has sent the batch (lossprobe.h). */
 static void relay_conn_probe_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct relay_conn *c = arg;
@@ -620,8 +635,7 @@ static void relay_conn_probe_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (c->state != RELAY_STATE_UP)
 		return;
-	if (loss_probe_due(&c->lp, evbuffer_get_length(bufferevent_get_output(c->bev)) == 0,
-			   &again)) {
+	if (loss_probe_due(&c->lp, relay_conn_all_sent(c), &again)) {
 		if (!relay_conn_write_frame(c, FRAME_PROBE, 0, NULL, 0)) {
 			relay_conn_close(c, LOG_LEVEL_ERROR, "could not send PROBE");
 			return;
