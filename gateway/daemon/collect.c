@@ -144,6 +144,8 @@ static const struct {
 	  "by probe packets)" },
 	{ "strait_relay_loss_probes_sent_total", METRICS_COUNTER,
 	  "probe frames sent after batches on a link that loses packets" },
+	{ "strait_relay_bytes_resent_total", METRICS_COUNTER,
+	  "bytes the link's TCP sent again (lost packets), counted against the streams' rates" },
 	{ "strait_peer_epoch", METRICS_GAUGE, "the epoch the peer site last sent" },
 	{ "strait_tunnel_last_handshake_seconds", METRICS_GAUGE,
 	  "Unix time of the latest WireGuard handshake with the peer site (0: never)" },
@@ -326,6 +328,8 @@ static void daemon_collect(void *arg, struct metrics_writer *w)
 			      "peer", peer, NULL);
 		metrics_value(w, "strait_relay_losing_packets", st.losing_packets, "peer", peer, NULL);
 		metrics_value(w, "strait_relay_loss_probes_sent_total", (double)st.probes_sent,
+			      "peer", peer, NULL);
+		metrics_value(w, "strait_relay_bytes_resent_total", (double)st.bytes_resent,
 			      "peer", peer, NULL);
 		if (p)
 			metrics_value(w, "strait_peer_epoch", (double)p->epoch, "peer", peer, NULL);

@@ -25,9 +25,9 @@ bool loss_probe_losing(const struct loss_probe *lp, uint64_t now_ms)
 	return lp->losing_until_ms != 0 && now_ms < lp->losing_until_ms;
 }
 
-bool loss_probe_after_batch(struct loss_probe *lp, uint64_t now_ms)
+bool loss_probe_after_batch(struct loss_probe *lp, uint64_t now_ms, bool tail)
 {
-	lp->owed = loss_probe_losing(lp, now_ms) ? LOSS_PROBE_COUNT : 0;
+	lp->owed = tail && loss_probe_losing(lp, now_ms) ? LOSS_PROBE_COUNT : 0;
 	return lp->owed > 0;
 }
 

@@ -21,6 +21,12 @@
  * meanwhile becomes the tail and is owed the probes instead. A clean link
  * never sees one.
  *
+ * Only a tail is probed: a batch its sender follows with another as soon
+ * as its rate allows (a backlog behind a bandwidth schedule) has packets
+ * behind it anyway, and probes after each would add their bytes to every
+ * batch of a rate-bound stream. Such a batch owes nothing, and takes the
+ * probes from one before it.
+ *
  * Pure: the caller passes the time (ms, monotonic) and the retransmission
  * count it read (TCP_INFO's tcpi_total_retrans). A zeroed struct is a link
  * that lost nothing.
@@ -52,8 +58,11 @@ void loss_probe_start(struct loss_probe *lp, uint32_t total_retrans);
  */
 bool loss_probe_observe(struct loss_probe *lp, uint32_t total_retrans, uint64_t now_ms);
 bool loss_probe_losing(const struct loss_probe *lp, uint64_t now_ms);
-/* A batch frame was queued at now_ms: true when probes are owed (arm the timer). */
-bool loss_probe_after_batch(struct loss_probe *lp, uint64_t now_ms);
+/*
+ * A batch frame was queued at now_ms; tail: nothing follows it without a
+ * wait on the peer. True when probes are owed (arm the timer).
+ */
+bool loss_probe_after_batch(struct loss_probe *lp, uint64_t now_ms, bool tail);
 /*
  * The timer fired: output_empty says whether the link's output took
  * everything. True when a probe should be sent now (counted); *again says

@@ -76,6 +76,7 @@
 
 #include "common/log.h"
 #include "gateway/relay/lossprobe.h"
+#include "gateway/relay/tcpstat.h"
 #include "gateway/relay/tls.h"
 
 #define RELAY_ADDR_LEN    64       /* "[ipv6]:port" */
@@ -112,6 +113,7 @@ struct relay_counters {
 	uint64_t frames_sent;
 	uint64_t frames_received;
 	uint64_t probes_sent;        /* PROBE frames (lossprobe.h), among frames_sent */
+	uint64_t bytes_resent;       /* TCP payload sent again (tcpstat.h) */
 };
 
 struct relay_peer;
@@ -144,6 +146,8 @@ struct relay_conn {
 	struct relay_counters n;
 	struct loss_probe lp;        /* is the link losing packets; probes owed (lossprobe.h) */
 	struct event *probe_ev;      /* the next probe */
+	uint64_t resent_base;        /* TCP's bytes sent again when the link came up */
+	uint64_t resent_charged;     /* of those since, handed to senders (relay_batch_sent()) */
 	struct relay_conn *next;     /* relay->conns; kept when dead (see NOTES) */
 	struct relay_conn *next_dead;
 };
@@ -323,6 +327,7 @@ static void relay_counters_add(struct relay_counters *to, const struct relay_cou
 	to->frames_sent += from->frames_sent;
 	to->frames_received += from->frames_received;
 	to->probes_sent += from->probes_sent;
+	to->bytes_resent += from->bytes_resent;
 }
 
 /* Names c in log lines: "site "b" at 127.0.0.2:7543" or "connection from 127.0.0.1:40110". */
@@ -646,45 +651,55 @@ static void relay_conn_probe_cb(evutil_socket_t fd, short what, void *arg)
 		event_add(c->probe_ev, &(struct timeval){ 0, LOSS_PROBE_GAP_US });
 }
 
-/* Whether the link's TCP retransmitted lately (lossprobe.h): every tick, and before a batch. */
+/*
+ * What the link's TCP sent again (tcpstat.h): whether it loses packets
+ * (lossprobe.h), and the bytes resent. Every tick, and at each batch.
+ */
 static void relay_conn_watch_loss(struct relay_conn *c)
 {
-	struct tcp_info ti;
-	socklen_t len = sizeof(ti);
-	evutil_socket_t fd = bufferevent_getfd(c->bev);
+	struct tcp_stat ts;
 
-	memset(&ti, 0, sizeof(ti));
-	if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
+	if (!tcp_stat_read(bufferevent_getfd(c->bev), &ts))
 		return;
 	if (!c->lp.started) {
-		loss_probe_start(&c->lp, ti.tcpi_total_retrans);
+		/* what the handshake sent again is no batch's */
+		loss_probe_start(&c->lp, ts.total_retrans);
+		c->resent_base = c->resent_charged = ts.bytes_retrans;
 		return;
 	}
-	if (!loss_probe_observe(&c->lp, ti.tcpi_total_retrans, relay_now_ms()))
+	if (ts.bytes_retrans >= c->resent_base)
+		c->n.bytes_resent = ts.bytes_retrans - c->resent_base;
+	if (!loss_probe_observe(&c->lp, ts.total_retrans, relay_now_ms()))
 		return;
 	if (loss_probe_losing(&c->lp, relay_now_ms()))
 		log_info("relay %s: the link loses packets (%u retransmitted): each batch is followed "
 			 "by %d small probe packets, so a lost one is found a round trip later",
-			 c->label, ti.tcpi_total_retrans, LOSS_PROBE_COUNT);
+			 c->label, ts.total_retrans, LOSS_PROBE_COUNT);
 	else
 		log_info("relay %s: no packet lost for %u s: no more probes", c->label,
 			 LOSS_PROBE_MEMORY_MS / 1000);
 }
 
-/*
- * A batch went on c: probes follow it while the link loses packets, the
- * first at the next loop pass once the output took the batch. A link not
- * known to lose is looked at first, so the first loss is not left
- * unprobed until the tick.
- */
-static void relay_conn_batch_sent(struct relay_conn *c)
+struct relay_batch_extra relay_batch_sent(struct relay *relay, const char *peer, bool tail)
 {
-	if (c->probe_ev == NULL)
-		return;
-	if (!loss_probe_losing(&c->lp, relay_now_ms()))
-		relay_conn_watch_loss(c);
-	if (loss_probe_after_batch(&c->lp, relay_now_ms()))
-		event_add(c->probe_ev, &(struct timeval){ 0, 0 });
+	struct relay_peer *p = relay_find_peer(relay, peer);
+	struct relay_conn *c = p != NULL ? p->conn : NULL;
+	struct relay_batch_extra x = { 0 };
+	uint64_t resent;
+
+	if (c == NULL || c->state != RELAY_STATE_UP || c->probe_ev == NULL)
+		return x;
+	relay_conn_watch_loss(c);
+	resent = c->resent_base + c->n.bytes_resent;
+	if (resent > c->resent_charged) {
+		x.resent_bytes = resent - c->resent_charged;
+		c->resent_charged = resent;
+	}
+	if (loss_probe_after_batch(&c->lp, relay_now_ms(), tail)) {
+		event_add(c->probe_ev, &(struct timeval){ 0, 0 });  /* the first at the next loop pass */
+		x.probes = LOSS_PROBE_COUNT;
+	}
+	return x;
 }
 
 static void relay_conn_send_heartbeat(struct relay_conn *c)
@@ -743,9 +758,6 @@ bool relay_send(struct relay *relay, const char *peer, enum frame_type type, uin
 		relay->in_api--;
 		return false;
 	}
-	/* the frames whose delivery the replicas' lag is made of */
-	if (type == FRAME_BATCH || type == FRAME_CATCHUP_BATCH)
-		relay_conn_batch_sent(c);
 	return true;
 }
 
@@ -1986,6 +1998,7 @@ bool relay_peer_stats(const struct relay *relay, const char *peer, struct relay_
 	out->frames_sent = n.frames_sent;
 	out->frames_received = n.frames_received;
 	out->probes_sent = n.probes_sent;
+	out->bytes_resent = n.bytes_resent;
 	out->losing_packets = p->conn != NULL && p->conn->state == RELAY_STATE_UP &&
 		loss_probe_losing(&p->conn->lp, relay_now_ms());
 	out->connects = p->connects;
@@ -2035,6 +2048,7 @@ void relay_status_json(const struct relay *relay, struct json_out *j, const char
 		json_bool(j, "losing_packets", c != NULL && c->state == RELAY_STATE_UP &&
 			  loss_probe_losing(&c->lp, now));
 		json_uint(j, "loss_probes_sent", n.probes_sent);
+		json_uint(j, "bytes_resent", n.bytes_resent);
 		json_uint(j, "output_pending", c != NULL && c->state == RELAY_STATE_UP ?
 			evbuffer_get_length(bufferevent_get_output(c->bev)) : 0);
 		json_uint(j, "connects", p->connects);

@@ -138,6 +138,7 @@ struct relay_stats {
 	uint64_t frames_sent;
 	uint64_t frames_received;
 	uint64_t probes_sent;        /* PROBE frames after batches on a lossy link (lossprobe.h) */
+	uint64_t bytes_resent;       /* TCP payload the link's TCP sent again */
 	bool losing_packets;         /* its TCP retransmitted within the last 30 s */
 	uint64_t connects;           /* times the link came up */
 	uint64_t failures;           /* connections closed before coming up, or refused */
@@ -179,6 +180,24 @@ void relay_set_epoch(struct relay *relay, uint64_t epoch);
  */
 bool relay_send(struct relay *relay, const char *peer, enum frame_type type, uint8_t flags,
 		const void *payload, size_t len) WIRE_MUSTCHECK;
+
+/* What a batch costs the link beyond its own frame (relay_batch_sent()). */
+struct relay_batch_extra {
+	unsigned probes;             /* empty PROBE frames that will follow it */
+	uint64_t resent_bytes;       /* TCP payload the link sent again since the last batch */
+};
+
+/*
+ * After relay_send() of a BATCH or CATCHUP_BATCH frame, the frames whose
+ * delivery the replicas' lag is made of. tail: its sender sends nothing more
+ * without waiting on the peer (its spool is sent, or its window is full);
+ * false when another batch follows as soon as its rate allows. On a link
+ * that loses packets a tail is followed by small probe frames
+ * (lossprobe.h). Returns those, and what TCP sent again on the link since
+ * the last batch (any sender's): bytes on the WAN that are the sender's to
+ * count against its rate.
+ */
+struct relay_batch_extra relay_batch_sent(struct relay *relay, const char *peer, bool tail);
 
 /* Bytes queued to peer and not yet handed to TLS; 0 when the link is down. */
 size_t relay_output_pending(const struct relay *relay, const char *peer);

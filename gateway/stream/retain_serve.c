@@ -233,6 +233,8 @@ static bool session_send(struct retain_serve *srv, struct serve_session *ss, con
 	    !relay_send(srv->relay, ss->peer, FRAME_CATCHUP_BATCH,
 			codec_compresses(ss->enc) ? FRAME_FLAG_COMPRESSED : 0, srv->out.data, srv->out.len))
 		return false;
+	/* unmetered, sent as fast as the link takes it: each may be the last for a while */
+	(void)relay_batch_sent(srv->relay, ss->peer, true);
 	ss->seq++;
 	ss->batches++;
 	ss->window_sent += len;

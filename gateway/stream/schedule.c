@@ -462,14 +462,13 @@ static uint64_t tunnel_packet_cost(uint64_t inner, unsigned mtu)
 	return padded + WG_COST + ETHERNET_COST;
 }
 
-uint64_t schedule_wire_cost(size_t frame_bytes, unsigned mtu, bool tunnel)
+/* A byte stream of tcp_bytes in TCP segments, on the wire (the TLS records already in it). */
+static uint64_t tcp_bytes_cost(uint64_t stream, unsigned mtu, bool tunnel)
 {
-	uint64_t records, stream, mss, full, rest, cost;
+	uint64_t mss, full, rest, cost;
 
-	if (frame_bytes == 0)
+	if (stream == 0)
 		return 0;
-	records = ((uint64_t)frame_bytes + TLS_RECORD_MAX - 1) / TLS_RECORD_MAX;
-	stream = (uint64_t)frame_bytes + records * TLS_RECORD_COST;
 	if (!tunnel) {
 		mss = PLAIN_MTU - TCP_IP_COST;
 		return stream + (stream + mss - 1) / mss * (TCP_IP_COST + ETHERNET_COST);
@@ -487,8 +486,23 @@ uint64_t schedule_wire_cost(size_t frame_bytes, unsigned mtu, bool tunnel)
 	return cost;
 }
 
+uint64_t schedule_wire_cost(size_t frame_bytes, unsigned mtu, bool tunnel)
+{
+	uint64_t records;
+
+	if (frame_bytes == 0)
+		return 0;
+	records = ((uint64_t)frame_bytes + TLS_RECORD_MAX - 1) / TLS_RECORD_MAX;
+	return tcp_bytes_cost((uint64_t)frame_bytes + records * TLS_RECORD_COST, mtu, tunnel);
+}
+
 uint64_t schedule_frame_cost(size_t payload_bytes, const struct strait_config *cfg)
 {
 	return schedule_wire_cost(FRAME_HEADER_SIZE + payload_bytes, cfg->tunnel.mtu,
 				  cfg->tunnel.backend != CONFIG_BACKEND_NONE);
+}
+
+uint64_t schedule_resent_cost(uint64_t tcp_bytes, const struct strait_config *cfg)
+{
+	return tcp_bytes_cost(tcp_bytes, cfg->tunnel.mtu, cfg->tunnel.backend != CONFIG_BACKEND_NONE);
 }

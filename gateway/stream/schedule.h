@@ -93,4 +93,12 @@ uint64_t schedule_wire_cost(size_t frame_bytes, unsigned mtu, bool tunnel);
  */
 uint64_t schedule_frame_cost(size_t payload_bytes, const struct strait_config *cfg);
 
+/*
+ * The estimated WAN cost of tcp_bytes that the link's TCP sent again (a
+ * lost packet's payload, TLS already in it) on that path: in full
+ * segments, as TCP resends them. A rate counts them too: a lossy link
+ * carries them as well as the first copies.
+ */
+uint64_t schedule_resent_cost(uint64_t tcp_bytes, const struct strait_config *cfg);
+
 #endif

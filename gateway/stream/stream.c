@@ -51,9 +51,12 @@ struct stream *streams_sink_named(struct streams *s, struct wire_str name)
 	return NULL;
 }
 
-uint64_t stream_charge(struct stream *st, int64_t now_us)
+uint64_t stream_charge(struct stream *st, struct relay_batch_extra extra, int64_t now_us)
 {
-	uint64_t cost = schedule_frame_cost(st->owner->out.len, st->owner->cfg);
+	const struct strait_config *cfg = st->owner->cfg;
+	uint64_t cost = schedule_frame_cost(st->owner->out.len, cfg) +
+			extra.probes * schedule_frame_cost(0, cfg) +
+			schedule_resent_cost(extra.resent_bytes, cfg);
 
 	token_bucket_take(&st->sender.bucket, cost, now_us);
 	st->sender.bytes_charged += cost;
@@ -928,7 +931,7 @@ bool streams_verify_send(struct streams *s, const char *name, const char *peer,
 	if (!stream_send(st, FRAME_VERIFY, 0))
 		return false;
 	/* what the verify carries counts against the stream's rate like its batches */
-	stream_charge(st, clock_mono_us());
+	stream_charge(st, (struct relay_batch_extra){ 0 }, clock_mono_us());
 	return true;
 }
 

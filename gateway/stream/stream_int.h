@@ -15,6 +15,7 @@
 
 #include "config/config.h"
 #include "gateway/relay/frame.h"
+#include "gateway/relay/relay.h"
 #include "gateway/relay/wire.h"
 #include "gateway/stream/coalesce.h"
 #include "gateway/stream/complevel.h"
@@ -240,9 +241,13 @@ bool stream_send_to(struct stream *st, const char *site, enum frame_type type, u
 uint64_t streams_relay_hold(struct streams *s, const struct stream *st, bool *relays);
 /* The sink of stream name here, whoever it takes it from; NULL: none. */
 struct stream *streams_sink_named(struct streams *s, struct wire_str name);
-/* Charges the stream's rate (and its WAN estimate) for the frame just sent from
- * its owner's writer at the frame's estimated WAN cost; returns that cost. */
-uint64_t stream_charge(struct stream *st, int64_t now_us);
+/*
+ * Charges the stream's rate (and its WAN estimate) for the frame just sent
+ * from its owner's writer, and for what else the link's WAN carried for it
+ * (relay_batch_sent(): probes after it, bytes TCP sent again), at their
+ * estimated WAN cost; returns that cost.
+ */
+uint64_t stream_charge(struct stream *st, struct relay_batch_extra extra, int64_t now_us);
 void stream_schedule_retry(struct stream *st, unsigned ms);
 
 /* stream_source.c */

@@ -609,7 +609,7 @@ static bool sender_batch(struct stream *st, struct sender_frame *f, const uint8_
 	uint64_t drained;
 	char err[256];
 	int64_t t0;
-	bool coded;
+	bool coded, tail;
 
 	if (!fr.records)
 		return true;
@@ -647,9 +647,11 @@ static bool sender_batch(struct stream *st, struct sender_frame *f, const uint8_
 	if (!stream_send(st, FRAME_BATCH, codec_compresses(st->sender.enc) ? FRAME_FLAG_COMPRESSED : 0))
 		return false;  /* the next HELLO says where to go on */
 	(void)relay_output_position(s->relay, st->peer, &st->sender.queued_end, &drained);
-	stream_charge(st, now_us);
 	st->sender.window_sent += fr.len;
 	st->sender.window_mid_msg = fr.continues;
+	/* a tail: nothing follows it but after the sink's ACK or a new record */
+	tail = sender_unread(st) == 0 || !window_open(st) || st->sender.sched.held;
+	stream_charge(st, relay_batch_sent(s->relay, st->peer, tail), now_us);
 	st->sender.send_seq++;
 	st->sender.batches_sent++;
 	st->sender.bytes_raw += fr.len;

@@ -18,6 +18,7 @@ import time
 import pytest
 
 import harness
+import impair
 from harness import wait_until
 
 needs_root = pytest.mark.skipif(not harness.IS_ROOT, reason="needs root (namespaces, WireGuard)")
@@ -120,7 +121,9 @@ def no_offloads(site):
 
 
 def tunnel_pair(tmp_path, netns_sites, pg_factory, straitd_factory, stream_extra, env=None,
-                schema=bulk_schema):
+                schema=bulk_schema, impaired=None):
+    """impaired: a function of the sites that starts an impair.Relay for the
+    tunnel to cross (the test stops it)."""
     ns = netns_sites(2)
     for site in ns:
         no_offloads(site)
@@ -129,8 +132,10 @@ def tunnel_pair(tmp_path, netns_sites, pg_factory, straitd_factory, stream_extra
     stream = {"name": "app", "from": "onprem", "to": "cloud", "publication": "strait_app",
               "initial_sync": False}
     stream.update(stream_extra)
-    cluster = harness.Cluster(tmp_path, harness.tunnel_sites([src, dst], ns), [stream],
-                              backend="userspace")
+    sites = harness.tunnel_sites([src, dst], ns)
+    if impaired is not None:
+        sites = impair.route_through(sites, impaired(ns), ns)
+    cluster = harness.Cluster(tmp_path, sites, [stream], backend="userspace")
     onprem = straitd_factory(cluster.path("onprem"), site="onprem", netns=ns[0].ns, env=env)
     cloud = straitd_factory(cluster.path("cloud"), site="cloud", netns=ns[1].ns, env=env)
     return ns, src, dst, onprem, cloud, cluster
@@ -156,6 +161,21 @@ def wait_link(onprem, timeout=60):
 
 # ------------------------------------------------------------ rate limit
 
+def measure_rate(ns, onprem, seconds=20):
+    """Bytes a second onprem's WAN veth sent over seconds, under a load that
+    keeps a backlog in the spool the whole time."""
+    wait_until(lambda: source_status(onprem)["spool"]["unsent_bytes"] > 8 * MiB, 120,
+               interval=0.5, what="a backlog in the spool")
+    t0, (_, tx0) = time.monotonic(), ns[0].counters()
+    time.sleep(seconds)
+    t1, (_, tx1) = time.monotonic(), ns[0].counters()
+    backlog = source_status(onprem)["spool"]["unsent_bytes"]
+    rate = (tx1 - tx0) / (t1 - t0)
+    print(f"\nrate on the veth: {rate / MiB:.3f} MiB/s (backlog at the end {backlog / MiB:.1f} MiB)")
+    assert backlog > 0, "the sender ran dry: the measurement is not of the limit"
+    return rate
+
+
 @needs_root
 def test_rate_limit_holds_on_the_wan(tmp_path, netns_sites, pg_factory, straitd_factory):
     """1 MiB/s under a load that produces more: the veth under the tunnel
@@ -165,22 +185,50 @@ def test_rate_limit_holds_on_the_wan(tmp_path, netns_sites, pg_factory, straitd_
         {"schedule": [{"rate": "1MiB/s"}]})
     wait_link(onprem)
     with Loader(src, rows=500) as load:
-        # a backlog first, so the sender is never short of work while measured
-        wait_until(lambda: source_status(onprem)["spool"]["unsent_bytes"] > 8 * MiB, 120,
-                   interval=0.5, what="a backlog in the spool")
-        t0, (_, tx0) = time.monotonic(), ns[0].counters()
-        time.sleep(20)
-        t1, (_, tx1) = time.monotonic(), ns[0].counters()
-        backlog = source_status(onprem)["spool"]["unsent_bytes"]
+        rate = measure_rate(ns, onprem)
         load.stop()
-    rate = (tx1 - tx0) / (t1 - t0)
-    print(f"\nrate on the veth: {rate / MiB:.3f} MiB/s (backlog at the end {backlog / MiB:.1f} MiB)")
-    assert backlog > 0, "the sender ran dry: the measurement is not of the limit"
     assert abs(rate - MiB) <= 0.05 * MiB, f"{rate / MiB:.3f} MiB/s is not 1 MiB/s +- 5%"
     sched = json.loads(onprem.ctl("schedule", "--json").stdout)["streams"][0]["schedule"]
     assert sched["rate_bytes_per_sec"] == MiB and sched["rule"] == 0 and not sched["held"]
     onprem.ctl("sync-now", "app")
     wait_equal(src, dst, timeout=240)
+
+
+@needs_root
+def test_rate_limit_holds_on_a_wan_that_loses_packets(tmp_path, netns_sites, pg_factory,
+                                                      straitd_factory):
+    """6 % of the tunnel's packets lost each way: what TCP sends again is on
+    the WAN too, so the rate counts it (and batches that have more behind
+    them are not followed by probes): the veth still carries 1 MiB/s +- 5 %."""
+    relays = []
+
+    def lossy(ns):
+        relays.append(impair.Relay(ns, loss_pct=6, seed=20261207))
+        return relays[0]
+    try:
+        ns, src, dst, onprem, cloud, _ = tunnel_pair(
+            tmp_path, netns_sites, pg_factory, straitd_factory,
+            {"schedule": [{"rate": "1MiB/s"}]}, impaired=lossy)
+        wait_link(onprem)
+        with Loader(src, rows=500) as load:
+            resent0 = onprem.status()["relay"]["peers"][0]["bytes_resent"]
+            rate = measure_rate(ns, onprem)
+            link = onprem.status()["relay"]["peers"][0]
+            load.stop()
+        batches = source_status(onprem)["batches_sent"]
+        print(f"resent {link['bytes_resent'] - resent0} B, {link['loss_probes_sent']} probes "
+              f"after {batches} batches")
+        assert link["losing_packets"]
+        # the measure is of a link that resends: a few per cent of what it carried
+        assert link["bytes_resent"] - resent0 > 0.02 * rate * 20
+        assert abs(rate - MiB) <= 0.05 * MiB, f"{rate / MiB:.3f} MiB/s is not 1 MiB/s +- 5%"
+        # a backlog going out at its rate has packets behind every batch but its last
+        assert link["loss_probes_sent"] <= 0.2 * batches
+        onprem.ctl("sync-now", "app")
+        wait_equal(src, dst, timeout=240)
+    finally:
+        for r in relays:
+            print(f"udp_impair: {r.stop()}")
 
 
 # ------------------------------------------------------------ batch window

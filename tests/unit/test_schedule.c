@@ -697,6 +697,24 @@ static void test_frame_cost(void **state)
 	assert_int_equal(schedule_frame_cost(16360, &cfg), 9074 + 7520 + 74);
 }
 
+/* bytes TCP sent again: full segments of the path's MSS, no TLS added (it is in them) */
+static void test_resent_cost(void **state)
+{
+	struct strait_config cfg = { 0 };
+
+	(void)state;
+	cfg.tunnel.backend = CONFIG_BACKEND_KERNEL;
+	cfg.tunnel.mtu = 1420;
+	assert_int_equal(schedule_resent_cost(0, &cfg), 0);
+	assert_int_equal(schedule_resent_cost(1368, &cfg), 1494);
+	assert_int_equal(schedule_resent_cost(10 * 1368, &cfg), 10 * 1494);
+	/* 100 bytes: 152, padded to 160, + 74 */
+	assert_int_equal(schedule_resent_cost(100, &cfg), 234);
+	cfg.tunnel.backend = CONFIG_BACKEND_NONE;
+	assert_int_equal(schedule_resent_cost(1448, &cfg), 1448 + 66);
+	assert_int_equal(schedule_resent_cost(1449, &cfg), 1449 + 2 * 66);
+}
+
 static void test_wire_cost(void **state)
 {
 	(void)state;
@@ -740,6 +758,7 @@ int main(void)
 		cmocka_unit_test_setup(test_dst_berlin, setup_berlin),
 		cmocka_unit_test_setup(test_next_change_matches_minute_walk, setup_berlin),
 		cmocka_unit_test_setup(test_eval_is_cheap, setup_berlin),
+		cmocka_unit_test_setup(test_resent_cost, setup_berlin),
 		cmocka_unit_test_setup(test_wire_cost, setup_berlin),
 		cmocka_unit_test_setup(test_frame_cost, setup_berlin),
 	};
