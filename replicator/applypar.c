@@ -93,7 +93,8 @@ struct par_txn {
 	bool barrier;
 	bool large;                  /* not held: goes to worker 0 as it comes */
 	bool executed;
-	bool creates;                /* inserts a keyed row (or moves one to a new key) */
+	bool creates;                /* inserts a keyed row (or moves one to a new key), or
+					changes one its session created, not committed yet */
 	int worker;                  /* -1: not dealt */
 	uint64_t seg;
 	uint8_t *data;               /* its records; freed once dealt */
@@ -744,6 +745,23 @@ static bool par_held_before(const struct applypar *p, uint64_t seq, uint64_t seg
 	return s && !s->committed;
 }
 
+/*
+ * Whether seq created a keyed row that other sessions cannot see yet: its
+ * segment has not committed (or is the one being dealt).
+ */
+static bool par_creation_pending(const struct applypar *p, uint64_t seq)
+{
+	struct par_txn *o = seq ? par_txn_at(p, seq) : NULL;
+	struct par_seg *s;
+
+	if (!o || o->worker < 0 || !o->creates)
+		return false;
+	if (o->seg >= p->next_seg)
+		return true;
+	s = par_fifo_get(&p->segs, o->seg);
+	return s && !s->committed;
+}
+
 /* t goes to worker w in segment seg: what it must wait for, and its keys recorded as its own. */
 static bool par_txn_deal(struct applypar *p, struct par_txn *t, int w, uint64_t seg)
 {
@@ -758,6 +776,14 @@ static bool par_txn_deal(struct applypar *p, struct par_txn *t, int w, uint64_t 
 		met |= par_held_before(p, prev, seg);
 		if (par_pending_elsewhere(p, prev, w) && !par_txn_depends(t, prev))
 			return false;
+		/*
+		 * A row this session created and has not committed, changed again
+		 * here: t is now its last writer, and one after it on another
+		 * session must wait for t's segment to commit as for the
+		 * creator's, or its change finds no row.
+		 */
+		if (par_creation_pending(p, prev) && par_txn_at(p, prev)->worker == w)
+			t->creates = true;
 	}
 	p->seg_met |= met;
 	if (t->barrier || t->large) {

@@ -784,6 +784,34 @@ def test_exactly_once_after_exit_mid_stream(pair, tmp_path):
     assert_exactly_once(src, dst, 300)
 
 
+def test_a_row_created_then_changed_in_one_segment_is_there_for_the_next(pair, tmp_path):
+    """Transaction 0 inserts the tally row, 1-6 update it: one segment on one
+    session. Transaction 7 updates it on another session once 6 executed;
+    the row is still invisible there until that segment commits, which a
+    deferred trigger on the target holds for 2 s (at its COMMIT, after every
+    change executed). Transaction 7 must wait for the commit, though its
+    last writer (6) only updated the row: it finds it, and the run ends
+    equal with no conflict."""
+    src, dst = pair
+    exactly_once_tables(src, dst)
+    dst.sql("CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN PERFORM pg_sleep(2); RETURN NULL; END $$; "
+            "CREATE CONSTRAINT TRIGGER tally_slow_commit AFTER UPDATE ON tally "
+            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.n = 6) "
+            "EXECUTE FUNCTION slow_commit(); "
+            "ALTER TABLE tally ENABLE ALWAYS TRIGGER tally_slow_commit")
+    st = Stream(src, dst, "created", tmp_path)
+    small_transactions(src, 40)
+    ends = commit_end_lsns(st.fetch())
+    run = st.run("--group-txns", "7", "--txns-per-batch", "41")
+    assert run.rc == 0, run
+    assert run.committed[-1] == ends[-1]
+    assert_exactly_once(src, dst, 40)
+    if dst.workers > 1:
+        # the segments did go to sessions side by side, and one waited for another
+        assert run.status["parallel"]["waits"] >= 1, run.status
+
+
 def test_exactly_once_after_kill_9(pair, tmp_path):
     src, dst = pair
     exactly_once_tables(src, dst)
