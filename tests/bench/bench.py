@@ -66,9 +66,9 @@ and once, after the repetitions, for strait alone:
            clear_refs) while it holds and while it drains, and the drain time
 
 Lag is measured the same way for both, outside either system: the source's
-WAL position sampled every 50 ms against the target's replication origin
-(each system advances its origin in the commit of every applied
-transaction). Every phase records the CPU the rest of the machine used.
+WAL position sampled every 50 ms (10 ms in the fixed-rate lag windows)
+against the target's replication origin (each system advances its origin
+in the commit of every applied transaction). Every phase records the CPU the rest of the machine used.
 
 Output: a table on stdout and in OUT/results.txt, every number in
 OUT/results.json, the lag over time in OUT/lag.png (steady, catch-up) and
@@ -634,9 +634,9 @@ class Bench:
                       "(SELECT sum(bbalance) FROM pgbench_branches), "
                       "(SELECT sum(tbalance) FROM pgbench_tellers)", dbname=dbname)[0]
 
-    def sampler(self, sysobj, period=0.25):
+    def sampler(self, sysobj, period=0.25, src_period=0.05):
         return LagSampler(self.src, self.dst, SRC_DB, sysobj.tgt_db, sysobj.origin(),
-                          period=period).start()
+                          period=period, src_period=src_period).start()
 
     # ---------------------------------------------------------------- phases
     def phase_sync(self, sysobj, target_ddl=None):
@@ -850,8 +850,11 @@ class Bench:
         before = {s.name: self.history_counts(s) for s in systems}
         # the target every 50 ms: a window of 15 s gives 300 samples, so p99
         # is not the largest of 60 (the tail on a lossy link is a few loss
-        # recoveries, and 60 samples catch one or none)
-        lags = {s.name: self.sampler(s, period=0.05) for s in systems}
+        # recoveries, and 60 samples catch one or none); the source every
+        # 10 ms, so a lag is known to 10 ms: in 50 ms steps a far link's
+        # one-way 60 ms read as 52 or 103 ms by the phase of the sampling,
+        # and p99 was a coin toss between the two for either system
+        lags = {s.name: self.sampler(s, period=0.05, src_period=0.01) for s in systems}
         bench = Pgbench(self.src, SRC_DB, 4, seconds, rate=rate)
         try:
             bench.wait(timeout=seconds + 60)
@@ -874,8 +877,8 @@ class Bench:
                            "lag_p99": benchlib.quantile(window, 0.99),
                            "lag_max": max(window) if window else None,
                            "lag_samples": len(window),
-                           # p99 moves in steps of the 50 ms sampling: how many
-                           # samples were past one and two steps says more
+                           # how many samples were past one and two 50 ms
+                           # steps says more than p99 alone
                            "lag_over_50ms": sum(1 for v in window if v >= 0.05),
                            "lag_over_100ms": sum(1 for v in window if v >= 0.1),
                            "lag_error": lag.error, "cpu": cpu}
@@ -1056,6 +1059,21 @@ class Bench:
         for pg, dbs in ((self.src, src_dbs), (self.dst, dst_dbs)):
             for db in dbs:
                 pg.sql("VACUUM ANALYZE", dbname=db)
+
+    def log_state(self, dst_dbs):
+        """What a repetition starts from: the WAL each slot of the source
+        keeps, and the size of the tables at the source and each target."""
+        slots = self.src.sql("SELECT slot_name, pg_current_wal_lsn() - restart_lsn, "
+                             "pg_current_wal_lsn() - confirmed_flush_lsn "
+                             "FROM pg_replication_slots ORDER BY 1", dbname=SRC_DB)
+        sizes = [(db, pg.sql("SELECT pg_total_relation_size('pgbench_accounts'), "
+                             "pg_total_relation_size('pgbench_history'), "
+                             "pg_database_size(current_database())", dbname=db)[0])
+                 for pg, db in [(self.src, SRC_DB)] + [(self.dst, d) for d in dst_dbs]]
+        log("    slots (WAL kept, unconfirmed): " + ", ".join(
+            f"{n} {int(r) >> 20} MiB/{int(c) >> 20} MiB" for n, r, c in slots))
+        log("    sizes (accounts, history, database MiB): " + ", ".join(
+            f"{db} {a >> 20}/{h >> 20}/{t >> 20}" for db, (a, h, t) in sizes))
 
     def checkpoint(self):
         """A CHECKPOINT on both servers, outside the timed part: the big
@@ -1403,6 +1421,7 @@ class Bench:
                 # previous run's 300,000 updates of 20 branch rows leave dead
                 # versions autovacuum may or may not have reached by now
                 self.vacuum([SRC_DB], [s.tgt_db for s in systems])
+                self.log_state([s.tgt_db for s in systems])
                 log(f"  catch-up {i + 1}/{self.p['catchup_reps']}: "
                     f"{' and '.join(s.name for s in order)} held while "
                     f"{self.p['catchup_txns']} transactions commit, released one after the other")

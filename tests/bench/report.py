@@ -83,6 +83,19 @@ def _results(bench, phase):
     return bench.results
 
 
+def _paired_ratios(bench, phase, key, cond=None):
+    """strait / native of key in each repetition both have (and pass cond)."""
+    res = _results(bench, phase)
+    by_rep = {}
+    for name in ("native", "strait"):
+        for r in res[name]:
+            v = _values([r], phase, key, cond)
+            if v:
+                by_rep.setdefault(r.get("rep"), {})[name] = v[0]
+    return [v["strait"] / v["native"] for _, v in sorted(by_rep.items(), key=lambda kv: str(kv[0]))
+            if v.get("native") and "strait" in v]
+
+
 def _compare(bench, metric, phase, key, unit, digits, target, test, cond=None, why_na=None):
     """A row of native against strait: median [min-max] of key in phase,
     the ratio of the medians, and test(native, strait, ratio) as met or
@@ -127,17 +140,22 @@ def rows(bench):
     if "catchup" in p["phases"]:
         why = _catchup_na(bench, "catchup")
         done = lambda v: v.get("supported") and not v.get("timed_out")   # noqa: E731
-        sv = _values(_results(bench, "catchup")["strait"], "catchup", "rows_per_s", done)
-        nv = _values(_results(bench, "catchup")["native"], "catchup", "rows_per_s", done)
-        # the median 1.5x native's, and the worst run 1.2x native's median
+        pairs = _paired_ratios(bench, "catchup", "rows_per_s", done)
+        # the medians 1.5x apart, and strait 1.2x native in the worst run: each
+        # run is one backlog both drain from the same tables, one after the
+        # other, so its ratio is the fair one (the rates of both drift from
+        # run to run with the database's state, together)
         compare(f"catch-up of {p['catchup_txns']:,} transactions held (rows/s)", "catchup",
                 "rows_per_s", "", 0, "strait >= 1.5x, min >= 1.2x",
-                lambda n, s, r: r >= 1.5 and min(sv) >= 1.2 * n, cond=done, why_na=why)
+                lambda n, s, r: r >= 1.5 and bool(pairs) and min(pairs) >= 1.2, cond=done,
+                why_na=why)
         if why:
             out[-1].cols[2] = "n/a (not supported yet)"
+        out.append(Row("catch-up: strait / native in each run (same backlog)", "",
+                       _cell(pairs), "", "min >= 1.2x",
+                       "-" if not pairs else "met" if min(pairs) >= 1.2 else "MISSED"))
         compare("catch-up: apply CPU on the target per 1,000 transactions (s)", "catchup",
                 "apply_cpu_per_1000_txns", "", 3, "(report)", None, cond=done)
-        del nv
     if "steady" in p["phases"]:
         compare("lag under load, median (s)", "steady", "lag_p50", "", 3,
                 "strait <= native", lambda n, s, r: s <= n)
@@ -714,7 +732,8 @@ def write(bench, out, failed=None):
              "values: median [min-max] over repetitions; ratio = strait / native of the medians",
              "", table(rs), "",
              "how: lag = age of the oldest source WAL not yet applied at the target (the target's "
-             "replication origin against the source's WAL position sampled every 50 ms); strait's "
+             "replication origin against the source's WAL position sampled every 50 ms, 10 ms in the "
+             "fixed-rate lag windows of the thin, far and lossy links); strait's "
              "initial sync time includes starting both straitd and their tunnel, native's tunnel "
              "is up before; sustained tps marked >= was not limited by the link (lag stayed "
              "under 2 s, on the thin links under a tenth of the window), so it measures the load "
