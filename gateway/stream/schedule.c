@@ -462,7 +462,7 @@ static uint64_t tunnel_packet_cost(uint64_t inner, unsigned mtu)
 	return padded + WG_COST + ETHERNET_COST;
 }
 
-/* A byte stream of tcp_bytes in TCP segments, on the wire (the TLS records already in it). */
+/* stream bytes of TCP payload in segments, on the wire (TLS records already in them). */
 static uint64_t tcp_bytes_cost(uint64_t stream, unsigned mtu, bool tunnel)
 {
 	uint64_t mss, full, rest, cost;
