@@ -708,43 +708,6 @@ static bool par_txn_depends(struct par_txn *t, uint64_t seq)
 	return true;
 }
 
-/* Whether seq is a transaction on another worker than w that has not executed yet. */
-/*
- * Whether a transaction of another worker still keeps one that writes a
- * key after it from beginning. Its changes executed, the rows it updated or
- * deleted are locked, and a later change of them waits on the target until
- * it commits. A row it inserted is different: invisible to other sessions
- * until it commits, an UPDATE or DELETE of it there would find nothing (a
- * conflict, or under target_wins a change skipped). So a transaction that
- * creates a keyed row holds the ones after it until its segment committed.
- */
-static bool par_pending_elsewhere(const struct applypar *p, uint64_t seq, int w)
-{
-	struct par_txn *o = seq ? par_txn_at(p, seq) : NULL;
-	struct par_seg *s;
-
-	if (!o || o->worker < 0 || o->worker == w)
-		return false;
-	if (!o->executed)
-		return true;
-	if (!o->creates)
-		return false;
-	s = par_fifo_get(&p->segs, o->seg);
-	return s && !s->committed;
-}
-
-/* Whether seq is a transaction of a segment before seg that has not committed yet. */
-static bool par_held_before(const struct applypar *p, uint64_t seq, uint64_t seg)
-{
-	struct par_txn *o = seq ? par_txn_at(p, seq) : NULL;
-	struct par_seg *s;
-
-	if (!o || o->worker < 0 || o->seg >= seg)
-		return false;
-	s = par_fifo_get(&p->segs, o->seg);
-	return s && !s->committed;
-}
-
 /*
  * Whether seq created a keyed row that other sessions cannot see yet: its
  * segment has not committed (or is the one being dealt).
@@ -758,6 +721,36 @@ static bool par_creation_pending(const struct applypar *p, uint64_t seq)
 		return false;
 	if (o->seg >= p->next_seg)
 		return true;
+	s = par_fifo_get(&p->segs, o->seg);
+	return s && !s->committed;
+}
+
+/*
+ * Whether a transaction of another worker still keeps one that writes a
+ * key after it from beginning. Its changes executed, the rows it updated or
+ * deleted are locked, and a later change of them waits on the target until
+ * it commits. A row it inserted is different: invisible to other sessions
+ * until it commits, an UPDATE or DELETE of it there would find nothing (a
+ * conflict, or under target_wins a change skipped). So a transaction that
+ * creates a keyed row holds the ones after it until its segment committed.
+ */
+static bool par_pending_elsewhere(const struct applypar *p, uint64_t seq, int w)
+{
+	struct par_txn *o = seq ? par_txn_at(p, seq) : NULL;
+
+	if (!o || o->worker < 0 || o->worker == w)
+		return false;
+	return !o->executed || par_creation_pending(p, seq);
+}
+
+/* Whether seq is a transaction of a segment before seg that has not committed yet. */
+static bool par_held_before(const struct applypar *p, uint64_t seq, uint64_t seg)
+{
+	struct par_txn *o = seq ? par_txn_at(p, seq) : NULL;
+	struct par_seg *s;
+
+	if (!o || o->worker < 0 || o->seg >= seg)
+		return false;
 	s = par_fifo_get(&p->segs, o->seg);
 	return s && !s->committed;
 }

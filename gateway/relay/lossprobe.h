@@ -12,20 +12,20 @@
  * On a lossy link that tail made strait's lag p99 worse than native's.
  *
  * So while the link is losing packets (its TCP retransmitted within
- * LOSS_PROBE_MEMORY_MS), every batch frame is followed, once the link has
- * sent it (our output empty, nothing unsent in TCP: a probe behind unsent
- * bytes would ride in their segments, bytes for nothing on a busy or
- * rate-bound link), by LOSS_PROBE_COUNT empty PROBE frames (the first
- * at once, then LOSS_PROBE_GAP_US apart): each its own small packet (about 160 B on the
- * WAN with WireGuard, TCP and TLS), which the peer drops. A batch sent
- * meanwhile becomes the tail and is owed the probes instead. A clean link
- * never sees one.
+ * LOSS_PROBE_MEMORY_MS), a batch frame that is a tail is followed, once the
+ * link has sent it (our output empty, nothing unsent in TCP: a probe behind
+ * unsent bytes would ride in their segments, bytes for nothing on a busy or
+ * rate-bound link), by LOSS_PROBE_COUNT empty PROBE frames (the first at
+ * once, then LOSS_PROBE_GAP_US apart): each its own small packet (about
+ * 160 B on the WAN with WireGuard, TCP and TLS), which the peer drops. A
+ * batch sent meanwhile is the tail and is owed the probes instead. A clean
+ * link never sees one.
  *
- * Only a tail is probed: a batch its sender follows with another as soon
- * as its rate allows (a backlog behind a bandwidth schedule) has packets
- * behind it anyway, and probes after each would add their bytes to every
- * batch of a rate-bound stream. Such a batch owes nothing, and takes the
- * probes from one before it.
+ * A tail is a batch its sender follows with nothing without a wait on the
+ * peer. One it follows with another as soon as its rate allows (a backlog
+ * behind a bandwidth schedule) has packets behind it anyway, and probes
+ * after each would add their bytes to every batch of a rate-bound stream:
+ * it owes nothing, and takes the probes from one before it.
  *
  * Pure: the caller passes the time (ms, monotonic) and the retransmission
  * count it read (TCP_INFO's tcpi_total_retrans). A zeroed struct is a link

@@ -147,7 +147,7 @@ struct relay_conn {
 	struct loss_probe lp;        /* is the link losing packets; probes owed (lossprobe.h) */
 	struct event *probe_ev;      /* the next probe */
 	uint64_t resent_base;        /* TCP's bytes sent again when the link came up */
-	uint64_t resent_charged;     /* of those since, handed to senders (relay_batch_sent()) */
+	uint64_t resent_charged;     /* of n.bytes_resent, handed to senders (relay_batch_sent()) */
 	struct relay_conn *next;     /* relay->conns; kept when dead (see NOTES) */
 	struct relay_conn *next_dead;
 };
@@ -664,7 +664,7 @@ static void relay_conn_watch_loss(struct relay_conn *c)
 	if (!c->lp.started) {
 		/* what the handshake sent again is no batch's */
 		loss_probe_start(&c->lp, ts.total_retrans);
-		c->resent_base = c->resent_charged = ts.bytes_retrans;
+		c->resent_base = ts.bytes_retrans;
 		return;
 	}
 	if (ts.bytes_retrans >= c->resent_base)
@@ -685,16 +685,12 @@ struct relay_batch_extra relay_batch_sent(struct relay *relay, const char *peer,
 	struct relay_peer *p = relay_find_peer(relay, peer);
 	struct relay_conn *c = p != NULL ? p->conn : NULL;
 	struct relay_batch_extra x = { 0 };
-	uint64_t resent;
 
 	if (c == NULL || c->state != RELAY_STATE_UP || c->probe_ev == NULL)
 		return x;
 	relay_conn_watch_loss(c);
-	resent = c->resent_base + c->n.bytes_resent;
-	if (resent > c->resent_charged) {
-		x.resent_bytes = resent - c->resent_charged;
-		c->resent_charged = resent;
-	}
+	x.resent_bytes = c->n.bytes_resent - c->resent_charged;
+	c->resent_charged = c->n.bytes_resent;
 	if (loss_probe_after_batch(&c->lp, relay_now_ms(), tail)) {
 		event_add(c->probe_ev, &(struct timeval){ 0, 0 });  /* the first at the next loop pass */
 		x.probes = LOSS_PROBE_COUNT;

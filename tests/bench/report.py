@@ -92,7 +92,7 @@ def _paired_ratios(bench, phase, key, cond=None):
             v = _values([r], phase, key, cond)
             if v:
                 by_rep.setdefault(r.get("rep"), {})[name] = v[0]
-    return [v["strait"] / v["native"] for _, v in sorted(by_rep.items(), key=lambda kv: str(kv[0]))
+    return [v["strait"] / v["native"] for v in by_rep.values()
             if v.get("native") and "strait" in v]
 
 
